@@ -1,0 +1,43 @@
+# weft — build, test and measure. `make test` is what CI runs.
+GO        ?= go
+BIN       ?= bin/weft
+FUZZTIME  ?= 10s
+BENCHTIME ?= 1x
+BENCHOUT  ?= bench.txt
+# Packages with fuzz targets (every decoder of outside bytes).
+FUZZ_PKGS := ./crypto ./coding
+
+.PHONY: all build test test-full test-race bench fuzz-smoke lint clean
+
+all: lint test build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/weft
+
+# Every test, then the race detector over everything in -short mode (the
+# large-n cases are the same code paths, only slower under -race).
+test:
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race -short ./...
+
+# Benchmarks report ratios measured in the same run (x-rs1d, x-hashlimit,
+# peak-heap-x, repair-ratio…); see coding/DESIGN.md.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./... | tee $(BENCHOUT)
+
+# Runs each fuzz target briefly; failures leave a reproducer in testdata/fuzz.
+fuzz-smoke:
+	@set -e; for pkg in $(FUZZ_PKGS); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin $(BENCHOUT)
