@@ -2,7 +2,7 @@
 GO        ?= go
 BIN       ?= bin/weft
 FUZZTIME  ?= 10s
-BENCHTIME ?= 1x
+BENCHTIME ?= 5x
 BENCHOUT  ?= bench.txt
 # Packages with fuzz targets (every decoder of outside bytes).
 FUZZ_PKGS := ./crypto ./coding

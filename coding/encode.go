@@ -4,158 +4,259 @@ import (
 	"github.com/weftstore/weft/crypto"
 )
 
-// layout holds one blob's slivers while it is encoded: the n primary slivers
-// back to back (so the first nP of them are the blob itself, row-major) and
-// the n secondary slivers back to back. The rest of M, the quadrant of rows
-// ≥ nP and columns ≥ nS, is only hashed, never kept.
+// layout holds one blob's slivers while it is encoded. Every sliver is its
+// own allocation, made by the workers in parallel (zeroing hundreds of MiB
+// would otherwise run on one core), and the caller may keep or drop each on
+// its own. The rest of M, the quadrant of rows ≥ nP and columns ≥ nS, is
+// hashed and dropped.
 type layout struct {
 	n, np, ns, s int
-	pri          []byte // primary sliver i = pri[i·nS·s : (i+1)·nS·s]
-	sec          []byte // secondary sliver j = sec[j·nP·s : (j+1)·nP·s]
+	pri          [][]byte // primary sliver i: M[i][0..nS), the first nP are the blob's rows
+	sec          [][]byte // secondary sliver j: M[0..nP)[j]
+	// columnLeaves holds the leaf hash of M[i][j] at j·n + i: each column
+	// task hashes a whole column and stores it in one contiguous run; the
+	// row roots read it back in blocks of rows (see rowRoots).
+	columnLeaves []crypto.Digest
+	roots        []crypto.Digest // row roots, then column roots
 }
 
-func newLayout(p Params, symbolSize int) *layout {
-	return &layout{
-		n: p.Shards, np: p.NP, ns: p.NS, s: symbolSize,
-		pri: make([]byte, p.Shards*p.NS*symbolSize),
-		sec: make([]byte, p.Shards*p.NP*symbolSize),
-	}
-}
-
-// m returns M[i][j] for an entry stored in a sliver: from the primary
+// sym returns M[i][j] for an entry stored in a sliver: from the primary
 // slivers when j < nS, else from the secondary slivers (then i < nP).
-func (l *layout) m(i, j int) []byte {
+func (l *layout) sym(i, j int) []byte {
 	if j < l.ns {
-		off := (i*l.ns + j) * l.s
-		return l.pri[off : off+l.s : off+l.s]
+		return l.pri[i][j*l.s : (j+1)*l.s : (j+1)*l.s]
 	}
-	off := (j*l.np + i) * l.s
-	return l.sec[off : off+l.s : off+l.s]
-}
-
-// secSym returns symbol i of secondary sliver j, i.e. M[i][j] for i < nP.
-func (l *layout) secSym(j, i int) []byte {
-	off := (j*l.np + i) * l.s
-	return l.sec[off : off+l.s : off+l.s]
-}
-
-func (l *layout) primary(i int) []byte {
-	sz := l.ns * l.s
-	return l.pri[i*sz : (i+1)*sz : (i+1)*sz]
-}
-
-func (l *layout) secondary(j int) []byte {
-	sz := l.np * l.s
-	return l.sec[j*sz : (j+1)*sz : (j+1)*sz]
+	return l.sec[j][i*l.s : (i+1)*l.s : (i+1)*l.s]
 }
 
 // encodeWorker is one goroutine's reusable scratch.
 type encodeWorker struct {
-	shards [][]byte
-	leaf   crypto.LeafHasher
-	quad   []byte // the quadrant part of one column: (n−nP) symbols
+	shards  [][]byte
+	leaf    crypto.LeafHasher
+	block   [][]crypto.Digest // the leaf hashes of the columns being encoded
+	scratch []crypto.Digest   // Merkle levels
+	quad    []byte            // the quadrant part of one column: (n−nP) symbols
+}
+
+func (c *Codec) newEncodeWorker() *encodeWorker {
+	n := c.params.Shards
+	w := &encodeWorker{
+		shards:  make([][]byte, n),
+		block:   make([][]crypto.Digest, maxColumnBlock),
+		scratch: make([]crypto.Digest, (n+1)/2),
+	}
+	for b := range w.block {
+		w.block[b] = make([]crypto.Digest, n)
+	}
+	return w
 }
 
 // Encode encodes a blob: its metadata and blob ID, and its n sliver pairs.
 //
-// Every codec call works on one column or one row of M with shards of one
-// symbol (or an L2-sized part of one), pointing straight into the sliver
-// buffers, so nothing is transposed and each line is hashed while it is
-// still in cache. Work is spread over the codec's workers.
+// Every codec call works on a few adjacent columns or on one row of M, with
+// shards small enough to stay in a core's L2 cache, and every column is
+// hashed — and its Merkle root computed — while it is still there. Nothing
+// is transposed and no copy of the blob is made beyond the slivers. Work is
+// spread over the codec's workers. See DESIGN.md for the phases and their
+// measured costs.
 func (c *Codec) Encode(blob []byte) (*Encoded, error) {
 	s, err := c.params.SymbolSize(uint64(len(blob)))
 	if err != nil {
 		return nil, err
 	}
-	lay := newLayout(c.params, s)
-	copy(lay.pri, blob)
-	n := lay.n
-	leaves := make([]crypto.Digest, n*n) // leaf hash of M[i][j] at i·n + j
-	if err := c.extend(lay, leaves); err != nil {
+	lay, err := c.encodeSlivers(blob, s)
+	if err != nil {
 		return nil, err
 	}
-	meta := c.commit(leaves, uint64(len(blob)))
+	n := lay.n
+	meta := &crypto.Metadata{
+		Encoding: uint8(c.params.Encoding),
+		Shards:   uint32(n),
+		Length:   uint64(len(blob)),
+		Pairs:    make([]crypto.PairHashes, n),
+	}
+	for p := range meta.Pairs {
+		meta.Pairs[p] = crypto.PairHashes{Primary: lay.roots[p], Secondary: lay.roots[n+n-1-p]}
+	}
 	enc := &Encoded{ID: meta.BlobID(), Metadata: meta, SymbolSize: s, Pairs: make([]SliverPair, n)}
 	for p := range enc.Pairs {
 		j := n - 1 - p
 		enc.Pairs[p] = SliverPair{
 			Index:     uint32(p),
-			Primary:   Sliver{SliverRef{crypto.Primary, uint32(p)}, s, lay.primary(p)},
-			Secondary: Sliver{SliverRef{crypto.Secondary, uint32(j)}, s, lay.secondary(j)},
+			Primary:   Sliver{SliverRef{crypto.Primary, uint32(p)}, s, lay.pri[p]},
+			Secondary: Sliver{SliverRef{crypto.Secondary, uint32(j)}, s, lay.sec[j]},
 		}
 	}
 	return enc, nil
 }
 
-// extend fills the parity of both codes and the leaf hashes of all of M.
-// Phase one encodes the nS source columns (parity rows of the primary
-// slivers) and the nP source rows (the secondary slivers ≥ nS) — these
-// only read the blob, so they run side by side. Phase two extends the
-// secondary slivers ≥ nS down their columns to hash the quadrant.
-func (c *Codec) extend(lay *layout, leaves []crypto.Digest) error {
-	n, np, ns := lay.n, lay.np, lay.ns
-	newWorker := func() *encodeWorker {
-		return &encodeWorker{shards: make([][]byte, n)}
+// encodeSlivers runs the phases of an encode:
+//
+//  1. allocate the slivers, the first nP primaries as copies of the blob's
+//     rows;
+//  2. a block of source columns at a time: hash their source symbols and
+//     copy them into the secondary slivers, extend the block down into
+//     scratch, hash that and copy it into the parity primaries, and compute
+//     the columns' roots;
+//  3. extend the nP source rows across (the secondaries ≥ nS);
+//  4. extend the secondaries ≥ nS down their columns into scratch, hash
+//     those columns and compute their roots;
+//  5. compute the row roots from the column-major leaf hashes.
+func (c *Codec) encodeSlivers(blob []byte, s int) (*layout, error) {
+	p := c.params
+	n, np, ns := p.Shards, p.NP, p.NS
+	lay := &layout{
+		n: n, np: np, ns: ns, s: s,
+		pri:          make([][]byte, n),
+		sec:          make([][]byte, n),
+		columnLeaves: make([]crypto.Digest, n*n),
+		roots:        make([]crypto.Digest, 2*n),
 	}
-	err := forEach(c.workers, ns+np, newWorker, func(w *encodeWorker, task int) error {
-		if task < ns {
-			return c.encodeSourceColumn(lay, leaves, w, task)
+	none := func() struct{} { return struct{}{} }
+	// Secondary slivers j < nS are allocated by the task that fills them,
+	// so that their zeroing is still in cache when the data overwrites it.
+	_ = forEach(c.workers, n+n-ns, none, func(_ struct{}, task int) error {
+		switch row := task * ns * s; {
+		case task >= n:
+			lay.sec[task-n+ns] = make([]byte, np*s)
+		case row+ns*s <= len(blob):
+			// A whole row of the blob: append does not zero what it copies.
+			lay.pri[task] = append([]byte(nil), blob[row:row+ns*s]...)[: ns*s : ns*s]
+		default:
+			lay.pri[task] = make([]byte, ns*s)
+			if row < len(blob) {
+				copy(lay.pri[task], blob[row:])
+			}
 		}
-		return c.encodeSourceRow(lay, leaves, w, task-ns)
+		return nil
+	})
+	block := c.columnBlock(s)
+	err := forEach(c.workers, (ns+block-1)/block, c.newEncodeWorker, func(w *encodeWorker, task int) error {
+		return c.encodeSourceColumns(lay, w, task*block, min((task+1)*block, ns))
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return forEach(c.workers, n-ns, newWorker, func(w *encodeWorker, task int) error {
-		return c.encodeQuadrantColumn(lay, leaves, w, ns+task)
+	err = forEach(c.workers, np, c.newEncodeWorker, func(w *encodeWorker, i int) error {
+		return c.encodeSourceRow(lay, w, i)
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = forEach(c.workers, n-ns, c.newEncodeWorker, func(w *encodeWorker, task int) error {
+		return c.encodeQuadrantColumn(lay, w, ns+task)
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.rowRoots(lay)
+	return lay, nil
+}
+
+// rowBlock is how many rows' leaves rowRoots gathers at once: one
+// contiguous run of rowBlock digests per column, a block of n·rowBlock
+// digests that stays in L2 while its roots are computed.
+const rowBlock = 32
+
+// rowRoots computes the primary slivers' hashes: Merkle roots over the rows
+// of the column-major leaf table, transposed a block of rows at a time.
+func (c *Codec) rowRoots(lay *layout) {
+	n := lay.n
+	type worker struct{ block, scratch []crypto.Digest }
+	newWorker := func() *worker {
+		return &worker{block: make([]crypto.Digest, rowBlock*n), scratch: make([]crypto.Digest, (n+1)/2)}
+	}
+	blocks := (n + rowBlock - 1) / rowBlock
+	_ = forEach(c.workers, blocks, newWorker, func(w *worker, b int) error {
+		first, rows := b*rowBlock, min(rowBlock, n-b*rowBlock)
+		for j := range n {
+			run := lay.columnLeaves[j*n+first : j*n+first+rows]
+			for r, leaf := range run {
+				w.block[r*n+j] = leaf
+			}
+		}
+		for r := range rows {
+			lay.roots[first+r] = crypto.MerkleRoot(w.block[r*n:(r+1)*n], w.scratch)
+		}
+		return nil
 	})
 }
 
-// encodeSourceColumn extends column j < nS (M[0..nP)[j] are blob symbols)
-// into the parity rows of the primary slivers, hashes the whole column,
-// and copies its source part into secondary sliver j.
-func (c *Codec) encodeSourceColumn(lay *layout, leaves []crypto.Digest, w *encodeWorker, j int) error {
-	s, chunk := lay.s, c.chunkSize(lay.s)
-	for a := 0; a < s; a += chunk {
-		b := min(a+chunk, s)
-		for i := range lay.n {
-			w.shards[i] = lay.m(i, j)[a:b]
+// encodeSourceColumns handles the source columns [j0, j1): it copies their
+// blob symbols into the secondary slivers (allocated here), extends them
+// down into the parity rows of the primary slivers, and hashes each whole
+// column into its root. Adjacent columns sit side by side in every primary
+// sliver, so a block gives the codec longer contiguous shards. Every symbol
+// is hashed while it is in cache.
+func (c *Codec) encodeSourceColumns(lay *layout, w *encodeWorker, j0, j1 int) error {
+	s := lay.s
+	start, end := j0*s, j1*s
+	for j := j0; j < j1; j++ {
+		lay.sec[j] = make([]byte, lay.np*s)
+	}
+	for i := range lay.np {
+		for j := j0; j < j1; j++ {
+			sym := lay.sym(i, j)
+			w.block[j-j0][i] = w.leaf.Sum(sym)
+			copy(lay.sec[j][i*s:], sym)
+		}
+	}
+	// The codec writes the parity into scratch, hot in cache, from where it
+	// is hashed and copied out: writing it straight into the cold parity
+	// slivers stalls the codec's inner loop (measured: 2.7× slower).
+	width := end - start
+	parity := lay.n - lay.np
+	if cap(w.quad) < parity*width {
+		w.quad = make([]byte, parity*width)
+	}
+	scratch := w.quad[:parity*width]
+	chunk := c.chunkSize(width)
+	for a := 0; a < width; a += chunk {
+		b := min(a+chunk, width)
+		for i := range lay.np {
+			w.shards[i] = lay.pri[i][start+a : start+b]
+		}
+		for i := lay.np; i < lay.n; i++ {
+			off := (i - lay.np) * width
+			w.shards[i] = scratch[off+a : off+b]
 		}
 		if err := c.col.Encode(w.shards); err != nil {
 			return err
 		}
 	}
-	for i := range lay.n {
-		leaves[i*lay.n+j] = w.leaf.Sum(lay.m(i, j))
+	for i := lay.np; i < lay.n; i++ {
+		row := scratch[(i-lay.np)*width : (i-lay.np+1)*width]
+		for j := j0; j < j1; j++ {
+			w.block[j-j0][i] = w.leaf.Sum(row[(j-j0)*s : (j-j0+1)*s])
+		}
+		copy(lay.pri[i][start:end], row)
 	}
-	for i := range lay.np {
-		copy(lay.secSym(j, i), lay.m(i, j))
+	for j := j0; j < j1; j++ {
+		c.finishColumn(lay, w, j, w.block[j-j0])
 	}
 	return nil
 }
 
 // encodeSourceRow extends row i < nP (a row of the blob) into symbol i of
-// the secondary slivers ≥ nS and hashes those symbols.
-func (c *Codec) encodeSourceRow(lay *layout, leaves []crypto.Digest, w *encodeWorker, i int) error {
+// the secondary slivers ≥ nS; encodeQuadrantColumn hashes them.
+func (c *Codec) encodeSourceRow(lay *layout, w *encodeWorker, i int) error {
 	s, chunk := lay.s, c.chunkSize(lay.s)
 	for a := 0; a < s; a += chunk {
 		b := min(a+chunk, s)
 		for j := range lay.n {
-			w.shards[j] = lay.m(i, j)[a:b]
+			w.shards[j] = lay.sym(i, j)[a:b]
 		}
 		if err := c.row.Encode(w.shards); err != nil {
 			return err
 		}
 	}
-	for j := lay.ns; j < lay.n; j++ {
-		leaves[i*lay.n+j] = w.leaf.Sum(lay.m(i, j))
-	}
 	return nil
 }
 
 // encodeQuadrantColumn extends secondary sliver j ≥ nS down its column into
-// scratch and hashes rows nP..n−1 of it; those symbols are not stored.
-func (c *Codec) encodeQuadrantColumn(lay *layout, leaves []crypto.Digest, w *encodeWorker, j int) error {
+// scratch, hashes the whole column into its root, and drops the scratch
+// symbols: they belong to no stored sliver.
+func (c *Codec) encodeQuadrantColumn(lay *layout, w *encodeWorker, j int) error {
 	s, chunk := lay.s, c.chunkSize(lay.s)
 	parity := lay.n - lay.np
 	if cap(w.quad) < parity*s {
@@ -165,7 +266,7 @@ func (c *Codec) encodeQuadrantColumn(lay *layout, leaves []crypto.Digest, w *enc
 	for a := 0; a < s; a += chunk {
 		b := min(a+chunk, s)
 		for i := range lay.np {
-			w.shards[i] = lay.secSym(j, i)[a:b]
+			w.shards[i] = lay.sec[j][i*s+a : i*s+b]
 		}
 		for i := lay.np; i < lay.n; i++ {
 			off := (i - lay.np) * s
@@ -175,41 +276,34 @@ func (c *Codec) encodeQuadrantColumn(lay *layout, leaves []crypto.Digest, w *enc
 			return err
 		}
 	}
+	column := w.block[0]
+	for i := range lay.np {
+		column[i] = w.leaf.Sum(lay.sec[j][i*s : (i+1)*s])
+	}
 	for i := lay.np; i < lay.n; i++ {
 		off := (i - lay.np) * s
-		leaves[i*lay.n+j] = w.leaf.Sum(quad[off : off+s])
+		column[i] = w.leaf.Sum(quad[off : off+s])
 	}
+	c.finishColumn(lay, w, j, column)
 	return nil
 }
 
-// commit computes every sliver hash from the leaf hashes of M (row roots
-// for primary slivers, column roots for secondary slivers) and the metadata.
-func (c *Codec) commit(leaves []crypto.Digest, length uint64) *crypto.Metadata {
-	n := c.params.Shards
-	roots := make([]crypto.Digest, 2*n) // rows, then columns
-	type rootWorker struct{ column, scratch []crypto.Digest }
-	_ = forEach(c.workers, 2*n, func() *rootWorker {
-		return &rootWorker{column: make([]crypto.Digest, n), scratch: make([]crypto.Digest, (n+1)/2)}
-	}, func(w *rootWorker, task int) error {
-		if task < n {
-			roots[task] = crypto.MerkleRoot(leaves[task*n:(task+1)*n], w.scratch)
-			return nil
-		}
-		j := task - n
-		for i := range n {
-			w.column[i] = leaves[i*n+j]
-		}
-		roots[task] = crypto.MerkleRoot(w.column, w.scratch)
-		return nil
-	})
-	meta := &crypto.Metadata{
-		Encoding: uint8(c.params.Encoding),
-		Shards:   uint32(n),
-		Length:   length,
-		Pairs:    make([]crypto.PairHashes, n),
-	}
-	for p := range meta.Pairs {
-		meta.Pairs[p] = crypto.PairHashes{Primary: roots[p], Secondary: roots[n+n-1-p]}
-	}
-	return meta
+// finishColumn takes column j's leaf hashes: their Merkle root is secondary
+// sliver j's hash, and the leaves are kept for the row roots.
+func (c *Codec) finishColumn(lay *layout, w *encodeWorker, j int, column []crypto.Digest) {
+	copy(lay.columnLeaves[j*lay.n:(j+1)*lay.n], column)
+	lay.roots[lay.n+j] = crypto.MerkleRoot(column, w.scratch)
+}
+
+// maxColumnBlock bounds the columns one task encodes together: longer
+// shards make the codec's butterflies cheaper per byte, but the block's
+// symbols and the codec's work buffers must stay in L2 (measured at
+// n=1000: 4 columns of 320 B beat 1 by about 15%, 8 are slower again).
+const maxColumnBlock = 4
+
+// columnBlock is how many adjacent source columns one task encodes
+// together: as many whole symbols as fit one codec chunk, at most
+// maxColumnBlock.
+func (c *Codec) columnBlock(s int) int {
+	return max(1, min(maxColumnBlock, c.chunkSize(maxColumnBlock*s)/s))
 }

@@ -60,7 +60,7 @@ const (
 	// TestMaxShardsIsTheCodecLimit checks this against the library.
 	MaxShards = 49155
 	// DefaultMaxBlobLength bounds a blob unless WithMaxBlobLength says
-	// otherwise; encoding holds about 5.3× the blob in memory at n = 1000.
+	// otherwise; an encode allocates about 5.7× the blob at n = 1000.
 	DefaultMaxBlobLength uint64 = 4 << 30
 	// maxSymbolSize keeps symbol sizes within the u32 of the wire formats.
 	maxSymbolSize = math.MaxUint32

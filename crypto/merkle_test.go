@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"math/big"
+	"strconv"
 	"testing"
 )
 
@@ -198,3 +199,37 @@ func TestBlobIDMod(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkLeafHash(b *testing.B) {
+	for _, size := range []int{64, 320, 4096} {
+		b.Run(fmtSize(size), func(b *testing.B) {
+			data := make([]byte, size)
+			var lh LeafHasher
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				lh.Sum(data)
+			}
+		})
+	}
+}
+
+func BenchmarkInnerHash(b *testing.B) {
+	l, r := LeafHash([]byte("l")), LeafHash([]byte("r"))
+	for b.Loop() {
+		l = InnerHash(l, r)
+	}
+}
+
+func BenchmarkMerkleRoot(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmtSize(n)+"leaves", func(b *testing.B) {
+			leaves := leavesOf(n)
+			scratch := make([]Digest, n)
+			for b.Loop() {
+				MerkleRoot(leaves, scratch)
+			}
+		})
+	}
+}
+
+func fmtSize(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,298 @@
+package coding
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/klauspost/reedsolomon"
+
+	"github.com/weftstore/weft/crypto"
+)
+
+// Benchmarks report ratios against baselines measured in the same run, so
+// they mean the same on any machine:
+//
+//	x-rs1d       encode time / a plain 1-D klauspost encode of the blob (k = nP, n shards)
+//	x-hashlimit  encode time / the commitment work alone: n² one-symbol leaf
+//	             hashes and 2n(n−1) inner hashes on all cores, reused buffers
+//	peak-heap-x  bytes allocated by one encode / blob size: an upper bound on
+//	             the peak live heap beyond the input (every buffer of an
+//	             encode lives until it returns)
+//	repair-ratio bytes a node receives to rebuild a lost pair / the pair's size
+
+var benchShards = []int{10, 100, 1000}
+
+var benchSizes = []struct {
+	name  string
+	bytes int
+}{{"1MiB", 1 << 20}, {"16MiB", 16 << 20}, {"64MiB", 64 << 20}}
+
+func forEachBenchCase(b *testing.B, run func(b *testing.B, n, size int)) {
+	for _, n := range benchShards {
+		for _, sz := range benchSizes {
+			b.Run(fmt.Sprintf("n=%d/%s", n, sz.name), func(b *testing.B) { run(b, n, sz.bytes) })
+		}
+	}
+}
+
+// meanTime runs f reps times and returns the mean duration.
+func meanTime(reps int, f func()) time.Duration {
+	start := time.Now()
+	for range reps {
+		f()
+	}
+	return time.Since(start) / time.Duration(reps)
+}
+
+func perOp(b *testing.B) time.Duration { return b.Elapsed() / time.Duration(b.N) }
+
+func ratio(a, base time.Duration) float64 { return float64(a) / float64(base) }
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// allocatedBy returns the bytes f allocates.
+func allocatedBy(f func()) uint64 {
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// rs1D is the baseline a plain 1-D Reed-Solomon code pays: the blob copied
+// into nP data shards of a reused buffer, n−nP parity shards computed, byte
+// ranges spread over all cores like Encode's work.
+type rs1D struct {
+	enc        reedsolomon.Encoder
+	k, n, size int
+	workers    int
+	buf        []byte // reused: the baseline pays no allocation
+}
+
+func newRS1D(b *testing.B, c *Codec, blobLen int) *rs1D {
+	p := c.Params()
+	align := p.Encoding.symbolAlignment()
+	size := max((blobLen+p.NP-1)/p.NP, 1)
+	size = (size + align - 1) / align * align
+	enc, err := reedsolomon.New(p.NP, p.Shards-p.NP)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &rs1D{enc: enc, k: p.NP, n: p.Shards, size: size, workers: runtime.GOMAXPROCS(0), buf: make([]byte, p.Shards*size)}
+}
+
+func (r *rs1D) encode(blob []byte) [][]byte {
+	buf := r.buf
+	clear(buf[copy(buf, blob) : r.k*r.size])
+	shards := make([][]byte, r.n)
+	for i := range shards {
+		shards[i] = buf[i*r.size : (i+1)*r.size]
+	}
+	step := (r.size/r.workers + 63) / 64 * 64
+	var wg sync.WaitGroup
+	for a := 0; a < r.size; a += step {
+		wg.Add(1)
+		go func(a int) {
+			defer wg.Done()
+			sub := make([][]byte, r.n)
+			for i := range sub {
+				sub[i] = shards[i][a:min(a+step, r.size)]
+			}
+			if err := r.enc.Encode(sub); err != nil {
+				panic(err)
+			}
+		}(a)
+	}
+	wg.Wait()
+	return shards
+}
+
+// hashLimit does exactly the hashing DESIGN §3 fixes for a blob, and nothing
+// else: n² leaf hashes of one symbol each and 2n(n−1) inner hashes, on all
+// cores, over one reused line of symbols per core (so memory never limits
+// it).
+func hashLimit(n, s, workers int) {
+	_ = forEach(workers, n, func() *hashLimitWorker {
+		return &hashLimitWorker{line: make([]byte, n*s), leaves: make([]crypto.Digest, n)}
+	}, func(w *hashLimitWorker, _ int) error {
+		for j := range n {
+			w.leaves[j] = w.leaf.Sum(w.line[j*s : (j+1)*s])
+		}
+		for x := 0; x < 2*(n-1); x++ { // this row's share of the 2n(n−1) inner hashes
+			w.leaves[x%n] = crypto.InnerHash(w.leaves[x%n], w.leaves[(x+1)%n])
+		}
+		return nil
+	})
+}
+
+type hashLimitWorker struct {
+	line   []byte
+	leaves []crypto.Digest
+	leaf   crypto.LeafHasher
+}
+
+func BenchmarkEncode(b *testing.B) {
+	forEachBenchCase(b, func(b *testing.B, n, size int) {
+		c := mustCodec(b, n)
+		blob := randomBlob(int64(size), size)
+		s, _ := c.Params().SymbolSize(uint64(size))
+		base := newRS1D(b, c, size)
+		base.encode(blob) // warm up
+		var keep *Encoded
+		alloc := allocatedBy(func() { keep = mustEncode(b, c, blob) })
+		runtime.KeepAlive(keep)
+		keep = nil
+		// The baselines run between the timed encodes, with the timer
+		// stopped, so that each encode is compared with baselines run in
+		// the same state of the machine; the ratios are medians over those
+		// pairs, robust to a noisy neighbour slowing one run.
+		var toRS1D, toLimit []float64
+		b.SetBytes(int64(size))
+		b.ResetTimer()
+		for b.Loop() {
+			start := time.Now()
+			mustEncode(b, c, blob)
+			took := time.Since(start)
+			b.StopTimer()
+			toRS1D = append(toRS1D, ratio(took, meanTime(1, func() { base.encode(blob) })))
+			toLimit = append(toLimit, ratio(took, meanTime(1, func() { hashLimit(n, s, c.workers) })))
+			b.StartTimer()
+		}
+		b.ReportMetric(median(toRS1D), "x-rs1d")
+		b.ReportMetric(median(toLimit), "x-hashlimit")
+		b.ReportMetric(float64(alloc)/float64(size), "peak-heap-x")
+		b.ReportMetric(float64(s), "symbol-bytes")
+	})
+}
+
+// BenchmarkDecode decodes from nP parity primary slivers (so the column code
+// has every data row to rebuild) including the consistent-read check, which
+// re-encodes the blob.
+func BenchmarkDecode(b *testing.B) {
+	forEachBenchCase(b, func(b *testing.B, n, size int) {
+		c := mustCodec(b, n)
+		p := c.Params()
+		blob := randomBlob(int64(size), size)
+		enc := mustEncode(b, c, blob)
+		var slivers []Sliver
+		for i := n - p.NP; i < n; i++ {
+			slivers = append(slivers, enc.Pairs[i].Primary)
+		}
+		encodeTime := meanTime(2, func() { mustEncode(b, c, blob) })
+		var decodeOnly time.Duration
+		decodeOnly = meanTime(2, func() {
+			if _, err := c.decodePrimaries(slivers, enc.SymbolSize); err != nil {
+				b.Fatal(err)
+			}
+		})
+		b.SetBytes(int64(size))
+		b.ResetTimer()
+		for b.Loop() {
+			if _, err := c.Decode(enc.Metadata, slivers); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(ratio(perOp(b), encodeTime), "x-encode")
+		b.ReportMetric(ratio(decodeOnly, encodeTime), "rs-decode-x-encode")
+	})
+}
+
+// symbolTable answers FetchSymbols from precomputed symbols, so the timed
+// part is the recovering node's work and the bytes counted are exactly what
+// peers would send.
+type symbolTable map[bool]map[SliverRef]map[uint32]RecoverySymbol // withProof → target → source
+
+func (t symbolTable) FetchSymbols(_ context.Context, target SliverRef, sources []uint32, withProofs bool) ([]RecoverySymbol, error) {
+	var out []RecoverySymbol
+	for _, src := range sources {
+		if sym, ok := t[withProofs][target][src]; ok {
+			out = append(out, sym)
+		}
+	}
+	return out, nil
+}
+
+func BenchmarkRecoverPair(b *testing.B) {
+	forEachBenchCase(b, func(b *testing.B, n, size int) {
+		c := mustCodec(b, n)
+		p := c.Params()
+		blob := randomBlob(int64(size), size)
+		enc := mustEncode(b, c, blob)
+		pair := n / 3
+		secondary := SliverRef{crypto.Secondary, uint32(n - 1 - pair)}
+		primary := SliverRef{crypto.Primary, uint32(pair)}
+		table := symbolTable{false: {}, true: {}}
+		for _, proofs := range []bool{false, true} {
+			table[proofs][secondary] = map[uint32]RecoverySymbol{}
+			table[proofs][primary] = map[uint32]RecoverySymbol{}
+		}
+		for x := range n {
+			for _, tc := range []struct{ src, target SliverRef }{
+				{SliverRef{crypto.Primary, uint32(x)}, secondary},
+				{SliverRef{crypto.Secondary, uint32(x)}, primary},
+			} {
+				if tc.src == primary || tc.src == secondary {
+					continue // lost with the pair
+				}
+				ext, err := c.Extend(enc.Metadata, sliverOf(enc, tc.src))
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, proofs := range []bool{false, true} {
+					sym, err := ext.Symbol(int(tc.target.Index), proofs)
+					if err != nil {
+						b.Fatal(err)
+					}
+					table[proofs][tc.target][uint32(x)] = sym
+				}
+			}
+		}
+		pairBytes := float64((p.NP + p.NS) * enc.SymbolSize)
+		var stats RecoveryStats
+		b.SetBytes(int64(pairBytes))
+		b.ResetTimer()
+		for b.Loop() {
+			var err error
+			if _, stats, err = c.RecoverPair(context.Background(), enc.Metadata, pair, table); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		if stats.UsedProofs {
+			b.Fatal("honest peers, yet proofs were fetched")
+		}
+		// The path with proofs: the same symbols, each with its Merkle proof
+		// (what recovery costs when the optimistic attempt fails or is skipped).
+		var withProofs int64
+		for _, target := range []SliverRef{secondary, primary} {
+			k := p.SliverSymbols(target.Axis)
+			if target == primary {
+				k-- // its own recovered secondary supplies one symbol
+			}
+			for _, sym := range table[true][target] {
+				if k == 0 {
+					break
+				}
+				withProofs += int64(sym.EncodedLen())
+				k--
+			}
+		}
+		rs1dShard := (size + p.NP - 1) / p.NP
+		b.ReportMetric(float64(stats.BytesReceived)/pairBytes, "repair-ratio")
+		b.ReportMetric(float64(withProofs)/pairBytes, "repair-ratio-proofs")
+		b.ReportMetric(float64(size)/float64(rs1dShard), "repair-ratio-rs1d")
+	})
+}
