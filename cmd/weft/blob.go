@@ -162,6 +162,7 @@ type decodeReport struct {
 	Length   uint64   `json:"length"`
 	Axis     string   `json:"axis"`
 	Used     []int    `json:"slivers_used"`
+	Shards   []int    `json:"shards_used"`
 	Rejected []string `json:"rejected,omitempty"`
 	Out      string   `json:"out"`
 }
@@ -191,7 +192,7 @@ func newBlobDecodeCommand() *cobra.Command {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(r)
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "blob %s: %d bytes from %d %s slivers %v\n", r.BlobID, r.Length, len(r.Used), r.Axis, r.Used)
+			fmt.Fprintf(w, "blob %s: %d bytes from %d %s slivers, on shards %v\n", r.BlobID, r.Length, len(r.Used), r.Axis, r.Shards)
 			for _, rej := range r.Rejected {
 				fmt.Fprintf(w, "  rejected: %s\n", rej)
 			}
@@ -268,7 +269,10 @@ func decodeDir(dir, axis, expectID string) (*decodeReport, []byte, error) {
 	for _, sl := range use {
 		r.Axis = sl.Axis.String()
 		r.Used = append(r.Used, int(sl.Index))
+		pair := int(crypto.PairIndex(sl.Axis, sl.Index, meta.Shards))
+		r.Shards = append(r.Shards, p.ShardForPair(pair, id))
 	}
+	sort.Ints(r.Shards)
 	return r, blob, nil
 }
 
