@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -74,12 +73,14 @@ func allocatedBy(f func()) uint64 {
 
 // rs1D is the baseline a plain 1-D Reed-Solomon code pays: the blob copied
 // into nP data shards of a reused buffer, n−nP parity shards computed, byte
-// ranges spread over all cores like Encode's work.
+// ranges spread over all cores exactly like the codec's own calls
+// (codeLine).
 type rs1D struct {
-	enc        reedsolomon.Encoder
-	k, n, size int
-	workers    int
-	buf        []byte // reused: the baseline pays no allocation
+	codec *Codec
+	enc   reedsolomon.Encoder
+	k, n  int
+	size  int    // shard size
+	buf   []byte // reused: the baseline pays no allocation
 }
 
 func newRS1D(b *testing.B, c *Codec, blobLen int) *rs1D {
@@ -91,54 +92,29 @@ func newRS1D(b *testing.B, c *Codec, blobLen int) *rs1D {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &rs1D{enc: enc, k: p.NP, n: p.Shards, size: size, workers: runtime.GOMAXPROCS(0), buf: make([]byte, p.Shards*size)}
+	return &rs1D{codec: c, enc: enc, k: p.NP, n: p.Shards, size: size, buf: make([]byte, p.Shards*size)}
+}
+
+func (r *rs1D) encode(blob []byte) [][]byte {
+	clear(r.buf[copy(r.buf, blob) : r.k*r.size])
+	shards := make([][]byte, r.n)
+	for i := range shards {
+		shards[i] = r.buf[i*r.size : (i+1)*r.size]
+	}
+	if err := r.codec.codeLine(shards, r.size, r.enc.Encode); err != nil {
+		panic(err)
+	}
+	return shards
 }
 
 // decode rebuilds the data shards of a 1-D codeword from its last nP
 // shards (all parity, like BenchmarkDecode's primaries).
 func (r *rs1D) decode(encoded [][]byte) {
-	step := (r.size/r.workers + 63) / 64 * 64
-	var wg sync.WaitGroup
-	for a := 0; a < r.size; a += step {
-		wg.Add(1)
-		go func(a int) {
-			defer wg.Done()
-			sub := make([][]byte, r.n)
-			for i := r.n - r.k; i < r.n; i++ {
-				sub[i] = encoded[i][a:min(a+step, r.size)]
-			}
-			if err := r.enc.ReconstructData(sub); err != nil {
-				panic(err)
-			}
-		}(a)
-	}
-	wg.Wait()
-}
-
-func (r *rs1D) encode(blob []byte) [][]byte {
-	buf := r.buf
-	clear(buf[copy(buf, blob) : r.k*r.size])
 	shards := make([][]byte, r.n)
-	for i := range shards {
-		shards[i] = buf[i*r.size : (i+1)*r.size]
+	copy(shards[r.n-r.k:], encoded[r.n-r.k:])
+	if err := r.codec.codeLine(shards, r.size, r.enc.ReconstructData); err != nil {
+		panic(err)
 	}
-	step := (r.size/r.workers + 63) / 64 * 64
-	var wg sync.WaitGroup
-	for a := 0; a < r.size; a += step {
-		wg.Add(1)
-		go func(a int) {
-			defer wg.Done()
-			sub := make([][]byte, r.n)
-			for i := range sub {
-				sub[i] = shards[i][a:min(a+step, r.size)]
-			}
-			if err := r.enc.Encode(sub); err != nil {
-				panic(err)
-			}
-		}(a)
-	}
-	wg.Wait()
-	return shards
 }
 
 // hashLimit does exactly the hashing DESIGN §3 fixes for a blob, and nothing
