@@ -27,6 +27,6 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newBlobCommand())
+	root.AddCommand(newBlobCommand(), newKeyCommand())
 	return root
 }

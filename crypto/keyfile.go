@@ -1,0 +1,123 @@
+package crypto
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// A storage node's key file: JSON holding the BLS secret key and, as a
+// check against corruption or a swapped file, the public key it derives.
+//
+//	{"version":1,"scheme":"bls12381-g1-pop","secret_key":"<hex>","public_key":"<hex>"}
+//
+// It is created with mode 0600 and never replaced; loading refuses a file
+// that anyone but its owner may read.
+
+const (
+	keyFileVersion = 1
+	keyFileScheme  = "bls12381-g1-pop"
+)
+
+type keyFile struct {
+	Version   int    `json:"version"`
+	Scheme    string `json:"scheme"`
+	SecretKey string `json:"secret_key"`
+	PublicKey string `json:"public_key"`
+}
+
+// ErrKeyFileExposed is returned for a key file readable or writable by
+// group or others.
+var ErrKeyFileExposed = errors.New("crypto: key file is accessible to other users")
+
+// WriteKeyFile stores sk at path, which must not exist yet: a node's
+// identity is never overwritten by accident. The file is written and synced
+// under a temporary name, then linked into place, so a crash leaves either
+// no key file or a whole one.
+func WriteKeyFile(path string, sk *SecretKey) error {
+	data, err := json.MarshalIndent(keyFile{
+		Version:   keyFileVersion,
+		Scheme:    keyFileScheme,
+		SecretKey: hex.EncodeToString(sk.Bytes()),
+		PublicKey: sk.PublicKey().String(),
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".weft-key-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	// CreateTemp makes the file 0600 already; be explicit, it matters.
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	// Link, unlike rename, fails if path exists.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("crypto: key file %s already exists; refusing to replace a node's key", path)
+		}
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// ReadKeyFile loads a key file, refusing one that others may access and
+// one whose public key does not match its secret key.
+func ReadKeyFile(path string) (*SecretKey, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if mode := info.Mode().Perm(); mode&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %#o; run chmod 600 %s", ErrKeyFileExposed, path, mode, path)
+	}
+	var kf keyFile
+	dec := json.NewDecoder(f)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&kf); err != nil {
+		return nil, fmt.Errorf("crypto: key file %s: %w", path, err)
+	}
+	if kf.Version != keyFileVersion || kf.Scheme != keyFileScheme {
+		return nil, fmt.Errorf("crypto: key file %s: version %d scheme %q, want %d %q", path, kf.Version, kf.Scheme, keyFileVersion, keyFileScheme)
+	}
+	raw, err := hex.DecodeString(kf.SecretKey)
+	if err != nil {
+		return nil, fmt.Errorf("crypto: key file %s: secret key is not hex", path)
+	}
+	sk, err := SecretKeyFromBytes(raw)
+	if err != nil {
+		return nil, fmt.Errorf("crypto: key file %s: %w", path, err)
+	}
+	if got := sk.PublicKey().String(); got != kf.PublicKey {
+		return nil, fmt.Errorf("crypto: key file %s: public key %s does not match its secret key (derives %s)", path, kf.PublicKey, got)
+	}
+	return sk, nil
+}
