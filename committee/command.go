@@ -1,0 +1,154 @@
+// Package committee is weft's replicated control plane (DESIGN §6): the
+// storage-node registry, every epoch's committee and shard map, the epoch
+// state machine and the blob registry, kept in bbolt by a Raft FSM.
+//
+// Commands are validated and their signatures checked before they are
+// proposed; Apply only re-checks what depends on the state at apply time
+// (the current epoch, a blob's end epoch, …), deterministically, and stores
+// every effect together with the Raft index and the command's result in
+// one bbolt transaction. A command carries an ID: proposing it again (after
+// a lost leadership left its outcome unknown) returns the first outcome.
+package committee
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/shardmap"
+)
+
+// Kind names a command.
+type Kind string
+
+const (
+	KindRegisterNode  Kind = "register-node"
+	KindUpdateAddress Kind = "update-address"
+	KindSetStake      Kind = "set-stake"
+	KindRemoveNode    Kind = "remove-node"
+	KindAdvanceEpoch  Kind = "advance-epoch"
+	KindShardSynced   Kind = "shard-synced"
+	KindRegisterBlob  Kind = "register-blob"
+	KindCertifyBlob   Kind = "certify-blob"
+)
+
+// Command is what goes through the Raft log.
+type Command struct {
+	ID   string          `json:"id"`
+	Kind Kind            `json:"kind"`
+	Body json.RawMessage `json:"body"`
+}
+
+// NewCommand wraps a body.
+func NewCommand(id string, kind Kind, body any) (Command, error) {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return Command{}, err
+	}
+	return Command{ID: id, Kind: kind, Body: raw}, nil
+}
+
+// RegisterNode adds a storage node. Its proof of possession was verified
+// before proposing; the key is stored compressed.
+type RegisterNode struct {
+	Node      shardmap.NodeID `json:"node"`
+	PublicKey []byte          `json:"public_key"`
+	Address   string          `json:"address"`
+}
+
+// UpdateAddress changes where a node is reached.
+type UpdateAddress struct {
+	Node    shardmap.NodeID `json:"node"`
+	Address string          `json:"address"`
+}
+
+// SetStake sets a node's stake (operator); it takes effect at the next
+// epoch change.
+type SetStake struct {
+	Node  shardmap.NodeID `json:"node"`
+	Stake uint64          `json:"stake"`
+}
+
+// RemoveNode removes a node from the registry; it must not be in the
+// current committee or hold a shard (set its stake to zero and advance).
+type RemoveNode struct {
+	Node shardmap.NodeID `json:"node"`
+}
+
+// AdvanceEpoch starts the next epoch with the committee and shard map the
+// leader computed from the registry. The FSM validates them instead of
+// recomputing them.
+type AdvanceEpoch struct {
+	Force  bool              `json:"force"`
+	Owners []shardmap.NodeID `json:"owners"`
+}
+
+// ShardSynced is an owner's signed report that it holds a shard.
+type ShardSynced struct {
+	Epoch uint64          `json:"epoch"`
+	Shard int             `json:"shard"`
+	Node  shardmap.NodeID `json:"node"`
+}
+
+// RegisterBlob registers a blob's encoding; the FSM derives its ID.
+type RegisterBlob struct {
+	Encoding uint8         `json:"encoding"`
+	Shards   uint32        `json:"shards"`
+	Length   uint64        `json:"length"`
+	Root     crypto.Digest `json:"root"`
+	EndEpoch uint64        `json:"end_epoch"`
+}
+
+// CertifyBlob records an availability certificate whose signatures were
+// verified against the current committee before proposing.
+type CertifyBlob struct {
+	BlobID      crypto.BlobID `json:"blob_id"`
+	Certificate []byte        `json:"certificate"`
+}
+
+// Result is what applying a command returned.
+type Result struct {
+	Index  uint64        `json:"index"` // the Raft index that applied the command first
+	Error  *CommandError `json:"error,omitempty"`
+	BlobID crypto.BlobID `json:"blob_id,omitzero"`
+	Epoch  uint64        `json:"epoch,omitempty"`
+}
+
+// Err returns the command's error, if it was rejected.
+func (r *Result) Err() error {
+	if r.Error == nil {
+		return nil
+	}
+	return r.Error
+}
+
+// Code classifies a rejected command, for mapping to gRPC status codes.
+type Code string
+
+const (
+	CodeInvalidArgument    Code = "invalid-argument"
+	CodeNotFound           Code = "not-found"
+	CodeAlreadyExists      Code = "already-exists"
+	CodeFailedPrecondition Code = "failed-precondition"
+	CodePermissionDenied   Code = "permission-denied"
+)
+
+// CommandError is a rejection decided by the FSM: every replica reaches
+// the same one, and the state is unchanged.
+type CommandError struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *CommandError) Error() string { return fmt.Sprintf("committee: %s: %s", e.Code, e.Message) }
+
+// Is lets errors.Is match a code: errors.Is(err, &CommandError{Code: CodeNotFound}).
+func (e *CommandError) Is(target error) bool {
+	var t *CommandError
+	return errors.As(target, &t) && t.Message == "" && t.Code == e.Code
+}
+
+func reject(code Code, format string, args ...any) *CommandError {
+	return &CommandError{Code: code, Message: fmt.Sprintf(format, args...)}
+}

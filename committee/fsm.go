@@ -1,0 +1,511 @@
+package committee
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/epoch"
+	"github.com/weftstore/weft/shardmap"
+)
+
+// FSM is the control plane's replicated state machine. Its state lives in
+// a bbolt file; Apply writes each command's effects, its result and the
+// Raft index in one transaction, so the file is always the state as of some
+// index and a restart replays only what came after it.
+type FSM struct {
+	mu   sync.RWMutex // write-held only while Restore swaps the file
+	path string
+	cfg  Config
+	db   *bolt.DB
+
+	// onApply, if set, is called after every applied index (watchers).
+	onApply func(index uint64)
+}
+
+// OpenFSM opens (or creates) the state file. A file created for another
+// configuration is refused: the shard count is fixed at genesis.
+func OpenFSM(path string, cfg Config) (*FSM, error) {
+	if cfg.Shards < coding.MinShards {
+		return nil, fmt.Errorf("committee: %d shards", cfg.Shards)
+	}
+	f := &FSM{path: path, cfg: cfg}
+	if err := f.open(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *FSM) open() error {
+	db, err := bolt.Open(f.path, 0o600, &bolt.Options{NoFreelistSync: true})
+	if err != nil {
+		return err
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		var stored Config
+		found, err := getJSON(meta, keyConfig, &stored)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return putJSON(meta, keyConfig, f.cfg)
+		}
+		if stored != f.cfg {
+			return fmt.Errorf("committee: state file %s was created for %+v, not %+v", f.path, stored, f.cfg)
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return err
+	}
+	f.db = db
+	return nil
+}
+
+// Close closes the state file.
+func (f *FSM) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.db.Close()
+}
+
+// view runs a read transaction.
+func (f *FSM) view(fn func(tx *bolt.Tx) error) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.db.View(fn)
+}
+
+// Apply implements raft.FSM.
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	var cmd Command
+	if err := json.Unmarshal(l.Data, &cmd); err != nil || cmd.ID == "" {
+		return &Result{Index: l.Index, Error: reject(CodeInvalidArgument, "undecodable command at index %d", l.Index)}
+	}
+	var res *Result
+	f.mu.RLock()
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		commands := tx.Bucket(bucketCommands)
+		if prev := commands.Get([]byte(cmd.ID)); prev != nil {
+			// Proposed again, or replayed after a restart: the first outcome stands.
+			res = new(Result)
+			if err := json.Unmarshal(prev, res); err != nil {
+				return err
+			}
+		} else if l.Index <= readApplied(tx) {
+			// Every applied command is recorded under its ID, so this is a
+			// replayed index whose command was never ours to apply.
+			res = &Result{Index: l.Index}
+		} else {
+			res = &Result{Index: l.Index}
+			events, cerr := f.apply(tx, l.Index, cmd, res)
+			if cerr != nil {
+				res.Error = cerr
+			}
+			if err := appendEvents(tx, l.Index, events); err != nil {
+				return err
+			}
+			if err := putJSON(commands, []byte(cmd.ID), res); err != nil {
+				return err
+			}
+		}
+		if l.Index > readApplied(tx) {
+			return tx.Bucket(bucketMeta).Put(keyApplied, u64Key(l.Index))
+		}
+		return nil
+	})
+	f.mu.RUnlock()
+	if err != nil {
+		// A storage failure cannot be decided alike on every replica: stop
+		// rather than diverge.
+		panic(fmt.Sprintf("committee: applying index %d: %v", l.Index, err))
+	}
+	if f.onApply != nil {
+		f.onApply(l.Index)
+	}
+	return res
+}
+
+// apply runs one command. Handlers validate everything before writing, so a
+// rejection leaves the transaction untouched.
+func (f *FSM) apply(tx *bolt.Tx, index uint64, cmd Command, res *Result) ([]Event, *CommandError) {
+	decode := func(v any) *CommandError {
+		dec := json.NewDecoder(bytes.NewReader(cmd.Body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			return reject(CodeInvalidArgument, "%s body: %v", cmd.Kind, err)
+		}
+		return nil
+	}
+	switch cmd.Kind {
+	case KindRegisterNode:
+		var c RegisterNode
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		return f.registerNode(tx, index, c)
+	case KindUpdateAddress:
+		var c UpdateAddress
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		return f.updateNode(tx, index, c.Node, "address-updated", func(n *NodeRecord) *CommandError {
+			if c.Address == "" {
+				return reject(CodeInvalidArgument, "empty address")
+			}
+			n.Address = c.Address
+			return nil
+		})
+	case KindSetStake:
+		var c SetStake
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		return f.updateNode(tx, index, c.Node, "stake-set", func(n *NodeRecord) *CommandError {
+			n.Stake = c.Stake
+			return nil
+		})
+	case KindRemoveNode:
+		var c RemoveNode
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		return f.removeNode(tx, index, c)
+	case KindAdvanceEpoch:
+		var c AdvanceEpoch
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		return f.advanceEpoch(tx, index, c, res)
+	case KindShardSynced:
+		var c ShardSynced
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		return f.shardSynced(tx, index, c)
+	case KindRegisterBlob:
+		var c RegisterBlob
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		return f.registerBlob(tx, index, c, res)
+	case KindCertifyBlob:
+		var c CertifyBlob
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		return f.certifyBlob(tx, index, c, res)
+	}
+	return nil, reject(CodeInvalidArgument, "unknown command kind %q", cmd.Kind)
+}
+
+const maxNodeIDLength = 64
+
+func (f *FSM) registerNode(tx *bolt.Tx, index uint64, c RegisterNode) ([]Event, *CommandError) {
+	if c.Node == "" || len(c.Node) > maxNodeIDLength {
+		return nil, reject(CodeInvalidArgument, "node ID of %d bytes (1–%d)", len(c.Node), maxNodeIDLength)
+	}
+	if c.Address == "" {
+		return nil, reject(CodeInvalidArgument, "empty address")
+	}
+	pk, err := crypto.PublicKeyFromBytes(c.PublicKey)
+	if err == nil {
+		err = pk.Validate()
+	}
+	if err != nil {
+		return nil, reject(CodeInvalidArgument, "node %s: %v", c.Node, err)
+	}
+	nodes, keys := tx.Bucket(bucketNodes), tx.Bucket(bucketKeys)
+	if nodes.Get([]byte(c.Node)) != nil {
+		return nil, reject(CodeAlreadyExists, "node %s is already registered", c.Node)
+	}
+	if owner := keys.Get(c.PublicKey); owner != nil {
+		return nil, reject(CodeAlreadyExists, "public key already registered by node %s", owner)
+	}
+	rec := NodeRecord{ID: c.Node, PublicKey: c.PublicKey, Address: c.Address, Registered: index}
+	if err := putJSON(nodes, []byte(c.Node), rec); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	if err := keys.Put(c.PublicKey, []byte(c.Node)); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	return []Event{{Index: index, Kind: "node-registered", Node: c.Node}}, nil
+}
+
+func (f *FSM) updateNode(tx *bolt.Tx, index uint64, id shardmap.NodeID, kind string, change func(*NodeRecord) *CommandError) ([]Event, *CommandError) {
+	nodes := tx.Bucket(bucketNodes)
+	var rec NodeRecord
+	found, err := getJSON(nodes, []byte(id), &rec)
+	if err != nil || !found {
+		return nil, reject(CodeNotFound, "node %s is not registered", id)
+	}
+	if cerr := change(&rec); cerr != nil {
+		return nil, cerr
+	}
+	if err := putJSON(nodes, []byte(id), rec); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	return []Event{{Index: index, Kind: kind, Node: id}}, nil
+}
+
+func (f *FSM) removeNode(tx *bolt.Tx, index uint64, c RemoveNode) ([]Event, *CommandError) {
+	nodes := tx.Bucket(bucketNodes)
+	var rec NodeRecord
+	if found, err := getJSON(nodes, []byte(c.Node), &rec); err != nil || !found {
+		return nil, reject(CodeNotFound, "node %s is not registered", c.Node)
+	}
+	state, err := readEpoch(tx)
+	if err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	for shard := range state.Shards() {
+		if state.Owner(shard) == c.Node || state.Holder(shard) == c.Node {
+			return nil, reject(CodeFailedPrecondition, "node %s still owns or holds shard %d: set its stake to 0 and advance the epoch first", c.Node, shard)
+		}
+	}
+	if err := nodes.Delete([]byte(c.Node)); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	if err := tx.Bucket(bucketKeys).Delete(rec.PublicKey); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	return []Event{{Index: index, Kind: "node-removed", Node: c.Node}}, nil
+}
+
+func (f *FSM) advanceEpoch(tx *bolt.Tx, index uint64, c AdvanceEpoch, res *Result) ([]Event, *CommandError) {
+	state, err := readEpoch(tx)
+	if err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	next, err := shardmap.New(c.Owners)
+	if err != nil {
+		return nil, reject(CodeInvalidArgument, "%v", err)
+	}
+	nodes := tx.Bucket(bucketNodes)
+	counts := next.Counts()
+	members := make([]Member, 0, len(counts))
+	for node, weight := range counts {
+		var rec NodeRecord
+		if found, err := getJSON(nodes, []byte(node), &rec); err != nil || !found {
+			return nil, reject(CodeInvalidArgument, "shard map names unregistered node %s", node)
+		}
+		members = append(members, Member{Node: node, PublicKey: rec.PublicKey, Weight: uint32(weight)})
+	}
+	slices.SortFunc(members, func(a, b Member) int { return cmp.Compare(a.Node, b.Node) })
+	after, events, err := state.Apply(f.cfg.epochConfig(), epoch.Advance{Next: next, Force: c.Force})
+	if err != nil {
+		code := CodeInvalidArgument
+		if errors.Is(err, epoch.ErrNotStable) {
+			code = CodeFailedPrecondition
+		}
+		return nil, reject(code, "%v", err)
+	}
+	if err := writeEpoch(tx, after); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	rec := CommitteeRecord{Epoch: after.Epoch(), Members: members}
+	if err := putJSON(tx.Bucket(bucketCommittees), u64Key(after.Epoch()), rec); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	res.Epoch = after.Epoch()
+	return epochEvents(index, events), nil
+}
+
+func (f *FSM) shardSynced(tx *bolt.Tx, index uint64, c ShardSynced) ([]Event, *CommandError) {
+	state, err := readEpoch(tx)
+	if err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	after, events, err := state.Apply(f.cfg.epochConfig(), epoch.ShardSynced{Epoch: c.Epoch, Shard: c.Shard, Node: c.Node})
+	switch {
+	case errors.Is(err, epoch.ErrWrongEpoch):
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	case errors.Is(err, epoch.ErrNotOwner):
+		return nil, reject(CodePermissionDenied, "%v", err)
+	case errors.Is(err, epoch.ErrAlreadySynced):
+		return nil, reject(CodeAlreadyExists, "%v", err)
+	case err != nil:
+		return nil, reject(CodeInvalidArgument, "%v", err)
+	}
+	if err := writeEpoch(tx, after); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	return epochEvents(index, events), nil
+}
+
+func (f *FSM) registerBlob(tx *bolt.Tx, index uint64, c RegisterBlob, res *Result) ([]Event, *CommandError) {
+	state, err := readEpoch(tx)
+	if err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	if state.Epoch() == 0 {
+		return nil, reject(CodeFailedPrecondition, "no committee yet: advance to epoch 1 first")
+	}
+	if int(c.Shards) != f.cfg.Shards {
+		return nil, reject(CodeInvalidArgument, "blob encoded for %d shards, the network has %d", c.Shards, f.cfg.Shards)
+	}
+	params, err := coding.NewParams(f.cfg.Shards, coding.WithEncoding(coding.Encoding(c.Encoding)))
+	if err == nil {
+		_, err = params.SymbolSize(c.Length)
+	}
+	if err != nil {
+		return nil, reject(CodeInvalidArgument, "%v", err)
+	}
+	if c.EndEpoch <= state.Epoch() {
+		return nil, reject(CodeInvalidArgument, "end epoch %d is not after the current epoch %d", c.EndEpoch, state.Epoch())
+	}
+	id := crypto.DeriveBlobID(c.Encoding, c.Shards, c.Length, c.Root)
+	res.BlobID = id
+	blobs := tx.Bucket(bucketBlobs)
+	if blobs.Get(id[:]) != nil {
+		return nil, nil // the same content registered again: nothing to do
+	}
+	rec := BlobRecord{ID: id, Encoding: c.Encoding, Shards: c.Shards, Length: c.Length, Root: c.Root, EndEpoch: c.EndEpoch, RegisteredEpoch: state.Epoch()}
+	if err := putJSON(blobs, id[:], rec); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	return []Event{{Index: index, Kind: "blob-registered", Epoch: state.Epoch(), BlobID: id}}, nil
+}
+
+func (f *FSM) certifyBlob(tx *bolt.Tx, index uint64, c CertifyBlob, res *Result) ([]Event, *CommandError) {
+	var cert crypto.Certificate
+	if err := cert.UnmarshalBinary(c.Certificate); err != nil {
+		return nil, reject(CodeInvalidArgument, "%v", err)
+	}
+	if cert.BlobID != c.BlobID || cert.Type != crypto.MsgBlobStored {
+		return nil, reject(CodeInvalidArgument, "certificate is a %s for blob %s, not availability of %s", cert.Type, cert.BlobID, c.BlobID)
+	}
+	blobs := tx.Bucket(bucketBlobs)
+	var rec BlobRecord
+	if found, err := getJSON(blobs, c.BlobID[:], &rec); err != nil || !found {
+		return nil, reject(CodeNotFound, "blob %s is not registered", c.BlobID)
+	}
+	res.BlobID = c.BlobID
+	if rec.CertifiedEpoch != 0 {
+		return nil, nil // already certified: the first certificate stands
+	}
+	state, err := readEpoch(tx)
+	if err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	if cert.Epoch != state.Epoch() {
+		return nil, reject(CodeFailedPrecondition, "certificate of epoch %d, the current epoch is %d", cert.Epoch, state.Epoch())
+	}
+	if state.Epoch() >= rec.EndEpoch {
+		return nil, reject(CodeFailedPrecondition, "blob %s expired at the end of epoch %d", c.BlobID, rec.EndEpoch)
+	}
+	rec.CertifiedEpoch, rec.Certificate = state.Epoch(), c.Certificate
+	if err := putJSON(blobs, c.BlobID[:], rec); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	res.Epoch = state.Epoch()
+	return []Event{{Index: index, Kind: "blob-certified", Epoch: state.Epoch(), BlobID: c.BlobID}}, nil
+}
+
+func epochEvents(index uint64, events []epoch.Event) []Event {
+	var out []Event
+	for _, e := range events {
+		switch e := e.(type) {
+		case epoch.EpochStarted:
+			out = append(out, Event{Index: index, Kind: "epoch-started", Epoch: e.Epoch, Moves: e.Handover})
+		case epoch.ShardHandedOver:
+			out = append(out, Event{Index: index, Kind: "shard-synced", Epoch: e.Epoch, Shard: e.Shard, Node: e.To})
+		case epoch.EpochStable:
+			out = append(out, Event{Index: index, Kind: "epoch-stable", Epoch: e.Epoch})
+		}
+	}
+	return out
+}
+
+func appendEvents(tx *bolt.Tx, index uint64, events []Event) error {
+	b := tx.Bucket(bucketEvents)
+	for seq, e := range events {
+		key := binary.BigEndian.AppendUint16(u64Key(index), uint16(seq))
+		if err := putJSON(b, key, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Snapshot implements raft.FSM: it only opens a read transaction, which
+// Persist streams to the sink while Apply goes on.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	tx, err := f.db.Begin(false)
+	if err != nil {
+		return nil, err
+	}
+	return &fsmSnapshot{tx: tx}, nil
+}
+
+type fsmSnapshot struct{ tx *bolt.Tx }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.tx.WriteTo(sink); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() { _ = s.tx.Rollback() }
+
+// Restore implements raft.FSM: the snapshot, a whole bbolt file, replaces
+// the state file (written beside it, synced, renamed over it).
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(f.path), ".restore-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, rc); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.db.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), f.path); err != nil {
+		return err
+	}
+	if dir, err := os.Open(filepath.Dir(f.path)); err == nil {
+		_ = dir.Sync()
+		dir.Close()
+	}
+	return f.open()
+}

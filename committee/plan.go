@@ -1,0 +1,35 @@
+package committee
+
+import (
+	"fmt"
+
+	"github.com/weftstore/weft/shardmap"
+)
+
+// PlanEpoch computes the next epoch change from the registry, as the leader
+// does before proposing it: shard counts by D'Hondt over the stakes (with
+// the per-node cap), assigned stickily from the current map. The FSM will
+// validate the result rather than recompute it.
+func (f *FSM) PlanEpoch(force bool) (AdvanceEpoch, error) {
+	nodes, err := f.Nodes()
+	if err != nil {
+		return AdvanceEpoch{}, err
+	}
+	stakes := make([]shardmap.Stake, 0, len(nodes))
+	for _, n := range nodes {
+		stakes = append(stakes, shardmap.Stake{Node: n.ID, Amount: n.Stake})
+	}
+	counts, err := shardmap.Counts(f.cfg.Shards, f.cfg.PerNodeCap, stakes)
+	if err != nil {
+		return AdvanceEpoch{}, fmt.Errorf("committee: planning the next epoch: %w", err)
+	}
+	state, err := f.EpochState()
+	if err != nil {
+		return AdvanceEpoch{}, err
+	}
+	next, err := shardmap.Assign(f.cfg.Shards, state.Map(), counts)
+	if err != nil {
+		return AdvanceEpoch{}, err
+	}
+	return AdvanceEpoch{Force: force, Owners: next.Owners()}, nil
+}

@@ -1,0 +1,99 @@
+package committee
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/epoch"
+	"github.com/weftstore/weft/shardmap"
+)
+
+// Reads of the local state. On a follower they may lag the leader; the
+// service layer adds linearizable reads (leader check plus read index).
+
+// Config returns the genesis configuration.
+func (f *FSM) Config() Config { return f.cfg }
+
+// AppliedIndex is the Raft index the state file reflects.
+func (f *FSM) AppliedIndex() (index uint64, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		index = readApplied(tx)
+		return nil
+	})
+	return index, err
+}
+
+// EpochState returns the epoch, and every shard's owner and holder.
+func (f *FSM) EpochState() (s epoch.State, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		s, err = readEpoch(tx)
+		return err
+	})
+	return s, err
+}
+
+// Node returns a registered node.
+func (f *FSM) Node(id shardmap.NodeID) (rec NodeRecord, found bool, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		found, err = getJSON(tx.Bucket(bucketNodes), []byte(id), &rec)
+		return err
+	})
+	return rec, found, err
+}
+
+// Nodes lists the registered nodes by ID.
+func (f *FSM) Nodes() (out []NodeRecord, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketNodes).ForEach(func(_, v []byte) error {
+			var rec NodeRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return err
+			}
+			out = append(out, rec)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Committee returns an epoch's committee.
+func (f *FSM) Committee(e uint64) (rec CommitteeRecord, found bool, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		found, err = getJSON(tx.Bucket(bucketCommittees), u64Key(e), &rec)
+		return err
+	})
+	return rec, found, err
+}
+
+// Blob returns a registered blob.
+func (f *FSM) Blob(id crypto.BlobID) (rec BlobRecord, found bool, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		found, err = getJSON(tx.Bucket(bucketBlobs), id[:], &rec)
+		return err
+	})
+	return rec, found, err
+}
+
+// Events returns up to limit events made by indices after the given one.
+func (f *FSM) Events(after uint64, limit int) (out []Event, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		start := binary.BigEndian.AppendUint64(nil, after+1)
+		for k, v := c.Seek(start); k != nil && len(out) < limit; k, v = c.Next() {
+			if bytes.Compare(k, start) < 0 {
+				continue
+			}
+			var e Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}

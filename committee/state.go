@@ -1,0 +1,147 @@
+package committee
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/epoch"
+	"github.com/weftstore/weft/shardmap"
+)
+
+// The FSM's bbolt schema. Values are JSON: the records are small, and the
+// file stays readable with standard tools.
+var (
+	bucketMeta       = []byte("meta")       // config, epoch state, applied index
+	bucketNodes      = []byte("nodes")      // node ID → NodeRecord
+	bucketKeys       = []byte("keys")       // compressed public key → node ID
+	bucketCommittees = []byte("committees") // u64 epoch → CommitteeRecord
+	bucketBlobs      = []byte("blobs")      // blob ID → BlobRecord
+	bucketCommands   = []byte("commands")   // command ID → Result
+	bucketEvents     = []byte("events")     // u64 index ‖ u16 seq → Event
+
+	keyConfig  = []byte("config")
+	keyEpoch   = []byte("epoch")
+	keyApplied = []byte("applied")
+
+	allBuckets = [][]byte{bucketMeta, bucketNodes, bucketKeys, bucketCommittees, bucketBlobs, bucketCommands, bucketEvents}
+)
+
+// Config is fixed when the control plane is first created.
+type Config struct {
+	Shards     int `json:"shards"`
+	PerNodeCap int `json:"per_node_cap"`
+}
+
+func (c Config) epochConfig() epoch.Config {
+	return epoch.Config{Shards: c.Shards, PerNodeCap: c.PerNodeCap}
+}
+
+// NodeRecord is a registered storage node.
+type NodeRecord struct {
+	ID         shardmap.NodeID `json:"id"`
+	PublicKey  []byte          `json:"public_key"`
+	Address    string          `json:"address"`
+	Stake      uint64          `json:"stake"`
+	Registered uint64          `json:"registered_index"`
+}
+
+// Member is one node of an epoch's committee, in committee order.
+type Member struct {
+	Node      shardmap.NodeID `json:"node"`
+	PublicKey []byte          `json:"public_key"`
+	Weight    uint32          `json:"weight"`
+}
+
+// CommitteeRecord is an epoch's committee; every epoch's is kept, so that
+// certificates of old epochs stay verifiable.
+type CommitteeRecord struct {
+	Epoch   uint64   `json:"epoch"`
+	Members []Member `json:"members"`
+}
+
+// View returns the committee as crypto needs it to verify certificates.
+func (c CommitteeRecord) View() (*crypto.CommitteeView, error) {
+	keys := make([]*crypto.PublicKey, len(c.Members))
+	weights := make([]uint32, len(c.Members))
+	for i, m := range c.Members {
+		pk, err := crypto.PublicKeyFromBytes(m.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("committee: member %s of epoch %d: %w", m.Node, c.Epoch, err)
+		}
+		keys[i], weights[i] = pk, m.Weight
+	}
+	return crypto.NewCommitteeView(c.Epoch, keys, weights)
+}
+
+// BlobRecord is a registered blob.
+type BlobRecord struct {
+	ID              crypto.BlobID `json:"id"`
+	Encoding        uint8         `json:"encoding"`
+	Shards          uint32        `json:"shards"`
+	Length          uint64        `json:"length"`
+	Root            crypto.Digest `json:"root"`
+	EndEpoch        uint64        `json:"end_epoch"`
+	RegisteredEpoch uint64        `json:"registered_epoch"`
+	CertifiedEpoch  uint64        `json:"certified_epoch,omitempty"` // 0: not certified
+	Certificate     []byte        `json:"certificate,omitempty"`
+}
+
+// Event is one entry of the ordered event stream; Index is the Raft index
+// of the command that made it.
+type Event struct {
+	Index  uint64          `json:"index"`
+	Kind   string          `json:"kind"`
+	Epoch  uint64          `json:"epoch,omitempty"`
+	Node   shardmap.NodeID `json:"node,omitempty"`
+	Shard  int             `json:"shard,omitempty"`
+	BlobID crypto.BlobID   `json:"blob_id,omitzero"`
+	Moves  []shardmap.Move `json:"moves,omitempty"`
+}
+
+// epochRecord is how the epoch state machine's state is stored.
+type epochRecord struct {
+	Epoch   uint64            `json:"epoch"`
+	Owners  []shardmap.NodeID `json:"owners,omitempty"`
+	Holders []shardmap.NodeID `json:"holders,omitempty"`
+}
+
+func u64Key(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func getJSON(b *bolt.Bucket, key []byte, v any) (bool, error) {
+	raw := b.Get(key)
+	if raw == nil {
+		return false, nil
+	}
+	return true, json.Unmarshal(raw, v)
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
+
+func readEpoch(tx *bolt.Tx) (epoch.State, error) {
+	var rec epochRecord
+	if _, err := getJSON(tx.Bucket(bucketMeta), keyEpoch, &rec); err != nil {
+		return epoch.State{}, err
+	}
+	return epoch.FromParts(rec.Epoch, rec.Owners, rec.Holders)
+}
+
+func writeEpoch(tx *bolt.Tx, s epoch.State) error {
+	return putJSON(tx.Bucket(bucketMeta), keyEpoch, epochRecord{Epoch: s.Epoch(), Owners: s.Owners(), Holders: s.Holders()})
+}
+
+func readApplied(tx *bolt.Tx) uint64 {
+	if raw := tx.Bucket(bucketMeta).Get(keyApplied); len(raw) == 8 {
+		return binary.BigEndian.Uint64(raw)
+	}
+	return 0
+}
