@@ -1,0 +1,185 @@
+package committee
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// NodeConfig configures one control-plane voter.
+type NodeConfig struct {
+	ID       string // this voter's Raft server ID
+	DataDir  string // raft.db (log + stable store), snapshots/, fsm.db
+	RaftAddr string // host:port to listen on and advertise for Raft
+	// Bootstrap lists the initial voters (including this one). Starting
+	// with it is safe to repeat: a node that already has Raft state
+	// ignores it, so the same command starts a cluster and restarts it.
+	Bootstrap []raft.Server
+	State     Config // the genesis configuration of the FSM
+	// Tuning; zero values take production defaults.
+	HeartbeatTimeout  time.Duration
+	ElectionTimeout   time.Duration
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	LogOutput         io.Writer // Raft's own log (default: discarded)
+}
+
+// Node is one control-plane voter: Raft with raft-boltdb, a file snapshot
+// store and the bbolt FSM.
+type Node struct {
+	cfg       NodeConfig
+	raft      *raft.Raft
+	fsm       *FSM
+	logs      *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+}
+
+// StartNode opens the node's stores and joins (or bootstraps) the cluster.
+func StartNode(cfg NodeConfig) (*Node, error) {
+	if cfg.ID == "" || cfg.DataDir == "" || cfg.RaftAddr == "" {
+		return nil, errors.New("committee: node needs an ID, a data directory and a Raft address")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	out := cfg.LogOutput
+	if out == nil {
+		out = io.Discard
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "raft", Output: out, Level: hclog.Warn})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = logger
+	// The FSM's state is on disk and already reflects every entry it
+	// applied: restoring the last snapshot at start would only roll it
+	// back and replay.
+	rc.NoSnapshotRestoreOnStart = true
+	if cfg.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+		rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
+	}
+	if cfg.ElectionTimeout > 0 {
+		rc.ElectionTimeout = cfg.ElectionTimeout
+	}
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
+
+	fsm, err := OpenFSM(filepath.Join(cfg.DataDir, "fsm.db"), cfg.State)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, fsm: fsm}
+	if err := n.open(rc, logger); err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) open(rc *raft.Config, logger hclog.Logger) error {
+	var err error
+	n.logs, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(n.cfg.DataDir, "raft.db")})
+	if err != nil {
+		return err
+	}
+	snapshots, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, logger)
+	if err != nil {
+		return err
+	}
+	addr, err := net.ResolveTCPAddr("tcp", n.cfg.RaftAddr)
+	if err != nil {
+		return err
+	}
+	n.transport, err = raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, addr, 3, 10*time.Second, logger)
+	if err != nil {
+		return err
+	}
+	if len(n.cfg.Bootstrap) > 0 {
+		err := raft.BootstrapCluster(rc, n.logs, n.logs, snapshots, n.transport, raft.Configuration{Servers: n.cfg.Bootstrap})
+		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return err
+		}
+	}
+	n.raft, err = raft.NewRaft(rc, n.fsm, n.logs, n.logs, snapshots, n.transport)
+	return err
+}
+
+func (n *Node) closeStores() {
+	if n.transport != nil {
+		n.transport.Close()
+	}
+	if n.logs != nil {
+		n.logs.Close()
+	}
+	n.fsm.Close()
+}
+
+// Shutdown stops Raft and closes the stores.
+func (n *Node) Shutdown() error {
+	err := n.raft.Shutdown().Error()
+	n.closeStores()
+	return err
+}
+
+// FSM exposes the node's local state for reads.
+func (n *Node) FSM() *FSM { return n.fsm }
+
+// Raft exposes the Raft instance (membership, stats).
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// IsLeader reports whether this node is the leader now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// ErrNotLeader is returned when a write reaches a follower; the service
+// layer forwards writes to the leader.
+var ErrNotLeader = errors.New("committee: not the leader")
+
+// Propose commits a command through Raft and returns its result once this
+// node has applied it. Only the leader proposes.
+func (n *Node) Propose(ctx context.Context, cmd Command) (*Result, error) {
+	data, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, err
+	}
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	f := n.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return nil, err
+	}
+	res, ok := f.Response().(*Result)
+	if !ok || res == nil {
+		return nil, fmt.Errorf("committee: no result for command %s", cmd.ID)
+	}
+	return res, nil
+}
+
+// AddVoter adds a voter (on the leader).
+func (n *Node) AddVoter(id, addr string) error {
+	return n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error()
+}
+
+// RemoveServer removes a voter (on the leader).
+func (n *Node) RemoveServer(id string) error {
+	return n.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error()
+}
