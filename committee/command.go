@@ -31,6 +31,10 @@ const (
 	KindShardSynced   Kind = "shard-synced"
 	KindRegisterBlob  Kind = "register-blob"
 	KindCertifyBlob   Kind = "certify-blob"
+	KindMarkInvalid   Kind = "mark-blob-invalid"
+	KindExtendBlob    Kind = "extend-blob"
+	KindAddClient     Kind = "add-client"
+	KindSetQuota      Kind = "set-quota"
 )
 
 // Command is what goes through the Raft log.
@@ -38,6 +42,12 @@ type Command struct {
 	ID   string          `json:"id"`
 	Kind Kind            `json:"kind"`
 	Body json.RawMessage `json:"body"`
+	// Node and Nonce are set for requests a storage node signed (their
+	// signature was checked before proposing). The FSM takes each node's
+	// nonces only in increasing order, so a replayed request is refused
+	// on every replica alike.
+	Node  shardmap.NodeID `json:"node,omitempty"`
+	Nonce uint64          `json:"nonce,omitempty"`
 }
 
 // NewCommand wraps a body.
@@ -91,8 +101,10 @@ type ShardSynced struct {
 	Node  shardmap.NodeID `json:"node"`
 }
 
-// RegisterBlob registers a blob's encoding; the FSM derives its ID.
+// RegisterBlob registers a blob's encoding; the FSM derives its ID and
+// charges the client's quota its encoded size × the epochs it is paid for.
 type RegisterBlob struct {
+	Client   string        `json:"client"`
 	Encoding uint8         `json:"encoding"`
 	Shards   uint32        `json:"shards"`
 	Length   uint64        `json:"length"`
@@ -105,6 +117,34 @@ type RegisterBlob struct {
 type CertifyBlob struct {
 	BlobID      crypto.BlobID `json:"blob_id"`
 	Certificate []byte        `json:"certificate"`
+}
+
+// MarkBlobInvalid records an invalid-blob certificate (signers' weight
+// ≥ f+1, verified before proposing).
+type MarkBlobInvalid struct {
+	BlobID      crypto.BlobID `json:"blob_id"`
+	Certificate []byte        `json:"certificate"`
+}
+
+// ExtendBlob moves a blob's end epoch later, charged to the client.
+type ExtendBlob struct {
+	Client   string        `json:"client"`
+	BlobID   crypto.BlobID `json:"blob_id"`
+	EndEpoch uint64        `json:"end_epoch"`
+}
+
+// AddClient creates a client credential: the SHA-256 of its bearer token
+// (the token itself is never stored) and its quota in bytes × epochs.
+type AddClient struct {
+	Client    string        `json:"client"`
+	TokenHash crypto.Digest `json:"token_hash"`
+	Quota     uint64        `json:"quota"`
+}
+
+// SetQuota changes a client's quota.
+type SetQuota struct {
+	Client string `json:"client"`
+	Quota  uint64 `json:"quota"`
 }
 
 // Result is what applying a command returned.
@@ -132,6 +172,7 @@ const (
 	CodeAlreadyExists      Code = "already-exists"
 	CodeFailedPrecondition Code = "failed-precondition"
 	CodePermissionDenied   Code = "permission-denied"
+	CodeResourceExhausted  Code = "resource-exhausted"
 )
 
 // CommandError is a rejection decided by the FSM: every replica reaches

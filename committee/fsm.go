@@ -42,7 +42,7 @@ func OpenFSM(path string, cfg Config) (*FSM, error) {
 	if cfg.Shards < coding.MinShards {
 		return nil, fmt.Errorf("committee: %d shards", cfg.Shards)
 	}
-	f := &FSM{path: path, cfg: cfg}
+	f := &FSM{path: path, cfg: cfg.withDefaults()}
 	if err := f.open(); err != nil {
 		return nil, err
 	}
@@ -150,8 +150,14 @@ func (f *FSM) Apply(l *raft.Log) any {
 }
 
 // apply runs one command. Handlers validate everything before writing, so a
-// rejection leaves the transaction untouched.
+// rejection leaves the transaction untouched (but for a signed request's
+// nonce, which is spent either way).
 func (f *FSM) apply(tx *bolt.Tx, index uint64, cmd Command, res *Result) ([]Event, *CommandError) {
+	if cmd.Node != "" && cmd.Kind != KindRegisterNode {
+		if cerr := f.spendNonce(tx, cmd.Node, cmd.Nonce); cerr != nil {
+			return nil, cerr
+		}
+	}
 	decode := func(v any) *CommandError {
 		dec := json.NewDecoder(bytes.NewReader(cmd.Body))
 		dec.DisallowUnknownFields()
@@ -166,7 +172,7 @@ func (f *FSM) apply(tx *bolt.Tx, index uint64, cmd Command, res *Result) ([]Even
 		if err := decode(&c); err != nil {
 			return nil, err
 		}
-		return f.registerNode(tx, index, c)
+		return f.registerNode(tx, index, cmd, c)
 	case KindUpdateAddress:
 		var c UpdateAddress
 		if err := decode(&c); err != nil {
@@ -205,6 +211,9 @@ func (f *FSM) apply(tx *bolt.Tx, index uint64, cmd Command, res *Result) ([]Even
 		if err := decode(&c); err != nil {
 			return nil, err
 		}
+		if cmd.Node != "" && cmd.Node != c.Node {
+			return nil, reject(CodePermissionDenied, "node %s cannot report shard %d for node %s", cmd.Node, c.Shard, c.Node)
+		}
 		return f.shardSynced(tx, index, c)
 	case KindRegisterBlob:
 		var c RegisterBlob
@@ -218,13 +227,40 @@ func (f *FSM) apply(tx *bolt.Tx, index uint64, cmd Command, res *Result) ([]Even
 			return nil, err
 		}
 		return f.certifyBlob(tx, index, c, res)
+	case KindMarkInvalid:
+		var c MarkBlobInvalid
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		return f.markInvalid(tx, index, c, res)
+	case KindExtendBlob:
+		var c ExtendBlob
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		return f.extendBlob(tx, index, c, res)
+	case KindAddClient:
+		var c AddClient
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		return f.addClient(tx, index, c)
+	case KindSetQuota:
+		var c SetQuota
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		return f.setQuota(tx, index, c)
 	}
 	return nil, reject(CodeInvalidArgument, "unknown command kind %q", cmd.Kind)
 }
 
 const maxNodeIDLength = 64
 
-func (f *FSM) registerNode(tx *bolt.Tx, index uint64, c RegisterNode) ([]Event, *CommandError) {
+func (f *FSM) registerNode(tx *bolt.Tx, index uint64, cmd Command, c RegisterNode) ([]Event, *CommandError) {
+	if cmd.Node != "" && cmd.Node != c.Node {
+		return nil, reject(CodePermissionDenied, "node %s cannot register node %s", cmd.Node, c.Node)
+	}
 	if c.Node == "" || len(c.Node) > maxNodeIDLength {
 		return nil, reject(CodeInvalidArgument, "node ID of %d bytes (1–%d)", len(c.Node), maxNodeIDLength)
 	}
@@ -245,7 +281,7 @@ func (f *FSM) registerNode(tx *bolt.Tx, index uint64, c RegisterNode) ([]Event, 
 	if owner := keys.Get(c.PublicKey); owner != nil {
 		return nil, reject(CodeAlreadyExists, "public key already registered by node %s", owner)
 	}
-	rec := NodeRecord{ID: c.Node, PublicKey: c.PublicKey, Address: c.Address, Registered: index}
+	rec := NodeRecord{ID: c.Node, PublicKey: c.PublicKey, Address: c.Address, Registered: index, LastNonce: cmd.Nonce}
 	if err := putJSON(nodes, []byte(c.Node), rec); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
@@ -331,7 +367,29 @@ func (f *FSM) advanceEpoch(tx *bolt.Tx, index uint64, c AdvanceEpoch, res *Resul
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	res.Epoch = after.Epoch()
-	return epochEvents(index, events), nil
+	expired, err := f.expireAt(tx, index, after.Epoch())
+	if err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	return append(epochEvents(index, events), expired...), nil
+}
+
+// spendNonce accepts a signed request's nonce if it is above the node's
+// last one.
+func (f *FSM) spendNonce(tx *bolt.Tx, node shardmap.NodeID, nonce uint64) *CommandError {
+	nodes := tx.Bucket(bucketNodes)
+	var rec NodeRecord
+	if found, err := getJSON(nodes, []byte(node), &rec); err != nil || !found {
+		return reject(CodePermissionDenied, "request signed by unregistered node %s", node)
+	}
+	if nonce <= rec.LastNonce {
+		return reject(CodePermissionDenied, "replayed request from node %s: nonce %d, last %d", node, nonce, rec.LastNonce)
+	}
+	rec.LastNonce = nonce
+	if err := putJSON(nodes, []byte(node), rec); err != nil {
+		return reject(CodeFailedPrecondition, "%v", err)
+	}
+	return nil
 }
 
 func (f *FSM) shardSynced(tx *bolt.Tx, index uint64, c ShardSynced) ([]Event, *CommandError) {
@@ -354,75 +412,6 @@ func (f *FSM) shardSynced(tx *bolt.Tx, index uint64, c ShardSynced) ([]Event, *C
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	return epochEvents(index, events), nil
-}
-
-func (f *FSM) registerBlob(tx *bolt.Tx, index uint64, c RegisterBlob, res *Result) ([]Event, *CommandError) {
-	state, err := readEpoch(tx)
-	if err != nil {
-		return nil, reject(CodeFailedPrecondition, "%v", err)
-	}
-	if state.Epoch() == 0 {
-		return nil, reject(CodeFailedPrecondition, "no committee yet: advance to epoch 1 first")
-	}
-	if int(c.Shards) != f.cfg.Shards {
-		return nil, reject(CodeInvalidArgument, "blob encoded for %d shards, the network has %d", c.Shards, f.cfg.Shards)
-	}
-	params, err := coding.NewParams(f.cfg.Shards, coding.WithEncoding(coding.Encoding(c.Encoding)))
-	if err == nil {
-		_, err = params.SymbolSize(c.Length)
-	}
-	if err != nil {
-		return nil, reject(CodeInvalidArgument, "%v", err)
-	}
-	if c.EndEpoch <= state.Epoch() {
-		return nil, reject(CodeInvalidArgument, "end epoch %d is not after the current epoch %d", c.EndEpoch, state.Epoch())
-	}
-	id := crypto.DeriveBlobID(c.Encoding, c.Shards, c.Length, c.Root)
-	res.BlobID = id
-	blobs := tx.Bucket(bucketBlobs)
-	if blobs.Get(id[:]) != nil {
-		return nil, nil // the same content registered again: nothing to do
-	}
-	rec := BlobRecord{ID: id, Encoding: c.Encoding, Shards: c.Shards, Length: c.Length, Root: c.Root, EndEpoch: c.EndEpoch, RegisteredEpoch: state.Epoch()}
-	if err := putJSON(blobs, id[:], rec); err != nil {
-		return nil, reject(CodeFailedPrecondition, "%v", err)
-	}
-	return []Event{{Index: index, Kind: "blob-registered", Epoch: state.Epoch(), BlobID: id}}, nil
-}
-
-func (f *FSM) certifyBlob(tx *bolt.Tx, index uint64, c CertifyBlob, res *Result) ([]Event, *CommandError) {
-	var cert crypto.Certificate
-	if err := cert.UnmarshalBinary(c.Certificate); err != nil {
-		return nil, reject(CodeInvalidArgument, "%v", err)
-	}
-	if cert.BlobID != c.BlobID || cert.Type != crypto.MsgBlobStored {
-		return nil, reject(CodeInvalidArgument, "certificate is a %s for blob %s, not availability of %s", cert.Type, cert.BlobID, c.BlobID)
-	}
-	blobs := tx.Bucket(bucketBlobs)
-	var rec BlobRecord
-	if found, err := getJSON(blobs, c.BlobID[:], &rec); err != nil || !found {
-		return nil, reject(CodeNotFound, "blob %s is not registered", c.BlobID)
-	}
-	res.BlobID = c.BlobID
-	if rec.CertifiedEpoch != 0 {
-		return nil, nil // already certified: the first certificate stands
-	}
-	state, err := readEpoch(tx)
-	if err != nil {
-		return nil, reject(CodeFailedPrecondition, "%v", err)
-	}
-	if cert.Epoch != state.Epoch() {
-		return nil, reject(CodeFailedPrecondition, "certificate of epoch %d, the current epoch is %d", cert.Epoch, state.Epoch())
-	}
-	if state.Epoch() >= rec.EndEpoch {
-		return nil, reject(CodeFailedPrecondition, "blob %s expired at the end of epoch %d", c.BlobID, rec.EndEpoch)
-	}
-	rec.CertifiedEpoch, rec.Certificate = state.Epoch(), c.Certificate
-	if err := putJSON(blobs, c.BlobID[:], rec); err != nil {
-		return nil, reject(CodeFailedPrecondition, "%v", err)
-	}
-	res.Epoch = state.Epoch()
-	return []Event{{Index: index, Kind: "blob-certified", Epoch: state.Epoch(), BlobID: c.BlobID}}, nil
 }
 
 func epochEvents(index uint64, events []epoch.Event) []Event {

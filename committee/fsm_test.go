@@ -45,6 +45,14 @@ func (tf *testFSM) applyAt(index uint64, id string, kind Kind, body any) *Result
 	return res
 }
 
+// applyCommand applies a prepared command at the current index.
+func (tf *testFSM) applyCommand(cmd Command) *Result {
+	tf.t.Helper()
+	data, _ := json.Marshal(cmd)
+	res, _ := tf.fsm.Apply(&raft.Log{Index: tf.index, Type: raft.LogCommand, Data: data}).(*Result)
+	return res
+}
+
 func (tf *testFSM) apply(kind Kind, body any) *Result {
 	tf.t.Helper()
 	tf.index++
@@ -254,7 +262,8 @@ func TestFSMBlobs(t *testing.T) {
 	for _, id := range []shardmap.NodeID{"a", "b", "c", "d"} {
 		tf.register(id, 10)
 	}
-	register := RegisterBlob{Encoding: uint8(coding.RS8), Shards: 10, Length: 1234, Root: crypto.Digest{5}, EndEpoch: 3}
+	tf.mustApply(KindAddClient, AddClient{Client: "app", TokenHash: crypto.Digest{1}, Quota: 1 << 40})
+	register := RegisterBlob{Client: "app", Encoding: uint8(coding.RS8), Shards: 10, Length: 1234, Root: crypto.Digest{5}, EndEpoch: 3}
 	wantCode(t, "registration before epoch 1", tf.apply(KindRegisterBlob, register), CodeFailedPrecondition)
 	tf.advance(false)
 	res := tf.mustApply(KindRegisterBlob, register)
@@ -263,10 +272,10 @@ func TestFSMBlobs(t *testing.T) {
 	}
 	id := res.BlobID
 	for what, bad := range map[string]RegisterBlob{
-		"wrong shard count": {Encoding: 1, Shards: 11, Length: 1, EndEpoch: 3},
-		"unknown encoding":  {Encoding: 9, Shards: 10, Length: 1, EndEpoch: 3},
-		"too large":         {Encoding: 1, Shards: 10, Length: coding.DefaultMaxBlobLength + 1, EndEpoch: 3},
-		"end epoch passed":  {Encoding: 1, Shards: 10, Length: 1, EndEpoch: 1},
+		"wrong shard count": {Client: "app", Encoding: 1, Shards: 11, Length: 1, EndEpoch: 3},
+		"unknown encoding":  {Client: "app", Encoding: 9, Shards: 10, Length: 1, EndEpoch: 3},
+		"too large":         {Client: "app", Encoding: 1, Shards: 10, Length: coding.DefaultMaxBlobLength + 1, EndEpoch: 3},
+		"end epoch passed":  {Client: "app", Encoding: 1, Shards: 10, Length: 1, EndEpoch: 1},
 	} {
 		wantCode(t, what, tf.apply(KindRegisterBlob, bad), CodeInvalidArgument)
 	}
@@ -303,7 +312,7 @@ func TestFSMBlobs(t *testing.T) {
 		t.Fatalf("certified in epoch %d", res.Epoch)
 	}
 	// Past its end epoch a registration cannot be certified.
-	late := tf.mustApply(KindRegisterBlob, RegisterBlob{Encoding: 1, Shards: 10, Length: 9, EndEpoch: 3})
+	late := tf.mustApply(KindRegisterBlob, RegisterBlob{Client: "app", Encoding: 1, Shards: 10, Length: 9, EndEpoch: 3})
 	tf.advance(false) // epoch 3 = the end epoch
 	id = late.BlobID
 	wantCode(t, "certificate past the end epoch", tf.apply(KindCertifyBlob, CertifyBlob{BlobID: id, Certificate: certify(3)}), CodeFailedPrecondition)

@@ -97,3 +97,23 @@ func (f *FSM) Events(after uint64, limit int) (out []Event, err error) {
 	})
 	return out, err
 }
+
+// Client returns a client credential's record.
+func (f *FSM) Client(id string) (rec ClientRecord, found bool, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		found, err = getJSON(tx.Bucket(bucketClients), []byte(id), &rec)
+		return err
+	})
+	return rec, found, err
+}
+
+// ClientByToken finds the client a bearer token's hash was issued to.
+func (f *FSM) ClientByToken(hash crypto.Digest) (id string, found bool, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketTokens).Get(hash[:]); v != nil {
+			id, found = string(v), true
+		}
+		return nil
+	})
+	return id, found, err
+}

@@ -22,18 +22,36 @@ var (
 	bucketBlobs      = []byte("blobs")      // blob ID → BlobRecord
 	bucketCommands   = []byte("commands")   // command ID → Result
 	bucketEvents     = []byte("events")     // u64 index ‖ u16 seq → Event
+	bucketClients    = []byte("clients")    // client ID → ClientRecord
+	bucketTokens     = []byte("tokens")     // token hash → client ID
+	bucketExpiry     = []byte("expiry")     // u64 end epoch ‖ blob ID → nil, for live blobs
+	bucketPending    = []byte("pending")    // u64 registered epoch ‖ blob ID → nil, uncertified blobs
 
 	keyConfig  = []byte("config")
 	keyEpoch   = []byte("epoch")
 	keyApplied = []byte("applied")
 
-	allBuckets = [][]byte{bucketMeta, bucketNodes, bucketKeys, bucketCommittees, bucketBlobs, bucketCommands, bucketEvents}
+	allBuckets = [][]byte{bucketMeta, bucketNodes, bucketKeys, bucketCommittees, bucketBlobs, bucketCommands, bucketEvents,
+		bucketClients, bucketTokens, bucketExpiry, bucketPending}
 )
 
 // Config is fixed when the control plane is first created.
 type Config struct {
 	Shards     int `json:"shards"`
 	PerNodeCap int `json:"per_node_cap"`
+	// LapseEpochs: a registration not certified within this many epochs
+	// lapses (0 means DefaultLapseEpochs).
+	LapseEpochs uint64 `json:"lapse_epochs"`
+}
+
+// DefaultLapseEpochs is how long an uncertified registration lives.
+const DefaultLapseEpochs = 2
+
+func (c Config) withDefaults() Config {
+	if c.LapseEpochs == 0 {
+		c.LapseEpochs = DefaultLapseEpochs
+	}
+	return c
 }
 
 func (c Config) epochConfig() epoch.Config {
@@ -47,6 +65,15 @@ type NodeRecord struct {
 	Address    string          `json:"address"`
 	Stake      uint64          `json:"stake"`
 	Registered uint64          `json:"registered_index"`
+	LastNonce  uint64          `json:"last_nonce"`
+}
+
+// ClientRecord is a client credential and its quota in bytes × epochs.
+type ClientRecord struct {
+	ID        string        `json:"id"`
+	TokenHash crypto.Digest `json:"token_hash"`
+	Quota     uint64        `json:"quota"`
+	Used      uint64        `json:"used"`
 }
 
 // Member is one node of an epoch's committee, in committee order.
@@ -88,7 +115,15 @@ type BlobRecord struct {
 	RegisteredEpoch uint64        `json:"registered_epoch"`
 	CertifiedEpoch  uint64        `json:"certified_epoch,omitempty"` // 0: not certified
 	Certificate     []byte        `json:"certificate,omitempty"`
+	Client          string        `json:"client"`
+	Invalid         bool          `json:"invalid,omitempty"`
+	InvalidProof    []byte        `json:"invalid_certificate,omitempty"`
+	Expired         bool          `json:"expired,omitempty"` // past its end epoch, or lapsed uncertified
 }
+
+// Live reports whether the blob's data must be kept: registered or
+// certified, neither invalid nor expired.
+func (b BlobRecord) Live() bool { return !b.Invalid && !b.Expired }
 
 // Event is one entry of the ordered event stream; Index is the Raft index
 // of the command that made it.

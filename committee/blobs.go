@@ -1,0 +1,297 @@
+package committee
+
+import (
+	"encoding/binary"
+	"math/bits"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/crypto"
+)
+
+// The blob registry's life cycle: registered (charged to a client) →
+// certified (availability certificate of the current epoch, before the end
+// epoch) → expired at the epoch change that reaches its end epoch. An
+// uncertified registration lapses after LapseEpochs. An invalid-blob
+// certificate ends it at any point. Every transition is a committed event;
+// nodes delete data only after applying it.
+
+func epochKey(e uint64, id crypto.BlobID) []byte { return append(u64Key(e), id[:]...) }
+
+func (f *FSM) registerBlob(tx *bolt.Tx, index uint64, c RegisterBlob, res *Result) ([]Event, *CommandError) {
+	state, err := readEpoch(tx)
+	if err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	if state.Epoch() == 0 {
+		return nil, reject(CodeFailedPrecondition, "no committee yet: advance to epoch 1 first")
+	}
+	if int(c.Shards) != f.cfg.Shards {
+		return nil, reject(CodeInvalidArgument, "blob encoded for %d shards, the network has %d", c.Shards, f.cfg.Shards)
+	}
+	params, err := coding.NewParams(f.cfg.Shards, coding.WithEncoding(coding.Encoding(c.Encoding)))
+	if err != nil {
+		return nil, reject(CodeInvalidArgument, "%v", err)
+	}
+	stored, err := params.EncodedSize(c.Length)
+	if err != nil {
+		return nil, reject(CodeInvalidArgument, "%v", err)
+	}
+	if c.EndEpoch <= state.Epoch() {
+		return nil, reject(CodeInvalidArgument, "end epoch %d is not after the current epoch %d", c.EndEpoch, state.Epoch())
+	}
+	id := crypto.DeriveBlobID(c.Encoding, c.Shards, c.Length, c.Root)
+	res.BlobID = id
+	blobs := tx.Bucket(bucketBlobs)
+	var existing BlobRecord
+	if found, _ := getJSON(blobs, id[:], &existing); found && existing.Live() {
+		return nil, nil // the same content is registered already: nothing to pay for twice
+	}
+	client, cerr := f.charge(tx, c.Client, stored, c.EndEpoch-state.Epoch())
+	if cerr != nil {
+		return nil, cerr
+	}
+	rec := BlobRecord{
+		ID: id, Encoding: c.Encoding, Shards: c.Shards, Length: c.Length, Root: c.Root,
+		EndEpoch: c.EndEpoch, RegisteredEpoch: state.Epoch(), Client: client.ID,
+	}
+	if err := putJSON(blobs, id[:], rec); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	if err := tx.Bucket(bucketExpiry).Put(epochKey(rec.EndEpoch, id), nil); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	if err := tx.Bucket(bucketPending).Put(epochKey(rec.RegisteredEpoch, id), nil); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	return []Event{{Index: index, Kind: "blob-registered", Epoch: state.Epoch(), BlobID: id}}, nil
+}
+
+// liveBlob loads a blob that exists and is neither invalid nor expired.
+func liveBlob(tx *bolt.Tx, id crypto.BlobID) (BlobRecord, *CommandError) {
+	var rec BlobRecord
+	if found, err := getJSON(tx.Bucket(bucketBlobs), id[:], &rec); err != nil || !found {
+		return rec, reject(CodeNotFound, "blob %s is not registered", id)
+	}
+	if rec.Invalid {
+		return rec, reject(CodeFailedPrecondition, "blob %s is invalid", id)
+	}
+	if rec.Expired {
+		return rec, reject(CodeFailedPrecondition, "blob %s has expired", id)
+	}
+	return rec, nil
+}
+
+// blobCertificate decodes a certificate of the given type for blob id.
+func blobCertificate(raw []byte, t crypto.MessageType, id crypto.BlobID) (*crypto.Certificate, *CommandError) {
+	var cert crypto.Certificate
+	if err := cert.UnmarshalBinary(raw); err != nil {
+		return nil, reject(CodeInvalidArgument, "%v", err)
+	}
+	if cert.BlobID != id || cert.Type != t {
+		return nil, reject(CodeInvalidArgument, "certificate is a %s for blob %s, not a %s for %s", cert.Type, cert.BlobID, t, id)
+	}
+	return &cert, nil
+}
+
+func (f *FSM) certifyBlob(tx *bolt.Tx, index uint64, c CertifyBlob, res *Result) ([]Event, *CommandError) {
+	cert, cerr := blobCertificate(c.Certificate, crypto.MsgBlobStored, c.BlobID)
+	if cerr != nil {
+		return nil, cerr
+	}
+	rec, cerr := liveBlob(tx, c.BlobID)
+	if cerr != nil {
+		return nil, cerr
+	}
+	res.BlobID = c.BlobID
+	if rec.CertifiedEpoch != 0 {
+		res.Epoch = rec.CertifiedEpoch
+		return nil, nil // already certified: the first certificate stands
+	}
+	state, err := readEpoch(tx)
+	if err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	if cert.Epoch != state.Epoch() {
+		return nil, reject(CodeFailedPrecondition, "certificate of epoch %d, the current epoch is %d", cert.Epoch, state.Epoch())
+	}
+	if state.Epoch() >= rec.EndEpoch {
+		return nil, reject(CodeFailedPrecondition, "blob %s expired at the end of epoch %d", c.BlobID, rec.EndEpoch)
+	}
+	rec.CertifiedEpoch, rec.Certificate = state.Epoch(), c.Certificate
+	if err := putJSON(tx.Bucket(bucketBlobs), c.BlobID[:], rec); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	if err := tx.Bucket(bucketPending).Delete(epochKey(rec.RegisteredEpoch, rec.ID)); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	res.Epoch = state.Epoch()
+	return []Event{{Index: index, Kind: "blob-certified", Epoch: state.Epoch(), BlobID: c.BlobID}}, nil
+}
+
+func (f *FSM) markInvalid(tx *bolt.Tx, index uint64, c MarkBlobInvalid, res *Result) ([]Event, *CommandError) {
+	cert, cerr := blobCertificate(c.Certificate, crypto.MsgBlobInvalid, c.BlobID)
+	if cerr != nil {
+		return nil, cerr
+	}
+	var rec BlobRecord
+	if found, err := getJSON(tx.Bucket(bucketBlobs), c.BlobID[:], &rec); err != nil || !found {
+		return nil, reject(CodeNotFound, "blob %s is not registered", c.BlobID)
+	}
+	res.BlobID = c.BlobID
+	if rec.Invalid {
+		return nil, nil
+	}
+	state, err := readEpoch(tx)
+	if err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	if cert.Epoch != state.Epoch() {
+		return nil, reject(CodeFailedPrecondition, "invalid-blob certificate of epoch %d, the current epoch is %d", cert.Epoch, state.Epoch())
+	}
+	rec.Invalid, rec.InvalidProof = true, c.Certificate
+	if cerr := f.retire(tx, rec); cerr != nil {
+		return nil, cerr
+	}
+	return []Event{{Index: index, Kind: "blob-invalid", Epoch: state.Epoch(), BlobID: c.BlobID}}, nil
+}
+
+func (f *FSM) extendBlob(tx *bolt.Tx, index uint64, c ExtendBlob, res *Result) ([]Event, *CommandError) {
+	rec, cerr := liveBlob(tx, c.BlobID)
+	if cerr != nil {
+		return nil, cerr
+	}
+	res.BlobID = c.BlobID
+	if c.EndEpoch <= rec.EndEpoch {
+		return nil, reject(CodeInvalidArgument, "end epoch %d is not after the current end epoch %d", c.EndEpoch, rec.EndEpoch)
+	}
+	params, err := coding.NewParams(int(rec.Shards), coding.WithEncoding(coding.Encoding(rec.Encoding)))
+	if err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	stored, err := params.EncodedSize(rec.Length)
+	if err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	if _, cerr := f.charge(tx, c.Client, stored, c.EndEpoch-rec.EndEpoch); cerr != nil {
+		return nil, cerr
+	}
+	expiry := tx.Bucket(bucketExpiry)
+	if err := expiry.Delete(epochKey(rec.EndEpoch, rec.ID)); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	rec.EndEpoch = c.EndEpoch
+	if err := expiry.Put(epochKey(rec.EndEpoch, rec.ID), nil); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	if err := putJSON(tx.Bucket(bucketBlobs), rec.ID[:], rec); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	res.Epoch = rec.EndEpoch
+	return []Event{{Index: index, Kind: "blob-extended", Epoch: rec.EndEpoch, BlobID: rec.ID}}, nil
+}
+
+// retire stores a blob that is no longer live and drops it from the expiry
+// and pending indexes.
+func (f *FSM) retire(tx *bolt.Tx, rec BlobRecord) *CommandError {
+	if err := tx.Bucket(bucketExpiry).Delete(epochKey(rec.EndEpoch, rec.ID)); err != nil {
+		return reject(CodeFailedPrecondition, "%v", err)
+	}
+	if err := tx.Bucket(bucketPending).Delete(epochKey(rec.RegisteredEpoch, rec.ID)); err != nil {
+		return reject(CodeFailedPrecondition, "%v", err)
+	}
+	if err := putJSON(tx.Bucket(bucketBlobs), rec.ID[:], rec); err != nil {
+		return reject(CodeFailedPrecondition, "%v", err)
+	}
+	return nil
+}
+
+// expireAt runs at the change to epoch e: blobs whose end epoch is e or
+// earlier expire, registrations still uncertified after LapseEpochs lapse.
+// Both walk an index, so the cost is the number that end, not the registry.
+func (f *FSM) expireAt(tx *bolt.Tx, index, e uint64) ([]Event, error) {
+	var events []Event
+	ended := func(bucket []byte, upTo uint64, kind string) error {
+		var ids []crypto.BlobID
+		c := tx.Bucket(bucket).Cursor()
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k[:8]) <= upTo; k, _ = c.Next() {
+			ids = append(ids, crypto.BlobID(k[8:]))
+		}
+		for _, id := range ids {
+			var rec BlobRecord
+			if _, err := getJSON(tx.Bucket(bucketBlobs), id[:], &rec); err != nil {
+				return err
+			}
+			rec.Expired = true
+			if cerr := f.retire(tx, rec); cerr != nil {
+				return cerr
+			}
+			events = append(events, Event{Index: index, Kind: kind, Epoch: e, BlobID: id})
+		}
+		return nil
+	}
+	if err := ended(bucketExpiry, e, "blob-expired"); err != nil {
+		return nil, err
+	}
+	if e > f.cfg.LapseEpochs {
+		if err := ended(bucketPending, e-f.cfg.LapseEpochs, "registration-lapsed"); err != nil {
+			return nil, err
+		}
+	}
+	return events, nil
+}
+
+// charge takes bytes × epochs from a client's quota.
+func (f *FSM) charge(tx *bolt.Tx, client string, bytes, epochs uint64) (ClientRecord, *CommandError) {
+	clients := tx.Bucket(bucketClients)
+	var rec ClientRecord
+	if found, err := getJSON(clients, []byte(client), &rec); err != nil || !found {
+		return rec, reject(CodePermissionDenied, "unknown client %q", client)
+	}
+	hi, cost := bits.Mul64(bytes, epochs)
+	if hi != 0 || cost > rec.Quota-min(rec.Used, rec.Quota) {
+		return rec, reject(CodeResourceExhausted, "client %s: %d bytes × %d epochs exceed the %d left of its quota", client, bytes, epochs, rec.Quota-min(rec.Used, rec.Quota))
+	}
+	rec.Used += cost
+	if err := putJSON(clients, []byte(client), rec); err != nil {
+		return rec, reject(CodeFailedPrecondition, "%v", err)
+	}
+	return rec, nil
+}
+
+func (f *FSM) addClient(tx *bolt.Tx, index uint64, c AddClient) ([]Event, *CommandError) {
+	if c.Client == "" || len(c.Client) > maxNodeIDLength {
+		return nil, reject(CodeInvalidArgument, "client ID of %d bytes (1–%d)", len(c.Client), maxNodeIDLength)
+	}
+	if c.TokenHash == (crypto.Digest{}) {
+		return nil, reject(CodeInvalidArgument, "client %s without a token hash", c.Client)
+	}
+	clients, tokens := tx.Bucket(bucketClients), tx.Bucket(bucketTokens)
+	if clients.Get([]byte(c.Client)) != nil {
+		return nil, reject(CodeAlreadyExists, "client %s exists", c.Client)
+	}
+	if tokens.Get(c.TokenHash[:]) != nil {
+		return nil, reject(CodeAlreadyExists, "token already issued to another client")
+	}
+	if err := putJSON(clients, []byte(c.Client), ClientRecord{ID: c.Client, TokenHash: c.TokenHash, Quota: c.Quota}); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	if err := tokens.Put(c.TokenHash[:], []byte(c.Client)); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	return []Event{{Index: index, Kind: "client-added"}}, nil
+}
+
+func (f *FSM) setQuota(tx *bolt.Tx, index uint64, c SetQuota) ([]Event, *CommandError) {
+	clients := tx.Bucket(bucketClients)
+	var rec ClientRecord
+	if found, err := getJSON(clients, []byte(c.Client), &rec); err != nil || !found {
+		return nil, reject(CodeNotFound, "client %s does not exist", c.Client)
+	}
+	rec.Quota = c.Quota
+	if err := putJSON(clients, []byte(c.Client), rec); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	return []Event{{Index: index, Kind: "quota-set"}}, nil
+}
