@@ -7,7 +7,12 @@ BENCHOUT  ?= bench.txt
 # Packages with fuzz targets (every decoder of outside bytes).
 FUZZ_PKGS := ./crypto ./coding
 
-.PHONY: all build test test-full test-race bench fuzz-smoke lint clean
+.PHONY: all build test bench fuzz-smoke lint proto proto-tools clean
+
+# Code generators, pinned: `make proto` reproduces api/ byte for byte.
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.1
+TOOLS              := $(CURDIR)/bin/tools
 
 all: lint test build
 
@@ -33,6 +38,19 @@ fuzz-smoke:
 	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+# Needs protoc (Debian: protobuf-compiler); the Go plugins are installed
+# into bin/tools at the pinned versions.
+proto-tools:
+	GOBIN=$(TOOLS) $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(TOOLS) $(GO) install $(PROTOC_GEN_GO_GRPC)
+
+proto: proto-tools
+	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
+	PATH=$(TOOLS):$$PATH protoc --proto_path=api \
+	  --go_out=api --go_opt=paths=source_relative \
+	  --go-grpc_out=api --go-grpc_opt=paths=source_relative \
+	  api/weft/v1/control.proto
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
