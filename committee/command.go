@@ -35,6 +35,7 @@ const (
 	KindExtendBlob    Kind = "extend-blob"
 	KindAddClient     Kind = "add-client"
 	KindSetQuota      Kind = "set-quota"
+	KindSetPeer       Kind = "set-peer"
 )
 
 // Command is what goes through the Raft log.
@@ -145,6 +146,14 @@ type AddClient struct {
 type SetQuota struct {
 	Client string `json:"client"`
 	Quota  uint64 `json:"quota"`
+}
+
+// SetPeer records where a control-plane voter serves gRPC, so that
+// followers can forward writes to whichever voter leads. A new leader
+// proposes its own.
+type SetPeer struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
 }
 
 // Result is what applying a command returned.

@@ -3,6 +3,7 @@ package committee
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -32,8 +34,8 @@ type FSM struct {
 	cfg  Config
 	db   *bolt.DB
 
-	// onApply, if set, is called after every applied index (watchers).
-	onApply func(index uint64)
+	// applied wakes watchers when a command has been applied.
+	applied *indexNotifier
 }
 
 // OpenFSM opens (or creates) the state file. A file created for another
@@ -79,7 +81,23 @@ func (f *FSM) open() error {
 		return err
 	}
 	f.db = db
+	var index uint64
+	_ = db.View(func(tx *bolt.Tx) error {
+		index = readApplied(tx)
+		return nil
+	})
+	if f.applied == nil {
+		f.applied = newIndexNotifier(index)
+	} else {
+		f.applied.set(index)
+	}
 	return nil
+}
+
+// WaitApplied blocks until the state index is above after, the timeout
+// passes or ctx ends, and returns the state index.
+func (f *FSM) WaitApplied(ctx context.Context, after uint64, timeout time.Duration) uint64 {
+	return f.applied.wait(ctx, after, timeout)
 }
 
 // Close closes the state file.
@@ -143,9 +161,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 		// rather than diverge.
 		panic(fmt.Sprintf("committee: applying index %d: %v", l.Index, err))
 	}
-	if f.onApply != nil {
-		f.onApply(l.Index)
-	}
+	f.applied.set(l.Index)
 	return res
 }
 
@@ -251,6 +267,18 @@ func (f *FSM) apply(tx *bolt.Tx, index uint64, cmd Command, res *Result) ([]Even
 			return nil, err
 		}
 		return f.setQuota(tx, index, c)
+	case KindSetPeer:
+		var c SetPeer
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		if c.ID == "" || c.Address == "" {
+			return nil, reject(CodeInvalidArgument, "peer needs an ID and an address")
+		}
+		if err := tx.Bucket(bucketPeers).Put([]byte(c.ID), []byte(c.Address)); err != nil {
+			return nil, reject(CodeFailedPrecondition, "%v", err)
+		}
+		return nil, nil
 	}
 	return nil, reject(CodeInvalidArgument, "unknown command kind %q", cmd.Kind)
 }

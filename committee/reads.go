@@ -117,3 +117,14 @@ func (f *FSM) ClientByToken(hash crypto.Digest) (id string, found bool, err erro
 	})
 	return id, found, err
 }
+
+// PeerAddress returns where a control-plane voter serves gRPC.
+func (f *FSM) PeerAddress(id string) (addr string, found bool, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketPeers).Get([]byte(id)); v != nil {
+			addr, found = string(v), true
+		}
+		return nil
+	})
+	return addr, found, err
+}

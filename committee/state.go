@@ -26,13 +26,14 @@ var (
 	bucketTokens     = []byte("tokens")     // token hash → client ID
 	bucketExpiry     = []byte("expiry")     // u64 end epoch ‖ blob ID → nil, for live blobs
 	bucketPending    = []byte("pending")    // u64 registered epoch ‖ blob ID → nil, uncertified blobs
+	bucketPeers      = []byte("peers")      // Raft server ID → gRPC address
 
 	keyConfig  = []byte("config")
 	keyEpoch   = []byte("epoch")
 	keyApplied = []byte("applied")
 
 	allBuckets = [][]byte{bucketMeta, bucketNodes, bucketKeys, bucketCommittees, bucketBlobs, bucketCommands, bucketEvents,
-		bucketClients, bucketTokens, bucketExpiry, bucketPending}
+		bucketClients, bucketTokens, bucketExpiry, bucketPending, bucketPeers}
 )
 
 // Config is fixed when the control plane is first created.

@@ -1,0 +1,543 @@
+package committee
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/epoch"
+	"github.com/weftstore/weft/shardmap"
+)
+
+// ServiceConfig configures a voter's gRPC service.
+type ServiceConfig struct {
+	OperatorToken string        // bearer token of Admin calls (required)
+	GRPCAddr      string        // where this voter serves gRPC, advertised to the others
+	MaxWait       time.Duration // longest a watch may block (default 60s)
+}
+
+// Service serves the control-plane API of one voter. Writes reaching a
+// follower are forwarded to the leader, found through the peer addresses
+// each leader records in the state.
+type Service struct {
+	weftv1.UnimplementedAdminServer
+	weftv1.UnimplementedNodeServer
+	weftv1.UnimplementedWatchServer
+
+	node  *Node
+	cfg   ServiceConfig
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+const (
+	mdAuthorization = "authorization"
+	mdForwarded     = "weft-forwarded"
+	mdRequestID     = "weft-request-id"
+)
+
+// NewService wraps a running node.
+func NewService(node *Node, cfg ServiceConfig) (*Service, error) {
+	if cfg.OperatorToken == "" {
+		return nil, errors.New("committee: an operator token is required")
+	}
+	if cfg.GRPCAddr == "" {
+		return nil, errors.New("committee: the gRPC address to advertise is required")
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 60 * time.Second
+	}
+	s := &Service{node: node, cfg: cfg, conns: map[string]*grpc.ClientConn{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go s.announce()
+	return s, nil
+}
+
+// Register adds the services to a gRPC server built with s.ServerOptions.
+func (s *Service) Register(g *grpc.Server) {
+	weftv1.RegisterAdminServer(g, s)
+	weftv1.RegisterNodeServer(g, s)
+	weftv1.RegisterWatchServer(g, s)
+}
+
+// ServerOptions returns the interceptor that authenticates Admin calls.
+func (s *Service) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.authenticate)}
+}
+
+// Close stops the announcer and the forwarding connections.
+func (s *Service) Close() {
+	close(s.stop)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
+
+// announce keeps the leader's gRPC address in the state: whenever this
+// voter leads and the state names another address for it, it proposes its
+// own.
+func (s *Service) announce() {
+	defer close(s.done)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	id := s.node.cfg.ID
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+		}
+		if !s.node.IsLeader() {
+			continue
+		}
+		if addr, found, err := s.node.FSM().PeerAddress(id); err == nil && found && addr == s.cfg.GRPCAddr {
+			continue
+		}
+		cmd, _ := NewCommand("peer-"+id+"-"+randomID(), KindSetPeer, SetPeer{ID: id, Address: s.cfg.GRPCAddr})
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, _ = s.node.Propose(ctx, cmd)
+		cancel()
+	}
+}
+
+// authenticate checks the operator credential on Admin calls: missing is
+// Unauthenticated, wrong is PermissionDenied.
+func (s *Service) authenticate(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if strings.HasPrefix(info.FullMethod, "/weft.v1.Admin/") {
+		md, _ := metadata.FromIncomingContext(ctx)
+		values := md.Get(mdAuthorization)
+		if len(values) == 0 {
+			return nil, status.Error(codes.Unauthenticated, "operator credential required (authorization: Bearer <token>)")
+		}
+		token, ok := strings.CutPrefix(values[0], "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.OperatorToken)) != 1 {
+			return nil, status.Error(codes.PermissionDenied, "operator credential not accepted")
+		}
+	}
+	return handler(ctx, req)
+}
+
+func randomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// requestID is the command ID of this call: the caller's, when it set one
+// (a retry then gets the first outcome), else a fresh one.
+func requestID(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(mdRequestID); len(v) > 0 && v[0] != "" {
+		return v[0]
+	}
+	return randomID()
+}
+
+// leader returns nil when this voter leads, or a connection to the leader
+// and the context to call it with (the caller's credentials and request ID
+// carried over). A forwarded call is never forwarded again.
+func (s *Service) leader(ctx context.Context) (*grpc.ClientConn, context.Context, error) {
+	if s.node.IsLeader() {
+		return nil, nil, nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	if len(md.Get(mdForwarded)) > 0 {
+		return nil, nil, status.Error(codes.Unavailable, "forwarded to a voter that is no longer the leader; retry")
+	}
+	_, leaderID := s.node.raft.LeaderWithID()
+	if leaderID == "" {
+		return nil, nil, status.Error(codes.Unavailable, "no leader elected; retry")
+	}
+	addr, found, err := s.node.FSM().PeerAddress(string(leaderID))
+	if err != nil || !found {
+		return nil, nil, status.Errorf(codes.Unavailable, "leader %s has not announced its address yet; retry", leaderID)
+	}
+	conn, err := s.conn(addr)
+	if err != nil {
+		return nil, nil, status.Errorf(codes.Unavailable, "connecting to leader %s at %s: %v", leaderID, addr, err)
+	}
+	out := metadata.MD{}
+	if v := md.Get(mdAuthorization); len(v) > 0 {
+		out.Set(mdAuthorization, v[0])
+	}
+	out.Set(mdForwarded, "1")
+	out.Set(mdRequestID, requestID(ctx))
+	return conn, metadata.NewOutgoingContext(ctx, out), nil
+}
+
+func (s *Service) conn(addr string) (*grpc.ClientConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	s.conns[addr] = c
+	return c, nil
+}
+
+// propose commits a command on this (leading) voter and maps its outcome
+// to a gRPC status.
+func (s *Service) propose(ctx context.Context, kind Kind, body any, node shardmap.NodeID, nonce uint64) (*Result, error) {
+	cmd, err := NewCommand(requestID(ctx), kind, body)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	cmd.Node, cmd.Nonce = node, nonce
+	res, err := s.node.Propose(ctx, cmd)
+	if err != nil {
+		if errors.Is(err, ErrNotLeader) || errors.Is(err, raft.ErrNotLeader) {
+			return nil, status.Error(codes.Unavailable, err.Error())
+		}
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if res.Error != nil {
+		return nil, statusOf(res.Error)
+	}
+	return res, nil
+}
+
+func statusOf(e *CommandError) error {
+	code := map[Code]codes.Code{
+		CodeInvalidArgument:    codes.InvalidArgument,
+		CodeNotFound:           codes.NotFound,
+		CodeAlreadyExists:      codes.AlreadyExists,
+		CodeFailedPrecondition: codes.FailedPrecondition,
+		CodePermissionDenied:   codes.PermissionDenied,
+		CodeResourceExhausted:  codes.ResourceExhausted,
+	}[e.Code]
+	if code == codes.OK {
+		code = codes.Internal
+	}
+	return status.Error(code, e.Message)
+}
+
+// --- Admin ---
+
+// Status reports this voter's view.
+func (s *Service) Status(ctx context.Context, _ *weftv1.StatusRequest) (*weftv1.StatusResponse, error) {
+	st, err := s.node.FSM().EpochState()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	index, _ := s.node.FSM().AppliedIndex()
+	_, leaderID := s.node.raft.LeaderWithID()
+	resp := &weftv1.StatusResponse{
+		Id: s.node.cfg.ID, RaftState: s.node.raft.State().String(), LeaderId: string(leaderID),
+		AppliedIndex: index, Epoch: st.Epoch(), Phase: st.Phase().String(), Shards: uint32(s.node.FSM().Config().Shards),
+	}
+	for _, shard := range st.Pending() {
+		resp.PendingShards = append(resp.PendingShards, uint32(shard))
+	}
+	return resp, nil
+}
+
+// ListNodes lists the registry with each node's current shard count.
+func (s *Service) ListNodes(ctx context.Context, _ *weftv1.ListNodesRequest) (*weftv1.ListNodesResponse, error) {
+	nodes, err := s.node.FSM().Nodes()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	st, _ := s.node.FSM().EpochState()
+	counts := map[shardmap.NodeID]int{}
+	if m := st.Map(); m != nil {
+		counts = m.Counts()
+	}
+	resp := &weftv1.ListNodesResponse{}
+	for _, n := range nodes {
+		resp.Nodes = append(resp.Nodes, &weftv1.NodeInfo{
+			Id: string(n.ID), PublicKey: n.PublicKey, Address: n.Address, Stake: n.Stake, ShardsOwned: uint32(counts[n.ID]),
+		})
+	}
+	return resp, nil
+}
+
+// SetStake sets a node's stake, effective at the next epoch change.
+func (s *Service) SetStake(ctx context.Context, req *weftv1.SetStakeRequest) (*weftv1.SetStakeResponse, error) {
+	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
+		if err != nil {
+			return nil, err
+		}
+		return weftv1.NewAdminClient(conn).SetStake(fctx, req)
+	}
+	res, err := s.propose(ctx, KindSetStake, SetStake{Node: shardmap.NodeID(req.Node), Stake: req.Stake}, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.SetStakeResponse{Index: res.Index}, nil
+}
+
+// RemoveNode removes a node that owns and holds nothing.
+func (s *Service) RemoveNode(ctx context.Context, req *weftv1.RemoveNodeRequest) (*weftv1.RemoveNodeResponse, error) {
+	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
+		if err != nil {
+			return nil, err
+		}
+		return weftv1.NewAdminClient(conn).RemoveNode(fctx, req)
+	}
+	res, err := s.propose(ctx, KindRemoveNode, RemoveNode{Node: shardmap.NodeID(req.Node)}, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.RemoveNodeResponse{Index: res.Index}, nil
+}
+
+// AdvanceEpoch starts the next epoch: the leader plans it from the registry.
+func (s *Service) AdvanceEpoch(ctx context.Context, req *weftv1.AdvanceEpochRequest) (*weftv1.AdvanceEpochResponse, error) {
+	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
+		if err != nil {
+			return nil, err
+		}
+		return weftv1.NewAdminClient(conn).AdvanceEpoch(fctx, req)
+	}
+	plan, err := s.node.FSM().PlanEpoch(req.Force)
+	if err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	res, err := s.propose(ctx, KindAdvanceEpoch, plan, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.AdvanceEpochResponse{Index: res.Index, Epoch: res.Epoch}, nil
+}
+
+// AddClient issues a client credential; the token is returned once and
+// only its hash is stored.
+func (s *Service) AddClient(ctx context.Context, req *weftv1.AddClientRequest) (*weftv1.AddClientResponse, error) {
+	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
+		if err != nil {
+			return nil, err
+		}
+		return weftv1.NewAdminClient(conn).AddClient(fctx, req)
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	token := base64.RawURLEncoding.EncodeToString(raw[:])
+	res, err := s.propose(ctx, KindAddClient, AddClient{Client: req.Client, TokenHash: sha256.Sum256([]byte(token)), Quota: req.Quota}, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.AddClientResponse{Index: res.Index, Token: token}, nil
+}
+
+// SetQuota changes a client's quota.
+func (s *Service) SetQuota(ctx context.Context, req *weftv1.SetQuotaRequest) (*weftv1.SetQuotaResponse, error) {
+	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
+		if err != nil {
+			return nil, err
+		}
+		return weftv1.NewAdminClient(conn).SetQuota(fctx, req)
+	}
+	res, err := s.propose(ctx, KindSetQuota, SetQuota{Client: req.Client, Quota: req.Quota}, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.SetQuotaResponse{Index: res.Index}, nil
+}
+
+// --- Node ---
+
+// A node request's payload digest covers, per method, the request's fields
+// in a fixed order (see crypto.NodeRequest).
+func registerPayload(req *weftv1.RegisterNodeRequest) []byte {
+	b := append([]byte(nil), req.PublicKey...)
+	b = append(b, req.ProofOfPossession...)
+	return append(b, req.Address...)
+}
+
+func shardSyncedPayload(req *weftv1.ShardSyncedRequest) []byte {
+	b := binary.BigEndian.AppendUint64(nil, req.Epoch)
+	return binary.BigEndian.AppendUint32(b, req.Shard)
+}
+
+// verifyNode checks a signed node request for method over payload with
+// key and returns its nonce.
+func verifyNode(auth *weftv1.SignedRequest, method string, payload []byte, key *crypto.PublicKey) (uint64, error) {
+	if auth == nil || auth.Node == "" {
+		return 0, status.Error(codes.Unauthenticated, "signed node request required")
+	}
+	_, body, err := crypto.DecodeMessage(auth.Message)
+	if err != nil {
+		return 0, status.Errorf(codes.Unauthenticated, "node request: %v", err)
+	}
+	nr, ok := body.(crypto.NodeRequest)
+	if !ok {
+		return 0, status.Errorf(codes.Unauthenticated, "signed message is a %s, not a node request", body.MessageType())
+	}
+	if nr.Method != method || nr.Payload != crypto.Digest(sha256.Sum256(payload)) {
+		return 0, status.Errorf(codes.PermissionDenied, "signature is for method %q or for other request fields", nr.Method)
+	}
+	sig, err := crypto.SignatureFromBytes(auth.Signature)
+	if err != nil {
+		return 0, status.Errorf(codes.Unauthenticated, "node request signature: %v", err)
+	}
+	if err := key.Verify(auth.Message, sig); err != nil {
+		return 0, status.Errorf(codes.Unauthenticated, "node request signature: %v", err)
+	}
+	return nr.Nonce, nil
+}
+
+// RegisterNode registers a storage node: its proof of possession and its
+// signature of the request are checked here, before proposing.
+func (s *Service) RegisterNode(ctx context.Context, req *weftv1.RegisterNodeRequest) (*weftv1.RegisterNodeResponse, error) {
+	pk, err := crypto.PublicKeyFromBytes(req.PublicKey)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "public key: %v", err)
+	}
+	pop, err := crypto.SignatureFromBytes(req.ProofOfPossession)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "proof of possession: %v", err)
+	}
+	if err := pk.VerifyPossession(pop); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "proof of possession: %v", err)
+	}
+	nonce, err := verifyNode(req.Auth, "RegisterNode", registerPayload(req), pk)
+	if err != nil {
+		return nil, err
+	}
+	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
+		if err != nil {
+			return nil, err
+		}
+		return weftv1.NewNodeClient(conn).RegisterNode(fctx, req)
+	}
+	node := shardmap.NodeID(req.Auth.Node)
+	res, err := s.propose(ctx, KindRegisterNode, RegisterNode{Node: node, PublicKey: req.PublicKey, Address: req.Address}, node, nonce)
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.RegisterNodeResponse{Index: res.Index}, nil
+}
+
+// ShardSynced records an owner's report that it holds a shard.
+func (s *Service) ShardSynced(ctx context.Context, req *weftv1.ShardSyncedRequest) (*weftv1.ShardSyncedResponse, error) {
+	if req.Auth == nil {
+		return nil, status.Error(codes.Unauthenticated, "signed node request required")
+	}
+	rec, found, err := s.node.FSM().Node(shardmap.NodeID(req.Auth.Node))
+	if err != nil || !found {
+		return nil, status.Errorf(codes.Unauthenticated, "unknown node %q", req.Auth.Node)
+	}
+	pk, err := crypto.PublicKeyFromBytes(rec.PublicKey)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	nonce, err := verifyNode(req.Auth, "ShardSynced", shardSyncedPayload(req), pk)
+	if err != nil {
+		return nil, err
+	}
+	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
+		if err != nil {
+			return nil, err
+		}
+		return weftv1.NewNodeClient(conn).ShardSynced(fctx, req)
+	}
+	res, err := s.propose(ctx, KindShardSynced, ShardSynced{Epoch: req.Epoch, Shard: int(req.Shard), Node: rec.ID}, rec.ID, nonce)
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.ShardSyncedResponse{Index: res.Index}, nil
+}
+
+// --- Watch ---
+
+func (s *Service) wait(ctx context.Context, ms uint32) time.Duration {
+	return min(time.Duration(ms)*time.Millisecond, s.cfg.MaxWait)
+}
+
+// WatchState returns the epoch state once the state index passes the
+// caller's, or at the timeout. Linearizable reads need the leader.
+func (s *Service) WatchState(ctx context.Context, req *weftv1.WatchStateRequest) (*weftv1.WatchStateResponse, error) {
+	if req.Linearizable {
+		if !s.node.IsLeader() {
+			return nil, status.Error(codes.FailedPrecondition, "linearizable reads are served by the leader")
+		}
+		if err := s.node.raft.Barrier(5 * time.Second).Error(); err != nil {
+			return nil, status.Error(codes.Unavailable, err.Error())
+		}
+	}
+	index := s.node.FSM().WaitApplied(ctx, req.AfterIndex, s.wait(ctx, req.TimeoutMs))
+	st, err := s.node.FSM().EpochState()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return stateResponse(index, st), nil
+}
+
+func stateResponse(index uint64, st epoch.State) *weftv1.WatchStateResponse {
+	resp := &weftv1.WatchStateResponse{Index: index, Epoch: st.Epoch(), Phase: st.Phase().String()}
+	for shard := range st.Shards() {
+		resp.Owners = append(resp.Owners, string(st.Owner(shard)))
+		resp.Holders = append(resp.Holders, string(st.Holder(shard)))
+	}
+	return resp
+}
+
+// Events returns events after an index, waiting up to the timeout for the
+// first one.
+func (s *Service) Events(ctx context.Context, req *weftv1.EventsRequest) (*weftv1.EventsResponse, error) {
+	limit := int(min(max(req.Limit, 1), 1000))
+	events, err := s.node.FSM().Events(req.AfterIndex, limit)
+	if err == nil && len(events) == 0 && req.TimeoutMs > 0 {
+		s.node.FSM().WaitApplied(ctx, req.AfterIndex, s.wait(ctx, req.TimeoutMs))
+		events, err = s.node.FSM().Events(req.AfterIndex, limit)
+	}
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	resp := &weftv1.EventsResponse{}
+	for _, e := range events {
+		pe := &weftv1.Event{Index: e.Index, Kind: e.Kind, Epoch: e.Epoch, Node: string(e.Node), Shard: uint32(e.Shard)}
+		if e.BlobID != (crypto.BlobID{}) {
+			pe.BlobId = e.BlobID[:]
+		}
+		for _, m := range e.Moves {
+			pe.Moves = append(pe.Moves, &weftv1.Move{Shard: uint32(m.Shard), From: string(m.From), To: string(m.To)})
+		}
+		resp.Events = append(resp.Events, pe)
+	}
+	return resp, nil
+}
+
+// SignRequest builds the signed envelope of a node request: a crypto
+// node-request message naming the method and the digest of the request's
+// payload, with a nonce above every earlier one of this node.
+func SignRequest(sk *crypto.SecretKey, node shardmap.NodeID, epoch, nonce uint64, method string, payload []byte) (*weftv1.SignedRequest, error) {
+	msg, err := crypto.EncodeMessage(epoch, crypto.NodeRequest{Nonce: nonce, Method: method, Payload: sha256.Sum256(payload)})
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.SignedRequest{Node: string(node), Message: msg, Signature: sk.Sign(msg).Bytes()}, nil
+}
+
+// RegisterPayload is what a RegisterNode request's signature covers.
+func RegisterPayload(req *weftv1.RegisterNodeRequest) []byte { return registerPayload(req) }
+
+// ShardSyncedPayload is what a ShardSynced request's signature covers.
+func ShardSyncedPayload(req *weftv1.ShardSyncedRequest) []byte { return shardSyncedPayload(req) }

@@ -1,0 +1,264 @@
+package committee
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/shardmap"
+)
+
+const testToken = "operator-secret"
+
+// serveGRPC starts the node's service on a loopback port.
+func serveGRPC(t *testing.T, n *Node) (string, func()) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := NewService(n, ServiceConfig{OperatorToken: testToken, GRPCAddr: l.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer(svc.ServerOptions()...)
+	svc.Register(g)
+	go g.Serve(l)
+	return l.Addr().String(), func() { g.Stop(); svc.Close() }
+}
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func operator(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+func wantStatus(t *testing.T, what string, err error, code codes.Code) {
+	t.Helper()
+	if status.Code(err) != code {
+		t.Fatalf("%s: %v, want %s", what, err, code)
+	}
+}
+
+// retry repeats a call while the cluster is still electing or the leader
+// has not announced its address (Unavailable).
+func retry[T any](t *testing.T, call func() (T, error)) (T, error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, err := call()
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			return v, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type storageNode struct {
+	id    shardmap.NodeID
+	sk    *crypto.SecretKey
+	nonce uint64
+}
+
+func newStorageNode(t *testing.T, id string) *storageNode {
+	seed := make([]byte, 32)
+	copy(seed, id)
+	sk, err := crypto.KeyGen(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &storageNode{id: shardmap.NodeID(id), sk: sk}
+}
+
+func (sn *storageNode) registration(t *testing.T) *weftv1.RegisterNodeRequest {
+	req := &weftv1.RegisterNodeRequest{
+		PublicKey: sn.sk.PublicKey().Bytes(), ProofOfPossession: sn.sk.ProvePossession().Bytes(), Address: string(sn.id) + ":7000",
+	}
+	sn.nonce++
+	auth, err := SignRequest(sn.sk, sn.id, 0, sn.nonce, "RegisterNode", RegisterPayload(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Auth = auth
+	return req
+}
+
+func (sn *storageNode) synced(t *testing.T, epoch uint64, shard int) *weftv1.ShardSyncedRequest {
+	req := &weftv1.ShardSyncedRequest{Epoch: epoch, Shard: uint32(shard)}
+	sn.nonce++
+	auth, err := SignRequest(sn.sk, sn.id, epoch, sn.nonce, "ShardSynced", ShardSyncedPayload(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Auth = auth
+	return req
+}
+
+// The API over real gRPC on loopback against a 3-voter cluster, always
+// talking to a follower so that every write is forwarded.
+func TestServiceOverGRPC(t *testing.T) {
+	c := newCluster(t, "v1", "v2", "v3")
+	addrs := map[string]string{}
+	for id, n := range c.nodes {
+		addr, stop := serveGRPC(t, n)
+		addrs[id] = addr
+		t.Cleanup(stop)
+	}
+	leader := c.leader()
+	var followerAddr, leaderAddr string
+	for id, n := range c.nodes {
+		if n == leader {
+			leaderAddr = addrs[id]
+		} else {
+			followerAddr = addrs[id]
+		}
+	}
+	conn := dial(t, followerAddr)
+	admin, nodes, watch := weftv1.NewAdminClient(conn), weftv1.NewNodeClient(conn), weftv1.NewWatchClient(conn)
+	bg := context.Background()
+	ctx := operator(bg, testToken)
+
+	_, err := admin.Status(bg, &weftv1.StatusRequest{})
+	wantStatus(t, "admin call without a credential", err, codes.Unauthenticated)
+	_, err = admin.Status(operator(bg, "guess"), &weftv1.StatusRequest{})
+	wantStatus(t, "admin call with a wrong credential", err, codes.PermissionDenied)
+
+	// Seven nodes register themselves through the follower.
+	var sns []*storageNode
+	for i := range 7 {
+		sn := newStorageNode(t, fmt.Sprintf("node-%d", i))
+		sns = append(sns, sn)
+		if _, err := retry(t, func() (*weftv1.RegisterNodeResponse, error) { return nodes.RegisterNode(bg, sn.registration(t)) }); err != nil {
+			t.Fatalf("register %s: %v", sn.id, err)
+		}
+	}
+	// Bad input, each rejected with its code.
+	bad := newStorageNode(t, "intruder").registration(t)
+	bad.ProofOfPossession = sns[0].sk.ProvePossession().Bytes()
+	_, err = nodes.RegisterNode(bg, bad)
+	wantStatus(t, "invalid proof of possession", err, codes.InvalidArgument)
+	dupID := newStorageNode(t, "other-key")
+	dupID.id = "node-0"
+	_, err = nodes.RegisterNode(bg, dupID.registration(t))
+	wantStatus(t, "duplicate node ID", err, codes.AlreadyExists)
+	forged := sns[1].registration(t)
+	forged.Address = "evil:1" // not what was signed
+	_, err = nodes.RegisterNode(bg, forged)
+	wantStatus(t, "request altered after signing", err, codes.PermissionDenied)
+	_, err = admin.SetStake(ctx, &weftv1.SetStakeRequest{Node: "ghost", Stake: 1})
+	wantStatus(t, "stake of an unknown node", err, codes.NotFound)
+
+	for _, sn := range sns {
+		if _, err := admin.SetStake(ctx, &weftv1.SetStakeRequest{Node: string(sn.id), Stake: 10}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adv, err := admin.AdvanceEpoch(ctx, &weftv1.AdvanceEpochRequest{})
+	if err != nil || adv.Epoch != 1 {
+		t.Fatalf("advance: %v %v", adv, err)
+	}
+	list, err := admin.ListNodes(ctx, &weftv1.ListNodesRequest{})
+	if err != nil || len(list.Nodes) != 7 {
+		t.Fatalf("list nodes: %v", err)
+	}
+
+	// A watcher blocked on the current index wakes on the next change;
+	// one with nothing to wait for returns at its timeout.
+	st, err := watch.WatchState(bg, &weftv1.WatchStateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	woke := make(chan *weftv1.WatchStateResponse, 1)
+	go func() {
+		resp, _ := watch.WatchState(bg, &weftv1.WatchStateRequest{AfterIndex: st.Index, TimeoutMs: 10_000})
+		woke <- resp
+	}()
+	time.Sleep(100 * time.Millisecond)
+	joiner := newStorageNode(t, "node-7")
+	if _, err := nodes.RegisterNode(bg, joiner.registration(t)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case resp := <-woke:
+		if resp == nil || resp.Index <= st.Index {
+			t.Fatalf("watcher woke with %v", resp)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("blocked watcher did not wake on a change")
+	}
+	// Let the follower catch up, then watch with nothing left to come.
+	now, _ := watch.WatchState(bg, &weftv1.WatchStateRequest{})
+	for {
+		next, _ := watch.WatchState(bg, &weftv1.WatchStateRequest{AfterIndex: now.Index, TimeoutMs: 200})
+		if next.Index == now.Index {
+			break
+		}
+		now = next
+	}
+	start := time.Now()
+	idle, err := watch.WatchState(bg, &weftv1.WatchStateRequest{AfterIndex: now.Index, TimeoutMs: 300})
+	if err != nil || idle.Index != now.Index || time.Since(start) < 250*time.Millisecond {
+		t.Fatalf("idle watch returned %v after %v: %v", idle, time.Since(start), err)
+	}
+
+	// Node-7 gets stake, the epoch advances into Handover; it reports a
+	// shard synced; a replay of that report is refused.
+	if _, err := admin.SetStake(ctx, &weftv1.SetStakeRequest{Node: "node-7", Stake: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if adv, err = admin.AdvanceEpoch(ctx, &weftv1.AdvanceEpochRequest{}); err != nil || adv.Epoch != 2 {
+		t.Fatalf("advance to 2: %v %v", adv, err)
+	}
+	state, _ := watch.WatchState(bg, &weftv1.WatchStateRequest{AfterIndex: adv.Index - 1, TimeoutMs: 5000})
+	shard := -1
+	for s, owner := range state.Owners {
+		if owner == "node-7" {
+			shard = s
+			break
+		}
+	}
+	if shard < 0 || state.Phase != "handover" {
+		t.Fatalf("node-7 owns nothing after the advance (phase %s)", state.Phase)
+	}
+	_, err = admin.AdvanceEpoch(ctx, &weftv1.AdvanceEpochRequest{})
+	wantStatus(t, "plain advance during handover", err, codes.FailedPrecondition)
+	report := joiner.synced(t, 2, shard)
+	if _, err := nodes.ShardSynced(bg, report); err != nil {
+		t.Fatal(err)
+	}
+	_, err = nodes.ShardSynced(bg, report)
+	wantStatus(t, "replayed shard-synced report", err, codes.PermissionDenied)
+	impostor := joiner.synced(t, 2, shard)
+	impostor.Auth.Node = "node-0" // node-0's name, node-7's signature
+	_, err = nodes.ShardSynced(bg, impostor)
+	wantStatus(t, "signature by another node", err, codes.Unauthenticated)
+
+	// Linearizable reads come from the leader.
+	_, err = watch.WatchState(bg, &weftv1.WatchStateRequest{Linearizable: true})
+	wantStatus(t, "linearizable read on a follower", err, codes.FailedPrecondition)
+	if _, err := weftv1.NewWatchClient(dial(t, leaderAddr)).WatchState(bg, &weftv1.WatchStateRequest{Linearizable: true}); err != nil {
+		t.Fatalf("linearizable read on the leader: %v", err)
+	}
+	events, err := watch.Events(bg, &weftv1.EventsRequest{Limit: 1000})
+	if err != nil || len(events.Events) == 0 {
+		t.Fatalf("events: %v", err)
+	}
+}
