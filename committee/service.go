@@ -41,12 +41,13 @@ type Service struct {
 	weftv1.UnimplementedNodeServer
 	weftv1.UnimplementedWatchServer
 
-	node  *Node
-	cfg   ServiceConfig
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
-	stop  chan struct{}
-	done  chan struct{}
+	node   *Node
+	cfg    ServiceConfig
+	client *clientService
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 const (
@@ -67,6 +68,7 @@ func NewService(node *Node, cfg ServiceConfig) (*Service, error) {
 		cfg.MaxWait = 60 * time.Second
 	}
 	s := &Service{node: node, cfg: cfg, conns: map[string]*grpc.ClientConn{}, stop: make(chan struct{}), done: make(chan struct{})}
+	s.client = &clientService{s: s, views: map[uint64]*crypto.CommitteeView{}}
 	go s.announce()
 	return s, nil
 }
@@ -76,6 +78,7 @@ func (s *Service) Register(g *grpc.Server) {
 	weftv1.RegisterAdminServer(g, s)
 	weftv1.RegisterNodeServer(g, s)
 	weftv1.RegisterWatchServer(g, s)
+	weftv1.RegisterClientServer(g, s.client)
 }
 
 // ServerOptions returns the interceptor that authenticates Admin calls.
@@ -121,9 +124,17 @@ func (s *Service) announce() {
 	}
 }
 
-// authenticate checks the operator credential on Admin calls: missing is
-// Unauthenticated, wrong is PermissionDenied.
+// authenticate checks the operator credential on Admin calls and the
+// client credential on Client calls: missing is Unauthenticated, wrong is
+// PermissionDenied.
 func (s *Service) authenticate(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if strings.HasPrefix(info.FullMethod, "/weft.v1.Client/") {
+		cctx, err := s.authenticateClient(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return handler(cctx, req)
+	}
 	if strings.HasPrefix(info.FullMethod, "/weft.v1.Admin/") {
 		md, _ := metadata.FromIncomingContext(ctx)
 		values := md.Get(mdAuthorization)

@@ -262,3 +262,132 @@ func TestServiceOverGRPC(t *testing.T) {
 		t.Fatalf("events: %v", err)
 	}
 }
+
+// certificate builds an availability certificate for blob id signed by
+// the first `signers` members of the committee, assembled by hand so that
+// it can also be one the builder would refuse (below quorum).
+func certificate(t *testing.T, committee *weftv1.GetCommitteeResponse, keys map[string]*crypto.SecretKey, id crypto.BlobID, signers int) []byte {
+	t.Helper()
+	cert := &crypto.Certificate{Type: crypto.MsgBlobStored, Epoch: committee.Epoch, BlobID: id, Signers: make([]byte, (len(committee.Members)+7)/8)}
+	var parts []*crypto.Signature
+	for i, m := range committee.Members[:signers] {
+		sig, err := keys[m.Node].SignMessage(committee.Epoch, crypto.BlobStored{BlobID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, sig)
+		cert.Signers[i/8] |= 1 << (i % 8)
+	}
+	cert.Signature, _ = crypto.Aggregate(parts)
+	b, err := cert.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The Client API: credentials, registration charged to quota, certificates
+// verified against the committee before proposing and refused once their
+// epoch has passed or below quorum, status and committee reads.
+func TestClientServiceOverGRPC(t *testing.T) {
+	c := newCluster(t, "v1", "v2", "v3")
+	var addr string
+	for _, n := range c.nodes {
+		a, stop := serveGRPC(t, n)
+		t.Cleanup(stop)
+		if !n.IsLeader() {
+			addr = a
+		}
+	}
+	conn := dial(t, addr)
+	admin, nodes, client := weftv1.NewAdminClient(conn), weftv1.NewNodeClient(conn), weftv1.NewClientClient(conn)
+	bg := context.Background()
+	op := operator(bg, testToken)
+	keys := map[string]*crypto.SecretKey{}
+	for i := range 4 {
+		sn := newStorageNode(t, fmt.Sprintf("node-%d", i))
+		keys[string(sn.id)] = sn.sk
+		if _, err := retry(t, func() (*weftv1.RegisterNodeResponse, error) { return nodes.RegisterNode(bg, sn.registration(t)) }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.SetStake(op, &weftv1.SetStakeRequest{Node: string(sn.id), Stake: 5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := admin.AdvanceEpoch(op, &weftv1.AdvanceEpochRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	added, err := admin.AddClient(op, &weftv1.AddClientRequest{Client: "app", Quota: 1 << 30})
+	if err != nil || added.Token == "" {
+		t.Fatalf("add client: %v", err)
+	}
+	// Give the follower time to apply the new client before using it there.
+	time.Sleep(200 * time.Millisecond)
+	app := operator(bg, added.Token)
+
+	reg := &weftv1.RegisterBlobRequest{Encoding: 1, Shards: 20, Length: 10_000, Root: make([]byte, 32), EndEpoch: 5}
+	_, err = client.RegisterBlob(bg, reg)
+	wantStatus(t, "register without a credential", err, codes.Unauthenticated)
+	_, err = client.RegisterBlob(operator(bg, "not-a-token"), reg)
+	wantStatus(t, "register with an unknown credential", err, codes.PermissionDenied)
+	_, err = client.RegisterBlob(app, &weftv1.RegisterBlobRequest{Encoding: 1, Shards: 20, Length: 10_000, Root: make([]byte, 5), EndEpoch: 5})
+	wantStatus(t, "malformed root", err, codes.InvalidArgument)
+	_, err = client.RegisterBlob(app, &weftv1.RegisterBlobRequest{Encoding: 1, Shards: 20, Length: 1 << 40, Root: make([]byte, 32), EndEpoch: 5})
+	wantStatus(t, "a size the encoding cannot hold", err, codes.InvalidArgument)
+	_, err = client.RegisterBlob(app, &weftv1.RegisterBlobRequest{Encoding: 1, Shards: 20, Length: 1 << 28, Root: make([]byte, 32), EndEpoch: 100})
+	wantStatus(t, "over quota", err, codes.ResourceExhausted)
+	res, err := client.RegisterBlob(app, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := crypto.BlobID(res.BlobId)
+	if id != crypto.DeriveBlobID(1, 20, 10_000, crypto.Digest{}) {
+		t.Fatal("blob ID not derived from the registered fields")
+	}
+
+	committee, err := client.GetCommittee(app, &weftv1.GetCommitteeRequest{})
+	if err != nil || len(committee.Members) != 4 || len(committee.Owners) != 20 {
+		t.Fatalf("committee: %v", err)
+	}
+	// 20 shards over 4 members of 5: quorum 14 needs 3 signers.
+	_, err = client.CertifyBlob(app, &weftv1.CertifyBlobRequest{BlobId: id[:], Certificate: certificate(t, committee, keys, id, 2)})
+	wantStatus(t, "certificate below quorum", err, codes.InvalidArgument)
+	stale := certificate(t, committee, keys, id, 3)
+	if _, err := admin.AdvanceEpoch(op, &weftv1.AdvanceEpochRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.CertifyBlob(app, &weftv1.CertifyBlobRequest{BlobId: id[:], Certificate: stale})
+	wantStatus(t, "certificate of the previous epoch", err, codes.FailedPrecondition)
+	current, _ := client.GetCommittee(app, &weftv1.GetCommitteeRequest{})
+	cert := certificate(t, current, keys, id, 3)
+	if _, err := client.CertifyBlob(app, &weftv1.CertifyBlobRequest{BlobId: id[:], Certificate: cert}); err != nil {
+		t.Fatalf("valid certificate: %v", err)
+	}
+	st, err := retry(t, func() (*weftv1.BlobStatusResponse, error) {
+		st, err := client.BlobStatus(app, &weftv1.BlobStatusRequest{BlobId: id[:]})
+		if err == nil && st.Status != "certified" {
+			return st, status.Error(codes.Unavailable, "not applied here yet")
+		}
+		return st, err
+	})
+	if err != nil || st.CertifiedEpoch != 2 {
+		t.Fatalf("status %v: %v", st, err)
+	}
+	_, err = client.BlobStatus(app, &weftv1.BlobStatusRequest{BlobId: make([]byte, 32)})
+	wantStatus(t, "unknown blob", err, codes.NotFound)
+	_, err = client.BlobStatus(app, &weftv1.BlobStatusRequest{BlobId: []byte{1}})
+	wantStatus(t, "malformed blob ID", err, codes.InvalidArgument)
+
+	// A registration that ends before it could be certified.
+	short, err := client.RegisterBlob(app, &weftv1.RegisterBlobRequest{Encoding: 1, Shards: 20, Length: 5, Root: make([]byte, 32), EndEpoch: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.AdvanceEpoch(op, &weftv1.AdvanceEpochRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	third, _ := client.GetCommittee(app, &weftv1.GetCommitteeRequest{})
+	sid := crypto.BlobID(short.BlobId)
+	_, err = client.CertifyBlob(app, &weftv1.CertifyBlobRequest{BlobId: sid[:], Certificate: certificate(t, third, keys, sid, 3)})
+	wantStatus(t, "certificate past the end epoch", err, codes.FailedPrecondition)
+}

@@ -1467,6 +1467,658 @@ func (x *EventsResponse) GetEvents() []*Event {
 	return nil
 }
 
+type RegisterBlobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Encoding      uint32                 `protobuf:"varint,1,opt,name=encoding,proto3" json:"encoding,omitempty"`
+	Shards        uint32                 `protobuf:"varint,2,opt,name=shards,proto3" json:"shards,omitempty"`
+	Length        uint64                 `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	Root          []byte                 `protobuf:"bytes,4,opt,name=root,proto3" json:"root,omitempty"` // Merkle root over the pair hashes
+	EndEpoch      uint64                 `protobuf:"varint,5,opt,name=end_epoch,json=endEpoch,proto3" json:"end_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterBlobRequest) Reset() {
+	*x = RegisterBlobRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterBlobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterBlobRequest) ProtoMessage() {}
+
+func (x *RegisterBlobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterBlobRequest.ProtoReflect.Descriptor instead.
+func (*RegisterBlobRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RegisterBlobRequest) GetEncoding() uint32 {
+	if x != nil {
+		return x.Encoding
+	}
+	return 0
+}
+
+func (x *RegisterBlobRequest) GetShards() uint32 {
+	if x != nil {
+		return x.Shards
+	}
+	return 0
+}
+
+func (x *RegisterBlobRequest) GetLength() uint64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *RegisterBlobRequest) GetRoot() []byte {
+	if x != nil {
+		return x.Root
+	}
+	return nil
+}
+
+func (x *RegisterBlobRequest) GetEndEpoch() uint64 {
+	if x != nil {
+		return x.EndEpoch
+	}
+	return 0
+}
+
+type RegisterBlobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	BlobId        []byte                 `protobuf:"bytes,2,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"` // derived by the control plane from the fields above
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterBlobResponse) Reset() {
+	*x = RegisterBlobResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterBlobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterBlobResponse) ProtoMessage() {}
+
+func (x *RegisterBlobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterBlobResponse.ProtoReflect.Descriptor instead.
+func (*RegisterBlobResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RegisterBlobResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RegisterBlobResponse) GetBlobId() []byte {
+	if x != nil {
+		return x.BlobId
+	}
+	return nil
+}
+
+type CertifyBlobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BlobId        []byte                 `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
+	Certificate   []byte                 `protobuf:"bytes,2,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertifyBlobRequest) Reset() {
+	*x = CertifyBlobRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertifyBlobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertifyBlobRequest) ProtoMessage() {}
+
+func (x *CertifyBlobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertifyBlobRequest.ProtoReflect.Descriptor instead.
+func (*CertifyBlobRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CertifyBlobRequest) GetBlobId() []byte {
+	if x != nil {
+		return x.BlobId
+	}
+	return nil
+}
+
+func (x *CertifyBlobRequest) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+type CertifyBlobResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Index          uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	CertifiedEpoch uint64                 `protobuf:"varint,2,opt,name=certified_epoch,json=certifiedEpoch,proto3" json:"certified_epoch,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CertifyBlobResponse) Reset() {
+	*x = CertifyBlobResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertifyBlobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertifyBlobResponse) ProtoMessage() {}
+
+func (x *CertifyBlobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertifyBlobResponse.ProtoReflect.Descriptor instead.
+func (*CertifyBlobResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *CertifyBlobResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *CertifyBlobResponse) GetCertifiedEpoch() uint64 {
+	if x != nil {
+		return x.CertifiedEpoch
+	}
+	return 0
+}
+
+type ExtendBlobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BlobId        []byte                 `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
+	EndEpoch      uint64                 `protobuf:"varint,2,opt,name=end_epoch,json=endEpoch,proto3" json:"end_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExtendBlobRequest) Reset() {
+	*x = ExtendBlobRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExtendBlobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExtendBlobRequest) ProtoMessage() {}
+
+func (x *ExtendBlobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExtendBlobRequest.ProtoReflect.Descriptor instead.
+func (*ExtendBlobRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ExtendBlobRequest) GetBlobId() []byte {
+	if x != nil {
+		return x.BlobId
+	}
+	return nil
+}
+
+func (x *ExtendBlobRequest) GetEndEpoch() uint64 {
+	if x != nil {
+		return x.EndEpoch
+	}
+	return 0
+}
+
+type ExtendBlobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExtendBlobResponse) Reset() {
+	*x = ExtendBlobResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExtendBlobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExtendBlobResponse) ProtoMessage() {}
+
+func (x *ExtendBlobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExtendBlobResponse.ProtoReflect.Descriptor instead.
+func (*ExtendBlobResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ExtendBlobResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type BlobStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BlobId        []byte                 `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobStatusRequest) Reset() {
+	*x = BlobStatusRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobStatusRequest) ProtoMessage() {}
+
+func (x *BlobStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobStatusRequest.ProtoReflect.Descriptor instead.
+func (*BlobStatusRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *BlobStatusRequest) GetBlobId() []byte {
+	if x != nil {
+		return x.BlobId
+	}
+	return nil
+}
+
+type BlobStatusResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	BlobId          []byte                 `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
+	Status          string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"` // registered, certified, invalid, expired
+	Encoding        uint32                 `protobuf:"varint,3,opt,name=encoding,proto3" json:"encoding,omitempty"`
+	Shards          uint32                 `protobuf:"varint,4,opt,name=shards,proto3" json:"shards,omitempty"`
+	Length          uint64                 `protobuf:"varint,5,opt,name=length,proto3" json:"length,omitempty"`
+	EndEpoch        uint64                 `protobuf:"varint,6,opt,name=end_epoch,json=endEpoch,proto3" json:"end_epoch,omitempty"`
+	RegisteredEpoch uint64                 `protobuf:"varint,7,opt,name=registered_epoch,json=registeredEpoch,proto3" json:"registered_epoch,omitempty"`
+	CertifiedEpoch  uint64                 `protobuf:"varint,8,opt,name=certified_epoch,json=certifiedEpoch,proto3" json:"certified_epoch,omitempty"`
+	Certificate     []byte                 `protobuf:"bytes,9,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *BlobStatusResponse) Reset() {
+	*x = BlobStatusResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobStatusResponse) ProtoMessage() {}
+
+func (x *BlobStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobStatusResponse.ProtoReflect.Descriptor instead.
+func (*BlobStatusResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *BlobStatusResponse) GetBlobId() []byte {
+	if x != nil {
+		return x.BlobId
+	}
+	return nil
+}
+
+func (x *BlobStatusResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *BlobStatusResponse) GetEncoding() uint32 {
+	if x != nil {
+		return x.Encoding
+	}
+	return 0
+}
+
+func (x *BlobStatusResponse) GetShards() uint32 {
+	if x != nil {
+		return x.Shards
+	}
+	return 0
+}
+
+func (x *BlobStatusResponse) GetLength() uint64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *BlobStatusResponse) GetEndEpoch() uint64 {
+	if x != nil {
+		return x.EndEpoch
+	}
+	return 0
+}
+
+func (x *BlobStatusResponse) GetRegisteredEpoch() uint64 {
+	if x != nil {
+		return x.RegisteredEpoch
+	}
+	return 0
+}
+
+func (x *BlobStatusResponse) GetCertifiedEpoch() uint64 {
+	if x != nil {
+		return x.CertifiedEpoch
+	}
+	return 0
+}
+
+func (x *BlobStatusResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+type Member struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	PublicKey     []byte                 `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	Weight        uint32                 `protobuf:"varint,3,opt,name=weight,proto3" json:"weight,omitempty"`
+	Address       string                 `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_weft_v1_control_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *Member) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *Member) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *Member) GetWeight() uint32 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *Member) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+type GetCommitteeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"` // 0: the current epoch
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCommitteeRequest) Reset() {
+	*x = GetCommitteeRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCommitteeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCommitteeRequest) ProtoMessage() {}
+
+func (x *GetCommitteeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCommitteeRequest.ProtoReflect.Descriptor instead.
+func (*GetCommitteeRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *GetCommitteeRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+type GetCommitteeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Members       []*Member              `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"` // committee order
+	Owners        []string               `protobuf:"bytes,3,rep,name=owners,proto3" json:"owners,omitempty"`   // the shard map of that epoch, when it is the current one
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCommitteeResponse) Reset() {
+	*x = GetCommitteeResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCommitteeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCommitteeResponse) ProtoMessage() {}
+
+func (x *GetCommitteeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCommitteeResponse.ProtoReflect.Descriptor instead.
+func (*GetCommitteeResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GetCommitteeResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *GetCommitteeResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *GetCommitteeResponse) GetOwners() []string {
+	if x != nil {
+		return x.Owners
+	}
+	return nil
+}
+
 var File_weft_v1_control_proto protoreflect.FileDescriptor
 
 const file_weft_v1_control_proto_rawDesc = "" +
@@ -1567,7 +2219,51 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\n" +
 	"timeout_ms\x18\x03 \x01(\rR\ttimeoutMs\"8\n" +
 	"\x0eEventsResponse\x12&\n" +
-	"\x06events\x18\x01 \x03(\v2\x0e.weft.v1.EventR\x06events2\xe0\x03\n" +
+	"\x06events\x18\x01 \x03(\v2\x0e.weft.v1.EventR\x06events\"\x92\x01\n" +
+	"\x13RegisterBlobRequest\x12\x1a\n" +
+	"\bencoding\x18\x01 \x01(\rR\bencoding\x12\x16\n" +
+	"\x06shards\x18\x02 \x01(\rR\x06shards\x12\x16\n" +
+	"\x06length\x18\x03 \x01(\x04R\x06length\x12\x12\n" +
+	"\x04root\x18\x04 \x01(\fR\x04root\x12\x1b\n" +
+	"\tend_epoch\x18\x05 \x01(\x04R\bendEpoch\"E\n" +
+	"\x14RegisterBlobResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x17\n" +
+	"\ablob_id\x18\x02 \x01(\fR\x06blobId\"O\n" +
+	"\x12CertifyBlobRequest\x12\x17\n" +
+	"\ablob_id\x18\x01 \x01(\fR\x06blobId\x12 \n" +
+	"\vcertificate\x18\x02 \x01(\fR\vcertificate\"T\n" +
+	"\x13CertifyBlobResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12'\n" +
+	"\x0fcertified_epoch\x18\x02 \x01(\x04R\x0ecertifiedEpoch\"I\n" +
+	"\x11ExtendBlobRequest\x12\x17\n" +
+	"\ablob_id\x18\x01 \x01(\fR\x06blobId\x12\x1b\n" +
+	"\tend_epoch\x18\x02 \x01(\x04R\bendEpoch\"*\n" +
+	"\x12ExtendBlobResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\",\n" +
+	"\x11BlobStatusRequest\x12\x17\n" +
+	"\ablob_id\x18\x01 \x01(\fR\x06blobId\"\xa4\x02\n" +
+	"\x12BlobStatusResponse\x12\x17\n" +
+	"\ablob_id\x18\x01 \x01(\fR\x06blobId\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1a\n" +
+	"\bencoding\x18\x03 \x01(\rR\bencoding\x12\x16\n" +
+	"\x06shards\x18\x04 \x01(\rR\x06shards\x12\x16\n" +
+	"\x06length\x18\x05 \x01(\x04R\x06length\x12\x1b\n" +
+	"\tend_epoch\x18\x06 \x01(\x04R\bendEpoch\x12)\n" +
+	"\x10registered_epoch\x18\a \x01(\x04R\x0fregisteredEpoch\x12'\n" +
+	"\x0fcertified_epoch\x18\b \x01(\x04R\x0ecertifiedEpoch\x12 \n" +
+	"\vcertificate\x18\t \x01(\fR\vcertificate\"m\n" +
+	"\x06Member\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\x12\x16\n" +
+	"\x06weight\x18\x03 \x01(\rR\x06weight\x12\x18\n" +
+	"\aaddress\x18\x04 \x01(\tR\aaddress\"+\n" +
+	"\x13GetCommitteeRequest\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"o\n" +
+	"\x14GetCommitteeResponse\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12)\n" +
+	"\amembers\x18\x02 \x03(\v2\x0f.weft.v1.MemberR\amembers\x12\x16\n" +
+	"\x06owners\x18\x03 \x03(\tR\x06owners2\xe0\x03\n" +
 	"\x05Admin\x129\n" +
 	"\x06Status\x12\x16.weft.v1.StatusRequest\x1a\x17.weft.v1.StatusResponse\x12B\n" +
 	"\tListNodes\x12\x19.weft.v1.ListNodesRequest\x1a\x1a.weft.v1.ListNodesResponse\x12?\n" +
@@ -1579,7 +2275,15 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\bSetQuota\x12\x18.weft.v1.SetQuotaRequest\x1a\x19.weft.v1.SetQuotaResponse2\x9d\x01\n" +
 	"\x04Node\x12K\n" +
 	"\fRegisterNode\x12\x1c.weft.v1.RegisterNodeRequest\x1a\x1d.weft.v1.RegisterNodeResponse\x12H\n" +
-	"\vShardSynced\x12\x1b.weft.v1.ShardSyncedRequest\x1a\x1c.weft.v1.ShardSyncedResponse2\x89\x01\n" +
+	"\vShardSynced\x12\x1b.weft.v1.ShardSyncedRequest\x1a\x1c.weft.v1.ShardSyncedResponse2\xfa\x02\n" +
+	"\x06Client\x12K\n" +
+	"\fRegisterBlob\x12\x1c.weft.v1.RegisterBlobRequest\x1a\x1d.weft.v1.RegisterBlobResponse\x12H\n" +
+	"\vCertifyBlob\x12\x1b.weft.v1.CertifyBlobRequest\x1a\x1c.weft.v1.CertifyBlobResponse\x12E\n" +
+	"\n" +
+	"ExtendBlob\x12\x1a.weft.v1.ExtendBlobRequest\x1a\x1b.weft.v1.ExtendBlobResponse\x12E\n" +
+	"\n" +
+	"BlobStatus\x12\x1a.weft.v1.BlobStatusRequest\x1a\x1b.weft.v1.BlobStatusResponse\x12K\n" +
+	"\fGetCommittee\x12\x1c.weft.v1.GetCommitteeRequest\x1a\x1d.weft.v1.GetCommitteeResponse2\x89\x01\n" +
 	"\x05Watch\x12E\n" +
 	"\n" +
 	"WatchState\x12\x1a.weft.v1.WatchStateRequest\x1a\x1b.weft.v1.WatchStateResponse\x129\n" +
@@ -1597,7 +2301,7 @@ func file_weft_v1_control_proto_rawDescGZIP() []byte {
 	return file_weft_v1_control_proto_rawDescData
 }
 
-var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_weft_v1_control_proto_goTypes = []any{
 	(*StatusRequest)(nil),        // 0: weft.v1.StatusRequest
 	(*StatusResponse)(nil),       // 1: weft.v1.StatusResponse
@@ -1625,6 +2329,17 @@ var file_weft_v1_control_proto_goTypes = []any{
 	(*Event)(nil),                // 23: weft.v1.Event
 	(*EventsRequest)(nil),        // 24: weft.v1.EventsRequest
 	(*EventsResponse)(nil),       // 25: weft.v1.EventsResponse
+	(*RegisterBlobRequest)(nil),  // 26: weft.v1.RegisterBlobRequest
+	(*RegisterBlobResponse)(nil), // 27: weft.v1.RegisterBlobResponse
+	(*CertifyBlobRequest)(nil),   // 28: weft.v1.CertifyBlobRequest
+	(*CertifyBlobResponse)(nil),  // 29: weft.v1.CertifyBlobResponse
+	(*ExtendBlobRequest)(nil),    // 30: weft.v1.ExtendBlobRequest
+	(*ExtendBlobResponse)(nil),   // 31: weft.v1.ExtendBlobResponse
+	(*BlobStatusRequest)(nil),    // 32: weft.v1.BlobStatusRequest
+	(*BlobStatusResponse)(nil),   // 33: weft.v1.BlobStatusResponse
+	(*Member)(nil),               // 34: weft.v1.Member
+	(*GetCommitteeRequest)(nil),  // 35: weft.v1.GetCommitteeRequest
+	(*GetCommitteeResponse)(nil), // 36: weft.v1.GetCommitteeResponse
 }
 var file_weft_v1_control_proto_depIdxs = []int32{
 	2,  // 0: weft.v1.ListNodesResponse.nodes:type_name -> weft.v1.NodeInfo
@@ -1632,33 +2347,44 @@ var file_weft_v1_control_proto_depIdxs = []int32{
 	15, // 2: weft.v1.ShardSyncedRequest.auth:type_name -> weft.v1.SignedRequest
 	22, // 3: weft.v1.Event.moves:type_name -> weft.v1.Move
 	23, // 4: weft.v1.EventsResponse.events:type_name -> weft.v1.Event
-	0,  // 5: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
-	3,  // 6: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
-	5,  // 7: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
-	7,  // 8: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
-	9,  // 9: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
-	11, // 10: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
-	13, // 11: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
-	16, // 12: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
-	18, // 13: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
-	20, // 14: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
-	24, // 15: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
-	1,  // 16: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
-	4,  // 17: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
-	6,  // 18: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
-	8,  // 19: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
-	10, // 20: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
-	12, // 21: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
-	14, // 22: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
-	17, // 23: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
-	19, // 24: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
-	21, // 25: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
-	25, // 26: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
-	16, // [16:27] is the sub-list for method output_type
-	5,  // [5:16] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	34, // 5: weft.v1.GetCommitteeResponse.members:type_name -> weft.v1.Member
+	0,  // 6: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
+	3,  // 7: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
+	5,  // 8: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
+	7,  // 9: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
+	9,  // 10: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
+	11, // 11: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
+	13, // 12: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
+	16, // 13: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
+	18, // 14: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
+	26, // 15: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
+	28, // 16: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
+	30, // 17: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
+	32, // 18: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
+	35, // 19: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
+	20, // 20: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
+	24, // 21: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
+	1,  // 22: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
+	4,  // 23: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
+	6,  // 24: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
+	8,  // 25: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
+	10, // 26: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
+	12, // 27: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
+	14, // 28: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
+	17, // 29: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
+	19, // 30: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
+	27, // 31: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
+	29, // 32: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
+	31, // 33: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
+	33, // 34: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
+	36, // 35: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
+	21, // 36: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
+	25, // 37: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
+	22, // [22:38] is the sub-list for method output_type
+	6,  // [6:22] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_weft_v1_control_proto_init() }
@@ -1672,9 +2398,9 @@ func file_weft_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_v1_control_proto_rawDesc), len(file_weft_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   37,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_weft_v1_control_proto_goTypes,
 		DependencyIndexes: file_weft_v1_control_proto_depIdxs,

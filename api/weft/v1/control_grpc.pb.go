@@ -502,6 +502,268 @@ var Node_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	Client_RegisterBlob_FullMethodName = "/weft.v1.Client/RegisterBlob"
+	Client_CertifyBlob_FullMethodName  = "/weft.v1.Client/CertifyBlob"
+	Client_ExtendBlob_FullMethodName   = "/weft.v1.Client/ExtendBlob"
+	Client_BlobStatus_FullMethodName   = "/weft.v1.Client/BlobStatus"
+	Client_GetCommittee_FullMethodName = "/weft.v1.Client/GetCommittee"
+)
+
+// ClientClient is the client API for Client service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Client is for applications storing blobs: every call carries a client
+// credential (`authorization: Bearer <token>`), whose quota registrations
+// and extensions draw on.
+type ClientClient interface {
+	RegisterBlob(ctx context.Context, in *RegisterBlobRequest, opts ...grpc.CallOption) (*RegisterBlobResponse, error)
+	CertifyBlob(ctx context.Context, in *CertifyBlobRequest, opts ...grpc.CallOption) (*CertifyBlobResponse, error)
+	ExtendBlob(ctx context.Context, in *ExtendBlobRequest, opts ...grpc.CallOption) (*ExtendBlobResponse, error)
+	BlobStatus(ctx context.Context, in *BlobStatusRequest, opts ...grpc.CallOption) (*BlobStatusResponse, error)
+	GetCommittee(ctx context.Context, in *GetCommitteeRequest, opts ...grpc.CallOption) (*GetCommitteeResponse, error)
+}
+
+type clientClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewClientClient(cc grpc.ClientConnInterface) ClientClient {
+	return &clientClient{cc}
+}
+
+func (c *clientClient) RegisterBlob(ctx context.Context, in *RegisterBlobRequest, opts ...grpc.CallOption) (*RegisterBlobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegisterBlobResponse)
+	err := c.cc.Invoke(ctx, Client_RegisterBlob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientClient) CertifyBlob(ctx context.Context, in *CertifyBlobRequest, opts ...grpc.CallOption) (*CertifyBlobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CertifyBlobResponse)
+	err := c.cc.Invoke(ctx, Client_CertifyBlob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientClient) ExtendBlob(ctx context.Context, in *ExtendBlobRequest, opts ...grpc.CallOption) (*ExtendBlobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExtendBlobResponse)
+	err := c.cc.Invoke(ctx, Client_ExtendBlob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientClient) BlobStatus(ctx context.Context, in *BlobStatusRequest, opts ...grpc.CallOption) (*BlobStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BlobStatusResponse)
+	err := c.cc.Invoke(ctx, Client_BlobStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientClient) GetCommittee(ctx context.Context, in *GetCommitteeRequest, opts ...grpc.CallOption) (*GetCommitteeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCommitteeResponse)
+	err := c.cc.Invoke(ctx, Client_GetCommittee_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ClientServer is the server API for Client service.
+// All implementations must embed UnimplementedClientServer
+// for forward compatibility.
+//
+// Client is for applications storing blobs: every call carries a client
+// credential (`authorization: Bearer <token>`), whose quota registrations
+// and extensions draw on.
+type ClientServer interface {
+	RegisterBlob(context.Context, *RegisterBlobRequest) (*RegisterBlobResponse, error)
+	CertifyBlob(context.Context, *CertifyBlobRequest) (*CertifyBlobResponse, error)
+	ExtendBlob(context.Context, *ExtendBlobRequest) (*ExtendBlobResponse, error)
+	BlobStatus(context.Context, *BlobStatusRequest) (*BlobStatusResponse, error)
+	GetCommittee(context.Context, *GetCommitteeRequest) (*GetCommitteeResponse, error)
+	mustEmbedUnimplementedClientServer()
+}
+
+// UnimplementedClientServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedClientServer struct{}
+
+func (UnimplementedClientServer) RegisterBlob(context.Context, *RegisterBlobRequest) (*RegisterBlobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegisterBlob not implemented")
+}
+func (UnimplementedClientServer) CertifyBlob(context.Context, *CertifyBlobRequest) (*CertifyBlobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CertifyBlob not implemented")
+}
+func (UnimplementedClientServer) ExtendBlob(context.Context, *ExtendBlobRequest) (*ExtendBlobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExtendBlob not implemented")
+}
+func (UnimplementedClientServer) BlobStatus(context.Context, *BlobStatusRequest) (*BlobStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BlobStatus not implemented")
+}
+func (UnimplementedClientServer) GetCommittee(context.Context, *GetCommitteeRequest) (*GetCommitteeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCommittee not implemented")
+}
+func (UnimplementedClientServer) mustEmbedUnimplementedClientServer() {}
+func (UnimplementedClientServer) testEmbeddedByValue()                {}
+
+// UnsafeClientServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ClientServer will
+// result in compilation errors.
+type UnsafeClientServer interface {
+	mustEmbedUnimplementedClientServer()
+}
+
+func RegisterClientServer(s grpc.ServiceRegistrar, srv ClientServer) {
+	// If the following call panics, it indicates UnimplementedClientServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Client_ServiceDesc, srv)
+}
+
+func _Client_RegisterBlob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterBlobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServer).RegisterBlob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Client_RegisterBlob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServer).RegisterBlob(ctx, req.(*RegisterBlobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Client_CertifyBlob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CertifyBlobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServer).CertifyBlob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Client_CertifyBlob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServer).CertifyBlob(ctx, req.(*CertifyBlobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Client_ExtendBlob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExtendBlobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServer).ExtendBlob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Client_ExtendBlob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServer).ExtendBlob(ctx, req.(*ExtendBlobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Client_BlobStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BlobStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServer).BlobStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Client_BlobStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServer).BlobStatus(ctx, req.(*BlobStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Client_GetCommittee_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCommitteeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServer).GetCommittee(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Client_GetCommittee_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServer).GetCommittee(ctx, req.(*GetCommitteeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Client_ServiceDesc is the grpc.ServiceDesc for Client service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Client_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "weft.v1.Client",
+	HandlerType: (*ClientServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "RegisterBlob",
+			Handler:    _Client_RegisterBlob_Handler,
+		},
+		{
+			MethodName: "CertifyBlob",
+			Handler:    _Client_CertifyBlob_Handler,
+		},
+		{
+			MethodName: "ExtendBlob",
+			Handler:    _Client_ExtendBlob_Handler,
+		},
+		{
+			MethodName: "BlobStatus",
+			Handler:    _Client_BlobStatus_Handler,
+		},
+		{
+			MethodName: "GetCommittee",
+			Handler:    _Client_GetCommittee_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "weft/v1/control.proto",
+}
+
+const (
 	Watch_WatchState_FullMethodName = "/weft.v1.Watch/WatchState"
 	Watch_Events_FullMethodName     = "/weft.v1.Watch/Events"
 )

@@ -1,0 +1,227 @@
+package committee
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"math"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/crypto"
+)
+
+// clientService serves the Client API; it shares the voter's Service.
+type clientService struct {
+	weftv1.UnimplementedClientServer
+	s *Service
+
+	mu    sync.Mutex
+	views map[uint64]*crypto.CommitteeView // committee keys decoded once per epoch
+}
+
+type clientKey struct{}
+
+// authenticateClient resolves the bearer token of a Client call to the
+// client it was issued to: missing is Unauthenticated, unknown is
+// PermissionDenied.
+func (s *Service) authenticateClient(ctx context.Context) (context.Context, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	values := md.Get(mdAuthorization)
+	if len(values) == 0 {
+		return nil, status.Error(codes.Unauthenticated, "client credential required (authorization: Bearer <token>)")
+	}
+	token, ok := strings.CutPrefix(values[0], "Bearer ")
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "client credential must be a bearer token")
+	}
+	id, found, err := s.node.FSM().ClientByToken(sha256.Sum256([]byte(token)))
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if !found {
+		return nil, status.Error(codes.PermissionDenied, "client credential not accepted")
+	}
+	return context.WithValue(ctx, clientKey{}, id), nil
+}
+
+func clientOf(ctx context.Context) string {
+	id, _ := ctx.Value(clientKey{}).(string)
+	return id
+}
+
+func blobIDFrom(b []byte) (crypto.BlobID, error) {
+	if len(b) != crypto.DigestSize {
+		return crypto.BlobID{}, status.Errorf(codes.InvalidArgument, "blob ID of %d bytes, want %d", len(b), crypto.DigestSize)
+	}
+	return crypto.BlobID(b), nil
+}
+
+// RegisterBlob registers a blob's encoding, charged to the client.
+func (c *clientService) RegisterBlob(ctx context.Context, req *weftv1.RegisterBlobRequest) (*weftv1.RegisterBlobResponse, error) {
+	if len(req.Root) != crypto.DigestSize || req.Encoding > math.MaxUint8 {
+		return nil, status.Error(codes.InvalidArgument, "a registration needs a 32-byte root and an encoding byte")
+	}
+	if conn, fctx, err := c.s.leader(ctx); err != nil || conn != nil {
+		if err != nil {
+			return nil, err
+		}
+		return weftv1.NewClientClient(conn).RegisterBlob(fctx, req)
+	}
+	res, err := c.s.propose(ctx, KindRegisterBlob, RegisterBlob{
+		Client: clientOf(ctx), Encoding: uint8(req.Encoding), Shards: req.Shards, Length: req.Length,
+		Root: crypto.Digest(req.Root), EndEpoch: req.EndEpoch,
+	}, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.RegisterBlobResponse{Index: res.Index, BlobId: res.BlobID[:]}, nil
+}
+
+// CertifyBlob verifies an availability certificate against its epoch's
+// committee on the leader — never inside Apply — and then proposes it; the
+// FSM accepts it only if that epoch is still the current one.
+func (c *clientService) CertifyBlob(ctx context.Context, req *weftv1.CertifyBlobRequest) (*weftv1.CertifyBlobResponse, error) {
+	id, err := blobIDFrom(req.BlobId)
+	if err != nil {
+		return nil, err
+	}
+	var cert crypto.Certificate
+	if err := cert.UnmarshalBinary(req.Certificate); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "certificate: %v", err)
+	}
+	if cert.BlobID != id {
+		return nil, status.Error(codes.InvalidArgument, "certificate is for another blob")
+	}
+	if conn, fctx, err := c.s.leader(ctx); err != nil || conn != nil {
+		if err != nil {
+			return nil, err
+		}
+		return weftv1.NewClientClient(conn).CertifyBlob(fctx, req)
+	}
+	view, err := c.view(cert.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	if err := cert.VerifyAvailability(view); err != nil {
+		code := codes.InvalidArgument
+		if errors.Is(err, crypto.ErrWrongEpoch) {
+			code = codes.FailedPrecondition
+		}
+		return nil, status.Errorf(code, "certificate: %v", err)
+	}
+	res, err := c.s.propose(ctx, KindCertifyBlob, CertifyBlob{BlobID: id, Certificate: req.Certificate}, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.CertifyBlobResponse{Index: res.Index, CertifiedEpoch: res.Epoch}, nil
+}
+
+// view returns an epoch's committee view, its keys decoded once.
+func (c *clientService) view(e uint64) (*crypto.CommitteeView, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.views[e]; ok {
+		return v, nil
+	}
+	rec, found, err := c.s.node.FSM().Committee(e)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if !found {
+		return nil, status.Errorf(codes.FailedPrecondition, "no committee for epoch %d", e)
+	}
+	v, err := rec.View()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	c.views[e] = v
+	return v, nil
+}
+
+// ExtendBlob moves a blob's end epoch, charged to the client.
+func (c *clientService) ExtendBlob(ctx context.Context, req *weftv1.ExtendBlobRequest) (*weftv1.ExtendBlobResponse, error) {
+	id, err := blobIDFrom(req.BlobId)
+	if err != nil {
+		return nil, err
+	}
+	if conn, fctx, err := c.s.leader(ctx); err != nil || conn != nil {
+		if err != nil {
+			return nil, err
+		}
+		return weftv1.NewClientClient(conn).ExtendBlob(fctx, req)
+	}
+	res, err := c.s.propose(ctx, KindExtendBlob, ExtendBlob{Client: clientOf(ctx), BlobID: id, EndEpoch: req.EndEpoch}, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.ExtendBlobResponse{Index: res.Index}, nil
+}
+
+// BlobStatus reads a blob's registry entry (local, possibly stale).
+func (c *clientService) BlobStatus(ctx context.Context, req *weftv1.BlobStatusRequest) (*weftv1.BlobStatusResponse, error) {
+	id, err := blobIDFrom(req.BlobId)
+	if err != nil {
+		return nil, err
+	}
+	rec, found, err := c.s.node.FSM().Blob(id)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if !found {
+		return nil, status.Errorf(codes.NotFound, "blob %s is not registered", id)
+	}
+	st := "registered"
+	switch {
+	case rec.Invalid:
+		st = "invalid"
+	case rec.Expired:
+		st = "expired"
+	case rec.CertifiedEpoch != 0:
+		st = "certified"
+	}
+	return &weftv1.BlobStatusResponse{
+		BlobId: id[:], Status: st, Encoding: uint32(rec.Encoding), Shards: rec.Shards, Length: rec.Length,
+		EndEpoch: rec.EndEpoch, RegisteredEpoch: rec.RegisteredEpoch, CertifiedEpoch: rec.CertifiedEpoch, Certificate: rec.Certificate,
+	}, nil
+}
+
+// GetCommittee returns an epoch's committee (0: the current one) with the
+// members' addresses, and the shard map when it is the current epoch.
+func (c *clientService) GetCommittee(ctx context.Context, req *weftv1.GetCommitteeRequest) (*weftv1.GetCommitteeResponse, error) {
+	fsm := c.s.node.FSM()
+	st, err := fsm.EpochState()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	e := req.Epoch
+	if e == 0 {
+		e = st.Epoch()
+	}
+	rec, found, err := fsm.Committee(e)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if !found {
+		return nil, status.Errorf(codes.NotFound, "no committee for epoch %d", e)
+	}
+	resp := &weftv1.GetCommitteeResponse{Epoch: e}
+	for _, m := range rec.Members {
+		member := &weftv1.Member{Node: string(m.Node), PublicKey: m.PublicKey, Weight: m.Weight}
+		if n, ok, _ := fsm.Node(m.Node); ok {
+			member.Address = n.Address
+		}
+		resp.Members = append(resp.Members, member)
+	}
+	if e == st.Epoch() {
+		for _, o := range st.Owners() {
+			resp.Owners = append(resp.Owners, string(o))
+		}
+	}
+	return resp, nil
+}
