@@ -42,6 +42,7 @@ type Node struct {
 	fsm       *FSM
 	logs      *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
+	hadState  bool // Raft state existed on disk when the node started
 }
 
 // StartNode opens the node's stores and joins (or bootstraps) the cluster.
@@ -106,6 +107,10 @@ func (n *Node) open(rc *raft.Config, logger hclog.Logger) error {
 		return err
 	}
 	n.transport, err = raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, addr, 3, 10*time.Second, logger)
+	if err != nil {
+		return err
+	}
+	n.hadState, err = raft.HasExistingState(n.logs, n.logs, snapshots)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"io"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -127,4 +128,31 @@ func (f *FSM) PeerAddress(id string) (addr string, found bool, err error) {
 		return nil
 	})
 	return addr, found, err
+}
+
+// Clients lists the client credentials (without token hashes).
+func (f *FSM) Clients() (out []ClientRecord, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketClients).ForEach(func(_, v []byte) error {
+			var rec ClientRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return err
+			}
+			rec.TokenHash = crypto.Digest{}
+			out = append(out, rec)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// WriteSnapshot streams a consistent copy of the state file to w and
+// returns the state index it reflects.
+func (f *FSM) WriteSnapshot(w io.Writer) (index uint64, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		index = readApplied(tx)
+		_, err := tx.WriteTo(w)
+		return err
+	})
+	return index, err
 }

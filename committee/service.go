@@ -97,9 +97,9 @@ func (s *Service) Close() {
 	}
 }
 
-// announce keeps the leader's gRPC address in the state: whenever this
-// voter leads and the state names another address for it, it proposes its
-// own.
+// announce keeps this voter's gRPC address in the state, so that
+// followers can forward to it when it leads and ListPeers can reach it: a
+// leader proposes its own; a follower asks the leader to.
 func (s *Service) announce() {
 	defer close(s.done)
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -111,15 +111,12 @@ func (s *Service) announce() {
 			return
 		case <-tick.C:
 		}
-		if !s.node.IsLeader() {
-			continue
-		}
 		if addr, found, err := s.node.FSM().PeerAddress(id); err == nil && found && addr == s.cfg.GRPCAddr {
 			continue
 		}
-		cmd, _ := NewCommand("peer-"+id+"-"+randomID(), KindSetPeer, SetPeer{ID: id, Address: s.cfg.GRPCAddr})
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, _ = s.node.Propose(ctx, cmd)
+		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs(mdAuthorization, "Bearer "+s.cfg.OperatorToken))
+		_, _ = s.AnnouncePeer(ctx, &weftv1.AnnouncePeerRequest{Id: id, GrpcAddr: s.cfg.GRPCAddr})
 		cancel()
 	}
 }

@@ -27,6 +27,6 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newBlobCommand(), newKeyCommand())
+	root.AddCommand(newBlobCommand(), newKeyCommand(), newControlCommand(), newAdminCommand())
 	return root
 }

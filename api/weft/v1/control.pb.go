@@ -2119,6 +2119,916 @@ func (x *GetCommitteeResponse) GetOwners() []string {
 	return nil
 }
 
+type ClientInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Client        string                 `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
+	Quota         uint64                 `protobuf:"varint,2,opt,name=quota,proto3" json:"quota,omitempty"`
+	Used          uint64                 `protobuf:"varint,3,opt,name=used,proto3" json:"used,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientInfo) Reset() {
+	*x = ClientInfo{}
+	mi := &file_weft_v1_control_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientInfo) ProtoMessage() {}
+
+func (x *ClientInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientInfo.ProtoReflect.Descriptor instead.
+func (*ClientInfo) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ClientInfo) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+func (x *ClientInfo) GetQuota() uint64 {
+	if x != nil {
+		return x.Quota
+	}
+	return 0
+}
+
+func (x *ClientInfo) GetUsed() uint64 {
+	if x != nil {
+		return x.Used
+	}
+	return 0
+}
+
+type ListClientsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClientsRequest) Reset() {
+	*x = ListClientsRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClientsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClientsRequest) ProtoMessage() {}
+
+func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClientsRequest.ProtoReflect.Descriptor instead.
+func (*ListClientsRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{38}
+}
+
+type ListClientsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Clients       []*ClientInfo          `protobuf:"bytes,1,rep,name=clients,proto3" json:"clients,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClientsResponse) Reset() {
+	*x = ListClientsResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClientsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClientsResponse) ProtoMessage() {}
+
+func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClientsResponse.ProtoReflect.Descriptor instead.
+func (*ListClientsResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListClientsResponse) GetClients() []*ClientInfo {
+	if x != nil {
+		return x.Clients
+	}
+	return nil
+}
+
+type PeerInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerInfoRequest) Reset() {
+	*x = PeerInfoRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerInfoRequest) ProtoMessage() {}
+
+func (x *PeerInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerInfoRequest.ProtoReflect.Descriptor instead.
+func (*PeerInfoRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{40}
+}
+
+type PeerInfoResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	GrpcAddr      string                 `protobuf:"bytes,3,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
+	AppliedIndex  uint64                 `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	RaftState     string                 `protobuf:"bytes,5,opt,name=raft_state,json=raftState,proto3" json:"raft_state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerInfoResponse) Reset() {
+	*x = PeerInfoResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerInfoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerInfoResponse) ProtoMessage() {}
+
+func (x *PeerInfoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerInfoResponse.ProtoReflect.Descriptor instead.
+func (*PeerInfoResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *PeerInfoResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PeerInfoResponse) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+func (x *PeerInfoResponse) GetGrpcAddr() string {
+	if x != nil {
+		return x.GrpcAddr
+	}
+	return ""
+}
+
+func (x *PeerInfoResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *PeerInfoResponse) GetRaftState() string {
+	if x != nil {
+		return x.RaftState
+	}
+	return ""
+}
+
+type Peer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	GrpcAddr      string                 `protobuf:"bytes,3,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
+	Suffrage      string                 `protobuf:"bytes,4,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
+	Leader        bool                   `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	AppliedIndex  uint64                 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Lag           uint64                 `protobuf:"varint,7,opt,name=lag,proto3" json:"lag,omitempty"`    // the leader's applied index minus this voter's
+	Error         string                 `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"` // set when the voter did not answer
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Peer) Reset() {
+	*x = Peer{}
+	mi := &file_weft_v1_control_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Peer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Peer) ProtoMessage() {}
+
+func (x *Peer) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Peer.ProtoReflect.Descriptor instead.
+func (*Peer) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *Peer) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Peer) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+func (x *Peer) GetGrpcAddr() string {
+	if x != nil {
+		return x.GrpcAddr
+	}
+	return ""
+}
+
+func (x *Peer) GetSuffrage() string {
+	if x != nil {
+		return x.Suffrage
+	}
+	return ""
+}
+
+func (x *Peer) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *Peer) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *Peer) GetLag() uint64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *Peer) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type ListPeersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPeersRequest) Reset() {
+	*x = ListPeersRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPeersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPeersRequest) ProtoMessage() {}
+
+func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
+func (*ListPeersRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{43}
+}
+
+type ListPeersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Peers         []*Peer                `protobuf:"bytes,1,rep,name=peers,proto3" json:"peers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPeersResponse) Reset() {
+	*x = ListPeersResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPeersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPeersResponse) ProtoMessage() {}
+
+func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
+func (*ListPeersResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ListPeersResponse) GetPeers() []*Peer {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+type AddPeerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddPeerRequest) Reset() {
+	*x = AddPeerRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddPeerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddPeerRequest) ProtoMessage() {}
+
+func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddPeerRequest.ProtoReflect.Descriptor instead.
+func (*AddPeerRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *AddPeerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AddPeerRequest) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+type AddPeerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddPeerResponse) Reset() {
+	*x = AddPeerResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddPeerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddPeerResponse) ProtoMessage() {}
+
+func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddPeerResponse.ProtoReflect.Descriptor instead.
+func (*AddPeerResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{46}
+}
+
+type RemovePeerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovePeerRequest) Reset() {
+	*x = RemovePeerRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovePeerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovePeerRequest) ProtoMessage() {}
+
+func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
+func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *RemovePeerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RemovePeerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovePeerResponse) Reset() {
+	*x = RemovePeerResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovePeerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovePeerResponse) ProtoMessage() {}
+
+func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
+func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{48}
+}
+
+type TransferLeadershipRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ToId          string                 `protobuf:"bytes,1,opt,name=to_id,json=toId,proto3" json:"to_id,omitempty"` // empty: any other voter
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipRequest) Reset() {
+	*x = TransferLeadershipRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipRequest) ProtoMessage() {}
+
+func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *TransferLeadershipRequest) GetToId() string {
+	if x != nil {
+		return x.ToId
+	}
+	return ""
+}
+
+type TransferLeadershipResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeaderId      string                 `protobuf:"bytes,1,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipResponse) Reset() {
+	*x = TransferLeadershipResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipResponse) ProtoMessage() {}
+
+func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *TransferLeadershipResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+type SaveSnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SaveSnapshotRequest) Reset() {
+	*x = SaveSnapshotRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaveSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaveSnapshotRequest) ProtoMessage() {}
+
+func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{51}
+}
+
+type SnapshotChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"` // the state index of the snapshot (last chunk)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotChunk) Reset() {
+	*x = SnapshotChunk{}
+	mi := &file_weft_v1_control_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotChunk) ProtoMessage() {}
+
+func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
+func (*SnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *SnapshotChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// AnnouncePeer records where a voter serves gRPC (voters call it for
+// themselves).
+type AnnouncePeerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	GrpcAddr      string                 `protobuf:"bytes,2,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnnouncePeerRequest) Reset() {
+	*x = AnnouncePeerRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnnouncePeerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnnouncePeerRequest) ProtoMessage() {}
+
+func (x *AnnouncePeerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnnouncePeerRequest.ProtoReflect.Descriptor instead.
+func (*AnnouncePeerRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *AnnouncePeerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AnnouncePeerRequest) GetGrpcAddr() string {
+	if x != nil {
+		return x.GrpcAddr
+	}
+	return ""
+}
+
+type AnnouncePeerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnnouncePeerResponse) Reset() {
+	*x = AnnouncePeerResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnnouncePeerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnnouncePeerResponse) ProtoMessage() {}
+
+func (x *AnnouncePeerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnnouncePeerResponse.ProtoReflect.Descriptor instead.
+func (*AnnouncePeerResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{54}
+}
+
+type RestoreSnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreSnapshotResponse) Reset() {
+	*x = RestoreSnapshotResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreSnapshotResponse) ProtoMessage() {}
+
+func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *RestoreSnapshotResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_weft_v1_control_proto protoreflect.FileDescriptor
 
 const file_weft_v1_control_proto_rawDesc = "" +
@@ -2263,7 +3173,56 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\x14GetCommitteeResponse\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12)\n" +
 	"\amembers\x18\x02 \x03(\v2\x0f.weft.v1.MemberR\amembers\x12\x16\n" +
-	"\x06owners\x18\x03 \x03(\tR\x06owners2\xe0\x03\n" +
+	"\x06owners\x18\x03 \x03(\tR\x06owners\"N\n" +
+	"\n" +
+	"ClientInfo\x12\x16\n" +
+	"\x06client\x18\x01 \x01(\tR\x06client\x12\x14\n" +
+	"\x05quota\x18\x02 \x01(\x04R\x05quota\x12\x12\n" +
+	"\x04used\x18\x03 \x01(\x04R\x04used\"\x14\n" +
+	"\x12ListClientsRequest\"D\n" +
+	"\x13ListClientsResponse\x12-\n" +
+	"\aclients\x18\x01 \x03(\v2\x13.weft.v1.ClientInfoR\aclients\"\x11\n" +
+	"\x0fPeerInfoRequest\"\xa0\x01\n" +
+	"\x10PeerInfoResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
+	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12#\n" +
+	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12\x1d\n" +
+	"\n" +
+	"raft_state\x18\x05 \x01(\tR\traftState\"\xd1\x01\n" +
+	"\x04Peer\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
+	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x1a\n" +
+	"\bsuffrage\x18\x04 \x01(\tR\bsuffrage\x12\x16\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\x12#\n" +
+	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12\x10\n" +
+	"\x03lag\x18\a \x01(\x04R\x03lag\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\"\x12\n" +
+	"\x10ListPeersRequest\"8\n" +
+	"\x11ListPeersResponse\x12#\n" +
+	"\x05peers\x18\x01 \x03(\v2\r.weft.v1.PeerR\x05peers\"=\n" +
+	"\x0eAddPeerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\traft_addr\x18\x02 \x01(\tR\braftAddr\"\x11\n" +
+	"\x0fAddPeerResponse\"#\n" +
+	"\x11RemovePeerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
+	"\x12RemovePeerResponse\"0\n" +
+	"\x19TransferLeadershipRequest\x12\x13\n" +
+	"\x05to_id\x18\x01 \x01(\tR\x04toId\"9\n" +
+	"\x1aTransferLeadershipResponse\x12\x1b\n" +
+	"\tleader_id\x18\x01 \x01(\tR\bleaderId\"\x15\n" +
+	"\x13SaveSnapshotRequest\"9\n" +
+	"\rSnapshotChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"B\n" +
+	"\x13AnnouncePeerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\tgrpc_addr\x18\x02 \x01(\tR\bgrpcAddr\"\x16\n" +
+	"\x14AnnouncePeerResponse\"/\n" +
+	"\x17RestoreSnapshotResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index2\xf7\b\n" +
 	"\x05Admin\x129\n" +
 	"\x06Status\x12\x16.weft.v1.StatusRequest\x1a\x17.weft.v1.StatusResponse\x12B\n" +
 	"\tListNodes\x12\x19.weft.v1.ListNodesRequest\x1a\x1a.weft.v1.ListNodesResponse\x12?\n" +
@@ -2272,7 +3231,17 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"RemoveNode\x12\x1a.weft.v1.RemoveNodeRequest\x1a\x1b.weft.v1.RemoveNodeResponse\x12K\n" +
 	"\fAdvanceEpoch\x12\x1c.weft.v1.AdvanceEpochRequest\x1a\x1d.weft.v1.AdvanceEpochResponse\x12B\n" +
 	"\tAddClient\x12\x19.weft.v1.AddClientRequest\x1a\x1a.weft.v1.AddClientResponse\x12?\n" +
-	"\bSetQuota\x12\x18.weft.v1.SetQuotaRequest\x1a\x19.weft.v1.SetQuotaResponse2\x9d\x01\n" +
+	"\bSetQuota\x12\x18.weft.v1.SetQuotaRequest\x1a\x19.weft.v1.SetQuotaResponse\x12H\n" +
+	"\vListClients\x12\x1b.weft.v1.ListClientsRequest\x1a\x1c.weft.v1.ListClientsResponse\x12?\n" +
+	"\bPeerInfo\x12\x18.weft.v1.PeerInfoRequest\x1a\x19.weft.v1.PeerInfoResponse\x12B\n" +
+	"\tListPeers\x12\x19.weft.v1.ListPeersRequest\x1a\x1a.weft.v1.ListPeersResponse\x12<\n" +
+	"\aAddPeer\x12\x17.weft.v1.AddPeerRequest\x1a\x18.weft.v1.AddPeerResponse\x12E\n" +
+	"\n" +
+	"RemovePeer\x12\x1a.weft.v1.RemovePeerRequest\x1a\x1b.weft.v1.RemovePeerResponse\x12]\n" +
+	"\x12TransferLeadership\x12\".weft.v1.TransferLeadershipRequest\x1a#.weft.v1.TransferLeadershipResponse\x12K\n" +
+	"\fAnnouncePeer\x12\x1c.weft.v1.AnnouncePeerRequest\x1a\x1d.weft.v1.AnnouncePeerResponse\x12F\n" +
+	"\fSaveSnapshot\x12\x1c.weft.v1.SaveSnapshotRequest\x1a\x16.weft.v1.SnapshotChunk0\x01\x12M\n" +
+	"\x0fRestoreSnapshot\x12\x16.weft.v1.SnapshotChunk\x1a .weft.v1.RestoreSnapshotResponse(\x012\x9d\x01\n" +
 	"\x04Node\x12K\n" +
 	"\fRegisterNode\x12\x1c.weft.v1.RegisterNodeRequest\x1a\x1d.weft.v1.RegisterNodeResponse\x12H\n" +
 	"\vShardSynced\x12\x1b.weft.v1.ShardSyncedRequest\x1a\x1c.weft.v1.ShardSyncedResponse2\xfa\x02\n" +
@@ -2301,45 +3270,64 @@ func file_weft_v1_control_proto_rawDescGZIP() []byte {
 	return file_weft_v1_control_proto_rawDescData
 }
 
-var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_weft_v1_control_proto_goTypes = []any{
-	(*StatusRequest)(nil),        // 0: weft.v1.StatusRequest
-	(*StatusResponse)(nil),       // 1: weft.v1.StatusResponse
-	(*NodeInfo)(nil),             // 2: weft.v1.NodeInfo
-	(*ListNodesRequest)(nil),     // 3: weft.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),    // 4: weft.v1.ListNodesResponse
-	(*SetStakeRequest)(nil),      // 5: weft.v1.SetStakeRequest
-	(*SetStakeResponse)(nil),     // 6: weft.v1.SetStakeResponse
-	(*RemoveNodeRequest)(nil),    // 7: weft.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),   // 8: weft.v1.RemoveNodeResponse
-	(*AdvanceEpochRequest)(nil),  // 9: weft.v1.AdvanceEpochRequest
-	(*AdvanceEpochResponse)(nil), // 10: weft.v1.AdvanceEpochResponse
-	(*AddClientRequest)(nil),     // 11: weft.v1.AddClientRequest
-	(*AddClientResponse)(nil),    // 12: weft.v1.AddClientResponse
-	(*SetQuotaRequest)(nil),      // 13: weft.v1.SetQuotaRequest
-	(*SetQuotaResponse)(nil),     // 14: weft.v1.SetQuotaResponse
-	(*SignedRequest)(nil),        // 15: weft.v1.SignedRequest
-	(*RegisterNodeRequest)(nil),  // 16: weft.v1.RegisterNodeRequest
-	(*RegisterNodeResponse)(nil), // 17: weft.v1.RegisterNodeResponse
-	(*ShardSyncedRequest)(nil),   // 18: weft.v1.ShardSyncedRequest
-	(*ShardSyncedResponse)(nil),  // 19: weft.v1.ShardSyncedResponse
-	(*WatchStateRequest)(nil),    // 20: weft.v1.WatchStateRequest
-	(*WatchStateResponse)(nil),   // 21: weft.v1.WatchStateResponse
-	(*Move)(nil),                 // 22: weft.v1.Move
-	(*Event)(nil),                // 23: weft.v1.Event
-	(*EventsRequest)(nil),        // 24: weft.v1.EventsRequest
-	(*EventsResponse)(nil),       // 25: weft.v1.EventsResponse
-	(*RegisterBlobRequest)(nil),  // 26: weft.v1.RegisterBlobRequest
-	(*RegisterBlobResponse)(nil), // 27: weft.v1.RegisterBlobResponse
-	(*CertifyBlobRequest)(nil),   // 28: weft.v1.CertifyBlobRequest
-	(*CertifyBlobResponse)(nil),  // 29: weft.v1.CertifyBlobResponse
-	(*ExtendBlobRequest)(nil),    // 30: weft.v1.ExtendBlobRequest
-	(*ExtendBlobResponse)(nil),   // 31: weft.v1.ExtendBlobResponse
-	(*BlobStatusRequest)(nil),    // 32: weft.v1.BlobStatusRequest
-	(*BlobStatusResponse)(nil),   // 33: weft.v1.BlobStatusResponse
-	(*Member)(nil),               // 34: weft.v1.Member
-	(*GetCommitteeRequest)(nil),  // 35: weft.v1.GetCommitteeRequest
-	(*GetCommitteeResponse)(nil), // 36: weft.v1.GetCommitteeResponse
+	(*StatusRequest)(nil),              // 0: weft.v1.StatusRequest
+	(*StatusResponse)(nil),             // 1: weft.v1.StatusResponse
+	(*NodeInfo)(nil),                   // 2: weft.v1.NodeInfo
+	(*ListNodesRequest)(nil),           // 3: weft.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),          // 4: weft.v1.ListNodesResponse
+	(*SetStakeRequest)(nil),            // 5: weft.v1.SetStakeRequest
+	(*SetStakeResponse)(nil),           // 6: weft.v1.SetStakeResponse
+	(*RemoveNodeRequest)(nil),          // 7: weft.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),         // 8: weft.v1.RemoveNodeResponse
+	(*AdvanceEpochRequest)(nil),        // 9: weft.v1.AdvanceEpochRequest
+	(*AdvanceEpochResponse)(nil),       // 10: weft.v1.AdvanceEpochResponse
+	(*AddClientRequest)(nil),           // 11: weft.v1.AddClientRequest
+	(*AddClientResponse)(nil),          // 12: weft.v1.AddClientResponse
+	(*SetQuotaRequest)(nil),            // 13: weft.v1.SetQuotaRequest
+	(*SetQuotaResponse)(nil),           // 14: weft.v1.SetQuotaResponse
+	(*SignedRequest)(nil),              // 15: weft.v1.SignedRequest
+	(*RegisterNodeRequest)(nil),        // 16: weft.v1.RegisterNodeRequest
+	(*RegisterNodeResponse)(nil),       // 17: weft.v1.RegisterNodeResponse
+	(*ShardSyncedRequest)(nil),         // 18: weft.v1.ShardSyncedRequest
+	(*ShardSyncedResponse)(nil),        // 19: weft.v1.ShardSyncedResponse
+	(*WatchStateRequest)(nil),          // 20: weft.v1.WatchStateRequest
+	(*WatchStateResponse)(nil),         // 21: weft.v1.WatchStateResponse
+	(*Move)(nil),                       // 22: weft.v1.Move
+	(*Event)(nil),                      // 23: weft.v1.Event
+	(*EventsRequest)(nil),              // 24: weft.v1.EventsRequest
+	(*EventsResponse)(nil),             // 25: weft.v1.EventsResponse
+	(*RegisterBlobRequest)(nil),        // 26: weft.v1.RegisterBlobRequest
+	(*RegisterBlobResponse)(nil),       // 27: weft.v1.RegisterBlobResponse
+	(*CertifyBlobRequest)(nil),         // 28: weft.v1.CertifyBlobRequest
+	(*CertifyBlobResponse)(nil),        // 29: weft.v1.CertifyBlobResponse
+	(*ExtendBlobRequest)(nil),          // 30: weft.v1.ExtendBlobRequest
+	(*ExtendBlobResponse)(nil),         // 31: weft.v1.ExtendBlobResponse
+	(*BlobStatusRequest)(nil),          // 32: weft.v1.BlobStatusRequest
+	(*BlobStatusResponse)(nil),         // 33: weft.v1.BlobStatusResponse
+	(*Member)(nil),                     // 34: weft.v1.Member
+	(*GetCommitteeRequest)(nil),        // 35: weft.v1.GetCommitteeRequest
+	(*GetCommitteeResponse)(nil),       // 36: weft.v1.GetCommitteeResponse
+	(*ClientInfo)(nil),                 // 37: weft.v1.ClientInfo
+	(*ListClientsRequest)(nil),         // 38: weft.v1.ListClientsRequest
+	(*ListClientsResponse)(nil),        // 39: weft.v1.ListClientsResponse
+	(*PeerInfoRequest)(nil),            // 40: weft.v1.PeerInfoRequest
+	(*PeerInfoResponse)(nil),           // 41: weft.v1.PeerInfoResponse
+	(*Peer)(nil),                       // 42: weft.v1.Peer
+	(*ListPeersRequest)(nil),           // 43: weft.v1.ListPeersRequest
+	(*ListPeersResponse)(nil),          // 44: weft.v1.ListPeersResponse
+	(*AddPeerRequest)(nil),             // 45: weft.v1.AddPeerRequest
+	(*AddPeerResponse)(nil),            // 46: weft.v1.AddPeerResponse
+	(*RemovePeerRequest)(nil),          // 47: weft.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),         // 48: weft.v1.RemovePeerResponse
+	(*TransferLeadershipRequest)(nil),  // 49: weft.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 50: weft.v1.TransferLeadershipResponse
+	(*SaveSnapshotRequest)(nil),        // 51: weft.v1.SaveSnapshotRequest
+	(*SnapshotChunk)(nil),              // 52: weft.v1.SnapshotChunk
+	(*AnnouncePeerRequest)(nil),        // 53: weft.v1.AnnouncePeerRequest
+	(*AnnouncePeerResponse)(nil),       // 54: weft.v1.AnnouncePeerResponse
+	(*RestoreSnapshotResponse)(nil),    // 55: weft.v1.RestoreSnapshotResponse
 }
 var file_weft_v1_control_proto_depIdxs = []int32{
 	2,  // 0: weft.v1.ListNodesResponse.nodes:type_name -> weft.v1.NodeInfo
@@ -2348,43 +3336,63 @@ var file_weft_v1_control_proto_depIdxs = []int32{
 	22, // 3: weft.v1.Event.moves:type_name -> weft.v1.Move
 	23, // 4: weft.v1.EventsResponse.events:type_name -> weft.v1.Event
 	34, // 5: weft.v1.GetCommitteeResponse.members:type_name -> weft.v1.Member
-	0,  // 6: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
-	3,  // 7: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
-	5,  // 8: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
-	7,  // 9: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
-	9,  // 10: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
-	11, // 11: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
-	13, // 12: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
-	16, // 13: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
-	18, // 14: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
-	26, // 15: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
-	28, // 16: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
-	30, // 17: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
-	32, // 18: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
-	35, // 19: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
-	20, // 20: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
-	24, // 21: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
-	1,  // 22: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
-	4,  // 23: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
-	6,  // 24: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
-	8,  // 25: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
-	10, // 26: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
-	12, // 27: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
-	14, // 28: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
-	17, // 29: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
-	19, // 30: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
-	27, // 31: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
-	29, // 32: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
-	31, // 33: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
-	33, // 34: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
-	36, // 35: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
-	21, // 36: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
-	25, // 37: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
-	22, // [22:38] is the sub-list for method output_type
-	6,  // [6:22] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	37, // 6: weft.v1.ListClientsResponse.clients:type_name -> weft.v1.ClientInfo
+	42, // 7: weft.v1.ListPeersResponse.peers:type_name -> weft.v1.Peer
+	0,  // 8: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
+	3,  // 9: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
+	5,  // 10: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
+	7,  // 11: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
+	9,  // 12: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
+	11, // 13: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
+	13, // 14: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
+	38, // 15: weft.v1.Admin.ListClients:input_type -> weft.v1.ListClientsRequest
+	40, // 16: weft.v1.Admin.PeerInfo:input_type -> weft.v1.PeerInfoRequest
+	43, // 17: weft.v1.Admin.ListPeers:input_type -> weft.v1.ListPeersRequest
+	45, // 18: weft.v1.Admin.AddPeer:input_type -> weft.v1.AddPeerRequest
+	47, // 19: weft.v1.Admin.RemovePeer:input_type -> weft.v1.RemovePeerRequest
+	49, // 20: weft.v1.Admin.TransferLeadership:input_type -> weft.v1.TransferLeadershipRequest
+	53, // 21: weft.v1.Admin.AnnouncePeer:input_type -> weft.v1.AnnouncePeerRequest
+	51, // 22: weft.v1.Admin.SaveSnapshot:input_type -> weft.v1.SaveSnapshotRequest
+	52, // 23: weft.v1.Admin.RestoreSnapshot:input_type -> weft.v1.SnapshotChunk
+	16, // 24: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
+	18, // 25: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
+	26, // 26: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
+	28, // 27: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
+	30, // 28: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
+	32, // 29: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
+	35, // 30: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
+	20, // 31: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
+	24, // 32: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
+	1,  // 33: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
+	4,  // 34: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
+	6,  // 35: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
+	8,  // 36: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
+	10, // 37: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
+	12, // 38: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
+	14, // 39: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
+	39, // 40: weft.v1.Admin.ListClients:output_type -> weft.v1.ListClientsResponse
+	41, // 41: weft.v1.Admin.PeerInfo:output_type -> weft.v1.PeerInfoResponse
+	44, // 42: weft.v1.Admin.ListPeers:output_type -> weft.v1.ListPeersResponse
+	46, // 43: weft.v1.Admin.AddPeer:output_type -> weft.v1.AddPeerResponse
+	48, // 44: weft.v1.Admin.RemovePeer:output_type -> weft.v1.RemovePeerResponse
+	50, // 45: weft.v1.Admin.TransferLeadership:output_type -> weft.v1.TransferLeadershipResponse
+	54, // 46: weft.v1.Admin.AnnouncePeer:output_type -> weft.v1.AnnouncePeerResponse
+	52, // 47: weft.v1.Admin.SaveSnapshot:output_type -> weft.v1.SnapshotChunk
+	55, // 48: weft.v1.Admin.RestoreSnapshot:output_type -> weft.v1.RestoreSnapshotResponse
+	17, // 49: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
+	19, // 50: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
+	27, // 51: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
+	29, // 52: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
+	31, // 53: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
+	33, // 54: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
+	36, // 55: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
+	21, // 56: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
+	25, // 57: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
+	33, // [33:58] is the sub-list for method output_type
+	8,  // [8:33] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_weft_v1_control_proto_init() }
@@ -2398,7 +3406,7 @@ func file_weft_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_v1_control_proto_rawDesc), len(file_weft_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/committee"
+	"github.com/weftstore/weft/epoch"
+)
+
+// tokenFlags is the operator credential, from a flag, a file or WEFT_TOKEN.
+type tokenFlags struct {
+	token, file string
+}
+
+func (t *tokenFlags) add(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVar(&t.token, "token", "", "operator token (or --token-file, or $WEFT_TOKEN)")
+	cmd.PersistentFlags().StringVar(&t.file, "token-file", "", "file holding the operator token")
+}
+
+func (t *tokenFlags) resolve() (string, error) {
+	switch {
+	case t.token != "":
+		return t.token, nil
+	case t.file != "":
+		b, err := os.ReadFile(t.file)
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimSpace(string(b)), nil
+	case os.Getenv("WEFT_TOKEN") != "":
+		return os.Getenv("WEFT_TOKEN"), nil
+	}
+	return "", errors.New("an operator token is required: --token, --token-file or $WEFT_TOKEN")
+}
+
+type controlOptions struct {
+	id, dataDir, raftAddr, grpcAddr string
+	bootstrapExpect                 int
+	join                            []string
+	shards, perNodeCap              int
+	epochDuration                   time.Duration
+	tokens                          tokenFlags
+}
+
+func newControlCommand() *cobra.Command {
+	var o controlOptions
+	host, _ := os.Hostname()
+	cmd := &cobra.Command{
+		Use:   "control",
+		Short: "Run a control-plane voter (Raft-replicated registry, epochs and blob registry)",
+		Long: "Starts one voter. The same command starts a new cluster (--bootstrap-expect K with\n" +
+			"--join listing the other voters' gRPC addresses), restarts a voter, or adds one to a\n" +
+			"live cluster (--join alone); existing Raft state is never wiped.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runControl(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.id, "id", host, "this voter's ID")
+	f.StringVar(&o.dataDir, "data-dir", "", "directory for Raft log, snapshots and state (required)")
+	f.StringVar(&o.raftAddr, "raft-addr", "127.0.0.1:7000", "address for Raft traffic")
+	f.StringVar(&o.grpcAddr, "grpc-addr", "127.0.0.1:7001", "address for the gRPC API")
+	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many voters are known")
+	f.StringSliceVar(&o.join, "join", nil, "gRPC addresses of other voters")
+	f.IntVar(&o.shards, "shards", 100, "number of shards n (fixed at genesis)")
+	f.IntVar(&o.perNodeCap, "per-node-cap", 0, "most shards one storage node may own (0: no cap)")
+	f.DurationVar(&o.epochDuration, "epoch-duration", 0, "advance the epoch this often when Stable (0: only by operator)")
+	o.tokens.add(cmd)
+	return cmd
+}
+
+func runControl(ctx context.Context, o controlOptions) error {
+	if o.dataDir == "" {
+		return errors.New("--data-dir is required")
+	}
+	token, err := o.tokens.resolve()
+	if err != nil {
+		return err
+	}
+	log := slog.Default().With("voter", o.id)
+	node, err := committee.StartNode(committee.NodeConfig{
+		ID: o.id, DataDir: o.dataDir, RaftAddr: o.raftAddr,
+		State:     committee.Config{Shards: o.shards, PerNodeCap: o.perNodeCap},
+		LogOutput: os.Stderr,
+	})
+	if err != nil {
+		return err
+	}
+	defer node.Shutdown()
+	svc, err := committee.NewService(node, committee.ServiceConfig{OperatorToken: token, GRPCAddr: o.grpcAddr})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	lis, err := net.Listen("tcp", o.grpcAddr)
+	if err != nil {
+		return err
+	}
+	server := grpc.NewServer(svc.ServerOptions()...)
+	svc.Register(server)
+	go server.Serve(lis)
+	defer server.GracefulStop()
+	log.Info("control-plane voter started", "raft", o.raftAddr, "grpc", o.grpcAddr, "existing_state", node.HasState())
+
+	switch {
+	case o.bootstrapExpect > 0:
+		if err := node.DiscoverAndBootstrap(ctx, o.join, o.bootstrapExpect, token); err != nil {
+			return err
+		}
+	case len(o.join) > 0:
+		if err := node.JoinCluster(ctx, o.join, token); err != nil {
+			return err
+		}
+	case !node.HasState():
+		log.Warn("no Raft state, no --bootstrap-expect and no --join: waiting to be added by an operator")
+	}
+	if o.epochDuration > 0 {
+		go epochTimer(ctx, node, svc, token, o.epochDuration, log)
+	}
+	<-ctx.Done()
+	log.Info("control-plane voter stopping")
+	return nil
+}
+
+// epochTimer advances the epoch every period while this voter leads and the
+// current epoch is Stable (a handover in progress is never cut short).
+func epochTimer(ctx context.Context, node *committee.Node, svc *committee.Service, token string, period time.Duration, log *slog.Logger) {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if !node.IsLeader() {
+			continue
+		}
+		if st, err := node.FSM().EpochState(); err != nil || st.Phase() != epoch.Stable {
+			continue
+		}
+		actx := metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer "+token))
+		resp, err := svc.AdvanceEpoch(actx, &weftv1.AdvanceEpochRequest{})
+		if err != nil {
+			log.Warn("epoch timer: advance refused", "err", err)
+			continue
+		}
+		log.Info("epoch timer: advanced", "epoch", resp.Epoch)
+	}
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftstore/weft/committee"
+	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/shardmap"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Three `weft control` voters bootstrapped with --bootstrap-expect and
+// --join, then driven with `weft admin`: status, peers, node registration
+// and stake, epoch advance, clients, snapshot save, leadership transfer.
+func TestControlAndAdminCLI(t *testing.T) {
+	const token = "cli-test-token"
+	dir := t.TempDir()
+	var grpcs, rafts []string
+	for range 3 {
+		grpcs, rafts = append(grpcs, freePort(t)), append(rafts, freePort(t))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 3)
+	for i := range 3 {
+		o := controlOptions{
+			id: fmt.Sprintf("v%d", i+1), dataDir: filepath.Join(dir, fmt.Sprintf("v%d", i+1)),
+			raftAddr: rafts[i], grpcAddr: grpcs[i], bootstrapExpect: 3, join: grpcs, shards: 20,
+			tokens: tokenFlags{token: token},
+		}
+		go func() { stopped <- runControl(ctx, o) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		for range 3 {
+			<-stopped
+		}
+	})
+	admin := func(args ...string) string {
+		t.Helper()
+		var out string
+		var err error
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			out, err = runWeft(t, append(append([]string{"admin"}, args...), "--control", grpcs[0], "--token", token)...)
+			if err == nil || time.Now().After(deadline) || !strings.Contains(err.Error(), "Unavailable") {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("weft admin %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	// Wait for a leader that has announced itself.
+	var peers struct {
+		Peers []struct{ Id, GrpcAddr string }
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		if err := json.Unmarshal([]byte(admin("peers", "list", "-o", "json")), &peers); err != nil {
+			t.Fatal(err)
+		}
+		announced := 0
+		for _, p := range peers.Peers {
+			if p.GrpcAddr != "" {
+				announced++
+			}
+		}
+		if len(peers.Peers) == 3 && announced == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peers: %+v", peers)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Storage nodes register themselves (signed); the operator stakes them.
+	conn, err := grpc.NewClient(grpcs[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i := range 4 {
+		id := shardmap.NodeID(fmt.Sprintf("storage-%d", i))
+		sk, _ := crypto.GenerateKey(nil)
+		req := &weftv1.RegisterNodeRequest{PublicKey: sk.PublicKey().Bytes(), ProofOfPossession: sk.ProvePossession().Bytes(), Address: "s:1"}
+		req.Auth, _ = committee.SignRequest(sk, id, 0, 1, "RegisterNode", committee.RegisterPayload(req))
+		if _, err := weftv1.NewNodeClient(conn).RegisterNode(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		admin("node", "stake", string(id), "10")
+	}
+	if out := admin("epoch", "advance"); !strings.Contains(out, "epoch 1 started") {
+		t.Fatalf("advance: %s", out)
+	}
+	var nodes struct {
+		Nodes []struct{ ShardsOwned uint32 }
+	}
+	json.Unmarshal([]byte(admin("node", "list", "-o", "json")), &nodes)
+	if len(nodes.Nodes) != 4 {
+		t.Fatalf("node list: %+v", nodes)
+	}
+	if out := admin("client", "add", "app", "--quota", "1000"); !strings.Contains(out, "token") {
+		t.Fatalf("client add: %s", out)
+	}
+	snap := filepath.Join(dir, "state.snap")
+	if out := admin("snapshot", "save", snap); !strings.Contains(out, "saved to") {
+		t.Fatalf("snapshot save: %s", out)
+	}
+	if out := admin("leader", "transfer"); !strings.Contains(out, "leader is now v") {
+		t.Fatalf("leader transfer: %s", out)
+	}
+	if out, err := runWeft(t, "admin", "status", "--control", grpcs[0], "--token", "wrong"); err == nil || !strings.Contains(err.Error(), "PermissionDenied") {
+		t.Fatalf("wrong token: %v %s", err, out)
+	}
+}

@@ -1,0 +1,281 @@
+package committee
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+)
+
+// Control-plane membership and snapshots (operator calls).
+
+// PeerInfo describes this voter; bootstrap discovery and ListPeers ask it.
+func (s *Service) PeerInfo(ctx context.Context, _ *weftv1.PeerInfoRequest) (*weftv1.PeerInfoResponse, error) {
+	index, _ := s.node.FSM().AppliedIndex()
+	return &weftv1.PeerInfoResponse{
+		Id: s.node.cfg.ID, RaftAddr: s.node.cfg.RaftAddr, GrpcAddr: s.cfg.GRPCAddr,
+		AppliedIndex: index, RaftState: s.node.raft.State().String(),
+	}, nil
+}
+
+// AnnouncePeer records a voter's gRPC address (on the leader).
+func (s *Service) AnnouncePeer(ctx context.Context, req *weftv1.AnnouncePeerRequest) (*weftv1.AnnouncePeerResponse, error) {
+	if req.Id == "" || req.GrpcAddr == "" {
+		return nil, status.Error(codes.InvalidArgument, "a peer needs an ID and a gRPC address")
+	}
+	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
+		if err != nil {
+			return nil, err
+		}
+		return weftv1.NewAdminClient(conn).AnnouncePeer(fctx, req)
+	}
+	if _, err := s.propose(ctx, KindSetPeer, SetPeer{ID: req.Id, Address: req.GrpcAddr}, "", 0); err != nil {
+		return nil, err
+	}
+	return &weftv1.AnnouncePeerResponse{}, nil
+}
+
+// ListPeers lists the Raft configuration with each voter's applied index,
+// asked of the voter itself, and its lag behind the most advanced one.
+func (s *Service) ListPeers(ctx context.Context, _ *weftv1.ListPeersRequest) (*weftv1.ListPeersResponse, error) {
+	future := s.node.raft.GetConfiguration()
+	if err := future.Error(); err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	_, leaderID := s.node.raft.LeaderWithID()
+	md, _ := metadata.FromIncomingContext(ctx)
+	resp := &weftv1.ListPeersResponse{}
+	var top uint64
+	for _, srv := range future.Configuration().Servers {
+		p := &weftv1.Peer{Id: string(srv.ID), RaftAddr: string(srv.Address), Suffrage: srv.Suffrage.String(), Leader: srv.ID == leaderID}
+		p.GrpcAddr, _, _ = s.node.FSM().PeerAddress(p.Id)
+		info, err := s.peerInfo(metadata.NewOutgoingContext(ctx, md), p.Id, p.GrpcAddr)
+		if err != nil {
+			p.Error = err.Error()
+		} else {
+			p.AppliedIndex = info.AppliedIndex
+			top = max(top, info.AppliedIndex)
+		}
+		resp.Peers = append(resp.Peers, p)
+	}
+	for _, p := range resp.Peers {
+		if p.Error == "" {
+			p.Lag = top - p.AppliedIndex
+		}
+	}
+	return resp, nil
+}
+
+func (s *Service) peerInfo(ctx context.Context, id, addr string) (*weftv1.PeerInfoResponse, error) {
+	if id == s.node.cfg.ID {
+		return s.PeerInfo(ctx, nil)
+	}
+	if addr == "" {
+		return nil, fmt.Errorf("voter %s has not announced its gRPC address", id)
+	}
+	conn, err := s.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return weftv1.NewAdminClient(conn).PeerInfo(ctx, &weftv1.PeerInfoRequest{})
+}
+
+// AddPeer adds a voter (on the leader); adding one that is already a voter
+// at that address changes nothing.
+func (s *Service) AddPeer(ctx context.Context, req *weftv1.AddPeerRequest) (*weftv1.AddPeerResponse, error) {
+	if req.Id == "" || req.RaftAddr == "" {
+		return nil, status.Error(codes.InvalidArgument, "a peer needs an ID and a Raft address")
+	}
+	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
+		if err != nil {
+			return nil, err
+		}
+		return weftv1.NewAdminClient(conn).AddPeer(fctx, req)
+	}
+	if err := s.node.AddVoter(req.Id, req.RaftAddr); err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	return &weftv1.AddPeerResponse{}, nil
+}
+
+// RemovePeer removes a voter (on the leader).
+func (s *Service) RemovePeer(ctx context.Context, req *weftv1.RemovePeerRequest) (*weftv1.RemovePeerResponse, error) {
+	if req.Id == "" {
+		return nil, status.Error(codes.InvalidArgument, "which peer?")
+	}
+	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
+		if err != nil {
+			return nil, err
+		}
+		return weftv1.NewAdminClient(conn).RemovePeer(fctx, req)
+	}
+	future := s.node.raft.GetConfiguration()
+	if err := future.Error(); err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	known := false
+	for _, srv := range future.Configuration().Servers {
+		known = known || string(srv.ID) == req.Id
+	}
+	if !known {
+		return nil, status.Errorf(codes.NotFound, "no voter %s", req.Id)
+	}
+	if err := s.node.RemoveServer(req.Id); err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	return &weftv1.RemovePeerResponse{}, nil
+}
+
+// TransferLeadership hands leadership to a voter (any, when unnamed).
+func (s *Service) TransferLeadership(ctx context.Context, req *weftv1.TransferLeadershipRequest) (*weftv1.TransferLeadershipResponse, error) {
+	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
+		if err != nil {
+			return nil, err
+		}
+		return weftv1.NewAdminClient(conn).TransferLeadership(fctx, req)
+	}
+	var f raft.Future
+	if req.ToId == "" {
+		f = s.node.raft.LeadershipTransfer()
+	} else {
+		future := s.node.raft.GetConfiguration()
+		if err := future.Error(); err != nil {
+			return nil, status.Error(codes.Unavailable, err.Error())
+		}
+		var addr raft.ServerAddress
+		for _, srv := range future.Configuration().Servers {
+			if string(srv.ID) == req.ToId {
+				addr = srv.Address
+			}
+		}
+		if addr == "" {
+			return nil, status.Errorf(codes.NotFound, "no voter %s", req.ToId)
+		}
+		f = s.node.raft.LeadershipTransferToServer(raft.ServerID(req.ToId), addr)
+	}
+	if err := f.Error(); err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	// Report the new leader once this voter has heard from it.
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		_, id := s.node.raft.LeaderWithID()
+		if (id != "" && string(id) != s.node.cfg.ID) || time.Now().After(deadline) {
+			return &weftv1.TransferLeadershipResponse{LeaderId: string(id)}, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// snapshotChunk is the size of the pieces a snapshot streams in.
+const snapshotChunk = 1 << 20
+
+// SaveSnapshot streams this voter's state file (a consistent bbolt copy).
+func (s *Service) SaveSnapshot(_ *weftv1.SaveSnapshotRequest, stream weftv1.Admin_SaveSnapshotServer) error {
+	w := &chunkWriter{send: func(b []byte, index uint64) error {
+		return stream.Send(&weftv1.SnapshotChunk{Data: b, Index: index})
+	}}
+	index, err := s.node.FSM().WriteSnapshot(w)
+	if err != nil {
+		return status.Error(codes.Internal, err.Error())
+	}
+	w.index = index
+	return w.flush()
+}
+
+// chunkWriter batches writes into chunks of snapshotChunk bytes.
+type chunkWriter struct {
+	buf   []byte
+	index uint64
+	send  func(b []byte, index uint64) error
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for len(w.buf) >= snapshotChunk {
+		if err := w.send(w.buf[:snapshotChunk], 0); err != nil {
+			return 0, err
+		}
+		w.buf = append([]byte(nil), w.buf[snapshotChunk:]...)
+	}
+	return len(p), nil
+}
+
+// flush sends the rest; the last chunk carries the state index, known once
+// the copy is done.
+func (w *chunkWriter) flush() error { return w.send(w.buf, w.index) }
+
+// RestoreSnapshot replaces the whole cluster's state with a saved one: the
+// leader installs it through Raft, which sends it to every voter.
+func (s *Service) RestoreSnapshot(stream weftv1.Admin_RestoreSnapshotServer) error {
+	if !s.node.IsLeader() {
+		_, id := s.node.raft.LeaderWithID()
+		addr, _, _ := s.node.FSM().PeerAddress(string(id))
+		return status.Errorf(codes.FailedPrecondition, "restore on the leader: %s at %s", id, addr)
+	}
+	tmp, err := os.CreateTemp(s.node.cfg.DataDir, ".upload-*")
+	if err != nil {
+		return status.Error(codes.Internal, err.Error())
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	var size int64
+	for {
+		chunk, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		n, err := tmp.Write(chunk.Data)
+		if err != nil {
+			return status.Error(codes.Internal, err.Error())
+		}
+		size += int64(n)
+	}
+	if err := checkSnapshotFile(tmp.Name(), s.node.FSM().Config()); err != nil {
+		return status.Errorf(codes.InvalidArgument, "snapshot: %v", err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return status.Error(codes.Internal, err.Error())
+	}
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
+	if err := s.node.raft.Restore(meta, tmp, time.Minute); err != nil {
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	return stream.SendAndClose(&weftv1.RestoreSnapshotResponse{Index: s.node.raft.LastIndex()})
+}
+
+// checkSnapshotFile opens an uploaded snapshot as a state file of this
+// network's configuration before it may replace anything.
+func checkSnapshotFile(path string, cfg Config) error {
+	f, err := OpenFSM(path, cfg)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// ListClients lists client credentials and their quota use.
+func (s *Service) ListClients(ctx context.Context, _ *weftv1.ListClientsRequest) (*weftv1.ListClientsResponse, error) {
+	clients, err := s.node.FSM().Clients()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	resp := &weftv1.ListClientsResponse{}
+	for _, c := range clients {
+		resp.Clients = append(resp.Clients, &weftv1.ClientInfo{Client: c.ID, Quota: c.Quota, Used: c.Used})
+	}
+	return resp, nil
+}
