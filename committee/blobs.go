@@ -17,10 +17,13 @@ import (
 // certificate ends it at any point. Every transition is a committed event;
 // nodes delete data only after applying it.
 
-func epochKey(e uint64, id crypto.BlobID) []byte { return append(u64Key(e), id[:]...) }
+// indexKey orders the expiry and pending indexes by epoch, then by the Raft
+// index that made the entry, so that new entries append at the end of the
+// B+tree instead of landing on random pages as blob IDs would.
+func indexKey(epoch, index uint64) []byte { return binary.BigEndian.AppendUint64(u64Key(epoch), index) }
 
 func (f *FSM) registerBlob(tx *bolt.Tx, index uint64, c RegisterBlob, res *Result) ([]Event, *CommandError) {
-	state, err := readEpoch(tx)
+	state, err := f.currentEpoch(tx)
 	if err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
@@ -55,14 +58,15 @@ func (f *FSM) registerBlob(tx *bolt.Tx, index uint64, c RegisterBlob, res *Resul
 	rec := BlobRecord{
 		ID: id, Encoding: c.Encoding, Shards: c.Shards, Length: c.Length, Root: c.Root,
 		EndEpoch: c.EndEpoch, RegisteredEpoch: state.Epoch(), Client: client.ID,
+		RegisteredIndex: index, ExpiryIndex: index,
 	}
 	if err := putJSON(blobs, id[:], rec); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
-	if err := tx.Bucket(bucketExpiry).Put(epochKey(rec.EndEpoch, id), nil); err != nil {
+	if err := tx.Bucket(bucketExpiry).Put(indexKey(rec.EndEpoch, rec.ExpiryIndex), id[:]); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
-	if err := tx.Bucket(bucketPending).Put(epochKey(rec.RegisteredEpoch, id), nil); err != nil {
+	if err := tx.Bucket(bucketPending).Put(indexKey(rec.RegisteredEpoch, rec.RegisteredIndex), id[:]); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	return []Event{{Index: index, Kind: "blob-registered", Epoch: state.Epoch(), BlobID: id}}, nil
@@ -109,7 +113,7 @@ func (f *FSM) certifyBlob(tx *bolt.Tx, index uint64, c CertifyBlob, res *Result)
 		res.Epoch = rec.CertifiedEpoch
 		return nil, nil // already certified: the first certificate stands
 	}
-	state, err := readEpoch(tx)
+	state, err := f.currentEpoch(tx)
 	if err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
@@ -123,7 +127,7 @@ func (f *FSM) certifyBlob(tx *bolt.Tx, index uint64, c CertifyBlob, res *Result)
 	if err := putJSON(tx.Bucket(bucketBlobs), c.BlobID[:], rec); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
-	if err := tx.Bucket(bucketPending).Delete(epochKey(rec.RegisteredEpoch, rec.ID)); err != nil {
+	if err := tx.Bucket(bucketPending).Delete(indexKey(rec.RegisteredEpoch, rec.RegisteredIndex)); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	res.Epoch = state.Epoch()
@@ -143,7 +147,7 @@ func (f *FSM) markInvalid(tx *bolt.Tx, index uint64, c MarkBlobInvalid, res *Res
 	if rec.Invalid {
 		return nil, nil
 	}
-	state, err := readEpoch(tx)
+	state, err := f.currentEpoch(tx)
 	if err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
@@ -178,11 +182,11 @@ func (f *FSM) extendBlob(tx *bolt.Tx, index uint64, c ExtendBlob, res *Result) (
 		return nil, cerr
 	}
 	expiry := tx.Bucket(bucketExpiry)
-	if err := expiry.Delete(epochKey(rec.EndEpoch, rec.ID)); err != nil {
+	if err := expiry.Delete(indexKey(rec.EndEpoch, rec.ExpiryIndex)); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
-	rec.EndEpoch = c.EndEpoch
-	if err := expiry.Put(epochKey(rec.EndEpoch, rec.ID), nil); err != nil {
+	rec.EndEpoch, rec.ExpiryIndex = c.EndEpoch, index
+	if err := expiry.Put(indexKey(rec.EndEpoch, rec.ExpiryIndex), rec.ID[:]); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	if err := putJSON(tx.Bucket(bucketBlobs), rec.ID[:], rec); err != nil {
@@ -195,10 +199,10 @@ func (f *FSM) extendBlob(tx *bolt.Tx, index uint64, c ExtendBlob, res *Result) (
 // retire stores a blob that is no longer live and drops it from the expiry
 // and pending indexes.
 func (f *FSM) retire(tx *bolt.Tx, rec BlobRecord) *CommandError {
-	if err := tx.Bucket(bucketExpiry).Delete(epochKey(rec.EndEpoch, rec.ID)); err != nil {
+	if err := tx.Bucket(bucketExpiry).Delete(indexKey(rec.EndEpoch, rec.ExpiryIndex)); err != nil {
 		return reject(CodeFailedPrecondition, "%v", err)
 	}
-	if err := tx.Bucket(bucketPending).Delete(epochKey(rec.RegisteredEpoch, rec.ID)); err != nil {
+	if err := tx.Bucket(bucketPending).Delete(indexKey(rec.RegisteredEpoch, rec.RegisteredIndex)); err != nil {
 		return reject(CodeFailedPrecondition, "%v", err)
 	}
 	if err := putJSON(tx.Bucket(bucketBlobs), rec.ID[:], rec); err != nil {
@@ -215,8 +219,8 @@ func (f *FSM) expireAt(tx *bolt.Tx, index, e uint64) ([]Event, error) {
 	ended := func(bucket []byte, upTo uint64, kind string) error {
 		var ids []crypto.BlobID
 		c := tx.Bucket(bucket).Cursor()
-		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k[:8]) <= upTo; k, _ = c.Next() {
-			ids = append(ids, crypto.BlobID(k[8:]))
+		for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k[:8]) <= upTo; k, v = c.Next() {
+			ids = append(ids, crypto.BlobID(v))
 		}
 		for _, id := range ids {
 			var rec BlobRecord

@@ -36,6 +36,33 @@ type FSM struct {
 
 	// applied wakes watchers when a command has been applied.
 	applied *indexNotifier
+
+	// epoch caches the epoch state for the apply path (the FSM goroutine
+	// is its only user), so that commands do not decode the owners and
+	// holders of every shard each time; nil until first read.
+	epoch *epoch.State
+}
+
+// currentEpoch returns the epoch state as of tx, on the apply path.
+func (f *FSM) currentEpoch(tx *bolt.Tx) (epoch.State, error) {
+	if f.epoch != nil {
+		return *f.epoch, nil
+	}
+	s, err := readEpoch(tx)
+	if err != nil {
+		return s, err
+	}
+	f.epoch = &s
+	return s, nil
+}
+
+// storeEpoch writes the epoch state in tx and the cache.
+func (f *FSM) storeEpoch(tx *bolt.Tx, s epoch.State) error {
+	if err := writeEpoch(tx, s); err != nil {
+		return err
+	}
+	f.epoch = &s
+	return nil
 }
 
 // OpenFSM opens (or creates) the state file. A file created for another
@@ -52,7 +79,7 @@ func OpenFSM(path string, cfg Config) (*FSM, error) {
 }
 
 func (f *FSM) open() error {
-	db, err := bolt.Open(f.path, 0o600, &bolt.Options{NoFreelistSync: true})
+	db, err := bolt.Open(f.path, 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return err
 	}
@@ -81,6 +108,7 @@ func (f *FSM) open() error {
 		return err
 	}
 	f.db = db
+	f.epoch = nil // a restored file brings its own
 	var index uint64
 	_ = db.View(func(tx *bolt.Tx) error {
 		index = readApplied(tx)
@@ -115,43 +143,28 @@ func (f *FSM) view(fn func(tx *bolt.Tx) error) error {
 }
 
 // Apply implements raft.FSM.
-func (f *FSM) Apply(l *raft.Log) any {
-	if l.Type != raft.LogCommand {
-		return nil
-	}
-	var cmd Command
-	if err := json.Unmarshal(l.Data, &cmd); err != nil || cmd.ID == "" {
-		return &Result{Index: l.Index, Error: reject(CodeInvalidArgument, "undecodable command at index %d", l.Index)}
-	}
-	var res *Result
+func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch implements raft.BatchingFSM: a batch of committed entries is
+// applied in one bbolt transaction — one fsync, however many commands —
+// which is what lets concurrent writers go faster than the disk syncs.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	var last uint64
 	f.mu.RLock()
 	err := f.db.Update(func(tx *bolt.Tx) error {
-		commands := tx.Bucket(bucketCommands)
-		if prev := commands.Get([]byte(cmd.ID)); prev != nil {
-			// Proposed again, or replayed after a restart: the first outcome stands.
-			res = new(Result)
-			if err := json.Unmarshal(prev, res); err != nil {
+		for i, l := range logs {
+			if l.Type != raft.LogCommand {
+				continue
+			}
+			res, err := f.applyLog(tx, l)
+			if err != nil {
 				return err
 			}
-		} else if l.Index <= readApplied(tx) {
-			// Every applied command is recorded under its ID, so this is a
-			// replayed index whose command was never ours to apply.
-			res = &Result{Index: l.Index}
-		} else {
-			res = &Result{Index: l.Index}
-			events, cerr := f.apply(tx, l.Index, cmd, res)
-			if cerr != nil {
-				res.Error = cerr
-			}
-			if err := appendEvents(tx, l.Index, events); err != nil {
-				return err
-			}
-			if err := putJSON(commands, []byte(cmd.ID), res); err != nil {
-				return err
-			}
+			out[i], last = res, l.Index
 		}
-		if l.Index > readApplied(tx) {
-			return tx.Bucket(bucketMeta).Put(keyApplied, u64Key(l.Index))
+		if last > readApplied(tx) {
+			return tx.Bucket(bucketMeta).Put(keyApplied, u64Key(last))
 		}
 		return nil
 	})
@@ -159,10 +172,40 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if err != nil {
 		// A storage failure cannot be decided alike on every replica: stop
 		// rather than diverge.
-		panic(fmt.Sprintf("committee: applying index %d: %v", l.Index, err))
+		panic(fmt.Sprintf("committee: applying indices %d–%d: %v", logs[0].Index, logs[len(logs)-1].Index, err))
 	}
-	f.applied.set(l.Index)
-	return res
+	if last > 0 {
+		f.applied.set(last)
+	}
+	return out
+}
+
+// applyLog applies one command entry inside the batch's transaction.
+func (f *FSM) applyLog(tx *bolt.Tx, l *raft.Log) (*Result, error) {
+	var cmd Command
+	if err := json.Unmarshal(l.Data, &cmd); err != nil || cmd.ID == "" {
+		return &Result{Index: l.Index, Error: reject(CodeInvalidArgument, "undecodable command at index %d", l.Index)}, nil
+	}
+	commands := tx.Bucket(bucketCommands)
+	if prev := commands.Get([]byte(cmd.ID)); prev != nil {
+		// Proposed again, or replayed after a restart: the first outcome stands.
+		res := new(Result)
+		return res, json.Unmarshal(prev, res)
+	}
+	if l.Index <= readApplied(tx) {
+		// Every applied command is recorded under its ID, so this is a
+		// replayed index whose command was never ours to apply.
+		return &Result{Index: l.Index}, nil
+	}
+	res := &Result{Index: l.Index}
+	events, cerr := f.apply(tx, l.Index, cmd, res)
+	if cerr != nil {
+		res.Error = cerr
+	}
+	if err := appendEvents(tx, l.Index, events); err != nil {
+		return nil, err
+	}
+	return res, putJSON(commands, []byte(cmd.ID), res)
 }
 
 // apply runs one command. Handlers validate everything before writing, so a
@@ -341,7 +384,7 @@ func (f *FSM) removeNode(tx *bolt.Tx, index uint64, c RemoveNode) ([]Event, *Com
 	if found, err := getJSON(nodes, []byte(c.Node), &rec); err != nil || !found {
 		return nil, reject(CodeNotFound, "node %s is not registered", c.Node)
 	}
-	state, err := readEpoch(tx)
+	state, err := f.currentEpoch(tx)
 	if err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
@@ -360,7 +403,7 @@ func (f *FSM) removeNode(tx *bolt.Tx, index uint64, c RemoveNode) ([]Event, *Com
 }
 
 func (f *FSM) advanceEpoch(tx *bolt.Tx, index uint64, c AdvanceEpoch, res *Result) ([]Event, *CommandError) {
-	state, err := readEpoch(tx)
+	state, err := f.currentEpoch(tx)
 	if err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
@@ -387,7 +430,7 @@ func (f *FSM) advanceEpoch(tx *bolt.Tx, index uint64, c AdvanceEpoch, res *Resul
 		}
 		return nil, reject(code, "%v", err)
 	}
-	if err := writeEpoch(tx, after); err != nil {
+	if err := f.storeEpoch(tx, after); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	rec := CommitteeRecord{Epoch: after.Epoch(), Members: members}
@@ -421,7 +464,7 @@ func (f *FSM) spendNonce(tx *bolt.Tx, node shardmap.NodeID, nonce uint64) *Comma
 }
 
 func (f *FSM) shardSynced(tx *bolt.Tx, index uint64, c ShardSynced) ([]Event, *CommandError) {
-	state, err := readEpoch(tx)
+	state, err := f.currentEpoch(tx)
 	if err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
@@ -436,7 +479,7 @@ func (f *FSM) shardSynced(tx *bolt.Tx, index uint64, c ShardSynced) ([]Event, *C
 	case err != nil:
 		return nil, reject(CodeInvalidArgument, "%v", err)
 	}
-	if err := writeEpoch(tx, after); err != nil {
+	if err := f.storeEpoch(tx, after); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	return epochEvents(index, events), nil

@@ -66,6 +66,10 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	// applied: restoring the last snapshot at start would only roll it
 	// back and replay.
 	rc.NoSnapshotRestoreOnStart = true
+	// Concurrent writers: let the leader take up to 512 waiting commands
+	// into one log append (one disk sync) and one FSM batch.
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 512
 	if cfg.HeartbeatTimeout > 0 {
 		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
 		rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2

@@ -15,7 +15,7 @@ import (
 	"github.com/weftstore/weft/shardmap"
 )
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -26,7 +26,7 @@ func freeAddr(t *testing.T) string {
 }
 
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	dirs    map[string]string
 	addrs   map[string]string
 	nodes   map[string]*Node
@@ -36,7 +36,7 @@ type cluster struct {
 	last    uint64 // index of the last acknowledged command
 }
 
-func newCluster(t *testing.T, ids ...string) *cluster {
+func newCluster(t testing.TB, ids ...string) *cluster {
 	c := &cluster{t: t, dirs: map[string]string{}, addrs: map[string]string{}, nodes: map[string]*Node{}, state: Config{Shards: 20}}
 	for _, id := range ids {
 		c.dirs[id] = filepath.Join(t.TempDir(), id)
@@ -153,7 +153,7 @@ func (c *cluster) converge() {
 	}
 }
 
-func fingerprint(t *testing.T, f *FSM) string {
+func fingerprint(t testing.TB, f *FSM) string {
 	nodes, err := f.Nodes()
 	if err != nil {
 		t.Fatal(err)

@@ -146,9 +146,12 @@ func (s *Service) authenticate(ctx context.Context, req any, info *grpc.UnarySer
 	return handler(ctx, req)
 }
 
+// randomID makes a command ID: a time prefix, so that the FSM's record of
+// applied commands grows at the end of its B+tree, and random bits.
 func randomID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixNano()))
+	_, _ = rand.Read(b[8:])
 	return hex.EncodeToString(b[:])
 }
 

@@ -21,7 +21,7 @@ import (
 const testToken = "operator-secret"
 
 // serveGRPC starts the node's service on a loopback port.
-func serveGRPC(t *testing.T, n *Node) (string, func()) {
+func serveGRPC(t testing.TB, n *Node) (string, func()) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -37,7 +37,7 @@ func serveGRPC(t *testing.T, n *Node) (string, func()) {
 	return l.Addr().String(), func() { g.Stop(); svc.Close() }
 }
 
-func dial(t *testing.T, addr string) *grpc.ClientConn {
+func dial(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -51,7 +51,7 @@ func operator(ctx context.Context, token string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 }
 
-func wantStatus(t *testing.T, what string, err error, code codes.Code) {
+func wantStatus(t testing.TB, what string, err error, code codes.Code) {
 	t.Helper()
 	if status.Code(err) != code {
 		t.Fatalf("%s: %v, want %s", what, err, code)
@@ -60,7 +60,7 @@ func wantStatus(t *testing.T, what string, err error, code codes.Code) {
 
 // retry repeats a call while the cluster is still electing or the leader
 // has not announced its address (Unavailable).
-func retry[T any](t *testing.T, call func() (T, error)) (T, error) {
+func retry[T any](t testing.TB, call func() (T, error)) (T, error) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -78,7 +78,7 @@ type storageNode struct {
 	nonce uint64
 }
 
-func newStorageNode(t *testing.T, id string) *storageNode {
+func newStorageNode(t testing.TB, id string) *storageNode {
 	seed := make([]byte, 32)
 	copy(seed, id)
 	sk, err := crypto.KeyGen(seed)
@@ -88,7 +88,7 @@ func newStorageNode(t *testing.T, id string) *storageNode {
 	return &storageNode{id: shardmap.NodeID(id), sk: sk}
 }
 
-func (sn *storageNode) registration(t *testing.T) *weftv1.RegisterNodeRequest {
+func (sn *storageNode) registration(t testing.TB) *weftv1.RegisterNodeRequest {
 	req := &weftv1.RegisterNodeRequest{
 		PublicKey: sn.sk.PublicKey().Bytes(), ProofOfPossession: sn.sk.ProvePossession().Bytes(), Address: string(sn.id) + ":7000",
 	}
@@ -101,7 +101,7 @@ func (sn *storageNode) registration(t *testing.T) *weftv1.RegisterNodeRequest {
 	return req
 }
 
-func (sn *storageNode) synced(t *testing.T, epoch uint64, shard int) *weftv1.ShardSyncedRequest {
+func (sn *storageNode) synced(t testing.TB, epoch uint64, shard int) *weftv1.ShardSyncedRequest {
 	req := &weftv1.ShardSyncedRequest{Epoch: epoch, Shard: uint32(shard)}
 	sn.nonce++
 	auth, err := SignRequest(sn.sk, sn.id, epoch, sn.nonce, "ShardSynced", ShardSyncedPayload(req))
@@ -266,7 +266,7 @@ func TestServiceOverGRPC(t *testing.T) {
 // certificate builds an availability certificate for blob id signed by
 // the first `signers` members of the committee, assembled by hand so that
 // it can also be one the builder would refuse (below quorum).
-func certificate(t *testing.T, committee *weftv1.GetCommitteeResponse, keys map[string]*crypto.SecretKey, id crypto.BlobID, signers int) []byte {
+func certificate(t testing.TB, committee *weftv1.GetCommitteeResponse, keys map[string]*crypto.SecretKey, id crypto.BlobID, signers int) []byte {
 	t.Helper()
 	cert := &crypto.Certificate{Type: crypto.MsgBlobStored, Epoch: committee.Epoch, BlobID: id, Signers: make([]byte, (len(committee.Members)+7)/8)}
 	var parts []*crypto.Signature

@@ -24,8 +24,8 @@ var (
 	bucketEvents     = []byte("events")     // u64 index ‖ u16 seq → Event
 	bucketClients    = []byte("clients")    // client ID → ClientRecord
 	bucketTokens     = []byte("tokens")     // token hash → client ID
-	bucketExpiry     = []byte("expiry")     // u64 end epoch ‖ blob ID → nil, for live blobs
-	bucketPending    = []byte("pending")    // u64 registered epoch ‖ blob ID → nil, uncertified blobs
+	bucketExpiry     = []byte("expiry")     // u64 end epoch ‖ u64 index → blob ID, for live blobs
+	bucketPending    = []byte("pending")    // u64 registered epoch ‖ u64 index → blob ID, uncertified blobs
 	bucketPeers      = []byte("peers")      // Raft server ID → gRPC address
 
 	keyConfig  = []byte("config")
@@ -120,6 +120,8 @@ type BlobRecord struct {
 	Invalid         bool          `json:"invalid,omitempty"`
 	InvalidProof    []byte        `json:"invalid_certificate,omitempty"`
 	Expired         bool          `json:"expired,omitempty"` // past its end epoch, or lapsed uncertified
+	RegisteredIndex uint64        `json:"registered_index"`  // keys the pending index
+	ExpiryIndex     uint64        `json:"expiry_index"`      // keys the expiry index
 }
 
 // Live reports whether the blob's data must be kept: registered or

@@ -19,6 +19,19 @@ type Digest [DigestSize]byte
 // String renders the digest as lowercase hex.
 func (d Digest) String() string { return hex.EncodeToString(d[:]) }
 
+// MarshalText renders the digest as hex (JSON would otherwise write an
+// array of 32 numbers).
+func (d Digest) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText parses exactly 64 hex digits.
+func (d *Digest) UnmarshalText(b []byte) error {
+	if len(b) != 2*DigestSize {
+		return fmt.Errorf("crypto: digest of %d hex digits, want %d", len(b), 2*DigestSize)
+	}
+	_, err := hex.Decode(d[:], b)
+	return err
+}
+
 // Domain-separation prefixes (DESIGN §3): a leaf can never be mistaken for
 // an inner node, so a proof cannot pass an inner node off as a symbol.
 const (

@@ -1,0 +1,132 @@
+package committee
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+)
+
+// benchCluster is a 3-voter cluster on loopback with gRPC, one epoch
+// started and a client with an unlimited quota.
+func benchCluster(b *testing.B) (leaderAddr, followerAddr, clientToken string) {
+	c := newCluster(b, "v1", "v2", "v3")
+	leader := c.leader()
+	for _, n := range c.nodes {
+		addr, stop := serveGRPC(b, n)
+		b.Cleanup(stop)
+		if n == leader {
+			leaderAddr = addr
+		} else {
+			followerAddr = addr
+		}
+	}
+	conn := dial(b, followerAddr)
+	admin, nodes := weftv1.NewAdminClient(conn), weftv1.NewNodeClient(conn)
+	bg := context.Background()
+	op := operator(bg, testToken)
+	for i := range 4 {
+		sn := newStorageNode(b, fmt.Sprintf("node-%d", i))
+		if _, err := retry(b, func() (*weftv1.RegisterNodeResponse, error) { return nodes.RegisterNode(bg, sn.registration(b)) }); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := admin.SetStake(op, &weftv1.SetStakeRequest{Node: string(sn.id), Stake: 5}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := admin.AdvanceEpoch(op, &weftv1.AdvanceEpochRequest{}); err != nil {
+		b.Fatal(err)
+	}
+	added, err := admin.AddClient(op, &weftv1.AddClientRequest{Client: "bench", Quota: 1 << 62})
+	if err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // let every voter apply the client
+	return leaderAddr, followerAddr, added.Token
+}
+
+// BenchmarkRegistrations measures blob registrations committed per second
+// through a 3-voter loopback cluster by many concurrent clients: each is a
+// gRPC call to the leader, a Raft round to a quorum (log entries batched
+// per disk sync) and an FSM transaction (batched by ApplyBatch).
+func BenchmarkRegistrations(b *testing.B) {
+	leader, _, token := benchCluster(b)
+	conn := dial(b, leader)
+	client := weftv1.NewClientClient(conn)
+	ctx := operator(context.Background(), token)
+	var seq atomic.Uint64
+	b.SetParallelism(benchParallelism)
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		root := make([]byte, 32)
+		for pb.Next() {
+			binary.BigEndian.PutUint64(root, seq.Add(1))
+			if _, err := client.RegisterBlob(ctx, &weftv1.RegisterBlobRequest{Encoding: 1, Shards: 20, Length: 1000, Root: root, EndEpoch: 10}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "registrations/s")
+}
+
+// BenchmarkIdleWatchers parks 1000 blocking watches on one follower and
+// reports the CPU the process spends per watcher per second while nothing
+// changes; then one change must wake them all.
+func BenchmarkIdleWatchers(b *testing.B) {
+	_, follower, _ := benchCluster(b)
+	conn := dial(b, follower)
+	watch := weftv1.NewWatchClient(conn)
+	bg := context.Background()
+	now, err := watch.WatchState(bg, &weftv1.WatchStateRequest{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const watchers = 1000
+	for b.Loop() {
+		var wg sync.WaitGroup
+		var woken atomic.Int64
+		for range watchers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := watch.WatchState(bg, &weftv1.WatchStateRequest{AfterIndex: now.Index, TimeoutMs: 60_000})
+				if err == nil && resp.Index > now.Index {
+					woken.Add(1)
+				}
+			}()
+		}
+		time.Sleep(500 * time.Millisecond) // all parked
+		before := cpuTime()
+		const idle = 2 * time.Second
+		time.Sleep(idle)
+		spent := cpuTime() - before
+		b.ReportMetric(float64(spent.Nanoseconds())/watchers/idle.Seconds(), "cpu-ns/watcher/s")
+		// One change wakes every watcher.
+		admin := weftv1.NewAdminClient(conn)
+		if _, err := admin.SetStake(operator(bg, testToken), &weftv1.SetStakeRequest{Node: "node-0", Stake: 6}); err != nil {
+			b.Fatal(err)
+		}
+		wg.Wait()
+		if woken.Load() != watchers {
+			b.Fatalf("%d of %d watchers woke", woken.Load(), watchers)
+		}
+		now, _ = watch.WatchState(bg, &weftv1.WatchStateRequest{})
+	}
+}
+
+// cpuTime is the user + system CPU this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+var benchParallelism = 64
