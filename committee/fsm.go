@@ -36,6 +36,7 @@ type FSM struct {
 
 	// applied wakes watchers when a command has been applied.
 	applied *indexNotifier
+	metrics *fsmMetrics
 
 	// epoch caches the epoch state for the apply path (the FSM goroutine
 	// is its only user), so that commands do not decode the owners and
@@ -71,7 +72,7 @@ func OpenFSM(path string, cfg Config) (*FSM, error) {
 	if cfg.Shards < coding.MinShards {
 		return nil, fmt.Errorf("committee: %d shards", cfg.Shards)
 	}
-	f := &FSM{path: path, cfg: cfg.withDefaults()}
+	f := &FSM{path: path, cfg: cfg.withDefaults(), metrics: newFSMMetrics()}
 	if err := f.open(); err != nil {
 		return nil, err
 	}
@@ -149,6 +150,7 @@ func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 // applied in one bbolt transaction — one fsync, however many commands —
 // which is what lets concurrent writers go faster than the disk syncs.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	start := time.Now()
 	out := make([]any, len(logs))
 	var last uint64
 	f.mu.RLock()
@@ -177,6 +179,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if last > 0 {
 		f.applied.set(last)
 	}
+	f.metrics.observe(start, len(logs))
 	return out
 }
 
@@ -202,6 +205,7 @@ func (f *FSM) applyLog(tx *bolt.Tx, l *raft.Log) (*Result, error) {
 	if cerr != nil {
 		res.Error = cerr
 	}
+	f.metrics.command(cmd.Kind, res)
 	if err := appendEvents(tx, l.Index, events); err != nil {
 		return nil, err
 	}

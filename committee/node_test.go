@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/shardmap"
@@ -266,5 +267,41 @@ func TestThreeVoterCluster(t *testing.T) {
 	slices.Sort(ids)
 	if !slices.Equal(ids, []string{"v1", "v2", "v3"}) {
 		t.Fatalf("configuration after removal: %v", ids)
+	}
+}
+
+// The voter's metrics follow its state.
+func TestNodeMetrics(t *testing.T) {
+	c := newCluster(t, "m1")
+	c.registerNode("storage-0", 10)
+	plan, err := c.leader().FSM().PlanEpoch(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.propose(KindAdvanceEpoch, plan)
+	reg := prometheus.NewRegistry()
+	if err := c.nodes["m1"].RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.Metric {
+			switch {
+			case m.Gauge != nil:
+				got[f.GetName()] = m.Gauge.GetValue()
+			case m.Counter != nil:
+				got[f.GetName()] += m.Counter.GetValue()
+			case m.Histogram != nil:
+				got[f.GetName()] = float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	if got["weft_control_epoch"] != 1 || got["weft_control_raft_leader"] != 1 || got["weft_control_commands_total"] != 3 ||
+		got["weft_control_apply_seconds"] == 0 || got["weft_control_raft_term"] < 1 || got["weft_control_state_index"] == 0 {
+		t.Fatalf("metrics: %v", got)
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,6 +37,7 @@ func TestControlAndAdminCLI(t *testing.T) {
 	const token = "cli-test-token"
 	dir := t.TempDir()
 	var grpcs, rafts []string
+	metricsAddr := freePort(t)
 	for range 3 {
 		grpcs, rafts = append(grpcs, freePort(t)), append(rafts, freePort(t))
 	}
@@ -45,6 +48,9 @@ func TestControlAndAdminCLI(t *testing.T) {
 			id: fmt.Sprintf("v%d", i+1), dataDir: filepath.Join(dir, fmt.Sprintf("v%d", i+1)),
 			raftAddr: rafts[i], grpcAddr: grpcs[i], bootstrapExpect: 3, join: grpcs, shards: 20,
 			tokens: tokenFlags{token: token},
+		}
+		if i == 0 {
+			o.metricsAddr = metricsAddr
 		}
 		go func() { stopped <- runControl(ctx, o) }()
 	}
@@ -132,5 +138,16 @@ func TestControlAndAdminCLI(t *testing.T) {
 	}
 	if out, err := runWeft(t, "admin", "status", "--control", grpcs[0], "--token", "wrong"); err == nil || !strings.Contains(err.Error(), "PermissionDenied") {
 		t.Fatalf("wrong token: %v %s", err, out)
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"weft_control_epoch 1", "weft_control_raft_term", "weft_control_apply_seconds_bucket", "go_goroutines"} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("/metrics lacks %q", want)
+		}
 	}
 }
