@@ -28,7 +28,9 @@ test:
 # Benchmarks report ratios measured in the same run (x-rs1d, x-hashlimit,
 # peak-heap-x, repair-ratio…); see coding/DESIGN.md.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./... | tee $(BENCHOUT)
+	{ $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./coding ./crypto && \
+	  $(GO) test -run '^$$' -bench Registrations -benchtime 20000x ./committee && \
+	  $(GO) test -run '^$$' -bench IdleWatchers -benchtime 1x ./committee; } | tee $(BENCHOUT)
 
 # Runs each fuzz target briefly; failures leave a reproducer in testdata/fuzz.
 fuzz-smoke:

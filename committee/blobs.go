@@ -246,11 +246,32 @@ func (f *FSM) expireAt(tx *bolt.Tx, index, e uint64) ([]Event, error) {
 	return events, nil
 }
 
+// client loads a client record on the apply path, through the cache.
+func (f *FSM) client(tx *bolt.Tx, id string) (ClientRecord, bool) {
+	if rec, ok := f.clients[id]; ok {
+		return rec, true
+	}
+	var rec ClientRecord
+	if found, err := getJSON(tx.Bucket(bucketClients), []byte(id), &rec); err != nil || !found {
+		return rec, false
+	}
+	f.clients[id] = rec
+	return rec, true
+}
+
+// putClient stores a client record and caches it.
+func (f *FSM) putClient(tx *bolt.Tx, rec ClientRecord) error {
+	if err := putJSON(tx.Bucket(bucketClients), []byte(rec.ID), rec); err != nil {
+		return err
+	}
+	f.clients[rec.ID] = rec
+	return nil
+}
+
 // charge takes bytes × epochs from a client's quota.
 func (f *FSM) charge(tx *bolt.Tx, client string, bytes, epochs uint64) (ClientRecord, *CommandError) {
-	clients := tx.Bucket(bucketClients)
-	var rec ClientRecord
-	if found, err := getJSON(clients, []byte(client), &rec); err != nil || !found {
+	rec, found := f.client(tx, client)
+	if !found {
 		return rec, reject(CodePermissionDenied, "unknown client %q", client)
 	}
 	hi, cost := bits.Mul64(bytes, epochs)
@@ -258,7 +279,7 @@ func (f *FSM) charge(tx *bolt.Tx, client string, bytes, epochs uint64) (ClientRe
 		return rec, reject(CodeResourceExhausted, "client %s: %d bytes × %d epochs exceed the %d left of its quota", client, bytes, epochs, rec.Quota-min(rec.Used, rec.Quota))
 	}
 	rec.Used += cost
-	if err := putJSON(clients, []byte(client), rec); err != nil {
+	if err := f.putClient(tx, rec); err != nil {
 		return rec, reject(CodeFailedPrecondition, "%v", err)
 	}
 	return rec, nil
@@ -278,7 +299,7 @@ func (f *FSM) addClient(tx *bolt.Tx, index uint64, c AddClient) ([]Event, *Comma
 	if tokens.Get(c.TokenHash[:]) != nil {
 		return nil, reject(CodeAlreadyExists, "token already issued to another client")
 	}
-	if err := putJSON(clients, []byte(c.Client), ClientRecord{ID: c.Client, TokenHash: c.TokenHash, Quota: c.Quota}); err != nil {
+	if err := f.putClient(tx, ClientRecord{ID: c.Client, TokenHash: c.TokenHash, Quota: c.Quota}); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	if err := tokens.Put(c.TokenHash[:], []byte(c.Client)); err != nil {
@@ -288,13 +309,12 @@ func (f *FSM) addClient(tx *bolt.Tx, index uint64, c AddClient) ([]Event, *Comma
 }
 
 func (f *FSM) setQuota(tx *bolt.Tx, index uint64, c SetQuota) ([]Event, *CommandError) {
-	clients := tx.Bucket(bucketClients)
-	var rec ClientRecord
-	if found, err := getJSON(clients, []byte(c.Client), &rec); err != nil || !found {
+	rec, found := f.client(tx, c.Client)
+	if !found {
 		return nil, reject(CodeNotFound, "client %s does not exist", c.Client)
 	}
 	rec.Quota = c.Quota
-	if err := putJSON(clients, []byte(c.Client), rec); err != nil {
+	if err := f.putClient(tx, rec); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	return []Event{{Index: index, Kind: "quota-set"}}, nil

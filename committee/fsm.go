@@ -42,6 +42,9 @@ type FSM struct {
 	// is its only user), so that commands do not decode the owners and
 	// holders of every shard each time; nil until first read.
 	epoch *epoch.State
+	// clients caches client records for the apply path likewise: every
+	// registration charges its client.
+	clients map[string]ClientRecord
 }
 
 // currentEpoch returns the epoch state as of tx, on the apply path.
@@ -109,7 +112,7 @@ func (f *FSM) open() error {
 		return err
 	}
 	f.db = db
-	f.epoch = nil // a restored file brings its own
+	f.epoch, f.clients = nil, map[string]ClientRecord{} // a restored file brings its own
 	var index uint64
 	_ = db.View(func(tx *bolt.Tx) error {
 		index = readApplied(tx)
