@@ -448,18 +448,7 @@ func (s *Service) RegisterNode(ctx context.Context, req *weftv1.RegisterNodeRequ
 
 // ShardSynced records an owner's report that it holds a shard.
 func (s *Service) ShardSynced(ctx context.Context, req *weftv1.ShardSyncedRequest) (*weftv1.ShardSyncedResponse, error) {
-	if req.Auth == nil {
-		return nil, status.Error(codes.Unauthenticated, "signed node request required")
-	}
-	rec, found, err := s.node.FSM().Node(shardmap.NodeID(req.Auth.Node))
-	if err != nil || !found {
-		return nil, status.Errorf(codes.Unauthenticated, "unknown node %q", req.Auth.Node)
-	}
-	pk, err := crypto.PublicKeyFromBytes(rec.PublicKey)
-	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
-	}
-	nonce, err := verifyNode(req.Auth, "ShardSynced", shardSyncedPayload(req), pk)
+	rec, nonce, err := s.registeredSigner(req.Auth, "ShardSynced", shardSyncedPayload(req))
 	if err != nil {
 		return nil, err
 	}
@@ -552,3 +541,82 @@ func RegisterPayload(req *weftv1.RegisterNodeRequest) []byte { return registerPa
 
 // ShardSyncedPayload is what a ShardSynced request's signature covers.
 func ShardSyncedPayload(req *weftv1.ShardSyncedRequest) []byte { return shardSyncedPayload(req) }
+
+// UpdateAddressPayload is what an UpdateAddress request's signature covers.
+func UpdateAddressPayload(req *weftv1.UpdateAddressRequest) []byte { return []byte(req.Address) }
+
+// MarkBlobInvalidPayload is what a MarkBlobInvalid request's signature covers.
+func MarkBlobInvalidPayload(req *weftv1.MarkBlobInvalidRequest) []byte {
+	return append(append([]byte(nil), req.BlobId...), req.Certificate...)
+}
+
+// registeredSigner verifies a signed request from a registered node.
+func (s *Service) registeredSigner(auth *weftv1.SignedRequest, method string, payload []byte) (NodeRecord, uint64, error) {
+	if auth == nil {
+		return NodeRecord{}, 0, status.Error(codes.Unauthenticated, "signed node request required")
+	}
+	rec, found, err := s.node.FSM().Node(shardmap.NodeID(auth.Node))
+	if err != nil || !found {
+		return NodeRecord{}, 0, status.Errorf(codes.Unauthenticated, "unknown node %q", auth.Node)
+	}
+	pk, err := crypto.PublicKeyFromBytes(rec.PublicKey)
+	if err != nil {
+		return NodeRecord{}, 0, status.Error(codes.Internal, err.Error())
+	}
+	nonce, err := verifyNode(auth, method, payload, pk)
+	return rec, nonce, err
+}
+
+// UpdateAddress changes where a node is reached.
+func (s *Service) UpdateAddress(ctx context.Context, req *weftv1.UpdateAddressRequest) (*weftv1.UpdateAddressResponse, error) {
+	rec, nonce, err := s.registeredSigner(req.Auth, "UpdateAddress", UpdateAddressPayload(req))
+	if err != nil {
+		return nil, err
+	}
+	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
+		if err != nil {
+			return nil, err
+		}
+		return weftv1.NewNodeClient(conn).UpdateAddress(fctx, req)
+	}
+	res, err := s.propose(ctx, KindUpdateAddress, UpdateAddress{Node: rec.ID, Address: req.Address}, rec.ID, nonce)
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.UpdateAddressResponse{Index: res.Index}, nil
+}
+
+// MarkBlobInvalid verifies an invalid-blob certificate against its epoch's
+// committee on the leader, then proposes it.
+func (s *Service) MarkBlobInvalid(ctx context.Context, req *weftv1.MarkBlobInvalidRequest) (*weftv1.MarkBlobInvalidResponse, error) {
+	rec, nonce, err := s.registeredSigner(req.Auth, "MarkBlobInvalid", MarkBlobInvalidPayload(req))
+	if err != nil {
+		return nil, err
+	}
+	id, err := blobIDFrom(req.BlobId)
+	if err != nil {
+		return nil, err
+	}
+	var cert crypto.Certificate
+	if err := cert.UnmarshalBinary(req.Certificate); err != nil || cert.BlobID != id {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid-blob certificate: %v", err)
+	}
+	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
+		if err != nil {
+			return nil, err
+		}
+		return weftv1.NewNodeClient(conn).MarkBlobInvalid(fctx, req)
+	}
+	view, err := s.client.view(cert.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	if err := cert.VerifyInvalidity(view); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid-blob certificate: %v", err)
+	}
+	res, err := s.propose(ctx, KindMarkInvalid, MarkBlobInvalid{BlobID: id, Certificate: req.Certificate}, rec.ID, nonce)
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.MarkBlobInvalidResponse{Index: res.Index}, nil
+}

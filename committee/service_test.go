@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -304,8 +305,10 @@ func TestClientServiceOverGRPC(t *testing.T) {
 	bg := context.Background()
 	op := operator(bg, testToken)
 	keys := map[string]*crypto.SecretKey{}
+	var sns []*storageNode
 	for i := range 4 {
 		sn := newStorageNode(t, fmt.Sprintf("node-%d", i))
+		sns = append(sns, sn)
 		keys[string(sn.id)] = sn.sk
 		if _, err := retry(t, func() (*weftv1.RegisterNodeResponse, error) { return nodes.RegisterNode(bg, sn.registration(t)) }); err != nil {
 			t.Fatal(err)
@@ -353,12 +356,27 @@ func TestClientServiceOverGRPC(t *testing.T) {
 	_, err = client.CertifyBlob(app, &weftv1.CertifyBlobRequest{BlobId: id[:], Certificate: certificate(t, committee, keys, id, 2)})
 	wantStatus(t, "certificate below quorum", err, codes.InvalidArgument)
 	stale := certificate(t, committee, keys, id, 3)
+	// committeeOf waits until the follower has applied an epoch change.
+	committeeOf := func(e uint64) *weftv1.GetCommitteeResponse {
+		t.Helper()
+		c, err := retry(t, func() (*weftv1.GetCommitteeResponse, error) {
+			c, err := client.GetCommittee(app, &weftv1.GetCommitteeRequest{})
+			if err == nil && c.Epoch != e {
+				return c, status.Error(codes.Unavailable, "epoch change not applied here yet")
+			}
+			return c, err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
 	if _, err := admin.AdvanceEpoch(op, &weftv1.AdvanceEpochRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = client.CertifyBlob(app, &weftv1.CertifyBlobRequest{BlobId: id[:], Certificate: stale})
 	wantStatus(t, "certificate of the previous epoch", err, codes.FailedPrecondition)
-	current, _ := client.GetCommittee(app, &weftv1.GetCommitteeRequest{})
+	current := committeeOf(2)
 	cert := certificate(t, current, keys, id, 3)
 	if _, err := client.CertifyBlob(app, &weftv1.CertifyBlobRequest{BlobId: id[:], Certificate: cert}); err != nil {
 		t.Fatalf("valid certificate: %v", err)
@@ -386,8 +404,56 @@ func TestClientServiceOverGRPC(t *testing.T) {
 	if _, err := admin.AdvanceEpoch(op, &weftv1.AdvanceEpochRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	third, _ := client.GetCommittee(app, &weftv1.GetCommitteeRequest{})
+	third := committeeOf(3)
 	sid := crypto.BlobID(short.BlobId)
 	_, err = client.CertifyBlob(app, &weftv1.CertifyBlobRequest{BlobId: sid[:], Certificate: certificate(t, third, keys, sid, 3)})
 	wantStatus(t, "certificate past the end epoch", err, codes.FailedPrecondition)
+	if !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("past the end epoch, refused for another reason: %v", err)
+	}
+
+	// A node moves; another tries to register with a taken key.
+	sn := sns[0]
+	move := &weftv1.UpdateAddressRequest{Address: "moved:7000"}
+	sn.nonce++
+	move.Auth, _ = SignRequest(sn.sk, sn.id, 3, sn.nonce, "UpdateAddress", UpdateAddressPayload(move))
+	if _, err := nodes.UpdateAddress(bg, move); err != nil {
+		t.Fatal(err)
+	}
+	thief := &storageNode{id: "thief", sk: sns[1].sk}
+	_, err = nodes.RegisterNode(bg, thief.registration(t))
+	wantStatus(t, "a key registered twice", err, codes.AlreadyExists)
+
+	// An invalid-blob certificate needs weight f+1 = 7 of 20: one member
+	// (5) is not enough, two are.
+	invalid := func(signers int) *weftv1.MarkBlobInvalidRequest {
+		cert := &crypto.Certificate{Type: crypto.MsgBlobInvalid, Epoch: third.Epoch, BlobID: id, Signers: []byte{0}}
+		var parts []*crypto.Signature
+		for i, m := range third.Members[:signers] {
+			sig, _ := keys[m.Node].SignMessage(third.Epoch, crypto.BlobInvalid{BlobID: id})
+			parts = append(parts, sig)
+			cert.Signers[0] |= 1 << i
+		}
+		cert.Signature, _ = crypto.Aggregate(parts)
+		raw, _ := cert.MarshalBinary()
+		req := &weftv1.MarkBlobInvalidRequest{BlobId: id[:], Certificate: raw}
+		sn.nonce++
+		req.Auth, _ = SignRequest(sn.sk, sn.id, third.Epoch, sn.nonce, "MarkBlobInvalid", MarkBlobInvalidPayload(req))
+		return req
+	}
+	_, err = nodes.MarkBlobInvalid(bg, invalid(1))
+	wantStatus(t, "invalid-blob certificate below f+1", err, codes.InvalidArgument)
+	if _, err := nodes.MarkBlobInvalid(bg, invalid(2)); err != nil {
+		t.Fatal(err)
+	}
+	st, err = retry(t, func() (*weftv1.BlobStatusResponse, error) {
+		st, err := client.BlobStatus(app, &weftv1.BlobStatusRequest{BlobId: id[:]})
+		if err == nil && st.Status != "invalid" {
+			return st, status.Error(codes.Unavailable, "not applied here yet")
+		}
+		return st, err
+	})
+	if err != nil {
+		t.Fatalf("status after invalidation: %v %v", st, err)
+	}
 }

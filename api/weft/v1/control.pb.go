@@ -3029,6 +3029,206 @@ func (x *RestoreSnapshotResponse) GetIndex() uint64 {
 	return 0
 }
 
+type UpdateAddressRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Auth          *SignedRequest         `protobuf:"bytes,1,opt,name=auth,proto3" json:"auth,omitempty"`
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateAddressRequest) Reset() {
+	*x = UpdateAddressRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateAddressRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateAddressRequest) ProtoMessage() {}
+
+func (x *UpdateAddressRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateAddressRequest.ProtoReflect.Descriptor instead.
+func (*UpdateAddressRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *UpdateAddressRequest) GetAuth() *SignedRequest {
+	if x != nil {
+		return x.Auth
+	}
+	return nil
+}
+
+func (x *UpdateAddressRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+type UpdateAddressResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateAddressResponse) Reset() {
+	*x = UpdateAddressResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateAddressResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateAddressResponse) ProtoMessage() {}
+
+func (x *UpdateAddressResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateAddressResponse.ProtoReflect.Descriptor instead.
+func (*UpdateAddressResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *UpdateAddressResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type MarkBlobInvalidRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Auth          *SignedRequest         `protobuf:"bytes,1,opt,name=auth,proto3" json:"auth,omitempty"`
+	BlobId        []byte                 `protobuf:"bytes,2,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
+	Certificate   []byte                 `protobuf:"bytes,3,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkBlobInvalidRequest) Reset() {
+	*x = MarkBlobInvalidRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkBlobInvalidRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkBlobInvalidRequest) ProtoMessage() {}
+
+func (x *MarkBlobInvalidRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkBlobInvalidRequest.ProtoReflect.Descriptor instead.
+func (*MarkBlobInvalidRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *MarkBlobInvalidRequest) GetAuth() *SignedRequest {
+	if x != nil {
+		return x.Auth
+	}
+	return nil
+}
+
+func (x *MarkBlobInvalidRequest) GetBlobId() []byte {
+	if x != nil {
+		return x.BlobId
+	}
+	return nil
+}
+
+func (x *MarkBlobInvalidRequest) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+type MarkBlobInvalidResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkBlobInvalidResponse) Reset() {
+	*x = MarkBlobInvalidResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkBlobInvalidResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkBlobInvalidResponse) ProtoMessage() {}
+
+func (x *MarkBlobInvalidResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkBlobInvalidResponse.ProtoReflect.Descriptor instead.
+func (*MarkBlobInvalidResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *MarkBlobInvalidResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_weft_v1_control_proto protoreflect.FileDescriptor
 
 const file_weft_v1_control_proto_rawDesc = "" +
@@ -3222,6 +3422,17 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\tgrpc_addr\x18\x02 \x01(\tR\bgrpcAddr\"\x16\n" +
 	"\x14AnnouncePeerResponse\"/\n" +
 	"\x17RestoreSnapshotResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\\\n" +
+	"\x14UpdateAddressRequest\x12*\n" +
+	"\x04auth\x18\x01 \x01(\v2\x16.weft.v1.SignedRequestR\x04auth\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\"-\n" +
+	"\x15UpdateAddressResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x7f\n" +
+	"\x16MarkBlobInvalidRequest\x12*\n" +
+	"\x04auth\x18\x01 \x01(\v2\x16.weft.v1.SignedRequestR\x04auth\x12\x17\n" +
+	"\ablob_id\x18\x02 \x01(\fR\x06blobId\x12 \n" +
+	"\vcertificate\x18\x03 \x01(\fR\vcertificate\"/\n" +
+	"\x17MarkBlobInvalidResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index2\xf7\b\n" +
 	"\x05Admin\x129\n" +
 	"\x06Status\x12\x16.weft.v1.StatusRequest\x1a\x17.weft.v1.StatusResponse\x12B\n" +
@@ -3241,10 +3452,12 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\x12TransferLeadership\x12\".weft.v1.TransferLeadershipRequest\x1a#.weft.v1.TransferLeadershipResponse\x12K\n" +
 	"\fAnnouncePeer\x12\x1c.weft.v1.AnnouncePeerRequest\x1a\x1d.weft.v1.AnnouncePeerResponse\x12F\n" +
 	"\fSaveSnapshot\x12\x1c.weft.v1.SaveSnapshotRequest\x1a\x16.weft.v1.SnapshotChunk0\x01\x12M\n" +
-	"\x0fRestoreSnapshot\x12\x16.weft.v1.SnapshotChunk\x1a .weft.v1.RestoreSnapshotResponse(\x012\x9d\x01\n" +
+	"\x0fRestoreSnapshot\x12\x16.weft.v1.SnapshotChunk\x1a .weft.v1.RestoreSnapshotResponse(\x012\xc3\x02\n" +
 	"\x04Node\x12K\n" +
-	"\fRegisterNode\x12\x1c.weft.v1.RegisterNodeRequest\x1a\x1d.weft.v1.RegisterNodeResponse\x12H\n" +
-	"\vShardSynced\x12\x1b.weft.v1.ShardSyncedRequest\x1a\x1c.weft.v1.ShardSyncedResponse2\xfa\x02\n" +
+	"\fRegisterNode\x12\x1c.weft.v1.RegisterNodeRequest\x1a\x1d.weft.v1.RegisterNodeResponse\x12N\n" +
+	"\rUpdateAddress\x12\x1d.weft.v1.UpdateAddressRequest\x1a\x1e.weft.v1.UpdateAddressResponse\x12H\n" +
+	"\vShardSynced\x12\x1b.weft.v1.ShardSyncedRequest\x1a\x1c.weft.v1.ShardSyncedResponse\x12T\n" +
+	"\x0fMarkBlobInvalid\x12\x1f.weft.v1.MarkBlobInvalidRequest\x1a .weft.v1.MarkBlobInvalidResponse2\xfa\x02\n" +
 	"\x06Client\x12K\n" +
 	"\fRegisterBlob\x12\x1c.weft.v1.RegisterBlobRequest\x1a\x1d.weft.v1.RegisterBlobResponse\x12H\n" +
 	"\vCertifyBlob\x12\x1b.weft.v1.CertifyBlobRequest\x1a\x1c.weft.v1.CertifyBlobResponse\x12E\n" +
@@ -3270,7 +3483,7 @@ func file_weft_v1_control_proto_rawDescGZIP() []byte {
 	return file_weft_v1_control_proto_rawDescData
 }
 
-var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_weft_v1_control_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: weft.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: weft.v1.StatusResponse
@@ -3328,6 +3541,10 @@ var file_weft_v1_control_proto_goTypes = []any{
 	(*AnnouncePeerRequest)(nil),        // 53: weft.v1.AnnouncePeerRequest
 	(*AnnouncePeerResponse)(nil),       // 54: weft.v1.AnnouncePeerResponse
 	(*RestoreSnapshotResponse)(nil),    // 55: weft.v1.RestoreSnapshotResponse
+	(*UpdateAddressRequest)(nil),       // 56: weft.v1.UpdateAddressRequest
+	(*UpdateAddressResponse)(nil),      // 57: weft.v1.UpdateAddressResponse
+	(*MarkBlobInvalidRequest)(nil),     // 58: weft.v1.MarkBlobInvalidRequest
+	(*MarkBlobInvalidResponse)(nil),    // 59: weft.v1.MarkBlobInvalidResponse
 }
 var file_weft_v1_control_proto_depIdxs = []int32{
 	2,  // 0: weft.v1.ListNodesResponse.nodes:type_name -> weft.v1.NodeInfo
@@ -3338,61 +3555,67 @@ var file_weft_v1_control_proto_depIdxs = []int32{
 	34, // 5: weft.v1.GetCommitteeResponse.members:type_name -> weft.v1.Member
 	37, // 6: weft.v1.ListClientsResponse.clients:type_name -> weft.v1.ClientInfo
 	42, // 7: weft.v1.ListPeersResponse.peers:type_name -> weft.v1.Peer
-	0,  // 8: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
-	3,  // 9: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
-	5,  // 10: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
-	7,  // 11: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
-	9,  // 12: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
-	11, // 13: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
-	13, // 14: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
-	38, // 15: weft.v1.Admin.ListClients:input_type -> weft.v1.ListClientsRequest
-	40, // 16: weft.v1.Admin.PeerInfo:input_type -> weft.v1.PeerInfoRequest
-	43, // 17: weft.v1.Admin.ListPeers:input_type -> weft.v1.ListPeersRequest
-	45, // 18: weft.v1.Admin.AddPeer:input_type -> weft.v1.AddPeerRequest
-	47, // 19: weft.v1.Admin.RemovePeer:input_type -> weft.v1.RemovePeerRequest
-	49, // 20: weft.v1.Admin.TransferLeadership:input_type -> weft.v1.TransferLeadershipRequest
-	53, // 21: weft.v1.Admin.AnnouncePeer:input_type -> weft.v1.AnnouncePeerRequest
-	51, // 22: weft.v1.Admin.SaveSnapshot:input_type -> weft.v1.SaveSnapshotRequest
-	52, // 23: weft.v1.Admin.RestoreSnapshot:input_type -> weft.v1.SnapshotChunk
-	16, // 24: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
-	18, // 25: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
-	26, // 26: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
-	28, // 27: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
-	30, // 28: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
-	32, // 29: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
-	35, // 30: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
-	20, // 31: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
-	24, // 32: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
-	1,  // 33: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
-	4,  // 34: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
-	6,  // 35: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
-	8,  // 36: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
-	10, // 37: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
-	12, // 38: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
-	14, // 39: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
-	39, // 40: weft.v1.Admin.ListClients:output_type -> weft.v1.ListClientsResponse
-	41, // 41: weft.v1.Admin.PeerInfo:output_type -> weft.v1.PeerInfoResponse
-	44, // 42: weft.v1.Admin.ListPeers:output_type -> weft.v1.ListPeersResponse
-	46, // 43: weft.v1.Admin.AddPeer:output_type -> weft.v1.AddPeerResponse
-	48, // 44: weft.v1.Admin.RemovePeer:output_type -> weft.v1.RemovePeerResponse
-	50, // 45: weft.v1.Admin.TransferLeadership:output_type -> weft.v1.TransferLeadershipResponse
-	54, // 46: weft.v1.Admin.AnnouncePeer:output_type -> weft.v1.AnnouncePeerResponse
-	52, // 47: weft.v1.Admin.SaveSnapshot:output_type -> weft.v1.SnapshotChunk
-	55, // 48: weft.v1.Admin.RestoreSnapshot:output_type -> weft.v1.RestoreSnapshotResponse
-	17, // 49: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
-	19, // 50: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
-	27, // 51: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
-	29, // 52: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
-	31, // 53: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
-	33, // 54: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
-	36, // 55: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
-	21, // 56: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
-	25, // 57: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
-	33, // [33:58] is the sub-list for method output_type
-	8,  // [8:33] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	15, // 8: weft.v1.UpdateAddressRequest.auth:type_name -> weft.v1.SignedRequest
+	15, // 9: weft.v1.MarkBlobInvalidRequest.auth:type_name -> weft.v1.SignedRequest
+	0,  // 10: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
+	3,  // 11: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
+	5,  // 12: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
+	7,  // 13: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
+	9,  // 14: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
+	11, // 15: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
+	13, // 16: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
+	38, // 17: weft.v1.Admin.ListClients:input_type -> weft.v1.ListClientsRequest
+	40, // 18: weft.v1.Admin.PeerInfo:input_type -> weft.v1.PeerInfoRequest
+	43, // 19: weft.v1.Admin.ListPeers:input_type -> weft.v1.ListPeersRequest
+	45, // 20: weft.v1.Admin.AddPeer:input_type -> weft.v1.AddPeerRequest
+	47, // 21: weft.v1.Admin.RemovePeer:input_type -> weft.v1.RemovePeerRequest
+	49, // 22: weft.v1.Admin.TransferLeadership:input_type -> weft.v1.TransferLeadershipRequest
+	53, // 23: weft.v1.Admin.AnnouncePeer:input_type -> weft.v1.AnnouncePeerRequest
+	51, // 24: weft.v1.Admin.SaveSnapshot:input_type -> weft.v1.SaveSnapshotRequest
+	52, // 25: weft.v1.Admin.RestoreSnapshot:input_type -> weft.v1.SnapshotChunk
+	16, // 26: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
+	56, // 27: weft.v1.Node.UpdateAddress:input_type -> weft.v1.UpdateAddressRequest
+	18, // 28: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
+	58, // 29: weft.v1.Node.MarkBlobInvalid:input_type -> weft.v1.MarkBlobInvalidRequest
+	26, // 30: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
+	28, // 31: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
+	30, // 32: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
+	32, // 33: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
+	35, // 34: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
+	20, // 35: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
+	24, // 36: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
+	1,  // 37: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
+	4,  // 38: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
+	6,  // 39: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
+	8,  // 40: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
+	10, // 41: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
+	12, // 42: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
+	14, // 43: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
+	39, // 44: weft.v1.Admin.ListClients:output_type -> weft.v1.ListClientsResponse
+	41, // 45: weft.v1.Admin.PeerInfo:output_type -> weft.v1.PeerInfoResponse
+	44, // 46: weft.v1.Admin.ListPeers:output_type -> weft.v1.ListPeersResponse
+	46, // 47: weft.v1.Admin.AddPeer:output_type -> weft.v1.AddPeerResponse
+	48, // 48: weft.v1.Admin.RemovePeer:output_type -> weft.v1.RemovePeerResponse
+	50, // 49: weft.v1.Admin.TransferLeadership:output_type -> weft.v1.TransferLeadershipResponse
+	54, // 50: weft.v1.Admin.AnnouncePeer:output_type -> weft.v1.AnnouncePeerResponse
+	52, // 51: weft.v1.Admin.SaveSnapshot:output_type -> weft.v1.SnapshotChunk
+	55, // 52: weft.v1.Admin.RestoreSnapshot:output_type -> weft.v1.RestoreSnapshotResponse
+	17, // 53: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
+	57, // 54: weft.v1.Node.UpdateAddress:output_type -> weft.v1.UpdateAddressResponse
+	19, // 55: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
+	59, // 56: weft.v1.Node.MarkBlobInvalid:output_type -> weft.v1.MarkBlobInvalidResponse
+	27, // 57: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
+	29, // 58: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
+	31, // 59: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
+	33, // 60: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
+	36, // 61: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
+	21, // 62: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
+	25, // 63: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
+	37, // [37:64] is the sub-list for method output_type
+	10, // [10:37] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_weft_v1_control_proto_init() }
@@ -3406,7 +3629,7 @@ func file_weft_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_v1_control_proto_rawDesc), len(file_weft_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   56,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -697,8 +697,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Node_RegisterNode_FullMethodName = "/weft.v1.Node/RegisterNode"
-	Node_ShardSynced_FullMethodName  = "/weft.v1.Node/ShardSynced"
+	Node_RegisterNode_FullMethodName    = "/weft.v1.Node/RegisterNode"
+	Node_UpdateAddress_FullMethodName   = "/weft.v1.Node/UpdateAddress"
+	Node_ShardSynced_FullMethodName     = "/weft.v1.Node/ShardSynced"
+	Node_MarkBlobInvalid_FullMethodName = "/weft.v1.Node/MarkBlobInvalid"
 )
 
 // NodeClient is the client API for Node service.
@@ -708,7 +710,11 @@ const (
 // Node is for storage nodes: every request is a signed node request.
 type NodeClient interface {
 	RegisterNode(ctx context.Context, in *RegisterNodeRequest, opts ...grpc.CallOption) (*RegisterNodeResponse, error)
+	UpdateAddress(ctx context.Context, in *UpdateAddressRequest, opts ...grpc.CallOption) (*UpdateAddressResponse, error)
 	ShardSynced(ctx context.Context, in *ShardSyncedRequest, opts ...grpc.CallOption) (*ShardSyncedResponse, error)
+	// MarkBlobInvalid submits an invalid-blob certificate (signers' weight
+	// ≥ f+1) that the submitting node assembled.
+	MarkBlobInvalid(ctx context.Context, in *MarkBlobInvalidRequest, opts ...grpc.CallOption) (*MarkBlobInvalidResponse, error)
 }
 
 type nodeClient struct {
@@ -729,10 +735,30 @@ func (c *nodeClient) RegisterNode(ctx context.Context, in *RegisterNodeRequest, 
 	return out, nil
 }
 
+func (c *nodeClient) UpdateAddress(ctx context.Context, in *UpdateAddressRequest, opts ...grpc.CallOption) (*UpdateAddressResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateAddressResponse)
+	err := c.cc.Invoke(ctx, Node_UpdateAddress_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *nodeClient) ShardSynced(ctx context.Context, in *ShardSyncedRequest, opts ...grpc.CallOption) (*ShardSyncedResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ShardSyncedResponse)
 	err := c.cc.Invoke(ctx, Node_ShardSynced_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeClient) MarkBlobInvalid(ctx context.Context, in *MarkBlobInvalidRequest, opts ...grpc.CallOption) (*MarkBlobInvalidResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkBlobInvalidResponse)
+	err := c.cc.Invoke(ctx, Node_MarkBlobInvalid_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -746,7 +772,11 @@ func (c *nodeClient) ShardSynced(ctx context.Context, in *ShardSyncedRequest, op
 // Node is for storage nodes: every request is a signed node request.
 type NodeServer interface {
 	RegisterNode(context.Context, *RegisterNodeRequest) (*RegisterNodeResponse, error)
+	UpdateAddress(context.Context, *UpdateAddressRequest) (*UpdateAddressResponse, error)
 	ShardSynced(context.Context, *ShardSyncedRequest) (*ShardSyncedResponse, error)
+	// MarkBlobInvalid submits an invalid-blob certificate (signers' weight
+	// ≥ f+1) that the submitting node assembled.
+	MarkBlobInvalid(context.Context, *MarkBlobInvalidRequest) (*MarkBlobInvalidResponse, error)
 	mustEmbedUnimplementedNodeServer()
 }
 
@@ -760,8 +790,14 @@ type UnimplementedNodeServer struct{}
 func (UnimplementedNodeServer) RegisterNode(context.Context, *RegisterNodeRequest) (*RegisterNodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterNode not implemented")
 }
+func (UnimplementedNodeServer) UpdateAddress(context.Context, *UpdateAddressRequest) (*UpdateAddressResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateAddress not implemented")
+}
 func (UnimplementedNodeServer) ShardSynced(context.Context, *ShardSyncedRequest) (*ShardSyncedResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ShardSynced not implemented")
+}
+func (UnimplementedNodeServer) MarkBlobInvalid(context.Context, *MarkBlobInvalidRequest) (*MarkBlobInvalidResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MarkBlobInvalid not implemented")
 }
 func (UnimplementedNodeServer) mustEmbedUnimplementedNodeServer() {}
 func (UnimplementedNodeServer) testEmbeddedByValue()              {}
@@ -802,6 +838,24 @@ func _Node_RegisterNode_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Node_UpdateAddress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateAddressRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).UpdateAddress(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_UpdateAddress_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).UpdateAddress(ctx, req.(*UpdateAddressRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Node_ShardSynced_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ShardSyncedRequest)
 	if err := dec(in); err != nil {
@@ -820,6 +874,24 @@ func _Node_ShardSynced_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Node_MarkBlobInvalid_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkBlobInvalidRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).MarkBlobInvalid(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_MarkBlobInvalid_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).MarkBlobInvalid(ctx, req.(*MarkBlobInvalidRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Node_ServiceDesc is the grpc.ServiceDesc for Node service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -832,8 +904,16 @@ var Node_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Node_RegisterNode_Handler,
 		},
 		{
+			MethodName: "UpdateAddress",
+			Handler:    _Node_UpdateAddress_Handler,
+		},
+		{
 			MethodName: "ShardSynced",
 			Handler:    _Node_ShardSynced_Handler,
+		},
+		{
+			MethodName: "MarkBlobInvalid",
+			Handler:    _Node_MarkBlobInvalid_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
