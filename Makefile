@@ -5,7 +5,7 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 5x
 BENCHOUT  ?= bench.txt
 # Packages with fuzz targets (every decoder of outside bytes).
-FUZZ_PKGS := ./crypto ./coding
+FUZZ_PKGS := ./crypto ./coding ./committee
 
 .PHONY: all build test bench fuzz-smoke lint proto proto-tools clean
 

@@ -195,8 +195,7 @@ func (f *FSM) applyLog(tx *bolt.Tx, l *raft.Log) (*Result, error) {
 	commands := tx.Bucket(bucketCommands)
 	if prev := commands.Get([]byte(cmd.ID)); prev != nil {
 		// Proposed again, or replayed after a restart: the first outcome stands.
-		res := new(Result)
-		return res, json.Unmarshal(prev, res)
+		return decodeResult(prev)
 	}
 	if l.Index <= readApplied(tx) {
 		// Every applied command is recorded under its ID, so this is a
@@ -212,7 +211,7 @@ func (f *FSM) applyLog(tx *bolt.Tx, l *raft.Log) (*Result, error) {
 	if err := appendEvents(tx, l.Index, events); err != nil {
 		return nil, err
 	}
-	return res, putJSON(commands, []byte(cmd.ID), res)
+	return res, commands.Put([]byte(cmd.ID), encodeResult(res))
 }
 
 // apply runs one command. Handlers validate everything before writing, so a
@@ -511,7 +510,7 @@ func appendEvents(tx *bolt.Tx, index uint64, events []Event) error {
 	b := tx.Bucket(bucketEvents)
 	for seq, e := range events {
 		key := binary.BigEndian.AppendUint16(u64Key(index), uint16(seq))
-		if err := putJSON(b, key, e); err != nil {
+		if err := b.Put(key, encodeEvent(e)); err != nil {
 			return err
 		}
 	}

@@ -88,8 +88,8 @@ func (f *FSM) Events(after uint64, limit int) (out []Event, err error) {
 			if bytes.Compare(k, start) < 0 {
 				continue
 			}
-			var e Event
-			if err := json.Unmarshal(v, &e); err != nil {
+			e, err := decodeEvent(v)
+			if err != nil {
 				return err
 			}
 			out = append(out, e)

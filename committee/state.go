@@ -12,16 +12,17 @@ import (
 	"github.com/weftstore/weft/shardmap"
 )
 
-// The FSM's bbolt schema. Values are JSON: the records are small, and the
-// file stays readable with standard tools.
+// The FSM's bbolt schema. Values are JSON — the records are small and the
+// file stays readable with standard tools — except the two written for
+// every command, results and events, which have a compact binary form.
 var (
 	bucketMeta       = []byte("meta")       // config, epoch state, applied index
 	bucketNodes      = []byte("nodes")      // node ID → NodeRecord
 	bucketKeys       = []byte("keys")       // compressed public key → node ID
 	bucketCommittees = []byte("committees") // u64 epoch → CommitteeRecord
 	bucketBlobs      = []byte("blobs")      // blob ID → BlobRecord
-	bucketCommands   = []byte("commands")   // command ID → Result
-	bucketEvents     = []byte("events")     // u64 index ‖ u16 seq → Event
+	bucketCommands   = []byte("commands")   // command ID → Result (records.go)
+	bucketEvents     = []byte("events")     // u64 index ‖ u16 seq → Event (records.go)
 	bucketClients    = []byte("clients")    // client ID → ClientRecord
 	bucketTokens     = []byte("tokens")     // token hash → client ID
 	bucketExpiry     = []byte("expiry")     // u64 end epoch ‖ u64 index → blob ID, for live blobs

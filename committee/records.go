@@ -1,0 +1,126 @@
+package committee
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/shardmap"
+)
+
+// Command results and events are written for every command, so they use a
+// compact binary form instead of JSON (measured: JSON for these two cost
+// about a sixth of the registration throughput). Both are versioned.
+
+const recordVersion = 1
+
+var errRecord = errors.New("committee: malformed stored record")
+
+type recordWriter struct{ b []byte }
+
+func (w *recordWriter) u8(v uint8)   { w.b = append(w.b, v) }
+func (w *recordWriter) u32(v uint32) { w.b = binary.BigEndian.AppendUint32(w.b, v) }
+func (w *recordWriter) u64(v uint64) { w.b = binary.BigEndian.AppendUint64(w.b, v) }
+func (w *recordWriter) str(s string) {
+	w.b = binary.BigEndian.AppendUint16(w.b, uint16(len(s)))
+	w.b = append(w.b, s...)
+}
+func (w *recordWriter) id(v crypto.BlobID) { w.b = append(w.b, v[:]...) }
+
+type recordReader struct {
+	b   []byte
+	err error
+}
+
+func (r *recordReader) take(n int) []byte {
+	if r.err != nil || len(r.b) < n {
+		r.err = errRecord
+		return make([]byte, n)
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *recordReader) u8() uint8   { return r.take(1)[0] }
+func (r *recordReader) u32() uint32 { return binary.BigEndian.Uint32(r.take(4)) }
+func (r *recordReader) u64() uint64 { return binary.BigEndian.Uint64(r.take(8)) }
+func (r *recordReader) str() string {
+	n := binary.BigEndian.Uint16(r.take(2))
+	return string(r.take(int(n)))
+}
+func (r *recordReader) id() crypto.BlobID { return crypto.BlobID(r.take(crypto.DigestSize)) }
+
+func (r *recordReader) done() error {
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("%w: %d trailing bytes", errRecord, len(r.b))
+	}
+	return r.err
+}
+
+// encodeResult: version ‖ index ‖ epoch ‖ blob ID ‖ code ‖ message
+// (an empty code means success).
+func encodeResult(res *Result) []byte {
+	w := recordWriter{b: make([]byte, 0, 64)}
+	w.u8(recordVersion)
+	w.u64(res.Index)
+	w.u64(res.Epoch)
+	w.id(res.BlobID)
+	if res.Error != nil {
+		w.str(string(res.Error.Code))
+		w.str(res.Error.Message)
+	} else {
+		w.str("")
+		w.str("")
+	}
+	return w.b
+}
+
+func decodeResult(b []byte) (*Result, error) {
+	r := recordReader{b: b}
+	if r.u8() != recordVersion {
+		return nil, fmt.Errorf("%w: result version", errRecord)
+	}
+	res := &Result{Index: r.u64(), Epoch: r.u64(), BlobID: r.id()}
+	if code, msg := r.str(), r.str(); code != "" {
+		res.Error = &CommandError{Code: Code(code), Message: msg}
+	}
+	return res, r.done()
+}
+
+// encodeEvent: version ‖ index ‖ kind ‖ epoch ‖ node ‖ shard ‖ blob ID ‖
+// move count ‖ moves (shard ‖ from ‖ to).
+func encodeEvent(e Event) []byte {
+	w := recordWriter{b: make([]byte, 0, 96)}
+	w.u8(recordVersion)
+	w.u64(e.Index)
+	w.str(e.Kind)
+	w.u64(e.Epoch)
+	w.str(string(e.Node))
+	w.u32(uint32(e.Shard))
+	w.id(e.BlobID)
+	w.u32(uint32(len(e.Moves)))
+	for _, m := range e.Moves {
+		w.u32(uint32(m.Shard))
+		w.str(string(m.From))
+		w.str(string(m.To))
+	}
+	return w.b
+}
+
+func decodeEvent(b []byte) (Event, error) {
+	r := recordReader{b: b}
+	if r.u8() != recordVersion {
+		return Event{}, fmt.Errorf("%w: event version", errRecord)
+	}
+	e := Event{Index: r.u64(), Kind: r.str(), Epoch: r.u64(), Node: shardmap.NodeID(r.str()), Shard: int(r.u32()), BlobID: r.id()}
+	n := r.u32()
+	if uint64(n) > uint64(len(r.b)) {
+		return Event{}, errRecord
+	}
+	for range n {
+		e.Moves = append(e.Moves, shardmap.Move{Shard: int(r.u32()), From: shardmap.NodeID(r.str()), To: shardmap.NodeID(r.str())})
+	}
+	return e, r.done()
+}
