@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -73,11 +74,10 @@ func (c *clientService) RegisterBlob(ctx context.Context, req *weftv1.RegisterBl
 	if len(req.Root) != crypto.DigestSize || req.Encoding > math.MaxUint8 {
 		return nil, status.Error(codes.InvalidArgument, "a registration needs a 32-byte root and an encoding byte")
 	}
-	if conn, fctx, err := c.s.leader(ctx); err != nil || conn != nil {
-		if err != nil {
-			return nil, err
-		}
+	if resp, done, err := forward(ctx, c.s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.RegisterBlobResponse, error) {
 		return weftv1.NewClientClient(conn).RegisterBlob(fctx, req)
+	}); done {
+		return resp, err
 	}
 	res, err := c.s.propose(ctx, KindRegisterBlob, RegisterBlob{
 		Client: clientOf(ctx), Encoding: uint8(req.Encoding), Shards: req.Shards, Length: req.Length,
@@ -104,11 +104,10 @@ func (c *clientService) CertifyBlob(ctx context.Context, req *weftv1.CertifyBlob
 	if cert.BlobID != id {
 		return nil, status.Error(codes.InvalidArgument, "certificate is for another blob")
 	}
-	if conn, fctx, err := c.s.leader(ctx); err != nil || conn != nil {
-		if err != nil {
-			return nil, err
-		}
+	if resp, done, err := forward(ctx, c.s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.CertifyBlobResponse, error) {
 		return weftv1.NewClientClient(conn).CertifyBlob(fctx, req)
+	}); done {
+		return resp, err
 	}
 	view, err := c.view(cert.Epoch)
 	if err != nil {
@@ -156,11 +155,10 @@ func (c *clientService) ExtendBlob(ctx context.Context, req *weftv1.ExtendBlobRe
 	if err != nil {
 		return nil, err
 	}
-	if conn, fctx, err := c.s.leader(ctx); err != nil || conn != nil {
-		if err != nil {
-			return nil, err
-		}
+	if resp, done, err := forward(ctx, c.s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.ExtendBlobResponse, error) {
 		return weftv1.NewClientClient(conn).ExtendBlob(fctx, req)
+	}); done {
+		return resp, err
 	}
 	res, err := c.s.propose(ctx, KindExtendBlob, ExtendBlob{Client: clientOf(ctx), BlobID: id, EndEpoch: req.EndEpoch}, "", 0)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -31,11 +32,10 @@ func (s *Service) AnnouncePeer(ctx context.Context, req *weftv1.AnnouncePeerRequ
 	if req.Id == "" || req.GrpcAddr == "" {
 		return nil, status.Error(codes.InvalidArgument, "a peer needs an ID and a gRPC address")
 	}
-	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
-		if err != nil {
-			return nil, err
-		}
+	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.AnnouncePeerResponse, error) {
 		return weftv1.NewAdminClient(conn).AnnouncePeer(fctx, req)
+	}); done {
+		return resp, err
 	}
 	if _, err := s.propose(ctx, KindSetPeer, SetPeer{ID: req.Id, Address: req.GrpcAddr}, "", 0); err != nil {
 		return nil, err
@@ -96,11 +96,10 @@ func (s *Service) AddPeer(ctx context.Context, req *weftv1.AddPeerRequest) (*wef
 	if req.Id == "" || req.RaftAddr == "" {
 		return nil, status.Error(codes.InvalidArgument, "a peer needs an ID and a Raft address")
 	}
-	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
-		if err != nil {
-			return nil, err
-		}
+	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.AddPeerResponse, error) {
 		return weftv1.NewAdminClient(conn).AddPeer(fctx, req)
+	}); done {
+		return resp, err
 	}
 	if err := s.node.AddVoter(req.Id, req.RaftAddr); err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
@@ -113,11 +112,10 @@ func (s *Service) RemovePeer(ctx context.Context, req *weftv1.RemovePeerRequest)
 	if req.Id == "" {
 		return nil, status.Error(codes.InvalidArgument, "which peer?")
 	}
-	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
-		if err != nil {
-			return nil, err
-		}
+	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.RemovePeerResponse, error) {
 		return weftv1.NewAdminClient(conn).RemovePeer(fctx, req)
+	}); done {
+		return resp, err
 	}
 	future := s.node.raft.GetConfiguration()
 	if err := future.Error(); err != nil {
@@ -138,11 +136,10 @@ func (s *Service) RemovePeer(ctx context.Context, req *weftv1.RemovePeerRequest)
 
 // TransferLeadership hands leadership to a voter (any, when unnamed).
 func (s *Service) TransferLeadership(ctx context.Context, req *weftv1.TransferLeadershipRequest) (*weftv1.TransferLeadershipResponse, error) {
-	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
-		if err != nil {
-			return nil, err
-		}
+	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.TransferLeadershipResponse, error) {
 		return weftv1.NewAdminClient(conn).TransferLeadership(fctx, req)
+	}); done {
+		return resp, err
 	}
 	var f raft.Future
 	if req.ToId == "" {

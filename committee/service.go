@@ -197,6 +197,21 @@ func (s *Service) leader(ctx context.Context) (*grpc.ClientConn, context.Context
 	return conn, metadata.NewOutgoingContext(ctx, out), nil
 }
 
+// forward hands a write to the leader when this voter does not lead:
+// done reports that the call was answered (by the leader, or with an error)
+// and the caller must return resp and err as they are.
+func forward[Resp any](ctx context.Context, s *Service, call func(conn *grpc.ClientConn, fctx context.Context) (Resp, error)) (resp Resp, done bool, err error) {
+	conn, fctx, err := s.leader(ctx)
+	if err != nil {
+		return resp, true, err
+	}
+	if conn == nil {
+		return resp, false, nil
+	}
+	resp, err = call(conn, fctx)
+	return resp, true, err
+}
+
 func (s *Service) conn(addr string) (*grpc.ClientConn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -289,11 +304,10 @@ func (s *Service) ListNodes(ctx context.Context, _ *weftv1.ListNodesRequest) (*w
 
 // SetStake sets a node's stake, effective at the next epoch change.
 func (s *Service) SetStake(ctx context.Context, req *weftv1.SetStakeRequest) (*weftv1.SetStakeResponse, error) {
-	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
-		if err != nil {
-			return nil, err
-		}
+	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.SetStakeResponse, error) {
 		return weftv1.NewAdminClient(conn).SetStake(fctx, req)
+	}); done {
+		return resp, err
 	}
 	res, err := s.propose(ctx, KindSetStake, SetStake{Node: shardmap.NodeID(req.Node), Stake: req.Stake}, "", 0)
 	if err != nil {
@@ -304,11 +318,10 @@ func (s *Service) SetStake(ctx context.Context, req *weftv1.SetStakeRequest) (*w
 
 // RemoveNode removes a node that owns and holds nothing.
 func (s *Service) RemoveNode(ctx context.Context, req *weftv1.RemoveNodeRequest) (*weftv1.RemoveNodeResponse, error) {
-	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
-		if err != nil {
-			return nil, err
-		}
+	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.RemoveNodeResponse, error) {
 		return weftv1.NewAdminClient(conn).RemoveNode(fctx, req)
+	}); done {
+		return resp, err
 	}
 	res, err := s.propose(ctx, KindRemoveNode, RemoveNode{Node: shardmap.NodeID(req.Node)}, "", 0)
 	if err != nil {
@@ -319,11 +332,10 @@ func (s *Service) RemoveNode(ctx context.Context, req *weftv1.RemoveNodeRequest)
 
 // AdvanceEpoch starts the next epoch: the leader plans it from the registry.
 func (s *Service) AdvanceEpoch(ctx context.Context, req *weftv1.AdvanceEpochRequest) (*weftv1.AdvanceEpochResponse, error) {
-	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
-		if err != nil {
-			return nil, err
-		}
+	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.AdvanceEpochResponse, error) {
 		return weftv1.NewAdminClient(conn).AdvanceEpoch(fctx, req)
+	}); done {
+		return resp, err
 	}
 	plan, err := s.node.FSM().PlanEpoch(req.Force)
 	if err != nil {
@@ -339,11 +351,10 @@ func (s *Service) AdvanceEpoch(ctx context.Context, req *weftv1.AdvanceEpochRequ
 // AddClient issues a client credential; the token is returned once and
 // only its hash is stored.
 func (s *Service) AddClient(ctx context.Context, req *weftv1.AddClientRequest) (*weftv1.AddClientResponse, error) {
-	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
-		if err != nil {
-			return nil, err
-		}
+	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.AddClientResponse, error) {
 		return weftv1.NewAdminClient(conn).AddClient(fctx, req)
+	}); done {
+		return resp, err
 	}
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
@@ -359,11 +370,10 @@ func (s *Service) AddClient(ctx context.Context, req *weftv1.AddClientRequest) (
 
 // SetQuota changes a client's quota.
 func (s *Service) SetQuota(ctx context.Context, req *weftv1.SetQuotaRequest) (*weftv1.SetQuotaResponse, error) {
-	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
-		if err != nil {
-			return nil, err
-		}
+	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.SetQuotaResponse, error) {
 		return weftv1.NewAdminClient(conn).SetQuota(fctx, req)
+	}); done {
+		return resp, err
 	}
 	res, err := s.propose(ctx, KindSetQuota, SetQuota{Client: req.Client, Quota: req.Quota}, "", 0)
 	if err != nil {
@@ -432,11 +442,10 @@ func (s *Service) RegisterNode(ctx context.Context, req *weftv1.RegisterNodeRequ
 	if err != nil {
 		return nil, err
 	}
-	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
-		if err != nil {
-			return nil, err
-		}
+	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.RegisterNodeResponse, error) {
 		return weftv1.NewNodeClient(conn).RegisterNode(fctx, req)
+	}); done {
+		return resp, err
 	}
 	node := shardmap.NodeID(req.Auth.Node)
 	res, err := s.propose(ctx, KindRegisterNode, RegisterNode{Node: node, PublicKey: req.PublicKey, Address: req.Address}, node, nonce)
@@ -452,11 +461,10 @@ func (s *Service) ShardSynced(ctx context.Context, req *weftv1.ShardSyncedReques
 	if err != nil {
 		return nil, err
 	}
-	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
-		if err != nil {
-			return nil, err
-		}
+	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.ShardSyncedResponse, error) {
 		return weftv1.NewNodeClient(conn).ShardSynced(fctx, req)
+	}); done {
+		return resp, err
 	}
 	res, err := s.propose(ctx, KindShardSynced, ShardSynced{Epoch: req.Epoch, Shard: int(req.Shard), Node: rec.ID}, rec.ID, nonce)
 	if err != nil {
@@ -573,11 +581,10 @@ func (s *Service) UpdateAddress(ctx context.Context, req *weftv1.UpdateAddressRe
 	if err != nil {
 		return nil, err
 	}
-	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
-		if err != nil {
-			return nil, err
-		}
+	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.UpdateAddressResponse, error) {
 		return weftv1.NewNodeClient(conn).UpdateAddress(fctx, req)
+	}); done {
+		return resp, err
 	}
 	res, err := s.propose(ctx, KindUpdateAddress, UpdateAddress{Node: rec.ID, Address: req.Address}, rec.ID, nonce)
 	if err != nil {
@@ -601,11 +608,10 @@ func (s *Service) MarkBlobInvalid(ctx context.Context, req *weftv1.MarkBlobInval
 	if err := cert.UnmarshalBinary(req.Certificate); err != nil || cert.BlobID != id {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid-blob certificate: %v", err)
 	}
-	if conn, fctx, err := s.leader(ctx); err != nil || conn != nil {
-		if err != nil {
-			return nil, err
-		}
+	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.MarkBlobInvalidResponse, error) {
 		return weftv1.NewNodeClient(conn).MarkBlobInvalid(fctx, req)
+	}); done {
+		return resp, err
 	}
 	view, err := s.client.view(cert.Epoch)
 	if err != nil {
