@@ -177,8 +177,35 @@ func (s *Service) TransferLeadership(ctx context.Context, req *weftv1.TransferLe
 // snapshotChunk is the size of the pieces a snapshot streams in.
 const snapshotChunk = 1 << 20
 
-// SaveSnapshot streams this voter's state file (a consistent bbolt copy).
-func (s *Service) SaveSnapshot(_ *weftv1.SaveSnapshotRequest, stream weftv1.Admin_SaveSnapshotServer) error {
+// SaveSnapshot streams the state as of the leader's latest commit: a
+// follower relays the leader's stream; the leader runs a Raft barrier so
+// its own file holds everything committed, then streams a consistent copy.
+func (s *Service) SaveSnapshot(req *weftv1.SaveSnapshotRequest, stream weftv1.Admin_SaveSnapshotServer) error {
+	conn, fctx, err := s.leader(stream.Context())
+	if err != nil {
+		return err
+	}
+	if conn != nil {
+		upstream, err := weftv1.NewAdminClient(conn).SaveSnapshot(fctx, req)
+		if err != nil {
+			return err
+		}
+		for {
+			chunk, err := upstream.Recv()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := stream.Send(chunk); err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.node.raft.Barrier(30 * time.Second).Error(); err != nil {
+		return status.Error(codes.Unavailable, err.Error())
+	}
 	w := &chunkWriter{send: func(b []byte, index uint64) error {
 		return stream.Send(&weftv1.SnapshotChunk{Data: b, Index: index})
 	}}
@@ -213,12 +240,35 @@ func (w *chunkWriter) Write(p []byte) (int, error) {
 func (w *chunkWriter) flush() error { return w.send(w.buf, w.index) }
 
 // RestoreSnapshot replaces the whole cluster's state with a saved one: the
-// leader installs it through Raft, which sends it to every voter.
+// leader installs it through Raft, which sends it to every voter; a
+// follower relays the upload to the leader.
 func (s *Service) RestoreSnapshot(stream weftv1.Admin_RestoreSnapshotServer) error {
-	if !s.node.IsLeader() {
-		_, id := s.node.raft.LeaderWithID()
-		addr, _, _ := s.node.FSM().PeerAddress(string(id))
-		return status.Errorf(codes.FailedPrecondition, "restore on the leader: %s at %s", id, addr)
+	conn, fctx, err := s.leader(stream.Context())
+	if err != nil {
+		return err
+	}
+	if conn != nil {
+		upstream, err := weftv1.NewAdminClient(conn).RestoreSnapshot(fctx)
+		if err != nil {
+			return err
+		}
+		for {
+			chunk, err := stream.Recv()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			if err := upstream.Send(chunk); err != nil {
+				return err
+			}
+		}
+		resp, err := upstream.CloseAndRecv()
+		if err != nil {
+			return err
+		}
+		return stream.SendAndClose(resp)
 	}
 	tmp, err := os.CreateTemp(s.node.cfg.DataDir, ".upload-*")
 	if err != nil {

@@ -288,7 +288,7 @@ func adminClients(a *adminClient) *cobra.Command {
 func adminSnapshot(a *adminClient) *cobra.Command {
 	cmd := &cobra.Command{Use: "snapshot", Short: "Save or restore the control-plane state"}
 	save := &cobra.Command{
-		Use: "save FILE", Short: "Save a consistent copy of the state", Args: cobra.ExactArgs(1),
+		Use: "save FILE", Short: "Save a consistent copy of the state as of the latest commit", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			conn, ctx, done, err := a.dial(cmd)
 			if err != nil {
@@ -336,7 +336,7 @@ func adminSnapshot(a *adminClient) *cobra.Command {
 		},
 	}
 	restore := &cobra.Command{
-		Use: "restore FILE", Short: "Replace the whole cluster's state with a saved one (on the leader)", Args: cobra.ExactArgs(1),
+		Use: "restore FILE", Short: "Replace the whole cluster's state with a saved one", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			data, err := os.ReadFile(args[0])
 			if err != nil {

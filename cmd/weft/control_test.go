@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,7 +44,8 @@ func TestControlAndAdminCLI(t *testing.T) {
 		grpcs, rafts = append(grpcs, freePort(t)), append(rafts, freePort(t))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan error, 3)
+	stopped := make(chan error, 4)
+	var started atomic.Int32
 	for i := range 3 {
 		o := controlOptions{
 			id: fmt.Sprintf("v%d", i+1), dataDir: filepath.Join(dir, fmt.Sprintf("v%d", i+1)),
@@ -52,11 +55,12 @@ func TestControlAndAdminCLI(t *testing.T) {
 		if i == 0 {
 			o.metricsAddr = metricsAddr
 		}
+		started.Add(1)
 		go func() { stopped <- runControl(ctx, o) }()
 	}
 	t.Cleanup(func() {
 		cancel()
-		for range 3 {
+		for range started.Load() {
 			<-stopped
 		}
 	})
@@ -149,5 +153,89 @@ func TestControlAndAdminCLI(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("/metrics lacks %q", want)
 		}
+	}
+
+	// Restore: changes made after the snapshot are gone on every voter.
+	admin("node", "stake", "storage-0", "99")
+	admin("client", "add", "later", "--quota", "1")
+	out, err := runWeft(t, "admin", "snapshot", "restore", snap, "--control", grpcs[2], "--token", token)
+	if err != nil || !strings.Contains(out, "state restored") {
+		t.Fatalf("snapshot restore: %v\n%s", err, out)
+	}
+	for _, addr := range grpcs {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, err := runWeft(t, "admin", "client", "list", "--control", addr, "--token", token)
+			if err == nil && strings.Contains(out, "app") && !strings.Contains(out, "later") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("voter at %s after restore: %v\n[%s]", addr, err, out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// A fourth voter joins with --join alone.
+	o := controlOptions{
+		id: "v4", dataDir: filepath.Join(dir, "v4"), raftAddr: freePort(t), grpcAddr: freePort(t),
+		join: grpcs, shards: 20, tokens: tokenFlags{token: token},
+	}
+	started.Add(1)
+	go func() { stopped <- runControl(ctx, o) }()
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		json.Unmarshal([]byte(admin("peers", "list", "-o", "json")), &peers)
+		if len(peers.Peers) == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the joining voter never appeared: %+v", peers)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// --epoch-duration advances the epoch on its own while Stable.
+func TestEpochTimer(t *testing.T) {
+	const token = "timer-token"
+	grpcAddr := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	o := controlOptions{
+		id: "solo", dataDir: t.TempDir(), raftAddr: freePort(t), grpcAddr: grpcAddr,
+		bootstrapExpect: 1, shards: 10, epochDuration: 200 * time.Millisecond, tokens: tokenFlags{token: token},
+	}
+	go func() { stopped <- runControl(ctx, o) }()
+	t.Cleanup(func() { cancel(); <-stopped })
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sk, _ := crypto.GenerateKey(nil)
+	req := &weftv1.RegisterNodeRequest{PublicKey: sk.PublicKey().Bytes(), ProofOfPossession: sk.ProvePossession().Bytes(), Address: "s:1"}
+	req.Auth, _ = committee.SignRequest(sk, "storage", 0, 1, "RegisterNode", committee.RegisterPayload(req))
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err := weftv1.NewNodeClient(conn).RegisterNode(context.Background(), req); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out, err := runWeft(t, "admin", "node", "stake", "storage", "5", "--control", grpcAddr, "--token", token); err != nil {
+		t.Fatal(err, out)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		out, _ := runWeft(t, "admin", "status", "-o", "json", "--control", grpcAddr, "--token", token)
+		var st struct{ Epoch string } // protojson writes uint64 as a string
+		json.Unmarshal([]byte(out), &st)
+		if e, _ := strconv.Atoi(st.Epoch); e >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("epoch never advanced on its own: %s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
