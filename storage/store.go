@@ -1,0 +1,331 @@
+// Package storage is the storage node (DESIGN §7). This file is its store:
+// per shard, a blob's metadata and the sliver pair the shard holds, in
+// bbolt, each checked before it is written and durable when a call
+// returns — a node signs nothing before that.
+package storage
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/crypto"
+)
+
+// ShardState is what a node is doing with a shard.
+type ShardState uint8
+
+const (
+	ShardUnknown    ShardState = iota
+	ShardOwned                 // owned and held: serves and accepts new blobs
+	ShardSyncing               // gained this epoch: copying from the holder
+	ShardRecovering            // rebuilding slivers it missed
+	ShardHeld                  // given up, still the holder for its successor
+	ShardRetired               // neither owned nor held: may be deleted
+)
+
+var (
+	bucketShards = []byte("shards") // u32 shard → {metadata, primary, secondary} by blob ID
+	bucketStates = []byte("states") // u32 shard → ShardState
+	bucketNode   = []byte("node")   // node-wide values
+	keyEvent     = []byte("applied-event")
+
+	subMetadata  = []byte("metadata")
+	subPrimary   = []byte("primary")
+	subSecondary = []byte("secondary")
+)
+
+// Errors of the store; rejected writes change nothing.
+var (
+	ErrNotFound      = errors.New("storage: not found")
+	ErrWrongShard    = errors.New("storage: sliver pair belongs to another shard")
+	ErrNoMetadata    = errors.New("storage: no metadata stored for the blob on this shard")
+	ErrDeleteRefused = errors.New("storage: deletion refused by the committed state")
+)
+
+// Store holds slivers and metadata in one bbolt file.
+type Store struct {
+	db    *bolt.DB
+	codec *coding.Codec
+}
+
+// Open opens (or creates) the store.
+func Open(path string, codec *coding.Codec) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return nil, err
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketShards, bucketStates, bucketNode} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Store{db: db, codec: codec}, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+func shardKey(shard uint32) []byte { return binary.BigEndian.AppendUint32(nil, shard) }
+
+// shardBucket returns a shard's sub-bucket, creating it when create is set
+// (nil when absent and not created).
+func shardBucket(tx *bolt.Tx, shard uint32, name []byte, create bool) (*bolt.Bucket, error) {
+	shards := tx.Bucket(bucketShards)
+	sb := shards.Bucket(shardKey(shard))
+	if sb == nil {
+		if !create {
+			return nil, nil
+		}
+		var err error
+		if sb, err = shards.CreateBucket(shardKey(shard)); err != nil {
+			return nil, err
+		}
+	}
+	b := sb.Bucket(name)
+	if b == nil && create {
+		return sb.CreateBucket(name)
+	}
+	return b, nil
+}
+
+// PutMetadata stores a blob's metadata for a shard after checking it
+// against the blob ID and the codec.
+func (s *Store) PutMetadata(shard uint32, id crypto.BlobID, meta *crypto.Metadata) error {
+	if err := meta.CheckBlobID(id); err != nil {
+		return err
+	}
+	if _, err := coding.ParamsForMetadata(meta, s.codec.Params().MaxBlobLength); err != nil {
+		return err
+	}
+	if int(meta.Shards) != s.codec.Params().Shards || coding.Encoding(meta.Encoding) != s.codec.Params().Encoding {
+		return fmt.Errorf("storage: metadata for %d shards/%s, this node's network has %d/%s",
+			meta.Shards, coding.Encoding(meta.Encoding), s.codec.Params().Shards, s.codec.Params().Encoding)
+	}
+	raw, err := meta.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := shardBucket(tx, shard, subMetadata, true)
+		if err != nil {
+			return err
+		}
+		return b.Put(id[:], raw)
+	})
+}
+
+// Metadata returns a blob's metadata stored for a shard.
+func (s *Store) Metadata(shard uint32, id crypto.BlobID) (*crypto.Metadata, error) {
+	var raw []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b, _ := shardBucket(tx, shard, subMetadata, false)
+		if b != nil {
+			raw = bytes.Clone(b.Get(id[:]))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("%w: metadata of %s on shard %d", ErrNotFound, id, shard)
+	}
+	meta := new(crypto.Metadata)
+	return meta, meta.UnmarshalBinary(raw)
+}
+
+// PutPair stores the sliver pair a shard holds of a blob. The blob's
+// metadata must be stored for the shard; the pair must be the one the blob
+// places on this shard; both slivers are verified against the metadata —
+// outside the write transaction, which then only writes. The pair is on
+// disk when PutPair returns.
+func (s *Store) PutPair(shard uint32, id crypto.BlobID, pair coding.SliverPair) error {
+	meta, err := s.Metadata(shard, id)
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%w: %s, shard %d", ErrNoMetadata, id, shard)
+	}
+	if err != nil {
+		return err
+	}
+	p := s.codec.Params()
+	if want := p.PairForShard(int(shard), id); int(pair.Index) != want ||
+		int(pair.Primary.Index) != p.PairSliver(want, crypto.Primary) ||
+		int(pair.Secondary.Index) != p.PairSliver(want, crypto.Secondary) ||
+		pair.Primary.Axis != crypto.Primary || pair.Secondary.Axis != crypto.Secondary {
+		return fmt.Errorf("%w: pair %d (slivers %s, %s) sent for shard %d, which holds pair %d",
+			ErrWrongShard, pair.Index, pair.Primary.SliverRef, pair.Secondary.SliverRef, shard, want)
+	}
+	for _, sl := range []coding.Sliver{pair.Primary, pair.Secondary} {
+		if err := s.codec.VerifySliver(meta, sl); err != nil {
+			return err
+		}
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, sl := range []coding.Sliver{pair.Primary, pair.Secondary} {
+			name := subPrimary
+			if sl.Axis == crypto.Secondary {
+				name = subSecondary
+			}
+			b, err := shardBucket(tx, shard, name, true)
+			if err != nil {
+				return err
+			}
+			raw, err := sl.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			if err := b.Put(id[:], raw); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Sliver returns a stored sliver, copied out of the read transaction (so
+// the caller may hold it across network calls without pinning the file).
+func (s *Store) Sliver(shard uint32, id crypto.BlobID, axis crypto.Axis) (coding.Sliver, error) {
+	name := subPrimary
+	if axis == crypto.Secondary {
+		name = subSecondary
+	}
+	var raw []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b, _ := shardBucket(tx, shard, name, false)
+		if b != nil {
+			raw = bytes.Clone(b.Get(id[:]))
+		}
+		return nil
+	})
+	if err != nil {
+		return coding.Sliver{}, err
+	}
+	if raw == nil {
+		return coding.Sliver{}, fmt.Errorf("%w: %s sliver of %s on shard %d", ErrNotFound, axis, id, shard)
+	}
+	var sl coding.Sliver
+	return sl, sl.UnmarshalBinary(raw)
+}
+
+// HasPair reports whether both slivers of a blob are stored for a shard.
+func (s *Store) HasPair(shard uint32, id crypto.BlobID) (bool, error) {
+	has := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		p, _ := shardBucket(tx, shard, subPrimary, false)
+		q, _ := shardBucket(tx, shard, subSecondary, false)
+		has = p != nil && q != nil && p.Get(id[:]) != nil && q.Get(id[:]) != nil
+		return nil
+	})
+	return has, err
+}
+
+// Blobs lists up to limit blob IDs with a stored pair on a shard, after the
+// given ID (the zero ID starts at the beginning): the pages of a shard sync.
+func (s *Store) Blobs(shard uint32, after crypto.BlobID, limit int) ([]crypto.BlobID, error) {
+	var out []crypto.BlobID
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b, _ := shardBucket(tx, shard, subPrimary, false)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		k, _ := c.Seek(after[:])
+		if k != nil && bytes.Equal(k, after[:]) {
+			k, _ = c.Next()
+		}
+		for ; k != nil && len(out) < limit; k, _ = c.Next() {
+			out = append(out, crypto.BlobID(k))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// SetShardState records what the node does with a shard.
+func (s *Store) SetShardState(shard uint32, state ShardState) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketStates).Put(shardKey(shard), []byte{byte(state)})
+	})
+}
+
+// ShardStates returns every shard's recorded state.
+func (s *Store) ShardStates() (map[uint32]ShardState, error) {
+	out := map[uint32]ShardState{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketStates).ForEach(func(k, v []byte) error {
+			out[binary.BigEndian.Uint32(k)] = ShardState(v[0])
+			return nil
+		})
+	})
+	return out, err
+}
+
+// DeleteShard removes everything of a shard. allowed is asked inside the
+// deleting transaction — with the committed state as it is then — so a
+// shard that moved back to this node in the meantime is never deleted
+// (DESIGN §5: no timer decides a deletion).
+func (s *Store) DeleteShard(shard uint32, allowed func() bool) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if !allowed() {
+			return fmt.Errorf("%w: shard %d", ErrDeleteRefused, shard)
+		}
+		shards := tx.Bucket(bucketShards)
+		if shards.Bucket(shardKey(shard)) != nil {
+			if err := shards.DeleteBucket(shardKey(shard)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketStates).Put(shardKey(shard), []byte{byte(ShardRetired)})
+	})
+}
+
+// DeleteBlob removes a blob's metadata and slivers from a shard, if allowed
+// (asked inside the transaction, as for DeleteShard).
+func (s *Store) DeleteBlob(shard uint32, id crypto.BlobID, allowed func() bool) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if !allowed() {
+			return fmt.Errorf("%w: %s on shard %d", ErrDeleteRefused, id, shard)
+		}
+		for _, name := range [][]byte{subMetadata, subPrimary, subSecondary} {
+			b, _ := shardBucket(tx, shard, name, false)
+			if b != nil {
+				if err := b.Delete(id[:]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// AppliedEvent is the index of the last control-plane event the node
+// applied; a restart resumes after it.
+func (s *Store) AppliedEvent() (uint64, error) {
+	var index uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketNode).Get(keyEvent); len(v) == 8 {
+			index = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return index, err
+}
+
+// SetAppliedEvent records the last applied event index.
+func (s *Store) SetAppliedEvent(index uint64) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketNode).Put(keyEvent, binary.BigEndian.AppendUint64(nil, index))
+	})
+}
