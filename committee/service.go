@@ -229,7 +229,16 @@ func (s *Service) conn(addr string) (*grpc.ClientConn, error) {
 // propose commits a command on this (leading) voter and maps its outcome
 // to a gRPC status.
 func (s *Service) propose(ctx context.Context, kind Kind, body any, node shardmap.NodeID, nonce uint64) (*Result, error) {
-	cmd, err := NewCommand(requestID(ctx), kind, body)
+	// Command IDs are scoped by who sent them, so that no caller can reuse
+	// another's request ID to read its outcome or suppress its command.
+	principal := "operator"
+	switch {
+	case node != "":
+		principal = "node/" + string(node)
+	case clientOf(ctx) != "":
+		principal = "client/" + clientOf(ctx)
+	}
+	cmd, err := NewCommand(principal+"/"+requestID(ctx), kind, body)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
