@@ -126,6 +126,11 @@ func (s *Service) announce() {
 // PermissionDenied.
 func (s *Service) authenticate(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if strings.HasPrefix(info.FullMethod, "/weft.v1.Client/") {
+		if publicReads[info.FullMethod] {
+			if md, _ := metadata.FromIncomingContext(ctx); len(md.Get(mdAuthorization)) == 0 {
+				return handler(ctx, req) // anyone may read; a credential, if given, must be good
+			}
+		}
 		cctx, err := s.authenticateClient(ctx)
 		if err != nil {
 			return nil, err
@@ -148,6 +153,14 @@ func (s *Service) authenticate(ctx context.Context, req any, info *grpc.UnarySer
 
 // randomID makes a command ID: a time prefix, so that the FSM's record of
 // applied commands grows at the end of its B+tree, and random bits.
+// publicReads are the Client calls anyone may make without a credential:
+// a blob's registry entry and a committee are what readers and storage
+// nodes verify against, and neither is secret.
+var publicReads = map[string]bool{
+	"/weft.v1.Client/BlobStatus":   true,
+	"/weft.v1.Client/GetCommittee": true,
+}
+
 func randomID() string {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixNano()))

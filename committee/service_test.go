@@ -393,6 +393,11 @@ func TestClientServiceOverGRPC(t *testing.T) {
 	}
 	_, err = client.BlobStatus(app, &weftv1.BlobStatusRequest{BlobId: make([]byte, 32)})
 	wantStatus(t, "unknown blob", err, codes.NotFound)
+	if pub, err := client.BlobStatus(bg, &weftv1.BlobStatusRequest{BlobId: id[:]}); err != nil || pub.Status != "certified" {
+		t.Fatalf("public read of a blob's status: %v", err)
+	}
+	_, err = client.BlobStatus(operator(bg, "forged"), &weftv1.BlobStatusRequest{BlobId: id[:]})
+	wantStatus(t, "public read with a bad credential", err, codes.PermissionDenied)
 	_, err = client.BlobStatus(app, &weftv1.BlobStatusRequest{BlobId: []byte{1}})
 	wantStatus(t, "malformed blob ID", err, codes.InvalidArgument)
 

@@ -932,9 +932,10 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Client is for applications storing blobs: every call carries a client
+// Client is for applications storing blobs: writes carry a client
 // credential (`authorization: Bearer <token>`), whose quota registrations
-// and extensions draw on.
+// and extensions draw on. BlobStatus and GetCommittee are open to anyone
+// (readers and storage nodes verify against them).
 type ClientClient interface {
 	RegisterBlob(ctx context.Context, in *RegisterBlobRequest, opts ...grpc.CallOption) (*RegisterBlobResponse, error)
 	CertifyBlob(ctx context.Context, in *CertifyBlobRequest, opts ...grpc.CallOption) (*CertifyBlobResponse, error)
@@ -1005,9 +1006,10 @@ func (c *clientClient) GetCommittee(ctx context.Context, in *GetCommitteeRequest
 // All implementations must embed UnimplementedClientServer
 // for forward compatibility.
 //
-// Client is for applications storing blobs: every call carries a client
+// Client is for applications storing blobs: writes carry a client
 // credential (`authorization: Bearer <token>`), whose quota registrations
-// and extensions draw on.
+// and extensions draw on. BlobStatus and GetCommittee are open to anyone
+// (readers and storage nodes verify against them).
 type ClientServer interface {
 	RegisterBlob(context.Context, *RegisterBlobRequest) (*RegisterBlobResponse, error)
 	CertifyBlob(context.Context, *CertifyBlobRequest) (*CertifyBlobResponse, error)
