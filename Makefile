@@ -2,7 +2,7 @@
 GO        ?= go
 BIN       ?= bin/weft
 FUZZTIME  ?= 10s
-BENCHTIME ?= 5x
+BENCHTIME ?= 15x
 BENCHOUT  ?= bench.txt
 # Packages with fuzz targets (every decoder of outside bytes).
 FUZZ_PKGS := ./crypto ./coding ./committee

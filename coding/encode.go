@@ -35,7 +35,8 @@ type encodeWorker struct {
 	leaf    crypto.LeafHasher
 	block   [][]crypto.Digest // the leaf hashes of the columns being encoded
 	scratch []crypto.Digest   // Merkle levels
-	quad    []byte            // the quadrant part of one column: (n−nP) symbols
+	quad    []byte            // codec output for a block of columns: (n−nP) rows
+	gather  []byte            // quadrant columns' source symbols, side by side
 }
 
 func (c *Codec) newEncodeWorker() *encodeWorker {
@@ -143,8 +144,9 @@ func (c *Codec) encodeSlivers(blob []byte, s int) (*layout, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = forEach(c.workers, n-ns, c.newEncodeWorker, func(w *encodeWorker, task int) error {
-		return c.encodeQuadrantColumn(lay, w, ns+task)
+	quadTasks := (n - ns + block - 1) / block
+	err = forEach(c.workers, quadTasks, c.newEncodeWorker, func(w *encodeWorker, task int) error {
+		return c.encodeQuadrantColumns(lay, w, ns+task*block, min(ns+(task+1)*block, n))
 	})
 	if err != nil {
 		return nil, err
@@ -253,38 +255,53 @@ func (c *Codec) encodeSourceRow(lay *layout, w *encodeWorker, i int) error {
 	return nil
 }
 
-// encodeQuadrantColumn extends secondary sliver j ≥ nS down its column into
-// scratch, hashes the whole column into its root, and drops the scratch
-// symbols: they belong to no stored sliver.
-func (c *Codec) encodeQuadrantColumn(lay *layout, w *encodeWorker, j int) error {
-	s, chunk := lay.s, c.chunkSize(lay.s)
+// encodeQuadrantColumns extends the secondary slivers [j0, j1) (all ≥ nS)
+// down their columns and hashes each whole column into its root; the
+// quadrant symbols this makes belong to no stored sliver and are dropped.
+// The columns' source symbols are gathered side by side first, so that one
+// codec call covers the block (as for the source columns).
+func (c *Codec) encodeQuadrantColumns(lay *layout, w *encodeWorker, j0, j1 int) error {
+	s := lay.s
+	width := (j1 - j0) * s
 	parity := lay.n - lay.np
-	if cap(w.quad) < parity*s {
-		w.quad = make([]byte, parity*s)
+	if cap(w.gather) < lay.np*width {
+		w.gather = make([]byte, lay.np*width)
 	}
-	quad := w.quad[:parity*s]
-	for a := 0; a < s; a += chunk {
-		b := min(a+chunk, s)
+	if cap(w.quad) < parity*width {
+		w.quad = make([]byte, parity*width)
+	}
+	gather, quad := w.gather[:lay.np*width], w.quad[:parity*width]
+	for j := j0; j < j1; j++ {
+		column := w.block[j-j0]
 		for i := range lay.np {
-			w.shards[i] = lay.sec[j][i*s+a : i*s+b]
+			sym := lay.sec[j][i*s : (i+1)*s]
+			column[i] = w.leaf.Sum(sym)
+			copy(gather[i*width+(j-j0)*s:], sym)
+		}
+	}
+	chunk := c.chunkSize(width)
+	for a := 0; a < width; a += chunk {
+		b := min(a+chunk, width)
+		for i := range lay.np {
+			w.shards[i] = gather[i*width+a : i*width+b]
 		}
 		for i := lay.np; i < lay.n; i++ {
-			off := (i - lay.np) * s
+			off := (i - lay.np) * width
 			w.shards[i] = quad[off+a : off+b]
 		}
 		if err := c.col.Encode(w.shards); err != nil {
 			return err
 		}
 	}
-	column := w.block[0]
-	for i := range lay.np {
-		column[i] = w.leaf.Sum(lay.sec[j][i*s : (i+1)*s])
-	}
 	for i := lay.np; i < lay.n; i++ {
-		off := (i - lay.np) * s
-		column[i] = w.leaf.Sum(quad[off : off+s])
+		row := quad[(i-lay.np)*width : (i-lay.np+1)*width]
+		for j := j0; j < j1; j++ {
+			w.block[j-j0][i] = w.leaf.Sum(row[(j-j0)*s : (j-j0+1)*s])
+		}
 	}
-	c.finishColumn(lay, w, j, column)
+	for j := j0; j < j1; j++ {
+		c.finishColumn(lay, w, j, w.block[j-j0])
+	}
 	return nil
 }
 
