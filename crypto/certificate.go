@@ -220,13 +220,9 @@ func (c *Certificate) Verify(view *CommitteeView, want MessageType) error {
 	var weight uint64
 	var agg bls.G1
 	agg.SetIdentity()
-	for byteIdx, b := range c.Signers {
-		for b != 0 {
-			member := byteIdx*8 + bits.TrailingZeros8(b)
-			b &= b - 1
-			weight += uint64(view.weights[member])
-			agg.Add(&agg, &view.keys[member].p)
-		}
+	for _, member := range c.SignerIndices() {
+		weight += uint64(view.weights[member])
+		agg.Add(&agg, &view.keys[member].p)
 	}
 	if weight < need {
 		return &ThresholdError{Type: c.Type, Weight: weight, Need: need}

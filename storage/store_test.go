@@ -131,6 +131,15 @@ func TestStoreDeletionRechecks(t *testing.T) {
 	const shard = 4
 	s.PutMetadata(shard, enc.ID, enc.Metadata)
 	s.PutPair(shard, enc.ID, enc.PairOnShard(p, shard))
+	if err := s.DeleteBlob(shard, enc.ID, func() bool { return false }); !errors.Is(err, ErrDeleteRefused) {
+		t.Fatalf("refused blob deletion: err = %v", err)
+	}
+	if err := s.SetShardState(shard, ShardHeld); err != nil {
+		t.Fatal(err)
+	}
+	if states, _ := s.ShardStates(); states[shard] != ShardHeld {
+		t.Fatalf("shard state %v, want held", states[shard])
+	}
 	if err := s.DeleteShard(shard, func() bool { return false }); !errors.Is(err, ErrDeleteRefused) {
 		t.Fatalf("refused deletion: err = %v", err)
 	}
@@ -142,6 +151,21 @@ func TestStoreDeletionRechecks(t *testing.T) {
 	}
 	if ok, _ := s.HasPair(shard, enc.ID); ok {
 		t.Fatal("shard still there")
+	}
+	// A blob deleted on its own leaves the rest of the shard.
+	other := testBlob(t, c, 6, 3000)
+	s.PutMetadata(shard, other.ID, other.Metadata)
+	if err := s.PutPair(shard, other.ID, other.PairOnShard(p, shard)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteBlob(shard, other.ID, func() bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.HasPair(shard, other.ID); ok {
+		t.Fatal("deleted blob still there")
+	}
+	if _, err := s.Metadata(shard, other.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatal("deleted blob's metadata still there")
 	}
 	states, _ := s.ShardStates()
 	if states[shard] != ShardRetired {
