@@ -136,3 +136,16 @@ func TestPairShardMapping(t *testing.T) {
 		}
 	}
 }
+
+// The encoding does not depend on how many workers compute it.
+func TestWorkersDoNotChangeTheEncoding(t *testing.T) {
+	blob := randomBlob(21, 50_000)
+	one := mustEncode(t, mustCodec(t, 31, WithWorkers(1)), blob)
+	many := mustEncode(t, mustCodec(t, 31, WithWorkers(3)), blob)
+	if one.ID != many.ID {
+		t.Fatal("1 and 3 workers give different blob IDs")
+	}
+	if _, err := New(31, WithWorkers(0)); !errors.Is(err, ErrInvalidParams) {
+		t.Fatalf("0 workers: err = %v", err)
+	}
+}
