@@ -52,7 +52,7 @@ proto: proto-tools
 	PATH=$(TOOLS):$$PATH protoc --proto_path=api \
 	  --go_out=api --go_opt=paths=source_relative \
 	  --go-grpc_out=api --go-grpc_opt=paths=source_relative \
-	  api/weft/v1/control.proto
+	  api/weft/v1/control.proto api/weft/v1/storage.proto
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -60,7 +60,7 @@ func Open(path string, codec *coding.Codec) (*Store, error) {
 		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketShards, bucketStates, bucketNode} {
+		for _, b := range [][]byte{bucketShards, bucketStates, bucketNode, bucketPending, bucketInvalid} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -327,5 +327,172 @@ func (s *Store) AppliedEvent() (uint64, error) {
 func (s *Store) SetAppliedEvent(index uint64) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketNode).Put(keyEvent, binary.BigEndian.AppendUint64(nil, index))
+	})
+}
+
+var (
+	bucketPending = []byte("pending") // blob ID → certified blobs to check for missing slivers
+	bucketInvalid = []byte("invalid") // blob ID → marked invalid by the control plane
+	present       = []byte{1}         // the value of set-like buckets
+)
+
+// PutMetadataShards stores a blob's metadata for several shards in one
+// durable transaction, after the checks of PutMetadata.
+func (s *Store) PutMetadataShards(shards []uint32, id crypto.BlobID, meta *crypto.Metadata) error {
+	if err := meta.CheckBlobID(id); err != nil {
+		return err
+	}
+	if _, err := coding.ParamsForMetadata(meta, s.codec.Params().MaxBlobLength); err != nil {
+		return err
+	}
+	if int(meta.Shards) != s.codec.Params().Shards || coding.Encoding(meta.Encoding) != s.codec.Params().Encoding {
+		return fmt.Errorf("storage: metadata for %d shards/%s, this node's network has %d/%s",
+			meta.Shards, coding.Encoding(meta.Encoding), s.codec.Params().Shards, s.codec.Params().Encoding)
+	}
+	raw, err := meta.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, shard := range shards {
+			b, err := shardBucket(tx, shard, subMetadata, true)
+			if err != nil {
+				return err
+			}
+			if b.Get(id[:]) != nil {
+				continue
+			}
+			if err := b.Put(id[:], raw); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// AnyMetadata returns a blob's metadata from whichever shard stores it.
+func (s *Store) AnyMetadata(id crypto.BlobID) (*crypto.Metadata, error) {
+	var raw []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketShards).ForEachBucket(func(k []byte) error {
+			if raw != nil {
+				return nil
+			}
+			if b := tx.Bucket(bucketShards).Bucket(k).Bucket(subMetadata); b != nil {
+				raw = bytes.Clone(b.Get(id[:]))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("%w: metadata of %s", ErrNotFound, id)
+	}
+	meta := new(crypto.Metadata)
+	return meta, meta.UnmarshalBinary(raw)
+}
+
+// EventBatch is what a page of control-plane events changes on the node;
+// ApplyEvents writes all of it together with the new applied index, so a
+// crash either applied the page or did not.
+type EventBatch struct {
+	Index   uint64          // the last event of the page
+	Recover []crypto.BlobID // certified: check for missing slivers
+	Invalid []crypto.BlobID // marked invalid: drop, refuse from now on
+	Ended   []crypto.BlobID // expired or lapsed: drop
+}
+
+// ApplyEvents applies a page of events.
+func (s *Store) ApplyEvents(b EventBatch) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, id := range b.Recover {
+			if err := tx.Bucket(bucketPending).Put(id[:], present); err != nil {
+				return err
+			}
+		}
+		for _, id := range b.Invalid {
+			if err := tx.Bucket(bucketInvalid).Put(id[:], present); err != nil {
+				return err
+			}
+		}
+		for _, id := range append(append([]crypto.BlobID(nil), b.Invalid...), b.Ended...) {
+			if err := tx.Bucket(bucketPending).Delete(id[:]); err != nil {
+				return err
+			}
+			if err := deleteBlobEverywhere(tx, id); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketNode).Put(keyEvent, binary.BigEndian.AppendUint64(nil, b.Index))
+	})
+}
+
+// deleteBlobEverywhere removes a blob from every shard. Its callers delete
+// only what a committed event (expiry, invalidity) ended for good, in the
+// transaction that records the event as applied.
+func deleteBlobEverywhere(tx *bolt.Tx, id crypto.BlobID) error {
+	shards := tx.Bucket(bucketShards)
+	return shards.ForEachBucket(func(k []byte) error {
+		sb := shards.Bucket(k)
+		for _, name := range [][]byte{subMetadata, subPrimary, subSecondary} {
+			if b := sb.Bucket(name); b != nil {
+				if err := b.Delete(id[:]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// Pending lists the certified blobs still to check for missing slivers.
+func (s *Store) Pending() ([]crypto.BlobID, error) {
+	var out []crypto.BlobID
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPending)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, _ []byte) error {
+			out = append(out, crypto.BlobID(k))
+			return nil
+		})
+	})
+	return out, err
+}
+
+// DonePending removes a blob from the recovery list.
+func (s *Store) DonePending(id crypto.BlobID) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketPending); b != nil {
+			return b.Delete(id[:])
+		}
+		return nil
+	})
+}
+
+// IsInvalid reports whether the control plane marked the blob invalid.
+func (s *Store) IsInvalid(id crypto.BlobID) (bool, error) {
+	invalid := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketInvalid); b != nil {
+			invalid = b.Get(id[:]) != nil
+		}
+		return nil
+	})
+	return invalid, err
+}
+
+// SetShardStates records several shards' states in one transaction.
+func (s *Store) SetShardStates(states map[uint32]ShardState) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for shard, state := range states {
+			if err := tx.Bucket(bucketStates).Put(shardKey(shard), []byte{byte(state)}); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }

@@ -1,0 +1,120 @@
+package storage
+
+import (
+	"context"
+	"time"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/crypto"
+)
+
+// eventPage is how many events one Events call asks for.
+const eventPage = 256
+
+// followEvents applies the control plane's event stream from the last
+// applied index on: certified blobs go on the recovery list (the node
+// checks it holds their slivers), invalid blobs are dropped and refused
+// from then on, expired and lapsed blobs are dropped — each page in one
+// transaction with its index, so a restart resumes exactly.
+func (n *Node) followEvents(ctx context.Context) {
+	events := weftv1.NewWatchClient(n.cfg.Control)
+	for ctx.Err() == nil {
+		after, err := n.store.AppliedEvent()
+		if err != nil {
+			n.log.Error("storage: reading the applied event index", "err", err)
+			return
+		}
+		resp, err := events.Events(ctx, &weftv1.EventsRequest{
+			AfterIndex: after, Limit: eventPage, TimeoutMs: uint32(n.cfg.WatchTimeout.Milliseconds()),
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				n.log.Warn("storage: following control-plane events", "err", err)
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		if len(resp.Events) == 0 {
+			continue
+		}
+		batch := EventBatch{Index: resp.Events[len(resp.Events)-1].Index}
+		for _, e := range resp.Events {
+			if len(e.BlobId) != crypto.DigestSize {
+				continue
+			}
+			id := crypto.BlobID(e.BlobId)
+			switch e.Kind {
+			case "blob-certified":
+				batch.Recover = append(batch.Recover, id)
+			case "blob-invalid":
+				batch.Invalid = append(batch.Invalid, id)
+			case "blob-expired", "registration-lapsed":
+				batch.Ended = append(batch.Ended, id)
+			}
+		}
+		if err := n.store.ApplyEvents(batch); err != nil {
+			n.log.Error("storage: applying control-plane events", "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		for _, id := range batch.Invalid {
+			n.log.Info("storage: blob marked invalid; its data is dropped", "blob", id)
+		}
+		if len(batch.Recover) > 0 {
+			n.recovery.wake()
+		}
+	}
+}
+
+// trackShardStates records, on every epoch change, which shards the node
+// owns; shards it no longer owns are held for their successor (the
+// handover that retires them is the control plane's "shard synced").
+func (n *Node) trackShardStates(ctx context.Context) {
+	for {
+		changed := n.follower.Changed()
+		a := n.follower.Current()
+		if err := n.recordShardStates(a); err != nil {
+			n.log.Error("storage: recording shard states", "err", err)
+		}
+		n.metrics.setShardStates(n)
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+func (n *Node) recordShardStates(a Assignment) error {
+	states, err := n.store.ShardStates()
+	if err != nil {
+		return err
+	}
+	changes := map[uint32]ShardState{}
+	for shard, owner := range a.Owners {
+		s := uint32(shard)
+		want := states[s]
+		switch {
+		case owner == n.cfg.ID:
+			want = ShardOwned
+		case a.Holders[shard] == n.cfg.ID:
+			want = ShardHeld
+		case states[s] == ShardOwned || states[s] == ShardHeld:
+			want = ShardRetired
+		}
+		if want != states[s] {
+			changes[s] = want
+		}
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	return n.store.SetShardStates(changes)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}

@@ -1,0 +1,113 @@
+package storage
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// Metrics are a node's Prometheus metrics, in a registry of its own (tests
+// run several nodes in one process).
+type Metrics struct {
+	registry       *prometheus.Registry
+	bytesStored    prometheus.Counter
+	bytesServed    *prometheus.CounterVec
+	bytesRecovered prometheus.Counter
+	slivers        *prometheus.CounterVec
+	rejected       *prometheus.CounterVec
+	rpcSeconds     *prometheus.HistogramVec
+	shards         *prometheus.GaugeVec
+	backlog        prometheus.Gauge
+}
+
+func newMetrics() *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		bytesStored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_storage_bytes_stored_total", Help: "Sliver bytes received from writers, verified and stored."}),
+		bytesServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_storage_bytes_served_total", Help: "Bytes served, by kind (sliver, symbols)."}, []string{"kind"}),
+		bytesRecovered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_storage_recovery_bytes_fetched_total", Help: "Bytes of recovery symbols fetched from peers to rebuild missing slivers."}),
+		slivers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_storage_slivers_total", Help: "Slivers by how they arrived (recovered)."}, []string{"how"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_storage_rejected_total", Help: "Data rejected by verification, by kind."}, []string{"kind"}),
+		rpcSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "weft_storage_rpc_seconds", Help: "Storage RPC latency by method and code.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"method", "code"}),
+		shards: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "weft_storage_shards", Help: "Shards by state."}, []string{"state"}),
+		backlog: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "weft_storage_recovery_backlog", Help: "Certified blobs waiting to be checked for missing slivers."}),
+	}
+	m.registry.MustRegister(m.bytesStored, m.bytesServed, m.bytesRecovered, m.slivers, m.rejected, m.rpcSeconds, m.shards, m.backlog,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *Metrics) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	m.rpcSeconds.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
+	return resp, err
+}
+
+func (m *Metrics) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start := time.Now()
+	err := handler(srv, ss)
+	m.rpcSeconds.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
+	return err
+}
+
+func (m *Metrics) setShardStates(n *Node) {
+	states, err := n.store.ShardStates()
+	if err != nil {
+		return
+	}
+	counts := map[string]int{}
+	for _, s := range states {
+		counts[s.String()]++
+	}
+	m.shards.Reset()
+	for state, c := range counts {
+		m.shards.WithLabelValues(state).Set(float64(c))
+	}
+}
+
+// Stats are a node's byte counters, read from its metrics.
+type Stats struct {
+	BytesStored          int64
+	BytesServedSlivers   int64
+	BytesServedSymbols   int64
+	RecoveryBytesFetched int64
+	SliversRecovered     int64
+	Rejected             int64
+}
+
+func (m *Metrics) snapshot() Stats {
+	get := func(c prometheus.Collector) int64 {
+		ch := make(chan prometheus.Metric, 16)
+		go func() { c.Collect(ch); close(ch) }()
+		var total float64
+		for metric := range ch {
+			var pb dto.Metric
+			if err := metric.Write(&pb); err == nil && pb.Counter != nil {
+				total += pb.Counter.GetValue()
+			}
+		}
+		return int64(total)
+	}
+	return Stats{
+		BytesStored:          get(m.bytesStored),
+		BytesServedSlivers:   get(m.bytesServed.WithLabelValues("sliver")),
+		BytesServedSymbols:   get(m.bytesServed.WithLabelValues("symbols")),
+		RecoveryBytesFetched: get(m.bytesRecovered),
+		SliversRecovered:     get(m.slivers),
+		Rejected:             get(m.rejected),
+	}
+}

@@ -1,0 +1,336 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/shardmap"
+)
+
+// Config configures a storage node.
+type Config struct {
+	ID         shardmap.NodeID
+	Key        *crypto.SecretKey
+	DataDir    string
+	PublicAddr string           // where other nodes and clients reach its gRPC service
+	Control    *grpc.ClientConn // the control plane (any voter)
+
+	// RecoveryWorkers bounds the blobs recovered at once (default 2);
+	// RecoveryDelay is how long after certification a blob's missing
+	// slivers are left to arrive from the writer before recovering them
+	// (default 5 s).
+	RecoveryWorkers int
+	RecoveryDelay   time.Duration
+	// PeerTimeout bounds each call to another node (default 10 s).
+	PeerTimeout time.Duration
+	// WatchTimeout is how long a blocking watch waits (default 30 s).
+	WatchTimeout time.Duration
+
+	Faults Faults // fault injection for tests of the other nodes; zero in production
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.RecoveryWorkers <= 0 {
+		c.RecoveryWorkers = 2
+	}
+	if c.RecoveryDelay <= 0 {
+		c.RecoveryDelay = 5 * time.Second
+	}
+	if c.PeerTimeout <= 0 {
+		c.PeerTimeout = 10 * time.Second
+	}
+	if c.WatchTimeout <= 0 {
+		c.WatchTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Node is a storage node: it registers with the control plane, follows its
+// epoch state and event stream, stores and serves slivers, and recovers
+// what it missed (DESIGN §7).
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	follower *Follower
+	store    *Store
+	codec    *coding.Codec
+	metrics  *Metrics
+
+	peers    *peerSet
+	recovery *recoverer
+
+	registered sync.Map // crypto.BlobID → struct{}: blobs the control plane confirmed registered
+
+	ready  chan struct{} // closed when store, codec and workers are up
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+}
+
+// Start registers the node with the control plane and returns; the node
+// then waits for the first committee (the number of shards fixes the
+// codec), opens its store and starts its workers — Ready is closed then,
+// and until then its RPCs answer Unavailable. Serve its gRPC service with
+// Register.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if cfg.Key == nil || cfg.ID == "" || cfg.Control == nil {
+		return nil, errors.New("storage: a node needs an ID, a key and a control-plane connection")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	if cfg.Faults.Any() {
+		cfg.Logger.Warn("storage: FAULT INJECTION ENABLED — this node lies on purpose", "node", cfg.ID, "faults", cfg.Faults.String())
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), ready: make(chan struct{})}
+	n.follower = NewFollower(cfg.Control, cfg.ID, cfg.Key, cfg.PublicAddr)
+	if err := retry(ctx, n.log, "registering with the control plane", func() error { return n.follower.Register(ctx) }); err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.peers = newPeerSet(cfg.Control, n.log)
+	n.metrics = newMetrics()
+	n.goRun(func() { _ = n.follower.Run(runCtx, cfg.WatchTimeout) })
+	n.goRun(func() {
+		if err := n.open(runCtx); err != nil {
+			if runCtx.Err() == nil {
+				n.log.Error("storage: the node cannot start", "err", err)
+			}
+			return
+		}
+		close(n.ready)
+		n.goRun(func() { n.followEvents(runCtx) })
+		n.goRun(func() { n.recovery.run(runCtx) })
+		n.goRun(func() { n.trackShardStates(runCtx) })
+	})
+	return n, nil
+}
+
+// open waits for the number of shards and opens the store.
+func (n *Node) open(ctx context.Context) error {
+	shards, err := n.awaitShardCount(ctx)
+	if err != nil {
+		return err
+	}
+	if n.codec, err = coding.New(shards); err != nil {
+		return err
+	}
+	if n.store, err = Open(filepath.Join(n.cfg.DataDir, "storage.db"), n.codec); err != nil {
+		return err
+	}
+	n.recovery = newRecoverer(n)
+	return nil
+}
+
+// Ready is closed once the node serves.
+func (n *Node) Ready() <-chan struct{} { return n.ready }
+
+func (n *Node) isReady() bool {
+	select {
+	case <-n.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+func (n *Node) goRun(f func()) {
+	n.done.Add(1)
+	go func() { defer n.done.Done(); f() }()
+}
+
+// awaitShardCount waits for the first epoch state that has shards.
+func (n *Node) awaitShardCount(ctx context.Context) (int, error) {
+	for {
+		changed := n.follower.Changed()
+		if a := n.follower.Current(); len(a.Owners) > 0 {
+			return len(a.Owners), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("storage: waiting for the control plane's epoch state: %w", ctx.Err())
+		case <-changed:
+		}
+	}
+}
+
+// Close stops the workers and closes the store; in-flight RPCs should be
+// stopped first (grpc.Server.Stop).
+func (n *Node) Close() error {
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.done.Wait()
+	if n.peers != nil {
+		n.peers.close()
+	}
+	if n.isReady() {
+		return n.store.Close()
+	}
+	return nil
+}
+
+// ID is the node's ID.
+func (n *Node) ID() shardmap.NodeID { return n.cfg.ID }
+
+// Store exposes the node's store (read-only use: tests and tools).
+func (n *Node) Store() *Store { return n.store }
+
+// Assignment is the epoch state the node follows.
+func (n *Node) Assignment() Assignment { return n.follower.Current() }
+
+// Metrics is the node's Prometheus registry.
+func (n *Node) Metrics() *prometheus.Registry { return n.metrics.registry }
+
+// Stats are the node's byte counters.
+func (n *Node) Stats() Stats { return n.metrics.snapshot() }
+
+// Register adds the Storage service to a gRPC server.
+func (n *Node) Register(g *grpc.Server) {
+	weftv1.RegisterStorageServer(g, &service{n: n})
+}
+
+// ServerOptions are the options the node's gRPC server needs (metrics
+// interceptors, message sizes).
+func (n *Node) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(n.readyUnary, n.metrics.unaryInterceptor),
+		grpc.ChainStreamInterceptor(n.readyStream, n.metrics.streamInterceptor),
+		grpc.MaxRecvMsgSize(maxMessage),
+		grpc.MaxSendMsgSize(maxMessage),
+	}
+}
+
+var errNotReady = status.Error(codes.Unavailable, "storage node is waiting for the control plane's first committee")
+
+func (n *Node) readyUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if !n.isReady() {
+		return nil, errNotReady
+	}
+	return handler(ctx, req)
+}
+
+func (n *Node) readyStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if !n.isReady() {
+		return errNotReady
+	}
+	return handler(srv, ss)
+}
+
+// retry calls f until it succeeds or ctx ends, with capped exponential
+// backoff (the control plane may still be electing a leader).
+func retry(ctx context.Context, log *slog.Logger, what string, f func() error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		log.Warn("storage: "+what, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("storage: %s: %w (last error: %v)", what, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// peerSet keeps one connection per peer address and the committee's
+// addresses per epoch.
+type peerSet struct {
+	control *grpc.ClientConn
+	log     *slog.Logger
+
+	mu        sync.Mutex
+	conns     map[string]*grpc.ClientConn
+	epoch     uint64
+	members   map[shardmap.NodeID]*weftv1.Member
+	committee *weftv1.GetCommitteeResponse
+}
+
+func newPeerSet(control *grpc.ClientConn, log *slog.Logger) *peerSet {
+	return &peerSet{control: control, log: log, conns: map[string]*grpc.ClientConn{}}
+}
+
+// committeeOf returns the committee of an epoch (cached for the latest).
+func (p *peerSet) committeeOf(ctx context.Context, epoch uint64) (*weftv1.GetCommitteeResponse, error) {
+	p.mu.Lock()
+	if p.committee != nil && p.epoch == epoch {
+		c := p.committee
+		p.mu.Unlock()
+		return c, nil
+	}
+	p.mu.Unlock()
+	resp, err := weftv1.NewClientClient(p.control).GetCommittee(ctx, &weftv1.GetCommitteeRequest{Epoch: epoch})
+	if err != nil {
+		return nil, err
+	}
+	members := map[shardmap.NodeID]*weftv1.Member{}
+	for _, m := range resp.Members {
+		members[shardmap.NodeID(m.Node)] = m
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if epoch >= p.epoch {
+		p.epoch, p.members, p.committee = epoch, members, resp
+	}
+	return resp, nil
+}
+
+// conn returns a connection to a member of the epoch's committee.
+func (p *peerSet) conn(ctx context.Context, epoch uint64, node shardmap.NodeID) (*grpc.ClientConn, error) {
+	c, err := p.committeeOf(ctx, epoch)
+	if err != nil {
+		return nil, err
+	}
+	var addr string
+	for _, m := range c.Members {
+		if shardmap.NodeID(m.Node) == node {
+			addr = m.Address
+		}
+	}
+	if addr == "" {
+		return nil, fmt.Errorf("storage: node %s is not in the committee of epoch %d", node, epoch)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cc, ok := p.conns[addr]; ok {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)))
+	if err != nil {
+		return nil, err
+	}
+	p.conns[addr] = cc
+	return cc, nil
+}
+
+func (p *peerSet) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = map[string]*grpc.ClientConn{}
+}

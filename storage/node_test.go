@@ -1,0 +1,407 @@
+package storage_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/devnet"
+	"github.com/weftstore/weft/storage"
+)
+
+// writer drives the storage API by hand (the client package builds on the
+// same calls): it is what these tests use to put exact bytes on nodes.
+type writer struct {
+	t     *testing.T
+	net   *devnet.Network
+	conn  *grpc.ClientConn // control plane
+	codec *coding.Codec
+}
+
+func startNet(t *testing.T, cfg devnet.Config) *writer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg.Dir = t.TempDir()
+	if testing.Verbose() {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	net, err := devnet.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { net.Close() })
+	conn := dial(t, net.ControlAddr)
+	codec, err := coding.New(cfg.Shards)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &writer{t: t, net: net, conn: conn, codec: codec}
+}
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20), grpc.MaxCallSendMsgSize(32<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func (w *writer) clientCtx() context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+w.net.ClientToken)
+}
+
+// register encodes and registers a blob.
+func (w *writer) register(blob []byte) *coding.Encoded {
+	w.t.Helper()
+	enc, err := w.codec.Encode(blob)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.registerEncoded(enc)
+	return enc
+}
+
+func (w *writer) registerEncoded(enc *coding.Encoded) {
+	w.t.Helper()
+	resp, err := weftv1.NewClientClient(w.conn).RegisterBlob(w.clientCtx(), &weftv1.RegisterBlobRequest{
+		Encoding: uint32(enc.Metadata.Encoding), Shards: enc.Metadata.Shards, Length: enc.Metadata.Length,
+		Root: pairsRoot(enc.Metadata), EndEpoch: 10,
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if crypto.BlobID(resp.BlobId) != enc.ID {
+		w.t.Fatalf("control plane derived %x, encoder %s", resp.BlobId, enc.ID)
+	}
+}
+
+func pairsRoot(m *crypto.Metadata) []byte { r := m.PairsRoot(); return r[:] }
+
+// storeOn sends metadata and the pairs of the node's shards to node i.
+func (w *writer) storeOn(i int, enc *coding.Encoded) error {
+	conn := dial(w.t, w.net.NodeAddr(i))
+	st := weftv1.NewStorageClient(conn)
+	raw, _ := enc.Metadata.MarshalBinary()
+	ctx := context.Background()
+	if _, err := st.StoreMetadata(ctx, &weftv1.StoreMetadataRequest{BlobId: enc.ID[:], Metadata: raw}); err != nil {
+		return err
+	}
+	stream, err := st.StorePairs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, shard := range w.net.Owned(i) {
+		pair := enc.PairOnShard(w.codec.Params(), int(shard))
+		for _, sl := range []coding.Sliver{pair.Primary, pair.Secondary} {
+			if err := sendSliver(stream, enc.ID, sl); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = stream.CloseAndRecv()
+	return err
+}
+
+func sendSliver(stream weftv1.Storage_StorePairsClient, id crypto.BlobID, sl coding.Sliver) error {
+	const chunk = 64 << 10
+	for off := 0; off == 0 || off < len(sl.Data); off += chunk {
+		end := min(off+chunk, len(sl.Data))
+		err := stream.Send(&weftv1.SliverChunk{BlobId: id[:], Axis: uint32(sl.Axis), Index: sl.Index,
+			SymbolSize: uint32(sl.SymbolSize), Offset: uint64(off), Data: sl.Data[off:end]})
+		if err != nil {
+			return err
+		}
+		if end == len(sl.Data) {
+			break
+		}
+	}
+	return nil
+}
+
+// certify collects confirmations from the given nodes and certifies.
+func (w *writer) certify(id crypto.BlobID, nodes []int) (*crypto.Certificate, error) {
+	ctx := context.Background()
+	committee, err := weftv1.NewClientClient(w.conn).GetCommittee(ctx, &weftv1.GetCommitteeRequest{})
+	if err != nil {
+		return nil, err
+	}
+	view, err := storage.CommitteeView(committee)
+	if err != nil {
+		return nil, err
+	}
+	var sigs []crypto.MemberSignature
+	for _, i := range nodes {
+		resp, err := weftv1.NewStorageClient(dial(w.t, w.net.NodeAddr(i))).GetConfirmation(ctx,
+			&weftv1.GetConfirmationRequest{BlobId: id[:], Epoch: committee.Epoch})
+		if err != nil {
+			return nil, err
+		}
+		pk, _ := crypto.PublicKeyFromBytes(resp.PublicKey)
+		sig, _ := crypto.SignatureFromBytes(resp.Signature)
+		sigs = append(sigs, crypto.MemberSignature{Key: pk, Signature: sig})
+	}
+	cert, err := crypto.BuildCertificate(view, crypto.BlobStored{BlobID: id}, sigs)
+	if err != nil {
+		return nil, err
+	}
+	raw, _ := cert.MarshalBinary()
+	_, err = weftv1.NewClientClient(w.conn).CertifyBlob(w.clientCtx(), &weftv1.CertifyBlobRequest{BlobId: id[:], Certificate: raw})
+	return cert, err
+}
+
+func randomBlob(t *testing.T, n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func allNodes(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// Slivers written to every node verify, confirmations aggregate into a
+// certificate the control plane accepts, and every sliver reads back.
+func TestStoreConfirmCertifyRead(t *testing.T) {
+	w := startNet(t, devnet.Config{Nodes: 7, Shards: 21})
+	blob := randomBlob(t, 300_000)
+	enc := w.register(blob)
+	for i := range 7 {
+		if err := w.storeOn(i, enc); err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+	}
+	cert, err := w.certify(enc.ID, allNodes(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cert.SignerIndices()) != 7 {
+		t.Fatalf("%d signers", len(cert.SignerIndices()))
+	}
+	// Every primary sliver reads back as written, from the node holding it.
+	p := w.codec.Params()
+	var slivers []coding.Sliver
+	for i := range 7 {
+		st := weftv1.NewStorageClient(dial(t, w.net.NodeAddr(i)))
+		for _, shard := range w.net.Owned(i) {
+			pair := enc.PairOnShard(p, int(shard))
+			sl := readSliver(t, st, enc.ID, pair.Primary.SliverRef)
+			if string(sl.Data) != string(pair.Primary.Data) {
+				t.Fatalf("node %d shard %d: sliver differs", i, shard)
+			}
+			slivers = append(slivers, sl)
+		}
+	}
+	got, err := w.codec.Decode(enc.Metadata, slivers[:p.NP])
+	if err != nil || string(got) != string(blob) {
+		t.Fatalf("decode: %v", err)
+	}
+}
+
+func readSliver(t *testing.T, st weftv1.StorageClient, id crypto.BlobID, ref coding.SliverRef) coding.Sliver {
+	t.Helper()
+	stream, err := st.GetSliver(context.Background(), &weftv1.GetSliverRequest{BlobId: id[:], Axis: uint32(ref.Axis), Index: ref.Index})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl := coding.Sliver{SliverRef: ref}
+	for {
+		c, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return sl
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		sl.SymbolSize = int(c.SymbolSize)
+		sl.Data = append(sl.Data, c.Data...)
+	}
+}
+
+// A node stopped during a write recovers its missing pairs after it
+// restarts, fetching about the size of its slivers, not the blob.
+func TestRestartedNodeRecoversMissedSlivers(t *testing.T) {
+	w := startNet(t, devnet.Config{Nodes: 7, Shards: 21})
+	if err := w.net.StopNode(6); err != nil {
+		t.Fatal(err)
+	}
+	blob := randomBlob(t, 2<<20)
+	enc := w.register(blob)
+	for i := range 6 {
+		if err := w.storeOn(i, enc); err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+	}
+	if _, err := w.certify(enc.ID, allNodes(6)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.net.StartNode(ctx, 6); err != nil {
+		t.Fatal(err)
+	}
+	owned := w.net.Owned(6)
+	node := w.net.Node(6)
+	eventually(t, 30*time.Second, "recovery of node 6's pairs", func() bool {
+		for _, shard := range owned {
+			if has, _ := node.Store().HasPair(shard, enc.ID); !has {
+				return false
+			}
+		}
+		return true
+	})
+	st := node.Stats()
+	sliverBytes := int64(0)
+	for _, shard := range owned {
+		pair := enc.PairOnShard(w.codec.Params(), int(shard))
+		sliverBytes += int64(len(pair.Primary.Data) + len(pair.Secondary.Data))
+	}
+	ratio := float64(st.RecoveryBytesFetched) / float64(sliverBytes)
+	t.Logf("recovered %d pairs: fetched %d bytes for %d bytes of slivers (%.2fx; blob %d bytes)", len(owned), st.RecoveryBytesFetched, sliverBytes, ratio, len(blob))
+	if ratio < 0.8 || ratio > 1.3 { // below 1: its other shards supply symbols locally
+		t.Fatalf("recovery fetched %.2fx its slivers' size", ratio)
+	}
+	// Now it confirms like the others.
+	if _, err := weftv1.NewStorageClient(dial(t, w.net.NodeAddr(6))).GetConfirmation(context.Background(),
+		&weftv1.GetConfirmationRequest{BlobId: enc.ID[:], Epoch: node.Assignment().Epoch}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Bad input gets the right code and changes nothing.
+func TestStorageRejectsBadInput(t *testing.T) {
+	w := startNet(t, devnet.Config{Nodes: 4, Shards: 8})
+	st := weftv1.NewStorageClient(dial(t, w.net.NodeAddr(0)))
+	ctx := context.Background()
+	enc, err := w.codec.Encode(randomBlob(t, 5000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := enc.Metadata.MarshalBinary()
+	code := func(err error) codes.Code { return status.Code(err) }
+
+	_, err = st.StoreMetadata(ctx, &weftv1.StoreMetadataRequest{BlobId: enc.ID[:], Metadata: raw})
+	if code(err) != codes.NotFound {
+		t.Fatalf("unregistered blob: %v", err)
+	}
+	w.registerEncoded(enc)
+	_, err = st.StoreMetadata(ctx, &weftv1.StoreMetadataRequest{BlobId: enc.ID[:5], Metadata: raw})
+	if code(err) != codes.InvalidArgument {
+		t.Fatalf("short ID: %v", err)
+	}
+	_, err = st.StoreMetadata(ctx, &weftv1.StoreMetadataRequest{BlobId: enc.ID[:], Metadata: raw[:len(raw)-1]})
+	if code(err) != codes.InvalidArgument {
+		t.Fatalf("truncated metadata: %v", err)
+	}
+	other, _ := w.codec.Encode([]byte("other"))
+	otherRaw, _ := other.Metadata.MarshalBinary()
+	_, err = st.StoreMetadata(ctx, &weftv1.StoreMetadataRequest{BlobId: enc.ID[:], Metadata: otherRaw})
+	if code(err) != codes.InvalidArgument {
+		t.Fatalf("metadata of another blob: %v", err)
+	}
+	// Pairs before metadata.
+	stream, _ := st.StorePairs(ctx)
+	shard := w.net.Owned(0)[0]
+	pair := enc.PairOnShard(w.codec.Params(), int(shard))
+	_ = sendSliver(stream, enc.ID, pair.Primary)
+	if _, err := stream.CloseAndRecv(); code(err) != codes.FailedPrecondition {
+		t.Fatalf("pairs before metadata: %v", err)
+	}
+	if _, err := st.StoreMetadata(ctx, &weftv1.StoreMetadataRequest{BlobId: enc.ID[:], Metadata: raw}); err != nil {
+		t.Fatal(err)
+	}
+	// A corrupted sliver is rejected, and nothing of the pair is stored.
+	bad := pair.Primary
+	bad.Data = append([]byte(nil), bad.Data...)
+	bad.Data[3] ^= 1
+	stream, _ = st.StorePairs(ctx)
+	_ = sendSliver(stream, enc.ID, bad)
+	_ = sendSliver(stream, enc.ID, pair.Secondary)
+	if _, err := stream.CloseAndRecv(); code(err) != codes.InvalidArgument {
+		t.Fatalf("corrupted sliver: %v", err)
+	}
+	if has, _ := w.net.Node(0).Store().HasPair(shard, enc.ID); has {
+		t.Fatal("a rejected pair was stored")
+	}
+	// A pair of a shard the node does not own.
+	var foreign uint32
+	for s := range uint32(8) {
+		if !contains(w.net.Owned(0), s) {
+			foreign = s
+		}
+	}
+	fp := enc.PairOnShard(w.codec.Params(), int(foreign))
+	stream, _ = st.StorePairs(ctx)
+	_ = sendSliver(stream, enc.ID, fp.Primary)
+	if _, err := stream.CloseAndRecv(); code(err) != codes.FailedPrecondition {
+		t.Fatalf("foreign shard: %v", err)
+	}
+	// No confirmation before the pairs, none for another epoch.
+	_, err = st.GetConfirmation(ctx, &weftv1.GetConfirmationRequest{BlobId: enc.ID[:], Epoch: 1})
+	if code(err) != codes.FailedPrecondition {
+		t.Fatalf("confirmation without pairs: %v", err)
+	}
+	if err := w.storeOn(0, enc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GetConfirmation(ctx, &weftv1.GetConfirmationRequest{BlobId: enc.ID[:], Epoch: 2}); code(err) != codes.FailedPrecondition {
+		t.Fatalf("confirmation for another epoch: %v", err)
+	}
+	if _, err := st.GetConfirmation(ctx, &weftv1.GetConfirmationRequest{BlobId: enc.ID[:], Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Reads of unknown things.
+	var unknown crypto.BlobID
+	unknown[0] = 7
+	if _, err := st.GetMetadata(ctx, &weftv1.GetMetadataRequest{BlobId: unknown[:]}); code(err) != codes.NotFound {
+		t.Fatalf("unknown metadata: %v", err)
+	}
+	rs, _ := st.GetSliver(ctx, &weftv1.GetSliverRequest{BlobId: unknown[:], Axis: 0, Index: 0})
+	if _, err := rs.Recv(); code(err) != codes.NotFound {
+		t.Fatalf("unknown sliver: %v", err)
+	}
+	if _, err := st.SignInvalid(ctx, &weftv1.SignInvalidRequest{Proof: []byte("nonsense")}); code(err) != codes.InvalidArgument {
+		t.Fatalf("malformed proof: %v", err)
+	}
+}
+
+func contains(s []uint32, v uint32) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

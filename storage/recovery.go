@@ -1,0 +1,459 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/committee"
+	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/shardmap"
+)
+
+// recoverer works through the recovery list: every certified blob is
+// checked for pairs missing on the node's owned shards, and those are
+// rebuilt from peers' recovery symbols (optimistic, secondary first —
+// coding.RecoverPair). At most RecoveryWorkers blobs at once, each holding
+// one pair's slivers and symbols at a time, so memory stays bounded.
+type recoverer struct {
+	n      *Node
+	wakeCh chan struct{}
+
+	mu        sync.Mutex
+	firstSeen map[crypto.BlobID]time.Time
+	retryAt   map[crypto.BlobID]time.Time
+	attempts  map[crypto.BlobID]int
+	inflight  map[crypto.BlobID]bool
+	pending   int
+}
+
+func newRecoverer(n *Node) *recoverer {
+	return &recoverer{
+		n: n, wakeCh: make(chan struct{}, 1),
+		firstSeen: map[crypto.BlobID]time.Time{}, retryAt: map[crypto.BlobID]time.Time{},
+		attempts: map[crypto.BlobID]int{}, inflight: map[crypto.BlobID]bool{},
+	}
+}
+
+func (r *recoverer) wake() {
+	select {
+	case r.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+func (r *recoverer) backlog() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pending
+}
+
+func (r *recoverer) run(ctx context.Context) {
+	sem := make(chan struct{}, r.n.cfg.RecoveryWorkers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	epochChanged := r.n.follower.Changed()
+	for ctx.Err() == nil {
+		next := r.dispatch(ctx, sem, &wg)
+		timer := time.NewTimer(time.Until(next))
+		select {
+		case <-ctx.Done():
+		case <-r.wakeCh:
+		case <-epochChanged:
+			epochChanged = r.n.follower.Changed()
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// dispatch starts recovery of every eligible pending blob and returns when
+// to look again.
+func (r *recoverer) dispatch(ctx context.Context, sem chan struct{}, wg *sync.WaitGroup) time.Time {
+	next := time.Now().Add(time.Minute)
+	ids, err := r.n.store.Pending()
+	if err != nil {
+		r.n.log.Error("storage: reading the recovery list", "err", err)
+		return time.Now().Add(time.Second)
+	}
+	r.mu.Lock()
+	r.pending = len(ids)
+	r.mu.Unlock()
+	r.n.metrics.backlog.Set(float64(len(ids)))
+	for _, id := range ids {
+		r.mu.Lock()
+		now := time.Now()
+		if _, ok := r.firstSeen[id]; !ok {
+			r.firstSeen[id] = now
+		}
+		due := r.firstSeen[id].Add(r.n.cfg.RecoveryDelay)
+		if t := r.retryAt[id]; t.After(due) {
+			due = t
+		}
+		busy := r.inflight[id]
+		if !busy && !due.After(now) {
+			r.inflight[id] = true
+		}
+		r.mu.Unlock()
+		if busy {
+			continue
+		}
+		if due.After(now) {
+			if due.Before(next) {
+				next = due
+			}
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return next
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := r.n.recoverBlob(ctx, id)
+			<-sem
+			r.finish(id, err)
+		}()
+	}
+	return next
+}
+
+func (r *recoverer) finish(id crypto.BlobID, err error) {
+	if err == nil {
+		if derr := r.n.store.DonePending(id); derr != nil {
+			err = derr
+		}
+	}
+	r.mu.Lock()
+	delete(r.inflight, id)
+	if err == nil {
+		delete(r.firstSeen, id)
+		delete(r.retryAt, id)
+		delete(r.attempts, id)
+	} else {
+		r.attempts[id]++
+		backoff := min(time.Second<<min(r.attempts[id], 6), time.Minute)
+		r.retryAt[id] = time.Now().Add(backoff)
+		if r.n.cfg.RecoveryDelay < time.Second {
+			r.retryAt[id] = time.Now().Add(backoff / 4)
+		}
+	}
+	r.mu.Unlock()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		r.n.log.Warn("storage: recovery will be retried", "blob", id, "err", err)
+	}
+	r.wake()
+}
+
+// recoverBlob rebuilds the pairs of a certified blob missing on the shards
+// the node owns.
+func (n *Node) recoverBlob(ctx context.Context, id crypto.BlobID) error {
+	a := n.follower.Current()
+	owned := a.Owned(n.cfg.ID)
+	if invalid, err := n.store.IsInvalid(id); err != nil || invalid {
+		return err
+	}
+	var missing []uint32
+	for _, shard := range owned {
+		has, err := n.store.HasPair(shard, id)
+		if err != nil {
+			return err
+		}
+		if !has {
+			missing = append(missing, shard)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	meta, err := n.metadataFor(ctx, id, a)
+	if err != nil {
+		return err
+	}
+	if err := n.store.PutMetadataShards(owned, id, meta); err != nil {
+		return err
+	}
+	params := n.codec.Params()
+	for _, shard := range missing {
+		pair := params.PairForShard(int(shard), id)
+		fetch := &peerFetcher{n: n, id: id, a: a}
+		sp, stats, err := n.codec.RecoverPair(ctx, meta, pair, fetch)
+		n.metrics.bytesRecovered.Add(float64(stats.BytesReceived))
+		for _, bad := range stats.Faulty {
+			n.metrics.rejected.WithLabelValues("recovery-symbol").Inc()
+			n.log.Warn("storage: rejected a bad recovery symbol", "blob", id, "source", bad, "from", fetch.holderOf(bad))
+		}
+		var inconsistent *coding.InconsistencyError
+		if errors.As(err, &inconsistent) {
+			n.log.Warn("storage: recovery proved the blob inconsistently encoded", "blob", id, "target", inconsistent.Proof.Target)
+			return n.reportInvalid(ctx, inconsistent.Proof)
+		}
+		if err != nil {
+			return fmt.Errorf("recovering pair %d (shard %d): %w", pair, shard, err)
+		}
+		if err := n.store.PutPair(shard, id, sp); err != nil {
+			return fmt.Errorf("storing recovered pair %d: %w", pair, err)
+		}
+		n.metrics.slivers.WithLabelValues("recovered").Add(2)
+		n.log.Info("storage: recovered a sliver pair", "blob", id, "shard", shard, "pair", pair,
+			"bytes_fetched", stats.BytesReceived, "proofs", stats.UsedProofs)
+	}
+	return nil
+}
+
+// metadataFor returns a blob's metadata: stored locally, or from peers,
+// checked against the blob ID.
+func (n *Node) metadataFor(ctx context.Context, id crypto.BlobID, a Assignment) (*crypto.Metadata, error) {
+	if meta, err := n.store.AnyMetadata(id); err == nil {
+		return meta, nil
+	}
+	c, err := n.peers.committeeOf(ctx, a.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, m := range c.Members {
+		if shardmap.NodeID(m.Node) == n.cfg.ID {
+			continue
+		}
+		meta, err := n.peerMetadata(ctx, a.Epoch, shardmap.NodeID(m.Node), id)
+		if err == nil {
+			return meta, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", m.Node, err))
+	}
+	return nil, fmt.Errorf("no peer served valid metadata for %s: %w", id, errors.Join(errs...))
+}
+
+func (n *Node) peerMetadata(ctx context.Context, epoch uint64, node shardmap.NodeID, id crypto.BlobID) (*crypto.Metadata, error) {
+	conn, err := n.peers.conn(ctx, epoch, node)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.PeerTimeout)
+	defer cancel()
+	resp, err := weftv1.NewStorageClient(conn).GetMetadata(cctx, &weftv1.GetMetadataRequest{BlobId: id[:]})
+	if err != nil {
+		return nil, err
+	}
+	meta := new(crypto.Metadata)
+	if err := meta.UnmarshalBinary(resp.Metadata); err != nil {
+		return nil, err
+	}
+	if err := meta.CheckBlobID(id); err != nil {
+		n.metrics.rejected.WithLabelValues("metadata").Inc()
+		n.log.Warn("storage: rejected metadata from a peer", "blob", id, "peer", node, "err", err)
+		return nil, err
+	}
+	return meta, nil
+}
+
+// peerFetcher gets recovery symbols for one blob from the nodes holding
+// the source slivers in the assignment: one batched call per node, all
+// nodes at once, each with its own timeout; its own slivers it reads
+// locally.
+type peerFetcher struct {
+	n  *Node
+	id crypto.BlobID
+	a  Assignment
+}
+
+// holderOf names the node a source sliver was asked of (for logs).
+func (f *peerFetcher) holderOf(src coding.SliverRef) shardmap.NodeID {
+	shard, err := f.n.sliverShard(f.id, src.Axis, src.Index)
+	if err != nil || int(shard) >= len(f.a.Owners) {
+		return ""
+	}
+	return f.a.Owners[shard]
+}
+
+func (f *peerFetcher) FetchSymbols(ctx context.Context, target coding.SliverRef, sources []uint32, withProofs bool) ([]coding.RecoverySymbol, error) {
+	srcAxis := crypto.Primary
+	if target.Axis == crypto.Primary {
+		srcAxis = crypto.Secondary
+	}
+	byNode := map[shardmap.NodeID][]symbolRequest{}
+	for _, src := range sources {
+		node := f.holderOf(coding.SliverRef{Axis: srcAxis, Index: src})
+		if node != "" {
+			byNode[node] = append(byNode[node], symbolRequest{source: coding.SliverRef{Axis: srcAxis, Index: src}, target: target.Index})
+		}
+	}
+	var (
+		mu  sync.Mutex
+		out []coding.RecoverySymbol
+		wg  sync.WaitGroup
+	)
+	for node, reqs := range byNode {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			syms, err := f.fetchFrom(ctx, node, reqs, withProofs)
+			if err != nil {
+				f.n.log.Debug("storage: recovery symbols not served", "peer", node, "err", err)
+				return
+			}
+			mu.Lock()
+			out = append(out, syms...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out, ctx.Err()
+}
+
+func (f *peerFetcher) fetchFrom(ctx context.Context, node shardmap.NodeID, reqs []symbolRequest, withProofs bool) ([]coding.RecoverySymbol, error) {
+	if node == f.n.cfg.ID {
+		return f.n.localSymbols(f.id, reqs, withProofs)
+	}
+	conn, err := f.n.peers.conn(ctx, f.a.Epoch, node)
+	if err != nil {
+		return nil, err
+	}
+	req := &weftv1.GetRecoverySymbolsRequest{BlobId: f.id[:], WithProofs: withProofs}
+	asked := map[symbolRequest]bool{}
+	for _, r := range reqs {
+		asked[r] = true
+		req.Symbols = append(req.Symbols, &weftv1.SymbolRequest{SourceAxis: uint32(r.source.Axis), Source: r.source.Index, Target: r.target})
+	}
+	cctx, cancel := context.WithTimeout(ctx, f.n.cfg.PeerTimeout)
+	defer cancel()
+	resp, err := weftv1.NewStorageClient(conn).GetRecoverySymbols(cctx, req)
+	if err != nil {
+		return nil, err
+	}
+	var out []coding.RecoverySymbol
+	for _, raw := range resp.Symbols {
+		var sym coding.RecoverySymbol
+		if err := sym.UnmarshalBinary(raw); err != nil {
+			f.n.metrics.rejected.WithLabelValues("recovery-symbol").Inc()
+			f.n.log.Warn("storage: malformed recovery symbol", "peer", node, "err", err)
+			continue
+		}
+		// Only answers to what was asked of this node count: a node cannot
+		// speak for slivers other nodes hold.
+		if !asked[symbolRequest{source: sym.SourceRef(), target: sym.Target}] {
+			f.n.metrics.rejected.WithLabelValues("recovery-symbol").Inc()
+			continue
+		}
+		out = append(out, sym)
+	}
+	return out, nil
+}
+
+// reportInvalid turns an inconsistency proof into an invalid-blob
+// certificate: the node checks the proof itself, signs, asks the committee
+// to check and sign, and submits the certificate once the signers own
+// f+1 shards.
+func (n *Node) reportInvalid(ctx context.Context, proof *coding.InconsistencyProof) error {
+	if err := n.codec.VerifyInconsistencyProof(proof); err != nil {
+		return fmt.Errorf("own inconsistency proof does not verify: %w", err)
+	}
+	raw, err := proof.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	a := n.follower.Current()
+	c, err := n.peers.committeeOf(ctx, a.Epoch)
+	if err != nil {
+		return err
+	}
+	view, err := CommitteeView(c)
+	if err != nil {
+		return err
+	}
+	body := crypto.BlobInvalid{BlobID: proof.BlobID}
+	msg, err := crypto.EncodeMessage(a.Epoch, body)
+	if err != nil {
+		return err
+	}
+	var (
+		mu   sync.Mutex
+		sigs []crypto.MemberSignature
+		wg   sync.WaitGroup
+	)
+	for _, m := range c.Members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sig, err := n.invalidSignature(ctx, a.Epoch, shardmap.NodeID(m.Node), raw, msg)
+			if err != nil {
+				n.log.Debug("storage: no invalid-blob signature", "peer", m.Node, "err", err)
+				return
+			}
+			pk, err := crypto.PublicKeyFromBytes(m.PublicKey)
+			if err != nil || pk.Verify(msg, sig) != nil {
+				n.log.Warn("storage: bad invalid-blob signature", "peer", m.Node)
+				return
+			}
+			mu.Lock()
+			sigs = append(sigs, crypto.MemberSignature{Key: pk, Signature: sig})
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	cert, err := crypto.BuildCertificate(view, body, sigs)
+	if err != nil {
+		return fmt.Errorf("invalid-blob certificate for %s: %w", proof.BlobID, err)
+	}
+	certRaw, err := cert.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	req := &weftv1.MarkBlobInvalidRequest{BlobId: proof.BlobID[:], Certificate: certRaw}
+	if req.Auth, err = committee.SignRequest(n.cfg.Key, n.cfg.ID, a.Epoch, uint64(time.Now().UnixNano()), "MarkBlobInvalid", committee.MarkBlobInvalidPayload(req)); err != nil {
+		return err
+	}
+	_, err = weftv1.NewNodeClient(n.cfg.Control).MarkBlobInvalid(ctx, req)
+	if code := status.Code(err); code == codes.AlreadyExists {
+		err = nil
+	}
+	if err == nil {
+		n.log.Warn("storage: blob marked invalid at the control plane", "blob", proof.BlobID, "signers", len(sigs))
+	}
+	return err
+}
+
+func (n *Node) invalidSignature(ctx context.Context, epoch uint64, node shardmap.NodeID, proof, msg []byte) (*crypto.Signature, error) {
+	if node == n.cfg.ID {
+		return n.cfg.Key.Sign(msg), nil
+	}
+	conn, err := n.peers.conn(ctx, epoch, node)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.PeerTimeout)
+	defer cancel()
+	resp, err := weftv1.NewStorageClient(conn).SignInvalid(cctx, &weftv1.SignInvalidRequest{Proof: proof})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Epoch != epoch {
+		return nil, fmt.Errorf("signed for epoch %d, not %d", resp.Epoch, epoch)
+	}
+	return crypto.SignatureFromBytes(resp.Signature)
+}
+
+// CommitteeView builds the certificate view of a committee as the control
+// plane returns it.
+func CommitteeView(c *weftv1.GetCommitteeResponse) (*crypto.CommitteeView, error) {
+	keys := make([]*crypto.PublicKey, len(c.Members))
+	weights := make([]uint32, len(c.Members))
+	for i, m := range c.Members {
+		pk, err := crypto.PublicKeyFromBytes(m.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("committee member %s: %w", m.Node, err)
+		}
+		keys[i], weights[i] = pk, m.Weight
+	}
+	return crypto.NewCommitteeView(c.Epoch, keys, weights)
+}

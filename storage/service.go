@@ -1,0 +1,496 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/crypto"
+)
+
+const (
+	chunkSize  = 1 << 20  // sliver bytes per stream message
+	maxMessage = 16 << 20 // gRPC message cap (chunks, symbol batches)
+	// maxPartialPairs bounds the pairs a StorePairs stream may leave
+	// half-sent at once, and so the memory one writer can pin.
+	maxPartialPairs = 4
+)
+
+// service implements weftv1.StorageServer.
+type service struct {
+	weftv1.UnimplementedStorageServer
+	n *Node
+}
+
+func blobIDFrom(b []byte) (crypto.BlobID, error) {
+	if len(b) != crypto.DigestSize {
+		return crypto.BlobID{}, status.Errorf(codes.InvalidArgument, "blob ID of %d bytes, want %d", len(b), crypto.DigestSize)
+	}
+	return crypto.BlobID(b), nil
+}
+
+func axisFrom(a uint32) (crypto.Axis, error) {
+	if a > uint32(crypto.Secondary) {
+		return 0, status.Errorf(codes.InvalidArgument, "axis %d: want 0 (primary) or 1 (secondary)", a)
+	}
+	return crypto.Axis(a), nil
+}
+
+// storeError maps store errors to gRPC codes.
+func storeError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrNoMetadata):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrWrongShard), errors.Is(err, crypto.ErrSliverMismatch), errors.Is(err, crypto.ErrBlobIDMismatch),
+		errors.Is(err, coding.ErrInvalidParams), errors.Is(err, coding.ErrBlobTooLarge):
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// checkWritable makes sure a blob may be written here: not marked invalid,
+// and registered (and neither invalid nor expired) at the control plane.
+func (n *Node) checkWritable(ctx context.Context, id crypto.BlobID) error {
+	if invalid, err := n.store.IsInvalid(id); err != nil {
+		return status.Error(codes.Internal, err.Error())
+	} else if invalid {
+		return status.Errorf(codes.FailedPrecondition, "blob %s is invalid", id)
+	}
+	if _, ok := n.registered.Load(id); ok {
+		return nil
+	}
+	st, err := weftv1.NewClientClient(n.cfg.Control).BlobStatus(ctx, &weftv1.BlobStatusRequest{BlobId: id[:]})
+	if status.Code(err) == codes.NotFound {
+		return status.Errorf(codes.NotFound, "blob %s is not registered at the control plane", id)
+	}
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "asking the control plane about blob %s: %v", id, err)
+	}
+	switch st.Status {
+	case "registered", "certified":
+		n.registered.Store(id, struct{}{})
+		return nil
+	default:
+		return status.Errorf(codes.FailedPrecondition, "blob %s is %s", id, st.Status)
+	}
+}
+
+// ownedNow lists the shards the node owns in the epoch it follows.
+func (n *Node) ownedNow() (Assignment, []uint32, error) {
+	a := n.follower.Current()
+	owned := a.Owned(n.cfg.ID)
+	if len(owned) == 0 {
+		return a, nil, status.Errorf(codes.FailedPrecondition, "node %s owns no shards in epoch %d", n.cfg.ID, a.Epoch)
+	}
+	return a, owned, nil
+}
+
+func (s *service) StoreMetadata(ctx context.Context, req *weftv1.StoreMetadataRequest) (*weftv1.StoreMetadataResponse, error) {
+	id, err := blobIDFrom(req.BlobId)
+	if err != nil {
+		return nil, err
+	}
+	meta := new(crypto.Metadata)
+	if err := meta.UnmarshalBinary(req.Metadata); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "metadata: %v", err)
+	}
+	if err := meta.CheckBlobID(id); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := s.n.checkWritable(ctx, id); err != nil {
+		return nil, err
+	}
+	_, owned, err := s.n.ownedNow()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.n.store.PutMetadataShards(owned, id, meta); err != nil {
+		return nil, storeError(err)
+	}
+	return &weftv1.StoreMetadataResponse{Shards: owned}, nil
+}
+
+// pairUpload gathers the chunks of one pair's two slivers.
+type pairUpload struct {
+	shard     uint32
+	primary   []byte
+	secondary []byte
+}
+
+// StorePairs receives sliver chunks; every pair is verified and stored as
+// soon as both of its slivers are complete, and memory is bounded by
+// maxPartialPairs.
+func (s *service) StorePairs(stream weftv1.Storage_StorePairsServer) error {
+	n := s.n
+	var (
+		id       crypto.BlobID
+		meta     *crypto.Metadata
+		symbol   int
+		partial  = map[uint32]*pairUpload{}
+		stored   []uint32
+		assigned Assignment
+	)
+	params := n.codec.Params()
+	for {
+		chunk, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if meta == nil {
+			if id, err = blobIDFrom(chunk.BlobId); err != nil {
+				return err
+			}
+			if err := n.checkWritable(stream.Context(), id); err != nil {
+				return err
+			}
+			if meta, err = n.store.AnyMetadata(id); err != nil {
+				return status.Errorf(codes.FailedPrecondition, "store the metadata of %s first", id)
+			}
+			if symbol, err = params.SymbolSize(meta.Length); err != nil {
+				return storeError(err)
+			}
+			if assigned, _, err = n.ownedNow(); err != nil {
+				return err
+			}
+		} else if len(chunk.BlobId) != 0 && crypto.BlobID(chunk.BlobId) != id {
+			return status.Error(codes.InvalidArgument, "one StorePairs stream carries one blob")
+		}
+		axis, err := axisFrom(chunk.Axis)
+		if err != nil {
+			return err
+		}
+		if int(chunk.Index) >= params.Shards || int(chunk.SymbolSize) != symbol {
+			return status.Errorf(codes.InvalidArgument, "sliver %d of %d, symbol size %d (want %d)", chunk.Index, params.Shards, chunk.SymbolSize, symbol)
+		}
+		pair := crypto.PairIndex(axis, chunk.Index, uint32(params.Shards))
+		up := partial[pair]
+		if up == nil {
+			shard := uint32(params.ShardForPair(int(pair), id))
+			if assigned.Owners[shard] != n.cfg.ID {
+				return status.Errorf(codes.FailedPrecondition, "pair %d of %s lives on shard %d, which node %s does not own in epoch %d",
+					pair, id, shard, n.cfg.ID, assigned.Epoch)
+			}
+			if len(partial) >= maxPartialPairs {
+				return status.Errorf(codes.ResourceExhausted, "more than %d pairs half-sent at once: send each pair's slivers together", maxPartialPairs)
+			}
+			up = &pairUpload{shard: shard}
+			partial[pair] = up
+		}
+		buf := &up.primary
+		if axis == crypto.Secondary {
+			buf = &up.secondary
+		}
+		want := params.SliverSymbols(axis) * symbol
+		if chunk.Offset != uint64(len(*buf)) || len(*buf)+len(chunk.Data) > want {
+			return status.Errorf(codes.InvalidArgument, "%s sliver %d: chunk at offset %d with %d bytes, have %d of %d",
+				axis, chunk.Index, chunk.Offset, len(chunk.Data), len(*buf), want)
+		}
+		if *buf == nil {
+			*buf = make([]byte, 0, want)
+		}
+		*buf = append(*buf, chunk.Data...)
+		if len(up.primary) < params.SliverSymbols(crypto.Primary)*symbol || len(up.secondary) < params.SliverSymbols(crypto.Secondary)*symbol {
+			continue
+		}
+		delete(partial, pair)
+		sp := coding.SliverPair{
+			Index:     pair,
+			Primary:   coding.Sliver{SliverRef: coding.SliverRef{Axis: crypto.Primary, Index: uint32(params.PairSliver(int(pair), crypto.Primary))}, SymbolSize: symbol, Data: up.primary},
+			Secondary: coding.Sliver{SliverRef: coding.SliverRef{Axis: crypto.Secondary, Index: uint32(params.PairSliver(int(pair), crypto.Secondary))}, SymbolSize: symbol, Data: up.secondary},
+		}
+		if err := n.store.PutPair(up.shard, id, sp); err != nil {
+			n.metrics.rejected.WithLabelValues("store-pair").Inc()
+			n.log.Warn("storage: rejected a sliver pair", "blob", id, "pair", pair, "err", err)
+			return storeError(err)
+		}
+		n.metrics.bytesStored.Add(float64(len(up.primary) + len(up.secondary)))
+		stored = append(stored, pair)
+	}
+	if len(partial) > 0 {
+		var open []uint32
+		for p := range partial {
+			open = append(open, p)
+		}
+		slices.Sort(open)
+		return status.Errorf(codes.InvalidArgument, "stream ended with pairs %v incomplete (pairs %v stored)", open, stored)
+	}
+	return stream.SendAndClose(&weftv1.StorePairsResponse{Pairs: stored})
+}
+
+func (s *service) GetMetadata(ctx context.Context, req *weftv1.GetMetadataRequest) (*weftv1.GetMetadataResponse, error) {
+	id, err := blobIDFrom(req.BlobId)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := s.n.store.AnyMetadata(id)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	raw, err := meta.MarshalBinary()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &weftv1.GetMetadataResponse{Metadata: raw}, nil
+}
+
+// sliverShard is the shard that holds a sliver of a blob.
+func (n *Node) sliverShard(id crypto.BlobID, axis crypto.Axis, index uint32) (uint32, error) {
+	p := n.codec.Params()
+	if int(index) >= p.Shards {
+		return 0, status.Errorf(codes.InvalidArgument, "sliver %d of %d", index, p.Shards)
+	}
+	return uint32(p.ShardForPair(int(crypto.PairIndex(axis, index, uint32(p.Shards))), id)), nil
+}
+
+func (s *service) GetSliver(req *weftv1.GetSliverRequest, stream weftv1.Storage_GetSliverServer) error {
+	id, err := blobIDFrom(req.BlobId)
+	if err != nil {
+		return err
+	}
+	axis, err := axisFrom(req.Axis)
+	if err != nil {
+		return err
+	}
+	shard, err := s.n.sliverShard(id, axis, req.Index)
+	if err != nil {
+		return err
+	}
+	sl, err := s.n.store.Sliver(shard, id, axis)
+	if err != nil {
+		return storeError(err)
+	}
+	if s.n.cfg.Faults.CorruptSlivers {
+		spoil(sl.Data)
+	}
+	for off := 0; off < len(sl.Data) || off == 0; off += chunkSize {
+		end := min(off+chunkSize, len(sl.Data))
+		if err := stream.Send(&weftv1.SliverChunk{
+			BlobId: id[:], Axis: req.Axis, Index: req.Index, SymbolSize: uint32(sl.SymbolSize), Offset: uint64(off), Data: sl.Data[off:end],
+		}); err != nil {
+			return err
+		}
+		s.n.metrics.bytesServed.WithLabelValues("sliver").Add(float64(end - off))
+		if end == len(sl.Data) {
+			break
+		}
+	}
+	return nil
+}
+
+func (s *service) GetRecoverySymbols(ctx context.Context, req *weftv1.GetRecoverySymbolsRequest) (*weftv1.GetRecoverySymbolsResponse, error) {
+	id, err := blobIDFrom(req.BlobId)
+	if err != nil {
+		return nil, err
+	}
+	p := s.n.codec.Params()
+	if len(req.Symbols) > 2*p.Shards {
+		return nil, status.Errorf(codes.InvalidArgument, "%d symbols asked at once, at most %d", len(req.Symbols), 2*p.Shards)
+	}
+	reqs := make([]symbolRequest, 0, len(req.Symbols))
+	for _, r := range req.Symbols {
+		axis, err := axisFrom(r.SourceAxis)
+		if err != nil {
+			return nil, err
+		}
+		if int(r.Source) >= p.Shards || int(r.Target) >= p.Shards {
+			return nil, status.Errorf(codes.InvalidArgument, "symbol %d of sliver %d: out of range for %d shards", r.Target, r.Source, p.Shards)
+		}
+		reqs = append(reqs, symbolRequest{source: coding.SliverRef{Axis: axis, Index: r.Source}, target: r.Target})
+	}
+	symbols, err := s.n.localSymbols(id, reqs, req.WithProofs)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	resp := &weftv1.GetRecoverySymbolsResponse{}
+	for _, sym := range symbols {
+		if s.n.cfg.Faults.BadSymbols {
+			spoil(sym.Data)
+		}
+		raw, err := sym.MarshalBinary()
+		if err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		resp.Symbols = append(resp.Symbols, raw)
+		s.n.metrics.bytesServed.WithLabelValues("symbols").Add(float64(len(raw)))
+	}
+	return resp, nil
+}
+
+type symbolRequest struct {
+	source coding.SliverRef
+	target uint32
+}
+
+// localSymbols computes recovery symbols from the slivers this node holds,
+// extending each source sliver once; requests for slivers it does not hold
+// are left out.
+func (n *Node) localSymbols(id crypto.BlobID, reqs []symbolRequest, withProofs bool) ([]coding.RecoverySymbol, error) {
+	bySource := map[coding.SliverRef][]uint32{}
+	var order []coding.SliverRef
+	for _, r := range reqs {
+		if _, seen := bySource[r.source]; !seen {
+			order = append(order, r.source)
+		}
+		bySource[r.source] = append(bySource[r.source], r.target)
+	}
+	var out []coding.RecoverySymbol
+	for _, src := range order {
+		shard, err := n.sliverShard(id, src.Axis, src.Index)
+		if err != nil {
+			return nil, err
+		}
+		sl, err := n.store.Sliver(shard, id, src.Axis)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		meta, err := n.store.Metadata(shard, id)
+		if err != nil {
+			return nil, err
+		}
+		ext, err := n.codec.Extend(meta, sl)
+		if err != nil {
+			return nil, err
+		}
+		for _, target := range bySource[src] {
+			sym, err := ext.Symbol(int(target), withProofs)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, sym)
+		}
+	}
+	return out, nil
+}
+
+// GetConfirmation signs "blob stored" for the current epoch once every
+// shard the node owns holds the blob's verified pair (on disk: PutPair
+// returns only after the commit).
+func (s *service) GetConfirmation(ctx context.Context, req *weftv1.GetConfirmationRequest) (*weftv1.GetConfirmationResponse, error) {
+	n := s.n
+	id, err := blobIDFrom(req.BlobId)
+	if err != nil {
+		return nil, err
+	}
+	a, owned, err := n.ownedNow()
+	if err != nil {
+		return nil, err
+	}
+	if req.Epoch != a.Epoch {
+		return nil, status.Errorf(codes.FailedPrecondition, "node %s is in epoch %d, the request is for epoch %d", n.cfg.ID, a.Epoch, req.Epoch)
+	}
+	if invalid, err := n.store.IsInvalid(id); err != nil || invalid {
+		return nil, status.Errorf(codes.FailedPrecondition, "blob %s is invalid", id)
+	}
+	var missing []uint32
+	for _, shard := range owned {
+		has, err := n.store.HasPair(shard, id)
+		if err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		if !has {
+			missing = append(missing, shard)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "node %s lacks the slivers of %s for shards %v", n.cfg.ID, id, missing)
+	}
+	body := crypto.BlobStored{BlobID: id}
+	if n.cfg.Faults.BadSignature {
+		body.BlobID[0] ^= 0xff
+	}
+	sig, err := n.sign(a.Epoch, body)
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.GetConfirmationResponse{Node: string(n.cfg.ID), PublicKey: n.cfg.Key.PublicKey().Bytes(), Epoch: a.Epoch, Signature: sig}, nil
+}
+
+func (n *Node) sign(epoch uint64, body crypto.MessageBody) ([]byte, error) {
+	msg, err := crypto.EncodeMessage(epoch, body)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return n.cfg.Key.Sign(msg).Bytes(), nil
+}
+
+// SignInvalid checks an inconsistency proof on its own and signs "blob
+// invalid" when it holds.
+func (s *service) SignInvalid(ctx context.Context, req *weftv1.SignInvalidRequest) (*weftv1.SignInvalidResponse, error) {
+	n := s.n
+	var proof coding.InconsistencyProof
+	if err := proof.UnmarshalBinary(req.Proof); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "inconsistency proof: %v", err)
+	}
+	if err := n.codec.VerifyInconsistencyProof(&proof); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "inconsistency proof rejected: %v", err)
+	}
+	a := n.follower.Current()
+	sig, err := n.sign(a.Epoch, crypto.BlobInvalid{BlobID: proof.BlobID})
+	if err != nil {
+		return nil, err
+	}
+	n.log.Info("storage: signed an inconsistency proof", "blob", proof.BlobID, "target", proof.Target)
+	return &weftv1.SignInvalidResponse{Node: string(n.cfg.ID), PublicKey: n.cfg.Key.PublicKey().Bytes(), Epoch: a.Epoch, Signature: sig}, nil
+}
+
+func (s *service) NodeStatus(ctx context.Context, _ *weftv1.NodeStatusRequest) (*weftv1.NodeStatusResponse, error) {
+	n := s.n
+	a := n.follower.Current()
+	applied, err := n.store.AppliedEvent()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	states, err := n.store.ShardStates()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	resp := &weftv1.NodeStatusResponse{
+		Node: string(n.cfg.ID), PublicKey: n.cfg.Key.PublicKey().Bytes(), Epoch: a.Epoch, StateIndex: a.Index,
+		AppliedEvent: applied, RecoveryBacklog: uint64(n.recovery.backlog()),
+	}
+	shards := make([]uint32, 0, len(states))
+	for shard := range states {
+		shards = append(shards, shard)
+	}
+	slices.Sort(shards)
+	for _, shard := range shards {
+		resp.Shards = append(resp.Shards, &weftv1.ShardStatus{Shard: shard, State: states[shard].String()})
+	}
+	return resp, nil
+}
+
+func (s ShardState) String() string {
+	switch s {
+	case ShardOwned:
+		return "owned"
+	case ShardSyncing:
+		return "syncing"
+	case ShardRecovering:
+		return "recovering"
+	case ShardHeld:
+		return "held"
+	case ShardRetired:
+		return "retired"
+	}
+	return fmt.Sprintf("unknown(%d)", uint8(s))
+}
