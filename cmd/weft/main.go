@@ -28,5 +28,6 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newBlobCommand(), newKeyCommand(), newControlCommand(), newAdminCommand())
+	root.AddCommand(newNodeCommand(), newDevnetCommand())
 	return root
 }

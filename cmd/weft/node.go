@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+
+	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/shardmap"
+	"github.com/weftstore/weft/storage"
+)
+
+type nodeOptions struct {
+	id, dataDir, keyFile, listen, publicAddr, metricsAddr, faults string
+	control                                                    []string
+	recoveryWorkers                                            int
+	recoveryDelay                                              time.Duration
+}
+
+func newNodeCommand() *cobra.Command {
+	var o nodeOptions
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Run a storage node (stores and serves slivers, signs confirmations, recovers what it missed)",
+		Long: "Registers the node with the control plane (signed with its BLS key, with the proof of\n" +
+			"possession) unless it is registered, follows the epoch state and the event stream, and\n" +
+			"serves the storage API. The operator stakes it (weft admin node stake) to give it shards.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runNode(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.id, "id", "", "node ID (default: derived from the public key)")
+	f.StringVar(&o.dataDir, "data-dir", "", "directory for the node's store (required)")
+	f.StringVar(&o.keyFile, "key-file", "", "the node's BLS key file, from `weft key generate` (required)")
+	f.StringSliceVar(&o.control, "control", envList("WEFT_CONTROL", "127.0.0.1:7001"), "control-plane gRPC addresses (or $WEFT_CONTROL)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:7101", "address to serve the storage API on")
+	f.StringVar(&o.publicAddr, "public-addr", "", "address clients and peers reach the node at (default: --listen)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (empty: off)")
+	f.IntVar(&o.recoveryWorkers, "recovery-workers", 2, "blobs recovered at once")
+	f.DurationVar(&o.recoveryDelay, "recovery-delay", 5*time.Second, "wait after certification before recovering missing slivers")
+	f.StringVar(&o.faults, "inject-faults", "", "TESTING ONLY: make this node lie (corrupt-slivers,bad-symbols,bad-signature)")
+	_ = f.MarkHidden("inject-faults")
+	return cmd
+}
+
+func envList(name, def string) []string {
+	if v := os.Getenv(name); v != "" {
+		return strings.Split(v, ",")
+	}
+	return []string{def}
+}
+
+// NodeIDFromKey names a node after its public key when no ID is given, so
+// that several nodes on one host do not collide.
+func nodeIDFromKey(pk *crypto.PublicKey) shardmap.NodeID {
+	return shardmap.NodeID("node-" + hex.EncodeToString(pk.Bytes()[:6]))
+}
+
+// dialControl connects to the control plane through any of its voters:
+// every voter answers reads and forwards writes to the leader, so the
+// connection only needs one that is up.
+func dialControl(addrs []string) (*grpc.ClientConn, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("--control is required")
+	}
+	r := manual.NewBuilderWithScheme("weft-control")
+	var state resolver.State
+	for _, a := range addrs {
+		state.Addresses = append(state.Addresses, resolver.Address{Addr: strings.TrimSpace(a)})
+	}
+	r.InitialState(state)
+	return grpc.NewClient(r.Scheme()+":///control", grpc.WithResolvers(r), grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+func runNode(ctx context.Context, o nodeOptions) error {
+	if o.dataDir == "" || o.keyFile == "" {
+		return errors.New("--data-dir and --key-file are required")
+	}
+	key, err := crypto.ReadKeyFile(o.keyFile)
+	if err != nil {
+		return err
+	}
+	faults, err := storage.ParseFaults(o.faults)
+	if err != nil {
+		return err
+	}
+	id := shardmap.NodeID(o.id)
+	if id == "" {
+		id = nodeIDFromKey(key.PublicKey())
+	}
+	if o.publicAddr == "" {
+		o.publicAddr = o.listen
+	}
+	conn, err := dialControl(o.control)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	lis, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	log := slog.Default().With("node", id)
+	node, err := storage.Start(ctx, storage.Config{
+		ID: id, Key: key, DataDir: o.dataDir, PublicAddr: o.publicAddr, Control: conn,
+		RecoveryWorkers: o.recoveryWorkers, RecoveryDelay: o.recoveryDelay, Faults: faults, Logger: slog.Default(),
+	})
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	defer node.Close()
+	server := grpc.NewServer(node.ServerOptions()...)
+	node.Register(server)
+	go server.Serve(lis)
+	defer server.Stop()
+	if o.metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(node.Metrics(), promhttp.HandlerOpts{}))
+		srv := &http.Server{Addr: o.metricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server", "err", err)
+			}
+		}()
+		defer srv.Close()
+	}
+	log.Info("storage node started", "listen", o.listen, "public", o.publicAddr, "public_key", fmt.Sprintf("%x", key.PublicKey().Bytes()))
+	select {
+	case <-node.Ready():
+		log.Info("storage node serving", "epoch", node.Assignment().Epoch, "shards", len(node.Assignment().Owned(id)))
+	case <-ctx.Done():
+	}
+	<-ctx.Done()
+	log.Info("storage node stopping")
+	return nil
+}
