@@ -405,3 +405,116 @@ func contains(s []uint32, v uint32) bool {
 	}
 	return false
 }
+
+// mixedEncoding builds what a malicious writer could publish: pairs taken
+// from the encodings of two different blobs of one length. Every sliver
+// matches its own hash in the metadata, but together they are no codeword.
+func mixedEncoding(t *testing.T, codec *coding.Codec, length int) *coding.Encoded {
+	a, err := codec.Encode(randomBlob(t, length))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := codec.Encode(randomBlob(t, length))
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := *a.Metadata
+	meta.Pairs = append([]crypto.PairHashes(nil), a.Metadata.Pairs...)
+	mixed := &coding.Encoded{Metadata: &meta, SymbolSize: a.SymbolSize, Pairs: append([]coding.SliverPair(nil), a.Pairs...)}
+	for p := range len(meta.Pairs) {
+		if p%2 == 1 {
+			meta.Pairs[p] = b.Metadata.Pairs[p]
+			mixed.Pairs[p] = b.Pairs[p]
+		}
+	}
+	mixed.ID = meta.BlobID()
+	return mixed
+}
+
+// A node that recovers a sliver of an inconsistently encoded blob proves
+// it, the committee checks the proof and signs, the control plane marks
+// the blob invalid, and every node drops its data.
+func TestInconsistentBlobEndsInvalid(t *testing.T) {
+	w := startNet(t, devnet.Config{Nodes: 7, Shards: 21})
+	if err := w.net.StopNode(6); err != nil {
+		t.Fatal(err)
+	}
+	enc := mixedEncoding(t, w.codec, 100_000)
+	w.registerEncoded(enc)
+	for i := range 6 {
+		if err := w.storeOn(i, enc); err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+	}
+	if _, err := w.certify(enc.ID, allNodes(6)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.net.StartNode(ctx, 6); err != nil {
+		t.Fatal(err)
+	}
+	client := weftv1.NewClientClient(w.conn)
+	eventually(t, 30*time.Second, "the blob marked invalid", func() bool {
+		st, err := client.BlobStatus(ctx, &weftv1.BlobStatusRequest{BlobId: enc.ID[:]})
+		return err == nil && st.Status == "invalid"
+	})
+	for i := range 7 {
+		node := w.net.Node(i)
+		eventually(t, 10*time.Second, "node dropping the invalid blob", func() bool {
+			invalid, _ := node.Store().IsInvalid(enc.ID)
+			_, err := node.Store().AnyMetadata(enc.ID)
+			return invalid && errors.Is(err, storage.ErrNotFound)
+		})
+	}
+	// And it takes no new data for it.
+	raw, _ := enc.Metadata.MarshalBinary()
+	_, err := weftv1.NewStorageClient(dial(t, w.net.NodeAddr(0))).StoreMetadata(ctx, &weftv1.StoreMetadataRequest{BlobId: enc.ID[:], Metadata: raw})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("metadata of an invalid blob: %v", err)
+	}
+}
+
+// Recovery with a lying peer (it spoils every symbol it serves) still
+// rebuilds the right slivers: the optimistic attempt fails its check, the
+// proofs expose the liar's symbols, and the rest suffice.
+func TestRecoveryDespiteLyingPeer(t *testing.T) {
+	w := startNet(t, devnet.Config{Nodes: 7, Shards: 21, Faults: map[int]storage.Faults{0: {BadSymbols: true, CorruptSlivers: true}}})
+	if err := w.net.StopNode(6); err != nil {
+		t.Fatal(err)
+	}
+	enc := w.register(randomBlob(t, 500_000))
+	for i := range 6 {
+		if err := w.storeOn(i, enc); err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+	}
+	if _, err := w.certify(enc.ID, allNodes(6)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.net.StartNode(ctx, 6); err != nil {
+		t.Fatal(err)
+	}
+	node := w.net.Node(6)
+	owned := w.net.Owned(6)
+	eventually(t, 30*time.Second, "recovery despite the liar", func() bool {
+		for _, shard := range owned {
+			if has, _ := node.Store().HasPair(shard, enc.ID); !has {
+				return false
+			}
+		}
+		return true
+	})
+	for _, shard := range owned {
+		want := enc.PairOnShard(w.codec.Params(), int(shard))
+		got, err := node.Store().Sliver(shard, enc.ID, crypto.Primary)
+		if err != nil || string(got.Data) != string(want.Primary.Data) {
+			t.Fatalf("shard %d: recovered primary differs (%v)", shard, err)
+		}
+	}
+	if st := node.Stats(); st.Rejected == 0 {
+		t.Fatal("the liar's symbols were not counted as rejected")
+	}
+}
