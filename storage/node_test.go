@@ -78,11 +78,13 @@ func (w *writer) register(blob []byte) *coding.Encoded {
 	return enc
 }
 
-func (w *writer) registerEncoded(enc *coding.Encoded) {
+func (w *writer) registerEncoded(enc *coding.Encoded) { w.registerUntil(enc, 10) }
+
+func (w *writer) registerUntil(enc *coding.Encoded, endEpoch uint64) {
 	w.t.Helper()
 	resp, err := weftv1.NewClientClient(w.conn).RegisterBlob(w.clientCtx(), &weftv1.RegisterBlobRequest{
 		Encoding: uint32(enc.Metadata.Encoding), Shards: enc.Metadata.Shards, Length: enc.Metadata.Length,
-		Root: pairsRoot(enc.Metadata), EndEpoch: 10,
+		Root: pairsRoot(enc.Metadata), EndEpoch: endEpoch,
 	})
 	if err != nil {
 		w.t.Fatal(err)
@@ -516,5 +518,47 @@ func TestRecoveryDespiteLyingPeer(t *testing.T) {
 	}
 	if st := node.Stats(); st.Rejected == 0 {
 		t.Fatal("the liar's symbols were not counted as rejected")
+	}
+}
+
+// Expiry is a committed event: once the control plane expires a blob,
+// every node deletes its data, and not before.
+func TestExpiredBlobsAreCollected(t *testing.T) {
+	w := startNet(t, devnet.Config{Nodes: 4, Shards: 8})
+	short, err := w.codec.Encode(randomBlob(t, 10_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.registerUntil(short, 2)
+	long := w.register(randomBlob(t, 10_000))
+	for _, enc := range []*coding.Encoded{short, long} {
+		for i := range 4 {
+			if err := w.storeOn(i, enc); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := w.certify(enc.ID, allNodes(4)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := w.net.AdvanceEpoch(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		store := w.net.Node(i).Store()
+		eventually(t, 10*time.Second, "expired blob collected", func() bool {
+			_, err := store.AnyMetadata(short.ID)
+			return errors.Is(err, storage.ErrNotFound)
+		})
+		for _, shard := range w.net.Owned(i) {
+			if has, _ := store.HasPair(shard, long.ID); !has {
+				t.Fatalf("node %d lost the live blob's pair on shard %d", i, shard)
+			}
+			if has, _ := store.HasPair(shard, short.ID); has {
+				t.Fatalf("node %d kept the expired blob's pair on shard %d", i, shard)
+			}
+		}
 	}
 }
