@@ -5,7 +5,7 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 15x
 BENCHOUT  ?= bench.txt
 # Packages with fuzz targets (every decoder of outside bytes).
-FUZZ_PKGS := ./crypto ./coding ./committee
+FUZZ_PKGS := ./crypto ./coding ./committee ./storage
 
 .PHONY: all build test bench fuzz-smoke lint proto proto-tools clean
 

@@ -124,27 +124,14 @@ func (s *service) StoreMetadata(ctx context.Context, req *weftv1.StoreMetadataRe
 	return &weftv1.StoreMetadataResponse{Shards: owned}, nil
 }
 
-// pairUpload gathers the chunks of one pair's two slivers.
-type pairUpload struct {
-	shard     uint32
-	primary   []byte
-	secondary []byte
-}
-
 // StorePairs receives sliver chunks; every pair is verified and stored as
-// soon as both of its slivers are complete, and memory is bounded by
-// maxPartialPairs.
+// soon as both of its slivers are complete.
 func (s *service) StorePairs(stream weftv1.Storage_StorePairsServer) error {
 	n := s.n
 	var (
-		id       crypto.BlobID
-		meta     *crypto.Metadata
-		symbol   int
-		partial  = map[uint32]*pairUpload{}
-		stored   []uint32
-		assigned Assignment
+		asm    *pairAssembler
+		stored []uint32
 	)
-	params := n.codec.Params()
 	for {
 		chunk, err := stream.Recv()
 		if err == io.EOF {
@@ -153,87 +140,60 @@ func (s *service) StorePairs(stream weftv1.Storage_StorePairsServer) error {
 		if err != nil {
 			return err
 		}
-		if meta == nil {
-			if id, err = blobIDFrom(chunk.BlobId); err != nil {
+		if asm == nil {
+			if asm, err = n.newAssembler(stream.Context(), chunk.BlobId); err != nil {
 				return err
 			}
-			if err := n.checkWritable(stream.Context(), id); err != nil {
-				return err
-			}
-			if meta, err = n.store.AnyMetadata(id); err != nil {
-				return status.Errorf(codes.FailedPrecondition, "store the metadata of %s first", id)
-			}
-			if symbol, err = params.SymbolSize(meta.Length); err != nil {
-				return storeError(err)
-			}
-			if assigned, _, err = n.ownedNow(); err != nil {
-				return err
-			}
-		} else if len(chunk.BlobId) != 0 && crypto.BlobID(chunk.BlobId) != id {
-			return status.Error(codes.InvalidArgument, "one StorePairs stream carries one blob")
 		}
-		axis, err := axisFrom(chunk.Axis)
+		done, err := asm.add(chunk)
 		if err != nil {
 			return err
 		}
-		if int(chunk.Index) >= params.Shards || int(chunk.SymbolSize) != symbol {
-			return status.Errorf(codes.InvalidArgument, "sliver %d of %d, symbol size %d (want %d)", chunk.Index, params.Shards, chunk.SymbolSize, symbol)
-		}
-		pair := crypto.PairIndex(axis, chunk.Index, uint32(params.Shards))
-		up := partial[pair]
-		if up == nil {
-			shard := uint32(params.ShardForPair(int(pair), id))
-			if assigned.Owners[shard] != n.cfg.ID {
-				return status.Errorf(codes.FailedPrecondition, "pair %d of %s lives on shard %d, which node %s does not own in epoch %d",
-					pair, id, shard, n.cfg.ID, assigned.Epoch)
-			}
-			if len(partial) >= maxPartialPairs {
-				return status.Errorf(codes.ResourceExhausted, "more than %d pairs half-sent at once: send each pair's slivers together", maxPartialPairs)
-			}
-			up = &pairUpload{shard: shard}
-			partial[pair] = up
-		}
-		buf := &up.primary
-		if axis == crypto.Secondary {
-			buf = &up.secondary
-		}
-		want := params.SliverSymbols(axis) * symbol
-		if chunk.Offset != uint64(len(*buf)) || len(*buf)+len(chunk.Data) > want {
-			return status.Errorf(codes.InvalidArgument, "%s sliver %d: chunk at offset %d with %d bytes, have %d of %d",
-				axis, chunk.Index, chunk.Offset, len(chunk.Data), len(*buf), want)
-		}
-		if *buf == nil {
-			*buf = make([]byte, 0, want)
-		}
-		*buf = append(*buf, chunk.Data...)
-		if len(up.primary) < params.SliverSymbols(crypto.Primary)*symbol || len(up.secondary) < params.SliverSymbols(crypto.Secondary)*symbol {
+		if done == nil {
 			continue
 		}
-		delete(partial, pair)
-		sp := coding.SliverPair{
-			Index:     pair,
-			Primary:   coding.Sliver{SliverRef: coding.SliverRef{Axis: crypto.Primary, Index: uint32(params.PairSliver(int(pair), crypto.Primary))}, SymbolSize: symbol, Data: up.primary},
-			Secondary: coding.Sliver{SliverRef: coding.SliverRef{Axis: crypto.Secondary, Index: uint32(params.PairSliver(int(pair), crypto.Secondary))}, SymbolSize: symbol, Data: up.secondary},
-		}
-		if err := n.store.PutPair(up.shard, id, sp); err != nil {
+		if err := n.store.PutPair(done.shard, asm.id, done.pair); err != nil {
 			n.metrics.rejected.WithLabelValues("store-pair").Inc()
-			n.log.Warn("storage: rejected a sliver pair", "blob", id, "pair", pair, "err", err)
+			n.log.Warn("storage: rejected a sliver pair", "blob", asm.id, "pair", done.pair.Index, "err", err)
 			return storeError(err)
 		}
-		n.metrics.bytesStored.Add(float64(len(up.primary) + len(up.secondary)))
-		stored = append(stored, pair)
+		n.metrics.bytesStored.Add(float64(len(done.pair.Primary.Data) + len(done.pair.Secondary.Data)))
+		stored = append(stored, done.pair.Index)
 	}
-	if len(partial) > 0 {
-		var open []uint32
-		for p := range partial {
-			open = append(open, p)
+	if asm != nil {
+		if open := asm.incomplete(); len(open) > 0 {
+			return status.Errorf(codes.InvalidArgument, "stream ended with pairs %v incomplete (pairs %v stored)", open, stored)
 		}
-		slices.Sort(open)
-		return status.Errorf(codes.InvalidArgument, "stream ended with pairs %v incomplete (pairs %v stored)", open, stored)
 	}
 	return stream.SendAndClose(&weftv1.StorePairsResponse{Pairs: stored})
 }
 
+// newAssembler starts a StorePairs stream: the blob must be writable and
+// its metadata stored, the pairs must be of shards the node owns now.
+func (n *Node) newAssembler(ctx context.Context, rawID []byte) (*pairAssembler, error) {
+	id, err := blobIDFrom(rawID)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.checkWritable(ctx, id); err != nil {
+		return nil, err
+	}
+	meta, err := n.store.AnyMetadata(id)
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "store the metadata of %s first", id)
+	}
+	a, _, err := n.ownedNow()
+	if err != nil {
+		return nil, err
+	}
+	owns := func(shard uint32) error {
+		if a.Owners[shard] != n.cfg.ID {
+			return status.Errorf(codes.FailedPrecondition, "shard %d is not owned by node %s in epoch %d", shard, n.cfg.ID, a.Epoch)
+		}
+		return nil
+	}
+	return newPairAssembler(n.codec.Params(), id, meta.Length, owns)
+}
 func (s *service) GetMetadata(ctx context.Context, req *weftv1.GetMetadataRequest) (*weftv1.GetMetadataResponse, error) {
 	id, err := blobIDFrom(req.BlobId)
 	if err != nil {
