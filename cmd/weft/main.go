@@ -28,6 +28,8 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newBlobCommand(), newKeyCommand(), newControlCommand(), newAdminCommand())
+	root.AddCommand(newClientCommands()...)
 	root.AddCommand(newNodeCommand(), newDevnetCommand())
+	root.AddCommand(newGatewayCommand())
 	return root
 }

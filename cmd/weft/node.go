@@ -28,9 +28,9 @@ import (
 
 type nodeOptions struct {
 	id, dataDir, keyFile, listen, publicAddr, metricsAddr, faults string
-	control                                                    []string
-	recoveryWorkers                                            int
-	recoveryDelay                                              time.Duration
+	control                                                       []string
+	recoveryWorkers                                               int
+	recoveryDelay                                                 time.Duration
 }
 
 func newNodeCommand() *cobra.Command {

@@ -1,0 +1,135 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BenchmarkStoreRead stores and reads a 64 MiB blob at n = 100 over ten
+// storage nodes on loopback (a real devnet: Raft control plane, bbolt,
+// gRPC), and reports each against encoding alone, timed in the same run on
+// the same blob: store-x-encode (target ≤ 3) and read-x-encode (≤ 2).
+// Everything shares this machine's cores — the client, the ten nodes
+// verifying what they receive, and the control plane — so the ratios are
+// an upper bound on what separate machines would show.
+//
+//	go test -run '^$' -bench StoreRead -benchtime 3x ./client
+func BenchmarkStoreRead(b *testing.B) {
+	const size = 64 << 20
+	net := startNet(b, 10, 100, nil)
+	c := newClient(b, net, func(cfg *Config) {
+		cfg.NodeTimeout = 5 * time.Minute
+		if os.Getenv("WEFT_BENCH_DEBUG") != "" { // per-node timings on stderr
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	codec, err := c.codec(100, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	blob := randomBlob(1, size)
+
+	var encode, store, read time.Duration
+	var ss StoreStats
+	var rs ReadStats
+	var check, upfront time.Duration
+	iter := uint64(0)
+	for b.Loop() {
+		// A fresh blob each time: content already certified is not stored
+		// again.
+		iter++
+		binary.BigEndian.PutUint64(blob, iter)
+
+		// Each phase starts from a collected heap: the previous one leaves
+		// hundreds of MB of slivers behind, and whichever phase happened
+		// to pay for collecting them would look slower than it is.
+		runtime.GC()
+		t := time.Now()
+		enc, err := codec.Encode(blob)
+		if err != nil {
+			b.Fatal(err)
+		}
+		encode += time.Since(t)
+
+		var st StoreStats
+		runtime.GC()
+		t = time.Now()
+		id, _, err := c.Store(ctx, bytes.NewReader(blob), StoreOptions{Stats: &st})
+		store += time.Since(t)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("store: %d signers, transfer %v, confirm %v", st.Signers, st.Transfer, st.Confirm)
+		ss.Encode += st.Encode
+		ss.Register += st.Register
+		ss.Transfer += st.Transfer
+		ss.Confirm += st.Confirm
+		ss.Certify += st.Certify
+
+		var rt ReadStats
+		runtime.GC()
+		t = time.Now()
+		got, err := c.Read(ctx, id, ReadOptions{Stats: &rt})
+		read += time.Since(t)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !bytes.Equal(got, blob) {
+			b.Fatal("read other bytes")
+		}
+		rs.Lookup += rt.Lookup
+		rs.Metadata += rt.Metadata
+		rs.Fetch += rt.Fetch
+		rs.Verify += rt.Verify
+		rs.Decode += rt.Decode
+
+		// The consistent-read check alone, to split the read's decode
+		// stage: coding.Decode runs the check and cannot be timed apart.
+		runtime.GC()
+		t = time.Now()
+		if err := codec.CheckConsistent(enc.Metadata, blob); err != nil {
+			b.Fatal(err)
+		}
+		check += time.Since(t)
+
+		// What the optimistic read saves: checking the nP primaries it
+		// decodes from one by one before decoding (on all cores).
+		runtime.GC()
+		t = time.Now()
+		var wg sync.WaitGroup
+		for i := range codec.Params().NP {
+			wg.Go(func() {
+				if err := codec.VerifySliver(enc.Metadata, enc.Pairs[i].Primary); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		upfront += time.Since(t)
+	}
+	n := float64(iter)
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / n }
+	mbps := func(d time.Duration) float64 { return float64(size) * n / d.Seconds() / 1e6 }
+	b.ReportMetric(mbps(store), "store-MB/s")
+	b.ReportMetric(mbps(read), "read-MB/s")
+	b.ReportMetric(mbps(encode), "encode-MB/s")
+	b.ReportMetric(float64(store)/float64(encode), "store-x-encode")
+	b.ReportMetric(float64(read)/float64(encode), "read-x-encode")
+	for name, d := range map[string]time.Duration{
+		"store-encode": ss.Encode, "store-register": ss.Register, "store-transfer": ss.Transfer,
+		"store-confirm": ss.Confirm, "store-certify": ss.Certify,
+		"read-lookup": rs.Lookup, "read-metadata": rs.Metadata, "read-fetch": rs.Fetch,
+		"read-verify": rs.Verify, "read-decode+check": rs.Decode, "check-alone": check, "verify-upfront-alone": upfront,
+	} {
+		b.ReportMetric(per(d), name+"-ns")
+	}
+}

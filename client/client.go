@@ -1,0 +1,212 @@
+// Package client is weft's Go SDK (DESIGN §8): it stores blobs (encode,
+// register, distribute sliver pairs to the shard owners, collect signed
+// confirmations to a write quorum, certify) and reads them back (fetch
+// primary slivers, decode, and return bytes only when they re-encode to the
+// blob ID). Everything a storage node sends is checked: the control plane
+// is trusted, storage nodes are not. See DESIGN.md beside this file.
+package client
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/crypto"
+)
+
+// Config configures a Client. Zero fields take the defaults listed.
+type Config struct {
+	// Control lists control-plane voters' gRPC addresses; calls go to the
+	// last one that answered and move on to the next when one is down.
+	Control []string
+	// Token is the client credential (`weft admin client add`), needed to
+	// store; reads and status are open.
+	Token string
+
+	// NodeTimeout bounds each call to a storage node, transfers included
+	// (default 60 s). ControlTimeout bounds each control-plane call
+	// (default 15 s).
+	NodeTimeout    time.Duration
+	ControlTimeout time.Duration
+	// Retries is how many times a call that failed for a transient reason
+	// (unavailable, timed out) is tried again (default 3; negative: none).
+	// The delay starts at Backoff (default 100 ms) and doubles up to
+	// MaxBackoff (default 2 s), with jitter.
+	Retries    int
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	// MaxParallel bounds the storage nodes written to, and the slivers
+	// fetched, at once (default 32).
+	MaxParallel int
+	// StreamsPerNode is how many StorePairs streams a node gets at once
+	// (default 4): a node checks the pairs of one stream one by one.
+	StreamsPerNode int
+	// StragglerWait is how long a store keeps waiting for the remaining
+	// nodes once the write quorum has confirmed: this long, or half the
+	// time the quorum took if that is longer (default 1 s; negative: not
+	// at all). Nodes cut off then recover their slivers from their peers.
+	StragglerWait time.Duration
+	// MaxBlobLength is the largest blob stored or read (default
+	// coding.DefaultMaxBlobLength); a blob is held in memory whole.
+	MaxBlobLength uint64
+
+	// DialOptions replace the default (plaintext) transport options.
+	DialOptions []grpc.DialOption
+	Logger      *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.NodeTimeout <= 0 {
+		c.NodeTimeout = 60 * time.Second
+	}
+	if c.ControlTimeout <= 0 {
+		c.ControlTimeout = 15 * time.Second
+	}
+	if c.Retries == 0 {
+		c.Retries = 3
+	}
+	if c.Retries < 0 {
+		c.Retries = 0
+	}
+	if c.Backoff <= 0 {
+		c.Backoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 2 * time.Second
+	}
+	if c.MaxParallel <= 0 {
+		c.MaxParallel = 32
+	}
+	if c.StreamsPerNode <= 0 {
+		c.StreamsPerNode = 4
+	}
+	if c.StragglerWait == 0 {
+		c.StragglerWait = time.Second
+	}
+	if c.MaxBlobLength == 0 {
+		c.MaxBlobLength = coding.DefaultMaxBlobLength
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Client talks to a weft network. It is safe for concurrent use; gRPC
+// connections are cached per address until Close.
+type Client struct {
+	cfg Config
+	log *slog.Logger
+
+	preferred atomic.Int32 // index in cfg.Control of the voter that last answered
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[string]*grpc.ClientConn
+	codecs map[codecKey]*coding.Codec
+	views  map[uint64]*crypto.CommitteeView // an epoch's committee never changes once made
+}
+
+type codecKey struct {
+	shards   int
+	encoding coding.Encoding
+}
+
+// New returns a client; no connection is made until the first call.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.Control) == 0 {
+		return nil, errors.New("client: at least one control-plane address is required")
+	}
+	for _, a := range cfg.Control {
+		if a == "" {
+			return nil, errors.New("client: empty control-plane address")
+		}
+	}
+	cfg.Control = append([]string(nil), cfg.Control...)
+	cfg.setDefaults()
+	return &Client{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		conns:  make(map[string]*grpc.ClientConn),
+		codecs: make(map[codecKey]*coding.Codec),
+		views:  make(map[uint64]*crypto.CommitteeView),
+	}, nil
+}
+
+// ErrClosed is returned by calls on a closed client.
+var ErrClosed = errors.New("client: closed")
+
+// Close closes every cached connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	var errs []error
+	for addr, conn := range c.conns {
+		if err := conn.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing connection to %s: %w", addr, err))
+		}
+	}
+	c.conns = nil
+	return errors.Join(errs...)
+}
+
+// conn returns the cached connection to addr, creating it on first use.
+// grpc.NewClient connects lazily, so a node that is down costs nothing
+// until it is called.
+func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if cc, ok := c.conns[addr]; ok {
+		return cc, nil
+	}
+	opts := c.cfg.DialOptions
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	// gRPC's default reconnect backoff grows to two minutes: a node that
+	// restarts would stay unreachable through this cached connection
+	// long after it is back. Cap it near our own retry backoff.
+	bc := backoff.DefaultConfig
+	bc.MaxDelay = c.cfg.MaxBackoff
+	opts = append(append([]grpc.DialOption(nil), opts...), grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 5 * time.Second}))
+	cc, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("client: connecting to %s: %w", addr, err)
+	}
+	c.conns[addr] = cc
+	return cc, nil
+}
+
+// codec returns the cached codec for n shards and an encoding (0: the
+// default one for n).
+func (c *Client) codec(n int, enc coding.Encoding) (*coding.Codec, error) {
+	if enc == 0 {
+		enc = coding.DefaultEncoding(n)
+	}
+	key := codecKey{n, enc}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cd, ok := c.codecs[key]; ok {
+		return cd, nil
+	}
+	cd, err := coding.New(n, coding.WithEncoding(enc), coding.WithMaxBlobLength(c.cfg.MaxBlobLength))
+	if err != nil {
+		return nil, err
+	}
+	c.codecs[key] = cd
+	return cd, nil
+}

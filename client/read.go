@@ -1,0 +1,566 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/crypto"
+)
+
+// ReadOptions configures one read.
+type ReadOptions struct {
+	// Progress, if set, is called as sliver bytes arrive: done of total
+	// (the total grows when a sliver has to be fetched again).
+	Progress func(done, total int64)
+	// Stats, if set, receives the read's per-stage timings.
+	Stats *ReadStats
+}
+
+// Read returns a certified blob's bytes (DESIGN §8): blob status and the
+// shard layout from the control plane, metadata from any node that sends
+// one matching the ID, then primary slivers from the shards' owners (or
+// holders, during a handover) until nP of them decode, and the bytes only
+// once they re-encode to the blob ID. Up to 2f shards may be missing or
+// lying. The whole blob is held in memory: no byte can be handed out
+// before the consistent-read check has passed on all of them.
+//
+// Slivers are decoded optimistically, unverified: the consistent-read
+// check re-encodes the result anyway, and only if it fails are slivers
+// checked one by one, the bad ones dropped and replaced by verified ones.
+func (c *Client) Read(ctx context.Context, id crypto.BlobID, opts ReadOptions) ([]byte, error) {
+	start := time.Now()
+	var stats ReadStats
+	defer func() {
+		stats.Total = time.Since(start)
+		if opts.Stats != nil {
+			*opts.Stats = stats
+		}
+	}()
+	st, err := c.Status(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.readable(); err != nil {
+		return nil, err
+	}
+	lay, err := c.layout(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	stats.Lookup = time.Since(start)
+
+	codec, err := c.codec(int(st.Shards), st.Encoding)
+	if err != nil {
+		return nil, err
+	}
+	if st.Length > codec.Params().MaxBlobLength {
+		return nil, fmt.Errorf("%w: blob %s has %d bytes, this client reads at most %d", ErrBlobTooLarge, id, st.Length, codec.Params().MaxBlobLength)
+	}
+	t := time.Now()
+	meta, err := c.fetchMetadata(ctx, id, lay)
+	stats.Metadata = time.Since(t)
+	if err != nil {
+		return nil, err
+	}
+	stats.Length = meta.Length
+	symbolSize, err := codec.Params().SymbolSize(meta.Length)
+	if err != nil {
+		return nil, err
+	}
+	r := &read{
+		c: c, id: id, meta: meta, codec: codec, params: codec.Params(), symbolSize: symbolSize,
+		lay: lay, prog: newProgress(opts.Progress), stats: &stats,
+	}
+	blob, err := r.run(ctx)
+	stats.ReceivedBytes = r.prog.bytes()
+	return blob, err
+}
+
+// source is a node to ask for a shard's data.
+type source struct {
+	node, addr string
+}
+
+// layout says where each shard's data is during a read.
+type layout struct {
+	epoch   uint64
+	sources [][]source // per shard, in the order to ask
+	nodes   []source   // every distinct node, for metadata
+}
+
+// layout reads the current epoch's owners and holders and the nodes'
+// addresses. A blob certified before a shard changed hands is read first
+// from the shard's holder, anything newer first from its owner; the other
+// is the fallback (DESIGN §5).
+func (c *Client) layout(ctx context.Context, st *BlobStatus) (*layout, error) {
+	var ws *weftv1.WatchStateResponse
+	var com *Committee
+	// The two reads are separate calls: if an epoch change falls between
+	// them, read both again.
+	for attempt := 0; ; attempt++ {
+		err := c.controlCall(ctx, "WatchState", func(ctx context.Context, conn *grpc.ClientConn) error {
+			var err error
+			ws, err = weftv1.NewWatchClient(conn).WatchState(ctx, &weftv1.WatchStateRequest{})
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if com, err = c.CommitteeInfo(ctx, 0); err != nil {
+			return nil, err
+		}
+		if com.Epoch == ws.Epoch || attempt == 2 {
+			break
+		}
+	}
+	if com.Epoch != ws.Epoch {
+		return nil, fmt.Errorf("client: the epoch kept changing while reading the shard layout (state %d, committee %d)", ws.Epoch, com.Epoch)
+	}
+	n := len(ws.Owners)
+	if n != int(st.Shards) || len(ws.Holders) != n {
+		return nil, fmt.Errorf("client: blob %s is encoded for %d shards, the control plane lists %d owners and %d holders", st.ID, st.Shards, n, len(ws.Holders))
+	}
+	addrs := make(map[string]string)
+	for _, m := range com.Members {
+		addrs[m.Node] = m.Address
+	}
+	// Holders that left the committee serve until their successors are
+	// done; their addresses are in the committees they were members of.
+	for e := com.Epoch - 1; e >= 1 && e+3 >= com.Epoch; e-- {
+		if !slices.ContainsFunc(ws.Holders, func(h string) bool { _, ok := addrs[h]; return h != "" && !ok }) {
+			break
+		}
+		old, err := c.CommitteeInfo(ctx, e)
+		if err != nil {
+			c.log.Warn("looking up a past committee for holders' addresses", "epoch", e, "err", err)
+			break
+		}
+		for _, m := range old.Members {
+			if _, ok := addrs[m.Node]; !ok {
+				addrs[m.Node] = m.Address
+			}
+		}
+	}
+	lay := &layout{epoch: ws.Epoch, sources: make([][]source, n)}
+	seen := make(map[string]bool)
+	add := func(shard int, node string) {
+		if node == "" || addrs[node] == "" || slices.ContainsFunc(lay.sources[shard], func(s source) bool { return s.node == node }) {
+			return
+		}
+		s := source{node: node, addr: addrs[node]}
+		lay.sources[shard] = append(lay.sources[shard], s)
+		if !seen[node] {
+			seen[node] = true
+			lay.nodes = append(lay.nodes, s)
+		}
+	}
+	for shard := range n {
+		owner, holder := ws.Owners[shard], ws.Holders[shard]
+		if holder != owner && st.CertifiedEpoch < ws.Epoch {
+			add(shard, holder)
+		}
+		add(shard, owner)
+		add(shard, holder)
+	}
+	return lay, nil
+}
+
+// fetchMetadata asks nodes, a few at once and in random order (to spread
+// the load, and so that one node that stalls does not hold the read),
+// until one sends metadata that hashes to the blob ID.
+func (c *Client) fetchMetadata(ctx context.Context, id crypto.BlobID, lay *layout) (*crypto.Metadata, error) {
+	const batch = 3
+	nodes := slices.Clone(lay.nodes)
+	rand.Shuffle(len(nodes), func(i, j int) { nodes[i], nodes[j] = nodes[j], nodes[i] })
+	type answer struct {
+		meta *crypto.Metadata
+		err  error
+		from source
+	}
+	var errs []error
+	for i := 0; i < len(nodes); i += batch {
+		group := nodes[i:min(i+batch, len(nodes))]
+		bctx, cancel := context.WithCancel(ctx)
+		answers := make(chan answer, len(group))
+		for _, s := range group {
+			go func() {
+				meta, err := c.metadataFrom(bctx, id, s)
+				answers <- answer{meta, err, s}
+			}()
+		}
+		var found *crypto.Metadata
+		for range group {
+			a := <-answers
+			switch {
+			case a.err == nil && found == nil:
+				found = a.meta
+				cancel() // the others need not finish
+			case a.err != nil && found == nil:
+				c.log.Debug("metadata not usable", "blob", id, "node", a.from.node, "err", a.err)
+				errs = append(errs, fmt.Errorf("%s (%s): %w", a.from.node, a.from.addr, a.err))
+			}
+		}
+		cancel()
+		if found != nil {
+			return found, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return nil, fmt.Errorf("client: no node sent metadata matching blob %s: %w", id, errors.Join(errs...))
+}
+
+func (c *Client) metadataFrom(ctx context.Context, id crypto.BlobID, s source) (*crypto.Metadata, error) {
+	conn, err := c.conn(s.addr)
+	if err != nil {
+		return nil, err
+	}
+	var resp *weftv1.GetMetadataResponse
+	// One try per node: there are other nodes to ask.
+	err = c.retry(ctx, c.cfg.NodeTimeout, retryPolicy{attempts: 1}, func(ctx context.Context) error {
+		var err error
+		resp, err = weftv1.NewStorageClient(conn).GetMetadata(ctx, &weftv1.GetMetadataRequest{BlobId: id[:]})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var meta crypto.Metadata
+	if err := meta.UnmarshalBinary(resp.Metadata); err != nil {
+		return nil, err
+	}
+	if err := meta.CheckBlobID(id); err != nil {
+		return nil, err
+	}
+	return &meta, nil
+}
+
+// read is one read's sliver-fetching state.
+type read struct {
+	c          *Client
+	id         crypto.BlobID
+	meta       *crypto.Metadata
+	codec      *coding.Codec
+	params     coding.Params
+	symbolSize int
+	lay        *layout
+	prog       *progress
+	stats      *ReadStats
+
+	// down holds nodes that failed transiently even after retries: the
+	// rest of this read does not wait on them again for other slivers.
+	down sync.Map // node → error
+	// from records which source each sliver in hand came from, so that a
+	// sliver found bad later is blamed on, and replaced from, the right one.
+	from sync.Map // index → source number
+	// launched counts sliver fetches started; the first nP are in the
+	// progress total from the start, later ones (replacements) add to it.
+	launched int
+}
+
+// task is one attempt at primary sliver index from source number src of
+// its shard.
+type task struct {
+	index uint32
+	src   int
+}
+
+type fetched struct {
+	task
+	sliver coding.Sliver
+	err    error
+	bad    bool // it arrived but failed verification
+	verify time.Duration
+	took   time.Duration // fetching it, retries included
+}
+
+func (r *read) shardOf(index uint32) int { return r.params.ShardForPair(int(index), r.id) }
+
+// run fetches primary slivers, the systematic ones (0 … nP−1, which decode
+// by copying) first, keeping nP in flight or in hand; a failed shard's
+// fallback source goes to the front of the queue, another shard's sliver
+// after it. With nP in hand it decodes; if the consistent-read check
+// fails, it verifies them, drops the bad ones, and from then on verifies
+// each new sliver as it arrives.
+func (r *read) run(ctx context.Context) ([]byte, error) {
+	n, need := r.params.Shards, r.params.NP
+	queue := make([]task, 0, n)
+	capacity := 0
+	for i := range n {
+		queue = append(queue, task{index: uint32(i)})
+		capacity += len(r.lay.sources[r.shardOf(uint32(i))])
+	}
+	sliverBytes := int64(r.params.SliverSymbols(crypto.Primary) * r.symbolSize)
+	r.prog.grow(int64(need) * sliverBytes)
+
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Fetches still in flight must not report after Read returns.
+	defer r.prog.stop()
+	results := make(chan fetched, capacity) // every task can finish without a reader
+	failures := make(map[uint32]*SliverError)
+	var good []coding.Sliver
+	inflight := 0
+	verifyMode := false
+	fetchStart := time.Now()
+	var busy time.Duration // decode and verify time inside the loop
+
+	// A node that accepts a call and then stalls would hold its sliver
+	// for the whole NodeTimeout. When nothing arrives for a while, other
+	// slivers are fetched alongside, up to f extra: any nP will do.
+	hedge := 0
+	var slowest time.Duration
+	hedgeDelay := func() time.Duration { return max(time.Second, 4*slowest) }
+	timer := time.NewTimer(hedgeDelay())
+	defer timer.Stop()
+
+	// next queues what comes after a sliver failed: its other source.
+	next := func(t task) {
+		if t.src+1 < len(r.lay.sources[r.shardOf(t.index)]) {
+			queue = append([]task{{index: t.index, src: t.src + 1}}, queue...)
+		}
+	}
+	for {
+		for inflight < r.c.cfg.MaxParallel && len(good)+inflight < need+hedge && len(queue) > 0 {
+			t := queue[0]
+			queue = queue[1:]
+			if len(r.lay.sources[r.shardOf(t.index)]) == 0 {
+				failures[t.index] = &SliverError{Index: t.index, Shard: uint32(r.shardOf(t.index)), Node: "-", Err: errors.New("no owner or holder with an address")}
+				continue
+			}
+			inflight++
+			if r.launched++; r.launched > need {
+				r.prog.grow(sliverBytes)
+			}
+			go func(verify bool) { results <- r.fetch(fctx, t, verify) }(verifyMode)
+		}
+		if len(good) >= need {
+			r.stats.Fetch = time.Since(fetchStart) - busy
+			t := time.Now()
+			blob, err := r.codec.Decode(r.meta, good)
+			r.stats.Decode += time.Since(t)
+			r.stats.Decodes++
+			busy += time.Since(t)
+			if err == nil {
+				return blob, nil
+			}
+			if !errors.Is(err, crypto.ErrSliverMismatch) {
+				// Either the blob is inconsistent (the same error for every
+				// reader, whichever slivers it used), or something else
+				// that no other sliver would fix.
+				return nil, err
+			}
+			// A node lied. Check every sliver in hand, drop the bad ones,
+			// and verify everything fetched from here on.
+			verifyMode = true
+			t = time.Now()
+			kept, bad := r.verifyAll(good)
+			r.stats.Verify += time.Since(t)
+			busy += time.Since(t)
+			good = kept
+			for _, f := range bad {
+				r.stats.BadSlivers++
+				failures[f.index] = r.sliverError(f.task, f.err)
+				next(f.task)
+			}
+			continue
+		}
+		if inflight == 0 {
+			r.stats.Fetch = time.Since(fetchStart) - busy
+			return nil, r.notEnough(good, failures, verifyMode)
+		}
+		var f fetched
+		select {
+		case f = <-results:
+		case <-timer.C:
+			// Nothing arrived for the whole delay: every fetch in flight
+			// is stalled, so each gets a stand-in.
+			if hedge < r.params.F {
+				hedge = min(r.params.F, hedge+inflight)
+				r.c.log.Debug("slivers slow to arrive; fetching others alongside", "blob", r.id, "extra", hedge)
+			}
+			timer.Reset(hedgeDelay())
+			continue
+		}
+		inflight--
+		r.stats.Slivers++
+		r.stats.Verify += f.verify
+		if f.err != nil {
+			if f.bad {
+				r.stats.BadSlivers++
+			}
+			r.c.log.Debug("primary sliver not usable", "blob", r.id, "sliver", f.index, "err", f.err)
+			failures[f.index] = r.sliverError(f.task, f.err)
+			next(f.task)
+			continue
+		}
+		slowest = max(slowest, f.took)
+		timer.Reset(hedgeDelay())
+		delete(failures, f.index)
+		good = append(good, f.sliver)
+	}
+}
+
+func (r *read) sliverError(t task, err error) *SliverError {
+	shard := r.shardOf(t.index)
+	node := "-"
+	if srcs := r.lay.sources[shard]; t.src < len(srcs) {
+		node = srcs[t.src].node + " (" + srcs[t.src].addr + ")"
+	}
+	return &SliverError{Index: t.index, Shard: uint32(shard), Node: node, Err: err}
+}
+
+// notEnough builds the error for a read that ran out of sources. Slivers
+// still unverified are checked first, so the count is of verified ones.
+func (r *read) notEnough(good []coding.Sliver, failures map[uint32]*SliverError, verified bool) error {
+	if !verified {
+		kept, bad := r.verifyAll(good)
+		for _, f := range bad {
+			failures[f.index] = r.sliverError(f.task, f.err)
+		}
+		good = kept
+	}
+	out := &NotEnoughSliversError{BlobID: r.id, Have: len(good), Need: r.params.NP}
+	for _, f := range failures {
+		out.Failures = append(out.Failures, f)
+	}
+	slices.SortFunc(out.Failures, func(a, b *SliverError) int { return int(a.Index) - int(b.Index) })
+	return out
+}
+
+// verifyAll checks slivers against the metadata in parallel.
+func (r *read) verifyAll(slivers []coding.Sliver) (kept []coding.Sliver, bad []fetched) {
+	errs := make([]error, len(slivers))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, r.c.cfg.MaxParallel)
+	for i, sl := range slivers {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = r.codec.VerifySliver(r.meta, sl)
+		})
+	}
+	wg.Wait()
+	for i, sl := range slivers {
+		if errs[i] != nil {
+			// The source that sent it is the one the task used; for a
+			// sliver in hand that is recorded by index below.
+			bad = append(bad, fetched{task: r.sourceOf(sl.Index), err: errs[i], bad: true})
+			continue
+		}
+		kept = append(kept, sl)
+	}
+	return kept, bad
+}
+
+// sourceOf finds which source a sliver in hand came from.
+func (r *read) sourceOf(index uint32) task {
+	if v, ok := r.from.Load(index); ok {
+		return task{index: index, src: v.(int)}
+	}
+	return task{index: index}
+}
+
+// fetch gets one primary sliver from one source, retrying transient
+// failures, and verifies it when asked to.
+func (r *read) fetch(ctx context.Context, t task, verify bool) fetched {
+	out := fetched{task: t}
+	s := r.lay.sources[r.shardOf(t.index)][t.src]
+	unfetched := func(err error) fetched {
+		r.prog.grow(-int64(r.params.SliverSymbols(crypto.Primary) * r.symbolSize)) // its share of the total comes from another
+		out.err = err
+		return out
+	}
+	if err, ok := r.down.Load(s.node); ok {
+		return unfetched(fmt.Errorf("skipped: the node failed earlier in this read: %w", err.(error)))
+	}
+	conn, err := r.c.conn(s.addr)
+	if err != nil {
+		return unfetched(err)
+	}
+	sc := weftv1.NewStorageClient(conn)
+	start := time.Now()
+	attempt := 0
+	err = r.c.retry(ctx, r.c.cfg.NodeTimeout, r.c.policy(nil), func(ctx context.Context) error {
+		if attempt++; attempt > 1 {
+			r.prog.grow(int64(r.params.SliverSymbols(crypto.Primary) * r.symbolSize))
+		}
+		var err error
+		out.sliver, err = r.receive(ctx, sc, t.index)
+		return err
+	})
+	out.took = time.Since(start)
+	if err != nil {
+		if transient(err) {
+			r.down.Store(s.node, err)
+		}
+		out.err = err
+		return out
+	}
+	r.from.Store(t.index, t.src)
+	if verify {
+		start := time.Now()
+		err := r.codec.VerifySliver(r.meta, out.sliver)
+		out.verify = time.Since(start)
+		if err != nil {
+			out.err, out.bad = err, true
+		}
+	}
+	return out
+}
+
+// receive reads one primary sliver's chunks into a buffer of exactly the
+// size the metadata implies; a node cannot make the reader hold more.
+func (r *read) receive(ctx context.Context, sc weftv1.StorageClient, index uint32) (coding.Sliver, error) {
+	size := r.params.SliverSymbols(crypto.Primary) * r.symbolSize
+	got := 0
+	defer func() {
+		if got < size {
+			// This attempt counted a whole sliver in the total and
+			// delivered only got bytes; the rest comes from another one.
+			r.prog.grow(int64(got - size))
+		}
+	}()
+	stream, err := sc.GetSliver(ctx, &weftv1.GetSliverRequest{BlobId: r.id[:], Axis: uint32(crypto.Primary), Index: index})
+	if err != nil {
+		return coding.Sliver{}, err
+	}
+	buf := make([]byte, size)
+	for {
+		ch, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return coding.Sliver{}, err
+		}
+		switch {
+		case ch.Axis != uint32(crypto.Primary) || ch.Index != index:
+			return coding.Sliver{}, fmt.Errorf("asked for primary sliver %d, got a chunk of axis %d sliver %d", index, ch.Axis, ch.Index)
+		case ch.SymbolSize != uint32(r.symbolSize) && (got == 0 || ch.SymbolSize != 0):
+			return coding.Sliver{}, fmt.Errorf("chunk with symbol size %d, the metadata implies %d", ch.SymbolSize, r.symbolSize)
+		case ch.Offset != uint64(got):
+			return coding.Sliver{}, fmt.Errorf("chunk at offset %d, expected %d", ch.Offset, got)
+		case len(ch.Data) > size-got:
+			return coding.Sliver{}, fmt.Errorf("more than the sliver's %d bytes", size)
+		}
+		copy(buf[got:], ch.Data)
+		got += len(ch.Data)
+		r.prog.add(int64(len(ch.Data)))
+	}
+	if got != size {
+		return coding.Sliver{}, fmt.Errorf("got %d of the sliver's %d bytes", got, size)
+	}
+	return coding.Sliver{SliverRef: coding.SliverRef{Axis: crypto.Primary, Index: index}, SymbolSize: r.symbolSize, Data: buf}, nil
+}

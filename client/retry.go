@@ -1,0 +1,151 @@
+package client
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// The control plane's metadata keys (committee/service.go): the bearer
+// credential, and the command ID that makes a retried write return the
+// first attempt's outcome instead of applying twice.
+const (
+	mdAuthorization = "authorization"
+	mdRequestID     = "weft-request-id"
+)
+
+// transient reports whether an error is worth trying again as is: the
+// peer was unreachable or did not answer in time. Everything else is an
+// answer, and asking again would get the same one.
+func transient(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted:
+		return true
+	}
+	return false
+}
+
+// delay is the wait before retry number attempt (1-based): exponential
+// from cfg.Backoff, capped, with ±25% jitter so that many clients that
+// failed together do not come back together.
+func (c *Client) delay(attempt int) time.Duration {
+	d := c.cfg.Backoff << min(attempt-1, 20)
+	if d <= 0 || d > c.cfg.MaxBackoff {
+		d = c.cfg.MaxBackoff
+	}
+	jitter := time.Duration(rand.Int64N(int64(d)/2+1)) - d/4
+	return d + jitter
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// retryPolicy says which failures of one call are tried again.
+type retryPolicy struct {
+	attempts int                  // total tries, ≥ 1
+	also     func(err error) bool // beyond transient ones; nil: none
+}
+
+func (c *Client) policy(also func(error) bool) retryPolicy {
+	return retryPolicy{attempts: 1 + c.cfg.Retries, also: also}
+}
+
+// retry runs f with a fresh per-call timeout until it succeeds, fails for
+// a reason the policy does not retry, or the attempts run out. The last
+// error is returned as is (its gRPC status intact), annotated with the
+// number of attempts when there were several.
+func (c *Client) retry(ctx context.Context, timeout time.Duration, p retryPolicy, f func(ctx context.Context) error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		err = f(cctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return errors.Join(ctx.Err(), err)
+		}
+		if attempt >= p.attempts || !(transient(err) || (p.also != nil && p.also(err))) {
+			if attempt > 1 {
+				return fmt.Errorf("after %d attempts: %w", attempt, err)
+			}
+			return err
+		}
+		c.log.Debug("retrying", "attempt", attempt, "err", err)
+		if serr := sleep(ctx, c.delay(attempt)); serr != nil {
+			return errors.Join(serr, err)
+		}
+	}
+}
+
+// controlCall runs one control-plane call, moving through the voters from
+// the last one that answered; a round where every voter failed
+// transiently is retried after a backoff. A voter's answer, even an error,
+// ends the call: followers forward writes, so any voter speaks for the
+// cluster.
+func (c *Client) controlCall(ctx context.Context, what string, f func(ctx context.Context, conn *grpc.ClientConn) error) error {
+	addrs := c.cfg.Control
+	var errs []error
+	for round := 0; round <= c.cfg.Retries; round++ {
+		if round > 0 {
+			if err := sleep(ctx, c.delay(round)); err != nil {
+				return fmt.Errorf("%s: %w", what, errors.Join(append(errs, err)...))
+			}
+		}
+		errs = errs[:0]
+		start := int(c.preferred.Load())
+		for k := range addrs {
+			i := (start + k) % len(addrs)
+			conn, err := c.conn(addrs[i])
+			if err != nil {
+				return err
+			}
+			cctx, cancel := context.WithTimeout(ctx, c.cfg.ControlTimeout)
+			err = f(cctx, conn)
+			cancel()
+			if err == nil || !transient(err) || ctx.Err() != nil {
+				if err == nil {
+					c.preferred.Store(int32(i))
+					return nil
+				}
+				return fmt.Errorf("%s (control plane %s): %w", what, addrs[i], err)
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", addrs[i], err))
+		}
+	}
+	return fmt.Errorf("%s: no control-plane voter answered: %w", what, errors.Join(errs...))
+}
+
+// writeContext adds the client credential and a command ID to a write.
+// The same ID is sent on every retry of one logical write, so the control
+// plane applies it once whichever voter or attempt gets through.
+func (c *Client) writeContext(ctx context.Context, requestID string) (context.Context, error) {
+	if c.cfg.Token == "" {
+		return nil, errors.New("client: a client token is required to store (Config.Token)")
+	}
+	return metadata.AppendToOutgoingContext(ctx, mdAuthorization, "Bearer "+c.cfg.Token, mdRequestID, requestID), nil
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = crand.Read(b[:])
+	return "client-" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,121 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/crypto"
+)
+
+// The registry states of a blob (BlobStatus.Status).
+const (
+	StatusRegistered = "registered"
+	StatusCertified  = "certified"
+	StatusInvalid    = "invalid"
+	StatusExpired    = "expired"
+)
+
+// BlobStatus is a blob's registry entry at the control plane.
+type BlobStatus struct {
+	ID              crypto.BlobID
+	Status          string // registered, certified, invalid or expired
+	Encoding        coding.Encoding
+	Shards          uint32
+	Length          uint64
+	EndEpoch        uint64 // the blob lives through EndEpoch−1
+	RegisteredEpoch uint64
+	CertifiedEpoch  uint64              // 0 until certified
+	Certificate     *crypto.Certificate // nil until certified
+}
+
+// Status returns a blob's registry entry; ErrNotFound when the control
+// plane does not know the blob.
+func (c *Client) Status(ctx context.Context, id crypto.BlobID) (*BlobStatus, error) {
+	var resp *weftv1.BlobStatusResponse
+	err := c.controlCall(ctx, "BlobStatus", func(ctx context.Context, conn *grpc.ClientConn) error {
+		var err error
+		resp, err = weftv1.NewClientClient(conn).BlobStatus(ctx, &weftv1.BlobStatusRequest{BlobId: id[:]})
+		return err
+	})
+	if status.Code(err) == codes.NotFound {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st := &BlobStatus{
+		ID: id, Status: resp.Status, Encoding: coding.Encoding(resp.Encoding), Shards: resp.Shards, Length: resp.Length,
+		EndEpoch: resp.EndEpoch, RegisteredEpoch: resp.RegisteredEpoch, CertifiedEpoch: resp.CertifiedEpoch,
+	}
+	if len(resp.Certificate) > 0 {
+		var cert crypto.Certificate
+		if err := cert.UnmarshalBinary(resp.Certificate); err != nil {
+			return nil, fmt.Errorf("client: certificate of %s in the registry: %w", id, err)
+		}
+		st.Certificate = &cert
+	}
+	return st, nil
+}
+
+// readable maps a registry entry to the typed error a read returns, or nil
+// when the blob is certified.
+func (st *BlobStatus) readable() error {
+	switch st.Status {
+	case StatusCertified:
+		return nil
+	case StatusInvalid:
+		return fmt.Errorf("%w: %s", ErrInvalidBlob, st.ID)
+	case StatusExpired:
+		return fmt.Errorf("%w: %s (end epoch %d)", ErrExpired, st.ID, st.EndEpoch)
+	case StatusRegistered:
+		return fmt.Errorf("%w: %s (registered in epoch %d)", ErrNotCertified, st.ID, st.RegisteredEpoch)
+	}
+	return fmt.Errorf("client: blob %s has unknown status %q", st.ID, st.Status)
+}
+
+// Verify checks an availability certificate against the committee of its
+// epoch: the right message type and epoch, signers who own a write quorum
+// of shards, and one aggregate signature check. nil means valid; the
+// error says what is wrong.
+func Verify(cert *crypto.Certificate, view *crypto.CommitteeView) error {
+	if cert == nil || view == nil {
+		return errors.New("verify: a certificate and a committee are both needed")
+	}
+	if cert.Epoch != view.Epoch() {
+		return fmt.Errorf("verify: certificate of epoch %d given the committee of epoch %d: %w", cert.Epoch, view.Epoch(), crypto.ErrWrongEpoch)
+	}
+	if err := cert.VerifyAvailability(view); err != nil {
+		return fmt.Errorf("verify: certificate for blob %s of epoch %d is not valid: %w", cert.BlobID, cert.Epoch, err)
+	}
+	return nil
+}
+
+// VerifyCertificate verifies a certificate against its epoch's committee
+// as the control plane records it.
+func (c *Client) VerifyCertificate(ctx context.Context, cert *crypto.Certificate) error {
+	view, err := c.Committee(ctx, cert.Epoch)
+	if err != nil {
+		return err
+	}
+	return Verify(cert, view)
+}
+
+// SignedWeight returns the shards a certificate's signers own in view,
+// for reports; members beyond the view are ignored (Verify refuses them).
+func SignedWeight(cert *crypto.Certificate, view *crypto.CommitteeView) uint64 {
+	var w uint64
+	for _, i := range cert.SignerIndices() {
+		if i < view.Size() {
+			_, weight := view.Member(i)
+			w += uint64(weight)
+		}
+	}
+	return w
+}

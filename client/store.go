@@ -1,0 +1,567 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/crypto"
+)
+
+// DefaultEpochs is a stored blob's lifetime when StoreOptions.Epochs is 0.
+const DefaultEpochs = 5
+
+// maxRounds bounds how many committees one store writes to: an epoch
+// change mid-write means collecting again, but epochs last far longer than
+// a write, so needing a third committee means something else is wrong.
+const maxRounds = 3
+
+// StoreOptions configures one store.
+type StoreOptions struct {
+	// Epochs is the lifetime: the blob lives until the current epoch +
+	// Epochs (the registration's end epoch). Default DefaultEpochs.
+	Epochs uint64
+	// Progress, if set, is called as sliver bytes go out to the nodes:
+	// done of total (the total grows if a node needs a resend).
+	Progress func(done, total int64)
+	// Stats, if set, receives the store's per-stage timings.
+	Stats *StoreStats
+}
+
+// Store stores a blob (DESIGN §8): encode, register (the control plane
+// derives the blob ID from the encoding, n, length and root, and charges
+// the client's quota), send every shard owner its metadata and sliver
+// pairs, collect signed confirmations from owners of a write quorum of
+// shards, aggregate them into an availability certificate, and certify it
+// at the control plane. It succeeds with up to f shards' owners down or
+// lying. If the epoch changes mid-write, it collects again from the new
+// committee. Storing content that is already certified returns the
+// existing certificate (extending its lifetime if needed).
+func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (crypto.BlobID, *crypto.Certificate, error) {
+	start := time.Now()
+	var stats StoreStats
+	defer func() {
+		stats.Total = time.Since(start)
+		if opts.Stats != nil {
+			*opts.Stats = stats
+		}
+	}()
+	epochs := opts.Epochs
+	if epochs == 0 {
+		epochs = DefaultEpochs
+	}
+	if c.cfg.Token == "" {
+		return crypto.BlobID{}, nil, errors.New("client: a client token is required to store (Config.Token)")
+	}
+
+	com, err := c.currentCommittee(ctx)
+	if err != nil {
+		return crypto.BlobID{}, nil, err
+	}
+	codec, err := c.codec(len(com.Owners), 0)
+	if err != nil {
+		return crypto.BlobID{}, nil, err
+	}
+	blob, err := readBlob(r, codec.Params().MaxBlobLength)
+	if err != nil {
+		return crypto.BlobID{}, nil, err
+	}
+	t := time.Now()
+	enc, err := codec.Encode(blob)
+	stats.Encode, stats.Length = time.Since(t), uint64(len(blob))
+	if err != nil {
+		return crypto.BlobID{}, nil, err
+	}
+	id := enc.ID
+
+	t = time.Now()
+	existing, err := c.register(ctx, enc, com.Epoch+epochs)
+	stats.Register = time.Since(t)
+	if err != nil {
+		return id, nil, err
+	}
+	if existing != nil {
+		stats.AlreadyCertified, stats.Epoch = true, existing.CertifiedEpoch
+		c.log.Info("blob already certified; returning its certificate", "blob", id, "epoch", existing.CertifiedEpoch)
+		return id, existing.Certificate, nil
+	}
+
+	metaBytes, err := enc.Metadata.MarshalBinary()
+	if err != nil {
+		return id, nil, err
+	}
+	w := &write{
+		c: c, enc: enc, params: codec.Params(), meta: metaBytes,
+		prog: newProgress(opts.Progress), stats: &stats,
+		stored: make(map[string]map[uint32]bool),
+	}
+	defer w.prog.stop()
+	for round := 1; ; round++ {
+		stats.Rounds = round
+		cert, err := w.collect(ctx, com)
+		if err == nil {
+			t = time.Now()
+			err = c.certify(ctx, cert)
+			stats.Certify += time.Since(t)
+			if err == nil {
+				stats.SentBytes, stats.Epoch = w.prog.bytes(), cert.Epoch
+				stats.Signers = len(cert.SignerIndices())
+				stats.Confirmed = SignedWeight(cert, com.view)
+				return id, cert, nil
+			}
+		}
+		stats.SentBytes = w.prog.bytes()
+		if round == maxRounds || ctx.Err() != nil {
+			return id, nil, err
+		}
+		// Nodes refusing for the epoch, or the control plane refusing the
+		// certificate's epoch, both show as failures here; whether the
+		// epoch moved is the control plane's to say.
+		next, nerr := c.currentCommittee(ctx)
+		if nerr != nil || next.Epoch == com.Epoch {
+			return id, nil, err
+		}
+		c.log.Info("epoch changed during the write; collecting again from the new committee",
+			"blob", id, "from", com.Epoch, "to", next.Epoch, "cause", err)
+		com = next
+	}
+}
+
+// readBlob reads the whole blob, refusing one over max bytes without
+// reading more than max+1.
+func readBlob(r io.Reader, max uint64) ([]byte, error) {
+	blob, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+	if err != nil {
+		return nil, fmt.Errorf("client: reading the blob: %w", err)
+	}
+	if uint64(len(blob)) > max {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrBlobTooLarge, max)
+	}
+	return blob, nil
+}
+
+// register registers the blob and checks that the control plane derived
+// the same ID. It returns the registry entry when the blob is already
+// certified (the same content stored before), after extending its lifetime
+// to endEpoch if it was shorter.
+func (c *Client) register(ctx context.Context, enc *coding.Encoded, endEpoch uint64) (*BlobStatus, error) {
+	root := enc.Metadata.PairsRoot()
+	req := &weftv1.RegisterBlobRequest{
+		Encoding: uint32(enc.Metadata.Encoding), Shards: enc.Metadata.Shards, Length: enc.Metadata.Length,
+		Root: root[:], EndEpoch: endEpoch,
+	}
+	var resp *weftv1.RegisterBlobResponse
+	reqID := newRequestID()
+	err := c.controlCall(ctx, "RegisterBlob", func(ctx context.Context, conn *grpc.ClientConn) error {
+		wctx, err := c.writeContext(ctx, reqID)
+		if err != nil {
+			return err
+		}
+		resp, err = weftv1.NewClientClient(conn).RegisterBlob(wctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if crypto.BlobID(resp.BlobId) != enc.ID || len(resp.BlobId) != crypto.DigestSize {
+		return nil, fmt.Errorf("client: the control plane derived blob ID %x from our registration, we computed %s", resp.BlobId, enc.ID)
+	}
+	st, err := c.Status(ctx, enc.ID)
+	if err != nil {
+		return nil, err
+	}
+	switch st.Status {
+	case StatusCertified:
+	case StatusRegistered:
+		return nil, nil
+	default:
+		return nil, st.readable()
+	}
+	if st.Certificate == nil {
+		return nil, fmt.Errorf("client: blob %s is certified but the registry holds no certificate", enc.ID)
+	}
+	if st.EndEpoch < endEpoch {
+		err := c.controlCall(ctx, "ExtendBlob", func(ctx context.Context, conn *grpc.ClientConn) error {
+			wctx, err := c.writeContext(ctx, reqID+"-extend")
+			if err != nil {
+				return err
+			}
+			_, err = weftv1.NewClientClient(conn).ExtendBlob(wctx, &weftv1.ExtendBlobRequest{BlobId: enc.ID[:], EndEpoch: endEpoch})
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		st.EndEpoch = endEpoch
+	}
+	return st, nil
+}
+
+// certify submits the certificate. The control plane verifies it and
+// accepts it only in its epoch (FailedPrecondition otherwise).
+func (c *Client) certify(ctx context.Context, cert *crypto.Certificate) error {
+	raw, err := cert.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	reqID := newRequestID()
+	return c.controlCall(ctx, "CertifyBlob", func(ctx context.Context, conn *grpc.ClientConn) error {
+		wctx, err := c.writeContext(ctx, reqID)
+		if err != nil {
+			return err
+		}
+		_, err = weftv1.NewClientClient(conn).CertifyBlob(wctx, &weftv1.CertifyBlobRequest{BlobId: cert.BlobID[:], Certificate: raw})
+		return err
+	})
+}
+
+// write is one store's distribution state, kept across rounds (epochs).
+type write struct {
+	c      *Client
+	enc    *coding.Encoded
+	params coding.Params
+	meta   []byte
+	prog   *progress
+	stats  *StoreStats
+	// stored records, per node, the shards whose pairs it acknowledged in
+	// any round: after an epoch change a node that kept its shards only
+	// needs to confirm again.
+	stored map[string]map[uint32]bool
+}
+
+// nodeOutcome is what one node did in one round.
+type nodeOutcome struct {
+	member  Member
+	sig     *crypto.Signature
+	weight  uint64
+	stored  []uint32  // shards whose pairs it acknowledged this round
+	pairsAt time.Time // when they were acknowledged (zero if none sent)
+	err     *NodeError
+}
+
+// collect sends every owner of the committee's epoch its pairs and gathers
+// confirmations until owners of a write quorum of shards have signed (and
+// a grace period more, for the rest), and aggregates them.
+func (w *write) collect(ctx context.Context, com *Committee) (*crypto.Certificate, error) {
+	c := w.c
+	start := time.Now()
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan nodeOutcome, len(com.Members))
+	sem := make(chan struct{}, c.cfg.MaxParallel)
+	type job struct {
+		m            Member
+		shards, send []uint32
+	}
+	var jobs []job
+	var bytes int64
+	for _, m := range com.Members {
+		shards := com.OwnedBy(m.Node)
+		if len(shards) == 0 {
+			continue
+		}
+		j := job{m: m, shards: shards}
+		for _, s := range shards {
+			if !w.stored[m.Node][s] {
+				j.send = append(j.send, s)
+				bytes += w.pairBytes()
+			}
+		}
+		jobs = append(jobs, j)
+	}
+	w.prog.grow(bytes)
+	for _, j := range jobs {
+		go func() {
+			select {
+			case sem <- struct{}{}:
+			case <-cctx.Done():
+				results <- nodeOutcome{member: j.m, err: &NodeError{Node: j.m.Node, Address: j.m.Address, Shards: j.shards, Op: "waiting for a slot", Err: cctx.Err()}}
+				return
+			}
+			defer func() { <-sem }()
+			results <- w.storeOn(cctx, com.Epoch, j.m, j.shards, j.send)
+		}()
+	}
+	launched := len(jobs)
+
+	quorum := com.view.WriteQuorum()
+	var weight uint64
+	var signed []nodeOutcome
+	var failures []*NodeError
+	var lastPairs time.Time
+	var grace <-chan time.Time
+	cutOff := false
+	for received := 0; received < launched; {
+		select {
+		case o := <-results:
+			received++
+			for _, s := range o.stored {
+				if w.stored[o.member.Node] == nil {
+					w.stored[o.member.Node] = make(map[uint32]bool)
+				}
+				w.stored[o.member.Node][s] = true
+			}
+			if o.err != nil {
+				if !cutOff {
+					failures = append(failures, o.err)
+					c.log.Warn("storage node did not confirm", "blob", w.enc.ID, "epoch", com.Epoch, "node", o.member.Node, "op", o.err.Op, "err", o.err.Err)
+				}
+				continue
+			}
+			if o.pairsAt.After(lastPairs) {
+				lastPairs = o.pairsAt
+			}
+			signed = append(signed, o)
+			weight += o.weight
+			if weight >= quorum && grace == nil && !cutOff && received < launched {
+				if c.cfg.StragglerWait < 0 {
+					cutOff = true
+					cancel()
+				} else {
+					// Waiting a little costs less than what a node cut off
+					// must do later: rebuild its pairs from its peers.
+					grace = time.After(max(c.cfg.StragglerWait, time.Since(start)/2))
+				}
+			}
+		case <-grace:
+			// The quorum is in; nodes still working will recover their
+			// slivers from their peers once the blob is certified.
+			cutOff = true
+			cancel()
+			grace = nil
+		}
+	}
+	if !lastPairs.IsZero() {
+		w.stats.Transfer += lastPairs.Sub(start)
+	}
+	defer func() {
+		elapsed := time.Since(start)
+		if !lastPairs.IsZero() {
+			elapsed -= lastPairs.Sub(start)
+		}
+		w.stats.Confirm += elapsed
+	}()
+
+	if weight < quorum {
+		return nil, w.quorumError(com, weight, failures)
+	}
+	cert, dropped, err := w.aggregate(com, signed)
+	failures = append(failures, dropped...)
+	if err != nil {
+		var te *crypto.ThresholdError
+		if errors.As(err, &te) {
+			return nil, w.quorumError(com, te.Weight, failures)
+		}
+		return nil, fmt.Errorf("client: aggregating confirmations for %s: %w", w.enc.ID, err)
+	}
+	return cert, nil
+}
+
+func (w *write) quorumError(com *Committee, weight uint64, failures []*NodeError) error {
+	// Committee order, not arrival order: the same outage reads the same.
+	slices.SortFunc(failures, func(a, b *NodeError) int {
+		i, _ := com.Index(a.Node)
+		j, _ := com.Index(b.Node)
+		return i - j
+	})
+	return &QuorumError{
+		BlobID: w.enc.ID, Epoch: com.Epoch, Confirmed: weight, Needed: com.view.WriteQuorum(),
+		Shards: com.view.Shards(), Failures: failures,
+	}
+}
+
+// pairBytes is the size of one sliver pair of the blob.
+func (w *write) pairBytes() int64 {
+	return int64(w.params.NP+w.params.NS) * int64(w.enc.SymbolSize)
+}
+
+// aggregate builds the certificate. Every confirmation was checked as it
+// arrived; should BuildCertificate still name a bad signature, its signer
+// is dropped and logged rather than failing the write.
+func (w *write) aggregate(com *Committee, signed []nodeOutcome) (*crypto.Certificate, []*NodeError, error) {
+	sigs := make([]crypto.MemberSignature, len(signed))
+	for i, o := range signed {
+		sigs[i] = crypto.MemberSignature{Key: o.member.PublicKey, Signature: o.sig}
+	}
+	var dropped []*NodeError
+	for {
+		cert, err := crypto.BuildCertificate(com.view, crypto.BlobStored{BlobID: w.enc.ID}, sigs)
+		var se *crypto.SignerError
+		if err == nil || !errors.As(err, &se) || se.Position < 0 || se.Position >= len(sigs) {
+			return cert, dropped, err
+		}
+		m := signed[se.Position].member
+		w.c.log.Warn("dropping a bad confirmation", "blob", w.enc.ID, "node", m.Node, "err", se.Err)
+		dropped = append(dropped, &NodeError{Node: m.Node, Address: m.Address, Shards: com.OwnedBy(m.Node), Op: "aggregation", Err: se})
+		sigs = append(sigs[:se.Position:se.Position], sigs[se.Position+1:]...)
+		signed = append(signed[:se.Position:se.Position], signed[se.Position+1:]...)
+	}
+}
+
+// maxChunk is the largest sliver chunk sent in one message (storage.proto).
+const maxChunk = 1 << 20
+
+// confirmAttempts is how often a confirmation is asked for while the node
+// answers FailedPrecondition: it may still be writing the pairs it just
+// acknowledged to disk, or learning the epoch from the control plane.
+const confirmAttempts = 5
+
+// nodeLagging are answers that mean the node has not caught up with the
+// control plane yet (the blob's registration, the epoch): worth a few
+// retries, as they pass once its watch delivers the change.
+func nodeLagging(err error) bool {
+	switch status.Code(err) {
+	case codes.NotFound, codes.FailedPrecondition:
+		return true
+	}
+	return false
+}
+
+// storeOn writes to one node: metadata and the pairs it still lacks, then
+// asks for its signed confirmation and checks the signature against the
+// node's key in the committee.
+func (w *write) storeOn(ctx context.Context, epoch uint64, m Member, shards, send []uint32) nodeOutcome {
+	c := w.c
+	out := nodeOutcome{member: m}
+	fail := func(op string, err error) nodeOutcome {
+		out.err = &NodeError{Node: m.Node, Address: m.Address, Shards: shards, Op: op, Err: err}
+		return out
+	}
+	if m.Address == "" {
+		return fail("dial", errors.New("the node registered no address"))
+	}
+	conn, err := c.conn(m.Address)
+	if err != nil {
+		return fail("dial", err)
+	}
+	sc := weftv1.NewStorageClient(conn)
+	id := w.enc.ID
+	start := time.Now()
+	if len(send) > 0 {
+		err := c.retry(ctx, c.cfg.NodeTimeout, c.policy(nodeLagging), func(ctx context.Context) error {
+			_, err := sc.StoreMetadata(ctx, &weftv1.StoreMetadataRequest{BlobId: id[:], Metadata: w.meta})
+			return err
+		})
+		if err != nil {
+			return fail("StoreMetadata", err)
+		}
+		if err := w.sendAll(ctx, sc, send); err != nil {
+			return fail("StorePairs", err)
+		}
+		out.stored, out.pairsAt = send, time.Now()
+		c.log.Debug("pairs stored", "blob", id, "node", m.Node, "pairs", len(send), "took", out.pairsAt.Sub(start))
+	}
+
+	var resp *weftv1.GetConfirmationResponse
+	err = c.retry(ctx, c.cfg.NodeTimeout, retryPolicy{attempts: max(confirmAttempts, 1+c.cfg.Retries), also: nodeLagging}, func(ctx context.Context) error {
+		var err error
+		resp, err = sc.GetConfirmation(ctx, &weftv1.GetConfirmationRequest{BlobId: id[:], Epoch: epoch})
+		return err
+	})
+	if err != nil {
+		return fail("GetConfirmation", err)
+	}
+	if resp.Epoch != epoch {
+		return fail("GetConfirmation", fmt.Errorf("confirmation for epoch %d, asked for epoch %d", resp.Epoch, epoch))
+	}
+	sig, err := crypto.SignatureFromBytes(resp.Signature)
+	if err != nil {
+		return fail("GetConfirmation", err)
+	}
+	// The committee's key for this member, not the key the node claims:
+	// only that one counts towards the certificate.
+	if err := m.PublicKey.VerifyMessage(epoch, crypto.BlobStored{BlobID: id}, sig); err != nil {
+		return fail("GetConfirmation", fmt.Errorf("signature (from %q) does not verify under the member's key: %w", resp.Node, err))
+	}
+	out.sig, out.weight = sig, uint64(m.Weight)
+	c.log.Debug("confirmed", "blob", id, "node", m.Node, "took", time.Since(start))
+	return out
+}
+
+// sendAll sends a node its pairs over up to StreamsPerNode concurrent
+// streams. A node verifies and stores the pairs of one stream one after
+// the other; several streams let it check them on all its cores.
+func (w *write) sendAll(ctx context.Context, sc weftv1.StorageClient, shards []uint32) error {
+	c := w.c
+	k := min(c.cfg.StreamsPerNode, len(shards))
+	per := (len(shards) + k - 1) / k
+	errs := make([]error, k)
+	var wg sync.WaitGroup
+	for g := range k {
+		group := shards[min(g*per, len(shards)):min((g+1)*per, len(shards))]
+		if len(group) == 0 {
+			continue
+		}
+		wg.Go(func() {
+			attempt := 0
+			errs[g] = c.retry(ctx, c.cfg.NodeTimeout, c.policy(nodeLagging), func(ctx context.Context) error {
+				if attempt++; attempt > 1 {
+					w.prog.grow(int64(len(group)) * w.pairBytes()) // sent again
+				}
+				return w.sendPairs(ctx, sc, group)
+			})
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// sendPairs streams the pairs of the given shards, each pair's primary
+// then its secondary, in chunks, and checks that the node acknowledged
+// every one.
+func (w *write) sendPairs(ctx context.Context, sc weftv1.StorageClient, shards []uint32) error {
+	id := w.enc.ID
+	stream, err := sc.StorePairs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, shard := range shards {
+		pair := w.enc.PairOnShard(w.params, int(shard))
+		for _, sl := range []coding.Sliver{pair.Primary, pair.Secondary} {
+			for off := 0; off < len(sl.Data); off += maxChunk {
+				end := min(off+maxChunk, len(sl.Data))
+				err := stream.Send(&weftv1.SliverChunk{
+					BlobId: id[:], Axis: uint32(sl.Axis), Index: sl.Index, SymbolSize: uint32(sl.SymbolSize),
+					Offset: uint64(off), Data: sl.Data[off:end],
+				})
+				if err != nil {
+					// Send reports io.EOF when the server ended the
+					// stream; its reason comes with CloseAndRecv.
+					if errors.Is(err, io.EOF) {
+						_, err = stream.CloseAndRecv()
+					}
+					return err
+				}
+				w.prog.add(int64(end - off))
+			}
+		}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return err
+	}
+	acked := make(map[uint32]bool, len(resp.Pairs))
+	for _, p := range resp.Pairs {
+		acked[p] = true
+	}
+	var missing []uint32
+	for _, shard := range shards {
+		if p := uint32(w.params.PairForShard(int(shard), id)); !acked[p] {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the node acknowledged pairs %v but not %v", resp.Pairs, missing)
+	}
+	return nil
+}

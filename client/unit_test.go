@@ -1,0 +1,210 @@
+package client
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/crypto"
+)
+
+// testCommittee makes a committee of real BLS keys: member i owns
+// weights[i] shards, laid out in order.
+func testCommittee(t *testing.T, epoch uint64, weights ...uint32) (*Committee, []*crypto.SecretKey) {
+	t.Helper()
+	var members []Member
+	var keys []*crypto.SecretKey
+	var owners []string
+	for i, w := range weights {
+		sk, err := crypto.GenerateKey(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node := fmt.Sprintf("n%d", i)
+		members = append(members, Member{Node: node, Address: fmt.Sprintf("127.0.0.1:%d", 9000+i), PublicKey: sk.PublicKey(), Weight: w})
+		keys = append(keys, sk)
+		for range w {
+			owners = append(owners, node)
+		}
+	}
+	com, err := newCommittee(epoch, members, owners)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return com, keys
+}
+
+func sign(t *testing.T, sk *crypto.SecretKey, epoch uint64, id crypto.BlobID) *crypto.Signature {
+	t.Helper()
+	sig, err := sk.SignMessage(epoch, crypto.BlobStored{BlobID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig
+}
+
+// A signature that slipped past the per-node check (here: one over another
+// blob) is dropped at aggregation and named; the write goes on with the
+// rest when they still reach the quorum.
+func TestAggregateDropsBadSigner(t *testing.T) {
+	com, keys := testCommittee(t, 3, 1, 1, 1, 1, 1, 1, 1) // n = 7, quorum 5
+	id := crypto.BlobID{1, 2, 3}
+	other := crypto.BlobID{9}
+	c := &Client{log: slog.New(slog.DiscardHandler)}
+	w := &write{c: c, enc: &coding.Encoded{ID: id}}
+	var signed []nodeOutcome
+	for i, sk := range keys[:6] {
+		msgID := id
+		if i == 2 {
+			msgID = other
+		}
+		signed = append(signed, nodeOutcome{member: com.Members[i], sig: sign(t, sk, 3, msgID), weight: 1})
+	}
+	cert, dropped, err := w.aggregate(com, signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dropped) != 1 || dropped[0].Node != "n2" || !errors.Is(dropped[0], crypto.ErrBadSignature) {
+		t.Fatalf("dropped %v", dropped)
+	}
+	if got := cert.SignerIndices(); fmt.Sprint(got) != "[0 1 3 4 5]" {
+		t.Fatalf("signers %v", got)
+	}
+	if err := Verify(cert, com.View()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Two bad ones leave four good signers: below the quorum of five.
+	signed[3].sig = sign(t, keys[3], 3, other)
+	if _, _, err := w.aggregate(com, signed); !errors.Is(err, crypto.ErrBelowThreshold) {
+		t.Fatalf("aggregate below quorum: %v", err)
+	}
+}
+
+// Verify accepts a good certificate and names what is wrong with bad ones.
+func TestVerify(t *testing.T) {
+	com, keys := testCommittee(t, 5, 2, 1, 1, 3) // n = 7, quorum 5
+	id := crypto.BlobID{7}
+	var sigs []crypto.MemberSignature
+	for i, sk := range keys {
+		if i == 1 {
+			continue // 2 + 1 + 3 = 6 ≥ 5
+		}
+		sigs = append(sigs, crypto.MemberSignature{Key: sk.PublicKey(), Signature: sign(t, sk, 5, id)})
+	}
+	cert, err := crypto.BuildCertificate(com.View(), crypto.BlobStored{BlobID: id}, sigs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(cert, com.View()); err != nil {
+		t.Fatal(err)
+	}
+	if w := SignedWeight(cert, com.View()); w != 6 {
+		t.Fatalf("signed weight %d", w)
+	}
+
+	// The committee of another epoch.
+	later, _ := testCommittee(t, 6, 2, 1, 1, 3)
+	if err := Verify(cert, later.View()); !errors.Is(err, crypto.ErrWrongEpoch) {
+		t.Fatalf("other epoch: %v", err)
+	}
+	// A signer claimed who did not sign: the aggregate no longer matches.
+	forged := *cert
+	forged.Signers = bytes.Clone(cert.Signers)
+	forged.Signers[0] |= 1 << 1
+	if err := Verify(&forged, com.View()); !errors.Is(err, crypto.ErrBadSignature) {
+		t.Fatalf("forged signer: %v", err)
+	}
+	// Signers dropped below the quorum.
+	forged.Signers = []byte{1 << 3} // weight 3
+	if err := Verify(&forged, com.View()); !errors.Is(err, crypto.ErrBelowThreshold) {
+		t.Fatalf("below quorum: %v", err)
+	}
+	if err := Verify(nil, com.View()); err == nil {
+		t.Fatal("nil certificate verified")
+	}
+}
+
+// A committee survives its file format, and malformed files are refused
+// with a reason.
+func TestCommitteeFile(t *testing.T) {
+	com, _ := testCommittee(t, 4, 1, 2, 1)
+	data, err := json.Marshal(com)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseCommittee(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Epoch != 4 || len(back.Members) != 3 || !back.Members[1].PublicKey.Equal(com.Members[1].PublicKey) ||
+		back.Members[1].Weight != 2 || strings.Join(back.Owners, ",") != "n0,n1,n1,n2" || back.View().Shards() != 4 {
+		t.Fatalf("parsed %+v", back)
+	}
+	for name, mutate := range map[string]func(*committeeJSON){
+		"bad key":          func(c *committeeJSON) { c.Members[0].PublicKey = "00" },
+		"duplicate member": func(c *committeeJSON) { c.Members[2] = c.Members[0] },
+		"zero weight":      func(c *committeeJSON) { c.Members[0].Weight = 0; c.Owners = nil },
+		"owners disagree":  func(c *committeeJSON) { c.Owners[0] = "n1" },
+		"owner not member": func(c *committeeJSON) { c.Owners[0] = "x" },
+		"no members":       func(c *committeeJSON) { c.Members = nil },
+	} {
+		var in committeeJSON
+		if err := json.Unmarshal(data, &in); err != nil {
+			t.Fatal(err)
+		}
+		mutate(&in)
+		bad, _ := json.Marshal(in)
+		if _, err := ParseCommittee(bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestReadBlobLimit(t *testing.T) {
+	if b, err := readBlob(bytes.NewReader(make([]byte, 100)), 100); err != nil || len(b) != 100 {
+		t.Fatalf("at the limit: %d bytes, %v", len(b), err)
+	}
+	if _, err := readBlob(bytes.NewReader(make([]byte, 101)), 100); !errors.Is(err, ErrBlobTooLarge) {
+		t.Fatalf("over the limit: %v", err)
+	}
+}
+
+func TestShardList(t *testing.T) {
+	for _, tc := range []struct {
+		in   []uint32
+		want string
+	}{
+		{nil, "none"}, {[]uint32{3}, "3"}, {[]uint32{0, 1, 2, 5, 7, 8}, "0-2,5,7-8"},
+	} {
+		if got := shardList(tc.in); got != tc.want {
+			t.Errorf("shardList(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestNewConfig(t *testing.T) {
+	if _, err := New(Config{}); err == nil {
+		t.Fatal("no control-plane address accepted")
+	}
+	c, err := New(Config{Control: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.cfg.Retries != 3 || c.cfg.MaxParallel != 32 || c.cfg.MaxBlobLength != coding.DefaultMaxBlobLength {
+		t.Fatalf("defaults %+v", c.cfg)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.conn("127.0.0.1:1"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("conn after close: %v", err)
+	}
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/devnet"
+)
+
+// runWeftSplit runs the root command in-process with stdout and stderr
+// apart (the blob commands print data on one and reports on the other).
+func runWeftSplit(t *testing.T, stdin []byte, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	cmd := newRootCommand()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetIn(bytes.NewReader(stdin))
+	cmd.SetArgs(args)
+	err = cmd.Execute()
+	return out.String(), errOut.String(), err
+}
+
+// The client commands against a real in-process network: store a file,
+// check its status, read it back (to a file and to stdout), verify its
+// certificate against the control plane and against a committee file, and
+// see a tampered certificate refused.
+func TestStoreStatusReadVerifyCLI(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), Nodes: 4, Shards: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	t.Setenv("WEFT_CONTROL", net.ControlAddr)
+	t.Setenv("WEFT_TOKEN", net.ClientToken)
+
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.bin")
+	blob := make([]byte, 123_457)
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range blob {
+		blob[i] = byte(r.Uint32())
+	}
+	if err := os.WriteFile(in, blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	certFile := filepath.Join(dir, "cert.bin")
+
+	// store: the blob ID alone on stdout, a summary on stderr.
+	stdout, stderr, err := runWeftSplit(t, nil, "store", in, "--cert-out", certFile, "--epochs", "3")
+	if err != nil {
+		t.Fatal(err, stderr)
+	}
+	idText := strings.TrimSpace(stdout)
+	id, err := crypto.ParseBlobID(idText)
+	if err != nil {
+		t.Fatalf("store printed %q: %v", stdout, err)
+	}
+	if !strings.Contains(stderr, "certified in epoch 1") || !strings.Contains(stderr, "lives until epoch 4") {
+		t.Fatalf("store summary %q", stderr)
+	}
+
+	// status, text and JSON.
+	stdout, _, err = runWeftSplit(t, nil, "status", idText)
+	if err != nil || !strings.Contains(stdout, "certified") || !strings.Contains(stdout, "valid (") || !strings.Contains(stdout, "123457 bytes") {
+		t.Fatalf("status: %v\n%s", err, stdout)
+	}
+	stdout, _, err = runWeftSplit(t, nil, "status", idText, "-o", "json")
+	var st statusReport
+	if err != nil || json.Unmarshal([]byte(stdout), &st) != nil || st.Status != "certified" || st.CertValid == nil || !*st.CertValid || st.EndEpoch != 4 {
+		t.Fatalf("status json: %v\n%s", err, stdout)
+	}
+
+	// read to a file, with a JSON report; and to stdout.
+	outFile := filepath.Join(dir, "out.bin")
+	stdout, _, err = runWeftSplit(t, nil, "read", idText, "--out", outFile, "-o", "json")
+	var rr readReport
+	if err != nil || json.Unmarshal([]byte(stdout), &rr) != nil || rr.Length != uint64(len(blob)) {
+		t.Fatalf("read: %v\n%s", err, stdout)
+	}
+	if got, err := os.ReadFile(outFile); err != nil || !bytes.Equal(got, blob) {
+		t.Fatalf("read file: %d bytes, %v", len(got), err)
+	}
+	stdout, _, err = runWeftSplit(t, nil, "read", idText)
+	if err != nil || stdout != string(blob) {
+		t.Fatalf("read to stdout: %d bytes, %v", len(stdout), err)
+	}
+	// A device is written to, never replaced by a renamed file.
+	if _, _, err := runWeftSplit(t, nil, "read", idText, "--out", os.DevNull); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(os.DevNull); err != nil || fi.Mode().IsRegular() {
+		t.Fatalf("%s after a read into it: %v, %v", os.DevNull, fi.Mode(), err)
+	}
+
+	// verify against the control plane, then against a committee file.
+	stdout, _, err = runWeftSplit(t, nil, "verify", certFile, "--blob", idText)
+	if err != nil || !strings.HasPrefix(stdout, "valid: availability certificate for blob "+idText+" in epoch 1") {
+		t.Fatalf("verify: %v\n%s", err, stdout)
+	}
+	committeeFile := filepath.Join(dir, "committee.json")
+	stdout, _, err = runWeftSplit(t, nil, "committee", "--epoch", "1", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(committeeFile, []byte(stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, err = runWeftSplit(t, nil, "verify", certFile, "--committee", committeeFile, "-o", "json", "--control", "127.0.0.1:1")
+	var vr verifyReport
+	if err != nil || json.Unmarshal([]byte(stdout), &vr) != nil || !vr.Valid || vr.BlobID != id.String() || vr.SignedShards < vr.WriteQuorum {
+		t.Fatalf("verify with a committee file: %v\n%s", err, stdout)
+	}
+
+	// A certificate claiming a signer who did not sign: non-zero exit
+	// (an error from Execute) with the reason.
+	raw, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cert crypto.Certificate
+	if err := cert.UnmarshalBinary(raw); err != nil {
+		t.Fatal(err)
+	}
+	cert.Signers[0] ^= 1 // flip member 0
+	bad, err := cert.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	badFile := filepath.Join(dir, "bad.bin")
+	if err := os.WriteFile(badFile, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, err = runWeftSplit(t, nil, "verify", badFile, "-o", "json")
+	if err == nil || json.Unmarshal([]byte(stdout), &vr) != nil || vr.Valid || vr.Reason == "" {
+		t.Fatalf("tampered certificate: %v\n%s", err, stdout)
+	}
+	t.Logf("tampered certificate: %v", err)
+	// The right certificate for another blob.
+	if _, _, err := runWeftSplit(t, nil, "verify", certFile, "--blob", crypto.BlobID{1}.String()); err == nil || !strings.Contains(err.Error(), "not "+crypto.BlobID{1}.String()) {
+		t.Fatalf("certificate for another blob: %v", err)
+	}
+
+	// store from stdin; an unknown blob; no token.
+	stdout, _, err = runWeftSplit(t, []byte("hello weft"), "store", "-", "-o", "json")
+	var sr storeReport
+	if err != nil || json.Unmarshal([]byte(stdout), &sr) != nil || sr.Length != 10 || sr.Signers == 0 {
+		t.Fatalf("store from stdin: %v\n%s", err, stdout)
+	}
+	if _, _, err := runWeftSplit(t, nil, "read", crypto.BlobID{2}.String()); err == nil || !strings.Contains(err.Error(), "blob not found") {
+		t.Fatalf("read of an unknown blob: %v", err)
+	}
+	t.Setenv("WEFT_TOKEN", "")
+	if _, _, err := runWeftSplit(t, nil, "store", in); err == nil || !strings.Contains(err.Error(), "client token is required") {
+		t.Fatalf("store without a token: %v", err)
+	}
+}

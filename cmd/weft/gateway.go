@@ -1,0 +1,788 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/weftstore/weft/client"
+	"github.com/weftstore/weft/crypto"
+)
+
+// The gateway's defaults. A blob is held in memory whole, both to encode
+// it on a store and to check it on a read, so the size limit is also the
+// gateway's memory per request.
+const (
+	defaultGatewayMaxBlob int64 = 1 << 30
+	// gatewayRetryAfter is the Retry-After, in seconds, sent with a 503:
+	// long enough for a restarting node or a control-plane election, short
+	// enough that a client does not give up on a blob that comes back.
+	gatewayRetryAfter = "5"
+	// statusClientClosed is recorded (nginx's convention) when the caller
+	// went away before the answer: it is never seen by anyone but the log
+	// and the metrics, and keeps those apart from the gateway's own errors.
+	statusClientClosed = 499
+	// maxRequestEpochs bounds ?epochs= so that the end epoch the SDK
+	// computes (current + epochs) cannot overflow.
+	maxRequestEpochs = 1 << 32
+)
+
+// gatewayConfig configures the HTTP handler.
+type gatewayConfig struct {
+	// MaxBlobSize is the largest PUT body accepted (413 beyond it). The
+	// client given to newGateway should read no more either
+	// (client.Config.MaxBlobLength), as a GET spools the blob.
+	MaxBlobSize int64
+	// Epochs is a stored blob's lifetime unless the PUT says ?epochs=N.
+	Epochs uint64
+	// CanStore is false when the gateway has no client credential: PUT is
+	// then refused (403) before any of the body is read.
+	CanStore bool
+	Logger   *slog.Logger
+	// Metrics, if set, receives the gateway's Prometheus metrics.
+	Metrics prometheus.Registerer
+}
+
+// gateway is the HTTP face of the Go SDK (DESIGN §8) for non-Go users.
+type gateway struct {
+	cl      *client.Client
+	cfg     gatewayConfig
+	mux     *http.ServeMux
+	metrics *gatewayMetrics // nil when not configured
+}
+
+func newGateway(cl *client.Client, cfg gatewayConfig) (*gateway, error) {
+	if cl == nil {
+		return nil, errors.New("gateway: a client is required")
+	}
+	if cfg.MaxBlobSize <= 0 {
+		return nil, fmt.Errorf("gateway: the maximum blob size must be positive, got %d", cfg.MaxBlobSize)
+	}
+	if cfg.Epochs == 0 || cfg.Epochs > maxRequestEpochs {
+		return nil, fmt.Errorf("gateway: epochs must be between 1 and %d, got %d", uint64(maxRequestEpochs), cfg.Epochs)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	g := &gateway{cl: cl, cfg: cfg, mux: http.NewServeMux()}
+	if cfg.Metrics != nil {
+		m, err := newGatewayMetrics(cfg.Metrics)
+		if err != nil {
+			return nil, err
+		}
+		g.metrics = m
+	}
+	g.mux.HandleFunc("PUT /v1/blobs", g.putBlob)
+	// GET patterns also match HEAD.
+	g.mux.HandleFunc("GET /v1/blobs/{id}", g.getBlob)
+	g.mux.HandleFunc("GET /v1/blobs/{id}/status", g.getStatus)
+	// The method-less patterns are less specific than the ones above, so
+	// they only catch other methods: ServeMux's own 405 is plain text,
+	// and every error of this API is JSON.
+	g.mux.HandleFunc("/v1/blobs", methodNotAllowed("PUT"))
+	g.mux.HandleFunc("/v1/blobs/{id}", methodNotAllowed("GET, HEAD"))
+	g.mux.HandleFunc("/v1/blobs/{id}/status", methodNotAllowed("GET, HEAD"))
+	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (the API is PUT /v1/blobs, GET /v1/blobs/{id}, GET /v1/blobs/{id}/status)", r.Method, r.URL.Path))
+	})
+	return g, nil
+}
+
+// ServeHTTP serves the API, logging every request and counting it.
+func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recordingWriter{ResponseWriter: w, status: http.StatusOK}
+	g.mux.ServeHTTP(rec, r)
+	elapsed := time.Since(start)
+	// ServeMux has set r.Pattern by now: a route label of bounded
+	// cardinality, unlike the path with its blob ID.
+	route := r.Pattern
+	if route == "" {
+		route = "none"
+	}
+	level := slog.LevelInfo
+	if rec.status >= 500 && rec.status != statusClientClosed {
+		level = slog.LevelWarn
+	}
+	attrs := []slog.Attr{
+		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", rec.status),
+		slog.Int64("bytes_in", rec.bodyIn(r)), slog.Int64("bytes_out", rec.written),
+		slog.Duration("duration", elapsed), slog.String("remote", r.RemoteAddr),
+	}
+	if rec.err != nil {
+		attrs = append(attrs, slog.String("err", rec.err.Error()))
+	}
+	g.cfg.Logger.LogAttrs(r.Context(), level, "http request", attrs...)
+	if g.metrics != nil {
+		g.metrics.observe(route, r.Method, rec.status, elapsed, rec.bodyIn(r), rec.written)
+	}
+}
+
+// recordingWriter remembers what was answered, for the request log.
+type recordingWriter struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+	written     int64
+	err         error // the error behind an error answer
+	bodyRead    int64 // request body bytes the handler consumed (PUT)
+}
+
+func (w *recordingWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.status, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recordingWriter) Write(b []byte) (int, error) {
+	w.wroteHeader = true
+	n, err := w.ResponseWriter.Write(b)
+	w.written += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *recordingWriter) bodyIn(r *http.Request) int64 {
+	if r.Method == http.MethodPut {
+		return w.bodyRead
+	}
+	return 0
+}
+
+// baseWriter is the server's own ResponseWriter under our wrapper.
+// MaxBytesReader tells it, through an unexported method it finds with a
+// type assertion (no Unwrap), to close the connection after a body that
+// ran over the limit instead of draining the rest of it.
+func baseWriter(w http.ResponseWriter) http.ResponseWriter {
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return w
+		}
+		w = u.Unwrap()
+	}
+}
+
+// recorderOf finds the recordingWriter under w (nil if there is none, as
+// when a handler is called directly).
+func recorderOf(w http.ResponseWriter) *recordingWriter {
+	rec, _ := w.(*recordingWriter)
+	return rec
+}
+
+// storeResponse is the answer to a PUT.
+type storeResponse struct {
+	BlobID      string `json:"blob_id"`
+	Certificate string `json:"certificate"` // standard base64 of Certificate.MarshalBinary
+	Epoch       uint64 `json:"epoch"`       // the epoch the certificate is for
+	Size        uint64 `json:"size"`        // blob bytes
+}
+
+// statusResponse is the answer to GET …/status.
+type statusResponse struct {
+	BlobID          string `json:"blob_id"`
+	Status          string `json:"status"` // registered, certified, invalid or expired
+	Length          uint64 `json:"length"`
+	Shards          uint32 `json:"shards"`
+	Encoding        uint8  `json:"encoding"`
+	RegisteredEpoch uint64 `json:"registered_epoch"`
+	CertifiedEpoch  uint64 `json:"certified_epoch"` // 0 until certified
+	EndEpoch        uint64 `json:"end_epoch"`       // the blob lives through end_epoch−1
+	Certificate     string `json:"certificate,omitempty"`
+}
+
+// errorResponse is every error's body.
+type errorResponse struct {
+	Error string `json:"error"`
+	// BlobID is set when a failed PUT got far enough to know the blob's
+	// ID: its status says whether it was registered, and the same PUT
+	// again resumes it without paying twice.
+	BlobID string `json:"blob_id,omitempty"`
+}
+
+// countingReader counts the body bytes read and keeps the first read
+// error, so that a failed store can be blamed on the request body (413,
+// 400) without depending on how the SDK wraps it.
+type countingReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// putBlob stores the request body. The SDK reads the whole body before it
+// registers anything, so a body that is too large or cut short changes
+// nothing at the control plane.
+func (g *gateway) putBlob(w http.ResponseWriter, r *http.Request) {
+	if !g.cfg.CanStore {
+		writeError(w, r, http.StatusForbidden, errors.New("this gateway has no client credential and serves reads only"))
+		return
+	}
+	epochs := g.cfg.Epochs
+	if q := r.URL.Query(); q.Has("epochs") {
+		n, err := strconv.ParseUint(q.Get("epochs"), 10, 64)
+		if err != nil || n == 0 || n > maxRequestEpochs {
+			writeError(w, r, http.StatusBadRequest, fmt.Errorf("epochs must be an integer from 1 to %d, got %q", uint64(maxRequestEpochs), q.Get("epochs")))
+			return
+		}
+		epochs = n
+	}
+	// A declared length over the limit is refused before any byte is
+	// read (a client sending Expect: 100-continue never uploads it).
+	if r.ContentLength > g.cfg.MaxBlobSize {
+		writeError(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("the blob has %d bytes, this gateway stores at most %d", r.ContentLength, g.cfg.MaxBlobSize))
+		return
+	}
+	body := &countingReader{r: http.MaxBytesReader(baseWriter(w), r.Body, g.cfg.MaxBlobSize)}
+	var stats client.StoreStats
+	id, cert, err := g.cl.Store(r.Context(), body, client.StoreOptions{Epochs: epochs, Stats: &stats})
+	if rec := recorderOf(w); rec != nil {
+		rec.bodyRead = body.n
+	}
+	if err != nil {
+		code := g.storeErrorStatus(r, body, err)
+		if body.err != nil {
+			// The body, not the network, is what failed.
+			err = fmt.Errorf("reading the request body: %w", body.err)
+		}
+		if code == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", gatewayRetryAfter)
+		}
+		writeErrorID(w, r, code, err, id)
+		return
+	}
+	raw, err := cert.MarshalBinary()
+	if err != nil {
+		writeErrorID(w, r, http.StatusInternalServerError, fmt.Errorf("encoding the certificate: %w", err), id)
+		return
+	}
+	code := http.StatusCreated
+	if stats.AlreadyCertified {
+		// The same bytes were stored before: nothing new was created,
+		// the existing certificate is returned (its lifetime extended
+		// to cover this request's epochs).
+		code = http.StatusOK
+	}
+	w.Header().Set("Location", "/v1/blobs/"+id.String())
+	writeJSON(w, code, storeResponse{
+		BlobID: id.String(), Certificate: base64.StdEncoding.EncodeToString(raw),
+		Epoch: cert.Epoch, Size: stats.Length,
+	})
+}
+
+// storeErrorStatus maps a failed store to an HTTP status.
+func (g *gateway) storeErrorStatus(r *http.Request, body *countingReader, err error) int {
+	var tooBig *http.MaxBytesError
+	var quorum *client.QuorumError
+	switch {
+	case errors.As(body.err, &tooBig), errors.Is(err, client.ErrBlobTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case body.err != nil:
+		if r.Context().Err() != nil {
+			return statusClientClosed
+		}
+		return http.StatusBadRequest
+	case r.Context().Err() != nil:
+		return statusClientClosed
+	case errors.Is(err, client.ErrInvalidBlob), errors.Is(err, client.ErrExpired):
+		// The registry changed under the store (the content was found
+		// invalid, or expired, meanwhile).
+		return http.StatusConflict
+	case errors.As(err, &quorum):
+		return http.StatusServiceUnavailable
+	case hasCode(err, codes.Unauthenticated, codes.PermissionDenied):
+		// The gateway's own credential was refused: the operator's
+		// problem, not the caller's.
+		return http.StatusInternalServerError
+	case hasCode(err, codes.ResourceExhausted):
+		// The control plane refused the registration: the gateway's
+		// client quota (bytes × epochs) is used up. (Nodes' answers are
+		// inside a QuorumError, matched above.)
+		return http.StatusInsufficientStorage
+	case hasCode(err, codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.FailedPrecondition),
+		errors.Is(err, context.DeadlineExceeded):
+		// Unreachable control plane or nodes, or an epoch change that
+		// outran the store's rounds: trying again later can succeed.
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadGateway
+}
+
+// getBlob serves a blob's bytes, or (HEAD) only its headers.
+//
+// The SDK's Read returns the bytes only after the consistent-read check
+// (DESIGN §3: they re-encode to the blob ID), so the blob is spooled in
+// memory whole and sent afterwards; streaming while decoding could hand
+// out bytes of an inconsistently encoded blob before the check fails.
+// Spooling also lets http.ServeContent answer Range requests.
+func (g *gateway) getBlob(w http.ResponseWriter, r *http.Request) {
+	id, ok := blobIDParam(w, r)
+	if !ok {
+		return
+	}
+	// HEAD, and a conditional GET that the client's copy satisfies, need
+	// only the registry: a blob ID names its bytes forever, so the ETag
+	// cannot go stale while the blob is readable.
+	if r.Method == http.MethodHead || etagMatches(r.Header.Get("If-None-Match"), id) {
+		st, err := g.cl.Status(r.Context(), id)
+		if err == nil {
+			err = readableErr(st)
+		}
+		if err == nil && st.Length > uint64(g.cfg.MaxBlobSize) {
+			err = fmt.Errorf("%w: blob %s has %d bytes, this gateway serves at most %d", client.ErrBlobTooLarge, id, st.Length, g.cfg.MaxBlobSize)
+		}
+		if err != nil {
+			writeReadError(w, r, err)
+			return
+		}
+		setBlobHeaders(w, id)
+		if r.Method != http.MethodHead {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.FormatUint(st.Length, 10))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	blob, err := g.cl.Read(r.Context(), id, client.ReadOptions{})
+	if err != nil {
+		writeReadError(w, r, err)
+		return
+	}
+	setBlobHeaders(w, id)
+	// ServeContent sets Content-Length, answers Range and If-None-Match
+	// (against the ETag set above); a zero modtime sends no Last-Modified.
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
+}
+
+func setBlobHeaders(w http.ResponseWriter, id crypto.BlobID) {
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("X-Content-Type-Options", "nosniff") // arbitrary bytes must not be sniffed into HTML
+	h.Set("ETag", etag(id))
+	h.Set("Accept-Ranges", "bytes")
+}
+
+// getStatus serves a blob's registry entry.
+func (g *gateway) getStatus(w http.ResponseWriter, r *http.Request) {
+	id, ok := blobIDParam(w, r)
+	if !ok {
+		return
+	}
+	st, err := g.cl.Status(r.Context(), id)
+	if err != nil {
+		writeReadError(w, r, err)
+		return
+	}
+	resp := statusResponse{
+		BlobID: id.String(), Status: st.Status, Length: st.Length, Shards: st.Shards, Encoding: uint8(st.Encoding),
+		RegisteredEpoch: st.RegisteredEpoch, CertifiedEpoch: st.CertifiedEpoch, EndEpoch: st.EndEpoch,
+	}
+	if st.Certificate != nil {
+		raw, err := st.Certificate.MarshalBinary()
+		if err != nil {
+			writeError(w, r, http.StatusInternalServerError, fmt.Errorf("encoding the certificate: %w", err))
+			return
+		}
+		resp.Certificate = base64.StdEncoding.EncodeToString(raw)
+	}
+	// The entry changes (certification, expiry): never cached.
+	w.Header().Set("Cache-Control", "no-cache")
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// readableErr is the SDK's verdict on a registry entry for a read, which
+// it keeps unexported: the same typed errors Read would return.
+func readableErr(st *client.BlobStatus) error {
+	switch st.Status {
+	case client.StatusCertified:
+		return nil
+	case client.StatusInvalid:
+		return fmt.Errorf("%w: %s", client.ErrInvalidBlob, st.ID)
+	case client.StatusExpired:
+		return fmt.Errorf("%w: %s (end epoch %d)", client.ErrExpired, st.ID, st.EndEpoch)
+	case client.StatusRegistered:
+		return fmt.Errorf("%w: %s (registered in epoch %d)", client.ErrNotCertified, st.ID, st.RegisteredEpoch)
+	}
+	return fmt.Errorf("blob %s has unknown status %q", st.ID, st.Status)
+}
+
+// writeReadError answers a failed read or status lookup.
+func writeReadError(w http.ResponseWriter, r *http.Request, err error) {
+	code := readErrorStatus(r, err)
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", gatewayRetryAfter)
+	}
+	writeError(w, r, code, err)
+}
+
+// readErrorStatus maps a failed read to an HTTP status.
+func readErrorStatus(r *http.Request, err error) int {
+	switch {
+	case r.Context().Err() != nil:
+		return statusClientClosed
+	case errors.Is(err, client.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, client.ErrInvalidBlob), errors.Is(err, client.ErrExpired), errors.Is(err, client.ErrInconsistentBlob):
+		// None of these will ever read: an inconsistently encoded blob
+		// is on its way to being marked invalid, and every reader gets
+		// the same error whichever slivers it fetched.
+		return http.StatusGone
+	case errors.Is(err, client.ErrNotCertified):
+		// Registered, but no availability certificate yet (a store in
+		// progress, or abandoned): there is nothing to read until there
+		// is one. 409, as the resource's state is what conflicts; 425
+		// Too Early is about TLS early data.
+		return http.StatusConflict
+	case errors.Is(err, client.ErrBlobTooLarge):
+		// The blob exists, but this gateway would have to hold more
+		// than --max-blob-size in memory to check it.
+		return http.StatusInsufficientStorage
+	case errors.Is(err, client.ErrNotEnoughSlivers),
+		hasCode(err, codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted),
+		errors.Is(err, context.DeadlineExceeded):
+		// Too few nodes (or no control-plane voter) answered.
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadGateway
+}
+
+// hasCode reports whether any error in err's tree is a gRPC status with
+// one of the codes. status.Code looks at the first one errors.As finds,
+// but the SDK joins the errors of several nodes, and the answer should
+// not depend on which node came first.
+func hasCode(err error, cs ...codes.Code) bool {
+	if err == nil {
+		return false
+	}
+	if s, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
+		for _, c := range cs {
+			if s.GRPCStatus().Code() == c {
+				return true
+			}
+		}
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return hasCode(u.Unwrap(), cs...)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if hasCode(e, cs...) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// blobIDParam parses the {id} path segment, answering 400 when it is not
+// a blob ID.
+func blobIDParam(w http.ResponseWriter, r *http.Request) (crypto.BlobID, bool) {
+	raw := r.PathValue("id")
+	id, err := crypto.ParseBlobID(raw)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, fmt.Errorf("malformed blob ID %q: %w", raw, err))
+		return crypto.BlobID{}, false
+	}
+	return id, true
+}
+
+func etag(id crypto.BlobID) string { return `"` + id.String() + `"` }
+
+// etagMatches reports whether an If-None-Match header names the blob
+// (weak comparison, as RFC 9110 asks for If-None-Match).
+func etagMatches(header string, id crypto.BlobID) bool {
+	if header == "" {
+		return false
+	}
+	want := etag(id)
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == want || t == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, r, http.StatusMethodNotAllowed, fmt.Errorf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
+	}
+}
+
+func writeError(w http.ResponseWriter, r *http.Request, code int, err error) {
+	writeErrorID(w, r, code, err, crypto.BlobID{})
+}
+
+func writeErrorID(w http.ResponseWriter, r *http.Request, code int, err error, id crypto.BlobID) {
+	if rec := recorderOf(w); rec != nil {
+		rec.err = err
+	}
+	if code == statusClientClosed {
+		// Nobody is listening; record the status for the log only.
+		if rec := recorderOf(w); rec != nil {
+			rec.status, rec.wroteHeader = code, true
+		}
+		return
+	}
+	resp := errorResponse{Error: err.Error()}
+	if id != (crypto.BlobID{}) {
+		resp.BlobID = id.String()
+	}
+	// Headers meant for a blob must not describe the error.
+	for _, h := range []string{"ETag", "Content-Length", "Accept-Ranges", "Location"} {
+		w.Header().Del(h)
+	}
+	writeJSON(w, code, resp)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only plain structs of strings and numbers come here.
+		panic(err)
+	}
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}
+
+// gatewayMetrics are the gateway's Prometheus metrics.
+type gatewayMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	bytes    *prometheus.CounterVec
+}
+
+func newGatewayMetrics(reg prometheus.Registerer) (*gatewayMetrics, error) {
+	m := &gatewayMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_gateway_requests_total", Help: "HTTP requests answered, by route, method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "weft_gateway_request_duration_seconds", Help: "Time to answer an HTTP request, by route.",
+			// Stores and reads of large blobs take seconds to minutes.
+			Buckets: prometheus.ExponentialBuckets(0.005, 4, 10),
+		}, []string{"route"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_gateway_bytes_total", Help: "Blob bytes received (in) and sent (out).",
+		}, []string{"direction"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.bytes} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("gateway: registering metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *gatewayMetrics) observe(route, method string, code int, d time.Duration, in, out int64) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+	m.bytes.WithLabelValues("in").Add(float64(in))
+	m.bytes.WithLabelValues("out").Add(float64(out))
+}
+
+type gatewayOptions struct {
+	listen          string
+	control         []string
+	token, file     string
+	maxBlobSize     int64
+	epochs          uint64
+	metricsAddr     string
+	shutdownTimeout time.Duration
+}
+
+// storeToken is the client credential, from a flag, a file or WEFT_TOKEN;
+// "" (a read-only gateway) when none is given.
+func (o *gatewayOptions) storeToken() (string, error) {
+	switch {
+	case o.token != "":
+		return o.token, nil
+	case o.file != "":
+		b, err := os.ReadFile(o.file)
+		if err != nil {
+			return "", err
+		}
+		t := strings.TrimSpace(string(b))
+		if t == "" {
+			return "", fmt.Errorf("token file %s is empty", o.file)
+		}
+		return t, nil
+	}
+	return os.Getenv("WEFT_TOKEN"), nil
+}
+
+func newGatewayCommand() *cobra.Command {
+	var o gatewayOptions
+	control := []string{"127.0.0.1:7001"}
+	if env := os.Getenv("WEFT_CONTROL"); env != "" {
+		control = strings.Split(env, ",")
+	}
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Serve blobs over HTTP for non-Go users (PUT /v1/blobs, GET /v1/blobs/{id}, GET /v1/blobs/{id}/status)",
+		Long: "Runs an HTTP gateway in front of a weft network. PUT /v1/blobs stores the request body\n" +
+			"and answers its blob ID and availability certificate; GET /v1/blobs/{id} answers the\n" +
+			"blob's bytes once they have passed the consistent-read check; GET /v1/blobs/{id}/status\n" +
+			"answers its registry entry. Stores are charged to the client credential (--token,\n" +
+			"--token-file or $WEFT_TOKEN); without one the gateway serves reads only.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runGateway(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve HTTP on")
+	f.StringSliceVar(&o.control, "control", control, "gRPC addresses of control-plane voters ($WEFT_CONTROL, comma-separated)")
+	f.StringVar(&o.token, "token", "", "client token that stores are charged to (or --token-file, or $WEFT_TOKEN); none: reads only")
+	f.StringVar(&o.file, "token-file", "", "file holding the client token")
+	f.Int64Var(&o.maxBlobSize, "max-blob-size", defaultGatewayMaxBlob, "largest blob stored or served, in bytes (each is held in memory whole)")
+	f.Uint64Var(&o.epochs, "epochs", client.DefaultEpochs, "lifetime in epochs of a stored blob (a PUT may ask for another with ?epochs=N)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (empty: off)")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long requests in flight may take to finish")
+	return cmd
+}
+
+func runGateway(ctx context.Context, o gatewayOptions) error {
+	if o.maxBlobSize <= 0 {
+		return fmt.Errorf("--max-blob-size must be positive, got %d", o.maxBlobSize)
+	}
+	if o.epochs == 0 {
+		return errors.New("--epochs must be at least 1")
+	}
+	var control []string
+	for _, a := range o.control {
+		if a = strings.TrimSpace(a); a != "" {
+			control = append(control, a)
+		}
+	}
+	if len(control) == 0 {
+		return errors.New("--control (or $WEFT_CONTROL) must name at least one control-plane voter")
+	}
+	token, err := o.storeToken()
+	if err != nil {
+		return err
+	}
+	log := slog.Default().With("component", "gateway")
+	cl, err := client.New(client.Config{
+		Control: control, Token: token, MaxBlobLength: uint64(o.maxBlobSize), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+
+	var reg *prometheus.Registry
+	if o.metricsAddr != "" {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	cfg := gatewayConfig{MaxBlobSize: o.maxBlobSize, Epochs: o.epochs, CanStore: token != "", Logger: log}
+	if reg != nil {
+		// Only a non-nil registry: a nil *Registry in the interface
+		// would not compare equal to nil.
+		cfg.Metrics = reg
+	}
+	g, err := newGateway(cl, cfg)
+	if err != nil {
+		return err
+	}
+
+	lis, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler: g,
+		// Headers are small and come at once; the body of a large PUT
+		// and the spooled answer of a large GET may take long, so only
+		// a slowloris-style stall on headers is cut off, and idle
+		// keep-alive connections are reaped.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Requests in flight get their own context, cancelled only when
+		// the caller goes away, so Shutdown lets them finish.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	servers := []*http.Server{srv}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(lis) }()
+
+	if reg != nil {
+		mlis, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, msrv)
+		go func() { errc <- msrv.Serve(mlis) }()
+		log.Info("serving metrics", "addr", mlis.Addr().String())
+	}
+	if token == "" {
+		log.Warn("no client token (--token, --token-file or $WEFT_TOKEN): serving reads only, PUT answers 403")
+	}
+	log.Info("gateway listening", "addr", lis.Addr().String(), "control", control, "max_blob_size", o.maxBlobSize, "epochs", o.epochs)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+		// A server stopped by itself: shut the other down too.
+	}
+	log.Info("gateway stopping: finishing requests in flight", "timeout", o.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	var errs []error
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		errs = append(errs, serveErr)
+	}
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutting down: %w", err))
+			s.Close()
+		}
+	}
+	return errors.Join(errs...)
+}
