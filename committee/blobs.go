@@ -48,7 +48,13 @@ func (f *FSM) registerBlob(tx *bolt.Tx, index uint64, c RegisterBlob, res *Resul
 	res.BlobID = id
 	blobs := tx.Bucket(bucketBlobs)
 	var existing BlobRecord
-	if found, _ := getJSON(blobs, id[:], &existing); found && existing.Live() {
+	found, _ := getJSON(blobs, id[:], &existing)
+	if found && existing.Invalid {
+		// Invalid is for good: the content is proven inconsistently encoded,
+		// and a new registration must not make it certifiable again.
+		return nil, reject(CodeFailedPrecondition, "blob %s was marked invalid", id)
+	}
+	if found && existing.Live() {
 		return nil, nil // the same content is registered already: nothing to pay for twice
 	}
 	client, cerr := f.charge(tx, c.Client, stored, c.EndEpoch-state.Epoch())

@@ -80,6 +80,10 @@ func TestFSMInvalidExtendExpireLapse(t *testing.T) {
 	wantCode(t, "availability certificate as invalidity", tf.apply(KindMarkInvalid, MarkBlobInvalid{BlobID: bad, Certificate: tf.certificateFor(crypto.BlobStored{BlobID: bad}, 4)}), CodeInvalidArgument)
 	tf.mustApply(KindMarkInvalid, MarkBlobInvalid{BlobID: bad, Certificate: tf.certificateFor(crypto.BlobInvalid{BlobID: bad}, 2)})
 	wantCode(t, "extending an invalid blob", tf.apply(KindExtendBlob, ExtendBlob{Client: "app", BlobID: bad, EndEpoch: 20}), CodeFailedPrecondition)
+	// Invalid is for good: registering the same content again is refused
+	// (a fresh record could be certified again).
+	wantCode(t, "registering an invalid blob again", tf.apply(KindRegisterBlob,
+		RegisterBlob{Client: "app", Encoding: 1, Shards: 10, Length: 500, Root: crypto.Digest{1}, EndEpoch: 10}), CodeFailedPrecondition)
 	// Extend `kept` past the epoch where it would have expired.
 	wantCode(t, "extension that shortens", tf.apply(KindExtendBlob, ExtendBlob{Client: "app", BlobID: kept, EndEpoch: 2}), CodeInvalidArgument)
 	tf.mustApply(KindExtendBlob, ExtendBlob{Client: "app", BlobID: kept, EndEpoch: 6})
