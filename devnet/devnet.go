@@ -291,8 +291,11 @@ func (d *Network) Node(i int) *storage.Node {
 }
 
 // Owned lists the shards node i owns in the current epoch.
+// (nil if the control plane does not answer within 10 s).
 func (d *Network) Owned(i int) []uint32 {
-	st, err := weftv1.NewWatchClient(d.conn).WatchState(context.Background(), &weftv1.WatchStateRequest{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := weftv1.NewWatchClient(d.conn).WatchState(ctx, &weftv1.WatchStateRequest{})
 	if err != nil {
 		return nil
 	}
@@ -344,8 +347,8 @@ func (d *Network) StartNode(ctx context.Context, i int) error {
 // Close stops everything and removes a temporary data directory.
 func (d *Network) Close() error {
 	var errs []error
-	for i, n := range d.nodes {
-		if n.run != nil {
+	for i := range d.nodes {
+		if d.Node(i) != nil {
 			errs = append(errs, d.StopNode(i))
 		}
 	}
