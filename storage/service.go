@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
+	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -124,13 +126,16 @@ func (s *service) StoreMetadata(ctx context.Context, req *weftv1.StoreMetadataRe
 	return &weftv1.StoreMetadataResponse{Shards: owned}, nil
 }
 
-// StorePairs receives sliver chunks; every pair is verified and stored as
-// soon as both of its slivers are complete.
+// StorePairs receives sliver chunks. Each completed pair is verified in
+// the background while the stream goes on (at most a few at once: the
+// stream waits when they are all busy), and verified pairs are written in
+// batches — one fsync per batch, not per pair. The response is sent once
+// everything is on disk.
 func (s *service) StorePairs(stream weftv1.Storage_StorePairsServer) error {
 	n := s.n
 	var (
-		asm    *pairAssembler
-		stored []uint32
+		asm  *pairAssembler
+		sink *pairSink
 	)
 	for {
 		chunk, err := stream.Recv()
@@ -144,28 +149,124 @@ func (s *service) StorePairs(stream weftv1.Storage_StorePairsServer) error {
 			if asm, err = n.newAssembler(stream.Context(), chunk.BlobId); err != nil {
 				return err
 			}
+			sink = newPairSink(n, asm.id)
 		}
 		done, err := asm.add(chunk)
+		if err == nil && done != nil {
+			err = sink.submit(done)
+		}
 		if err != nil {
+			if _, ferr := sink.finish(); ferr != nil {
+				n.log.Warn("storage: writing the pairs verified before an error", "blob", asm.id, "err", ferr)
+			}
 			return err
 		}
-		if done == nil {
-			continue
-		}
-		if err := n.store.PutPair(done.shard, asm.id, done.pair); err != nil {
-			n.metrics.rejected.WithLabelValues("store-pair").Inc()
-			n.log.Warn("storage: rejected a sliver pair", "blob", asm.id, "pair", done.pair.Index, "err", err)
-			return storeError(err)
-		}
-		n.metrics.bytesStored.Add(float64(len(done.pair.Primary.Data) + len(done.pair.Secondary.Data)))
-		stored = append(stored, done.pair.Index)
 	}
-	if asm != nil {
-		if open := asm.incomplete(); len(open) > 0 {
-			return status.Errorf(codes.InvalidArgument, "stream ended with pairs %v incomplete (pairs %v stored)", open, stored)
-		}
+	if asm == nil {
+		return stream.SendAndClose(&weftv1.StorePairsResponse{})
+	}
+	stored, err := sink.finish()
+	if err != nil {
+		return err
+	}
+	if open := asm.incomplete(); len(open) > 0 {
+		return status.Errorf(codes.InvalidArgument, "stream ended with pairs %v incomplete (pairs %v stored)", open, stored)
 	}
 	return stream.SendAndClose(&weftv1.StorePairsResponse{Pairs: stored})
+}
+
+// pairSink verifies a stream's pairs in parallel and writes them in
+// batches. Memory: at most cap(sem) pairs being verified plus one batch.
+type pairSink struct {
+	n   *Node
+	id  crypto.BlobID
+	sem chan struct{}
+	wg  sync.WaitGroup
+
+	mu         sync.Mutex
+	ready      []VerifiedPair
+	readyBytes int
+	err        error
+	stored     []uint32
+}
+
+// batchBytes is how much verified data a stream gathers before a write.
+const batchBytes = 32 << 20
+
+func newPairSink(n *Node, id crypto.BlobID) *pairSink {
+	return &pairSink{n: n, id: id, sem: make(chan struct{}, min(runtime.GOMAXPROCS(0), 4))}
+}
+
+// submit starts verifying a pair (waiting for a free verifier) and writes
+// the verified batch when it is full. It returns the first verification
+// error of the stream.
+func (s *pairSink) submit(p *assembledPair) error {
+	if err := s.failed(); err != nil {
+		return err
+	}
+	s.sem <- struct{}{}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.sem }()
+		v, err := s.n.store.VerifyPair(p.shard, s.id, p.pair)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err != nil {
+			s.n.metrics.rejected.WithLabelValues("store-pair").Inc()
+			s.n.log.Warn("storage: rejected a sliver pair", "blob", s.id, "pair", p.pair.Index, "err", err)
+			if s.err == nil {
+				s.err = storeError(err)
+			}
+			return
+		}
+		s.ready = append(s.ready, v)
+		s.readyBytes += v.Size()
+	}()
+	s.mu.Lock()
+	full := s.readyBytes >= batchBytes
+	s.mu.Unlock()
+	if full {
+		return s.flush()
+	}
+	return nil
+}
+
+func (s *pairSink) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// flush writes the verified pairs gathered so far.
+func (s *pairSink) flush() error {
+	s.mu.Lock()
+	batch := s.ready
+	s.ready, s.readyBytes = nil, 0
+	s.mu.Unlock()
+	if err := s.n.store.WritePairs(batch...); err != nil {
+		return storeError(err)
+	}
+	for _, v := range batch {
+		s.n.metrics.bytesStored.Add(float64(v.Size()))
+		s.stored = append(s.stored, v.pair.Index)
+	}
+	return nil
+}
+
+// finish waits for the verifiers and writes what they passed; it returns
+// the pairs stored, ascending, and the first error.
+func (s *pairSink) finish() ([]uint32, error) {
+	if s == nil {
+		return nil, nil
+	}
+	s.wg.Wait()
+	ferr := s.flush()
+	slices.Sort(s.stored)
+	if err := s.failed(); err != nil {
+		return s.stored, err
+	}
+	return s.stored, ferr
 }
 
 // newAssembler starts a StorePairs stream: the blob must be writable and

@@ -152,42 +152,77 @@ func (s *Store) Metadata(shard uint32, id crypto.BlobID) (*crypto.Metadata, erro
 // outside the write transaction, which then only writes. The pair is on
 // disk when PutPair returns.
 func (s *Store) PutPair(shard uint32, id crypto.BlobID, pair coding.SliverPair) error {
-	meta, err := s.Metadata(shard, id)
-	if errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("%w: %s, shard %d", ErrNoMetadata, id, shard)
-	}
+	v, err := s.VerifyPair(shard, id, pair)
 	if err != nil {
 		return err
+	}
+	return s.WritePairs(v)
+}
+
+// VerifiedPair is a sliver pair checked against its shard's metadata,
+// ready to be written. Only VerifyPair makes one.
+type VerifiedPair struct {
+	shard uint32
+	id    crypto.BlobID
+	pair  coding.SliverPair
+}
+
+// Size is the pair's sliver bytes.
+func (v VerifiedPair) Size() int { return len(v.pair.Primary.Data) + len(v.pair.Secondary.Data) }
+
+// VerifyPair runs PutPair's checks without writing: the blob's metadata is
+// stored for the shard, the pair is the one the blob places there, and
+// both slivers match the metadata. It reads the store but holds no
+// transaction while it computes, so pairs can be checked in parallel and
+// written together.
+func (s *Store) VerifyPair(shard uint32, id crypto.BlobID, pair coding.SliverPair) (VerifiedPair, error) {
+	meta, err := s.Metadata(shard, id)
+	if errors.Is(err, ErrNotFound) {
+		return VerifiedPair{}, fmt.Errorf("%w: %s, shard %d", ErrNoMetadata, id, shard)
+	}
+	if err != nil {
+		return VerifiedPair{}, err
 	}
 	p := s.codec.Params()
 	if want := p.PairForShard(int(shard), id); int(pair.Index) != want ||
 		int(pair.Primary.Index) != p.PairSliver(want, crypto.Primary) ||
 		int(pair.Secondary.Index) != p.PairSliver(want, crypto.Secondary) ||
 		pair.Primary.Axis != crypto.Primary || pair.Secondary.Axis != crypto.Secondary {
-		return fmt.Errorf("%w: pair %d (slivers %s, %s) sent for shard %d, which holds pair %d",
+		return VerifiedPair{}, fmt.Errorf("%w: pair %d (slivers %s, %s) sent for shard %d, which holds pair %d",
 			ErrWrongShard, pair.Index, pair.Primary.SliverRef, pair.Secondary.SliverRef, shard, want)
 	}
 	for _, sl := range []coding.Sliver{pair.Primary, pair.Secondary} {
 		if err := s.codec.VerifySliver(meta, sl); err != nil {
-			return err
+			return VerifiedPair{}, err
 		}
 	}
+	return VerifiedPair{shard: shard, id: id, pair: pair}, nil
+}
+
+// WritePairs writes verified pairs in one transaction: all are on disk
+// when it returns (one fsync for the lot).
+func (s *Store) WritePairs(pairs ...VerifiedPair) error {
+	if len(pairs) == 0 {
+		return nil
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, sl := range []coding.Sliver{pair.Primary, pair.Secondary} {
-			name := subPrimary
-			if sl.Axis == crypto.Secondary {
-				name = subSecondary
-			}
-			b, err := shardBucket(tx, shard, name, true)
-			if err != nil {
-				return err
-			}
-			raw, err := sl.MarshalBinary()
-			if err != nil {
-				return err
-			}
-			if err := b.Put(id[:], raw); err != nil {
-				return err
+		for _, v := range pairs {
+			for _, sl := range []coding.Sliver{v.pair.Primary, v.pair.Secondary} {
+				name := subPrimary
+				if sl.Axis == crypto.Secondary {
+					name = subSecondary
+				}
+				b, err := shardBucket(tx, v.shard, name, true)
+				if err != nil {
+					return err
+				}
+				raw, err := sl.MarshalBinary()
+				if err != nil {
+					return err
+				}
+				if err := b.Put(v.id[:], raw); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
