@@ -7,6 +7,7 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/weftstore/weft/coding"
@@ -171,6 +173,11 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 		return nil, ErrClosed
 	}
 	if cc, ok := c.conns[addr]; ok {
+		if cc.GetState() == connectivity.TransientFailure {
+			c.mu.Unlock()
+			redial(cc)
+			c.mu.Lock()
+		}
 		return cc, nil
 	}
 	opts := c.cfg.DialOptions
@@ -189,6 +196,23 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	}
 	c.conns[addr] = cc
 	return cc, nil
+}
+
+// redial makes a failed connection try its address again now and waits
+// (briefly) for the outcome. A connection that failed waits out its
+// reconnect backoff and fails every call meanwhile, so without this a node
+// that came back would look down to a caller that just asked.
+func redial(cc *grpc.ClientConn) {
+	cc.ResetConnectBackoff()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	tried := false
+	for s := cc.GetState(); s != connectivity.Ready && !(tried && s == connectivity.TransientFailure); s = cc.GetState() {
+		tried = tried || s == connectivity.Connecting
+		if !cc.WaitForStateChange(ctx, s) {
+			return
+		}
+	}
 }
 
 // codec returns the cached codec for n shards and an encoding (0: the
