@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weftstore/weft/devnet"
 )
 
 // BenchmarkStoreRead stores and reads a 64 MiB blob at n = 100 over ten
@@ -44,6 +46,7 @@ func BenchmarkStoreRead(b *testing.B) {
 	var rs ReadStats
 	var check, upfront time.Duration
 	var encodeCPU, storeCPU time.Duration // CPU time of the whole process (client and nodes)
+	var nodeVerify, nodeWrite time.Duration // summed over the nodes (they overlap in time)
 	iter := uint64(0)
 	for b.Loop() {
 		// A fresh blob each time: content already certified is not stored
@@ -68,9 +71,13 @@ func BenchmarkStoreRead(b *testing.B) {
 		runtime.GC()
 		t = time.Now()
 		cpu0 = processCPU()
+		verify0, write0 := nodeTimes(net)
 		id, _, err := c.Store(ctx, bytes.NewReader(blob), StoreOptions{Stats: &st})
 		store += time.Since(t)
 		storeCPU += processCPU() - cpu0
+		verify1, write1 := nodeTimes(net)
+		nodeVerify += verify1 - verify0
+		nodeWrite += write1 - write0
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -137,6 +144,7 @@ func BenchmarkStoreRead(b *testing.B) {
 	for name, d := range map[string]time.Duration{
 		"store-encode": ss.Encode, "store-register": ss.Register, "store-transfer": ss.Transfer,
 		"store-confirm": ss.Confirm, "store-certify": ss.Certify,
+		"store-node-verify-sum": nodeVerify, "store-node-write-sum": nodeWrite,
 		"read-lookup": rs.Lookup, "read-metadata": rs.Metadata, "read-fetch": rs.Fetch,
 		"read-verify": rs.Verify, "read-decode+check": rs.Decode, "check-alone": check, "verify-upfront-alone": upfront,
 	} {
@@ -151,4 +159,16 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// nodeTimes sums the nodes' time spent verifying and writing pairs.
+func nodeTimes(net *devnet.Network) (verify, write time.Duration) {
+	for i := range net.Nodes() {
+		if n := net.Node(i); n != nil {
+			st := n.Stats()
+			verify += st.VerifyTime
+			write += st.WriteTime
+		}
+	}
+	return verify, write
 }

@@ -22,6 +22,8 @@ type Metrics struct {
 	rpcSeconds     *prometheus.HistogramVec
 	shards         *prometheus.GaugeVec
 	backlog        prometheus.Gauge
+	verifySeconds  prometheus.Counter
+	writeSeconds   prometheus.Counter
 }
 
 func newMetrics() *Metrics {
@@ -44,8 +46,13 @@ func newMetrics() *Metrics {
 			Name: "weft_storage_shards", Help: "Shards by state."}, []string{"state"}),
 		backlog: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "weft_storage_recovery_backlog", Help: "Certified blobs waiting to be checked for missing slivers."}),
+		verifySeconds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_storage_verify_seconds_total", Help: "Time spent verifying received sliver pairs against their metadata."}),
+		writeSeconds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_storage_write_seconds_total", Help: "Time spent writing verified sliver pairs durably (bbolt commits)."}),
 	}
 	m.registry.MustRegister(m.bytesStored, m.bytesServed, m.bytesRecovered, m.slivers, m.rejected, m.rpcSeconds, m.shards, m.backlog,
+		m.verifySeconds, m.writeSeconds,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -87,10 +94,12 @@ type Stats struct {
 	RecoveryBytesFetched int64
 	SliversRecovered     int64
 	Rejected             int64
+	VerifyTime           time.Duration // spent verifying received pairs
+	WriteTime            time.Duration // spent writing them durably
 }
 
 func (m *Metrics) snapshot() Stats {
-	get := func(c prometheus.Collector) int64 {
+	value := func(c prometheus.Collector) float64 {
 		ch := make(chan prometheus.Metric, 16)
 		go func() { c.Collect(ch); close(ch) }()
 		var total float64
@@ -100,8 +109,10 @@ func (m *Metrics) snapshot() Stats {
 				total += pb.Counter.GetValue()
 			}
 		}
-		return int64(total)
+		return total
 	}
+	get := func(c prometheus.Collector) int64 { return int64(value(c)) }
+	seconds := func(c prometheus.Collector) time.Duration { return time.Duration(value(c) * float64(time.Second)) }
 	return Stats{
 		BytesStored:          get(m.bytesStored),
 		BytesServedSlivers:   get(m.bytesServed.WithLabelValues("sliver")),
@@ -109,5 +120,7 @@ func (m *Metrics) snapshot() Stats {
 		RecoveryBytesFetched: get(m.bytesRecovered),
 		SliversRecovered:     get(m.slivers),
 		Rejected:             get(m.rejected),
+		VerifyTime:           seconds(m.verifySeconds),
+		WriteTime:            seconds(m.writeSeconds),
 	}
 }

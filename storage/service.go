@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -209,7 +210,9 @@ func (s *pairSink) submit(p *assembledPair) error {
 	go func() {
 		defer s.wg.Done()
 		defer func() { <-s.sem }()
+		start := time.Now()
 		v, err := s.n.store.VerifyPair(p.shard, s.id, p.pair)
+		s.n.metrics.verifySeconds.Add(time.Since(start).Seconds())
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if err != nil {
@@ -244,7 +247,10 @@ func (s *pairSink) flush() error {
 	batch := s.ready
 	s.ready, s.readyBytes = nil, 0
 	s.mu.Unlock()
-	if err := s.n.store.WritePairs(batch...); err != nil {
+	start := time.Now()
+	err := s.n.store.WritePairs(batch...)
+	s.n.metrics.writeSeconds.Add(time.Since(start).Seconds())
+	if err != nil {
 		return storeError(err)
 	}
 	for _, v := range batch {
