@@ -45,7 +45,7 @@ func BenchmarkStoreRead(b *testing.B) {
 	var ss StoreStats
 	var rs ReadStats
 	var check, upfront time.Duration
-	var encodeCPU, storeCPU time.Duration // CPU time of the whole process (client and nodes)
+	var encodeCPU, storeCPU time.Duration   // CPU time of the whole process (client and nodes)
 	var nodeVerify, nodeWrite time.Duration // summed over the nodes (they overlap in time)
 	iter := uint64(0)
 	for b.Loop() {
