@@ -57,7 +57,9 @@ func (c *Codec) newEncodeWorker() *encodeWorker {
 // Every codec call works on a few adjacent columns or on one row of M, with
 // shards small enough to stay in a core's L2 cache, and every column is
 // hashed — and its Merkle root computed — while it is still there. Nothing
-// is transposed and no copy of the blob is made beyond the slivers. Work is
+// is transposed and the blob is not copied: the primary slivers of the rows
+// it fills whole share its memory, so the caller must not modify blob
+// while it uses the result (as with klauspost/reedsolomon's Split). Work is
 // spread over the codec's workers. See DESIGN.md for the phases and their
 // measured costs.
 func (c *Codec) Encode(blob []byte) (*Encoded, error) {
@@ -93,8 +95,8 @@ func (c *Codec) Encode(blob []byte) (*Encoded, error) {
 
 // encodeSlivers runs the phases of an encode:
 //
-//  1. allocate the slivers, the first nP primaries as copies of the blob's
-//     rows;
+//  1. allocate the slivers; the first nP primaries are the blob's rows
+//     (sharing its memory; only a partial last row is copied);
 //  2. a block of source columns at a time: hash their source symbols and
 //     copy them into the secondary slivers, extend the block down into
 //     scratch, hash that and copy it into the parity primaries, and compute
@@ -121,8 +123,10 @@ func (c *Codec) encodeSlivers(blob []byte, s int) (*layout, error) {
 		case task >= n:
 			lay.sec[task-n+ns] = make([]byte, np*s)
 		case row+ns*s <= len(blob):
-			// A whole row of the blob: append does not zero what it copies.
-			lay.pri[task] = append([]byte(nil), blob[row:row+ns*s]...)[: ns*s : ns*s]
+			// A whole row of the blob is the primary sliver as it is: it
+			// shares the blob's memory (capacity capped, so no append can
+			// reach the next row) instead of copying it.
+			lay.pri[task] = blob[row : row+ns*s : row+ns*s]
 		default:
 			lay.pri[task] = make([]byte, ns*s)
 			if row < len(blob) {
