@@ -180,6 +180,10 @@ func (c *clientService) BlobStatus(ctx context.Context, req *weftv1.BlobStatusRe
 	if !found {
 		return nil, status.Errorf(codes.NotFound, "blob %s is not registered", id)
 	}
+	return blobStatus(rec), nil
+}
+
+func blobStatus(rec BlobRecord) *weftv1.BlobStatusResponse {
 	st := "registered"
 	switch {
 	case rec.Invalid:
@@ -190,9 +194,33 @@ func (c *clientService) BlobStatus(ctx context.Context, req *weftv1.BlobStatusRe
 		st = "certified"
 	}
 	return &weftv1.BlobStatusResponse{
-		BlobId: id[:], Status: st, Encoding: uint32(rec.Encoding), Shards: rec.Shards, Length: rec.Length,
+		BlobId: rec.ID[:], Status: st, Encoding: uint32(rec.Encoding), Shards: rec.Shards, Length: rec.Length,
 		EndEpoch: rec.EndEpoch, RegisteredEpoch: rec.RegisteredEpoch, CertifiedEpoch: rec.CertifiedEpoch, Certificate: rec.Certificate,
-	}, nil
+	}
+}
+
+// ListCertified pages the live blobs certified before an epoch (local
+// read): an incoming shard owner's to-do list.
+func (c *clientService) ListCertified(ctx context.Context, req *weftv1.ListCertifiedRequest) (*weftv1.ListCertifiedResponse, error) {
+	var after crypto.BlobID
+	if len(req.After) != 0 {
+		var err error
+		if after, err = blobIDFrom(req.After); err != nil {
+			return nil, err
+		}
+	}
+	limit := int(min(max(req.Limit, 1), 1000))
+	recs, more, err := c.s.node.FSM().CertifiedBefore(req.BeforeEpoch, after, limit)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	resp := &weftv1.ListCertifiedResponse{More: more}
+	for _, rec := range recs {
+		st := blobStatus(rec)
+		st.Certificate = nil // the to-do list needs IDs and sizes, not certificates
+		resp.Blobs = append(resp.Blobs, st)
+	}
+	return resp, nil
 }
 
 // GetCommittee returns an epoch's committee (0: the current one) with the

@@ -79,6 +79,37 @@ func (f *FSM) Blob(id crypto.BlobID) (rec BlobRecord, found bool, err error) {
 	return rec, found, err
 }
 
+// CertifiedBefore pages, in blob ID order after the given one, the live
+// blobs certified in an epoch before the given one: every shard holds a
+// pair of each, so this is any incoming owner's to-do list. It walks the
+// registry in ID order (cost: the blobs it skips, not the whole registry
+// per page); more reports whether it stopped at the limit.
+func (f *FSM) CertifiedBefore(epoch uint64, after crypto.BlobID, limit int) (out []BlobRecord, more bool, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketBlobs).Cursor()
+		k, v := c.Seek(after[:])
+		if k != nil && bytes.Equal(k, after[:]) {
+			k, v = c.Next()
+		}
+		for ; k != nil; k, v = c.Next() {
+			var rec BlobRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return err
+			}
+			if !rec.Live() || rec.CertifiedEpoch == 0 || rec.CertifiedEpoch >= epoch {
+				continue
+			}
+			if len(out) == limit {
+				more = true
+				return nil
+			}
+			out = append(out, rec)
+		}
+		return nil
+	})
+	return out, more, err
+}
+
 // Events returns up to limit events made by indices after the given one.
 func (f *FSM) Events(after uint64, limit int) (out []Event, err error) {
 	err = f.view(func(tx *bolt.Tx) error {

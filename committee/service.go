@@ -151,16 +151,17 @@ func (s *Service) authenticate(ctx context.Context, req any, info *grpc.UnarySer
 	return handler(ctx, req)
 }
 
-// randomID makes a command ID: a time prefix, so that the FSM's record of
-// applied commands grows at the end of its B+tree, and random bits.
 // publicReads are the Client calls anyone may make without a credential:
-// a blob's registry entry and a committee are what readers and storage
-// nodes verify against, and neither is secret.
+// a blob's registry entry, a committee and the certified blobs are what
+// readers and storage nodes verify against or sync, and none is secret.
 var publicReads = map[string]bool{
-	"/weft.v1.Client/BlobStatus":   true,
-	"/weft.v1.Client/GetCommittee": true,
+	"/weft.v1.Client/BlobStatus":    true,
+	"/weft.v1.Client/GetCommittee":  true,
+	"/weft.v1.Client/ListCertified": true,
 }
 
+// randomID makes a command ID: a time prefix, so that the FSM's record of
+// applied commands grows at the end of its B+tree, and random bits.
 func randomID() string {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixNano()))

@@ -240,6 +240,41 @@ func (d *Network) startNode(ctx context.Context, n *node) error {
 	return nil
 }
 
+// AddNode starts one more storage node (registered, not staked) and
+// returns its index.
+func (d *Network) AddNode(ctx context.Context) (int, error) {
+	key, err := crypto.GenerateKey(nil)
+	if err != nil {
+		return 0, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return 0, err
+	}
+	d.mu.Lock()
+	i := len(d.nodes)
+	n := &node{id: shardmap.NodeID(fmt.Sprintf("node-%d", i)), key: key, addr: addr,
+		dir: filepath.Join(d.cfg.Dir, fmt.Sprintf("node-%d", i)), faults: d.cfg.Faults[i]}
+	d.nodes = append(d.nodes, n)
+	d.mu.Unlock()
+	return i, d.startNode(ctx, n)
+}
+
+// SetStake sets node i's stake (it takes effect at the next epoch).
+func (d *Network) SetStake(ctx context.Context, i int, stake uint64) error {
+	_, err := weftv1.NewAdminClient(d.conn).SetStake(d.operator(ctx), &weftv1.SetStakeRequest{Node: string(d.NodeID(i)), Stake: stake})
+	return err
+}
+
+// Phase is the control plane's epoch and phase (Stable or Handover).
+func (d *Network) Phase(ctx context.Context) (uint64, string, error) {
+	st, err := weftv1.NewWatchClient(d.conn).WatchState(ctx, &weftv1.WatchStateRequest{})
+	if err != nil {
+		return 0, "", err
+	}
+	return st.Epoch, st.Phase, nil
+}
+
 // AdvanceEpoch advances the control plane's epoch and waits until every
 // running node follows it.
 func (d *Network) AdvanceEpoch(ctx context.Context, force bool) (uint64, error) {
@@ -279,6 +314,10 @@ func (d *Network) Nodes() int { return len(d.nodes) }
 
 // NodeID is node i's ID.
 func (d *Network) NodeID(i int) shardmap.NodeID { return d.nodes[i].id }
+
+// Key is node i's BLS key (a devnet is for development and tests: the
+// keys are in memory anyway).
+func (d *Network) Key(i int) *crypto.SecretKey { return d.nodes[i].key }
 
 // NodeAddr is node i's gRPC address.
 func (d *Network) NodeAddr(i int) string { return d.nodes[i].addr }

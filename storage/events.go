@@ -76,6 +76,7 @@ func (n *Node) trackShardStates(ctx context.Context) {
 		if err := n.recordShardStates(a); err != nil {
 			n.log.Error("storage: recording shard states", "err", err)
 		}
+		n.deleteRetired()
 		n.metrics.setShardStates(n)
 		select {
 		case <-ctx.Done():
@@ -95,11 +96,13 @@ func (n *Node) recordShardStates(a Assignment) error {
 		s := uint32(shard)
 		want := states[s]
 		switch {
+		case owner == n.cfg.ID && a.Holders[shard] != n.cfg.ID:
+			want = ShardSyncing
 		case owner == n.cfg.ID:
 			want = ShardOwned
 		case a.Holders[shard] == n.cfg.ID:
 			want = ShardHeld
-		case states[s] == ShardOwned || states[s] == ShardHeld:
+		case states[s] == ShardOwned || states[s] == ShardHeld || states[s] == ShardSyncing:
 			want = ShardRetired
 		}
 		if want != states[s] {

@@ -24,6 +24,10 @@ type Metrics struct {
 	backlog        prometheus.Gauge
 	verifySeconds  prometheus.Counter
 	writeSeconds   prometheus.Counter
+
+	handoverCopied  prometheus.Counter
+	handoverRebuilt prometheus.Counter
+	handoverSeconds prometheus.Histogram
 }
 
 func newMetrics() *Metrics {
@@ -50,9 +54,16 @@ func newMetrics() *Metrics {
 			Name: "weft_storage_verify_seconds_total", Help: "Time spent verifying received sliver pairs against their metadata."}),
 		writeSeconds: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_storage_write_seconds_total", Help: "Time spent writing verified sliver pairs durably (bbolt commits)."}),
+		handoverCopied: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_storage_handover_bytes_copied_total", Help: "Sliver bytes copied from a gained shard's previous holder, verified."}),
+		handoverRebuilt: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_storage_handover_bytes_rebuilt_total", Help: "Recovery-symbol bytes fetched to rebuild slivers the holder could not serve."}),
+		handoverSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "weft_storage_handover_seconds", Help: "Time from the start of a gained shard's sync to its shard-synced report.",
+			Buckets: prometheus.ExponentialBuckets(0.1, 4, 10)}),
 	}
 	m.registry.MustRegister(m.bytesStored, m.bytesServed, m.bytesRecovered, m.slivers, m.rejected, m.rpcSeconds, m.shards, m.backlog,
-		m.verifySeconds, m.writeSeconds,
+		m.verifySeconds, m.writeSeconds, m.handoverCopied, m.handoverRebuilt, m.handoverSeconds,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -94,6 +105,8 @@ type Stats struct {
 	RecoveryBytesFetched int64
 	SliversRecovered     int64
 	Rejected             int64
+	HandoverCopied       int64         // sliver bytes copied from holders
+	HandoverRebuilt      int64         // symbol bytes fetched to rebuild gained slivers
 	VerifyTime           time.Duration // spent verifying received pairs
 	WriteTime            time.Duration // spent writing them durably
 }
@@ -120,6 +133,8 @@ func (m *Metrics) snapshot() Stats {
 		RecoveryBytesFetched: get(m.bytesRecovered),
 		SliversRecovered:     get(m.slivers),
 		Rejected:             get(m.rejected),
+		HandoverCopied:       get(m.handoverCopied),
+		HandoverRebuilt:      get(m.handoverRebuilt),
 		VerifyTime:           seconds(m.verifySeconds),
 		WriteTime:            seconds(m.writeSeconds),
 	}

@@ -79,6 +79,10 @@ type Node struct {
 
 	registered sync.Map // crypto.BlobID → struct{}: blobs the control plane confirmed registered
 
+	syncMu     sync.Mutex
+	syncNonces map[string]uint64 // per requesting node: the last sync request nonce served
+	reportMu   sync.Mutex        // one signed "shard synced" at a time, nonces in order
+
 	ready  chan struct{} // closed when store, codec and workers are up
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -100,7 +104,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Faults.Any() {
 		cfg.Logger.Warn("storage: FAULT INJECTION ENABLED — this node lies on purpose", "node", cfg.ID, "faults", cfg.Faults.String())
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), ready: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), ready: make(chan struct{}), syncNonces: map[string]uint64{}}
 	n.follower = NewFollower(cfg.Control, cfg.ID, cfg.Key, cfg.PublicAddr)
 	if err := retry(ctx, n.log, "registering with the control plane", func() error { return n.follower.Register(ctx) }); err != nil {
 		return nil, err
@@ -121,6 +125,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.goRun(func() { n.followEvents(runCtx) })
 		n.goRun(func() { n.recovery.run(runCtx) })
 		n.goRun(func() { n.trackShardStates(runCtx) })
+		n.goRun(func() { n.runHandover(runCtx) })
 	})
 	return n, nil
 }
@@ -266,6 +271,8 @@ type peerSet struct {
 	epoch     uint64
 	members   map[shardmap.NodeID]*weftv1.Member
 	committee *weftv1.GetCommitteeResponse
+	past      map[uint64]*weftv1.GetCommitteeResponse // earlier epochs, for holders that left
+	pastAt    map[uint64]time.Time
 }
 
 func newPeerSet(control *grpc.ClientConn, log *slog.Logger) *peerSet {
@@ -277,6 +284,12 @@ func (p *peerSet) committeeOf(ctx context.Context, epoch uint64) (*weftv1.GetCom
 	p.mu.Lock()
 	if p.committee != nil && p.epoch == epoch {
 		c := p.committee
+		p.mu.Unlock()
+		return c, nil
+	}
+	// A past committee never changes, but its members' addresses may: keep
+	// it for a minute.
+	if c, ok := p.past[epoch]; ok && epoch < p.epoch && time.Since(p.pastAt[epoch]) < time.Minute {
 		p.mu.Unlock()
 		return c, nil
 	}
@@ -294,23 +307,23 @@ func (p *peerSet) committeeOf(ctx context.Context, epoch uint64) (*weftv1.GetCom
 	if epoch >= p.epoch {
 		p.epoch, p.members, p.committee = epoch, members, resp
 	}
+	if p.past == nil {
+		p.past = map[uint64]*weftv1.GetCommitteeResponse{}
+	}
+	if p.pastAt == nil {
+		p.pastAt = map[uint64]time.Time{}
+	}
+	p.past[resp.Epoch], p.pastAt[resp.Epoch] = resp, time.Now()
 	return resp, nil
 }
 
-// conn returns a connection to a member of the epoch's committee.
+// conn returns a connection to a node that is a member of the epoch's
+// committee or, failing that, of an earlier one: a shard's holder may have
+// left the committee and still serve its handover.
 func (p *peerSet) conn(ctx context.Context, epoch uint64, node shardmap.NodeID) (*grpc.ClientConn, error) {
-	c, err := p.committeeOf(ctx, epoch)
+	addr, err := p.address(ctx, epoch, node)
 	if err != nil {
 		return nil, err
-	}
-	var addr string
-	for _, m := range c.Members {
-		if shardmap.NodeID(m.Node) == node {
-			addr = m.Address
-		}
-	}
-	if addr == "" {
-		return nil, fmt.Errorf("storage: node %s is not in the committee of epoch %d", node, epoch)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -324,6 +337,25 @@ func (p *peerSet) conn(ctx context.Context, epoch uint64, node shardmap.NodeID) 
 	}
 	p.conns[addr] = cc
 	return cc, nil
+}
+
+// lookback is how many earlier committees are searched for a node's
+// address.
+const lookback = 8
+
+func (p *peerSet) address(ctx context.Context, epoch uint64, node shardmap.NodeID) (string, error) {
+	for e := epoch; e >= 1 && e+lookback > epoch; e-- {
+		c, err := p.committeeOf(ctx, e)
+		if err != nil {
+			return "", err
+		}
+		for _, m := range c.Members {
+			if shardmap.NodeID(m.Node) == node && m.Address != "" {
+				return m.Address, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("storage: node %s is in none of the committees of epochs %d and the %d before", node, epoch, lookback)
 }
 
 func (p *peerSet) close() {

@@ -265,6 +265,9 @@ type peerFetcher struct {
 	n  *Node
 	id crypto.BlobID
 	a  Assignment
+	// holders: ask each shard's holder rather than its owner — for blobs
+	// certified before the epoch, during a handover.
+	holders bool
 }
 
 // holderOf names the node a source sliver was asked of (for logs).
@@ -272,6 +275,9 @@ func (f *peerFetcher) holderOf(src coding.SliverRef) shardmap.NodeID {
 	shard, err := f.n.sliverShard(f.id, src.Axis, src.Index)
 	if err != nil || int(shard) >= len(f.a.Owners) {
 		return ""
+	}
+	if f.holders && f.a.Holders[shard] != "" {
+		return f.a.Holders[shard]
 	}
 	return f.a.Owners[shard]
 }

@@ -205,28 +205,30 @@ func (s *Store) WritePairs(pairs ...VerifiedPair) error {
 	if len(pairs) == 0 {
 		return nil
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, v := range pairs {
-			for _, sl := range []coding.Sliver{v.pair.Primary, v.pair.Secondary} {
-				name := subPrimary
-				if sl.Axis == crypto.Secondary {
-					name = subSecondary
-				}
-				b, err := shardBucket(tx, v.shard, name, true)
-				if err != nil {
-					return err
-				}
-				raw, err := sl.MarshalBinary()
-				if err != nil {
-					return err
-				}
-				if err := b.Put(v.id[:], raw); err != nil {
-					return err
-				}
+	return s.db.Update(func(tx *bolt.Tx) error { return writePairs(tx, pairs) })
+}
+
+func writePairs(tx *bolt.Tx, pairs []VerifiedPair) error {
+	for _, v := range pairs {
+		for _, sl := range []coding.Sliver{v.pair.Primary, v.pair.Secondary} {
+			name := subPrimary
+			if sl.Axis == crypto.Secondary {
+				name = subSecondary
+			}
+			b, err := shardBucket(tx, v.shard, name, true)
+			if err != nil {
+				return err
+			}
+			raw, err := sl.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			if err := b.Put(v.id[:], raw); err != nil {
+				return err
 			}
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // Sliver returns a stored sliver, copied out of the read transaction (so
@@ -529,5 +531,39 @@ func (s *Store) SetShardStates(states map[uint32]ShardState) error {
 			}
 		}
 		return nil
+	})
+}
+
+var bucketSync = []byte("sync") // u64 epoch ‖ u32 shard → last blob ID handed over
+
+func syncKey(epoch uint64, shard uint32) []byte {
+	return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(nil, epoch), shard)
+}
+
+// SyncCursor is how far a shard's handover in an epoch got: the last blob
+// ID (in ID order) whose pair is stored; zero: not started.
+func (s *Store) SyncCursor(epoch uint64, shard uint32) (crypto.BlobID, error) {
+	var cursor crypto.BlobID
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketSync); b != nil {
+			copy(cursor[:], b.Get(syncKey(epoch, shard)))
+		}
+		return nil
+	})
+	return cursor, err
+}
+
+// WriteSynced writes verified pairs of a shard's handover together with
+// the new cursor, so a restart resumes after the last pair on disk.
+func (s *Store) WriteSynced(epoch uint64, shard uint32, cursor crypto.BlobID, pairs ...VerifiedPair) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := writePairs(tx, pairs); err != nil {
+			return err
+		}
+		b, err := tx.CreateBucketIfNotExists(bucketSync)
+		if err != nil {
+			return err
+		}
+		return b.Put(syncKey(epoch, shard), cursor[:])
 	})
 }

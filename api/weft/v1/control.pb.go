@@ -3229,6 +3229,118 @@ func (x *MarkBlobInvalidResponse) GetIndex() uint64 {
 	return 0
 }
 
+type ListCertifiedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BeforeEpoch   uint64                 `protobuf:"varint,1,opt,name=before_epoch,json=beforeEpoch,proto3" json:"before_epoch,omitempty"` // certified in an epoch before this one
+	After         []byte                 `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`                                 // blob ID to start after (empty: the first)
+	Limit         uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`                                // at most this many (capped by the server)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCertifiedRequest) Reset() {
+	*x = ListCertifiedRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCertifiedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCertifiedRequest) ProtoMessage() {}
+
+func (x *ListCertifiedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCertifiedRequest.ProtoReflect.Descriptor instead.
+func (*ListCertifiedRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ListCertifiedRequest) GetBeforeEpoch() uint64 {
+	if x != nil {
+		return x.BeforeEpoch
+	}
+	return 0
+}
+
+func (x *ListCertifiedRequest) GetAfter() []byte {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+func (x *ListCertifiedRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListCertifiedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Blobs         []*BlobStatusResponse  `protobuf:"bytes,1,rep,name=blobs,proto3" json:"blobs,omitempty"`
+	More          bool                   `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"` // more blobs may follow the last one
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCertifiedResponse) Reset() {
+	*x = ListCertifiedResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCertifiedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCertifiedResponse) ProtoMessage() {}
+
+func (x *ListCertifiedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCertifiedResponse.ProtoReflect.Descriptor instead.
+func (*ListCertifiedResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ListCertifiedResponse) GetBlobs() []*BlobStatusResponse {
+	if x != nil {
+		return x.Blobs
+	}
+	return nil
+}
+
+func (x *ListCertifiedResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 var File_weft_v1_control_proto protoreflect.FileDescriptor
 
 const file_weft_v1_control_proto_rawDesc = "" +
@@ -3433,7 +3545,14 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\ablob_id\x18\x02 \x01(\fR\x06blobId\x12 \n" +
 	"\vcertificate\x18\x03 \x01(\fR\vcertificate\"/\n" +
 	"\x17MarkBlobInvalidResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xf7\b\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"e\n" +
+	"\x14ListCertifiedRequest\x12!\n" +
+	"\fbefore_epoch\x18\x01 \x01(\x04R\vbeforeEpoch\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\fR\x05after\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"^\n" +
+	"\x15ListCertifiedResponse\x121\n" +
+	"\x05blobs\x18\x01 \x03(\v2\x1b.weft.v1.BlobStatusResponseR\x05blobs\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more2\xf7\b\n" +
 	"\x05Admin\x129\n" +
 	"\x06Status\x12\x16.weft.v1.StatusRequest\x1a\x17.weft.v1.StatusResponse\x12B\n" +
 	"\tListNodes\x12\x19.weft.v1.ListNodesRequest\x1a\x1a.weft.v1.ListNodesResponse\x12?\n" +
@@ -3457,7 +3576,7 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\fRegisterNode\x12\x1c.weft.v1.RegisterNodeRequest\x1a\x1d.weft.v1.RegisterNodeResponse\x12N\n" +
 	"\rUpdateAddress\x12\x1d.weft.v1.UpdateAddressRequest\x1a\x1e.weft.v1.UpdateAddressResponse\x12H\n" +
 	"\vShardSynced\x12\x1b.weft.v1.ShardSyncedRequest\x1a\x1c.weft.v1.ShardSyncedResponse\x12T\n" +
-	"\x0fMarkBlobInvalid\x12\x1f.weft.v1.MarkBlobInvalidRequest\x1a .weft.v1.MarkBlobInvalidResponse2\xfa\x02\n" +
+	"\x0fMarkBlobInvalid\x12\x1f.weft.v1.MarkBlobInvalidRequest\x1a .weft.v1.MarkBlobInvalidResponse2\xca\x03\n" +
 	"\x06Client\x12K\n" +
 	"\fRegisterBlob\x12\x1c.weft.v1.RegisterBlobRequest\x1a\x1d.weft.v1.RegisterBlobResponse\x12H\n" +
 	"\vCertifyBlob\x12\x1b.weft.v1.CertifyBlobRequest\x1a\x1c.weft.v1.CertifyBlobResponse\x12E\n" +
@@ -3465,7 +3584,8 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"ExtendBlob\x12\x1a.weft.v1.ExtendBlobRequest\x1a\x1b.weft.v1.ExtendBlobResponse\x12E\n" +
 	"\n" +
 	"BlobStatus\x12\x1a.weft.v1.BlobStatusRequest\x1a\x1b.weft.v1.BlobStatusResponse\x12K\n" +
-	"\fGetCommittee\x12\x1c.weft.v1.GetCommitteeRequest\x1a\x1d.weft.v1.GetCommitteeResponse2\x89\x01\n" +
+	"\fGetCommittee\x12\x1c.weft.v1.GetCommitteeRequest\x1a\x1d.weft.v1.GetCommitteeResponse\x12N\n" +
+	"\rListCertified\x12\x1d.weft.v1.ListCertifiedRequest\x1a\x1e.weft.v1.ListCertifiedResponse2\x89\x01\n" +
 	"\x05Watch\x12E\n" +
 	"\n" +
 	"WatchState\x12\x1a.weft.v1.WatchStateRequest\x1a\x1b.weft.v1.WatchStateResponse\x129\n" +
@@ -3483,7 +3603,7 @@ func file_weft_v1_control_proto_rawDescGZIP() []byte {
 	return file_weft_v1_control_proto_rawDescData
 }
 
-var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_weft_v1_control_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: weft.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: weft.v1.StatusResponse
@@ -3545,6 +3665,8 @@ var file_weft_v1_control_proto_goTypes = []any{
 	(*UpdateAddressResponse)(nil),      // 57: weft.v1.UpdateAddressResponse
 	(*MarkBlobInvalidRequest)(nil),     // 58: weft.v1.MarkBlobInvalidRequest
 	(*MarkBlobInvalidResponse)(nil),    // 59: weft.v1.MarkBlobInvalidResponse
+	(*ListCertifiedRequest)(nil),       // 60: weft.v1.ListCertifiedRequest
+	(*ListCertifiedResponse)(nil),      // 61: weft.v1.ListCertifiedResponse
 }
 var file_weft_v1_control_proto_depIdxs = []int32{
 	2,  // 0: weft.v1.ListNodesResponse.nodes:type_name -> weft.v1.NodeInfo
@@ -3557,65 +3679,68 @@ var file_weft_v1_control_proto_depIdxs = []int32{
 	42, // 7: weft.v1.ListPeersResponse.peers:type_name -> weft.v1.Peer
 	15, // 8: weft.v1.UpdateAddressRequest.auth:type_name -> weft.v1.SignedRequest
 	15, // 9: weft.v1.MarkBlobInvalidRequest.auth:type_name -> weft.v1.SignedRequest
-	0,  // 10: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
-	3,  // 11: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
-	5,  // 12: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
-	7,  // 13: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
-	9,  // 14: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
-	11, // 15: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
-	13, // 16: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
-	38, // 17: weft.v1.Admin.ListClients:input_type -> weft.v1.ListClientsRequest
-	40, // 18: weft.v1.Admin.PeerInfo:input_type -> weft.v1.PeerInfoRequest
-	43, // 19: weft.v1.Admin.ListPeers:input_type -> weft.v1.ListPeersRequest
-	45, // 20: weft.v1.Admin.AddPeer:input_type -> weft.v1.AddPeerRequest
-	47, // 21: weft.v1.Admin.RemovePeer:input_type -> weft.v1.RemovePeerRequest
-	49, // 22: weft.v1.Admin.TransferLeadership:input_type -> weft.v1.TransferLeadershipRequest
-	53, // 23: weft.v1.Admin.AnnouncePeer:input_type -> weft.v1.AnnouncePeerRequest
-	51, // 24: weft.v1.Admin.SaveSnapshot:input_type -> weft.v1.SaveSnapshotRequest
-	52, // 25: weft.v1.Admin.RestoreSnapshot:input_type -> weft.v1.SnapshotChunk
-	16, // 26: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
-	56, // 27: weft.v1.Node.UpdateAddress:input_type -> weft.v1.UpdateAddressRequest
-	18, // 28: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
-	58, // 29: weft.v1.Node.MarkBlobInvalid:input_type -> weft.v1.MarkBlobInvalidRequest
-	26, // 30: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
-	28, // 31: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
-	30, // 32: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
-	32, // 33: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
-	35, // 34: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
-	20, // 35: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
-	24, // 36: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
-	1,  // 37: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
-	4,  // 38: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
-	6,  // 39: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
-	8,  // 40: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
-	10, // 41: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
-	12, // 42: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
-	14, // 43: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
-	39, // 44: weft.v1.Admin.ListClients:output_type -> weft.v1.ListClientsResponse
-	41, // 45: weft.v1.Admin.PeerInfo:output_type -> weft.v1.PeerInfoResponse
-	44, // 46: weft.v1.Admin.ListPeers:output_type -> weft.v1.ListPeersResponse
-	46, // 47: weft.v1.Admin.AddPeer:output_type -> weft.v1.AddPeerResponse
-	48, // 48: weft.v1.Admin.RemovePeer:output_type -> weft.v1.RemovePeerResponse
-	50, // 49: weft.v1.Admin.TransferLeadership:output_type -> weft.v1.TransferLeadershipResponse
-	54, // 50: weft.v1.Admin.AnnouncePeer:output_type -> weft.v1.AnnouncePeerResponse
-	52, // 51: weft.v1.Admin.SaveSnapshot:output_type -> weft.v1.SnapshotChunk
-	55, // 52: weft.v1.Admin.RestoreSnapshot:output_type -> weft.v1.RestoreSnapshotResponse
-	17, // 53: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
-	57, // 54: weft.v1.Node.UpdateAddress:output_type -> weft.v1.UpdateAddressResponse
-	19, // 55: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
-	59, // 56: weft.v1.Node.MarkBlobInvalid:output_type -> weft.v1.MarkBlobInvalidResponse
-	27, // 57: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
-	29, // 58: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
-	31, // 59: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
-	33, // 60: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
-	36, // 61: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
-	21, // 62: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
-	25, // 63: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
-	37, // [37:64] is the sub-list for method output_type
-	10, // [10:37] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	33, // 10: weft.v1.ListCertifiedResponse.blobs:type_name -> weft.v1.BlobStatusResponse
+	0,  // 11: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
+	3,  // 12: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
+	5,  // 13: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
+	7,  // 14: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
+	9,  // 15: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
+	11, // 16: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
+	13, // 17: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
+	38, // 18: weft.v1.Admin.ListClients:input_type -> weft.v1.ListClientsRequest
+	40, // 19: weft.v1.Admin.PeerInfo:input_type -> weft.v1.PeerInfoRequest
+	43, // 20: weft.v1.Admin.ListPeers:input_type -> weft.v1.ListPeersRequest
+	45, // 21: weft.v1.Admin.AddPeer:input_type -> weft.v1.AddPeerRequest
+	47, // 22: weft.v1.Admin.RemovePeer:input_type -> weft.v1.RemovePeerRequest
+	49, // 23: weft.v1.Admin.TransferLeadership:input_type -> weft.v1.TransferLeadershipRequest
+	53, // 24: weft.v1.Admin.AnnouncePeer:input_type -> weft.v1.AnnouncePeerRequest
+	51, // 25: weft.v1.Admin.SaveSnapshot:input_type -> weft.v1.SaveSnapshotRequest
+	52, // 26: weft.v1.Admin.RestoreSnapshot:input_type -> weft.v1.SnapshotChunk
+	16, // 27: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
+	56, // 28: weft.v1.Node.UpdateAddress:input_type -> weft.v1.UpdateAddressRequest
+	18, // 29: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
+	58, // 30: weft.v1.Node.MarkBlobInvalid:input_type -> weft.v1.MarkBlobInvalidRequest
+	26, // 31: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
+	28, // 32: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
+	30, // 33: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
+	32, // 34: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
+	35, // 35: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
+	60, // 36: weft.v1.Client.ListCertified:input_type -> weft.v1.ListCertifiedRequest
+	20, // 37: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
+	24, // 38: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
+	1,  // 39: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
+	4,  // 40: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
+	6,  // 41: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
+	8,  // 42: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
+	10, // 43: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
+	12, // 44: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
+	14, // 45: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
+	39, // 46: weft.v1.Admin.ListClients:output_type -> weft.v1.ListClientsResponse
+	41, // 47: weft.v1.Admin.PeerInfo:output_type -> weft.v1.PeerInfoResponse
+	44, // 48: weft.v1.Admin.ListPeers:output_type -> weft.v1.ListPeersResponse
+	46, // 49: weft.v1.Admin.AddPeer:output_type -> weft.v1.AddPeerResponse
+	48, // 50: weft.v1.Admin.RemovePeer:output_type -> weft.v1.RemovePeerResponse
+	50, // 51: weft.v1.Admin.TransferLeadership:output_type -> weft.v1.TransferLeadershipResponse
+	54, // 52: weft.v1.Admin.AnnouncePeer:output_type -> weft.v1.AnnouncePeerResponse
+	52, // 53: weft.v1.Admin.SaveSnapshot:output_type -> weft.v1.SnapshotChunk
+	55, // 54: weft.v1.Admin.RestoreSnapshot:output_type -> weft.v1.RestoreSnapshotResponse
+	17, // 55: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
+	57, // 56: weft.v1.Node.UpdateAddress:output_type -> weft.v1.UpdateAddressResponse
+	19, // 57: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
+	59, // 58: weft.v1.Node.MarkBlobInvalid:output_type -> weft.v1.MarkBlobInvalidResponse
+	27, // 59: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
+	29, // 60: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
+	31, // 61: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
+	33, // 62: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
+	36, // 63: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
+	61, // 64: weft.v1.Client.ListCertified:output_type -> weft.v1.ListCertifiedResponse
+	21, // 65: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
+	25, // 66: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
+	39, // [39:67] is the sub-list for method output_type
+	11, // [11:39] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_weft_v1_control_proto_init() }
@@ -3629,7 +3754,7 @@ func file_weft_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_v1_control_proto_rawDesc), len(file_weft_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   60,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -921,11 +921,12 @@ var Node_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Client_RegisterBlob_FullMethodName = "/weft.v1.Client/RegisterBlob"
-	Client_CertifyBlob_FullMethodName  = "/weft.v1.Client/CertifyBlob"
-	Client_ExtendBlob_FullMethodName   = "/weft.v1.Client/ExtendBlob"
-	Client_BlobStatus_FullMethodName   = "/weft.v1.Client/BlobStatus"
-	Client_GetCommittee_FullMethodName = "/weft.v1.Client/GetCommittee"
+	Client_RegisterBlob_FullMethodName  = "/weft.v1.Client/RegisterBlob"
+	Client_CertifyBlob_FullMethodName   = "/weft.v1.Client/CertifyBlob"
+	Client_ExtendBlob_FullMethodName    = "/weft.v1.Client/ExtendBlob"
+	Client_BlobStatus_FullMethodName    = "/weft.v1.Client/BlobStatus"
+	Client_GetCommittee_FullMethodName  = "/weft.v1.Client/GetCommittee"
+	Client_ListCertified_FullMethodName = "/weft.v1.Client/ListCertified"
 )
 
 // ClientClient is the client API for Client service.
@@ -942,6 +943,9 @@ type ClientClient interface {
 	ExtendBlob(ctx context.Context, in *ExtendBlobRequest, opts ...grpc.CallOption) (*ExtendBlobResponse, error)
 	BlobStatus(ctx context.Context, in *BlobStatusRequest, opts ...grpc.CallOption) (*BlobStatusResponse, error)
 	GetCommittee(ctx context.Context, in *GetCommitteeRequest, opts ...grpc.CallOption) (*GetCommitteeResponse, error)
+	// ListCertified pages, in blob ID order, the live blobs certified before
+	// an epoch: an incoming shard owner's to-do list (DESIGN §5).
+	ListCertified(ctx context.Context, in *ListCertifiedRequest, opts ...grpc.CallOption) (*ListCertifiedResponse, error)
 }
 
 type clientClient struct {
@@ -1002,6 +1006,16 @@ func (c *clientClient) GetCommittee(ctx context.Context, in *GetCommitteeRequest
 	return out, nil
 }
 
+func (c *clientClient) ListCertified(ctx context.Context, in *ListCertifiedRequest, opts ...grpc.CallOption) (*ListCertifiedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCertifiedResponse)
+	err := c.cc.Invoke(ctx, Client_ListCertified_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClientServer is the server API for Client service.
 // All implementations must embed UnimplementedClientServer
 // for forward compatibility.
@@ -1016,6 +1030,9 @@ type ClientServer interface {
 	ExtendBlob(context.Context, *ExtendBlobRequest) (*ExtendBlobResponse, error)
 	BlobStatus(context.Context, *BlobStatusRequest) (*BlobStatusResponse, error)
 	GetCommittee(context.Context, *GetCommitteeRequest) (*GetCommitteeResponse, error)
+	// ListCertified pages, in blob ID order, the live blobs certified before
+	// an epoch: an incoming shard owner's to-do list (DESIGN §5).
+	ListCertified(context.Context, *ListCertifiedRequest) (*ListCertifiedResponse, error)
 	mustEmbedUnimplementedClientServer()
 }
 
@@ -1040,6 +1057,9 @@ func (UnimplementedClientServer) BlobStatus(context.Context, *BlobStatusRequest)
 }
 func (UnimplementedClientServer) GetCommittee(context.Context, *GetCommitteeRequest) (*GetCommitteeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCommittee not implemented")
+}
+func (UnimplementedClientServer) ListCertified(context.Context, *ListCertifiedRequest) (*ListCertifiedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCertified not implemented")
 }
 func (UnimplementedClientServer) mustEmbedUnimplementedClientServer() {}
 func (UnimplementedClientServer) testEmbeddedByValue()                {}
@@ -1152,6 +1172,24 @@ func _Client_GetCommittee_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Client_ListCertified_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCertifiedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServer).ListCertified(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Client_ListCertified_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServer).ListCertified(ctx, req.(*ListCertifiedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Client_ServiceDesc is the grpc.ServiceDesc for Client service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1178,6 +1216,10 @@ var Client_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCommittee",
 			Handler:    _Client_GetCommittee_Handler,
+		},
+		{
+			MethodName: "ListCertified",
+			Handler:    _Client_ListCertified_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -24,6 +24,126 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type SyncShardRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`           // the requesting owner
+	Message       []byte                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`     // crypto ShardSyncRequest message (epoch, shard, after, limit, nonce)
+	Signature     []byte                 `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"` // the owner's BLS signature of message
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncShardRequest) Reset() {
+	*x = SyncShardRequest{}
+	mi := &file_weft_v1_storage_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncShardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncShardRequest) ProtoMessage() {}
+
+func (x *SyncShardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_storage_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncShardRequest.ProtoReflect.Descriptor instead.
+func (*SyncShardRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SyncShardRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *SyncShardRequest) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *SyncShardRequest) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+type SyncShardItem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BlobId        []byte                 `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"` // set with metadata: a new blob starts
+	Metadata      []byte                 `protobuf:"bytes,2,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	Chunk         *SliverChunk           `protobuf:"bytes,3,opt,name=chunk,proto3" json:"chunk,omitempty"` // a chunk of the current blob's pair
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncShardItem) Reset() {
+	*x = SyncShardItem{}
+	mi := &file_weft_v1_storage_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncShardItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncShardItem) ProtoMessage() {}
+
+func (x *SyncShardItem) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_storage_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncShardItem.ProtoReflect.Descriptor instead.
+func (*SyncShardItem) Descriptor() ([]byte, []int) {
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SyncShardItem) GetBlobId() []byte {
+	if x != nil {
+		return x.BlobId
+	}
+	return nil
+}
+
+func (x *SyncShardItem) GetMetadata() []byte {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *SyncShardItem) GetChunk() *SliverChunk {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
 type StoreMetadataRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	BlobId        []byte                 `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
@@ -34,7 +154,7 @@ type StoreMetadataRequest struct {
 
 func (x *StoreMetadataRequest) Reset() {
 	*x = StoreMetadataRequest{}
-	mi := &file_weft_v1_storage_proto_msgTypes[0]
+	mi := &file_weft_v1_storage_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +166,7 @@ func (x *StoreMetadataRequest) String() string {
 func (*StoreMetadataRequest) ProtoMessage() {}
 
 func (x *StoreMetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[0]
+	mi := &file_weft_v1_storage_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +179,7 @@ func (x *StoreMetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreMetadataRequest.ProtoReflect.Descriptor instead.
 func (*StoreMetadataRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{0}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *StoreMetadataRequest) GetBlobId() []byte {
@@ -85,7 +205,7 @@ type StoreMetadataResponse struct {
 
 func (x *StoreMetadataResponse) Reset() {
 	*x = StoreMetadataResponse{}
-	mi := &file_weft_v1_storage_proto_msgTypes[1]
+	mi := &file_weft_v1_storage_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -97,7 +217,7 @@ func (x *StoreMetadataResponse) String() string {
 func (*StoreMetadataResponse) ProtoMessage() {}
 
 func (x *StoreMetadataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[1]
+	mi := &file_weft_v1_storage_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -110,7 +230,7 @@ func (x *StoreMetadataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreMetadataResponse.ProtoReflect.Descriptor instead.
 func (*StoreMetadataResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{1}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StoreMetadataResponse) GetShards() []uint32 {
@@ -136,7 +256,7 @@ type SliverChunk struct {
 
 func (x *SliverChunk) Reset() {
 	*x = SliverChunk{}
-	mi := &file_weft_v1_storage_proto_msgTypes[2]
+	mi := &file_weft_v1_storage_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -148,7 +268,7 @@ func (x *SliverChunk) String() string {
 func (*SliverChunk) ProtoMessage() {}
 
 func (x *SliverChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[2]
+	mi := &file_weft_v1_storage_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -161,7 +281,7 @@ func (x *SliverChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SliverChunk.ProtoReflect.Descriptor instead.
 func (*SliverChunk) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{2}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SliverChunk) GetBlobId() []byte {
@@ -215,7 +335,7 @@ type StorePairsResponse struct {
 
 func (x *StorePairsResponse) Reset() {
 	*x = StorePairsResponse{}
-	mi := &file_weft_v1_storage_proto_msgTypes[3]
+	mi := &file_weft_v1_storage_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +347,7 @@ func (x *StorePairsResponse) String() string {
 func (*StorePairsResponse) ProtoMessage() {}
 
 func (x *StorePairsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[3]
+	mi := &file_weft_v1_storage_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +360,7 @@ func (x *StorePairsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorePairsResponse.ProtoReflect.Descriptor instead.
 func (*StorePairsResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{3}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StorePairsResponse) GetPairs() []uint32 {
@@ -259,7 +379,7 @@ type GetMetadataRequest struct {
 
 func (x *GetMetadataRequest) Reset() {
 	*x = GetMetadataRequest{}
-	mi := &file_weft_v1_storage_proto_msgTypes[4]
+	mi := &file_weft_v1_storage_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -271,7 +391,7 @@ func (x *GetMetadataRequest) String() string {
 func (*GetMetadataRequest) ProtoMessage() {}
 
 func (x *GetMetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[4]
+	mi := &file_weft_v1_storage_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -284,7 +404,7 @@ func (x *GetMetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMetadataRequest.ProtoReflect.Descriptor instead.
 func (*GetMetadataRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{4}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetMetadataRequest) GetBlobId() []byte {
@@ -303,7 +423,7 @@ type GetMetadataResponse struct {
 
 func (x *GetMetadataResponse) Reset() {
 	*x = GetMetadataResponse{}
-	mi := &file_weft_v1_storage_proto_msgTypes[5]
+	mi := &file_weft_v1_storage_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -315,7 +435,7 @@ func (x *GetMetadataResponse) String() string {
 func (*GetMetadataResponse) ProtoMessage() {}
 
 func (x *GetMetadataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[5]
+	mi := &file_weft_v1_storage_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -328,7 +448,7 @@ func (x *GetMetadataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMetadataResponse.ProtoReflect.Descriptor instead.
 func (*GetMetadataResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{5}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetMetadataResponse) GetMetadata() []byte {
@@ -349,7 +469,7 @@ type GetSliverRequest struct {
 
 func (x *GetSliverRequest) Reset() {
 	*x = GetSliverRequest{}
-	mi := &file_weft_v1_storage_proto_msgTypes[6]
+	mi := &file_weft_v1_storage_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +481,7 @@ func (x *GetSliverRequest) String() string {
 func (*GetSliverRequest) ProtoMessage() {}
 
 func (x *GetSliverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[6]
+	mi := &file_weft_v1_storage_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +494,7 @@ func (x *GetSliverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSliverRequest.ProtoReflect.Descriptor instead.
 func (*GetSliverRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{6}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetSliverRequest) GetBlobId() []byte {
@@ -412,7 +532,7 @@ type SymbolRequest struct {
 
 func (x *SymbolRequest) Reset() {
 	*x = SymbolRequest{}
-	mi := &file_weft_v1_storage_proto_msgTypes[7]
+	mi := &file_weft_v1_storage_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +544,7 @@ func (x *SymbolRequest) String() string {
 func (*SymbolRequest) ProtoMessage() {}
 
 func (x *SymbolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[7]
+	mi := &file_weft_v1_storage_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +557,7 @@ func (x *SymbolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SymbolRequest.ProtoReflect.Descriptor instead.
 func (*SymbolRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{7}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SymbolRequest) GetSourceAxis() uint32 {
@@ -472,7 +592,7 @@ type GetRecoverySymbolsRequest struct {
 
 func (x *GetRecoverySymbolsRequest) Reset() {
 	*x = GetRecoverySymbolsRequest{}
-	mi := &file_weft_v1_storage_proto_msgTypes[8]
+	mi := &file_weft_v1_storage_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +604,7 @@ func (x *GetRecoverySymbolsRequest) String() string {
 func (*GetRecoverySymbolsRequest) ProtoMessage() {}
 
 func (x *GetRecoverySymbolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[8]
+	mi := &file_weft_v1_storage_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +617,7 @@ func (x *GetRecoverySymbolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRecoverySymbolsRequest.ProtoReflect.Descriptor instead.
 func (*GetRecoverySymbolsRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{8}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetRecoverySymbolsRequest) GetBlobId() []byte {
@@ -532,7 +652,7 @@ type GetRecoverySymbolsResponse struct {
 
 func (x *GetRecoverySymbolsResponse) Reset() {
 	*x = GetRecoverySymbolsResponse{}
-	mi := &file_weft_v1_storage_proto_msgTypes[9]
+	mi := &file_weft_v1_storage_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +664,7 @@ func (x *GetRecoverySymbolsResponse) String() string {
 func (*GetRecoverySymbolsResponse) ProtoMessage() {}
 
 func (x *GetRecoverySymbolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[9]
+	mi := &file_weft_v1_storage_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +677,7 @@ func (x *GetRecoverySymbolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRecoverySymbolsResponse.ProtoReflect.Descriptor instead.
 func (*GetRecoverySymbolsResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{9}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetRecoverySymbolsResponse) GetSymbols() [][]byte {
@@ -577,7 +697,7 @@ type GetConfirmationRequest struct {
 
 func (x *GetConfirmationRequest) Reset() {
 	*x = GetConfirmationRequest{}
-	mi := &file_weft_v1_storage_proto_msgTypes[10]
+	mi := &file_weft_v1_storage_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +709,7 @@ func (x *GetConfirmationRequest) String() string {
 func (*GetConfirmationRequest) ProtoMessage() {}
 
 func (x *GetConfirmationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[10]
+	mi := &file_weft_v1_storage_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +722,7 @@ func (x *GetConfirmationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfirmationRequest.ProtoReflect.Descriptor instead.
 func (*GetConfirmationRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{10}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetConfirmationRequest) GetBlobId() []byte {
@@ -631,7 +751,7 @@ type GetConfirmationResponse struct {
 
 func (x *GetConfirmationResponse) Reset() {
 	*x = GetConfirmationResponse{}
-	mi := &file_weft_v1_storage_proto_msgTypes[11]
+	mi := &file_weft_v1_storage_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +763,7 @@ func (x *GetConfirmationResponse) String() string {
 func (*GetConfirmationResponse) ProtoMessage() {}
 
 func (x *GetConfirmationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[11]
+	mi := &file_weft_v1_storage_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +776,7 @@ func (x *GetConfirmationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfirmationResponse.ProtoReflect.Descriptor instead.
 func (*GetConfirmationResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{11}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetConfirmationResponse) GetNode() string {
@@ -696,7 +816,7 @@ type SignInvalidRequest struct {
 
 func (x *SignInvalidRequest) Reset() {
 	*x = SignInvalidRequest{}
-	mi := &file_weft_v1_storage_proto_msgTypes[12]
+	mi := &file_weft_v1_storage_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +828,7 @@ func (x *SignInvalidRequest) String() string {
 func (*SignInvalidRequest) ProtoMessage() {}
 
 func (x *SignInvalidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[12]
+	mi := &file_weft_v1_storage_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +841,7 @@ func (x *SignInvalidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignInvalidRequest.ProtoReflect.Descriptor instead.
 func (*SignInvalidRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{12}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SignInvalidRequest) GetProof() []byte {
@@ -743,7 +863,7 @@ type SignInvalidResponse struct {
 
 func (x *SignInvalidResponse) Reset() {
 	*x = SignInvalidResponse{}
-	mi := &file_weft_v1_storage_proto_msgTypes[13]
+	mi := &file_weft_v1_storage_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -755,7 +875,7 @@ func (x *SignInvalidResponse) String() string {
 func (*SignInvalidResponse) ProtoMessage() {}
 
 func (x *SignInvalidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[13]
+	mi := &file_weft_v1_storage_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -768,7 +888,7 @@ func (x *SignInvalidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignInvalidResponse.ProtoReflect.Descriptor instead.
 func (*SignInvalidResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{13}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SignInvalidResponse) GetNode() string {
@@ -807,7 +927,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_weft_v1_storage_proto_msgTypes[14]
+	mi := &file_weft_v1_storage_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +939,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[14]
+	mi := &file_weft_v1_storage_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +952,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{14}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{16}
 }
 
 type ShardStatus struct {
@@ -845,7 +965,7 @@ type ShardStatus struct {
 
 func (x *ShardStatus) Reset() {
 	*x = ShardStatus{}
-	mi := &file_weft_v1_storage_proto_msgTypes[15]
+	mi := &file_weft_v1_storage_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +977,7 @@ func (x *ShardStatus) String() string {
 func (*ShardStatus) ProtoMessage() {}
 
 func (x *ShardStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[15]
+	mi := &file_weft_v1_storage_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +990,7 @@ func (x *ShardStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardStatus.ProtoReflect.Descriptor instead.
 func (*ShardStatus) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{15}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ShardStatus) GetShard() uint32 {
@@ -902,7 +1022,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_weft_v1_storage_proto_msgTypes[16]
+	mi := &file_weft_v1_storage_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +1034,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_storage_proto_msgTypes[16]
+	mi := &file_weft_v1_storage_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1047,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_storage_proto_rawDescGZIP(), []int{16}
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NodeStatusResponse) GetNode() string {
@@ -983,7 +1103,15 @@ var File_weft_v1_storage_proto protoreflect.FileDescriptor
 
 const file_weft_v1_storage_proto_rawDesc = "" +
 	"\n" +
-	"\x15weft/v1/storage.proto\x12\aweft.v1\"K\n" +
+	"\x15weft/v1/storage.proto\x12\aweft.v1\"^\n" +
+	"\x10SyncShardRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\fR\amessage\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"p\n" +
+	"\rSyncShardItem\x12\x17\n" +
+	"\ablob_id\x18\x01 \x01(\fR\x06blobId\x12\x1a\n" +
+	"\bmetadata\x18\x02 \x01(\fR\bmetadata\x12*\n" +
+	"\x05chunk\x18\x03 \x01(\v2\x14.weft.v1.SliverChunkR\x05chunk\"K\n" +
 	"\x14StoreMetadataRequest\x12\x17\n" +
 	"\ablob_id\x18\x01 \x01(\fR\x06blobId\x12\x1a\n" +
 	"\bmetadata\x18\x02 \x01(\fR\bmetadata\"/\n" +
@@ -1049,7 +1177,7 @@ const file_weft_v1_storage_proto_rawDesc = "" +
 	"stateIndex\x12#\n" +
 	"\rapplied_event\x18\x05 \x01(\x04R\fappliedEvent\x12,\n" +
 	"\x06shards\x18\x06 \x03(\v2\x14.weft.v1.ShardStatusR\x06shards\x12)\n" +
-	"\x10recovery_backlog\x18\a \x01(\x04R\x0frecoveryBacklog2\xec\x04\n" +
+	"\x10recovery_backlog\x18\a \x01(\x04R\x0frecoveryBacklog2\xae\x05\n" +
 	"\aStorage\x12N\n" +
 	"\rStoreMetadata\x12\x1d.weft.v1.StoreMetadataRequest\x1a\x1e.weft.v1.StoreMetadataResponse\x12A\n" +
 	"\n" +
@@ -1060,7 +1188,8 @@ const file_weft_v1_storage_proto_rawDesc = "" +
 	"\x0fGetConfirmation\x12\x1f.weft.v1.GetConfirmationRequest\x1a .weft.v1.GetConfirmationResponse\x12H\n" +
 	"\vSignInvalid\x12\x1b.weft.v1.SignInvalidRequest\x1a\x1c.weft.v1.SignInvalidResponse\x12E\n" +
 	"\n" +
-	"NodeStatus\x12\x1a.weft.v1.NodeStatusRequest\x1a\x1b.weft.v1.NodeStatusResponseB.Z,github.com/weftstore/weft/api/weft/v1;weftv1b\x06proto3"
+	"NodeStatus\x12\x1a.weft.v1.NodeStatusRequest\x1a\x1b.weft.v1.NodeStatusResponse\x12@\n" +
+	"\tSyncShard\x12\x19.weft.v1.SyncShardRequest\x1a\x16.weft.v1.SyncShardItem0\x01B.Z,github.com/weftstore/weft/api/weft/v1;weftv1b\x06proto3"
 
 var (
 	file_weft_v1_storage_proto_rawDescOnce sync.Once
@@ -1074,50 +1203,55 @@ func file_weft_v1_storage_proto_rawDescGZIP() []byte {
 	return file_weft_v1_storage_proto_rawDescData
 }
 
-var file_weft_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_weft_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_weft_v1_storage_proto_goTypes = []any{
-	(*StoreMetadataRequest)(nil),       // 0: weft.v1.StoreMetadataRequest
-	(*StoreMetadataResponse)(nil),      // 1: weft.v1.StoreMetadataResponse
-	(*SliverChunk)(nil),                // 2: weft.v1.SliverChunk
-	(*StorePairsResponse)(nil),         // 3: weft.v1.StorePairsResponse
-	(*GetMetadataRequest)(nil),         // 4: weft.v1.GetMetadataRequest
-	(*GetMetadataResponse)(nil),        // 5: weft.v1.GetMetadataResponse
-	(*GetSliverRequest)(nil),           // 6: weft.v1.GetSliverRequest
-	(*SymbolRequest)(nil),              // 7: weft.v1.SymbolRequest
-	(*GetRecoverySymbolsRequest)(nil),  // 8: weft.v1.GetRecoverySymbolsRequest
-	(*GetRecoverySymbolsResponse)(nil), // 9: weft.v1.GetRecoverySymbolsResponse
-	(*GetConfirmationRequest)(nil),     // 10: weft.v1.GetConfirmationRequest
-	(*GetConfirmationResponse)(nil),    // 11: weft.v1.GetConfirmationResponse
-	(*SignInvalidRequest)(nil),         // 12: weft.v1.SignInvalidRequest
-	(*SignInvalidResponse)(nil),        // 13: weft.v1.SignInvalidResponse
-	(*NodeStatusRequest)(nil),          // 14: weft.v1.NodeStatusRequest
-	(*ShardStatus)(nil),                // 15: weft.v1.ShardStatus
-	(*NodeStatusResponse)(nil),         // 16: weft.v1.NodeStatusResponse
+	(*SyncShardRequest)(nil),           // 0: weft.v1.SyncShardRequest
+	(*SyncShardItem)(nil),              // 1: weft.v1.SyncShardItem
+	(*StoreMetadataRequest)(nil),       // 2: weft.v1.StoreMetadataRequest
+	(*StoreMetadataResponse)(nil),      // 3: weft.v1.StoreMetadataResponse
+	(*SliverChunk)(nil),                // 4: weft.v1.SliverChunk
+	(*StorePairsResponse)(nil),         // 5: weft.v1.StorePairsResponse
+	(*GetMetadataRequest)(nil),         // 6: weft.v1.GetMetadataRequest
+	(*GetMetadataResponse)(nil),        // 7: weft.v1.GetMetadataResponse
+	(*GetSliverRequest)(nil),           // 8: weft.v1.GetSliverRequest
+	(*SymbolRequest)(nil),              // 9: weft.v1.SymbolRequest
+	(*GetRecoverySymbolsRequest)(nil),  // 10: weft.v1.GetRecoverySymbolsRequest
+	(*GetRecoverySymbolsResponse)(nil), // 11: weft.v1.GetRecoverySymbolsResponse
+	(*GetConfirmationRequest)(nil),     // 12: weft.v1.GetConfirmationRequest
+	(*GetConfirmationResponse)(nil),    // 13: weft.v1.GetConfirmationResponse
+	(*SignInvalidRequest)(nil),         // 14: weft.v1.SignInvalidRequest
+	(*SignInvalidResponse)(nil),        // 15: weft.v1.SignInvalidResponse
+	(*NodeStatusRequest)(nil),          // 16: weft.v1.NodeStatusRequest
+	(*ShardStatus)(nil),                // 17: weft.v1.ShardStatus
+	(*NodeStatusResponse)(nil),         // 18: weft.v1.NodeStatusResponse
 }
 var file_weft_v1_storage_proto_depIdxs = []int32{
-	7,  // 0: weft.v1.GetRecoverySymbolsRequest.symbols:type_name -> weft.v1.SymbolRequest
-	15, // 1: weft.v1.NodeStatusResponse.shards:type_name -> weft.v1.ShardStatus
-	0,  // 2: weft.v1.Storage.StoreMetadata:input_type -> weft.v1.StoreMetadataRequest
-	2,  // 3: weft.v1.Storage.StorePairs:input_type -> weft.v1.SliverChunk
-	4,  // 4: weft.v1.Storage.GetMetadata:input_type -> weft.v1.GetMetadataRequest
-	6,  // 5: weft.v1.Storage.GetSliver:input_type -> weft.v1.GetSliverRequest
-	8,  // 6: weft.v1.Storage.GetRecoverySymbols:input_type -> weft.v1.GetRecoverySymbolsRequest
-	10, // 7: weft.v1.Storage.GetConfirmation:input_type -> weft.v1.GetConfirmationRequest
-	12, // 8: weft.v1.Storage.SignInvalid:input_type -> weft.v1.SignInvalidRequest
-	14, // 9: weft.v1.Storage.NodeStatus:input_type -> weft.v1.NodeStatusRequest
-	1,  // 10: weft.v1.Storage.StoreMetadata:output_type -> weft.v1.StoreMetadataResponse
-	3,  // 11: weft.v1.Storage.StorePairs:output_type -> weft.v1.StorePairsResponse
-	5,  // 12: weft.v1.Storage.GetMetadata:output_type -> weft.v1.GetMetadataResponse
-	2,  // 13: weft.v1.Storage.GetSliver:output_type -> weft.v1.SliverChunk
-	9,  // 14: weft.v1.Storage.GetRecoverySymbols:output_type -> weft.v1.GetRecoverySymbolsResponse
-	11, // 15: weft.v1.Storage.GetConfirmation:output_type -> weft.v1.GetConfirmationResponse
-	13, // 16: weft.v1.Storage.SignInvalid:output_type -> weft.v1.SignInvalidResponse
-	16, // 17: weft.v1.Storage.NodeStatus:output_type -> weft.v1.NodeStatusResponse
-	10, // [10:18] is the sub-list for method output_type
-	2,  // [2:10] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	4,  // 0: weft.v1.SyncShardItem.chunk:type_name -> weft.v1.SliverChunk
+	9,  // 1: weft.v1.GetRecoverySymbolsRequest.symbols:type_name -> weft.v1.SymbolRequest
+	17, // 2: weft.v1.NodeStatusResponse.shards:type_name -> weft.v1.ShardStatus
+	2,  // 3: weft.v1.Storage.StoreMetadata:input_type -> weft.v1.StoreMetadataRequest
+	4,  // 4: weft.v1.Storage.StorePairs:input_type -> weft.v1.SliverChunk
+	6,  // 5: weft.v1.Storage.GetMetadata:input_type -> weft.v1.GetMetadataRequest
+	8,  // 6: weft.v1.Storage.GetSliver:input_type -> weft.v1.GetSliverRequest
+	10, // 7: weft.v1.Storage.GetRecoverySymbols:input_type -> weft.v1.GetRecoverySymbolsRequest
+	12, // 8: weft.v1.Storage.GetConfirmation:input_type -> weft.v1.GetConfirmationRequest
+	14, // 9: weft.v1.Storage.SignInvalid:input_type -> weft.v1.SignInvalidRequest
+	16, // 10: weft.v1.Storage.NodeStatus:input_type -> weft.v1.NodeStatusRequest
+	0,  // 11: weft.v1.Storage.SyncShard:input_type -> weft.v1.SyncShardRequest
+	3,  // 12: weft.v1.Storage.StoreMetadata:output_type -> weft.v1.StoreMetadataResponse
+	5,  // 13: weft.v1.Storage.StorePairs:output_type -> weft.v1.StorePairsResponse
+	7,  // 14: weft.v1.Storage.GetMetadata:output_type -> weft.v1.GetMetadataResponse
+	4,  // 15: weft.v1.Storage.GetSliver:output_type -> weft.v1.SliverChunk
+	11, // 16: weft.v1.Storage.GetRecoverySymbols:output_type -> weft.v1.GetRecoverySymbolsResponse
+	13, // 17: weft.v1.Storage.GetConfirmation:output_type -> weft.v1.GetConfirmationResponse
+	15, // 18: weft.v1.Storage.SignInvalid:output_type -> weft.v1.SignInvalidResponse
+	18, // 19: weft.v1.Storage.NodeStatus:output_type -> weft.v1.NodeStatusResponse
+	1,  // 20: weft.v1.Storage.SyncShard:output_type -> weft.v1.SyncShardItem
+	12, // [12:21] is the sub-list for method output_type
+	3,  // [3:12] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_weft_v1_storage_proto_init() }
@@ -1131,7 +1265,7 @@ func file_weft_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_v1_storage_proto_rawDesc), len(file_weft_v1_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

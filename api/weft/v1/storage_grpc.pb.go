@@ -30,6 +30,7 @@ const (
 	Storage_GetConfirmation_FullMethodName    = "/weft.v1.Storage/GetConfirmation"
 	Storage_SignInvalid_FullMethodName        = "/weft.v1.Storage/SignInvalid"
 	Storage_NodeStatus_FullMethodName         = "/weft.v1.Storage/NodeStatus"
+	Storage_SyncShard_FullMethodName          = "/weft.v1.Storage/SyncShard"
 )
 
 // StorageClient is the client API for Storage service.
@@ -67,6 +68,12 @@ type StorageClient interface {
 	SignInvalid(ctx context.Context, in *SignInvalidRequest, opts ...grpc.CallOption) (*SignInvalidResponse, error)
 	// NodeStatus reports the node's identity, epoch and per-shard state.
 	NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusResponse, error)
+	// SyncShard serves a page of a shard's blobs to the shard's owner during
+	// a handover (DESIGN §5): only to the node the current epoch names as
+	// the shard's owner, on a request it signed for this epoch
+	// (PermissionDenied otherwise). Each blob comes as its metadata, then
+	// its pair's slivers in chunks, in blob ID order.
+	SyncShard(ctx context.Context, in *SyncShardRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SyncShardItem], error)
 }
 
 type storageClient struct {
@@ -169,6 +176,25 @@ func (c *storageClient) NodeStatus(ctx context.Context, in *NodeStatusRequest, o
 	return out, nil
 }
 
+func (c *storageClient) SyncShard(ctx context.Context, in *SyncShardRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SyncShardItem], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Storage_ServiceDesc.Streams[2], Storage_SyncShard_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SyncShardRequest, SyncShardItem]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Storage_SyncShardClient = grpc.ServerStreamingClient[SyncShardItem]
+
 // StorageServer is the server API for Storage service.
 // All implementations must embed UnimplementedStorageServer
 // for forward compatibility.
@@ -204,6 +230,12 @@ type StorageServer interface {
 	SignInvalid(context.Context, *SignInvalidRequest) (*SignInvalidResponse, error)
 	// NodeStatus reports the node's identity, epoch and per-shard state.
 	NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error)
+	// SyncShard serves a page of a shard's blobs to the shard's owner during
+	// a handover (DESIGN §5): only to the node the current epoch names as
+	// the shard's owner, on a request it signed for this epoch
+	// (PermissionDenied otherwise). Each blob comes as its metadata, then
+	// its pair's slivers in chunks, in blob ID order.
+	SyncShard(*SyncShardRequest, grpc.ServerStreamingServer[SyncShardItem]) error
 	mustEmbedUnimplementedStorageServer()
 }
 
@@ -237,6 +269,9 @@ func (UnimplementedStorageServer) SignInvalid(context.Context, *SignInvalidReque
 }
 func (UnimplementedStorageServer) NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method NodeStatus not implemented")
+}
+func (UnimplementedStorageServer) SyncShard(*SyncShardRequest, grpc.ServerStreamingServer[SyncShardItem]) error {
+	return status.Error(codes.Unimplemented, "method SyncShard not implemented")
 }
 func (UnimplementedStorageServer) mustEmbedUnimplementedStorageServer() {}
 func (UnimplementedStorageServer) testEmbeddedByValue()                 {}
@@ -385,6 +420,17 @@ func _Storage_NodeStatus_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Storage_SyncShard_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SyncShardRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(StorageServer).SyncShard(m, &grpc.GenericServerStream[SyncShardRequest, SyncShardItem]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Storage_SyncShardServer = grpc.ServerStreamingServer[SyncShardItem]
+
 // Storage_ServiceDesc is the grpc.ServiceDesc for Storage service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -426,6 +472,11 @@ var Storage_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "GetSliver",
 			Handler:       _Storage_GetSliver_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "SyncShard",
+			Handler:       _Storage_SyncShard_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -1,0 +1,438 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/committee"
+	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/shardmap"
+)
+
+// syncPage is how many blobs one sync request asks for.
+const syncPage = 64
+
+// SyncShard serves a page of a shard to its owner (DESIGN §5): the request
+// must be signed by the node the current epoch names as the shard's owner,
+// for this epoch, with a nonce above its previous one.
+func (s *service) SyncShard(req *weftv1.SyncShardRequest, stream weftv1.Storage_SyncShardServer) error {
+	n := s.n
+	sr, err := n.authorizeSync(stream.Context(), req)
+	if err != nil {
+		return err
+	}
+	ids, err := n.store.Blobs(sr.Shard, sr.After, int(min(max(sr.Limit, 1), 256)))
+	if err != nil {
+		return status.Error(codes.Internal, err.Error())
+	}
+	for _, id := range ids {
+		if err := n.sendSynced(stream, sr.Shard, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// authorizeSync checks a sync request: who signed it, for which epoch and
+// shard, and that it is not a replay.
+func (n *Node) authorizeSync(ctx context.Context, req *weftv1.SyncShardRequest) (crypto.ShardSyncRequest, error) {
+	epoch, body, err := crypto.DecodeMessage(req.Message)
+	if err != nil {
+		return crypto.ShardSyncRequest{}, status.Errorf(codes.InvalidArgument, "sync request: %v", err)
+	}
+	sr, ok := body.(crypto.ShardSyncRequest)
+	if !ok {
+		return crypto.ShardSyncRequest{}, status.Errorf(codes.InvalidArgument, "signed message is a %s, not a shard sync request", body.MessageType())
+	}
+	a := n.follower.Current()
+	switch {
+	case epoch != a.Epoch:
+		return sr, status.Errorf(codes.PermissionDenied, "sync request for epoch %d; this node is in epoch %d", epoch, a.Epoch)
+	case int(sr.Shard) >= len(a.Owners):
+		return sr, status.Errorf(codes.InvalidArgument, "shard %d of %d", sr.Shard, len(a.Owners))
+	case a.Owners[sr.Shard] != shardmap.NodeID(req.Node):
+		return sr, status.Errorf(codes.PermissionDenied, "node %q does not own shard %d in epoch %d", req.Node, sr.Shard, epoch)
+	}
+	c, err := n.peers.committeeOf(ctx, epoch)
+	if err != nil {
+		return sr, status.Errorf(codes.Unavailable, "committee of epoch %d: %v", epoch, err)
+	}
+	var key *crypto.PublicKey
+	for _, m := range c.Members {
+		if m.Node == req.Node {
+			key, _ = crypto.PublicKeyFromBytes(m.PublicKey)
+		}
+	}
+	sig, serr := crypto.SignatureFromBytes(req.Signature)
+	if key == nil || serr != nil || key.Verify(req.Message, sig) != nil {
+		n.metrics.rejected.WithLabelValues("sync-request").Inc()
+		return sr, status.Errorf(codes.PermissionDenied, "sync request not signed by %q's key", req.Node)
+	}
+	n.syncMu.Lock()
+	defer n.syncMu.Unlock()
+	if last := n.syncNonces[req.Node]; sr.Nonce <= last {
+		return sr, status.Errorf(codes.PermissionDenied, "sync request nonce %d is not above %d: a replay", sr.Nonce, last)
+	}
+	n.syncNonces[req.Node] = sr.Nonce
+	return sr, nil
+}
+
+// sendSynced streams one blob of a shard: its metadata, then its pair.
+func (n *Node) sendSynced(stream weftv1.Storage_SyncShardServer, shard uint32, id crypto.BlobID) error {
+	meta, err := n.store.Metadata(shard, id)
+	if err != nil {
+		return nil // deleted since it was listed
+	}
+	raw, err := meta.MarshalBinary()
+	if err != nil {
+		return status.Error(codes.Internal, err.Error())
+	}
+	var slivers []coding.Sliver
+	for _, axis := range []crypto.Axis{crypto.Primary, crypto.Secondary} {
+		sl, err := n.store.Sliver(shard, id, axis)
+		if err != nil {
+			return nil
+		}
+		if n.cfg.Faults.CorruptSlivers {
+			spoil(sl.Data)
+		}
+		slivers = append(slivers, sl)
+	}
+	if err := stream.Send(&weftv1.SyncShardItem{BlobId: id[:], Metadata: raw}); err != nil {
+		return err
+	}
+	for _, sl := range slivers {
+		for off := 0; off == 0 || off < len(sl.Data); off += chunkSize {
+			end := min(off+chunkSize, len(sl.Data))
+			if err := stream.Send(&weftv1.SyncShardItem{Chunk: &weftv1.SliverChunk{
+				Axis: uint32(sl.Axis), Index: sl.Index, SymbolSize: uint32(sl.SymbolSize), Offset: uint64(off), Data: sl.Data[off:end],
+			}}); err != nil {
+				return err
+			}
+			n.metrics.bytesServed.WithLabelValues("sync").Add(float64(end - off))
+			if end == len(sl.Data) {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// runHandover starts, on every epoch change, the sync of each shard the
+// node owns but does not hold yet, and deletes shards it neither owns nor
+// holds any more.
+func (n *Node) runHandover(ctx context.Context) {
+	running := map[uint32]bool{}
+	var mu sync.Mutex
+	sem := make(chan struct{}, 2)
+	for {
+		changed := n.follower.Changed()
+		a := n.follower.Current()
+		for shard, owner := range a.Owners {
+			s := uint32(shard)
+			mu.Lock()
+			busy := running[s]
+			if owner == n.cfg.ID && a.Holders[shard] != n.cfg.ID && !busy {
+				running[s] = true
+				n.goRun(func() {
+					defer func() { mu.Lock(); delete(running, s); mu.Unlock() }()
+					n.syncUntilDone(ctx, sem, a, s)
+				})
+			}
+			mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// syncUntilDone syncs a gained shard, retrying after failures for as long
+// as the epoch and the shard's assignment stay as they were.
+func (n *Node) syncUntilDone(ctx context.Context, sem chan struct{}, a Assignment, shard uint32) {
+	for ctx.Err() == nil {
+		sem <- struct{}{}
+		err := n.syncShard(ctx, a, shard)
+		<-sem
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		n.log.Warn("storage: shard handover will be retried", "shard", shard, "epoch", a.Epoch, "err", err)
+		sleep(ctx, 2*time.Second)
+		cur := n.follower.Current()
+		if cur.Epoch != a.Epoch || cur.Owners[shard] != n.cfg.ID || cur.Holders[shard] == n.cfg.ID {
+			return
+		}
+	}
+}
+
+// deleteRetired deletes the data of shards the committed state shows the
+// node neither owns nor holds — asked again inside the deleting
+// transaction, since a shard can come back (A → B → A).
+func (n *Node) deleteRetired() {
+	states, err := n.store.ShardStates()
+	if err != nil {
+		return
+	}
+	for shard, state := range states {
+		if state != ShardRetired {
+			continue
+		}
+		gone := func() bool {
+			a := n.follower.Current()
+			return int(shard) < len(a.Owners) && a.Owners[shard] != n.cfg.ID && a.Holders[shard] != n.cfg.ID
+		}
+		if !gone() {
+			continue
+		}
+		if has, _ := n.store.Blobs(shard, crypto.BlobID{}, 1); len(has) == 0 {
+			continue
+		}
+		if err := n.store.DeleteShard(shard, gone); err == nil {
+			n.log.Info("storage: deleted a shard it neither owns nor holds", "shard", shard)
+		}
+	}
+}
+
+// syncShard hands a gained shard over: every blob certified before the
+// epoch (the registry's list, not what the holder happens to have) is
+// copied from the holder and checked, or rebuilt by recovery when the
+// holder lacks it, cannot serve it or serves it wrong. Progress is on disk
+// with each pair; when the list is done the node signs "shard synced".
+func (n *Node) syncShard(ctx context.Context, a Assignment, shard uint32) error {
+	start := time.Now()
+	cursor, err := n.store.SyncCursor(a.Epoch, shard)
+	if err != nil {
+		return err
+	}
+	control := weftv1.NewClientClient(n.cfg.Control)
+	for {
+		page, err := control.ListCertified(ctx, &weftv1.ListCertifiedRequest{BeforeEpoch: a.Epoch, After: cursorBytes(cursor), Limit: syncPage})
+		if err != nil {
+			return fmt.Errorf("listing the certified blobs: %w", err)
+		}
+		var todo []crypto.BlobID
+		for _, b := range page.Blobs {
+			todo = append(todo, crypto.BlobID(b.BlobId))
+		}
+		if len(todo) > 0 {
+			if cursor, err = n.syncPage(ctx, a, shard, cursor, todo); err != nil {
+				return err
+			}
+		}
+		if !page.More {
+			break
+		}
+	}
+	if err := n.reportSynced(ctx, a.Epoch, shard); err != nil {
+		return err
+	}
+	n.metrics.handoverSeconds.Observe(time.Since(start).Seconds())
+	n.log.Info("storage: shard synced", "shard", shard, "epoch", a.Epoch, "took", time.Since(start))
+	return nil
+}
+
+func cursorBytes(c crypto.BlobID) []byte {
+	if c == (crypto.BlobID{}) {
+		return nil
+	}
+	return c[:]
+}
+
+// syncPage brings one page of the to-do list in: copied from the holder
+// where it can, rebuilt otherwise; returns the new cursor.
+func (n *Node) syncPage(ctx context.Context, a Assignment, shard uint32, cursor crypto.BlobID, todo []crypto.BlobID) (crypto.BlobID, error) {
+	copied := map[crypto.BlobID]bool{}
+	if holder := a.Holders[shard]; holder != "" && holder != n.cfg.ID {
+		err := n.copyFromHolder(ctx, a, shard, holder, cursor, todo, copied)
+		if err != nil && ctx.Err() == nil {
+			n.log.Warn("storage: copying from the shard's holder; rebuilding instead", "shard", shard, "holder", holder, "err", err)
+		}
+	}
+	for _, id := range todo {
+		if !copied[id] {
+			if has, _ := n.store.HasPair(shard, id); !has {
+				pair, err := n.rebuildForShard(ctx, a, shard, id)
+				if err != nil {
+					return cursor, fmt.Errorf("rebuilding %s for shard %d: %w", id, shard, err)
+				}
+				if err := n.store.WriteSynced(a.Epoch, shard, id, pair); err != nil {
+					return cursor, err
+				}
+			} else if err := n.store.WriteSynced(a.Epoch, shard, id); err != nil {
+				return cursor, err
+			}
+		}
+		cursor = id
+	}
+	return cursor, nil
+}
+
+// copyFromHolder asks the holder for the shard's blobs after the cursor
+// and keeps, verified, those on the to-do list (each written with the
+// cursor), until the page is covered or the holder has nothing more.
+func (n *Node) copyFromHolder(ctx context.Context, a Assignment, shard uint32, holder shardmap.NodeID, cursor crypto.BlobID, todo []crypto.BlobID, copied map[crypto.BlobID]bool) error {
+	want := map[crypto.BlobID]bool{}
+	for _, id := range todo {
+		want[id] = true
+	}
+	last := todo[len(todo)-1]
+	conn, err := n.peers.conn(ctx, a.Epoch, holder)
+	if err != nil {
+		return err
+	}
+	after := cursor
+	for {
+		req, err := n.signSync(a.Epoch, shard, after, 2*syncPage)
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*n.cfg.PeerTimeout)
+		stream, err := weftv1.NewStorageClient(conn).SyncShard(cctx, req)
+		if err != nil {
+			cancel()
+			return err
+		}
+		got, lastSeen, err := n.receiveSync(stream, a.Epoch, shard, want, copied)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if got < 2*syncPage || bytesCompare(lastSeen, last) >= 0 {
+			return nil
+		}
+		after = lastSeen
+	}
+}
+
+func bytesCompare(a, b crypto.BlobID) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return int(a[i]) - int(b[i])
+		}
+	}
+	return 0
+}
+
+// receiveSync reads one sync stream: blobs on the to-do list are
+// assembled, verified and written in order with the cursor; others are
+// skipped. It returns how many blobs the holder sent and the last one.
+func (n *Node) receiveSync(stream weftv1.Storage_SyncShardClient, epoch uint64, shard uint32, want, copied map[crypto.BlobID]bool) (int, crypto.BlobID, error) {
+	var (
+		count   int
+		lastID  crypto.BlobID
+		asm     *pairAssembler
+		current crypto.BlobID
+	)
+	onlyShard := func(s uint32) error {
+		if s != shard {
+			return fmt.Errorf("a pair of shard %d in the sync of shard %d", s, shard)
+		}
+		return nil
+	}
+	for {
+		item, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return count, lastID, nil
+		}
+		if err != nil {
+			return count, lastID, err
+		}
+		if len(item.BlobId) == crypto.DigestSize {
+			count++
+			current, lastID, asm = crypto.BlobID(item.BlobId), crypto.BlobID(item.BlobId), nil
+			if !want[current] || copied[current] {
+				continue
+			}
+			meta := new(crypto.Metadata)
+			if meta.UnmarshalBinary(item.Metadata) != nil || n.store.PutMetadataShards([]uint32{shard}, current, meta) != nil {
+				n.metrics.rejected.WithLabelValues("sync-metadata").Inc()
+				continue
+			}
+			if asm, err = newPairAssembler(n.codec.Params(), current, meta.Length, onlyShard); err != nil {
+				asm = nil
+			}
+			continue
+		}
+		if asm == nil || item.Chunk == nil {
+			continue
+		}
+		done, err := asm.add(item.Chunk)
+		if err != nil {
+			n.metrics.rejected.WithLabelValues("sync-pair").Inc()
+			asm = nil
+			continue
+		}
+		if done == nil {
+			continue
+		}
+		asm = nil
+		v, err := n.store.VerifyPair(done.shard, current, done.pair)
+		if err != nil {
+			n.metrics.rejected.WithLabelValues("sync-pair").Inc()
+			n.log.Warn("storage: the holder sent a pair that fails verification; it will be rebuilt", "blob", current, "shard", shard, "err", err)
+			continue
+		}
+		if err := n.store.WriteSynced(epoch, shard, current, v); err != nil {
+			return count, lastID, err
+		}
+		copied[current] = true
+		n.metrics.handoverCopied.Add(float64(v.Size()))
+	}
+}
+
+func (n *Node) signSync(epoch uint64, shard uint32, after crypto.BlobID, limit uint32) (*weftv1.SyncShardRequest, error) {
+	msg, err := crypto.EncodeMessage(epoch, crypto.ShardSyncRequest{Shard: shard, After: after, Limit: limit, Nonce: uint64(time.Now().UnixNano())})
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.SyncShardRequest{Node: string(n.cfg.ID), Message: msg, Signature: n.cfg.Key.Sign(msg).Bytes()}, nil
+}
+
+// rebuildForShard recovers a blob's pair for a gained shard from the
+// nodes that held the sources when the epoch began.
+func (n *Node) rebuildForShard(ctx context.Context, a Assignment, shard uint32, id crypto.BlobID) (VerifiedPair, error) {
+	meta, err := n.metadataFor(ctx, id, a)
+	if err != nil {
+		return VerifiedPair{}, err
+	}
+	if err := n.store.PutMetadataShards([]uint32{shard}, id, meta); err != nil {
+		return VerifiedPair{}, err
+	}
+	fetch := &peerFetcher{n: n, id: id, a: a, holders: true}
+	pair, stats, err := n.codec.RecoverPair(ctx, meta, n.codec.Params().PairForShard(int(shard), id), fetch)
+	n.metrics.handoverRebuilt.Add(float64(stats.BytesReceived))
+	n.metrics.bytesRecovered.Add(float64(stats.BytesReceived))
+	if err != nil {
+		return VerifiedPair{}, err
+	}
+	return n.store.VerifyPair(shard, id, pair)
+}
+
+// reportSynced tells the control plane the shard is synced (a signed node
+// request; one at a time, so the nonces arrive in order).
+func (n *Node) reportSynced(ctx context.Context, epoch uint64, shard uint32) error {
+	n.reportMu.Lock()
+	defer n.reportMu.Unlock()
+	req := &weftv1.ShardSyncedRequest{Epoch: epoch, Shard: shard}
+	var err error
+	if req.Auth, err = committee.SignRequest(n.cfg.Key, n.cfg.ID, epoch, uint64(time.Now().UnixNano()), "ShardSynced", committee.ShardSyncedPayload(req)); err != nil {
+		return err
+	}
+	_, err = weftv1.NewNodeClient(n.cfg.Control).ShardSynced(ctx, req)
+	if status.Code(err) == codes.AlreadyExists {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,240 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/devnet"
+)
+
+func (w *writer) owners(t *testing.T) []string {
+	st, err := weftv1.NewWatchClient(w.conn).WatchState(context.Background(), &weftv1.WatchStateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Owners
+}
+
+// storeCertified stores blobs on every node and certifies them.
+func (w *writer) storeCertified(t *testing.T, count, size int) []*coding.Encoded {
+	var out []*coding.Encoded
+	for range count {
+		enc := w.register(randomBlob(t, size))
+		for i := range w.net.Nodes() {
+			if err := w.storeOn(i, enc); err != nil {
+				t.Fatalf("node %d: %v", i, err)
+			}
+		}
+		if _, err := w.certify(enc.ID, allNodes(w.net.Nodes())); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, enc)
+	}
+	return out
+}
+
+// A node joins: only the shards that move are copied — by the incoming
+// node, from their holders, about their stored size — nobody else
+// transfers anything, the epoch becomes Stable once every moved shard is
+// synced, and the previous owners then delete their copies.
+func TestHandoverMovesOnlyChangedShards(t *testing.T) {
+	w := startNet(t, devnet.Config{Nodes: 4, Shards: 12})
+	blobs := w.storeCertified(t, 5, 200_000)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	before := w.owners(t)
+	joined, err := w.net.AddNode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.net.SetStake(ctx, joined, 100); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.net.AdvanceEpoch(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	after := w.owners(t)
+	var moved []int
+	for s := range after {
+		if after[s] != before[s] {
+			if after[s] != string(w.net.NodeID(joined)) {
+				t.Fatalf("shard %d moved from %s to %s, not to the joining node", s, before[s], after[s])
+			}
+			moved = append(moved, s)
+		}
+	}
+	if len(moved) == 0 {
+		t.Fatal("no shard moved to the joining node")
+	}
+	eventually(t, 30*time.Second, "the handover to finish (Stable)", func() bool {
+		_, phase, err := w.net.Phase(ctx)
+		return err == nil && phase == "stable"
+	})
+	node := w.net.Node(joined)
+	var want int64
+	for _, enc := range blobs {
+		for _, s := range moved {
+			pair := enc.PairOnShard(w.codec.Params(), s)
+			want += int64(len(pair.Primary.Data) + len(pair.Secondary.Data))
+			got, err := node.Store().Sliver(uint32(s), enc.ID, pair.Primary.Axis)
+			if err != nil || string(got.Data) != string(pair.Primary.Data) {
+				t.Fatalf("shard %d of %s not handed over: %v", s, enc.ID, err)
+			}
+		}
+	}
+	st := node.Stats()
+	t.Logf("moved shards %v: copied %d bytes for %d bytes of slivers (%.3fx), rebuilt %d", moved, st.HandoverCopied, want, float64(st.HandoverCopied)/float64(want), st.HandoverRebuilt)
+	if st.HandoverCopied != want || st.HandoverRebuilt != 0 {
+		t.Fatalf("copied %d bytes (want %d), rebuilt %d", st.HandoverCopied, want, st.HandoverRebuilt)
+	}
+	for i := range 4 {
+		if s := w.net.Node(i).Stats(); s.HandoverCopied != 0 || s.HandoverRebuilt != 0 || s.RecoveryBytesFetched != 0 {
+			t.Fatalf("node %d, whose shards did not move in, transferred %+v", i, s)
+		}
+	}
+	// The previous owners delete the shards they gave up, and only those.
+	for _, s := range moved {
+		for i := range 4 {
+			if before[s] != string(w.net.NodeID(i)) {
+				continue
+			}
+			store := w.net.Node(i).Store()
+			eventually(t, 10*time.Second, "the previous owner deleting its copy", func() bool {
+				ids, _ := store.Blobs(uint32(s), [32]byte{}, 1)
+				return len(ids) == 0
+			})
+		}
+	}
+}
+
+// A node leaves the committee (stake 0). Alive, it serves its shards'
+// handover though it is no longer a member: the new owners copy their
+// slivers. Dead before the change, its shards' new owners rebuild every
+// blob by recovery, fetching about the size of what they rebuild (a 1-D
+// code would need about nP× more).
+func TestHandoverFromALeavingNode(t *testing.T) {
+	t.Run("alive", func(t *testing.T) { testHandoverFromLeavingNode(t, false) })
+	t.Run("dead", func(t *testing.T) { testHandoverFromLeavingNode(t, true) })
+}
+
+func testHandoverFromLeavingNode(t *testing.T, dead bool) {
+	w := startNet(t, devnet.Config{Nodes: 4, Shards: 12})
+	blobs := w.storeCertified(t, 4, 300_000)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	before := w.owners(t)
+	if err := w.net.SetStake(ctx, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if dead {
+		if err := w.net.StopNode(0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.net.AdvanceEpoch(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 45*time.Second, "the handover to finish (Stable)", func() bool {
+		_, phase, err := w.net.Phase(ctx)
+		return err == nil && phase == "stable"
+	})
+	after := w.owners(t)
+	var rebuilt, fetched, copied int64
+	for i := 1; i < 4; i++ {
+		node := w.net.Node(i)
+		for s := range after {
+			if before[s] != string(w.net.NodeID(0)) || after[s] != string(w.net.NodeID(i)) {
+				continue
+			}
+			for _, enc := range blobs {
+				pair := enc.PairOnShard(w.codec.Params(), s)
+				rebuilt += int64(len(pair.Primary.Data) + len(pair.Secondary.Data))
+				got, err := node.Store().Sliver(uint32(s), enc.ID, pair.Secondary.Axis)
+				if err != nil || string(got.Data) != string(pair.Secondary.Data) {
+					t.Fatalf("shard %d of %s not rebuilt on node %d: %v", s, enc.ID, i, err)
+				}
+			}
+		}
+		st := node.Stats()
+		copied += st.HandoverCopied
+		fetched += st.HandoverRebuilt
+	}
+	if !dead {
+		t.Logf("handed over %d bytes of slivers: copied %d, rebuilt %d", rebuilt, copied, fetched)
+		if copied != rebuilt || fetched != 0 {
+			t.Fatalf("copied %d of %d bytes from the leaving node, fetched %d for rebuilding", copied, rebuilt, fetched)
+		}
+		return
+	}
+	ratio := float64(fetched) / float64(rebuilt)
+	t.Logf("rebuilt %d bytes of slivers, fetched %d (%.3fx)", rebuilt, fetched, ratio)
+	if rebuilt == 0 || copied != 0 || ratio > 1.2 {
+		t.Fatalf("fetched %.2fx what was rebuilt (copied %d from a dead holder)", ratio, copied)
+	}
+}
+
+// Shard sync is served only to the shard's owner, on a request it signed
+// for the current epoch, once: everything else is PermissionDenied and
+// nothing is sent.
+func TestSyncShardAuthorization(t *testing.T) {
+	w := startNet(t, devnet.Config{Nodes: 4, Shards: 8})
+	w.storeCertified(t, 2, 10_000)
+	ctx := context.Background()
+	owned := w.net.Owned(0)
+	shard := owned[0]
+	st := weftv1.NewStorageClient(dial(t, w.net.NodeAddr(0)))
+	epoch := w.net.Node(0).Assignment().Epoch
+	request := func(node int, key int, e uint64, nonce uint64) *weftv1.SyncShardRequest {
+		msg, err := crypto.EncodeMessage(e, crypto.ShardSyncRequest{Shard: shard, Limit: 10, Nonce: nonce})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &weftv1.SyncShardRequest{Node: string(w.net.NodeID(node)), Message: msg, Signature: w.net.Key(key).Sign(msg).Bytes()}
+	}
+	items := func(req *weftv1.SyncShardRequest) (int, error) {
+		stream, err := st.SyncShard(ctx, req)
+		if err != nil {
+			return 0, err
+		}
+		count := 0
+		for {
+			item, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return count, nil
+			}
+			if err != nil {
+				return count, err
+			}
+			if len(item.BlobId) != 0 {
+				count++
+			}
+		}
+	}
+	for name, req := range map[string]*weftv1.SyncShardRequest{
+		"a node that does not own the shard": request(1, 1, epoch, 1),
+		"the owner's name, another key":      request(0, 1, epoch, 2),
+		"another epoch":                      request(0, 0, epoch+1, 3),
+		"a message that is no sync request":  {Node: string(w.net.NodeID(0)), Message: []byte("junk"), Signature: []byte("x")},
+	} {
+		n, err := items(req)
+		if code := status.Code(err); n != 0 || (code != codes.PermissionDenied && code != codes.InvalidArgument) {
+			t.Fatalf("%s: %d blobs served, err %v", name, n, err)
+		}
+	}
+	good := request(0, 0, epoch, 10)
+	if n, err := items(good); err != nil || n != 2 {
+		t.Fatalf("the owner's request: %d blobs, %v", n, err)
+	}
+	if n, err := items(good); status.Code(err) != codes.PermissionDenied || n != 0 {
+		t.Fatalf("the same request replayed: %d blobs, %v", n, err)
+	}
+}
