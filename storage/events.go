@@ -66,18 +66,20 @@ func (n *Node) followEvents(ctx context.Context) {
 	}
 }
 
-// trackShardStates records, on every epoch change, which shards the node
-// owns; shards it no longer owns are held for their successor (the
-// handover that retires them is the control plane's "shard synced").
+// trackShardStates records, on every epoch change, what the node does
+// with each shard, starts the sync of shards it gained, and deletes the
+// shards it neither owns nor holds any more.
 func (n *Node) trackShardStates(ctx context.Context) {
+	h := newHandover(n)
 	for {
 		changed := n.follower.Changed()
 		a := n.follower.Current()
 		if err := n.recordShardStates(a); err != nil {
 			n.log.Error("storage: recording shard states", "err", err)
 		}
-		n.deleteRetired()
 		n.metrics.setShardStates(n)
+		h.start(ctx, a)
+		n.deleteRetired()
 		select {
 		case <-ctx.Done():
 			return
@@ -86,6 +88,11 @@ func (n *Node) trackShardStates(ctx context.Context) {
 	}
 }
 
+// recordShardStates: a shard the node owns is Syncing when it was gained
+// (its holder is another node, or the node did not own it before — it may
+// have missed blobs certified meanwhile, even as the holder) and Owned
+// once synced; a shard it only holds is Held; one it neither owns nor
+// holds is Retired.
 func (n *Node) recordShardStates(a Assignment) error {
 	states, err := n.store.ShardStates()
 	if err != nil {
@@ -94,18 +101,18 @@ func (n *Node) recordShardStates(a Assignment) error {
 	changes := map[uint32]ShardState{}
 	for shard, owner := range a.Owners {
 		s := uint32(shard)
-		want := states[s]
+		old, want := states[s], states[s]
 		switch {
-		case owner == n.cfg.ID && a.Holders[shard] != n.cfg.ID:
+		case owner == n.cfg.ID && (a.Holders[shard] != n.cfg.ID || (old != ShardOwned && old != ShardSyncing)):
 			want = ShardSyncing
 		case owner == n.cfg.ID:
-			want = ShardOwned
+			// Owned, or Syncing until its sync is done.
 		case a.Holders[shard] == n.cfg.ID:
 			want = ShardHeld
-		case states[s] == ShardOwned || states[s] == ShardHeld || states[s] == ShardSyncing:
+		case old == ShardOwned || old == ShardHeld || old == ShardSyncing:
 			want = ShardRetired
 		}
-		if want != states[s] {
+		if want != old {
 			changes[s] = want
 		}
 	}

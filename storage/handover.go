@@ -127,34 +127,45 @@ func (n *Node) sendSynced(stream weftv1.Storage_SyncShardServer, shard uint32, i
 	return nil
 }
 
-// runHandover starts, on every epoch change, the sync of each shard the
-// node owns but does not hold yet, and deletes shards it neither owns nor
-// holds any more.
-func (n *Node) runHandover(ctx context.Context) {
-	running := map[uint32]bool{}
-	var mu sync.Mutex
-	sem := make(chan struct{}, 2)
-	for {
-		changed := n.follower.Changed()
-		a := n.follower.Current()
-		for shard, owner := range a.Owners {
-			s := uint32(shard)
-			mu.Lock()
-			busy := running[s]
-			if owner == n.cfg.ID && a.Holders[shard] != n.cfg.ID && !busy {
-				running[s] = true
-				n.goRun(func() {
-					defer func() { mu.Lock(); delete(running, s); mu.Unlock() }()
-					n.syncUntilDone(ctx, sem, a, s)
-				})
+// handover runs the syncs of gained shards, a few at a time, one per
+// shard.
+type handover struct {
+	n       *Node
+	sem     chan struct{}
+	mu      sync.Mutex
+	running map[uint32]bool
+}
+
+func newHandover(n *Node) *handover {
+	return &handover{n: n, sem: make(chan struct{}, 2), running: map[uint32]bool{}}
+}
+
+// start launches the sync of every shard the node owns in a Syncing state.
+func (h *handover) start(ctx context.Context, a Assignment) {
+	n := h.n
+	states, err := n.store.ShardStates()
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for shard, owner := range a.Owners {
+		s := uint32(shard)
+		if owner != n.cfg.ID || states[s] != ShardSyncing || h.running[s] {
+			continue
+		}
+		h.running[s] = true
+		n.goRun(func() {
+			n.syncUntilDone(ctx, h.sem, a, s)
+			h.mu.Lock()
+			delete(h.running, s)
+			h.mu.Unlock()
+			// The epoch may have moved on while this sync ran: pick the
+			// shard up again under the new assignment if it still needs it.
+			if ctx.Err() == nil {
+				h.start(ctx, n.follower.Current())
 			}
-			mu.Unlock()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		}
+		})
 	}
 }
 
@@ -170,8 +181,7 @@ func (n *Node) syncUntilDone(ctx context.Context, sem chan struct{}, a Assignmen
 		}
 		n.log.Warn("storage: shard handover will be retried", "shard", shard, "epoch", a.Epoch, "err", err)
 		sleep(ctx, 2*time.Second)
-		cur := n.follower.Current()
-		if cur.Epoch != a.Epoch || cur.Owners[shard] != n.cfg.ID || cur.Holders[shard] == n.cfg.ID {
+		if cur := n.follower.Current(); cur.Epoch != a.Epoch || cur.Owners[shard] != n.cfg.ID {
 			return
 		}
 	}
@@ -235,8 +245,16 @@ func (n *Node) syncShard(ctx context.Context, a Assignment, shard uint32) error 
 			break
 		}
 	}
-	if err := n.reportSynced(ctx, a.Epoch, shard); err != nil {
-		return err
+	if a.Holders[shard] != n.cfg.ID {
+		if err := n.reportSynced(ctx, a.Epoch, shard); err != nil {
+			return err
+		}
+	}
+	// Owned from now on, unless the assignment moved on meanwhile.
+	if cur := n.follower.Current(); cur.Epoch == a.Epoch && cur.Owners[shard] == n.cfg.ID {
+		if err := n.store.SetShardState(shard, ShardOwned); err != nil {
+			return err
+		}
 	}
 	n.metrics.handoverSeconds.Observe(time.Since(start).Seconds())
 	n.log.Info("storage: shard synced", "shard", shard, "epoch", a.Epoch, "took", time.Since(start))

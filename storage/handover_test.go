@@ -238,3 +238,120 @@ func TestSyncShardAuthorization(t *testing.T) {
 		t.Fatalf("the same request replayed: %d blobs, %v", n, err)
 	}
 }
+
+// A blob one owner never received before the epoch change (a writer needs
+// only a quorum) is still handed over: the registry, not the holder's
+// store, is the to-do list, so the new owner rebuilds it — and reports the
+// shard synced only once it has it.
+func TestHandoverRebuildsWhatTheHolderNeverHad(t *testing.T) {
+	// No background recovery: node 0 keeps its gap.
+	w := startNet(t, devnet.Config{Nodes: 4, Shards: 12, RecoveryDelay: time.Hour})
+	w.storeCertified(t, 2, 100_000)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// Node 0 leaves at the change; this blob never reached it.
+	enc := w.register(randomBlob(t, 150_000))
+	for i := 1; i < 4; i++ {
+		if err := w.storeOn(i, enc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.certify(enc.ID, []int{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	before := w.owners(t)
+	if err := w.net.SetStake(ctx, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.net.AdvanceEpoch(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 45*time.Second, "the handover to finish (Stable)", func() bool {
+		_, phase, err := w.net.Phase(ctx)
+		return err == nil && phase == "stable"
+	})
+	after := w.owners(t)
+	for s := range after {
+		if before[s] != string(w.net.NodeID(0)) {
+			continue
+		}
+		var owner int
+		for i := range 4 {
+			if string(w.net.NodeID(i)) == after[s] {
+				owner = i
+			}
+		}
+		pair := enc.PairOnShard(w.codec.Params(), s)
+		got, err := w.net.Node(owner).Store().Sliver(uint32(s), enc.ID, pair.Primary.Axis)
+		if err != nil || string(got.Data) != string(pair.Primary.Data) {
+			t.Fatalf("shard %d synced without the blob its holder never had: %v", s, err)
+		}
+		if st := w.net.Node(owner).Stats(); st.HandoverCopied == 0 || st.HandoverRebuilt == 0 {
+			t.Fatalf("node %d: copied %d, rebuilt %d: want both (the others copied, the gap rebuilt)", owner, st.HandoverCopied, st.HandoverRebuilt)
+		}
+	}
+}
+
+// An incoming owner that never comes up keeps the epoch in Handover while
+// reads and writes go on; the operator zeroes its stake and forces the
+// next epoch, and its shards go to nodes that sync them from the holders.
+func TestForcedAdvancePastADeadIncomingOwner(t *testing.T) {
+	w := startNet(t, devnet.Config{Nodes: 4, Shards: 12})
+	blobs := w.storeCertified(t, 3, 50_000)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	joined, err := w.net.AddNode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.net.SetStake(ctx, joined, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.net.StopNode(joined); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.net.AdvanceEpoch(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if _, phase, _ := w.net.Phase(ctx); phase != "handover" {
+		t.Fatalf("phase %q with an incoming owner down", phase)
+	}
+	// Writes go on in the meantime (the dead node's shards are within f).
+	more := w.register(randomBlob(t, 50_000))
+	for i := range 4 {
+		if err := w.storeOn(i, more); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.certify(more.ID, allNodes(4)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.net.AdvanceEpoch(ctx, false); err == nil {
+		t.Fatal("a plain advance during a handover was accepted")
+	}
+	if err := w.net.SetStake(ctx, joined, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.net.AdvanceEpoch(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 45*time.Second, "Stable after the forced advance", func() bool {
+		_, phase, err := w.net.Phase(ctx)
+		return err == nil && phase == "stable"
+	})
+	after := w.owners(t)
+	for s, owner := range after {
+		var i int
+		for j := range 4 {
+			if string(w.net.NodeID(j)) == owner {
+				i = j
+			}
+		}
+		for _, enc := range append(blobs, more) {
+			if has, _ := w.net.Node(i).Store().HasPair(uint32(s), enc.ID); !has {
+				t.Fatalf("shard %d (owner %s) lacks %s after the forced advance", s, owner, enc.ID)
+			}
+		}
+	}
+}

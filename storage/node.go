@@ -125,7 +125,6 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.goRun(func() { n.followEvents(runCtx) })
 		n.goRun(func() { n.recovery.run(runCtx) })
 		n.goRun(func() { n.trackShardStates(runCtx) })
-		n.goRun(func() { n.runHandover(runCtx) })
 	})
 	return n, nil
 }
