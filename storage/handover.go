@@ -54,6 +54,10 @@ func (n *Node) authorizeSync(ctx context.Context, req *weftv1.SyncShardRequest) 
 		return crypto.ShardSyncRequest{}, status.Errorf(codes.InvalidArgument, "signed message is a %s, not a shard sync request", body.MessageType())
 	}
 	a := n.follower.Current()
+	if epoch > a.Epoch {
+		// The owner may have seen the new epoch before this node did.
+		a = n.awaitEpoch(ctx, epoch, 5*time.Second)
+	}
 	switch {
 	case epoch != a.Epoch:
 		return sr, status.Errorf(codes.PermissionDenied, "sync request for epoch %d; this node is in epoch %d", epoch, a.Epoch)
@@ -77,13 +81,41 @@ func (n *Node) authorizeSync(ctx context.Context, req *weftv1.SyncShardRequest) 
 		n.metrics.rejected.WithLabelValues("sync-request").Inc()
 		return sr, status.Errorf(codes.PermissionDenied, "sync request not signed by %q's key", req.Node)
 	}
+	// Nonces grow per requester and shard: a shard's pages are asked one
+	// after another, while several shards may sync at once.
+	nk := syncNonceKey{node: req.Node, shard: sr.Shard}
 	n.syncMu.Lock()
 	defer n.syncMu.Unlock()
-	if last := n.syncNonces[req.Node]; sr.Nonce <= last {
+	if last := n.syncNonces[nk]; sr.Nonce <= last {
 		return sr, status.Errorf(codes.PermissionDenied, "sync request nonce %d is not above %d: a replay", sr.Nonce, last)
 	}
-	n.syncNonces[req.Node] = sr.Nonce
+	n.syncNonces[nk] = sr.Nonce
 	return sr, nil
+}
+
+type syncNonceKey struct {
+	node  string
+	shard uint32
+}
+
+// awaitEpoch waits up to d for the followed state to reach an epoch and
+// returns the state then.
+func (n *Node) awaitEpoch(ctx context.Context, epoch uint64, d time.Duration) Assignment {
+	deadline := time.After(d)
+	for {
+		changed := n.follower.Changed()
+		a := n.follower.Current()
+		if a.Epoch >= epoch {
+			return a
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			return a
+		case <-ctx.Done():
+			return a
+		}
+	}
 }
 
 // sendSynced streams one blob of a shard: its metadata, then its pair.

@@ -1,10 +1,13 @@
 package storage_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/client"
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/devnet"
@@ -358,5 +362,153 @@ func TestForcedAdvancePastADeadIncomingOwner(t *testing.T) {
 				return has
 			})
 		}
+	}
+}
+
+// An incoming node stopped in the middle of a sync resumes after the last
+// pair it wrote: what it verified before the stop is not fetched again.
+func TestHandoverResumesAfterRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stores 120 blobs")
+	}
+	w := startNet(t, devnet.Config{Nodes: 4, Shards: 12})
+	blobs := w.storeCertified(t, 120, 60_000)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	before := w.owners(t)
+	joined, err := w.net.AddNode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.net.SetStake(ctx, joined, 100); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.net.AdvanceEpoch(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	var want int64
+	for s, owner := range w.owners(t) {
+		if owner != before[s] {
+			for _, enc := range blobs {
+				pair := enc.PairOnShard(w.codec.Params(), s)
+				want += int64(len(pair.Primary.Data) + len(pair.Secondary.Data))
+			}
+		}
+	}
+	node := w.net.Node(joined)
+	for node.Stats().HandoverCopied == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := w.net.StopNode(joined); err != nil {
+		t.Fatal(err)
+	}
+	first := node.Stats().HandoverCopied
+	if first >= want {
+		t.Skipf("the sync finished (%d bytes) before the stop; nothing to resume", first)
+	}
+	if err := w.net.StartNode(ctx, joined); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "the handover to finish (Stable)", func() bool {
+		_, phase, err := w.net.Phase(ctx)
+		return err == nil && phase == "stable"
+	})
+	second := w.net.Node(joined).Stats().HandoverCopied
+	t.Logf("copied %d bytes before the stop and %d after, for %d bytes of slivers", first, second, want)
+	if first+second != want {
+		t.Fatalf("copied %d + %d bytes for %d: slivers were fetched twice or not at all", first, second, want)
+	}
+}
+
+// Stores and reads run without pause through epoch changes that replace
+// every node of epoch 1 (two join and two leave, twice): no operation
+// fails, none returns other bytes, and a blob stored in epoch 1 is still
+// read after all of its epoch-1 holders are gone.
+func TestTrafficThroughChurn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("several epoch changes under load")
+	}
+	w := startNet(t, devnet.Config{Nodes: 4, Shards: 12})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := client.New(client.Config{Control: []string{w.net.ControlAddr}, Token: w.net.ClientToken, NodeTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first := randomBlob(t, 250_000)
+	firstID, _, err := c.Store(ctx, bytes.NewReader(first), client.StoreOptions{Epochs: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stop := make(chan struct{})
+	var ops, failures atomic.Int64
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				blob := randomBlob(t, 40_000)
+				id, _, err := c.Store(ctx, bytes.NewReader(blob), client.StoreOptions{Epochs: 20})
+				if err == nil {
+					var got []byte
+					got, err = c.Read(ctx, id, client.ReadOptions{})
+					if err == nil && !bytes.Equal(got, blob) {
+						err = fmt.Errorf("read %s: other bytes", id)
+					}
+				}
+				ops.Add(1)
+				if err != nil {
+					failures.Add(1)
+					t.Errorf("operation during churn: %v", err)
+				}
+			}
+		})
+	}
+	change := func(join int, leave ...int) {
+		t.Helper()
+		for range join {
+			i, err := w.net.AddNode(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.net.SetStake(ctx, i, 100); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, i := range leave {
+			if err := w.net.SetStake(ctx, i, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := w.net.AdvanceEpoch(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, "Stable", func() bool {
+			_, phase, err := w.net.Phase(ctx)
+			return err == nil && phase == "stable"
+		})
+	}
+	change(2, 0, 1)
+	change(2, 2, 3)
+	close(stop)
+	wg.Wait()
+	for i := range 4 {
+		if err := w.net.StopNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := c.Read(ctx, firstID, client.ReadOptions{})
+	if err != nil || !bytes.Equal(got, first) {
+		t.Fatalf("the epoch-1 blob after all its epoch-1 holders left: %v", err)
+	}
+	t.Logf("%d store+read operations through two handovers, %d failed", ops.Load(), failures.Load())
+	if ops.Load() == 0 || failures.Load() != 0 {
+		t.Fatalf("%d operations, %d failed", ops.Load(), failures.Load())
 	}
 }

@@ -80,8 +80,8 @@ type Node struct {
 	registered sync.Map // crypto.BlobID → struct{}: blobs the control plane confirmed registered
 
 	syncMu     sync.Mutex
-	syncNonces map[string]uint64 // per requesting node: the last sync request nonce served
-	reportMu   sync.Mutex        // one signed "shard synced" at a time, nonces in order
+	syncNonces map[syncNonceKey]uint64 // per requesting node and shard: the last sync nonce served
+	reportMu   sync.Mutex              // one signed "shard synced" at a time, nonces in order
 
 	ready  chan struct{} // closed when store, codec and workers are up
 	cancel context.CancelFunc
@@ -104,7 +104,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Faults.Any() {
 		cfg.Logger.Warn("storage: FAULT INJECTION ENABLED — this node lies on purpose", "node", cfg.ID, "faults", cfg.Faults.String())
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), ready: make(chan struct{}), syncNonces: map[string]uint64{}}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), ready: make(chan struct{}), syncNonces: map[syncNonceKey]uint64{}}
 	n.follower = NewFollower(cfg.Control, cfg.ID, cfg.Key, cfg.PublicAddr)
 	if err := retry(ctx, n.log, "registering with the control plane", func() error { return n.follower.Register(ctx) }); err != nil {
 		return nil, err
