@@ -134,6 +134,18 @@ func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (cry
 		c.log.Info("epoch changed during the write; collecting again from the new committee",
 			"blob", id, "from", com.Epoch, "to", next.Epoch, "cause", err)
 		com = next
+		// A write that outlived its registration (uncertified registrations
+		// lapse after a few epochs) registers again before going on.
+		if st, serr := c.Status(ctx, id); serr == nil && st.Status == StatusExpired {
+			c.log.Info("the registration lapsed during the write; registering again", "blob", id)
+			existing, rerr := c.register(ctx, enc, com.Epoch+epochs)
+			if rerr != nil {
+				return id, nil, rerr
+			}
+			if existing != nil {
+				return id, existing.Certificate, nil
+			}
+		}
 	}
 }
 

@@ -45,7 +45,7 @@ func (n *Node) followEvents(ctx context.Context) {
 			id := crypto.BlobID(e.BlobId)
 			switch e.Kind {
 			case "blob-certified":
-				batch.Recover = append(batch.Recover, id)
+				batch.Recover = append(batch.Recover, PendingBlob{ID: id, Epoch: e.Epoch})
 			case "blob-invalid":
 				batch.Invalid = append(batch.Invalid, id)
 			case "blob-expired", "registration-lapsed":

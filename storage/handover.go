@@ -310,24 +310,51 @@ func (n *Node) syncPage(ctx context.Context, a Assignment, shard uint32, cursor 
 			n.log.Warn("storage: copying from the shard's holder; rebuilding instead", "shard", shard, "holder", holder, "err", err)
 		}
 	}
-	for _, id := range todo {
-		if !copied[id] {
-			if has, _ := n.store.HasPair(shard, id); !has {
-				pair, err := n.rebuildForShard(ctx, a, shard, id)
-				if err != nil {
-					return cursor, fmt.Errorf("rebuilding %s for shard %d: %w", id, shard, err)
-				}
-				if err := n.store.WriteSynced(a.Epoch, shard, id, pair); err != nil {
-					return cursor, err
-				}
-			} else if err := n.store.WriteSynced(a.Epoch, shard, id); err != nil {
-				return cursor, err
-			}
+	// Rebuild what the holder did not give, several at once (each is a
+	// round of small requests to many peers: latency, not bandwidth), then
+	// write in ID order with the cursor.
+	rebuilt := make([]VerifiedPair, len(todo))
+	errs := make([]error, len(todo))
+	need := make([]bool, len(todo))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, rebuildParallel)
+	for i, id := range todo {
+		if copied[id] {
+			continue
+		}
+		if has, _ := n.store.HasPair(shard, id); has {
+			continue
+		}
+		need[i] = true
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			rebuilt[i], errs[i] = n.rebuildForShard(ctx, a, shard, id)
+		}()
+	}
+	wg.Wait()
+	for i, id := range todo {
+		if errs[i] != nil {
+			return cursor, fmt.Errorf("rebuilding %s for shard %d: %w", id, shard, errs[i])
+		}
+		var err error
+		if need[i] {
+			err = n.store.WriteSynced(a.Epoch, shard, id, rebuilt[i])
+		} else if !copied[id] {
+			err = n.store.WriteSynced(a.Epoch, shard, id)
+		}
+		if err != nil {
+			return cursor, err
 		}
 		cursor = id
 	}
 	return cursor, nil
 }
+
+// rebuildParallel bounds the pairs one shard's sync rebuilds at once.
+const rebuildParallel = 8
 
 // copyFromHolder asks the holder for the shard's blobs after the cursor
 // and keeps, verified, those on the to-do list (each written with the
@@ -463,6 +490,8 @@ func (n *Node) rebuildForShard(ctx context.Context, a Assignment, shard uint32, 
 	fetch := &peerFetcher{n: n, id: id, a: a, holders: true}
 	pair, stats, err := n.codec.RecoverPair(ctx, meta, n.codec.Params().PairForShard(int(shard), id), fetch)
 	n.metrics.handoverRebuilt.Add(float64(stats.BytesReceived))
+	n.log.Debug("storage: rebuilt a pair for a gained shard", "blob", id, "shard", shard, "requests", stats.Requests,
+		"symbols", stats.SymbolsReceived, "bytes", stats.BytesReceived, "proofs", stats.UsedProofs, "err", err)
 	n.metrics.bytesRecovered.Add(float64(stats.BytesReceived))
 	if err != nil {
 		return VerifiedPair{}, err

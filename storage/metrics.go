@@ -38,7 +38,7 @@ func newMetrics() *Metrics {
 		bytesServed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_storage_bytes_served_total", Help: "Bytes served, by kind (sliver, symbols)."}, []string{"kind"}),
 		bytesRecovered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "weft_storage_recovery_bytes_fetched_total", Help: "Bytes of recovery symbols fetched from peers to rebuild missing slivers."}),
+			Name: "weft_storage_recovery_bytes_fetched_total", Help: "Bytes of recovery symbols fetched from peers to rebuild missing slivers (handover rebuilds included)."}),
 		slivers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_storage_slivers_total", Help: "Slivers by how they arrived (recovered)."}, []string{"how"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{

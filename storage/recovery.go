@@ -78,16 +78,17 @@ func (r *recoverer) run(ctx context.Context) {
 // to look again.
 func (r *recoverer) dispatch(ctx context.Context, sem chan struct{}, wg *sync.WaitGroup) time.Time {
 	next := time.Now().Add(time.Minute)
-	ids, err := r.n.store.Pending()
+	pending, err := r.n.store.Pending()
 	if err != nil {
 		r.n.log.Error("storage: reading the recovery list", "err", err)
 		return time.Now().Add(time.Second)
 	}
 	r.mu.Lock()
-	r.pending = len(ids)
+	r.pending = len(pending)
 	r.mu.Unlock()
-	r.n.metrics.backlog.Set(float64(len(ids)))
-	for _, id := range ids {
+	r.n.metrics.backlog.Set(float64(len(pending)))
+	for _, p := range pending {
+		id := p.ID
 		r.mu.Lock()
 		now := time.Now()
 		if _, ok := r.firstSeen[id]; !ok {
@@ -119,7 +120,7 @@ func (r *recoverer) dispatch(ctx context.Context, sem chan struct{}, wg *sync.Wa
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := r.n.recoverBlob(ctx, id)
+			err := r.n.recoverBlob(ctx, id, p.Epoch)
 			<-sem
 			r.finish(id, err)
 		}()
@@ -155,15 +156,23 @@ func (r *recoverer) finish(id crypto.BlobID, err error) {
 }
 
 // recoverBlob rebuilds the pairs of a certified blob missing on the shards
-// the node owns.
-func (n *Node) recoverBlob(ctx context.Context, id crypto.BlobID) error {
+// the node owns — except on shards being handed over to it, for blobs
+// certified before the epoch: those are the handover's to-do list.
+func (n *Node) recoverBlob(ctx context.Context, id crypto.BlobID, certified uint64) error {
 	a := n.follower.Current()
 	owned := a.Owned(n.cfg.ID)
 	if invalid, err := n.store.IsInvalid(id); err != nil || invalid {
 		return err
 	}
+	states, err := n.store.ShardStates()
+	if err != nil {
+		return err
+	}
 	var missing []uint32
 	for _, shard := range owned {
+		if states[shard] == ShardSyncing && certified < a.Epoch {
+			continue
+		}
 		has, err := n.store.HasPair(shard, id)
 		if err != nil {
 			return err

@@ -436,7 +436,7 @@ func (s *Store) AnyMetadata(id crypto.BlobID) (*crypto.Metadata, error) {
 // crash either applied the page or did not.
 type EventBatch struct {
 	Index   uint64          // the last event of the page
-	Recover []crypto.BlobID // certified: check for missing slivers
+	Recover []PendingBlob   // certified: check for missing slivers
 	Invalid []crypto.BlobID // marked invalid: drop, refuse from now on
 	Ended   []crypto.BlobID // expired or lapsed: drop
 }
@@ -444,8 +444,8 @@ type EventBatch struct {
 // ApplyEvents applies a page of events.
 func (s *Store) ApplyEvents(b EventBatch) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, id := range b.Recover {
-			if err := tx.Bucket(bucketPending).Put(id[:], present); err != nil {
+		for _, p := range b.Recover {
+			if err := tx.Bucket(bucketPending).Put(p.ID[:], binary.BigEndian.AppendUint64(nil, p.Epoch)); err != nil {
 				return err
 			}
 		}
@@ -484,16 +484,27 @@ func deleteBlobEverywhere(tx *bolt.Tx, id crypto.BlobID) error {
 	})
 }
 
+// PendingBlob is a certified blob on the recovery list, with the epoch it
+// was certified in.
+type PendingBlob struct {
+	ID    crypto.BlobID
+	Epoch uint64
+}
+
 // Pending lists the certified blobs still to check for missing slivers.
-func (s *Store) Pending() ([]crypto.BlobID, error) {
-	var out []crypto.BlobID
+func (s *Store) Pending() ([]PendingBlob, error) {
+	var out []PendingBlob
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPending)
 		if b == nil {
 			return nil
 		}
-		return b.ForEach(func(k, _ []byte) error {
-			out = append(out, crypto.BlobID(k))
+		return b.ForEach(func(k, v []byte) error {
+			p := PendingBlob{ID: crypto.BlobID(k)}
+			if len(v) == 8 {
+				p.Epoch = binary.BigEndian.Uint64(v)
+			}
+			out = append(out, p)
 			return nil
 		})
 	})
