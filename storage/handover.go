@@ -281,6 +281,9 @@ func (n *Node) syncShard(ctx context.Context, a Assignment, shard uint32) error 
 		if err := n.reportSynced(ctx, a.Epoch, shard); err != nil {
 			return err
 		}
+		n.syncedMu.Lock()
+		n.synced[a.Epoch]++
+		n.syncedMu.Unlock()
 	}
 	// Owned from now on, unless the assignment moved on meanwhile.
 	if cur := n.follower.Current(); cur.Epoch == a.Epoch && cur.Owners[shard] == n.cfg.ID {

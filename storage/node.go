@@ -82,6 +82,8 @@ type Node struct {
 	syncMu     sync.Mutex
 	syncNonces map[syncNonceKey]uint64 // per requesting node and shard: the last sync nonce served
 	reportMu   sync.Mutex              // one signed "shard synced" at a time, nonces in order
+	syncedMu   sync.Mutex
+	synced     map[uint64]uint32 // epoch → shards this node synced in it
 
 	ready  chan struct{} // closed when store, codec and workers are up
 	cancel context.CancelFunc
@@ -104,7 +106,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Faults.Any() {
 		cfg.Logger.Warn("storage: FAULT INJECTION ENABLED — this node lies on purpose", "node", cfg.ID, "faults", cfg.Faults.String())
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), ready: make(chan struct{}), syncNonces: map[syncNonceKey]uint64{}}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), ready: make(chan struct{}), syncNonces: map[syncNonceKey]uint64{}, synced: map[uint64]uint32{}}
 	n.follower = NewFollower(cfg.Control, cfg.ID, cfg.Key, cfg.PublicAddr)
 	if err := retry(ctx, n.log, "registering with the control plane", func() error { return n.follower.Register(ctx) }); err != nil {
 		return nil, err
@@ -364,4 +366,11 @@ func (p *peerSet) close() {
 		c.Close()
 	}
 	p.conns = map[string]*grpc.ClientConn{}
+}
+
+// syncedIn is the number of shards the node synced in an epoch.
+func (n *Node) syncedIn(epoch uint64) uint32 {
+	n.syncedMu.Lock()
+	defer n.syncedMu.Unlock()
+	return n.synced[epoch]
 }

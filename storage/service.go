@@ -542,7 +542,13 @@ func (s *service) NodeStatus(ctx context.Context, _ *weftv1.NodeStatusRequest) (
 	slices.Sort(shards)
 	for _, shard := range shards {
 		resp.Shards = append(resp.Shards, &weftv1.ShardStatus{Shard: shard, State: states[shard].String()})
+		if states[shard] == ShardSyncing {
+			resp.ShardsSyncing = append(resp.ShardsSyncing, shard)
+		}
 	}
+	st := n.metrics.snapshot()
+	resp.HandoverBytesCopied, resp.HandoverBytesRebuilt = uint64(st.HandoverCopied), uint64(st.HandoverRebuilt)
+	resp.ShardsSynced = n.syncedIn(a.Epoch)
 	return resp, nil
 }
 

@@ -216,15 +216,10 @@ func adminNodes(a *adminClient) *cobra.Command {
 func adminEpoch(a *adminClient) *cobra.Command {
 	cmd := &cobra.Command{Use: "epoch", Short: "Epochs"}
 	status := &cobra.Command{
-		Use: "status", Short: "Show the epoch, its phase and pending shards", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.call(cmd, func(ctx context.Context, c weftv1.AdminClient) (proto.Message, error) {
-				return c.Status(ctx, &weftv1.StatusRequest{})
-			}, func(w io.Writer, m proto.Message) {
-				s := m.(*weftv1.StatusResponse)
-				fmt.Fprintf(w, "epoch\t%d\nphase\t%s\npending shards\t%v\n", s.Epoch, s.Phase, s.PendingShards)
-			})
-		},
+		Use:   "status",
+		Short: "Show the epoch, its phase, each node's handover (pending, synced, bytes copied and rebuilt) and stuck shards",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return a.epochStatus(cmd) },
 	}
 	var force bool
 	advance := &cobra.Command{

@@ -1016,8 +1016,15 @@ type NodeStatusResponse struct {
 	AppliedEvent    uint64                 `protobuf:"varint,5,opt,name=applied_event,json=appliedEvent,proto3" json:"applied_event,omitempty"` // the last event it applied
 	Shards          []*ShardStatus         `protobuf:"bytes,6,rep,name=shards,proto3" json:"shards,omitempty"`
 	RecoveryBacklog uint64                 `protobuf:"varint,7,opt,name=recovery_backlog,json=recoveryBacklog,proto3" json:"recovery_backlog,omitempty"` // blobs waiting for recovery
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The handover: shards it synced in the current epoch, shards it is
+	// syncing, and the bytes it copied from holders and fetched to rebuild
+	// (since it started).
+	ShardsSynced         uint32   `protobuf:"varint,8,opt,name=shards_synced,json=shardsSynced,proto3" json:"shards_synced,omitempty"`
+	ShardsSyncing        []uint32 `protobuf:"varint,9,rep,packed,name=shards_syncing,json=shardsSyncing,proto3" json:"shards_syncing,omitempty"`
+	HandoverBytesCopied  uint64   `protobuf:"varint,10,opt,name=handover_bytes_copied,json=handoverBytesCopied,proto3" json:"handover_bytes_copied,omitempty"`
+	HandoverBytesRebuilt uint64   `protobuf:"varint,11,opt,name=handover_bytes_rebuilt,json=handoverBytesRebuilt,proto3" json:"handover_bytes_rebuilt,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *NodeStatusResponse) Reset() {
@@ -1099,6 +1106,34 @@ func (x *NodeStatusResponse) GetRecoveryBacklog() uint64 {
 	return 0
 }
 
+func (x *NodeStatusResponse) GetShardsSynced() uint32 {
+	if x != nil {
+		return x.ShardsSynced
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetShardsSyncing() []uint32 {
+	if x != nil {
+		return x.ShardsSyncing
+	}
+	return nil
+}
+
+func (x *NodeStatusResponse) GetHandoverBytesCopied() uint64 {
+	if x != nil {
+		return x.HandoverBytesCopied
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetHandoverBytesRebuilt() uint64 {
+	if x != nil {
+		return x.HandoverBytesRebuilt
+	}
+	return 0
+}
+
 var File_weft_v1_storage_proto protoreflect.FileDescriptor
 
 const file_weft_v1_storage_proto_rawDesc = "" +
@@ -1167,7 +1202,7 @@ const file_weft_v1_storage_proto_rawDesc = "" +
 	"\x11NodeStatusRequest\"9\n" +
 	"\vShardStatus\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x14\n" +
-	"\x05state\x18\x02 \x01(\tR\x05state\"\xfc\x01\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\"\xb2\x03\n" +
 	"\x12NodeStatusResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1d\n" +
 	"\n" +
@@ -1177,7 +1212,12 @@ const file_weft_v1_storage_proto_rawDesc = "" +
 	"stateIndex\x12#\n" +
 	"\rapplied_event\x18\x05 \x01(\x04R\fappliedEvent\x12,\n" +
 	"\x06shards\x18\x06 \x03(\v2\x14.weft.v1.ShardStatusR\x06shards\x12)\n" +
-	"\x10recovery_backlog\x18\a \x01(\x04R\x0frecoveryBacklog2\xae\x05\n" +
+	"\x10recovery_backlog\x18\a \x01(\x04R\x0frecoveryBacklog\x12#\n" +
+	"\rshards_synced\x18\b \x01(\rR\fshardsSynced\x12%\n" +
+	"\x0eshards_syncing\x18\t \x03(\rR\rshardsSyncing\x122\n" +
+	"\x15handover_bytes_copied\x18\n" +
+	" \x01(\x04R\x13handoverBytesCopied\x124\n" +
+	"\x16handover_bytes_rebuilt\x18\v \x01(\x04R\x14handoverBytesRebuilt2\xae\x05\n" +
 	"\aStorage\x12N\n" +
 	"\rStoreMetadata\x12\x1d.weft.v1.StoreMetadataRequest\x1a\x1e.weft.v1.StoreMetadataResponse\x12A\n" +
 	"\n" +
