@@ -1,0 +1,144 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weftstore/weft/client"
+	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/crypto"
+)
+
+// metric reads one counter from a node's /metrics.
+func metric(addr, name string) (float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s at %s", name, addr)
+}
+
+type epochStatus struct {
+	Phase string `json:"phase"`
+	Nodes []struct {
+		Node   string `json:"node"`
+		Copied uint64 `json:"bytes_copied"`
+	} `json:"nodes"`
+}
+
+// A node joins a running network of `weft node` processes and is
+// SIGKILLed in the middle of its sync: restarted with the same command it
+// resumes — what it had verified is not fetched again — and the epoch
+// becomes Stable; the bytes it copied match the moved shards' slivers, and
+// every blob still reads back.
+func TestJoiningNodeSurvivesSIGKILLMidSync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs processes")
+	}
+	n := startProcessNetwork(t, 4, 12)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c, err := client.New(client.Config{Control: []string{n.control}, Token: n.clientToken()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	codec, err := coding.New(12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blobs [][]byte
+	var ids []crypto.BlobID
+	for range 150 {
+		blob := make([]byte, 40_000)
+		rand.Read(blob)
+		id, _, err := c.Store(ctx, bytes.NewReader(blob), client.StoreOptions{Epochs: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobs, ids = append(blobs, blob), append(ids, id)
+	}
+	before, err := c.CommitteeInfo(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The joining node, with a metrics endpoint to watch its sync.
+	base := t.TempDir()
+	key := filepath.Join(base, "node-4.key")
+	run(t, n.bin, "key", "generate", "--out", key)
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	joining := &process{name: "node-4", log: filepath.Join(base, "node-4.log"), args: []string{"node", "--id", "node-4",
+		"--data-dir", filepath.Join(base, "node-4"), "--key-file", key, "--control", n.control, "--listen", addr, "--metrics-addr", metricsAddr}}
+	joining.start(t, n.bin)
+	n.nodes = append(n.nodes, joining)
+	n.admin("node", "stake", "node-4", "100")
+	n.admin("epoch", "advance")
+	after, err := c.CommitteeInfo(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want int64
+	for shard, owner := range after.Owners {
+		if owner != before.Owners[shard] {
+			if owner != "node-4" {
+				t.Fatalf("shard %d moved to %s", shard, owner)
+			}
+			for _, blob := range blobs {
+				enc, err := codec.Encode(blob)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pair := enc.PairOnShard(codec.Params(), shard)
+				want += int64(len(pair.Primary.Data) + len(pair.Secondary.Data))
+			}
+		}
+	}
+	var copiedBefore float64
+	waitFor(t, 60*time.Second, "node-4 to start copying", func() bool {
+		copiedBefore, _ = metric(metricsAddr, "weft_storage_handover_bytes_copied_total")
+		return copiedBefore > 0
+	})
+	joining.stop(syscall.SIGKILL)
+	if copiedBefore >= float64(want) {
+		t.Skipf("the sync was done (%v bytes) before the kill", copiedBefore)
+	}
+	joining.start(t, n.bin)
+	var st epochStatus
+	waitFor(t, 90*time.Second, "Stable", func() bool {
+		out, err := admin(t, n.bin, n.control, "epoch", "status", "-o", "json")
+		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Phase == "stable"
+	})
+	copiedAfter, err := metric(metricsAddr, "weft_storage_handover_bytes_copied_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("moved shards hold %d bytes of slivers: copied %.0f before the kill (last look), %.0f after the restart", want, copiedBefore, copiedAfter)
+	if copiedAfter >= float64(want) || copiedBefore+copiedAfter > 1.05*float64(want) {
+		t.Fatalf("copied %.0f + %.0f bytes for %d: the restart fetched again what it had", copiedBefore, copiedAfter, want)
+	}
+	for i, id := range ids {
+		got, err := c.Read(ctx, id, client.ReadOptions{})
+		if err != nil || !bytes.Equal(got, blobs[i]) {
+			t.Fatalf("read %s after the handover: %v", id, err)
+		}
+	}
+}
