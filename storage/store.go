@@ -103,27 +103,7 @@ func shardBucket(tx *bolt.Tx, shard uint32, name []byte, create bool) (*bolt.Buc
 // PutMetadata stores a blob's metadata for a shard after checking it
 // against the blob ID and the codec.
 func (s *Store) PutMetadata(shard uint32, id crypto.BlobID, meta *crypto.Metadata) error {
-	if err := meta.CheckBlobID(id); err != nil {
-		return err
-	}
-	if _, err := coding.ParamsForMetadata(meta, s.codec.Params().MaxBlobLength); err != nil {
-		return err
-	}
-	if int(meta.Shards) != s.codec.Params().Shards || coding.Encoding(meta.Encoding) != s.codec.Params().Encoding {
-		return fmt.Errorf("storage: metadata for %d shards/%s, this node's network has %d/%s",
-			meta.Shards, coding.Encoding(meta.Encoding), s.codec.Params().Shards, s.codec.Params().Encoding)
-	}
-	raw, err := meta.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b, err := shardBucket(tx, shard, subMetadata, true)
-		if err != nil {
-			return err
-		}
-		return b.Put(id[:], raw)
-	})
+	return s.PutMetadataShards([]uint32{shard}, id, meta)
 }
 
 // Metadata returns a blob's metadata stored for a shard.
