@@ -76,6 +76,7 @@ type Node struct {
 
 	peers    *peerSet
 	recovery *recoverer
+	lines    *lineCache // extended lines recently served symbols from
 
 	registered sync.Map // crypto.BlobID → struct{}: blobs the control plane confirmed registered
 
@@ -144,6 +145,7 @@ func (n *Node) open(ctx context.Context) error {
 		return err
 	}
 	n.recovery = newRecoverer(n)
+	n.lines = newLineCache(64<<20, 30*time.Second)
 	return nil
 }
 

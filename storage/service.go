@@ -388,6 +388,8 @@ func (s *service) GetRecoverySymbols(ctx context.Context, req *weftv1.GetRecover
 	resp := &weftv1.GetRecoverySymbolsResponse{}
 	for _, sym := range symbols {
 		if s.n.cfg.Faults.BadSymbols {
+			// A copy: the symbol's bytes belong to a cached line.
+			sym.Data = append([]byte(nil), sym.Data...)
 			spoil(sym.Data)
 		}
 		raw, err := sym.MarshalBinary()
@@ -419,22 +421,10 @@ func (n *Node) localSymbols(id crypto.BlobID, reqs []symbolRequest, withProofs b
 	}
 	var out []coding.RecoverySymbol
 	for _, src := range order {
-		shard, err := n.sliverShard(id, src.Axis, src.Index)
-		if err != nil {
-			return nil, err
-		}
-		sl, err := n.store.Sliver(shard, id, src.Axis)
+		ext, err := n.extended(id, src)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
-		if err != nil {
-			return nil, err
-		}
-		meta, err := n.store.Metadata(shard, id)
-		if err != nil {
-			return nil, err
-		}
-		ext, err := n.codec.Extend(meta, sl)
 		if err != nil {
 			return nil, err
 		}
@@ -447,6 +437,34 @@ func (n *Node) localSymbols(id crypto.BlobID, reqs []symbolRequest, withProofs b
 		}
 	}
 	return out, nil
+}
+
+// extended returns a held sliver's extended line, from the cache when it
+// was extended recently.
+func (n *Node) extended(id crypto.BlobID, src coding.SliverRef) (*coding.ExtendedSliver, error) {
+	shard, err := n.sliverShard(id, src.Axis, src.Index)
+	if err != nil {
+		return nil, err
+	}
+	key := lineKey{id: id, ref: src, shard: shard}
+	if ext := n.lines.get(key); ext != nil {
+		return ext, nil
+	}
+	sl, err := n.store.Sliver(shard, id, src.Axis)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := n.store.Metadata(shard, id)
+	if err != nil {
+		return nil, err
+	}
+	ext, err := n.codec.Extend(meta, sl)
+	if err != nil {
+		return nil, err
+	}
+	shards := int64(n.codec.Params().Shards)
+	n.lines.put(key, ext, shards*int64(sl.SymbolSize)+2*shards*crypto.DigestSize)
+	return ext, nil
 }
 
 // GetConfirmation signs "blob stored" for the current epoch once every
