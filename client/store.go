@@ -145,6 +145,8 @@ func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (cry
 			if existing != nil {
 				return id, existing.Certificate, nil
 			}
+			// The nodes dropped the lapsed blob's data: send everything again.
+			w.stored = make(map[string]map[uint32]bool)
 		}
 	}
 }

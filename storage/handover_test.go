@@ -420,10 +420,11 @@ func TestHandoverResumesAfterRestart(t *testing.T) {
 	}
 }
 
-// Stores and reads run without pause through epoch changes that replace
-// every node of epoch 1 (two join and two leave, twice): no operation
-// fails, none returns other bytes, and a blob stored in epoch 1 is still
-// read after all of its epoch-1 holders are gone.
+// Stores and reads run without pause through three epoch changes that
+// replace every node of epoch 1 (two join and two leave, twice) and then
+// change a stake: no operation fails, none returns other bytes, and a blob
+// stored in epoch 1 is still read after all of its epoch-1 holders are
+// gone.
 func TestTrafficThroughChurn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("several epoch changes under load")
@@ -496,6 +497,10 @@ func TestTrafficThroughChurn(t *testing.T) {
 	}
 	change(2, 0, 1)
 	change(2, 2, 3)
+	if err := w.net.SetStake(ctx, 4, 300); err != nil {
+		t.Fatal(err)
+	}
+	change(0)
 	close(stop)
 	wg.Wait()
 	for i := range 4 {
@@ -507,7 +512,7 @@ func TestTrafficThroughChurn(t *testing.T) {
 	if err != nil || !bytes.Equal(got, first) {
 		t.Fatalf("the epoch-1 blob after all its epoch-1 holders left: %v", err)
 	}
-	t.Logf("%d store+read operations through two handovers, %d failed", ops.Load(), failures.Load())
+	t.Logf("%d store+read operations through three epoch changes, %d failed", ops.Load(), failures.Load())
 	if ops.Load() == 0 || failures.Load() != 0 {
 		t.Fatalf("%d operations, %d failed", ops.Load(), failures.Load())
 	}

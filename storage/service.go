@@ -289,9 +289,15 @@ func (n *Node) newAssembler(ctx context.Context, rawID []byte) (*pairAssembler, 
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "store the metadata of %s first", id)
 	}
-	a, _, err := n.ownedNow()
+	a, owned, err := n.ownedNow()
 	if err != nil {
 		return nil, err
+	}
+	// The metadata went to the shards owned when it arrived; if the epoch
+	// changed since, the shards gained need it too (it was checked against
+	// the blob ID then).
+	if err := n.store.PutMetadataShards(owned, id, meta); err != nil {
+		return nil, storeError(err)
 	}
 	owns := func(shard uint32) error {
 		if a.Owners[shard] != n.cfg.ID {
