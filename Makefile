@@ -31,7 +31,8 @@ bench:
 	{ $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./coding ./crypto && \
 	  $(GO) test -run '^$$' -bench Registrations -benchtime 20000x ./committee && \
 	  $(GO) test -run '^$$' -bench IdleWatchers -benchtime 1x ./committee && \
-	  $(GO) test -run '^$$' -bench StoreRead -benchtime 5x ./client; } | tee $(BENCHOUT)
+	  $(GO) test -run '^$$' -bench StoreRead -benchtime 5x ./client && \
+	  $(GO) test -run '^$$' -bench Handover -benchtime 1x ./storage; } | tee $(BENCHOUT)
 
 # Runs each fuzz target briefly; failures leave a reproducer in testdata/fuzz.
 fuzz-smoke:
