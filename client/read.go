@@ -218,7 +218,7 @@ func (c *Client) fetchMetadata(ctx context.Context, id crypto.BlobID, lay *layou
 			return nil, ctx.Err()
 		}
 	}
-	return nil, fmt.Errorf("client: no node sent metadata matching blob %s: %w", id, errors.Join(errs...))
+	return nil, fmt.Errorf("client: no node sent metadata matching blob %s: %w", id, errors.Join(append([]error{ErrNotEnoughSlivers}, errs...)...))
 }
 
 func (c *Client) metadataFrom(ctx context.Context, id crypto.BlobID, s source) (*crypto.Metadata, error) {

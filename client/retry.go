@@ -25,10 +25,12 @@ const (
 
 // transient reports whether an error is worth trying again as is: the
 // peer was unreachable or did not answer in time. Everything else is an
-// answer, and asking again would get the same one.
+// answer, and asking again would get the same one — ResourceExhausted
+// included: the control plane says so of a spent quota, and a storage
+// node of a writer over its limits.
 func transient(err error) bool {
 	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted:
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
 		return true
 	}
 	return false
