@@ -66,9 +66,29 @@ func run(t *testing.T, bin string, args ...string) string {
 type network struct {
 	t       *testing.T
 	bin     string
+	base    string
 	control string
 	nodes   []*process
 	addrs   []string
+	metrics []string // each node's /metrics address
+}
+
+// addNode starts node-<i> (a new key, its own data directory, a metrics
+// endpoint); the caller stakes it.
+func (n *network) addNode(extra ...string) int {
+	i := len(n.nodes)
+	name := fmt.Sprintf("node-%d", i)
+	key := filepath.Join(n.base, name+".key")
+	run(n.t, n.bin, "key", "generate", "--out", key)
+	addr, metrics := freeAddr(n.t), freeAddr(n.t)
+	p := &process{name: name, log: filepath.Join(n.base, name+".log"), args: append([]string{"node", "--id", name,
+		"--data-dir", filepath.Join(n.base, name), "--key-file", key, "--control", n.control, "--listen", addr,
+		"--metrics-addr", metrics}, extra...)}
+	p.start(n.t, n.bin)
+	n.nodes = append(n.nodes, p)
+	n.addrs = append(n.addrs, addr)
+	n.metrics = append(n.metrics, metrics)
+	return i
 }
 
 func startProcessNetwork(t *testing.T, nodes, shards int, nodeArgs ...string) *network {
@@ -91,16 +111,9 @@ func startProcessNetwork(t *testing.T, nodes, shards int, nodeArgs ...string) *n
 			}
 		}
 	})
-	for i := range nodes {
-		name := fmt.Sprintf("node-%d", i)
-		key := filepath.Join(base, name+".key")
-		run(t, bin, "key", "generate", "--out", key)
-		addr := freeAddr(t)
-		p := &process{name: name, log: filepath.Join(base, name+".log"), args: append([]string{"node", "--id", name,
-			"--data-dir", filepath.Join(base, name), "--key-file", key, "--control", n.control, "--listen", addr}, nodeArgs...)}
-		p.start(t, bin)
-		n.nodes = append(n.nodes, p)
-		n.addrs = append(n.addrs, addr)
+	n.base = base
+	for range nodes {
+		n.addNode(nodeArgs...)
 	}
 	for i := range nodes {
 		n.admin("node", "stake", fmt.Sprintf("node-%d", i), "100")
