@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -240,4 +242,178 @@ func TestRotationMovesOnlyChangedShards(t *testing.T) {
 	})
 	rotate("a node leaves", func() { n.admin("node", "stake", "node-0", "0") })
 	rotate("a stake changes", func() { n.admin("node", "stake", "node-1", "300") })
+}
+
+// The node leaving is SIGKILLed before the change: the new owners of its
+// shards rebuild them by recovery, receiving at most 1.2× what they
+// rebuild.
+func TestHandoverFromAKilledHolder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs processes")
+	}
+	n := startProcessNetwork(t, 4, 12)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c, err := client.New(client.Config{Control: []string{n.control}, Token: n.clientToken()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	codec, err := coding.New(12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var encs []*coding.Encoded
+	var blobs [][]byte
+	var ids []crypto.BlobID
+	for range 20 {
+		blob := make([]byte, 30_000)
+		rand.Read(blob)
+		id, _, err := c.Store(ctx, bytes.NewReader(blob), client.StoreOptions{Epochs: 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := codec.Encode(blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		encs, blobs, ids = append(encs, enc), append(blobs, blob), append(ids, id)
+	}
+	waitFor(t, 30*time.Second, "background recovery to settle", func() bool {
+		for i := range n.nodes {
+			if v, err := metric(n.metrics[i], "weft_storage_recovery_backlog"); err != nil || v != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	before, err := c.CommitteeInfo(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	received := make([]float64, 4)
+	for i := 1; i < 4; i++ {
+		received[i] = n.received(i)
+	}
+	n.admin("node", "stake", "node-0", "0")
+	n.nodes[0].stop(syscall.SIGKILL)
+	n.admin("epoch", "advance")
+	var st epochStatus
+	waitFor(t, 90*time.Second, "Stable", func() bool {
+		out, err := admin(t, n.bin, n.control, "epoch", "status", "-o", "json")
+		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Phase == "stable"
+	})
+	after, err := c.CommitteeInfo(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rebuilt int64
+	var got float64
+	for i := 1; i < 4; i++ {
+		name := fmt.Sprintf("node-%d", i)
+		for shard, owner := range after.Owners {
+			if owner == name && before.Owners[shard] == "node-0" {
+				for _, enc := range encs {
+					pair := enc.PairOnShard(codec.Params(), shard)
+					rebuilt += int64(len(pair.Primary.Data) + len(pair.Secondary.Data))
+				}
+			}
+		}
+		got += n.received(i) - received[i]
+	}
+	t.Logf("rebuilt %d bytes of slivers, received %.0f (%.3fx)", rebuilt, got, got/float64(rebuilt))
+	if rebuilt == 0 || got > 1.2*float64(rebuilt) {
+		t.Fatalf("received %.0f bytes to rebuild %d", got, rebuilt)
+	}
+	for i, id := range ids {
+		b, err := c.Read(ctx, id, client.ReadOptions{})
+		if err != nil || !bytes.Equal(b, blobs[i]) {
+			t.Fatalf("read %s: %v", id, err)
+		}
+	}
+}
+
+// Stores and reads run without pause through three epoch changes that
+// replace every node of epoch 1: no operation fails or returns other
+// bytes, and a blob stored in epoch 1 still reads once all of its epoch-1
+// holders are gone (SIGKILLed).
+func TestTrafficThroughChurnOfProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs processes")
+	}
+	n := startProcessNetwork(t, 4, 12)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c, err := client.New(client.Config{Control: []string{n.control}, Token: n.clientToken()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first := make([]byte, 200_000)
+	rand.Read(first)
+	firstID, _, err := c.Store(ctx, bytes.NewReader(first), client.StoreOptions{Epochs: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var ops, failures atomic.Int64
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				blob := make([]byte, 30_000)
+				rand.Read(blob)
+				id, _, err := c.Store(ctx, bytes.NewReader(blob), client.StoreOptions{Epochs: 20})
+				if err == nil {
+					var got []byte
+					if got, err = c.Read(ctx, id, client.ReadOptions{}); err == nil && !bytes.Equal(got, blob) {
+						err = fmt.Errorf("read %s: other bytes", id)
+					}
+				}
+				ops.Add(1)
+				if err != nil {
+					failures.Add(1)
+					t.Errorf("operation during churn: %v", err)
+				}
+			}
+		})
+	}
+	change := func(join int, leave ...int) {
+		t.Helper()
+		for range join {
+			i := n.addNode()
+			n.admin("node", "stake", fmt.Sprintf("node-%d", i), "100")
+		}
+		for _, i := range leave {
+			n.admin("node", "stake", fmt.Sprintf("node-%d", i), "0")
+		}
+		n.admin("epoch", "advance")
+		var st epochStatus
+		waitFor(t, 90*time.Second, "Stable", func() bool {
+			out, err := admin(t, n.bin, n.control, "epoch", "status", "-o", "json")
+			return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Phase == "stable"
+		})
+	}
+	change(2, 0, 1)
+	change(2, 2, 3)
+	n.admin("node", "stake", "node-4", "300")
+	change(0)
+	close(stop)
+	wg.Wait()
+	for i := range 4 {
+		n.nodes[i].stop(syscall.SIGKILL)
+	}
+	got, err := c.Read(ctx, firstID, client.ReadOptions{})
+	if err != nil || !bytes.Equal(got, first) {
+		t.Fatalf("the epoch-1 blob after all its epoch-1 holders left: %v", err)
+	}
+	t.Logf("%d store+read operations through three epoch changes, %d failed", ops.Load(), failures.Load())
+	if ops.Load() == 0 || failures.Load() != 0 {
+		t.Fatalf("%d operations, %d failed", ops.Load(), failures.Load())
+	}
 }
