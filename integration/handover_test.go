@@ -6,7 +6,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -17,6 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/client"
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
@@ -415,5 +423,213 @@ func TestTrafficThroughChurnOfProcesses(t *testing.T) {
 	t.Logf("%d store+read operations through three epoch changes, %d failed", ops.Load(), failures.Load())
 	if ops.Load() == 0 || failures.Load() != 0 {
 		t.Fatalf("%d operations, %d failed", ops.Load(), failures.Load())
+	}
+}
+
+// A blob that one owner never received (it was down; recovery held off)
+// is still handed over when that owner leaves: its shards' new owners
+// rebuild it, and the epoch is Stable only once they have it.
+func TestHandoverOfABlobTheHolderNeverHad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs processes")
+	}
+	n := startProcessNetwork(t, 4, 12, "--recovery-delay", "1h")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c, err := client.New(client.Config{Control: []string{n.control}, Token: n.clientToken(), NodeTimeout: 5 * time.Second, Retries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	n.nodes[0].stop(syscall.SIGKILL)
+	blob := make([]byte, 60_000)
+	rand.Read(blob)
+	id, cert, err := c.Store(ctx, bytes.NewReader(blob), client.StoreOptions{Epochs: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.nodes[0].start(t, n.bin)
+	waitFor(t, 30*time.Second, "node-0 back", func() bool {
+		err := confirms(ctx, n.addrs[0], id, cert.Epoch)
+		return err != nil && strings.Contains(err.Error(), "lacks the slivers")
+	})
+	before, err := c.CommitteeInfo(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.admin("node", "stake", "node-0", "0")
+	n.admin("epoch", "advance")
+	var st epochStatus
+	waitFor(t, 90*time.Second, "Stable", func() bool {
+		out, err := admin(t, n.bin, n.control, "epoch", "status", "-o", "json")
+		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Phase == "stable"
+	})
+	after, err := c.CommitteeInfo(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for shard, owner := range after.Owners {
+		if before.Owners[shard] != "node-0" {
+			continue
+		}
+		var addr string
+		for i := range n.nodes {
+			if fmt.Sprintf("node-%d", i) == owner {
+				addr = n.addrs[i]
+			}
+		}
+		// A confirmation in the new epoch needs every owned shard's pair.
+		if err := confirms(ctx, addr, id, after.Epoch); err != nil {
+			t.Fatalf("%s (new owner of shard %d) after Stable: %v", owner, shard, err)
+		}
+	}
+}
+
+// An incoming node that never comes up keeps the epoch in Handover while
+// reads and writes go on; the operator zeroes its stake and forces the
+// next epoch; its shards go to nodes that sync them.
+func TestForcedAdvancePastANodeThatNeverCameUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs processes")
+	}
+	n := startProcessNetwork(t, 4, 12)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c, err := client.New(client.Config{Control: []string{n.control}, Token: n.clientToken(), NodeTimeout: 5 * time.Second, Retries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	old := make([]byte, 50_000)
+	rand.Read(old)
+	oldID, _, err := c.Store(ctx, bytes.NewReader(old), client.StoreOptions{Epochs: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := n.addNode()
+	name := fmt.Sprintf("node-%d", i)
+	n.admin("node", "stake", name, "100")
+	n.nodes[i].stop(syscall.SIGKILL)
+	n.admin("epoch", "advance")
+	out, err := admin(t, n.bin, n.control, "epoch", "status", "-o", "json")
+	var st epochStatus
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Phase != "handover" {
+		t.Fatalf("epoch status with %s down: %v\n%s", name, err, out)
+	}
+	if !strings.Contains(out, "does not answer") {
+		t.Fatalf("the stuck shards are not named:\n%s", out)
+	}
+	// Reads and writes go on.
+	blob := make([]byte, 50_000)
+	rand.Read(blob)
+	id, _, err := c.Store(ctx, bytes.NewReader(blob), client.StoreOptions{Epochs: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []struct {
+		id   crypto.BlobID
+		data []byte
+	}{{oldID, old}, {id, blob}} {
+		if got, err := c.Read(ctx, b.id, client.ReadOptions{}); err != nil || !bytes.Equal(got, b.data) {
+			t.Fatalf("read %s during the stuck handover: %v", b.id, err)
+		}
+	}
+	if out, err := admin(t, n.bin, n.control, "epoch", "advance"); err == nil {
+		t.Fatalf("a plain advance during a handover was accepted: %s", out)
+	}
+	n.admin("node", "stake", name, "0")
+	n.admin("epoch", "advance", "--force")
+	waitFor(t, 90*time.Second, "Stable after the forced advance", func() bool {
+		out, err := admin(t, n.bin, n.control, "epoch", "status", "-o", "json")
+		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Phase == "stable"
+	})
+	for _, b := range []struct {
+		id   crypto.BlobID
+		data []byte
+	}{{oldID, old}, {id, blob}} {
+		if got, err := c.Read(ctx, b.id, client.ReadOptions{}); err != nil || !bytes.Equal(got, b.data) {
+			t.Fatalf("read %s after the forced advance: %v", b.id, err)
+		}
+	}
+}
+
+// A node process serves shard sync only to the shard's owner, on a request
+// it signed for the current epoch, once; everything else is
+// PermissionDenied (or InvalidArgument for what is no sync request at all)
+// and nothing is sent.
+func TestSyncShardRefusedToOthers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs processes")
+	}
+	n := startProcessNetwork(t, 4, 8)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := client.New(client.Config{Control: []string{n.control}, Token: n.clientToken()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, _, err := c.Store(ctx, bytes.NewReader(make([]byte, 10_000)), client.StoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	com, err := c.CommitteeInfo(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(i int) *crypto.SecretKey {
+		sk, err := crypto.ReadKeyFile(filepath.Join(n.base, fmt.Sprintf("node-%d.key", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sk
+	}
+	shard := com.OwnedBy("node-0")[0]
+	conn, err := grpc.NewClient(n.addrs[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	st := weftv1.NewStorageClient(conn)
+	request := func(node string, sk *crypto.SecretKey, epoch, nonce uint64) *weftv1.SyncShardRequest {
+		msg, err := crypto.EncodeMessage(epoch, crypto.ShardSyncRequest{Shard: shard, Limit: 10, Nonce: nonce})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &weftv1.SyncShardRequest{Node: node, Message: msg, Signature: sk.Sign(msg).Bytes()}
+	}
+	served := func(req *weftv1.SyncShardRequest) (int, error) {
+		stream, err := st.SyncShard(ctx, req)
+		if err != nil {
+			return 0, err
+		}
+		count := 0
+		for {
+			item, err := stream.Recv()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				return count, err
+			}
+			if len(item.BlobId) != 0 {
+				count++
+			}
+		}
+	}
+	for name, req := range map[string]*weftv1.SyncShardRequest{
+		"a node not assigned the shard": request("node-1", key(1), com.Epoch, 1),
+		"a bad signature":               request("node-0", key(1), com.Epoch, 2),
+		"another epoch":                 request("node-0", key(0), com.Epoch+1, 3),
+	} {
+		if count, err := served(req); count != 0 || status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("%s: %d blobs served, %v", name, count, err)
+		}
+	}
+	good := request("node-0", key(0), com.Epoch, 10)
+	if count, err := served(good); err != nil || count != 1 {
+		t.Fatalf("the owner's own request: %d blobs, %v", count, err)
+	}
+	if count, err := served(good); count != 0 || status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("a replay: %d blobs, %v", count, err)
 	}
 }
