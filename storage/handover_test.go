@@ -19,6 +19,7 @@ import (
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/devnet"
+	"github.com/weftstore/weft/storage"
 )
 
 func (w *writer) owners(t *testing.T) []string {
@@ -515,5 +516,47 @@ func TestTrafficThroughChurn(t *testing.T) {
 	t.Logf("%d store+read operations through three epoch changes, %d failed", ops.Load(), failures.Load())
 	if ops.Load() == 0 || failures.Load() != 0 {
 		t.Fatalf("%d operations, %d failed", ops.Load(), failures.Load())
+	}
+}
+
+// A holder that serves corrupted slivers: the incoming owner checks every
+// pair, copies none of the bad ones and rebuilds them by recovery.
+func TestHandoverRebuildsWhatTheHolderServesWrong(t *testing.T) {
+	w := startNet(t, devnet.Config{Nodes: 4, Shards: 12, Faults: map[int]storage.Faults{0: {CorruptSlivers: true}}})
+	blobs := w.storeCertified(t, 3, 80_000)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	before := w.owners(t)
+	if err := w.net.SetStake(ctx, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.net.AdvanceEpoch(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 45*time.Second, "Stable", func() bool {
+		_, phase, err := w.net.Phase(ctx)
+		return err == nil && phase == "stable"
+	})
+	after := w.owners(t)
+	var copied, rebuilt, rejected int64
+	for i := 1; i < 4; i++ {
+		node := w.net.Node(i)
+		for s := range after {
+			if before[s] != string(w.net.NodeID(0)) || after[s] != string(w.net.NodeID(i)) {
+				continue
+			}
+			for _, enc := range blobs {
+				pair := enc.PairOnShard(w.codec.Params(), s)
+				got, err := node.Store().Sliver(uint32(s), enc.ID, pair.Primary.Axis)
+				if err != nil || string(got.Data) != string(pair.Primary.Data) {
+					t.Fatalf("shard %d of %s on node %d: %v", s, enc.ID, i, err)
+				}
+			}
+		}
+		st := node.Stats()
+		copied, rebuilt, rejected = copied+st.HandoverCopied, rebuilt+st.HandoverRebuilt, rejected+st.Rejected
+	}
+	if copied != 0 || rebuilt == 0 || rejected == 0 {
+		t.Fatalf("copied %d bytes from a lying holder, rebuilt %d, rejected %d", copied, rebuilt, rejected)
 	}
 }
