@@ -303,12 +303,41 @@ func cursorBytes(c crypto.BlobID) []byte {
 	return c[:]
 }
 
+// syncProgress is a page's progress. The shard's cursor moves past a
+// to-do blob only once every blob before it is on disk, so a restart
+// never skips a blob the holder lacked and that was not rebuilt yet.
+type syncProgress struct {
+	todo   []crypto.BlobID
+	done   map[crypto.BlobID]bool
+	next   int // todo[:next] are done
+	cursor crypto.BlobID
+}
+
+func newSyncProgress(cursor crypto.BlobID, todo []crypto.BlobID) *syncProgress {
+	return &syncProgress{todo: todo, done: map[crypto.BlobID]bool{}, cursor: cursor}
+}
+
+// mark records a blob as on disk and returns the cursor.
+func (p *syncProgress) mark(id crypto.BlobID) crypto.BlobID {
+	p.done[id] = true
+	for p.next < len(p.todo) && p.done[p.todo[p.next]] {
+		p.cursor = p.todo[p.next]
+		p.next++
+	}
+	return p.cursor
+}
+
 // syncPage brings one page of the to-do list in: copied from the holder
 // where it can, rebuilt otherwise; returns the new cursor.
 func (n *Node) syncPage(ctx context.Context, a Assignment, shard uint32, cursor crypto.BlobID, todo []crypto.BlobID) (crypto.BlobID, error) {
-	copied := map[crypto.BlobID]bool{}
-	if holder := a.Holders[shard]; holder != "" && holder != n.cfg.ID {
-		err := n.copyFromHolder(ctx, a, shard, holder, cursor, todo, copied)
+	prog := newSyncProgress(cursor, todo)
+	for _, id := range todo {
+		if has, _ := n.store.HasPair(shard, id); has {
+			prog.mark(id) // stored before a restart, or sent by its writer
+		}
+	}
+	if holder := a.Holders[shard]; holder != "" && holder != n.cfg.ID && prog.next < len(todo) {
+		err := n.copyFromHolder(ctx, a, shard, holder, prog)
 		if err != nil && ctx.Err() == nil {
 			n.log.Warn("storage: copying from the shard's holder; rebuilding instead", "shard", shard, "holder", holder, "err", err)
 		}
@@ -318,17 +347,12 @@ func (n *Node) syncPage(ctx context.Context, a Assignment, shard uint32, cursor 
 	// write in ID order with the cursor.
 	rebuilt := make([]VerifiedPair, len(todo))
 	errs := make([]error, len(todo))
-	need := make([]bool, len(todo))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, rebuildParallel)
 	for i, id := range todo {
-		if copied[id] {
+		if prog.done[id] {
 			continue
 		}
-		if has, _ := n.store.HasPair(shard, id); has {
-			continue
-		}
-		need[i] = true
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -339,21 +363,21 @@ func (n *Node) syncPage(ctx context.Context, a Assignment, shard uint32, cursor 
 	}
 	wg.Wait()
 	for i, id := range todo {
+		if prog.done[id] {
+			continue
+		}
 		if errs[i] != nil {
-			return cursor, fmt.Errorf("rebuilding %s for shard %d: %w", id, shard, errs[i])
+			// Keep what came before it.
+			if err := n.store.WriteSynced(a.Epoch, shard, prog.cursor); err != nil {
+				return prog.cursor, err
+			}
+			return prog.cursor, fmt.Errorf("rebuilding %s for shard %d: %w", id, shard, errs[i])
 		}
-		var err error
-		if need[i] {
-			err = n.store.WriteSynced(a.Epoch, shard, id, rebuilt[i])
-		} else if !copied[id] {
-			err = n.store.WriteSynced(a.Epoch, shard, id)
-		}
-		if err != nil {
+		if err := n.store.WriteSynced(a.Epoch, shard, prog.mark(id), rebuilt[i]); err != nil {
 			return cursor, err
 		}
-		cursor = id
 	}
-	return cursor, nil
+	return prog.cursor, n.store.WriteSynced(a.Epoch, shard, prog.cursor)
 }
 
 // rebuildParallel bounds the pairs one shard's sync rebuilds at once.
@@ -361,18 +385,15 @@ const rebuildParallel = 8
 
 // copyFromHolder asks the holder for the shard's blobs after the cursor
 // and keeps, verified, those on the to-do list (each written with the
-// cursor), until the page is covered or the holder has nothing more.
-func (n *Node) copyFromHolder(ctx context.Context, a Assignment, shard uint32, holder shardmap.NodeID, cursor crypto.BlobID, todo []crypto.BlobID, copied map[crypto.BlobID]bool) error {
-	want := map[crypto.BlobID]bool{}
-	for _, id := range todo {
-		want[id] = true
-	}
-	last := todo[len(todo)-1]
+// cursor as far as it can move), until the page is covered or the holder
+// has nothing more.
+func (n *Node) copyFromHolder(ctx context.Context, a Assignment, shard uint32, holder shardmap.NodeID, prog *syncProgress) error {
+	last := prog.todo[len(prog.todo)-1]
 	conn, err := n.peers.conn(ctx, a.Epoch, holder)
 	if err != nil {
 		return err
 	}
-	after := cursor
+	after := prog.cursor
 	for {
 		req, err := n.signSync(a.Epoch, shard, after, 2*syncPage)
 		if err != nil {
@@ -384,7 +405,7 @@ func (n *Node) copyFromHolder(ctx context.Context, a Assignment, shard uint32, h
 			cancel()
 			return err
 		}
-		got, lastSeen, err := n.receiveSync(stream, a.Epoch, shard, want, copied)
+		got, lastSeen, err := n.receiveSync(stream, a.Epoch, shard, prog)
 		cancel()
 		if err != nil {
 			return err
@@ -405,10 +426,14 @@ func bytesCompare(a, b crypto.BlobID) int {
 	return 0
 }
 
-// receiveSync reads one sync stream: blobs on the to-do list are
-// assembled, verified and written in order with the cursor; others are
+// receiveSync reads one sync stream: blobs on the to-do list not on disk
+// yet are assembled, verified and written with the cursor; others are
 // skipped. It returns how many blobs the holder sent and the last one.
-func (n *Node) receiveSync(stream weftv1.Storage_SyncShardClient, epoch uint64, shard uint32, want, copied map[crypto.BlobID]bool) (int, crypto.BlobID, error) {
+func (n *Node) receiveSync(stream weftv1.Storage_SyncShardClient, epoch uint64, shard uint32, prog *syncProgress) (int, crypto.BlobID, error) {
+	want := map[crypto.BlobID]bool{}
+	for _, id := range prog.todo {
+		want[id] = true
+	}
 	var (
 		count   int
 		lastID  crypto.BlobID
@@ -432,7 +457,7 @@ func (n *Node) receiveSync(stream weftv1.Storage_SyncShardClient, epoch uint64, 
 		if len(item.BlobId) == crypto.DigestSize {
 			count++
 			current, lastID, asm = crypto.BlobID(item.BlobId), crypto.BlobID(item.BlobId), nil
-			if !want[current] || copied[current] {
+			if !want[current] || prog.done[current] {
 				continue
 			}
 			meta := new(crypto.Metadata)
@@ -464,10 +489,9 @@ func (n *Node) receiveSync(stream weftv1.Storage_SyncShardClient, epoch uint64, 
 			n.log.Warn("storage: the holder sent a pair that fails verification; it will be rebuilt", "blob", current, "shard", shard, "err", err)
 			continue
 		}
-		if err := n.store.WriteSynced(epoch, shard, current, v); err != nil {
+		if err := n.store.WriteSynced(epoch, shard, prog.mark(current), v); err != nil {
 			return count, lastID, err
 		}
-		copied[current] = true
 		n.metrics.handoverCopied.Add(float64(v.Size()))
 	}
 }

@@ -38,3 +38,22 @@ func TestLineCache(t *testing.T) {
 		t.Fatal("an expired line was served")
 	}
 }
+
+// A shard's sync cursor never moves past a blob that is not on disk yet,
+// whatever order the blobs arrive in.
+func TestSyncProgressCursorStopsAtGaps(t *testing.T) {
+	id := func(b byte) crypto.BlobID { return crypto.BlobID{b} }
+	p := newSyncProgress(id(0), []crypto.BlobID{id(1), id(2), id(3), id(4)})
+	if got := p.mark(id(2)); got != id(0) {
+		t.Fatalf("cursor %v after 2 with 1 missing", got[0])
+	}
+	if got := p.mark(id(4)); got != id(0) {
+		t.Fatalf("cursor %v after 4 with 1 and 3 missing", got[0])
+	}
+	if got := p.mark(id(1)); got != id(2) {
+		t.Fatalf("cursor %v once 1 and 2 are in", got[0])
+	}
+	if got := p.mark(id(3)); got != id(4) {
+		t.Fatalf("cursor %v with all in", got[0])
+	}
+}
