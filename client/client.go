@@ -108,6 +108,10 @@ type Client struct {
 	log *slog.Logger
 
 	preferred atomic.Int32 // index in cfg.Control of the voter that last answered
+	// written is the highest control-plane index this client's writes
+	// made: reads wait until the voter they ask has applied it, so a
+	// client reads its own writes even from a lagging follower.
+	written atomic.Uint64
 
 	mu     sync.Mutex
 	closed bool

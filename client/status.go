@@ -40,8 +40,18 @@ type BlobStatus struct {
 func (c *Client) Status(ctx context.Context, id crypto.BlobID) (*BlobStatus, error) {
 	var resp *weftv1.BlobStatusResponse
 	err := c.controlCall(ctx, "BlobStatus", func(ctx context.Context, conn *grpc.ClientConn) error {
+		if err := c.caughtUp(ctx, conn); err != nil {
+			return err
+		}
 		var err error
 		resp, err = weftv1.NewClientClient(conn).BlobStatus(ctx, &weftv1.BlobStatusRequest{BlobId: id[:]})
+		if status.Code(err) == codes.NotFound {
+			// This voter may lag (another client may have just stored the
+			// blob): ask again once it has applied what is committed.
+			if lerr := catchUpCommitted(ctx, conn); lerr == nil {
+				resp, err = weftv1.NewClientClient(conn).BlobStatus(ctx, &weftv1.BlobStatusRequest{BlobId: id[:]})
+			}
+		}
 		return err
 	})
 	if status.Code(err) == codes.NotFound {
@@ -118,4 +128,38 @@ func SignedWeight(cert *crypto.Certificate, view *crypto.CommitteeView) uint64 {
 		}
 	}
 	return w
+}
+
+// wrote records the index a write of this client made.
+func (c *Client) wrote(index uint64) {
+	for {
+		cur := c.written.Load()
+		if index <= cur || c.written.CompareAndSwap(cur, index) {
+			return
+		}
+	}
+}
+
+// caughtUp waits (a blocking watch, at most a few seconds) until the voter
+// behind conn has applied this client's latest write.
+func (c *Client) caughtUp(ctx context.Context, conn *grpc.ClientConn) error {
+	index := c.written.Load()
+	if index == 0 {
+		return nil
+	}
+	_, err := weftv1.NewWatchClient(conn).WatchState(ctx, &weftv1.WatchStateRequest{AfterIndex: index - 1, TimeoutMs: 5000})
+	return err
+}
+
+// catchUpCommitted waits until the voter behind conn has applied every
+// entry committed now: a linearizable watch learns the committed index
+// (leader check and read barrier), a plain one waits for it here.
+func catchUpCommitted(ctx context.Context, conn *grpc.ClientConn) error {
+	w := weftv1.NewWatchClient(conn)
+	now, err := w.WatchState(ctx, &weftv1.WatchStateRequest{Linearizable: true})
+	if err != nil || now.Index == 0 {
+		return err
+	}
+	_, err = w.WatchState(ctx, &weftv1.WatchStateRequest{AfterIndex: now.Index - 1, TimeoutMs: 5000})
+	return err
 }

@@ -190,6 +190,7 @@ func (c *Client) register(ctx context.Context, enc *coding.Encoded, endEpoch uin
 	if crypto.BlobID(resp.BlobId) != enc.ID || len(resp.BlobId) != crypto.DigestSize {
 		return nil, fmt.Errorf("client: the control plane derived blob ID %x from our registration, we computed %s", resp.BlobId, enc.ID)
 	}
+	c.wrote(resp.Index)
 	st, err := c.Status(ctx, enc.ID)
 	if err != nil {
 		return nil, err
@@ -234,7 +235,11 @@ func (c *Client) certify(ctx context.Context, cert *crypto.Certificate) error {
 		if err != nil {
 			return err
 		}
-		_, err = weftv1.NewClientClient(conn).CertifyBlob(wctx, &weftv1.CertifyBlobRequest{BlobId: cert.BlobID[:], Certificate: raw})
+		var resp *weftv1.CertifyBlobResponse
+		resp, err = weftv1.NewClientClient(conn).CertifyBlob(wctx, &weftv1.CertifyBlobRequest{BlobId: cert.BlobID[:], Certificate: raw})
+		if err == nil {
+			c.wrote(resp.Index)
+		}
 		return err
 	})
 }

@@ -2,59 +2,424 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
-	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
-	"github.com/weftstore/weft/devnet"
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/crypto"
 )
 
+// devnetProcess is one child of `weft devnet`, as the ready file lists it.
+type devnetProcess struct {
+	Role    string   `json:"role"` // control, node or gateway
+	ID      string   `json:"id"`
+	Address string   `json:"address"`
+	PID     int      `json:"pid"`
+	Args    []string `json:"args"` // the weft command line, to restart it
+	Log     string   `json:"log"`
+}
+
+// devnetReady is the ready file: everything a test or a newcomer needs to
+// use the network.
+type devnetReady struct {
+	Control       []string        `json:"control"`
+	Gateway       string          `json:"gateway"`
+	OperatorToken string          `json:"operator_token"`
+	ClientToken   string          `json:"client_token"`
+	DataDir       string          `json:"data_dir"`
+	Processes     []devnetProcess `json:"processes"`
+}
+
+type devnetOptions struct {
+	nodes, shards int
+	dataDir       string
+	readyFile     string
+}
+
 func newDevnetCommand() *cobra.Command {
-	var cfg devnet.Config
-	var verbose bool
+	var o devnetOptions
 	cmd := &cobra.Command{
 		Use:   "devnet",
-		Short: "Run a whole network on loopback: one control-plane voter and N storage nodes",
-		Long: "Starts a control plane and storage nodes in this process, stakes the nodes, advances\n" +
-			"to epoch 1 and prints where everything is and the credentials to use. Data lives in\n" +
-			"--dir (default: a temporary directory, removed on exit). Stop with Ctrl-C.",
+		Short: "Run a whole network on loopback: 3 control-plane voters, N storage nodes and a gateway",
+		Long: "Starts each role as a child process of this binary, stakes the nodes, advances to a Stable\n" +
+			"epoch, prints the endpoints and credentials, and writes --ready-file (JSON, with every\n" +
+			"process's role, ID, address and PID). Data lives in --data-dir (default: a temporary\n" +
+			"directory, removed on exit). Ctrl-C or SIGTERM stops everything; a child killed on purpose\n" +
+			"stays down until `weft devnet restart ID --ready-file FILE`.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			level := slog.LevelWarn
-			if verbose {
-				level = slog.LevelInfo
-			}
-			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			defer cancel()
-			net, err := devnet.Start(startCtx, cfg)
-			if err != nil {
-				return err
-			}
-			defer net.Close()
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "control plane: %s\n", net.ControlAddr)
-			for i := range net.Nodes() {
-				fmt.Fprintf(out, "storage node %s: %s (shards %v)\n", net.NodeID(i), net.NodeAddr(i), net.Owned(i))
-			}
-			fmt.Fprintf(out, "\nclient token (weft store --token …):   %s\noperator token (weft admin --token …): %s\n\nexport WEFT_CONTROL=%s\n",
-				net.ClientToken, net.OperatorToken, net.ControlAddr)
-			<-ctx.Done()
-			return nil
+			return runDevnet(ctx, cmd, o)
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&cfg.Nodes, "nodes", 7, "storage nodes")
-	f.IntVar(&cfg.Shards, "shards", 0, "shards n (default: 3 per node)")
-	f.StringVar(&cfg.Dir, "dir", "", "data directory (default: temporary)")
-	f.StringVar(&cfg.ControlAddr, "control-addr", "127.0.0.1:7001", "control-plane gRPC address")
-	f.BoolVarP(&verbose, "verbose", "v", false, "log the nodes' info messages")
+	f.IntVar(&o.nodes, "nodes", 7, "storage nodes")
+	f.IntVar(&o.shards, "shards", 100, "shards n")
+	f.StringVar(&o.dataDir, "data-dir", "", "data directory (default: temporary, removed on exit)")
+	f.StringVar(&o.readyFile, "ready-file", "", "write the network's description here (JSON) once it is Stable")
+	cmd.AddCommand(newDevnetRestartCommand())
+	return cmd
+}
+
+func freeLoopback() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func randomToken() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// devnet is the parent's view of its children.
+type devnetRun struct {
+	exe, dir string
+	ready    devnetReady
+	cmds     map[string]*exec.Cmd
+}
+
+// start runs one child, its output in a log file beside its data.
+func (d *devnetRun) start(p devnetProcess, env ...string) (devnetProcess, error) {
+	log, err := os.OpenFile(p.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return p, err
+	}
+	defer log.Close()
+	cmd := exec.Command(d.exe, p.Args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = log, log
+	// Children die with the parent, however it dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return p, err
+	}
+	go cmd.Wait() // reap it whenever it ends; a killed child stays down
+	p.PID = cmd.Process.Pid
+	d.cmds[p.ID] = cmd
+	d.ready.Processes = append(d.ready.Processes, p)
+	return p, nil
+}
+
+func runDevnet(ctx context.Context, cmd *cobra.Command, o devnetOptions) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	d := &devnetRun{exe: exe, dir: o.dataDir, cmds: map[string]*exec.Cmd{}}
+	if d.dir == "" {
+		if d.dir, err = os.MkdirTemp("", "weft-devnet-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(d.dir)
+	} else if err := os.MkdirAll(d.dir, 0o700); err != nil {
+		return err
+	}
+	d.ready.DataDir, d.ready.OperatorToken = d.dir, randomToken()
+	defer d.stopAll(o.readyFile)
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := d.startControl(startCtx, o.shards); err != nil {
+		return err
+	}
+	if err := d.startNodes(startCtx, o.nodes); err != nil {
+		return err
+	}
+	if err := d.startGateway(startCtx); err != nil {
+		return err
+	}
+	if o.readyFile != "" {
+		if err := writeReady(o.readyFile, d.ready); err != nil {
+			return err
+		}
+	}
+	d.print(cmd)
+	<-ctx.Done()
+	return nil
+}
+
+// startControl starts three voters that bootstrap together, then creates
+// the client credential.
+func (d *devnetRun) startControl(ctx context.Context, shards int) error {
+	var grpcs, rafts []string
+	for range 3 {
+		g, err := freeLoopback()
+		if err != nil {
+			return err
+		}
+		r, err := freeLoopback()
+		if err != nil {
+			return err
+		}
+		grpcs, rafts = append(grpcs, g), append(rafts, r)
+	}
+	d.ready.Control = grpcs
+	for i := range 3 {
+		id := fmt.Sprintf("control-%d", i+1)
+		_, err := d.start(devnetProcess{Role: "control", ID: id, Address: grpcs[i], Log: filepath.Join(d.dir, id+".log"),
+			Args: []string{"control", "--id", id, "--data-dir", filepath.Join(d.dir, id), "--raft-addr", rafts[i],
+				"--grpc-addr", grpcs[i], "--bootstrap-expect", "3", "--join", strings.Join(grpcs, ","), "--shards", fmt.Sprint(shards)}},
+			"WEFT_TOKEN="+d.ready.OperatorToken)
+		if err != nil {
+			return err
+		}
+	}
+	return d.retry(ctx, "adding the client credential", func(ctx context.Context, conn *grpc.ClientConn) error {
+		resp, err := weftv1.NewAdminClient(conn).AddClient(ctx, &weftv1.AddClientRequest{Client: "devnet", Quota: 1 << 62})
+		if err == nil {
+			d.ready.ClientToken = resp.Token
+		}
+		return err
+	})
+}
+
+// retry calls the control plane (any voter, with the operator token)
+// until f succeeds or ctx ends.
+func (d *devnetRun) retry(ctx context.Context, what string, f func(ctx context.Context, conn *grpc.ClientConn) error) error {
+	conn, err := dialControl(d.ready.Control)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+d.ready.OperatorToken)
+	for {
+		err := f(actx, conn)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("devnet: %s: %w (last error: %v)", what, ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// startNodes starts the storage nodes, stakes them, advances the epoch and
+// waits until it is Stable and every node serves it.
+func (d *devnetRun) startNodes(ctx context.Context, count int) error {
+	var ids []string
+	for i := range count {
+		id := fmt.Sprintf("node-%d", i)
+		key := filepath.Join(d.dir, id+".key")
+		if _, err := os.Stat(key); errors.Is(err, os.ErrNotExist) {
+			sk, err := crypto.GenerateKey(nil)
+			if err != nil {
+				return err
+			}
+			if err := crypto.WriteKeyFile(key, sk); err != nil {
+				return err
+			}
+		}
+		addr, err := freeLoopback()
+		if err != nil {
+			return err
+		}
+		if _, err := d.start(devnetProcess{Role: "node", ID: id, Address: addr, Log: filepath.Join(d.dir, id+".log"),
+			Args: []string{"node", "--id", id, "--data-dir", filepath.Join(d.dir, id), "--key-file", key,
+				"--control", strings.Join(d.ready.Control, ","), "--listen", addr, "--recovery-delay", "1s"}}); err != nil {
+			return err
+		}
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		err := d.retry(ctx, "staking "+id, func(ctx context.Context, conn *grpc.ClientConn) error {
+			_, err := weftv1.NewAdminClient(conn).SetStake(ctx, &weftv1.SetStakeRequest{Node: id, Stake: 100})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	err := d.retry(ctx, "advancing the epoch", func(ctx context.Context, conn *grpc.ClientConn) error {
+		_, err := weftv1.NewAdminClient(conn).AdvanceEpoch(ctx, &weftv1.AdvanceEpochRequest{})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return d.retry(ctx, "waiting for a Stable epoch served by every node", func(ctx context.Context, conn *grpc.ClientConn) error {
+		st, err := weftv1.NewWatchClient(conn).WatchState(ctx, &weftv1.WatchStateRequest{})
+		if err != nil {
+			return err
+		}
+		if st.Epoch == 0 || st.Phase != "stable" {
+			return fmt.Errorf("epoch %d is %s", st.Epoch, st.Phase)
+		}
+		for _, p := range d.ready.Processes {
+			if p.Role != "node" {
+				continue
+			}
+			ns, err := nodeStatus(ctx, p.Address)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.ID, err)
+			}
+			if ns.Epoch != st.Epoch {
+				return fmt.Errorf("%s is in epoch %d", p.ID, ns.Epoch)
+			}
+		}
+		return nil
+	})
+}
+
+func (d *devnetRun) startGateway(ctx context.Context) error {
+	addr, err := freeLoopback()
+	if err != nil {
+		return err
+	}
+	d.ready.Gateway = "http://" + addr
+	if _, err := d.start(devnetProcess{Role: "gateway", ID: "gateway", Address: addr, Log: filepath.Join(d.dir, "gateway.log"),
+		Args: []string{"gateway", "--listen", addr, "--control", strings.Join(d.ready.Control, ",")}},
+		"WEFT_TOKEN="+d.ready.ClientToken); err != nil {
+		return err
+	}
+	for {
+		resp, err := http.Get(d.ready.Gateway + "/v1/blobs/not-an-id/status")
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("devnet: the gateway did not come up: %w", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (d *devnetRun) print(cmd *cobra.Command) {
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "weft devnet is up (data in %s)\n\n", d.dir)
+	for _, p := range d.ready.Processes {
+		fmt.Fprintf(out, "  %-8s %-10s %-22s pid %d\n", p.Role, p.ID, p.Address, p.PID)
+	}
+	fmt.Fprintf(out, "\nexport WEFT_CONTROL=%s\n", strings.Join(d.ready.Control, ","))
+	fmt.Fprintf(out, "client token (weft store --token …):   %s\n", d.ready.ClientToken)
+	fmt.Fprintf(out, "operator token (weft admin --token …): %s\n", d.ready.OperatorToken)
+	fmt.Fprintf(out, "gateway: %s/v1/blobs\n", d.ready.Gateway)
+}
+
+// stopAll stops every process the ready file lists (children and those
+// `devnet restart` started), politely first.
+func (d *devnetRun) stopAll(readyFile string) {
+	procs := d.ready.Processes
+	if readyFile != "" {
+		if r, err := readReady(readyFile); err == nil {
+			procs = r.Processes
+		}
+	}
+	for _, p := range procs {
+		if proc, err := os.FindProcess(p.PID); err == nil {
+			_ = proc.Signal(syscall.SIGTERM)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, p := range procs {
+		for time.Now().Before(deadline) && syscall.Kill(p.PID, 0) == nil && !reaped(d.cmds[p.ID]) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		_ = syscall.Kill(p.PID, syscall.SIGKILL)
+	}
+}
+
+// reaped reports whether a child of this process has exited.
+func reaped(c *exec.Cmd) bool { return c != nil && c.ProcessState != nil }
+
+func writeReady(path string, r devnetReady) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func readReady(path string) (devnetReady, error) {
+	var r devnetReady
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return r, err
+	}
+	return r, json.Unmarshal(b, &r)
+}
+
+func newDevnetRestartCommand() *cobra.Command {
+	var readyFile string
+	cmd := &cobra.Command{
+		Use:   "restart ID",
+		Short: "Start a devnet process again (after it was killed), with its original command line",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if readyFile == "" {
+				return errors.New("--ready-file is required")
+			}
+			r, err := readReady(readyFile)
+			if err != nil {
+				return err
+			}
+			for i, p := range r.Processes {
+				if p.ID != args[0] {
+					continue
+				}
+				if syscall.Kill(p.PID, 0) == nil {
+					return fmt.Errorf("%s is running (pid %d)", p.ID, p.PID)
+				}
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				log, err := os.OpenFile(p.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+				if err != nil {
+					return err
+				}
+				defer log.Close()
+				c := exec.Command(exe, p.Args...)
+				env := os.Environ()
+				switch p.Role {
+				case "control":
+					env = append(env, "WEFT_TOKEN="+r.OperatorToken)
+				case "gateway":
+					env = append(env, "WEFT_TOKEN="+r.ClientToken)
+				}
+				c.Env, c.Stdout, c.Stderr = env, log, log
+				c.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives this command; devnet stops it
+				if err := c.Start(); err != nil {
+					return err
+				}
+				r.Processes[i].PID = c.Process.Pid
+				if err := writeReady(readyFile, r); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s restarted (pid %d)\n", p.ID, c.Process.Pid)
+				return c.Process.Release()
+			}
+			return fmt.Errorf("no process %q in %s", args[0], readyFile)
+		},
+	}
+	cmd.Flags().StringVar(&readyFile, "ready-file", "", "the ready file `weft devnet` wrote")
 	return cmd
 }

@@ -1,0 +1,118 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+)
+
+type readyFile struct {
+	Gateway   string `json:"gateway"`
+	Processes []struct {
+		Role    string `json:"role"`
+		ID      string `json:"id"`
+		Address string `json:"address"`
+		PID     int    `json:"pid"`
+	} `json:"processes"`
+}
+
+// `weft devnet` starts 3 voters, nodes and a gateway as child processes
+// and writes its ready file within 60 s; a blob stored through the gateway
+// still reads with a node SIGKILLed; `weft devnet restart` brings the node
+// back; SIGTERM stops every process, the restarted one included.
+func TestDevnetProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs processes")
+	}
+	bin := buildWeft(t)
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready.json")
+	dn := exec.Command(bin, "devnet", "--nodes", "4", "--shards", "12", "--data-dir", filepath.Join(dir, "data"), "--ready-file", ready)
+	log, _ := os.Create(filepath.Join(dir, "devnet.log"))
+	dn.Stdout, dn.Stderr = log, log
+	if err := dn.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dn.Process.Signal(syscall.SIGTERM); dn.Wait() })
+	start := time.Now()
+	waitFor(t, 60*time.Second, "the ready file", func() bool { _, err := os.Stat(ready); return err == nil })
+	t.Logf("ready in %v", time.Since(start))
+	var r readyFile
+	b, _ := os.ReadFile(ready)
+	if err := json.Unmarshal(b, &r); err != nil || len(r.Processes) != 8 || r.Gateway == "" {
+		t.Fatalf("ready file: %v\n%s", err, b)
+	}
+
+	blob := make([]byte, 80_000)
+	rand.Read(blob)
+	req, _ := http.NewRequest(http.MethodPut, r.Gateway+"/v1/blobs", bytes.NewReader(blob))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var put struct {
+		BlobID string `json:"blob_id"`
+	}
+	json.NewDecoder(resp.Body).Decode(&put)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || put.BlobID == "" {
+		gw, _ := os.ReadFile(filepath.Join(dir, "data", "gateway.log"))
+		t.Fatalf("PUT: %s\n%s", resp.Status, gw)
+	}
+	node := r.Processes[4] // a storage node
+	if node.Role != "node" {
+		t.Fatalf("process 4 is a %s", node.Role)
+	}
+	if err := syscall.Kill(node.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.Get(r.Gateway + "/v1/blobs/" + put.BlobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, blob) {
+		t.Fatalf("GET with %s killed: %s, %d bytes", node.ID, resp.Status, len(got))
+	}
+	if out, err := exec.Command(bin, "devnet", "restart", node.ID, "--ready-file", ready).CombinedOutput(); err != nil {
+		t.Fatalf("restart: %v\n%s", err, out)
+	}
+	b, _ = os.ReadFile(ready)
+	json.Unmarshal(b, &r)
+	conn, err := grpc.NewClient(node.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	waitFor(t, 30*time.Second, node.ID+" serving again", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := weftv1.NewStorageClient(conn).NodeStatus(ctx, &weftv1.NodeStatusRequest{})
+		return err == nil
+	})
+
+	if err := dn.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := dn.Wait(); err != nil {
+		t.Fatalf("devnet exit: %v", err)
+	}
+	for _, p := range r.Processes {
+		waitFor(t, 5*time.Second, p.ID+" gone", func() bool { return syscall.Kill(p.PID, 0) != nil })
+	}
+}
