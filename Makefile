@@ -7,7 +7,7 @@ BENCHOUT  ?= bench.txt
 # Packages with fuzz targets (every decoder of outside bytes).
 FUZZ_PKGS := ./crypto ./coding ./committee ./storage
 
-.PHONY: all build test bench fuzz-smoke lint proto proto-tools clean
+.PHONY: all build test bench fuzz-smoke lint proto proto-tools clean demo
 
 # Code generators, pinned: `make proto` reproduces api/ byte for byte.
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
@@ -33,6 +33,11 @@ bench:
 	  $(GO) test -run '^$$' -bench IdleWatchers -benchtime 1x ./committee && \
 	  $(GO) test -run '^$$' -bench StoreRead -benchtime 5x ./client && \
 	  $(GO) test -run '^$$' -bench Handover -benchtime 1x ./storage; } | tee $(BENCHOUT)
+
+# The whole story on a devnet of processes, through the public CLI: store,
+# read, lose nodes, change the epoch, read again, verify.
+demo:
+	$(GO) run ./cmd/weft devnet demo
 
 # Runs each fuzz target briefly; failures leave a reproducer in testdata/fuzz.
 fuzz-smoke:

@@ -506,8 +506,11 @@ func (s *Service) wait(ctx context.Context, ms uint32) time.Duration {
 // caller's, or at the timeout. Linearizable reads need the leader.
 func (s *Service) WatchState(ctx context.Context, req *weftv1.WatchStateRequest) (*weftv1.WatchStateResponse, error) {
 	if req.Linearizable {
-		if !s.node.IsLeader() {
-			return nil, status.Error(codes.FailedPrecondition, "linearizable reads are served by the leader")
+		// Served by the leader: a follower passes the read on.
+		if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.WatchStateResponse, error) {
+			return weftv1.NewWatchClient(conn).WatchState(fctx, req)
+		}); done {
+			return resp, err
 		}
 		if err := s.node.raft.Barrier(5 * time.Second).Error(); err != nil {
 			return nil, status.Error(codes.Unavailable, err.Error())

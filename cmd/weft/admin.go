@@ -8,12 +8,12 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -35,7 +35,8 @@ func (a *adminClient) dial(cmd *cobra.Command) (*grpc.ClientConn, context.Contex
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	conn, err := grpc.NewClient(a.control, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Any voter will do (followers forward writes): several may be listed.
+	conn, err := dialControl(strings.Split(a.control, ","))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -79,7 +80,7 @@ func newAdminCommand() *cobra.Command {
 	if control == "" {
 		control = "127.0.0.1:7001"
 	}
-	cmd.PersistentFlags().StringVar(&a.control, "control", control, "gRPC address of any control-plane voter ($WEFT_CONTROL)")
+	cmd.PersistentFlags().StringVar(&a.control, "control", control, "gRPC addresses of control-plane voters, comma-separated ($WEFT_CONTROL)")
 	cmd.PersistentFlags().StringVarP(&a.format, "output", "o", "text", "output format: text or json")
 	cmd.PersistentFlags().DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to wait for an answer")
 	a.tokens.add(cmd)

@@ -74,7 +74,7 @@ func newDevnetCommand() *cobra.Command {
 	f.IntVar(&o.shards, "shards", 100, "shards n")
 	f.StringVar(&o.dataDir, "data-dir", "", "data directory (default: temporary, removed on exit)")
 	f.StringVar(&o.readyFile, "ready-file", "", "write the network's description here (JSON) once it is Stable")
-	cmd.AddCommand(newDevnetRestartCommand())
+	cmd.AddCommand(newDevnetRestartCommand(), newDevnetDemoCommand())
 	return cmd
 }
 

@@ -45,16 +45,22 @@ func (a *adminClient) epochStatus(cmd *cobra.Command) error {
 		return err
 	}
 	defer done()
-	st, err := weftv1.NewAdminClient(conn).Status(ctx, &weftv1.StatusRequest{})
+	// An admin command: the operator credential is checked first.
+	if _, err := weftv1.NewAdminClient(conn).Status(ctx, &weftv1.StatusRequest{}); err != nil {
+		return err
+	}
+	// Linearizable: the voter asked may lag; the report is the leader's.
+	state, err := weftv1.NewWatchClient(conn).WatchState(ctx, &weftv1.WatchStateRequest{Linearizable: true})
 	if err != nil {
 		return err
 	}
-	state, err := weftv1.NewWatchClient(conn).WatchState(ctx, &weftv1.WatchStateRequest{})
-	if err != nil {
-		return err
+	report := epochReport{Epoch: state.Epoch, Phase: state.Phase}
+	for shard, owner := range state.Owners {
+		if owner != state.Holders[shard] {
+			report.Pending = append(report.Pending, uint32(shard))
+		}
 	}
-	report := epochReport{Epoch: st.Epoch, Phase: st.Phase, Pending: st.PendingShards}
-	com, err := weftv1.NewClientClient(conn).GetCommittee(ctx, &weftv1.GetCommitteeRequest{})
+	com, err := weftv1.NewClientClient(conn).GetCommittee(ctx, &weftv1.GetCommitteeRequest{Epoch: state.Epoch})
 	if err == nil {
 		report.Nodes = nodeHandovers(ctx, com, state)
 	}
