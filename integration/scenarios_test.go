@@ -1,0 +1,144 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weftstore/weft/client"
+	"github.com/weftstore/weft/crypto"
+)
+
+// fullReady is the part of `weft devnet`'s ready file these scenarios use.
+type fullReady struct {
+	Control       []string `json:"control"`
+	OperatorToken string   `json:"operator_token"`
+	ClientToken   string   `json:"client_token"`
+	Processes     []struct {
+		Role string `json:"role"`
+		ID   string `json:"id"`
+		PID  int    `json:"pid"`
+	} `json:"processes"`
+}
+
+// startDevnet runs `weft devnet` and returns its ready file's contents.
+func startDevnet(t *testing.T, bin string, nodes, shards int) (fullReady, string) {
+	t.Helper()
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready.json")
+	dn := exec.Command(bin, "devnet", "--nodes", itoa(nodes), "--shards", itoa(shards), "--data-dir", filepath.Join(dir, "data"), "--ready-file", ready)
+	if err := dn.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dn.Process.Signal(syscall.SIGTERM); dn.Wait() })
+	waitFor(t, 60*time.Second, "the devnet", func() bool { _, err := os.Stat(ready); return err == nil })
+	var r fullReady
+	b, _ := os.ReadFile(ready)
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r, ready
+}
+
+func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+// adminAt runs `weft admin` against the devnet's voters as the operator.
+func adminAt(t *testing.T, bin string, r fullReady, args ...string) (string, error) {
+	cmd := exec.Command(bin, append(append([]string{"admin"}, args...), "--control", strings.Join(r.Control, ","), "--token", r.OperatorToken)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// The control-plane leader is SIGKILLed in the middle of a handover: the
+// other two voters elect a new one, the handover completes, the killed
+// voter comes back with the same command and catches up, and every blob
+// reads back.
+func TestLeaderLostDuringEpochChange(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs processes")
+	}
+	bin := buildWeft(t)
+	r, readyPath := startDevnet(t, bin, 5, 15)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := client.New(client.Config{Control: r.Control, Token: r.ClientToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var ids []crypto.BlobID
+	var blobs [][]byte
+	for range 30 {
+		blob := make([]byte, 50_000)
+		rand.Read(blob)
+		id, _, err := c.Store(ctx, bytes.NewReader(blob), client.StoreOptions{Epochs: 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, blobs = append(ids, id), append(blobs, blob)
+	}
+	var status struct {
+		LeaderID string `json:"leaderId"`
+	}
+	out, err := adminAt(t, bin, r, "status", "-o", "json")
+	if err != nil || json.Unmarshal([]byte(out), &status) != nil || status.LeaderID == "" {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	if out, err := adminAt(t, bin, r, "node", "stake", "node-0", "0"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if out, err := adminAt(t, bin, r, "epoch", "advance"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, p := range r.Processes {
+		if p.ID == status.LeaderID {
+			if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var st struct {
+		Epoch uint64 `json:"epoch"`
+		Phase string `json:"phase"`
+	}
+	waitFor(t, 90*time.Second, "Stable under the new leader", func() bool {
+		out, err := adminAt(t, bin, r, "epoch", "status", "-o", "json")
+		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Epoch == 2 && st.Phase == "stable"
+	})
+	if out, err := exec.Command(bin, "devnet", "restart", status.LeaderID, "--ready-file", readyPath).CombinedOutput(); err != nil {
+		t.Fatalf("restart %s: %v\n%s", status.LeaderID, err, out)
+	}
+	var peers struct {
+		Peers []struct {
+			ID    string `json:"id"`
+			Lag   string `json:"lag"`
+			Error string `json:"error"`
+		} `json:"peers"`
+	}
+	waitFor(t, 60*time.Second, status.LeaderID+" back and caught up", func() bool {
+		out, err := adminAt(t, bin, r, "peers", "list", "-o", "json")
+		if err != nil || json.Unmarshal([]byte(out), &peers) != nil {
+			return false
+		}
+		for _, p := range peers.Peers {
+			if p.ID == status.LeaderID {
+				return p.Error == "" && (p.Lag == "" || p.Lag == "0")
+			}
+		}
+		return false
+	})
+	for i, id := range ids {
+		got, err := c.Read(ctx, id, client.ReadOptions{})
+		if err != nil || !bytes.Equal(got, blobs[i]) {
+			t.Fatalf("read %s: %v", id, err)
+		}
+	}
+}
