@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -139,6 +140,111 @@ func TestLeaderLostDuringEpochChange(t *testing.T) {
 		got, err := c.Read(ctx, id, client.ReadOptions{})
 		if err != nil || !bytes.Equal(got, blobs[i]) {
 			t.Fatalf("read %s: %v", id, err)
+		}
+	}
+}
+
+// Five epochs of storage-node churn (nodes leave and come back) with
+// writes and reads running throughout, and a voter or a storage node
+// SIGKILLed and restarted at each change: every blob that was certified
+// reads back at the end.
+func TestChurnOverFiveEpochsWithKills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs processes")
+	}
+	bin := buildWeft(t)
+	r, readyPath := startDevnet(t, bin, 6, 18)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c, err := client.New(client.Config{Control: r.Control, Token: r.ClientToken, NodeTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	type stored struct {
+		id   crypto.BlobID
+		blob []byte
+	}
+	var mu sync.Mutex
+	var certified []stored
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				blob := make([]byte, 40_000)
+				rand.Read(blob)
+				id, _, err := c.Store(ctx, bytes.NewReader(blob), client.StoreOptions{Epochs: 30})
+				if err != nil {
+					t.Logf("store: %v", err)
+					continue // a kill can fail a write; only certified blobs must survive
+				}
+				mu.Lock()
+				certified = append(certified, stored{id, blob})
+				mu.Unlock()
+				if got, err := c.Read(ctx, id, client.ReadOptions{}); err == nil && !bytes.Equal(got, blob) {
+					t.Errorf("read %s: other bytes", id)
+				}
+			}
+		})
+	}
+	victims := []string{"node-1", "control-2", "node-4", "control-1", "node-2"}
+	for e, stakes := range []map[string]string{
+		{"node-0": "0"},
+		{"node-0": "100", "node-5": "0"},
+		{"node-5": "100", "node-3": "300"},
+		{"node-3": "100", "node-1": "0"},
+		{"node-1": "100"},
+	} {
+		time.Sleep(time.Second) // traffic in the stable epoch
+		for node, stake := range stakes {
+			if out, err := adminAt(t, bin, r, "node", "stake", node, stake); err != nil {
+				t.Fatalf("epoch %d: %v\n%s", e+2, err, out)
+			}
+		}
+		var rr fullReady
+		b, _ := os.ReadFile(readyPath)
+		json.Unmarshal(b, &rr)
+		for _, p := range rr.Processes {
+			if p.ID == victims[e] {
+				syscall.Kill(p.PID, syscall.SIGKILL)
+			}
+		}
+		waitFor(t, 30*time.Second, "the epoch advance", func() bool {
+			_, err := adminAt(t, bin, r, "epoch", "advance")
+			return err == nil
+		})
+		time.Sleep(500 * time.Millisecond)
+		if out, err := exec.Command(bin, "devnet", "restart", victims[e], "--ready-file", readyPath).CombinedOutput(); err != nil {
+			t.Fatalf("restart %s: %v\n%s", victims[e], err, out)
+		}
+		var st struct {
+			Epoch uint64 `json:"epoch"`
+			Phase string `json:"phase"`
+		}
+		waitFor(t, 90*time.Second, "Stable", func() bool {
+			out, err := adminAt(t, bin, r, "epoch", "status", "-o", "json")
+			return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Epoch == uint64(e+2) && st.Phase == "stable"
+		})
+	}
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d blobs certified through five epochs with kills", len(certified))
+	if len(certified) == 0 {
+		t.Fatal("nothing was certified")
+	}
+	for _, s := range certified {
+		got, err := c.Read(ctx, s.id, client.ReadOptions{})
+		if err != nil || !bytes.Equal(got, s.blob) {
+			t.Fatalf("certified blob %s lost: %v", s.id, err)
 		}
 	}
 }
