@@ -24,6 +24,9 @@ const (
 	// maxPartialPairs bounds the pairs a StorePairs stream may leave
 	// half-sent at once, and so the memory one writer can pin.
 	maxPartialPairs = 4
+	// lagWait is how long a node waits to see an epoch a writer already
+	// knows before it refuses for the epoch.
+	lagWait = 3 * time.Second
 )
 
 // service implements weftv1.StorageServer.
@@ -301,6 +304,18 @@ func (n *Node) newAssembler(ctx context.Context, rawID []byte) (*pairAssembler, 
 	}
 	owns := func(shard uint32) error {
 		if a.Owners[shard] != n.cfg.ID {
+			// The writer may know of an epoch this node has not seen yet:
+			// give the follower a moment before refusing.
+			if next := n.awaitEpoch(ctx, a.Epoch+1, lagWait); next.Epoch > a.Epoch {
+				a = next
+				if owned := a.Owned(n.cfg.ID); len(owned) > 0 {
+					if err := n.store.PutMetadataShards(owned, id, meta); err != nil {
+						return storeError(err)
+					}
+				}
+			}
+		}
+		if a.Owners[shard] != n.cfg.ID {
 			return status.Errorf(codes.FailedPrecondition, "shard %d is not owned by node %s in epoch %d", shard, n.cfg.ID, a.Epoch)
 		}
 		return nil
@@ -481,6 +496,9 @@ func (s *service) GetConfirmation(ctx context.Context, req *weftv1.GetConfirmati
 	id, err := blobIDFrom(req.BlobId)
 	if err != nil {
 		return nil, err
+	}
+	if a := n.follower.Current(); req.Epoch > a.Epoch {
+		n.awaitEpoch(ctx, req.Epoch, lagWait) // the writer saw the epoch first
 	}
 	a, owned, err := n.ownedNow()
 	if err != nil {
