@@ -132,11 +132,7 @@ func TestJoiningNodeSurvivesSIGKILLMidSync(t *testing.T) {
 		t.Skipf("the sync was done (%v bytes) before the kill", copiedBefore)
 	}
 	joining.start(t, n.bin)
-	var st epochStatus
-	waitFor(t, 90*time.Second, "Stable", func() bool {
-		out, err := admin(t, n.bin, n.control, "epoch", "status", "-o", "json")
-		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Phase == "stable"
-	})
+	n.awaitStable("Stable", 90*time.Second)
 	copiedAfter, err := metric(metricsAddr, "weft_storage_handover_bytes_copied_total")
 	if err != nil {
 		t.Fatal(err)
@@ -197,14 +193,7 @@ func TestRotationMovesOnlyChangedShards(t *testing.T) {
 		encs = append(encs, enc)
 	}
 	// Stragglers cut off by the writer are recovered first.
-	waitFor(t, 30*time.Second, "background recovery to settle", func() bool {
-		for i := range n.nodes {
-			if v, err := metric(n.metrics[i], "weft_storage_recovery_backlog"); err != nil || v != 0 {
-				return false
-			}
-		}
-		return true
-	})
+	n.awaitRecoverySettled()
 	rotate := func(what string, change func()) {
 		t.Helper()
 		before, err := c.CommitteeInfo(ctx, 0)
@@ -217,11 +206,7 @@ func TestRotationMovesOnlyChangedShards(t *testing.T) {
 			received[i] = n.received(i)
 		}
 		n.admin("epoch", "advance")
-		var st epochStatus
-		waitFor(t, 60*time.Second, what+": Stable", func() bool {
-			out, err := admin(t, n.bin, n.control, "epoch", "status", "-o", "json")
-			return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Phase == "stable"
-		})
+		n.awaitStable(what+": Stable", 60*time.Second)
 		after, err := c.CommitteeInfo(ctx, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -287,14 +272,7 @@ func TestHandoverFromAKilledHolder(t *testing.T) {
 		}
 		encs, blobs, ids = append(encs, enc), append(blobs, blob), append(ids, id)
 	}
-	waitFor(t, 30*time.Second, "background recovery to settle", func() bool {
-		for i := range n.nodes {
-			if v, err := metric(n.metrics[i], "weft_storage_recovery_backlog"); err != nil || v != 0 {
-				return false
-			}
-		}
-		return true
-	})
+	n.awaitRecoverySettled()
 	before, err := c.CommitteeInfo(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -306,11 +284,7 @@ func TestHandoverFromAKilledHolder(t *testing.T) {
 	n.admin("node", "stake", "node-0", "0")
 	n.nodes[0].stop(syscall.SIGKILL)
 	n.admin("epoch", "advance")
-	var st epochStatus
-	waitFor(t, 90*time.Second, "Stable", func() bool {
-		out, err := admin(t, n.bin, n.control, "epoch", "status", "-o", "json")
-		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Phase == "stable"
-	})
+	n.awaitStable("Stable", 90*time.Second)
 	after, err := c.CommitteeInfo(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -401,11 +375,7 @@ func TestTrafficThroughChurnOfProcesses(t *testing.T) {
 			n.admin("node", "stake", fmt.Sprintf("node-%d", i), "0")
 		}
 		n.admin("epoch", "advance")
-		var st epochStatus
-		waitFor(t, 90*time.Second, "Stable", func() bool {
-			out, err := admin(t, n.bin, n.control, "epoch", "status", "-o", "json")
-			return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Phase == "stable"
-		})
+		n.awaitStable("Stable", 90*time.Second)
 	}
 	change(2, 0, 1)
 	change(2, 2, 3)
@@ -459,11 +429,7 @@ func TestHandoverOfABlobTheHolderNeverHad(t *testing.T) {
 	}
 	n.admin("node", "stake", "node-0", "0")
 	n.admin("epoch", "advance")
-	var st epochStatus
-	waitFor(t, 90*time.Second, "Stable", func() bool {
-		out, err := admin(t, n.bin, n.control, "epoch", "status", "-o", "json")
-		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Phase == "stable"
-	})
+	n.awaitStable("Stable", 90*time.Second)
 	after, err := c.CommitteeInfo(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -539,10 +505,7 @@ func TestForcedAdvancePastANodeThatNeverCameUp(t *testing.T) {
 	}
 	n.admin("node", "stake", name, "0")
 	n.admin("epoch", "advance", "--force")
-	waitFor(t, 90*time.Second, "Stable after the forced advance", func() bool {
-		out, err := admin(t, n.bin, n.control, "epoch", "status", "-o", "json")
-		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Phase == "stable"
-	})
+	n.awaitStable("Stable after the forced advance", 90*time.Second)
 	for _, b := range []struct {
 		id   crypto.BlobID
 		data []byte
@@ -632,4 +595,28 @@ func TestSyncShardRefusedToOthers(t *testing.T) {
 	if count, err := served(good); count != 0 || status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("a replay: %d blobs, %v", count, err)
 	}
+}
+
+// awaitStable waits until `weft admin epoch status` reports Stable.
+func (n *network) awaitStable(what string, d time.Duration) {
+	n.t.Helper()
+	var st epochStatus
+	waitFor(n.t, d, what, func() bool {
+		out, err := admin(n.t, n.bin, n.control, "epoch", "status", "-o", "json")
+		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Phase == "stable"
+	})
+}
+
+// awaitRecoverySettled waits until no node has blobs left to recover
+// (stragglers a writer cut off catch up first).
+func (n *network) awaitRecoverySettled() {
+	n.t.Helper()
+	waitFor(n.t, 30*time.Second, "background recovery to settle", func() bool {
+		for i := range n.nodes {
+			if v, err := metric(n.metrics[i], "weft_storage_recovery_backlog"); err != nil || v != 0 {
+				return false
+			}
+		}
+		return true
+	})
 }
