@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -143,17 +144,15 @@ func (n *Node) sendSynced(stream weftv1.Storage_SyncShardServer, shard uint32, i
 		return err
 	}
 	for _, sl := range slivers {
-		for off := 0; off == 0 || off < len(sl.Data); off += chunkSize {
-			end := min(off+chunkSize, len(sl.Data))
-			if err := stream.Send(&weftv1.SyncShardItem{Chunk: &weftv1.SliverChunk{
-				Axis: uint32(sl.Axis), Index: sl.Index, SymbolSize: uint32(sl.SymbolSize), Offset: uint64(off), Data: sl.Data[off:end],
-			}}); err != nil {
+		err := sendChunks(sl, func(c *weftv1.SliverChunk) error {
+			if err := stream.Send(&weftv1.SyncShardItem{Chunk: c}); err != nil {
 				return err
 			}
-			n.metrics.bytesServed.WithLabelValues("sync").Add(float64(end - off))
-			if end == len(sl.Data) {
-				break
-			}
+			n.metrics.bytesServed.WithLabelValues("sync").Add(float64(len(c.Data)))
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -410,20 +409,11 @@ func (n *Node) copyFromHolder(ctx context.Context, a Assignment, shard uint32, h
 		if err != nil {
 			return err
 		}
-		if got < 2*syncPage || bytesCompare(lastSeen, last) >= 0 {
+		if got < 2*syncPage || bytes.Compare(lastSeen[:], last[:]) >= 0 {
 			return nil
 		}
 		after = lastSeen
 	}
-}
-
-func bytesCompare(a, b crypto.BlobID) int {
-	for i := range a {
-		if a[i] != b[i] {
-			return int(a[i]) - int(b[i])
-		}
-	}
-	return 0
 }
 
 // receiveSync reads one sync stream: blobs on the to-do list not on disk

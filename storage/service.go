@@ -367,16 +367,24 @@ func (s *service) GetSliver(req *weftv1.GetSliverRequest, stream weftv1.Storage_
 	if s.n.cfg.Faults.CorruptSlivers {
 		spoil(sl.Data)
 	}
-	for off := 0; off < len(sl.Data) || off == 0; off += chunkSize {
-		end := min(off+chunkSize, len(sl.Data))
-		if err := stream.Send(&weftv1.SliverChunk{
-			BlobId: id[:], Axis: req.Axis, Index: req.Index, SymbolSize: uint32(sl.SymbolSize), Offset: uint64(off), Data: sl.Data[off:end],
-		}); err != nil {
+	return sendChunks(sl, func(c *weftv1.SliverChunk) error {
+		c.BlobId = id[:]
+		if err := stream.Send(c); err != nil {
 			return err
 		}
-		s.n.metrics.bytesServed.WithLabelValues("sliver").Add(float64(end - off))
-		if end == len(sl.Data) {
-			break
+		s.n.metrics.bytesServed.WithLabelValues("sliver").Add(float64(len(c.Data)))
+		return nil
+	})
+}
+
+// sendChunks cuts a sliver into chunks of at most chunkSize bytes (one,
+// empty, for an empty sliver) and hands each to send, in order.
+func sendChunks(sl coding.Sliver, send func(*weftv1.SliverChunk) error) error {
+	for off := 0; off == 0 || off < len(sl.Data); off += chunkSize {
+		end := min(off+chunkSize, len(sl.Data))
+		err := send(&weftv1.SliverChunk{Axis: uint32(sl.Axis), Index: sl.Index, SymbolSize: uint32(sl.SymbolSize), Offset: uint64(off), Data: sl.Data[off:end]})
+		if err != nil || end == len(sl.Data) {
+			return err
 		}
 	}
 	return nil
