@@ -75,17 +75,7 @@ func TestJoiningNodeSurvivesSIGKILLMidSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var blobs [][]byte
-	var ids []crypto.BlobID
-	for range 150 {
-		blob := make([]byte, 40_000)
-		rand.Read(blob)
-		id, _, err := c.Store(ctx, bytes.NewReader(blob), client.StoreOptions{Epochs: 10})
-		if err != nil {
-			t.Fatal(err)
-		}
-		blobs, ids = append(blobs, blob), append(ids, id)
-	}
+	stored := storeBlobs(ctx, t, c, codec, 150, 40_000, 10)
 	before, err := c.CommitteeInfo(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -112,14 +102,7 @@ func TestJoiningNodeSurvivesSIGKILLMidSync(t *testing.T) {
 			if owner != "node-4" {
 				t.Fatalf("shard %d moved to %s", shard, owner)
 			}
-			for _, blob := range blobs {
-				enc, err := codec.Encode(blob)
-				if err != nil {
-					t.Fatal(err)
-				}
-				pair := enc.PairOnShard(codec.Params(), shard)
-				want += int64(len(pair.Primary.Data) + len(pair.Secondary.Data))
-			}
+			want += stored.shardBytes(codec, shard)
 		}
 	}
 	var copiedBefore float64
@@ -141,12 +124,7 @@ func TestJoiningNodeSurvivesSIGKILLMidSync(t *testing.T) {
 	if copiedAfter >= float64(want) || copiedBefore+copiedAfter > 1.05*float64(want) {
 		t.Fatalf("copied %.0f + %.0f bytes for %d: the restart fetched again what it had", copiedBefore, copiedAfter, want)
 	}
-	for i, id := range ids {
-		got, err := c.Read(ctx, id, client.ReadOptions{})
-		if err != nil || !bytes.Equal(got, blobs[i]) {
-			t.Fatalf("read %s after the handover: %v", id, err)
-		}
-	}
+	stored.readBack(ctx, t, c)
 }
 
 // received is what node i fetched for handovers and recovery so far.
@@ -179,19 +157,7 @@ func TestRotationMovesOnlyChangedShards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var encs []*coding.Encoded
-	for range 20 {
-		blob := make([]byte, 30_000)
-		rand.Read(blob)
-		if _, _, err := c.Store(ctx, bytes.NewReader(blob), client.StoreOptions{Epochs: 20}); err != nil {
-			t.Fatal(err)
-		}
-		enc, err := codec.Encode(blob)
-		if err != nil {
-			t.Fatal(err)
-		}
-		encs = append(encs, enc)
-	}
+	stored := storeBlobs(ctx, t, c, codec, 20, 30_000, 20)
 	// Stragglers cut off by the writer are recovered first.
 	n.awaitRecoverySettled()
 	rotate := func(what string, change func()) {
@@ -216,10 +182,7 @@ func TestRotationMovesOnlyChangedShards(t *testing.T) {
 			var want int64
 			for shard, owner := range after.Owners {
 				if owner == name && before.Owners[shard] != name {
-					for _, enc := range encs {
-						pair := enc.PairOnShard(codec.Params(), shard)
-						want += int64(len(pair.Primary.Data) + len(pair.Secondary.Data))
-					}
+					want += stored.shardBytes(codec, shard)
 				}
 			}
 			got := n.received(i) - received[i]
@@ -256,22 +219,7 @@ func TestHandoverFromAKilledHolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var encs []*coding.Encoded
-	var blobs [][]byte
-	var ids []crypto.BlobID
-	for range 20 {
-		blob := make([]byte, 30_000)
-		rand.Read(blob)
-		id, _, err := c.Store(ctx, bytes.NewReader(blob), client.StoreOptions{Epochs: 20})
-		if err != nil {
-			t.Fatal(err)
-		}
-		enc, err := codec.Encode(blob)
-		if err != nil {
-			t.Fatal(err)
-		}
-		encs, blobs, ids = append(encs, enc), append(blobs, blob), append(ids, id)
-	}
+	stored := storeBlobs(ctx, t, c, codec, 20, 30_000, 20)
 	n.awaitRecoverySettled()
 	before, err := c.CommitteeInfo(ctx, 0)
 	if err != nil {
@@ -295,10 +243,7 @@ func TestHandoverFromAKilledHolder(t *testing.T) {
 		name := fmt.Sprintf("node-%d", i)
 		for shard, owner := range after.Owners {
 			if owner == name && before.Owners[shard] == "node-0" {
-				for _, enc := range encs {
-					pair := enc.PairOnShard(codec.Params(), shard)
-					rebuilt += int64(len(pair.Primary.Data) + len(pair.Secondary.Data))
-				}
+				rebuilt += stored.shardBytes(codec, shard)
 			}
 		}
 		got += n.received(i) - received[i]
@@ -307,12 +252,7 @@ func TestHandoverFromAKilledHolder(t *testing.T) {
 	if rebuilt == 0 || got > 1.2*float64(rebuilt) {
 		t.Fatalf("received %.0f bytes to rebuild %d", got, rebuilt)
 	}
-	for i, id := range ids {
-		b, err := c.Read(ctx, id, client.ReadOptions{})
-		if err != nil || !bytes.Equal(b, blobs[i]) {
-			t.Fatalf("read %s: %v", id, err)
-		}
-	}
+	stored.readBack(ctx, t, c)
 }
 
 // Stores and reads run without pause through three epoch changes that
@@ -619,4 +559,53 @@ func (n *network) awaitRecoverySettled() {
 		}
 		return true
 	})
+}
+
+// storedBlobs are random blobs a test stored, with their encodings.
+type storedBlobs struct {
+	ids   []crypto.BlobID
+	blobs [][]byte
+	encs  []*coding.Encoded
+}
+
+// storeBlobs stores count random blobs of size bytes through the client
+// and encodes them locally, to know what each shard holds.
+func storeBlobs(ctx context.Context, t *testing.T, c *client.Client, codec *coding.Codec, count, size int, epochs uint64) storedBlobs {
+	t.Helper()
+	var s storedBlobs
+	for range count {
+		blob := make([]byte, size)
+		rand.Read(blob)
+		id, _, err := c.Store(ctx, bytes.NewReader(blob), client.StoreOptions{Epochs: epochs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := codec.Encode(blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.ids, s.blobs, s.encs = append(s.ids, id), append(s.blobs, blob), append(s.encs, enc)
+	}
+	return s
+}
+
+// shardBytes is the size of the sliver pairs the blobs place on a shard.
+func (s storedBlobs) shardBytes(codec *coding.Codec, shard int) int64 {
+	var total int64
+	for _, enc := range s.encs {
+		pair := enc.PairOnShard(codec.Params(), shard)
+		total += int64(len(pair.Primary.Data) + len(pair.Secondary.Data))
+	}
+	return total
+}
+
+// readBack reads every blob and checks its bytes.
+func (s storedBlobs) readBack(ctx context.Context, t *testing.T, c *client.Client) {
+	t.Helper()
+	for i, id := range s.ids {
+		got, err := c.Read(ctx, id, client.ReadOptions{})
+		if err != nil || !bytes.Equal(got, s.blobs[i]) {
+			t.Fatalf("read %s: %v", id, err)
+		}
+	}
 }
