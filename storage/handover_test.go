@@ -81,10 +81,7 @@ func TestHandoverMovesOnlyChangedShards(t *testing.T) {
 	if len(moved) == 0 {
 		t.Fatal("no shard moved to the joining node")
 	}
-	eventually(t, 30*time.Second, "the handover to finish (Stable)", func() bool {
-		_, phase, err := w.net.Phase(ctx)
-		return err == nil && phase == "stable"
-	})
+	w.awaitStable(t, 30*time.Second, "the handover to finish (Stable)")
 	node := w.net.Node(joined)
 	var want int64
 	for _, enc := range blobs {
@@ -149,10 +146,7 @@ func testHandoverFromLeavingNode(t *testing.T, dead bool) {
 	if _, err := w.net.AdvanceEpoch(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 45*time.Second, "the handover to finish (Stable)", func() bool {
-		_, phase, err := w.net.Phase(ctx)
-		return err == nil && phase == "stable"
-	})
+	w.awaitStable(t, 45*time.Second, "the handover to finish (Stable)")
 	after := w.owners(t)
 	var rebuilt, fetched, copied int64
 	for i := 1; i < 4; i++ {
@@ -272,10 +266,7 @@ func TestHandoverRebuildsWhatTheHolderNeverHad(t *testing.T) {
 	if _, err := w.net.AdvanceEpoch(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 45*time.Second, "the handover to finish (Stable)", func() bool {
-		_, phase, err := w.net.Phase(ctx)
-		return err == nil && phase == "stable"
-	})
+	w.awaitStable(t, 45*time.Second, "the handover to finish (Stable)")
 	after := w.owners(t)
 	for s := range after {
 		if before[s] != string(w.net.NodeID(0)) {
@@ -342,10 +333,7 @@ func TestForcedAdvancePastADeadIncomingOwner(t *testing.T) {
 	if _, err := w.net.AdvanceEpoch(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 45*time.Second, "Stable after the forced advance", func() bool {
-		_, phase, err := w.net.Phase(ctx)
-		return err == nil && phase == "stable"
-	})
+	w.awaitStable(t, 45*time.Second, "Stable after the forced advance")
 	// Stable says every shard's holder is its owner; a shard that came
 	// back to its holder (A → dead B → A) may still lack what B was sent,
 	// and its owner rebuilds that in the background.
@@ -410,10 +398,7 @@ func TestHandoverResumesAfterRestart(t *testing.T) {
 	if err := w.net.StartNode(ctx, joined); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "the handover to finish (Stable)", func() bool {
-		_, phase, err := w.net.Phase(ctx)
-		return err == nil && phase == "stable"
-	})
+	w.awaitStable(t, 60*time.Second, "the handover to finish (Stable)")
 	second := w.net.Node(joined).Stats().HandoverCopied
 	t.Logf("copied %d bytes before the stop and %d after, for %d bytes of slivers", first, second, want)
 	if first+second != want {
@@ -491,10 +476,7 @@ func TestTrafficThroughChurn(t *testing.T) {
 		if _, err := w.net.AdvanceEpoch(ctx, false); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 60*time.Second, "Stable", func() bool {
-			_, phase, err := w.net.Phase(ctx)
-			return err == nil && phase == "stable"
-		})
+		w.awaitStable(t, 60*time.Second, "Stable")
 	}
 	change(2, 0, 1)
 	change(2, 2, 3)
@@ -533,10 +515,7 @@ func TestHandoverRebuildsWhatTheHolderServesWrong(t *testing.T) {
 	if _, err := w.net.AdvanceEpoch(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 45*time.Second, "Stable", func() bool {
-		_, phase, err := w.net.Phase(ctx)
-		return err == nil && phase == "stable"
-	})
+	w.awaitStable(t, 45*time.Second, "Stable")
 	after := w.owners(t)
 	var copied, rebuilt, rejected int64
 	for i := 1; i < 4; i++ {
@@ -559,4 +538,13 @@ func TestHandoverRebuildsWhatTheHolderServesWrong(t *testing.T) {
 	if copied != 0 || rebuilt == 0 || rejected == 0 {
 		t.Fatalf("copied %d bytes from a lying holder, rebuilt %d, rejected %d", copied, rebuilt, rejected)
 	}
+}
+
+// awaitStable waits until the control plane's epoch is Stable.
+func (w *writer) awaitStable(t *testing.T, d time.Duration, what string) {
+	t.Helper()
+	eventually(t, d, what, func() bool {
+		_, phase, err := w.net.Phase(context.Background())
+		return err == nil && phase == "stable"
+	})
 }
