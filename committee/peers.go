@@ -291,13 +291,20 @@ func (s *Service) RestoreSnapshot(stream weftv1.Admin_RestoreSnapshotServer) err
 		}
 		size += int64(n)
 	}
-	if err := checkSnapshotFile(tmp.Name(), s.node.FSM().Config()); err != nil {
+	applied, err := checkSnapshotFile(tmp.Name(), s.node.FSM().Config())
+	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "snapshot: %v", err)
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return status.Error(codes.Internal, err.Error())
 	}
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
+	// Raft installs the snapshot at one past the larger of its index and
+	// the log's last: giving it the state's own applied index keeps the
+	// cluster's indices above every index the state (its events, its
+	// watchers, the applied-index guard against replays) has seen — a new
+	// cluster restored from a backup would otherwise apply nothing until
+	// its log caught up with the backup's index.
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size, Index: applied}
 	if err := s.node.raft.Restore(meta, tmp, time.Minute); err != nil {
 		return status.Error(codes.Unavailable, err.Error())
 	}
@@ -305,13 +312,18 @@ func (s *Service) RestoreSnapshot(stream weftv1.Admin_RestoreSnapshotServer) err
 }
 
 // checkSnapshotFile opens an uploaded snapshot as a state file of this
-// network's configuration before it may replace anything.
-func checkSnapshotFile(path string, cfg Config) error {
+// network's configuration before it may replace anything, and returns the
+// Raft index its state was applied up to.
+func checkSnapshotFile(path string, cfg Config) (uint64, error) {
 	f, err := OpenFSM(path, cfg)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return f.Close()
+	applied, err := f.AppliedIndex()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return applied, err
 }
 
 // ListClients lists client credentials and their quota use.

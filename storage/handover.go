@@ -281,7 +281,10 @@ func (n *Node) syncShard(ctx context.Context, a Assignment, shard uint32) error 
 			return err
 		}
 		n.syncedMu.Lock()
-		n.synced[a.Epoch]++
+		if n.synced[a.Epoch] == nil {
+			n.synced[a.Epoch] = map[uint32]bool{}
+		}
+		n.synced[a.Epoch][shard] = true
 		n.syncedMu.Unlock()
 	}
 	// Owned from now on, unless the assignment moved on meanwhile.

@@ -84,7 +84,7 @@ type Node struct {
 	syncNonces map[syncNonceKey]uint64 // per requesting node and shard: the last sync nonce served
 	reportMu   sync.Mutex              // one signed "shard synced" at a time, nonces in order
 	syncedMu   sync.Mutex
-	synced     map[uint64]uint32 // epoch → shards this node synced in it
+	synced     map[uint64]map[uint32]bool // epoch → shards this node synced in it (a shard synced twice counts once)
 
 	ready  chan struct{} // closed when store, codec and workers are up
 	cancel context.CancelFunc
@@ -107,7 +107,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Faults.Any() {
 		cfg.Logger.Warn("storage: FAULT INJECTION ENABLED — this node lies on purpose", "node", cfg.ID, "faults", cfg.Faults.String())
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), ready: make(chan struct{}), syncNonces: map[syncNonceKey]uint64{}, synced: map[uint64]uint32{}}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), ready: make(chan struct{}), syncNonces: map[syncNonceKey]uint64{}, synced: map[uint64]map[uint32]bool{}}
 	n.follower = NewFollower(cfg.Control, cfg.ID, cfg.Key, cfg.PublicAddr)
 	if err := retry(ctx, n.log, "registering with the control plane", func() error { return n.follower.Register(ctx) }); err != nil {
 		return nil, err
@@ -374,5 +374,5 @@ func (p *peerSet) close() {
 func (n *Node) syncedIn(epoch uint64) uint32 {
 	n.syncedMu.Lock()
 	defer n.syncedMu.Unlock()
-	return n.synced[epoch]
+	return uint32(len(n.synced[epoch]))
 }

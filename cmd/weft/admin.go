@@ -348,7 +348,9 @@ func adminSnapshot(a *adminClient) *cobra.Command {
 				return err
 			}
 			for off := 0; off < len(data); off += 1 << 20 {
-				if err := stream.Send(&weftv1.SnapshotChunk{Data: data[off:min(off+1<<20, len(data))]}); err != nil {
+				if err := stream.Send(&weftv1.SnapshotChunk{Data: data[off:min(off+1<<20, len(data))]}); err == io.EOF {
+					break // the server ended the call: CloseAndRecv has its answer
+				} else if err != nil {
 					return err
 				}
 			}
