@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sample is go test output cut from a real run, with a result line split by
+// stray output, a failed benchmark and a package that did not build added.
+const sample = `goos: linux
+goarch: amd64
+pkg: github.com/weftstore/weft/crypto
+cpu: AMD EPYC
+BenchmarkSign-2                  	       1	   1010346 ns/op
+BenchmarkCertificateVerify/shards=1000/nodes=100-2         	       1	   1981614 ns/op	         1.024 x-verify
+PASS
+ok  	github.com/weftstore/weft/crypto	1.624s
+pkg: github.com/weftstore/weft/committee
+BenchmarkRegistrations-2   	time=2026-01-01 level=INFO msg="leader elected"
+    2000	    274207 ns/op	      3646 registrations/s
+BenchmarkIdleWatchers-2   	--- FAIL: BenchmarkIdleWatchers-2
+    bench_test.go:125: 999 of 1000 watchers woke
+FAIL
+FAIL	github.com/weftstore/weft/committee	5.959s
+# github.com/weftstore/weft/client
+client/x.go:1:1: syntax error
+FAIL	github.com/weftstore/weft/client [build failed]
+pkg: github.com/weftstore/weft/storage
+BenchmarkHandover/outgoing-alive-2         	       1	13928470847 ns/op	        13.73 handover-s	        93.12 held-MB	         1.000 received-x-held
+BenchmarkHandover/outgoing-dead-2          	       1	19000000000 ns/op	        19.00 handover-s	        93.12 held-MB	         1.250 received-x-held
+`
+
+func TestReport(t *testing.T) {
+	p, err := parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Results) != 5 {
+		t.Fatalf("%d results, want 5: %+v", len(p.Results), p.Results)
+	}
+	if r := p.Results[2]; r.Pkg != "committee" || r.Name != "BenchmarkRegistrations" || r.Procs != 2 || r.Iters != 2000 || r.Metrics[1].Value != 3646 {
+		t.Errorf("split line parsed as %+v", r)
+	}
+	if len(p.Failures) != 3 {
+		t.Errorf("failures %q, want the FAIL lines of committee and client", p.Failures)
+	}
+
+	rep := build(p)
+	met := map[string]string{}
+	for _, r := range rep.Targets {
+		met[r.Bench+" "+r.Metric] = r.Met
+	}
+	for key, want := range map[string]string{
+		"BenchmarkCertificateVerify/shards=1000/nodes=100 x-verify": "yes",
+		"BenchmarkRegistrations registrations/s":                    "**no**",
+		"BenchmarkIdleWatchers cpu-ns/watcher/s":                    "— (missing)",
+		"BenchmarkStoreRead store-x-encode":                         "**no** (missing)",
+		"BenchmarkHandover/outgoing-alive received-x-held":          "yes",
+		"BenchmarkHandover/outgoing-dead received-x-held":           "**no**",
+		"BenchmarkEncode/n=1000/64MiB x-hashlimit":                  "**no** (missing)",
+	} {
+		if met[key] != want {
+			t.Errorf("%s: met %q, want %q", key, met[key], want)
+		}
+	}
+	if rep.Met != 2 || rep.Of != 10 {
+		t.Errorf("targets met %d of %d, want 2 of 10", rep.Met, rep.Of)
+	}
+	missing := strings.Join(rep.Missing, "\n")
+	for _, want := range []string{"client BenchmarkStoreRead: not in the output", "committee BenchmarkIdleWatchers: not in the output", "crypto BenchmarkVerify: not in the output"} {
+		if !strings.Contains(missing, want) {
+			t.Errorf("missing list lacks %q:\n%s", want, missing)
+		}
+	}
+
+	var out bytes.Buffer
+	write(&out, rep, machine(p.CPU), time.Unix(0, 0), sample)
+	for _, want := range []string{
+		"| committee BenchmarkRegistrations | registrations/s | 3646 | ≥ 5000 | **no** | #4 |",
+		"| crypto | BenchmarkSign | ns/op | 1010346 | report only | — |",
+		"**Incomplete run: `make bench` failed.**",
+		"```text\n" + sample + "```\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
