@@ -130,6 +130,9 @@ func (f *FSM) certifyBlob(tx *bolt.Tx, index uint64, c CertifyBlob, res *Result)
 		return nil, reject(CodeFailedPrecondition, "blob %s expired at the end of epoch %d", c.BlobID, rec.EndEpoch)
 	}
 	rec.CertifiedEpoch, rec.Certificate = state.Epoch(), c.Certificate
+	if err := noteCertified(tx, &rec); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
 	if err := putJSON(tx.Bucket(bucketBlobs), c.BlobID[:], rec); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
@@ -205,6 +208,9 @@ func (f *FSM) extendBlob(tx *bolt.Tx, index uint64, c ExtendBlob, res *Result) (
 // retire stores a blob that is no longer live and drops it from the expiry
 // and pending indexes.
 func (f *FSM) retire(tx *bolt.Tx, rec BlobRecord) *CommandError {
+	if err := forgetCertified(tx, rec); err != nil {
+		return reject(CodeFailedPrecondition, "%v", err)
+	}
 	if err := tx.Bucket(bucketExpiry).Delete(indexKey(rec.EndEpoch, rec.ExpiryIndex)); err != nil {
 		return reject(CodeFailedPrecondition, "%v", err)
 	}

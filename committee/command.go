@@ -93,6 +93,11 @@ type RemoveNode struct {
 type AdvanceEpoch struct {
 	Force  bool              `json:"force"`
 	Owners []shardmap.NodeID `json:"owners"`
+	// Evict lists nodes whose stake drops to 0 with this change because
+	// they failed or missed their last EvictAfter challenge rounds (the
+	// leader's --auto-evict); the FSM re-checks each.
+	Evict      []shardmap.NodeID `json:"evict,omitempty"`
+	EvictAfter int               `json:"evict_after,omitempty"`
 }
 
 // ShardSynced is an owner's signed report that it holds a shard.

@@ -316,6 +316,27 @@ func (f *FSM) apply(tx *bolt.Tx, index uint64, cmd Command, res *Result) ([]Even
 			return nil, err
 		}
 		return f.setQuota(tx, index, c)
+	case KindStartChallenge:
+		var c StartChallenge
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		return f.startChallenge(tx, index, c, res)
+	case KindCloseChallenge:
+		var c CloseChallenge
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		return f.closeRound(tx, index, c.Round)
+	case KindReportChallenge:
+		var c ReportChallenge
+		if err := decode(&c); err != nil {
+			return nil, err
+		}
+		if cmd.Node == "" || cmd.Node != c.Reporter {
+			return nil, reject(CodePermissionDenied, "challenge verdicts must be signed by their reporter %s", c.Reporter)
+		}
+		return f.reportChallenge(tx, index, c)
 	case KindSetPeer:
 		var c SetPeer
 		if err := decode(&c); err != nil {
@@ -413,6 +434,10 @@ func (f *FSM) advanceEpoch(tx *bolt.Tx, index uint64, c AdvanceEpoch, res *Resul
 	if err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
+	evicted, cerr := f.evict(tx, index, c)
+	if cerr != nil {
+		return nil, cerr
+	}
 	next, err := shardmap.New(c.Owners)
 	if err != nil {
 		return nil, reject(CodeInvalidArgument, "%v", err)
@@ -448,7 +473,16 @@ func (f *FSM) advanceEpoch(tx *bolt.Tx, index uint64, c AdvanceEpoch, res *Resul
 	if err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
-	return append(epochEvents(index, events), expired...), nil
+	// A round belongs to its epoch's committee: the change closes it.
+	closed, cerr := f.closeOpenRound(tx, index)
+	if cerr != nil {
+		return nil, cerr
+	}
+	if err := markEpochStart(tx); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	out := append(evicted, epochEvents(index, events)...)
+	return append(append(out, expired...), closed...), nil
 }
 
 // spendNonce accepts a signed request's nonce if it is above the node's

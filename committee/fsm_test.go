@@ -83,7 +83,7 @@ func (tf *testFSM) register(id shardmap.NodeID, stake uint64) {
 
 func (tf *testFSM) advance(force bool) *Result {
 	tf.t.Helper()
-	plan, err := tf.fsm.PlanEpoch(force)
+	plan, err := tf.fsm.PlanEpoch(force, 0)
 	if err != nil {
 		tf.t.Fatal(err)
 	}

@@ -15,6 +15,9 @@ type fsmMetrics struct {
 	applyLatency prometheus.Histogram
 	batchSize    prometheus.Histogram
 	commands     *prometheus.CounterVec
+	// Storage challenges: rounds started, node outcomes decided.
+	challenges        prometheus.Counter
+	challengeOutcomes *prometheus.CounterVec
 }
 
 func newFSMMetrics() *fsmMetrics {
@@ -33,6 +36,14 @@ func newFSMMetrics() *fsmMetrics {
 			Namespace: "weft", Subsystem: "control", Name: "commands_total",
 			Help: "Commands applied, by kind and outcome (ok or the rejection code).",
 		}, []string{"kind", "outcome"}),
+		challenges: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "weft", Subsystem: "control", Name: "challenge_rounds_total",
+			Help: "Storage-challenge rounds started.",
+		}),
+		challengeOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "weft", Subsystem: "control", Name: "challenge_outcomes_total",
+			Help: "Challenged nodes' outcomes as decided: passed, failed, missed.",
+		}, []string{"outcome"}),
 	}
 }
 
@@ -97,6 +108,7 @@ func (n *Node) RegisterMetrics(reg prometheus.Registerer) error {
 		gauge("epoch_handover", "1 while the epoch is in Handover, 0 when Stable.", epochState(func(s epoch.State) float64 { return float64(s.Phase()) })),
 		gauge("pending_shards", "Shards whose handover is not complete.", epochState(func(s epoch.State) float64 { return float64(len(s.Pending())) })),
 		n.fsm.metrics.applyLatency, n.fsm.metrics.batchSize, n.fsm.metrics.commands,
+		n.fsm.metrics.challenges, n.fsm.metrics.challengeOutcomes,
 	}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {

@@ -188,7 +188,7 @@ func TestThreeVoterCluster(t *testing.T) {
 	for i := range 5 {
 		c.registerNode(fmt.Sprintf("storage-%d", i), 10)
 	}
-	plan, err := c.leader().FSM().PlanEpoch(false)
+	plan, err := c.leader().FSM().PlanEpoch(false, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestThreeVoterCluster(t *testing.T) {
 func TestNodeMetrics(t *testing.T) {
 	c := newCluster(t, "m1")
 	c.registerNode("storage-0", 10)
-	plan, err := c.leader().FSM().PlanEpoch(false)
+	plan, err := c.leader().FSM().PlanEpoch(false, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package committee
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/weftstore/weft/shardmap"
 )
@@ -9,14 +10,23 @@ import (
 // PlanEpoch computes the next epoch change from the registry, as the leader
 // does before proposing it: shard counts by D'Hondt over the stakes (with
 // the per-node cap), assigned stickily from the current map. The FSM will
-// validate the result rather than recompute it.
-func (f *FSM) PlanEpoch(force bool) (AdvanceEpoch, error) {
+// validate the result rather than recompute it. With evictAfter > 0, nodes
+// that failed or missed their last evictAfter challenge rounds are planned
+// with no stake, and the command evicts them.
+func (f *FSM) PlanEpoch(force bool, evictAfter int) (AdvanceEpoch, error) {
 	nodes, err := f.Nodes()
+	if err != nil {
+		return AdvanceEpoch{}, err
+	}
+	evict, err := f.Evictable(evictAfter)
 	if err != nil {
 		return AdvanceEpoch{}, err
 	}
 	stakes := make([]shardmap.Stake, 0, len(nodes))
 	for _, n := range nodes {
+		if slices.Contains(evict, n.ID) {
+			n.Stake = 0
+		}
 		stakes = append(stakes, shardmap.Stake{Node: n.ID, Amount: n.Stake})
 	}
 	counts, err := shardmap.Counts(f.cfg.Shards, f.cfg.PerNodeCap, stakes)
@@ -31,5 +41,9 @@ func (f *FSM) PlanEpoch(force bool) (AdvanceEpoch, error) {
 	if err != nil {
 		return AdvanceEpoch{}, err
 	}
-	return AdvanceEpoch{Force: force, Owners: next.Owners()}, nil
+	plan := AdvanceEpoch{Force: force, Owners: next.Owners()}
+	if len(evict) > 0 {
+		plan.Evict, plan.EvictAfter = evict, evictAfter
+	}
+	return plan, nil
 }

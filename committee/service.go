@@ -31,6 +31,10 @@ type ServiceConfig struct {
 	OperatorToken string        // bearer token of Admin calls (required)
 	GRPCAddr      string        // where this voter serves gRPC, advertised to the others
 	MaxWait       time.Duration // longest a watch may block (default 60s)
+	// AutoEvict: an epoch change this voter plans as leader sets the stake
+	// of nodes that failed or missed their last AutoEvict challenge rounds
+	// to 0 (0: never).
+	AutoEvict int
 }
 
 // Service serves the control-plane API of one voter. Writes reaching a
@@ -152,12 +156,14 @@ func (s *Service) authenticate(ctx context.Context, req any, info *grpc.UnarySer
 }
 
 // publicReads are the Client calls anyone may make without a credential:
-// a blob's registry entry, a committee and the certified blobs are what
-// readers and storage nodes verify against or sync, and none is secret.
+// a blob's registry entry, a committee, the certified blobs and challenge
+// rounds are what readers and storage nodes verify against, sync or audit,
+// and none is secret.
 var publicReads = map[string]bool{
 	"/weft.v1.Client/BlobStatus":    true,
 	"/weft.v1.Client/GetCommittee":  true,
 	"/weft.v1.Client/ListCertified": true,
+	"/weft.v1.Client/GetChallenge":  true,
 }
 
 // randomID makes a command ID: a time prefix, so that the FSM's record of
@@ -316,11 +322,23 @@ func (s *Service) ListNodes(ctx context.Context, _ *weftv1.ListNodesRequest) (*w
 	if m := st.Map(); m != nil {
 		counts = m.Counts()
 	}
+	history, err := s.node.FSM().ChallengeHistory(historyRounds)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
 	resp := &weftv1.ListNodesResponse{}
 	for _, n := range nodes {
-		resp.Nodes = append(resp.Nodes, &weftv1.NodeInfo{
+		info := &weftv1.NodeInfo{
 			Id: string(n.ID), PublicKey: n.PublicKey, Address: n.Address, Stake: n.Stake, ShardsOwned: uint32(counts[n.ID]),
-		})
+			ChallengeHistory: history[n.ID],
+		}
+		for _, o := range history[n.ID] {
+			if o != OutcomeOpen {
+				info.Flagged = o != OutcomePassed // the latest closed round
+				break
+			}
+		}
+		resp.Nodes = append(resp.Nodes, info)
 	}
 	return resp, nil
 }
@@ -360,7 +378,7 @@ func (s *Service) AdvanceEpoch(ctx context.Context, req *weftv1.AdvanceEpochRequ
 	}); done {
 		return resp, err
 	}
-	plan, err := s.node.FSM().PlanEpoch(req.Force)
+	plan, err := s.node.FSM().PlanEpoch(req.Force, s.cfg.AutoEvict)
 	if err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}

@@ -24,11 +24,18 @@ const testToken = "operator-secret"
 // serveGRPC starts the node's service on a loopback port.
 func serveGRPC(t testing.TB, n *Node) (string, func()) {
 	t.Helper()
+	return serveGRPCWith(t, n, ServiceConfig{})
+}
+
+// serveGRPCWith is serveGRPC with other service settings.
+func serveGRPCWith(t testing.TB, n *Node, cfg ServiceConfig) (string, func()) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := NewService(n, ServiceConfig{OperatorToken: testToken, GRPCAddr: l.Addr().String()})
+	cfg.OperatorToken, cfg.GRPCAddr = testToken, l.Addr().String()
+	svc, err := NewService(n, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ var (
 	keyApplied = []byte("applied")
 
 	allBuckets = [][]byte{bucketMeta, bucketNodes, bucketKeys, bucketCommittees, bucketBlobs, bucketCommands, bucketEvents,
-		bucketClients, bucketTokens, bucketExpiry, bucketPending, bucketPeers}
+		bucketClients, bucketTokens, bucketExpiry, bucketPending, bucketPeers, bucketCertified, bucketChallenges}
 )
 
 // Config is fixed when the control plane is first created.
@@ -123,6 +123,7 @@ type BlobRecord struct {
 	Expired         bool          `json:"expired,omitempty"` // past its end epoch, or lapsed uncertified
 	RegisteredIndex uint64        `json:"registered_index"`  // keys the pending index
 	ExpiryIndex     uint64        `json:"expiry_index"`      // keys the expiry index
+	CertSeq         uint64        `json:"cert_seq,omitempty"` // 1 + its place in the challenge sampling sequence; 0 before certification
 }
 
 // Live reports whether the blob's data must be kept: registered or

@@ -161,14 +161,18 @@ func (x *StatusResponse) GetPendingShards() []uint32 {
 }
 
 type NodeInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	PublicKey     []byte                 `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
-	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
-	Stake         uint64                 `protobuf:"varint,4,opt,name=stake,proto3" json:"stake,omitempty"`
-	ShardsOwned   uint32                 `protobuf:"varint,5,opt,name=shards_owned,json=shardsOwned,proto3" json:"shards_owned,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	PublicKey   []byte                 `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	Address     string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	Stake       uint64                 `protobuf:"varint,4,opt,name=stake,proto3" json:"stake,omitempty"`
+	ShardsOwned uint32                 `protobuf:"varint,5,opt,name=shards_owned,json=shardsOwned,proto3" json:"shards_owned,omitempty"`
+	// Outcomes of the node's last challenge rounds, newest first: passed,
+	// failed, missed (or open). Flagged: the latest closed round was not passed.
+	ChallengeHistory []string `protobuf:"bytes,6,rep,name=challenge_history,json=challengeHistory,proto3" json:"challenge_history,omitempty"`
+	Flagged          bool     `protobuf:"varint,7,opt,name=flagged,proto3" json:"flagged,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *NodeInfo) Reset() {
@@ -234,6 +238,20 @@ func (x *NodeInfo) GetShardsOwned() uint32 {
 		return x.ShardsOwned
 	}
 	return 0
+}
+
+func (x *NodeInfo) GetChallengeHistory() []string {
+	if x != nil {
+		return x.ChallengeHistory
+	}
+	return nil
+}
+
+func (x *NodeInfo) GetFlagged() bool {
+	if x != nil {
+		return x.Flagged
+	}
+	return false
 }
 
 type ListNodesRequest struct {
@@ -3341,6 +3359,574 @@ func (x *ListCertifiedResponse) GetMore() bool {
 	return false
 }
 
+type StartChallengeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartChallengeRequest) Reset() {
+	*x = StartChallengeRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartChallengeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartChallengeRequest) ProtoMessage() {}
+
+func (x *StartChallengeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartChallengeRequest.ProtoReflect.Descriptor instead.
+func (*StartChallengeRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{62}
+}
+
+type StartChallengeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Round         uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartChallengeResponse) Reset() {
+	*x = StartChallengeResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartChallengeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartChallengeResponse) ProtoMessage() {}
+
+func (x *StartChallengeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartChallengeResponse.ProtoReflect.Descriptor instead.
+func (*StartChallengeResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *StartChallengeResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *StartChallengeResponse) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+type CloseChallengeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseChallengeRequest) Reset() {
+	*x = CloseChallengeRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseChallengeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseChallengeRequest) ProtoMessage() {}
+
+func (x *CloseChallengeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseChallengeRequest.ProtoReflect.Descriptor instead.
+func (*CloseChallengeRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *CloseChallengeRequest) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+type CloseChallengeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseChallengeResponse) Reset() {
+	*x = CloseChallengeResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseChallengeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseChallengeResponse) ProtoMessage() {}
+
+func (x *CloseChallengeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseChallengeResponse.ProtoReflect.Descriptor instead.
+func (*CloseChallengeResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *CloseChallengeResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type ChallengeVerdict struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Passed        bool                   `protobuf:"varint,2,opt,name=passed,proto3" json:"passed,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"` // why it failed: the evidence, for operators
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChallengeVerdict) Reset() {
+	*x = ChallengeVerdict{}
+	mi := &file_weft_v1_control_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChallengeVerdict) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChallengeVerdict) ProtoMessage() {}
+
+func (x *ChallengeVerdict) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChallengeVerdict.ProtoReflect.Descriptor instead.
+func (*ChallengeVerdict) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ChallengeVerdict) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ChallengeVerdict) GetPassed() bool {
+	if x != nil {
+		return x.Passed
+	}
+	return false
+}
+
+func (x *ChallengeVerdict) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ReportChallengeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Auth          *SignedRequest         `protobuf:"bytes,1,opt,name=auth,proto3" json:"auth,omitempty"`
+	Round         uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	Verdicts      []*ChallengeVerdict    `protobuf:"bytes,3,rep,name=verdicts,proto3" json:"verdicts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportChallengeRequest) Reset() {
+	*x = ReportChallengeRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportChallengeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportChallengeRequest) ProtoMessage() {}
+
+func (x *ReportChallengeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportChallengeRequest.ProtoReflect.Descriptor instead.
+func (*ReportChallengeRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *ReportChallengeRequest) GetAuth() *SignedRequest {
+	if x != nil {
+		return x.Auth
+	}
+	return nil
+}
+
+func (x *ReportChallengeRequest) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *ReportChallengeRequest) GetVerdicts() []*ChallengeVerdict {
+	if x != nil {
+		return x.Verdicts
+	}
+	return nil
+}
+
+type ReportChallengeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportChallengeResponse) Reset() {
+	*x = ReportChallengeResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportChallengeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportChallengeResponse) ProtoMessage() {}
+
+func (x *ReportChallengeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportChallengeResponse.ProtoReflect.Descriptor instead.
+func (*ReportChallengeResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *ReportChallengeResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type GetChallengeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"` // 0: the latest
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetChallengeRequest) Reset() {
+	*x = GetChallengeRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetChallengeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetChallengeRequest) ProtoMessage() {}
+
+func (x *GetChallengeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetChallengeRequest.ProtoReflect.Descriptor instead.
+func (*GetChallengeRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *GetChallengeRequest) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+type ChallengedNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Shards        []uint32               `protobuf:"varint,2,rep,packed,name=shards,proto3" json:"shards,omitempty"`                          // the shards it holds and must prove
+	Outcome       string                 `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`                                // open, passed, failed, missed
+	PassedWeight  uint64                 `protobuf:"varint,4,opt,name=passed_weight,json=passedWeight,proto3" json:"passed_weight,omitempty"` // shards' weight of challengers that saw it pass
+	FailedWeight  uint64                 `protobuf:"varint,5,opt,name=failed_weight,json=failedWeight,proto3" json:"failed_weight,omitempty"`
+	Reasons       []string               `protobuf:"bytes,6,rep,name=reasons,proto3" json:"reasons,omitempty"` // failure evidence reported
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChallengedNode) Reset() {
+	*x = ChallengedNode{}
+	mi := &file_weft_v1_control_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChallengedNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChallengedNode) ProtoMessage() {}
+
+func (x *ChallengedNode) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChallengedNode.ProtoReflect.Descriptor instead.
+func (*ChallengedNode) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *ChallengedNode) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ChallengedNode) GetShards() []uint32 {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+func (x *ChallengedNode) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *ChallengedNode) GetPassedWeight() uint64 {
+	if x != nil {
+		return x.PassedWeight
+	}
+	return 0
+}
+
+func (x *ChallengedNode) GetFailedWeight() uint64 {
+	if x != nil {
+		return x.FailedWeight
+	}
+	return 0
+}
+
+func (x *ChallengedNode) GetReasons() []string {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+type GetChallengeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Seed          []byte                 `protobuf:"bytes,3,opt,name=seed,proto3" json:"seed,omitempty"`
+	OpenedIndex   uint64                 `protobuf:"varint,4,opt,name=opened_index,json=openedIndex,proto3" json:"opened_index,omitempty"`
+	Open          bool                   `protobuf:"varint,5,opt,name=open,proto3" json:"open,omitempty"`
+	Blobs         [][]byte               `protobuf:"bytes,6,rep,name=blobs,proto3" json:"blobs,omitempty"`
+	Nodes         []*ChallengedNode      `protobuf:"bytes,7,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Index         uint64                 `protobuf:"varint,8,opt,name=index,proto3" json:"index,omitempty"` // the state index read at
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetChallengeResponse) Reset() {
+	*x = GetChallengeResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetChallengeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetChallengeResponse) ProtoMessage() {}
+
+func (x *GetChallengeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetChallengeResponse.ProtoReflect.Descriptor instead.
+func (*GetChallengeResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *GetChallengeResponse) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *GetChallengeResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *GetChallengeResponse) GetSeed() []byte {
+	if x != nil {
+		return x.Seed
+	}
+	return nil
+}
+
+func (x *GetChallengeResponse) GetOpenedIndex() uint64 {
+	if x != nil {
+		return x.OpenedIndex
+	}
+	return 0
+}
+
+func (x *GetChallengeResponse) GetOpen() bool {
+	if x != nil {
+		return x.Open
+	}
+	return false
+}
+
+func (x *GetChallengeResponse) GetBlobs() [][]byte {
+	if x != nil {
+		return x.Blobs
+	}
+	return nil
+}
+
+func (x *GetChallengeResponse) GetNodes() []*ChallengedNode {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *GetChallengeResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_weft_v1_control_proto protoreflect.FileDescriptor
 
 const file_weft_v1_control_proto_rawDesc = "" +
@@ -3356,14 +3942,16 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x14\n" +
 	"\x05phase\x18\x06 \x01(\tR\x05phase\x12\x16\n" +
 	"\x06shards\x18\a \x01(\rR\x06shards\x12%\n" +
-	"\x0epending_shards\x18\b \x03(\rR\rpendingShards\"\x8c\x01\n" +
+	"\x0epending_shards\x18\b \x03(\rR\rpendingShards\"\xd3\x01\n" +
 	"\bNodeInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\x02 \x01(\fR\tpublicKey\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05stake\x18\x04 \x01(\x04R\x05stake\x12!\n" +
-	"\fshards_owned\x18\x05 \x01(\rR\vshardsOwned\"\x12\n" +
+	"\fshards_owned\x18\x05 \x01(\rR\vshardsOwned\x12+\n" +
+	"\x11challenge_history\x18\x06 \x03(\tR\x10challengeHistory\x12\x18\n" +
+	"\aflagged\x18\a \x01(\bR\aflagged\"\x12\n" +
 	"\x10ListNodesRequest\"<\n" +
 	"\x11ListNodesResponse\x12'\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x11.weft.v1.NodeInfoR\x05nodes\";\n" +
@@ -3552,7 +4140,44 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\"^\n" +
 	"\x15ListCertifiedResponse\x121\n" +
 	"\x05blobs\x18\x01 \x03(\v2\x1b.weft.v1.BlobStatusResponseR\x05blobs\x12\x12\n" +
-	"\x04more\x18\x02 \x01(\bR\x04more2\xf7\b\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"\x17\n" +
+	"\x15StartChallengeRequest\"D\n" +
+	"\x16StartChallengeResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\x04R\x05round\"-\n" +
+	"\x15CloseChallengeRequest\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\".\n" +
+	"\x16CloseChallengeResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"V\n" +
+	"\x10ChallengeVerdict\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
+	"\x06passed\x18\x02 \x01(\bR\x06passed\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x91\x01\n" +
+	"\x16ReportChallengeRequest\x12*\n" +
+	"\x04auth\x18\x01 \x01(\v2\x16.weft.v1.SignedRequestR\x04auth\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\x04R\x05round\x125\n" +
+	"\bverdicts\x18\x03 \x03(\v2\x19.weft.v1.ChallengeVerdictR\bverdicts\"/\n" +
+	"\x17ReportChallengeResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"+\n" +
+	"\x13GetChallengeRequest\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\"\xba\x01\n" +
+	"\x0eChallengedNode\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
+	"\x06shards\x18\x02 \x03(\rR\x06shards\x12\x18\n" +
+	"\aoutcome\x18\x03 \x01(\tR\aoutcome\x12#\n" +
+	"\rpassed_weight\x18\x04 \x01(\x04R\fpassedWeight\x12#\n" +
+	"\rfailed_weight\x18\x05 \x01(\x04R\ffailedWeight\x12\x18\n" +
+	"\areasons\x18\x06 \x03(\tR\areasons\"\xe8\x01\n" +
+	"\x14GetChallengeResponse\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x12\n" +
+	"\x04seed\x18\x03 \x01(\fR\x04seed\x12!\n" +
+	"\fopened_index\x18\x04 \x01(\x04R\vopenedIndex\x12\x12\n" +
+	"\x04open\x18\x05 \x01(\bR\x04open\x12\x14\n" +
+	"\x05blobs\x18\x06 \x03(\fR\x05blobs\x12-\n" +
+	"\x05nodes\x18\a \x03(\v2\x17.weft.v1.ChallengedNodeR\x05nodes\x12\x14\n" +
+	"\x05index\x18\b \x01(\x04R\x05index2\x9d\n" +
+	"\n" +
 	"\x05Admin\x129\n" +
 	"\x06Status\x12\x16.weft.v1.StatusRequest\x1a\x17.weft.v1.StatusResponse\x12B\n" +
 	"\tListNodes\x12\x19.weft.v1.ListNodesRequest\x1a\x1a.weft.v1.ListNodesResponse\x12?\n" +
@@ -3571,12 +4196,15 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\x12TransferLeadership\x12\".weft.v1.TransferLeadershipRequest\x1a#.weft.v1.TransferLeadershipResponse\x12K\n" +
 	"\fAnnouncePeer\x12\x1c.weft.v1.AnnouncePeerRequest\x1a\x1d.weft.v1.AnnouncePeerResponse\x12F\n" +
 	"\fSaveSnapshot\x12\x1c.weft.v1.SaveSnapshotRequest\x1a\x16.weft.v1.SnapshotChunk0\x01\x12M\n" +
-	"\x0fRestoreSnapshot\x12\x16.weft.v1.SnapshotChunk\x1a .weft.v1.RestoreSnapshotResponse(\x012\xc3\x02\n" +
+	"\x0fRestoreSnapshot\x12\x16.weft.v1.SnapshotChunk\x1a .weft.v1.RestoreSnapshotResponse(\x01\x12Q\n" +
+	"\x0eStartChallenge\x12\x1e.weft.v1.StartChallengeRequest\x1a\x1f.weft.v1.StartChallengeResponse\x12Q\n" +
+	"\x0eCloseChallenge\x12\x1e.weft.v1.CloseChallengeRequest\x1a\x1f.weft.v1.CloseChallengeResponse2\x99\x03\n" +
 	"\x04Node\x12K\n" +
 	"\fRegisterNode\x12\x1c.weft.v1.RegisterNodeRequest\x1a\x1d.weft.v1.RegisterNodeResponse\x12N\n" +
 	"\rUpdateAddress\x12\x1d.weft.v1.UpdateAddressRequest\x1a\x1e.weft.v1.UpdateAddressResponse\x12H\n" +
 	"\vShardSynced\x12\x1b.weft.v1.ShardSyncedRequest\x1a\x1c.weft.v1.ShardSyncedResponse\x12T\n" +
-	"\x0fMarkBlobInvalid\x12\x1f.weft.v1.MarkBlobInvalidRequest\x1a .weft.v1.MarkBlobInvalidResponse2\xca\x03\n" +
+	"\x0fMarkBlobInvalid\x12\x1f.weft.v1.MarkBlobInvalidRequest\x1a .weft.v1.MarkBlobInvalidResponse\x12T\n" +
+	"\x0fReportChallenge\x12\x1f.weft.v1.ReportChallengeRequest\x1a .weft.v1.ReportChallengeResponse2\x97\x04\n" +
 	"\x06Client\x12K\n" +
 	"\fRegisterBlob\x12\x1c.weft.v1.RegisterBlobRequest\x1a\x1d.weft.v1.RegisterBlobResponse\x12H\n" +
 	"\vCertifyBlob\x12\x1b.weft.v1.CertifyBlobRequest\x1a\x1c.weft.v1.CertifyBlobResponse\x12E\n" +
@@ -3585,7 +4213,8 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\n" +
 	"BlobStatus\x12\x1a.weft.v1.BlobStatusRequest\x1a\x1b.weft.v1.BlobStatusResponse\x12K\n" +
 	"\fGetCommittee\x12\x1c.weft.v1.GetCommitteeRequest\x1a\x1d.weft.v1.GetCommitteeResponse\x12N\n" +
-	"\rListCertified\x12\x1d.weft.v1.ListCertifiedRequest\x1a\x1e.weft.v1.ListCertifiedResponse2\x89\x01\n" +
+	"\rListCertified\x12\x1d.weft.v1.ListCertifiedRequest\x1a\x1e.weft.v1.ListCertifiedResponse\x12K\n" +
+	"\fGetChallenge\x12\x1c.weft.v1.GetChallengeRequest\x1a\x1d.weft.v1.GetChallengeResponse2\x89\x01\n" +
 	"\x05Watch\x12E\n" +
 	"\n" +
 	"WatchState\x12\x1a.weft.v1.WatchStateRequest\x1a\x1b.weft.v1.WatchStateResponse\x129\n" +
@@ -3603,7 +4232,7 @@ func file_weft_v1_control_proto_rawDescGZIP() []byte {
 	return file_weft_v1_control_proto_rawDescData
 }
 
-var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_weft_v1_control_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: weft.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: weft.v1.StatusResponse
@@ -3667,6 +4296,16 @@ var file_weft_v1_control_proto_goTypes = []any{
 	(*MarkBlobInvalidResponse)(nil),    // 59: weft.v1.MarkBlobInvalidResponse
 	(*ListCertifiedRequest)(nil),       // 60: weft.v1.ListCertifiedRequest
 	(*ListCertifiedResponse)(nil),      // 61: weft.v1.ListCertifiedResponse
+	(*StartChallengeRequest)(nil),      // 62: weft.v1.StartChallengeRequest
+	(*StartChallengeResponse)(nil),     // 63: weft.v1.StartChallengeResponse
+	(*CloseChallengeRequest)(nil),      // 64: weft.v1.CloseChallengeRequest
+	(*CloseChallengeResponse)(nil),     // 65: weft.v1.CloseChallengeResponse
+	(*ChallengeVerdict)(nil),           // 66: weft.v1.ChallengeVerdict
+	(*ReportChallengeRequest)(nil),     // 67: weft.v1.ReportChallengeRequest
+	(*ReportChallengeResponse)(nil),    // 68: weft.v1.ReportChallengeResponse
+	(*GetChallengeRequest)(nil),        // 69: weft.v1.GetChallengeRequest
+	(*ChallengedNode)(nil),             // 70: weft.v1.ChallengedNode
+	(*GetChallengeResponse)(nil),       // 71: weft.v1.GetChallengeResponse
 }
 var file_weft_v1_control_proto_depIdxs = []int32{
 	2,  // 0: weft.v1.ListNodesResponse.nodes:type_name -> weft.v1.NodeInfo
@@ -3680,67 +4319,78 @@ var file_weft_v1_control_proto_depIdxs = []int32{
 	15, // 8: weft.v1.UpdateAddressRequest.auth:type_name -> weft.v1.SignedRequest
 	15, // 9: weft.v1.MarkBlobInvalidRequest.auth:type_name -> weft.v1.SignedRequest
 	33, // 10: weft.v1.ListCertifiedResponse.blobs:type_name -> weft.v1.BlobStatusResponse
-	0,  // 11: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
-	3,  // 12: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
-	5,  // 13: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
-	7,  // 14: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
-	9,  // 15: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
-	11, // 16: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
-	13, // 17: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
-	38, // 18: weft.v1.Admin.ListClients:input_type -> weft.v1.ListClientsRequest
-	40, // 19: weft.v1.Admin.PeerInfo:input_type -> weft.v1.PeerInfoRequest
-	43, // 20: weft.v1.Admin.ListPeers:input_type -> weft.v1.ListPeersRequest
-	45, // 21: weft.v1.Admin.AddPeer:input_type -> weft.v1.AddPeerRequest
-	47, // 22: weft.v1.Admin.RemovePeer:input_type -> weft.v1.RemovePeerRequest
-	49, // 23: weft.v1.Admin.TransferLeadership:input_type -> weft.v1.TransferLeadershipRequest
-	53, // 24: weft.v1.Admin.AnnouncePeer:input_type -> weft.v1.AnnouncePeerRequest
-	51, // 25: weft.v1.Admin.SaveSnapshot:input_type -> weft.v1.SaveSnapshotRequest
-	52, // 26: weft.v1.Admin.RestoreSnapshot:input_type -> weft.v1.SnapshotChunk
-	16, // 27: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
-	56, // 28: weft.v1.Node.UpdateAddress:input_type -> weft.v1.UpdateAddressRequest
-	18, // 29: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
-	58, // 30: weft.v1.Node.MarkBlobInvalid:input_type -> weft.v1.MarkBlobInvalidRequest
-	26, // 31: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
-	28, // 32: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
-	30, // 33: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
-	32, // 34: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
-	35, // 35: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
-	60, // 36: weft.v1.Client.ListCertified:input_type -> weft.v1.ListCertifiedRequest
-	20, // 37: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
-	24, // 38: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
-	1,  // 39: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
-	4,  // 40: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
-	6,  // 41: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
-	8,  // 42: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
-	10, // 43: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
-	12, // 44: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
-	14, // 45: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
-	39, // 46: weft.v1.Admin.ListClients:output_type -> weft.v1.ListClientsResponse
-	41, // 47: weft.v1.Admin.PeerInfo:output_type -> weft.v1.PeerInfoResponse
-	44, // 48: weft.v1.Admin.ListPeers:output_type -> weft.v1.ListPeersResponse
-	46, // 49: weft.v1.Admin.AddPeer:output_type -> weft.v1.AddPeerResponse
-	48, // 50: weft.v1.Admin.RemovePeer:output_type -> weft.v1.RemovePeerResponse
-	50, // 51: weft.v1.Admin.TransferLeadership:output_type -> weft.v1.TransferLeadershipResponse
-	54, // 52: weft.v1.Admin.AnnouncePeer:output_type -> weft.v1.AnnouncePeerResponse
-	52, // 53: weft.v1.Admin.SaveSnapshot:output_type -> weft.v1.SnapshotChunk
-	55, // 54: weft.v1.Admin.RestoreSnapshot:output_type -> weft.v1.RestoreSnapshotResponse
-	17, // 55: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
-	57, // 56: weft.v1.Node.UpdateAddress:output_type -> weft.v1.UpdateAddressResponse
-	19, // 57: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
-	59, // 58: weft.v1.Node.MarkBlobInvalid:output_type -> weft.v1.MarkBlobInvalidResponse
-	27, // 59: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
-	29, // 60: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
-	31, // 61: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
-	33, // 62: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
-	36, // 63: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
-	61, // 64: weft.v1.Client.ListCertified:output_type -> weft.v1.ListCertifiedResponse
-	21, // 65: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
-	25, // 66: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
-	39, // [39:67] is the sub-list for method output_type
-	11, // [11:39] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	15, // 11: weft.v1.ReportChallengeRequest.auth:type_name -> weft.v1.SignedRequest
+	66, // 12: weft.v1.ReportChallengeRequest.verdicts:type_name -> weft.v1.ChallengeVerdict
+	70, // 13: weft.v1.GetChallengeResponse.nodes:type_name -> weft.v1.ChallengedNode
+	0,  // 14: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
+	3,  // 15: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
+	5,  // 16: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
+	7,  // 17: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
+	9,  // 18: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
+	11, // 19: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
+	13, // 20: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
+	38, // 21: weft.v1.Admin.ListClients:input_type -> weft.v1.ListClientsRequest
+	40, // 22: weft.v1.Admin.PeerInfo:input_type -> weft.v1.PeerInfoRequest
+	43, // 23: weft.v1.Admin.ListPeers:input_type -> weft.v1.ListPeersRequest
+	45, // 24: weft.v1.Admin.AddPeer:input_type -> weft.v1.AddPeerRequest
+	47, // 25: weft.v1.Admin.RemovePeer:input_type -> weft.v1.RemovePeerRequest
+	49, // 26: weft.v1.Admin.TransferLeadership:input_type -> weft.v1.TransferLeadershipRequest
+	53, // 27: weft.v1.Admin.AnnouncePeer:input_type -> weft.v1.AnnouncePeerRequest
+	51, // 28: weft.v1.Admin.SaveSnapshot:input_type -> weft.v1.SaveSnapshotRequest
+	52, // 29: weft.v1.Admin.RestoreSnapshot:input_type -> weft.v1.SnapshotChunk
+	62, // 30: weft.v1.Admin.StartChallenge:input_type -> weft.v1.StartChallengeRequest
+	64, // 31: weft.v1.Admin.CloseChallenge:input_type -> weft.v1.CloseChallengeRequest
+	16, // 32: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
+	56, // 33: weft.v1.Node.UpdateAddress:input_type -> weft.v1.UpdateAddressRequest
+	18, // 34: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
+	58, // 35: weft.v1.Node.MarkBlobInvalid:input_type -> weft.v1.MarkBlobInvalidRequest
+	67, // 36: weft.v1.Node.ReportChallenge:input_type -> weft.v1.ReportChallengeRequest
+	26, // 37: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
+	28, // 38: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
+	30, // 39: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
+	32, // 40: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
+	35, // 41: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
+	60, // 42: weft.v1.Client.ListCertified:input_type -> weft.v1.ListCertifiedRequest
+	69, // 43: weft.v1.Client.GetChallenge:input_type -> weft.v1.GetChallengeRequest
+	20, // 44: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
+	24, // 45: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
+	1,  // 46: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
+	4,  // 47: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
+	6,  // 48: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
+	8,  // 49: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
+	10, // 50: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
+	12, // 51: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
+	14, // 52: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
+	39, // 53: weft.v1.Admin.ListClients:output_type -> weft.v1.ListClientsResponse
+	41, // 54: weft.v1.Admin.PeerInfo:output_type -> weft.v1.PeerInfoResponse
+	44, // 55: weft.v1.Admin.ListPeers:output_type -> weft.v1.ListPeersResponse
+	46, // 56: weft.v1.Admin.AddPeer:output_type -> weft.v1.AddPeerResponse
+	48, // 57: weft.v1.Admin.RemovePeer:output_type -> weft.v1.RemovePeerResponse
+	50, // 58: weft.v1.Admin.TransferLeadership:output_type -> weft.v1.TransferLeadershipResponse
+	54, // 59: weft.v1.Admin.AnnouncePeer:output_type -> weft.v1.AnnouncePeerResponse
+	52, // 60: weft.v1.Admin.SaveSnapshot:output_type -> weft.v1.SnapshotChunk
+	55, // 61: weft.v1.Admin.RestoreSnapshot:output_type -> weft.v1.RestoreSnapshotResponse
+	63, // 62: weft.v1.Admin.StartChallenge:output_type -> weft.v1.StartChallengeResponse
+	65, // 63: weft.v1.Admin.CloseChallenge:output_type -> weft.v1.CloseChallengeResponse
+	17, // 64: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
+	57, // 65: weft.v1.Node.UpdateAddress:output_type -> weft.v1.UpdateAddressResponse
+	19, // 66: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
+	59, // 67: weft.v1.Node.MarkBlobInvalid:output_type -> weft.v1.MarkBlobInvalidResponse
+	68, // 68: weft.v1.Node.ReportChallenge:output_type -> weft.v1.ReportChallengeResponse
+	27, // 69: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
+	29, // 70: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
+	31, // 71: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
+	33, // 72: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
+	36, // 73: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
+	61, // 74: weft.v1.Client.ListCertified:output_type -> weft.v1.ListCertifiedResponse
+	71, // 75: weft.v1.Client.GetChallenge:output_type -> weft.v1.GetChallengeResponse
+	21, // 76: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
+	25, // 77: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
+	46, // [46:78] is the sub-list for method output_type
+	14, // [14:46] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_weft_v1_control_proto_init() }
@@ -3754,7 +4404,7 @@ func file_weft_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_v1_control_proto_rawDesc), len(file_weft_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   62,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -38,6 +38,8 @@ const (
 	Admin_AnnouncePeer_FullMethodName       = "/weft.v1.Admin/AnnouncePeer"
 	Admin_SaveSnapshot_FullMethodName       = "/weft.v1.Admin/SaveSnapshot"
 	Admin_RestoreSnapshot_FullMethodName    = "/weft.v1.Admin/RestoreSnapshot"
+	Admin_StartChallenge_FullMethodName     = "/weft.v1.Admin/StartChallenge"
+	Admin_CloseChallenge_FullMethodName     = "/weft.v1.Admin/CloseChallenge"
 )
 
 // AdminClient is the client API for Admin service.
@@ -63,6 +65,11 @@ type AdminClient interface {
 	AnnouncePeer(ctx context.Context, in *AnnouncePeerRequest, opts ...grpc.CallOption) (*AnnouncePeerResponse, error)
 	SaveSnapshot(ctx context.Context, in *SaveSnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error)
 	RestoreSnapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, RestoreSnapshotResponse], error)
+	// StartChallenge opens a storage-challenge round now (closing an open
+	// one); CloseChallenge closes the open round: nodes without a result
+	// have missed it.
+	StartChallenge(ctx context.Context, in *StartChallengeRequest, opts ...grpc.CallOption) (*StartChallengeResponse, error)
+	CloseChallenge(ctx context.Context, in *CloseChallengeRequest, opts ...grpc.CallOption) (*CloseChallengeResponse, error)
 }
 
 type adminClient struct {
@@ -245,6 +252,26 @@ func (c *adminClient) RestoreSnapshot(ctx context.Context, opts ...grpc.CallOpti
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Admin_RestoreSnapshotClient = grpc.ClientStreamingClient[SnapshotChunk, RestoreSnapshotResponse]
 
+func (c *adminClient) StartChallenge(ctx context.Context, in *StartChallengeRequest, opts ...grpc.CallOption) (*StartChallengeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartChallengeResponse)
+	err := c.cc.Invoke(ctx, Admin_StartChallenge_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) CloseChallenge(ctx context.Context, in *CloseChallengeRequest, opts ...grpc.CallOption) (*CloseChallengeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CloseChallengeResponse)
+	err := c.cc.Invoke(ctx, Admin_CloseChallenge_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -268,6 +295,11 @@ type AdminServer interface {
 	AnnouncePeer(context.Context, *AnnouncePeerRequest) (*AnnouncePeerResponse, error)
 	SaveSnapshot(*SaveSnapshotRequest, grpc.ServerStreamingServer[SnapshotChunk]) error
 	RestoreSnapshot(grpc.ClientStreamingServer[SnapshotChunk, RestoreSnapshotResponse]) error
+	// StartChallenge opens a storage-challenge round now (closing an open
+	// one); CloseChallenge closes the open round: nodes without a result
+	// have missed it.
+	StartChallenge(context.Context, *StartChallengeRequest) (*StartChallengeResponse, error)
+	CloseChallenge(context.Context, *CloseChallengeRequest) (*CloseChallengeResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -325,6 +357,12 @@ func (UnimplementedAdminServer) SaveSnapshot(*SaveSnapshotRequest, grpc.ServerSt
 }
 func (UnimplementedAdminServer) RestoreSnapshot(grpc.ClientStreamingServer[SnapshotChunk, RestoreSnapshotResponse]) error {
 	return status.Error(codes.Unimplemented, "method RestoreSnapshot not implemented")
+}
+func (UnimplementedAdminServer) StartChallenge(context.Context, *StartChallengeRequest) (*StartChallengeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartChallenge not implemented")
+}
+func (UnimplementedAdminServer) CloseChallenge(context.Context, *CloseChallengeRequest) (*CloseChallengeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CloseChallenge not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -617,6 +655,42 @@ func _Admin_RestoreSnapshot_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Admin_RestoreSnapshotServer = grpc.ClientStreamingServer[SnapshotChunk, RestoreSnapshotResponse]
 
+func _Admin_StartChallenge_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartChallengeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).StartChallenge(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_StartChallenge_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).StartChallenge(ctx, req.(*StartChallengeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_CloseChallenge_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CloseChallengeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).CloseChallenge(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_CloseChallenge_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).CloseChallenge(ctx, req.(*CloseChallengeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -680,6 +754,14 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "AnnouncePeer",
 			Handler:    _Admin_AnnouncePeer_Handler,
 		},
+		{
+			MethodName: "StartChallenge",
+			Handler:    _Admin_StartChallenge_Handler,
+		},
+		{
+			MethodName: "CloseChallenge",
+			Handler:    _Admin_CloseChallenge_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -701,6 +783,7 @@ const (
 	Node_UpdateAddress_FullMethodName   = "/weft.v1.Node/UpdateAddress"
 	Node_ShardSynced_FullMethodName     = "/weft.v1.Node/ShardSynced"
 	Node_MarkBlobInvalid_FullMethodName = "/weft.v1.Node/MarkBlobInvalid"
+	Node_ReportChallenge_FullMethodName = "/weft.v1.Node/ReportChallenge"
 )
 
 // NodeClient is the client API for Node service.
@@ -715,6 +798,9 @@ type NodeClient interface {
 	// MarkBlobInvalid submits an invalid-blob certificate (signers' weight
 	// ≥ f+1) that the submitting node assembled.
 	MarkBlobInvalid(ctx context.Context, in *MarkBlobInvalidRequest, opts ...grpc.CallOption) (*MarkBlobInvalidResponse, error)
+	// ReportChallenge records a challenger's verdicts on the nodes it
+	// challenged in a round.
+	ReportChallenge(ctx context.Context, in *ReportChallengeRequest, opts ...grpc.CallOption) (*ReportChallengeResponse, error)
 }
 
 type nodeClient struct {
@@ -765,6 +851,16 @@ func (c *nodeClient) MarkBlobInvalid(ctx context.Context, in *MarkBlobInvalidReq
 	return out, nil
 }
 
+func (c *nodeClient) ReportChallenge(ctx context.Context, in *ReportChallengeRequest, opts ...grpc.CallOption) (*ReportChallengeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportChallengeResponse)
+	err := c.cc.Invoke(ctx, Node_ReportChallenge_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServer is the server API for Node service.
 // All implementations must embed UnimplementedNodeServer
 // for forward compatibility.
@@ -777,6 +873,9 @@ type NodeServer interface {
 	// MarkBlobInvalid submits an invalid-blob certificate (signers' weight
 	// ≥ f+1) that the submitting node assembled.
 	MarkBlobInvalid(context.Context, *MarkBlobInvalidRequest) (*MarkBlobInvalidResponse, error)
+	// ReportChallenge records a challenger's verdicts on the nodes it
+	// challenged in a round.
+	ReportChallenge(context.Context, *ReportChallengeRequest) (*ReportChallengeResponse, error)
 	mustEmbedUnimplementedNodeServer()
 }
 
@@ -798,6 +897,9 @@ func (UnimplementedNodeServer) ShardSynced(context.Context, *ShardSyncedRequest)
 }
 func (UnimplementedNodeServer) MarkBlobInvalid(context.Context, *MarkBlobInvalidRequest) (*MarkBlobInvalidResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MarkBlobInvalid not implemented")
+}
+func (UnimplementedNodeServer) ReportChallenge(context.Context, *ReportChallengeRequest) (*ReportChallengeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportChallenge not implemented")
 }
 func (UnimplementedNodeServer) mustEmbedUnimplementedNodeServer() {}
 func (UnimplementedNodeServer) testEmbeddedByValue()              {}
@@ -892,6 +994,24 @@ func _Node_MarkBlobInvalid_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Node_ReportChallenge_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportChallengeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).ReportChallenge(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_ReportChallenge_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).ReportChallenge(ctx, req.(*ReportChallengeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Node_ServiceDesc is the grpc.ServiceDesc for Node service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -915,6 +1035,10 @@ var Node_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "MarkBlobInvalid",
 			Handler:    _Node_MarkBlobInvalid_Handler,
 		},
+		{
+			MethodName: "ReportChallenge",
+			Handler:    _Node_ReportChallenge_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "weft/v1/control.proto",
@@ -927,6 +1051,7 @@ const (
 	Client_BlobStatus_FullMethodName    = "/weft.v1.Client/BlobStatus"
 	Client_GetCommittee_FullMethodName  = "/weft.v1.Client/GetCommittee"
 	Client_ListCertified_FullMethodName = "/weft.v1.Client/ListCertified"
+	Client_GetChallenge_FullMethodName  = "/weft.v1.Client/GetChallenge"
 )
 
 // ClientClient is the client API for Client service.
@@ -946,6 +1071,9 @@ type ClientClient interface {
 	// ListCertified pages, in blob ID order, the live blobs certified before
 	// an epoch: an incoming shard owner's to-do list (DESIGN §5).
 	ListCertified(ctx context.Context, in *ListCertifiedRequest, opts ...grpc.CallOption) (*ListCertifiedResponse, error)
+	// GetChallenge returns a challenge round (0: the latest): its seed, the
+	// sampled blobs, every challenged node's shards and results.
+	GetChallenge(ctx context.Context, in *GetChallengeRequest, opts ...grpc.CallOption) (*GetChallengeResponse, error)
 }
 
 type clientClient struct {
@@ -1016,6 +1144,16 @@ func (c *clientClient) ListCertified(ctx context.Context, in *ListCertifiedReque
 	return out, nil
 }
 
+func (c *clientClient) GetChallenge(ctx context.Context, in *GetChallengeRequest, opts ...grpc.CallOption) (*GetChallengeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetChallengeResponse)
+	err := c.cc.Invoke(ctx, Client_GetChallenge_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClientServer is the server API for Client service.
 // All implementations must embed UnimplementedClientServer
 // for forward compatibility.
@@ -1033,6 +1171,9 @@ type ClientServer interface {
 	// ListCertified pages, in blob ID order, the live blobs certified before
 	// an epoch: an incoming shard owner's to-do list (DESIGN §5).
 	ListCertified(context.Context, *ListCertifiedRequest) (*ListCertifiedResponse, error)
+	// GetChallenge returns a challenge round (0: the latest): its seed, the
+	// sampled blobs, every challenged node's shards and results.
+	GetChallenge(context.Context, *GetChallengeRequest) (*GetChallengeResponse, error)
 	mustEmbedUnimplementedClientServer()
 }
 
@@ -1060,6 +1201,9 @@ func (UnimplementedClientServer) GetCommittee(context.Context, *GetCommitteeRequ
 }
 func (UnimplementedClientServer) ListCertified(context.Context, *ListCertifiedRequest) (*ListCertifiedResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListCertified not implemented")
+}
+func (UnimplementedClientServer) GetChallenge(context.Context, *GetChallengeRequest) (*GetChallengeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetChallenge not implemented")
 }
 func (UnimplementedClientServer) mustEmbedUnimplementedClientServer() {}
 func (UnimplementedClientServer) testEmbeddedByValue()                {}
@@ -1190,6 +1334,24 @@ func _Client_ListCertified_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Client_GetChallenge_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetChallengeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServer).GetChallenge(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Client_GetChallenge_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServer).GetChallenge(ctx, req.(*GetChallengeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Client_ServiceDesc is the grpc.ServiceDesc for Client service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1220,6 +1382,10 @@ var Client_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListCertified",
 			Handler:    _Client_ListCertified_Handler,
+		},
+		{
+			MethodName: "GetChallenge",
+			Handler:    _Client_GetChallenge_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1134,6 +1134,94 @@ func (x *NodeStatusResponse) GetHandoverBytesRebuilt() uint64 {
 	return 0
 }
 
+type ProveChallengeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveChallengeRequest) Reset() {
+	*x = ProveChallengeRequest{}
+	mi := &file_weft_v1_storage_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveChallengeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveChallengeRequest) ProtoMessage() {}
+
+func (x *ProveChallengeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_storage_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveChallengeRequest.ProtoReflect.Descriptor instead.
+func (*ProveChallengeRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ProveChallengeRequest) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+type ProveChallengeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Response      []byte                 `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveChallengeResponse) Reset() {
+	*x = ProveChallengeResponse{}
+	mi := &file_weft_v1_storage_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveChallengeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveChallengeResponse) ProtoMessage() {}
+
+func (x *ProveChallengeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_storage_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveChallengeResponse.ProtoReflect.Descriptor instead.
+func (*ProveChallengeResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_storage_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ProveChallengeResponse) GetResponse() []byte {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
 var File_weft_v1_storage_proto protoreflect.FileDescriptor
 
 const file_weft_v1_storage_proto_rawDesc = "" +
@@ -1217,7 +1305,11 @@ const file_weft_v1_storage_proto_rawDesc = "" +
 	"\x0eshards_syncing\x18\t \x03(\rR\rshardsSyncing\x122\n" +
 	"\x15handover_bytes_copied\x18\n" +
 	" \x01(\x04R\x13handoverBytesCopied\x124\n" +
-	"\x16handover_bytes_rebuilt\x18\v \x01(\x04R\x14handoverBytesRebuilt2\xae\x05\n" +
+	"\x16handover_bytes_rebuilt\x18\v \x01(\x04R\x14handoverBytesRebuilt\"-\n" +
+	"\x15ProveChallengeRequest\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\"4\n" +
+	"\x16ProveChallengeResponse\x12\x1a\n" +
+	"\bresponse\x18\x01 \x01(\fR\bresponse2\x81\x06\n" +
 	"\aStorage\x12N\n" +
 	"\rStoreMetadata\x12\x1d.weft.v1.StoreMetadataRequest\x1a\x1e.weft.v1.StoreMetadataResponse\x12A\n" +
 	"\n" +
@@ -1229,7 +1321,8 @@ const file_weft_v1_storage_proto_rawDesc = "" +
 	"\vSignInvalid\x12\x1b.weft.v1.SignInvalidRequest\x1a\x1c.weft.v1.SignInvalidResponse\x12E\n" +
 	"\n" +
 	"NodeStatus\x12\x1a.weft.v1.NodeStatusRequest\x1a\x1b.weft.v1.NodeStatusResponse\x12@\n" +
-	"\tSyncShard\x12\x19.weft.v1.SyncShardRequest\x1a\x16.weft.v1.SyncShardItem0\x01B.Z,github.com/weftstore/weft/api/weft/v1;weftv1b\x06proto3"
+	"\tSyncShard\x12\x19.weft.v1.SyncShardRequest\x1a\x16.weft.v1.SyncShardItem0\x01\x12Q\n" +
+	"\x0eProveChallenge\x12\x1e.weft.v1.ProveChallengeRequest\x1a\x1f.weft.v1.ProveChallengeResponseB.Z,github.com/weftstore/weft/api/weft/v1;weftv1b\x06proto3"
 
 var (
 	file_weft_v1_storage_proto_rawDescOnce sync.Once
@@ -1243,7 +1336,7 @@ func file_weft_v1_storage_proto_rawDescGZIP() []byte {
 	return file_weft_v1_storage_proto_rawDescData
 }
 
-var file_weft_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_weft_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_weft_v1_storage_proto_goTypes = []any{
 	(*SyncShardRequest)(nil),           // 0: weft.v1.SyncShardRequest
 	(*SyncShardItem)(nil),              // 1: weft.v1.SyncShardItem
@@ -1264,6 +1357,8 @@ var file_weft_v1_storage_proto_goTypes = []any{
 	(*NodeStatusRequest)(nil),          // 16: weft.v1.NodeStatusRequest
 	(*ShardStatus)(nil),                // 17: weft.v1.ShardStatus
 	(*NodeStatusResponse)(nil),         // 18: weft.v1.NodeStatusResponse
+	(*ProveChallengeRequest)(nil),      // 19: weft.v1.ProveChallengeRequest
+	(*ProveChallengeResponse)(nil),     // 20: weft.v1.ProveChallengeResponse
 }
 var file_weft_v1_storage_proto_depIdxs = []int32{
 	4,  // 0: weft.v1.SyncShardItem.chunk:type_name -> weft.v1.SliverChunk
@@ -1278,17 +1373,19 @@ var file_weft_v1_storage_proto_depIdxs = []int32{
 	14, // 9: weft.v1.Storage.SignInvalid:input_type -> weft.v1.SignInvalidRequest
 	16, // 10: weft.v1.Storage.NodeStatus:input_type -> weft.v1.NodeStatusRequest
 	0,  // 11: weft.v1.Storage.SyncShard:input_type -> weft.v1.SyncShardRequest
-	3,  // 12: weft.v1.Storage.StoreMetadata:output_type -> weft.v1.StoreMetadataResponse
-	5,  // 13: weft.v1.Storage.StorePairs:output_type -> weft.v1.StorePairsResponse
-	7,  // 14: weft.v1.Storage.GetMetadata:output_type -> weft.v1.GetMetadataResponse
-	4,  // 15: weft.v1.Storage.GetSliver:output_type -> weft.v1.SliverChunk
-	11, // 16: weft.v1.Storage.GetRecoverySymbols:output_type -> weft.v1.GetRecoverySymbolsResponse
-	13, // 17: weft.v1.Storage.GetConfirmation:output_type -> weft.v1.GetConfirmationResponse
-	15, // 18: weft.v1.Storage.SignInvalid:output_type -> weft.v1.SignInvalidResponse
-	18, // 19: weft.v1.Storage.NodeStatus:output_type -> weft.v1.NodeStatusResponse
-	1,  // 20: weft.v1.Storage.SyncShard:output_type -> weft.v1.SyncShardItem
-	12, // [12:21] is the sub-list for method output_type
-	3,  // [3:12] is the sub-list for method input_type
+	19, // 12: weft.v1.Storage.ProveChallenge:input_type -> weft.v1.ProveChallengeRequest
+	3,  // 13: weft.v1.Storage.StoreMetadata:output_type -> weft.v1.StoreMetadataResponse
+	5,  // 14: weft.v1.Storage.StorePairs:output_type -> weft.v1.StorePairsResponse
+	7,  // 15: weft.v1.Storage.GetMetadata:output_type -> weft.v1.GetMetadataResponse
+	4,  // 16: weft.v1.Storage.GetSliver:output_type -> weft.v1.SliverChunk
+	11, // 17: weft.v1.Storage.GetRecoverySymbols:output_type -> weft.v1.GetRecoverySymbolsResponse
+	13, // 18: weft.v1.Storage.GetConfirmation:output_type -> weft.v1.GetConfirmationResponse
+	15, // 19: weft.v1.Storage.SignInvalid:output_type -> weft.v1.SignInvalidResponse
+	18, // 20: weft.v1.Storage.NodeStatus:output_type -> weft.v1.NodeStatusResponse
+	1,  // 21: weft.v1.Storage.SyncShard:output_type -> weft.v1.SyncShardItem
+	20, // 22: weft.v1.Storage.ProveChallenge:output_type -> weft.v1.ProveChallengeResponse
+	13, // [13:23] is the sub-list for method output_type
+	3,  // [3:13] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -1305,7 +1402,7 @@ func file_weft_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_v1_storage_proto_rawDesc), len(file_weft_v1_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	Storage_SignInvalid_FullMethodName        = "/weft.v1.Storage/SignInvalid"
 	Storage_NodeStatus_FullMethodName         = "/weft.v1.Storage/NodeStatus"
 	Storage_SyncShard_FullMethodName          = "/weft.v1.Storage/SyncShard"
+	Storage_ProveChallenge_FullMethodName     = "/weft.v1.Storage/ProveChallenge"
 )
 
 // StorageClient is the client API for Storage service.
@@ -74,6 +75,9 @@ type StorageClient interface {
 	// (PermissionDenied otherwise). Each blob comes as its metadata, then
 	// its pair's slivers in chunks, in blob ID order.
 	SyncShard(ctx context.Context, in *SyncShardRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SyncShardItem], error)
+	// ProveChallenge answers a challenge round: the node's signed proof of
+	// every position it must prove (challenge.Response, binary).
+	ProveChallenge(ctx context.Context, in *ProveChallengeRequest, opts ...grpc.CallOption) (*ProveChallengeResponse, error)
 }
 
 type storageClient struct {
@@ -195,6 +199,16 @@ func (c *storageClient) SyncShard(ctx context.Context, in *SyncShardRequest, opt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Storage_SyncShardClient = grpc.ServerStreamingClient[SyncShardItem]
 
+func (c *storageClient) ProveChallenge(ctx context.Context, in *ProveChallengeRequest, opts ...grpc.CallOption) (*ProveChallengeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProveChallengeResponse)
+	err := c.cc.Invoke(ctx, Storage_ProveChallenge_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServer is the server API for Storage service.
 // All implementations must embed UnimplementedStorageServer
 // for forward compatibility.
@@ -236,6 +250,9 @@ type StorageServer interface {
 	// (PermissionDenied otherwise). Each blob comes as its metadata, then
 	// its pair's slivers in chunks, in blob ID order.
 	SyncShard(*SyncShardRequest, grpc.ServerStreamingServer[SyncShardItem]) error
+	// ProveChallenge answers a challenge round: the node's signed proof of
+	// every position it must prove (challenge.Response, binary).
+	ProveChallenge(context.Context, *ProveChallengeRequest) (*ProveChallengeResponse, error)
 	mustEmbedUnimplementedStorageServer()
 }
 
@@ -272,6 +289,9 @@ func (UnimplementedStorageServer) NodeStatus(context.Context, *NodeStatusRequest
 }
 func (UnimplementedStorageServer) SyncShard(*SyncShardRequest, grpc.ServerStreamingServer[SyncShardItem]) error {
 	return status.Error(codes.Unimplemented, "method SyncShard not implemented")
+}
+func (UnimplementedStorageServer) ProveChallenge(context.Context, *ProveChallengeRequest) (*ProveChallengeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProveChallenge not implemented")
 }
 func (UnimplementedStorageServer) mustEmbedUnimplementedStorageServer() {}
 func (UnimplementedStorageServer) testEmbeddedByValue()                 {}
@@ -431,6 +451,24 @@ func _Storage_SyncShard_Handler(srv interface{}, stream grpc.ServerStream) error
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Storage_SyncShardServer = grpc.ServerStreamingServer[SyncShardItem]
 
+func _Storage_ProveChallenge_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProveChallengeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).ProveChallenge(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_ProveChallenge_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).ProveChallenge(ctx, req.(*ProveChallengeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Storage_ServiceDesc is the grpc.ServiceDesc for Storage service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -461,6 +499,10 @@ var Storage_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "NodeStatus",
 			Handler:    _Storage_NodeStatus_Handler,
+		},
+		{
+			MethodName: "ProveChallenge",
+			Handler:    _Storage_ProveChallenge_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
