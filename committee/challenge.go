@@ -41,7 +41,7 @@ type StartChallenge struct {
 	Fresh [32]byte `json:"fresh"`
 }
 
-// CloseChallenge closes a round (if it is still open).
+// CloseChallenge closes a round (if it is still open); round 0 is the latest.
 type CloseChallenge struct {
 	Round uint64 `json:"round"`
 }

@@ -33,15 +33,13 @@ func (s *Service) StartChallenge(ctx context.Context, req *weftv1.StartChallenge
 	return &weftv1.StartChallengeResponse{Index: res.Index, Round: res.Epoch}, nil
 }
 
-// CloseChallenge closes a round: nodes without an outcome missed it.
+// CloseChallenge closes a round (0: the latest): nodes without an outcome
+// missed it.
 func (s *Service) CloseChallenge(ctx context.Context, req *weftv1.CloseChallengeRequest) (*weftv1.CloseChallengeResponse, error) {
 	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.CloseChallengeResponse, error) {
 		return weftv1.NewAdminClient(conn).CloseChallenge(fctx, req)
 	}); done {
 		return resp, err
-	}
-	if req.Round == 0 {
-		return nil, status.Error(codes.InvalidArgument, "round required")
 	}
 	res, err := s.propose(ctx, KindCloseChallenge, CloseChallenge{Round: req.Round}, "", 0)
 	if err != nil {

@@ -327,6 +327,9 @@ func (f *FSM) apply(tx *bolt.Tx, index uint64, cmd Command, res *Result) ([]Even
 		if err := decode(&c); err != nil {
 			return nil, err
 		}
+		if c.Round == 0 {
+			return f.closeOpenRound(tx, index)
+		}
 		return f.closeRound(tx, index, c.Round)
 	case KindReportChallenge:
 		var c ReportChallenge

@@ -93,6 +93,7 @@ func newAdminCommand() *cobra.Command {
 		adminClients(a),
 		adminSnapshot(a),
 		adminBlob(a),
+		adminChallenge(a),
 	)
 	return cmd
 }
@@ -183,9 +184,16 @@ func adminNodes(a *adminClient) *cobra.Command {
 			return a.call(cmd, func(ctx context.Context, c weftv1.AdminClient) (proto.Message, error) {
 				return c.ListNodes(ctx, &weftv1.ListNodesRequest{})
 			}, func(w io.Writer, m proto.Message) {
-				fmt.Fprintln(w, "ID\tADDRESS\tSTAKE\tSHARDS\tPUBLIC KEY")
+				fmt.Fprintln(w, "ID\tADDRESS\tSTAKE\tSHARDS\tCHALLENGES (newest first)\tPUBLIC KEY")
 				for _, n := range m.(*weftv1.ListNodesResponse).Nodes {
-					fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s…\n", n.Id, n.Address, n.Stake, n.ShardsOwned, hex.EncodeToString(n.PublicKey)[:16])
+					history := strings.Join(n.ChallengeHistory, ",")
+					if n.Flagged {
+						history = "FLAGGED " + history
+					}
+					if history == "" {
+						history = "-"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s…\n", n.Id, n.Address, n.Stake, n.ShardsOwned, history, hex.EncodeToString(n.PublicKey)[:16])
 				}
 			})
 		},
@@ -210,7 +218,7 @@ func adminNodes(a *adminClient) *cobra.Command {
 			}, done("node "+args[0]+" removed"))
 		},
 	}
-	cmd.AddCommand(list, stake, remove)
+	cmd.AddCommand(list, stake, remove, evictCommand(a))
 	return cmd
 }
 

@@ -56,6 +56,8 @@ type controlOptions struct {
 	join                            []string
 	shards, perNodeCap              int
 	epochDuration                   time.Duration
+	challengeWindow                 time.Duration
+	autoEvict                       int
 	metricsAddr                     string
 	tokens                          tokenFlags
 }
@@ -87,6 +89,8 @@ func newControlCommand() *cobra.Command {
 	f.IntVar(&o.perNodeCap, "per-node-cap", 0, "most shards one storage node may own (0: no cap)")
 	f.DurationVar(&o.epochDuration, "epoch-duration", 0, "advance the epoch this often when Stable (0: only by operator)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (empty: off)")
+	f.DurationVar(&o.challengeWindow, "challenge-window", 2*time.Minute, "run a storage-challenge round once per epoch, open at most this long (0: only by operator)")
+	f.IntVar(&o.autoEvict, "auto-evict", 0, "at an epoch change, set the stake of nodes that failed or missed their last K challenge rounds to 0 (0: never)")
 	o.tokens.add(cmd)
 	return cmd
 }
@@ -109,7 +113,7 @@ func runControl(ctx context.Context, o controlOptions) error {
 		return err
 	}
 	defer node.Shutdown()
-	svc, err := committee.NewService(node, committee.ServiceConfig{OperatorToken: token, GRPCAddr: o.grpcAddr})
+	svc, err := committee.NewService(node, committee.ServiceConfig{OperatorToken: token, GRPCAddr: o.grpcAddr, AutoEvict: o.autoEvict})
 	if err != nil {
 		return err
 	}
@@ -145,6 +149,9 @@ func runControl(ctx context.Context, o controlOptions) error {
 	}
 	if o.epochDuration > 0 {
 		go epochTimer(ctx, node, svc, token, o.epochDuration, log)
+	}
+	if o.challengeWindow > 0 {
+		go challengeTimer(ctx, node, svc, token, o.challengeWindow, log)
 	}
 	<-ctx.Done()
 	log.Info("control-plane voter stopping")

@@ -299,3 +299,63 @@ func TestSnapshotRestoreIntoANewCluster(t *testing.T) {
 		t.Fatalf("restored cluster's applied index %d is not above the backup's %d", got, backupIndex)
 	}
 }
+
+// `weft admin challenge start|status|close` and the challenge column of
+// `node list`, against one voter with one storage node in the committee.
+func TestChallengeCLI(t *testing.T) {
+	const token = "challenge-token"
+	grpcAddr := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	o := controlOptions{id: "solo", dataDir: t.TempDir(), raftAddr: freePort(t), grpcAddr: grpcAddr,
+		bootstrapExpect: 1, shards: 10, tokens: tokenFlags{token: token}}
+	go func() { stopped <- runControl(ctx, o) }()
+	t.Cleanup(func() { cancel(); <-stopped })
+	admin := func(args ...string) (string, error) {
+		return runWeft(t, append(append([]string{"admin"}, args...), "--control", grpcAddr, "--token", token)...)
+	}
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sk, _ := crypto.GenerateKey(nil)
+	req := &weftv1.RegisterNodeRequest{PublicKey: sk.PublicKey().Bytes(), ProofOfPossession: sk.ProvePossession().Bytes(), Address: "s:1"}
+	req.Auth, _ = committee.SignRequest(sk, "storage", 0, 1, "RegisterNode", committee.RegisterPayload(req))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := weftv1.NewNodeClient(conn).RegisterNode(context.Background(), req); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	if out, err := admin("challenge", "start"); err == nil || !strings.Contains(err.Error(), "no committee yet") {
+		t.Fatalf("a round before epoch 1: %v %s", err, out)
+	}
+	for _, args := range [][]string{{"node", "stake", "storage", "5"}, {"epoch", "advance"}} {
+		if out, err := admin(args...); err != nil {
+			t.Fatal(err, out)
+		}
+	}
+	if out, err := admin("challenge", "start"); err != nil || !strings.Contains(out, "challenge round 1 started") {
+		t.Fatalf("start: %v %s", err, out)
+	}
+	out, err := admin("challenge", "status", "-o", "json")
+	var st struct {
+		Round, Epoch string // protojson writes uint64 as a string
+		Open         bool
+		Nodes        []struct{ Node, Outcome string }
+	}
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Round != "1" || !st.Open || len(st.Nodes) != 1 || st.Nodes[0].Outcome != "open" {
+		t.Fatalf("status: %v %s", err, out)
+	}
+	if out, err := admin("challenge", "close"); err != nil || !strings.Contains(out, "closed") {
+		t.Fatalf("close: %v %s", err, out)
+	}
+	if out, err := admin("node", "list"); err != nil || !strings.Contains(out, "FLAGGED missed") {
+		t.Fatalf("node list after a missed round: %v\n%s", err, out)
+	}
+	if _, err := admin("challenge", "status", "7"); err == nil || !strings.Contains(err.Error(), "NotFound") {
+		t.Fatalf("status of an unknown round: %v", err)
+	}
+}
