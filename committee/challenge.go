@@ -365,7 +365,7 @@ func evictable(tx *bolt.Tx, k int) ([]shardmap.NodeID, error) {
 	if k <= 0 {
 		return nil, nil
 	}
-	bad := map[shardmap.NodeID]int{}  // consecutive non-passed closed rounds, newest first
+	bad := map[shardmap.NodeID]int{}   // consecutive non-passed closed rounds, newest first
 	done := map[shardmap.NodeID]bool{} // streak already broken
 	c := tx.Bucket(bucketChallenges).Cursor()
 	for key, v := c.Last(); key != nil; key, v = c.Prev() {

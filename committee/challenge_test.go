@@ -25,7 +25,9 @@ func (sn *storageNode) report(t testing.TB, round uint64, verdicts ...*weftv1.Ch
 	return req
 }
 
-func pass(node string) *weftv1.ChallengeVerdict { return &weftv1.ChallengeVerdict{Node: node, Passed: true} }
+func pass(node string) *weftv1.ChallengeVerdict {
+	return &weftv1.ChallengeVerdict{Node: node, Passed: true}
+}
 func fail(node, why string) *weftv1.ChallengeVerdict {
 	return &weftv1.ChallengeVerdict{Node: node, Reason: why}
 }
@@ -221,7 +223,6 @@ func TestChallengeRounds(t *testing.T) {
 		}
 	}
 }
-
 
 func mustClient(t *testing.T, admin weftv1.AdminClient, op context.Context) string {
 	added, err := admin.AddClient(op, &weftv1.AddClientRequest{Client: "app", Quota: 1 << 40})

@@ -120,9 +120,9 @@ type BlobRecord struct {
 	Client          string        `json:"client"`
 	Invalid         bool          `json:"invalid,omitempty"`
 	InvalidProof    []byte        `json:"invalid_certificate,omitempty"`
-	Expired         bool          `json:"expired,omitempty"` // past its end epoch, or lapsed uncertified
-	RegisteredIndex uint64        `json:"registered_index"`  // keys the pending index
-	ExpiryIndex     uint64        `json:"expiry_index"`      // keys the expiry index
+	Expired         bool          `json:"expired,omitempty"`  // past its end epoch, or lapsed uncertified
+	RegisteredIndex uint64        `json:"registered_index"`   // keys the pending index
+	ExpiryIndex     uint64        `json:"expiry_index"`       // keys the expiry index
 	CertSeq         uint64        `json:"cert_seq,omitempty"` // 1 + its place in the challenge sampling sequence; 0 before certification
 }
 
