@@ -7,10 +7,13 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/coding"
@@ -37,7 +40,64 @@ type ReadOptions struct {
 // Slivers are decoded optimistically, unverified: the consistent-read
 // check re-encodes the result anyway, and only if it fails are slivers
 // checked one by one, the bad ones dropped and replaced by verified ones.
+//
+// A blob sampled by an open storage-challenge round is served by no node
+// until the round closes (no one may rebuild a challenged sliver on
+// demand): Read then waits for the round to close and reads again.
 func (c *Client) Read(ctx context.Context, id crypto.BlobID, opts ReadOptions) ([]byte, error) {
+	for {
+		blob, err := c.readOnce(ctx, id, opts)
+		if err == nil || !underChallenge(err) {
+			return blob, err
+		}
+		c.cfg.Logger.Info("read: the blob is under a storage challenge; waiting for the round to close", "blob", id)
+		if werr := c.awaitChallengeClosed(ctx); werr != nil {
+			return nil, fmt.Errorf("%w (waiting for the challenge round to close: %v)", err, werr)
+		}
+	}
+}
+
+// underChallenge reports whether a read failed because nodes refused the
+// blob's slivers while a challenge round samples it.
+func underChallenge(err error) bool {
+	var ne *NotEnoughSliversError
+	if !errors.As(err, &ne) {
+		return false
+	}
+	for _, f := range ne.Failures {
+		if status.Code(f.Err) == codes.Unavailable && strings.Contains(f.Err.Error(), "under storage challenge") {
+			return true
+		}
+	}
+	return false
+}
+
+// awaitChallengeClosed polls the latest challenge round until it is closed.
+func (c *Client) awaitChallengeClosed(ctx context.Context) error {
+	for {
+		var open bool
+		err := c.controlCall(ctx, "GetChallenge", func(ctx context.Context, conn *grpc.ClientConn) error {
+			resp, err := weftv1.NewClientClient(conn).GetChallenge(ctx, &weftv1.GetChallengeRequest{})
+			if err == nil {
+				open = resp.Open
+			}
+			return err
+		})
+		if err != nil && status.Code(err) != codes.NotFound {
+			return err
+		}
+		if !open {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Client) readOnce(ctx context.Context, id crypto.BlobID, opts ReadOptions) ([]byte, error) {
 	start := time.Now()
 	var stats ReadStats
 	defer func() {

@@ -65,6 +65,8 @@ var goals = []goal{
 	// #6 handover (storage/DESIGN.md).
 	{"storage", "BenchmarkHandover/outgoing-alive", "received-x-held", "≤", 1.05, 6},
 	{"storage", "BenchmarkHandover/outgoing-dead", "received-x-held", "≤", 1.2, 6},
+	// #8 storage challenges (challenge/DESIGN.md).
+	{"challenge", "BenchmarkRoundBytes", "x-stored", "≤", 0.01, 8},
 }
 
 // benchID names one benchmark of one package.
