@@ -92,12 +92,18 @@ func (n *network) addNode(extra ...string) int {
 }
 
 func startProcessNetwork(t *testing.T, nodes, shards int, nodeArgs ...string) *network {
+	return startProcessNetworkWith(t, nodes, shards, nil, nodeArgs...)
+}
+
+// startProcessNetworkWith is startProcessNetwork with more `weft control`
+// flags.
+func startProcessNetworkWith(t *testing.T, nodes, shards int, controlArgs []string, nodeArgs ...string) *network {
 	bin := buildWeft(t)
 	base := t.TempDir()
 	n := &network{t: t, bin: bin, control: freeAddr(t)}
-	cp := &process{name: "control", log: filepath.Join(base, "control.log"), args: []string{"control", "--id", "cp",
+	cp := &process{name: "control", log: filepath.Join(base, "control.log"), args: append([]string{"control", "--id", "cp",
 		"--data-dir", filepath.Join(base, "cp"), "--raft-addr", freeAddr(t), "--grpc-addr", n.control,
-		"--bootstrap-expect", "1", "--shards", fmt.Sprint(shards)}}
+		"--bootstrap-expect", "1", "--shards", fmt.Sprint(shards)}, controlArgs...)}
 	cp.start(t, bin)
 	t.Cleanup(func() {
 		for _, p := range n.nodes {

@@ -38,7 +38,14 @@ func (n *Node) followEvents(ctx context.Context) {
 			continue
 		}
 		batch := EventBatch{Index: resp.Events[len(resp.Events)-1].Index}
+		var challenged uint64 // the last challenge round event of the page
 		for _, e := range resp.Events {
+			switch {
+			case e.Kind == "challenge-started" || e.Kind == "challenge-closed":
+				challenged = e.Index
+			case e.Kind == "challenge-failed" && e.Node == string(n.cfg.ID):
+				n.log.Error("storage: this node FAILED a storage challenge: its challengers found slivers missing or wrong (see weft admin node list)", "epoch", e.Epoch)
+			}
 			if len(e.BlobId) != crypto.DigestSize {
 				continue
 			}
@@ -62,6 +69,9 @@ func (n *Node) followEvents(ctx context.Context) {
 		}
 		if len(batch.Recover) > 0 {
 			n.recovery.wake()
+		}
+		if challenged > 0 {
+			n.chal.notify(challenged)
 		}
 	}
 }

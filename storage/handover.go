@@ -220,14 +220,15 @@ func (n *Node) syncUntilDone(ctx context.Context, sem chan struct{}, a Assignmen
 
 // deleteRetired deletes the data of shards the committed state shows the
 // node neither owns nor holds — asked again inside the deleting
-// transaction, since a shard can come back (A → B → A).
+// transaction, since a shard can come back (A → B → A). A shard the node
+// must still prove in an open challenge round waits for the round's close.
 func (n *Node) deleteRetired() {
 	states, err := n.store.ShardStates()
 	if err != nil {
 		return
 	}
 	for shard, state := range states {
-		if state != ShardRetired {
+		if state != ShardRetired || n.chal.mustProve(shard) {
 			continue
 		}
 		gone := func() bool {
@@ -500,6 +501,11 @@ func (n *Node) signSync(epoch uint64, shard uint32, after crypto.BlobID, limit u
 // rebuildForShard recovers a blob's pair for a gained shard from the
 // nodes that held the sources when the epoch began.
 func (n *Node) rebuildForShard(ctx context.Context, a Assignment, shard uint32, id crypto.BlobID) (VerifiedPair, error) {
+	// Under an open challenge round nobody serves a sampled blob's symbols:
+	// wait for the round to close rather than fail.
+	if err := n.chal.waitLifted(ctx, id); err != nil {
+		return VerifiedPair{}, err
+	}
 	meta, err := n.metadataFor(ctx, id, a)
 	if err != nil {
 		return VerifiedPair{}, err

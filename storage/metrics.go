@@ -28,6 +28,10 @@ type Metrics struct {
 	handoverCopied  prometheus.Counter
 	handoverRebuilt prometheus.Counter
 	handoverSeconds prometheus.Histogram
+
+	challengesProved   prometheus.Counter
+	challengeVerdicts  *prometheus.CounterVec
+	challengeEmbargoed prometheus.Counter
 }
 
 func newMetrics() *Metrics {
@@ -61,9 +65,16 @@ func newMetrics() *Metrics {
 		handoverSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "weft_storage_handover_seconds", Help: "Time from the start of a gained shard's sync to its shard-synced report.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 4, 10)}),
+		challengesProved: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_storage_challenges_proved_total", Help: "Storage-challenge rounds this node built its signed proof for."}),
+		challengeVerdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_storage_challenge_verdicts_total", Help: "This node's verdicts on other nodes' challenge proofs, by outcome (passed, failed, abstained)."}, []string{"outcome"}),
+		challengeEmbargoed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_storage_challenge_embargoed_requests_total", Help: "Sliver and recovery-symbol requests refused because the blob is under an open storage challenge."}),
 	}
 	m.registry.MustRegister(m.bytesStored, m.bytesServed, m.bytesRecovered, m.slivers, m.rejected, m.rpcSeconds, m.shards, m.backlog,
 		m.verifySeconds, m.writeSeconds, m.handoverCopied, m.handoverRebuilt, m.handoverSeconds,
+		m.challengesProved, m.challengeVerdicts, m.challengeEmbargoed,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -107,6 +118,11 @@ type Stats struct {
 	Rejected             int64
 	HandoverCopied       int64         // sliver bytes copied from holders
 	HandoverRebuilt      int64         // symbol bytes fetched to rebuild gained slivers
+	ChallengesProved     int64         // rounds this node built a proof for
+	ChallengesPassed     int64         // verdicts "passed" this node gave others
+	ChallengesFailed     int64         // verdicts "failed"
+	ChallengesAbstained  int64         // nodes it could not judge (no metadata)
+	EmbargoedRequests    int64         // reads refused under an open challenge
 	VerifyTime           time.Duration // spent verifying received pairs
 	WriteTime            time.Duration // spent writing them durably
 }
@@ -135,6 +151,11 @@ func (m *Metrics) snapshot() Stats {
 		Rejected:             get(m.rejected),
 		HandoverCopied:       get(m.handoverCopied),
 		HandoverRebuilt:      get(m.handoverRebuilt),
+		ChallengesProved:     get(m.challengesProved),
+		ChallengesPassed:     get(m.challengeVerdicts.WithLabelValues("passed")),
+		ChallengesFailed:     get(m.challengeVerdicts.WithLabelValues("failed")),
+		ChallengesAbstained:  get(m.challengeVerdicts.WithLabelValues("abstained")),
+		EmbargoedRequests:    get(m.challengeEmbargoed),
 		VerifyTime:           seconds(m.verifySeconds),
 		WriteTime:            seconds(m.writeSeconds),
 	}

@@ -77,6 +77,7 @@ type Node struct {
 	peers    *peerSet
 	recovery *recoverer
 	lines    *lineCache // extended lines recently served symbols from
+	chal     *challenges
 
 	registered sync.Map // crypto.BlobID → struct{}: blobs the control plane confirmed registered
 
@@ -116,6 +117,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.cancel = cancel
 	n.peers = newPeerSet(cfg.Control, n.log)
 	n.metrics = newMetrics()
+	n.chal = newChallenges(n)
 	n.goRun(func() { _ = n.follower.Run(runCtx, cfg.WatchTimeout) })
 	n.goRun(func() {
 		if err := n.open(runCtx); err != nil {
@@ -124,7 +126,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			}
 			return
 		}
+		// A restarted node re-applies an open round's embargo before it
+		// serves anything.
+		if err := n.chal.load(runCtx); err != nil {
+			return
+		}
 		close(n.ready)
+		n.goRun(func() { n.chal.run(runCtx) })
 		n.goRun(func() { n.followEvents(runCtx) })
 		n.goRun(func() { n.recovery.run(runCtx) })
 		n.goRun(func() { n.trackShardStates(runCtx) })
@@ -143,6 +151,15 @@ func (n *Node) open(ctx context.Context) error {
 	}
 	if n.store, err = Open(filepath.Join(n.cfg.DataDir, "storage.db"), n.codec); err != nil {
 		return err
+	}
+	if drop := n.cfg.Faults.dropper(n.cfg.ID); drop != nil {
+		n.store.drop = drop
+		dropped, err := n.store.dropPairs()
+		if err != nil {
+			return err
+		}
+		n.log.Warn("storage: FAULT drop-pairs: deleted stored sliver pairs and will not store its share of new ones",
+			"percent", n.cfg.Faults.DropPairs, "deleted", dropped)
 	}
 	n.recovery = newRecoverer(n)
 	n.lines = newLineCache(64<<20, 30*time.Second)

@@ -89,6 +89,9 @@ func (r *recoverer) dispatch(ctx context.Context, sem chan struct{}, wg *sync.Wa
 	r.n.metrics.backlog.Set(float64(len(pending)))
 	for _, p := range pending {
 		id := p.ID
+		if _, held := r.n.chal.embargoed(id); held {
+			continue // peers refuse its symbols until the round closes (retryNow)
+		}
 		r.mu.Lock()
 		now := time.Now()
 		if _, ok := r.firstSeen[id]; !ok {
@@ -126,6 +129,18 @@ func (r *recoverer) dispatch(ctx context.Context, sem chan struct{}, wg *sync.Wa
 		}()
 	}
 	return next
+}
+
+// retryNow clears the backoff of blobs whose challenge embargo lifted and
+// wakes the worker.
+func (r *recoverer) retryNow(ids []crypto.BlobID) {
+	r.mu.Lock()
+	for _, id := range ids {
+		delete(r.retryAt, id)
+		delete(r.attempts, id)
+	}
+	r.mu.Unlock()
+	r.wake()
 }
 
 func (r *recoverer) finish(id crypto.BlobID, err error) {

@@ -360,6 +360,9 @@ func (s *service) GetSliver(req *weftv1.GetSliverRequest, stream weftv1.Storage_
 	if err != nil {
 		return err
 	}
+	if err := s.n.embargoError(id); err != nil {
+		return err
+	}
 	sl, err := s.n.store.Sliver(shard, id, axis)
 	if err != nil {
 		return storeError(err)
@@ -393,6 +396,9 @@ func sendChunks(sl coding.Sliver, send func(*weftv1.SliverChunk) error) error {
 func (s *service) GetRecoverySymbols(ctx context.Context, req *weftv1.GetRecoverySymbolsRequest) (*weftv1.GetRecoverySymbolsResponse, error) {
 	id, err := blobIDFrom(req.BlobId)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.n.embargoError(id); err != nil {
 		return nil, err
 	}
 	p := s.n.codec.Params()

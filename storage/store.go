@@ -51,6 +51,9 @@ var (
 type Store struct {
 	db    *bolt.DB
 	codec *coding.Codec
+	// drop is the DropPairs fault (nil in production): pairs it names are
+	// not written, and HasPair claims them anyway.
+	drop func(shard uint32, id crypto.BlobID) bool
 }
 
 // Open opens (or creates) the store.
@@ -185,11 +188,14 @@ func (s *Store) WritePairs(pairs ...VerifiedPair) error {
 	if len(pairs) == 0 {
 		return nil
 	}
-	return s.db.Update(func(tx *bolt.Tx) error { return writePairs(tx, pairs) })
+	return s.db.Update(func(tx *bolt.Tx) error { return s.writePairs(tx, pairs) })
 }
 
-func writePairs(tx *bolt.Tx, pairs []VerifiedPair) error {
+func (s *Store) writePairs(tx *bolt.Tx, pairs []VerifiedPair) error {
 	for _, v := range pairs {
+		if s.drop != nil && s.drop(v.shard, v.id) {
+			continue // fault injection: a cheater that does not keep it
+		}
 		for _, sl := range []coding.Sliver{v.pair.Primary, v.pair.Secondary} {
 			name := subPrimary
 			if sl.Axis == crypto.Secondary {
@@ -238,6 +244,9 @@ func (s *Store) Sliver(shard uint32, id crypto.BlobID, axis crypto.Axis) (coding
 
 // HasPair reports whether both slivers of a blob are stored for a shard.
 func (s *Store) HasPair(shard uint32, id crypto.BlobID) (bool, error) {
+	if s.drop != nil && s.drop(shard, id) {
+		return true, nil // fault injection: a cheater claims what it dropped
+	}
 	has := false
 	err := s.db.View(func(tx *bolt.Tx) error {
 		p, _ := shardBucket(tx, shard, subPrimary, false)
@@ -246,6 +255,47 @@ func (s *Store) HasPair(shard uint32, id crypto.BlobID) (bool, error) {
 		return nil
 	})
 	return has, err
+}
+
+// dropPairs deletes the stored pairs the DropPairs fault names (at start:
+// a node restarted with the fault drops what it held) and returns how many.
+func (s *Store) dropPairs() (int, error) {
+	if s.drop == nil {
+		return 0, nil
+	}
+	dropped := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		shards := tx.Bucket(bucketShards)
+		return shards.ForEachBucket(func(k []byte) error {
+			shard := binary.BigEndian.Uint32(k)
+			sb := shards.Bucket(k)
+			for _, name := range [][]byte{subPrimary, subSecondary} {
+				b := sb.Bucket(name)
+				if b == nil {
+					continue
+				}
+				var doomed [][]byte
+				if err := b.ForEach(func(id, _ []byte) error {
+					if len(id) == crypto.DigestSize && s.drop(shard, crypto.BlobID(id)) {
+						doomed = append(doomed, bytes.Clone(id))
+					}
+					return nil
+				}); err != nil {
+					return err
+				}
+				for _, id := range doomed {
+					if err := b.Delete(id); err != nil {
+						return err
+					}
+				}
+				if bytes.Equal(name, subPrimary) {
+					dropped += len(doomed)
+				}
+			}
+			return nil
+		})
+	})
+	return dropped, err
 }
 
 // Blobs lists up to limit blob IDs with a stored pair on a shard, after the
@@ -548,7 +598,7 @@ func (s *Store) SyncCursor(epoch uint64, shard uint32) (crypto.BlobID, error) {
 // the new cursor, so a restart resumes after the last pair on disk.
 func (s *Store) WriteSynced(epoch uint64, shard uint32, cursor crypto.BlobID, pairs ...VerifiedPair) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		if err := writePairs(tx, pairs); err != nil {
+		if err := s.writePairs(tx, pairs); err != nil {
 			return err
 		}
 		b, err := tx.CreateBucketIfNotExists(bucketSync)

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 
@@ -58,7 +59,7 @@ func newNodeCommand() *cobra.Command {
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (empty: off)")
 	f.IntVar(&o.recoveryWorkers, "recovery-workers", 2, "blobs recovered at once")
 	f.DurationVar(&o.recoveryDelay, "recovery-delay", 5*time.Second, "wait after certification before recovering missing slivers")
-	f.StringVar(&o.faults, "inject-faults", "", "TESTING ONLY: make this node lie (corrupt-slivers,bad-symbols,bad-signature)")
+	f.StringVar(&o.faults, "inject-faults", "", "TESTING ONLY: make this node lie ("+storage.FaultNames+")")
 	_ = f.MarkHidden("inject-faults")
 	return cmd
 }
@@ -78,7 +79,10 @@ func nodeIDFromKey(pk *crypto.PublicKey) shardmap.NodeID {
 
 // dialControl connects to the control plane through any of its voters:
 // every voter answers reads and forwards writes to the leader, so the
-// connection only needs one that is up.
+// connection only needs one that is up. Keepalive pings find a voter that
+// stopped answering (cut off by the network: no reset ever comes, and a
+// long-poll would wait on it for as long as TCP does, many minutes): the
+// connection is closed and the next call goes to another voter.
 func dialControl(addrs []string) (*grpc.ClientConn, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("--control is required")
@@ -89,7 +93,8 @@ func dialControl(addrs []string) (*grpc.ClientConn, error) {
 		state.Addresses = append(state.Addresses, resolver.Address{Addr: strings.TrimSpace(a)})
 	}
 	r.InitialState(state)
-	return grpc.NewClient(r.Scheme()+":///control", grpc.WithResolvers(r), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return grpc.NewClient(r.Scheme()+":///control", grpc.WithResolvers(r), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}))
 }
 
 func runNode(ctx context.Context, o nodeOptions) error {
