@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -85,9 +86,16 @@ func (s *Service) Register(g *grpc.Server) {
 	weftv1.RegisterClientServer(g, s.client)
 }
 
-// ServerOptions returns the interceptor that authenticates Admin calls.
+// ServerOptions returns the interceptor that authenticates Admin calls,
+// and lets clients ping as often as every 5 s (gRPC's default allows one
+// ping in 5 minutes and closes the connection of a client that pings more):
+// storage nodes keep their long-polls to a voter alive with pings, to notice
+// a voter cut off by the network and move to another.
 func (s *Service) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.authenticate)}
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.authenticate),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}
 }
 
 // Close stops the announcer and the forwarding connections.
