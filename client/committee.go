@@ -129,8 +129,20 @@ var ErrNoCommittee = errors.New("client: no committee for that epoch")
 // CommitteeInfo returns an epoch's committee with the members' addresses
 // (epoch 0: the current one, with its shard map).
 func (c *Client) CommitteeInfo(ctx context.Context, epoch uint64) (*Committee, error) {
+	return c.committeeInfo(ctx, epoch, false)
+}
+
+// committeeInfo is CommitteeInfo; fresh first waits until the voter asked
+// has applied everything committed, so that epoch 0 is the current epoch
+// as the leader knows it.
+func (c *Client) committeeInfo(ctx context.Context, epoch uint64, fresh bool) (*Committee, error) {
 	var resp *weftv1.GetCommitteeResponse
 	err := c.controlCall(ctx, "GetCommittee", func(ctx context.Context, conn *grpc.ClientConn) error {
+		if fresh {
+			if err := catchUpCommitted(ctx, conn); err != nil {
+				return err
+			}
+		}
 		var err error
 		resp, err = weftv1.NewClientClient(conn).GetCommittee(ctx, &weftv1.GetCommitteeRequest{Epoch: epoch})
 		return err
@@ -174,9 +186,12 @@ func (c *Client) Committee(ctx context.Context, epoch uint64) (*crypto.Committee
 }
 
 // currentCommittee returns the current epoch's committee with its shard
-// map, which a write needs.
-func (c *Client) currentCommittee(ctx context.Context) (*Committee, error) {
-	com, err := c.CommitteeInfo(ctx, 0)
+// map, which a write needs. fresh asks a voter that has applied everything
+// committed: a follower learns of a commit a heartbeat after the leader,
+// so right after the leader refused a write for its epoch, a plain read
+// could still show the old epoch.
+func (c *Client) currentCommittee(ctx context.Context, fresh bool) (*Committee, error) {
+	com, err := c.committeeInfo(ctx, 0, fresh)
 	if err != nil {
 		return nil, err
 	}

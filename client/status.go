@@ -45,12 +45,17 @@ func (c *Client) Status(ctx context.Context, id crypto.BlobID) (*BlobStatus, err
 		}
 		var err error
 		resp, err = weftv1.NewClientClient(conn).BlobStatus(ctx, &weftv1.BlobStatusRequest{BlobId: id[:]})
-		if status.Code(err) == codes.NotFound {
-			// This voter may lag (another client may have just stored the
-			// blob): ask again once it has applied what is committed.
-			if lerr := catchUpCommitted(ctx, conn); lerr == nil {
-				resp, err = weftv1.NewClientClient(conn).BlobStatus(ctx, &weftv1.BlobStatusRequest{BlobId: id[:]})
+		if status.Code(err) == codes.NotFound || (err == nil && resp.Status == StatusRegistered) {
+			// This voter may lag (another client may have just stored or
+			// certified the blob, through the leader; a follower applies
+			// it a heartbeat later): ask again once it has applied what
+			// is committed. If it cannot learn what is committed (no
+			// leader), its answer may be stale: the call moves on to
+			// another voter, or is tried again, rather than return it.
+			if err := catchUpCommitted(ctx, conn); err != nil {
+				return err
 			}
+			resp, err = weftv1.NewClientClient(conn).BlobStatus(ctx, &weftv1.BlobStatusRequest{BlobId: id[:]})
 		}
 		return err
 	})
@@ -147,8 +152,23 @@ func (c *Client) caughtUp(ctx context.Context, conn *grpc.ClientConn) error {
 	if index == 0 {
 		return nil
 	}
-	_, err := weftv1.NewWatchClient(conn).WatchState(ctx, &weftv1.WatchStateRequest{AfterIndex: index - 1, TimeoutMs: 5000})
-	return err
+	return waitApplied(ctx, conn, index)
+}
+
+// waitApplied waits (a blocking watch, at most a few seconds) until the
+// voter behind conn has applied index. The watch returns at its timeout
+// whether or not the voter got there: one still behind is Unavailable, so
+// that the call moves on to another voter instead of answering from a
+// state that lacks the write.
+func waitApplied(ctx context.Context, conn *grpc.ClientConn, index uint64) error {
+	st, err := weftv1.NewWatchClient(conn).WatchState(ctx, &weftv1.WatchStateRequest{AfterIndex: index - 1, TimeoutMs: 5000})
+	if err != nil {
+		return err
+	}
+	if st.Index < index {
+		return status.Errorf(codes.Unavailable, "this voter has applied index %d, not yet %d", st.Index, index)
+	}
+	return nil
 }
 
 // catchUpCommitted waits until the voter behind conn has applied every
@@ -160,6 +180,5 @@ func catchUpCommitted(ctx context.Context, conn *grpc.ClientConn) error {
 	if err != nil || now.Index == 0 {
 		return err
 	}
-	_, err = w.WatchState(ctx, &weftv1.WatchStateRequest{AfterIndex: now.Index - 1, TimeoutMs: 5000})
-	return err
+	return waitApplied(ctx, conn, now.Index)
 }

@@ -64,7 +64,7 @@ func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (cry
 		return crypto.BlobID{}, nil, errors.New("client: a client token is required to store (Config.Token)")
 	}
 
-	com, err := c.currentCommittee(ctx)
+	com, err := c.currentCommittee(ctx, false)
 	if err != nil {
 		return crypto.BlobID{}, nil, err
 	}
@@ -126,8 +126,11 @@ func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (cry
 		}
 		// Nodes refusing for the epoch, or the control plane refusing the
 		// certificate's epoch, both show as failures here; whether the
-		// epoch moved is the control plane's to say.
-		next, nerr := c.currentCommittee(ctx)
+		// epoch moved is the control plane's to say. The certificate was
+		// refused by the leader (a follower forwards it), which may have
+		// applied the epoch change before the voter asked here: a stale
+		// answer would end the store instead of collecting again.
+		next, nerr := c.currentCommittee(ctx, true)
 		if nerr != nil || next.Epoch == com.Epoch {
 			return id, nil, err
 		}

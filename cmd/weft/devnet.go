@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -336,11 +337,35 @@ func (d *devnetRun) stopAll(readyFile string) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for _, p := range procs {
-		for time.Now().Before(deadline) && syscall.Kill(p.PID, 0) == nil && !reaped(d.cmds[p.ID]) {
+		for time.Now().Before(deadline) && running(p.PID) && !reaped(d.cmds[p.ID]) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		_ = syscall.Kill(p.PID, syscall.SIGKILL)
 	}
+}
+
+// running reports whether a process exists and has not exited. A process
+// `devnet restart` started is nobody's child once that command returns:
+// when it dies it stays a zombie until init reaps it, which some
+// containers' init does late or never, and a zombie still answers
+// kill(pid, 0). So a zombie counts as gone, or a restart right after a
+// kill would be refused as "running".
+func running(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // no procfs: trust kill(pid, 0)
+	}
+	// pid (comm) state …: comm may hold spaces and parentheses.
+	if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
+		switch b[i+2] {
+		case 'Z', 'X':
+			return false
+		}
+	}
+	return true
 }
 
 // reaped reports whether a child of this process has exited.
@@ -385,7 +410,7 @@ func newDevnetRestartCommand() *cobra.Command {
 				if p.ID != args[0] {
 					continue
 				}
-				if syscall.Kill(p.PID, 0) == nil {
+				if running(p.PID) {
 					return fmt.Errorf("%s is running (pid %d)", p.ID, p.PID)
 				}
 				exe, err := os.Executable()
