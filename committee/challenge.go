@@ -39,6 +39,9 @@ const (
 // StartChallenge opens a round; Fresh is the leader's random value for it.
 type StartChallenge struct {
 	Fresh [32]byte `json:"fresh"`
+	// At is the leader's clock when it proposed the round (Unix ns): the
+	// challenge window runs from here, whichever voter leads later.
+	At int64 `json:"at,omitempty"`
 }
 
 // CloseChallenge closes a round (if it is still open); round 0 is the latest.
@@ -66,6 +69,7 @@ type ChallengeRound struct {
 	Epoch       uint64           `json:"epoch"`
 	Seed        challenge.Seed   `json:"seed"`
 	OpenedIndex uint64           `json:"opened_index"`
+	OpenedAt    int64            `json:"opened_at,omitempty"` // the proposing leader's clock, Unix ns
 	Open        bool             `json:"open"`
 	Blobs       []crypto.BlobID  `json:"blobs"`
 	Nodes       []ChallengedNode `json:"nodes"` // by node ID
@@ -163,7 +167,7 @@ func (f *FSM) startChallenge(tx *bolt.Tx, index uint64, c StartChallenge, res *R
 	}
 	meta := tx.Bucket(bucketMeta)
 	round := readU64(meta, keyRound) + 1
-	r := ChallengeRound{Round: round, Epoch: state.Epoch(), OpenedIndex: index, Open: true,
+	r := ChallengeRound{Round: round, Epoch: state.Epoch(), OpenedIndex: index, OpenedAt: c.At, Open: true,
 		Seed: challenge.DeriveSeed(state.Epoch(), round, index, c.Fresh)}
 	r.Blobs = challenge.SampleBlobs(r.Seed, challenge.DefaultSamples, readU64(meta, keyEpochCertSeq), certifiedLookup(tx), certifiedNext(tx))
 	held := map[shardmap.NodeID][]uint32{}

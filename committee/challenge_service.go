@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -22,7 +23,7 @@ func (s *Service) StartChallenge(ctx context.Context, req *weftv1.StartChallenge
 	}); done {
 		return resp, err
 	}
-	var c StartChallenge
+	c := StartChallenge{At: time.Now().UnixNano()}
 	if _, err := rand.Read(c.Fresh[:]); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}

@@ -103,7 +103,7 @@ func startProcessNetworkWith(t *testing.T, nodes, shards int, controlArgs []stri
 	n := &network{t: t, bin: bin, control: freeAddr(t)}
 	cp := &process{name: "control", log: filepath.Join(base, "control.log"), args: append([]string{"control", "--id", "cp",
 		"--data-dir", filepath.Join(base, "cp"), "--raft-addr", freeAddr(t), "--grpc-addr", n.control,
-		"--bootstrap-expect", "1", "--shards", fmt.Sprint(shards)}, controlArgs...)}
+		"--bootstrap-expect", "1", "--shards", fmt.Sprint(shards), "--challenge-window", "10s"}, controlArgs...)}
 	cp.start(t, bin)
 	t.Cleanup(func() {
 		for _, p := range n.nodes {

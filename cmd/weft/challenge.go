@@ -127,7 +127,6 @@ func challengeTimer(ctx context.Context, node *committee.Node, svc *committee.Se
 	tick := time.NewTicker(min(window/4, time.Second))
 	defer tick.Stop()
 	actx := metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer "+token))
-	openSince := map[uint64]time.Time{} // when this voter first saw a round open
 	for {
 		select {
 		case <-ctx.Done():
@@ -135,7 +134,6 @@ func challengeTimer(ctx context.Context, node *committee.Node, svc *committee.Se
 		case <-tick.C:
 		}
 		if !node.IsLeader() {
-			clear(openSince)
 			continue
 		}
 		st, err := node.FSM().EpochState()
@@ -148,10 +146,9 @@ func challengeTimer(ctx context.Context, node *committee.Node, svc *committee.Se
 		}
 		switch {
 		case found && latest.Open:
-			if openSince[latest.Round].IsZero() {
-				openSince[latest.Round] = time.Now()
-			}
-			if time.Since(openSince[latest.Round]) >= window {
+			// The window runs from the opening leader's clock, recorded in
+			// the round: a change of leader does not start it again.
+			if time.Since(time.Unix(0, latest.OpenedAt)) >= window {
 				if _, err := svc.CloseChallenge(actx, &weftv1.CloseChallengeRequest{Round: latest.Round}); err != nil {
 					log.Warn("challenge timer: close refused", "round", latest.Round, "err", err)
 				} else {

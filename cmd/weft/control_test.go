@@ -300,25 +300,22 @@ func TestSnapshotRestoreIntoANewCluster(t *testing.T) {
 	}
 }
 
-// `weft admin challenge start|status|close` and the challenge column of
-// `node list`, against one voter with one storage node in the committee.
-func TestChallengeCLI(t *testing.T) {
-	const token = "challenge-token"
+// soloWithNode starts one voter with o's other settings and registers one
+// storage node, and returns `weft admin` against it.
+func soloWithNode(t *testing.T, o controlOptions) func(args ...string) (string, error) {
+	const token = "solo-token"
 	grpcAddr := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan error, 1)
-	o := controlOptions{id: "solo", dataDir: t.TempDir(), raftAddr: freePort(t), grpcAddr: grpcAddr,
-		bootstrapExpect: 1, shards: 10, tokens: tokenFlags{token: token}}
+	o.id, o.dataDir, o.raftAddr, o.grpcAddr = "solo", t.TempDir(), freePort(t), grpcAddr
+	o.bootstrapExpect, o.shards, o.tokens = 1, 10, tokenFlags{token: token}
 	go func() { stopped <- runControl(ctx, o) }()
 	t.Cleanup(func() { cancel(); <-stopped })
-	admin := func(args ...string) (string, error) {
-		return runWeft(t, append(append([]string{"admin"}, args...), "--control", grpcAddr, "--token", token)...)
-	}
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	sk, _ := crypto.GenerateKey(nil)
 	req := &weftv1.RegisterNodeRequest{PublicKey: sk.PublicKey().Bytes(), ProofOfPossession: sk.ProvePossession().Bytes(), Address: "s:1"}
 	req.Auth, _ = committee.SignRequest(sk, "storage", 0, 1, "RegisterNode", committee.RegisterPayload(req))
@@ -329,6 +326,15 @@ func TestChallengeCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return func(args ...string) (string, error) {
+		return runWeft(t, append(append([]string{"admin"}, args...), "--control", grpcAddr, "--token", token)...)
+	}
+}
+
+// `weft admin challenge start|status|close` and the challenge column of
+// `node list`, against one voter with one storage node in the committee.
+func TestChallengeCLI(t *testing.T) {
+	admin := soloWithNode(t, controlOptions{})
 	if out, err := admin("challenge", "start"); err == nil || !strings.Contains(err.Error(), "no committee yet") {
 		t.Fatalf("a round before epoch 1: %v %s", err, out)
 	}
@@ -357,5 +363,42 @@ func TestChallengeCLI(t *testing.T) {
 	}
 	if _, err := admin("challenge", "status", "7"); err == nil || !strings.Contains(err.Error(), "NotFound") {
 		t.Fatalf("status of an unknown round: %v", err)
+	}
+}
+
+// --challenge-window: the leader opens a round once the epoch is Stable and
+// closes it when the window (from the round's recorded start) is over.
+func TestChallengeTimer(t *testing.T) {
+	admin := soloWithNode(t, controlOptions{challengeWindow: time.Second})
+	for _, args := range [][]string{{"node", "stake", "storage", "5"}, {"epoch", "advance"}} {
+		if out, err := admin(args...); err != nil {
+			t.Fatal(err, out)
+		}
+	}
+	var st struct {
+		Round string
+		Open  bool
+	}
+	sawOpen := false
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, err := admin("challenge", "status", "-o", "json")
+		if err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Round == "1" {
+			sawOpen = sawOpen || st.Open
+			if !st.Open {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no round opened and closed on its own: %v %s", err, out)
+		}
+	}
+	if !sawOpen {
+		t.Log("the round opened and closed between two looks")
+	}
+	// One round per epoch: none follows in the same epoch.
+	time.Sleep(2500 * time.Millisecond)
+	out, _ := admin("challenge", "status", "-o", "json")
+	if json.Unmarshal([]byte(out), &st) != nil || st.Round != "1" {
+		t.Fatalf("a second round in the same epoch: %s", out)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -79,7 +80,21 @@ func newDevnetCommand() *cobra.Command {
 	return cmd
 }
 
+// freeLoopback picks a free loopback port below Linux's ephemeral range
+// (32768–60999). A devnet process keeps its port across `devnet restart`;
+// a port from the ephemeral range could meanwhile be taken as the local
+// end of some outgoing connection, and the restarted process could not
+// listen on it again.
 func freeLoopback() (string, error) {
+	for range 200 {
+		port := 20000 + mrand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // taken
+		}
+		l.Close()
+		return fmt.Sprintf("127.0.0.1:%d", port), nil
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -180,7 +195,11 @@ func (d *devnetRun) startControl(ctx context.Context, shards int) error {
 		id := fmt.Sprintf("control-%d", i+1)
 		_, err := d.start(devnetProcess{Role: "control", ID: id, Address: grpcs[i], Log: filepath.Join(d.dir, id+".log"),
 			Args: []string{"control", "--id", id, "--data-dir", filepath.Join(d.dir, id), "--raft-addr", rafts[i],
-				"--grpc-addr", grpcs[i], "--bootstrap-expect", "3", "--join", strings.Join(grpcs, ","), "--shards", fmt.Sprint(shards)}},
+				"--grpc-addr", grpcs[i], "--bootstrap-expect", "3", "--join", strings.Join(grpcs, ","), "--shards", fmt.Sprint(shards),
+				// A storage-challenge round per epoch, as in production, but
+				// one a killed node keeps open (its sampled blobs unreadable)
+				// for seconds, not minutes.
+				"--challenge-window", "10s"}},
 			"WEFT_TOKEN="+d.ready.OperatorToken)
 		if err != nil {
 			return err
