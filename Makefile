@@ -85,3 +85,22 @@ lint:
 
 clean:
 	rm -rf bin $(BENCHOUT)
+
+# The network of docker-compose.yml in containers (3 voters, 7 storage nodes,
+# the gateway), partitioned for real with `docker network disconnect`: the
+# leader cut off, a minority of storage nodes cut off during a write and
+# during a handover, then every blob read back (integration/cluster_test.go).
+# Needs Docker and docker-compose v1 and fails without them. The compose
+# project (containers, network, volumes) is removed however the test ends.
+WEFT_IMAGE ?= weft:dev
+.PHONY: cluster-test
+cluster-test:
+	@command -v docker >/dev/null 2>&1 || { echo "cluster-test: FAILED: docker is not installed (Docker Engine is required)" >&2; exit 1; }
+	@command -v docker-compose >/dev/null 2>&1 || { echo "cluster-test: FAILED: docker-compose (v1) is not installed" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "cluster-test: FAILED: cannot reach the Docker daemon (docker info)" >&2; exit 1; }
+	$(MAKE) build
+	docker build -t $(WEFT_IMAGE) .
+	@project=weftct$$(date +%s)$$$$; \
+	  trap 'docker-compose -p $$project down -v --remove-orphans --timeout 5 >/dev/null 2>&1' EXIT INT TERM; \
+	  WEFT_CLUSTER_PROJECT=$$project WEFT_IMAGE=$(WEFT_IMAGE) \
+	    $(GO) test -tags cluster -run '^TestCluster$$' -count=1 -v -timeout 20m ./integration
