@@ -27,7 +27,15 @@ type ReadOptions struct {
 	Progress func(done, total int64)
 	// Stats, if set, receives the read's per-stage timings.
 	Stats *ReadStats
+	// NoChallengeWait: when an open storage-challenge round samples the
+	// blob (no node serves it until the round closes), fail at once with
+	// ErrUnderChallenge instead of waiting for the round to close.
+	NoChallengeWait bool
 }
+
+// ErrUnderChallenge is wrapped by a read refused because an open
+// storage-challenge round samples the blob (ReadOptions.NoChallengeWait).
+var ErrUnderChallenge = errors.New("client: the blob is sampled by an open storage-challenge round; it reads again when the round closes")
 
 // Read returns a certified blob's bytes (DESIGN §8): blob status and the
 // shard layout from the control plane, metadata from any node that sends
@@ -49,6 +57,9 @@ func (c *Client) Read(ctx context.Context, id crypto.BlobID, opts ReadOptions) (
 		blob, err := c.readOnce(ctx, id, opts)
 		if err == nil || !underChallenge(err) {
 			return blob, err
+		}
+		if opts.NoChallengeWait {
+			return nil, fmt.Errorf("%w: %v", ErrUnderChallenge, err)
 		}
 		c.cfg.Logger.Info("read: the blob is under a storage challenge; waiting for the round to close", "blob", id)
 		if werr := c.awaitChallengeClosed(ctx); werr != nil {

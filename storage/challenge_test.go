@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -281,13 +282,24 @@ func TestChallengeEmbargo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reader.Close()
-	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	_, err = reader.Read(rctx, id, client.ReadOptions{})
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = reader.Read(rctx, id, client.ReadOptions{NoChallengeWait: true})
 	cancel()
-	if err == nil {
-		t.Fatal("read a sampled blob while its round is open")
+	if !errors.Is(err, client.ErrUnderChallenge) {
+		t.Fatalf("a read that does not wait, under the embargo: %v, want ErrUnderChallenge", err)
 	}
 	t.Logf("client read under the embargo: %v", err)
+	// A plain read waits for the round to close, then reads.
+	waited := make(chan error, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		defer cancel()
+		got, err := reader.Read(wctx, id, client.ReadOptions{})
+		if err == nil && uint64(len(got)) != enc.Metadata.Length {
+			err = fmt.Errorf("read %d bytes", len(got))
+		}
+		waited <- err
+	}()
 	// The stopped node restarts: it refuses from its first request on
 	// (unless the round closed meanwhile: its challengers reach it).
 	if err := w.net.StartNode(ctx, down); err != nil {
@@ -306,6 +318,9 @@ func TestChallengeEmbargo(t *testing.T) {
 		}
 	}
 	eventually(t, 10*time.Second, "reads after the round closed", func() bool { return getSliver(st) == nil })
+	if err := <-waited; err != nil {
+		t.Fatalf("a read started under the open round, after it closed: %v", err)
+	}
 	if _, err := st.ProveChallenge(ctx, &weftv1.ProveChallengeRequest{Round: round}); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("ProveChallenge of a closed round: %v", err)
 	}

@@ -375,7 +375,9 @@ func (g *gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	blob, err := g.cl.Read(r.Context(), id, client.ReadOptions{})
+	// A blob under a storage challenge is a 503 with Retry-After, not a
+	// request held open until the round closes.
+	blob, err := g.cl.Read(r.Context(), id, client.ReadOptions{NoChallengeWait: true})
 	if err != nil {
 		writeReadError(w, r, err)
 		return
@@ -469,10 +471,11 @@ func readErrorStatus(r *http.Request, err error) int {
 		// The blob exists, but this gateway would have to hold more
 		// than --max-blob-size in memory to check it.
 		return http.StatusInsufficientStorage
-	case errors.Is(err, client.ErrNotEnoughSlivers),
+	case errors.Is(err, client.ErrNotEnoughSlivers), errors.Is(err, client.ErrUnderChallenge),
 		hasCode(err, codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted),
 		errors.Is(err, context.DeadlineExceeded):
-		// Too few nodes (or no control-plane voter) answered.
+		// Too few nodes (or no control-plane voter) answered, or a
+		// storage-challenge round keeps the blob from being served.
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusBadGateway
