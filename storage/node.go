@@ -208,7 +208,10 @@ func (n *Node) Close() error {
 	if n.peers != nil {
 		n.peers.close()
 	}
-	if n.isReady() {
+	// The store may be open without the node having become ready (stopped
+	// while it loaded the challenge round): close it whenever it is open,
+	// or its file lock outlives the node.
+	if n.store != nil {
 		return n.store.Close()
 	}
 	return nil
