@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -75,12 +74,7 @@ func underChallenge(err error) bool {
 	if !errors.As(err, &ne) {
 		return false
 	}
-	for _, f := range ne.Failures {
-		if status.Code(f.Err) == codes.Unavailable && strings.Contains(f.Err.Error(), "under storage challenge") {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(ne.Failures, func(f *SliverError) bool { return embargoed(f.Err) })
 }
 
 // awaitChallengeClosed polls the latest challenge round until it is closed.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -27,13 +28,23 @@ const (
 // peer was unreachable or did not answer in time. Everything else is an
 // answer, and asking again would get the same one — ResourceExhausted
 // included: the control plane says so of a spent quota, and a storage
-// node of a writer over its limits.
+// node of a writer over its limits. A node refusing a blob because a
+// challenge round samples it answers Unavailable too, but will answer the
+// same until the round closes: Read waits for that instead.
 func transient(err error) bool {
 	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
+	case codes.Unavailable:
+		return !embargoed(err)
+	case codes.DeadlineExceeded, codes.Aborted:
 		return true
 	}
 	return false
+}
+
+// embargoed reports a storage node's refusal of a blob under an open
+// challenge round.
+func embargoed(err error) bool {
+	return status.Code(err) == codes.Unavailable && strings.Contains(err.Error(), "under storage challenge")
 }
 
 // delay is the wait before retry number attempt (1-based): exponential
