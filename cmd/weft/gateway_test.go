@@ -529,3 +529,81 @@ func TestGatewayCommandFlags(t *testing.T) {
 		}
 	}
 }
+
+// A GET of a blob that an open storage-challenge round samples is a 503
+// with Retry-After at once (nodes serve it to no one until the round
+// closes), not a request held open; after the close it reads.
+func TestGatewayUnderChallenge(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nw, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), Nodes: 4, Shards: gwShards})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nw.Close() })
+	cl, err := client.New(client.Config{Control: []string{nw.ControlAddr}, Token: nw.ClientToken, NodeTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	g, err := newGateway(cl, gatewayConfig{MaxBlobSize: gwMaxBlob, Epochs: gwEpochs, CanStore: true, Metrics: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	blob := randomBlob(t, 50_000)
+	stored := gwPut(t, srv.URL, blob, http.StatusCreated)
+	if _, err := nw.AdvanceEpoch(ctx, false); err != nil { // rounds sample blobs of earlier epochs
+		t.Fatal(err)
+	}
+	// A stopped node never answers, so the round stays open until closed.
+	if err := nw.StopNode(3); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(nw.ControlAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	op := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+nw.OperatorToken)
+	admin := weftv1.NewAdminClient(conn)
+	started, err := admin.StartChallenge(op, &weftv1.StartChallengeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The nodes learn of the round from the event stream.
+	var resp *http.Response
+	var body []byte
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		t0 := time.Now()
+		resp, body = gwDo(t, http.MethodGet, srv.URL+"/v1/blobs/"+stored.BlobID, nil)
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			if took := time.Since(t0); took > 10*time.Second {
+				t.Fatalf("the 503 took %v: the gateway waited for the round", took)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET under the open round: %d %s", resp.StatusCode, body)
+		}
+	}
+	if resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "storage-challenge round") {
+		t.Fatalf("503 without Retry-After or the reason: %v %s", resp.Header, body)
+	}
+	if _, err := admin.CloseChallenge(op, &weftv1.CloseChallengeRequest{Round: started.Round}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, body = gwDo(t, http.MethodGet, srv.URL+"/v1/blobs/"+stored.BlobID, nil)
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET after the round closed: %d %s", resp.StatusCode, body)
+		}
+	}
+	if !bytes.Equal(body, blob) {
+		t.Fatal("other bytes after the round closed")
+	}
+}
