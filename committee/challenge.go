@@ -1,7 +1,7 @@
 package committee
 
 import (
-	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"slices"
@@ -87,14 +87,12 @@ type ChallengedNode struct {
 }
 
 func (r *ChallengeRound) node(id shardmap.NodeID) *ChallengedNode {
-	i, ok := slices.BinarySearchFunc(r.Nodes, id, func(n ChallengedNode, id shardmap.NodeID) int { return cmpNode(n.Node, id) })
+	i, ok := slices.BinarySearchFunc(r.Nodes, id, func(n ChallengedNode, id shardmap.NodeID) int { return cmp.Compare(n.Node, id) })
 	if !ok {
 		return nil
 	}
 	return &r.Nodes[i]
 }
-
-func cmpNode(a, b shardmap.NodeID) int { return bytes.Compare([]byte(a), []byte(b)) }
 
 var (
 	bucketCertified  = []byte("certified")  // u64 certification sequence → blob ID, live certified blobs
@@ -177,7 +175,7 @@ func (f *FSM) startChallenge(tx *bolt.Tx, index uint64, c StartChallenge, res *R
 	for node := range state.Map().Counts() {
 		r.Nodes = append(r.Nodes, ChallengedNode{Node: node, Shards: held[node], Outcome: OutcomeOpen})
 	}
-	slices.SortFunc(r.Nodes, func(a, b ChallengedNode) int { return cmpNode(a.Node, b.Node) })
+	slices.SortFunc(r.Nodes, func(a, b ChallengedNode) int { return cmp.Compare(a.Node, b.Node) })
 	if err := putJSON(tx.Bucket(bucketChallenges), u64Key(round), r); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
@@ -401,7 +399,7 @@ func evictable(tx *bolt.Tx, k int) ([]shardmap.NodeID, error) {
 			}
 		}
 	}
-	slices.SortFunc(out, cmpNode)
+	slices.Sort(out)
 	return out, nil
 }
 
