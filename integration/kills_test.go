@@ -560,20 +560,13 @@ func TestRandomKillsOfEveryRole(t *testing.T) {
 		t.Helper()
 		switch role {
 		case "control":
-			var peers struct {
-				Peers []struct {
-					ID    string `json:"id"`
-					Lag   string `json:"lag"`
-					Error string `json:"error"`
-				} `json:"peers"`
-			}
 			waitFor(t, 60*time.Second, id+" back and caught up", func() bool {
-				out, err := adminAt(t, bin, r, "peers", "list", "-o", "json")
-				if err != nil || json.Unmarshal([]byte(out), &peers) != nil || len(peers.Peers) != len(voters) {
+				peers, ok := listPeers(t, bin, r)
+				if !ok || len(peers) != len(voters) {
 					return false
 				}
-				for _, p := range peers.Peers {
-					if p.Error != "" || (p.Lag != "" && p.Lag != "0") {
+				for _, p := range peers {
+					if !p.caughtUp() {
 						return false
 					}
 				}

@@ -51,6 +51,28 @@ func startDevnet(t *testing.T, bin string, nodes, shards int) (fullReady, string
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
+// peer is a voter as `weft admin peers list -o json` shows it.
+type peer struct {
+	ID    string `json:"id"`
+	Lag   string `json:"lag"`
+	Error string `json:"error"`
+}
+
+// caughtUp: the voter answers and has applied what the leader has.
+func (p peer) caughtUp() bool { return p.Error == "" && (p.Lag == "" || p.Lag == "0") }
+
+// listPeers lists the devnet's voters; false if the answer did not come.
+func listPeers(t *testing.T, bin string, r fullReady) ([]peer, bool) {
+	out, err := adminAt(t, bin, r, "peers", "list", "-o", "json")
+	var list struct {
+		Peers []peer `json:"peers"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &list) != nil {
+		return nil, false
+	}
+	return list.Peers, true
+}
+
 // adminAt runs `weft admin` against the devnet's voters as the operator.
 func adminAt(t *testing.T, bin string, r fullReady, args ...string) (string, error) {
 	cmd := exec.Command(bin, append(append([]string{"admin"}, args...), "--control", strings.Join(r.Control, ","), "--token", r.OperatorToken)...)
@@ -117,21 +139,11 @@ func TestLeaderLostDuringEpochChange(t *testing.T) {
 	if out, err := exec.Command(bin, "devnet", "restart", status.LeaderID, "--ready-file", readyPath).CombinedOutput(); err != nil {
 		t.Fatalf("restart %s: %v\n%s", status.LeaderID, err, out)
 	}
-	var peers struct {
-		Peers []struct {
-			ID    string `json:"id"`
-			Lag   string `json:"lag"`
-			Error string `json:"error"`
-		} `json:"peers"`
-	}
 	waitFor(t, 60*time.Second, status.LeaderID+" back and caught up", func() bool {
-		out, err := adminAt(t, bin, r, "peers", "list", "-o", "json")
-		if err != nil || json.Unmarshal([]byte(out), &peers) != nil {
-			return false
-		}
-		for _, p := range peers.Peers {
+		peers, _ := listPeers(t, bin, r)
+		for _, p := range peers {
 			if p.ID == status.LeaderID {
-				return p.Error == "" && (p.Lag == "" || p.Lag == "0")
+				return p.caughtUp()
 			}
 		}
 		return false
