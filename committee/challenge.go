@@ -110,13 +110,6 @@ const (
 	historyRounds = 8
 )
 
-func readU64(b *bolt.Bucket, key []byte) uint64 {
-	if raw := b.Get(key); len(raw) == 8 {
-		return binary.BigEndian.Uint64(raw)
-	}
-	return 0
-}
-
 // noteCertified appends a newly certified blob to the sampling sequence.
 func noteCertified(tx *bolt.Tx, rec *BlobRecord) error {
 	meta := tx.Bucket(bucketMeta)

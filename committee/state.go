@@ -179,9 +179,12 @@ func writeEpoch(tx *bolt.Tx, s epoch.State) error {
 	return putJSON(tx.Bucket(bucketMeta), keyEpoch, epochRecord{Epoch: s.Epoch(), Owners: s.Owners(), Holders: s.Holders()})
 }
 
-func readApplied(tx *bolt.Tx) uint64 {
-	if raw := tx.Bucket(bucketMeta).Get(keyApplied); len(raw) == 8 {
+// readU64 reads a big-endian counter (0 when absent).
+func readU64(b *bolt.Bucket, key []byte) uint64 {
+	if raw := b.Get(key); len(raw) == 8 {
 		return binary.BigEndian.Uint64(raw)
 	}
 	return 0
 }
+
+func readApplied(tx *bolt.Tx) uint64 { return readU64(tx.Bucket(bucketMeta), keyApplied) }
