@@ -76,17 +76,29 @@ func lineShards(line []byte, n, s int, have func(x int) bool) [][]byte {
 	return shards
 }
 
-// extendLine encodes a sliver's symbols into its full line of n symbols.
-func (c *Codec) extendLine(axis crypto.Axis, data []byte, s int) ([]byte, error) {
-	n := c.params.Shards
-	line := make([]byte, n*s)
-	copy(line, data)
-	shards := lineShards(line, n, s, func(x int) bool { return true })
+// extendLine encodes a sliver's k symbols into its full line of n: the
+// first k shards alias data, the other n−k are computed into parity, which
+// holds (n−k)·s bytes. Nothing is copied: a node extends every sliver it
+// receives, and copying it into a fresh line cost as much as the coding.
+func (c *Codec) extendLine(axis crypto.Axis, data, parity []byte, s int) ([][]byte, error) {
+	n, k := c.params.Shards, len(data)/s
+	shards := make([][]byte, n)
+	for x := range k {
+		shards[x] = data[x*s : (x+1)*s : (x+1)*s]
+	}
+	for x := k; x < n; x++ {
+		shards[x] = parity[(x-k)*s : (x-k+1)*s : (x-k+1)*s]
+	}
 	code := c.lineCode(axis)
 	if err := c.codeLine(shards, s, func(sub [][]byte) error { return code.Encode(sub) }); err != nil {
 		return nil, err
 	}
-	return line, nil
+	return shards, nil
+}
+
+// parityLen is the bytes extendLine needs for a sliver's parity symbols.
+func (c *Codec) parityLen(axis crypto.Axis, s int) int {
+	return (c.params.Shards - c.params.SliverSymbols(axis)) * s
 }
 
 // reconstructLine fills the missing symbols of a line in place.
@@ -95,18 +107,18 @@ func (c *Codec) reconstructLine(code reedsolomon.Encoder, shards [][]byte, s int
 }
 
 // lineLeaves hashes the n symbols of a line.
-func (c *Codec) lineLeaves(line []byte, s int) []crypto.Digest {
-	n := c.params.Shards
+func (c *Codec) lineLeaves(shards [][]byte) []crypto.Digest {
+	n := len(shards)
 	leaves := make([]crypto.Digest, n)
 	// One task per leaf is fine: a line has n ≤ MaxShards symbols and
 	// hashing a symbol dwarfs handing out a task.
 	workers := c.workers
-	if n*s < 64<<10 {
+	if n == 0 || n*len(shards[0]) < 64<<10 {
 		workers = 1
 	}
 	_ = forEach(workers, n, func() *crypto.LeafHasher { return new(crypto.LeafHasher) },
 		func(h *crypto.LeafHasher, x int) error {
-			leaves[x] = h.Sum(line[x*s : (x+1)*s])
+			leaves[x] = h.Sum(shards[x])
 			return nil
 		})
 	return leaves
@@ -123,11 +135,13 @@ func (c *Codec) VerifySliver(meta *crypto.Metadata, sl Sliver) error {
 	if err := c.params.checkSliver(sl, s); err != nil {
 		return err
 	}
-	line, err := c.extendLine(sl.Axis, sl.Data, s)
+	parity := scratch(c.parityLen(sl.Axis, s))
+	defer putScratch(parity)
+	shards, err := c.extendLine(sl.Axis, sl.Data, parity, s)
 	if err != nil {
 		return err
 	}
-	root := crypto.MerkleRoot(c.lineLeaves(line, s), nil)
+	root := crypto.MerkleRoot(c.lineLeaves(shards), nil)
 	return meta.CheckSliverRoot(sl.Axis, sl.Index, root)
 }
 
@@ -136,7 +150,7 @@ func (c *Codec) VerifySliver(meta *crypto.Metadata, sl Sliver) error {
 type ExtendedSliver struct {
 	Sliver
 	codec    *Codec
-	line     []byte
+	line     [][]byte // the n symbols
 	treeOnce sync.Once
 	tree     *crypto.MerkleTree
 }
@@ -151,7 +165,7 @@ func (c *Codec) Extend(meta *crypto.Metadata, sl Sliver) (*ExtendedSliver, error
 	if err := c.params.checkSliver(sl, s); err != nil {
 		return nil, err
 	}
-	line, err := c.extendLine(sl.Axis, sl.Data, s)
+	line, err := c.extendLine(sl.Axis, sl.Data, make([]byte, c.parityLen(sl.Axis, s)), s)
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +177,7 @@ func (c *Codec) Extend(meta *crypto.Metadata, sl Sliver) (*ExtendedSliver, error
 func (e *ExtendedSliver) Root() crypto.Digest { return e.merkleTree().Root() }
 
 func (e *ExtendedSliver) merkleTree() *crypto.MerkleTree {
-	e.treeOnce.Do(func() { e.tree = crypto.NewMerkleTree(e.codec.lineLeaves(e.line, e.SymbolSize)) })
+	e.treeOnce.Do(func() { e.tree = crypto.NewMerkleTree(e.codec.lineLeaves(e.line)) })
 	return e.tree
 }
 
@@ -174,12 +188,11 @@ func (e *ExtendedSliver) Symbol(target int, withProof bool) (RecoverySymbol, err
 	if target < 0 || target >= e.codec.params.Shards {
 		return RecoverySymbol{}, fmt.Errorf("coding: recovery symbol for target %d of %d shards", target, e.codec.params.Shards)
 	}
-	s := e.SymbolSize
 	sym := RecoverySymbol{
 		SourceAxis: e.Axis,
 		Source:     e.Index,
 		Target:     uint32(target),
-		Data:       e.line[target*s : (target+1)*s : (target+1)*s],
+		Data:       e.line[target],
 	}
 	if withProof {
 		proof, err := e.merkleTree().Proof(target)

@@ -47,7 +47,7 @@ func (c *Codec) rebuild(target SliverRef, s int, symbols []RecoverySymbol) (Sliv
 	if err := c.reconstructLine(c.lineCode(target.Axis), shards, s); err != nil {
 		return Sliver{}, crypto.Digest{}, fmt.Errorf("coding: rebuilding %s: %w", target, err)
 	}
-	root := crypto.MerkleRoot(c.lineLeaves(line, s), nil)
+	root := crypto.MerkleRoot(c.lineLeaves(lineShards(line, n, s, func(int) bool { return true })), nil)
 	data := slices.Clone(line[:k*s])
 	return Sliver{SliverRef: target, SymbolSize: s, Data: data}, root, nil
 }

@@ -67,15 +67,24 @@ func (s Sliver) EncodedLen() int { return sliverHeader + len(s.Data) }
 // u8 version ‖ u8 axis ‖ u16 index ‖ u32 symbol size ‖ data, big-endian.
 // Indices fit 16 bits because n ≤ MaxShards < 65536.
 func (s Sliver) MarshalBinary() ([]byte, error) {
+	b, err := s.appendHeader(make([]byte, 0, s.EncodedLen()))
+	if err != nil {
+		return nil, err
+	}
+	return append(b, s.Data...), nil
+}
+
+// MarshalHeader returns what MarshalBinary puts before the data, for a
+// writer that stores header and data without joining them first.
+func (s Sliver) MarshalHeader() ([]byte, error) { return s.appendHeader(nil) }
+
+func (s Sliver) appendHeader(b []byte) ([]byte, error) {
 	if err := s.checkShape(); err != nil {
 		return nil, err
 	}
-	b := make([]byte, sliverHeader, s.EncodedLen())
-	b[0] = sliverVersion
-	b[1] = byte(s.Axis)
-	binary.BigEndian.PutUint16(b[2:4], uint16(s.Index))
-	binary.BigEndian.PutUint32(b[4:8], uint32(s.SymbolSize))
-	return append(b, s.Data...), nil
+	b = append(b, sliverVersion, byte(s.Axis))
+	b = binary.BigEndian.AppendUint16(b, uint16(s.Index))
+	return binary.BigEndian.AppendUint32(b, uint32(s.SymbolSize)), nil
 }
 
 // UnmarshalBinary decodes a sliver. It checks the encoding's own
