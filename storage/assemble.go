@@ -79,10 +79,15 @@ func (a *pairAssembler) add(chunk *weftv1.SliverChunk) (*assembledPair, error) {
 		return nil, status.Errorf(codes.InvalidArgument, "%s sliver %d: chunk at offset %d with %d bytes, have %d of %d",
 			axis, chunk.Index, chunk.Offset, len(chunk.Data), len(*buf), want)
 	}
-	if *buf == nil {
-		*buf = make([]byte, 0, want)
+	switch {
+	case *buf == nil && len(chunk.Data) == want:
+		*buf = chunk.Data // the whole sliver in one message: keep it, no copy
+	case *buf == nil:
+		// Pooled: the sink gives it back once the pair is written.
+		*buf = append(alignedBuffer(want)[:0], chunk.Data...)
+	default:
+		*buf = append(*buf, chunk.Data...)
 	}
-	*buf = append(*buf, chunk.Data...)
 	if len(up.primary) < a.size(crypto.Primary) || len(up.secondary) < a.size(crypto.Secondary) {
 		return nil, nil
 	}

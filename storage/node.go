@@ -245,6 +245,10 @@ func (n *Node) ServerOptions() []grpc.ServerOption {
 		grpc.ChainStreamInterceptor(n.readyStream, n.metrics.streamInterceptor),
 		grpc.MaxRecvMsgSize(maxMessage),
 		grpc.MaxSendMsgSize(maxMessage),
+		// Slivers are megabytes: let a stream have a whole one in flight,
+		// and move it in few system calls (the client uses the same sizes).
+		grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(connWindow),
+		grpc.WriteBufferSize(socketBuffer), grpc.ReadBufferSize(socketBuffer),
 	}
 }
 
@@ -354,7 +358,9 @@ func (p *peerSet) conn(ctx context.Context, epoch uint64, node shardmap.NodeID) 
 		return cc, nil
 	}
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)),
+		grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(connWindow),
+		grpc.WithWriteBufferSize(socketBuffer), grpc.WithReadBufferSize(socketBuffer))
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,10 @@ import (
 const (
 	chunkSize  = 1 << 20  // sliver bytes per stream message
 	maxMessage = 16 << 20 // gRPC message cap (chunks, symbol batches)
+	// Flow-control windows and socket buffers of the node's connections.
+	streamWindow = 16 << 20
+	connWindow   = 64 << 20
+	socketBuffer = 256 << 10
 	// maxPartialPairs bounds the pairs a StorePairs stream may leave
 	// half-sent at once, and so the memory one writer can pin.
 	maxPartialPairs = 4
@@ -219,6 +223,7 @@ func (s *pairSink) submit(p *assembledPair) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if err != nil {
+			recycle(p.pair)
 			s.n.metrics.rejected.WithLabelValues("store-pair").Inc()
 			s.n.log.Warn("storage: rejected a sliver pair", "blob", s.id, "pair", p.pair.Index, "err", err)
 			if s.err == nil {
@@ -253,14 +258,21 @@ func (s *pairSink) flush() error {
 	start := time.Now()
 	err := s.n.store.WritePairs(batch...)
 	s.n.metrics.writeSeconds.Add(time.Since(start).Seconds())
-	if err != nil {
-		return storeError(err)
-	}
 	for _, v := range batch {
-		s.n.metrics.bytesStored.Add(float64(v.Size()))
-		s.stored = append(s.stored, v.pair.Index)
+		if err == nil {
+			s.n.metrics.bytesStored.Add(float64(v.Size()))
+			s.stored = append(s.stored, v.pair.Index)
+		}
+		recycle(v.pair) // written (the store keeps copies) or failed
 	}
-	return nil
+	return storeError(err)
+}
+
+// recycle gives an assembled pair's buffers back to the pool; nothing may
+// use the pair afterwards.
+func recycle(p coding.SliverPair) {
+	putAligned(p.Primary.Data)
+	putAligned(p.Secondary.Data)
 }
 
 // finish waits for the verifiers and writes what they passed; it returns

@@ -1,7 +1,8 @@
 // Package storage is the storage node (DESIGN §7). This file is its store:
 // per shard, a blob's metadata and the sliver pair the shard holds, in
-// bbolt, each checked before it is written and durable when a call
-// returns — a node signs nothing before that.
+// bbolt (large slivers' bytes in the value log beside it, values.go), each
+// checked before it is written and durable when a call returns — a node
+// signs nothing before that.
 package storage
 
 import (
@@ -9,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -47,17 +49,25 @@ var (
 	ErrDeleteRefused = errors.New("storage: deletion refused by the committed state")
 )
 
-// Store holds slivers and metadata in one bbolt file.
+// Store holds metadata and small slivers in one bbolt file, and the bytes
+// of large slivers in a value log next to it.
 type Store struct {
-	db    *bolt.DB
-	codec *coding.Codec
+	db        *bolt.DB
+	codec     *coding.Codec
+	values    *valueLog
+	inlineMax int // encoded slivers longer than this go to the value log
 	// drop is the DropPairs fault (nil in production): pairs it names are
 	// not written, and HasPair claims them anyway.
 	drop func(shard uint32, id crypto.BlobID) bool
 }
 
-// Open opens (or creates) the store.
+// Open opens (or creates) the store: the bbolt file at path and the value
+// log in the directory beside it (path without ".db", plus ".values").
 func Open(path string, codec *coding.Codec) (*Store, error) {
+	return openWith(path, codec, defaultInlineMax, defaultSegmentSize)
+}
+
+func openWith(path string, codec *coding.Codec, inlineMax int, segmentSize int64) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, err
@@ -74,11 +84,16 @@ func Open(path string, codec *coding.Codec) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Store{db: db, codec: codec}, nil
+	values, err := openValueLog(strings.TrimSuffix(path, ".db")+".values", db, segmentSize)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Store{db: db, codec: codec, values: values, inlineMax: inlineMax}, nil
 }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the files.
+func (s *Store) Close() error { return errors.Join(s.values.close(), s.db.Close()) }
 
 func shardKey(shard uint32) []byte { return binary.BigEndian.AppendUint32(nil, shard) }
 
@@ -182,16 +197,28 @@ func (s *Store) VerifyPair(shard uint32, id crypto.BlobID, pair coding.SliverPai
 	return VerifiedPair{shard: shard, id: id, pair: pair}, nil
 }
 
-// WritePairs writes verified pairs in one transaction: all are on disk
-// when it returns (one fsync for the lot).
+// WritePairs writes verified pairs: all are on disk when it returns (the
+// large slivers' bytes in one write and sync, then one transaction).
 func (s *Store) WritePairs(pairs ...VerifiedPair) error {
-	if len(pairs) == 0 {
-		return nil
-	}
-	return s.db.Update(func(tx *bolt.Tx) error { return s.writePairs(tx, pairs) })
+	return s.writePairs(pairs, nil)
 }
 
-func (s *Store) writePairs(tx *bolt.Tx, pairs []VerifiedPair) error {
+// sliverValue is a sliver about to be stored: its bbolt key and value,
+// which is the sliver itself when small and a pointer into the value log
+// once its bytes are written there.
+type sliverValue struct {
+	shard uint32
+	id    crypto.BlobID
+	name  []byte
+	value []byte
+}
+
+// writePairs writes verified pairs and, in the same transaction, whatever
+// also commits with them (nil: nothing).
+func (s *Store) writePairs(pairs []VerifiedPair, also func(tx *bolt.Tx) error) error {
+	var values []sliverValue
+	var records []valueRecord
+	var external []int // indices into values of the slivers in records
 	for _, v := range pairs {
 		if s.drop != nil && s.drop(v.shard, v.id) {
 			continue // fault injection: a cheater that does not keep it
@@ -201,17 +228,114 @@ func (s *Store) writePairs(tx *bolt.Tx, pairs []VerifiedPair) error {
 			if sl.Axis == crypto.Secondary {
 				name = subSecondary
 			}
-			b, err := shardBucket(tx, v.shard, name, true)
+			sv := sliverValue{shard: v.shard, id: v.id, name: name}
+			if sl.EncodedLen() > s.inlineMax {
+				head, err := sl.MarshalHeader()
+				if err != nil {
+					return err
+				}
+				records = append(records, valueRecord{head: head, body: sl.Data})
+				external = append(external, len(values))
+			} else {
+				raw, err := sl.MarshalBinary()
+				if err != nil {
+					return err
+				}
+				sv.value = raw
+			}
+			values = append(values, sv)
+		}
+	}
+	if len(values) == 0 && also == nil {
+		return nil
+	}
+	var exts []extent
+	var res *reservation
+	if len(records) > 0 {
+		var err error
+		if exts, res, err = s.values.append(records); err != nil {
+			return err
+		}
+		for i, e := range exts {
+			values[external[i]].value = e.marshal()
+		}
+	}
+	err := s.update(func(tx *bolt.Tx, freed *bool) error {
+		for _, sv := range values {
+			b, err := shardBucket(tx, sv.shard, sv.name, true)
 			if err != nil {
 				return err
 			}
-			raw, err := sl.MarshalBinary()
-			if err != nil {
+			if err := s.dropValue(tx, b, sv.id[:], freed); err != nil { // a pair stored again
 				return err
 			}
-			if err := b.Put(v.id[:], raw); err != nil {
+			if err := b.Put(sv.id[:], sv.value); err != nil {
 				return err
 			}
+		}
+		if err := s.values.added(tx, exts); err != nil {
+			return err
+		}
+		if also != nil {
+			return also(tx)
+		}
+		return nil
+	})
+	res.release(err == nil)
+	return err
+}
+
+// update runs a write transaction that may drop sliver values (fn sets
+// *freed when it did) and gives their space back after the commit.
+func (s *Store) update(fn func(tx *bolt.Tx, freed *bool) error) error {
+	var freed bool
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		freed = false
+		return fn(tx, &freed)
+	})
+	if err != nil || !freed {
+		return err
+	}
+	if err := s.values.reclaim(); err != nil {
+		return fmt.Errorf("storage: deleted, but giving the space back failed (retried at the next deletion or open): %w", err)
+	}
+	return nil
+}
+
+// dropValue deletes a sliver's entry from its bucket; when the entry
+// pointed into the value log, the extent is recorded as freed.
+func (s *Store) dropValue(tx *bolt.Tx, b *bolt.Bucket, key []byte, freed *bool) error {
+	e, external, err := parseExtent(b.Get(key))
+	if err != nil {
+		return err
+	}
+	if external {
+		if err := s.values.dropped(tx, e); err != nil {
+			return err
+		}
+		*freed = true
+	}
+	return b.Delete(key)
+}
+
+// dropSliverBuckets drops every sliver value of a shard's bucket (before
+// the bucket itself is deleted).
+func (s *Store) dropSliverBuckets(tx *bolt.Tx, sb *bolt.Bucket, freed *bool) error {
+	for _, name := range [][]byte{subPrimary, subSecondary} {
+		b := sb.Bucket(name)
+		if b == nil {
+			continue
+		}
+		err := b.ForEach(func(_, v []byte) error {
+			e, external, err := parseExtent(v)
+			if err != nil || !external {
+				return err
+			}
+			*freed = true
+			return s.values.dropped(tx, e)
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -224,22 +348,52 @@ func (s *Store) Sliver(shard uint32, id crypto.BlobID, axis crypto.Axis) (coding
 	if axis == crypto.Secondary {
 		name = subSecondary
 	}
-	var raw []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b, _ := shardBucket(tx, shard, name, false)
-		if b != nil {
-			raw = bytes.Clone(b.Get(id[:]))
+	for {
+		var raw []byte
+		err := s.db.View(func(tx *bolt.Tx) error {
+			b, _ := shardBucket(tx, shard, name, false)
+			if b != nil {
+				raw = bytes.Clone(b.Get(id[:]))
+			}
+			return nil
+		})
+		if err != nil {
+			return coding.Sliver{}, err
+		}
+		if raw == nil {
+			return coding.Sliver{}, fmt.Errorf("%w: %s sliver of %s on shard %d", ErrNotFound, axis, id, shard)
+		}
+		e, external, err := parseExtent(raw)
+		if err != nil {
+			return coding.Sliver{}, err
+		}
+		if external {
+			// Read after the transaction closed: the pointer may be
+			// dropped meanwhile, and then its bytes may be gone.
+			if raw, err = s.values.read(e); errors.Is(err, errValueGone) && s.pointsTo(shard, id, name, e) {
+				return coding.Sliver{}, err
+			} else if errors.Is(err, errValueGone) {
+				continue // deleted or stored again: look again
+			} else if err != nil {
+				return coding.Sliver{}, err
+			}
+		}
+		var sl coding.Sliver
+		return sl, sl.UnmarshalBinary(raw)
+	}
+}
+
+// pointsTo reports whether a sliver's entry still points at extent e.
+func (s *Store) pointsTo(shard uint32, id crypto.BlobID, name []byte, e extent) bool {
+	same := false
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		if b, _ := shardBucket(tx, shard, name, false); b != nil {
+			now, external, err := parseExtent(b.Get(id[:]))
+			same = err == nil && external && now == e
 		}
 		return nil
 	})
-	if err != nil {
-		return coding.Sliver{}, err
-	}
-	if raw == nil {
-		return coding.Sliver{}, fmt.Errorf("%w: %s sliver of %s on shard %d", ErrNotFound, axis, id, shard)
-	}
-	var sl coding.Sliver
-	return sl, sl.UnmarshalBinary(raw)
+	return same
 }
 
 // HasPair reports whether both slivers of a blob are stored for a shard.
@@ -264,7 +418,8 @@ func (s *Store) dropPairs() (int, error) {
 		return 0, nil
 	}
 	dropped := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx, freed *bool) error {
+		dropped = 0
 		shards := tx.Bucket(bucketShards)
 		return shards.ForEachBucket(func(k []byte) error {
 			shard := binary.BigEndian.Uint32(k)
@@ -284,7 +439,7 @@ func (s *Store) dropPairs() (int, error) {
 					return err
 				}
 				for _, id := range doomed {
-					if err := b.Delete(id); err != nil {
+					if err := s.dropValue(tx, b, id, freed); err != nil {
 						return err
 					}
 				}
@@ -344,12 +499,15 @@ func (s *Store) ShardStates() (map[uint32]ShardState, error) {
 // shard that moved back to this node in the meantime is never deleted
 // (DESIGN §5: no timer decides a deletion).
 func (s *Store) DeleteShard(shard uint32, allowed func() bool) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx, freed *bool) error {
 		if !allowed() {
 			return fmt.Errorf("%w: shard %d", ErrDeleteRefused, shard)
 		}
 		shards := tx.Bucket(bucketShards)
-		if shards.Bucket(shardKey(shard)) != nil {
+		if sb := shards.Bucket(shardKey(shard)); sb != nil {
+			if err := s.dropSliverBuckets(tx, sb, freed); err != nil {
+				return err
+			}
 			if err := shards.DeleteBucket(shardKey(shard)); err != nil {
 				return err
 			}
@@ -361,14 +519,14 @@ func (s *Store) DeleteShard(shard uint32, allowed func() bool) error {
 // DeleteBlob removes a blob's metadata and slivers from a shard, if allowed
 // (asked inside the transaction, as for DeleteShard).
 func (s *Store) DeleteBlob(shard uint32, id crypto.BlobID, allowed func() bool) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx, freed *bool) error {
 		if !allowed() {
 			return fmt.Errorf("%w: %s on shard %d", ErrDeleteRefused, id, shard)
 		}
 		for _, name := range [][]byte{subMetadata, subPrimary, subSecondary} {
 			b, _ := shardBucket(tx, shard, name, false)
 			if b != nil {
-				if err := b.Delete(id[:]); err != nil {
+				if err := s.dropValue(tx, b, id[:], freed); err != nil {
 					return err
 				}
 			}
@@ -473,7 +631,7 @@ type EventBatch struct {
 
 // ApplyEvents applies a page of events.
 func (s *Store) ApplyEvents(b EventBatch) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx, freed *bool) error {
 		for _, p := range b.Recover {
 			if err := tx.Bucket(bucketPending).Put(p.ID[:], binary.BigEndian.AppendUint64(nil, p.Epoch)); err != nil {
 				return err
@@ -488,7 +646,7 @@ func (s *Store) ApplyEvents(b EventBatch) error {
 			if err := tx.Bucket(bucketPending).Delete(id[:]); err != nil {
 				return err
 			}
-			if err := deleteBlobEverywhere(tx, id); err != nil {
+			if err := s.deleteBlobEverywhere(tx, id, freed); err != nil {
 				return err
 			}
 		}
@@ -499,13 +657,13 @@ func (s *Store) ApplyEvents(b EventBatch) error {
 // deleteBlobEverywhere removes a blob from every shard. Its callers delete
 // only what a committed event (expiry, invalidity) ended for good, in the
 // transaction that records the event as applied.
-func deleteBlobEverywhere(tx *bolt.Tx, id crypto.BlobID) error {
+func (s *Store) deleteBlobEverywhere(tx *bolt.Tx, id crypto.BlobID, freed *bool) error {
 	shards := tx.Bucket(bucketShards)
 	return shards.ForEachBucket(func(k []byte) error {
 		sb := shards.Bucket(k)
 		for _, name := range [][]byte{subMetadata, subPrimary, subSecondary} {
 			if b := sb.Bucket(name); b != nil {
-				if err := b.Delete(id[:]); err != nil {
+				if err := s.dropValue(tx, b, id[:], freed); err != nil {
 					return err
 				}
 			}
@@ -597,10 +755,7 @@ func (s *Store) SyncCursor(epoch uint64, shard uint32) (crypto.BlobID, error) {
 // WriteSynced writes verified pairs of a shard's handover together with
 // the new cursor, so a restart resumes after the last pair on disk.
 func (s *Store) WriteSynced(epoch uint64, shard uint32, cursor crypto.BlobID, pairs ...VerifiedPair) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		if err := s.writePairs(tx, pairs); err != nil {
-			return err
-		}
+	return s.writePairs(pairs, func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketSync)
 		if err != nil {
 			return err

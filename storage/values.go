@@ -1,0 +1,553 @@
+package storage
+
+// The value log: the bytes of large slivers live outside bbolt, in
+// append-only segment files, and bbolt keeps a small pointer (an extent) in
+// their place. bbolt copies every value into freshly allocated pages, writes
+// them through the page cache and copies them again when it remaps; for
+// slivers of megabytes that was most of a node's CPU during a store. Here a
+// batch of records is one aligned write with O_DIRECT (where the file
+// system takes it) and one fdatasync, before the bbolt transaction that
+// points at it commits.
+//
+// Space: records are padded to 4 KiB, so a deleted one is given back to the
+// file system by punching a hole. bbolt counts each segment's live bytes in
+// the transactions that add and drop pointers, and records every dropped
+// extent (the "freed" list) in the dropping transaction; after the commit
+// the holes are punched and the list emptied, and a sealed segment with no
+// live bytes is removed. A crash between the two steps leaves the list to
+// the next open, which punches again (idempotent: extents are never reused,
+// nor are segment numbers). A crash after a write and before its commit
+// leaves unreferenced bytes in the segment, reclaimed when the segment's
+// live bytes reach zero.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+const (
+	valueAlign    = 4096 // O_DIRECT alignment and the hole-punching unit
+	extentTag     = 0xE5 // first byte of a pointer; an inline sliver starts with its version
+	extentLen     = 1 + 4 + 8 + 4 + 4
+	segmentSuffix = ".seg"
+)
+
+// Variables, not constants, so that the package's tests can send every
+// sliver through the value log and roll segments often (TestMain).
+var (
+	defaultInlineMax   = 32 << 10 // encoded slivers up to this size stay in bbolt
+	defaultSegmentSize = int64(1 << 30)
+)
+
+var (
+	bucketValues = []byte("values") // the value log's accounting
+	keyNextSeg   = []byte("next")   // u32: the next segment number
+	subLive      = []byte("live")   // u32 segment → u64 live (padded) bytes
+	subFreed     = []byte("freed")  // u32 segment ‖ u64 offset → u64 padded length
+
+	castagnoli = crc32.MakeTable(crc32.Castagnoli)
+)
+
+// errValueGone is a read of an extent whose bytes are no longer there: the
+// pointer was dropped while the read was under way.
+var errValueGone = errors.New("storage: value deleted during the read")
+
+// extent locates one record in the value log.
+type extent struct {
+	seg    uint32
+	off    int64
+	length uint32 // record bytes, without padding
+	crc    uint32 // CRC-32C of the record
+}
+
+func (e extent) padded() int64 { return padded(int64(e.length)) }
+
+func padded(n int64) int64 { return (n + valueAlign - 1) / valueAlign * valueAlign }
+
+// marshal is the pointer stored in bbolt:
+// u8 tag ‖ u32 segment ‖ u64 offset ‖ u32 length ‖ u32 crc, big-endian.
+func (e extent) marshal() []byte {
+	b := make([]byte, 1, extentLen)
+	b[0] = extentTag
+	b = binary.BigEndian.AppendUint32(b, e.seg)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.off))
+	b = binary.BigEndian.AppendUint32(b, e.length)
+	return binary.BigEndian.AppendUint32(b, e.crc)
+}
+
+// parseExtent reads a pointer; ok is false for an inline value.
+func parseExtent(v []byte) (e extent, ok bool, err error) {
+	if len(v) == 0 || v[0] != extentTag {
+		return extent{}, false, nil
+	}
+	if len(v) != extentLen {
+		return extent{}, true, fmt.Errorf("storage: value pointer of %d bytes, want %d", len(v), extentLen)
+	}
+	e = extent{
+		seg:    binary.BigEndian.Uint32(v[1:5]),
+		off:    int64(binary.BigEndian.Uint64(v[5:13])),
+		length: binary.BigEndian.Uint32(v[13:17]),
+		crc:    binary.BigEndian.Uint32(v[17:21]),
+	}
+	if e.off%valueAlign != 0 || e.off < 0 {
+		return extent{}, true, fmt.Errorf("storage: value pointer at unaligned offset %d", e.off)
+	}
+	return e, true, nil
+}
+
+// valueLog is the set of segment files. Safe for concurrent use.
+type valueLog struct {
+	dir     string
+	db      *bolt.DB
+	segSize int64
+
+	mu       sync.Mutex
+	direct   bool // open segments with O_DIRECT (false once the file system refused it)
+	files    map[uint32]*os.File
+	active   uint32 // the segment appends go to; 0: none yet
+	tail     int64  // the next free offset of the active segment
+	inflight map[uint32]int
+}
+
+func openValueLog(dir string, db *bolt.DB, segSize int64) (*valueLog, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	l := &valueLog{dir: dir, db: db, segSize: segSize, direct: directIO != 0,
+		files: map[uint32]*os.File{}, inflight: map[uint32]int{}}
+	err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketValues)
+		if err != nil {
+			return err
+		}
+		for _, name := range [][]byte{subLive, subFreed} {
+			if _, err := b.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// What a crash left: holes not yet punched, then segments nothing
+	// points at (no writer is running yet, so none is being filled).
+	if err := l.reclaim(); err != nil {
+		return nil, err
+	}
+	return l, l.removeDeadSegments()
+}
+
+func (l *valueLog) path(seg uint32) string {
+	return filepath.Join(l.dir, fmt.Sprintf("%08d%s", seg, segmentSuffix))
+}
+
+// close closes the segment files.
+func (l *valueLog) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var errs []error
+	for seg := range l.files {
+		errs = append(errs, l.closeLocked(seg))
+	}
+	return errors.Join(errs...)
+}
+
+// file returns an open segment (opening it on first use). Callers hold mu.
+func (l *valueLog) file(seg uint32, create bool) (*os.File, error) {
+	if f := l.files[seg]; f != nil {
+		return f, nil
+	}
+	flags := os.O_RDWR
+	if create {
+		flags |= os.O_CREATE | os.O_EXCL
+	}
+	f, err := l.openSegment(l.path(seg), flags)
+	if err != nil {
+		return nil, err
+	}
+	l.files[seg] = f
+	return f, nil
+}
+
+// closeLocked closes a segment's files. Callers hold mu.
+func (l *valueLog) closeLocked(seg uint32) error {
+	f := l.files[seg]
+	if f == nil {
+		return nil
+	}
+	delete(l.files, seg)
+	return f.Close()
+}
+
+// openSegment opens with O_DIRECT when the file system allows it, and
+// remembers when it does not (tmpfs, some network file systems).
+func (l *valueLog) openSegment(path string, flags int) (*os.File, error) {
+	if l.direct {
+		f, err := os.OpenFile(path, flags|directIO, 0o600)
+		if err == nil || !isInvalidFlag(err) {
+			return f, err
+		}
+		l.direct = false
+	}
+	return os.OpenFile(path, flags, 0o600)
+}
+
+// reservation is space taken in the active segment for one append; release
+// it once the transaction that points at it has committed or failed.
+type reservation struct {
+	log  *valueLog
+	seg  uint32
+	off  int64
+	size int64
+	done bool
+}
+
+// valueRecord is one record of the log: a header and a body, stored
+// together (so a sliver need not be copied into one buffer first).
+type valueRecord struct{ head, body []byte }
+
+func (r valueRecord) len() int { return len(r.head) + len(r.body) }
+
+// append writes records as one aligned write and syncs it: when it returns
+// without error the records are on disk, and exts locate them. The caller
+// commits pointers to them and then releases the reservation.
+func (l *valueLog) append(records []valueRecord) ([]extent, *reservation, error) {
+	var total int64
+	for _, r := range records {
+		total += padded(int64(r.len()))
+	}
+	res, f, err := l.reserve(total)
+	if err != nil {
+		return nil, nil, err
+	}
+	buf := alignedBuffer(int(total))
+	defer putAligned(buf)
+	exts := make([]extent, len(records))
+	at := 0
+	for i, r := range records {
+		copy(buf[at:], r.head)
+		copy(buf[at+len(r.head):], r.body)
+		rec := buf[at : at+r.len()]
+		end := at + int(padded(int64(len(rec))))
+		clear(buf[at+len(rec) : end])
+		exts[i] = extent{seg: res.seg, off: res.off + int64(at), length: uint32(len(rec)), crc: crc32.Checksum(rec, castagnoli)}
+		at = end
+	}
+	if _, err := f.WriteAt(buf[:total], res.off); err != nil {
+		res.release(false)
+		return nil, nil, fmt.Errorf("storage: writing %d bytes to value segment %d: %w", total, res.seg, err)
+	}
+	if err := f.Sync(); err != nil { // os.File.Sync is fsync; the size must be durable too
+		res.release(false)
+		return nil, nil, fmt.Errorf("storage: syncing value segment %d: %w", res.seg, err)
+	}
+	return exts, res, nil
+}
+
+// reserve takes size bytes at the tail of the active segment, starting a
+// new segment when the active one is full.
+func (l *valueLog) reserve(size int64) (*reservation, *os.File, error) {
+	for {
+		l.mu.Lock()
+		if l.active != 0 && (l.tail == 0 || l.tail+size <= l.segSize) {
+			f, err := l.file(l.active, false)
+			if err != nil {
+				l.mu.Unlock()
+				return nil, nil, err
+			}
+			res := &reservation{log: l, seg: l.active, off: l.tail, size: size}
+			l.tail += size
+			l.inflight[res.seg]++
+			l.mu.Unlock()
+			return res, f, nil
+		}
+		l.mu.Unlock()
+		// The number comes from bbolt, outside mu (reclaim takes mu inside
+		// a write transaction); a number two racing appends both took is
+		// simply not used.
+		seg, err := l.nextSegment()
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := l.startSegment(seg, size); err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+// nextSegment takes a segment number; numbers are never reused, so a freed
+// extent recorded before a crash can never name another segment's bytes.
+func (l *valueLog) nextSegment() (uint32, error) {
+	var seg uint32
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketValues)
+		seg = 1
+		if v := b.Get(keyNextSeg); len(v) == 4 {
+			seg = binary.BigEndian.Uint32(v)
+		}
+		return b.Put(keyNextSeg, binary.BigEndian.AppendUint32(nil, seg+1))
+	})
+	return seg, err
+}
+
+// startSegment creates segment seg and makes it the active one, unless
+// another append already started a segment with room for size bytes.
+func (l *valueLog) startSegment(seg uint32, size int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.active != 0 && (l.tail == 0 || l.tail+size <= l.segSize) {
+		return nil
+	}
+	if _, err := l.file(seg, true); err != nil {
+		return fmt.Errorf("storage: creating value segment: %w", err)
+	}
+	if err := syncDir(l.dir); err != nil {
+		return err
+	}
+	old := l.active
+	l.active, l.tail = seg, 0
+	if old != 0 && l.inflight[old] == 0 {
+		l.removeIfDeadLocked(old)
+	}
+	return nil
+}
+
+// release ends a reservation. Bytes no committed pointer refers to are
+// given back at once.
+func (r *reservation) release(committed bool) {
+	if r == nil || r.done {
+		return
+	}
+	r.done = true
+	l := r.log
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !committed {
+		if f := l.files[r.seg]; f != nil {
+			_ = punchHole(f, r.off, r.size)
+		}
+	}
+	if l.inflight[r.seg]--; l.inflight[r.seg] <= 0 {
+		delete(l.inflight, r.seg)
+		if r.seg != l.active {
+			l.removeIfDeadLocked(r.seg)
+		}
+	}
+}
+
+// added counts new pointers' bytes as live, in the transaction that
+// commits the pointers.
+func (l *valueLog) added(tx *bolt.Tx, exts []extent) error {
+	for _, e := range exts {
+		if err := addLive(tx, e.seg, e.padded()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropped records that a pointer is gone, in the transaction that removes
+// it: its bytes stop counting as live and its hole is to be punched.
+func (l *valueLog) dropped(tx *bolt.Tx, e extent) error {
+	if err := addLive(tx, e.seg, -e.padded()); err != nil {
+		return err
+	}
+	key := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(nil, e.seg), uint64(e.off))
+	return tx.Bucket(bucketValues).Bucket(subFreed).Put(key, binary.BigEndian.AppendUint64(nil, uint64(e.padded())))
+}
+
+func addLive(tx *bolt.Tx, seg uint32, delta int64) error {
+	b := tx.Bucket(bucketValues).Bucket(subLive)
+	key := binary.BigEndian.AppendUint32(nil, seg)
+	var live int64
+	if v := b.Get(key); len(v) == 8 {
+		live = int64(binary.BigEndian.Uint64(v))
+	}
+	live += delta
+	if live < 0 {
+		return fmt.Errorf("storage: value segment %d would hold %d live bytes", seg, live)
+	}
+	if live == 0 {
+		return b.Delete(key)
+	}
+	return b.Put(key, binary.BigEndian.AppendUint64(nil, uint64(live)))
+}
+
+// reclaim punches the holes of dropped extents and empties the freed list
+// (a bounded number per transaction, so writers are not held up), then
+// removes sealed segments left without live bytes.
+func (l *valueLog) reclaim() error {
+	touched := map[uint32]bool{}
+	for more := true; more; {
+		err := l.db.Update(func(tx *bolt.Tx) error {
+			var err error
+			more, err = l.reclaimSome(tx, 1024, touched)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for seg := range touched {
+		if seg != l.active && l.inflight[seg] == 0 {
+			l.removeIfDeadLocked(seg)
+		}
+	}
+	return nil
+}
+
+// reclaimSome punches up to limit holes of the freed list and removes them
+// from it; more reports that entries are left.
+func (l *valueLog) reclaimSome(tx *bolt.Tx, limit int, touched map[uint32]bool) (more bool, err error) {
+	c := tx.Bucket(bucketValues).Bucket(subFreed).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.First() {
+		if limit--; limit < 0 {
+			return true, nil
+		}
+		if len(k) == 12 && len(v) == 8 {
+			seg := binary.BigEndian.Uint32(k[:4])
+			l.mu.Lock()
+			f, err := l.file(seg, false)
+			l.mu.Unlock()
+			switch {
+			case errors.Is(err, os.ErrNotExist): // the whole segment is gone already
+			case err != nil:
+				return false, err
+			default:
+				if err := punchHole(f, int64(binary.BigEndian.Uint64(k[4:])), int64(binary.BigEndian.Uint64(v))); err != nil {
+					return false, fmt.Errorf("storage: freeing space in value segment %d: %w", seg, err)
+				}
+			}
+			touched[seg] = true
+		}
+		if err := c.Delete(); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// removeIfDeadLocked removes a sealed segment that holds no live bytes.
+// Callers hold mu and have checked that no append is filling it, so its
+// live count can only stay zero.
+func (l *valueLog) removeIfDeadLocked(seg uint32) {
+	live := false
+	_ = l.db.View(func(tx *bolt.Tx) error {
+		live = tx.Bucket(bucketValues).Bucket(subLive).Get(binary.BigEndian.AppendUint32(nil, seg)) != nil
+		return nil
+	})
+	if live {
+		return
+	}
+	_ = l.closeLocked(seg)
+	_ = os.Remove(l.path(seg))
+}
+
+// removeDeadSegments removes, at open, every segment file without live
+// bytes: appends that crashed before their commit, or segments emptied
+// just before a crash.
+func (l *valueLog) removeDeadSegments() error {
+	entries, err := os.ReadDir(l.dir)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), segmentSuffix)
+		if !ok {
+			continue
+		}
+		seg, err := strconv.ParseUint(name, 10, 32)
+		if err != nil {
+			continue
+		}
+		l.removeIfDeadLocked(uint32(seg))
+	}
+	return nil
+}
+
+// read returns the record an extent locates, checked against its CRC.
+func (l *valueLog) read(e extent) ([]byte, error) {
+	// Reads bypass the page cache too: a node reads back little of what
+	// it writes, soon after; filling the cache costs more than the disk
+	// read (BenchmarkStoreRead's fetch stage: 88 ms direct, 140 ms
+	// through the cache, for 34 slivers of 2 MiB).
+	l.mu.Lock()
+	f, err := l.file(e.seg, false)
+	l.mu.Unlock()
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, errValueGone
+	}
+	if err != nil {
+		return nil, err
+	}
+	buf := alignedBuffer(int(e.padded()))
+	if _, err := f.ReadAt(buf, e.off); err != nil {
+		if errors.Is(err, os.ErrClosed) {
+			return nil, errValueGone
+		}
+		return nil, fmt.Errorf("storage: reading value segment %d at %d: %w", e.seg, e.off, err)
+	}
+	rec := buf[:e.length]
+	if crc32.Checksum(rec, castagnoli) != e.crc {
+		return nil, fmt.Errorf("%w: CRC mismatch in value segment %d at %d (%d bytes)", errValueGone, e.seg, e.off, e.length)
+	}
+	return rec, nil
+}
+
+// Aligned buffers for O_DIRECT, pooled by power-of-two size: a store moves
+// hundreds of megabytes through them, and fresh memory costs page faults.
+var alignedPools [40]sync.Pool
+
+func sizeClass(n int) int {
+	c := 12 // 4 KiB
+	for 1<<c < n {
+		c++
+	}
+	return c
+}
+
+// alignedBuffer returns a buffer of n bytes starting on a valueAlign
+// boundary. Its contents are undefined.
+func alignedBuffer(n int) []byte {
+	c := sizeClass(n)
+	if p, ok := alignedPools[c].Get().(*[]byte); ok {
+		return (*p)[:n]
+	}
+	raw := make([]byte, 1<<c+valueAlign)
+	skip := (valueAlign - int(uintptr(unsafe.Pointer(unsafe.SliceData(raw)))%valueAlign)) % valueAlign
+	return raw[skip : skip+n : skip+1<<c]
+}
+
+// putAligned gives a buffer from alignedBuffer back to its pool.
+func putAligned(b []byte) {
+	c := sizeClass(cap(b))
+	if 1<<c != cap(b) || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%valueAlign != 0 {
+		return // not one of ours
+	}
+	b = b[:cap(b)]
+	alignedPools[c].Put(&b)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
