@@ -168,6 +168,13 @@ func (c *Client) Close() error {
 }
 
 // conn returns the cached connection to addr, creating it on first use.
+// Flow-control windows and socket buffers of connections to storage nodes.
+const (
+	streamWindow = 16 << 20
+	connWindow   = 64 << 20
+	socketBuffer = 256 << 10
+)
+
 // grpc.NewClient connects lazily, so a node that is down costs nothing
 // until it is called.
 func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
@@ -193,7 +200,13 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	// long after it is back. Cap it near our own retry backoff.
 	bc := backoff.DefaultConfig
 	bc.MaxDelay = c.cfg.MaxBackoff
-	opts = append(append([]grpc.DialOption(nil), opts...), grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 5 * time.Second}))
+	opts = append(append([]grpc.DialOption(nil), opts...), grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 5 * time.Second}),
+		// Slivers are megabytes: a stream may have a whole one in flight
+		// (gRPC's 64 KiB starting window stalls it until its estimate
+		// grows), and large socket buffers take fewer system calls per
+		// byte. The nodes' servers use the same sizes.
+		grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(connWindow),
+		grpc.WithWriteBufferSize(socketBuffer), grpc.WithReadBufferSize(socketBuffer))
 	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("client: connecting to %s: %w", addr, err)

@@ -1,10 +1,12 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -157,7 +159,26 @@ func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (cry
 // readBlob reads the whole blob, refusing one over max bytes without
 // reading more than max+1.
 func readBlob(r io.Reader, max uint64) ([]byte, error) {
-	blob, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+	// A reader that knows its length (bytes.Reader, strings.Reader, a
+	// file) is read into one buffer of that size: growing one from nothing
+	// copies a large blob several times over.
+	var size int64 = -1
+	switch r := r.(type) {
+	case interface{ Len() int }:
+		size = int64(r.Len())
+	case *os.File:
+		if st, err := r.Stat(); err == nil && st.Mode().IsRegular() {
+			if off, err := r.Seek(0, io.SeekCurrent); err == nil {
+				size = st.Size() - off
+			}
+		}
+	}
+	buf := bytes.NewBuffer(nil)
+	if size >= 0 && uint64(size) <= max {
+		buf = bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead)) // room to see EOF without growing
+	}
+	_, err := buf.ReadFrom(io.LimitReader(r, int64(max)+1))
+	blob := buf.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("client: reading the blob: %w", err)
 	}
@@ -430,8 +451,10 @@ func (w *write) aggregate(com *Committee, signed []nodeOutcome) (*crypto.Certifi
 	}
 }
 
-// maxChunk is the largest sliver chunk sent in one message (storage.proto).
-const maxChunk = 1 << 20
+// maxChunk is the largest sliver chunk sent in one message (storage.proto):
+// half the nodes' 16 MiB message cap. A sliver that fits is sent whole,
+// and the node keeps the message's buffer instead of copying it.
+const maxChunk = 8 << 20
 
 // confirmAttempts is how often a confirmation is asked for while the node
 // answers FailedPrecondition: it may still be writing the pairs it just
