@@ -44,28 +44,30 @@ func newPairAssembler(params coding.Params, id crypto.BlobID, length uint64, own
 	return &pairAssembler{params: params, id: id, symbol: symbol, owns: owns, partial: map[uint32]*pairUpload{}}, nil
 }
 
-// add takes one chunk and returns the pair it completed, if any.
-func (a *pairAssembler) add(chunk *weftv1.SliverChunk) (*assembledPair, error) {
+// add takes one chunk and returns the pair it completed, if any. A chunk
+// that is a whole sliver is kept as it is (kept); the bytes of any other
+// are copied, and the caller may reuse its buffer.
+func (a *pairAssembler) add(chunk *weftv1.SliverChunk) (done *assembledPair, kept bool, err error) {
 	if len(chunk.BlobId) != 0 && (len(chunk.BlobId) != crypto.DigestSize || crypto.BlobID(chunk.BlobId) != a.id) {
-		return nil, status.Error(codes.InvalidArgument, "one StorePairs stream carries one blob")
+		return nil, false, status.Error(codes.InvalidArgument, "one StorePairs stream carries one blob")
 	}
 	axis, err := axisFrom(chunk.Axis)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	p := a.params
 	if int(chunk.Index) >= p.Shards || int(chunk.SymbolSize) != a.symbol {
-		return nil, status.Errorf(codes.InvalidArgument, "sliver %d of %d, symbol size %d (want %d)", chunk.Index, p.Shards, chunk.SymbolSize, a.symbol)
+		return nil, false, status.Errorf(codes.InvalidArgument, "sliver %d of %d, symbol size %d (want %d)", chunk.Index, p.Shards, chunk.SymbolSize, a.symbol)
 	}
 	pair := crypto.PairIndex(axis, chunk.Index, uint32(p.Shards))
 	up := a.partial[pair]
 	if up == nil {
 		shard := uint32(p.ShardForPair(int(pair), a.id))
 		if err := a.owns(shard); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if len(a.partial) >= maxPartialPairs {
-			return nil, status.Errorf(codes.ResourceExhausted, "more than %d pairs half-sent at once: send each pair's slivers together", maxPartialPairs)
+			return nil, false, status.Errorf(codes.ResourceExhausted, "more than %d pairs half-sent at once: send each pair's slivers together", maxPartialPairs)
 		}
 		up = &pairUpload{shard: shard}
 		a.partial[pair] = up
@@ -76,12 +78,13 @@ func (a *pairAssembler) add(chunk *weftv1.SliverChunk) (*assembledPair, error) {
 	}
 	want := a.size(axis)
 	if chunk.Offset != uint64(len(*buf)) || len(*buf)+len(chunk.Data) > want {
-		return nil, status.Errorf(codes.InvalidArgument, "%s sliver %d: chunk at offset %d with %d bytes, have %d of %d",
+		return nil, false, status.Errorf(codes.InvalidArgument, "%s sliver %d: chunk at offset %d with %d bytes, have %d of %d",
 			axis, chunk.Index, chunk.Offset, len(chunk.Data), len(*buf), want)
 	}
 	switch {
 	case *buf == nil && len(chunk.Data) == want:
 		*buf = chunk.Data // the whole sliver in one message: keep it, no copy
+		kept = true
 	case *buf == nil:
 		// Pooled: the sink gives it back once the pair is written.
 		*buf = append(alignedBuffer(want)[:0], chunk.Data...)
@@ -89,7 +92,7 @@ func (a *pairAssembler) add(chunk *weftv1.SliverChunk) (*assembledPair, error) {
 		*buf = append(*buf, chunk.Data...)
 	}
 	if len(up.primary) < a.size(crypto.Primary) || len(up.secondary) < a.size(crypto.Secondary) {
-		return nil, nil
+		return nil, kept, nil
 	}
 	delete(a.partial, pair)
 	sliver := func(axis crypto.Axis, data []byte) coding.Sliver {
@@ -97,7 +100,7 @@ func (a *pairAssembler) add(chunk *weftv1.SliverChunk) (*assembledPair, error) {
 	}
 	return &assembledPair{shard: up.shard, pair: coding.SliverPair{
 		Index: pair, Primary: sliver(crypto.Primary, up.primary), Secondary: sliver(crypto.Secondary, up.secondary),
-	}}, nil
+	}}, kept, nil
 }
 
 func (a *pairAssembler) size(axis crypto.Axis) int { return a.params.SliverSymbols(axis) * a.symbol }

@@ -43,10 +43,16 @@ func TestPairAssembler(t *testing.T) {
 		got := 0
 		for _, pair := range enc.Pairs {
 			for _, sl := range []coding.Sliver{pair.Primary, pair.Secondary} {
-				for _, c := range chunksOf(enc.ID, sl, size) {
-					done, err := asm.add(c)
+				chunks := chunksOf(enc.ID, sl, size)
+				for _, c := range chunks {
+					done, kept, err := asm.add(c)
 					if err != nil {
 						t.Fatalf("chunk size %d: %v", size, err)
+					}
+					// Only a whole sliver is kept; pieces are copied, so the
+					// caller may reuse their buffers.
+					if whole := len(chunks) == 1; kept != whole {
+						t.Fatalf("chunk size %d: kept = %v for %d chunks", size, kept, len(chunks))
 					}
 					if done != nil {
 						got++
@@ -68,7 +74,7 @@ func TestPairAssembler(t *testing.T) {
 	// Primaries of five pairs first: the fifth half-sent pair is refused.
 	asm, _ := newPairAssembler(p, enc.ID, enc.Metadata.Length, ownsAll)
 	for i := range 5 {
-		_, err := asm.add(chunksOf(enc.ID, enc.Pairs[i].Primary, 1<<20)[0])
+		_, _, err := asm.add(chunksOf(enc.ID, enc.Pairs[i].Primary, 1<<20)[0])
 		if (err != nil) != (i == maxPartialPairs) {
 			t.Fatalf("half-sent pair %d: %v", i+1, err)
 		}
@@ -111,7 +117,7 @@ func FuzzPairAssembler(f *testing.F) {
 			data = data[8:]
 			c.Data = data[:min(n, len(data))]
 			data = data[len(c.Data):]
-			done, err := asm.add(c)
+			done, _, err := asm.add(c)
 			if len(asm.partial) > maxPartialPairs {
 				t.Fatalf("%d pairs buffered", len(asm.partial))
 			}

@@ -467,7 +467,7 @@ func (n *Node) receiveSync(stream weftv1.Storage_SyncShardClient, epoch uint64, 
 		if asm == nil || item.Chunk == nil {
 			continue
 		}
-		done, err := asm.add(item.Chunk)
+		done, _, err := asm.add(item.Chunk)
 		if err != nil {
 			n.metrics.rejected.WithLabelValues("sync-pair").Inc()
 			asm = nil
@@ -479,11 +479,14 @@ func (n *Node) receiveSync(stream weftv1.Storage_SyncShardClient, epoch uint64, 
 		asm = nil
 		v, err := n.store.VerifyPair(done.shard, current, done.pair)
 		if err != nil {
+			recycle(done.pair)
 			n.metrics.rejected.WithLabelValues("sync-pair").Inc()
 			n.log.Warn("storage: the holder sent a pair that fails verification; it will be rebuilt", "blob", current, "shard", shard, "err", err)
 			continue
 		}
-		if err := n.store.WriteSynced(epoch, shard, prog.mark(current), v); err != nil {
+		err = n.store.WriteSynced(epoch, shard, prog.mark(current), v)
+		recycle(done.pair)
+		if err != nil {
 			return count, lastID, err
 		}
 		n.metrics.handoverCopied.Add(float64(v.Size()))

@@ -245,6 +245,7 @@ func (n *Node) ServerOptions() []grpc.ServerOption {
 		grpc.ChainStreamInterceptor(n.readyStream, n.metrics.streamInterceptor),
 		grpc.MaxRecvMsgSize(maxMessage),
 		grpc.MaxSendMsgSize(maxMessage),
+		grpc.ForceServerCodecV2(newChunkCodec()),
 		// Slivers are megabytes: let a stream have a whole one in flight,
 		// and move it in few system calls (the client uses the same sizes).
 		grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(connWindow),

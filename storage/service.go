@@ -159,7 +159,10 @@ func (s *service) StorePairs(stream weftv1.Storage_StorePairsServer) error {
 			}
 			sink = newPairSink(n, asm.id)
 		}
-		done, err := asm.add(chunk)
+		done, kept, err := asm.add(chunk)
+		if !kept {
+			putAligned(chunk.Data) // copied, or refused: the decoder's pooled buffer goes back
+		}
 		if err == nil && done != nil {
 			err = sink.submit(done)
 		}

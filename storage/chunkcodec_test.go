@@ -1,0 +1,96 @@
+package storage
+
+import (
+	"bytes"
+	"testing"
+
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+)
+
+// split cuts data into buffers of step bytes, as gRPC hands over a message
+// received in several frames.
+func split(data []byte, step int) mem.BufferSlice {
+	var s mem.BufferSlice
+	for len(data) > 0 {
+		n := min(step, len(data))
+		s = append(s, mem.SliceBuffer(data[:n]))
+		data = data[n:]
+	}
+	return s
+}
+
+// hasGroup reports whether encoded unknown fields hold a group, the one
+// thing decodeChunk refuses that protobuf accepts.
+func hasGroup(unknown []byte) bool {
+	for len(unknown) > 0 {
+		_, typ, n := protowire.ConsumeField(unknown)
+		if n < 0 {
+			return false
+		}
+		if typ == protowire.StartGroupType {
+			return true
+		}
+		unknown = unknown[n:]
+	}
+	return false
+}
+
+// FuzzDecodeChunk holds the node's SliverChunk decoder to protobuf's: what
+// it accepts, protobuf accepts with the same fields; what protobuf refuses,
+// it refuses — however the bytes are split into frames.
+func FuzzDecodeChunk(f *testing.F) {
+	for _, c := range []*weftv1.SliverChunk{
+		{},
+		{BlobId: bytes.Repeat([]byte{7}, 32), Axis: 1, Index: 99, SymbolSize: 4096, Offset: 1 << 20, Data: bytes.Repeat([]byte{1, 2, 3}, 1000)},
+		{Index: 3, Data: []byte{}},
+	} {
+		raw, _ := proto.Marshal(c)
+		f.Add(raw, uint8(7))
+	}
+	f.Add([]byte{0x32, 0x05, 1, 2}, uint8(1))                                                 // data longer than the bytes left
+	f.Add([]byte{0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, uint8(3)) // overlong varint
+	f.Add([]byte{0x13, 0x14}, uint8(2))                                                       // a group
+	f.Fuzz(func(t *testing.T, raw []byte, step uint8) {
+		var want weftv1.SliverChunk
+		werr := proto.Unmarshal(raw, &want)
+		var got weftv1.SliverChunk
+		r := split(raw, int(step)+1).Reader()
+		gerr := decodeChunk(r, &got)
+		r.Close()
+		switch {
+		case gerr == nil && werr != nil:
+			t.Fatalf("accepted what protobuf refuses (%v)", werr)
+		case gerr != nil && werr == nil && !hasGroup(want.ProtoReflect().GetUnknown()):
+			t.Fatalf("refused what protobuf accepts: %v", gerr)
+		case gerr == nil:
+			if !bytes.Equal(got.BlobId, want.BlobId) || got.Axis != want.Axis || got.Index != want.Index ||
+				got.SymbolSize != want.SymbolSize || got.Offset != want.Offset || !bytes.Equal(got.Data, want.Data) {
+				t.Fatalf("decoded %v, protobuf %v", &got, &want)
+			}
+		}
+	})
+}
+
+// The codec leaves every other message to protobuf.
+func TestChunkCodecOtherMessages(t *testing.T) {
+	c := newChunkCodec()
+	req := &weftv1.GetSliverRequest{BlobId: []byte{1, 2, 3}, Axis: 1, Index: 5}
+	out, err := c.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back weftv1.GetSliverRequest
+	if err := c.Unmarshal(out, &back); err != nil || !proto.Equal(req, &back) {
+		t.Fatalf("round trip: %v, %v", &back, err)
+	}
+	chunk := &weftv1.SliverChunk{BlobId: []byte{9}, Index: 4, Data: bytes.Repeat([]byte{5}, 100_000)}
+	raw, _ := proto.Marshal(chunk)
+	var got weftv1.SliverChunk
+	if err := c.Unmarshal(split(raw, 16<<10), &got); err != nil || !proto.Equal(chunk, &got) {
+		t.Fatalf("chunk: %v", err)
+	}
+}
