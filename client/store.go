@@ -566,7 +566,7 @@ func (w *write) sendAll(ctx context.Context, sc weftv1.StorageClient, shards []u
 // every one.
 func (w *write) sendPairs(ctx context.Context, sc weftv1.StorageClient, shards []uint32) error {
 	id := w.enc.ID
-	stream, err := sc.StorePairs(ctx)
+	stream, err := sc.StorePairs(ctx, grpc.ForceCodecV2(sendCodec))
 	if err != nil {
 		return err
 	}
