@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -332,6 +333,31 @@ type read struct {
 	// launched counts sliver fetches started; the first nP are in the
 	// progress total from the start, later ones (replacements) add to it.
 	launched int
+
+	// sys holds the systematic primaries back to back, so that Decode
+	// returns it as the blob instead of copying them into one (≈ 20 % of
+	// a large read). claimed[i] belongs to the fetch receiving sliver i
+	// into its place: any other fetch of sliver i gets a buffer of its own,
+	// so no two write the same bytes and none writes the blob returned.
+	sysOnce sync.Once
+	sys     []byte
+	claimed []atomic.Bool
+}
+
+// sliverBuffer returns where to receive primary sliver index: its place in
+// sys if it is systematic and the place is free (slot), else a new buffer.
+func (r *read) sliverBuffer(index uint32) (buf []byte, slot bool) {
+	size, total := r.params.SystematicLayout(r.symbolSize)
+	if int(index) < r.params.NP {
+		r.sysOnce.Do(func() {
+			r.sys = make([]byte, total)
+			r.claimed = make([]atomic.Bool, r.params.NP)
+		})
+		if r.claimed[index].CompareAndSwap(false, true) {
+			return r.sys[int(index)*size : (int(index)+1)*size], true
+		}
+	}
+	return make([]byte, size), false
 }
 
 // task is one attempt at primary sliver index from source number src of
@@ -587,21 +613,24 @@ func (r *read) fetch(ctx context.Context, t task, verify bool) fetched {
 
 // receive reads one primary sliver's chunks into a buffer of exactly the
 // size the metadata implies; a node cannot make the reader hold more.
-func (r *read) receive(ctx context.Context, sc weftv1.StorageClient, index uint32) (coding.Sliver, error) {
+func (r *read) receive(ctx context.Context, sc weftv1.StorageClient, index uint32) (_ coding.Sliver, err error) {
 	size := r.params.SliverSymbols(crypto.Primary) * r.symbolSize
 	got := 0
+	buf, slot := r.sliverBuffer(index)
 	defer func() {
 		if got < size {
 			// This attempt counted a whole sliver in the total and
 			// delivered only got bytes; the rest comes from another one.
 			r.prog.grow(int64(got - size))
 		}
+		if err != nil && slot {
+			r.claimed[index].Store(false) // nothing writes there any more
+		}
 	}()
 	stream, err := sc.GetSliver(ctx, &weftv1.GetSliverRequest{BlobId: r.id[:], Axis: uint32(crypto.Primary), Index: index})
 	if err != nil {
 		return coding.Sliver{}, err
 	}
-	buf := make([]byte, size)
 	for {
 		ch, err := stream.Recv()
 		if errors.Is(err, io.EOF) {

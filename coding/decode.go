@@ -19,6 +19,10 @@ import (
 // *crypto.SliverMismatchError (drop it and decode again); if all are
 // genuine, the blob itself is inconsistent (*InconsistentBlobError).
 // The metadata must already be checked against the blob ID.
+//
+// When the primaries used are the nP systematic ones laid back to back in
+// one buffer, index order (as a reader can receive them, SystematicLayout),
+// the blob is that buffer: nothing is copied, and the blob aliases it.
 func (c *Codec) Decode(meta *crypto.Metadata, slivers []Sliver) ([]byte, error) {
 	s, err := c.checkMetadata(meta)
 	if err != nil {
@@ -77,6 +81,9 @@ func (c *Codec) Decode(meta *crypto.Metadata, slivers []Sliver) ([]byte, error) 
 func (c *Codec) decodePrimaries(slivers []Sliver, s int) ([]byte, error) {
 	n, np := c.params.Shards, c.params.NP
 	rowLen := c.params.NS * s
+	if blob, ok := systematicRun(slivers, rowLen); ok {
+		return blob, nil
+	}
 	out := make([]byte, np*rowLen)
 	shards := make([][]byte, n)
 	missingData := false
@@ -98,6 +105,31 @@ func (c *Codec) decodePrimaries(slivers []Sliver, s int) ([]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// systematicRun returns the buffer holding slivers when they are the
+// systematic primaries 0 … len−1 back to back, each rowLen bytes.
+func systematicRun(slivers []Sliver, rowLen int) ([]byte, bool) {
+	total := len(slivers) * rowLen
+	if len(slivers) == 0 || cap(slivers[0].Data) < total {
+		return nil, false
+	}
+	run := slivers[0].Data[:total]
+	for i, sl := range slivers {
+		if int(sl.Index) != i || sl.Axis != crypto.Primary || len(sl.Data) != rowLen || &sl.Data[0] != &run[i*rowLen] {
+			return nil, false
+		}
+	}
+	return run, true
+}
+
+// SystematicLayout is the size of one systematic primary sliver of a blob
+// with symbolSize-byte symbols, and of the buffer that holds all nP back to
+// back: a reader that receives sliver i into buffer[i·size:(i+1)·size]
+// lets Decode return the buffer itself.
+func (p Params) SystematicLayout(symbolSize int) (sliver, buffer int) {
+	sliver = p.NS * symbolSize
+	return sliver, p.NP * sliver
 }
 
 // decodeSecondaries rebuilds the source matrix from exactly nS secondary
