@@ -203,6 +203,16 @@ func (s *Store) WritePairs(pairs ...VerifiedPair) error {
 	return s.writePairs(pairs, nil)
 }
 
+// writePairs writes verified pairs and, in the same transaction, whatever
+// also commits with them (nil: nothing).
+func (s *Store) writePairs(pairs []VerifiedPair, also func(tx *bolt.Tx) error) error {
+	st, err := s.Stage(pairs...)
+	if err != nil {
+		return err
+	}
+	return s.CommitStaged(also, st)
+}
+
 // sliverValue is a sliver about to be stored: its bbolt key and value,
 // which is the sliver itself when small and a pointer into the value log
 // once its bytes are written there.
@@ -213,10 +223,22 @@ type sliverValue struct {
 	value []byte
 }
 
-// writePairs writes verified pairs and, in the same transaction, whatever
-// also commits with them (nil: nothing).
-func (s *Store) writePairs(pairs []VerifiedPair, also func(tx *bolt.Tx) error) error {
-	var values []sliverValue
+// StagedPairs are verified pairs whose large slivers' bytes are written to
+// the value log — not yet durable, and not yet visible: CommitStaged makes
+// them both. The sliver buffers may be reused once Stage returns.
+// (Staging each pair of a StorePairs stream as soon as it was verified, to
+// spread the disk writes over the stream, measured no better than one
+// batch at the end: BenchmarkStoreRead's cores were as idle.)
+type StagedPairs struct {
+	values []sliverValue
+	exts   []extent
+	res    *reservation
+}
+
+// Stage writes verified pairs' large slivers to the value log (one write)
+// and prepares the rest.
+func (s *Store) Stage(pairs ...VerifiedPair) (*StagedPairs, error) {
+	st := &StagedPairs{}
 	var records []valueRecord
 	var external []int // indices into values of the slivers in records
 	for _, v := range pairs {
@@ -232,56 +254,78 @@ func (s *Store) writePairs(pairs []VerifiedPair, also func(tx *bolt.Tx) error) e
 			if sl.EncodedLen() > s.inlineMax {
 				head, err := sl.MarshalHeader()
 				if err != nil {
-					return err
+					return nil, err
 				}
 				records = append(records, valueRecord{head: head, body: sl.Data})
-				external = append(external, len(values))
+				external = append(external, len(st.values))
 			} else {
 				raw, err := sl.MarshalBinary()
 				if err != nil {
-					return err
+					return nil, err
 				}
 				sv.value = raw
 			}
-			values = append(values, sv)
+			st.values = append(st.values, sv)
 		}
 	}
-	if len(values) == 0 && also == nil {
-		return nil
-	}
-	var exts []extent
-	var res *reservation
 	if len(records) > 0 {
 		var err error
-		if exts, res, err = s.values.append(records); err != nil {
-			return err
+		if st.exts, st.res, err = s.values.append(records); err != nil {
+			return nil, err
 		}
-		for i, e := range exts {
-			values[external[i]].value = e.marshal()
+		for i, e := range st.exts {
+			st.values[external[i]].value = e.marshal()
 		}
 	}
-	err := s.update(func(tx *bolt.Tx, freed *bool) error {
-		for _, sv := range values {
-			b, err := shardBucket(tx, sv.shard, sv.name, true)
-			if err != nil {
-				return err
-			}
-			if err := s.dropValue(tx, b, sv.id[:], freed); err != nil { // a pair stored again
-				return err
-			}
-			if err := b.Put(sv.id[:], sv.value); err != nil {
-				return err
-			}
+	return st, nil
+}
+
+// CommitStaged makes staged pairs durable (one fsync per value segment
+// used) and visible (one transaction, with whatever also commits; nil:
+// nothing). On error none is committed and their space is given back.
+func (s *Store) CommitStaged(also func(tx *bolt.Tx) error, staged ...*StagedPairs) error {
+	var res []*reservation
+	empty := also == nil
+	for _, st := range staged {
+		res = append(res, st.res)
+		empty = empty && len(st.values) == 0
+	}
+	release := func(committed bool) {
+		for _, r := range res {
+			r.release(committed)
 		}
-		if err := s.values.added(tx, exts); err != nil {
-			return err
+	}
+	if empty {
+		return nil
+	}
+	if err := s.values.sync(res...); err != nil {
+		release(false)
+		return err
+	}
+	err := s.update(func(tx *bolt.Tx, freed *bool) error {
+		for _, st := range staged {
+			for _, sv := range st.values {
+				b, err := shardBucket(tx, sv.shard, sv.name, true)
+				if err != nil {
+					return err
+				}
+				if err := s.dropValue(tx, b, sv.id[:], freed); err != nil { // a pair stored again
+					return err
+				}
+				if err := b.Put(sv.id[:], sv.value); err != nil {
+					return err
+				}
+			}
+			if err := s.values.added(tx, st.exts); err != nil {
+				return err
+			}
 		}
 		if also != nil {
 			return also(tx)
 		}
 		return nil
 	})
-	res.release(err == nil)
+	release(err == nil)
 	return err
 }
 

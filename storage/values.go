@@ -219,9 +219,9 @@ type valueRecord struct{ head, body []byte }
 
 func (r valueRecord) len() int { return len(r.head) + len(r.body) }
 
-// append writes records as one aligned write and syncs it: when it returns
-// without error the records are on disk, and exts locate them. The caller
-// commits pointers to them and then releases the reservation.
+// append writes records as one aligned write: exts locate them. They are
+// not durable until sync; the caller syncs, commits pointers to them and
+// then releases the reservation.
 func (l *valueLog) append(records []valueRecord) ([]extent, *reservation, error) {
 	var total int64
 	for _, r := range records {
@@ -248,11 +248,30 @@ func (l *valueLog) append(records []valueRecord) ([]extent, *reservation, error)
 		res.release(false)
 		return nil, nil, fmt.Errorf("storage: writing %d bytes to value segment %d: %w", total, res.seg, err)
 	}
-	if err := f.Sync(); err != nil { // os.File.Sync is fsync; the size must be durable too
-		res.release(false)
-		return nil, nil, fmt.Errorf("storage: syncing value segment %d: %w", res.seg, err)
-	}
 	return exts, res, nil
+}
+
+// sync makes what the reservations' appends wrote durable: one fsync per
+// segment they used (fsync, not fdatasync: a segment grows, and its size
+// must be durable too).
+func (l *valueLog) sync(reservations ...*reservation) error {
+	done := map[uint32]bool{}
+	for _, r := range reservations {
+		if r == nil || done[r.seg] {
+			continue
+		}
+		done[r.seg] = true
+		l.mu.Lock()
+		f, err := l.file(r.seg, false)
+		l.mu.Unlock()
+		if err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			return fmt.Errorf("storage: syncing value segment %d: %w", r.seg, err)
+		}
+	}
+	return nil
 }
 
 // reserve takes size bytes at the tail of the active segment, starting a

@@ -326,3 +326,57 @@ func TestValuesReadsRaceDeletes(t *testing.T) {
 	wg.Wait()
 	assertNoLive(t, s)
 }
+
+// Staged pairs are written but neither visible nor counted until
+// committed; staged twice and committed together, the second copy wins and
+// the first is freed.
+func TestValuesStagedPairs(t *testing.T) {
+	c, _ := coding.New(10)
+	p := c.Params()
+	path := filepath.Join(t.TempDir(), "node.db")
+	s, err := openWith(path, c, 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := testBlob(t, c, 1, 100_000)
+	const shard = 5
+	if err := s.PutMetadata(shard, enc.ID, enc.Metadata); err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.VerifyPair(shard, enc.ID, enc.PairOnShard(p, shard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Stage(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.HasPair(shard, enc.ID); ok {
+		t.Fatal("a staged pair is visible before its commit")
+	}
+	b, err := s.Stage(v) // the same pair again: the second copy wins, the first is freed
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CommitStaged(nil, a, b); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.HasPair(shard, enc.ID); !ok {
+		t.Fatal("committed pair missing")
+	}
+	s.Close()
+	if s, err = openWith(path, c, 0, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, want := range []coding.Sliver{v.pair.Primary, v.pair.Secondary} {
+		got, err := s.Sliver(shard, enc.ID, want.Axis)
+		if err != nil || !bytes.Equal(got.Data, want.Data) {
+			t.Fatalf("%s after reopen: %v", want.SliverRef, err)
+		}
+	}
+	if err := s.DeleteBlob(shard, enc.ID, func() bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	assertNoLive(t, s)
+}
