@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,10 +18,14 @@ import (
 
 // Every test of the package stores slivers through the value log (the
 // inline path is what small blobs take in production, and is tested here
-// on its own), with small segments so that they roll.
+// on its own), with small segments so that they roll. Benchmarks keep the
+// production settings.
 func TestMain(m *testing.M) {
-	defaultInlineMax = 0
-	defaultSegmentSize = 256 << 10
+	flag.Parse()
+	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
+		defaultInlineMax = 0
+		defaultSegmentSize = 256 << 10
+	}
 	os.Exit(m.Run())
 }
 
