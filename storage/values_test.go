@@ -29,6 +29,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// openLogged opens a store that sends every sliver to the value log, in
+// segments of segSize bytes.
+func openLogged(t *testing.T, path string, c *coding.Codec, segSize int64) *Store {
+	t.Helper()
+	s := openLogged(t, path, c, segSize)
+	return s
+}
+
 // storeAll puts every shard's metadata and pair of enc.
 func storeAll(t *testing.T, s *Store, enc *coding.Encoded) {
 	t.Helper()
@@ -120,10 +128,7 @@ func TestValuesInlineAndLogged(t *testing.T) {
 func TestValuesSpaceComesBack(t *testing.T) {
 	c, _ := coding.New(10)
 	p := c.Params()
-	s, err := openWith(filepath.Join(t.TempDir(), "node.db"), c, 0, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openLogged(t, filepath.Join(t.TempDir(), "node.db"), c, 1<<20)
 	defer s.Close()
 	a, b, d := testBlob(t, c, 1, 200_000), testBlob(t, c, 2, 200_000), testBlob(t, c, 3, 200_000)
 	for _, enc := range []*coding.Encoded{a, b, d} {
@@ -181,14 +186,11 @@ func TestValuesCrashLeftovers(t *testing.T) {
 	c, _ := coding.New(10)
 	p := c.Params()
 	path := filepath.Join(t.TempDir(), "node.db")
-	s, err := openWith(path, c, 0, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openLogged(t, path, c, 1<<20)
 	enc := testBlob(t, c, 1, 100_000)
 	storeAll(t, s, enc)
 	// The deletion commits; the "crash" comes before reclaim runs.
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		var freed bool
 		for shard := range uint32(p.Shards) {
 			for _, name := range [][]byte{subPrimary, subSecondary} {
@@ -212,10 +214,7 @@ func TestValuesCrashLeftovers(t *testing.T) {
 	}
 	s.Close()
 
-	s, err = openWith(path, c, 0, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = openLogged(t, path, c, 1<<20)
 	defer s.Close()
 	if left := segments(t, s); len(left) > 0 {
 		t.Fatalf("segments left after reopening with nothing live: %v", left)
@@ -235,10 +234,7 @@ func TestValuesCrashLeftovers(t *testing.T) {
 func TestValuesCorruptionIsAnError(t *testing.T) {
 	c, _ := coding.New(10)
 	path := filepath.Join(t.TempDir(), "node.db")
-	s, err := openWith(path, c, 0, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openLogged(t, path, c, 1<<20)
 	defer s.Close()
 	enc := testBlob(t, c, 1, 20_000)
 	storeAll(t, s, enc)
@@ -279,10 +275,7 @@ func TestValuesCorruptionIsAnError(t *testing.T) {
 func TestValuesReadsRaceDeletes(t *testing.T) {
 	c, _ := coding.New(10)
 	p := c.Params()
-	s, err := openWith(filepath.Join(t.TempDir(), "node.db"), c, 0, 128<<10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openLogged(t, filepath.Join(t.TempDir(), "node.db"), c, 128<<10)
 	defer s.Close()
 	enc := testBlob(t, c, 1, 50_000)
 	const shard = 2
@@ -339,10 +332,7 @@ func TestValuesStagedPairs(t *testing.T) {
 	c, _ := coding.New(10)
 	p := c.Params()
 	path := filepath.Join(t.TempDir(), "node.db")
-	s, err := openWith(path, c, 0, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openLogged(t, path, c, 1<<20)
 	enc := testBlob(t, c, 1, 100_000)
 	const shard = 5
 	if err := s.PutMetadata(shard, enc.ID, enc.Metadata); err != nil {
@@ -370,9 +360,7 @@ func TestValuesStagedPairs(t *testing.T) {
 		t.Fatal("committed pair missing")
 	}
 	s.Close()
-	if s, err = openWith(path, c, 0, 1<<20); err != nil {
-		t.Fatal(err)
-	}
+	s = openLogged(t, path, c, 1<<20)
 	defer s.Close()
 	for _, want := range []coding.Sliver{v.pair.Primary, v.pair.Secondary} {
 		got, err := s.Sliver(shard, enc.ID, want.Axis)
