@@ -33,7 +33,10 @@ func TestMain(m *testing.M) {
 // segments of segSize bytes.
 func openLogged(t *testing.T, path string, c *coding.Codec, segSize int64) *Store {
 	t.Helper()
-	s := openLogged(t, path, c, segSize)
+	s, err := openWith(path, c, 0, segSize)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return s
 }
 
