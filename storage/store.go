@@ -349,17 +349,21 @@ func (s *Store) update(fn func(tx *bolt.Tx, freed *bool) error) error {
 // dropValue deletes a sliver's entry from its bucket; when the entry
 // pointed into the value log, the extent is recorded as freed.
 func (s *Store) dropValue(tx *bolt.Tx, b *bolt.Bucket, key []byte, freed *bool) error {
-	e, external, err := parseExtent(b.Get(key))
-	if err != nil {
+	if err := s.freeValue(tx, b.Get(key), freed); err != nil {
 		return err
 	}
-	if external {
-		if err := s.values.dropped(tx, e); err != nil {
-			return err
-		}
-		*freed = true
-	}
 	return b.Delete(key)
+}
+
+// freeValue records a sliver value's extent as freed when the value points
+// into the value log (an inline value frees nothing).
+func (s *Store) freeValue(tx *bolt.Tx, v []byte, freed *bool) error {
+	e, external, err := parseExtent(v)
+	if err != nil || !external {
+		return err
+	}
+	*freed = true
+	return s.values.dropped(tx, e)
 }
 
 // dropSliverBuckets drops every sliver value of a shard's bucket (before
@@ -370,14 +374,7 @@ func (s *Store) dropSliverBuckets(tx *bolt.Tx, sb *bolt.Bucket, freed *bool) err
 		if b == nil {
 			continue
 		}
-		err := b.ForEach(func(_, v []byte) error {
-			e, external, err := parseExtent(v)
-			if err != nil || !external {
-				return err
-			}
-			*freed = true
-			return s.values.dropped(tx, e)
-		})
+		err := b.ForEach(func(_, v []byte) error { return s.freeValue(tx, v, freed) })
 		if err != nil {
 			return err
 		}

@@ -6,8 +6,8 @@ package storage
 // them through the page cache and copies them again when it remaps; for
 // slivers of megabytes that was most of a node's CPU during a store. Here a
 // batch of records is one aligned write with O_DIRECT (where the file
-// system takes it) and one fdatasync, before the bbolt transaction that
-// points at it commits.
+// system takes it), then one fsync per segment written, before the bbolt
+// transaction that points at it commits.
 //
 // Space: records are padded to 4 KiB, so a deleted one is given back to the
 // file system by punching a hole. bbolt counts each segment's live bytes in
@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -180,7 +181,7 @@ func (l *valueLog) file(seg uint32, create bool) (*os.File, error) {
 	return f, nil
 }
 
-// closeLocked closes a segment's files. Callers hold mu.
+// closeLocked closes a segment's file. Callers hold mu.
 func (l *valueLog) closeLocked(seg uint32) error {
 	f := l.files[seg]
 	if f == nil {
@@ -279,7 +280,7 @@ func (l *valueLog) sync(reservations ...*reservation) error {
 func (l *valueLog) reserve(size int64) (*reservation, *os.File, error) {
 	for {
 		l.mu.Lock()
-		if l.active != 0 && (l.tail == 0 || l.tail+size <= l.segSize) {
+		if l.roomFor(size) {
 			f, err := l.file(l.active, false)
 			if err != nil {
 				l.mu.Unlock()
@@ -305,6 +306,12 @@ func (l *valueLog) reserve(size int64) (*reservation, *os.File, error) {
 	}
 }
 
+// roomFor reports whether the active segment takes an append of size bytes
+// (an empty one takes any). Callers hold mu.
+func (l *valueLog) roomFor(size int64) bool {
+	return l.active != 0 && (l.tail == 0 || l.tail+size <= l.segSize)
+}
+
 // nextSegment takes a segment number; numbers are never reused, so a freed
 // extent recorded before a crash can never name another segment's bytes.
 func (l *valueLog) nextSegment() (uint32, error) {
@@ -325,7 +332,7 @@ func (l *valueLog) nextSegment() (uint32, error) {
 func (l *valueLog) startSegment(seg uint32, size int64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.active != 0 && (l.tail == 0 || l.tail+size <= l.segSize) {
+	if l.roomFor(size) {
 		return nil
 	}
 	if _, err := l.file(seg, true); err != nil {
@@ -532,13 +539,9 @@ func (l *valueLog) read(e extent) ([]byte, error) {
 // hundreds of megabytes through them, and fresh memory costs page faults.
 var alignedPools [40]sync.Pool
 
-func sizeClass(n int) int {
-	c := 12 // 4 KiB
-	for 1<<c < n {
-		c++
-	}
-	return c
-}
+// sizeClass is the power of two a buffer of n bytes is pooled at, 4 KiB
+// at least (as coding's scratch buffers, with the alignment floor).
+func sizeClass(n int) int { return max(12, bits.Len(uint(max(n, 1)-1))) }
 
 // alignedBuffer returns a buffer of n bytes starting on a valueAlign
 // boundary. Its contents are undefined.
