@@ -167,7 +167,6 @@ func (c *Client) Close() error {
 	return errors.Join(errs...)
 }
 
-// conn returns the cached connection to addr, creating it on first use.
 // Flow-control windows and socket buffers of connections to storage nodes.
 const (
 	streamWindow = 16 << 20
@@ -175,6 +174,7 @@ const (
 	socketBuffer = 256 << 10
 )
 
+// conn returns the cached connection to addr, creating it on first use.
 // grpc.NewClient connects lazily, so a node that is down costs nothing
 // until it is called.
 func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
