@@ -38,6 +38,9 @@ type Config struct {
 	// RecoveryDelay is the nodes' wait before recovering a certified blob's
 	// missing slivers (default 500 ms: a devnet is impatient).
 	RecoveryDelay time.Duration
+	// ScrubInterval is the nodes' time between scrub passes (default:
+	// storage.DefaultScrubInterval).
+	ScrubInterval time.Duration
 	Logger        *slog.Logger // default: discard
 	// ControlAddr and NodeAddrs fix the listening addresses (default: free
 	// loopback ports).
@@ -223,7 +226,8 @@ func (d *Network) startNode(ctx context.Context, n *node) error {
 	run, err := storage.Start(ctx, storage.Config{
 		ID: n.id, Key: n.key, DataDir: n.dir, PublicAddr: n.addr, Control: d.conn,
 		RecoveryDelay: d.cfg.RecoveryDelay, PeerTimeout: 5 * time.Second, WatchTimeout: 5 * time.Second,
-		Faults: n.faults, Logger: d.cfg.Logger,
+		ScrubInterval: d.cfg.ScrubInterval,
+		Faults:        n.faults, Logger: d.cfg.Logger,
 	})
 	if err != nil {
 		return err

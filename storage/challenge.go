@@ -423,8 +423,8 @@ func (n *Node) prove(ctx context.Context, r *chalRound, shards []uint32) ([]byte
 		}
 		return nil, err
 	})
-	if errors.Is(err, ErrNotFound) {
-		n.log.Warn("storage: cannot prove a challenge round: a sliver is missing", "round", r.round, "err", err)
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) {
+		n.log.Warn("storage: cannot prove a challenge round: a sliver is missing or corrupt", "round", r.round, "err", err)
 		return nil, status.Errorf(codes.NotFound, "node %s cannot prove challenge round %d: %v", n.cfg.ID, r.round, err)
 	}
 	if err != nil {

@@ -131,7 +131,7 @@ func (n *Node) sendSynced(stream weftv1.Storage_SyncShardServer, shard uint32, i
 	}
 	var slivers []coding.Sliver
 	for _, axis := range []crypto.Axis{crypto.Primary, crypto.Secondary} {
-		sl, err := n.store.Sliver(shard, id, axis)
+		sl, err := n.sliver(shard, id, axis)
 		if err != nil {
 			return nil
 		}

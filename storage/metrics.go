@@ -19,6 +19,9 @@ type Metrics struct {
 	bytesRecovered prometheus.Counter
 	slivers        *prometheus.CounterVec
 	rejected       *prometheus.CounterVec
+	corrupt        prometheus.Counter
+	scrubbed       prometheus.Counter
+	scrubPasses    prometheus.Counter
 	rpcSeconds     *prometheus.HistogramVec
 	shards         *prometheus.GaugeVec
 	backlog        prometheus.Gauge
@@ -47,6 +50,12 @@ func newMetrics() *Metrics {
 			Name: "weft_storage_slivers_total", Help: "Slivers by how they arrived (recovered)."}, []string{"how"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_storage_rejected_total", Help: "Data rejected by verification, by kind."}, []string{"kind"}),
+		corrupt: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_storage_corrupt_slivers_total", Help: "Stored slivers found corrupt on read (bytes failing their CRC), dropped and queued for rebuilding."}),
+		scrubbed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_storage_scrubbed_bytes_total", Help: "Sliver bytes read back and checked by the background scrub."}),
+		scrubPasses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_storage_scrub_passes_total", Help: "Completed scrub passes over every stored sliver."}),
 		rpcSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "weft_storage_rpc_seconds", Help: "Storage RPC latency by method and code.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"method", "code"}),
@@ -72,7 +81,7 @@ func newMetrics() *Metrics {
 		challengeEmbargoed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_storage_challenge_embargoed_requests_total", Help: "Sliver and recovery-symbol requests refused because the blob is under an open storage challenge."}),
 	}
-	m.registry.MustRegister(m.bytesStored, m.bytesServed, m.bytesRecovered, m.slivers, m.rejected, m.rpcSeconds, m.shards, m.backlog,
+	m.registry.MustRegister(m.bytesStored, m.bytesServed, m.bytesRecovered, m.slivers, m.rejected, m.corrupt, m.scrubbed, m.scrubPasses, m.rpcSeconds, m.shards, m.backlog,
 		m.verifySeconds, m.writeSeconds, m.handoverCopied, m.handoverRebuilt, m.handoverSeconds,
 		m.challengesProved, m.challengeVerdicts, m.challengeEmbargoed,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
@@ -116,6 +125,9 @@ type Stats struct {
 	RecoveryBytesFetched int64
 	SliversRecovered     int64
 	Rejected             int64
+	CorruptSlivers       int64         // found corrupt on disk, dropped and queued for rebuilding
+	ScrubbedBytes        int64         // read back and checked by the scrub
+	ScrubPasses          int64         // completed scrub passes
 	HandoverCopied       int64         // sliver bytes copied from holders
 	HandoverRebuilt      int64         // symbol bytes fetched to rebuild gained slivers
 	ChallengesProved     int64         // rounds this node built a proof for
@@ -149,6 +161,9 @@ func (m *Metrics) snapshot() Stats {
 		RecoveryBytesFetched: get(m.bytesRecovered),
 		SliversRecovered:     get(m.slivers),
 		Rejected:             get(m.rejected),
+		CorruptSlivers:       get(m.corrupt),
+		ScrubbedBytes:        get(m.scrubbed),
+		ScrubPasses:          get(m.scrubPasses),
 		HandoverCopied:       get(m.handoverCopied),
 		HandoverRebuilt:      get(m.handoverRebuilt),
 		ChallengesProved:     get(m.challengesProved),

@@ -588,3 +588,122 @@ func TestExpiredBlobsAreCollected(t *testing.T) {
 		}
 	}
 }
+
+// A sliver whose bytes rot on disk is caught by its CRC when it is read:
+// the node refuses it (DataLoss, never the bytes), drops it, rebuilds the
+// pair from its peers — fetching about the pair's size, not the blob's —
+// and serves it again. Reads of the blob go on meanwhile.
+func TestCorruptSliverIsRebuilt(t *testing.T) {
+	w := startNet(t, devnet.Config{Nodes: 7, Shards: 21})
+	blob := randomBlob(t, 2<<20)
+	enc := w.register(blob)
+	for i := range 7 {
+		if err := w.storeOn(i, enc); err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+	}
+	if _, err := w.certify(enc.ID, allNodes(7)); err != nil {
+		t.Fatal(err)
+	}
+	node := w.net.Node(0)
+	shard := w.net.Owned(0)[0]
+	pair := enc.PairOnShard(w.codec.Params(), int(shard))
+	path, off, err := node.Store().ValueLocation(shard, enc.ID, crypto.Primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("rot"), off+200); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	before := node.Stats()
+
+	st := weftv1.NewStorageClient(dial(t, w.net.NodeAddr(0)))
+	stream, err := st.GetSliver(context.Background(), &weftv1.GetSliverRequest{BlobId: enc.ID[:], Axis: uint32(crypto.Primary), Index: pair.Primary.Index})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.DataLoss {
+		t.Fatalf("reading the rotten sliver: %v, want DataLoss", err)
+	}
+	reader, err := client.New(client.Config{Control: []string{w.net.ControlAddr}, NodeTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if got, err := reader.Read(context.Background(), enc.ID, client.ReadOptions{}); err != nil || string(got) != string(blob) {
+		t.Fatalf("reading the blob meanwhile: %v", err)
+	}
+
+	eventually(t, 30*time.Second, "the pair rebuilt", func() bool {
+		has, _ := node.Store().HasPair(shard, enc.ID)
+		return has
+	})
+	if got := readSliver(t, st, enc.ID, pair.Primary.SliverRef); string(got.Data) != string(pair.Primary.Data) {
+		t.Fatal("the rebuilt sliver differs")
+	}
+	after := node.Stats()
+	if n := after.CorruptSlivers - before.CorruptSlivers; n != 1 {
+		t.Fatalf("%d corrupt slivers counted, want 1", n)
+	}
+	fetched := after.RecoveryBytesFetched - before.RecoveryBytesFetched
+	pairBytes := int64(len(pair.Primary.Data) + len(pair.Secondary.Data))
+	t.Logf("rebuilt the pair of shard %d: fetched %d bytes for a pair of %d (blob %d)", shard, fetched, pairBytes, len(blob))
+	if fetched <= 0 || fetched > pairBytes*13/10 {
+		t.Fatalf("fetched %d bytes to rebuild a pair of %d", fetched, pairBytes)
+	}
+}
+
+// The scrub finds rot in data nobody reads: a node whose stored sliver
+// changed on disk finds it in its next pass and rebuilds it from peers.
+func TestScrubRebuildsRotInColdData(t *testing.T) {
+	w := startNet(t, devnet.Config{Nodes: 7, Shards: 21, ScrubInterval: 200 * time.Millisecond})
+	blob := randomBlob(t, 1<<20)
+	enc := w.register(blob)
+	for i := range 7 {
+		if err := w.storeOn(i, enc); err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+	}
+	if _, err := w.certify(enc.ID, allNodes(7)); err != nil {
+		t.Fatal(err)
+	}
+	node := w.net.Node(3)
+	owned := w.net.Owned(3)
+	shard := owned[len(owned)-1]
+	pair := enc.PairOnShard(w.codec.Params(), int(shard))
+	path, off, err := node.Store().ValueLocation(shard, enc.ID, crypto.Secondary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("rot"), off+100); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	eventually(t, 30*time.Second, "the scrub to find and rebuild the sliver", func() bool {
+		has, _ := node.Store().HasPair(shard, enc.ID)
+		return node.Stats().CorruptSlivers == 1 && has
+	})
+	got, err := node.Store().Sliver(shard, enc.ID, crypto.Secondary)
+	if err != nil || string(got.Data) != string(pair.Secondary.Data) {
+		t.Fatalf("the rebuilt sliver: %v", err)
+	}
+	st := node.Stats()
+	if st.ScrubbedBytes == 0 {
+		t.Fatal("no scrubbed bytes counted")
+	}
+	// The other nodes' scrubs pass clean.
+	for i := range 7 {
+		if i != 3 && w.net.Node(i).Stats().CorruptSlivers != 0 {
+			t.Fatalf("node %d counted corrupt slivers", i)
+		}
+	}
+}

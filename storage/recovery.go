@@ -170,6 +170,36 @@ func (r *recoverer) finish(id crypto.BlobID, err error) {
 	r.wake()
 }
 
+// sliver reads a stored sliver. A corrupt one (its bytes fail their CRC or
+// no longer parse) is quarantined; the caller gets the *CorruptError
+// (DataLoss on the wire) and asks someone else.
+func (n *Node) sliver(shard uint32, id crypto.BlobID, axis crypto.Axis) (coding.Sliver, error) {
+	sl, err := n.store.Sliver(shard, id, axis)
+	n.quarantine(err)
+	return sl, err
+}
+
+// quarantine acts on a *CorruptError (any other error is left alone): the
+// corrupt sliver is dropped and its blob put back on the recovery list, so
+// the node rebuilds it from peers as if it had missed it.
+func (n *Node) quarantine(err error) {
+	var corrupt *CorruptError
+	if !errors.As(err, &corrupt) {
+		return
+	}
+	dropped, derr := n.store.DropCorrupt(corrupt, n.follower.Current().Epoch)
+	if derr != nil {
+		n.log.Error("storage: dropping a corrupt sliver", "blob", corrupt.Blob, "shard", corrupt.Shard, "axis", corrupt.Axis, "err", derr)
+		return
+	}
+	if dropped {
+		n.metrics.corrupt.Inc()
+		n.log.Error("storage: a stored sliver is corrupt; dropped, to be rebuilt from peers",
+			"blob", corrupt.Blob, "shard", corrupt.Shard, "axis", corrupt.Axis, "err", corrupt.Cause)
+		n.recovery.wake()
+	}
+}
+
 // recoverBlob rebuilds the pairs of a certified blob missing on the shards
 // the node owns — except on shards being handed over to it, for blobs
 // certified before the epoch: those are the handover's to-do list.

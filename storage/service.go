@@ -62,6 +62,8 @@ func storeError(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrNoMetadata):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrCorrupt):
+		return status.Error(codes.DataLoss, err.Error())
 	case errors.Is(err, ErrWrongShard), errors.Is(err, crypto.ErrSliverMismatch), errors.Is(err, crypto.ErrBlobIDMismatch),
 		errors.Is(err, coding.ErrInvalidParams), errors.Is(err, coding.ErrBlobTooLarge):
 		return status.Error(codes.InvalidArgument, err.Error())
@@ -378,7 +380,7 @@ func (s *service) GetSliver(req *weftv1.GetSliverRequest, stream weftv1.Storage_
 	if err := s.n.embargoError(id); err != nil {
 		return err
 	}
-	sl, err := s.n.store.Sliver(shard, id, axis)
+	sl, err := s.n.sliver(shard, id, axis)
 	if err != nil {
 		return storeError(err)
 	}
@@ -472,8 +474,8 @@ func (n *Node) localSymbols(id crypto.BlobID, reqs []symbolRequest, withProofs b
 	var out []coding.RecoverySymbol
 	for _, src := range order {
 		ext, err := n.extended(id, src)
-		if errors.Is(err, ErrNotFound) {
-			continue
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) {
+			continue // not held (a corrupt sliver is dropped and rebuilt)
 		}
 		if err != nil {
 			return nil, err
@@ -500,7 +502,7 @@ func (n *Node) extended(id crypto.BlobID, src coding.SliverRef) (*coding.Extende
 	if ext := n.lines.get(key); ext != nil {
 		return ext, nil
 	}
-	sl, err := n.store.Sliver(shard, id, src.Axis)
+	sl, err := n.sliver(shard, id, src.Axis)
 	if err != nil {
 		return nil, err
 	}

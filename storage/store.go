@@ -47,7 +47,26 @@ var (
 	ErrWrongShard    = errors.New("storage: sliver pair belongs to another shard")
 	ErrNoMetadata    = errors.New("storage: no metadata stored for the blob on this shard")
 	ErrDeleteRefused = errors.New("storage: deletion refused by the committed state")
+	ErrCorrupt       = errors.New("storage: stored sliver is corrupt")
 )
+
+// CorruptError is a stored sliver whose bytes no longer check out: its
+// value-log record fails its CRC, or its bytes no longer parse. It names
+// the sliver and the cause; DropCorrupt acts on it. errors.Is(err,
+// ErrCorrupt) holds.
+type CorruptError struct {
+	Shard uint32
+	Blob  crypto.BlobID
+	Axis  crypto.Axis
+	Cause error
+	value []byte // the bbolt value found: DropCorrupt drops only that
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("storage: the %s sliver of %s on shard %d is corrupt: %v", e.Axis, e.Blob, e.Shard, e.Cause)
+}
+
+func (e *CorruptError) Unwrap() []error { return []error{ErrCorrupt, e.Cause} }
 
 // Store holds metadata and small slivers in one bbolt file, and the bytes
 // of large slivers in a value log next to it.
@@ -246,11 +265,7 @@ func (s *Store) Stage(pairs ...VerifiedPair) (*StagedPairs, error) {
 			continue // fault injection: a cheater that does not keep it
 		}
 		for _, sl := range []coding.Sliver{v.pair.Primary, v.pair.Secondary} {
-			name := subPrimary
-			if sl.Axis == crypto.Secondary {
-				name = subSecondary
-			}
-			sv := sliverValue{shard: v.shard, id: v.id, name: name}
+			sv := sliverValue{shard: v.shard, id: v.id, name: sliverBucket(sl.Axis)}
 			if sl.EncodedLen() > s.inlineMax {
 				head, err := sl.MarshalHeader()
 				if err != nil {
@@ -384,11 +399,16 @@ func (s *Store) dropSliverBuckets(tx *bolt.Tx, sb *bolt.Bucket, freed *bool) err
 
 // Sliver returns a stored sliver, copied out of the read transaction (so
 // the caller may hold it across network calls without pinning the file).
+// A sliver whose bytes fail their check is a *CorruptError.
 func (s *Store) Sliver(shard uint32, id crypto.BlobID, axis crypto.Axis) (coding.Sliver, error) {
-	name := subPrimary
-	if axis == crypto.Secondary {
-		name = subSecondary
-	}
+	sl, _, err := s.readSliver(shard, id, axis)
+	return sl, err
+}
+
+// readSliver is Sliver, also returning the bbolt value it found: the sliver
+// itself, or a pointer into the value log.
+func (s *Store) readSliver(shard uint32, id crypto.BlobID, axis crypto.Axis) (coding.Sliver, []byte, error) {
+	name := sliverBucket(axis)
 	for {
 		var raw []byte
 		err := s.db.View(func(tx *bolt.Tx) error {
@@ -399,29 +419,71 @@ func (s *Store) Sliver(shard uint32, id crypto.BlobID, axis crypto.Axis) (coding
 			return nil
 		})
 		if err != nil {
-			return coding.Sliver{}, err
+			return coding.Sliver{}, nil, err
 		}
 		if raw == nil {
-			return coding.Sliver{}, fmt.Errorf("%w: %s sliver of %s on shard %d", ErrNotFound, axis, id, shard)
+			return coding.Sliver{}, nil, fmt.Errorf("%w: %s sliver of %s on shard %d", ErrNotFound, axis, id, shard)
+		}
+		corrupt := func(cause error) error {
+			return &CorruptError{Shard: shard, Blob: id, Axis: axis, Cause: cause, value: raw}
 		}
 		e, external, err := parseExtent(raw)
 		if err != nil {
-			return coding.Sliver{}, err
+			return coding.Sliver{}, nil, corrupt(err)
 		}
+		data := raw
 		if external {
 			// Read after the transaction closed: the pointer may be
-			// dropped meanwhile, and then its bytes may be gone.
-			if raw, err = s.values.read(e); errors.Is(err, errValueGone) && s.pointsTo(shard, id, name, e) {
-				return coding.Sliver{}, err
-			} else if errors.Is(err, errValueGone) {
+			// dropped meanwhile, and then its bytes may be gone (a
+			// punched hole reads as zeros, which fail the CRC).
+			data, err = s.values.read(e)
+			if (errors.Is(err, errValueGone) || errors.Is(err, errValueCorrupt)) && !s.pointsTo(shard, id, name, e) {
 				continue // deleted or stored again: look again
-			} else if err != nil {
-				return coding.Sliver{}, err
+			}
+			if errors.Is(err, errValueCorrupt) {
+				return coding.Sliver{}, nil, corrupt(err)
+			}
+			if err != nil {
+				return coding.Sliver{}, nil, err
 			}
 		}
 		var sl coding.Sliver
-		return sl, sl.UnmarshalBinary(raw)
+		if err := sl.UnmarshalBinary(data); err != nil {
+			return coding.Sliver{}, nil, corrupt(err)
+		}
+		return sl, raw, nil
 	}
+}
+
+func sliverBucket(axis crypto.Axis) []byte {
+	if axis == crypto.Secondary {
+		return subSecondary
+	}
+	return subPrimary
+}
+
+// DropCorrupt deletes the corrupt sliver c names — unless it was stored
+// again since — and puts its blob back on the recovery list (with epoch as
+// its certified epoch, so recovery rebuilds it on any owned shard), in one
+// transaction. It reports whether it dropped anything.
+func (s *Store) DropCorrupt(c *CorruptError, epoch uint64) (bool, error) {
+	dropped := false
+	err := s.update(func(tx *bolt.Tx, freed *bool) error {
+		b, _ := shardBucket(tx, c.Shard, sliverBucket(c.Axis), false)
+		if b == nil || !bytes.Equal(b.Get(c.Blob[:]), c.value) {
+			return nil
+		}
+		dropped = true
+		drop := s.dropValue
+		if _, _, err := parseExtent(c.value); err != nil {
+			drop = func(_ *bolt.Tx, b *bolt.Bucket, key []byte, _ *bool) error { return b.Delete(key) } // a broken pointer frees nothing
+		}
+		if err := drop(tx, b, c.Blob[:], freed); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketPending).Put(c.Blob[:], binary.BigEndian.AppendUint64(nil, epoch))
+	})
+	return dropped, err
 }
 
 // pointsTo reports whether a sliver's entry still points at extent e.

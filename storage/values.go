@@ -63,6 +63,12 @@ var (
 // pointer was dropped while the read was under way.
 var errValueGone = errors.New("storage: value deleted during the read")
 
+// errValueCorrupt is a read whose bytes fail their CRC: either the disk
+// returned other bytes, or a deletion punched the extent's hole during the
+// read — the caller tells the two apart by whether its pointer is still
+// there.
+var errValueCorrupt = errors.New("storage: value fails its CRC-32C")
+
 // extent locates one record in the value log.
 type extent struct {
 	seg    uint32
@@ -530,7 +536,7 @@ func (l *valueLog) read(e extent) ([]byte, error) {
 	}
 	rec := buf[:e.length]
 	if crc32.Checksum(rec, castagnoli) != e.crc {
-		return nil, fmt.Errorf("%w: CRC mismatch in value segment %d at %d (%d bytes)", errValueGone, e.seg, e.off, e.length)
+		return nil, fmt.Errorf("%w: segment %d, offset %d, %d bytes", errValueCorrupt, e.seg, e.off, e.length)
 	}
 	return rec, nil
 }

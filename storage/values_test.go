@@ -250,16 +250,18 @@ func TestValuesCorruptionIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	broken := 0
+	var corrupt *CorruptError
 	p := c.Params()
 	for shard := range uint32(p.Shards) {
 		pair := enc.PairOnShard(p, int(shard))
 		for _, want := range []coding.Sliver{pair.Primary, pair.Secondary} {
 			got, err := s.Sliver(shard, enc.ID, want.Axis)
 			if err != nil {
-				broken++
-				if !errors.Is(err, errValueGone) {
-					t.Fatalf("corrupted record: err = %v", err)
+				if corrupt != nil || !errors.As(err, &corrupt) || !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("shard %d %s: err = %v, want the one *CorruptError", shard, want.Axis, err)
+				}
+				if corrupt.Shard != shard || corrupt.Blob != enc.ID || corrupt.Axis != want.Axis || !errors.Is(err, errValueCorrupt) {
+					t.Fatalf("shard %d %s: the error names %+v", shard, want.Axis, corrupt)
 				}
 				continue
 			}
@@ -268,8 +270,69 @@ func TestValuesCorruptionIsAnError(t *testing.T) {
 			}
 		}
 	}
-	if broken != 1 {
-		t.Fatalf("%d slivers reported broken, want 1", broken)
+	if corrupt == nil {
+		t.Fatal("the corrupted record read back without an error")
+	}
+
+	// Dropping it deletes that sliver only and queues the blob for
+	// recovery; the pair no longer counts as held.
+	if dropped, err := s.DropCorrupt(corrupt, 7); err != nil || !dropped {
+		t.Fatalf("DropCorrupt = %v, %v", dropped, err)
+	}
+	if _, err := s.Sliver(corrupt.Shard, enc.ID, corrupt.Axis); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after the drop: %v, want ErrNotFound", err)
+	}
+	if has, _ := s.HasPair(corrupt.Shard, enc.ID); has {
+		t.Fatal("the pair still counts as held")
+	}
+	other := crypto.Primary
+	if corrupt.Axis == crypto.Primary {
+		other = crypto.Secondary
+	}
+	if _, err := s.Sliver(corrupt.Shard, enc.ID, other); err != nil {
+		t.Fatalf("the other sliver of the pair: %v", err)
+	}
+	pending, err := s.Pending()
+	if err != nil || len(pending) != 1 || pending[0] != (PendingBlob{ID: enc.ID, Epoch: 7}) {
+		t.Fatalf("recovery list %v, %v", pending, err)
+	}
+}
+
+// A sliver stored again after it was found corrupt is not dropped by the
+// stale report.
+func TestValuesDropCorruptSparesARewrite(t *testing.T) {
+	c, _ := coding.New(10)
+	s := openLogged(t, filepath.Join(t.TempDir(), "node.db"), c, 1<<20)
+	defer s.Close()
+	enc := testBlob(t, c, 1, 20_000)
+	storeAll(t, s, enc)
+	seg := segments(t, s)[0]
+	f, err := os.OpenFile(seg, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0xFF, 0xFE}, 100); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	var corrupt *CorruptError
+	for shard := range uint32(c.Params().Shards) {
+		for _, axis := range []crypto.Axis{crypto.Primary, crypto.Secondary} {
+			if _, err := s.Sliver(shard, enc.ID, axis); errors.As(err, &corrupt) {
+				break
+			}
+		}
+	}
+	if corrupt == nil {
+		t.Fatal("no corrupt sliver found")
+	}
+	storeAll(t, s, enc) // rebuilt meanwhile
+	if dropped, err := s.DropCorrupt(corrupt, 1); err != nil || dropped {
+		t.Fatalf("DropCorrupt of a rewritten sliver = %v, %v", dropped, err)
+	}
+	checkAll(t, s, enc)
+	if pending, _ := s.Pending(); len(pending) != 0 {
+		t.Fatalf("recovery list %v", pending)
 	}
 }
 

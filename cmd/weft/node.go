@@ -32,6 +32,8 @@ type nodeOptions struct {
 	control                                                       []string
 	recoveryWorkers                                               int
 	recoveryDelay                                                 time.Duration
+	scrubInterval                                                 time.Duration
+	scrubRate                                                     int64
 }
 
 func newNodeCommand() *cobra.Command {
@@ -59,9 +61,20 @@ func newNodeCommand() *cobra.Command {
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (empty: off)")
 	f.IntVar(&o.recoveryWorkers, "recovery-workers", 2, "blobs recovered at once")
 	f.DurationVar(&o.recoveryDelay, "recovery-delay", 5*time.Second, "wait after certification before recovering missing slivers")
+	f.DurationVar(&o.scrubInterval, "scrub-interval", storage.DefaultScrubInterval, "time between scrub passes, which read back and check every stored sliver and rebuild corrupt ones (0: no scrub)")
+	f.Int64Var(&o.scrubRate, "scrub-rate", storage.DefaultScrubRate, "bytes a second a scrub pass reads")
 	f.StringVar(&o.faults, "inject-faults", "", "TESTING ONLY: make this node lie ("+storage.FaultNames+")")
 	_ = f.MarkHidden("inject-faults")
 	return cmd
+}
+
+// scrubInterval maps the flag to the config: 0 on the command line turns
+// the scrub off, which the config spells as negative.
+func scrubInterval(flag time.Duration) time.Duration {
+	if flag <= 0 {
+		return -1
+	}
+	return flag
 }
 
 func envList(name, def string) []string {
@@ -129,6 +142,7 @@ func runNode(ctx context.Context, o nodeOptions) error {
 	node, err := storage.Start(ctx, storage.Config{
 		ID: id, Key: key, DataDir: o.dataDir, PublicAddr: o.publicAddr, Control: conn,
 		RecoveryWorkers: o.recoveryWorkers, RecoveryDelay: o.recoveryDelay, Faults: faults, Logger: slog.Default(),
+		ScrubInterval: scrubInterval(o.scrubInterval), ScrubRate: o.scrubRate,
 	})
 	if err != nil {
 		lis.Close()
