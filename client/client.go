@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/weftstore/weft/api/wire"
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
 )
@@ -167,13 +167,6 @@ func (c *Client) Close() error {
 	return errors.Join(errs...)
 }
 
-// Flow-control windows and socket buffers of connections to storage nodes.
-const (
-	streamWindow = 16 << 20
-	connWindow   = 64 << 20
-	socketBuffer = 256 << 10
-)
-
 // conn returns the cached connection to addr, creating it on first use.
 // grpc.NewClient connects lazily, so a node that is down costs nothing
 // until it is called.
@@ -195,18 +188,10 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	if len(opts) == 0 {
 		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
-	// gRPC's default reconnect backoff grows to two minutes: a node that
-	// restarts would stay unreachable through this cached connection
-	// long after it is back. Cap it near our own retry backoff.
-	bc := backoff.DefaultConfig
-	bc.MaxDelay = c.cfg.MaxBackoff
-	opts = append(append([]grpc.DialOption(nil), opts...), grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 5 * time.Second}),
-		// Slivers are megabytes: a stream may have a whole one in flight
-		// (gRPC's 64 KiB starting window stalls it until its estimate
-		// grows), and large socket buffers take fewer system calls per
-		// byte. The nodes' servers use the same sizes.
-		grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(connWindow),
-		grpc.WithWriteBufferSize(socketBuffer), grpc.WithReadBufferSize(socketBuffer))
+	// Windows and buffers for megabyte slivers, keepalive, and a reconnect
+	// backoff capped near our own retry backoff, so that a node that
+	// restarts is reachable again through this cached connection (wire).
+	opts = append(append([]grpc.DialOption(nil), opts...), wire.DialOptions(wire.WithMaxBackoff(c.cfg.MaxBackoff))...)
 	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("client: connecting to %s: %w", addr, err)

@@ -17,11 +17,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/api/wire"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/epoch"
 	"github.com/weftstore/weft/shardmap"
@@ -86,16 +86,14 @@ func (s *Service) Register(g *grpc.Server) {
 	weftv1.RegisterClientServer(g, s.client)
 }
 
-// ServerOptions returns the interceptor that authenticates Admin calls,
-// and lets clients ping as often as every 5 s (gRPC's default allows one
-// ping in 5 minutes and closes the connection of a client that pings more):
-// storage nodes keep their long-polls to a voter alive with pings, to notice
-// a voter cut off by the network and move to another.
+// ServerOptions returns the interceptor that authenticates Admin calls and
+// the shared transport settings (wire), which let clients ping as often as
+// every 5 s (gRPC's default allows one ping in 5 minutes and closes the
+// connection of a client that pings more): storage nodes keep their
+// long-polls to a voter alive with pings, to notice a voter cut off by the
+// network and move to another.
 func (s *Service) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.authenticate),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	}
+	return append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(s.authenticate)}, wire.ServerOptions()...)
 }
 
 // Close stops the announcer and the forwarding connections.
@@ -246,7 +244,9 @@ func (s *Service) conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := s.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Keepalive finds a leader cut off by the network; the capped backoff
+	// reaches a restarted one within seconds (wire).
+	c, err := grpc.NewClient(addr, append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		return nil, err
 	}

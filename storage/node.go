@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/api/wire"
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/shardmap"
@@ -260,17 +261,15 @@ func (n *Node) Register(g *grpc.Server) {
 // ServerOptions are the options the node's gRPC server needs (metrics
 // interceptors, message sizes).
 func (n *Node) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(n.readyUnary, n.metrics.unaryInterceptor),
 		grpc.ChainStreamInterceptor(n.readyStream, n.metrics.streamInterceptor),
 		grpc.MaxRecvMsgSize(maxMessage),
 		grpc.MaxSendMsgSize(maxMessage),
 		grpc.ForceServerCodecV2(newChunkCodec()),
-		// Slivers are megabytes: let a stream have a whole one in flight,
-		// and move it in few system calls (the client uses the same sizes).
-		grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(connWindow),
-		grpc.WriteBufferSize(socketBuffer), grpc.ReadBufferSize(socketBuffer),
 	}
+	// Windows and buffers for megabyte slivers, keepalive (wire).
+	return append(opts, wire.ServerOptions()...)
 }
 
 var errNotReady = status.Error(codes.Unavailable, "storage node is waiting for the control plane's first committee")
@@ -378,10 +377,9 @@ func (p *peerSet) conn(ctx context.Context, epoch uint64, node shardmap.NodeID) 
 	if cc, ok := p.conns[addr]; ok {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)),
-		grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(connWindow),
-		grpc.WithWriteBufferSize(socketBuffer), grpc.WithReadBufferSize(socketBuffer))
+	opts := append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)))
+	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, err
 	}

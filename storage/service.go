@@ -21,10 +21,6 @@ import (
 const (
 	chunkSize  = 1 << 20  // sliver bytes per stream message
 	maxMessage = 16 << 20 // gRPC message cap (chunks, symbol batches)
-	// Flow-control windows and socket buffers of the node's connections.
-	streamWindow = 16 << 20
-	connWindow   = 64 << 20
-	socketBuffer = 256 << 10
 	// maxPartialPairs bounds the pairs a StorePairs stream may leave
 	// half-sent at once, and so the memory one writer can pin.
 	maxPartialPairs = 4

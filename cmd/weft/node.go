@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 
+	"github.com/weftstore/weft/api/wire"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/shardmap"
 	"github.com/weftstore/weft/storage"
@@ -106,8 +107,12 @@ func dialControl(addrs []string) (*grpc.ClientConn, error) {
 		state.Addresses = append(state.Addresses, resolver.Address{Addr: strings.TrimSpace(a)})
 	}
 	r.InitialState(state)
-	return grpc.NewClient(r.Scheme()+":///control", grpc.WithResolvers(r), grpc.WithTransportCredentials(insecure.NewCredentials()),
+	// wire's options cap the reconnect backoff (a node whose voters
+	// restart follows them within seconds); the keepalive here pings idle
+	// connections too, and sooner, since the node's watch waits on it.
+	opts := append(wire.DialOptions(), grpc.WithResolvers(r), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}))
+	return grpc.NewClient(r.Scheme()+":///control", opts...)
 }
 
 func runNode(ctx context.Context, o nodeOptions) error {
