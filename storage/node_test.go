@@ -596,30 +596,11 @@ func TestExpiredBlobsAreCollected(t *testing.T) {
 func TestCorruptSliverIsRebuilt(t *testing.T) {
 	w := startNet(t, devnet.Config{Nodes: 7, Shards: 21})
 	blob := randomBlob(t, 2<<20)
-	enc := w.register(blob)
-	for i := range 7 {
-		if err := w.storeOn(i, enc); err != nil {
-			t.Fatalf("node %d: %v", i, err)
-		}
-	}
-	if _, err := w.certify(enc.ID, allNodes(7)); err != nil {
-		t.Fatal(err)
-	}
+	enc := w.storeEverywhere(blob)
 	node := w.net.Node(0)
 	shard := w.net.Owned(0)[0]
 	pair := enc.PairOnShard(w.codec.Params(), int(shard))
-	path, off, err := node.Store().ValueLocation(shard, enc.ID, crypto.Primary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte("rot"), off+200); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	rot(t, node.Store(), shard, enc.ID, crypto.Primary, 200)
 	before := node.Stats()
 
 	st := weftv1.NewStorageClient(dial(t, w.net.NodeAddr(0)))
@@ -662,32 +643,12 @@ func TestCorruptSliverIsRebuilt(t *testing.T) {
 // changed on disk finds it in its next pass and rebuilds it from peers.
 func TestScrubRebuildsRotInColdData(t *testing.T) {
 	w := startNet(t, devnet.Config{Nodes: 7, Shards: 21, ScrubInterval: 200 * time.Millisecond})
-	blob := randomBlob(t, 1<<20)
-	enc := w.register(blob)
-	for i := range 7 {
-		if err := w.storeOn(i, enc); err != nil {
-			t.Fatalf("node %d: %v", i, err)
-		}
-	}
-	if _, err := w.certify(enc.ID, allNodes(7)); err != nil {
-		t.Fatal(err)
-	}
+	enc := w.storeEverywhere(randomBlob(t, 1<<20))
 	node := w.net.Node(3)
 	owned := w.net.Owned(3)
 	shard := owned[len(owned)-1]
 	pair := enc.PairOnShard(w.codec.Params(), int(shard))
-	path, off, err := node.Store().ValueLocation(shard, enc.ID, crypto.Secondary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte("rot"), off+100); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	rot(t, node.Store(), shard, enc.ID, crypto.Secondary, 100)
 	eventually(t, 30*time.Second, "the scrub to find and rebuild the sliver", func() bool {
 		has, _ := node.Store().HasPair(shard, enc.ID)
 		return node.Stats().CorruptSlivers == 1 && has
@@ -705,5 +666,40 @@ func TestScrubRebuildsRotInColdData(t *testing.T) {
 		if i != 3 && w.net.Node(i).Stats().CorruptSlivers != 0 {
 			t.Fatalf("node %d counted corrupt slivers", i)
 		}
+	}
+}
+
+// storeEverywhere registers a blob, stores it on every node and certifies
+// it with all their signatures.
+func (w *writer) storeEverywhere(blob []byte) *coding.Encoded {
+	w.t.Helper()
+	enc := w.register(blob)
+	nodes := w.net.Nodes()
+	for i := range nodes {
+		if err := w.storeOn(i, enc); err != nil {
+			w.t.Fatalf("node %d: %v", i, err)
+		}
+	}
+	if _, err := w.certify(enc.ID, allNodes(nodes)); err != nil {
+		w.t.Fatal(err)
+	}
+	return enc
+}
+
+// rot overwrites bytes of a stored sliver's value-log record, as a disk
+// returning other bytes would.
+func rot(t *testing.T, st *storage.Store, shard uint32, id crypto.BlobID, axis crypto.Axis, at int64) {
+	t.Helper()
+	path, off, err := st.ValueLocation(shard, id, axis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte("rot"), off+at); err != nil {
+		t.Fatal(err)
 	}
 }

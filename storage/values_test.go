@@ -241,15 +241,7 @@ func TestValuesCorruptionIsAnError(t *testing.T) {
 	defer s.Close()
 	enc := testBlob(t, c, 1, 20_000)
 	storeAll(t, s, enc)
-	seg := segments(t, s)[0]
-	f, err := os.OpenFile(seg, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte{0xFF, 0xFE}, 100); err != nil { // inside the first record
-		t.Fatal(err)
-	}
-	f.Close()
+	rotFirstRecord(t, s)
 	var corrupt *CorruptError
 	p := c.Params()
 	for shard := range uint32(p.Shards) {
@@ -306,15 +298,7 @@ func TestValuesDropCorruptSparesARewrite(t *testing.T) {
 	defer s.Close()
 	enc := testBlob(t, c, 1, 20_000)
 	storeAll(t, s, enc)
-	seg := segments(t, s)[0]
-	f, err := os.OpenFile(seg, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte{0xFF, 0xFE}, 100); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	rotFirstRecord(t, s)
 	var corrupt *CorruptError
 	for shard := range uint32(c.Params().Shards) {
 		for _, axis := range []crypto.Axis{crypto.Primary, crypto.Secondary} {
@@ -438,4 +422,18 @@ func TestValuesStagedPairs(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertNoLive(t, s)
+}
+
+// rotFirstRecord overwrites two bytes inside the first record of the
+// first segment, as a disk returning other bytes would.
+func rotFirstRecord(t *testing.T, s *Store) {
+	t.Helper()
+	f, err := os.OpenFile(segments(t, s)[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte{0xFF, 0xFE}, 100); err != nil {
+		t.Fatal(err)
+	}
 }
