@@ -82,6 +82,8 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	# Users build the CLI on macOS and Windows too: keep them compiling.
+	GOOS=darwin $(GO) build ./... && GOOS=windows $(GO) build ./...
 
 clean:
 	rm -rf bin $(BENCHOUT)

@@ -79,7 +79,7 @@ func (d *demo) run(ctx context.Context) error {
 	readyFile := filepath.Join(d.dir, "ready.json")
 	net := exec.Command(d.exe, "devnet", "--nodes", "7", "--shards", "21", "--data-dir", filepath.Join(d.dir, "net"), "--ready-file", readyFile)
 	net.Stdout, net.Stderr = io.Discard, io.Discard
-	net.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	net.SysProcAttr = diesWithParent()
 	if err := net.Start(); err != nil {
 		return err
 	}
@@ -123,7 +123,7 @@ func (d *demo) run(ctx context.Context) error {
 	killed := d.nodes()[:2]
 	for _, p := range killed {
 		fmt.Fprintf(d.out, "$ kill -9 %d   # %s\n", p.PID, p.ID)
-		_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		_ = killPID(p.PID)
 	}
 	if err := d.readBack(id, blob, "read with 2 nodes down"); err != nil {
 		return err
@@ -170,7 +170,7 @@ func (d *demo) run(ctx context.Context) error {
 		for _, q := range d.ready.Processes {
 			if q.ID == p.ID {
 				fmt.Fprintf(d.out, "$ kill -9 %d   # %s\n", q.PID, q.ID)
-				_ = syscall.Kill(q.PID, syscall.SIGKILL)
+				_ = killPID(q.PID)
 			}
 		}
 	}

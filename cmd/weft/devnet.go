@@ -127,7 +127,7 @@ func (d *devnetRun) start(p devnetProcess, env ...string) (devnetProcess, error)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	// Children die with the parent, however it dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = diesWithParent()
 	if err := cmd.Start(); err != nil {
 		return p, err
 	}
@@ -359,7 +359,7 @@ func (d *devnetRun) stopAll(readyFile string) {
 		for time.Now().Before(deadline) && running(p.PID) && !reaped(d.cmds[p.ID]) {
 			time.Sleep(50 * time.Millisecond)
 		}
-		_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		_ = killPID(p.PID)
 	}
 }
 
@@ -370,7 +370,7 @@ func (d *devnetRun) stopAll(readyFile string) {
 // kill(pid, 0). So a zombie counts as gone, or a restart right after a
 // kill would be refused as "running".
 func running(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
+	if !exists(pid) {
 		return false
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -450,7 +450,7 @@ func newDevnetRestartCommand() *cobra.Command {
 					env = append(env, "WEFT_TOKEN="+r.ClientToken)
 				}
 				c.Env, c.Stdout, c.Stderr = env, log, log
-				c.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives this command; devnet stops it
+				c.SysProcAttr = detached() // outlives this command; devnet stops it
 				if err := c.Start(); err != nil {
 					return err
 				}
