@@ -9,7 +9,6 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
@@ -35,7 +34,7 @@ func (n *Node) DiscoverAndBootstrap(ctx context.Context, join []string, expect i
 	for {
 		servers := []raft.Server{self}
 		for _, addr := range join {
-			info, err := askPeer(ctx, addr, token)
+			info, err := n.askPeer(ctx, addr, token)
 			if err != nil || info.Id == n.cfg.ID {
 				continue
 			}
@@ -66,7 +65,7 @@ func (n *Node) JoinCluster(ctx context.Context, join []string, token string) err
 	}
 	for {
 		for _, addr := range join {
-			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			conn, err := grpc.NewClient(addr, n.dialOptions()...)
 			if err != nil {
 				continue
 			}
@@ -86,8 +85,8 @@ func (n *Node) JoinCluster(ctx context.Context, join []string, token string) err
 	}
 }
 
-func askPeer(ctx context.Context, addr, token string) (*weftv1.PeerInfoResponse, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func (n *Node) askPeer(ctx context.Context, addr, token string) (*weftv1.PeerInfoResponse, error) {
+	conn, err := grpc.NewClient(addr, n.dialOptions()...)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,11 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/weftstore/weft/api/wire"
 )
 
 // NodeConfig configures one control-plane voter.
@@ -33,6 +38,19 @@ type NodeConfig struct {
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
 	LogOutput         io.Writer // Raft's own log (default: discarded)
+	// DialCredentials secure the gRPC connections this voter makes to
+	// the others (joining, bootstrapping, forwarding writes to the
+	// leader); nil: plaintext.
+	DialCredentials credentials.TransportCredentials
+}
+
+// dialOptions are the options of a connection to another voter.
+func (n *Node) dialOptions() []grpc.DialOption {
+	creds := n.cfg.DialCredentials
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	return append(wire.DialOptions(), grpc.WithTransportCredentials(creds))
 }
 
 // Node is one control-plane voter: Raft with raft-boltdb, a file snapshot

@@ -16,7 +16,6 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -246,7 +245,7 @@ func (s *Service) conn(addr string) (*grpc.ClientConn, error) {
 	}
 	// Keepalive finds a leader cut off by the network; the capped backoff
 	// reaches a restarted one within seconds (wire).
-	c, err := grpc.NewClient(addr, append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	c, err := grpc.NewClient(addr, s.node.dialOptions()...)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -47,6 +48,10 @@ type Config struct {
 	// paces a pass, in bytes a second (default DefaultScrubRate).
 	ScrubInterval time.Duration
 	ScrubRate     int64
+
+	// DialCredentials secure the connections the node makes to its peers
+	// (the control plane's connection is the caller's); nil: plaintext.
+	DialCredentials credentials.TransportCredentials
 
 	Faults Faults // fault injection for tests of the other nodes; zero in production
 	Logger *slog.Logger
@@ -135,7 +140,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	n.peers = newPeerSet(cfg.Control, n.log)
+	n.peers = newPeerSet(cfg.Control, cfg.DialCredentials, n.log)
 	n.metrics = newMetrics()
 	n.chal = newChallenges(n)
 	n.goRun(func() { _ = n.follower.Run(runCtx, cfg.WatchTimeout) })
@@ -311,6 +316,7 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func() error) e
 // addresses per epoch.
 type peerSet struct {
 	control *grpc.ClientConn
+	creds   credentials.TransportCredentials // of connections to peers; nil: plaintext
 	log     *slog.Logger
 
 	mu        sync.Mutex
@@ -322,8 +328,8 @@ type peerSet struct {
 	pastAt    map[uint64]time.Time
 }
 
-func newPeerSet(control *grpc.ClientConn, log *slog.Logger) *peerSet {
-	return &peerSet{control: control, log: log, conns: map[string]*grpc.ClientConn{}}
+func newPeerSet(control *grpc.ClientConn, creds credentials.TransportCredentials, log *slog.Logger) *peerSet {
+	return &peerSet{control: control, creds: creds, log: log, conns: map[string]*grpc.ClientConn{}}
 }
 
 // committeeOf returns the committee of an epoch (cached for the latest).
@@ -377,7 +383,11 @@ func (p *peerSet) conn(ctx context.Context, epoch uint64, node shardmap.NodeID) 
 	if cc, ok := p.conns[addr]; ok {
 		return cc, nil
 	}
-	opts := append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds := p.creds
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	opts := append(wire.DialOptions(), grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)))
 	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {

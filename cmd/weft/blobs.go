@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"google.golang.org/grpc"
 
 	"github.com/weftstore/weft/client"
 	"github.com/weftstore/weft/crypto"
@@ -92,6 +93,11 @@ func (f *clientFlags) client(cmd *cobra.Command, withToken bool) (*client.Client
 		}
 		cfg.Token = token
 	}
+	creds, err := dialCredentials()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cfg.DialOptions = []grpc.DialOption{creds}
 	c, err := client.New(cfg)
 	if err != nil {
 		return nil, nil, nil, err

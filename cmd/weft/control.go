@@ -104,10 +104,18 @@ func runControl(ctx context.Context, o controlOptions) error {
 		return err
 	}
 	log := slog.Default().With("voter", o.id)
+	dialCreds, err := tlsFiles.DialCredentials()
+	if err != nil {
+		return err
+	}
+	serverCreds, err := serverCredentials()
+	if err != nil {
+		return err
+	}
 	node, err := committee.StartNode(committee.NodeConfig{
 		ID: o.id, DataDir: o.dataDir, RaftAddr: o.raftAddr,
 		State:     committee.Config{Shards: o.shards, PerNodeCap: o.perNodeCap},
-		LogOutput: os.Stderr,
+		LogOutput: os.Stderr, DialCredentials: dialCreds,
 	})
 	if err != nil {
 		return err
@@ -122,7 +130,7 @@ func runControl(ctx context.Context, o controlOptions) error {
 	if err != nil {
 		return err
 	}
-	server := grpc.NewServer(svc.ServerOptions()...)
+	server := grpc.NewServer(append(svc.ServerOptions(), serverCreds)...)
 	svc.Register(server)
 	go server.Serve(lis)
 	defer server.GracefulStop()

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/api/wire"
 	"github.com/weftstore/weft/crypto"
 )
 
@@ -40,18 +41,33 @@ type devnetProcess struct {
 // devnetReady is the ready file: everything a test or a newcomer needs to
 // use the network.
 type devnetReady struct {
-	Control       []string        `json:"control"`
-	Gateway       string          `json:"gateway"`
-	OperatorToken string          `json:"operator_token"`
-	ClientToken   string          `json:"client_token"`
-	DataDir       string          `json:"data_dir"`
-	Processes     []devnetProcess `json:"processes"`
+	Control       []string `json:"control"`
+	Gateway       string   `json:"gateway"`
+	OperatorToken string   `json:"operator_token"`
+	ClientToken   string   `json:"client_token"`
+	DataDir       string   `json:"data_dir"`
+	// TLS (with --tls): the devnet CA every process trusts, and the one
+	// certificate and key they all serve and present.
+	TLSCA     string          `json:"tls_ca,omitempty"`
+	TLSCert   string          `json:"tls_cert,omitempty"`
+	TLSKey    string          `json:"tls_key,omitempty"`
+	Processes []devnetProcess `json:"processes"`
+}
+
+// tlsEnv is what a devnet process needs in its environment to speak TLS
+// (nothing without --tls).
+func (r devnetReady) tlsEnv() []string {
+	if r.TLSCA == "" {
+		return nil
+	}
+	return []string{"WEFT_TLS_CA=" + r.TLSCA, "WEFT_TLS_CERT=" + r.TLSCert, "WEFT_TLS_KEY=" + r.TLSKey}
 }
 
 type devnetOptions struct {
 	nodes, shards int
 	dataDir       string
 	readyFile     string
+	tls           bool
 }
 
 func newDevnetCommand() *cobra.Command {
@@ -76,6 +92,7 @@ func newDevnetCommand() *cobra.Command {
 	f.IntVar(&o.shards, "shards", 100, "shards n")
 	f.StringVar(&o.dataDir, "data-dir", "", "data directory (default: temporary, removed on exit)")
 	f.StringVar(&o.readyFile, "ready-file", "", "write the network's description here (JSON) once it is Stable")
+	f.BoolVar(&o.tls, "tls", false, "every connection over TLS: makes a throwaway CA and certificate in the data directory")
 	cmd.AddCommand(newDevnetRestartCommand(), newDevnetDemoCommand())
 	return cmd
 }
@@ -124,7 +141,7 @@ func (d *devnetRun) start(p devnetProcess, env ...string) (devnetProcess, error)
 	}
 	defer log.Close()
 	cmd := exec.Command(d.exe, p.Args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), d.ready.tlsEnv()...), env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	// Children die with the parent, however it dies.
 	cmd.SysProcAttr = diesWithParent()
@@ -153,6 +170,11 @@ func runDevnet(ctx context.Context, cmd *cobra.Command, o devnetOptions) error {
 		return err
 	}
 	d.ready.DataDir, d.ready.OperatorToken = d.dir, randomToken()
+	if o.tls {
+		if err := d.makeCertificates(); err != nil {
+			return err
+		}
+	}
 	defer d.stopAll(o.readyFile)
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -172,6 +194,22 @@ func runDevnet(ctx context.Context, cmd *cobra.Command, o devnetOptions) error {
 	}
 	d.print(cmd)
 	<-ctx.Done()
+	return nil
+}
+
+// makeCertificates writes the devnet's CA and certificate, and makes this
+// process (which dials the voters and nodes) and its children use them.
+func (d *devnetRun) makeCertificates() error {
+	dir := filepath.Join(d.dir, "tls")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	files, err := wire.WriteDevCertificates(dir, "127.0.0.1", "localhost")
+	if err != nil {
+		return err
+	}
+	tlsFiles = files
+	d.ready.TLSCA, d.ready.TLSCert, d.ready.TLSKey = files.CA, files.Cert, files.Key
 	return nil
 }
 
@@ -308,14 +346,23 @@ func (d *devnetRun) startGateway(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	httpc := http.DefaultClient
 	d.ready.Gateway = "http://" + addr
+	if tlsFiles.CA != "" {
+		cfg, err := tlsFiles.ClientConfig()
+		if err != nil {
+			return err
+		}
+		httpc = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+		d.ready.Gateway = "https://" + addr
+	}
 	if _, err := d.start(devnetProcess{Role: "gateway", ID: "gateway", Address: addr, Log: filepath.Join(d.dir, "gateway.log"),
 		Args: []string{"gateway", "--listen", addr, "--control", strings.Join(d.ready.Control, ",")}},
 		"WEFT_TOKEN="+d.ready.ClientToken); err != nil {
 		return err
 	}
 	for {
-		resp, err := http.Get(d.ready.Gateway + "/v1/blobs/not-an-id/status")
+		resp, err := httpc.Get(d.ready.Gateway + "/v1/blobs/not-an-id/status")
 		if err == nil {
 			resp.Body.Close()
 			return nil
@@ -335,6 +382,9 @@ func (d *devnetRun) print(cmd *cobra.Command) {
 		fmt.Fprintf(out, "  %-8s %-10s %-22s pid %d\n", p.Role, p.ID, p.Address, p.PID)
 	}
 	fmt.Fprintf(out, "\nexport WEFT_CONTROL=%s\n", strings.Join(d.ready.Control, ","))
+	if d.ready.TLSCA != "" {
+		fmt.Fprintf(out, "export WEFT_TLS_CA=%s   # every endpoint speaks TLS\n", d.ready.TLSCA)
+	}
 	fmt.Fprintf(out, "client token (weft store --token …):   %s\n", d.ready.ClientToken)
 	fmt.Fprintf(out, "operator token (weft admin --token …): %s\n", d.ready.OperatorToken)
 	fmt.Fprintf(out, "gateway: %s/v1/blobs\n", d.ready.Gateway)
@@ -442,7 +492,7 @@ func newDevnetRestartCommand() *cobra.Command {
 				}
 				defer log.Close()
 				c := exec.Command(exe, p.Args...)
-				env := os.Environ()
+				env := append(os.Environ(), r.tlsEnv()...)
 				switch p.Role {
 				case "control":
 					env = append(env, "WEFT_TOKEN="+r.OperatorToken)

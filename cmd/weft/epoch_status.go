@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 )
@@ -95,7 +94,11 @@ func nodeHandovers(ctx context.Context, com *weftv1.GetCommitteeResponse, state 
 }
 
 func nodeStatus(ctx context.Context, addr string) (*weftv1.NodeStatusResponse, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := dialCredentials()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(addr, creds)
 	if err != nil {
 		return nil, err
 	}

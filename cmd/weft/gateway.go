@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -705,8 +707,13 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		return err
 	}
 	log := slog.Default().With("component", "gateway")
+	creds, err := dialCredentials()
+	if err != nil {
+		return err
+	}
 	cl, err := client.New(client.Config{
 		Control: control, Token: token, MaxBlobLength: uint64(o.maxBlobSize), Logger: log,
+		DialOptions: []grpc.DialOption{creds},
 	})
 	if err != nil {
 		return err
@@ -748,6 +755,15 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	}
 	servers := []*http.Server{srv}
 	errc := make(chan error, 2)
+	// HTTPS with the process's certificate (and client certificates
+	// required with --tls-client-ca).
+	if srv.TLSConfig, err = tlsFiles.ServerConfig(); err != nil {
+		lis.Close()
+		return err
+	}
+	if srv.TLSConfig != nil {
+		lis = tls.NewListener(lis, srv.TLSConfig)
+	}
 	go func() { errc <- srv.Serve(lis) }()
 
 	if reg != nil {

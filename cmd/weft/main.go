@@ -31,5 +31,6 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newClientCommands()...)
 	root.AddCommand(newNodeCommand(), newDevnetCommand())
 	root.AddCommand(newGatewayCommand())
+	addTLSFlags(root)
 	return root
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
@@ -104,13 +103,24 @@ func dialControl(addrs []string) (*grpc.ClientConn, error) {
 	r := manual.NewBuilderWithScheme("weft-control")
 	var state resolver.State
 	for _, a := range addrs {
-		state.Addresses = append(state.Addresses, resolver.Address{Addr: strings.TrimSpace(a)})
+		a = strings.TrimSpace(a)
+		// TLS checks each voter's certificate against its own host, not
+		// the resolver's made-up target.
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, fmt.Errorf("control-plane address %q: %w", a, err)
+		}
+		state.Addresses = append(state.Addresses, resolver.Address{Addr: a, ServerName: host})
 	}
 	r.InitialState(state)
 	// wire's options cap the reconnect backoff (a node whose voters
 	// restart follows them within seconds); the keepalive here pings idle
 	// connections too, and sooner, since the node's watch waits on it.
-	opts := append(wire.DialOptions(), grpc.WithResolvers(r), grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds, err := dialCredentials()
+	if err != nil {
+		return nil, err
+	}
+	opts := append(wire.DialOptions(), grpc.WithResolvers(r), creds,
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}))
 	return grpc.NewClient(r.Scheme()+":///control", opts...)
 }
@@ -134,6 +144,14 @@ func runNode(ctx context.Context, o nodeOptions) error {
 	if o.publicAddr == "" {
 		o.publicAddr = o.listen
 	}
+	dialCreds, err := tlsFiles.DialCredentials()
+	if err != nil {
+		return err
+	}
+	serverCreds, err := serverCredentials()
+	if err != nil {
+		return err
+	}
 	conn, err := dialControl(o.control)
 	if err != nil {
 		return err
@@ -147,14 +165,14 @@ func runNode(ctx context.Context, o nodeOptions) error {
 	node, err := storage.Start(ctx, storage.Config{
 		ID: id, Key: key, DataDir: o.dataDir, PublicAddr: o.publicAddr, Control: conn,
 		RecoveryWorkers: o.recoveryWorkers, RecoveryDelay: o.recoveryDelay, Faults: faults, Logger: slog.Default(),
-		ScrubInterval: scrubInterval(o.scrubInterval), ScrubRate: o.scrubRate,
+		ScrubInterval: scrubInterval(o.scrubInterval), ScrubRate: o.scrubRate, DialCredentials: dialCreds,
 	})
 	if err != nil {
 		lis.Close()
 		return err
 	}
 	defer node.Close()
-	server := grpc.NewServer(node.ServerOptions()...)
+	server := grpc.NewServer(append(node.ServerOptions(), serverCreds)...)
 	node.Register(server)
 	go server.Serve(lis)
 	defer server.Stop()

@@ -1,0 +1,119 @@
+package wire
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// TLSFiles is a process's TLS setup, as PEM files named on its command
+// line. All empty: plaintext (a network on one host, or behind its own
+// encryption).
+type TLSFiles struct {
+	// CA holds the certificates the process trusts for the servers it
+	// dials; set, every connection it makes uses TLS.
+	CA string
+	// Cert and Key are the process's own certificate and key: its servers
+	// serve them, and it presents them when it dials (for servers that
+	// ask for client certificates).
+	Cert, Key string
+	// ClientCA makes the process's servers require client certificates
+	// signed by one of its certificates (mutual TLS).
+	ClientCA string
+}
+
+// Serving reports whether the process's servers use TLS.
+func (f TLSFiles) Serving() bool { return f.Cert != "" || f.Key != "" }
+
+// ServerConfig is the TLS configuration of the process's servers, nil when
+// they serve plaintext.
+func (f TLSFiles) ServerConfig() (*tls.Config, error) {
+	if !f.Serving() {
+		if f.ClientCA != "" {
+			return nil, errors.New("wire: a client CA needs the server's own certificate and key too")
+		}
+		return nil, nil
+	}
+	cert, err := f.keyPair()
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if f.ClientCA != "" {
+		pool, err := loadPool(f.ClientCA)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// ClientConfig is the TLS configuration of the connections the process
+// makes, nil when they are plaintext.
+func (f TLSFiles) ClientConfig() (*tls.Config, error) {
+	if f.CA == "" {
+		return nil, nil
+	}
+	pool, err := loadPool(f.CA)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if f.Serving() {
+		cert, err := f.keyPair()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// ServerCredentials are the gRPC credentials of the process's servers:
+// TLS, or plaintext (insecure) when no certificate is set.
+func (f TLSFiles) ServerCredentials() (credentials.TransportCredentials, error) {
+	cfg, err := f.ServerConfig()
+	if err != nil || cfg == nil {
+		return insecure.NewCredentials(), err
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// DialCredentials are the gRPC credentials of the connections the process
+// makes: TLS when a CA is set, plaintext otherwise.
+func (f TLSFiles) DialCredentials() (credentials.TransportCredentials, error) {
+	cfg, err := f.ClientConfig()
+	if err != nil || cfg == nil {
+		return insecure.NewCredentials(), err
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+func (f TLSFiles) keyPair() (tls.Certificate, error) {
+	if f.Cert == "" || f.Key == "" {
+		return tls.Certificate{}, errors.New("wire: a TLS certificate needs both its file and its key's")
+	}
+	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("wire: loading the TLS certificate %s and key %s: %w", f.Cert, f.Key, err)
+	}
+	return cert, nil
+}
+
+func loadPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("wire: reading CA certificates: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("wire: %s holds no PEM certificate", file)
+	}
+	return pool, nil
+}

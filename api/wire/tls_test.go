@@ -1,0 +1,123 @@
+package wire
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+)
+
+// serveHealth serves gRPC's health service with the TLS setup and returns
+// its address.
+func serveHealth(t *testing.T, f TLSFiles) string {
+	t.Helper()
+	creds, err := f.ServerCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(append(ServerOptions(), grpc.Creds(creds))...)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return ln.Addr().String()
+}
+
+func check(t *testing.T, addr string, f TLSFiles) error {
+	t.Helper()
+	creds, err := f.DialCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr, append(DialOptions(), grpc.WithTransportCredentials(creds))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	return err
+}
+
+func plaintext(t *testing.T, addr string) error {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	return err
+}
+
+// A TLS server answers clients that trust its CA, and no one else: not a
+// plaintext client, not one that trusts another CA.
+func TestTLS(t *testing.T) {
+	ours, err := WriteDevCertificates(t.TempDir(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := WriteDevCertificates(t.TempDir(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveHealth(t, TLSFiles{Cert: ours.Cert, Key: ours.Key})
+	if err := check(t, addr, TLSFiles{CA: ours.CA}); err != nil {
+		t.Fatalf("a client trusting the CA: %v", err)
+	}
+	if err := plaintext(t, addr); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a plaintext client: %v, want Unavailable", err)
+	}
+	if err := check(t, addr, TLSFiles{CA: theirs.CA}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a client trusting another CA: %v, want Unavailable", err)
+	}
+}
+
+// With a client CA the server asks for a certificate and refuses a client
+// without one, or with one that CA did not sign.
+func TestMutualTLS(t *testing.T) {
+	ours, err := WriteDevCertificates(t.TempDir(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := WriteDevCertificates(t.TempDir(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveHealth(t, TLSFiles{Cert: ours.Cert, Key: ours.Key, ClientCA: ours.CA})
+	if err := check(t, addr, ours); err != nil {
+		t.Fatalf("a client with a certificate of the CA: %v", err)
+	}
+	if err := check(t, addr, TLSFiles{CA: ours.CA}); err == nil {
+		t.Fatal("a client without a certificate was served")
+	}
+	if err := check(t, addr, TLSFiles{CA: ours.CA, Cert: theirs.Cert, Key: theirs.Key}); err == nil {
+		t.Fatal("a client with another CA's certificate was served")
+	}
+}
+
+// Half a setup is an error, not plaintext.
+func TestTLSFilesIncomplete(t *testing.T) {
+	if _, err := (TLSFiles{Cert: "cert.pem"}).ServerCredentials(); err == nil {
+		t.Fatal("a certificate without its key was accepted")
+	}
+	if _, err := (TLSFiles{ClientCA: "ca.pem"}).ServerCredentials(); err == nil {
+		t.Fatal("a client CA without a server certificate was accepted")
+	}
+	if _, err := (TLSFiles{CA: "/nonexistent/ca.pem"}).DialCredentials(); err == nil {
+		t.Fatal("a missing CA file was accepted")
+	}
+}
