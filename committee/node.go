@@ -42,6 +42,8 @@ type NodeConfig struct {
 	// the others (joining, bootstrapping, forwarding writes to the
 	// leader); nil: plaintext.
 	DialCredentials credentials.TransportCredentials
+	// RaftTLS carries Raft's traffic over mutual TLS; nil: plaintext.
+	RaftTLS *RaftTLS
 }
 
 // dialOptions are the options of a connection to another voter.
@@ -134,8 +136,13 @@ func (n *Node) open(rc *raft.Config, logger hclog.Logger) error {
 	if err != nil {
 		return err
 	}
-	n.transport, err = raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, addr, 3, 10*time.Second, logger)
-	if err != nil {
+	if n.cfg.RaftTLS != nil {
+		layer, err := newTLSStreamLayer(n.cfg.RaftAddr, addr, n.cfg.RaftTLS)
+		if err != nil {
+			return err
+		}
+		n.transport = raft.NewNetworkTransportWithLogger(layer, 3, 10*time.Second, logger)
+	} else if n.transport, err = raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, addr, 3, 10*time.Second, logger); err != nil {
 		return err
 	}
 	n.hadState, err = raft.HasExistingState(n.logs, n.logs, snapshots)

@@ -35,10 +35,16 @@ type cluster struct {
 	state   Config
 	seq     int
 	last    uint64 // index of the last acknowledged command
+	// raftTLS, when set, gives each voter its Raft TLS configuration.
+	raftTLS func(id string) *RaftTLS
 }
 
 func newCluster(t testing.TB, ids ...string) *cluster {
-	c := &cluster{t: t, dirs: map[string]string{}, addrs: map[string]string{}, nodes: map[string]*Node{}, state: Config{Shards: 20}}
+	return newClusterWith(t, nil, ids...)
+}
+
+func newClusterWith(t testing.TB, raftTLS func(id string) *RaftTLS, ids ...string) *cluster {
+	c := &cluster{t: t, dirs: map[string]string{}, addrs: map[string]string{}, nodes: map[string]*Node{}, state: Config{Shards: 20}, raftTLS: raftTLS}
 	for _, id := range ids {
 		c.dirs[id] = filepath.Join(t.TempDir(), id)
 		c.addrs[id] = freeAddr(t)
@@ -68,6 +74,9 @@ func (c *cluster) start(id string, bootstrap bool) {
 	}
 	if bootstrap {
 		cfg.Bootstrap = c.servers
+	}
+	if c.raftTLS != nil {
+		cfg.RaftTLS = c.raftTLS(id)
 	}
 	n, err := StartNode(cfg)
 	if err != nil {

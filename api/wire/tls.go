@@ -117,3 +117,24 @@ func loadPool(file string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// PeerConfigs are the TLS configurations of a link between peers of one
+// kind (voter to voter, for Raft): both sides present their certificate
+// and check the other's — the server requires one signed by ClientCA, or
+// by CA when no ClientCA is set. Both nil when the process has no
+// certificate or no CA: the link stays plaintext.
+func (f TLSFiles) PeerConfigs() (server, client *tls.Config, err error) {
+	if !f.Serving() || f.CA == "" {
+		return nil, nil, nil
+	}
+	if f.ClientCA == "" {
+		f.ClientCA = f.CA
+	}
+	if server, err = f.ServerConfig(); err != nil {
+		return nil, nil, err
+	}
+	if client, err = f.ClientConfig(); err != nil {
+		return nil, nil, err
+	}
+	return server, client, nil
+}

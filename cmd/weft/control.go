@@ -112,10 +112,18 @@ func runControl(ctx context.Context, o controlOptions) error {
 	if err != nil {
 		return err
 	}
+	// With a certificate and a CA, Raft's port speaks mutual TLS too:
+	// only fellow voters may send or take log entries.
+	var raftTLS *committee.RaftTLS
+	if server, client, err := tlsFiles.PeerConfigs(); err != nil {
+		return err
+	} else if server != nil {
+		raftTLS = &committee.RaftTLS{Server: server, Client: client}
+	}
 	node, err := committee.StartNode(committee.NodeConfig{
 		ID: o.id, DataDir: o.dataDir, RaftAddr: o.raftAddr,
 		State:     committee.Config{Shards: o.shards, PerNodeCap: o.perNodeCap},
-		LogOutput: os.Stderr, DialCredentials: dialCreds,
+		LogOutput: os.Stderr, DialCredentials: dialCreds, RaftTLS: raftTLS,
 	})
 	if err != nil {
 		return err
