@@ -40,17 +40,7 @@ func TestDevnetProcesses(t *testing.T) {
 	}
 	bin := buildWeft(t)
 	dir := t.TempDir()
-	ready := filepath.Join(dir, "ready.json")
-	dn := exec.Command(bin, "devnet", "--nodes", "4", "--shards", "12", "--data-dir", filepath.Join(dir, "data"), "--ready-file", ready)
-	log, _ := os.Create(filepath.Join(dir, "devnet.log"))
-	dn.Stdout, dn.Stderr = log, log
-	if err := dn.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dn.Process.Signal(syscall.SIGTERM); dn.Wait() })
-	start := time.Now()
-	waitFor(t, 60*time.Second, "the ready file", func() bool { _, err := os.Stat(ready); return err == nil })
-	t.Logf("ready in %v", time.Since(start))
+	dn, ready := launchDevnet(t, bin, dir, "--nodes", "4", "--shards", "12")
 	var r readyFile
 	b, _ := os.ReadFile(ready)
 	if err := json.Unmarshal(b, &r); err != nil || len(r.Processes) != 8 || r.Gateway == "" {
@@ -115,4 +105,23 @@ func TestDevnetProcesses(t *testing.T) {
 	for _, p := range r.Processes {
 		waitFor(t, 5*time.Second, p.ID+" gone", func() bool { return syscall.Kill(p.PID, 0) != nil })
 	}
+}
+
+// launchDevnet runs `weft devnet` with args in dir (its log in
+// devnet.log), stopped with SIGTERM at the test's end, and returns it once
+// its ready file is written.
+func launchDevnet(t *testing.T, bin, dir string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	ready := filepath.Join(dir, "ready.json")
+	dn := exec.Command(bin, append([]string{"devnet", "--data-dir", filepath.Join(dir, "data"), "--ready-file", ready}, args...)...)
+	log, _ := os.Create(filepath.Join(dir, "devnet.log"))
+	dn.Stdout, dn.Stderr = log, log
+	if err := dn.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dn.Process.Signal(syscall.SIGTERM); dn.Wait() })
+	start := time.Now()
+	waitFor(t, 60*time.Second, "the ready file", func() bool { _, err := os.Stat(ready); return err == nil })
+	t.Logf("ready in %v", time.Since(start))
+	return dn, ready
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,17 +29,11 @@ type fullReady struct {
 	} `json:"processes"`
 }
 
-// startDevnet runs `weft devnet` and returns its ready file's contents.
-func startDevnet(t *testing.T, bin string, nodes, shards int) (fullReady, string) {
+// startDevnet runs `weft devnet` (with args) and returns its ready file's
+// contents.
+func startDevnet(t *testing.T, bin string, nodes, shards int, args ...string) (fullReady, string) {
 	t.Helper()
-	dir := t.TempDir()
-	ready := filepath.Join(dir, "ready.json")
-	dn := exec.Command(bin, "devnet", "--nodes", itoa(nodes), "--shards", itoa(shards), "--data-dir", filepath.Join(dir, "data"), "--ready-file", ready)
-	if err := dn.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dn.Process.Signal(syscall.SIGTERM); dn.Wait() })
-	waitFor(t, 60*time.Second, "the devnet", func() bool { _, err := os.Stat(ready); return err == nil })
+	_, ready := launchDevnet(t, bin, t.TempDir(), append([]string{"--nodes", itoa(nodes), "--shards", itoa(shards)}, args...)...)
 	var r fullReady
 	b, _ := os.ReadFile(ready)
 	if err := json.Unmarshal(b, &r); err != nil {

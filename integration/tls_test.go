@@ -28,20 +28,11 @@ func TestDevnetOverTLS(t *testing.T) {
 	}
 	bin := buildWeft(t)
 	dir := t.TempDir()
-	readyPath := filepath.Join(dir, "ready.json")
-	dn := exec.Command(bin, "devnet", "--tls", "--nodes", "4", "--shards", "12", "--data-dir", filepath.Join(dir, "data"), "--ready-file", readyPath)
-	log, _ := os.Create(filepath.Join(dir, "devnet.log"))
-	dn.Stdout, dn.Stderr = log, log
-	if err := dn.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dn.Process.Signal(syscall.SIGTERM); dn.Wait() })
-	waitFor(t, 60*time.Second, "the ready file", func() bool { _, err := os.Stat(readyPath); return err == nil })
+	_, readyPath := launchDevnet(t, bin, dir, "--tls", "--nodes", "4", "--shards", "12")
 	var r struct {
-		readyFile
-		Control     []string `json:"control"`
-		ClientToken string   `json:"client_token"`
-		TLSCA       string   `json:"tls_ca"`
+		fullReady
+		Gateway string `json:"gateway"`
+		TLSCA   string `json:"tls_ca"`
 	}
 	b, _ := os.ReadFile(readyPath)
 	if err := json.Unmarshal(b, &r); err != nil || r.TLSCA == "" || !strings.HasPrefix(r.Gateway, "https://") {

@@ -39,20 +39,17 @@ func check(t *testing.T, addr string, f TLSFiles) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(addr, append(DialOptions(), grpc.WithTransportCredentials(creds))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-	return err
+	return healthCheck(t, addr, append(DialOptions(), grpc.WithTransportCredentials(creds))...)
 }
 
 func plaintext(t *testing.T, addr string) error {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return healthCheck(t, addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+func healthCheck(t *testing.T, addr string, opts ...grpc.DialOption) error {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,14 +63,7 @@ func plaintext(t *testing.T, addr string) error {
 // A TLS server answers clients that trust its CA, and no one else: not a
 // plaintext client, not one that trusts another CA.
 func TestTLS(t *testing.T) {
-	ours, err := WriteDevCertificates(t.TempDir(), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	theirs, err := WriteDevCertificates(t.TempDir(), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ours, theirs := twoCAs(t)
 	addr := serveHealth(t, TLSFiles{Cert: ours.Cert, Key: ours.Key})
 	if err := check(t, addr, TLSFiles{CA: ours.CA}); err != nil {
 		t.Fatalf("a client trusting the CA: %v", err)
@@ -89,14 +79,7 @@ func TestTLS(t *testing.T) {
 // With a client CA the server asks for a certificate and refuses a client
 // without one, or with one that CA did not sign.
 func TestMutualTLS(t *testing.T) {
-	ours, err := WriteDevCertificates(t.TempDir(), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	theirs, err := WriteDevCertificates(t.TempDir(), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ours, theirs := twoCAs(t)
 	addr := serveHealth(t, TLSFiles{Cert: ours.Cert, Key: ours.Key, ClientCA: ours.CA})
 	if err := check(t, addr, ours); err != nil {
 		t.Fatalf("a client with a certificate of the CA: %v", err)
@@ -120,4 +103,16 @@ func TestTLSFilesIncomplete(t *testing.T) {
 	if _, err := (TLSFiles{CA: "/nonexistent/ca.pem"}).DialCredentials(); err == nil {
 		t.Fatal("a missing CA file was accepted")
 	}
+}
+
+// twoCAs makes two unrelated devnet CAs, each with its certificate.
+func twoCAs(t *testing.T) (ours, theirs TLSFiles) {
+	t.Helper()
+	for _, f := range []*TLSFiles{&ours, &theirs} {
+		var err error
+		if *f, err = WriteDevCertificates(t.TempDir(), "127.0.0.1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ours, theirs
 }

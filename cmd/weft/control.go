@@ -104,11 +104,7 @@ func runControl(ctx context.Context, o controlOptions) error {
 		return err
 	}
 	log := slog.Default().With("voter", o.id)
-	dialCreds, err := tlsFiles.DialCredentials()
-	if err != nil {
-		return err
-	}
-	serverCreds, err := serverCredentials()
+	dialCreds, serverCreds, err := serverTLS()
 	if err != nil {
 		return err
 	}

@@ -144,11 +144,7 @@ func runNode(ctx context.Context, o nodeOptions) error {
 	if o.publicAddr == "" {
 		o.publicAddr = o.listen
 	}
-	dialCreds, err := tlsFiles.DialCredentials()
-	if err != nil {
-		return err
-	}
-	serverCreds, err := serverCredentials()
+	dialCreds, serverCreds, err := serverTLS()
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/weftstore/weft/api/wire"
 )
@@ -35,11 +36,16 @@ func dialCredentials() (grpc.DialOption, error) {
 	return grpc.WithTransportCredentials(creds), nil
 }
 
-// serverCredentials is the transport of this process's gRPC server.
-func serverCredentials() (grpc.ServerOption, error) {
-	creds, err := tlsFiles.ServerCredentials()
+// serverTLS is the transport of a serving process (voter, node): the
+// credentials of the connections it makes, and its server's.
+func serverTLS() (credentials.TransportCredentials, grpc.ServerOption, error) {
+	dial, err := tlsFiles.DialCredentials()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return grpc.Creds(creds), nil
+	serve, err := tlsFiles.ServerCredentials()
+	if err != nil {
+		return nil, nil, err
+	}
+	return dial, grpc.Creds(serve), nil
 }
