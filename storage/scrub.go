@@ -139,13 +139,7 @@ func (n *Node) scrub(ctx context.Context) {
 // scrubPass checks every sliver from the cursor on, paced to ScrubRate
 // bytes a second, saving the cursor after each page of blobs.
 func (n *Node) scrubPass(ctx context.Context, st ScrubState) error {
-	const page = 64
-	start, bytesRead, corrupt := time.Now(), int64(0), 0
-	pace := func(b int) {
-		bytesRead += int64(b)
-		n.metrics.scrubbed.Add(float64(b))
-		sleep(ctx, time.Until(start.Add(time.Duration(float64(bytesRead)/float64(n.cfg.ScrubRate)*float64(time.Second)))))
-	}
+	p := &scrubPacer{n: n, start: time.Now()}
 	shards, err := n.store.Shards()
 	if err != nil {
 		return err
@@ -157,40 +151,65 @@ func (n *Node) scrubPass(ctx context.Context, st ScrubState) error {
 		if shard > st.Shard {
 			st.Shard, st.After = shard, crypto.BlobID{}
 		}
-		for {
-			ids, err := n.store.Blobs(shard, st.After, page)
-			if err != nil {
-				return err
-			}
-			for _, id := range ids {
-				for _, axis := range []crypto.Axis{crypto.Primary, crypto.Secondary} {
-					read, err := n.store.CheckSliver(shard, id, axis)
-					n.quarantine(err)
-					switch {
-					case errors.Is(err, ErrCorrupt):
-						corrupt++
-					case err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrNoMetadata):
-						return err
-					}
-					pace(read)
-					if ctx.Err() != nil {
-						return ctx.Err()
-					}
-				}
-				st.After = id
-			}
-			if err := n.store.SetScrubState(st); err != nil {
-				return err
-			}
-			if len(ids) < page {
-				break
-			}
+		if err := n.scrubShard(ctx, &st, p); err != nil {
+			return err
 		}
 	}
 	if err := n.store.SetScrubState(ScrubState{LastDone: time.Now()}); err != nil {
 		return err
 	}
 	n.metrics.scrubPasses.Inc()
-	n.log.Info("storage: scrub pass done", "bytes", bytesRead, "corrupt", corrupt, "took", time.Since(start).Round(time.Millisecond))
+	n.log.Info("storage: scrub pass done", "bytes", p.bytes, "corrupt", p.corrupt, "took", time.Since(p.start).Round(time.Millisecond))
 	return nil
+}
+
+// scrubShard checks the cursor's shard from its last blob on, a page of
+// blobs at a time, moving the cursor (and saving it) after each page.
+func (n *Node) scrubShard(ctx context.Context, st *ScrubState, p *scrubPacer) error {
+	const page = 64
+	for {
+		ids, err := n.store.Blobs(st.Shard, st.After, page)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			for _, axis := range []crypto.Axis{crypto.Primary, crypto.Secondary} {
+				read, err := n.store.CheckSliver(st.Shard, id, axis)
+				n.quarantine(err)
+				switch {
+				case errors.Is(err, ErrCorrupt):
+					p.corrupt++
+				case err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrNoMetadata):
+					return err
+				}
+				p.pace(ctx, read)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+			}
+			st.After = id
+		}
+		if err := n.store.SetScrubState(*st); err != nil {
+			return err
+		}
+		if len(ids) < page {
+			return nil
+		}
+	}
+}
+
+// scrubPacer keeps a pass at ScrubRate: after each sliver it sleeps until
+// the bytes read so far are due.
+type scrubPacer struct {
+	n       *Node
+	start   time.Time
+	bytes   int64
+	corrupt int
+}
+
+func (p *scrubPacer) pace(ctx context.Context, read int) {
+	p.bytes += int64(read)
+	p.n.metrics.scrubbed.Add(float64(read))
+	due := p.start.Add(time.Duration(float64(p.bytes) / float64(p.n.cfg.ScrubRate) * float64(time.Second)))
+	sleep(ctx, time.Until(due))
 }
