@@ -36,7 +36,7 @@ func (a *adminClient) dial(cmd *cobra.Command) (*grpc.ClientConn, context.Contex
 		return nil, nil, nil, err
 	}
 	// Any voter will do (followers forward writes): several may be listed.
-	conn, err := dialControl(strings.Split(a.control, ","))
+	conn, err := dialControl(cmd.Context(), strings.Split(a.control, ","))
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -93,7 +93,7 @@ func (f *clientFlags) client(cmd *cobra.Command, withToken bool) (*client.Client
 		}
 		cfg.Token = token
 	}
-	creds, err := dialCredentials()
+	creds, err := dialCredentials(cmd.Context())
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -104,14 +104,14 @@ func runControl(ctx context.Context, o controlOptions) error {
 		return err
 	}
 	log := slog.Default().With("voter", o.id)
-	dialCreds, serverCreds, err := serverTLS()
+	dialCreds, serverCreds, err := serverTLS(ctx)
 	if err != nil {
 		return err
 	}
 	// With a certificate and a CA, Raft's port speaks mutual TLS too:
 	// only fellow voters may send or take log entries.
 	var raftTLS *committee.RaftTLS
-	if server, client, err := tlsFiles.PeerConfigs(); err != nil {
+	if server, client, err := tlsOf(ctx).PeerConfigs(); err != nil {
 		return err
 	} else if server != nil {
 		raftTLS = &committee.RaftTLS{Server: server, Client: client}

@@ -171,7 +171,7 @@ func runDevnet(ctx context.Context, cmd *cobra.Command, o devnetOptions) error {
 	}
 	d.ready.DataDir, d.ready.OperatorToken = d.dir, randomToken()
 	if o.tls {
-		if err := d.makeCertificates(); err != nil {
+		if err := d.makeCertificates(ctx); err != nil {
 			return err
 		}
 	}
@@ -199,7 +199,7 @@ func runDevnet(ctx context.Context, cmd *cobra.Command, o devnetOptions) error {
 
 // makeCertificates writes the devnet's CA and certificate, and makes this
 // process (which dials the voters and nodes) and its children use them.
-func (d *devnetRun) makeCertificates() error {
+func (d *devnetRun) makeCertificates(ctx context.Context) error {
 	dir := filepath.Join(d.dir, "tls")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -208,7 +208,7 @@ func (d *devnetRun) makeCertificates() error {
 	if err != nil {
 		return err
 	}
-	tlsFiles = files
+	*tlsOf(ctx) = files
 	d.ready.TLSCA, d.ready.TLSCert, d.ready.TLSKey = files.CA, files.Cert, files.Key
 	return nil
 }
@@ -255,7 +255,7 @@ func (d *devnetRun) startControl(ctx context.Context, shards int) error {
 // retry calls the control plane (any voter, with the operator token)
 // until f succeeds or ctx ends.
 func (d *devnetRun) retry(ctx context.Context, what string, f func(ctx context.Context, conn *grpc.ClientConn) error) error {
-	conn, err := dialControl(d.ready.Control)
+	conn, err := dialControl(ctx, d.ready.Control)
 	if err != nil {
 		return err
 	}
@@ -348,8 +348,8 @@ func (d *devnetRun) startGateway(ctx context.Context) error {
 	}
 	httpc := http.DefaultClient
 	d.ready.Gateway = "http://" + addr
-	if tlsFiles.CA != "" {
-		cfg, err := tlsFiles.ClientConfig()
+	if files := tlsOf(ctx); files.CA != "" {
+		cfg, err := files.ClientConfig()
 		if err != nil {
 			return err
 		}

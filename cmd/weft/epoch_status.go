@@ -94,7 +94,7 @@ func nodeHandovers(ctx context.Context, com *weftv1.GetCommitteeResponse, state 
 }
 
 func nodeStatus(ctx context.Context, addr string) (*weftv1.NodeStatusResponse, error) {
-	creds, err := dialCredentials()
+	creds, err := dialCredentials(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -707,7 +707,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		return err
 	}
 	log := slog.Default().With("component", "gateway")
-	creds, err := dialCredentials()
+	creds, err := dialCredentials(ctx)
 	if err != nil {
 		return err
 	}
@@ -757,7 +757,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	errc := make(chan error, 2)
 	// HTTPS with the process's certificate (and client certificates
 	// required with --tls-client-ca).
-	if srv.TLSConfig, err = tlsFiles.ServerConfig(); err != nil {
+	if srv.TLSConfig, err = tlsOf(ctx).ServerConfig(); err != nil {
 		lis.Close()
 		return err
 	}

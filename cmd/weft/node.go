@@ -96,7 +96,7 @@ func nodeIDFromKey(pk *crypto.PublicKey) shardmap.NodeID {
 // stopped answering (cut off by the network: no reset ever comes, and a
 // long-poll would wait on it for as long as TCP does, many minutes): the
 // connection is closed and the next call goes to another voter.
-func dialControl(addrs []string) (*grpc.ClientConn, error) {
+func dialControl(ctx context.Context, addrs []string) (*grpc.ClientConn, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("--control is required")
 	}
@@ -116,7 +116,7 @@ func dialControl(addrs []string) (*grpc.ClientConn, error) {
 	// wire's options cap the reconnect backoff (a node whose voters
 	// restart follows them within seconds); the keepalive here pings idle
 	// connections too, and sooner, since the node's watch waits on it.
-	creds, err := dialCredentials()
+	creds, err := dialCredentials(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -144,11 +144,11 @@ func runNode(ctx context.Context, o nodeOptions) error {
 	if o.publicAddr == "" {
 		o.publicAddr = o.listen
 	}
-	dialCreds, serverCreds, err := serverTLS()
+	dialCreds, serverCreds, err := serverTLS(ctx)
 	if err != nil {
 		return err
 	}
-	conn, err := dialControl(o.control)
+	conn, err := dialControl(ctx, o.control)
 	if err != nil {
 		return err
 	}
