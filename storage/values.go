@@ -21,6 +21,8 @@ package storage
 // live bytes reach zero.
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -28,6 +30,8 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +57,8 @@ var (
 var (
 	bucketValues = []byte("values") // the value log's accounting
 	keyNextSeg   = []byte("next")   // u32: the next segment number
+	keyClean     = []byte("clean")  // present: the log was closed with no append in flight
+	keyRunFrom   = []byte("run")    // u32: the first segment number of the run since the last open
 	subLive      = []byte("live")   // u32 segment → u64 live (padded) bytes
 	subFreed     = []byte("freed")  // u32 segment ‖ u64 offset → u64 padded length
 
@@ -132,6 +138,7 @@ func openValueLog(dir string, db *bolt.DB, segSize int64) (*valueLog, error) {
 	}
 	l := &valueLog{dir: dir, db: db, segSize: segSize, direct: directIO != 0,
 		files: map[uint32]*os.File{}, inflight: map[uint32]int{}}
+	clean, lastRunFrom := false, uint32(0)
 	err := db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketValues)
 		if err != nil {
@@ -142,30 +149,154 @@ func openValueLog(dir string, db *bolt.DB, segSize int64) (*valueLog, error) {
 				return err
 			}
 		}
-		return nil
+		clean = b.Get(keyClean) != nil
+		if v := b.Get(keyRunFrom); len(v) == 4 {
+			lastRunFrom = binary.BigEndian.Uint32(v)
+		}
+		next := []byte{0, 0, 0, 1}
+		if v := b.Get(keyNextSeg); len(v) == 4 {
+			next = v
+		}
+		if err := b.Put(keyRunFrom, bytes.Clone(next)); err != nil {
+			return err
+		}
+		return b.Delete(keyClean) // until the next clean close
 	})
 	if err != nil {
 		return nil, err
 	}
-	// What a crash left: holes not yet punched, then segments nothing
-	// points at (no writer is running yet, so none is being filled).
+	// What a crash left: holes not yet punched, appends that never
+	// committed, then segments nothing points at (no writer is running
+	// yet, so none is being filled).
 	if err := l.reclaim(); err != nil {
 		return nil, err
 	}
+	if !clean {
+		if err := l.trimOrphans(lastRunFrom); err != nil {
+			return nil, err
+		}
+	}
 	return l, l.removeDeadSegments()
+}
+
+// trimOrphans gives back the bytes of appends a crash left without the
+// commit that would have pointed at them. Appends go only to segments
+// created since the log was last opened (numbers from runFrom on; all of
+// them when unknown), so in those every range no stored pointer covers is
+// punched out. Finding the pointers takes one pass over the store, done
+// only after an unclean shutdown.
+func (l *valueLog) trimOrphans(runFrom uint32) error {
+	segs, err := l.segmentNumbers()
+	if err != nil || len(segs) == 0 {
+		return err
+	}
+	recent := segs[sort.Search(len(segs), func(i int) bool { return segs[i] >= runFrom }):]
+	if len(recent) == 0 {
+		return nil
+	}
+	live := map[uint32][]extent{}
+	for _, seg := range recent {
+		live[seg] = nil
+	}
+	err = l.db.View(func(tx *bolt.Tx) error {
+		shards := tx.Bucket(bucketShards)
+		if shards == nil {
+			return nil
+		}
+		return shards.ForEachBucket(func(k []byte) error {
+			for _, name := range [][]byte{subPrimary, subSecondary} {
+				b := shards.Bucket(k).Bucket(name)
+				if b == nil {
+					continue
+				}
+				if err := b.ForEach(func(_, v []byte) error {
+					if e, external, err := parseExtent(v); err == nil && external {
+						if exts, ok := live[e.seg]; ok {
+							live[e.seg] = append(exts, e)
+						}
+					}
+					return nil
+				}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for seg, exts := range live {
+		if err := l.punchGaps(seg, exts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// punchGaps punches every range of segment seg that no extent covers.
+// Callers hold mu.
+func (l *valueLog) punchGaps(seg uint32, exts []extent) error {
+	f, err := l.file(seg, false)
+	if err != nil {
+		return err
+	}
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(exts, func(a, b extent) int { return cmp.Compare(a.off, b.off) })
+	at := int64(0)
+	for _, e := range append(exts, extent{off: info.Size()}) {
+		if e.off > at {
+			if err := punchHole(f, at, e.off-at); err != nil {
+				return fmt.Errorf("storage: freeing orphaned bytes of value segment %d: %w", seg, err)
+			}
+		}
+		at = max(at, e.off+e.padded())
+	}
+	return nil
+}
+
+// segmentNumbers lists the segment files' numbers, in order.
+func (l *valueLog) segmentNumbers() ([]uint32, error) {
+	entries, err := os.ReadDir(l.dir)
+	if err != nil {
+		return nil, err
+	}
+	var segs []uint32
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), segmentSuffix)
+		if !ok {
+			continue
+		}
+		if seg, err := strconv.ParseUint(name, 10, 32); err == nil {
+			segs = append(segs, uint32(seg))
+		}
+	}
+	slices.Sort(segs)
+	return segs, nil
 }
 
 func (l *valueLog) path(seg uint32) string {
 	return filepath.Join(l.dir, fmt.Sprintf("%08d%s", seg, segmentSuffix))
 }
 
-// close closes the segment files.
+// close closes the segment files and, when no append is in flight, marks
+// the log clean: the next open need not look for orphaned bytes.
 func (l *valueLog) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var errs []error
 	for seg := range l.files {
 		errs = append(errs, l.closeLocked(seg))
+	}
+	if len(l.inflight) == 0 && errors.Join(errs...) == nil {
+		errs = append(errs, l.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketValues).Put(keyClean, []byte{1})
+		}))
 	}
 	return errors.Join(errs...)
 }
@@ -492,22 +623,14 @@ func (l *valueLog) removeIfDeadLocked(seg uint32) {
 // bytes: appends that crashed before their commit, or segments emptied
 // just before a crash.
 func (l *valueLog) removeDeadSegments() error {
-	entries, err := os.ReadDir(l.dir)
+	segs, err := l.segmentNumbers()
 	if err != nil {
 		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), segmentSuffix)
-		if !ok {
-			continue
-		}
-		seg, err := strconv.ParseUint(name, 10, 32)
-		if err != nil {
-			continue
-		}
-		l.removeIfDeadLocked(uint32(seg))
+	for _, seg := range segs {
+		l.removeIfDeadLocked(seg)
 	}
 	return nil
 }

@@ -437,3 +437,79 @@ func rotFirstRecord(t *testing.T, s *Store) {
 		t.Fatal(err)
 	}
 }
+
+// crash stops a store the way a crash would: nothing is marked clean.
+func crash(t *testing.T, s *Store) {
+	t.Helper()
+	s.values.mu.Lock()
+	for seg := range s.values.files {
+		_ = s.values.closeLocked(seg)
+	}
+	s.values.mu.Unlock()
+	if err := s.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A crash between an append and the commit that would point at it leaves
+// bytes nothing points at, in a segment that holds live slivers too: the
+// next open punches them out and keeps the slivers. A clean close marks
+// the log so that the next open skips that search.
+func TestValuesOrphansTrimmedAfterCrash(t *testing.T) {
+	c, _ := coding.New(10)
+	path := filepath.Join(t.TempDir(), "node.db")
+	s := openLogged(t, path, c, 64<<20)
+	enc := testBlob(t, c, 1, 100_000)
+	storeAll(t, s, enc)
+	if _, _, err := s.values.append([]valueRecord{{head: []byte("orphan"), body: make([]byte, 1<<20)}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(segments(t, s)); n != 1 {
+		t.Fatalf("%d segments", n)
+	}
+	seg := segments(t, s)[0]
+	withOrphan := diskBytes(t, seg)
+	crash(t, s)
+
+	s = openLogged(t, path, c, 64<<20)
+	freed := withOrphan - diskBytes(t, seg)
+	t.Logf("reopening freed %d of the segment's %d bytes on disk", freed, withOrphan)
+	if freed < 1<<20 {
+		t.Fatalf("reopening freed %d bytes, want the 1 MiB orphan", freed)
+	}
+	checkAll(t, s, enc)
+
+	// Again, in the segment this run started (the first is sealed now).
+	other := testBlob(t, c, 2, 100_000)
+	storeAll(t, s, other)
+	if _, _, err := s.values.append([]valueRecord{{head: []byte("orphan"), body: make([]byte, 1<<20)}}); err != nil {
+		t.Fatal(err)
+	}
+	names := segments(t, s)
+	if len(names) != 2 {
+		t.Fatalf("%d segments, want the sealed one and this run's", len(names))
+	}
+	withOrphan = diskBytes(t, names[1])
+	crash(t, s)
+	s = openLogged(t, path, c, 64<<20)
+	if freed := withOrphan - diskBytes(t, names[1]); freed < 1<<20 {
+		t.Fatalf("the second reopen freed %d bytes of the new segment, want the 1 MiB orphan", freed)
+	}
+	checkAll(t, s, enc)
+	checkAll(t, s, other)
+
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_ = db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketValues).Get(keyClean) == nil {
+			t.Fatal("a clean close did not mark the log clean")
+		}
+		return nil
+	})
+}
