@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -39,11 +41,11 @@ func (f TLSFiles) ServerConfig() (*tls.Config, error) {
 		}
 		return nil, nil
 	}
-	cert, err := f.keyPair()
+	pair, err := f.reloadingPair()
 	if err != nil {
 		return nil, err
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{GetCertificate: pair.forServer, MinVersion: tls.VersionTLS12}
 	if f.ClientCA != "" {
 		pool, err := loadPool(f.ClientCA)
 		if err != nil {
@@ -66,11 +68,11 @@ func (f TLSFiles) ClientConfig() (*tls.Config, error) {
 	}
 	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	if f.Serving() {
-		cert, err := f.keyPair()
+		pair, err := f.reloadingPair()
 		if err != nil {
 			return nil, err
 		}
-		cfg.Certificates = []tls.Certificate{cert}
+		cfg.GetClientCertificate = pair.forClient
 	}
 	return cfg, nil
 }
@@ -95,15 +97,69 @@ func (f TLSFiles) DialCredentials() (credentials.TransportCredentials, error) {
 	return credentials.NewTLS(cfg), nil
 }
 
-func (f TLSFiles) keyPair() (tls.Certificate, error) {
+// reloadingPair loads the certificate and key, and again whenever either
+// file changes, so that a certificate renewed on disk is served from the
+// next handshake on, without a restart. (The CA files are read once.)
+func (f TLSFiles) reloadingPair() (*reloadingPair, error) {
 	if f.Cert == "" || f.Key == "" {
-		return tls.Certificate{}, errors.New("wire: a TLS certificate needs both its file and its key's")
+		return nil, errors.New("wire: a TLS certificate needs both its file and its key's")
 	}
-	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	p := &reloadingPair{certFile: f.Cert, keyFile: f.Key}
+	if _, err := p.get(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+type reloadingPair struct {
+	certFile, keyFile string
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	stamp   string    // the files' sizes and modification times when loaded
+	checked time.Time // when they were last looked at
+}
+
+// recheck bounds how often the files are looked at: at most once a second,
+// however many handshakes there are.
+const recheck = time.Second
+
+// get returns the certificate, reloaded first if its files changed. A
+// reload that fails (a renewal caught half-written) keeps the old one.
+func (p *reloadingPair) get() (*tls.Certificate, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cert != nil && time.Since(p.checked) < recheck {
+		return p.cert, nil
+	}
+	p.checked = time.Now()
+	stamp := fileStamp(p.certFile) + "|" + fileStamp(p.keyFile)
+	if p.cert != nil && stamp == p.stamp {
+		return p.cert, nil
+	}
+	cert, err := tls.LoadX509KeyPair(p.certFile, p.keyFile)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("wire: loading the TLS certificate %s and key %s: %w", f.Cert, f.Key, err)
+		if p.cert != nil {
+			return p.cert, nil
+		}
+		return nil, fmt.Errorf("wire: loading the TLS certificate %s and key %s: %w", p.certFile, p.keyFile, err)
 	}
-	return cert, nil
+	p.cert, p.stamp = &cert, stamp
+	return p.cert, nil
+}
+
+func (p *reloadingPair) forServer(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.get() }
+
+func (p *reloadingPair) forClient(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return p.get()
+}
+
+func fileStamp(name string) string {
+	info, err := os.Stat(name)
+	if err != nil {
+		return "missing"
+	}
+	return fmt.Sprintf("%d@%d", info.Size(), info.ModTime().UnixNano())
 }
 
 func loadPool(file string) (*x509.CertPool, error) {

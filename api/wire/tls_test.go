@@ -1,8 +1,14 @@
 package wire
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -115,4 +121,60 @@ func twoCAs(t *testing.T) (ours, theirs TLSFiles) {
 		}
 	}
 	return ours, theirs
+}
+
+// A certificate renewed on disk is served from the next handshake on,
+// without a restart; a half-written renewal keeps the old one.
+func TestTLSCertificateReload(t *testing.T) {
+	first, second := twoCAs(t)
+	dir := t.TempDir()
+	served := TLSFiles{Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem")}
+	install := func(from TLSFiles) {
+		for src, dst := range map[string]string{from.Cert: served.Cert, from.Key: served.Key} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	install(first)
+	addr := serveHealth(t, served)
+	pool := x509.NewCertPool()
+	for _, ca := range []string{first.CA, second.CA} {
+		b, _ := os.ReadFile(ca)
+		pool.AppendCertsFromPEM(b)
+	}
+	servedCert := func() []byte {
+		t.Helper()
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", NextProtos: []string{"h2"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Raw
+	}
+	leaf := func(f TLSFiles) []byte {
+		b, _ := os.ReadFile(f.Cert)
+		block, _ := pem.Decode(b)
+		return block.Bytes
+	}
+	if !bytes.Equal(servedCert(), leaf(first)) {
+		t.Fatal("not serving the installed certificate")
+	}
+	install(second)
+	time.Sleep(recheck + 100*time.Millisecond)
+	if !bytes.Equal(servedCert(), leaf(second)) {
+		t.Fatal("the renewed certificate was not picked up")
+	}
+	// A renewal caught half-written: the key file is cut short.
+	if err := os.WriteFile(served.Key, []byte("-----BEGIN EC PRIVATE KEY-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(recheck + 100*time.Millisecond)
+	if !bytes.Equal(servedCert(), leaf(second)) {
+		t.Fatal("a broken renewal replaced the working certificate")
+	}
 }
