@@ -66,7 +66,7 @@ func TestDevnetOverTLS(t *testing.T) {
 	id := strings.TrimSpace(out)
 
 	// No CA: the CLI speaks plaintext, and TLS servers refuse it.
-	if _, err := weft("", "status", id, "--timeout", "5s"); err == nil {
+	if _, err := weft("", "status", "--timeout", "5s", "--", id); err == nil {
 		t.Fatal("a plaintext client was answered")
 	}
 	// The gateway: HTTPS with the devnet CA; plain HTTP is refused.
@@ -108,7 +108,7 @@ func TestDevnetOverTLS(t *testing.T) {
 	}
 	outFile := filepath.Join(dir, "out.bin")
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
-		_, err := weft(r.TLSCA, "read", id, "--out", outFile, "--timeout", "10s")
+		_, err := weft(r.TLSCA, "read", "--out", outFile, "--timeout", "10s", "--", id)
 		if got, _ := os.ReadFile(outFile); err == nil && bytes.Equal(got, blob) {
 			return
 		}

@@ -215,3 +215,27 @@ func TestCLIStoreReadVerifySizes(t *testing.T) {
 		}
 	}
 }
+
+// One blob ID in 64 starts with '-', which the flag parser takes for
+// flags: the CLI says how to pass it, and after "--" it is an ID again.
+func TestBlobIDStartingWithADash(t *testing.T) {
+	id := crypto.BlobID{0xF8, 1, 2, 3}.String()
+	if id[0] != '-' {
+		t.Fatalf("test ID %s does not start with '-'", id)
+	}
+	_, _, err := runWeftSplit(t, nil, "status", id, "--control", "127.0.0.1:1", "--timeout", "1s")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	hint := dashIDHint([]string{"status", id}, err)
+	if !strings.Contains(hint, "weft read -- "+id) {
+		t.Fatalf("error %q, hint %q", err, hint)
+	}
+	_, _, err = runWeftSplit(t, nil, "status", "--control", "127.0.0.1:1", "--timeout", "1s", "--", id)
+	if err == nil || strings.Contains(err.Error(), "flag") {
+		t.Fatalf("after --: %v, want the call to fail on the unreachable control plane, not on flags", err)
+	}
+	if dashIDHint([]string{"status", id}, err) != "" {
+		t.Fatal("a hint for an error that is not about flags")
+	}
+}

@@ -206,7 +206,7 @@ func (d *demo) readBack(id string, want []byte, what string) error {
 	d.say("%s", what)
 	copyFile := filepath.Join(d.dir, "copy.bin")
 	t := time.Now()
-	if _, err := d.weft("read", id, "--out", copyFile); err != nil {
+	if _, err := d.weft("read", "--out", copyFile, "--", id); err != nil { // "--": an ID may start with '-'
 		return err
 	}
 	got, err := os.ReadFile(copyFile)
