@@ -17,7 +17,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/weftstore/weft/api/wire"
 )
@@ -48,11 +47,7 @@ type NodeConfig struct {
 
 // dialOptions are the options of a connection to another voter.
 func (n *Node) dialOptions() []grpc.DialOption {
-	creds := n.cfg.DialCredentials
-	if creds == nil {
-		creds = insecure.NewCredentials()
-	}
-	return append(wire.DialOptions(), grpc.WithTransportCredentials(creds))
+	return wire.DialOptions(wire.WithCredentials(n.cfg.DialCredentials))
 }
 
 // Node is one control-plane voter: Raft with raft-boltdb, a file snapshot

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
@@ -383,11 +382,7 @@ func (p *peerSet) conn(ctx context.Context, epoch uint64, node shardmap.NodeID) 
 	if cc, ok := p.conns[addr]; ok {
 		return cc, nil
 	}
-	creds := p.creds
-	if creds == nil {
-		creds = insecure.NewCredentials()
-	}
-	opts := append(wire.DialOptions(), grpc.WithTransportCredentials(creds),
+	opts := append(wire.DialOptions(wire.WithCredentials(p.creds)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)))
 	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {

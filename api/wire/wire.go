@@ -11,6 +11,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 )
 
@@ -44,6 +46,8 @@ const (
 
 type settings struct {
 	keepaliveTime, keepaliveTimeout, maxBackoff time.Duration
+	creds                                       credentials.TransportCredentials
+	withCreds                                   bool
 }
 
 // Option changes a setting of DialOptions.
@@ -64,8 +68,19 @@ func WithMaxBackoff(d time.Duration) Option {
 	}
 }
 
+// WithCredentials adds the connection's transport credentials: these, or
+// plaintext when nil.
+func WithCredentials(creds credentials.TransportCredentials) Option {
+	return func(s *settings) {
+		s.creds, s.withCreds = creds, true
+		if creds == nil {
+			s.creds = insecure.NewCredentials()
+		}
+	}
+}
+
 // DialOptions are the transport options of a connection to a weft
-// endpoint (credentials are the caller's).
+// endpoint (credentials too with WithCredentials; otherwise the caller's).
 func DialOptions(opts ...Option) []grpc.DialOption {
 	s := settings{keepaliveTime: KeepaliveTime, keepaliveTimeout: KeepaliveTimeout, maxBackoff: MaxBackoff}
 	for _, o := range opts {
@@ -73,7 +88,7 @@ func DialOptions(opts ...Option) []grpc.DialOption {
 	}
 	bc := backoff.DefaultConfig
 	bc.MaxDelay = s.maxBackoff
-	return []grpc.DialOption{
+	dial := []grpc.DialOption{
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 5 * time.Second}),
 		// Pings only while calls are open: an idle cached connection to
 		// every peer costs nothing.
@@ -81,6 +96,10 @@ func DialOptions(opts ...Option) []grpc.DialOption {
 		grpc.WithInitialWindowSize(StreamWindow), grpc.WithInitialConnWindowSize(ConnWindow),
 		grpc.WithWriteBufferSize(SocketBuffer), grpc.WithReadBufferSize(SocketBuffer),
 	}
+	if s.withCreds {
+		dial = append(dial, grpc.WithTransportCredentials(s.creds))
+	}
+	return dial
 }
 
 // ServerOptions are the transport options of a weft server.
