@@ -474,11 +474,12 @@ func (s *Store) DropCorrupt(c *CorruptError, epoch uint64) (bool, error) {
 			return nil
 		}
 		dropped = true
-		drop := s.dropValue
-		if _, _, err := parseExtent(c.value); err != nil {
-			drop = func(_ *bolt.Tx, b *bolt.Bucket, key []byte, _ *bool) error { return b.Delete(key) } // a broken pointer frees nothing
+		if _, _, err := parseExtent(c.value); err == nil { // a broken pointer frees nothing
+			if err := s.freeValue(tx, c.value, freed); err != nil {
+				return err
+			}
 		}
-		if err := drop(tx, b, c.Blob[:], freed); err != nil {
+		if err := b.Delete(c.Blob[:]); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketPending).Put(c.Blob[:], binary.BigEndian.AppendUint64(nil, epoch))
