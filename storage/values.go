@@ -31,7 +31,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -190,7 +189,8 @@ func (l *valueLog) trimOrphans(runFrom uint32) error {
 	if err != nil || len(segs) == 0 {
 		return err
 	}
-	recent := segs[sort.Search(len(segs), func(i int) bool { return segs[i] >= runFrom }):]
+	first, _ := slices.BinarySearch(segs, runFrom)
+	recent := segs[first:]
 	if len(recent) == 0 {
 		return nil
 	}
