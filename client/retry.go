@@ -152,7 +152,7 @@ func (c *Client) controlCall(ctx context.Context, what string, f func(ctx contex
 // plane applies it once whichever voter or attempt gets through.
 func (c *Client) writeContext(ctx context.Context, requestID string) (context.Context, error) {
 	if c.cfg.Token == "" {
-		return nil, errors.New("client: a client token is required to store (Config.Token)")
+		return nil, errors.New("client: a client token is required to write (Config.Token)")
 	}
 	return metadata.AppendToOutgoingContext(ctx, mdAuthorization, "Bearer "+c.cfg.Token, mdRequestID, requestID), nil
 }

@@ -230,15 +230,7 @@ func (c *Client) register(ctx context.Context, enc *coding.Encoded, endEpoch uin
 		return nil, fmt.Errorf("client: blob %s is certified but the registry holds no certificate", enc.ID)
 	}
 	if st.EndEpoch < endEpoch {
-		err := c.controlCall(ctx, "ExtendBlob", func(ctx context.Context, conn *grpc.ClientConn) error {
-			wctx, err := c.writeContext(ctx, reqID+"-extend")
-			if err != nil {
-				return err
-			}
-			_, err = weftv1.NewClientClient(conn).ExtendBlob(wctx, &weftv1.ExtendBlobRequest{BlobId: enc.ID[:], EndEpoch: endEpoch})
-			return err
-		})
-		if err != nil {
+		if err := c.extendTo(ctx, enc.ID, endEpoch, reqID+"-extend"); err != nil {
 			return nil, err
 		}
 		st.EndEpoch = endEpoch

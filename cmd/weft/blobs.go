@@ -23,7 +23,7 @@ import (
 	"github.com/weftstore/weft/crypto"
 )
 
-// The client commands: weft store | read | verify | status | committee.
+// The client commands: weft store | read | extend | verify | status | committee.
 // They talk to the control plane (--control, $WEFT_CONTROL) and to the
 // storage nodes it names, through package client.
 
@@ -70,7 +70,7 @@ func (f *clientFlags) resolveToken() (string, error) {
 	case os.Getenv("WEFT_TOKEN") != "":
 		return os.Getenv("WEFT_TOKEN"), nil
 	}
-	return "", errors.New("a client token is required to store: --token, --token-file or $WEFT_TOKEN (`weft admin client add NAME` issues one)")
+	return "", errors.New("a client token is required to store or extend blobs: --token, --token-file or $WEFT_TOKEN (`weft admin client add NAME` issues one)")
 }
 
 // client connects to the network; withToken says whether the command
@@ -113,7 +113,7 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func newClientCommands() []*cobra.Command {
-	return []*cobra.Command{newStoreCommand(), newReadCommand(), newVerifyCommand(), newStatusCommand(), newCommitteeCommand()}
+	return []*cobra.Command{newStoreCommand(), newReadCommand(), newExtendCommand(), newVerifyCommand(), newStatusCommand(), newCommitteeCommand()}
 }
 
 // stageTimes is a store's or read's per-stage breakdown in milliseconds.
@@ -440,6 +440,60 @@ func newStatusCommand() *cobra.Command {
 		},
 	}
 	f.add(cmd, false)
+	return cmd
+}
+
+type extendReport struct {
+	BlobID           string `json:"blob_id"`
+	PreviousEndEpoch uint64 `json:"previous_end_epoch"`
+	EndEpoch         uint64 `json:"end_epoch"`
+	Charged          uint64 `json:"charged"` // quota drawn: encoded bytes × epochs added
+}
+
+func newExtendCommand() *cobra.Command {
+	var f clientFlags
+	var epochs, endEpoch uint64
+	cmd := &cobra.Command{
+		Use:   "extend BLOB_ID (--epochs N | --end-epoch E)",
+		Short: "Extend a blob's lifetime without storing it again (charged to the client token's quota)",
+		Long: `Extend moves a blob's end epoch later: --epochs N adds N epochs to its current end,
+--end-epoch E makes it live at least until E (a blob that already does is left as it
+is). The client token's quota is charged the blob's encoded size × the epochs added.
+An expired or invalid blob cannot be extended.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := crypto.ParseBlobID(args[0])
+			if err != nil {
+				return err
+			}
+			if (epochs == 0) == (endEpoch == 0) {
+				return errors.New("give one of --epochs N (epochs to add) or --end-epoch E")
+			}
+			c, ctx, done, err := f.client(cmd, true)
+			if err != nil {
+				return err
+			}
+			defer done()
+			ext, err := c.Extend(ctx, id, client.ExtendOptions{Epochs: epochs, EndEpoch: endEpoch})
+			if err != nil {
+				return err
+			}
+			rep := extendReport{BlobID: id.String(), PreviousEndEpoch: ext.PreviousEndEpoch, EndEpoch: ext.Status.EndEpoch, Charged: ext.Charged}
+			if f.format == "json" {
+				return printJSON(cmd.OutOrStdout(), rep)
+			}
+			if rep.EndEpoch == rep.PreviousEndEpoch {
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "blob %s already lives until end epoch %d; nothing charged\n", rep.BlobID, rep.EndEpoch)
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "blob %s now lives until end epoch %d (was %d); charged %d (bytes × epochs)\n",
+				rep.BlobID, rep.EndEpoch, rep.PreviousEndEpoch, rep.Charged)
+			return err
+		},
+	}
+	f.add(cmd, true)
+	cmd.Flags().Uint64Var(&epochs, "epochs", 0, "epochs to add to the blob's current end epoch")
+	cmd.Flags().Uint64Var(&endEpoch, "end-epoch", 0, "end epoch the blob should live at least until")
 	return cmd
 }
 

@@ -151,6 +151,32 @@ func TestStoreStatusReadVerifyCLI(t *testing.T) {
 		t.Fatalf("certificate for another blob: %v", err)
 	}
 
+	// extend: by epochs (JSON), to an end epoch already reached (text),
+	// then refusals that change nothing.
+	stdout, _, err = runWeftSplit(t, nil, "extend", idText, "--epochs", "2", "-o", "json")
+	var er extendReport
+	if err != nil || json.Unmarshal([]byte(stdout), &er) != nil || er.PreviousEndEpoch != 4 || er.EndEpoch != 6 || er.Charged == 0 {
+		t.Fatalf("extend --epochs 2: %v\n%s", err, stdout)
+	}
+	stdout, _, err = runWeftSplit(t, nil, "extend", idText, "--end-epoch", "5")
+	if err != nil || !strings.Contains(stdout, "already lives until end epoch 6; nothing charged") {
+		t.Fatalf("extend --end-epoch 5: %v\n%s", err, stdout)
+	}
+	for _, args := range [][]string{
+		{"extend", idText},
+		{"extend", idText, "--epochs", "1", "--end-epoch", "9"},
+		{"extend", "not-an-id", "--epochs", "1"},
+		{"extend", crypto.BlobID{3}.String(), "--epochs", "1"},
+	} {
+		if _, _, err := runWeftSplit(t, nil, args...); err == nil {
+			t.Fatalf("%v succeeded", args)
+		}
+	}
+	stdout, _, err = runWeftSplit(t, nil, "status", idText, "-o", "json")
+	if err != nil || json.Unmarshal([]byte(stdout), &st) != nil || st.EndEpoch != 6 {
+		t.Fatalf("status after extend: %v\n%s", err, stdout)
+	}
+
 	// store from stdin; an unknown blob; no token.
 	stdout, _, err = runWeftSplit(t, []byte("hello weft"), "store", "-", "-o", "json")
 	var sr storeReport
@@ -163,6 +189,9 @@ func TestStoreStatusReadVerifyCLI(t *testing.T) {
 	t.Setenv("WEFT_TOKEN", "")
 	if _, _, err := runWeftSplit(t, nil, "store", in); err == nil || !strings.Contains(err.Error(), "client token is required") {
 		t.Fatalf("store without a token: %v", err)
+	}
+	if _, _, err := runWeftSplit(t, nil, "extend", idText, "--epochs", "1"); err == nil || !strings.Contains(err.Error(), "client token is required") {
+		t.Fatalf("extend without a token: %v", err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -98,14 +99,16 @@ func newGateway(cl *client.Client, cfg gatewayConfig) (*gateway, error) {
 	// GET patterns also match HEAD.
 	g.mux.HandleFunc("GET /v1/blobs/{id}", g.getBlob)
 	g.mux.HandleFunc("GET /v1/blobs/{id}/status", g.getStatus)
+	g.mux.HandleFunc("POST /v1/blobs/{id}/extend", g.extendBlob)
 	// The method-less patterns are less specific than the ones above, so
 	// they only catch other methods: ServeMux's own 405 is plain text,
 	// and every error of this API is JSON.
 	g.mux.HandleFunc("/v1/blobs", methodNotAllowed("PUT"))
 	g.mux.HandleFunc("/v1/blobs/{id}", methodNotAllowed("GET, HEAD"))
 	g.mux.HandleFunc("/v1/blobs/{id}/status", methodNotAllowed("GET, HEAD"))
+	g.mux.HandleFunc("/v1/blobs/{id}/extend", methodNotAllowed("POST"))
 	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (the API is PUT /v1/blobs, GET /v1/blobs/{id}, GET /v1/blobs/{id}/status)", r.Method, r.URL.Path))
+		writeError(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (the API is PUT /v1/blobs, GET /v1/blobs/{id}, GET /v1/blobs/{id}/status, POST /v1/blobs/{id}/extend)", r.Method, r.URL.Path))
 	})
 	return g, nil
 }
@@ -426,6 +429,77 @@ func (g *gateway) getStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// extendResponse is the answer to POST …/extend.
+type extendResponse struct {
+	BlobID           string `json:"blob_id"`
+	PreviousEndEpoch uint64 `json:"previous_end_epoch"`
+	EndEpoch         uint64 `json:"end_epoch"` // the blob lives through end_epoch−1
+	Charged          uint64 `json:"charged"`   // the gateway's quota drawn: encoded bytes × epochs added
+}
+
+// extendBlob extends a blob's lifetime, charged to the gateway's client
+// quota: ?epochs=N adds N epochs to its end, ?end_epoch=E makes it live
+// at least until E.
+func (g *gateway) extendBlob(w http.ResponseWriter, r *http.Request) {
+	id, ok := blobIDParam(w, r)
+	if !ok {
+		return
+	}
+	if !g.cfg.CanStore {
+		writeError(w, r, http.StatusForbidden, errors.New("this gateway has no client credential and serves reads only"))
+		return
+	}
+	opts, err := extendParams(r)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, err)
+		return
+	}
+	ext, err := g.cl.Extend(r.Context(), id, opts)
+	if err != nil {
+		code := readErrorStatus(r, err)
+		switch {
+		case hasCode(err, codes.ResourceExhausted):
+			code = http.StatusInsufficientStorage // the gateway's quota, as for PUT
+		case hasCode(err, codes.Unauthenticated, codes.PermissionDenied):
+			code = http.StatusInternalServerError // the gateway's own credential
+		case hasCode(err, codes.InvalidArgument):
+			code = http.StatusConflict // another extension moved the end epoch meanwhile
+		}
+		if code == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", gatewayRetryAfter)
+		}
+		writeError(w, r, code, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, extendResponse{
+		BlobID: id.String(), PreviousEndEpoch: ext.PreviousEndEpoch, EndEpoch: ext.Status.EndEpoch, Charged: ext.Charged,
+	})
+}
+
+// extendParams reads ?epochs=N or ?end_epoch=E (exactly one).
+func extendParams(r *http.Request) (client.ExtendOptions, error) {
+	q := r.URL.Query()
+	if q.Has("epochs") == q.Has("end_epoch") {
+		return client.ExtendOptions{}, errors.New("give one of ?epochs=N (epochs to add) or ?end_epoch=E")
+	}
+	name := "epochs"
+	if q.Has("end_epoch") {
+		name = "end_epoch"
+	}
+	limit := uint64(math.MaxUint64)
+	if name == "epochs" {
+		limit = maxRequestEpochs // the SDK adds it to the end epoch
+	}
+	n, err := strconv.ParseUint(q.Get(name), 10, 64)
+	if err != nil || n == 0 || n > limit {
+		return client.ExtendOptions{}, fmt.Errorf("%s must be an integer from 1 to %d, got %q", name, limit, q.Get(name))
+	}
+	if name == "epochs" {
+		return client.ExtendOptions{Epochs: n}, nil
+	}
+	return client.ExtendOptions{EndEpoch: n}, nil
+}
+
 // readableErr is the SDK's verdict on a registry entry for a read, which
 // it keeps unexported: the same typed errors Read would return.
 func readableErr(st *client.BlobStatus) error {
@@ -661,12 +735,13 @@ func newGatewayCommand() *cobra.Command {
 	}
 	cmd := &cobra.Command{
 		Use:   "gateway",
-		Short: "Serve blobs over HTTP for non-Go users (PUT /v1/blobs, GET /v1/blobs/{id}, GET /v1/blobs/{id}/status)",
+		Short: "Serve blobs over HTTP for non-Go users (PUT /v1/blobs, GET /v1/blobs/{id}, GET …/status, POST …/extend)",
 		Long: "Runs an HTTP gateway in front of a weft network. PUT /v1/blobs stores the request body\n" +
 			"and answers its blob ID and availability certificate; GET /v1/blobs/{id} answers the\n" +
 			"blob's bytes once they have passed the consistent-read check; GET /v1/blobs/{id}/status\n" +
-			"answers its registry entry. Stores are charged to the client credential (--token,\n" +
-			"--token-file or $WEFT_TOKEN); without one the gateway serves reads only.",
+			"answers its registry entry; POST /v1/blobs/{id}/extend?epochs=N (or ?end_epoch=E)\n" +
+			"extends its lifetime. Stores and extensions are charged to the client credential\n" +
+			"(--token, --token-file or $WEFT_TOKEN); without one the gateway serves reads only.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)

@@ -116,6 +116,15 @@ func localID(t *testing.T, blob []byte) crypto.BlobID {
 	return enc.ID
 }
 
+func mustParseID(t *testing.T, s string) crypto.BlobID {
+	t.Helper()
+	id, err := crypto.ParseBlobID(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 func wantUnregistered(t *testing.T, cl *client.Client, id crypto.BlobID) {
 	t.Helper()
 	if st, err := cl.Status(context.Background(), id); !errors.Is(err, client.ErrNotFound) {
@@ -256,8 +265,21 @@ func TestGateway(t *testing.T) {
 				resp, body := gwDo(t, http.MethodGet, base+"/v1/blobs/"+bad+suffix, nil)
 				gwWant(t, resp, body, http.StatusBadRequest)
 			}
+			resp, body := gwDo(t, http.MethodPost, base+"/v1/blobs/"+bad+"/extend?epochs=1", nil)
+			gwWant(t, resp, body, http.StatusBadRequest)
 		}
-		resp, body := gwDo(t, http.MethodGet, base+"/v1/blobs/"+unknown, nil)
+		// An extension needs exactly one of epochs and end_epoch, a
+		// positive integer; a refused one changes nothing.
+		for _, q := range []string{"", "?epochs=0", "?epochs=x", "?epochs=4294967297", "?end_epoch=-1", "?epochs=1&end_epoch=9"} {
+			resp, body := gwDo(t, http.MethodPost, blobURL+"/extend"+q, nil)
+			gwWant(t, resp, body, http.StatusBadRequest)
+		}
+		if st, err := cl.Status(ctx, mustParseID(t, sr.BlobID)); err != nil || st.EndEpoch != st.RegisteredEpoch+gwEpochs {
+			t.Fatalf("status after refused extensions: %+v, %v", st, err)
+		}
+		resp, body := gwDo(t, http.MethodPost, base+"/v1/blobs/"+unknown+"/extend?epochs=1", nil)
+		gwWant(t, resp, body, http.StatusNotFound)
+		resp, body = gwDo(t, http.MethodGet, base+"/v1/blobs/"+unknown, nil)
 		gwWant(t, resp, body, http.StatusNotFound)
 		for _, c := range []struct{ method, path, allow string }{
 			{http.MethodDelete, "/v1/blobs/" + sr.BlobID, "GET, HEAD"},
@@ -265,6 +287,7 @@ func TestGateway(t *testing.T) {
 			{http.MethodPost, "/v1/blobs", "PUT"},
 			{http.MethodGet, "/v1/blobs", "PUT"},
 			{http.MethodPost, "/v1/blobs/" + sr.BlobID + "/status", "GET, HEAD"},
+			{http.MethodGet, "/v1/blobs/" + sr.BlobID + "/extend", "POST"},
 		} {
 			resp, body := gwDo(t, c.method, base+c.path, strings.NewReader("x"))
 			gwWant(t, resp, body, http.StatusMethodNotAllowed)
@@ -313,6 +336,8 @@ func TestGateway(t *testing.T) {
 		resp, body := gwDo(t, http.MethodPut, rsrv.URL+"/v1/blobs", bytes.NewReader(fresh))
 		gwWant(t, resp, body, http.StatusForbidden)
 		wantUnregistered(t, cl, localID(t, fresh))
+		resp, body = gwDo(t, http.MethodPost, rsrv.URL+"/v1/blobs/"+sr.BlobID+"/extend?epochs=1", nil)
+		gwWant(t, resp, body, http.StatusForbidden)
 		resp, body = gwDo(t, http.MethodGet, rsrv.URL+"/v1/blobs/"+sr.BlobID, nil)
 		gwWant(t, resp, body, http.StatusOK)
 		if !bytes.Equal(body, blob) {
@@ -346,9 +371,20 @@ func TestGateway(t *testing.T) {
 			gsrv := httptest.NewServer(gw)
 			fresh := randomBlob(t, 400)
 			resp, body := gwDo(t, http.MethodPut, gsrv.URL+"/v1/blobs", bytes.NewReader(fresh))
-			gsrv.Close()
 			gwWant(t, resp, body, c.code)
 			wantUnregistered(t, cl, localID(t, fresh))
+			// Extending a stored blob is refused the same way, and
+			// changes nothing.
+			before, err := cl.Status(ctx, mustParseID(t, sr.BlobID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, body = gwDo(t, http.MethodPost, gsrv.URL+"/v1/blobs/"+sr.BlobID+"/extend?epochs=1", nil)
+			gsrv.Close()
+			gwWant(t, resp, body, c.code)
+			if after, err := cl.Status(ctx, before.ID); err != nil || after.EndEpoch != before.EndEpoch {
+				t.Fatalf("a refused extension moved the end epoch %d: %+v, %v", before.EndEpoch, after, err)
+			}
 		}
 	})
 
@@ -356,7 +392,7 @@ func TestGateway(t *testing.T) {
 		testGatewayCommand(t, nw)
 	})
 
-	t.Run("expired", func(t *testing.T) {
+	t.Run("expired and extended", func(t *testing.T) {
 		short := randomBlob(t, 700)
 		resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs?epochs=1", bytes.NewReader(short))
 		gwWant(t, resp, body, http.StatusCreated)
@@ -364,9 +400,51 @@ func TestGateway(t *testing.T) {
 		if err := json.Unmarshal(body, &s); err != nil {
 			t.Fatal(err)
 		}
+		// Stored for one epoch too, but extended: it outlives s.
+		kept := randomBlob(t, 800)
+		resp, body = gwDo(t, http.MethodPut, base+"/v1/blobs?epochs=1", bytes.NewReader(kept))
+		gwWant(t, resp, body, http.StatusCreated)
+		var k storeResponse
+		if err := json.Unmarshal(body, &k); err != nil {
+			t.Fatal(err)
+		}
+		st, err := cl.Status(ctx, mustParseID(t, k.BlobID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, body = gwDo(t, http.MethodPost, base+"/v1/blobs/"+k.BlobID+"/extend?epochs=2", nil)
+		gwWant(t, resp, body, http.StatusOK)
+		var ext extendResponse
+		if err := json.Unmarshal(body, &ext); err != nil {
+			t.Fatal(err)
+		}
+		params, err := coding.NewParams(gwShards)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size, err := params.EncodedSize(uint64(len(kept)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ext.BlobID != k.BlobID || ext.PreviousEndEpoch != st.EndEpoch || ext.EndEpoch != st.EndEpoch+2 || ext.Charged != 2*size {
+			t.Fatalf("extension %+v of a blob ending at epoch %d (encoded size %d)", ext, st.EndEpoch, size)
+		}
+		resp, body = gwDo(t, http.MethodPost, base+"/v1/blobs/"+k.BlobID+"/extend?end_epoch="+strconv.FormatUint(st.EndEpoch+1, 10), nil)
+		gwWant(t, resp, body, http.StatusOK)
+		if err := json.Unmarshal(body, &ext); err != nil || ext.EndEpoch != st.EndEpoch+2 || ext.Charged != 0 {
+			t.Fatalf("extension to an end epoch already reached: %s", body)
+		}
+
 		if _, err := nw.AdvanceEpoch(ctx, false); err != nil {
 			t.Fatal(err)
 		}
+		resp, body = gwDo(t, http.MethodGet, base+"/v1/blobs/"+k.BlobID, nil)
+		gwWant(t, resp, body, http.StatusOK)
+		if !bytes.Equal(body, kept) {
+			t.Fatal("the extended blob read other bytes")
+		}
+		resp, body = gwDo(t, http.MethodPost, base+"/v1/blobs/"+s.BlobID+"/extend?epochs=1", nil)
+		gwWant(t, resp, body, http.StatusGone)
 		resp, body = gwDo(t, http.MethodGet, base+"/v1/blobs/"+s.BlobID, nil)
 		gwWant(t, resp, body, http.StatusGone)
 		resp, body = gwDo(t, http.MethodHead, base+"/v1/blobs/"+s.BlobID, nil)
