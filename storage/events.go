@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
@@ -14,8 +15,9 @@ const eventPage = 256
 // followEvents applies the control plane's event stream from the last
 // applied index on: certified blobs go on the recovery list (the node
 // checks it holds their slivers), invalid blobs are dropped and refused
-// from then on, expired and lapsed blobs are dropped — each page in one
-// transaction with its index, so a restart resumes exactly.
+// from then on, expired and lapsed blobs are dropped and refused until
+// registered again — each page in one transaction with its index, so a
+// restart resumes exactly.
 func (n *Node) followEvents(ctx context.Context) {
 	events := weftv1.NewWatchClient(n.cfg.Control)
 	for ctx.Err() == nil {
@@ -37,26 +39,10 @@ func (n *Node) followEvents(ctx context.Context) {
 		if len(resp.Events) == 0 {
 			continue
 		}
-		batch := EventBatch{Index: resp.Events[len(resp.Events)-1].Index}
-		var challenged uint64 // the last challenge round event of the page
+		batch, challenged := eventBatch(resp.Events)
 		for _, e := range resp.Events {
-			switch {
-			case e.Kind == "challenge-started" || e.Kind == "challenge-closed":
-				challenged = e.Index
-			case e.Kind == "challenge-failed" && e.Node == string(n.cfg.ID):
+			if e.Kind == "challenge-failed" && e.Node == string(n.cfg.ID) {
 				n.log.Error("storage: this node FAILED a storage challenge: its challengers found slivers missing or wrong (see weft admin node list)", "epoch", e.Epoch)
-			}
-			if len(e.BlobId) != crypto.DigestSize {
-				continue
-			}
-			id := crypto.BlobID(e.BlobId)
-			switch e.Kind {
-			case "blob-certified":
-				batch.Recover = append(batch.Recover, PendingBlob{ID: id, Epoch: e.Epoch})
-			case "blob-invalid":
-				batch.Invalid = append(batch.Invalid, id)
-			case "blob-expired", "registration-lapsed":
-				batch.Ended = append(batch.Ended, id)
 			}
 		}
 		if err := n.store.ApplyEvents(batch); err != nil {
@@ -66,6 +52,9 @@ func (n *Node) followEvents(ctx context.Context) {
 		}
 		for _, id := range batch.Invalid {
 			n.log.Info("storage: blob marked invalid; its data is dropped", "blob", id)
+		}
+		for _, id := range slices.Concat(batch.Invalid, batch.Ended) {
+			n.registered.Remove(id)
 		}
 		if len(batch.Recover) > 0 {
 			n.recovery.wake()
@@ -137,4 +126,38 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// eventBatch turns a page of events into what the store applies, and
+// returns the index of the page's last challenge-round event (0: none).
+func eventBatch(events []*weftv1.Event) (batch EventBatch, challenged uint64) {
+	batch.Index = events[len(events)-1].Index
+	for _, e := range events {
+		switch e.Kind {
+		case "epoch-started", "blob-registered", "blob-certified", "blob-invalid", "blob-expired", "registration-lapsed":
+			// The epoch they happened in ("blob-extended" names the new
+			// end epoch instead): it ages the tombstones.
+			batch.Epoch = max(batch.Epoch, e.Epoch)
+		case "challenge-started", "challenge-closed":
+			challenged = e.Index
+		}
+		if len(e.BlobId) != crypto.DigestSize {
+			continue
+		}
+		id := crypto.BlobID(e.BlobId)
+		switch e.Kind {
+		case "blob-certified":
+			batch.Recover = append(batch.Recover, PendingBlob{ID: id, Epoch: e.Epoch})
+		case "blob-invalid":
+			batch.Invalid = append(batch.Invalid, id)
+		case "blob-expired", "registration-lapsed":
+			batch.Ended = append(batch.Ended, id)
+			// Ended after a registration in the same page: it stays
+			// ended (a blob in both lists was registered after it ended).
+			batch.Registered = slices.DeleteFunc(batch.Registered, func(r crypto.BlobID) bool { return r == id })
+		case "blob-registered":
+			batch.Registered = append(batch.Registered, id)
+		}
+	}
+	return batch, challenged
 }

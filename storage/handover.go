@@ -320,7 +320,18 @@ func newSyncProgress(cursor crypto.BlobID, todo []crypto.BlobID) *syncProgress {
 	return &syncProgress{todo: todo, done: map[crypto.BlobID]bool{}, cursor: cursor}
 }
 
-// mark records a blob as on disk and returns the cursor.
+// cursorWith is the cursor mark(id) would return, for writing it with
+// id's pair; mark only once that write succeeded.
+func (p *syncProgress) cursorWith(id crypto.BlobID) crypto.BlobID {
+	cursor := p.cursor
+	for i := p.next; i < len(p.todo) && (p.done[p.todo[i]] || p.todo[i] == id); i++ {
+		cursor = p.todo[i]
+	}
+	return cursor
+}
+
+// mark records a blob as on disk (or as no longer needed) and returns the
+// cursor.
 func (p *syncProgress) mark(id crypto.BlobID) crypto.BlobID {
 	p.done[id] = true
 	for p.next < len(p.todo) && p.done[p.todo[p.next]] {
@@ -367,6 +378,10 @@ func (n *Node) syncPage(ctx context.Context, a Assignment, shard uint32, cursor 
 	wg.Wait()
 	for i, id := range todo {
 		if prog.done[id] {
+			continue
+		}
+		if errors.Is(errs[i], ErrEnded) {
+			prog.mark(id) // it ended since the list was made: nothing to hold
 			continue
 		}
 		if errs[i] != nil {
@@ -455,7 +470,15 @@ func (n *Node) receiveSync(stream weftv1.Storage_SyncShardClient, epoch uint64, 
 				continue
 			}
 			meta := new(crypto.Metadata)
-			if meta.UnmarshalBinary(item.Metadata) != nil || n.store.PutMetadataShards([]uint32{shard}, current, meta) != nil {
+			err := meta.UnmarshalBinary(item.Metadata)
+			if err == nil {
+				err = n.store.PutMetadataShards([]uint32{shard}, current, meta)
+			}
+			if errors.Is(err, ErrEnded) {
+				prog.mark(current) // it ended since the list was made: nothing to hold
+				continue
+			}
+			if err != nil {
 				n.metrics.rejected.WithLabelValues("sync-metadata").Inc()
 				continue
 			}
@@ -484,11 +507,16 @@ func (n *Node) receiveSync(stream weftv1.Storage_SyncShardClient, epoch uint64, 
 			n.log.Warn("storage: the holder sent a pair that fails verification; it will be rebuilt", "blob", current, "shard", shard, "err", err)
 			continue
 		}
-		err = n.store.WriteSynced(epoch, shard, prog.mark(current), v)
+		err = n.store.WriteSynced(epoch, shard, prog.cursorWith(current), v)
 		recycle(done.pair)
+		if errors.Is(err, ErrEnded) {
+			prog.mark(current) // it ended since the list was made: nothing to hold
+			continue
+		}
 		if err != nil {
 			return count, lastID, err
 		}
+		prog.mark(current)
 		n.metrics.handoverCopied.Add(float64(v.Size()))
 	}
 }

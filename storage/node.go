@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -63,6 +64,10 @@ const (
 	DefaultScrubRate     = 32 << 20
 )
 
+// registeredCacheSize bounds Node.registered: blobs being written now,
+// with room to spare (an entry is about a hundred bytes).
+const registeredCacheSize = 1 << 14
+
 func (c *Config) setDefaults() {
 	if c.RecoveryWorkers <= 0 {
 		c.RecoveryWorkers = 2
@@ -103,7 +108,10 @@ type Node struct {
 	lines    *lineCache // extended lines recently served symbols from
 	chal     *challenges
 
-	registered sync.Map // crypto.BlobID → struct{}: blobs the control plane confirmed registered
+	// registered holds blobs the control plane confirmed registered, so
+	// that every stream of a write does not ask again; bounded (the most
+	// recent), and an ended blob leaves it when its event is applied.
+	registered *lru.Cache[crypto.BlobID, struct{}]
 
 	syncMu     sync.Mutex
 	syncNonces map[syncNonceKey]uint64 // per requesting node and shard: the last sync nonce served
@@ -133,6 +141,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		cfg.Logger.Warn("storage: FAULT INJECTION ENABLED — this node lies on purpose", "node", cfg.ID, "faults", cfg.Faults.String())
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), ready: make(chan struct{}), syncNonces: map[syncNonceKey]uint64{}, synced: map[uint64]map[uint32]bool{}}
+	var err error
+	if n.registered, err = lru.New[crypto.BlobID, struct{}](registeredCacheSize); err != nil {
+		return nil, err
+	}
 	n.follower = NewFollower(cfg.Control, cfg.ID, cfg.Key, cfg.PublicAddr)
 	if err := retry(ctx, n.log, "registering with the control plane", func() error { return n.follower.Register(ctx) }); err != nil {
 		return nil, err

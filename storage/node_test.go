@@ -703,3 +703,59 @@ func rot(t *testing.T, st *storage.Store, shard uint32, id crypto.BlobID, axis c
 		t.Fatal(err)
 	}
 }
+
+// A write that arrives after the node applied a blob's expiry — a store
+// still in flight at the epoch change, or a writer that ignores the
+// registry — is refused, and leaves nothing behind: the node must not
+// keep data that no later event would ever delete.
+func TestLateWritesOfEndedBlobsAreRefused(t *testing.T) {
+	w := startNet(t, devnet.Config{Nodes: 4, Shards: 8})
+	short, err := w.codec.Encode(randomBlob(t, 10_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.registerUntil(short, 2)
+	for i := range 4 {
+		if err := w.storeOn(i, short); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.certify(short.ID, allNodes(4)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := w.net.AdvanceEpoch(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		store := w.net.Node(i).Store()
+		eventually(t, 10*time.Second, "expired blob collected", func() bool {
+			_, err := store.AnyMetadata(short.ID)
+			return errors.Is(err, storage.ErrNotFound)
+		})
+	}
+	for i := range 4 {
+		err := w.storeOn(i, short)
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("node %d: a write of the expired blob answered %v, want FailedPrecondition", i, err)
+		}
+		if _, err := w.net.Node(i).Store().AnyMetadata(short.ID); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("node %d kept metadata of the expired blob written late (%v)", i, err)
+		}
+	}
+
+	// The same content registered again lives again: its writes are
+	// taken (the node learns of the new registration from the events).
+	w.registerUntil(short, 10)
+	for i := range 4 {
+		eventually(t, 10*time.Second, "the registered-again blob written", func() bool {
+			return w.storeOn(i, short) == nil
+		})
+		for _, shard := range w.net.Owned(i) {
+			if has, _ := w.net.Node(i).Store().HasPair(shard, short.ID); !has {
+				t.Fatalf("node %d: no pair on shard %d after storing the registered-again blob", i, shard)
+			}
+		}
+	}
+}

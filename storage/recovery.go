@@ -124,6 +124,9 @@ func (r *recoverer) dispatch(ctx context.Context, sem chan struct{}, wg *sync.Wa
 		go func() {
 			defer wg.Done()
 			err := r.n.recoverBlob(ctx, id, p.Epoch)
+			if errors.Is(err, ErrEnded) {
+				err = nil // it ended meanwhile: nothing left to hold
+			}
 			<-sem
 			r.finish(id, err)
 		}()

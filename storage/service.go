@@ -56,7 +56,7 @@ func storeError(err error) error {
 		return nil
 	case errors.Is(err, ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, ErrNoMetadata):
+	case errors.Is(err, ErrNoMetadata), errors.Is(err, ErrEnded):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrCorrupt):
 		return status.Error(codes.DataLoss, err.Error())
@@ -78,7 +78,7 @@ func (n *Node) checkWritable(ctx context.Context, id crypto.BlobID) error {
 	} else if invalid {
 		return status.Errorf(codes.FailedPrecondition, "blob %s is invalid", id)
 	}
-	if _, ok := n.registered.Load(id); ok {
+	if n.registered.Contains(id) {
 		return nil
 	}
 	st, err := weftv1.NewClientClient(n.cfg.Control).BlobStatus(ctx, &weftv1.BlobStatusRequest{BlobId: id[:]})
@@ -90,7 +90,7 @@ func (n *Node) checkWritable(ctx context.Context, id crypto.BlobID) error {
 	}
 	switch st.Status {
 	case "registered", "certified":
-		n.registered.Store(id, struct{}{})
+		n.registered.Add(id, struct{}{})
 		return nil
 	default:
 		return status.Errorf(codes.FailedPrecondition, "blob %s is %s", id, st.Status)

@@ -48,6 +48,9 @@ var (
 	ErrNoMetadata    = errors.New("storage: no metadata stored for the blob on this shard")
 	ErrDeleteRefused = errors.New("storage: deletion refused by the committed state")
 	ErrCorrupt       = errors.New("storage: stored sliver is corrupt")
+	// ErrEnded: the blob expired, lapsed or was marked invalid, and the
+	// node applied that event; nothing of it is stored any more.
+	ErrEnded = errors.New("storage: the blob has ended")
 )
 
 // CorruptError is a stored sliver whose bytes no longer check out: its
@@ -92,7 +95,7 @@ func openWith(path string, codec *coding.Codec, inlineMax int, segmentSize int64
 		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketShards, bucketStates, bucketNode, bucketPending, bucketInvalid} {
+		for _, b := range [][]byte{bucketShards, bucketStates, bucketNode, bucketPending, bucketInvalid, bucketEnded, bucketEndedBy} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -320,6 +323,9 @@ func (s *Store) CommitStaged(also func(tx *bolt.Tx) error, staged ...*StagedPair
 	err := s.update(func(tx *bolt.Tx, freed *bool) error {
 		for _, st := range staged {
 			for _, sv := range st.values {
+				if err := checkLive(tx, sv.id); err != nil {
+					return err
+				}
 				b, err := shardBucket(tx, sv.shard, sv.name, true)
 				if err != nil {
 					return err
@@ -662,8 +668,73 @@ func (s *Store) SetAppliedEvent(index uint64) error {
 var (
 	bucketPending = []byte("pending") // blob ID → certified blobs to check for missing slivers
 	bucketInvalid = []byte("invalid") // blob ID → marked invalid by the control plane
-	present       = []byte{1}         // the value of set-like buckets
+	// Tombstones of blobs that expired or lapsed (blob ID → u64 epoch,
+	// and u64 epoch ‖ blob ID → present, to prune them in order).
+	bucketEnded   = []byte("ended")
+	bucketEndedBy = []byte("ended-by-epoch")
+	present       = []byte{1} // the value of set-like buckets
 )
+
+// tombstoneEpochs is how many epochs a tombstone outlives its blob's end.
+// A write checked against the registry before the end and committed after
+// it is refused by the tombstone; no write spans epochs like that.
+const tombstoneEpochs = 2
+
+// checkLive refuses, inside a write transaction, a blob the node has seen
+// end: the event that ended it deleted its data, so whatever is written
+// now would never be deleted. A write that commits first is deleted by
+// the event instead: bbolt orders the two.
+func checkLive(tx *bolt.Tx, id crypto.BlobID) error {
+	if tx.Bucket(bucketInvalid).Get(id[:]) != nil {
+		return fmt.Errorf("%w: blob %s is invalid", ErrEnded, id)
+	}
+	if v := tx.Bucket(bucketEnded).Get(id[:]); len(v) == 8 {
+		return fmt.Errorf("%w: blob %s expired (in epoch %d)", ErrEnded, id, binary.BigEndian.Uint64(v))
+	}
+	return nil
+}
+
+// bury records a tombstone for an ended blob.
+func bury(tx *bolt.Tx, id crypto.BlobID, epoch uint64) error {
+	if err := revive(tx, id); err != nil { // an older tombstone
+		return err
+	}
+	if err := tx.Bucket(bucketEnded).Put(id[:], binary.BigEndian.AppendUint64(nil, epoch)); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketEndedBy).Put(append(binary.BigEndian.AppendUint64(nil, epoch), id[:]...), present)
+}
+
+// revive drops a blob's tombstone: it was registered again.
+func revive(tx *bolt.Tx, id crypto.BlobID) error {
+	v := tx.Bucket(bucketEnded).Get(id[:])
+	if len(v) != 8 {
+		return nil
+	}
+	if err := tx.Bucket(bucketEndedBy).Delete(append(append([]byte(nil), v...), id[:]...)); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketEnded).Delete(id[:])
+}
+
+// pruneTombstones drops the tombstones of blobs that ended before epoch
+// upTo.
+func pruneTombstones(tx *bolt.Tx, upTo uint64) error {
+	var keys [][]byte
+	c := tx.Bucket(bucketEndedBy).Cursor()
+	for k, _ := c.First(); k != nil && len(k) == 8+crypto.DigestSize && binary.BigEndian.Uint64(k) < upTo; k, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	for _, k := range keys {
+		if err := tx.Bucket(bucketEnded).Delete(k[8:]); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketEndedBy).Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // PutMetadataShards stores a blob's metadata for several shards in one
 // durable transaction, after the checks of PutMetadata.
@@ -683,6 +754,9 @@ func (s *Store) PutMetadataShards(shards []uint32, id crypto.BlobID, meta *crypt
 		return err
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := checkLive(tx, id); err != nil {
+			return err
+		}
 		for _, shard := range shards {
 			b, err := shardBucket(tx, shard, subMetadata, true)
 			if err != nil {
@@ -728,9 +802,13 @@ func (s *Store) AnyMetadata(id crypto.BlobID) (*crypto.Metadata, error) {
 // crash either applied the page or did not.
 type EventBatch struct {
 	Index   uint64          // the last event of the page
+	Epoch   uint64          // the latest epoch its events name
 	Recover []PendingBlob   // certified: check for missing slivers
 	Invalid []crypto.BlobID // marked invalid: drop, refuse from now on
-	Ended   []crypto.BlobID // expired or lapsed: drop
+	Ended   []crypto.BlobID // expired or lapsed: drop, refuse until registered again
+	// Registered, perhaps again after they ended: writes are taken again.
+	// An ID in both lists was registered after it ended.
+	Registered []crypto.BlobID
 }
 
 // ApplyEvents applies a page of events.
@@ -751,6 +829,21 @@ func (s *Store) ApplyEvents(b EventBatch) error {
 				return err
 			}
 			if err := s.deleteBlobEverywhere(tx, id, freed); err != nil {
+				return err
+			}
+		}
+		for _, id := range b.Ended {
+			if err := bury(tx, id, b.Epoch); err != nil {
+				return err
+			}
+		}
+		for _, id := range b.Registered {
+			if err := revive(tx, id); err != nil {
+				return err
+			}
+		}
+		if b.Epoch >= tombstoneEpochs {
+			if err := pruneTombstones(tx, b.Epoch-tombstoneEpochs+1); err != nil {
 				return err
 			}
 		}

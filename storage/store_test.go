@@ -216,3 +216,83 @@ func TestStorePagesAndEvents(t *testing.T) {
 		t.Fatalf("applied event %d", idx)
 	}
 }
+
+// A blob's end (expiry or lapse) leaves a tombstone: whatever of it was
+// checked and staged before the event and is committed after it is
+// refused, and so is its metadata, so no write outlives the event that
+// deleted the blob's data. The tombstone survives a restart, is lifted by
+// a later registration of the same content (the last event of a page
+// wins), and is pruned once no write can still be in flight.
+func TestStoreRefusesWritesOfEndedBlobs(t *testing.T) {
+	c, _ := coding.New(10)
+	p := c.Params()
+	path := filepath.Join(t.TempDir(), "node.db")
+	s := openStore(t, path, c)
+	enc := testBlob(t, c, 7, 50_000)
+	const shard = 3
+	if err := s.PutMetadata(shard, enc.ID, enc.Metadata); err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.VerifyPair(shard, enc.ID, enc.PairOnShard(p, shard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	staged, err := s.Stage(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplyEvents(EventBatch{Index: 1, Epoch: 4, Ended: []crypto.BlobID{enc.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CommitStaged(nil, staged); !errors.Is(err, ErrEnded) {
+		t.Fatalf("commit of a pair staged before its blob ended: %v", err)
+	}
+	if has, _ := s.HasPair(shard, enc.ID); has {
+		t.Fatal("the ended blob's pair was stored")
+	}
+	if err := s.PutMetadata(shard, enc.ID, enc.Metadata); !errors.Is(err, ErrEnded) {
+		t.Fatalf("metadata of an ended blob: %v", err)
+	}
+	s.Close()
+
+	s = openStore(t, path, c)
+	defer s.Close()
+	if err := s.PutMetadata(shard, enc.ID, enc.Metadata); !errors.Is(err, ErrEnded) {
+		t.Fatalf("metadata of an ended blob after a restart: %v", err)
+	}
+	// Ended a second time: still ended. Ended, then registered again
+	// (events.go lists a blob in both only in that order): live.
+	if err := s.ApplyEvents(EventBatch{Index: 2, Epoch: 4, Ended: []crypto.BlobID{enc.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutMetadata(shard, enc.ID, enc.Metadata); !errors.Is(err, ErrEnded) {
+		t.Fatalf("metadata after registered-then-ended: %v", err)
+	}
+	if err := s.ApplyEvents(EventBatch{Index: 3, Epoch: 4, Ended: []crypto.BlobID{enc.ID}, Registered: []crypto.BlobID{enc.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutMetadata(shard, enc.ID, enc.Metadata); err != nil {
+		t.Fatalf("metadata of a blob registered again: %v", err)
+	}
+	if err := s.PutPair(shard, enc.ID, enc.PairOnShard(p, shard)); err != nil {
+		t.Fatalf("pair of a blob registered again: %v", err)
+	}
+
+	// Pruned: a tombstone of epoch 4 lasts through epoch 5.
+	other := testBlob(t, c, 8, 1000)
+	if err := s.ApplyEvents(EventBatch{Index: 4, Epoch: 4, Ended: []crypto.BlobID{other.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplyEvents(EventBatch{Index: 5, Epoch: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutMetadata(shard, other.ID, other.Metadata); !errors.Is(err, ErrEnded) {
+		t.Fatalf("metadata in the epoch after the end: %v", err)
+	}
+	if err := s.ApplyEvents(EventBatch{Index: 6, Epoch: 6}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutMetadata(shard, other.ID, other.Metadata); err != nil {
+		t.Fatalf("metadata two epochs after the end (tombstone pruned): %v", err)
+	}
+}
