@@ -196,6 +196,7 @@ func blobStatus(rec BlobRecord) *weftv1.BlobStatusResponse {
 	return &weftv1.BlobStatusResponse{
 		BlobId: rec.ID[:], Status: st, Encoding: uint32(rec.Encoding), Shards: rec.Shards, Length: rec.Length,
 		EndEpoch: rec.EndEpoch, RegisteredEpoch: rec.RegisteredEpoch, CertifiedEpoch: rec.CertifiedEpoch, Certificate: rec.Certificate,
+		RegisteredIndex: rec.RegisteredIndex,
 	}
 }
 

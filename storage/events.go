@@ -56,6 +56,7 @@ func (n *Node) followEvents(ctx context.Context) {
 		for _, id := range slices.Concat(batch.Invalid, batch.Ended) {
 			n.registered.Remove(id)
 		}
+		n.appliedEvents()
 		if len(batch.Recover) > 0 {
 			n.recovery.wake()
 		}

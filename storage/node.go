@@ -112,6 +112,8 @@ type Node struct {
 	// that every stream of a write does not ask again; bounded (the most
 	// recent), and an ended blob leaves it when its event is applied.
 	registered *lru.Cache[crypto.BlobID, struct{}]
+	appliedMu  sync.Mutex
+	applied    chan struct{} // closed and replaced whenever a page of events is applied
 
 	syncMu     sync.Mutex
 	syncNonces map[syncNonceKey]uint64 // per requesting node and shard: the last sync nonce served
@@ -140,7 +142,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Faults.Any() {
 		cfg.Logger.Warn("storage: FAULT INJECTION ENABLED — this node lies on purpose", "node", cfg.ID, "faults", cfg.Faults.String())
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), ready: make(chan struct{}), syncNonces: map[syncNonceKey]uint64{}, synced: map[uint64]map[uint32]bool{}}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), ready: make(chan struct{}), syncNonces: map[syncNonceKey]uint64{}, synced: map[uint64]map[uint32]bool{},
+		applied: make(chan struct{})}
 	var err error
 	if n.registered, err = lru.New[crypto.BlobID, struct{}](registeredCacheSize); err != nil {
 		return nil, err
@@ -437,4 +440,19 @@ func (n *Node) syncedIn(epoch uint64) uint32 {
 	n.syncedMu.Lock()
 	defer n.syncedMu.Unlock()
 	return uint32(len(n.synced[epoch]))
+}
+
+// appliedChanged returns a channel closed when the next page of events has
+// been applied.
+func (n *Node) appliedChanged() <-chan struct{} {
+	n.appliedMu.Lock()
+	defer n.appliedMu.Unlock()
+	return n.applied
+}
+
+func (n *Node) appliedEvents() {
+	n.appliedMu.Lock()
+	close(n.applied)
+	n.applied = make(chan struct{})
+	n.appliedMu.Unlock()
 }

@@ -759,3 +759,56 @@ func TestLateWritesOfEndedBlobsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// A node takes a blob's writes only once it has applied the control
+// plane's events up to the blob's registration: an older event it has yet
+// to apply — the end of an earlier registration of the same content, for
+// a node catching up after a restart — would otherwise delete what it
+// took. Here node 0 is made to look behind (its applied index set back
+// below the registration while its follower waits for the next event): a
+// write waits, and goes through once the next event arrives.
+func TestWritesWaitForTheRegistrationEvent(t *testing.T) {
+	w := startNet(t, devnet.Config{Nodes: 4, Shards: 8})
+	enc, err := w.codec.Encode(randomBlob(t, 10_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := weftv1.NewClientClient(w.conn).RegisterBlob(w.clientCtx(), &weftv1.RegisterBlobRequest{
+		Encoding: uint32(enc.Metadata.Encoding), Shards: enc.Metadata.Shards, Length: enc.Metadata.Length,
+		Root: pairsRoot(enc.Metadata), EndEpoch: 10,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := w.net.Node(0).Store()
+	eventually(t, 10*time.Second, "registration applied", func() bool {
+		applied, err := store.AppliedEvent()
+		return err == nil && applied >= resp.Index
+	})
+	time.Sleep(200 * time.Millisecond) // the follower waits in a fresh watch (5 s)
+	if err := store.SetAppliedEvent(resp.Index - 1); err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- w.storeOn(0, enc) }()
+	select {
+	case err := <-done:
+		t.Fatalf("the write went through (%v) before the node applied the registration", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	w.register(randomBlob(t, 1000)) // the next event
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the write after the node caught up: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write still waits after the node caught up")
+	}
+	for _, shard := range w.net.Owned(0) {
+		if has, _ := store.HasPair(shard, enc.ID); !has {
+			t.Fatalf("no pair on shard %d", shard)
+		}
+	}
+}

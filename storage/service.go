@@ -90,10 +90,46 @@ func (n *Node) checkWritable(ctx context.Context, id crypto.BlobID) error {
 	}
 	switch st.Status {
 	case "registered", "certified":
-		n.registered.Add(id, struct{}{})
-		return nil
 	default:
 		return status.Errorf(codes.FailedPrecondition, "blob %s is %s", id, st.Status)
+	}
+	// Events before the registration may still end an earlier
+	// registration of the same content here (a node catching up after a
+	// restart): what it took now, that event would delete.
+	if err := n.awaitApplied(ctx, st.RegisteredIndex); err != nil {
+		return err
+	}
+	n.registered.Add(id, struct{}{})
+	return nil
+}
+
+// catchUpWait bounds how long a write waits for the node's event follower
+// to reach the blob's registration (milliseconds, unless the node is
+// catching up after a restart) before it is answered Unavailable.
+const catchUpWait = 5 * time.Second
+
+// awaitApplied waits until the node has applied the control plane's
+// events up to index.
+func (n *Node) awaitApplied(ctx context.Context, index uint64) error {
+	timer := time.NewTimer(catchUpWait)
+	defer timer.Stop()
+	for {
+		next := n.appliedChanged()
+		applied, err := n.store.AppliedEvent()
+		if err != nil {
+			return status.Error(codes.Internal, err.Error())
+		}
+		if applied >= index {
+			return nil
+		}
+		select {
+		case <-next:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-timer.C:
+			return status.Errorf(codes.Unavailable, "node %s has applied the control plane's events up to index %d, the blob's registration is at %d: catching up, retry",
+				n.cfg.ID, applied, index)
+		}
 	}
 }
 

@@ -1868,6 +1868,11 @@ type BlobStatusResponse struct {
 	RegisteredEpoch uint64                 `protobuf:"varint,7,opt,name=registered_epoch,json=registeredEpoch,proto3" json:"registered_epoch,omitempty"`
 	CertifiedEpoch  uint64                 `protobuf:"varint,8,opt,name=certified_epoch,json=certifiedEpoch,proto3" json:"certified_epoch,omitempty"`
 	Certificate     []byte                 `protobuf:"bytes,9,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// The index of the registration's event: a storage node takes the
+	// blob's writes only once it has applied the event stream that far, so
+	// an older event it has yet to apply (the end of an earlier
+	// registration of the same content) cannot delete what it then took.
+	RegisteredIndex uint64 `protobuf:"varint,10,opt,name=registered_index,json=registeredIndex,proto3" json:"registered_index,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1963,6 +1968,13 @@ func (x *BlobStatusResponse) GetCertificate() []byte {
 		return x.Certificate
 	}
 	return nil
+}
+
+func (x *BlobStatusResponse) GetRegisteredIndex() uint64 {
+	if x != nil {
+		return x.RegisteredIndex
+	}
+	return 0
 }
 
 type Member struct {
@@ -4051,7 +4063,7 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\x12ExtendBlobResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\",\n" +
 	"\x11BlobStatusRequest\x12\x17\n" +
-	"\ablob_id\x18\x01 \x01(\fR\x06blobId\"\xa4\x02\n" +
+	"\ablob_id\x18\x01 \x01(\fR\x06blobId\"\xcf\x02\n" +
 	"\x12BlobStatusResponse\x12\x17\n" +
 	"\ablob_id\x18\x01 \x01(\fR\x06blobId\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1a\n" +
@@ -4061,7 +4073,9 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\tend_epoch\x18\x06 \x01(\x04R\bendEpoch\x12)\n" +
 	"\x10registered_epoch\x18\a \x01(\x04R\x0fregisteredEpoch\x12'\n" +
 	"\x0fcertified_epoch\x18\b \x01(\x04R\x0ecertifiedEpoch\x12 \n" +
-	"\vcertificate\x18\t \x01(\fR\vcertificate\"m\n" +
+	"\vcertificate\x18\t \x01(\fR\vcertificate\x12)\n" +
+	"\x10registered_index\x18\n" +
+	" \x01(\x04R\x0fregisteredIndex\"m\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1d\n" +
 	"\n" +
