@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -88,7 +86,7 @@ func newControlCommand() *cobra.Command {
 	f.IntVar(&o.shards, "shards", 100, "number of shards n (fixed at genesis)")
 	f.IntVar(&o.perNodeCap, "per-node-cap", 0, "most shards one storage node may own (0: no cap)")
 	f.DurationVar(&o.epochDuration, "epoch-duration", 0, "advance the epoch this often when Stable (0: only by operator)")
-	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (empty: off)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, https:// when the voter serves TLS (empty: off)")
 	f.DurationVar(&o.challengeWindow, "challenge-window", 2*time.Minute, "run a storage-challenge round once per epoch, open at most this long (0: only by operator)")
 	f.IntVar(&o.autoEvict, "auto-evict", 0, "at an epoch change, set the stake of nodes that failed or missed their last K challenge rounds to 0 (0: never)")
 	o.tokens.add(cmd)
@@ -140,11 +138,16 @@ func runControl(ctx context.Context, o controlOptions) error {
 	defer server.GracefulStop()
 	log.Info("control-plane voter started", "raft", o.raftAddr, "grpc", o.grpcAddr, "existing_state", node.HasState())
 	if o.metricsAddr != "" {
-		stopMetrics, err := serveMetrics(o.metricsAddr, node)
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		if err := node.RegisterMetrics(reg); err != nil {
+			return err
+		}
+		metrics, err := startMetrics(ctx, o.metricsAddr, reg, log)
 		if err != nil {
 			return err
 		}
-		defer stopMetrics()
+		defer metrics.Close()
 	}
 
 	switch {
@@ -195,23 +198,4 @@ func epochTimer(ctx context.Context, node *committee.Node, svc *committee.Servic
 		}
 		log.Info("epoch timer: advanced", "epoch", resp.Epoch)
 	}
-}
-
-// serveMetrics exposes the voter's metrics, with the Go runtime's and the
-// process's, at /metrics.
-func serveMetrics(addr string, node *committee.Node) (func(), error) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if err := node.RegisterMetrics(reg); err != nil {
-		return nil, err
-	}
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(lis)
-	return func() { srv.Close() }, nil
 }

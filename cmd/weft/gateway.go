@@ -22,7 +22,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -756,7 +755,7 @@ func newGatewayCommand() *cobra.Command {
 	f.StringVar(&o.file, "token-file", "", "file holding the client token")
 	f.Int64Var(&o.maxBlobSize, "max-blob-size", defaultGatewayMaxBlob, "largest blob stored or served, in bytes (each is held in memory whole)")
 	f.Uint64Var(&o.epochs, "epochs", client.DefaultEpochs, "lifetime in epochs of a stored blob (a PUT may ask for another with ?epochs=N)")
-	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (empty: off)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, https:// when the gateway serves HTTPS (empty: off)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long requests in flight may take to finish")
 	return cmd
 }
@@ -828,8 +827,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		// the caller goes away, so Shutdown lets them finish.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	servers := []*http.Server{srv}
-	errc := make(chan error, 2)
+	errc := make(chan error, 1)
 	// HTTPS with the process's certificate (and client certificates
 	// required with --tls-client-ca).
 	if srv.TLSConfig, err = tlsOf(ctx).ServerConfig(); err != nil {
@@ -842,17 +840,12 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	go func() { errc <- srv.Serve(lis) }()
 
 	if reg != nil {
-		mlis, err := net.Listen("tcp", o.metricsAddr)
+		metrics, err := startMetrics(ctx, o.metricsAddr, reg, log)
 		if err != nil {
 			srv.Close()
 			return err
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		servers = append(servers, msrv)
-		go func() { errc <- msrv.Serve(mlis) }()
-		log.Info("serving metrics", "addr", mlis.Addr().String())
+		defer metrics.Close() // after the requests in flight (Shutdown below)
 	}
 	if token == "" {
 		log.Warn("no client token (--token, --token-file or $WEFT_TOKEN): serving reads only, PUT answers 403")
@@ -863,7 +856,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	select {
 	case <-ctx.Done():
 	case serveErr = <-errc:
-		// A server stopped by itself: shut the other down too.
+		// The server stopped by itself.
 	}
 	log.Info("gateway stopping: finishing requests in flight", "timeout", o.shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
@@ -872,11 +865,9 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		errs = append(errs, serveErr)
 	}
-	for _, s := range servers {
-		if err := s.Shutdown(sctx); err != nil {
-			errs = append(errs, fmt.Errorf("shutting down: %w", err))
-			s.Close()
-		}
+	if err := srv.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("shutting down: %w", err))
+		srv.Close()
 	}
 	return errors.Join(errs...)
 }

@@ -7,14 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
@@ -58,7 +56,7 @@ func newNodeCommand() *cobra.Command {
 	f.StringSliceVar(&o.control, "control", envList("WEFT_CONTROL", "127.0.0.1:7001"), "control-plane gRPC addresses (or $WEFT_CONTROL)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:7101", "address to serve the storage API on")
 	f.StringVar(&o.publicAddr, "public-addr", "", "address clients and peers reach the node at (default: --listen)")
-	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (empty: off)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, https:// when the node serves TLS (empty: off)")
 	f.IntVar(&o.recoveryWorkers, "recovery-workers", 2, "blobs recovered at once")
 	f.DurationVar(&o.recoveryDelay, "recovery-delay", 5*time.Second, "wait after certification before recovering missing slivers")
 	f.DurationVar(&o.scrubInterval, "scrub-interval", storage.DefaultScrubInterval, "time between scrub passes, which read back and check every stored sliver and rebuild corrupt ones (0: no scrub)")
@@ -173,15 +171,11 @@ func runNode(ctx context.Context, o nodeOptions) error {
 	go server.Serve(lis)
 	defer server.Stop()
 	if o.metricsAddr != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(node.Metrics(), promhttp.HandlerOpts{}))
-		srv := &http.Server{Addr: o.metricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics server", "err", err)
-			}
-		}()
-		defer srv.Close()
+		metrics, err := startMetrics(ctx, o.metricsAddr, node.Metrics(), log)
+		if err != nil {
+			return err
+		}
+		defer metrics.Close()
 	}
 	log.Info("storage node started", "listen", o.listen, "public", o.publicAddr, "public_key", fmt.Sprintf("%x", key.PublicKey().Bytes()))
 	select {
