@@ -151,10 +151,19 @@ func (c *Client) controlCall(ctx context.Context, what string, f func(ctx contex
 // The same ID is sent on every retry of one logical write, so the control
 // plane applies it once whichever voter or attempt gets through.
 func (c *Client) writeContext(ctx context.Context, requestID string) (context.Context, error) {
-	if c.cfg.Token == "" {
-		return nil, errors.New("client: a client token is required to write (Config.Token)")
+	ctx, err := c.authContext(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return metadata.AppendToOutgoingContext(ctx, mdAuthorization, "Bearer "+c.cfg.Token, mdRequestID, requestID), nil
+	return metadata.AppendToOutgoingContext(ctx, mdRequestID, requestID), nil
+}
+
+// authContext adds the client credential to a call.
+func (c *Client) authContext(ctx context.Context) (context.Context, error) {
+	if c.cfg.Token == "" {
+		return nil, errors.New("client: a client token is required (Config.Token)")
+	}
+	return metadata.AppendToOutgoingContext(ctx, mdAuthorization, "Bearer "+c.cfg.Token), nil
 }
 
 func newRequestID() string {

@@ -167,6 +167,23 @@ func (c *clientService) ExtendBlob(ctx context.Context, req *weftv1.ExtendBlobRe
 	return &weftv1.ExtendBlobResponse{Index: res.Index}, nil
 }
 
+// GetClient returns the calling client's record (local, possibly stale:
+// the SDK waits for the voter to apply its own writes first).
+func (c *clientService) GetClient(ctx context.Context, _ *weftv1.GetClientRequest) (*weftv1.GetClientResponse, error) {
+	if clientOf(ctx) == "" {
+		return nil, status.Error(codes.InvalidArgument, "the operator credential is not a client's (weft admin client list shows every client's quota)")
+	}
+	rec, found, err := c.s.node.FSM().Client(clientOf(ctx))
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if !found {
+		// The credential was checked: the client was removed since.
+		return nil, status.Errorf(codes.NotFound, "client %q is not registered", clientOf(ctx))
+	}
+	return &weftv1.GetClientResponse{Client: &weftv1.ClientInfo{Client: rec.ID, Quota: rec.Quota, Used: rec.Used}}, nil
+}
+
 // BlobStatus reads a blob's registry entry (local, possibly stale).
 func (c *clientService) BlobStatus(ctx context.Context, req *weftv1.BlobStatusRequest) (*weftv1.BlobStatusResponse, error) {
 	id, err := blobIDFrom(req.BlobId)

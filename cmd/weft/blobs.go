@@ -23,7 +23,7 @@ import (
 	"github.com/weftstore/weft/crypto"
 )
 
-// The client commands: weft store | read | extend | verify | status | committee.
+// The client commands: weft store | read | extend | verify | status | committee | quota.
 // They talk to the control plane (--control, $WEFT_CONTROL) and to the
 // storage nodes it names, through package client.
 
@@ -70,7 +70,7 @@ func (f *clientFlags) resolveToken() (string, error) {
 	case os.Getenv("WEFT_TOKEN") != "":
 		return os.Getenv("WEFT_TOKEN"), nil
 	}
-	return "", errors.New("a client token is required to store or extend blobs: --token, --token-file or $WEFT_TOKEN (`weft admin client add NAME` issues one)")
+	return "", errors.New("a client token is required to store, extend or see a quota: --token, --token-file or $WEFT_TOKEN (`weft admin client add NAME` issues one)")
 }
 
 // client connects to the network; withToken says whether the command
@@ -113,7 +113,7 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func newClientCommands() []*cobra.Command {
-	return []*cobra.Command{newStoreCommand(), newReadCommand(), newExtendCommand(), newVerifyCommand(), newStatusCommand(), newCommitteeCommand()}
+	return []*cobra.Command{newStoreCommand(), newReadCommand(), newExtendCommand(), newVerifyCommand(), newStatusCommand(), newCommitteeCommand(), newQuotaCommand()}
 }
 
 // stageTimes is a store's or read's per-stage breakdown in milliseconds.
@@ -494,6 +494,75 @@ An expired or invalid blob cannot be extended.`,
 	f.add(cmd, true)
 	cmd.Flags().Uint64Var(&epochs, "epochs", 0, "epochs to add to the blob's current end epoch")
 	cmd.Flags().Uint64Var(&endEpoch, "end-epoch", 0, "end epoch the blob should live at least until")
+	return cmd
+}
+
+type quotaReport struct {
+	Client string      `json:"client"`
+	Quota  uint64      `json:"quota"` // bytes × epochs
+	Used   uint64      `json:"used"`
+	Left   uint64      `json:"left"`
+	Cost   *costReport `json:"cost,omitempty"`
+}
+
+type costReport struct {
+	Length uint64 `json:"length"`
+	Epochs uint64 `json:"epochs"`
+	Cost   uint64 `json:"cost"` // encoded bytes on all shards × epochs
+	Fits   bool   `json:"fits"`
+}
+
+func newQuotaCommand() *cobra.Command {
+	var f clientFlags
+	var size int64
+	var epochs uint64
+	cmd := &cobra.Command{
+		Use:   "quota [--size BYTES [--epochs N]]",
+		Short: "Show the client token's quota (bytes × epochs) and what a store of --size bytes would cost",
+		Long: `Quota shows the quota of the client token (--token, --token-file or $WEFT_TOKEN) in bytes ×
+epochs, what is used and what is left. A store is charged the blob's encoded size on all shards
+(about 4.5 to 5 times a large blob, more for small ones) × its epochs; --size BYTES (with --epochs, default 5) shows what
+storing a blob that large would cost and whether it fits.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if size < 0 {
+				return fmt.Errorf("--size %d: want a byte count", size)
+			}
+			c, ctx, done, err := f.client(cmd, true)
+			if err != nil {
+				return err
+			}
+			defer done()
+			q, err := c.Quota(ctx)
+			if err != nil {
+				return err
+			}
+			rep := quotaReport{Client: q.Client, Quota: q.Total, Used: q.Used, Left: q.Left()}
+			if cmd.Flags().Changed("size") {
+				cost, ok, err := c.StoreCost(ctx, uint64(size), epochs)
+				if err != nil {
+					return err
+				}
+				rep.Cost = &costReport{Length: uint64(size), Epochs: epochs, Cost: cost, Fits: ok && cost <= rep.Left}
+			}
+			if f.format == "json" {
+				return printJSON(cmd.OutOrStdout(), rep)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "client\t%s\nquota\t%d (bytes × epochs)\nused\t%d\nleft\t%d\n", rep.Client, rep.Quota, rep.Used, rep.Left)
+			if rep.Cost != nil {
+				verdict := "fits"
+				if !rep.Cost.Fits {
+					verdict = "does NOT fit"
+				}
+				fmt.Fprintf(tw, "a %d-byte blob for %d epochs\tcosts %d: %s\n", rep.Cost.Length, rep.Cost.Epochs, rep.Cost.Cost, verdict)
+			}
+			return tw.Flush()
+		},
+	}
+	f.add(cmd, true)
+	cmd.Flags().Int64Var(&size, "size", 0, "a blob size in bytes, to show what storing it costs")
+	cmd.Flags().Uint64Var(&epochs, "epochs", client.DefaultEpochs, "with --size: the epochs it would live")
 	return cmd
 }
 

@@ -177,6 +177,18 @@ func TestStoreStatusReadVerifyCLI(t *testing.T) {
 		t.Fatalf("status after extend: %v\n%s", err, stdout)
 	}
 
+	// quota: what the stores and the extension above used, and a cost.
+	stdout, _, err = runWeftSplit(t, nil, "quota", "--size", "123457", "--epochs", "3", "-o", "json")
+	var qr quotaReport
+	if err != nil || json.Unmarshal([]byte(stdout), &qr) != nil || qr.Client != "devnet" || qr.Used == 0 || qr.Left != qr.Quota-qr.Used ||
+		qr.Cost == nil || !qr.Cost.Fits || qr.Cost.Cost == 0 || qr.Cost.Cost > qr.Used {
+		t.Fatalf("quota: %v\n%s", err, stdout)
+	}
+	stdout, _, err = runWeftSplit(t, nil, "quota")
+	if err != nil || !strings.Contains(stdout, "client") || !strings.Contains(stdout, "devnet") {
+		t.Fatalf("quota (text): %v\n%s", err, stdout)
+	}
+
 	// store from stdin; an unknown blob; no token.
 	stdout, _, err = runWeftSplit(t, []byte("hello weft"), "store", "-", "-o", "json")
 	var sr storeReport
@@ -192,6 +204,9 @@ func TestStoreStatusReadVerifyCLI(t *testing.T) {
 	}
 	if _, _, err := runWeftSplit(t, nil, "extend", idText, "--epochs", "1"); err == nil || !strings.Contains(err.Error(), "client token is required") {
 		t.Fatalf("extend without a token: %v", err)
+	}
+	if _, _, err := runWeftSplit(t, nil, "quota"); err == nil || !strings.Contains(err.Error(), "client token is required") {
+		t.Fatalf("quota without a token: %v", err)
 	}
 }
 

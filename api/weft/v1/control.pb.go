@@ -2209,6 +2209,86 @@ func (x *ClientInfo) GetUsed() uint64 {
 	return 0
 }
 
+type GetClientRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClientRequest) Reset() {
+	*x = GetClientRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClientRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClientRequest) ProtoMessage() {}
+
+func (x *GetClientRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClientRequest.ProtoReflect.Descriptor instead.
+func (*GetClientRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{38}
+}
+
+type GetClientResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Client        *ClientInfo            `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClientResponse) Reset() {
+	*x = GetClientResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClientResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClientResponse) ProtoMessage() {}
+
+func (x *GetClientResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClientResponse.ProtoReflect.Descriptor instead.
+func (*GetClientResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *GetClientResponse) GetClient() *ClientInfo {
+	if x != nil {
+		return x.Client
+	}
+	return nil
+}
+
 type ListClientsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2217,7 +2297,7 @@ type ListClientsRequest struct {
 
 func (x *ListClientsRequest) Reset() {
 	*x = ListClientsRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[38]
+	mi := &file_weft_v1_control_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2229,7 +2309,7 @@ func (x *ListClientsRequest) String() string {
 func (*ListClientsRequest) ProtoMessage() {}
 
 func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[38]
+	mi := &file_weft_v1_control_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2242,7 +2322,7 @@ func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientsRequest.ProtoReflect.Descriptor instead.
 func (*ListClientsRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{38}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{40}
 }
 
 type ListClientsResponse struct {
@@ -2254,7 +2334,7 @@ type ListClientsResponse struct {
 
 func (x *ListClientsResponse) Reset() {
 	*x = ListClientsResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[39]
+	mi := &file_weft_v1_control_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2266,7 +2346,7 @@ func (x *ListClientsResponse) String() string {
 func (*ListClientsResponse) ProtoMessage() {}
 
 func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[39]
+	mi := &file_weft_v1_control_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2279,7 +2359,7 @@ func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientsResponse.ProtoReflect.Descriptor instead.
 func (*ListClientsResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{39}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListClientsResponse) GetClients() []*ClientInfo {
@@ -2297,7 +2377,7 @@ type PeerInfoRequest struct {
 
 func (x *PeerInfoRequest) Reset() {
 	*x = PeerInfoRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[40]
+	mi := &file_weft_v1_control_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2309,7 +2389,7 @@ func (x *PeerInfoRequest) String() string {
 func (*PeerInfoRequest) ProtoMessage() {}
 
 func (x *PeerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[40]
+	mi := &file_weft_v1_control_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2322,7 +2402,7 @@ func (x *PeerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerInfoRequest.ProtoReflect.Descriptor instead.
 func (*PeerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{40}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{42}
 }
 
 type PeerInfoResponse struct {
@@ -2338,7 +2418,7 @@ type PeerInfoResponse struct {
 
 func (x *PeerInfoResponse) Reset() {
 	*x = PeerInfoResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[41]
+	mi := &file_weft_v1_control_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2350,7 +2430,7 @@ func (x *PeerInfoResponse) String() string {
 func (*PeerInfoResponse) ProtoMessage() {}
 
 func (x *PeerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[41]
+	mi := &file_weft_v1_control_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2363,7 +2443,7 @@ func (x *PeerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerInfoResponse.ProtoReflect.Descriptor instead.
 func (*PeerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{41}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PeerInfoResponse) GetId() string {
@@ -2417,7 +2497,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_weft_v1_control_proto_msgTypes[42]
+	mi := &file_weft_v1_control_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2429,7 +2509,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[42]
+	mi := &file_weft_v1_control_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2442,7 +2522,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{42}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Peer) GetId() string {
@@ -2509,7 +2589,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[43]
+	mi := &file_weft_v1_control_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2521,7 +2601,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[43]
+	mi := &file_weft_v1_control_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2534,7 +2614,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{43}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{45}
 }
 
 type ListPeersResponse struct {
@@ -2546,7 +2626,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[44]
+	mi := &file_weft_v1_control_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2558,7 +2638,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[44]
+	mi := &file_weft_v1_control_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2571,7 +2651,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{44}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListPeersResponse) GetPeers() []*Peer {
@@ -2591,7 +2671,7 @@ type AddPeerRequest struct {
 
 func (x *AddPeerRequest) Reset() {
 	*x = AddPeerRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[45]
+	mi := &file_weft_v1_control_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2603,7 +2683,7 @@ func (x *AddPeerRequest) String() string {
 func (*AddPeerRequest) ProtoMessage() {}
 
 func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[45]
+	mi := &file_weft_v1_control_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2616,7 +2696,7 @@ func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPeerRequest.ProtoReflect.Descriptor instead.
 func (*AddPeerRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{45}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *AddPeerRequest) GetId() string {
@@ -2641,7 +2721,7 @@ type AddPeerResponse struct {
 
 func (x *AddPeerResponse) Reset() {
 	*x = AddPeerResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[46]
+	mi := &file_weft_v1_control_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +2733,7 @@ func (x *AddPeerResponse) String() string {
 func (*AddPeerResponse) ProtoMessage() {}
 
 func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[46]
+	mi := &file_weft_v1_control_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +2746,7 @@ func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPeerResponse.ProtoReflect.Descriptor instead.
 func (*AddPeerResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{46}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{48}
 }
 
 type RemovePeerRequest struct {
@@ -2678,7 +2758,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[47]
+	mi := &file_weft_v1_control_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2770,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[47]
+	mi := &file_weft_v1_control_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2783,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{47}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -2721,7 +2801,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[48]
+	mi := &file_weft_v1_control_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2733,7 +2813,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[48]
+	mi := &file_weft_v1_control_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2746,7 +2826,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{48}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{50}
 }
 
 type TransferLeadershipRequest struct {
@@ -2758,7 +2838,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[49]
+	mi := &file_weft_v1_control_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2770,7 +2850,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[49]
+	mi := &file_weft_v1_control_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2783,7 +2863,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{49}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TransferLeadershipRequest) GetToId() string {
@@ -2802,7 +2882,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[50]
+	mi := &file_weft_v1_control_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +2894,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[50]
+	mi := &file_weft_v1_control_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2827,7 +2907,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{50}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *TransferLeadershipResponse) GetLeaderId() string {
@@ -2845,7 +2925,7 @@ type SaveSnapshotRequest struct {
 
 func (x *SaveSnapshotRequest) Reset() {
 	*x = SaveSnapshotRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[51]
+	mi := &file_weft_v1_control_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2857,7 +2937,7 @@ func (x *SaveSnapshotRequest) String() string {
 func (*SaveSnapshotRequest) ProtoMessage() {}
 
 func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[51]
+	mi := &file_weft_v1_control_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2870,7 +2950,7 @@ func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{51}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{53}
 }
 
 type SnapshotChunk struct {
@@ -2883,7 +2963,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_weft_v1_control_proto_msgTypes[52]
+	mi := &file_weft_v1_control_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2895,7 +2975,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[52]
+	mi := &file_weft_v1_control_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2908,7 +2988,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{52}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -2937,7 +3017,7 @@ type AnnouncePeerRequest struct {
 
 func (x *AnnouncePeerRequest) Reset() {
 	*x = AnnouncePeerRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[53]
+	mi := &file_weft_v1_control_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2949,7 +3029,7 @@ func (x *AnnouncePeerRequest) String() string {
 func (*AnnouncePeerRequest) ProtoMessage() {}
 
 func (x *AnnouncePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[53]
+	mi := &file_weft_v1_control_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2962,7 +3042,7 @@ func (x *AnnouncePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnouncePeerRequest.ProtoReflect.Descriptor instead.
 func (*AnnouncePeerRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{53}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *AnnouncePeerRequest) GetId() string {
@@ -2987,7 +3067,7 @@ type AnnouncePeerResponse struct {
 
 func (x *AnnouncePeerResponse) Reset() {
 	*x = AnnouncePeerResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[54]
+	mi := &file_weft_v1_control_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +3079,7 @@ func (x *AnnouncePeerResponse) String() string {
 func (*AnnouncePeerResponse) ProtoMessage() {}
 
 func (x *AnnouncePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[54]
+	mi := &file_weft_v1_control_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3092,7 @@ func (x *AnnouncePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnouncePeerResponse.ProtoReflect.Descriptor instead.
 func (*AnnouncePeerResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{54}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{56}
 }
 
 type RestoreSnapshotResponse struct {
@@ -3024,7 +3104,7 @@ type RestoreSnapshotResponse struct {
 
 func (x *RestoreSnapshotResponse) Reset() {
 	*x = RestoreSnapshotResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[55]
+	mi := &file_weft_v1_control_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3036,7 +3116,7 @@ func (x *RestoreSnapshotResponse) String() string {
 func (*RestoreSnapshotResponse) ProtoMessage() {}
 
 func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[55]
+	mi := &file_weft_v1_control_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3049,7 +3129,7 @@ func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{55}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RestoreSnapshotResponse) GetIndex() uint64 {
@@ -3069,7 +3149,7 @@ type UpdateAddressRequest struct {
 
 func (x *UpdateAddressRequest) Reset() {
 	*x = UpdateAddressRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[56]
+	mi := &file_weft_v1_control_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3081,7 +3161,7 @@ func (x *UpdateAddressRequest) String() string {
 func (*UpdateAddressRequest) ProtoMessage() {}
 
 func (x *UpdateAddressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[56]
+	mi := &file_weft_v1_control_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3094,7 +3174,7 @@ func (x *UpdateAddressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAddressRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAddressRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{56}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *UpdateAddressRequest) GetAuth() *SignedRequest {
@@ -3120,7 +3200,7 @@ type UpdateAddressResponse struct {
 
 func (x *UpdateAddressResponse) Reset() {
 	*x = UpdateAddressResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[57]
+	mi := &file_weft_v1_control_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3132,7 +3212,7 @@ func (x *UpdateAddressResponse) String() string {
 func (*UpdateAddressResponse) ProtoMessage() {}
 
 func (x *UpdateAddressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[57]
+	mi := &file_weft_v1_control_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3145,7 +3225,7 @@ func (x *UpdateAddressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAddressResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAddressResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{57}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *UpdateAddressResponse) GetIndex() uint64 {
@@ -3166,7 +3246,7 @@ type MarkBlobInvalidRequest struct {
 
 func (x *MarkBlobInvalidRequest) Reset() {
 	*x = MarkBlobInvalidRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[58]
+	mi := &file_weft_v1_control_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3178,7 +3258,7 @@ func (x *MarkBlobInvalidRequest) String() string {
 func (*MarkBlobInvalidRequest) ProtoMessage() {}
 
 func (x *MarkBlobInvalidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[58]
+	mi := &file_weft_v1_control_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3191,7 +3271,7 @@ func (x *MarkBlobInvalidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkBlobInvalidRequest.ProtoReflect.Descriptor instead.
 func (*MarkBlobInvalidRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{58}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *MarkBlobInvalidRequest) GetAuth() *SignedRequest {
@@ -3224,7 +3304,7 @@ type MarkBlobInvalidResponse struct {
 
 func (x *MarkBlobInvalidResponse) Reset() {
 	*x = MarkBlobInvalidResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[59]
+	mi := &file_weft_v1_control_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3236,7 +3316,7 @@ func (x *MarkBlobInvalidResponse) String() string {
 func (*MarkBlobInvalidResponse) ProtoMessage() {}
 
 func (x *MarkBlobInvalidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[59]
+	mi := &file_weft_v1_control_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3249,7 +3329,7 @@ func (x *MarkBlobInvalidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkBlobInvalidResponse.ProtoReflect.Descriptor instead.
 func (*MarkBlobInvalidResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{59}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *MarkBlobInvalidResponse) GetIndex() uint64 {
@@ -3270,7 +3350,7 @@ type ListCertifiedRequest struct {
 
 func (x *ListCertifiedRequest) Reset() {
 	*x = ListCertifiedRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[60]
+	mi := &file_weft_v1_control_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3282,7 +3362,7 @@ func (x *ListCertifiedRequest) String() string {
 func (*ListCertifiedRequest) ProtoMessage() {}
 
 func (x *ListCertifiedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[60]
+	mi := &file_weft_v1_control_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3295,7 +3375,7 @@ func (x *ListCertifiedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertifiedRequest.ProtoReflect.Descriptor instead.
 func (*ListCertifiedRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{60}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListCertifiedRequest) GetBeforeEpoch() uint64 {
@@ -3329,7 +3409,7 @@ type ListCertifiedResponse struct {
 
 func (x *ListCertifiedResponse) Reset() {
 	*x = ListCertifiedResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[61]
+	mi := &file_weft_v1_control_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3341,7 +3421,7 @@ func (x *ListCertifiedResponse) String() string {
 func (*ListCertifiedResponse) ProtoMessage() {}
 
 func (x *ListCertifiedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[61]
+	mi := &file_weft_v1_control_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3354,7 +3434,7 @@ func (x *ListCertifiedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertifiedResponse.ProtoReflect.Descriptor instead.
 func (*ListCertifiedResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{61}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListCertifiedResponse) GetBlobs() []*BlobStatusResponse {
@@ -3379,7 +3459,7 @@ type StartChallengeRequest struct {
 
 func (x *StartChallengeRequest) Reset() {
 	*x = StartChallengeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[62]
+	mi := &file_weft_v1_control_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3391,7 +3471,7 @@ func (x *StartChallengeRequest) String() string {
 func (*StartChallengeRequest) ProtoMessage() {}
 
 func (x *StartChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[62]
+	mi := &file_weft_v1_control_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3404,7 +3484,7 @@ func (x *StartChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartChallengeRequest.ProtoReflect.Descriptor instead.
 func (*StartChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{62}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{64}
 }
 
 type StartChallengeResponse struct {
@@ -3417,7 +3497,7 @@ type StartChallengeResponse struct {
 
 func (x *StartChallengeResponse) Reset() {
 	*x = StartChallengeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[63]
+	mi := &file_weft_v1_control_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3429,7 +3509,7 @@ func (x *StartChallengeResponse) String() string {
 func (*StartChallengeResponse) ProtoMessage() {}
 
 func (x *StartChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[63]
+	mi := &file_weft_v1_control_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3442,7 +3522,7 @@ func (x *StartChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartChallengeResponse.ProtoReflect.Descriptor instead.
 func (*StartChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{63}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *StartChallengeResponse) GetIndex() uint64 {
@@ -3468,7 +3548,7 @@ type CloseChallengeRequest struct {
 
 func (x *CloseChallengeRequest) Reset() {
 	*x = CloseChallengeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[64]
+	mi := &file_weft_v1_control_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3480,7 +3560,7 @@ func (x *CloseChallengeRequest) String() string {
 func (*CloseChallengeRequest) ProtoMessage() {}
 
 func (x *CloseChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[64]
+	mi := &file_weft_v1_control_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3493,7 +3573,7 @@ func (x *CloseChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseChallengeRequest.ProtoReflect.Descriptor instead.
 func (*CloseChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{64}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CloseChallengeRequest) GetRound() uint64 {
@@ -3512,7 +3592,7 @@ type CloseChallengeResponse struct {
 
 func (x *CloseChallengeResponse) Reset() {
 	*x = CloseChallengeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[65]
+	mi := &file_weft_v1_control_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3524,7 +3604,7 @@ func (x *CloseChallengeResponse) String() string {
 func (*CloseChallengeResponse) ProtoMessage() {}
 
 func (x *CloseChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[65]
+	mi := &file_weft_v1_control_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3537,7 +3617,7 @@ func (x *CloseChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseChallengeResponse.ProtoReflect.Descriptor instead.
 func (*CloseChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{65}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CloseChallengeResponse) GetIndex() uint64 {
@@ -3558,7 +3638,7 @@ type ChallengeVerdict struct {
 
 func (x *ChallengeVerdict) Reset() {
 	*x = ChallengeVerdict{}
-	mi := &file_weft_v1_control_proto_msgTypes[66]
+	mi := &file_weft_v1_control_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3570,7 +3650,7 @@ func (x *ChallengeVerdict) String() string {
 func (*ChallengeVerdict) ProtoMessage() {}
 
 func (x *ChallengeVerdict) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[66]
+	mi := &file_weft_v1_control_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3583,7 +3663,7 @@ func (x *ChallengeVerdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeVerdict.ProtoReflect.Descriptor instead.
 func (*ChallengeVerdict) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{66}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ChallengeVerdict) GetNode() string {
@@ -3618,7 +3698,7 @@ type ReportChallengeRequest struct {
 
 func (x *ReportChallengeRequest) Reset() {
 	*x = ReportChallengeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[67]
+	mi := &file_weft_v1_control_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3630,7 +3710,7 @@ func (x *ReportChallengeRequest) String() string {
 func (*ReportChallengeRequest) ProtoMessage() {}
 
 func (x *ReportChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[67]
+	mi := &file_weft_v1_control_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3643,7 +3723,7 @@ func (x *ReportChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportChallengeRequest.ProtoReflect.Descriptor instead.
 func (*ReportChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{67}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ReportChallengeRequest) GetAuth() *SignedRequest {
@@ -3676,7 +3756,7 @@ type ReportChallengeResponse struct {
 
 func (x *ReportChallengeResponse) Reset() {
 	*x = ReportChallengeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[68]
+	mi := &file_weft_v1_control_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3688,7 +3768,7 @@ func (x *ReportChallengeResponse) String() string {
 func (*ReportChallengeResponse) ProtoMessage() {}
 
 func (x *ReportChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[68]
+	mi := &file_weft_v1_control_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3701,7 +3781,7 @@ func (x *ReportChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportChallengeResponse.ProtoReflect.Descriptor instead.
 func (*ReportChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{68}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ReportChallengeResponse) GetIndex() uint64 {
@@ -3720,7 +3800,7 @@ type GetChallengeRequest struct {
 
 func (x *GetChallengeRequest) Reset() {
 	*x = GetChallengeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[69]
+	mi := &file_weft_v1_control_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3732,7 +3812,7 @@ func (x *GetChallengeRequest) String() string {
 func (*GetChallengeRequest) ProtoMessage() {}
 
 func (x *GetChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[69]
+	mi := &file_weft_v1_control_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3745,7 +3825,7 @@ func (x *GetChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeRequest.ProtoReflect.Descriptor instead.
 func (*GetChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{69}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *GetChallengeRequest) GetRound() uint64 {
@@ -3769,7 +3849,7 @@ type ChallengedNode struct {
 
 func (x *ChallengedNode) Reset() {
 	*x = ChallengedNode{}
-	mi := &file_weft_v1_control_proto_msgTypes[70]
+	mi := &file_weft_v1_control_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3781,7 +3861,7 @@ func (x *ChallengedNode) String() string {
 func (*ChallengedNode) ProtoMessage() {}
 
 func (x *ChallengedNode) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[70]
+	mi := &file_weft_v1_control_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3794,7 +3874,7 @@ func (x *ChallengedNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengedNode.ProtoReflect.Descriptor instead.
 func (*ChallengedNode) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{70}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ChallengedNode) GetNode() string {
@@ -3855,7 +3935,7 @@ type GetChallengeResponse struct {
 
 func (x *GetChallengeResponse) Reset() {
 	*x = GetChallengeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[71]
+	mi := &file_weft_v1_control_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3867,7 +3947,7 @@ func (x *GetChallengeResponse) String() string {
 func (*GetChallengeResponse) ProtoMessage() {}
 
 func (x *GetChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[71]
+	mi := &file_weft_v1_control_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3880,7 +3960,7 @@ func (x *GetChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeResponse.ProtoReflect.Descriptor instead.
 func (*GetChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{71}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *GetChallengeResponse) GetRound() uint64 {
@@ -4092,7 +4172,10 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"ClientInfo\x12\x16\n" +
 	"\x06client\x18\x01 \x01(\tR\x06client\x12\x14\n" +
 	"\x05quota\x18\x02 \x01(\x04R\x05quota\x12\x12\n" +
-	"\x04used\x18\x03 \x01(\x04R\x04used\"\x14\n" +
+	"\x04used\x18\x03 \x01(\x04R\x04used\"\x12\n" +
+	"\x10GetClientRequest\"@\n" +
+	"\x11GetClientResponse\x12+\n" +
+	"\x06client\x18\x01 \x01(\v2\x13.weft.v1.ClientInfoR\x06client\"\x14\n" +
 	"\x12ListClientsRequest\"D\n" +
 	"\x13ListClientsResponse\x12-\n" +
 	"\aclients\x18\x01 \x03(\v2\x13.weft.v1.ClientInfoR\aclients\"\x11\n" +
@@ -4218,12 +4301,13 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\rUpdateAddress\x12\x1d.weft.v1.UpdateAddressRequest\x1a\x1e.weft.v1.UpdateAddressResponse\x12H\n" +
 	"\vShardSynced\x12\x1b.weft.v1.ShardSyncedRequest\x1a\x1c.weft.v1.ShardSyncedResponse\x12T\n" +
 	"\x0fMarkBlobInvalid\x12\x1f.weft.v1.MarkBlobInvalidRequest\x1a .weft.v1.MarkBlobInvalidResponse\x12T\n" +
-	"\x0fReportChallenge\x12\x1f.weft.v1.ReportChallengeRequest\x1a .weft.v1.ReportChallengeResponse2\x97\x04\n" +
+	"\x0fReportChallenge\x12\x1f.weft.v1.ReportChallengeRequest\x1a .weft.v1.ReportChallengeResponse2\xdb\x04\n" +
 	"\x06Client\x12K\n" +
 	"\fRegisterBlob\x12\x1c.weft.v1.RegisterBlobRequest\x1a\x1d.weft.v1.RegisterBlobResponse\x12H\n" +
 	"\vCertifyBlob\x12\x1b.weft.v1.CertifyBlobRequest\x1a\x1c.weft.v1.CertifyBlobResponse\x12E\n" +
 	"\n" +
-	"ExtendBlob\x12\x1a.weft.v1.ExtendBlobRequest\x1a\x1b.weft.v1.ExtendBlobResponse\x12E\n" +
+	"ExtendBlob\x12\x1a.weft.v1.ExtendBlobRequest\x1a\x1b.weft.v1.ExtendBlobResponse\x12B\n" +
+	"\tGetClient\x12\x19.weft.v1.GetClientRequest\x1a\x1a.weft.v1.GetClientResponse\x12E\n" +
 	"\n" +
 	"BlobStatus\x12\x1a.weft.v1.BlobStatusRequest\x1a\x1b.weft.v1.BlobStatusResponse\x12K\n" +
 	"\fGetCommittee\x12\x1c.weft.v1.GetCommitteeRequest\x1a\x1d.weft.v1.GetCommitteeResponse\x12N\n" +
@@ -4246,7 +4330,7 @@ func file_weft_v1_control_proto_rawDescGZIP() []byte {
 	return file_weft_v1_control_proto_rawDescData
 }
 
-var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_weft_v1_control_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: weft.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: weft.v1.StatusResponse
@@ -4286,40 +4370,42 @@ var file_weft_v1_control_proto_goTypes = []any{
 	(*GetCommitteeRequest)(nil),        // 35: weft.v1.GetCommitteeRequest
 	(*GetCommitteeResponse)(nil),       // 36: weft.v1.GetCommitteeResponse
 	(*ClientInfo)(nil),                 // 37: weft.v1.ClientInfo
-	(*ListClientsRequest)(nil),         // 38: weft.v1.ListClientsRequest
-	(*ListClientsResponse)(nil),        // 39: weft.v1.ListClientsResponse
-	(*PeerInfoRequest)(nil),            // 40: weft.v1.PeerInfoRequest
-	(*PeerInfoResponse)(nil),           // 41: weft.v1.PeerInfoResponse
-	(*Peer)(nil),                       // 42: weft.v1.Peer
-	(*ListPeersRequest)(nil),           // 43: weft.v1.ListPeersRequest
-	(*ListPeersResponse)(nil),          // 44: weft.v1.ListPeersResponse
-	(*AddPeerRequest)(nil),             // 45: weft.v1.AddPeerRequest
-	(*AddPeerResponse)(nil),            // 46: weft.v1.AddPeerResponse
-	(*RemovePeerRequest)(nil),          // 47: weft.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),         // 48: weft.v1.RemovePeerResponse
-	(*TransferLeadershipRequest)(nil),  // 49: weft.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 50: weft.v1.TransferLeadershipResponse
-	(*SaveSnapshotRequest)(nil),        // 51: weft.v1.SaveSnapshotRequest
-	(*SnapshotChunk)(nil),              // 52: weft.v1.SnapshotChunk
-	(*AnnouncePeerRequest)(nil),        // 53: weft.v1.AnnouncePeerRequest
-	(*AnnouncePeerResponse)(nil),       // 54: weft.v1.AnnouncePeerResponse
-	(*RestoreSnapshotResponse)(nil),    // 55: weft.v1.RestoreSnapshotResponse
-	(*UpdateAddressRequest)(nil),       // 56: weft.v1.UpdateAddressRequest
-	(*UpdateAddressResponse)(nil),      // 57: weft.v1.UpdateAddressResponse
-	(*MarkBlobInvalidRequest)(nil),     // 58: weft.v1.MarkBlobInvalidRequest
-	(*MarkBlobInvalidResponse)(nil),    // 59: weft.v1.MarkBlobInvalidResponse
-	(*ListCertifiedRequest)(nil),       // 60: weft.v1.ListCertifiedRequest
-	(*ListCertifiedResponse)(nil),      // 61: weft.v1.ListCertifiedResponse
-	(*StartChallengeRequest)(nil),      // 62: weft.v1.StartChallengeRequest
-	(*StartChallengeResponse)(nil),     // 63: weft.v1.StartChallengeResponse
-	(*CloseChallengeRequest)(nil),      // 64: weft.v1.CloseChallengeRequest
-	(*CloseChallengeResponse)(nil),     // 65: weft.v1.CloseChallengeResponse
-	(*ChallengeVerdict)(nil),           // 66: weft.v1.ChallengeVerdict
-	(*ReportChallengeRequest)(nil),     // 67: weft.v1.ReportChallengeRequest
-	(*ReportChallengeResponse)(nil),    // 68: weft.v1.ReportChallengeResponse
-	(*GetChallengeRequest)(nil),        // 69: weft.v1.GetChallengeRequest
-	(*ChallengedNode)(nil),             // 70: weft.v1.ChallengedNode
-	(*GetChallengeResponse)(nil),       // 71: weft.v1.GetChallengeResponse
+	(*GetClientRequest)(nil),           // 38: weft.v1.GetClientRequest
+	(*GetClientResponse)(nil),          // 39: weft.v1.GetClientResponse
+	(*ListClientsRequest)(nil),         // 40: weft.v1.ListClientsRequest
+	(*ListClientsResponse)(nil),        // 41: weft.v1.ListClientsResponse
+	(*PeerInfoRequest)(nil),            // 42: weft.v1.PeerInfoRequest
+	(*PeerInfoResponse)(nil),           // 43: weft.v1.PeerInfoResponse
+	(*Peer)(nil),                       // 44: weft.v1.Peer
+	(*ListPeersRequest)(nil),           // 45: weft.v1.ListPeersRequest
+	(*ListPeersResponse)(nil),          // 46: weft.v1.ListPeersResponse
+	(*AddPeerRequest)(nil),             // 47: weft.v1.AddPeerRequest
+	(*AddPeerResponse)(nil),            // 48: weft.v1.AddPeerResponse
+	(*RemovePeerRequest)(nil),          // 49: weft.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),         // 50: weft.v1.RemovePeerResponse
+	(*TransferLeadershipRequest)(nil),  // 51: weft.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 52: weft.v1.TransferLeadershipResponse
+	(*SaveSnapshotRequest)(nil),        // 53: weft.v1.SaveSnapshotRequest
+	(*SnapshotChunk)(nil),              // 54: weft.v1.SnapshotChunk
+	(*AnnouncePeerRequest)(nil),        // 55: weft.v1.AnnouncePeerRequest
+	(*AnnouncePeerResponse)(nil),       // 56: weft.v1.AnnouncePeerResponse
+	(*RestoreSnapshotResponse)(nil),    // 57: weft.v1.RestoreSnapshotResponse
+	(*UpdateAddressRequest)(nil),       // 58: weft.v1.UpdateAddressRequest
+	(*UpdateAddressResponse)(nil),      // 59: weft.v1.UpdateAddressResponse
+	(*MarkBlobInvalidRequest)(nil),     // 60: weft.v1.MarkBlobInvalidRequest
+	(*MarkBlobInvalidResponse)(nil),    // 61: weft.v1.MarkBlobInvalidResponse
+	(*ListCertifiedRequest)(nil),       // 62: weft.v1.ListCertifiedRequest
+	(*ListCertifiedResponse)(nil),      // 63: weft.v1.ListCertifiedResponse
+	(*StartChallengeRequest)(nil),      // 64: weft.v1.StartChallengeRequest
+	(*StartChallengeResponse)(nil),     // 65: weft.v1.StartChallengeResponse
+	(*CloseChallengeRequest)(nil),      // 66: weft.v1.CloseChallengeRequest
+	(*CloseChallengeResponse)(nil),     // 67: weft.v1.CloseChallengeResponse
+	(*ChallengeVerdict)(nil),           // 68: weft.v1.ChallengeVerdict
+	(*ReportChallengeRequest)(nil),     // 69: weft.v1.ReportChallengeRequest
+	(*ReportChallengeResponse)(nil),    // 70: weft.v1.ReportChallengeResponse
+	(*GetChallengeRequest)(nil),        // 71: weft.v1.GetChallengeRequest
+	(*ChallengedNode)(nil),             // 72: weft.v1.ChallengedNode
+	(*GetChallengeResponse)(nil),       // 73: weft.v1.GetChallengeResponse
 }
 var file_weft_v1_control_proto_depIdxs = []int32{
 	2,  // 0: weft.v1.ListNodesResponse.nodes:type_name -> weft.v1.NodeInfo
@@ -4328,83 +4414,86 @@ var file_weft_v1_control_proto_depIdxs = []int32{
 	22, // 3: weft.v1.Event.moves:type_name -> weft.v1.Move
 	23, // 4: weft.v1.EventsResponse.events:type_name -> weft.v1.Event
 	34, // 5: weft.v1.GetCommitteeResponse.members:type_name -> weft.v1.Member
-	37, // 6: weft.v1.ListClientsResponse.clients:type_name -> weft.v1.ClientInfo
-	42, // 7: weft.v1.ListPeersResponse.peers:type_name -> weft.v1.Peer
-	15, // 8: weft.v1.UpdateAddressRequest.auth:type_name -> weft.v1.SignedRequest
-	15, // 9: weft.v1.MarkBlobInvalidRequest.auth:type_name -> weft.v1.SignedRequest
-	33, // 10: weft.v1.ListCertifiedResponse.blobs:type_name -> weft.v1.BlobStatusResponse
-	15, // 11: weft.v1.ReportChallengeRequest.auth:type_name -> weft.v1.SignedRequest
-	66, // 12: weft.v1.ReportChallengeRequest.verdicts:type_name -> weft.v1.ChallengeVerdict
-	70, // 13: weft.v1.GetChallengeResponse.nodes:type_name -> weft.v1.ChallengedNode
-	0,  // 14: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
-	3,  // 15: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
-	5,  // 16: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
-	7,  // 17: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
-	9,  // 18: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
-	11, // 19: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
-	13, // 20: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
-	38, // 21: weft.v1.Admin.ListClients:input_type -> weft.v1.ListClientsRequest
-	40, // 22: weft.v1.Admin.PeerInfo:input_type -> weft.v1.PeerInfoRequest
-	43, // 23: weft.v1.Admin.ListPeers:input_type -> weft.v1.ListPeersRequest
-	45, // 24: weft.v1.Admin.AddPeer:input_type -> weft.v1.AddPeerRequest
-	47, // 25: weft.v1.Admin.RemovePeer:input_type -> weft.v1.RemovePeerRequest
-	49, // 26: weft.v1.Admin.TransferLeadership:input_type -> weft.v1.TransferLeadershipRequest
-	53, // 27: weft.v1.Admin.AnnouncePeer:input_type -> weft.v1.AnnouncePeerRequest
-	51, // 28: weft.v1.Admin.SaveSnapshot:input_type -> weft.v1.SaveSnapshotRequest
-	52, // 29: weft.v1.Admin.RestoreSnapshot:input_type -> weft.v1.SnapshotChunk
-	62, // 30: weft.v1.Admin.StartChallenge:input_type -> weft.v1.StartChallengeRequest
-	64, // 31: weft.v1.Admin.CloseChallenge:input_type -> weft.v1.CloseChallengeRequest
-	16, // 32: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
-	56, // 33: weft.v1.Node.UpdateAddress:input_type -> weft.v1.UpdateAddressRequest
-	18, // 34: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
-	58, // 35: weft.v1.Node.MarkBlobInvalid:input_type -> weft.v1.MarkBlobInvalidRequest
-	67, // 36: weft.v1.Node.ReportChallenge:input_type -> weft.v1.ReportChallengeRequest
-	26, // 37: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
-	28, // 38: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
-	30, // 39: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
-	32, // 40: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
-	35, // 41: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
-	60, // 42: weft.v1.Client.ListCertified:input_type -> weft.v1.ListCertifiedRequest
-	69, // 43: weft.v1.Client.GetChallenge:input_type -> weft.v1.GetChallengeRequest
-	20, // 44: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
-	24, // 45: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
-	1,  // 46: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
-	4,  // 47: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
-	6,  // 48: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
-	8,  // 49: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
-	10, // 50: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
-	12, // 51: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
-	14, // 52: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
-	39, // 53: weft.v1.Admin.ListClients:output_type -> weft.v1.ListClientsResponse
-	41, // 54: weft.v1.Admin.PeerInfo:output_type -> weft.v1.PeerInfoResponse
-	44, // 55: weft.v1.Admin.ListPeers:output_type -> weft.v1.ListPeersResponse
-	46, // 56: weft.v1.Admin.AddPeer:output_type -> weft.v1.AddPeerResponse
-	48, // 57: weft.v1.Admin.RemovePeer:output_type -> weft.v1.RemovePeerResponse
-	50, // 58: weft.v1.Admin.TransferLeadership:output_type -> weft.v1.TransferLeadershipResponse
-	54, // 59: weft.v1.Admin.AnnouncePeer:output_type -> weft.v1.AnnouncePeerResponse
-	52, // 60: weft.v1.Admin.SaveSnapshot:output_type -> weft.v1.SnapshotChunk
-	55, // 61: weft.v1.Admin.RestoreSnapshot:output_type -> weft.v1.RestoreSnapshotResponse
-	63, // 62: weft.v1.Admin.StartChallenge:output_type -> weft.v1.StartChallengeResponse
-	65, // 63: weft.v1.Admin.CloseChallenge:output_type -> weft.v1.CloseChallengeResponse
-	17, // 64: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
-	57, // 65: weft.v1.Node.UpdateAddress:output_type -> weft.v1.UpdateAddressResponse
-	19, // 66: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
-	59, // 67: weft.v1.Node.MarkBlobInvalid:output_type -> weft.v1.MarkBlobInvalidResponse
-	68, // 68: weft.v1.Node.ReportChallenge:output_type -> weft.v1.ReportChallengeResponse
-	27, // 69: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
-	29, // 70: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
-	31, // 71: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
-	33, // 72: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
-	36, // 73: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
-	61, // 74: weft.v1.Client.ListCertified:output_type -> weft.v1.ListCertifiedResponse
-	71, // 75: weft.v1.Client.GetChallenge:output_type -> weft.v1.GetChallengeResponse
-	21, // 76: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
-	25, // 77: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
-	46, // [46:78] is the sub-list for method output_type
-	14, // [14:46] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	37, // 6: weft.v1.GetClientResponse.client:type_name -> weft.v1.ClientInfo
+	37, // 7: weft.v1.ListClientsResponse.clients:type_name -> weft.v1.ClientInfo
+	44, // 8: weft.v1.ListPeersResponse.peers:type_name -> weft.v1.Peer
+	15, // 9: weft.v1.UpdateAddressRequest.auth:type_name -> weft.v1.SignedRequest
+	15, // 10: weft.v1.MarkBlobInvalidRequest.auth:type_name -> weft.v1.SignedRequest
+	33, // 11: weft.v1.ListCertifiedResponse.blobs:type_name -> weft.v1.BlobStatusResponse
+	15, // 12: weft.v1.ReportChallengeRequest.auth:type_name -> weft.v1.SignedRequest
+	68, // 13: weft.v1.ReportChallengeRequest.verdicts:type_name -> weft.v1.ChallengeVerdict
+	72, // 14: weft.v1.GetChallengeResponse.nodes:type_name -> weft.v1.ChallengedNode
+	0,  // 15: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
+	3,  // 16: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
+	5,  // 17: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
+	7,  // 18: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
+	9,  // 19: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
+	11, // 20: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
+	13, // 21: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
+	40, // 22: weft.v1.Admin.ListClients:input_type -> weft.v1.ListClientsRequest
+	42, // 23: weft.v1.Admin.PeerInfo:input_type -> weft.v1.PeerInfoRequest
+	45, // 24: weft.v1.Admin.ListPeers:input_type -> weft.v1.ListPeersRequest
+	47, // 25: weft.v1.Admin.AddPeer:input_type -> weft.v1.AddPeerRequest
+	49, // 26: weft.v1.Admin.RemovePeer:input_type -> weft.v1.RemovePeerRequest
+	51, // 27: weft.v1.Admin.TransferLeadership:input_type -> weft.v1.TransferLeadershipRequest
+	55, // 28: weft.v1.Admin.AnnouncePeer:input_type -> weft.v1.AnnouncePeerRequest
+	53, // 29: weft.v1.Admin.SaveSnapshot:input_type -> weft.v1.SaveSnapshotRequest
+	54, // 30: weft.v1.Admin.RestoreSnapshot:input_type -> weft.v1.SnapshotChunk
+	64, // 31: weft.v1.Admin.StartChallenge:input_type -> weft.v1.StartChallengeRequest
+	66, // 32: weft.v1.Admin.CloseChallenge:input_type -> weft.v1.CloseChallengeRequest
+	16, // 33: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
+	58, // 34: weft.v1.Node.UpdateAddress:input_type -> weft.v1.UpdateAddressRequest
+	18, // 35: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
+	60, // 36: weft.v1.Node.MarkBlobInvalid:input_type -> weft.v1.MarkBlobInvalidRequest
+	69, // 37: weft.v1.Node.ReportChallenge:input_type -> weft.v1.ReportChallengeRequest
+	26, // 38: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
+	28, // 39: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
+	30, // 40: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
+	38, // 41: weft.v1.Client.GetClient:input_type -> weft.v1.GetClientRequest
+	32, // 42: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
+	35, // 43: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
+	62, // 44: weft.v1.Client.ListCertified:input_type -> weft.v1.ListCertifiedRequest
+	71, // 45: weft.v1.Client.GetChallenge:input_type -> weft.v1.GetChallengeRequest
+	20, // 46: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
+	24, // 47: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
+	1,  // 48: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
+	4,  // 49: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
+	6,  // 50: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
+	8,  // 51: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
+	10, // 52: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
+	12, // 53: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
+	14, // 54: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
+	41, // 55: weft.v1.Admin.ListClients:output_type -> weft.v1.ListClientsResponse
+	43, // 56: weft.v1.Admin.PeerInfo:output_type -> weft.v1.PeerInfoResponse
+	46, // 57: weft.v1.Admin.ListPeers:output_type -> weft.v1.ListPeersResponse
+	48, // 58: weft.v1.Admin.AddPeer:output_type -> weft.v1.AddPeerResponse
+	50, // 59: weft.v1.Admin.RemovePeer:output_type -> weft.v1.RemovePeerResponse
+	52, // 60: weft.v1.Admin.TransferLeadership:output_type -> weft.v1.TransferLeadershipResponse
+	56, // 61: weft.v1.Admin.AnnouncePeer:output_type -> weft.v1.AnnouncePeerResponse
+	54, // 62: weft.v1.Admin.SaveSnapshot:output_type -> weft.v1.SnapshotChunk
+	57, // 63: weft.v1.Admin.RestoreSnapshot:output_type -> weft.v1.RestoreSnapshotResponse
+	65, // 64: weft.v1.Admin.StartChallenge:output_type -> weft.v1.StartChallengeResponse
+	67, // 65: weft.v1.Admin.CloseChallenge:output_type -> weft.v1.CloseChallengeResponse
+	17, // 66: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
+	59, // 67: weft.v1.Node.UpdateAddress:output_type -> weft.v1.UpdateAddressResponse
+	19, // 68: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
+	61, // 69: weft.v1.Node.MarkBlobInvalid:output_type -> weft.v1.MarkBlobInvalidResponse
+	70, // 70: weft.v1.Node.ReportChallenge:output_type -> weft.v1.ReportChallengeResponse
+	27, // 71: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
+	29, // 72: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
+	31, // 73: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
+	39, // 74: weft.v1.Client.GetClient:output_type -> weft.v1.GetClientResponse
+	33, // 75: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
+	36, // 76: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
+	63, // 77: weft.v1.Client.ListCertified:output_type -> weft.v1.ListCertifiedResponse
+	73, // 78: weft.v1.Client.GetChallenge:output_type -> weft.v1.GetChallengeResponse
+	21, // 79: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
+	25, // 80: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
+	48, // [48:81] is the sub-list for method output_type
+	15, // [15:48] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_weft_v1_control_proto_init() }
@@ -4418,7 +4507,7 @@ func file_weft_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_v1_control_proto_rawDesc), len(file_weft_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   72,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -1048,6 +1048,7 @@ const (
 	Client_RegisterBlob_FullMethodName  = "/weft.v1.Client/RegisterBlob"
 	Client_CertifyBlob_FullMethodName   = "/weft.v1.Client/CertifyBlob"
 	Client_ExtendBlob_FullMethodName    = "/weft.v1.Client/ExtendBlob"
+	Client_GetClient_FullMethodName     = "/weft.v1.Client/GetClient"
 	Client_BlobStatus_FullMethodName    = "/weft.v1.Client/BlobStatus"
 	Client_GetCommittee_FullMethodName  = "/weft.v1.Client/GetCommittee"
 	Client_ListCertified_FullMethodName = "/weft.v1.Client/ListCertified"
@@ -1066,6 +1067,8 @@ type ClientClient interface {
 	RegisterBlob(ctx context.Context, in *RegisterBlobRequest, opts ...grpc.CallOption) (*RegisterBlobResponse, error)
 	CertifyBlob(ctx context.Context, in *CertifyBlobRequest, opts ...grpc.CallOption) (*CertifyBlobResponse, error)
 	ExtendBlob(ctx context.Context, in *ExtendBlobRequest, opts ...grpc.CallOption) (*ExtendBlobResponse, error)
+	// GetClient returns the calling client's own record: its quota and use.
+	GetClient(ctx context.Context, in *GetClientRequest, opts ...grpc.CallOption) (*GetClientResponse, error)
 	BlobStatus(ctx context.Context, in *BlobStatusRequest, opts ...grpc.CallOption) (*BlobStatusResponse, error)
 	GetCommittee(ctx context.Context, in *GetCommitteeRequest, opts ...grpc.CallOption) (*GetCommitteeResponse, error)
 	// ListCertified pages, in blob ID order, the live blobs certified before
@@ -1108,6 +1111,16 @@ func (c *clientClient) ExtendBlob(ctx context.Context, in *ExtendBlobRequest, op
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ExtendBlobResponse)
 	err := c.cc.Invoke(ctx, Client_ExtendBlob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientClient) GetClient(ctx context.Context, in *GetClientRequest, opts ...grpc.CallOption) (*GetClientResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetClientResponse)
+	err := c.cc.Invoke(ctx, Client_GetClient_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -1166,6 +1179,8 @@ type ClientServer interface {
 	RegisterBlob(context.Context, *RegisterBlobRequest) (*RegisterBlobResponse, error)
 	CertifyBlob(context.Context, *CertifyBlobRequest) (*CertifyBlobResponse, error)
 	ExtendBlob(context.Context, *ExtendBlobRequest) (*ExtendBlobResponse, error)
+	// GetClient returns the calling client's own record: its quota and use.
+	GetClient(context.Context, *GetClientRequest) (*GetClientResponse, error)
 	BlobStatus(context.Context, *BlobStatusRequest) (*BlobStatusResponse, error)
 	GetCommittee(context.Context, *GetCommitteeRequest) (*GetCommitteeResponse, error)
 	// ListCertified pages, in blob ID order, the live blobs certified before
@@ -1192,6 +1207,9 @@ func (UnimplementedClientServer) CertifyBlob(context.Context, *CertifyBlobReques
 }
 func (UnimplementedClientServer) ExtendBlob(context.Context, *ExtendBlobRequest) (*ExtendBlobResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExtendBlob not implemented")
+}
+func (UnimplementedClientServer) GetClient(context.Context, *GetClientRequest) (*GetClientResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetClient not implemented")
 }
 func (UnimplementedClientServer) BlobStatus(context.Context, *BlobStatusRequest) (*BlobStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method BlobStatus not implemented")
@@ -1276,6 +1294,24 @@ func _Client_ExtendBlob_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ClientServer).ExtendBlob(ctx, req.(*ExtendBlobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Client_GetClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetClientRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServer).GetClient(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Client_GetClient_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServer).GetClient(ctx, req.(*GetClientRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1370,6 +1406,10 @@ var Client_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ExtendBlob",
 			Handler:    _Client_ExtendBlob_Handler,
+		},
+		{
+			MethodName: "GetClient",
+			Handler:    _Client_GetClient_Handler,
 		},
 		{
 			MethodName: "BlobStatus",
