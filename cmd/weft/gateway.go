@@ -36,6 +36,9 @@ import (
 // gateway's memory per request.
 const (
 	defaultGatewayMaxBlob int64 = 1 << 30
+	// defaultGatewayCache keeps a few hundred MB of popular blobs: each
+	// GET of one that is not kept costs a fetch, a decode and a re-encode.
+	defaultGatewayCache int64 = 256 << 20
 	// gatewayRetryAfter is the Retry-After, in seconds, sent with a 503:
 	// long enough for a restarting node or a control-plane election, short
 	// enough that a client does not give up on a blob that comes back.
@@ -63,6 +66,9 @@ type gatewayConfig struct {
 	Logger   *slog.Logger
 	// Metrics, if set, receives the gateway's Prometheus metrics.
 	Metrics prometheus.Registerer
+	// CacheSize bounds the bytes of recently read blobs kept for later
+	// GETs (0: none).
+	CacheSize int64
 }
 
 // gateway is the HTTP face of the Go SDK (DESIGN §8) for non-Go users.
@@ -70,6 +76,7 @@ type gateway struct {
 	cl      *client.Client
 	cfg     gatewayConfig
 	mux     *http.ServeMux
+	cache   *blobCache
 	metrics *gatewayMetrics // nil when not configured
 }
 
@@ -86,9 +93,9 @@ func newGateway(cl *client.Client, cfg gatewayConfig) (*gateway, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	g := &gateway{cl: cl, cfg: cfg, mux: http.NewServeMux()}
+	g := &gateway{cl: cl, cfg: cfg, mux: http.NewServeMux(), cache: newBlobCache(cfg.CacheSize)}
 	if cfg.Metrics != nil {
-		m, err := newGatewayMetrics(cfg.Metrics)
+		m, err := newGatewayMetrics(cfg.Metrics, g.cache)
 		if err != nil {
 			return nil, err
 		}
@@ -381,7 +388,20 @@ func (g *gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 	}
 	// A blob under a storage challenge is a 503 with Retry-After, not a
 	// request held open until the round closes.
-	blob, err := g.cl.Read(r.Context(), id, client.ReadOptions{NoChallengeWait: true})
+	blob, cached, err := g.cache.load(r.Context(), id, func(ctx context.Context) ([]byte, error) {
+		return g.cl.Read(ctx, id, client.ReadOptions{NoChallengeWait: true})
+	})
+	if err == nil && cached {
+		// The bytes are the blob's for good; whether they may still be
+		// served is the registry's to say.
+		var st *client.BlobStatus
+		if st, err = g.cl.Status(r.Context(), id); err == nil {
+			err = readableErr(st)
+		}
+	}
+	if g.metrics != nil {
+		g.metrics.cacheResult(cached)
+	}
 	if err != nil {
 		writeReadError(w, r, err)
 		return
@@ -665,9 +685,10 @@ type gatewayMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	bytes    *prometheus.CounterVec
+	cache    *prometheus.CounterVec
 }
 
-func newGatewayMetrics(reg prometheus.Registerer) (*gatewayMetrics, error) {
+func newGatewayMetrics(reg prometheus.Registerer, cache *blobCache) (*gatewayMetrics, error) {
 	m := &gatewayMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_gateway_requests_total", Help: "HTTP requests answered, by route, method and status code.",
@@ -680,13 +701,27 @@ func newGatewayMetrics(reg prometheus.Registerer) (*gatewayMetrics, error) {
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_gateway_bytes_total", Help: "Blob bytes received (in) and sent (out).",
 		}, []string{"direction"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_gateway_cache_reads_total", Help: "GETs of a blob's bytes, by whether the blob cache had them (hit) or the network was read (miss).",
+		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.bytes} {
+	cached := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "weft_gateway_cache_bytes", Help: "Bytes of blobs in the blob cache (--cache-size bounds them).",
+	}, func() float64 { b, _ := cache.size(); return float64(b) })
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.bytes, m.cache, cached} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: registering metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+func (m *gatewayMetrics) cacheResult(hit bool) {
+	result := "miss"
+	if hit {
+		result = "hit"
+	}
+	m.cache.WithLabelValues(result).Inc()
 }
 
 func (m *gatewayMetrics) observe(route, method string, code int, d time.Duration, in, out int64) {
@@ -701,6 +736,7 @@ type gatewayOptions struct {
 	control         []string
 	token, file     string
 	maxBlobSize     int64
+	cacheSize       int64
 	epochs          uint64
 	metricsAddr     string
 	shutdownTimeout time.Duration
@@ -755,6 +791,7 @@ func newGatewayCommand() *cobra.Command {
 	f.StringVar(&o.file, "token-file", "", "file holding the client token")
 	f.Int64Var(&o.maxBlobSize, "max-blob-size", defaultGatewayMaxBlob, "largest blob stored or served, in bytes (each is held in memory whole)")
 	f.Uint64Var(&o.epochs, "epochs", client.DefaultEpochs, "lifetime in epochs of a stored blob (a PUT may ask for another with ?epochs=N)")
+	f.Int64Var(&o.cacheSize, "cache-size", defaultGatewayCache, "bytes of recently read blobs kept in memory for later GETs (0: none; a blob over a quarter of it is not kept)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, https:// when the gateway serves HTTPS (empty: off)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long requests in flight may take to finish")
 	return cmd
@@ -766,6 +803,9 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	}
 	if o.epochs == 0 {
 		return errors.New("--epochs must be at least 1")
+	}
+	if o.cacheSize < 0 {
+		return fmt.Errorf("--cache-size must be 0 or more, got %d", o.cacheSize)
 	}
 	var control []string
 	for _, a := range o.control {
@@ -799,7 +839,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	cfg := gatewayConfig{MaxBlobSize: o.maxBlobSize, Epochs: o.epochs, CanStore: token != "", Logger: log}
+	cfg := gatewayConfig{MaxBlobSize: o.maxBlobSize, Epochs: o.epochs, CanStore: token != "", Logger: log, CacheSize: o.cacheSize}
 	if reg != nil {
 		// Only a non-nil registry: a nil *Registry in the interface
 		// would not compare equal to nil.

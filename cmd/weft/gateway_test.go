@@ -685,3 +685,74 @@ func TestGatewayUnderChallenge(t *testing.T) {
 		t.Fatal("other bytes after the round closed")
 	}
 }
+
+// The gateway keeps blobs it read: a GET of a kept blob needs no storage
+// node (all stopped here), and still asks the registry whether the blob
+// may be served — an expired one is 410 although its bytes are kept.
+func TestGatewayCache(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nw, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), Nodes: 4, Shards: gwShards})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nw.Close() })
+	cl, err := client.New(client.Config{
+		Control: []string{nw.ControlAddr}, Token: nw.ClientToken, MaxBlobLength: gwMaxBlob,
+		Retries: 1, Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		NodeTimeout: 2 * time.Second, ControlTimeout: 5 * time.Second, StragglerWait: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	reg := prometheus.NewRegistry()
+	g, err := newGateway(cl, gatewayConfig{MaxBlobSize: gwMaxBlob, Epochs: gwEpochs, CanStore: true, Metrics: reg, CacheSize: 4 * gwMaxBlob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+
+	blob := randomBlob(t, gwMaxBlob/2)
+	resp, body := gwDo(t, http.MethodPut, srv.URL+"/v1/blobs?epochs=1", bytes.NewReader(blob))
+	gwWant(t, resp, body, http.StatusCreated)
+	var sr storeResponse
+	if err := json.Unmarshal(body, &sr); err != nil {
+		t.Fatal(err)
+	}
+	url := srv.URL + "/v1/blobs/" + sr.BlobID
+	resp, body = gwDo(t, http.MethodGet, url, nil)
+	gwWant(t, resp, body, http.StatusOK)
+
+	for i := range nw.Nodes() {
+		if err := nw.StopNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, body = gwDo(t, http.MethodGet, url, nil, "Range", "bytes=10-19")
+	gwWant(t, resp, body, http.StatusPartialContent)
+	if !bytes.Equal(body, blob[10:20]) {
+		t.Fatal("the kept blob served other bytes")
+	}
+	resp, body = gwDo(t, http.MethodGet, url, nil)
+	gwWant(t, resp, body, http.StatusOK)
+	if !bytes.Equal(body, blob) {
+		t.Fatal("the kept blob served other bytes")
+	}
+	for result, want := range map[string]float64{"miss": 1, "hit": 2} {
+		var m dto.Metric
+		if err := g.metrics.cache.WithLabelValues(result).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if v := m.GetCounter().GetValue(); v != want {
+			t.Fatalf("%v cache %ss, want %v", v, result, want)
+		}
+	}
+
+	if _, err := nw.AdvanceEpoch(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = gwDo(t, http.MethodGet, url, nil)
+	gwWant(t, resp, body, http.StatusGone)
+}
