@@ -556,28 +556,16 @@ func TestExpiredBlobsAreCollected(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.registerUntil(short, 2)
-	long := w.register(randomBlob(t, 10_000))
-	for _, enc := range []*coding.Encoded{short, long} {
-		for i := range 4 {
-			if err := w.storeOn(i, enc); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := w.certify(enc.ID, allNodes(4)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.storeRegistered(short)
+	long := w.storeEverywhere(randomBlob(t, 10_000))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := w.net.AdvanceEpoch(ctx, false); err != nil {
 		t.Fatal(err)
 	}
+	w.awaitCollected(short.ID)
 	for i := range 4 {
 		store := w.net.Node(i).Store()
-		eventually(t, 10*time.Second, "expired blob collected", func() bool {
-			_, err := store.AnyMetadata(short.ID)
-			return errors.Is(err, storage.ErrNotFound)
-		})
 		for _, shard := range w.net.Owned(i) {
 			if has, _ := store.HasPair(shard, long.ID); !has {
 				t.Fatalf("node %d lost the live blob's pair on shard %d", i, shard)
@@ -674,6 +662,13 @@ func TestScrubRebuildsRotInColdData(t *testing.T) {
 func (w *writer) storeEverywhere(blob []byte) *coding.Encoded {
 	w.t.Helper()
 	enc := w.register(blob)
+	w.storeRegistered(enc)
+	return enc
+}
+
+// storeRegistered stores a registered blob on every node and certifies it.
+func (w *writer) storeRegistered(enc *coding.Encoded) {
+	w.t.Helper()
 	nodes := w.net.Nodes()
 	for i := range nodes {
 		if err := w.storeOn(i, enc); err != nil {
@@ -683,7 +678,18 @@ func (w *writer) storeEverywhere(blob []byte) *coding.Encoded {
 	if _, err := w.certify(enc.ID, allNodes(nodes)); err != nil {
 		w.t.Fatal(err)
 	}
-	return enc
+}
+
+// awaitCollected waits until no node holds anything of the blob.
+func (w *writer) awaitCollected(id crypto.BlobID) {
+	w.t.Helper()
+	for i := range w.net.Nodes() {
+		store := w.net.Node(i).Store()
+		eventually(w.t, 10*time.Second, "ended blob collected", func() bool {
+			_, err := store.AnyMetadata(id)
+			return errors.Is(err, storage.ErrNotFound)
+		})
+	}
 }
 
 // rot overwrites bytes of a stored sliver's value-log record, as a disk
@@ -715,26 +721,13 @@ func TestLateWritesOfEndedBlobsAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.registerUntil(short, 2)
-	for i := range 4 {
-		if err := w.storeOn(i, short); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := w.certify(short.ID, allNodes(4)); err != nil {
-		t.Fatal(err)
-	}
+	w.storeRegistered(short)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := w.net.AdvanceEpoch(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 4 {
-		store := w.net.Node(i).Store()
-		eventually(t, 10*time.Second, "expired blob collected", func() bool {
-			_, err := store.AnyMetadata(short.ID)
-			return errors.Is(err, storage.ErrNotFound)
-		})
-	}
+	w.awaitCollected(short.ID)
 	for i := range 4 {
 		err := w.storeOn(i, short)
 		if status.Code(err) != codes.FailedPrecondition {

@@ -132,29 +132,41 @@ func wantUnregistered(t *testing.T, cl *client.Client, id crypto.BlobID) {
 	}
 }
 
+// gwNetwork starts the in-process network the gateway tests stand in
+// front of: a Raft control plane and 4 storage nodes, n = gwShards.
+func gwNetwork(t *testing.T, ctx context.Context) *devnet.Network {
+	t.Helper()
+	nw, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), Nodes: 4, Shards: gwShards})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nw.Close() })
+	return nw
+}
+
+// gwClient is an SDK client of nw with test-sized timeouts and retries.
+func gwClient(t *testing.T, nw *devnet.Network, token string) *client.Client {
+	t.Helper()
+	cl, err := client.New(client.Config{
+		Control: []string{nw.ControlAddr}, Token: token, MaxBlobLength: gwMaxBlob,
+		Retries: 1, Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		NodeTimeout: 5 * time.Second, ControlTimeout: 5 * time.Second, StragglerWait: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
 // The gateway over real HTTP on loopback in front of a real in-process
 // network (a Raft control plane and 4 storage nodes on gRPC, n = 8:
 // reads need 4 shards, stores a quorum of 6).
 func TestGateway(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), Nodes: 4, Shards: gwShards})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nw.Close() })
-	newClient := func(token string) *client.Client {
-		cl, err := client.New(client.Config{
-			Control: []string{nw.ControlAddr}, Token: token, MaxBlobLength: gwMaxBlob,
-			Retries: 1, Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-			NodeTimeout: 5 * time.Second, ControlTimeout: 5 * time.Second, StragglerWait: 200 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cl.Close() })
-		return cl
-	}
+	nw := gwNetwork(t, ctx)
+	newClient := func(token string) *client.Client { return gwClient(t, nw, token) }
 	cl := newClient(nw.ClientToken)
 	reg := prometheus.NewRegistry()
 	g, err := newGateway(cl, gatewayConfig{MaxBlobSize: gwMaxBlob, Epochs: gwEpochs, CanStore: true, Metrics: reg})
@@ -595,6 +607,7 @@ func TestGatewayCommandFlags(t *testing.T) {
 	}{
 		{[]string{"--max-blob-size", "0"}, "--max-blob-size"},
 		{[]string{"--epochs", "0"}, "--epochs"},
+		{[]string{"--cache-size", "-1"}, "--cache-size"},
 		{[]string{"--control", ""}, "--control"},
 		{[]string{"--token-file", empty}, "is empty"},
 		{[]string{"--listen", "127.0.0.1:99999"}, "99999"},
@@ -614,16 +627,8 @@ func TestGatewayCommandFlags(t *testing.T) {
 func TestGatewayUnderChallenge(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), Nodes: 4, Shards: gwShards})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nw.Close() })
-	cl, err := client.New(client.Config{Control: []string{nw.ControlAddr}, Token: nw.ClientToken, NodeTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
+	nw := gwNetwork(t, ctx)
+	cl := gwClient(t, nw, nw.ClientToken)
 	g, err := newGateway(cl, gatewayConfig{MaxBlobSize: gwMaxBlob, Epochs: gwEpochs, CanStore: true, Metrics: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
@@ -692,20 +697,8 @@ func TestGatewayUnderChallenge(t *testing.T) {
 func TestGatewayCache(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), Nodes: 4, Shards: gwShards})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nw.Close() })
-	cl, err := client.New(client.Config{
-		Control: []string{nw.ControlAddr}, Token: nw.ClientToken, MaxBlobLength: gwMaxBlob,
-		Retries: 1, Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		NodeTimeout: 2 * time.Second, ControlTimeout: 5 * time.Second, StragglerWait: 200 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	nw := gwNetwork(t, ctx)
+	cl := gwClient(t, nw, nw.ClientToken)
 	reg := prometheus.NewRegistry()
 	g, err := newGateway(cl, gatewayConfig{MaxBlobSize: gwMaxBlob, Epochs: gwEpochs, CanStore: true, Metrics: reg, CacheSize: 4 * gwMaxBlob})
 	if err != nil {
