@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -119,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 			addr = cfg.NodeAddrs[i]
 		}
 		if addr == "" {
-			if addr, err = freeAddr(); err != nil {
+			if addr, err = FreeAddr(); err != nil {
 				return nil, err
 			}
 		}
@@ -147,11 +148,11 @@ func (d *Network) startControl() error {
 	addr := d.cfg.ControlAddr
 	var err error
 	if addr == "" {
-		if addr, err = freeAddr(); err != nil {
+		if addr, err = FreeAddr(); err != nil {
 			return err
 		}
 	}
-	raftAddr, err := freeAddr()
+	raftAddr, err := FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -213,14 +214,35 @@ func (d *Network) listen(addr string) (l net.Listener, err error) {
 	return nil, err
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+// FreeAddr returns a loopback address free now, for a server to listen
+// on a moment later. Ports come from below Linux's ephemeral range (32768
+// up), where the kernel picks both ":0" listeners' ports and every
+// outgoing connection's — either could take the port before the server
+// binds it (a node dials the control plane before it listens) — and none
+// is handed out twice by one process. Tests of other packages use it too.
+func FreeAddr() (string, error) {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		if portsGiven[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsGiven[port] = true
+		return l.Addr().String(), nil
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return "", errors.New("devnet: no free loopback port below the ephemeral range")
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 func (d *Network) startNode(ctx context.Context, n *node) error {
 	run, err := storage.Start(ctx, storage.Config{
@@ -251,7 +273,7 @@ func (d *Network) AddNode(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	addr, err := freeAddr()
+	addr, err := FreeAddr()
 	if err != nil {
 		return 0, err
 	}

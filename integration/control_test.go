@@ -4,16 +4,15 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weftstore/weft/devnet"
 )
 
 // buildWeft compiles the binary once per test run.
@@ -27,36 +26,16 @@ func buildWeft(t *testing.T) string {
 	return bin
 }
 
-// freeAddr returns a loopback address free now, for a process to listen
-// on later. Ports come from below Linux's ephemeral range (32768 up),
-// where the kernel picks both other tests' ":0" listeners and every
-// outgoing connection's port — either could take it before the process
-// binds it — and none is handed out twice.
+// freeAddr returns a loopback address for a process to listen on later
+// (devnet.FreeAddr says why it is safe to).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 1000 {
-		port := 20000 + rand.IntN(12000)
-		if portsGiven[port] {
-			continue
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		portsGiven[port] = true
-		return l.Addr().String()
+	addr, err := devnet.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port below the ephemeral range")
-	return ""
+	return addr
 }
-
-var (
-	portsMu    sync.Mutex
-	portsGiven = map[int]bool{}
-)
 
 type voter struct {
 	id, dir, raft, grpc string

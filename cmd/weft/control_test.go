@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/weftstore/weft/committee"
 	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/devnet"
 	"github.com/weftstore/weft/shardmap"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
@@ -23,13 +23,15 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
+// freePort returns a loopback address for a server to listen on later
+// (devnet.FreeAddr says why it is safe to).
 func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	t.Helper()
+	addr, err := devnet.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // Three `weft control` voters bootstrapped with --bootstrap-expect and

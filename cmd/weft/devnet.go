@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +24,7 @@ import (
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/api/wire"
 	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/devnet"
 )
 
 // devnetProcess is one child of `weft devnet`, as the ready file lists it.
@@ -95,29 +94,6 @@ func newDevnetCommand() *cobra.Command {
 	f.BoolVar(&o.tls, "tls", false, "every connection over TLS: makes a throwaway CA and certificate in the data directory")
 	cmd.AddCommand(newDevnetRestartCommand(), newDevnetDemoCommand())
 	return cmd
-}
-
-// freeLoopback picks a free loopback port below Linux's ephemeral range
-// (32768–60999). A devnet process keeps its port across `devnet restart`;
-// a port from the ephemeral range could meanwhile be taken as the local
-// end of some outgoing connection, and the restarted process could not
-// listen on it again.
-func freeLoopback() (string, error) {
-	for range 200 {
-		port := 20000 + mrand.IntN(12000)
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue // taken
-		}
-		l.Close()
-		return fmt.Sprintf("127.0.0.1:%d", port), nil
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 func randomToken() string {
@@ -218,11 +194,11 @@ func (d *devnetRun) makeCertificates(ctx context.Context) error {
 func (d *devnetRun) startControl(ctx context.Context, shards int) error {
 	var grpcs, rafts []string
 	for range 3 {
-		g, err := freeLoopback()
+		g, err := devnet.FreeAddr()
 		if err != nil {
 			return err
 		}
-		r, err := freeLoopback()
+		r, err := devnet.FreeAddr()
 		if err != nil {
 			return err
 		}
@@ -290,7 +266,7 @@ func (d *devnetRun) startNodes(ctx context.Context, count int) error {
 				return err
 			}
 		}
-		addr, err := freeLoopback()
+		addr, err := devnet.FreeAddr()
 		if err != nil {
 			return err
 		}
@@ -342,7 +318,7 @@ func (d *devnetRun) startNodes(ctx context.Context, count int) error {
 }
 
 func (d *devnetRun) startGateway(ctx context.Context) error {
-	addr, err := freeLoopback()
+	addr, err := devnet.FreeAddr()
 	if err != nil {
 		return err
 	}
