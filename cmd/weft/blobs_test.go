@@ -271,15 +271,24 @@ func TestBlobIDStartingWithADash(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error")
 	}
-	hint := dashIDHint([]string{"status", id}, err)
-	if !strings.Contains(hint, "weft read -- "+id) {
+	hint := argsHint([]string{"status", id}, err)
+	if !strings.Contains(hint, "weft status [flags] -- "+id) {
 		t.Fatalf("error %q, hint %q", err, hint)
 	}
 	_, _, err = runWeftSplit(t, nil, "status", "--control", "127.0.0.1:1", "--timeout", "1s", "--", id)
 	if err == nil || strings.Contains(err.Error(), "flag") {
 		t.Fatalf("after --: %v, want the call to fail on the unreachable control plane, not on flags", err)
 	}
-	if dashIDHint([]string{"status", id}, err) != "" {
+	if argsHint([]string{"status", id}, err) != "" {
 		t.Fatal("a hint for an error that is not about flags")
+	}
+	// Flags after "--" are arguments: the hint says to move them.
+	args := []string{"extend", "--", id, "--epochs", "3"}
+	_, _, err = runWeftSplit(t, nil, args...)
+	if err == nil {
+		t.Fatal("flags after -- were taken")
+	}
+	if hint := argsHint(args, err); !strings.Contains(hint, "--epochs too: give the flags before '--' (weft extend [flags] -- BLOB_ID)") {
+		t.Fatalf("error %q, hint %q", err, hint)
 	}
 }

@@ -18,22 +18,39 @@ var version = "dev"
 func main() {
 	if err := newRootCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "weft:", err)
-		if hint := dashIDHint(os.Args[1:], err); hint != "" {
+		if hint := argsHint(os.Args[1:], err); hint != "" {
 			fmt.Fprintln(os.Stderr, hint)
 		}
 		os.Exit(1)
 	}
 }
 
-// dashIDHint explains the flag error a blob ID starting with '-' (one in
-// 64) causes, and how to pass it.
-func dashIDHint(args []string, err error) string {
-	if !strings.Contains(err.Error(), "unknown shorthand flag") {
-		return ""
+// argsHint explains two argument errors a blob ID causes and how to pass
+// it: an ID starting with '-' (one in 64) taken for flags, and flags
+// written after "--", where everything is an argument.
+func argsHint(args []string, err error) string {
+	sub, dashes := "", -1
+	for i, a := range args {
+		if a == "--" {
+			dashes = i
+			break
+		}
+		if sub == "" && !strings.HasPrefix(a, "-") {
+			sub = a
+		}
 	}
-	for _, a := range args {
-		if _, perr := crypto.ParseBlobID(a); perr == nil && strings.HasPrefix(a, "-") {
-			return fmt.Sprintf("weft: %s is a blob ID that starts with '-': put it after '--' (weft read -- %s)", a, a)
+	switch {
+	case strings.Contains(err.Error(), "unknown shorthand flag"):
+		for _, a := range args {
+			if _, perr := crypto.ParseBlobID(a); perr == nil && strings.HasPrefix(a, "-") {
+				return fmt.Sprintf("weft: %s is a blob ID that starts with '-': give the flags first and the ID last, after '--' (weft %s [flags] -- %s)", a, sub, a)
+			}
+		}
+	case strings.Contains(err.Error(), "arg(s), received") && dashes >= 0:
+		for _, a := range args[dashes+1:] {
+			if _, perr := crypto.ParseBlobID(a); perr != nil && strings.HasPrefix(a, "-") {
+				return fmt.Sprintf("weft: everything after '--' is an argument, %s too: give the flags before '--' (weft %s [flags] -- BLOB_ID)", a, sub)
+			}
 		}
 	}
 	return ""
