@@ -118,6 +118,13 @@ func (d *demo) run(ctx context.Context) error {
 	if _, err := d.weft("verify", cert, "--blob", id); err != nil {
 		return err
 	}
+	d.say("keep it 10 epochs longer, without sending it again (charged to the client's quota)")
+	if _, err := d.weft("extend", "--epochs", "10", "--", id); err != nil {
+		return err
+	}
+	if _, err := d.weft("quota"); err != nil {
+		return err
+	}
 
 	d.say("kill f = 6 shards' worth of storage nodes (2 of 7) with SIGKILL, and read again")
 	killed := d.nodes()[:2]
