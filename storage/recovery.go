@@ -85,6 +85,7 @@ func (r *recoverer) dispatch(ctx context.Context, sem chan struct{}, wg *sync.Wa
 	}
 	r.mu.Lock()
 	r.pending = len(pending)
+	r.forgetAllBut(pending)
 	r.mu.Unlock()
 	r.n.metrics.backlog.Set(float64(len(pending)))
 	for _, p := range pending {
@@ -132,6 +133,23 @@ func (r *recoverer) dispatch(ctx context.Context, sem chan struct{}, wg *sync.Wa
 		}()
 	}
 	return next
+}
+
+// forgetAllBut drops the timings of blobs that left the recovery list
+// without being recovered here (they ended, or were stored meanwhile), so
+// that they do not pile up in a node that runs for months. r.mu is held.
+func (r *recoverer) forgetAllBut(pending []PendingBlob) {
+	keep := make(map[crypto.BlobID]bool, len(pending))
+	for _, p := range pending {
+		keep[p.ID] = true
+	}
+	for id := range r.firstSeen {
+		if !keep[id] && !r.inflight[id] {
+			delete(r.firstSeen, id)
+			delete(r.retryAt, id)
+			delete(r.attempts, id)
+		}
+	}
 }
 
 // retryNow clears the backoff of blobs whose challenge embargo lifted and
