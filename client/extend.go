@@ -48,8 +48,8 @@ func (c *Client) Extend(ctx context.Context, id crypto.BlobID, opts ExtendOption
 	if (opts.Epochs == 0) == (opts.EndEpoch == 0) {
 		return nil, fmt.Errorf("%w (got Epochs %d, EndEpoch %d)", ErrExtendOptions, opts.Epochs, opts.EndEpoch)
 	}
-	if c.cfg.Token == "" {
-		return nil, errors.New("client: a client token is required to extend a blob (Config.Token)")
+	if err := c.requireToken("extend a blob"); err != nil {
+		return nil, err
 	}
 	st, err := c.Status(ctx, id)
 	if err != nil {
@@ -81,7 +81,11 @@ func (c *Client) Extend(ctx context.Context, id crypto.BlobID, opts ExtendOption
 	if ext.Status, err = c.Status(ctx, id); err != nil {
 		return nil, err
 	}
-	ext.Charged = chargeFor(st, end-st.EndEpoch)
+	// What the control plane charged, as it computes it (it took the
+	// extension, so the size is computable and the product fits).
+	if params, err := coding.NewParams(int(st.Shards), coding.WithEncoding(st.Encoding)); err == nil {
+		ext.Charged, _, _ = costOf(params, st.Length, end-st.EndEpoch)
+	}
 	return ext, nil
 }
 
@@ -99,19 +103,4 @@ func (c *Client) extendTo(ctx context.Context, id crypto.BlobID, end uint64, req
 		}
 		return err
 	})
-}
-
-// chargeFor is what the control plane charges to keep st's blob for
-// epochs more: its encoded size on all shards × epochs (0 if the size
-// cannot be computed, which the control plane would have refused).
-func chargeFor(st *BlobStatus, epochs uint64) uint64 {
-	params, err := coding.NewParams(int(st.Shards), coding.WithEncoding(st.Encoding))
-	if err != nil {
-		return 0
-	}
-	size, err := params.EncodedSize(st.Length)
-	if err != nil {
-		return 0
-	}
-	return size * epochs
 }

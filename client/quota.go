@@ -2,12 +2,12 @@ package client
 
 import (
 	"context"
-	"errors"
 	"math/bits"
 
 	"google.golang.org/grpc"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/coding"
 )
 
 // Quota is a client credential's allowance at the control plane, in bytes
@@ -25,8 +25,8 @@ func (q *Quota) Left() uint64 { return q.Total - min(q.Used, q.Total) }
 // Quota returns the quota of the client's token, including the charges of
 // this client's own writes so far.
 func (c *Client) Quota(ctx context.Context) (*Quota, error) {
-	if c.cfg.Token == "" {
-		return nil, errors.New("client: a client token is required to read its quota (Config.Token)")
+	if err := c.requireToken("read its quota"); err != nil {
+		return nil, err
 	}
 	var resp *weftv1.GetClientResponse
 	err := c.controlCall(ctx, "GetClient", func(ctx context.Context, conn *grpc.ClientConn) error {
@@ -59,7 +59,13 @@ func (c *Client) StoreCost(ctx context.Context, length, epochs uint64) (cost uin
 	if err != nil {
 		return 0, false, err
 	}
-	params := codec.Params()
+	return costOf(codec.Params(), length, epochs)
+}
+
+// costOf is what the control plane charges for a blob of length bytes
+// for epochs epochs: its encoded size on all shards × epochs. ok is false
+// when that overflows (the control plane refuses it).
+func costOf(params coding.Params, length, epochs uint64) (cost uint64, ok bool, err error) {
 	size, err := params.EncodedSize(length)
 	if err != nil {
 		return 0, false, err

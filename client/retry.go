@@ -160,10 +160,18 @@ func (c *Client) writeContext(ctx context.Context, requestID string) (context.Co
 
 // authContext adds the client credential to a call.
 func (c *Client) authContext(ctx context.Context) (context.Context, error) {
-	if c.cfg.Token == "" {
-		return nil, errors.New("client: a client token is required (Config.Token)")
+	if err := c.requireToken("call the control plane as a client"); err != nil {
+		return nil, err
 	}
 	return metadata.AppendToOutgoingContext(ctx, mdAuthorization, "Bearer "+c.cfg.Token), nil
+}
+
+// requireToken refuses, before any work, what needs a client token.
+func (c *Client) requireToken(to string) error {
+	if c.cfg.Token == "" {
+		return fmt.Errorf("client: a client token is required to %s (Config.Token)", to)
+	}
+	return nil
 }
 
 func newRequestID() string {

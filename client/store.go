@@ -62,8 +62,8 @@ func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (cry
 	if epochs == 0 {
 		epochs = DefaultEpochs
 	}
-	if c.cfg.Token == "" {
-		return crypto.BlobID{}, nil, errors.New("client: a client token is required to store (Config.Token)")
+	if err := c.requireToken("store"); err != nil {
+		return crypto.BlobID{}, nil, err
 	}
 
 	com, err := c.currentCommittee(ctx, false)

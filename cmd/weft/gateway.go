@@ -13,6 +13,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -257,17 +258,16 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // nothing at the control plane.
 func (g *gateway) putBlob(w http.ResponseWriter, r *http.Request) {
 	if !g.cfg.CanStore {
-		writeError(w, r, http.StatusForbidden, errors.New("this gateway has no client credential and serves reads only"))
+		writeError(w, r, http.StatusForbidden, errReadOnly)
 		return
 	}
 	epochs := g.cfg.Epochs
 	if q := r.URL.Query(); q.Has("epochs") {
-		n, err := strconv.ParseUint(q.Get("epochs"), 10, 64)
-		if err != nil || n == 0 || n > maxRequestEpochs {
-			writeError(w, r, http.StatusBadRequest, fmt.Errorf("epochs must be an integer from 1 to %d, got %q", uint64(maxRequestEpochs), q.Get("epochs")))
+		var err error
+		if epochs, err = queryCount(q, "epochs", maxRequestEpochs); err != nil {
+			writeError(w, r, http.StatusBadRequest, err)
 			return
 		}
-		epochs = n
 	}
 	// A declared length over the limit is refused before any byte is
 	// read (a client sending Expect: 100-continue never uploads it).
@@ -332,15 +332,9 @@ func (g *gateway) storeErrorStatus(r *http.Request, body *countingReader, err er
 		return http.StatusConflict
 	case errors.As(err, &quorum):
 		return http.StatusServiceUnavailable
-	case hasCode(err, codes.Unauthenticated, codes.PermissionDenied):
-		// The gateway's own credential was refused: the operator's
-		// problem, not the caller's.
-		return http.StatusInternalServerError
-	case hasCode(err, codes.ResourceExhausted):
-		// The control plane refused the registration: the gateway's
-		// client quota (bytes × epochs) is used up. (Nodes' answers are
-		// inside a QuorumError, matched above.)
-		return http.StatusInsufficientStorage
+	case credentialRefused(err) != 0:
+		// (Nodes' answers are inside a QuorumError, matched above.)
+		return credentialRefused(err)
 	case hasCode(err, codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.FailedPrecondition),
 		errors.Is(err, context.DeadlineExceeded):
 		// Unreachable control plane or nodes, or an epoch change that
@@ -465,7 +459,7 @@ func (g *gateway) extendBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !g.cfg.CanStore {
-		writeError(w, r, http.StatusForbidden, errors.New("this gateway has no client credential and serves reads only"))
+		writeError(w, r, http.StatusForbidden, errReadOnly)
 		return
 	}
 	opts, err := extendParams(r)
@@ -477,10 +471,8 @@ func (g *gateway) extendBlob(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		code := readErrorStatus(r, err)
 		switch {
-		case hasCode(err, codes.ResourceExhausted):
-			code = http.StatusInsufficientStorage // the gateway's quota, as for PUT
-		case hasCode(err, codes.Unauthenticated, codes.PermissionDenied):
-			code = http.StatusInternalServerError // the gateway's own credential
+		case credentialRefused(err) != 0:
+			code = credentialRefused(err)
 		case hasCode(err, codes.InvalidArgument):
 			code = http.StatusConflict // another extension moved the end epoch meanwhile
 		}
@@ -505,18 +497,38 @@ func extendParams(r *http.Request) (client.ExtendOptions, error) {
 	if q.Has("end_epoch") {
 		name = "end_epoch"
 	}
-	limit := uint64(math.MaxUint64)
-	if name == "epochs" {
-		limit = maxRequestEpochs // the SDK adds it to the end epoch
+	if name == "end_epoch" {
+		n, err := queryCount(q, name, math.MaxUint64)
+		return client.ExtendOptions{EndEpoch: n}, err
 	}
+	n, err := queryCount(q, name, maxRequestEpochs) // the SDK adds it to the end epoch
+	return client.ExtendOptions{Epochs: n}, err
+}
+
+// queryCount reads query parameter name as an integer from 1 to limit.
+func queryCount(q url.Values, name string, limit uint64) (uint64, error) {
 	n, err := strconv.ParseUint(q.Get(name), 10, 64)
 	if err != nil || n == 0 || n > limit {
-		return client.ExtendOptions{}, fmt.Errorf("%s must be an integer from 1 to %d, got %q", name, limit, q.Get(name))
+		return 0, fmt.Errorf("%s must be an integer from 1 to %d, got %q", name, limit, q.Get(name))
 	}
-	if name == "epochs" {
-		return client.ExtendOptions{Epochs: n}, nil
+	return n, nil
+}
+
+// errReadOnly answers a write to a gateway without a client credential.
+var errReadOnly = errors.New("this gateway has no client credential and serves reads only")
+
+// credentialRefused maps the control plane's refusals of the gateway's own
+// client credential, for stores and extensions alike: its quota (bytes ×
+// epochs) is used up (507), or the credential itself was refused — the
+// operator's problem, not the caller's (500). 0: neither.
+func credentialRefused(err error) int {
+	switch {
+	case hasCode(err, codes.Unauthenticated, codes.PermissionDenied):
+		return http.StatusInternalServerError
+	case hasCode(err, codes.ResourceExhausted):
+		return http.StatusInsufficientStorage
 	}
-	return client.ExtendOptions{EndEpoch: n}, nil
+	return 0
 }
 
 // readableErr is the SDK's verdict on a registry entry for a read, which
