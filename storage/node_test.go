@@ -762,6 +762,12 @@ func TestLateWritesOfEndedBlobsAreRefused(t *testing.T) {
 // write waits, and goes through once the next event arrives.
 func TestWritesWaitForTheRegistrationEvent(t *testing.T) {
 	w := startNet(t, devnet.Config{Nodes: 4, Shards: 8})
+	// No event may arrive while the write should wait: the nodes' syncs
+	// of epoch 1 (shard-synced, epoch-stable) come first.
+	eventually(t, 10*time.Second, "epoch 1 stable", func() bool {
+		_, phase, err := w.net.Phase(context.Background())
+		return err == nil && phase == "stable"
+	})
 	enc, err := w.codec.Encode(randomBlob(t, 10_000))
 	if err != nil {
 		t.Fatal(err)
