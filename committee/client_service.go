@@ -6,12 +6,10 @@ import (
 	"crypto/subtle"
 	"errors"
 	"math"
-	"strings"
 	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
@@ -33,14 +31,9 @@ type clientKey struct{}
 // client it was issued to: missing is Unauthenticated, unknown is
 // PermissionDenied.
 func (s *Service) authenticateClient(ctx context.Context) (context.Context, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	values := md.Get(mdAuthorization)
-	if len(values) == 0 {
-		return nil, status.Error(codes.Unauthenticated, "client credential required (authorization: Bearer <token>)")
-	}
-	token, ok := strings.CutPrefix(values[0], "Bearer ")
+	token, ok := bearer(ctx)
 	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "client credential must be a bearer token")
+		return nil, status.Error(codes.Unauthenticated, "client credential required (authorization: Bearer <token>)")
 	}
 	if subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.OperatorToken)) == 1 {
 		// Operators may read (status, committee); writes need a client,

@@ -207,3 +207,26 @@ func (e *CommandError) Is(target error) bool {
 func reject(code Code, format string, args ...any) *CommandError {
 	return &CommandError{Code: code, Message: fmt.Sprintf(format, args...)}
 }
+
+// maxCommandIDLength bounds a command ID: its principal ("node/" and a
+// node ID, "client/" and a client ID, or "operator"), a slash and a
+// request ID. The FSM records a command under its ID, a bbolt key.
+const maxCommandIDLength = 16 + maxNodeIDLength + MaxRequestIDLength
+
+// validRequestID checks a caller's request ID: 1–MaxRequestIDLength
+// characters of [A-Za-z0-9._:-].
+func validRequestID(id string) error {
+	if id == "" || len(id) > MaxRequestIDLength {
+		return fmt.Errorf("request ID of %d bytes (1–%d)", len(id), MaxRequestIDLength)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !isIDChar(c) {
+			return fmt.Errorf("request ID has %q at byte %d (allowed: letters, digits, '.', '_', ':', '-')", c, i)
+		}
+	}
+	return nil
+}
+
+func isIDChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-'
+}

@@ -4,12 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
@@ -85,14 +83,15 @@ func (s *Service) Register(g *grpc.Server) {
 	weftv1.RegisterClientServer(g, s.client)
 }
 
-// ServerOptions returns the interceptor that authenticates Admin calls and
-// the shared transport settings (wire), which let clients ping as often as
+// ServerOptions returns the interceptors that enforce the authorization
+// table (auth.go) on unary calls and streams, and the shared transport
+// settings (wire), which let clients ping as often as
 // every 5 s (gRPC's default allows one ping in 5 minutes and closes the
 // connection of a client that pings more): storage nodes keep their
 // long-polls to a voter alive with pings, to notice a voter cut off by the
 // network and move to another.
 func (s *Service) ServerOptions() []grpc.ServerOption {
-	return append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(s.authenticate)}, wire.ServerOptions()...)
+	return append(Authorization.ServerOptions(s.authorize), wire.ServerOptions()...)
 }
 
 // Close stops the announcer and the forwarding connections.
@@ -128,47 +127,6 @@ func (s *Service) announce() {
 		_, _ = s.AnnouncePeer(ctx, &weftv1.AnnouncePeerRequest{Id: id, GrpcAddr: s.cfg.GRPCAddr})
 		cancel()
 	}
-}
-
-// authenticate checks the operator credential on Admin calls and the
-// client credential on Client calls: missing is Unauthenticated, wrong is
-// PermissionDenied.
-func (s *Service) authenticate(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if strings.HasPrefix(info.FullMethod, "/weft.v1.Client/") {
-		if publicReads[info.FullMethod] {
-			if md, _ := metadata.FromIncomingContext(ctx); len(md.Get(mdAuthorization)) == 0 {
-				return handler(ctx, req) // anyone may read; a credential, if given, must be good
-			}
-		}
-		cctx, err := s.authenticateClient(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return handler(cctx, req)
-	}
-	if strings.HasPrefix(info.FullMethod, "/weft.v1.Admin/") {
-		md, _ := metadata.FromIncomingContext(ctx)
-		values := md.Get(mdAuthorization)
-		if len(values) == 0 {
-			return nil, status.Error(codes.Unauthenticated, "operator credential required (authorization: Bearer <token>)")
-		}
-		token, ok := strings.CutPrefix(values[0], "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.OperatorToken)) != 1 {
-			return nil, status.Error(codes.PermissionDenied, "operator credential not accepted")
-		}
-	}
-	return handler(ctx, req)
-}
-
-// publicReads are the Client calls anyone may make without a credential:
-// a blob's registry entry, a committee, the certified blobs and challenge
-// rounds are what readers and storage nodes verify against, sync or audit,
-// and none is secret.
-var publicReads = map[string]bool{
-	"/weft.v1.Client/BlobStatus":    true,
-	"/weft.v1.Client/GetCommittee":  true,
-	"/weft.v1.Client/ListCertified": true,
-	"/weft.v1.Client/GetChallenge":  true,
 }
 
 // randomID makes a command ID: a time prefix, so that the FSM's record of
