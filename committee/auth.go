@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/api/wire"
@@ -65,8 +66,16 @@ func (s *Service) authorize(ctx context.Context, _ string, access wire.Access, r
 	if err := checkRequestID(ctx); err != nil {
 		return nil, err
 	}
+	if m, ok := req.(proto.Message); ok {
+		if err := checkStrings(m); err != nil {
+			return nil, err
+		}
+	}
 	switch access {
 	case wire.Anyone:
+		if _, given := bearer(ctx); given {
+			return s.authenticateClient(ctx) // a credential, if given, must be good
+		}
 		return ctx, nil
 	case wire.Operator:
 		return ctx, s.authenticateOperator(ctx)

@@ -33,6 +33,11 @@ func (f *FSM) registerBlob(tx *bolt.Tx, index uint64, c RegisterBlob, res *Resul
 	if int(c.Shards) != f.cfg.Shards {
 		return nil, reject(CodeInvalidArgument, "blob encoded for %d shards, the network has %d", c.Shards, f.cfg.Shards)
 	}
+	if want := coding.DefaultEncoding(f.cfg.Shards); coding.Encoding(c.Encoding) != want {
+		// Storage nodes run one codec per network: a blob in another
+		// could be paid for but never stored.
+		return nil, reject(CodeInvalidArgument, "encoding %d: a network of %d shards stores %s (%d) blobs", c.Encoding, f.cfg.Shards, want, uint8(want))
+	}
 	params, err := coding.NewParams(f.cfg.Shards, coding.WithEncoding(coding.Encoding(c.Encoding)))
 	if err != nil {
 		return nil, reject(CodeInvalidArgument, "%v", err)

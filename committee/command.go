@@ -230,3 +230,11 @@ func validRequestID(id string) error {
 func isIDChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-'
 }
+
+// validCommandID checks what the FSM keys a command's record by.
+func validCommandID(id string) error {
+	if id == "" || len(id) > maxCommandIDLength {
+		return fmt.Errorf("command ID of %d bytes (1–%d)", len(id), maxCommandIDLength)
+	}
+	return nil
+}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -83,7 +84,7 @@ func OpenFSM(path string, cfg Config) (*FSM, error) {
 }
 
 func (f *FSM) open() error {
-	db, err := bolt.Open(f.path, 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(f.path, 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType, InitialMmapSize: initialMmapSize()})
 	if err != nil {
 		return err
 	}
@@ -126,6 +127,18 @@ func (f *FSM) open() error {
 	return nil
 }
 
+// initialMmapSize maps the state file with room to grow: growing past the
+// mapping remaps it, which waits for every open read transaction — a
+// snapshot being persisted, a page of events being read — so Apply would
+// stall behind them. On Windows the mapping sets the file's size, so
+// there it grows as bbolt decides.
+func initialMmapSize() int {
+	if runtime.GOOS == "windows" {
+		return 0
+	}
+	return 1 << 30
+}
+
 // WaitApplied blocks until the state index is above after, the timeout
 // passes or ctx ends, and returns the state index.
 func (f *FSM) WaitApplied(ctx context.Context, after uint64, timeout time.Duration) uint64 {
@@ -152,45 +165,108 @@ func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 // ApplyBatch implements raft.BatchingFSM: a batch of committed entries is
 // applied in one bbolt transaction — one fsync, however many commands —
 // which is what lets concurrent writers go faster than the disk syncs.
+//
+// A command that cannot be applied — its handler panicked, or a write of
+// it failed (a key bbolt refuses) — must not stop the voter, nor every
+// voter at every restart as the entry replays: the batch is rolled back
+// and applied again with that command recorded as failed. The code is
+// deterministic, so every replica fails the same command alike.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	start := time.Now()
-	out := make([]any, len(logs))
-	var last uint64
+	failed := map[uint64]error{}
+	for {
+		out, last, poison, err := f.applyBatch(logs, failed)
+		if poison != nil {
+			failed[poison.index] = poison.err
+			f.epoch, f.clients = nil, map[string]ClientRecord{} // they saw the rolled-back writes
+			continue
+		}
+		if err != nil {
+			// A storage failure cannot be decided alike on every replica:
+			// stop rather than diverge.
+			panic(fmt.Sprintf("committee: applying indices %d–%d: %v", logs[0].Index, logs[len(logs)-1].Index, err))
+		}
+		if last > 0 {
+			f.applied.set(last)
+		}
+		f.metrics.observe(start, len(logs))
+		return out
+	}
+}
+
+// poisonedCommand is a command that could not be applied.
+type poisonedCommand struct {
+	index uint64
+	err   error
+}
+
+func (p *poisonedCommand) Error() string { return fmt.Sprintf("index %d: %v", p.index, p.err) }
+
+// applyBatch applies logs in one transaction; a command listed in failed
+// is recorded as failed instead. It returns the poisoned command that
+// rolled the transaction back, or the storage error that did.
+func (f *FSM) applyBatch(logs []*raft.Log, failed map[uint64]error) (out []any, last uint64, poison *poisonedCommand, err error) {
+	out = make([]any, len(logs))
 	f.mu.RLock()
-	err := f.db.Update(func(tx *bolt.Tx) error {
+	defer f.mu.RUnlock()
+	err = f.db.Update(func(tx *bolt.Tx) error {
 		for i, l := range logs {
 			if l.Type != raft.LogCommand {
 				continue
 			}
-			res, err := f.applyLog(tx, l)
-			if err != nil {
-				return err
+			var res *Result
+			if cause, ok := failed[l.Index]; ok {
+				res = recordFailed(tx, l, cause)
+			} else if res, err = f.applyLogSafely(tx, l); err != nil {
+				poison = &poisonedCommand{index: l.Index, err: err}
+				return poison
 			}
 			out[i], last = res, l.Index
 		}
 		if last > readApplied(tx) {
+			if err := pruneCommands(tx, last); err != nil {
+				return err
+			}
 			return tx.Bucket(bucketMeta).Put(keyApplied, u64Key(last))
 		}
 		return nil
 	})
-	f.mu.RUnlock()
-	if err != nil {
-		// A storage failure cannot be decided alike on every replica: stop
-		// rather than diverge.
-		panic(fmt.Sprintf("committee: applying indices %d–%d: %v", logs[0].Index, logs[len(logs)-1].Index, err))
+	if poison != nil {
+		return nil, 0, poison, nil
 	}
-	if last > 0 {
-		f.applied.set(last)
+	return out, last, nil, err
+}
+
+// applyLogSafely is applyLog with a handler's panic turned into an error.
+func (f *FSM) applyLogSafely(tx *bolt.Tx, l *raft.Log) (res *Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			res, err = nil, fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return f.applyLog(tx, l)
+}
+
+// recordFailed records a command that could not be applied: its result
+// (under its ID, when the ID itself is not what failed) is an error.
+func recordFailed(tx *bolt.Tx, l *raft.Log, cause error) *Result {
+	res := &Result{Index: l.Index, Error: reject(CodeInvalidArgument, "command at index %d could not be applied: %v", l.Index, cause)}
+	var cmd Command
+	if json.Unmarshal(l.Data, &cmd) == nil && validCommandID(cmd.ID) == nil {
+		_ = recordCommand(tx, l.Index, cmd.ID, res) // the record may be what failed
 	}
-	f.metrics.observe(start, len(logs))
-	return out
+	return res
 }
 
 // applyLog applies one command entry inside the batch's transaction.
 func (f *FSM) applyLog(tx *bolt.Tx, l *raft.Log) (*Result, error) {
 	var cmd Command
-	if err := json.Unmarshal(l.Data, &cmd); err != nil || cmd.ID == "" {
+	if err := json.Unmarshal(l.Data, &cmd); err != nil {
 		return &Result{Index: l.Index, Error: reject(CodeInvalidArgument, "undecodable command at index %d", l.Index)}, nil
+	}
+	if err := validCommandID(cmd.ID); err != nil {
+		// Never proposed by this version; an older one's entry replays.
+		return &Result{Index: l.Index, Error: reject(CodeInvalidArgument, "command at index %d: %v", l.Index, err)}, nil
 	}
 	commands := tx.Bucket(bucketCommands)
 	if prev := commands.Get([]byte(cmd.ID)); prev != nil {
@@ -198,8 +274,8 @@ func (f *FSM) applyLog(tx *bolt.Tx, l *raft.Log) (*Result, error) {
 		return decodeResult(prev)
 	}
 	if l.Index <= readApplied(tx) {
-		// Every applied command is recorded under its ID, so this is a
-		// replayed index whose command was never ours to apply.
+		// Every applied command is recorded under its ID (for
+		// commandRetention entries), so this is a replayed index.
 		return &Result{Index: l.Index}, nil
 	}
 	res := &Result{Index: l.Index}
@@ -211,7 +287,43 @@ func (f *FSM) applyLog(tx *bolt.Tx, l *raft.Log) (*Result, error) {
 	if err := appendEvents(tx, l.Index, events); err != nil {
 		return nil, err
 	}
-	return res, commands.Put([]byte(cmd.ID), encodeResult(res))
+	return res, recordCommand(tx, l.Index, cmd.ID, res)
+}
+
+// commandRetention is how many Raft indices a command's record outlives
+// it: a proposal retried within that window (a lost leadership, a
+// client's retry) gets the first outcome; older records are deleted, so
+// the records grow with the recent load, not with history. At the
+// registration benchmark's 8k commands a second that is two minutes.
+const commandRetention = 1 << 20
+
+// recordCommand keeps a command's result under its ID, and the ID under
+// its index for pruneCommands.
+func recordCommand(tx *bolt.Tx, index uint64, id string, res *Result) error {
+	if err := tx.Bucket(bucketCommands).Put([]byte(id), encodeResult(res)); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketCommandIndex).Put(append(u64Key(index), id...), nil)
+}
+
+// pruneCommands deletes the records of commands more than
+// commandRetention indices before last: the cost is what expires.
+func pruneCommands(tx *bolt.Tx, last uint64) error {
+	if last <= commandRetention {
+		return nil
+	}
+	limit := last - commandRetention
+	byIndex, commands := tx.Bucket(bucketCommandIndex), tx.Bucket(bucketCommands)
+	c := byIndex.Cursor()
+	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k[:8]) < limit; k, _ = c.First() {
+		if err := commands.Delete(k[8:]); err != nil {
+			return err
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // apply runs one command. Handlers validate everything before writing, so a

@@ -29,8 +29,11 @@ func (s *Service) PeerInfo(ctx context.Context, _ *weftv1.PeerInfoRequest) (*wef
 
 // AnnouncePeer records a voter's gRPC address (on the leader).
 func (s *Service) AnnouncePeer(ctx context.Context, req *weftv1.AnnouncePeerRequest) (*weftv1.AnnouncePeerResponse, error) {
-	if req.Id == "" || req.GrpcAddr == "" {
-		return nil, status.Error(codes.InvalidArgument, "a peer needs an ID and a gRPC address")
+	if err := checkID("voter", req.Id); err != nil {
+		return nil, err
+	}
+	if err := checkAddress("gRPC", req.GrpcAddr); err != nil {
+		return nil, err
 	}
 	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.AnnouncePeerResponse, error) {
 		return weftv1.NewAdminClient(conn).AnnouncePeer(fctx, req)
@@ -93,8 +96,11 @@ func (s *Service) peerInfo(ctx context.Context, id, addr string) (*weftv1.PeerIn
 // AddPeer adds a voter (on the leader); adding one that is already a voter
 // at that address changes nothing.
 func (s *Service) AddPeer(ctx context.Context, req *weftv1.AddPeerRequest) (*weftv1.AddPeerResponse, error) {
-	if req.Id == "" || req.RaftAddr == "" {
-		return nil, status.Error(codes.InvalidArgument, "a peer needs an ID and a Raft address")
+	if err := checkID("voter", req.Id); err != nil {
+		return nil, err
+	}
+	if err := checkAddress("Raft", req.RaftAddr); err != nil {
+		return nil, err
 	}
 	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.AddPeerResponse, error) {
 		return weftv1.NewAdminClient(conn).AddPeer(fctx, req)
@@ -109,8 +115,8 @@ func (s *Service) AddPeer(ctx context.Context, req *weftv1.AddPeerRequest) (*wef
 
 // RemovePeer removes a voter (on the leader).
 func (s *Service) RemovePeer(ctx context.Context, req *weftv1.RemovePeerRequest) (*weftv1.RemovePeerResponse, error) {
-	if req.Id == "" {
-		return nil, status.Error(codes.InvalidArgument, "which peer?")
+	if err := checkID("voter", req.Id); err != nil {
+		return nil, err
 	}
 	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.RemovePeerResponse, error) {
 		return weftv1.NewAdminClient(conn).RemovePeer(fctx, req)

@@ -310,6 +310,9 @@ func (s *Service) ListNodes(ctx context.Context, _ *weftv1.ListNodesRequest) (*w
 
 // SetStake sets a node's stake, effective at the next epoch change.
 func (s *Service) SetStake(ctx context.Context, req *weftv1.SetStakeRequest) (*weftv1.SetStakeResponse, error) {
+	if err := checkID("node", req.Node); err != nil {
+		return nil, err
+	}
 	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.SetStakeResponse, error) {
 		return weftv1.NewAdminClient(conn).SetStake(fctx, req)
 	}); done {
@@ -324,6 +327,9 @@ func (s *Service) SetStake(ctx context.Context, req *weftv1.SetStakeRequest) (*w
 
 // RemoveNode removes a node that owns and holds nothing.
 func (s *Service) RemoveNode(ctx context.Context, req *weftv1.RemoveNodeRequest) (*weftv1.RemoveNodeResponse, error) {
+	if err := checkID("node", req.Node); err != nil {
+		return nil, err
+	}
 	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.RemoveNodeResponse, error) {
 		return weftv1.NewAdminClient(conn).RemoveNode(fctx, req)
 	}); done {
@@ -357,6 +363,9 @@ func (s *Service) AdvanceEpoch(ctx context.Context, req *weftv1.AdvanceEpochRequ
 // AddClient issues a client credential; the token is returned once and
 // only its hash is stored.
 func (s *Service) AddClient(ctx context.Context, req *weftv1.AddClientRequest) (*weftv1.AddClientResponse, error) {
+	if err := checkID("client", req.Client); err != nil {
+		return nil, err
+	}
 	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.AddClientResponse, error) {
 		return weftv1.NewAdminClient(conn).AddClient(fctx, req)
 	}); done {
@@ -376,6 +385,9 @@ func (s *Service) AddClient(ctx context.Context, req *weftv1.AddClientRequest) (
 
 // SetQuota changes a client's quota.
 func (s *Service) SetQuota(ctx context.Context, req *weftv1.SetQuotaRequest) (*weftv1.SetQuotaResponse, error) {
+	if err := checkID("client", req.Client); err != nil {
+		return nil, err
+	}
 	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.SetQuotaResponse, error) {
 		return weftv1.NewAdminClient(conn).SetQuota(fctx, req)
 	}); done {
@@ -409,6 +421,9 @@ func verifyNode(auth *weftv1.SignedRequest, method string, payload []byte, key *
 	if auth == nil || auth.Node == "" {
 		return 0, status.Error(codes.Unauthenticated, "signed node request required")
 	}
+	if err := checkID("node", auth.Node); err != nil {
+		return 0, err
+	}
 	_, body, err := crypto.DecodeMessage(auth.Message)
 	if err != nil {
 		return 0, status.Errorf(codes.Unauthenticated, "node request: %v", err)
@@ -433,6 +448,9 @@ func verifyNode(auth *weftv1.SignedRequest, method string, payload []byte, key *
 // RegisterNode registers a storage node: its proof of possession and its
 // signature of the request are checked here, before proposing.
 func (s *Service) RegisterNode(ctx context.Context, req *weftv1.RegisterNodeRequest) (*weftv1.RegisterNodeResponse, error) {
+	if err := checkAddress("node", req.Address); err != nil {
+		return nil, err
+	}
 	pk, err := crypto.PublicKeyFromBytes(req.PublicKey)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "public key: %v", err)
@@ -572,6 +590,9 @@ func (s *Service) registeredSigner(auth *weftv1.SignedRequest, method string, pa
 	if auth == nil {
 		return NodeRecord{}, 0, status.Error(codes.Unauthenticated, "signed node request required")
 	}
+	if err := checkID("node", auth.Node); err != nil {
+		return NodeRecord{}, 0, err
+	}
 	rec, found, err := s.node.FSM().Node(shardmap.NodeID(auth.Node))
 	if err != nil || !found {
 		return NodeRecord{}, 0, status.Errorf(codes.Unauthenticated, "unknown node %q", auth.Node)
@@ -586,6 +607,9 @@ func (s *Service) registeredSigner(auth *weftv1.SignedRequest, method string, pa
 
 // UpdateAddress changes where a node is reached.
 func (s *Service) UpdateAddress(ctx context.Context, req *weftv1.UpdateAddressRequest) (*weftv1.UpdateAddressResponse, error) {
+	if err := checkAddress("node", req.Address); err != nil {
+		return nil, err
+	}
 	rec, nonce, err := s.registeredSigner(req.Auth, "UpdateAddress", UpdateAddressPayload(req))
 	if err != nil {
 		return nil, err

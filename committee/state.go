@@ -16,24 +16,25 @@ import (
 // file stays readable with standard tools — except the two written for
 // every command, results and events, which have a compact binary form.
 var (
-	bucketMeta       = []byte("meta")       // config, epoch state, applied index
-	bucketNodes      = []byte("nodes")      // node ID → NodeRecord
-	bucketKeys       = []byte("keys")       // compressed public key → node ID
-	bucketCommittees = []byte("committees") // u64 epoch → CommitteeRecord
-	bucketBlobs      = []byte("blobs")      // blob ID → BlobRecord
-	bucketCommands   = []byte("commands")   // command ID → Result (records.go)
-	bucketEvents     = []byte("events")     // u64 index ‖ u16 seq → Event (records.go)
-	bucketClients    = []byte("clients")    // client ID → ClientRecord
-	bucketTokens     = []byte("tokens")     // token hash → client ID
-	bucketExpiry     = []byte("expiry")     // u64 end epoch ‖ u64 index → blob ID, for live blobs
-	bucketPending    = []byte("pending")    // u64 registered epoch ‖ u64 index → blob ID, uncertified blobs
-	bucketPeers      = []byte("peers")      // Raft server ID → gRPC address
+	bucketMeta         = []byte("meta")          // config, epoch state, applied index
+	bucketNodes        = []byte("nodes")         // node ID → NodeRecord
+	bucketKeys         = []byte("keys")          // compressed public key → node ID
+	bucketCommittees   = []byte("committees")    // u64 epoch → CommitteeRecord
+	bucketBlobs        = []byte("blobs")         // blob ID → BlobRecord
+	bucketCommands     = []byte("commands")      // command ID → Result (records.go)
+	bucketCommandIndex = []byte("command-index") // u64 index ‖ command ID → nothing: the records by age
+	bucketEvents       = []byte("events")        // u64 index ‖ u16 seq → Event (records.go)
+	bucketClients      = []byte("clients")       // client ID → ClientRecord
+	bucketTokens       = []byte("tokens")        // token hash → client ID
+	bucketExpiry       = []byte("expiry")        // u64 end epoch ‖ u64 index → blob ID, for live blobs
+	bucketPending      = []byte("pending")       // u64 registered epoch ‖ u64 index → blob ID, uncertified blobs
+	bucketPeers        = []byte("peers")         // Raft server ID → gRPC address
 
 	keyConfig  = []byte("config")
 	keyEpoch   = []byte("epoch")
 	keyApplied = []byte("applied")
 
-	allBuckets = [][]byte{bucketMeta, bucketNodes, bucketKeys, bucketCommittees, bucketBlobs, bucketCommands, bucketEvents,
+	allBuckets = [][]byte{bucketMeta, bucketNodes, bucketKeys, bucketCommittees, bucketBlobs, bucketCommands, bucketCommandIndex, bucketEvents,
 		bucketClients, bucketTokens, bucketExpiry, bucketPending, bucketPeers, bucketCertified, bucketChallenges}
 )
 
