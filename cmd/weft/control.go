@@ -25,14 +25,16 @@ import (
 	"github.com/weftstore/weft/epoch"
 )
 
-// tokenFlags is the operator credential, from a flag, a file or WEFT_TOKEN.
+// tokenFlags is the operator credential, from a flag, a file (--token-file
+// or $WEFT_TOKEN_FILE) or $WEFT_TOKEN.
 type tokenFlags struct {
 	token, file string
 }
 
 func (t *tokenFlags) add(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&t.token, "token", "", "operator token (or --token-file, or $WEFT_TOKEN)")
-	cmd.PersistentFlags().StringVar(&t.file, "token-file", "", "file holding the operator token")
+	cmd.PersistentFlags().StringVar(&t.file, "token-file", os.Getenv("WEFT_TOKEN_FILE"),
+		"file holding the operator token, e.g. made by `weft admin token init` ($WEFT_TOKEN_FILE; before $WEFT_TOKEN)")
 }
 
 func (t *tokenFlags) resolve() (string, error) {
