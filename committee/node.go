@@ -41,7 +41,8 @@ type NodeConfig struct {
 	// the others (joining, bootstrapping, forwarding writes to the
 	// leader); nil: plaintext.
 	DialCredentials credentials.TransportCredentials
-	// RaftTLS carries Raft's traffic over mutual TLS; nil: plaintext.
+	// RaftTLS carries Raft's traffic over mutual TLS between certificates
+	// that name voters of the configuration; nil: plaintext.
 	RaftTLS *RaftTLS
 }
 
@@ -131,9 +132,9 @@ func (n *Node) open(rc *raft.Config, logger hclog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var layer *tlsStreamLayer
 	if n.cfg.RaftTLS != nil {
-		layer, err := newTLSStreamLayer(n.cfg.RaftAddr, addr, n.cfg.RaftTLS)
-		if err != nil {
+		if layer, err = newTLSStreamLayer(n.cfg.RaftAddr, addr, n.cfg.RaftTLS); err != nil {
 			return err
 		}
 		n.transport = raft.NewNetworkTransportWithLogger(layer, 3, 10*time.Second, logger)
@@ -157,8 +158,13 @@ func (n *Node) open(rc *raft.Config, logger hclog.Logger) error {
 	if err != nil {
 		return err
 	}
-	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.logs, snapshots, n.transport)
-	return err
+	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.logs, snapshots, n.transport); err != nil {
+		return err
+	}
+	if layer != nil {
+		layer.serve(n.raft)
+	}
+	return nil
 }
 
 // logCacheEntries is how many recent log entries each voter keeps in

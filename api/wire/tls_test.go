@@ -115,8 +115,11 @@ func TestTLSFilesIncomplete(t *testing.T) {
 func twoCAs(t *testing.T) (ours, theirs TLSFiles) {
 	t.Helper()
 	for _, f := range []*TLSFiles{&ours, &theirs} {
-		var err error
-		if *f, err = WriteDevCertificates(t.TempDir(), "127.0.0.1"); err != nil {
+		ca, err := NewDevCA(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *f, err = ca.Issue("host", "", "127.0.0.1"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -94,6 +94,7 @@ func newAdminCommand() *cobra.Command {
 		adminSnapshot(a),
 		adminBlob(a),
 		adminChallenge(a),
+		adminToken(a),
 	)
 	return cmd
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -18,18 +20,21 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/api/wire"
 	"github.com/weftstore/weft/committee"
 	"github.com/weftstore/weft/epoch"
 )
 
-// tokenFlags is the operator credential, from a flag, a file or WEFT_TOKEN.
+// tokenFlags is the operator credential, from a flag, a file (--token-file
+// or $WEFT_TOKEN_FILE) or $WEFT_TOKEN.
 type tokenFlags struct {
 	token, file string
 }
 
 func (t *tokenFlags) add(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&t.token, "token", "", "operator token (or --token-file, or $WEFT_TOKEN)")
-	cmd.PersistentFlags().StringVar(&t.file, "token-file", "", "file holding the operator token")
+	cmd.PersistentFlags().StringVar(&t.file, "token-file", os.Getenv("WEFT_TOKEN_FILE"),
+		"file holding the operator token, e.g. made by `weft admin token init` ($WEFT_TOKEN_FILE; before $WEFT_TOKEN)")
 }
 
 func (t *tokenFlags) resolve() (string, error) {
@@ -58,6 +63,7 @@ type controlOptions struct {
 	autoEvict                       int
 	metricsAddr                     string
 	tokens                          tokenFlags
+	insecureRaft                    bool
 }
 
 func newControlCommand() *cobra.Command {
@@ -79,7 +85,10 @@ func newControlCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.id, "id", host, "this voter's ID")
 	f.StringVar(&o.dataDir, "data-dir", "", "directory for Raft log, snapshots and state (required)")
-	f.StringVar(&o.raftAddr, "raft-addr", "127.0.0.1:7000", "address for Raft traffic")
+	f.StringVar(&o.raftAddr, "raft-addr", "127.0.0.1:7000",
+		"address for Raft traffic; mutual TLS between voter certificates (weft://voter/ID) with --tls-ca, --tls-cert and --tls-key")
+	f.BoolVar(&o.insecureRaft, "insecure-raft", false,
+		"run Raft without TLS on a --raft-addr off loopback (anyone who reaches it can append to the log): only on a network no one else can reach")
 	f.StringVar(&o.grpcAddr, "grpc-addr", "127.0.0.1:7001", "address for the gRPC API")
 	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many voters are known")
 	f.StringSliceVar(&o.join, "join", nil, "gRPC addresses of other voters")
@@ -106,13 +115,9 @@ func runControl(ctx context.Context, o controlOptions) error {
 	if err != nil {
 		return err
 	}
-	// With a certificate and a CA, Raft's port speaks mutual TLS too:
-	// only fellow voters may send or take log entries.
-	var raftTLS *committee.RaftTLS
-	if server, client, err := tlsOf(ctx).PeerConfigs(); err != nil {
+	raftTLS, err := raftSecurity(ctx, o, log)
+	if err != nil {
 		return err
-	} else if server != nil {
-		raftTLS = &committee.RaftTLS{Server: server, Client: client}
 	}
 	node, err := committee.StartNode(committee.NodeConfig{
 		ID: o.id, DataDir: o.dataDir, RaftAddr: o.raftAddr,
@@ -171,6 +176,64 @@ func runControl(ctx context.Context, o controlOptions) error {
 	<-ctx.Done()
 	log.Info("control-plane voter stopping")
 	return nil
+}
+
+// raftSecurity is how Raft's port is secured. With a certificate and a
+// CA it speaks mutual TLS, and the certificate must name this voter:
+// only voters of the configuration may send or take log entries. Without,
+// Raft takes AppendEntries from anyone who connects, which is refused off
+// loopback unless the operator insists (--insecure-raft).
+func raftSecurity(ctx context.Context, o controlOptions, log *slog.Logger) (*committee.RaftTLS, error) {
+	files := tlsOf(ctx)
+	server, client, err := files.PeerConfigs()
+	if err != nil {
+		return nil, err
+	}
+	if server != nil {
+		return &committee.RaftTLS{Server: server, Client: client}, checkVoterCertificate(files, o.id)
+	}
+	if onLoopback(o.raftAddr) {
+		return nil, nil
+	}
+	if !o.insecureRaft {
+		return nil, fmt.Errorf("--raft-addr %s is off loopback and Raft would run without TLS, taking log entries from anyone who reaches it: "+
+			"give the voter --tls-ca, --tls-cert and --tls-key (a certificate naming it, weft://voter/%s), or pass --insecure-raft "+
+			"if no one else can reach that network", o.raftAddr, o.id)
+	}
+	log.Warn("Raft runs without TLS off loopback (--insecure-raft): anyone who reaches this address can append to the log", "raft", o.raftAddr)
+	return nil, nil
+}
+
+// checkVoterCertificate fails at start, rather than at every Raft
+// handshake, when the voter's certificate does not name it.
+func checkVoterCertificate(files *wire.TLSFiles, id string) error {
+	pair, err := tls.LoadX509KeyPair(files.Cert, files.Key)
+	if err != nil {
+		return err
+	}
+	named, err := wire.VoterID(pair.Leaf)
+	if err != nil {
+		return err
+	}
+	if named == "" {
+		return fmt.Errorf("the certificate %s (%q) names no voter: Raft over TLS needs a URI SAN %s", files.Cert, pair.Leaf.Subject, wire.VoterURI(id))
+	}
+	if named != id {
+		return fmt.Errorf("the certificate %s (%q) names voter %q, not this voter %q: Raft over TLS needs a URI SAN %s",
+			files.Cert, pair.Leaf.Subject, named, id, wire.VoterURI(id))
+	}
+	return nil
+}
+
+// onLoopback reports whether a host:port is on the loopback interface
+// only (a name other than localhost may resolve to anything).
+func onLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // epochTimer advances the epoch every period while this voter leads and the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftstore/weft/api/wire"
 	"github.com/weftstore/weft/committee"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/devnet"
@@ -403,4 +405,75 @@ func TestChallengeTimer(t *testing.T) {
 	if json.Unmarshal([]byte(out), &st) != nil || st.Round != "1" {
 		t.Fatalf("a second round in the same epoch: %s", out)
 	}
+}
+
+// Raft without TLS off loopback takes log entries from anyone: `weft
+// control` refuses to start so unless --insecure-raft says the network is
+// private, and starts with it. With TLS, the voter's certificate must name
+// it.
+func TestControlRaftSecurity(t *testing.T) {
+	ip := nonLoopbackIP(t)
+	o := controlOptions{
+		id: "v1", dataDir: t.TempDir(), raftAddr: net.JoinHostPort(ip, "0"), grpcAddr: freePort(t),
+		bootstrapExpect: 1, shards: 10, tokens: tokenFlags{token: "raft-security-token"},
+	}
+	err := runControl(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "--insecure-raft") || !strings.Contains(err.Error(), o.raftAddr) {
+		t.Fatalf("plaintext Raft on %s without --insecure-raft: %v", o.raftAddr, err)
+	}
+
+	// A free port on that address, and the voter serves with the flag.
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.raftAddr = l.Addr().String()
+	l.Close()
+	o.insecureRaft = true
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- runControl(ctx, o) }()
+	defer func() { cancel(); <-stopped }()
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		out, err := runWeft(t, "admin", "status", "--control", o.grpcAddr, "--token", "raft-security-token")
+		if err == nil && strings.Contains(out, "Leader") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the voter with --insecure-raft on %s: %v\n%s", o.raftAddr, err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	ca, err := wire.NewDevCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for voter, want := range map[string]string{"": "names no voter", "v2": `names voter "v2", not this voter "v1"`} {
+		files, err := ca.Issue("cert"+voter, voter, "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tlsCtx := context.WithValue(context.Background(), tlsKey{}, &files)
+		o := controlOptions{id: "v1", dataDir: t.TempDir(), raftAddr: freePort(t), grpcAddr: freePort(t), tokens: tokenFlags{token: "t"}}
+		if err := runControl(tlsCtx, o); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("a voter with certificate %s: %v, want %q", files.Cert, err, want)
+		}
+	}
+}
+
+// nonLoopbackIP is an IPv4 address of one of the machine's interfaces
+// other than loopback.
+func nonLoopbackIP(t *testing.T) string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	t.Skip("this machine has no address off loopback")
+	return ""
 }

@@ -45,8 +45,10 @@ type devnetReady struct {
 	OperatorToken string   `json:"operator_token"`
 	ClientToken   string   `json:"client_token"`
 	DataDir       string   `json:"data_dir"`
-	// TLS (with --tls): the devnet CA every process trusts, and the one
-	// certificate and key they all serve and present.
+	// TLS (with --tls): the devnet CA every process trusts, and the
+	// certificate and key the storage nodes and the gateway serve and
+	// present. Each voter has its own, naming it (wire.VoterURI: only
+	// voters may speak Raft), on its command line (Args).
 	TLSCA     string          `json:"tls_ca,omitempty"`
 	TLSCert   string          `json:"tls_cert,omitempty"`
 	TLSKey    string          `json:"tls_key,omitempty"`
@@ -107,6 +109,7 @@ type devnetRun struct {
 	exe, dir string
 	ready    devnetReady
 	cmds     map[string]*exec.Cmd
+	ca       *wire.DevCA // with --tls: issues the voters' certificates
 }
 
 // start runs one child, its output in a log file beside its data.
@@ -173,14 +176,22 @@ func runDevnet(ctx context.Context, cmd *cobra.Command, o devnetOptions) error {
 	return nil
 }
 
-// makeCertificates writes the devnet's CA and certificate, and makes this
-// process (which dials the voters and nodes) and its children use them.
+// devHosts are the names the devnet's certificates are good for.
+var devHosts = []string{"127.0.0.1", "localhost"}
+
+// makeCertificates writes the devnet's CA and the certificate of every
+// process but the voters, and makes this process (which dials the voters
+// and nodes) and its children use them.
 func (d *devnetRun) makeCertificates(ctx context.Context) error {
 	dir := filepath.Join(d.dir, "tls")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	files, err := wire.WriteDevCertificates(dir, "127.0.0.1", "localhost")
+	var err error
+	if d.ca, err = wire.NewDevCA(dir); err != nil {
+		return err
+	}
+	files, err := d.ca.Issue("shared", "", devHosts...)
 	if err != nil {
 		return err
 	}
@@ -207,13 +218,17 @@ func (d *devnetRun) startControl(ctx context.Context, shards int) error {
 	d.ready.Control = grpcs
 	for i := range 3 {
 		id := fmt.Sprintf("control-%d", i+1)
-		_, err := d.start(devnetProcess{Role: "control", ID: id, Address: grpcs[i], Log: filepath.Join(d.dir, id+".log"),
-			Args: []string{"control", "--id", id, "--data-dir", filepath.Join(d.dir, id), "--raft-addr", rafts[i],
+		certFlags, err := d.voterCertificate(id)
+		if err != nil {
+			return err
+		}
+		_, err = d.start(devnetProcess{Role: "control", ID: id, Address: grpcs[i], Log: filepath.Join(d.dir, id+".log"),
+			Args: append([]string{"control", "--id", id, "--data-dir", filepath.Join(d.dir, id), "--raft-addr", rafts[i],
 				"--grpc-addr", grpcs[i], "--bootstrap-expect", "3", "--join", strings.Join(grpcs, ","), "--shards", fmt.Sprint(shards),
 				// A storage-challenge round per epoch, as in production, but
 				// one a killed node keeps open (its sampled blobs unreadable)
 				// for seconds, not minutes.
-				"--challenge-window", "10s"}},
+				"--challenge-window", "10s"}, certFlags...)},
 			"WEFT_TOKEN="+d.ready.OperatorToken)
 		if err != nil {
 			return err
@@ -226,6 +241,20 @@ func (d *devnetRun) startControl(ctx context.Context, shards int) error {
 		}
 		return err
 	})
+}
+
+// voterCertificate issues voter id's certificate (with --tls) and
+// returns the flags that make it serve and present it instead of the
+// shared one: in Args, so `devnet restart` starts it with them again.
+func (d *devnetRun) voterCertificate(id string) ([]string, error) {
+	if d.ca == nil {
+		return nil, nil
+	}
+	files, err := d.ca.Issue(id, id, devHosts...)
+	if err != nil {
+		return nil, err
+	}
+	return []string{"--tls-cert", files.Cert, "--tls-key", files.Key}, nil
 }
 
 // retry calls the control plane (any voter, with the operator token)

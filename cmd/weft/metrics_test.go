@@ -44,7 +44,11 @@ func TestMetricsServer(t *testing.T) {
 		t.Fatal("metrics started on a port already taken")
 	}
 
-	files, err := wire.WriteDevCertificates(t.TempDir(), "127.0.0.1")
+	ca, err := wire.NewDevCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := ca.Issue("metrics", "", "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,8 @@ func addTLSFlags(root *cobra.Command) {
 	f.StringVar(&files.CA, "tls-ca", os.Getenv("WEFT_TLS_CA"),
 		"PEM file of the CA certificates to trust; set, every connection this command makes uses TLS ($WEFT_TLS_CA)")
 	f.StringVar(&files.Cert, "tls-cert", os.Getenv("WEFT_TLS_CERT"),
-		"PEM certificate this process serves TLS with (control, node, gateway) and presents to servers that ask ($WEFT_TLS_CERT)")
+		"PEM certificate this process serves TLS with (control, node, gateway) and presents to servers that ask; "+
+			"a voter's must name it for Raft, with the URI SAN weft://voter/ID ($WEFT_TLS_CERT)")
 	f.StringVar(&files.Key, "tls-key", os.Getenv("WEFT_TLS_KEY"), "PEM private key of --tls-cert ($WEFT_TLS_KEY)")
 	f.StringVar(&files.ClientCA, "tls-client-ca", os.Getenv("WEFT_TLS_CLIENT_CA"),
 		"servers require client certificates signed by one of these PEM CA certificates: mutual TLS ($WEFT_TLS_CLIENT_CA)")
