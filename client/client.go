@@ -30,7 +30,7 @@ type Config struct {
 	// last one that answered and move on to the next when one is down.
 	Control []string
 	// Token is the client credential (`weft admin client add`), needed to
-	// store; reads and status are open.
+	// store; reads and status are open. WithToken overrides it per call.
 	Token string
 
 	// NodeTimeout bounds each call to a storage node, transfers included

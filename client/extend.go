@@ -48,7 +48,7 @@ func (c *Client) Extend(ctx context.Context, id crypto.BlobID, opts ExtendOption
 	if (opts.Epochs == 0) == (opts.EndEpoch == 0) {
 		return nil, fmt.Errorf("%w (got Epochs %d, EndEpoch %d)", ErrExtendOptions, opts.Epochs, opts.EndEpoch)
 	}
-	if err := c.requireToken("extend a blob"); err != nil {
+	if err := c.requireToken(ctx, "extend a blob"); err != nil {
 		return nil, err
 	}
 	st, err := c.Status(ctx, id)

@@ -25,7 +25,7 @@ func (q *Quota) Left() uint64 { return q.Total - min(q.Used, q.Total) }
 // Quota returns the quota of the client's token, including the charges of
 // this client's own writes so far.
 func (c *Client) Quota(ctx context.Context) (*Quota, error) {
-	if err := c.requireToken("read its quota"); err != nil {
+	if err := c.requireToken(ctx, "read its quota"); err != nil {
 		return nil, err
 	}
 	var resp *weftv1.GetClientResponse

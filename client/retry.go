@@ -160,18 +160,38 @@ func (c *Client) writeContext(ctx context.Context, requestID string) (context.Co
 
 // authContext adds the client credential to a call.
 func (c *Client) authContext(ctx context.Context) (context.Context, error) {
-	if err := c.requireToken("call the control plane as a client"); err != nil {
+	if err := c.requireToken(ctx, "call the control plane as a client"); err != nil {
 		return nil, err
 	}
-	return metadata.AppendToOutgoingContext(ctx, mdAuthorization, "Bearer "+c.cfg.Token), nil
+	return metadata.AppendToOutgoingContext(ctx, mdAuthorization, "Bearer "+c.token(ctx)), nil
 }
 
 // requireToken refuses, before any work, what needs a client token.
-func (c *Client) requireToken(to string) error {
-	if c.cfg.Token == "" {
-		return fmt.Errorf("client: a client token is required to %s (Config.Token)", to)
+func (c *Client) requireToken(ctx context.Context, to string) error {
+	if c.token(ctx) == "" {
+		return fmt.Errorf("client: a client token is required to %s (Config.Token or WithToken)", to)
 	}
 	return nil
+}
+
+type tokenKey struct{}
+
+// WithToken returns a context whose stores, extensions and quota reads
+// are made with token as the client credential, and charged to it,
+// instead of Config.Token. A server acting for many clients (the HTTP
+// gateway) charges each caller's writes to the caller this way, sharing
+// one Client and its connections. An empty token means none: the call is
+// refused rather than charged to Config.Token.
+func WithToken(ctx context.Context, token string) context.Context {
+	return context.WithValue(ctx, tokenKey{}, token)
+}
+
+// token is the credential calls with ctx are made with.
+func (c *Client) token(ctx context.Context) string {
+	if t, ok := ctx.Value(tokenKey{}).(string); ok {
+		return t
+	}
+	return c.cfg.Token
 }
 
 func newRequestID() string {

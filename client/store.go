@@ -62,7 +62,7 @@ func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (cry
 	if epochs == 0 {
 		epochs = DefaultEpochs
 	}
-	if err := c.requireToken("store"); err != nil {
+	if err := c.requireToken(ctx, "store"); err != nil {
 		return crypto.BlobID{}, nil, err
 	}
 

@@ -9,8 +9,8 @@
 // The harness initializes the network as an operator would: it generates
 // the nodes' keys into a directory the containers mount, starts the voters
 // and the nodes (which register themselves), stakes the nodes, advances to
-// epoch 1, issues a client token with `weft admin client add` and starts
-// the gateway with it. Operator commands run in a voter's container
+// epoch 1, issues a client token with `weft admin client add` (its PUTs
+// through the gateway send it) and starts the gateway. Operator commands run in a voter's container
 // (`docker exec … /weft admin …`); blobs go through the gateway's published
 // port; a node's storage API is reached through its published port to ask
 // for its confirmation of a blob (it signs only over slivers on its disk).
@@ -75,6 +75,7 @@ type cluster struct {
 	env      []string
 	ids      map[string]string // service → container ID
 	gateway  string            // host:port of the published gateway
+	token    string            // the client token PUTs through the gateway are charged to
 	http     *http.Client
 
 	mu     sync.Mutex
@@ -499,7 +500,7 @@ func startCluster(t *testing.T) *cluster {
 	if err != nil || json.Unmarshal([]byte(out), &added) != nil || added.Token == "" {
 		c.fatalf(nil, "client add: %v\n%s", err, out)
 	}
-	c.env = append(c.env, "WEFT_CLIENT_TOKEN="+added.Token) // the last one wins
+	c.token = added.Token
 	if out, err := c.compose(2*time.Minute, "up", "-d", "--no-color", "gateway"); err != nil {
 		c.fatalf(nil, "docker-compose up gateway: %v\n%s", err, out)
 	}
@@ -1112,6 +1113,7 @@ func (c *cluster) put(blob []byte, d time.Duration) (clusterStoreResponse, error
 			cancel()
 			return r, err
 		}
+		req.Header.Set("Authorization", "Bearer "+c.token) // the gateway charges the caller
 		resp, err := c.http.Do(req)
 		var body []byte
 		if err == nil {

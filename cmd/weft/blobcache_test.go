@@ -118,3 +118,52 @@ func TestBlobCacheBounds(t *testing.T) {
 		t.Fatal("a cache of size 0 kept a blob")
 	}
 }
+
+// A shared read goes on while anyone waits for it and is cancelled when
+// the last waiter leaves; a later load starts a read of its own rather
+// than joining the cancelled one.
+func TestBlobCacheCancelsAbandonedReads(t *testing.T) {
+	c := newBlobCache(1 << 20)
+	id := crypto.BlobID{9}
+	started, cancelled := make(chan struct{}, 2), make(chan struct{}, 2)
+	read := func(ctx context.Context) ([]byte, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		cancelled <- struct{}{}
+		return nil, ctx.Err()
+	}
+	var leaves []context.CancelFunc
+	errs := make(chan error, 2)
+	for range 2 {
+		ctx, leave := context.WithCancel(context.Background())
+		leaves = append(leaves, leave)
+		go func() { _, _, err := c.load(ctx, id, read); errs <- err }()
+	}
+	<-started
+	time.Sleep(50 * time.Millisecond) // both callers wait on the one read
+	leaves[0]()
+	if err := <-errs; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the caller that left: %v", err)
+	}
+	select {
+	case <-cancelled:
+		t.Fatal("the read was cancelled while a caller still waited for it")
+	case <-time.After(100 * time.Millisecond):
+	}
+	leaves[1]()
+	if err := <-errs; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the last caller: %v", err)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the read went on after every caller left")
+	}
+	b, _, err := c.load(context.Background(), id, func(context.Context) ([]byte, error) { return []byte("fresh"), nil })
+	if err != nil || string(b) != "fresh" {
+		t.Fatalf("a load after the cancelled read: %q, %v", b, err)
+	}
+	if len(started) != 0 {
+		t.Fatal("the cancelled read was started twice")
+	}
+}

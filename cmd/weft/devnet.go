@@ -362,8 +362,7 @@ func (d *devnetRun) startGateway(ctx context.Context) error {
 		d.ready.Gateway = "https://" + addr
 	}
 	if _, err := d.start(devnetProcess{Role: "gateway", ID: "gateway", Address: addr, Log: filepath.Join(d.dir, "gateway.log"),
-		Args: []string{"gateway", "--listen", addr, "--control", strings.Join(d.ready.Control, ",")}},
-		"WEFT_TOKEN="+d.ready.ClientToken); err != nil {
+		Args: []string{"gateway", "--listen", addr, "--control", strings.Join(d.ready.Control, ",")}}); err != nil {
 		return err
 	}
 	for {
@@ -392,7 +391,7 @@ func (d *devnetRun) print(cmd *cobra.Command) {
 	}
 	fmt.Fprintf(out, "client token (weft store --token …):   %s\n", d.ready.ClientToken)
 	fmt.Fprintf(out, "operator token (weft admin --token …): %s\n", d.ready.OperatorToken)
-	fmt.Fprintf(out, "gateway: %s/v1/blobs\n", d.ready.Gateway)
+	fmt.Fprintf(out, "gateway: %s/v1/blobs (PUT with Authorization: Bearer CLIENT_TOKEN)\n", d.ready.Gateway)
 }
 
 // stopAll stops every process the ready file lists (children and those
@@ -501,8 +500,6 @@ func newDevnetRestartCommand() *cobra.Command {
 				switch p.Role {
 				case "control":
 					env = append(env, "WEFT_TOKEN="+r.OperatorToken)
-				case "gateway":
-					env = append(env, "WEFT_TOKEN="+r.ClientToken)
 				}
 				c.Env, c.Stdout, c.Stderr = env, log, log
 				c.SysProcAttr = detached() // outlives this command; devnet stops it

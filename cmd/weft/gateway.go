@@ -40,13 +40,32 @@ const (
 	// defaultGatewayCache keeps a few hundred MB of popular blobs: each
 	// GET of one that is not kept costs a fetch, a decode and a re-encode.
 	defaultGatewayCache int64 = 256 << 20
+	// defaultGatewayMaxInflight bounds the requests served at once. Each
+	// PUT or GET of a blob not cached holds it whole, and ~5× that while
+	// coding it, so memory is bounded by about this × 5 × --max-blob-size
+	// (plus the cache): lower it for large blobs on a small machine.
+	defaultGatewayMaxInflight = 64
+	// The default timeouts. A PUT's body may take --read-timeout: 10
+	// minutes uploads a 1 GiB blob at 2 MB/s. An answer may take
+	// --write-timeout from when the gateway starts on it, the network read
+	// or store included (a PUT: both, from its first byte).
+	defaultGatewayReadTimeout       = 10 * time.Minute
+	defaultGatewayWriteTimeout      = 10 * time.Minute
+	defaultGatewayReadHeaderTimeout = 10 * time.Second
+	defaultGatewayIdleTimeout       = 2 * time.Minute
+	// gatewayBusyRetryAfter is the Retry-After, in seconds, of a 429: a
+	// slot frees as soon as any request in flight ends.
+	gatewayBusyRetryAfter = "1"
 	// gatewayRetryAfter is the Retry-After, in seconds, sent with a 503:
 	// long enough for a restarting node or a control-plane election, short
 	// enough that a client does not give up on a blob that comes back.
 	gatewayRetryAfter = "5"
-	// statusClientClosed is recorded (nginx's convention) when the caller
-	// went away before the answer: it is never seen by anyone but the log
-	// and the metrics, and keeps those apart from the gateway's own errors.
+	// statusClientClosed (nginx's convention) answers a request whose
+	// caller went away, or half-closed its connection (net/http cannot
+	// tell the two apart), before the answer was ready: it keeps the log
+	// and the metrics apart from the gateway's own errors, and is written
+	// like any other status — a handler that wrote none would have
+	// net/http send an empty 200.
 	statusClientClosed = 499
 	// maxRequestEpochs bounds ?epochs= so that the end epoch the SDK
 	// computes (current + epochs) cannot overflow.
@@ -61,15 +80,20 @@ type gatewayConfig struct {
 	MaxBlobSize int64
 	// Epochs is a stored blob's lifetime unless the PUT says ?epochs=N.
 	Epochs uint64
-	// CanStore is false when the gateway has no client credential: PUT is
-	// then refused (403) before any of the body is read.
-	CanStore bool
-	Logger   *slog.Logger
+	Logger *slog.Logger
 	// Metrics, if set, receives the gateway's Prometheus metrics.
 	Metrics prometheus.Registerer
 	// CacheSize bounds the bytes of recently read blobs kept for later
 	// GETs (0: none).
 	CacheSize int64
+	// MaxInflight bounds the requests served at once; more are answered
+	// 429 at once, their bodies unread (0: defaultGatewayMaxInflight).
+	MaxInflight int
+	// ReadTimeout bounds the reading of a PUT's body (0: none; the
+	// http.Server's own ReadTimeout should be the same). WriteTimeout
+	// bounds each answer from when the gateway starts on it; a PUT gets
+	// ReadTimeout + WriteTimeout in all (0: none).
+	ReadTimeout, WriteTimeout time.Duration
 }
 
 // gateway is the HTTP face of the Go SDK (DESIGN §8) for non-Go users.
@@ -79,6 +103,7 @@ type gateway struct {
 	mux     *http.ServeMux
 	cache   *blobCache
 	metrics *gatewayMetrics // nil when not configured
+	slots   chan struct{}   // one per request in flight
 }
 
 func newGateway(cl *client.Client, cfg gatewayConfig) (*gateway, error) {
@@ -94,7 +119,13 @@ func newGateway(cl *client.Client, cfg gatewayConfig) (*gateway, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	g := &gateway{cl: cl, cfg: cfg, mux: http.NewServeMux(), cache: newBlobCache(cfg.CacheSize)}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = defaultGatewayMaxInflight
+	}
+	g := &gateway{
+		cl: cl, cfg: cfg, mux: http.NewServeMux(), cache: newBlobCache(cfg.CacheSize),
+		slots: make(chan struct{}, cfg.MaxInflight),
+	}
 	if cfg.Metrics != nil {
 		m, err := newGatewayMetrics(cfg.Metrics, g.cache)
 		if err != nil {
@@ -124,8 +155,53 @@ func newGateway(cl *client.Client, cfg gatewayConfig) (*gateway, error) {
 func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &recordingWriter{ResponseWriter: w, status: http.StatusOK}
-	g.mux.ServeHTTP(rec, r)
-	elapsed := time.Since(start)
+	g.serve(rec, r)
+	if !rec.wroteHeader {
+		// Every path answers explicitly; were one to forget, net/http
+		// would send an empty 200, which a PUT's caller takes for success.
+		writeError(rec, r, http.StatusInternalServerError, errors.New("the gateway wrote no answer (a bug)"))
+	}
+	g.log(rec, r, time.Since(start))
+}
+
+// serve answers one request if a slot is free, and 429 if none is.
+func (g *gateway) serve(w http.ResponseWriter, r *http.Request) {
+	select {
+	case g.slots <- struct{}{}:
+		defer func() { <-g.slots }()
+	default:
+		// The body is not read: closing the connection afterwards spares
+		// the server draining it.
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", gatewayBusyRetryAfter)
+		writeError(w, r, http.StatusTooManyRequests, fmt.Errorf("the gateway serves %d requests at once (--max-inflight) and is busy; try again after Retry-After", g.cfg.MaxInflight))
+		return
+	}
+	g.setDeadlines(w, r)
+	g.mux.ServeHTTP(w, r)
+}
+
+// setDeadlines bounds how long the answer may take. The server's own
+// ReadTimeout stays on the connection after a request is read, where the
+// read that watches for the caller hanging up would hit it and cancel a
+// request still being served: a request without a body has nothing more
+// to read, so its read deadline is lifted (a PUT's once its body is in).
+func (g *gateway) setDeadlines(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	if g.cfg.WriteTimeout > 0 {
+		d := g.cfg.WriteTimeout
+		if r.Method == http.MethodPut {
+			d += g.cfg.ReadTimeout // the body first, then the store
+		}
+		_ = rc.SetWriteDeadline(time.Now().Add(d)) // not supported: no deadline
+	}
+	if r.ContentLength == 0 {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+}
+
+// log writes the request log line and counts the request in the metrics.
+func (g *gateway) log(rec *recordingWriter, r *http.Request, elapsed time.Duration) {
 	// ServeMux has set r.Pattern by now: a route label of bounded
 	// cardinality, unlike the path with its blob ID.
 	route := r.Pattern
@@ -237,60 +313,54 @@ type errorResponse struct {
 
 // countingReader counts the body bytes read and keeps the first read
 // error, so that a failed store can be blamed on the request body (413,
-// 400) without depending on how the SDK wraps it.
+// 408, 400) without depending on how the SDK wraps it. atEOF, if set, is
+// called once the whole body is in.
 type countingReader struct {
-	r   io.Reader
-	n   int64
-	err error
+	r     io.Reader
+	n     int64
+	err   error
+	atEOF func()
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if err == io.EOF && c.atEOF != nil {
+		c.atEOF()
+		c.atEOF = nil
+	}
 	if err != nil && err != io.EOF && c.err == nil {
 		c.err = err
 	}
 	return n, err
 }
 
-// putBlob stores the request body. The SDK reads the whole body before it
-// registers anything, so a body that is too large or cut short changes
-// nothing at the control plane.
+// putBlob stores the request body, charged to the caller's own client
+// token. The token is checked with the control plane before any of the
+// body is read, and the SDK reads the whole body before it registers
+// anything, so a body that is too large or cut short changes nothing.
 func (g *gateway) putBlob(w http.ResponseWriter, r *http.Request) {
-	if !g.cfg.CanStore {
-		writeError(w, r, http.StatusForbidden, errReadOnly)
+	token, ok := bearerToken(w, r)
+	if !ok {
 		return
 	}
-	epochs := g.cfg.Epochs
-	if q := r.URL.Query(); q.Has("epochs") {
-		var err error
-		if epochs, err = queryCount(q, "epochs", maxRequestEpochs); err != nil {
-			writeError(w, r, http.StatusBadRequest, err)
-			return
-		}
-	}
-	// A declared length over the limit is refused before any byte is
-	// read (a client sending Expect: 100-continue never uploads it).
-	if r.ContentLength > g.cfg.MaxBlobSize {
-		writeError(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("the blob has %d bytes, this gateway stores at most %d", r.ContentLength, g.cfg.MaxBlobSize))
+	epochs, ok := g.putParams(w, r)
+	if !ok {
 		return
 	}
-	body := &countingReader{r: http.MaxBytesReader(baseWriter(w), r.Body, g.cfg.MaxBlobSize)}
+	ctx, cancel := g.writeContext(r, token, g.putTimeout())
+	defer cancel()
+	if !g.authorize(ctx, w, r) {
+		return
+	}
+	body := g.putBody(w, r)
 	var stats client.StoreStats
-	id, cert, err := g.cl.Store(r.Context(), body, client.StoreOptions{Epochs: epochs, Stats: &stats})
+	id, cert, err := g.cl.Store(ctx, body, client.StoreOptions{Epochs: epochs, Stats: &stats})
 	if rec := recorderOf(w); rec != nil {
 		rec.bodyRead = body.n
 	}
 	if err != nil {
-		code := g.storeErrorStatus(r, body, err)
-		if body.err != nil {
-			// The body, not the network, is what failed.
-			err = fmt.Errorf("reading the request body: %w", body.err)
-		}
-		if code == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", gatewayRetryAfter)
-		}
-		writeErrorID(w, r, code, err, id)
+		g.storeFailed(w, r, body, id, err)
 		return
 	}
 	raw, err := cert.MarshalBinary()
@@ -312,29 +382,88 @@ func (g *gateway) putBlob(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// putParams reads ?epochs= and refuses a declared length over the limit,
+// before any byte of the body is read (a client sending Expect:
+// 100-continue never uploads it).
+func (g *gateway) putParams(w http.ResponseWriter, r *http.Request) (epochs uint64, ok bool) {
+	epochs = g.cfg.Epochs
+	if q := r.URL.Query(); q.Has("epochs") {
+		var err error
+		if epochs, err = queryCount(q, "epochs", maxRequestEpochs); err != nil {
+			refuseBody(w, r)
+			writeError(w, r, http.StatusBadRequest, err)
+			return 0, false
+		}
+	}
+	if r.ContentLength > g.cfg.MaxBlobSize {
+		refuseBody(w, r)
+		writeError(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("the blob has %d bytes, this gateway stores at most %d", r.ContentLength, g.cfg.MaxBlobSize))
+		return 0, false
+	}
+	return epochs, true
+}
+
+// putTimeout bounds a whole PUT: its body, then the store (0: none).
+func (g *gateway) putTimeout() time.Duration {
+	if g.cfg.ReadTimeout <= 0 || g.cfg.WriteTimeout <= 0 {
+		return 0
+	}
+	return g.cfg.ReadTimeout + g.cfg.WriteTimeout
+}
+
+// putBody is the PUT's body, at most MaxBlobSize bytes. Once it is all in,
+// the read deadline (--read-timeout) is lifted: the store that follows
+// may outlast it, and net/http's read that watches for the caller hanging
+// up would hit it.
+func (g *gateway) putBody(w http.ResponseWriter, r *http.Request) *countingReader {
+	rc := http.NewResponseController(w)
+	return &countingReader{
+		r:     http.MaxBytesReader(baseWriter(w), r.Body, g.cfg.MaxBlobSize),
+		atEOF: func() { _ = rc.SetReadDeadline(time.Time{}) },
+	}
+}
+
+// storeFailed answers a failed store, always with a status of its own:
+// nothing was stored, and no 2xx may say otherwise.
+func (g *gateway) storeFailed(w http.ResponseWriter, r *http.Request, body *countingReader, id crypto.BlobID, err error) {
+	code := storeErrorStatus(body, err)
+	if body.err != nil {
+		// The body, not the network, is what failed.
+		err = fmt.Errorf("reading the request body (%d bytes in): %w", body.n, body.err)
+	}
+	switch code {
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", gatewayRetryAfter)
+	case http.StatusRequestTimeout:
+		w.Header().Set("Connection", "close")
+	}
+	writeErrorID(w, r, code, err, id)
+}
+
 // storeErrorStatus maps a failed store to an HTTP status.
-func (g *gateway) storeErrorStatus(r *http.Request, body *countingReader, err error) int {
+func storeErrorStatus(body *countingReader, err error) int {
 	var tooBig *http.MaxBytesError
 	var quorum *client.QuorumError
+	var netErr net.Error
 	switch {
 	case errors.As(body.err, &tooBig), errors.Is(err, client.ErrBlobTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.As(body.err, &netErr) && netErr.Timeout():
+		// Not all of it within --read-timeout.
+		return http.StatusRequestTimeout
 	case body.err != nil:
-		if r.Context().Err() != nil {
-			return statusClientClosed
-		}
+		// Cut short (fewer bytes than Content-Length, or no last chunk),
+		// or the connection broke: nothing was registered.
 		return http.StatusBadRequest
-	case r.Context().Err() != nil:
-		return statusClientClosed
 	case errors.Is(err, client.ErrInvalidBlob), errors.Is(err, client.ErrExpired):
 		// The registry changed under the store (the content was found
 		// invalid, or expired, meanwhile).
 		return http.StatusConflict
 	case errors.As(err, &quorum):
 		return http.StatusServiceUnavailable
-	case credentialRefused(err) != 0:
+	case callerRefused(err) != 0:
 		// (Nodes' answers are inside a QuorumError, matched above.)
-		return credentialRefused(err)
+		return callerRefused(err)
 	case hasCode(err, codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.FailedPrecondition),
 		errors.Is(err, context.DeadlineExceeded):
 		// Unreachable control plane or nodes, or an epoch change that
@@ -342,6 +471,66 @@ func (g *gateway) storeErrorStatus(r *http.Request, body *countingReader, err er
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusBadGateway
+}
+
+// bearerToken is the caller's client token, from "Authorization: Bearer
+// <token>". Without one the answer is 401 with the challenge RFC 6750
+// asks for: the gateway spends no quota but its callers' own.
+func bearerToken(w http.ResponseWriter, r *http.Request) (string, bool) {
+	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	token = strings.TrimSpace(token)
+	if strings.EqualFold(scheme, "Bearer") && token != "" {
+		return token, true
+	}
+	refuseBody(w, r)
+	w.Header().Set("WWW-Authenticate", `Bearer realm="weft"`)
+	writeError(w, r, http.StatusUnauthorized, errors.New("a client token is required: send Authorization: Bearer <token> (weft admin client add); stores and extensions are charged to it"))
+	return "", false
+}
+
+// writeContext is the context of a write charged to token. It is not
+// cancelled when the caller hangs up: a request that arrived whole is
+// carried out (net/http cannot tell a half-closed connection, whose
+// caller still waits for the answer, from a closed one), its caller's
+// quota pays for it, and the same request again finds it done. timeout
+// bounds it instead (0: the SDK's own timeouts only).
+func (g *gateway) writeContext(r *http.Request, token string, timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx := client.WithToken(context.WithoutCancel(r.Context()), token)
+	if timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, timeout)
+}
+
+// authorize asks the control plane whether ctx's token is a client's
+// before a PUT's body is read, so that a stranger cannot make the gateway
+// hold and encode a blob that registration then refuses: 403 if not.
+func (g *gateway) authorize(ctx context.Context, w http.ResponseWriter, r *http.Request) bool {
+	_, err := g.cl.Quota(ctx)
+	if err == nil {
+		return true
+	}
+	refuseBody(w, r)
+	code := callerRefused(err)
+	switch {
+	case code == http.StatusForbidden:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="weft", error="invalid_token"`)
+	case code == 0:
+		code = errorStatus(err)
+		if code == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", gatewayRetryAfter)
+		}
+	}
+	writeError(w, r, code, fmt.Errorf("checking the client token: %w", err))
+	return false
+}
+
+// refuseBody closes the connection after an answer given without reading
+// the request's body, rather than have the server drain (or wait for) it.
+func refuseBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // getBlob serves a blob's bytes, or (HEAD) only its headers.
@@ -447,19 +636,19 @@ type extendResponse struct {
 	BlobID           string `json:"blob_id"`
 	PreviousEndEpoch uint64 `json:"previous_end_epoch"`
 	EndEpoch         uint64 `json:"end_epoch"` // the blob lives through end_epoch−1
-	Charged          uint64 `json:"charged"`   // the gateway's quota drawn: encoded bytes × epochs added
+	Charged          uint64 `json:"charged"`   // the caller's quota drawn: encoded bytes × epochs added
 }
 
-// extendBlob extends a blob's lifetime, charged to the gateway's client
-// quota: ?epochs=N adds N epochs to its end, ?end_epoch=E makes it live
+// extendBlob extends a blob's lifetime, charged to the caller's own client
+// token: ?epochs=N adds N epochs to its end, ?end_epoch=E makes it live
 // at least until E.
 func (g *gateway) extendBlob(w http.ResponseWriter, r *http.Request) {
-	id, ok := blobIDParam(w, r)
+	token, ok := bearerToken(w, r)
 	if !ok {
 		return
 	}
-	if !g.cfg.CanStore {
-		writeError(w, r, http.StatusForbidden, errReadOnly)
+	id, ok := blobIDParam(w, r)
+	if !ok {
 		return
 	}
 	opts, err := extendParams(r)
@@ -467,12 +656,17 @@ func (g *gateway) extendBlob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusBadRequest, err)
 		return
 	}
-	ext, err := g.cl.Extend(r.Context(), id, opts)
+	ctx, cancel := g.writeContext(r, token, g.cfg.WriteTimeout)
+	defer cancel()
+	if !g.authorize(ctx, w, r) {
+		return
+	}
+	ext, err := g.cl.Extend(ctx, id, opts)
 	if err != nil {
-		code := readErrorStatus(r, err)
+		code := errorStatus(err)
 		switch {
-		case credentialRefused(err) != 0:
-			code = credentialRefused(err)
+		case callerRefused(err) != 0:
+			code = callerRefused(err)
 		case hasCode(err, codes.InvalidArgument):
 			code = http.StatusConflict // another extension moved the end epoch meanwhile
 		}
@@ -514,17 +708,13 @@ func queryCount(q url.Values, name string, limit uint64) (uint64, error) {
 	return n, nil
 }
 
-// errReadOnly answers a write to a gateway without a client credential.
-var errReadOnly = errors.New("this gateway has no client credential and serves reads only")
-
-// credentialRefused maps the control plane's refusals of the gateway's own
-// client credential, for stores and extensions alike: its quota (bytes ×
-// epochs) is used up (507), or the credential itself was refused — the
-// operator's problem, not the caller's (500). 0: neither.
-func credentialRefused(err error) int {
+// callerRefused maps the control plane's refusals of the caller's client
+// token, for stores and extensions alike: the token is no client's (403),
+// or its quota (bytes × epochs) is used up (507). 0: neither.
+func callerRefused(err error) int {
 	switch {
 	case hasCode(err, codes.Unauthenticated, codes.PermissionDenied):
-		return http.StatusInternalServerError
+		return http.StatusForbidden
 	case hasCode(err, codes.ResourceExhausted):
 		return http.StatusInsufficientStorage
 	}
@@ -556,11 +746,18 @@ func writeReadError(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, r, code, err)
 }
 
-// readErrorStatus maps a failed read to an HTTP status.
+// readErrorStatus maps a failed read to an HTTP status: 499 if the caller
+// went away first (its context is what failed the read).
 func readErrorStatus(r *http.Request, err error) int {
-	switch {
-	case r.Context().Err() != nil:
+	if r.Context().Err() != nil {
 		return statusClientClosed
+	}
+	return errorStatus(err)
+}
+
+// errorStatus maps the SDK's error to an HTTP status.
+func errorStatus(err error) int {
+	switch {
 	case errors.Is(err, client.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, client.ErrInvalidBlob), errors.Is(err, client.ErrExpired), errors.Is(err, client.ErrInconsistentBlob):
@@ -661,13 +858,8 @@ func writeErrorID(w http.ResponseWriter, r *http.Request, code int, err error, i
 	if rec := recorderOf(w); rec != nil {
 		rec.err = err
 	}
-	if code == statusClientClosed {
-		// Nobody is listening; record the status for the log only.
-		if rec := recorderOf(w); rec != nil {
-			rec.status, rec.wroteHeader = code, true
-		}
-		return
-	}
+	// 499 too is written: a caller that only half-closed its connection
+	// still reads it, and would otherwise get an empty 200.
 	resp := errorResponse{Error: err.Error()}
 	if id != (crypto.BlobID{}) {
 		resp.BlobID = id.String()
@@ -746,32 +938,40 @@ func (m *gatewayMetrics) observe(route, method string, code int, d time.Duration
 type gatewayOptions struct {
 	listen          string
 	control         []string
-	token, file     string
+	token, file     string // deprecated, unused: callers send their own
 	maxBlobSize     int64
 	cacheSize       int64
 	epochs          uint64
 	metricsAddr     string
 	shutdownTimeout time.Duration
+	maxInflight     int
+	readTimeout     time.Duration
+	writeTimeout    time.Duration
+	headerTimeout   time.Duration
+	idleTimeout     time.Duration
 }
 
-// storeToken is the client credential, from a flag, a file or WEFT_TOKEN;
-// "" (a read-only gateway) when none is given.
-func (o *gatewayOptions) storeToken() (string, error) {
+// check refuses flag values the gateway cannot run with.
+func (o *gatewayOptions) check() error {
 	switch {
-	case o.token != "":
-		return o.token, nil
-	case o.file != "":
-		b, err := os.ReadFile(o.file)
-		if err != nil {
-			return "", err
-		}
-		t := strings.TrimSpace(string(b))
-		if t == "" {
-			return "", fmt.Errorf("token file %s is empty", o.file)
-		}
-		return t, nil
+	case o.maxBlobSize <= 0:
+		return fmt.Errorf("--max-blob-size must be positive, got %d", o.maxBlobSize)
+	case o.epochs == 0:
+		return errors.New("--epochs must be at least 1")
+	case o.cacheSize < 0:
+		return fmt.Errorf("--cache-size must be 0 or more, got %d", o.cacheSize)
+	case o.maxInflight < 1:
+		return fmt.Errorf("--max-inflight must be at least 1, got %d", o.maxInflight)
 	}
-	return os.Getenv("WEFT_TOKEN"), nil
+	for name, d := range map[string]time.Duration{
+		"--read-timeout": o.readTimeout, "--write-timeout": o.writeTimeout,
+		"--read-header-timeout": o.headerTimeout, "--idle-timeout": o.idleTimeout,
+	} {
+		if d <= 0 {
+			return fmt.Errorf("%s must be positive, got %v", name, d)
+		}
+	}
+	return nil
 }
 
 func newGatewayCommand() *cobra.Command {
@@ -787,8 +987,13 @@ func newGatewayCommand() *cobra.Command {
 			"and answers its blob ID and availability certificate; GET /v1/blobs/{id} answers the\n" +
 			"blob's bytes once they have passed the consistent-read check; GET /v1/blobs/{id}/status\n" +
 			"answers its registry entry; POST /v1/blobs/{id}/extend?epochs=N (or ?end_epoch=E)\n" +
-			"extends its lifetime. Stores and extensions are charged to the client credential\n" +
-			"(--token, --token-file or $WEFT_TOKEN); without one the gateway serves reads only.",
+			"extends its lifetime. A PUT or extend must carry the caller's own client token\n" +
+			"(Authorization: Bearer <token>, from `weft admin client add`) and is charged to it:\n" +
+			"401 without one, 403 if the control plane refuses it. Reads need no token.\n" +
+			"Past --max-inflight requests at once the gateway answers 429 with Retry-After;\n" +
+			"a PUT's body must arrive within --read-timeout, and every answer within\n" +
+			"--write-timeout of the gateway starting on it (a PUT: --read-timeout + --write-timeout\n" +
+			"in all). A PUT or extend that arrived whole is carried out even if its caller hangs up.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -799,25 +1004,26 @@ func newGatewayCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve HTTP on")
 	f.StringSliceVar(&o.control, "control", control, "gRPC addresses of control-plane voters ($WEFT_CONTROL, comma-separated)")
-	f.StringVar(&o.token, "token", "", "client token that stores are charged to (or --token-file, or $WEFT_TOKEN); none: reads only")
-	f.StringVar(&o.file, "token-file", "", "file holding the client token")
+	f.StringVar(&o.token, "token", "", "unused: a PUT or extend is charged to the caller's own token (Authorization: Bearer)")
+	f.StringVar(&o.file, "token-file", "", "unused, as --token")
+	_ = f.MarkDeprecated("token", "the gateway no longer stores with a token of its own: callers send theirs (Authorization: Bearer <token>)")
+	_ = f.MarkDeprecated("token-file", "the gateway no longer stores with a token of its own: callers send theirs (Authorization: Bearer <token>)")
 	f.Int64Var(&o.maxBlobSize, "max-blob-size", defaultGatewayMaxBlob, "largest blob stored or served, in bytes (each is held in memory whole)")
 	f.Uint64Var(&o.epochs, "epochs", client.DefaultEpochs, "lifetime in epochs of a stored blob (a PUT may ask for another with ?epochs=N)")
 	f.Int64Var(&o.cacheSize, "cache-size", defaultGatewayCache, "bytes of recently read blobs kept in memory for later GETs (0: none; a blob over a quarter of it is not kept)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, https:// when the gateway serves HTTPS (empty: off)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long requests in flight may take to finish")
+	f.IntVar(&o.maxInflight, "max-inflight", defaultGatewayMaxInflight, "requests served at once; more get 429 with Retry-After (memory: about this × 5 × --max-blob-size, plus the cache)")
+	f.DurationVar(&o.readTimeout, "read-timeout", defaultGatewayReadTimeout, "time a request, a PUT's whole body included, may take to arrive (size it for the largest blob at the slowest caller's rate)")
+	f.DurationVar(&o.writeTimeout, "write-timeout", defaultGatewayWriteTimeout, "time an answer may take from when the gateway starts on it: the read or store and the sending (a PUT gets --read-timeout + this in all)")
+	f.DurationVar(&o.headerTimeout, "read-header-timeout", defaultGatewayReadHeaderTimeout, "time a request's headers may take to arrive")
+	f.DurationVar(&o.idleTimeout, "idle-timeout", defaultGatewayIdleTimeout, "time a keep-alive connection may wait for its next request")
 	return cmd
 }
 
 func runGateway(ctx context.Context, o gatewayOptions) error {
-	if o.maxBlobSize <= 0 {
-		return fmt.Errorf("--max-blob-size must be positive, got %d", o.maxBlobSize)
-	}
-	if o.epochs == 0 {
-		return errors.New("--epochs must be at least 1")
-	}
-	if o.cacheSize < 0 {
-		return fmt.Errorf("--cache-size must be 0 or more, got %d", o.cacheSize)
+	if err := o.check(); err != nil {
+		return err
 	}
 	var control []string
 	for _, a := range o.control {
@@ -828,17 +1034,15 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	if len(control) == 0 {
 		return errors.New("--control (or $WEFT_CONTROL) must name at least one control-plane voter")
 	}
-	token, err := o.storeToken()
-	if err != nil {
-		return err
-	}
 	log := slog.Default().With("component", "gateway")
 	creds, err := dialCredentials(ctx)
 	if err != nil {
 		return err
 	}
+	// No Token: every write names its caller's (client.WithToken), and
+	// one that did not would be refused rather than charged to anyone.
 	cl, err := client.New(client.Config{
-		Control: control, Token: token, MaxBlobLength: uint64(o.maxBlobSize), Logger: log,
+		Control: control, MaxBlobLength: uint64(o.maxBlobSize), Logger: log,
 		DialOptions: []grpc.DialOption{creds},
 	})
 	if err != nil {
@@ -851,7 +1055,10 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	cfg := gatewayConfig{MaxBlobSize: o.maxBlobSize, Epochs: o.epochs, CanStore: token != "", Logger: log, CacheSize: o.cacheSize}
+	cfg := gatewayConfig{
+		MaxBlobSize: o.maxBlobSize, Epochs: o.epochs, Logger: log, CacheSize: o.cacheSize,
+		MaxInflight: o.maxInflight, ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout,
+	}
 	if reg != nil {
 		// Only a non-nil registry: a nil *Registry in the interface
 		// would not compare equal to nil.
@@ -868,12 +1075,14 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	}
 	srv := &http.Server{
 		Handler: g,
-		// Headers are small and come at once; the body of a large PUT
-		// and the spooled answer of a large GET may take long, so only
-		// a slowloris-style stall on headers is cut off, and idle
-		// keep-alive connections are reaped.
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		// Headers are small and come at once; a PUT's body gets
+		// --read-timeout, so a trickled one is cut off rather than hold
+		// a connection (and a --max-inflight slot) for good. The write
+		// deadline is the handler's (setDeadlines): a PUT's answer
+		// comes after its body and the store.
+		ReadHeaderTimeout: o.headerTimeout,
+		ReadTimeout:       o.readTimeout,
+		IdleTimeout:       o.idleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		// Requests in flight get their own context, cancelled only when
 		// the caller goes away, so Shutdown lets them finish.
@@ -899,10 +1108,8 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		}
 		defer metrics.Close() // after the requests in flight (Shutdown below)
 	}
-	if token == "" {
-		log.Warn("no client token (--token, --token-file or $WEFT_TOKEN): serving reads only, PUT answers 403")
-	}
-	log.Info("gateway listening", "addr", lis.Addr().String(), "control", control, "max_blob_size", o.maxBlobSize, "epochs", o.epochs)
+	log.Info("gateway listening", "addr", lis.Addr().String(), "control", control, "max_blob_size", o.maxBlobSize, "epochs", o.epochs,
+		"max_inflight", o.maxInflight, "read_timeout", o.readTimeout, "write_timeout", o.writeTimeout)
 
 	var serveErr error
 	select {

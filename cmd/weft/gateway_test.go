@@ -1,19 +1,25 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -82,9 +88,13 @@ func gwWant(t *testing.T, resp *http.Response, body []byte, code int) {
 	}
 }
 
-func gwPut(t *testing.T, base string, blob []byte, wantCode int) storeResponse {
+// bearer is the header pair that sends a client token.
+func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
+
+// gwPut stores blob through the gateway, charged to token.
+func gwPut(t *testing.T, base, token string, blob []byte, wantCode int) storeResponse {
 	t.Helper()
-	resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(blob))
+	resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(blob), bearer(token)...)
 	gwWant(t, resp, body, wantCode)
 	var sr storeResponse
 	if err := json.Unmarshal(body, &sr); err != nil {
@@ -169,7 +179,7 @@ func TestGateway(t *testing.T) {
 	newClient := func(token string) *client.Client { return gwClient(t, nw, token) }
 	cl := newClient(nw.ClientToken)
 	reg := prometheus.NewRegistry()
-	g, err := newGateway(cl, gatewayConfig{MaxBlobSize: gwMaxBlob, Epochs: gwEpochs, CanStore: true, Metrics: reg})
+	g, err := newGateway(cl, gatewayConfig{MaxBlobSize: gwMaxBlob, Epochs: gwEpochs, Metrics: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +191,7 @@ func TestGateway(t *testing.T) {
 	t.Run("round trip", func(t *testing.T) {
 		for _, size := range []int{0, 1, 10_000, gwMaxBlob} {
 			blob := randomBlob(t, size)
-			sr := gwPut(t, base, blob, http.StatusCreated)
+			sr := gwPut(t, base, nw.ClientToken, blob, http.StatusCreated)
 			id, err := crypto.ParseBlobID(sr.BlobID)
 			if err != nil {
 				t.Fatalf("blob_id %q: %v", sr.BlobID, err)
@@ -218,7 +228,7 @@ func TestGateway(t *testing.T) {
 			stored[sr.BlobID] = blob
 
 			// The same bytes again: nothing new, the same certificate.
-			again := gwPut(t, base, blob, http.StatusOK)
+			again := gwPut(t, base, nw.ClientToken, blob, http.StatusOK)
 			if again.BlobID != sr.BlobID || again.Certificate != sr.Certificate {
 				t.Fatalf("second store of the same bytes answered %+v, first %+v", again, sr)
 			}
@@ -233,7 +243,7 @@ func TestGateway(t *testing.T) {
 	})
 
 	blob := randomBlob(t, 5000)
-	sr := gwPut(t, base, blob, http.StatusCreated)
+	sr := gwPut(t, base, nw.ClientToken, blob, http.StatusCreated)
 	blobURL := base + "/v1/blobs/" + sr.BlobID
 	unknown := crypto.BlobID{1, 2, 3}.String()
 
@@ -277,19 +287,19 @@ func TestGateway(t *testing.T) {
 				resp, body := gwDo(t, http.MethodGet, base+"/v1/blobs/"+bad+suffix, nil)
 				gwWant(t, resp, body, http.StatusBadRequest)
 			}
-			resp, body := gwDo(t, http.MethodPost, base+"/v1/blobs/"+bad+"/extend?epochs=1", nil)
+			resp, body := gwDo(t, http.MethodPost, base+"/v1/blobs/"+bad+"/extend?epochs=1", nil, bearer(nw.ClientToken)...)
 			gwWant(t, resp, body, http.StatusBadRequest)
 		}
 		// An extension needs exactly one of epochs and end_epoch, a
 		// positive integer; a refused one changes nothing.
 		for _, q := range []string{"", "?epochs=0", "?epochs=x", "?epochs=4294967297", "?end_epoch=-1", "?epochs=1&end_epoch=9"} {
-			resp, body := gwDo(t, http.MethodPost, blobURL+"/extend"+q, nil)
+			resp, body := gwDo(t, http.MethodPost, blobURL+"/extend"+q, nil, bearer(nw.ClientToken)...)
 			gwWant(t, resp, body, http.StatusBadRequest)
 		}
 		if st, err := cl.Status(ctx, mustParseID(t, sr.BlobID)); err != nil || st.EndEpoch != st.RegisteredEpoch+gwEpochs {
 			t.Fatalf("status after refused extensions: %+v, %v", st, err)
 		}
-		resp, body := gwDo(t, http.MethodPost, base+"/v1/blobs/"+unknown+"/extend?epochs=1", nil)
+		resp, body := gwDo(t, http.MethodPost, base+"/v1/blobs/"+unknown+"/extend?epochs=1", nil, bearer(nw.ClientToken)...)
 		gwWant(t, resp, body, http.StatusNotFound)
 		resp, body = gwDo(t, http.MethodGet, base+"/v1/blobs/"+unknown, nil)
 		gwWant(t, resp, body, http.StatusNotFound)
@@ -313,7 +323,7 @@ func TestGateway(t *testing.T) {
 		// A bad lifetime is refused before anything is registered.
 		tiny := randomBlob(t, 100)
 		for _, q := range []string{"0", "-1", "x", "4294967297"} {
-			resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs?epochs="+q, bytes.NewReader(tiny))
+			resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs?epochs="+q, bytes.NewReader(tiny), bearer(nw.ClientToken)...)
 			gwWant(t, resp, body, http.StatusBadRequest)
 		}
 		wantUnregistered(t, cl, localID(t, tiny))
@@ -322,10 +332,10 @@ func TestGateway(t *testing.T) {
 	t.Run("oversize", func(t *testing.T) {
 		big := randomBlob(t, gwMaxBlob+1)
 		// With a Content-Length: refused before the body is read.
-		resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(big))
+		resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(big), bearer(nw.ClientToken)...)
 		gwWant(t, resp, body, http.StatusRequestEntityTooLarge)
 		// Chunked, so the length is known only once the limit is crossed.
-		resp, body = gwDo(t, http.MethodPut, base+"/v1/blobs", io.MultiReader(bytes.NewReader(big)))
+		resp, body = gwDo(t, http.MethodPut, base+"/v1/blobs", io.MultiReader(bytes.NewReader(big)), bearer(nw.ClientToken)...)
 		gwWant(t, resp, body, http.StatusRequestEntityTooLarge)
 		if resp.Request.ContentLength > 0 { // 0 with a body: length unknown, sent chunked
 			t.Fatalf("the second PUT was not chunked")
@@ -337,67 +347,8 @@ func TestGateway(t *testing.T) {
 		wantUnregistered(t, cl, localID(t, big))
 	})
 
-	t.Run("read-only gateway", func(t *testing.T) {
-		ro, err := newGateway(newClient(""), gatewayConfig{MaxBlobSize: gwMaxBlob, Epochs: gwEpochs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rsrv := httptest.NewServer(ro)
-		defer rsrv.Close()
-		fresh := randomBlob(t, 300)
-		resp, body := gwDo(t, http.MethodPut, rsrv.URL+"/v1/blobs", bytes.NewReader(fresh))
-		gwWant(t, resp, body, http.StatusForbidden)
-		wantUnregistered(t, cl, localID(t, fresh))
-		resp, body = gwDo(t, http.MethodPost, rsrv.URL+"/v1/blobs/"+sr.BlobID+"/extend?epochs=1", nil)
-		gwWant(t, resp, body, http.StatusForbidden)
-		resp, body = gwDo(t, http.MethodGet, rsrv.URL+"/v1/blobs/"+sr.BlobID, nil)
-		gwWant(t, resp, body, http.StatusOK)
-		if !bytes.Equal(body, blob) {
-			t.Fatal("the read-only gateway read other bytes")
-		}
-	})
-
-	t.Run("refused credentials", func(t *testing.T) {
-		// A client whose quota (bytes × epochs) cannot pay for any blob.
-		conn, err := grpc.NewClient(nw.ControlAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+nw.OperatorToken)
-		poor, err := weftv1.NewAdminClient(conn).AddClient(actx, &weftv1.AddClientRequest{Client: "poor", Quota: 10})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range []struct {
-			token string
-			code  int
-		}{
-			{poor.Token, http.StatusInsufficientStorage},    // quota used up
-			{"not-a-token", http.StatusInternalServerError}, // the gateway's own credential is wrong
-		} {
-			gw, err := newGateway(newClient(c.token), gatewayConfig{MaxBlobSize: gwMaxBlob, Epochs: gwEpochs, CanStore: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			gsrv := httptest.NewServer(gw)
-			fresh := randomBlob(t, 400)
-			resp, body := gwDo(t, http.MethodPut, gsrv.URL+"/v1/blobs", bytes.NewReader(fresh))
-			gwWant(t, resp, body, c.code)
-			wantUnregistered(t, cl, localID(t, fresh))
-			// Extending a stored blob is refused the same way, and
-			// changes nothing.
-			before, err := cl.Status(ctx, mustParseID(t, sr.BlobID))
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, body = gwDo(t, http.MethodPost, gsrv.URL+"/v1/blobs/"+sr.BlobID+"/extend?epochs=1", nil)
-			gsrv.Close()
-			gwWant(t, resp, body, c.code)
-			if after, err := cl.Status(ctx, before.ID); err != nil || after.EndEpoch != before.EndEpoch {
-				t.Fatalf("a refused extension moved the end epoch %d: %+v, %v", before.EndEpoch, after, err)
-			}
-		}
+	t.Run("caller's token", func(t *testing.T) {
+		testGatewayCallerToken(t, ctx, nw, base, sr)
 	})
 
 	t.Run("command", func(t *testing.T) {
@@ -406,7 +357,7 @@ func TestGateway(t *testing.T) {
 
 	t.Run("expired and extended", func(t *testing.T) {
 		short := randomBlob(t, 700)
-		resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs?epochs=1", bytes.NewReader(short))
+		resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs?epochs=1", bytes.NewReader(short), bearer(nw.ClientToken)...)
 		gwWant(t, resp, body, http.StatusCreated)
 		var s storeResponse
 		if err := json.Unmarshal(body, &s); err != nil {
@@ -414,7 +365,7 @@ func TestGateway(t *testing.T) {
 		}
 		// Stored for one epoch too, but extended: it outlives s.
 		kept := randomBlob(t, 800)
-		resp, body = gwDo(t, http.MethodPut, base+"/v1/blobs?epochs=1", bytes.NewReader(kept))
+		resp, body = gwDo(t, http.MethodPut, base+"/v1/blobs?epochs=1", bytes.NewReader(kept), bearer(nw.ClientToken)...)
 		gwWant(t, resp, body, http.StatusCreated)
 		var k storeResponse
 		if err := json.Unmarshal(body, &k); err != nil {
@@ -424,7 +375,7 @@ func TestGateway(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, body = gwDo(t, http.MethodPost, base+"/v1/blobs/"+k.BlobID+"/extend?epochs=2", nil)
+		resp, body = gwDo(t, http.MethodPost, base+"/v1/blobs/"+k.BlobID+"/extend?epochs=2", nil, bearer(nw.ClientToken)...)
 		gwWant(t, resp, body, http.StatusOK)
 		var ext extendResponse
 		if err := json.Unmarshal(body, &ext); err != nil {
@@ -441,7 +392,7 @@ func TestGateway(t *testing.T) {
 		if ext.BlobID != k.BlobID || ext.PreviousEndEpoch != st.EndEpoch || ext.EndEpoch != st.EndEpoch+2 || ext.Charged != 2*size {
 			t.Fatalf("extension %+v of a blob ending at epoch %d (encoded size %d)", ext, st.EndEpoch, size)
 		}
-		resp, body = gwDo(t, http.MethodPost, base+"/v1/blobs/"+k.BlobID+"/extend?end_epoch="+strconv.FormatUint(st.EndEpoch+1, 10), nil)
+		resp, body = gwDo(t, http.MethodPost, base+"/v1/blobs/"+k.BlobID+"/extend?end_epoch="+strconv.FormatUint(st.EndEpoch+1, 10), nil, bearer(nw.ClientToken)...)
 		gwWant(t, resp, body, http.StatusOK)
 		if err := json.Unmarshal(body, &ext); err != nil || ext.EndEpoch != st.EndEpoch+2 || ext.Charged != 0 {
 			t.Fatalf("extension to an end epoch already reached: %s", body)
@@ -455,7 +406,7 @@ func TestGateway(t *testing.T) {
 		if !bytes.Equal(body, kept) {
 			t.Fatal("the extended blob read other bytes")
 		}
-		resp, body = gwDo(t, http.MethodPost, base+"/v1/blobs/"+s.BlobID+"/extend?epochs=1", nil)
+		resp, body = gwDo(t, http.MethodPost, base+"/v1/blobs/"+s.BlobID+"/extend?epochs=1", nil, bearer(nw.ClientToken)...)
 		gwWant(t, resp, body, http.StatusGone)
 		resp, body = gwDo(t, http.MethodGet, base+"/v1/blobs/"+s.BlobID, nil)
 		gwWant(t, resp, body, http.StatusGone)
@@ -480,7 +431,7 @@ func TestGateway(t *testing.T) {
 			}
 		}
 		pending := randomBlob(t, 900)
-		resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(pending))
+		resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(pending), bearer(nw.ClientToken)...)
 		gwWant(t, resp, body, http.StatusServiceUnavailable)
 		var e errorResponse
 		if err := json.Unmarshal(body, &e); err != nil {
@@ -516,20 +467,22 @@ func TestGateway(t *testing.T) {
 	})
 }
 
+// gwCommandReadTimeout is the --read-timeout testGatewayCommand gives:
+// short, to see a trickled body cut off at it.
+const gwCommandReadTimeout = 2 * time.Second
+
 // testGatewayCommand runs `weft gateway` as the binary would (flags,
-// listener, metrics, graceful shutdown) against the devnet.
+// listener, timeouts, metrics, graceful shutdown) against the devnet. It
+// has no client token of its own: PUTs send theirs.
 func testGatewayCommand(t *testing.T, nw *devnet.Network) {
 	listen, metrics := freePort(t), freePort(t)
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(nw.ClientToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	t.Setenv("WEFT_TOKEN", "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	root := newRootCommand()
-	root.SetArgs([]string{"gateway", "--listen", listen, "--control", nw.ControlAddr, "--token-file", tokenFile,
-		"--max-blob-size", "2048", "--epochs", "2", "--metrics-addr", metrics})
+	root.SetArgs([]string{"gateway", "--listen", listen, "--control", nw.ControlAddr,
+		"--max-blob-size", "2048", "--epochs", "2", "--metrics-addr", metrics,
+		"--read-timeout", gwCommandReadTimeout.String(), "--write-timeout", "30s"})
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
 
@@ -552,7 +505,7 @@ func testGatewayCommand(t *testing.T, nw *devnet.Network) {
 	}
 
 	blob := randomBlob(t, 2048)
-	sr := gwPut(t, base, blob, http.StatusCreated)
+	sr := gwPut(t, base, nw.ClientToken, blob, http.StatusCreated)
 	resp, body := gwDo(t, http.MethodGet, base+"/v1/blobs/"+sr.BlobID, nil)
 	gwWant(t, resp, body, http.StatusOK)
 	if !bytes.Equal(body, blob) {
@@ -567,7 +520,7 @@ func testGatewayCommand(t *testing.T, nw *devnet.Network) {
 	if st.EndEpoch != st.RegisteredEpoch+2 {
 		t.Fatalf("--epochs 2 gave end epoch %d, registered in %d", st.EndEpoch, st.RegisteredEpoch)
 	}
-	resp, body = gwDo(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(randomBlob(t, 2049)))
+	resp, body = gwDo(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(randomBlob(t, 2049)), bearer(nw.ClientToken)...)
 	gwWant(t, resp, body, http.StatusRequestEntityTooLarge)
 
 	resp, body = gwDo(t, http.MethodGet, "http://"+metrics+"/metrics", nil)
@@ -581,6 +534,9 @@ func testGatewayCommand(t *testing.T, nw *devnet.Network) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+
+	t.Run("trickled body", func(t *testing.T) { testGatewayTrickle(t, listen, nw.ClientToken) })
+	t.Run("half-closed", func(t *testing.T) { testGatewayHalfClosed(t, nw, listen, sr.BlobID) })
 
 	cancel()
 	select {
@@ -597,10 +553,6 @@ func testGatewayCommand(t *testing.T, nw *devnet.Network) {
 }
 
 func TestGatewayCommandFlags(t *testing.T) {
-	empty := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	for _, c := range []struct {
 		args []string
 		want string
@@ -609,7 +561,9 @@ func TestGatewayCommandFlags(t *testing.T) {
 		{[]string{"--epochs", "0"}, "--epochs"},
 		{[]string{"--cache-size", "-1"}, "--cache-size"},
 		{[]string{"--control", ""}, "--control"},
-		{[]string{"--token-file", empty}, "is empty"},
+		{[]string{"--max-inflight", "0"}, "--max-inflight"},
+		{[]string{"--read-timeout", "0s"}, "--read-timeout"},
+		{[]string{"--write-timeout", "-1s"}, "--write-timeout"},
 		{[]string{"--listen", "127.0.0.1:99999"}, "99999"},
 	} {
 		root := newRootCommand()
@@ -629,14 +583,14 @@ func TestGatewayUnderChallenge(t *testing.T) {
 	defer cancel()
 	nw := gwNetwork(t, ctx)
 	cl := gwClient(t, nw, nw.ClientToken)
-	g, err := newGateway(cl, gatewayConfig{MaxBlobSize: gwMaxBlob, Epochs: gwEpochs, CanStore: true, Metrics: prometheus.NewRegistry()})
+	g, err := newGateway(cl, gatewayConfig{MaxBlobSize: gwMaxBlob, Epochs: gwEpochs, Metrics: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(g)
 	t.Cleanup(srv.Close)
 	blob := randomBlob(t, 50_000)
-	stored := gwPut(t, srv.URL, blob, http.StatusCreated)
+	stored := gwPut(t, srv.URL, nw.ClientToken, blob, http.StatusCreated)
 	if _, err := nw.AdvanceEpoch(ctx, false); err != nil { // rounds sample blobs of earlier epochs
 		t.Fatal(err)
 	}
@@ -700,7 +654,7 @@ func TestGatewayCache(t *testing.T) {
 	nw := gwNetwork(t, ctx)
 	cl := gwClient(t, nw, nw.ClientToken)
 	reg := prometheus.NewRegistry()
-	g, err := newGateway(cl, gatewayConfig{MaxBlobSize: gwMaxBlob, Epochs: gwEpochs, CanStore: true, Metrics: reg, CacheSize: 4 * gwMaxBlob})
+	g, err := newGateway(cl, gatewayConfig{MaxBlobSize: gwMaxBlob, Epochs: gwEpochs, Metrics: reg, CacheSize: 4 * gwMaxBlob})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -708,7 +662,7 @@ func TestGatewayCache(t *testing.T) {
 	defer srv.Close()
 
 	blob := randomBlob(t, gwMaxBlob/2)
-	resp, body := gwDo(t, http.MethodPut, srv.URL+"/v1/blobs?epochs=1", bytes.NewReader(blob))
+	resp, body := gwDo(t, http.MethodPut, srv.URL+"/v1/blobs?epochs=1", bytes.NewReader(blob), bearer(nw.ClientToken)...)
 	gwWant(t, resp, body, http.StatusCreated)
 	var sr storeResponse
 	if err := json.Unmarshal(body, &sr); err != nil {
@@ -748,4 +702,337 @@ func TestGatewayCache(t *testing.T) {
 	}
 	resp, body = gwDo(t, http.MethodGet, url, nil)
 	gwWant(t, resp, body, http.StatusGone)
+}
+
+// gwAddClient registers a client with quota (bytes × epochs) at the
+// control plane, as `weft admin client add` does, and returns its token.
+func gwAddClient(t *testing.T, ctx context.Context, nw *devnet.Network, name string, quota uint64) string {
+	t.Helper()
+	conn, err := grpc.NewClient(nw.ControlAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+nw.OperatorToken)
+	added, err := weftv1.NewAdminClient(conn).AddClient(actx, &weftv1.AddClientRequest{Client: name, Quota: quota})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return added.Token
+}
+
+// gwUsed is what the control plane has charged token's client so far.
+func gwUsed(t *testing.T, ctx context.Context, nw *devnet.Network, token string) uint64 {
+	t.Helper()
+	q, err := gwClient(t, nw, token).Quota(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q.Used
+}
+
+// A PUT or extend is charged to the caller's own client token, never to
+// the gateway's (base's gateway has one, nw.ClientToken): 401 without a
+// token, 403 with one the control plane refuses, 507 when the caller's
+// quota cannot pay; none of them registers or extends anything.
+func testGatewayCallerToken(t *testing.T, ctx context.Context, nw *devnet.Network, base string, stored storeResponse) {
+	cl := gwClient(t, nw, "")
+	alice := gwAddClient(t, ctx, nw, "alice", 1<<40)
+	poor := gwAddClient(t, ctx, nw, "poor", 10)
+	gatewayUsed, aliceUsed := gwUsed(t, ctx, nw, nw.ClientToken), gwUsed(t, ctx, nw, alice)
+
+	fresh := randomBlob(t, 3000)
+	for _, c := range []struct {
+		header []string
+		code   int
+	}{
+		{nil, http.StatusUnauthorized},
+		{[]string{"Authorization", "Basic YWxpY2U6c2VjcmV0"}, http.StatusUnauthorized},
+		{[]string{"Authorization", "Bearer "}, http.StatusUnauthorized},
+		{bearer("not-a-token"), http.StatusForbidden},
+		{bearer(poor), http.StatusInsufficientStorage},
+	} {
+		resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(fresh), c.header...)
+		gwWant(t, resp, body, c.code)
+		if c.code != http.StatusInsufficientStorage && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+			t.Fatalf("%d without a Bearer challenge: WWW-Authenticate %q", c.code, resp.Header.Get("WWW-Authenticate"))
+		}
+		wantUnregistered(t, cl, localID(t, fresh))
+		resp, body = gwDo(t, http.MethodPost, base+"/v1/blobs/"+stored.BlobID+"/extend?epochs=1", nil, c.header...)
+		gwWant(t, resp, body, c.code)
+	}
+	before, err := cl.Status(ctx, mustParseID(t, stored.BlobID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.EndEpoch != before.RegisteredEpoch+gwEpochs {
+		t.Fatalf("a refused extension moved the end epoch: %+v", before)
+	}
+
+	sr := gwPut(t, base, alice, fresh, http.StatusCreated)
+	cost, ok, err := cl.StoreCost(ctx, uint64(len(fresh)), gwEpochs)
+	if err != nil || !ok {
+		t.Fatal(cost, ok, err)
+	}
+	resp, body := gwDo(t, http.MethodPost, base+"/v1/blobs/"+sr.BlobID+"/extend?epochs=2", nil, bearer(alice)...)
+	gwWant(t, resp, body, http.StatusOK)
+	var ext extendResponse
+	if err := json.Unmarshal(body, &ext); err != nil || ext.Charged == 0 {
+		t.Fatalf("extension answer %s: %v", body, err)
+	}
+	if got := gwUsed(t, ctx, nw, alice) - aliceUsed; got != cost+ext.Charged {
+		t.Fatalf("the caller was charged %d, want %d for the store and %d for the extension", got, cost, ext.Charged)
+	}
+	if got := gwUsed(t, ctx, nw, nw.ClientToken); got != gatewayUsed {
+		t.Fatalf("the gateway's own token was charged %d", got-gatewayUsed)
+	}
+	t.Logf("caller charged %d (store %d + extension %d), gateway's own token %d", cost+ext.Charged, cost, ext.Charged, 0)
+}
+
+// rawExchange sends head (request line and headers, without the blank
+// line) and body over a fresh connection to addr, half-closes it
+// (CloseWrite: the caller still reads) if halfClose, and reads the
+// answer. It returns the response, its body, and how long it took; a
+// connection closed without an answer is an error.
+func rawExchange(t *testing.T, addr, head string, body []byte, halfClose bool) (*http.Response, []byte, time.Duration, error) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	if _, err := conn.Write(append([]byte(head+"\r\n\r\n"), body...)); err != nil {
+		t.Fatal(err)
+	}
+	if halfClose {
+		if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return nil, nil, time.Since(start), err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, time.Since(start), err
+}
+
+func putHead(token string, header string) string {
+	return "PUT /v1/blobs HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer " + token + "\r\n" + header
+}
+
+// A PUT that sends its headers and a few bytes of the body, then nothing,
+// is cut off at --read-timeout (408, connection closed) rather than hold
+// a connection, a --max-inflight slot and its bytes for good.
+func testGatewayTrickle(t *testing.T, addr, token string) {
+	resp, body, took, err := rawExchange(t, addr, putHead(token, "Content-Length: 1000"), []byte("0123456789"), false)
+	if err != nil {
+		t.Fatalf("the trickled PUT got no answer after %v: %v", took, err)
+	}
+	if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
+		t.Fatalf("the trickled PUT: %s (close %v) %s", resp.Status, resp.Close, body)
+	}
+	if took < gwCommandReadTimeout-200*time.Millisecond || took > gwCommandReadTimeout+5*time.Second {
+		t.Fatalf("the trickled PUT was cut off after %v, --read-timeout is %v", took, gwCommandReadTimeout)
+	}
+	t.Logf("trickled PUT: %s after %v (--read-timeout %v): %s", resp.Status, took.Round(time.Millisecond), gwCommandReadTimeout, bytes.TrimSpace(body))
+}
+
+// A caller that half-closes its connection after its request still gets
+// a real answer: a body cut short (fewer bytes than Content-Length) is a
+// 400 and stores nothing; a complete chunked body is stored and answered
+// 201 with its blob ID. Neither is ever the empty 200 that net/http sends
+// for a handler that wrote no status.
+func testGatewayHalfClosed(t *testing.T, nw *devnet.Network, addr, storedID string) {
+	cl := gwClient(t, nw, "")
+	blob := randomBlob(t, 1500)
+
+	resp, body, _, err := rawExchange(t, addr, putHead(nw.ClientToken, "Content-Length: 1500"), blob[:700], true)
+	if err != nil {
+		t.Fatalf("the cut-short PUT got no answer: %v", err)
+	}
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "unexpected EOF") {
+		t.Fatalf("the cut-short PUT: %s %q, want 400 naming the cut", resp.Status, body)
+	}
+	t.Logf("cut-short PUT, half-closed: %s %s", resp.Status, bytes.TrimSpace(body))
+	wantUnregistered(t, cl, localID(t, blob[:700]))
+	wantUnregistered(t, cl, localID(t, blob))
+
+	chunked := fmt.Appendf(nil, "%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n", 1000, blob[:1000], 500, blob[1000:])
+	resp, body, _, err = rawExchange(t, addr, putHead(nw.ClientToken, "Transfer-Encoding: chunked"), chunked, true)
+	if err != nil {
+		t.Fatalf("the complete chunked PUT got no answer: %v", err)
+	}
+	var sr storeResponse
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(body, &sr) != nil || sr.BlobID != localID(t, blob).String() {
+		t.Fatalf("the complete chunked PUT, half-closed: %s %q, want 201 with blob %s", resp.Status, body, localID(t, blob))
+	}
+	if st, err := cl.Status(context.Background(), localID(t, blob)); err != nil || st.Status != client.StatusCertified {
+		t.Fatalf("the chunked PUT answered 201, but the blob is %+v, %v", st, err)
+	}
+	t.Logf("complete chunked PUT, half-closed: %s %s", resp.Status, sr.BlobID)
+
+	// A GET whose caller half-closes is the whole blob or an explicit
+	// 499, never an empty 200.
+	resp, body, _, err = rawExchange(t, addr, "GET /v1/blobs/"+storedID+" HTTP/1.1\r\nHost: gateway", nil, true)
+	if err != nil {
+		t.Fatalf("the half-closed GET got no answer: %v", err)
+	}
+	if resp.StatusCode == http.StatusOK && len(body) != 2048 || resp.StatusCode != http.StatusOK && resp.StatusCode != statusClientClosed {
+		t.Fatalf("the half-closed GET: %s with %d bytes", resp.Status, len(body))
+	}
+	t.Logf("GET, half-closed: %s, %d bytes", resp.Status, len(body))
+}
+
+// TestMain lets a test run this test binary as the weft command itself
+// (WEFT_TEST_MAIN=1), to watch a real gateway process from outside.
+func TestMain(m *testing.M) {
+	if os.Getenv("WEFT_TEST_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// startGatewayProcess runs `weft gateway args…` as a process of its own
+// against nw and waits until it answers. Its log goes to the test's on
+// failure.
+func startGatewayProcess(t *testing.T, nw *devnet.Network, args ...string) (base string, pid int) {
+	t.Helper()
+	listen := freePort(t)
+	logFile := filepath.Join(t.TempDir(), "gateway.log")
+	log, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], append([]string{"gateway", "--listen", listen, "--control", nw.ControlAddr}, args...)...)
+	cmd.Env = append(os.Environ(), "WEFT_TEST_MAIN=1", "WEFT_TOKEN=")
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		<-exited
+		log.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile)
+			t.Logf("gateway log:\n%s", b)
+		}
+	})
+	base = "http://" + listen
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(base + "/v1/blobs/x/status")
+		if err == nil {
+			resp.Body.Close()
+			return base, cmd.Process.Pid
+		}
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(logFile)
+			t.Fatalf("the gateway exited: %v\n%s", err, b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway did not come up: %v", err)
+		}
+	}
+}
+
+// peakRSS is a process's peak resident memory (VmHWM), in bytes.
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skipf("no /proc to measure memory with: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("VmHWM line %q: %v", line, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	return 0
+}
+
+// 1,000 concurrent GETs against a gateway process with --max-inflight 32
+// (no cache: every one that is let in reads from the storage nodes) get
+// the blob or 429 with Retry-After at once, and the gateway's peak
+// memory stays far under 2 GiB.
+func TestGatewayMaxInflight(t *testing.T) {
+	const (
+		clients  = 1000
+		inflight = 32
+		blobSize = 4 << 20
+		memLimit = 2 << 30
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	nw := gwNetwork(t, ctx)
+	base, pid := startGatewayProcess(t, nw, "--max-inflight", strconv.Itoa(inflight), "--cache-size", "0",
+		"--max-blob-size", strconv.Itoa(2*blobSize))
+	var blobs [][]byte
+	var ids []string
+	for range 4 {
+		b := randomBlob(t, blobSize)
+		blobs, ids = append(blobs, b), append(ids, gwPut(t, base, nw.ClientToken, b, http.StatusCreated).BlobID)
+	}
+	t.Logf("gateway peak RSS after storing 4 × %d MiB: %d MiB", blobSize>>20, peakRSS(t, pid)>>20)
+
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	codes := make([]int, clients)
+	errs := make([]error, clients)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() {
+			<-start
+			resp, err := hc.Get(base + "/v1/blobs/" + ids[i%len(ids)])
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			codes[i], errs[i] = resp.StatusCode, err
+			switch {
+			case err != nil:
+			case resp.StatusCode == http.StatusOK && !bytes.Equal(body, blobs[i%len(blobs)]):
+				errs[i] = fmt.Errorf("200 with %d other bytes", len(body))
+			case resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "":
+				errs[i] = errors.New("429 without Retry-After")
+			case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusTooManyRequests:
+				errs[i] = fmt.Errorf("%s: %s", resp.Status, body)
+			}
+		})
+	}
+	t0 := time.Now()
+	close(start)
+	wg.Wait()
+	took := time.Since(t0)
+	count := map[int]int{}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("GET %d: %v", i, err)
+		}
+		count[codes[i]]++
+	}
+	rss := peakRSS(t, pid)
+	t.Logf("%d concurrent GETs of 4 blobs of %d MiB in %v: %d × 200, %d × 429; gateway peak RSS %d MiB",
+		clients, blobSize>>20, took.Round(time.Millisecond), count[http.StatusOK], count[http.StatusTooManyRequests], rss>>20)
+	if count[http.StatusTooManyRequests] == 0 || count[http.StatusOK] == 0 {
+		t.Fatalf("want both blobs served and 429s past --max-inflight %d: %v", inflight, count)
+	}
+	if rss >= memLimit {
+		t.Fatalf("the gateway's peak RSS is %d MiB, want under %d", rss>>20, memLimit>>20)
+	}
 }
