@@ -28,9 +28,9 @@ import (
 //     aggregates it, the control plane checks it).
 //   - SignInvalid: the inconsistency proof verifies on its own; the node
 //     signs only what it checked, whoever brings it (a peer, a reader).
-//   - ProveChallenge: computed once per round and the same signed bytes
-//     for every asker, and judging it is what the other members do; an
-//     outsider learns what the round's verdicts will be built from.
+//   - ProveChallenge: computed once per round, the same signed bytes for
+//     every asker (no work per caller); a proof is evidence meant to be
+//     checked, and anyone may check it.
 //   - NodeStatus: the epoch, the shard states and progress counters the
 //     control plane's state makes public anyway.
 //   - SyncShard: a signed request of the shard's owner. The interceptor
