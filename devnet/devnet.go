@@ -42,7 +42,9 @@ type Config struct {
 	// ScrubInterval is the nodes' time between scrub passes (default:
 	// storage.DefaultScrubInterval).
 	ScrubInterval time.Duration
-	Logger        *slog.Logger // default: discard
+	// Limits are the nodes' per-peer caps (zero: storage's defaults).
+	Limits storage.PeerLimits
+	Logger *slog.Logger // default: discard
 	// ControlAddr and NodeAddrs fix the listening addresses (default: free
 	// loopback ports).
 	ControlAddr string
@@ -248,8 +250,8 @@ func (d *Network) startNode(ctx context.Context, n *node) error {
 	run, err := storage.Start(ctx, storage.Config{
 		ID: n.id, Key: n.key, DataDir: n.dir, PublicAddr: n.addr, Control: d.conn,
 		RecoveryDelay: d.cfg.RecoveryDelay, PeerTimeout: 5 * time.Second, WatchTimeout: 5 * time.Second,
-		ScrubInterval: d.cfg.ScrubInterval,
-		Faults:        n.faults, Logger: d.cfg.Logger,
+		ScrubInterval: d.cfg.ScrubInterval, Limits: d.cfg.Limits,
+		Faults: n.faults, Logger: d.cfg.Logger,
 	})
 	if err != nil {
 		return err

@@ -14,8 +14,10 @@ import (
 // pairAssembler puts a StorePairs stream's chunks back together into
 // sliver pairs. It is pure (the shard check is a function it is given), so
 // the parsing of outside bytes can be fuzzed on its own. Memory is bounded:
-// at most maxPartialPairs pairs may be incomplete at once, and no sliver
-// grows past its size in the metadata.
+// at most maxPartialPairs pairs may be incomplete at once, no sliver
+// grows past its size in the metadata, and a sliver's buffer grows with
+// the bytes that arrived, never reserved for the declared size (a caller
+// naming a 4 GiB blob and sending one byte must not pin a gigabyte).
 type pairAssembler struct {
 	params  coding.Params
 	id      crypto.BlobID
@@ -81,15 +83,11 @@ func (a *pairAssembler) add(chunk *weftv1.SliverChunk) (done *assembledPair, kep
 		return nil, false, status.Errorf(codes.InvalidArgument, "%s sliver %d: chunk at offset %d with %d bytes, have %d of %d",
 			axis, chunk.Index, chunk.Offset, len(chunk.Data), len(*buf), want)
 	}
-	switch {
-	case *buf == nil && len(chunk.Data) == want:
+	if *buf == nil && len(chunk.Data) == want {
 		*buf = chunk.Data // the whole sliver in one message: keep it, no copy
 		kept = true
-	case *buf == nil:
-		// Pooled: the sink gives it back once the pair is written.
-		*buf = append(alignedBuffer(want)[:0], chunk.Data...)
-	default:
-		*buf = append(*buf, chunk.Data...)
+	} else {
+		*buf = grow(*buf, chunk.Data, want)
 	}
 	if len(up.primary) < a.size(crypto.Primary) || len(up.secondary) < a.size(crypto.Secondary) {
 		return nil, kept, nil
@@ -113,4 +111,21 @@ func (a *pairAssembler) incomplete() []uint32 {
 	}
 	slices.Sort(open)
 	return open
+}
+
+// grow appends data to buf, which holds the first bytes of a sliver of
+// want bytes. Buffers are pooled (the sink gives them back once the pair
+// is written) and at least double when they fill, up to want: a stream of
+// in-order chunks copies each byte about twice, not quadratically, and a
+// buffer is less than twice the bytes it holds when it grows (4 KiB at
+// least).
+func grow(buf, data []byte, want int) []byte {
+	need := len(buf) + len(data)
+	if need <= cap(buf) {
+		return append(buf, data...)
+	}
+	next := alignedBuffer(min(want, max(need, 2*cap(buf))))[:0]
+	next = append(append(next, buf...), data...)
+	putAligned(buf)
+	return next
 }

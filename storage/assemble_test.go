@@ -131,3 +131,37 @@ func FuzzPairAssembler(f *testing.F) {
 		}
 	})
 }
+
+// A sliver's buffer grows with what arrived: one byte of a 4 GiB blob's
+// sliver holds a page, not the sliver's 128 MiB; in-order chunks grow it
+// by doubling (a few copies, not one per chunk) up to the sliver's size.
+func TestPairAssemblerGrowsWithArrivals(t *testing.T) {
+	codec, _ := coding.New(100)
+	p := codec.Params()
+	var id crypto.BlobID
+	asm, err := newPairAssembler(p, id, coding.DefaultMaxBlobLength, ownsAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := &weftv1.SliverChunk{BlobId: id[:], Axis: uint32(crypto.Primary), Index: 0, SymbolSize: uint32(asm.symbol), Data: []byte{1}}
+	if _, _, err := asm.add(chunk); err != nil {
+		t.Fatal(err)
+	}
+	held := cap(asm.partial[crypto.PairIndex(crypto.Primary, 0, uint32(p.Shards))].primary)
+	if held > 8<<10 {
+		t.Fatalf("one byte of a %d-byte sliver holds a %d-byte buffer", asm.size(crypto.Primary), held)
+	}
+
+	want, grown := 3<<20+5, 0
+	buf := []byte(nil)
+	for off := 0; off < want; off += 64 << 10 {
+		before := cap(buf)
+		buf = grow(buf, make([]byte, min(64<<10, want-off)), want)
+		if cap(buf) != before {
+			grown++
+		}
+	}
+	if len(buf) != want || cap(buf) < want || grown > 12 {
+		t.Fatalf("%d bytes in 64 KiB chunks: len %d, cap %d, %d buffers", want, len(buf), cap(buf), grown)
+	}
+}

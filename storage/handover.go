@@ -31,16 +31,32 @@ func (s *service) SyncShard(req *weftv1.SyncShardRequest, stream weftv1.Storage_
 	if err != nil {
 		return err
 	}
+	// The signature names the peer: the owner's node ID, not its address.
+	peer := "node " + req.Node
 	ids, err := n.store.Blobs(sr.Shard, sr.After, int(min(max(sr.Limit, 1), 256)))
 	if err != nil {
 		return status.Error(codes.Internal, err.Error())
 	}
 	for _, id := range ids {
-		if err := n.sendSynced(stream, sr.Shard, id); err != nil {
+		if err := n.sendSyncedCounted(stream, peer, sr.Shard, id); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// sendSyncedCounted sends one blob's pair, counted against the owner's
+// read caps while it is read and sent (one pair at a time).
+func (n *Node) sendSyncedCounted(stream weftv1.Storage_SyncShardServer, peer string, shard uint32, id crypto.BlobID) error {
+	call, err := n.openRead(peer, shard, id, crypto.Primary, crypto.Secondary)
+	if status.Code(err) == codes.NotFound {
+		return nil // deleted since it was listed
+	}
+	if err != nil {
+		return err
+	}
+	defer call.close()
+	return n.sendSynced(stream, shard, id)
 }
 
 // authorizeSync checks a sync request: who signed it, for which epoch and

@@ -32,6 +32,9 @@ type Metrics struct {
 	handoverRebuilt prometheus.Counter
 	handoverSeconds prometheus.Histogram
 
+	buffered    *prometheus.GaugeVec
+	peerRefused *prometheus.CounterVec
+
 	challengesProved   prometheus.Counter
 	challengeVerdicts  *prometheus.CounterVec
 	challengeEmbargoed prometheus.Counter
@@ -74,6 +77,10 @@ func newMetrics() *Metrics {
 		handoverSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "weft_storage_handover_seconds", Help: "Time from the start of a gained shard's sync to its shard-synced report.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 4, 10)}),
+		buffered: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "weft_storage_peer_bytes_in_flight", Help: "Bytes callers' calls hold on the node, summed over peers: write (received, not yet stored) and read (read or extended, not yet sent)."}, []string{"kind"}),
+		peerRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_storage_peer_refused_total", Help: "Calls refused because their peer reached a cap, by cap."}, []string{"cap"}),
 		challengesProved: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_storage_challenges_proved_total", Help: "Storage-challenge rounds this node built its signed proof for."}),
 		challengeVerdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -83,7 +90,7 @@ func newMetrics() *Metrics {
 	}
 	m.registry.MustRegister(m.bytesStored, m.bytesServed, m.bytesRecovered, m.slivers, m.rejected, m.corrupt, m.scrubbed, m.scrubPasses, m.rpcSeconds, m.shards, m.backlog,
 		m.verifySeconds, m.writeSeconds, m.handoverCopied, m.handoverRebuilt, m.handoverSeconds,
-		m.challengesProved, m.challengeVerdicts, m.challengeEmbargoed,
+		m.buffered, m.peerRefused, m.challengesProved, m.challengeVerdicts, m.challengeEmbargoed,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -49,6 +49,10 @@ type Config struct {
 	ScrubInterval time.Duration
 	ScrubRate     int64
 
+	// Limits bound what one peer can make the node hold (zero fields:
+	// the defaults).
+	Limits PeerLimits
+
 	// DialCredentials secure the connections the node makes to its peers
 	// (the control plane's connection is the caller's); nil: plaintext.
 	DialCredentials credentials.TransportCredentials
@@ -90,6 +94,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Limits.setDefaults()
 }
 
 // Node is a storage node: it registers with the control plane, follows its
@@ -104,6 +109,8 @@ type Node struct {
 	metrics  *Metrics
 
 	peers    *peerSet
+	writes   *peerLedger // StorePairs streams and their buffered bytes, per peer
+	reads    *peerLedger // sliver, symbol and sync reads, per peer
 	recovery *recoverer
 	lines    *lineCache // extended lines recently served symbols from
 	chal     *challenges
@@ -156,6 +163,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.cancel = cancel
 	n.peers = newPeerSet(cfg.Control, cfg.DialCredentials, n.log)
 	n.metrics = newMetrics()
+	lim := cfg.Limits
+	n.writes = newPeerLedger("write", "--max-streams-per-peer", "--max-inflight-bytes-per-peer", lim.MaxStreams, lim.MaxInflightBytes, n.metrics)
+	n.reads = newPeerLedger("read", "--max-reads-per-peer", "--max-read-bytes-per-peer", lim.MaxReads, lim.MaxReadBytes, n.metrics)
 	n.chal = newChallenges(n)
 	n.goRun(func() { _ = n.follower.Run(runCtx, cfg.WatchTimeout) })
 	n.goRun(func() {
@@ -277,16 +287,25 @@ func (n *Node) Register(g *grpc.Server) {
 	weftv1.RegisterStorageServer(g, &service{n: n})
 }
 
-// ServerOptions are the options the node's gRPC server needs (metrics
-// interceptors, message sizes).
+// ServerOptions are the options the node's gRPC server needs
+// (interceptors, message sizes). Interceptors run in this order: metrics
+// first, so refused calls are counted with their codes; then the
+// authorization table, which refuses a method it does not list and a
+// SyncShard without a signature before anything else looks at the call;
+// then readiness.
 func (n *Node) ServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(n.readyUnary, n.metrics.unaryInterceptor),
-		grpc.ChainStreamInterceptor(n.readyStream, n.metrics.streamInterceptor),
+		grpc.ChainUnaryInterceptor(n.metrics.unaryInterceptor),
+		grpc.ChainStreamInterceptor(n.metrics.streamInterceptor),
+	}
+	opts = append(opts, Authorization.ServerOptions(authorize)...)
+	opts = append(opts,
+		grpc.ChainUnaryInterceptor(n.readyUnary),
+		grpc.ChainStreamInterceptor(n.readyStream),
 		grpc.MaxRecvMsgSize(maxMessage),
 		grpc.MaxSendMsgSize(maxMessage),
 		grpc.ForceServerCodecV2(newChunkCodec()),
-	}
+	)
 	// Windows and buffers for megabyte slivers, keepalive (wire).
 	return append(opts, wire.ServerOptions()...)
 }

@@ -173,8 +173,17 @@ func (s *service) StoreMetadata(ctx context.Context, req *weftv1.StoreMetadataRe
 // stream waits when they are all busy), and verified pairs are written in
 // batches — one fsync per batch, not per pair. The response is sent once
 // everything is on disk.
+//
+// The stream counts against its peer's stream cap from its start, and
+// every chunk's bytes against the peer's in-flight cap until its pair is
+// stored or dropped (PeerLimits).
 func (s *service) StorePairs(stream weftv1.Storage_StorePairsServer) error {
 	n := s.n
+	call, err := n.writes.open(peerOf(stream.Context()))
+	if err != nil {
+		return err
+	}
+	defer call.close()
 	var (
 		asm  *pairAssembler
 		sink *pairSink
@@ -189,14 +198,12 @@ func (s *service) StorePairs(stream weftv1.Storage_StorePairsServer) error {
 		}
 		if asm == nil {
 			if asm, err = n.newAssembler(stream.Context(), chunk.BlobId); err != nil {
+				putAligned(chunk.Data)
 				return err
 			}
-			sink = newPairSink(n, asm.id)
+			sink = newPairSink(n, asm.id, call)
 		}
-		done, kept, err := asm.add(chunk)
-		if !kept {
-			putAligned(chunk.Data) // copied, or refused: the decoder's pooled buffer goes back
-		}
+		done, err := s.assemble(call, asm, chunk)
 		if err == nil && done != nil {
 			err = sink.submit(done)
 		}
@@ -220,13 +227,29 @@ func (s *service) StorePairs(stream weftv1.Storage_StorePairsServer) error {
 	return stream.SendAndClose(&weftv1.StorePairsResponse{Pairs: stored})
 }
 
+// assemble counts a chunk's bytes against the peer's in-flight cap and
+// adds it to the stream's pairs. A chunk not kept as it is goes back to
+// the decoder's pool (copied, or refused).
+func (s *service) assemble(call *peerCall, asm *pairAssembler, chunk *weftv1.SliverChunk) (*assembledPair, error) {
+	if err := call.reserve(int64(len(chunk.Data))); err != nil {
+		putAligned(chunk.Data)
+		return nil, err
+	}
+	done, kept, err := asm.add(chunk)
+	if !kept {
+		putAligned(chunk.Data)
+	}
+	return done, err
+}
+
 // pairSink verifies a stream's pairs in parallel and writes them in
 // batches. Memory: at most cap(sem) pairs being verified plus one batch.
 type pairSink struct {
-	n   *Node
-	id  crypto.BlobID
-	sem chan struct{}
-	wg  sync.WaitGroup
+	n    *Node
+	id   crypto.BlobID
+	call *peerCall // the stream's share of its peer's in-flight bytes
+	sem  chan struct{}
+	wg   sync.WaitGroup
 
 	mu         sync.Mutex
 	ready      []VerifiedPair
@@ -238,8 +261,8 @@ type pairSink struct {
 // batchBytes is how much verified data a stream gathers before a write.
 const batchBytes = 32 << 20
 
-func newPairSink(n *Node, id crypto.BlobID) *pairSink {
-	return &pairSink{n: n, id: id, sem: make(chan struct{}, min(runtime.GOMAXPROCS(0), 4))}
+func newPairSink(n *Node, id crypto.BlobID, call *peerCall) *pairSink {
+	return &pairSink{n: n, id: id, call: call, sem: make(chan struct{}, min(runtime.GOMAXPROCS(0), 4))}
 }
 
 // submit starts verifying a pair (waiting for a free verifier) and writes
@@ -260,7 +283,7 @@ func (s *pairSink) submit(p *assembledPair) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if err != nil {
-			recycle(p.pair)
+			s.recycle(p.pair)
 			s.n.metrics.rejected.WithLabelValues("store-pair").Inc()
 			s.n.log.Warn("storage: rejected a sliver pair", "blob", s.id, "pair", p.pair.Index, "err", err)
 			if s.err == nil {
@@ -300,9 +323,17 @@ func (s *pairSink) flush() error {
 			s.n.metrics.bytesStored.Add(float64(v.Size()))
 			s.stored = append(s.stored, v.pair.Index)
 		}
-		recycle(v.pair) // written (the store keeps copies) or failed
+		s.recycle(v.pair) // written (the store keeps copies) or failed
 	}
 	return storeError(err)
+}
+
+// recycle gives an assembled pair's buffers back to the pool and its bytes
+// back to the peer's in-flight count; nothing may use the pair
+// afterwards.
+func (s *pairSink) recycle(p coding.SliverPair) {
+	s.call.release(int64(len(p.Primary.Data) + len(p.Secondary.Data)))
+	recycle(p)
 }
 
 // recycle gives an assembled pair's buffers back to the pool; nothing may
@@ -412,6 +443,11 @@ func (s *service) GetSliver(req *weftv1.GetSliverRequest, stream weftv1.Storage_
 	if err := s.n.embargoError(id); err != nil {
 		return err
 	}
+	call, err := s.n.openRead(peerOf(stream.Context()), shard, id, axis)
+	if err != nil {
+		return err
+	}
+	defer call.close()
 	sl, err := s.n.sliver(shard, id, axis)
 	if err != nil {
 		return storeError(err)
@@ -427,6 +463,42 @@ func (s *service) GetSliver(req *weftv1.GetSliverRequest, stream weftv1.Storage_
 		s.n.metrics.bytesServed.WithLabelValues("sliver").Add(float64(len(c.Data)))
 		return nil
 	})
+}
+
+// openRead counts a sliver read against its peer's read caps, with the
+// sliver's size (from the metadata, before a byte of it is read).
+func (n *Node) openRead(peer string, shard uint32, id crypto.BlobID, axes ...crypto.Axis) (*peerCall, error) {
+	meta, err := n.store.Metadata(shard, id)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	call, err := n.reads.open(peer)
+	if err != nil {
+		return nil, err
+	}
+	size, err := n.sliverBytes(meta, axes...)
+	if err == nil {
+		err = call.reserve(size)
+	}
+	if err != nil {
+		call.close()
+		return nil, err
+	}
+	return call, nil
+}
+
+// sliverBytes is the size of a blob's slivers on the given axes.
+func (n *Node) sliverBytes(meta *crypto.Metadata, axes ...crypto.Axis) (int64, error) {
+	p := n.codec.Params()
+	symbol, err := p.SymbolSize(meta.Length)
+	if err != nil {
+		return 0, storeError(err)
+	}
+	var size int64
+	for _, axis := range axes {
+		size += int64(p.SliverSymbols(axis) * symbol)
+	}
+	return size, nil
 }
 
 // sendChunks cuts a sliver into chunks of at most chunkSize bytes (one,
@@ -465,6 +537,11 @@ func (s *service) GetRecoverySymbols(ctx context.Context, req *weftv1.GetRecover
 		}
 		reqs = append(reqs, symbolRequest{source: coding.SliverRef{Axis: axis, Index: r.Source}, target: r.Target})
 	}
+	call, err := s.n.openSymbols(peerOf(ctx), id, reqs)
+	if err != nil {
+		return nil, err
+	}
+	defer call.close()
 	symbols, err := s.n.localSymbols(id, reqs, req.WithProofs)
 	if err != nil {
 		return nil, storeError(err)
@@ -484,6 +561,36 @@ func (s *service) GetRecoverySymbols(ctx context.Context, req *weftv1.GetRecover
 		s.n.metrics.bytesServed.WithLabelValues("symbols").Add(float64(len(raw)))
 	}
 	return resp, nil
+}
+
+// openSymbols counts a recovery-symbol request against its peer's read
+// caps, with what it may make the node hold: an extended line (n symbols
+// and their hashes) per source sliver asked, and the symbols answered.
+func (n *Node) openSymbols(peer string, id crypto.BlobID, reqs []symbolRequest) (*peerCall, error) {
+	call, err := n.reads.open(peer)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := n.store.AnyMetadata(id)
+	if err != nil {
+		return call, nil // nothing held, nothing to extend: the answer is empty
+	}
+	p := n.codec.Params()
+	symbol, err := p.SymbolSize(meta.Length)
+	if err != nil {
+		call.close()
+		return nil, storeError(err)
+	}
+	sources := map[coding.SliverRef]bool{}
+	for _, r := range reqs {
+		sources[r.source] = true
+	}
+	line := int64(p.Shards) * (int64(symbol) + 2*crypto.DigestSize)
+	if err := call.reserve(int64(len(sources))*line + int64(len(reqs))*int64(symbol)); err != nil {
+		call.close()
+		return nil, err
+	}
+	return call, nil
 }
 
 type symbolRequest struct {

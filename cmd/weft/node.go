@@ -32,6 +32,7 @@ type nodeOptions struct {
 	recoveryDelay                                                 time.Duration
 	scrubInterval                                                 time.Duration
 	scrubRate                                                     int64
+	limits                                                        storage.PeerLimits
 }
 
 func newNodeCommand() *cobra.Command {
@@ -61,6 +62,10 @@ func newNodeCommand() *cobra.Command {
 	f.DurationVar(&o.recoveryDelay, "recovery-delay", 5*time.Second, "wait after certification before recovering missing slivers")
 	f.DurationVar(&o.scrubInterval, "scrub-interval", storage.DefaultScrubInterval, "time between scrub passes, which read back and check every stored sliver and rebuild corrupt ones (0: no scrub)")
 	f.Int64Var(&o.scrubRate, "scrub-rate", storage.DefaultScrubRate, "bytes a second a scrub pass reads")
+	f.IntVar(&o.limits.MaxStreams, "max-streams-per-peer", storage.DefaultMaxStreamsPerPeer, "concurrent StorePairs streams one caller (an IP address) may have open")
+	f.Int64Var(&o.limits.MaxInflightBytes, "max-inflight-bytes-per-peer", storage.DefaultMaxInflightBytesPerPeer, "sliver bytes one caller's streams may have sent that are not yet stored (its only stream is never refused)")
+	f.IntVar(&o.limits.MaxReads, "max-reads-per-peer", storage.DefaultMaxReadsPerPeer, "concurrent sliver, recovery-symbol and shard-sync reads one caller (an IP address, or a node for shard sync) may have open")
+	f.Int64Var(&o.limits.MaxReadBytes, "max-read-bytes-per-peer", storage.DefaultMaxReadBytesPerPeer, "bytes one caller's reads may hold on the node at once (its only read is never refused)")
 	f.StringVar(&o.faults, "inject-faults", "", "TESTING ONLY: make this node lie ("+storage.FaultNames+")")
 	_ = f.MarkHidden("inject-faults")
 	return cmd
@@ -160,6 +165,7 @@ func runNode(ctx context.Context, o nodeOptions) error {
 		ID: id, Key: key, DataDir: o.dataDir, PublicAddr: o.publicAddr, Control: conn,
 		RecoveryWorkers: o.recoveryWorkers, RecoveryDelay: o.recoveryDelay, Faults: faults, Logger: slog.Default(),
 		ScrubInterval: scrubInterval(o.scrubInterval), ScrubRate: o.scrubRate, DialCredentials: dialCreds,
+		Limits: o.limits,
 	})
 	if err != nil {
 		lis.Close()
