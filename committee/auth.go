@@ -62,9 +62,14 @@ var Authorization = wire.Policy{
 // authorize is the table's check on this voter (wire.Check). The request
 // ID header is validated first, for every method: it becomes part of a
 // command ID, a bbolt key on every replica.
-func (s *Service) authorize(ctx context.Context, _ string, access wire.Access, req any) (context.Context, error) {
+func (s *Service) authorize(ctx context.Context, method string, access wire.Access, req any) (context.Context, error) {
 	if err := checkRequestID(ctx); err != nil {
 		return nil, err
+	}
+	if method == "/weft.v1.Node/RegisterNode" {
+		if err := s.registrations.allow(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if m, ok := req.(proto.Message); ok {
 		if err := checkStrings(m); err != nil {

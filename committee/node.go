@@ -58,6 +58,7 @@ type Node struct {
 	raft      *raft.Raft
 	fsm       *FSM
 	logs      *raftboltdb.BoltStore
+	recent    raft.LogStore // logs behind its in-memory cache of recent entries
 	transport *raft.NetworkTransport
 	hadState  bool // Raft state existed on disk when the node started
 }
@@ -158,6 +159,7 @@ func (n *Node) open(rc *raft.Config, logger hclog.Logger) error {
 	if err != nil {
 		return err
 	}
+	n.recent = logs
 	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.logs, snapshots, n.transport); err != nil {
 		return err
 	}
@@ -224,6 +226,53 @@ func (n *Node) Propose(ctx context.Context, cmd Command) (*Result, error) {
 		return nil, fmt.Errorf("committee: no result for command %s", cmd.ID)
 	}
 	return res, nil
+}
+
+// LinearizableRead returns once this node's state reflects every write
+// acknowledged before the call, or an error (ErrNotLeader, a lost
+// leadership, the timeout). It writes nothing to the log — a read must not
+// grow it: it takes the leader's last log index (by leader completeness,
+// at or above every acknowledged write, even for a leader elected a moment
+// ago whose commit index still lags), confirms leadership with a round of
+// heartbeats, and waits until the FSM has applied every command up to that
+// index.
+func (n *Node) LinearizableRead(ctx context.Context, timeout time.Duration) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	index := n.raft.LastIndex()
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		applied, err := n.fsm.AppliedIndex()
+		if err != nil {
+			return err
+		}
+		// The FSM's index counts commands only: entries after it that
+		// are not (Raft's no-ops, configurations) need no waiting for.
+		if applied >= index || !n.commandsIn(applied+1, index) {
+			return nil
+		}
+		left := time.Until(deadline)
+		if left <= 0 || ctx.Err() != nil {
+			return fmt.Errorf("committee: state at index %d, waiting for %d: %w", applied, index, context.DeadlineExceeded)
+		}
+		n.fsm.WaitApplied(ctx, applied, left)
+	}
+}
+
+// commandsIn reports whether the log has a command entry in [from, to]
+// (true when it cannot tell).
+func (n *Node) commandsIn(from, to uint64) bool {
+	for i := to; i >= from && i > 0; i-- {
+		var l raft.Log
+		if err := n.recent.GetLog(i, &l); err != nil || l.Type == raft.LogCommand {
+			return true
+		}
+	}
+	return false
 }
 
 // AddVoter adds a voter (on the leader).

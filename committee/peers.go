@@ -184,8 +184,9 @@ func (s *Service) TransferLeadership(ctx context.Context, req *weftv1.TransferLe
 const snapshotChunk = 1 << 20
 
 // SaveSnapshot streams the state as of the leader's latest commit: a
-// follower relays the leader's stream; the leader runs a Raft barrier so
-// its own file holds everything committed, then streams a consistent copy.
+// follower relays the leader's stream; the leader waits until its own file
+// holds everything committed (a linearizable read), then streams a
+// consistent copy.
 func (s *Service) SaveSnapshot(req *weftv1.SaveSnapshotRequest, stream weftv1.Admin_SaveSnapshotServer) error {
 	conn, fctx, err := s.leader(stream.Context())
 	if err != nil {
@@ -209,7 +210,7 @@ func (s *Service) SaveSnapshot(req *weftv1.SaveSnapshotRequest, stream weftv1.Ad
 			}
 		}
 	}
-	if err := s.node.raft.Barrier(30 * time.Second).Error(); err != nil {
+	if err := s.node.LinearizableRead(stream.Context(), 30*time.Second); err != nil {
 		return status.Error(codes.Unavailable, err.Error())
 	}
 	w := &chunkWriter{send: func(b []byte, index uint64) error {

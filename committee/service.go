@@ -33,6 +33,10 @@ type ServiceConfig struct {
 	// of nodes that failed or missed their last AutoEvict challenge rounds
 	// to 0 (0: never).
 	AutoEvict int
+	// RegistrationRate and RegistrationBurst bound RegisterNode attempts
+	// per caller address (a token bucket; defaults 2 a second, bursts of 50).
+	RegistrationRate  float64
+	RegistrationBurst int
 }
 
 // Service serves the control-plane API of one voter. Writes reaching a
@@ -46,10 +50,12 @@ type Service struct {
 	node   *Node
 	cfg    ServiceConfig
 	client *clientService
-	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn
-	stop   chan struct{}
-	done   chan struct{}
+	// registrations limits RegisterNode attempts per caller address.
+	registrations *peerLimiter
+	mu            sync.Mutex
+	conns         map[string]*grpc.ClientConn
+	stop          chan struct{}
+	done          chan struct{}
 }
 
 const (
@@ -69,7 +75,14 @@ func NewService(node *Node, cfg ServiceConfig) (*Service, error) {
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = 60 * time.Second
 	}
-	s := &Service{node: node, cfg: cfg, conns: map[string]*grpc.ClientConn{}, stop: make(chan struct{}), done: make(chan struct{})}
+	if cfg.RegistrationRate <= 0 {
+		cfg.RegistrationRate = defaultRegistrationRate
+	}
+	if cfg.RegistrationBurst <= 0 {
+		cfg.RegistrationBurst = defaultRegistrationBurst
+	}
+	s := &Service{node: node, cfg: cfg, conns: map[string]*grpc.ClientConn{}, stop: make(chan struct{}), done: make(chan struct{}),
+		registrations: newPeerLimiter(cfg.RegistrationRate, cfg.RegistrationBurst)}
 	s.client = &clientService{s: s, views: map[uint64]*crypto.CommitteeView{}}
 	go s.announce()
 	return s, nil
@@ -513,7 +526,7 @@ func (s *Service) WatchState(ctx context.Context, req *weftv1.WatchStateRequest)
 		}); done {
 			return resp, err
 		}
-		if err := s.node.raft.Barrier(5 * time.Second).Error(); err != nil {
+		if err := s.node.LinearizableRead(ctx, 5*time.Second); err != nil {
 			return nil, status.Error(codes.Unavailable, err.Error())
 		}
 	}
