@@ -23,6 +23,9 @@ type clientService struct {
 
 	mu    sync.Mutex
 	views map[uint64]*crypto.CommitteeView // committee keys decoded once per epoch
+	// generation is the FSM's state file the views were read from: a
+	// restored snapshot brings its own committees.
+	generation uint64
 }
 
 type clientKey struct{}
@@ -124,6 +127,9 @@ func (c *clientService) CertifyBlob(ctx context.Context, req *weftv1.CertifyBlob
 func (c *clientService) view(e uint64) (*crypto.CommitteeView, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if g := c.s.node.FSM().Generation(); g != c.generation {
+		c.views, c.generation = map[uint64]*crypto.CommitteeView{}, g
+	}
 	if v, ok := c.views[e]; ok {
 		return v, nil
 	}

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -46,7 +47,13 @@ type FSM struct {
 	// clients caches client records for the apply path likewise: every
 	// registration charges its client.
 	clients map[string]ClientRecord
+	// generation counts the state files opened: a restore opens another,
+	// and caches outside the FSM keyed by epoch must be dropped.
+	generation atomic.Uint64
 }
+
+// Generation changes whenever a restore replaced the state file.
+func (f *FSM) Generation() uint64 { return f.generation.Load() }
 
 // currentEpoch returns the epoch state as of tx, on the apply path.
 func (f *FSM) currentEpoch(tx *bolt.Tx) (epoch.State, error) {
@@ -114,6 +121,7 @@ func (f *FSM) open() error {
 	}
 	f.db = db
 	f.epoch, f.clients = nil, map[string]ClientRecord{} // a restored file brings its own
+	f.generation.Add(1)
 	var index uint64
 	_ = db.View(func(tx *bolt.Tx) error {
 		index = readApplied(tx)

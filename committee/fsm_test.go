@@ -19,13 +19,13 @@ import (
 // testFSM drives a real FSM on a real bbolt file with log entries, as Raft
 // would, numbering them itself.
 type testFSM struct {
-	t     *testing.T
+	t     testing.TB
 	fsm   *FSM
 	index uint64
 	keys  map[shardmap.NodeID]*crypto.SecretKey
 }
 
-func newTestFSM(t *testing.T, cfg Config) *testFSM {
+func newTestFSM(t testing.TB, cfg Config) *testFSM {
 	f, err := OpenFSM(filepath.Join(t.TempDir(), "fsm.db"), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -129,3 +129,50 @@ func TestRegistrationAttemptsAreRateLimited(t *testing.T) {
 }
 
 func statusCode(err error) codes.Code { return status.Code(err) }
+
+// Snapshot uploads: without the operator token refused before a byte is
+// read; past the size cap refused while spooling; garbage refused by the
+// check. None changes the state.
+func TestSnapshotUploadsAreCheckedBeforeInstall(t *testing.T) {
+	c := newCluster(t, "v1")
+	leader := c.leader()
+	addr, stop := serveGRPCWith(t, leader, ServiceConfig{MaxSnapshotBytes: 1 << 20})
+	defer stop()
+	admin := weftv1.NewAdminClient(dial(t, addr))
+	c.registerNode("n1", 1)
+	before := fingerprint(t, leader.FSM())
+	applied, _ := leader.FSM().AppliedIndex()
+
+	upload := func(ctx context.Context, chunks ...[]byte) error {
+		stream, err := admin.RestoreSnapshot(ctx)
+		if err != nil {
+			return err
+		}
+		for _, b := range chunks {
+			if err := stream.Send(&weftv1.SnapshotChunk{Data: b}); err != nil {
+				break // the server answered; CloseAndRecv has its status
+			}
+		}
+		_, err = stream.CloseAndRecv()
+		return err
+	}
+	garbage := []byte(strings.Repeat("not a state file ", 1000))
+	wantStatus(t, "an upload without a token", upload(context.Background(), garbage), codes.Unauthenticated)
+	wantStatus(t, "an upload with a wrong token", upload(operator(context.Background(), "guess"), garbage), codes.PermissionDenied)
+	ctx := operator(context.Background(), testToken)
+	wantStatus(t, "an upload past the cap", upload(ctx, make([]byte, 700<<10), make([]byte, 700<<10)), codes.ResourceExhausted)
+	wantStatus(t, "an upload of garbage", upload(ctx, garbage), codes.InvalidArgument)
+
+	save, err := admin.SaveSnapshot(context.Background(), &weftv1.SaveSnapshotRequest{})
+	if err == nil {
+		_, err = save.Recv()
+	}
+	wantStatus(t, "a download without a token", err, codes.Unauthenticated)
+
+	if got := fingerprint(t, leader.FSM()); got != before {
+		t.Fatal("refused uploads changed the state")
+	}
+	if now, _ := leader.FSM().AppliedIndex(); now != applied {
+		t.Fatalf("refused uploads moved the applied index from %d to %d", applied, now)
+	}
+}

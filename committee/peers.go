@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -283,20 +285,9 @@ func (s *Service) RestoreSnapshot(stream weftv1.Admin_RestoreSnapshotServer) err
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	var size int64
-	for {
-		chunk, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		n, err := tmp.Write(chunk.Data)
-		if err != nil {
-			return status.Error(codes.Internal, err.Error())
-		}
-		size += int64(n)
+	size, err := spool(stream, tmp, s.cfg.MaxSnapshotBytes)
+	if err != nil {
+		return err
 	}
 	applied, err := checkSnapshotFile(tmp.Name(), s.node.FSM().Config())
 	if err != nil {
@@ -318,19 +309,90 @@ func (s *Service) RestoreSnapshot(stream weftv1.Admin_RestoreSnapshotServer) err
 	return stream.SendAndClose(&weftv1.RestoreSnapshotResponse{Index: s.node.raft.LastIndex()})
 }
 
-// checkSnapshotFile opens an uploaded snapshot as a state file of this
-// network's configuration before it may replace anything, and returns the
-// Raft index its state was applied up to.
-func checkSnapshotFile(path string, cfg Config) (uint64, error) {
-	f, err := OpenFSM(path, cfg)
+// spool writes an upload to tmp, refusing it (ResourceExhausted) as soon
+// as it passes limit bytes, and returns its size.
+func spool(stream weftv1.Admin_RestoreSnapshotServer, tmp *os.File, limit int64) (int64, error) {
+	var size int64
+	for {
+		chunk, err := stream.Recv()
+		if err == io.EOF {
+			return size, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		if size += int64(len(chunk.Data)); size > limit {
+			return 0, status.Errorf(codes.ResourceExhausted, "snapshot upload passes %d bytes, the cap (--max-snapshot-size)", limit)
+		}
+		if _, err := tmp.Write(chunk.Data); err != nil {
+			return 0, status.Error(codes.Internal, err.Error())
+		}
+	}
+}
+
+// checkSnapshotFile checks an uploaded snapshot before it may replace
+// anything, without writing to it: a bbolt file (its meta pages' checksums
+// hold, every page is reachable once and in bounds: bbolt's consistency
+// check) with every bucket of the schema, created for this network's
+// configuration, whose epoch state decodes. It returns the Raft index its
+// state was applied up to. A file corrupt enough to make bbolt fault or
+// panic is an error too, not a crash.
+func checkSnapshotFile(path string, cfg Config) (applied uint64, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			applied, err = 0, fmt.Errorf("not a readable state file: %v", r)
+		}
+	}()
+	if err := checkPageGraph(path); err != nil {
+		return 0, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		return 0, err
 	}
-	applied, err := f.AppliedIndex()
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		var first error
+		for err := range tx.Check() { // drained: the check runs on its own goroutine
+			if first == nil {
+				first = fmt.Errorf("inconsistent file: %w", err)
+			}
+		}
+		if first != nil {
+			return first
+		}
+		return checkSchema(tx, cfg.withDefaults())
+	})
+	if err != nil {
+		return 0, err
 	}
+	err = db.View(func(tx *bolt.Tx) error {
+		applied = readApplied(tx)
+		return nil
+	})
 	return applied, err
+}
+
+// checkSchema checks a state file's buckets, configuration and epoch.
+func checkSchema(tx *bolt.Tx, cfg Config) error {
+	for _, name := range allBuckets {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("no %q bucket: not a state file of this version", name)
+		}
+	}
+	var stored Config
+	found, err := getJSON(tx.Bucket(bucketMeta), keyConfig, &stored)
+	if err != nil || !found {
+		return fmt.Errorf("no readable configuration (%v)", err)
+	}
+	if stored != cfg {
+		return fmt.Errorf("created for %+v, not this network's %+v", stored, cfg)
+	}
+	if _, err := readEpoch(tx); err != nil {
+		return fmt.Errorf("epoch state: %w", err)
+	}
+	return nil
 }
 
 // ListClients lists client credentials and their quota use.

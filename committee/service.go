@@ -37,6 +37,9 @@ type ServiceConfig struct {
 	// per caller address (a token bucket; defaults 2 a second, bursts of 50).
 	RegistrationRate  float64
 	RegistrationBurst int
+	// MaxSnapshotBytes caps a snapshot upload (RestoreSnapshot), spooled
+	// to disk before it is checked (default 16 GiB).
+	MaxSnapshotBytes int64
 }
 
 // Service serves the control-plane API of one voter. Writes reaching a
@@ -58,6 +61,9 @@ type Service struct {
 	done          chan struct{}
 }
 
+// DefaultMaxSnapshotBytes is the default cap of a snapshot upload.
+const DefaultMaxSnapshotBytes = 16 << 30
+
 const (
 	mdAuthorization = "authorization"
 	mdForwarded     = "weft-forwarded"
@@ -74,6 +80,9 @@ func NewService(node *Node, cfg ServiceConfig) (*Service, error) {
 	}
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = 60 * time.Second
+	}
+	if cfg.MaxSnapshotBytes <= 0 {
+		cfg.MaxSnapshotBytes = DefaultMaxSnapshotBytes
 	}
 	if cfg.RegistrationRate <= 0 {
 		cfg.RegistrationRate = defaultRegistrationRate
