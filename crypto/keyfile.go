@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 const (
 	keyFileVersion = 1
 	keyFileScheme  = "bls12381-g1-pop"
+	maxKeyFile     = 64 << 10 // a key file is ~250 bytes; reading stops here
 )
 
 type keyFile struct {
@@ -39,12 +41,7 @@ var ErrKeyFileExposed = errors.New("crypto: key file is accessible to other user
 // under a temporary name, then linked into place, so a crash leaves either
 // no key file or a whole one.
 func WriteKeyFile(path string, sk *SecretKey) error {
-	data, err := json.MarshalIndent(keyFile{
-		Version:   keyFileVersion,
-		Scheme:    keyFileScheme,
-		SecretKey: hex.EncodeToString(sk.Bytes()),
-		PublicKey: sk.PublicKey().String(),
-	}, "", "  ")
+	data, err := encodeKeyFile(sk)
 	if err != nil {
 		return err
 	}
@@ -59,7 +56,7 @@ func WriteKeyFile(path string, sk *SecretKey) error {
 		tmp.Close()
 		return err
 	}
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -99,25 +96,53 @@ func ReadKeyFile(path string) (*SecretKey, error) {
 	if mode := info.Mode().Perm(); mode&0o077 != 0 {
 		return nil, fmt.Errorf("%w: %s has mode %#o; run chmod 600 %s", ErrKeyFileExposed, path, mode, path)
 	}
-	var kf keyFile
-	dec := json.NewDecoder(f)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&kf); err != nil {
+	sk, err := decodeKeyFile(f)
+	if err != nil {
 		return nil, fmt.Errorf("crypto: key file %s: %w", path, err)
 	}
+	return sk, nil
+}
+
+// encodeKeyFile is the content of sk's key file.
+func encodeKeyFile(sk *SecretKey) ([]byte, error) {
+	data, err := json.MarshalIndent(keyFile{
+		Version:   keyFileVersion,
+		Scheme:    keyFileScheme,
+		SecretKey: hex.EncodeToString(sk.Bytes()),
+		PublicKey: sk.PublicKey().String(),
+	}, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
+}
+
+// decodeKeyFile reads a key file's content: known fields only, the
+// current version and scheme, a valid secret key and the public key it
+// derives. Its errors never quote the secret key.
+func decodeKeyFile(r io.Reader) (*SecretKey, error) {
+	var kf keyFile
+	dec := json.NewDecoder(io.LimitReader(r, maxKeyFile))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&kf); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the key")
+	}
 	if kf.Version != keyFileVersion || kf.Scheme != keyFileScheme {
-		return nil, fmt.Errorf("crypto: key file %s: version %d scheme %q, want %d %q", path, kf.Version, kf.Scheme, keyFileVersion, keyFileScheme)
+		return nil, fmt.Errorf("version %d scheme %q, want %d %q", kf.Version, kf.Scheme, keyFileVersion, keyFileScheme)
 	}
 	raw, err := hex.DecodeString(kf.SecretKey)
 	if err != nil {
-		return nil, fmt.Errorf("crypto: key file %s: secret key is not hex", path)
+		return nil, errors.New("secret key is not hex")
 	}
 	sk, err := SecretKeyFromBytes(raw)
 	if err != nil {
-		return nil, fmt.Errorf("crypto: key file %s: %w", path, err)
+		return nil, err
 	}
 	if got := sk.PublicKey().String(); got != kf.PublicKey {
-		return nil, fmt.Errorf("crypto: key file %s: public key %s does not match its secret key (derives %s)", path, kf.PublicKey, got)
+		return nil, fmt.Errorf("public key %s does not match its secret key (derives %s)", kf.PublicKey, got)
 	}
 	return sk, nil
 }

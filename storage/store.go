@@ -443,10 +443,10 @@ func (s *Store) readSliver(shard uint32, id crypto.BlobID, axis crypto.Axis) (co
 			// dropped meanwhile, and then its bytes may be gone (a
 			// punched hole reads as zeros, which fail the CRC).
 			data, err = s.values.read(e)
-			if (errors.Is(err, errValueGone) || errors.Is(err, errValueCorrupt)) && !s.pointsTo(shard, id, name, e) {
+			if (errors.Is(err, errValueGone) || errors.Is(err, errValueCorrupt) || errors.Is(err, errNoRecord)) && !s.pointsTo(shard, id, name, e) {
 				continue // deleted or stored again: look again
 			}
-			if errors.Is(err, errValueCorrupt) {
+			if errors.Is(err, errValueCorrupt) || errors.Is(err, errNoRecord) {
 				return coding.Sliver{}, nil, corrupt(err)
 			}
 			if err != nil {
@@ -480,7 +480,10 @@ func (s *Store) DropCorrupt(c *CorruptError, epoch uint64) (bool, error) {
 			return nil
 		}
 		dropped = true
-		if _, _, err := parseExtent(c.value); err == nil { // a broken pointer frees nothing
+		// A broken pointer frees nothing: neither one that does not parse
+		// nor one that names no record (its extent is not counted live,
+		// and punching it could hit other records).
+		if _, _, err := parseExtent(c.value); err == nil && !errors.Is(c.Cause, errNoRecord) {
 			if err := s.freeValue(tx, c.value, freed); err != nil {
 				return err
 			}

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math/bits"
 	"os"
 	"path/filepath"
@@ -73,6 +74,14 @@ var errValueGone = errors.New("storage: value deleted during the read")
 // read — the caller tells the two apart by whether its pointer is still
 // there.
 var errValueCorrupt = errors.New("storage: value fails its CRC-32C")
+
+// errNoRecord is a pointer that names no record: its segment does not
+// exist, or the extent does not lie within the segment file. A pointer is
+// committed only after its record is written and synced, so — unless the
+// pointer was dropped during the read — the pointer is corrupt (or the
+// file lost), and dropping it must free nothing: its extent is not one the
+// log counts.
+var errNoRecord = errors.New("storage: value pointer names no record")
 
 // extent locates one record in the value log.
 type extent struct {
@@ -635,7 +644,10 @@ func (l *valueLog) removeDeadSegments() error {
 	return nil
 }
 
-// read returns the record an extent locates, checked against its CRC.
+// read returns the record an extent locates, checked against its CRC. An
+// extent that does not lie within its segment is refused (errNoRecord)
+// before any buffer is allocated: a rotten length must not ask for
+// gigabytes.
 func (l *valueLog) read(e extent) ([]byte, error) {
 	// Reads bypass the page cache too: a node reads back little of what
 	// it writes, soon after; filling the cache costs more than the disk
@@ -645,15 +657,29 @@ func (l *valueLog) read(e extent) ([]byte, error) {
 	f, err := l.file(e.seg, false)
 	l.mu.Unlock()
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, errValueGone
+		return nil, fmt.Errorf("%w (%w): segment %d does not exist", errValueGone, errNoRecord, e.seg)
 	}
 	if err != nil {
 		return nil, err
 	}
+	info, err := f.Stat()
+	if errors.Is(err, os.ErrClosed) {
+		return nil, errValueGone
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: value segment %d: %w", e.seg, err)
+	}
+	if size := info.Size(); e.off > size || int64(e.length) > size-e.off {
+		return nil, fmt.Errorf("%w: segment %d holds %d bytes, the extent is %d at %d", errNoRecord, e.seg, size, e.length, e.off)
+	}
 	buf := alignedBuffer(int(e.padded()))
-	if _, err := f.ReadAt(buf, e.off); err != nil {
+	n, err := f.ReadAt(buf, e.off)
+	if n < int(e.length) {
 		if errors.Is(err, os.ErrClosed) {
 			return nil, errValueGone
+		}
+		if errors.Is(err, io.EOF) { // the file shrank under the read
+			return nil, fmt.Errorf("%w: segment %d ends within the extent of %d bytes at %d", errNoRecord, e.seg, e.length, e.off)
 		}
 		return nil, fmt.Errorf("storage: reading value segment %d at %d: %w", e.seg, e.off, err)
 	}
