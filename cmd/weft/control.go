@@ -64,6 +64,8 @@ type controlOptions struct {
 	metricsAddr                     string
 	tokens                          tokenFlags
 	insecureRaft                    bool
+	maxSnapshotSize                 int64
+	registrationRate                float64
 }
 
 func newControlCommand() *cobra.Command {
@@ -97,6 +99,8 @@ func newControlCommand() *cobra.Command {
 	f.DurationVar(&o.epochDuration, "epoch-duration", 0, "advance the epoch this often when Stable (0: only by operator)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, https:// when the voter serves TLS (empty: off)")
 	f.DurationVar(&o.challengeWindow, "challenge-window", 2*time.Minute, "run a storage-challenge round once per epoch, open at most this long (0: only by operator)")
+	f.Int64Var(&o.maxSnapshotSize, "max-snapshot-size", committee.DefaultMaxSnapshotBytes, "largest snapshot upload (weft admin snapshot restore) taken, in bytes (spooled to the data directory and checked before install)")
+	f.Float64Var(&o.registrationRate, "registration-rate", 2, "storage-node registration attempts taken per second from one address (bursts of 50)")
 	f.IntVar(&o.autoEvict, "auto-evict", 0, "at an epoch change, set the stake of nodes that failed or missed their last K challenge rounds to 0 (0: never)")
 	o.tokens.add(cmd)
 	return cmd
@@ -128,7 +132,10 @@ func runControl(ctx context.Context, o controlOptions) error {
 		return err
 	}
 	defer node.Shutdown()
-	svc, err := committee.NewService(node, committee.ServiceConfig{OperatorToken: token, GRPCAddr: o.grpcAddr, AutoEvict: o.autoEvict})
+	svc, err := committee.NewService(node, committee.ServiceConfig{
+		OperatorToken: token, GRPCAddr: o.grpcAddr, AutoEvict: o.autoEvict,
+		MaxSnapshotBytes: o.maxSnapshotSize, RegistrationRate: o.registrationRate,
+	})
 	if err != nil {
 		return err
 	}
