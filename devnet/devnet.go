@@ -6,6 +6,8 @@ package devnet
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -93,7 +95,11 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Network{cfg: cfg, OperatorToken: "devnet-operator"}
+	// A random operator token: a devnet's voters listen on loopback, where
+	// any local process could otherwise guess a fixed one.
+	token := make([]byte, 24)
+	_, _ = crand.Read(token)
+	d := &Network{cfg: cfg, OperatorToken: hex.EncodeToString(token)}
 	if cfg.Dir == "" {
 		if cfg.Dir, err = os.MkdirTemp("", "weft-devnet-"); err != nil {
 			return nil, err
