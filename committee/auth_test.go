@@ -20,6 +20,7 @@ func TestAuthorizationTable(t *testing.T) {
 	leader := c.leader()
 	addr, stop := serveGRPC(t, leader)
 	defer stop()
+	awaitAnnounced(t, leader, addr)
 	conn := dial(t, addr)
 	c.registerNode("n1", 1) // some state to change
 	before := fingerprint(t, leader.FSM())

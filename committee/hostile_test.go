@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -22,6 +23,7 @@ func TestOversizedInputIsRefusedBeforePropose(t *testing.T) {
 	leader := c.leader()
 	addr, stop := serveGRPC(t, leader)
 	defer stop()
+	awaitAnnounced(t, leader, addr)
 	conn := dial(t, addr)
 	nodes, admin := weftv1.NewNodeClient(conn), weftv1.NewAdminClient(conn)
 	bg := context.Background()
@@ -67,6 +69,7 @@ func TestLinearizableWatchesWriteNothing(t *testing.T) {
 	leader := c.leader()
 	addr, stop := serveGRPC(t, leader)
 	defer stop()
+	awaitAnnounced(t, leader, addr)
 	watch := weftv1.NewWatchClient(dial(t, addr))
 	c.registerNode("n1", 1)
 	before := leader.Raft().LastIndex()
@@ -108,6 +111,7 @@ func TestRegistrationAttemptsAreRateLimited(t *testing.T) {
 	leader := c.leader()
 	addr, stop := serveGRPCWith(t, leader, ServiceConfig{RegistrationRate: 0.001, RegistrationBurst: 5})
 	defer stop()
+	awaitAnnounced(t, leader, addr)
 	nodes := weftv1.NewNodeClient(dial(t, addr))
 	var refused int
 	for i := range 20 {
@@ -138,6 +142,7 @@ func TestSnapshotUploadsAreCheckedBeforeInstall(t *testing.T) {
 	leader := c.leader()
 	addr, stop := serveGRPCWith(t, leader, ServiceConfig{MaxSnapshotBytes: 1 << 20})
 	defer stop()
+	awaitAnnounced(t, leader, addr)
 	admin := weftv1.NewAdminClient(dial(t, addr))
 	c.registerNode("n1", 1)
 	before := fingerprint(t, leader.FSM())
@@ -174,5 +179,21 @@ func TestSnapshotUploadsAreCheckedBeforeInstall(t *testing.T) {
 	}
 	if now, _ := leader.FSM().AppliedIndex(); now != applied {
 		t.Fatalf("refused uploads moved the applied index from %d to %d", applied, now)
+	}
+}
+
+// awaitAnnounced waits until the voter n has recorded its gRPC address (a
+// write of its own, which would otherwise land amid a test's counting).
+func awaitAnnounced(t *testing.T, n *Node, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if got, found, _ := n.FSM().PeerAddress(n.cfg.ID); found && got == addr {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("voter %s never announced %s", n.cfg.ID, addr)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
