@@ -15,8 +15,11 @@ import (
 // allocated for: every string becomes part of a bbolt key or record on
 // every replica, and of every watcher's answer.
 const (
-	// maxStringField bounds every string field of every request.
-	maxStringField = 256
+	// maxStringField bounds every string field of every request (a
+	// challenge verdict's reason is the longest: evidence for operators).
+	maxStringField = 4096
+	// maxAddressLength bounds a host:port.
+	maxAddressLength = 256
 	// maxIDLength bounds node, client and voter IDs.
 	maxIDLength = maxNodeIDLength
 )
@@ -83,8 +86,8 @@ func checkID(what, id string) error {
 
 // checkAddress refuses what is not host:port with a port number.
 func checkAddress(what, addr string) error {
-	if len(addr) > maxStringField {
-		return status.Errorf(codes.InvalidArgument, "%s address of %d bytes (at most %d)", what, len(addr), maxStringField)
+	if len(addr) > maxAddressLength {
+		return status.Errorf(codes.InvalidArgument, "%s address of %d bytes (at most %d)", what, len(addr), maxAddressLength)
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err == nil && host == "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -686,7 +687,7 @@ func (c *challenges) judgeOnce(ctx context.Context, r *chalRound, node shardmap.
 	default:
 		n.metrics.challengeVerdicts.WithLabelValues("failed").Inc()
 		n.log.Warn("storage: challenge proof FAILED", "round", r.round, "peer", node, "err", err)
-		return &weftv1.ChallengeVerdict{Node: string(node), Passed: false, Reason: err.Error()}, true, nil
+		return &weftv1.ChallengeVerdict{Node: string(node), Passed: false, Reason: evidence(err)}, true, nil
 	}
 }
 
@@ -726,4 +727,17 @@ func (mc *metaCache) lookup(ctx context.Context, node shardmap.NodeID) func(cryp
 		mc.mu.Unlock()
 		return meta, nil
 	}
+}
+
+// maxReason bounds a verdict's reason: the control plane refuses longer
+// strings, and operators need its start, not every byte.
+const maxReason = 1024
+
+// evidence is err's message, cut to maxReason bytes.
+func evidence(err error) string {
+	msg := err.Error()
+	if len(msg) > maxReason {
+		msg = strings.ToValidUTF8(msg[:maxReason-3], "") + "…"
+	}
+	return msg
 }
