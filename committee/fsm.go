@@ -500,7 +500,7 @@ func (f *FSM) registerNode(tx *bolt.Tx, index uint64, cmd Command, c RegisterNod
 		return f.reregisterNode(tx, index, cmd, c, old)
 	}
 	if owner := keys.Get(c.PublicKey); owner != nil {
-		return nil, reject(CodeAlreadyExists, "public key %s is already registered by node %s", crypto.KeyFingerprint(c.PublicKey), owner)
+		return nil, reject(CodeAlreadyExists, "key fingerprint %s is already registered by node %s, not %s", crypto.KeyFingerprint(c.PublicKey), owner, c.Node)
 	}
 	rec := NodeRecord{ID: c.Node, PublicKey: c.PublicKey, Address: c.Address, Registered: index, LastNonce: cmd.Nonce}
 	if err := putJSON(nodes, []byte(c.Node), rec); err != nil {
@@ -518,7 +518,7 @@ func (f *FSM) registerNode(tx *bolt.Tx, index uint64, cmd Command, c RegisterNod
 // and may change the address; with another key, it is someone else's ID.
 func (f *FSM) reregisterNode(tx *bolt.Tx, index uint64, cmd Command, c RegisterNode, old NodeRecord) ([]Event, *CommandError) {
 	if !bytes.Equal(old.PublicKey, c.PublicKey) {
-		return nil, reject(CodeAlreadyExists, "node ID %s is registered to key fingerprint %s, not %s",
+		return nil, reject(CodeAlreadyExists, "node ID %s is registered to key fingerprint %s; this registration's key is %s",
 			c.Node, crypto.KeyFingerprint(old.PublicKey), crypto.KeyFingerprint(c.PublicKey))
 	}
 	if cmd.Node != "" {

@@ -85,8 +85,9 @@ func (f *Follower) Register(ctx context.Context) error {
 	req.Auth = auth
 	_, err = weftv1.NewNodeClient(f.conn).RegisterNode(ctx, req)
 	if status.Code(err) == codes.AlreadyExists {
-		return fmt.Errorf("%w: %s; this node's key is %s: start it with the key it registered with, or another ID",
-			ErrKeyMismatch, status.Convert(err).Message(), f.key.PublicKey().Fingerprint())
+		// The message names both fingerprints (committee's registerNode).
+		return fmt.Errorf("%w: %s: start node %s with the key it registered with, or under another ID",
+			ErrKeyMismatch, status.Convert(err).Message(), f.id)
 	}
 	return err
 }
