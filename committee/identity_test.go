@@ -141,7 +141,9 @@ func TestNodeRequestEpochWindow(t *testing.T) {
 func TestStakePinnedToKey(t *testing.T) {
 	c, admin, nodes, op := identityPlane(t)
 	a := newStorageNode(t, "A")
-	if _, err := retry(t, func() (*weftv1.RegisterNodeResponse, error) { return nodes.RegisterNode(context.Background(), a.registration(t)) }); err != nil {
+	if _, err := retry(t, func() (*weftv1.RegisterNodeResponse, error) {
+		return nodes.RegisterNode(context.Background(), a.registration(t))
+	}); err != nil {
 		t.Fatal(err)
 	}
 	right, wrong := a.sk.PublicKey().Fingerprint(), newStorageNode(t, "B").sk.PublicKey().Fingerprint()
