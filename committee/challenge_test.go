@@ -17,12 +17,20 @@ import (
 func (sn *storageNode) report(t testing.TB, round uint64, verdicts ...*weftv1.ChallengeVerdict) *weftv1.ReportChallengeRequest {
 	req := &weftv1.ReportChallengeRequest{Round: round, Verdicts: verdicts}
 	sn.nonce++
-	auth, err := SignRequest(sn.sk, sn.id, 0, sn.nonce, "ReportChallenge", ReportChallengePayload(req))
+	auth, err := SignRequest(sn.sk, sn.id, sn.epoch, sn.nonce, "ReportChallenge", ReportChallengePayload(req))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Auth = auth
 	return req
+}
+
+// atEpoch makes the nodes sign for epoch e, as storage nodes sign for the
+// epoch they follow.
+func atEpoch(sns map[string]*storageNode, e uint64) {
+	for _, sn := range sns {
+		sn.epoch = e
+	}
 }
 
 func pass(node string) *weftv1.ChallengeVerdict {
@@ -64,6 +72,7 @@ func TestChallengeRounds(t *testing.T) {
 	if _, err := admin.AdvanceEpoch(op, &weftv1.AdvanceEpochRequest{}); err != nil {
 		t.Fatal(err)
 	}
+	atEpoch(sns, 1)
 	app := operator(bg, mustClient(t, admin, op))
 	committee, err := client.GetCommittee(app, &weftv1.GetCommitteeRequest{})
 	if err != nil {
@@ -108,6 +117,7 @@ func TestChallengeRounds(t *testing.T) {
 	if _, err := admin.AdvanceEpoch(op, &weftv1.AdvanceEpochRequest{}); err != nil {
 		t.Fatal(err)
 	}
+	atEpoch(sns, 2)
 	// Round 2, epoch 2: the epoch-1 blobs are sampled.
 	r2 := startRound(t, admin, client, op)
 	if len(r2.Blobs) != 3 {

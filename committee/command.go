@@ -79,6 +79,11 @@ type UpdateAddress struct {
 type SetStake struct {
 	Node  shardmap.NodeID `json:"node"`
 	Stake uint64          `json:"stake"`
+	// KeyFingerprint, when set, is the fingerprint of the key the operator
+	// means to stake (crypto.KeyFingerprint); the stake applies only while
+	// the ID is registered to that key. Omitted when empty, so entries
+	// written before it decode alike.
+	KeyFingerprint string `json:"key_fingerprint,omitempty"`
 }
 
 // RemoveNode removes a node from the registry; it must not be in the

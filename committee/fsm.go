@@ -376,6 +376,11 @@ func (f *FSM) apply(tx *bolt.Tx, index uint64, cmd Command, res *Result) ([]Even
 			return nil, err
 		}
 		return f.updateNode(tx, index, c.Node, "stake-set", func(n *NodeRecord) *CommandError {
+			// Re-checked here: the key may change between the leader's
+			// check and this entry (the node removed and its ID taken).
+			if fp := crypto.KeyFingerprint(n.PublicKey); c.KeyFingerprint != "" && fp != c.KeyFingerprint {
+				return reject(CodeFailedPrecondition, "node %s is registered to key fingerprint %s, the stake was pinned to %s", c.Node, fp, c.KeyFingerprint)
+			}
 			n.Stake = c.Stake
 			return nil
 		})
@@ -496,11 +501,14 @@ func (f *FSM) registerNode(tx *bolt.Tx, index uint64, cmd Command, c RegisterNod
 		return nil, reject(CodeInvalidArgument, "node %s: %v", c.Node, err)
 	}
 	nodes, keys := tx.Bucket(bucketNodes), tx.Bucket(bucketKeys)
-	if nodes.Get([]byte(c.Node)) != nil {
-		return nil, reject(CodeAlreadyExists, "node %s is already registered", c.Node)
+	var old NodeRecord
+	if found, err := getJSON(nodes, []byte(c.Node), &old); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	} else if found {
+		return f.reregisterNode(tx, index, cmd, c, old)
 	}
 	if owner := keys.Get(c.PublicKey); owner != nil {
-		return nil, reject(CodeAlreadyExists, "public key already registered by node %s", owner)
+		return nil, reject(CodeAlreadyExists, "key fingerprint %s is already registered by node %s, not %s", crypto.KeyFingerprint(c.PublicKey), owner, c.Node)
 	}
 	rec := NodeRecord{ID: c.Node, PublicKey: c.PublicKey, Address: c.Address, Registered: index, LastNonce: cmd.Nonce}
 	if err := putJSON(nodes, []byte(c.Node), rec); err != nil {
@@ -510,6 +518,29 @@ func (f *FSM) registerNode(tx *bolt.Tx, index uint64, cmd Command, c RegisterNod
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	return []Event{{Index: index, Kind: "node-registered", Node: c.Node}}, nil
+}
+
+// reregisterNode answers a registration of an ID already in the registry:
+// with the key it holds, the node restarted — the request spends a nonce
+// like any signed one (a replayed registration cannot move the node back)
+// and may change the address; with another key, it is someone else's ID.
+func (f *FSM) reregisterNode(tx *bolt.Tx, index uint64, cmd Command, c RegisterNode, old NodeRecord) ([]Event, *CommandError) {
+	if !bytes.Equal(old.PublicKey, c.PublicKey) {
+		return nil, reject(CodeAlreadyExists, "node ID %s is registered to key fingerprint %s; this registration's key is %s",
+			c.Node, crypto.KeyFingerprint(old.PublicKey), crypto.KeyFingerprint(c.PublicKey))
+	}
+	if cmd.Node != "" {
+		if cerr := f.spendNonce(tx, cmd.Node, cmd.Nonce); cerr != nil {
+			return nil, cerr
+		}
+	}
+	if old.Address == c.Address {
+		return nil, nil
+	}
+	return f.updateNode(tx, index, c.Node, "address-updated", func(n *NodeRecord) *CommandError {
+		n.Address = c.Address
+		return nil
+	})
 }
 
 func (f *FSM) updateNode(tx *bolt.Tx, index uint64, id shardmap.NodeID, kind string, change func(*NodeRecord) *CommandError) ([]Event, *CommandError) {

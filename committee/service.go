@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -340,11 +341,39 @@ func (s *Service) SetStake(ctx context.Context, req *weftv1.SetStakeRequest) (*w
 	}); done {
 		return resp, err
 	}
-	res, err := s.propose(ctx, KindSetStake, SetStake{Node: shardmap.NodeID(req.Node), Stake: req.Stake}, "", 0)
+	if err := s.checkStakedKey(req); err != nil {
+		return nil, err
+	}
+	c := SetStake{Node: shardmap.NodeID(req.Node), Stake: req.Stake, KeyFingerprint: req.KeyFingerprint}
+	res, err := s.propose(ctx, KindSetStake, c, "", 0)
 	if err != nil {
 		return nil, err
 	}
 	return &weftv1.SetStakeResponse{Index: res.Index}, nil
+}
+
+// checkStakedKey refuses a stake pinned to a key fingerprint that is not
+// the one the ID is registered to, so that an operator staking by ID does
+// not stake a squatter (the FSM checks again when it applies the stake).
+func (s *Service) checkStakedKey(req *weftv1.SetStakeRequest) error {
+	want := req.KeyFingerprint
+	if want == "" {
+		return nil
+	}
+	if len(want) != 16 || strings.Trim(want, "0123456789abcdef") != "" {
+		return status.Errorf(codes.InvalidArgument, "key fingerprint %q: want 16 lower-case hex characters (weft admin node list)", want)
+	}
+	rec, found, err := s.node.FSM().Node(shardmap.NodeID(req.Node))
+	if err != nil {
+		return status.Error(codes.Internal, err.Error())
+	}
+	if !found {
+		return status.Errorf(codes.NotFound, "node %s is not registered", req.Node)
+	}
+	if got := crypto.KeyFingerprint(rec.PublicKey); got != want {
+		return status.Errorf(codes.FailedPrecondition, "node %s is registered to key fingerprint %s, not %s: it is not the key you meant to stake", req.Node, got, want)
+	}
+	return nil
 }
 
 // RemoveNode removes a node that owns and holds nothing.
@@ -437,16 +466,40 @@ func shardSyncedPayload(req *weftv1.ShardSyncedRequest) []byte {
 	return binary.BigEndian.AppendUint32(b, req.Shard)
 }
 
+// epochWindow is the range of epochs a node request may be signed for.
+type epochWindow struct{ lo, hi uint64 }
+
+// nodeEpochs is the window this replica accepts: the current epoch or the
+// one before it (a node may sign just before an epoch change and send
+// just after). A follower also takes the next epoch, since it may not have
+// applied an epoch change the node already saw; it forwards the request
+// to the leader, which runs the same check with hi = its current epoch.
+func (s *Service) nodeEpochs() (epochWindow, error) {
+	st, err := s.node.FSM().EpochState()
+	if err != nil {
+		return epochWindow{}, status.Error(codes.Internal, err.Error())
+	}
+	w := epochWindow{lo: st.Epoch(), hi: st.Epoch()}
+	if w.lo > 0 {
+		w.lo--
+	}
+	if !s.node.IsLeader() {
+		w.hi++
+	}
+	return w, nil
+}
+
 // verifyNode checks a signed node request for method over payload with
-// key and returns its nonce.
-func verifyNode(auth *weftv1.SignedRequest, method string, payload []byte, key *crypto.PublicKey) (uint64, error) {
+// key: the signed node ID must be the one it is sent as, and its epoch in
+// the window. It returns the nonce.
+func verifyNode(auth *weftv1.SignedRequest, method string, payload []byte, key *crypto.PublicKey, epochs epochWindow) (uint64, error) {
 	if auth == nil || auth.Node == "" {
 		return 0, status.Error(codes.Unauthenticated, "signed node request required")
 	}
 	if err := checkID("node", auth.Node); err != nil {
 		return 0, err
 	}
-	_, body, err := crypto.DecodeMessage(auth.Message)
+	epoch, body, err := crypto.DecodeMessage(auth.Message)
 	if err != nil {
 		return 0, status.Errorf(codes.Unauthenticated, "node request: %v", err)
 	}
@@ -456,6 +509,12 @@ func verifyNode(auth *weftv1.SignedRequest, method string, payload []byte, key *
 	}
 	if nr.Method != method || nr.Payload != crypto.Digest(sha256.Sum256(payload)) {
 		return 0, status.Errorf(codes.PermissionDenied, "signature is for method %q or for other request fields", nr.Method)
+	}
+	if nr.Node != auth.Node {
+		return 0, status.Errorf(codes.PermissionDenied, "node request signed for node %q, sent as %q", nr.Node, auth.Node)
+	}
+	if epoch < epochs.lo || epoch > epochs.hi {
+		return 0, status.Errorf(codes.PermissionDenied, "node %s signed its %s request for epoch %d; this replica takes epochs %d to %d", auth.Node, method, epoch, epochs.lo, epochs.hi)
 	}
 	sig, err := crypto.SignatureFromBytes(auth.Signature)
 	if err != nil {
@@ -468,7 +527,10 @@ func verifyNode(auth *weftv1.SignedRequest, method string, payload []byte, key *
 }
 
 // RegisterNode registers a storage node: its proof of possession and its
-// signature of the request are checked here, before proposing.
+// signature of the request are checked here, before proposing. The
+// registry binds an ID to one key: registering the same ID with the same
+// key again succeeds (a restarted node; it may move), with another key it
+// is AlreadyExists naming the registered key's fingerprint.
 func (s *Service) RegisterNode(ctx context.Context, req *weftv1.RegisterNodeRequest) (*weftv1.RegisterNodeResponse, error) {
 	if err := checkAddress("node", req.Address); err != nil {
 		return nil, err
@@ -484,7 +546,11 @@ func (s *Service) RegisterNode(ctx context.Context, req *weftv1.RegisterNodeRequ
 	if err := pk.VerifyPossession(pop); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "proof of possession: %v", err)
 	}
-	nonce, err := verifyNode(req.Auth, "RegisterNode", registerPayload(req), pk)
+	epochs, err := s.nodeEpochs()
+	if err != nil {
+		return nil, err
+	}
+	nonce, err := verifyNode(req.Auth, "RegisterNode", registerPayload(req), pk, epochs)
 	if err != nil {
 		return nil, err
 	}
@@ -583,10 +649,11 @@ func (s *Service) Events(ctx context.Context, req *weftv1.EventsRequest) (*weftv
 }
 
 // SignRequest builds the signed envelope of a node request: a crypto
-// node-request message naming the method and the digest of the request's
-// payload, with a nonce above every earlier one of this node.
+// node-request message naming the method, the node and the digest of the
+// request's payload, with a nonce above every earlier one of this node.
+// epoch must be the control plane's current epoch or the one before it.
 func SignRequest(sk *crypto.SecretKey, node shardmap.NodeID, epoch, nonce uint64, method string, payload []byte) (*weftv1.SignedRequest, error) {
-	msg, err := crypto.EncodeMessage(epoch, crypto.NodeRequest{Nonce: nonce, Method: method, Payload: sha256.Sum256(payload)})
+	msg, err := crypto.EncodeMessage(epoch, crypto.NodeRequest{Nonce: nonce, Method: method, Node: string(node), Payload: sha256.Sum256(payload)})
 	if err != nil {
 		return nil, err
 	}
@@ -623,7 +690,11 @@ func (s *Service) registeredSigner(auth *weftv1.SignedRequest, method string, pa
 	if err != nil {
 		return NodeRecord{}, 0, status.Error(codes.Internal, err.Error())
 	}
-	nonce, err := verifyNode(auth, method, payload, pk)
+	epochs, err := s.nodeEpochs()
+	if err != nil {
+		return NodeRecord{}, 0, err
+	}
+	nonce, err := verifyNode(auth, method, payload, pk, epochs)
 	return rec, nonce, err
 }
 

@@ -84,6 +84,7 @@ type storageNode struct {
 	id    shardmap.NodeID
 	sk    *crypto.SecretKey
 	nonce uint64
+	epoch uint64 // the epoch registrations and reports are signed for
 }
 
 func newStorageNode(t testing.TB, id string) *storageNode {
@@ -101,7 +102,7 @@ func (sn *storageNode) registration(t testing.TB) *weftv1.RegisterNodeRequest {
 		PublicKey: sn.sk.PublicKey().Bytes(), ProofOfPossession: sn.sk.ProvePossession().Bytes(), Address: string(sn.id) + ":7000",
 	}
 	sn.nonce++
-	auth, err := SignRequest(sn.sk, sn.id, 0, sn.nonce, "RegisterNode", RegisterPayload(req))
+	auth, err := SignRequest(sn.sk, sn.id, sn.epoch, sn.nonce, "RegisterNode", RegisterPayload(req))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +202,7 @@ func TestServiceOverGRPC(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond)
 	joiner := newStorageNode(t, "node-7")
+	joiner.epoch = 1
 	if _, err := nodes.RegisterNode(bg, joiner.registration(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +259,7 @@ func TestServiceOverGRPC(t *testing.T) {
 	impostor := joiner.synced(t, 2, shard)
 	impostor.Auth.Node = "node-0" // node-0's name, node-7's signature
 	_, err = nodes.ShardSynced(bg, impostor)
-	wantStatus(t, "signature by another node", err, codes.Unauthenticated)
+	wantStatus(t, "signature by another node", err, codes.PermissionDenied)
 
 	// Linearizable reads come from the leader; a follower passes them on,
 	// so they see the last write whichever voter is asked.
@@ -436,7 +438,7 @@ func TestClientServiceOverGRPC(t *testing.T) {
 	if _, err := nodes.UpdateAddress(bg, move); err != nil {
 		t.Fatal(err)
 	}
-	thief := &storageNode{id: "thief", sk: sns[1].sk}
+	thief := &storageNode{id: "thief", sk: sns[1].sk, epoch: 3}
 	_, err = nodes.RegisterNode(bg, thief.registration(t))
 	wantStatus(t, "a key registered twice", err, codes.AlreadyExists)
 

@@ -174,6 +174,20 @@ func PublicKeyFromBytes(b []byte) (*PublicKey, error) {
 // Bytes returns the 48-byte compressed encoding.
 func (pk *PublicKey) Bytes() []byte { return pk.p.BytesCompressed() }
 
+// Fingerprint names a public key for people: the first 8 bytes of the
+// SHA-256 of its compressed encoding, in hex (16 characters). Operators
+// compare it between `weft key`, `weft admin node list` and the stake
+// command, so it is computed here only.
+func (pk *PublicKey) Fingerprint() string { return KeyFingerprint(pk.Bytes()) }
+
+// KeyFingerprint is Fingerprint of a compressed public key's bytes, for
+// records that keep the bytes (the encoding is canonical: one key, one
+// fingerprint).
+func KeyFingerprint(compressed []byte) string {
+	sum := sha256.Sum256(compressed)
+	return hex.EncodeToString(sum[:8])
+}
+
 // String renders the key as hex.
 func (pk *PublicKey) String() string { return hex.EncodeToString(pk.Bytes()) }
 

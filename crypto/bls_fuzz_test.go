@@ -76,7 +76,7 @@ func FuzzCertificateUnmarshal(f *testing.F) {
 func FuzzDecodeMessage(f *testing.F) {
 	for _, body := range []MessageBody{
 		BlobStored{BlobID{1}}, ShardSyncRequest{Shard: 2, Limit: 3}, ShardSynced{4},
-		ChallengeResponse{Round: 5}, NodeRequest{Nonce: 6, Method: "Register"},
+		ChallengeResponse{Round: 5}, NodeRequest{Nonce: 6, Method: "Register", Node: "node-7"},
 	} {
 		b, _ := EncodeMessage(9, body)
 		f.Add(b)

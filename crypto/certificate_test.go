@@ -60,7 +60,8 @@ func TestMessagesBindTypeAndEpoch(t *testing.T) {
 		ShardSyncRequest{Shard: 3, After: id, Limit: 100, Nonce: 42},
 		ShardSynced{Shard: 999},
 		ChallengeResponse{Round: 5, Digest: Digest{7}},
-		NodeRequest{Nonce: 1, Method: "RegisterNode", Payload: Digest{8}},
+		NodeRequest{Nonce: 1, Method: "RegisterNode", Node: "node-3", Payload: Digest{8}},
+		NodeRequest{Nonce: 1, Method: "RegisterNode", Node: "node-4", Payload: Digest{8}},
 	}
 	seen := map[string]bool{}
 	for _, body := range bodies {
@@ -87,6 +88,51 @@ func TestMessagesBindTypeAndEpoch(t *testing.T) {
 	}
 	if _, err := EncodeMessage(1, NodeRequest{Method: string(make([]byte, 256))}); err == nil {
 		t.Fatal("over-long method accepted")
+	}
+	if _, err := EncodeMessage(1, NodeRequest{Method: "M", Node: string(make([]byte, MaxNodeIDLength+1))}); err == nil {
+		t.Fatal("over-long node ID accepted")
+	}
+}
+
+// The node ID is part of what a node signs, and a decoder refuses an ID
+// longer than the registry takes even when the bytes are otherwise well
+// formed.
+func TestNodeRequestNodeID(t *testing.T) {
+	sk, _ := GenerateKey(nil)
+	a := NodeRequest{Nonce: 1, Method: "RegisterNode", Node: "A", Payload: Digest{1}}
+	sig, err := sk.SignMessage(0, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := a
+	b.Node = "B"
+	if sk.PublicKey().VerifyMessage(0, b, sig) == nil {
+		t.Fatal("a signature for node A verifies for node B")
+	}
+	long := NodeRequest{Method: "M", Node: string(make([]byte, MaxNodeIDLength))}
+	enc, err := EncodeMessage(0, long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Grow the ID by one byte and its length prefix with it: still one
+	// value, one encoding, but past the bound.
+	at := messageHeader + 9 + len(long.Method)
+	grown := append(append(append([]byte(nil), enc[:at]...), MaxNodeIDLength+1, 0), enc[at+1:]...)
+	if _, _, err := DecodeMessage(grown); !errors.Is(err, ErrMalformedMessage) {
+		t.Fatalf("a node ID of %d bytes decoded: %v", MaxNodeIDLength+1, err)
+	}
+}
+
+func TestKeyFingerprint(t *testing.T) {
+	sk, _ := GenerateKey(nil)
+	pk := sk.PublicKey()
+	fp := pk.Fingerprint()
+	if len(fp) != 16 || fp != KeyFingerprint(pk.Bytes()) {
+		t.Fatalf("fingerprint %q", fp)
+	}
+	other, _ := GenerateKey(nil)
+	if other.PublicKey().Fingerprint() == fp {
+		t.Fatal("two keys share a fingerprint")
 	}
 }
 

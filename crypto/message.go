@@ -64,6 +64,9 @@ const (
 	messageHeader = 3 + 8
 	// maxMethodLength bounds a node request's method name.
 	maxMethodLength = 255
+	// MaxNodeIDLength bounds a node request's node ID (the control plane's
+	// registry takes no longer ID either).
+	MaxNodeIDLength = 64
 )
 
 // MessageBody is the typed content of a signed message.
@@ -98,11 +101,14 @@ type ChallengeResponse struct {
 	Digest Digest
 }
 
-// NodeRequest is the body of MsgNodeRequest: the RPC method, a digest of
-// its payload and a nonce that the control plane accepts once.
+// NodeRequest is the body of MsgNodeRequest: the RPC method, the node ID
+// the request speaks for, a digest of its payload and a nonce that the
+// control plane accepts once. The node ID is signed so that a request
+// cannot be relabelled as another node's on its way.
 type NodeRequest struct {
 	Nonce   uint64
 	Method  string
+	Node    string
 	Payload Digest
 }
 
@@ -129,13 +135,20 @@ func (m NodeRequest) appendBody(b []byte) []byte {
 	b = binary.BigEndian.AppendUint64(b, m.Nonce)
 	b = append(b, byte(len(m.Method)))
 	b = append(b, m.Method...)
+	b = append(b, byte(len(m.Node)))
+	b = append(b, m.Node...)
 	return append(b, m.Payload[:]...)
 }
 
 // EncodeMessage returns the bytes that are signed for body in epoch.
 func EncodeMessage(epoch uint64, body MessageBody) ([]byte, error) {
-	if nr, ok := body.(NodeRequest); ok && len(nr.Method) > maxMethodLength {
-		return nil, fmt.Errorf("crypto: node request method of %d bytes, at most %d", len(nr.Method), maxMethodLength)
+	if nr, ok := body.(NodeRequest); ok {
+		if len(nr.Method) > maxMethodLength {
+			return nil, fmt.Errorf("crypto: node request method of %d bytes, at most %d", len(nr.Method), maxMethodLength)
+		}
+		if len(nr.Node) > MaxNodeIDLength {
+			return nil, fmt.Errorf("crypto: node request node ID of %d bytes, at most %d", len(nr.Node), MaxNodeIDLength)
+		}
 	}
 	b := []byte{byte(body.MessageType()), IntentVersion, AppID}
 	b = binary.BigEndian.AppendUint64(b, epoch)
@@ -193,20 +206,41 @@ func DecodeMessage(b []byte) (epoch uint64, body MessageBody, err error) {
 		}
 		return epoch, ChallengeResponse{Round: binary.BigEndian.Uint64(rest), Digest: Digest(rest[8:])}, nil
 	case MsgNodeRequest:
-		if len(rest) < 9 {
-			return 0, nil, fmt.Errorf("%w: node request body of %d bytes", ErrMalformedMessage, len(rest))
-		}
-		n := int(rest[8])
-		if err := fixed(9 + n + DigestSize); err != nil {
+		nr, err := decodeNodeRequest(rest)
+		if err != nil {
 			return 0, nil, err
 		}
-		return epoch, NodeRequest{
-			Nonce:   binary.BigEndian.Uint64(rest),
-			Method:  string(rest[9 : 9+n]),
-			Payload: Digest(rest[9+n:]),
-		}, nil
+		return epoch, nr, nil
 	}
 	return 0, nil, fmt.Errorf("%w: unknown message type %d", ErrMalformedMessage, b[0])
+}
+
+// decodeNodeRequest parses u64 nonce ‖ u8 len ‖ method ‖ u8 len ‖ node ID
+// ‖ payload digest, refusing a node ID longer than MaxNodeIDLength.
+func decodeNodeRequest(rest []byte) (NodeRequest, error) {
+	bad := func(why string) (NodeRequest, error) {
+		return NodeRequest{}, fmt.Errorf("%w: node request body of %d bytes: %s", ErrMalformedMessage, len(rest), why)
+	}
+	if len(rest) < 9 {
+		return bad("no method length")
+	}
+	m := int(rest[8])
+	if len(rest) < 9+m+1 {
+		return bad("no node ID length")
+	}
+	n := int(rest[9+m])
+	if n > MaxNodeIDLength {
+		return bad(fmt.Sprintf("node ID of %d bytes, at most %d", n, MaxNodeIDLength))
+	}
+	if len(rest) != 10+m+n+DigestSize {
+		return bad(fmt.Sprintf("want %d", 10+m+n+DigestSize))
+	}
+	return NodeRequest{
+		Nonce:   binary.BigEndian.Uint64(rest),
+		Method:  string(rest[9 : 9+m]),
+		Node:    string(rest[10+m : 10+m+n]),
+		Payload: Digest(rest[10+m+n:]),
+	}, nil
 }
 
 // SignMessage signs body for epoch.

@@ -57,45 +57,39 @@ func NewFollower(conn *grpc.ClientConn, id shardmap.NodeID, key *crypto.SecretKe
 	return &Follower{id: id, key: key, address: address, conn: conn, changed: make(chan struct{})}
 }
 
+// ErrKeyMismatch is wrapped by Register's error when the node's ID is
+// registered to another key: retrying cannot help, the operator must start
+// the node with the key it registered with, or under another ID.
+var ErrKeyMismatch = errors.New("storage: this node's ID and key do not match the registry")
+
 // Register registers the node (signed request with its proof of
-// possession); a node already registered with this key is fine.
+// possession). The registry binds an ID to one key: registering again
+// with the same key succeeds (a restart; the address may change), and
+// AlreadyExists means another key holds this ID — or this key another ID.
 func (f *Follower) Register(ctx context.Context) error {
 	req := &weftv1.RegisterNodeRequest{
 		PublicKey: f.key.PublicKey().Bytes(), ProofOfPossession: f.key.ProvePossession().Bytes(), Address: f.address,
 	}
+	// A node request is signed for the current epoch (or the one before):
+	// learn it without waiting.
+	st, err := weftv1.NewWatchClient(f.conn).WatchState(ctx, &weftv1.WatchStateRequest{})
+	if err != nil {
+		return err
+	}
 	// Nonces must grow across restarts too: the clock does that without
 	// storing anything.
-	auth, err := committee.SignRequest(f.key, f.id, 0, uint64(time.Now().UnixNano()), "RegisterNode", committee.RegisterPayload(req))
+	auth, err := committee.SignRequest(f.key, f.id, st.Epoch, uint64(time.Now().UnixNano()), "RegisterNode", committee.RegisterPayload(req))
 	if err != nil {
 		return err
 	}
 	req.Auth = auth
 	_, err = weftv1.NewNodeClient(f.conn).RegisterNode(ctx, req)
 	if status.Code(err) == codes.AlreadyExists {
-		return f.checkRegistered(ctx)
+		// The message names both fingerprints (committee's registerNode).
+		return fmt.Errorf("%w: %s: start node %s with the key it registered with, or under another ID",
+			ErrKeyMismatch, status.Convert(err).Message(), f.id)
 	}
 	return err
-}
-
-// checkRegistered confirms that the registry holds this node with this key
-// (AlreadyExists could also mean another node took the ID).
-func (f *Follower) checkRegistered(ctx context.Context) error {
-	committeeResp, err := weftv1.NewClientClient(f.conn).GetCommittee(ctx, &weftv1.GetCommitteeRequest{})
-	if status.Code(err) == codes.NotFound {
-		return nil // no committee yet: nothing more to check against
-	}
-	if err != nil {
-		return err
-	}
-	for _, m := range committeeResp.Members {
-		if m.Node == string(f.id) {
-			pk, err := crypto.PublicKeyFromBytes(m.PublicKey)
-			if err != nil || !pk.Equal(f.key.PublicKey()) {
-				return fmt.Errorf("storage: node ID %s is registered with another key", f.id)
-			}
-		}
-	}
-	return nil
 }
 
 // Current returns the last assignment seen.

@@ -2,8 +2,10 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,5 +125,43 @@ func TestFollowerLearnsItsShards(t *testing.T) {
 	}
 	if total != 12 {
 		t.Fatalf("%d shards owned in all", total)
+	}
+}
+
+// A node whose ID another key registered does not run on (it would follow
+// shards staked to the other key's holder): Start fails at once, naming
+// both fingerprints, instead of retrying or starting. The ID's own key
+// registering again is fine.
+func TestSquattedIDStopsTheNode(t *testing.T) {
+	conn := dialControl(t, controlPlane(t, 12))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	owner, _ := crypto.GenerateKey(nil)
+	first := NewFollower(conn, "node-x", owner, "x:7100")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := first.Register(ctx)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("register node-x: %v", err)
+		}
+	}
+	if err := NewFollower(conn, "node-x", owner, "x:7200").Register(ctx); err != nil {
+		t.Fatalf("node-x restarted with its key at a new address: %v", err)
+	}
+	other, _ := crypto.GenerateKey(nil)
+	n, err := Start(ctx, Config{ID: "node-x", Key: other, DataDir: t.TempDir(), PublicAddr: "y:7100", Control: conn})
+	if err == nil {
+		n.Close()
+		t.Fatal("a node with another key under node-x's ID started")
+	}
+	if ctx.Err() != nil || !errors.Is(err, ErrKeyMismatch) {
+		t.Fatalf("Start: %v (context %v), want ErrKeyMismatch at once", err, ctx.Err())
+	}
+	for _, fp := range []string{owner.PublicKey().Fingerprint(), other.PublicKey().Fingerprint()} {
+		if !strings.Contains(err.Error(), fp) {
+			t.Fatalf("%q does not name fingerprint %s", err, fp)
+		}
 	}
 }

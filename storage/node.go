@@ -332,8 +332,8 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func() error) e
 	backoff := 100 * time.Millisecond
 	for {
 		err := f()
-		if err == nil {
-			return nil
+		if err == nil || errors.Is(err, ErrKeyMismatch) {
+			return err // done, or nothing a retry could change
 		}
 		log.Warn("storage: "+what, "err", err, "retry_in", backoff)
 		select {

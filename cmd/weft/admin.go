@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -185,7 +184,9 @@ func adminNodes(a *adminClient) *cobra.Command {
 			return a.call(cmd, func(ctx context.Context, c weftv1.AdminClient) (proto.Message, error) {
 				return c.ListNodes(ctx, &weftv1.ListNodesRequest{})
 			}, func(w io.Writer, m proto.Message) {
-				fmt.Fprintln(w, "ID\tADDRESS\tSTAKE\tSHARDS\tCHALLENGES (newest first)\tPUBLIC KEY")
+				// The fingerprint is what an operator checks with the node's
+				// owner before staking it (node stake --key-fingerprint).
+				fmt.Fprintln(w, "ID\tADDRESS\tSTAKE\tSHARDS\tCHALLENGES (newest first)\tKEY FINGERPRINT")
 				for _, n := range m.(*weftv1.ListNodesResponse).Nodes {
 					history := strings.Join(n.ChallengeHistory, ",")
 					if n.Flagged {
@@ -194,24 +195,42 @@ func adminNodes(a *adminClient) *cobra.Command {
 					if history == "" {
 						history = "-"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s…\n", n.Id, n.Address, n.Stake, n.ShardsOwned, history, hex.EncodeToString(n.PublicKey)[:16])
+					fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\n", n.Id, n.Address, n.Stake, n.ShardsOwned, history, crypto.KeyFingerprint(n.PublicKey))
 				}
 			})
 		},
 	}
-	stake := &cobra.Command{
+	cmd.AddCommand(list, stakeCommand(a), adminNodesRemove(a), evictCommand(a))
+	return cmd
+}
+
+// stakeCommand sets a node's stake, optionally pinned to the key the
+// operator means to stake: without the pin a stake goes to whichever key
+// registered the ID first.
+func stakeCommand(a *adminClient) *cobra.Command {
+	var fingerprint string
+	cmd := &cobra.Command{
 		Use: "stake ID AMOUNT", Short: "Set a node's stake (takes effect at the next epoch change)", Args: cobra.ExactArgs(2),
+		Long: "Set a node's stake (takes effect at the next epoch change). With --key-fingerprint the\n" +
+			"control plane refuses the stake unless ID is registered to that key: take the fingerprint\n" +
+			"from the node's owner (weft key show on their key file), not from weft admin node list.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			amount, err := strconv.ParseUint(args[1], 10, 64)
 			if err != nil {
 				return fmt.Errorf("stake %q: %w", args[1], err)
 			}
+			req := &weftv1.SetStakeRequest{Node: args[0], Stake: amount, KeyFingerprint: strings.ToLower(fingerprint)}
 			return a.call(cmd, func(ctx context.Context, c weftv1.AdminClient) (proto.Message, error) {
-				return c.SetStake(ctx, &weftv1.SetStakeRequest{Node: args[0], Stake: amount})
+				return c.SetStake(ctx, req)
 			}, done(fmt.Sprintf("stake of %s set to %d", args[0], amount)))
 		},
 	}
-	remove := &cobra.Command{
+	cmd.Flags().StringVar(&fingerprint, "key-fingerprint", "", "refuse unless ID is registered to the key with this fingerprint (16 hex characters)")
+	return cmd
+}
+
+func adminNodesRemove(a *adminClient) *cobra.Command {
+	return &cobra.Command{
 		Use: "remove ID", Short: "Remove a node that owns and holds no shard", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.call(cmd, func(ctx context.Context, c weftv1.AdminClient) (proto.Message, error) {
@@ -219,8 +238,6 @@ func adminNodes(a *adminClient) *cobra.Command {
 			}, done("node "+args[0]+" removed"))
 		},
 	}
-	cmd.AddCommand(list, stake, remove, evictCommand(a))
-	return cmd
 }
 
 func adminEpoch(a *adminClient) *cobra.Command {

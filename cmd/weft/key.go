@@ -23,7 +23,10 @@ func newKeyCommand() *cobra.Command {
 type keyReport struct {
 	File      string `json:"file"`
 	PublicKey string `json:"public_key"`
-	PoP       string `json:"proof_of_possession"`
+	// Fingerprint is what `weft admin node list` shows and
+	// `weft admin node stake --key-fingerprint` takes.
+	Fingerprint string `json:"key_fingerprint"`
+	PoP         string `json:"proof_of_possession"`
 }
 
 func newKeyGenerateCommand() *cobra.Command {
@@ -70,10 +73,10 @@ func newKeyShowCommand() *cobra.Command {
 }
 
 func printKey(w io.Writer, format, file string, sk *crypto.SecretKey) error {
-	r := keyReport{File: file, PublicKey: sk.PublicKey().String(), PoP: sk.ProvePossession().String()}
+	r := keyReport{File: file, PublicKey: sk.PublicKey().String(), Fingerprint: sk.PublicKey().Fingerprint(), PoP: sk.ProvePossession().String()}
 	if format == "json" {
 		return json.NewEncoder(w).Encode(r)
 	}
-	_, err := fmt.Fprintf(w, "key file            %s\npublic key          %s\nproof of possession %s\n", r.File, r.PublicKey, r.PoP)
+	_, err := fmt.Fprintf(w, "key file            %s\npublic key          %s\nkey fingerprint     %s\nproof of possession %s\n", r.File, r.PublicKey, r.Fingerprint, r.PoP)
 	return err
 }

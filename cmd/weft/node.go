@@ -169,6 +169,10 @@ func runNode(ctx context.Context, o nodeOptions) error {
 	})
 	if err != nil {
 		lis.Close()
+		if errors.Is(err, storage.ErrKeyMismatch) {
+			// Name the flags the operator can change.
+			return fmt.Errorf("%w (--id %s, --key-file %s)", err, id, o.keyFile)
+		}
 		return err
 	}
 	defer node.Close()
@@ -183,7 +187,8 @@ func runNode(ctx context.Context, o nodeOptions) error {
 		}
 		defer metrics.Close()
 	}
-	log.Info("storage node started", "listen", o.listen, "public", o.publicAddr, "public_key", fmt.Sprintf("%x", key.PublicKey().Bytes()))
+	log.Info("storage node started", "listen", o.listen, "public", o.publicAddr, "public_key", fmt.Sprintf("%x", key.PublicKey().Bytes()),
+		"key_fingerprint", key.PublicKey().Fingerprint())
 	select {
 	case <-node.Ready():
 		log.Info("storage node serving", "epoch", node.Assignment().Epoch, "shards", len(node.Assignment().Owned(id)))

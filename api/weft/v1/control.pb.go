@@ -335,11 +335,15 @@ func (x *ListNodesResponse) GetNodes() []*NodeInfo {
 }
 
 type SetStakeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	Stake         uint64                 `protobuf:"varint,2,opt,name=stake,proto3" json:"stake,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Stake uint64                 `protobuf:"varint,2,opt,name=stake,proto3" json:"stake,omitempty"`
+	// Optional: the fingerprint (crypto.KeyFingerprint, 16 hex characters) of
+	// the key the operator means to stake. Refused with FailedPrecondition
+	// when the ID is registered to another key.
+	KeyFingerprint string `protobuf:"bytes,3,opt,name=key_fingerprint,json=keyFingerprint,proto3" json:"key_fingerprint,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SetStakeRequest) Reset() {
@@ -384,6 +388,13 @@ func (x *SetStakeRequest) GetStake() uint64 {
 		return x.Stake
 	}
 	return 0
+}
+
+func (x *SetStakeRequest) GetKeyFingerprint() string {
+	if x != nil {
+		return x.KeyFingerprint
+	}
+	return ""
 }
 
 type SetStakeResponse struct {
@@ -4046,10 +4057,11 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\aflagged\x18\a \x01(\bR\aflagged\"\x12\n" +
 	"\x10ListNodesRequest\"<\n" +
 	"\x11ListNodesResponse\x12'\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x11.weft.v1.NodeInfoR\x05nodes\";\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x11.weft.v1.NodeInfoR\x05nodes\"d\n" +
 	"\x0fSetStakeRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
-	"\x05stake\x18\x02 \x01(\x04R\x05stake\"(\n" +
+	"\x05stake\x18\x02 \x01(\x04R\x05stake\x12'\n" +
+	"\x0fkey_fingerprint\x18\x03 \x01(\tR\x0ekeyFingerprint\"(\n" +
 	"\x10SetStakeResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"'\n" +
 	"\x11RemoveNodeRequest\x12\x12\n" +
