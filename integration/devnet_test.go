@@ -21,8 +21,9 @@ import (
 )
 
 type readyFile struct {
-	Gateway   string `json:"gateway"`
-	Processes []struct {
+	Gateway     string `json:"gateway"`
+	ClientToken string `json:"client_token"`
+	Processes   []struct {
 		Role    string `json:"role"`
 		ID      string `json:"id"`
 		Address string `json:"address"`
@@ -50,6 +51,7 @@ func TestDevnetProcesses(t *testing.T) {
 	blob := make([]byte, 80_000)
 	rand.Read(blob)
 	req, _ := http.NewRequest(http.MethodPut, r.Gateway+"/v1/blobs", bytes.NewReader(blob))
+	req.Header.Set("Authorization", "Bearer "+r.ClientToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -123,11 +123,12 @@ func randomBlob(rng *mrand.Rand) []byte {
 
 // gatewayPut stores a blob through the gateway and decodes the
 // certificate it answers with.
-func gatewayPut(ctx context.Context, hc *http.Client, gateway string, blob []byte) (crypto.BlobID, *crypto.Certificate, error) {
+func gatewayPut(ctx context.Context, hc *http.Client, gateway, token string, blob []byte) (crypto.BlobID, *crypto.Certificate, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, gateway+"/v1/blobs?epochs=1000", bytes.NewReader(blob))
 	if err != nil {
 		return crypto.BlobID{}, nil, err
 	}
+	req.Header.Set("Authorization", "Bearer "+token) // the store is charged to this client
 	resp, err := hc.Do(req)
 	if err != nil {
 		return crypto.BlobID{}, nil, err
@@ -329,7 +330,7 @@ func TestRandomKillsOfEveryRole(t *testing.T) {
 			var cert *crypto.Certificate
 			waitFor(t, time.Minute, "a store through the gateway", func() bool {
 				// A leader election on a loaded machine can refuse one.
-				id, cert, err = gatewayPut(ctx, hc, gw, blob)
+				id, cert, err = gatewayPut(ctx, hc, gw, r.ClientToken, blob)
 				return err == nil
 			})
 			if got, err := pinned.Read(ctx, id, client.ReadOptions{}); err != nil || !bytes.Equal(got, blob) {
@@ -381,7 +382,7 @@ func TestRandomKillsOfEveryRole(t *testing.T) {
 		wrng := mrand.New(mrand.NewPCG(seed, 20))
 		for trafficCtx.Err() == nil {
 			blob := randomBlob(wrng)
-			id, cert, err := gatewayPut(trafficCtx, hc, gw, blob)
+			id, cert, err := gatewayPut(trafficCtx, hc, gw, r.ClientToken, blob)
 			if err != nil {
 				if trafficCtx.Err() == nil {
 					ledger.gatewayFailed.Add(1)
