@@ -294,15 +294,13 @@ func (n *Node) syncShard(ctx context.Context, a Assignment, shard uint32) error 
 		}
 	}
 	if a.Holders[shard] != n.cfg.ID {
+		// Counted as synced before the report goes out: the control plane
+		// may close the handover before the report's answer is back, and a
+		// status read in between must not show the shard still syncing.
+		n.markSynced(a.Epoch, shard)
 		if err := n.reportSynced(ctx, a.Epoch, shard); err != nil {
 			return err
 		}
-		n.syncedMu.Lock()
-		if n.synced[a.Epoch] == nil {
-			n.synced[a.Epoch] = map[uint32]bool{}
-		}
-		n.synced[a.Epoch][shard] = true
-		n.syncedMu.Unlock()
 	}
 	// Owned from now on, unless the assignment moved on meanwhile.
 	if cur := n.follower.Current(); cur.Epoch == a.Epoch && cur.Owners[shard] == n.cfg.ID {

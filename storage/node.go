@@ -461,6 +461,24 @@ func (n *Node) syncedIn(epoch uint64) uint32 {
 	return uint32(len(n.synced[epoch]))
 }
 
+// markSynced records that every pair of a gained shard is on disk.
+func (n *Node) markSynced(epoch uint64, shard uint32) {
+	n.syncedMu.Lock()
+	defer n.syncedMu.Unlock()
+	if n.synced[epoch] == nil {
+		n.synced[epoch] = map[uint32]bool{}
+	}
+	n.synced[epoch][shard] = true
+}
+
+// isSynced: whether a gained shard's pairs are all on disk this epoch
+// (its state turns Owned once the control plane has the report).
+func (n *Node) isSynced(epoch uint64, shard uint32) bool {
+	n.syncedMu.Lock()
+	defer n.syncedMu.Unlock()
+	return n.synced[epoch][shard]
+}
+
 // appliedChanged returns a channel closed when the next page of events has
 // been applied.
 func (n *Node) appliedChanged() <-chan struct{} {

@@ -754,7 +754,7 @@ func (s *service) NodeStatus(ctx context.Context, _ *weftv1.NodeStatusRequest) (
 	slices.Sort(shards)
 	for _, shard := range shards {
 		resp.Shards = append(resp.Shards, &weftv1.ShardStatus{Shard: shard, State: states[shard].String()})
-		if states[shard] == ShardSyncing {
+		if states[shard] == ShardSyncing && !n.isSynced(a.Epoch, shard) {
 			resp.ShardsSyncing = append(resp.ShardsSyncing, shard)
 		}
 	}
