@@ -14,17 +14,12 @@ import (
 )
 
 // blsVectorsDir is where the Ethereum BLS conformance vectors are: the
-// directory in BLS_VECTORS_DIR, else the shared test data beside the
-// repository.
+// directory in BLS_VECTORS_DIR, else the copy in testdata (see its README).
 func blsVectorsDir(t *testing.T) string {
 	if dir := os.Getenv("BLS_VECTORS_DIR"); dir != "" {
 		return dir
 	}
-	root, err := filepath.Abs("..") // this package sits at the repository root
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(root, "..", "shared", "testdata", "bls12-381-tests")
+	return filepath.Join("testdata", "bls12-381-tests")
 }
 
 // unhex decodes a vector's hex string; deserialization inputs have no 0x.
