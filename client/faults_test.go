@@ -132,7 +132,7 @@ func TestLyingNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	view := com.View()
-	if idx, _ := com.Index(string(net.NodeID(0))); containsInt(cert.SignerIndices(), idx) || sst.Signers != 6 {
+	if idx, _ := com.Index(net.NodeID(0)); containsInt(cert.SignerIndices(), idx) || sst.Signers != 6 {
 		t.Fatalf("signers %v include the lying node %d (or not 6 signers: %d)", cert.SignerIndices(), idx, sst.Signers)
 	}
 	if err := Verify(cert, view); err != nil {

@@ -15,6 +15,7 @@ import (
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/devnet"
+	"github.com/weftstore/weft/shardmap"
 )
 
 // The epoch changes while pairs are on the wire: the nodes move on and
@@ -204,14 +205,14 @@ func TestReadDuringHandover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, member := com.Member(leaving); member || lay.epoch != 2 {
+	if _, member := com.Member(shardmap.NodeID(leaving)); member || lay.epoch != 2 {
 		t.Fatalf("%s still a member in epoch %d", leaving, lay.epoch)
 	}
 	pending := 0
 	newOwners := map[int]bool{}
 	for _, shard := range moved {
 		srcs := lay.sources[shard]
-		owner := com.Owners[shard]
+		owner := string(com.Owners[shard])
 		if owner == leaving {
 			t.Fatalf("shard %d still owned by %s", shard, leaving)
 		}

@@ -198,7 +198,7 @@ func (c *Client) layout(ctx context.Context, st *BlobStatus) (*layout, error) {
 	}
 	addrs := make(map[string]string)
 	for _, m := range com.Members {
-		addrs[m.Node] = m.Address
+		addrs[string(m.Node)] = m.Address
 	}
 	// Holders that left the committee serve until their successors are
 	// done; their addresses are in the committees they were members of.
@@ -212,8 +212,8 @@ func (c *Client) layout(ctx context.Context, st *BlobStatus) (*layout, error) {
 			break
 		}
 		for _, m := range old.Members {
-			if _, ok := addrs[m.Node]; !ok {
-				addrs[m.Node] = m.Address
+			if _, ok := addrs[string(m.Node)]; !ok {
+				addrs[string(m.Node)] = m.Address
 			}
 		}
 	}

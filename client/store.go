@@ -18,6 +18,7 @@ import (
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/shardmap"
 )
 
 // DefaultEpochs is a stored blob's lifetime when StoreOptions.Epochs is 0.
@@ -105,7 +106,7 @@ func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (cry
 	w := &write{
 		c: c, enc: enc, params: codec.Params(), meta: metaBytes,
 		prog: newProgress(opts.Progress), stats: &stats,
-		stored: make(map[string]map[uint32]bool),
+		stored: make(map[shardmap.NodeID]map[uint32]bool),
 	}
 	defer w.prog.stop()
 	for round := 1; ; round++ {
@@ -118,7 +119,7 @@ func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (cry
 			if err == nil {
 				stats.SentBytes, stats.Epoch = w.prog.bytes(), cert.Epoch
 				stats.Signers = len(cert.SignerIndices())
-				stats.Confirmed = SignedWeight(cert, com.view)
+				stats.Confirmed = SignedWeight(cert, com.View())
 				return id, cert, nil
 			}
 		}
@@ -151,7 +152,7 @@ func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (cry
 				return id, existing.Certificate, nil
 			}
 			// The nodes dropped the lapsed blob's data: send everything again.
-			w.stored = make(map[string]map[uint32]bool)
+			w.stored = make(map[shardmap.NodeID]map[uint32]bool)
 		}
 	}
 }
@@ -271,7 +272,7 @@ type write struct {
 	// stored records, per node, the shards whose pairs it acknowledged in
 	// any round: after an epoch change a node that kept its shards only
 	// needs to confirm again.
-	stored map[string]map[uint32]bool
+	stored map[shardmap.NodeID]map[uint32]bool
 }
 
 // nodeOutcome is what one node did in one round.
@@ -320,7 +321,7 @@ func (w *write) collect(ctx context.Context, com *Committee) (*crypto.Certificat
 			select {
 			case sem <- struct{}{}:
 			case <-cctx.Done():
-				results <- nodeOutcome{member: j.m, err: &NodeError{Node: j.m.Node, Address: j.m.Address, Shards: j.shards, Op: "waiting for a slot", Err: cctx.Err()}}
+				results <- nodeOutcome{member: j.m, err: &NodeError{Node: string(j.m.Node), Address: j.m.Address, Shards: j.shards, Op: "waiting for a slot", Err: cctx.Err()}}
 				return
 			}
 			defer func() { <-sem }()
@@ -329,7 +330,7 @@ func (w *write) collect(ctx context.Context, com *Committee) (*crypto.Certificat
 	}
 	launched := len(jobs)
 
-	quorum := com.view.WriteQuorum()
+	quorum := com.View().WriteQuorum()
 	var weight uint64
 	var signed []nodeOutcome
 	var failures []*NodeError
@@ -405,13 +406,13 @@ func (w *write) collect(ctx context.Context, com *Committee) (*crypto.Certificat
 func (w *write) quorumError(com *Committee, weight uint64, failures []*NodeError) error {
 	// Committee order, not arrival order: the same outage reads the same.
 	slices.SortFunc(failures, func(a, b *NodeError) int {
-		i, _ := com.Index(a.Node)
-		j, _ := com.Index(b.Node)
+		i, _ := com.Index(shardmap.NodeID(a.Node))
+		j, _ := com.Index(shardmap.NodeID(b.Node))
 		return i - j
 	})
 	return &QuorumError{
-		BlobID: w.enc.ID, Epoch: com.Epoch, Confirmed: weight, Needed: com.view.WriteQuorum(),
-		Shards: com.view.Shards(), Failures: failures,
+		BlobID: w.enc.ID, Epoch: com.Epoch, Confirmed: weight, Needed: com.View().WriteQuorum(),
+		Shards: com.View().Shards(), Failures: failures,
 	}
 }
 
@@ -430,14 +431,14 @@ func (w *write) aggregate(com *Committee, signed []nodeOutcome) (*crypto.Certifi
 	}
 	var dropped []*NodeError
 	for {
-		cert, err := crypto.BuildCertificate(com.view, crypto.BlobStored{BlobID: w.enc.ID}, sigs)
+		cert, err := crypto.BuildCertificate(com.View(), crypto.BlobStored{BlobID: w.enc.ID}, sigs)
 		var se *crypto.SignerError
 		if err == nil || !errors.As(err, &se) || se.Position < 0 || se.Position >= len(sigs) {
 			return cert, dropped, err
 		}
 		m := signed[se.Position].member
 		w.c.log.Warn("dropping a bad confirmation", "blob", w.enc.ID, "node", m.Node, "err", se.Err)
-		dropped = append(dropped, &NodeError{Node: m.Node, Address: m.Address, Shards: com.OwnedBy(m.Node), Op: "aggregation", Err: se})
+		dropped = append(dropped, &NodeError{Node: string(m.Node), Address: m.Address, Shards: com.OwnedBy(m.Node), Op: "aggregation", Err: se})
 		sigs = append(sigs[:se.Position:se.Position], sigs[se.Position+1:]...)
 		signed = append(signed[:se.Position:se.Position], signed[se.Position+1:]...)
 	}
@@ -471,7 +472,7 @@ func (w *write) storeOn(ctx context.Context, epoch uint64, m Member, shards, sen
 	c := w.c
 	out := nodeOutcome{member: m}
 	fail := func(op string, err error) nodeOutcome {
-		out.err = &NodeError{Node: m.Node, Address: m.Address, Shards: shards, Op: op, Err: err}
+		out.err = &NodeError{Node: string(m.Node), Address: m.Address, Shards: shards, Op: op, Err: err}
 		return out
 	}
 	if m.Address == "" {

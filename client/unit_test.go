@@ -2,15 +2,15 @@ package client
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"testing"
 
+	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/shardmap"
 )
 
 // testCommittee makes a committee of real BLS keys: member i owns
@@ -19,20 +19,20 @@ func testCommittee(t *testing.T, epoch uint64, weights ...uint32) (*Committee, [
 	t.Helper()
 	var members []Member
 	var keys []*crypto.SecretKey
-	var owners []string
+	var owners []shardmap.NodeID
 	for i, w := range weights {
 		sk, err := crypto.GenerateKey(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		node := fmt.Sprintf("n%d", i)
+		node := shardmap.NodeID(fmt.Sprintf("n%d", i))
 		members = append(members, Member{Node: node, Address: fmt.Sprintf("127.0.0.1:%d", 9000+i), PublicKey: sk.PublicKey(), Weight: w})
 		keys = append(keys, sk)
 		for range w {
 			owners = append(owners, node)
 		}
 	}
-	com, err := newCommittee(epoch, members, owners)
+	com, err := control.NewCommittee(epoch, members, owners)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,44 +127,6 @@ func TestVerify(t *testing.T) {
 	}
 	if err := Verify(nil, com.View()); err == nil {
 		t.Fatal("nil certificate verified")
-	}
-}
-
-// A committee survives its file format, and malformed files are refused
-// with a reason.
-func TestCommitteeFile(t *testing.T) {
-	com, _ := testCommittee(t, 4, 1, 2, 1)
-	data, err := json.Marshal(com)
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := ParseCommittee(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if back.Epoch != 4 || len(back.Members) != 3 || !back.Members[1].PublicKey.Equal(com.Members[1].PublicKey) ||
-		back.Members[1].Weight != 2 || strings.Join(back.Owners, ",") != "n0,n1,n1,n2" || back.View().Shards() != 4 {
-		t.Fatalf("parsed %+v", back)
-	}
-	for name, mutate := range map[string]func(*committeeJSON){
-		"bad key":          func(c *committeeJSON) { c.Members[0].PublicKey = "00" },
-		"duplicate member": func(c *committeeJSON) { c.Members[2] = c.Members[0] },
-		"zero weight":      func(c *committeeJSON) { c.Members[0].Weight = 0; c.Owners = nil },
-		"owners disagree":  func(c *committeeJSON) { c.Owners[0] = "n1" },
-		"owner not member": func(c *committeeJSON) { c.Owners[0] = "x" },
-		"no members":       func(c *committeeJSON) { c.Members = nil },
-	} {
-		var in committeeJSON
-		if err := json.Unmarshal(data, &in); err != nil {
-			t.Fatal(err)
-		}
-		mutate(&in)
-		bad, _ := json.Marshal(in)
-		if _, err := ParseCommittee(bad); err == nil {
-			t.Errorf("%s: accepted", name)
-		} else {
-			t.Logf("%s: %v", name, err)
-		}
 	}
 }
 

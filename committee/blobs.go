@@ -6,6 +6,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
 )
@@ -80,7 +81,7 @@ func (f *FSM) registerBlob(tx *bolt.Tx, index uint64, c RegisterBlob, res *Resul
 	if err := tx.Bucket(bucketPending).Put(indexKey(rec.RegisteredEpoch, rec.RegisteredIndex), id[:]); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
-	return []Event{{Index: index, Kind: "blob-registered", Epoch: state.Epoch(), BlobID: id}}, nil
+	return []Event{{Index: index, Kind: control.EventBlobRegistered, Epoch: state.Epoch(), BlobID: id}}, nil
 }
 
 // liveBlob loads a blob that exists and is neither invalid nor expired.
@@ -145,7 +146,7 @@ func (f *FSM) certifyBlob(tx *bolt.Tx, index uint64, c CertifyBlob, res *Result)
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	res.Epoch = state.Epoch()
-	return []Event{{Index: index, Kind: "blob-certified", Epoch: state.Epoch(), BlobID: c.BlobID}}, nil
+	return []Event{{Index: index, Kind: control.EventBlobCertified, Epoch: state.Epoch(), BlobID: c.BlobID}}, nil
 }
 
 func (f *FSM) markInvalid(tx *bolt.Tx, index uint64, c MarkBlobInvalid, res *Result) ([]Event, *CommandError) {
@@ -172,7 +173,7 @@ func (f *FSM) markInvalid(tx *bolt.Tx, index uint64, c MarkBlobInvalid, res *Res
 	if cerr := f.retire(tx, rec); cerr != nil {
 		return nil, cerr
 	}
-	return []Event{{Index: index, Kind: "blob-invalid", Epoch: state.Epoch(), BlobID: c.BlobID}}, nil
+	return []Event{{Index: index, Kind: control.EventBlobInvalid, Epoch: state.Epoch(), BlobID: c.BlobID}}, nil
 }
 
 func (f *FSM) extendBlob(tx *bolt.Tx, index uint64, c ExtendBlob, res *Result) ([]Event, *CommandError) {
@@ -207,7 +208,7 @@ func (f *FSM) extendBlob(tx *bolt.Tx, index uint64, c ExtendBlob, res *Result) (
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	res.Epoch = rec.EndEpoch
-	return []Event{{Index: index, Kind: "blob-extended", Epoch: rec.EndEpoch, BlobID: rec.ID}}, nil
+	return []Event{{Index: index, Kind: control.EventBlobExtended, Epoch: rec.EndEpoch, BlobID: rec.ID}}, nil
 }
 
 // retire stores a blob that is no longer live and drops it from the expiry
@@ -233,7 +234,7 @@ func (f *FSM) retire(tx *bolt.Tx, rec BlobRecord) *CommandError {
 // Both walk an index, so the cost is the number that end, not the registry.
 func (f *FSM) expireAt(tx *bolt.Tx, index, e uint64) ([]Event, error) {
 	var events []Event
-	ended := func(bucket []byte, upTo uint64, kind string) error {
+	ended := func(bucket []byte, upTo uint64, kind control.EventKind) error {
 		var ids []crypto.BlobID
 		c := tx.Bucket(bucket).Cursor()
 		for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k[:8]) <= upTo; k, v = c.Next() {
@@ -252,11 +253,11 @@ func (f *FSM) expireAt(tx *bolt.Tx, index, e uint64) ([]Event, error) {
 		}
 		return nil
 	}
-	if err := ended(bucketExpiry, e, "blob-expired"); err != nil {
+	if err := ended(bucketExpiry, e, control.EventBlobExpired); err != nil {
 		return nil, err
 	}
 	if e > f.cfg.LapseEpochs {
-		if err := ended(bucketPending, e-f.cfg.LapseEpochs, "registration-lapsed"); err != nil {
+		if err := ended(bucketPending, e-f.cfg.LapseEpochs, control.EventRegistrationLapsed); err != nil {
 			return nil, err
 		}
 	}
@@ -322,7 +323,7 @@ func (f *FSM) addClient(tx *bolt.Tx, index uint64, c AddClient) ([]Event, *Comma
 	if err := tokens.Put(c.TokenHash[:], []byte(c.Client)); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
-	return []Event{{Index: index, Kind: "client-added"}}, nil
+	return []Event{{Index: index, Kind: control.EventClientAdded}}, nil
 }
 
 func (f *FSM) setQuota(tx *bolt.Tx, index uint64, c SetQuota) ([]Event, *CommandError) {
@@ -334,5 +335,5 @@ func (f *FSM) setQuota(tx *bolt.Tx, index uint64, c SetQuota) ([]Event, *Command
 	if err := f.putClient(tx, rec); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
-	return []Event{{Index: index, Kind: "quota-set"}}, nil
+	return []Event{{Index: index, Kind: control.EventQuotaSet}}, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/challenge"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/shardmap"
@@ -177,7 +178,7 @@ func (f *FSM) startChallenge(tx *bolt.Tx, index uint64, c StartChallenge, res *R
 	}
 	f.metrics.challenges.Inc()
 	res.Epoch = round // a start-challenge result carries the round number here
-	return append(events, Event{Index: index, Kind: "challenge-started", Epoch: state.Epoch()}), nil
+	return append(events, Event{Index: index, Kind: control.EventChallengeStarted, Epoch: state.Epoch()}), nil
 }
 
 func certifiedLookup(tx *bolt.Tx) challenge.Lookup {
@@ -237,7 +238,7 @@ func (f *FSM) closeRound(tx *bolt.Tx, index, round uint64) ([]Event, *CommandErr
 	if err := putJSON(tx.Bucket(bucketChallenges), u64Key(round), r); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
-	return []Event{{Index: index, Kind: "challenge-closed", Epoch: r.Epoch}}, nil
+	return []Event{{Index: index, Kind: control.EventChallengeClosed, Epoch: r.Epoch}}, nil
 }
 
 func (f *FSM) reportChallenge(tx *bolt.Tx, index uint64, c ReportChallenge) ([]Event, *CommandError) {
@@ -297,13 +298,13 @@ func (f *FSM) reportChallenge(tx *bolt.Tx, index uint64, c ReportChallenge) ([]E
 		if outcome != n.Outcome {
 			n.Outcome = outcome
 			f.metrics.challengeOutcomes.WithLabelValues(outcome).Inc()
-			events = append(events, Event{Index: index, Kind: "challenge-" + outcome, Epoch: r.Epoch, Node: n.Node})
+			events = append(events, Event{Index: index, Kind: control.ChallengeOutcome(outcome), Epoch: r.Epoch, Node: n.Node})
 		}
 	}
 	decided := !slices.ContainsFunc(r.Nodes, func(n ChallengedNode) bool { return n.Outcome == OutcomeOpen })
 	if decided {
 		r.Open = false // every node has its outcome: the embargo can end now
-		events = append(events, Event{Index: index, Kind: "challenge-closed", Epoch: r.Epoch})
+		events = append(events, Event{Index: index, Kind: control.EventChallengeClosed, Epoch: r.Epoch})
 	}
 	if err := putJSON(tx.Bucket(bucketChallenges), u64Key(c.Round), r); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
@@ -412,13 +413,13 @@ func (f *FSM) evict(tx *bolt.Tx, index uint64, c AdvanceEpoch) ([]Event, *Comman
 		if !slices.Contains(due, node) {
 			return nil, reject(CodeInvalidArgument, "node %s has not failed or missed its last %d challenge rounds", node, c.EvictAfter)
 		}
-		if _, cerr := f.updateNode(tx, index, node, "stake-set", func(n *NodeRecord) *CommandError {
+		if _, cerr := f.updateNode(tx, index, node, control.EventStakeSet, func(n *NodeRecord) *CommandError {
 			n.Stake = 0
 			return nil
 		}); cerr != nil {
 			return nil, cerr
 		}
-		events = append(events, Event{Index: index, Kind: "node-evicted", Node: node})
+		events = append(events, Event{Index: index, Kind: control.EventNodeEvicted, Node: node})
 	}
 	return events, nil
 }

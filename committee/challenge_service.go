@@ -3,7 +3,6 @@ package committee
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"time"
 
 	"google.golang.org/grpc"
@@ -49,23 +48,6 @@ func (s *Service) CloseChallenge(ctx context.Context, req *weftv1.CloseChallenge
 	return &weftv1.CloseChallengeResponse{Index: res.Index}, nil
 }
 
-// ReportChallengePayload is what a node signs for ReportChallenge.
-func ReportChallengePayload(req *weftv1.ReportChallengeRequest) []byte {
-	b := binary.BigEndian.AppendUint64(nil, req.Round)
-	for _, v := range req.Verdicts {
-		b = append(b, byte(len(v.Node)))
-		b = append(b, v.Node...)
-		if v.Passed {
-			b = append(b, 1)
-		} else {
-			b = append(b, 0)
-		}
-		b = binary.BigEndian.AppendUint16(b, uint16(len(v.Reason)))
-		b = append(b, v.Reason...)
-	}
-	return b
-}
-
 const maxVerdicts = 10_000
 
 // ReportChallenge records a challenger's signed verdicts.
@@ -78,7 +60,7 @@ func (s *Service) ReportChallenge(ctx context.Context, req *weftv1.ReportChallen
 			return nil, status.Errorf(codes.InvalidArgument, "malformed verdict for %q", v.Node)
 		}
 	}
-	rec, nonce, err := s.registeredSigner(req.Auth, "ReportChallenge", ReportChallengePayload(req))
+	rec, nonce, err := s.registeredSigner(req)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/weftstore/weft/api/control"
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/shardmap"
@@ -17,11 +18,9 @@ import (
 func (sn *storageNode) report(t testing.TB, round uint64, verdicts ...*weftv1.ChallengeVerdict) *weftv1.ReportChallengeRequest {
 	req := &weftv1.ReportChallengeRequest{Round: round, Verdicts: verdicts}
 	sn.nonce++
-	auth, err := SignRequest(sn.sk, sn.id, sn.epoch, sn.nonce, "ReportChallenge", ReportChallengePayload(req))
-	if err != nil {
+	if err := control.Sign(req, sn.sk, sn.id, sn.epoch, sn.nonce); err != nil {
 		t.Fatal(err)
 	}
-	req.Auth = auth
 	return req
 }
 

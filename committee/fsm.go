@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/epoch"
@@ -363,7 +364,7 @@ func (f *FSM) apply(tx *bolt.Tx, index uint64, cmd Command, res *Result) ([]Even
 		if err := decode(&c); err != nil {
 			return nil, err
 		}
-		return f.updateNode(tx, index, c.Node, "address-updated", func(n *NodeRecord) *CommandError {
+		return f.updateNode(tx, index, c.Node, control.EventAddressUpdated, func(n *NodeRecord) *CommandError {
 			if c.Address == "" {
 				return reject(CodeInvalidArgument, "empty address")
 			}
@@ -375,7 +376,7 @@ func (f *FSM) apply(tx *bolt.Tx, index uint64, cmd Command, res *Result) ([]Even
 		if err := decode(&c); err != nil {
 			return nil, err
 		}
-		return f.updateNode(tx, index, c.Node, "stake-set", func(n *NodeRecord) *CommandError {
+		return f.updateNode(tx, index, c.Node, control.EventStakeSet, func(n *NodeRecord) *CommandError {
 			// Re-checked here: the key may change between the leader's
 			// check and this entry (the node removed and its ID taken).
 			if fp := crypto.KeyFingerprint(n.PublicKey); c.KeyFingerprint != "" && fp != c.KeyFingerprint {
@@ -517,7 +518,7 @@ func (f *FSM) registerNode(tx *bolt.Tx, index uint64, cmd Command, c RegisterNod
 	if err := keys.Put(c.PublicKey, []byte(c.Node)); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
-	return []Event{{Index: index, Kind: "node-registered", Node: c.Node}}, nil
+	return []Event{{Index: index, Kind: control.EventNodeRegistered, Node: c.Node}}, nil
 }
 
 // reregisterNode answers a registration of an ID already in the registry:
@@ -537,13 +538,13 @@ func (f *FSM) reregisterNode(tx *bolt.Tx, index uint64, cmd Command, c RegisterN
 	if old.Address == c.Address {
 		return nil, nil
 	}
-	return f.updateNode(tx, index, c.Node, "address-updated", func(n *NodeRecord) *CommandError {
+	return f.updateNode(tx, index, c.Node, control.EventAddressUpdated, func(n *NodeRecord) *CommandError {
 		n.Address = c.Address
 		return nil
 	})
 }
 
-func (f *FSM) updateNode(tx *bolt.Tx, index uint64, id shardmap.NodeID, kind string, change func(*NodeRecord) *CommandError) ([]Event, *CommandError) {
+func (f *FSM) updateNode(tx *bolt.Tx, index uint64, id shardmap.NodeID, kind control.EventKind, change func(*NodeRecord) *CommandError) ([]Event, *CommandError) {
 	nodes := tx.Bucket(bucketNodes)
 	var rec NodeRecord
 	found, err := getJSON(nodes, []byte(id), &rec)
@@ -580,7 +581,7 @@ func (f *FSM) removeNode(tx *bolt.Tx, index uint64, c RemoveNode) ([]Event, *Com
 	if err := tx.Bucket(bucketKeys).Delete(rec.PublicKey); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
-	return []Event{{Index: index, Kind: "node-removed", Node: c.Node}}, nil
+	return []Event{{Index: index, Kind: control.EventNodeRemoved, Node: c.Node}}, nil
 }
 
 func (f *FSM) advanceEpoch(tx *bolt.Tx, index uint64, c AdvanceEpoch, res *Result) ([]Event, *CommandError) {
@@ -684,11 +685,11 @@ func epochEvents(index uint64, events []epoch.Event) []Event {
 	for _, e := range events {
 		switch e := e.(type) {
 		case epoch.EpochStarted:
-			out = append(out, Event{Index: index, Kind: "epoch-started", Epoch: e.Epoch, Moves: e.Handover})
+			out = append(out, Event{Index: index, Kind: control.EventEpochStarted, Epoch: e.Epoch, Moves: e.Handover})
 		case epoch.ShardHandedOver:
-			out = append(out, Event{Index: index, Kind: "shard-synced", Epoch: e.Epoch, Shard: e.Shard, Node: e.To})
+			out = append(out, Event{Index: index, Kind: control.EventShardSynced, Epoch: e.Epoch, Shard: e.Shard, Node: e.To})
 		case epoch.EpochStable:
-			out = append(out, Event{Index: index, Kind: "epoch-stable", Epoch: e.Epoch})
+			out = append(out, Event{Index: index, Kind: control.EventEpochStable, Epoch: e.Epoch})
 		}
 	}
 	return out

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftstore/weft/api/control"
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/shardmap"
@@ -69,7 +70,7 @@ func TestReregistration(t *testing.T) {
 	}
 	again := a.registration(t)
 	again.Address = "moved:7000"
-	again.Auth, _ = SignRequest(a.sk, a.id, 0, a.nonce, "RegisterNode", RegisterPayload(again))
+	_ = control.Sign(again, a.sk, a.id, 0, a.nonce)
 	if _, err := nodes.RegisterNode(bg, again); err != nil {
 		t.Fatalf("a restarted node registering again with its key: %v", err)
 	}
@@ -119,7 +120,7 @@ func TestNodeRequestEpochWindow(t *testing.T) {
 	move := func(epoch uint64) error {
 		req := &weftv1.UpdateAddressRequest{Address: fmt.Sprintf("e%d:7000", epoch)}
 		sn.nonce++
-		req.Auth, _ = SignRequest(sn.sk, sn.id, epoch, sn.nonce, "UpdateAddress", UpdateAddressPayload(req))
+		_ = control.Sign(req, sn.sk, sn.id, epoch, sn.nonce)
 		_, err := nodes.UpdateAddress(bg, req)
 		return err
 	}

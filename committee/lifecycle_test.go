@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/shardmap"
@@ -97,12 +98,12 @@ func TestFSMInvalidExtendExpireLapse(t *testing.T) {
 	if !blob(short).Expired || blob(kept).Expired || !blob(lapsing).Expired || !blob(bad).Invalid {
 		t.Fatalf("short %+v\nkept %+v\nlapsing %+v\nbad %+v", blob(short), blob(kept), blob(lapsing), blob(bad))
 	}
-	kinds := map[string]crypto.BlobID{}
+	kinds := map[control.EventKind]crypto.BlobID{}
 	events, _ := tf.fsm.Events(0, 1000)
 	for _, e := range events {
 		kinds[e.Kind] = e.BlobID
 	}
-	if kinds["blob-expired"] != short || kinds["registration-lapsed"] != lapsing || kinds["blob-invalid"] != bad {
+	if kinds[control.EventBlobExpired] != short || kinds[control.EventRegistrationLapsed] != lapsing || kinds[control.EventBlobInvalid] != bad {
 		t.Fatalf("expiry, lapse and invalidity are not all committed events: %v", kinds)
 	}
 	wantCode(t, "certifying an expired blob", tf.apply(KindCertifyBlob, CertifyBlob{BlobID: short, Certificate: tf.certificateFor(crypto.BlobStored{BlobID: short}, 4)}), CodeFailedPrecondition)

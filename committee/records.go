@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/shardmap"
 )
@@ -95,7 +96,7 @@ func encodeEvent(e Event) []byte {
 	w := recordWriter{b: make([]byte, 0, 96)}
 	w.u8(recordVersion)
 	w.u64(e.Index)
-	w.str(e.Kind)
+	w.str(string(e.Kind))
 	w.u64(e.Epoch)
 	w.str(string(e.Node))
 	w.u32(uint32(e.Shard))
@@ -114,7 +115,7 @@ func decodeEvent(b []byte) (Event, error) {
 	if r.u8() != recordVersion {
 		return Event{}, fmt.Errorf("%w: event version", errRecord)
 	}
-	e := Event{Index: r.u64(), Kind: r.str(), Epoch: r.u64(), Node: shardmap.NodeID(r.str()), Shard: int(r.u32()), BlobID: r.id()}
+	e := Event{Index: r.u64(), Kind: control.EventKind(r.str()), Epoch: r.u64(), Node: shardmap.NodeID(r.str()), Shard: int(r.u32()), BlobID: r.id()}
 	n := r.u32()
 	if uint64(n) > uint64(len(r.b)) {
 		return Event{}, errRecord

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/shardmap"
 )
@@ -19,9 +20,9 @@ func TestRecordsRoundTrip(t *testing.T) {
 		}
 	}
 	for _, e := range []Event{
-		{Index: 1, Kind: "blob-registered", Epoch: 2, BlobID: crypto.BlobID{3}},
-		{Index: 5, Kind: "epoch-started", Epoch: 4, Moves: []shardmap.Move{{Shard: 3, From: "a", To: "b"}, {Shard: 9, From: "c", To: "d"}}},
-		{Index: 6, Kind: "shard-synced", Epoch: 4, Shard: 9, Node: "d"},
+		{Index: 1, Kind: control.EventBlobRegistered, Epoch: 2, BlobID: crypto.BlobID{3}},
+		{Index: 5, Kind: control.EventEpochStarted, Epoch: 4, Moves: []shardmap.Move{{Shard: 3, From: "a", To: "b"}, {Shard: 9, From: "c", To: "d"}}},
+		{Index: 6, Kind: control.EventShardSynced, Epoch: 4, Shard: 9, Node: "d"},
 	} {
 		got, err := decodeEvent(encodeEvent(e))
 		if err != nil || !reflect.DeepEqual(got, e) {
@@ -43,7 +44,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 // operator's upload: its decoders must not panic on any bytes.
 func FuzzStoredRecords(f *testing.F) {
 	f.Add(encodeResult(&Result{Index: 1, Error: &CommandError{Code: CodeNotFound, Message: "m"}}))
-	f.Add(encodeEvent(Event{Index: 5, Kind: "epoch-started", Moves: []shardmap.Move{{Shard: 3, From: "a", To: "b"}}}))
+	f.Add(encodeEvent(Event{Index: 5, Kind: control.EventEpochStarted, Moves: []shardmap.Move{{Shard: 3, From: "a", To: "b"}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = decodeResult(b)
 		_, _ = decodeEvent(b)

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftstore/weft/api/control"
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/api/wire"
 	"github.com/weftstore/weft/crypto"
@@ -453,19 +454,6 @@ func (s *Service) SetQuota(ctx context.Context, req *weftv1.SetQuotaRequest) (*w
 
 // --- Node ---
 
-// A node request's payload digest covers, per method, the request's fields
-// in a fixed order (see crypto.NodeRequest).
-func registerPayload(req *weftv1.RegisterNodeRequest) []byte {
-	b := append([]byte(nil), req.PublicKey...)
-	b = append(b, req.ProofOfPossession...)
-	return append(b, req.Address...)
-}
-
-func shardSyncedPayload(req *weftv1.ShardSyncedRequest) []byte {
-	b := binary.BigEndian.AppendUint64(nil, req.Epoch)
-	return binary.BigEndian.AppendUint32(b, req.Shard)
-}
-
 // epochWindow is the range of epochs a node request may be signed for.
 type epochWindow struct{ lo, hi uint64 }
 
@@ -489,41 +477,15 @@ func (s *Service) nodeEpochs() (epochWindow, error) {
 	return w, nil
 }
 
-// verifyNode checks a signed node request for method over payload with
-// key: the signed node ID must be the one it is sent as, and its epoch in
-// the window. It returns the nonce.
-func verifyNode(auth *weftv1.SignedRequest, method string, payload []byte, key *crypto.PublicKey, epochs epochWindow) (uint64, error) {
-	if auth == nil || auth.Node == "" {
-		return 0, status.Error(codes.Unauthenticated, "signed node request required")
+// verifyNode checks a signed node request against key (control.Verify)
+// after bounding the node ID it is sent as. It returns the nonce.
+func verifyNode(req control.NodeRequest, key *crypto.PublicKey, epochs epochWindow) (uint64, error) {
+	if auth := req.GetAuth(); auth != nil && auth.Node != "" {
+		if err := checkID("node", auth.Node); err != nil {
+			return 0, err
+		}
 	}
-	if err := checkID("node", auth.Node); err != nil {
-		return 0, err
-	}
-	epoch, body, err := crypto.DecodeMessage(auth.Message)
-	if err != nil {
-		return 0, status.Errorf(codes.Unauthenticated, "node request: %v", err)
-	}
-	nr, ok := body.(crypto.NodeRequest)
-	if !ok {
-		return 0, status.Errorf(codes.Unauthenticated, "signed message is a %s, not a node request", body.MessageType())
-	}
-	if nr.Method != method || nr.Payload != crypto.Digest(sha256.Sum256(payload)) {
-		return 0, status.Errorf(codes.PermissionDenied, "signature is for method %q or for other request fields", nr.Method)
-	}
-	if nr.Node != auth.Node {
-		return 0, status.Errorf(codes.PermissionDenied, "node request signed for node %q, sent as %q", nr.Node, auth.Node)
-	}
-	if epoch < epochs.lo || epoch > epochs.hi {
-		return 0, status.Errorf(codes.PermissionDenied, "node %s signed its %s request for epoch %d; this replica takes epochs %d to %d", auth.Node, method, epoch, epochs.lo, epochs.hi)
-	}
-	sig, err := crypto.SignatureFromBytes(auth.Signature)
-	if err != nil {
-		return 0, status.Errorf(codes.Unauthenticated, "node request signature: %v", err)
-	}
-	if err := key.Verify(auth.Message, sig); err != nil {
-		return 0, status.Errorf(codes.Unauthenticated, "node request signature: %v", err)
-	}
-	return nr.Nonce, nil
+	return control.Verify(req, key, epochs.lo, epochs.hi)
 }
 
 // RegisterNode registers a storage node: its proof of possession and its
@@ -550,7 +512,7 @@ func (s *Service) RegisterNode(ctx context.Context, req *weftv1.RegisterNodeRequ
 	if err != nil {
 		return nil, err
 	}
-	nonce, err := verifyNode(req.Auth, "RegisterNode", registerPayload(req), pk, epochs)
+	nonce, err := verifyNode(req, pk, epochs)
 	if err != nil {
 		return nil, err
 	}
@@ -569,7 +531,7 @@ func (s *Service) RegisterNode(ctx context.Context, req *weftv1.RegisterNodeRequ
 
 // ShardSynced records an owner's report that it holds a shard.
 func (s *Service) ShardSynced(ctx context.Context, req *weftv1.ShardSyncedRequest) (*weftv1.ShardSyncedResponse, error) {
-	rec, nonce, err := s.registeredSigner(req.Auth, "ShardSynced", shardSyncedPayload(req))
+	rec, nonce, err := s.registeredSigner(req)
 	if err != nil {
 		return nil, err
 	}
@@ -636,46 +598,14 @@ func (s *Service) Events(ctx context.Context, req *weftv1.EventsRequest) (*weftv
 	}
 	resp := &weftv1.EventsResponse{}
 	for _, e := range events {
-		pe := &weftv1.Event{Index: e.Index, Kind: e.Kind, Epoch: e.Epoch, Node: string(e.Node), Shard: uint32(e.Shard)}
-		if e.BlobID != (crypto.BlobID{}) {
-			pe.BlobId = e.BlobID[:]
-		}
-		for _, m := range e.Moves {
-			pe.Moves = append(pe.Moves, &weftv1.Move{Shard: uint32(m.Shard), From: string(m.From), To: string(m.To)})
-		}
-		resp.Events = append(resp.Events, pe)
+		resp.Events = append(resp.Events, e.Proto())
 	}
 	return resp, nil
 }
 
-// SignRequest builds the signed envelope of a node request: a crypto
-// node-request message naming the method, the node and the digest of the
-// request's payload, with a nonce above every earlier one of this node.
-// epoch must be the control plane's current epoch or the one before it.
-func SignRequest(sk *crypto.SecretKey, node shardmap.NodeID, epoch, nonce uint64, method string, payload []byte) (*weftv1.SignedRequest, error) {
-	msg, err := crypto.EncodeMessage(epoch, crypto.NodeRequest{Nonce: nonce, Method: method, Node: string(node), Payload: sha256.Sum256(payload)})
-	if err != nil {
-		return nil, err
-	}
-	return &weftv1.SignedRequest{Node: string(node), Message: msg, Signature: sk.Sign(msg).Bytes()}, nil
-}
-
-// RegisterPayload is what a RegisterNode request's signature covers.
-func RegisterPayload(req *weftv1.RegisterNodeRequest) []byte { return registerPayload(req) }
-
-// ShardSyncedPayload is what a ShardSynced request's signature covers.
-func ShardSyncedPayload(req *weftv1.ShardSyncedRequest) []byte { return shardSyncedPayload(req) }
-
-// UpdateAddressPayload is what an UpdateAddress request's signature covers.
-func UpdateAddressPayload(req *weftv1.UpdateAddressRequest) []byte { return []byte(req.Address) }
-
-// MarkBlobInvalidPayload is what a MarkBlobInvalid request's signature covers.
-func MarkBlobInvalidPayload(req *weftv1.MarkBlobInvalidRequest) []byte {
-	return append(append([]byte(nil), req.BlobId...), req.Certificate...)
-}
-
 // registeredSigner verifies a signed request from a registered node.
-func (s *Service) registeredSigner(auth *weftv1.SignedRequest, method string, payload []byte) (NodeRecord, uint64, error) {
+func (s *Service) registeredSigner(req control.NodeRequest) (NodeRecord, uint64, error) {
+	auth := req.GetAuth()
 	if auth == nil {
 		return NodeRecord{}, 0, status.Error(codes.Unauthenticated, "signed node request required")
 	}
@@ -694,7 +624,7 @@ func (s *Service) registeredSigner(auth *weftv1.SignedRequest, method string, pa
 	if err != nil {
 		return NodeRecord{}, 0, err
 	}
-	nonce, err := verifyNode(auth, method, payload, pk, epochs)
+	nonce, err := verifyNode(req, pk, epochs)
 	return rec, nonce, err
 }
 
@@ -703,7 +633,7 @@ func (s *Service) UpdateAddress(ctx context.Context, req *weftv1.UpdateAddressRe
 	if err := checkAddress("node", req.Address); err != nil {
 		return nil, err
 	}
-	rec, nonce, err := s.registeredSigner(req.Auth, "UpdateAddress", UpdateAddressPayload(req))
+	rec, nonce, err := s.registeredSigner(req)
 	if err != nil {
 		return nil, err
 	}
@@ -722,7 +652,7 @@ func (s *Service) UpdateAddress(ctx context.Context, req *weftv1.UpdateAddressRe
 // MarkBlobInvalid verifies an invalid-blob certificate against its epoch's
 // committee on the leader, then proposes it.
 func (s *Service) MarkBlobInvalid(ctx context.Context, req *weftv1.MarkBlobInvalidRequest) (*weftv1.MarkBlobInvalidResponse, error) {
-	rec, nonce, err := s.registeredSigner(req.Auth, "MarkBlobInvalid", MarkBlobInvalidPayload(req))
+	rec, nonce, err := s.registeredSigner(req)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftstore/weft/api/control"
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/shardmap"
@@ -102,22 +103,18 @@ func (sn *storageNode) registration(t testing.TB) *weftv1.RegisterNodeRequest {
 		PublicKey: sn.sk.PublicKey().Bytes(), ProofOfPossession: sn.sk.ProvePossession().Bytes(), Address: string(sn.id) + ":7000",
 	}
 	sn.nonce++
-	auth, err := SignRequest(sn.sk, sn.id, sn.epoch, sn.nonce, "RegisterNode", RegisterPayload(req))
-	if err != nil {
+	if err := control.Sign(req, sn.sk, sn.id, sn.epoch, sn.nonce); err != nil {
 		t.Fatal(err)
 	}
-	req.Auth = auth
 	return req
 }
 
 func (sn *storageNode) synced(t testing.TB, epoch uint64, shard int) *weftv1.ShardSyncedRequest {
 	req := &weftv1.ShardSyncedRequest{Epoch: epoch, Shard: uint32(shard)}
 	sn.nonce++
-	auth, err := SignRequest(sn.sk, sn.id, epoch, sn.nonce, "ShardSynced", ShardSyncedPayload(req))
-	if err != nil {
+	if err := control.Sign(req, sn.sk, sn.id, epoch, sn.nonce); err != nil {
 		t.Fatal(err)
 	}
-	req.Auth = auth
 	return req
 }
 
@@ -434,7 +431,7 @@ func TestClientServiceOverGRPC(t *testing.T) {
 	sn := sns[0]
 	move := &weftv1.UpdateAddressRequest{Address: "moved:7000"}
 	sn.nonce++
-	move.Auth, _ = SignRequest(sn.sk, sn.id, 3, sn.nonce, "UpdateAddress", UpdateAddressPayload(move))
+	_ = control.Sign(move, sn.sk, sn.id, 3, sn.nonce)
 	if _, err := nodes.UpdateAddress(bg, move); err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +453,7 @@ func TestClientServiceOverGRPC(t *testing.T) {
 		raw, _ := cert.MarshalBinary()
 		req := &weftv1.MarkBlobInvalidRequest{BlobId: id[:], Certificate: raw}
 		sn.nonce++
-		req.Auth, _ = SignRequest(sn.sk, sn.id, third.Epoch, sn.nonce, "MarkBlobInvalid", MarkBlobInvalidPayload(req))
+		_ = control.Sign(req, sn.sk, sn.id, third.Epoch, sn.nonce)
 		return req
 	}
 	_, err = nodes.MarkBlobInvalid(bg, invalid(1))

@@ -7,6 +7,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/epoch"
 	"github.com/weftstore/weft/shardmap"
@@ -95,16 +96,18 @@ type CommitteeRecord struct {
 
 // View returns the committee as crypto needs it to verify certificates.
 func (c CommitteeRecord) View() (*crypto.CommitteeView, error) {
-	keys := make([]*crypto.PublicKey, len(c.Members))
-	weights := make([]uint32, len(c.Members))
+	members := make([]control.Member, len(c.Members))
 	for i, m := range c.Members {
-		pk, err := crypto.PublicKeyFromBytes(m.PublicKey)
-		if err != nil {
-			return nil, fmt.Errorf("committee: member %s of epoch %d: %w", m.Node, c.Epoch, err)
+		var err error
+		if members[i], err = control.MemberFromKey(m.Node, "", m.PublicKey, m.Weight); err != nil {
+			return nil, fmt.Errorf("committee: epoch %d: %w", c.Epoch, err)
 		}
-		keys[i], weights[i] = pk, m.Weight
 	}
-	return crypto.NewCommitteeView(c.Epoch, keys, weights)
+	com, err := control.NewCommittee(c.Epoch, members, nil)
+	if err != nil {
+		return nil, err
+	}
+	return com.View(), nil
 }
 
 // BlobRecord is a registered blob.
@@ -131,17 +134,8 @@ type BlobRecord struct {
 // certified, neither invalid nor expired.
 func (b BlobRecord) Live() bool { return !b.Invalid && !b.Expired }
 
-// Event is one entry of the ordered event stream; Index is the Raft index
-// of the command that made it.
-type Event struct {
-	Index  uint64          `json:"index"`
-	Kind   string          `json:"kind"`
-	Epoch  uint64          `json:"epoch,omitempty"`
-	Node   shardmap.NodeID `json:"node,omitempty"`
-	Shard  int             `json:"shard,omitempty"`
-	BlobID crypto.BlobID   `json:"blob_id,omitzero"`
-	Moves  []shardmap.Move `json:"moves,omitempty"`
-}
+// Event is one entry of the ordered event stream (the contract's type).
+type Event = control.Event
 
 // epochRecord is how the epoch state machine's state is stored.
 type epochRecord struct {

@@ -28,6 +28,7 @@ import (
 	"github.com/weftstore/weft/client"
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/shardmap"
 )
 
 // metric reads one counter from a node's /metrics.
@@ -178,7 +179,7 @@ func TestRotationMovesOnlyChangedShards(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range n.nodes {
-			name := fmt.Sprintf("node-%d", i)
+			name := shardmap.NodeID(fmt.Sprintf("node-%d", i))
 			var want int64
 			for shard, owner := range after.Owners {
 				if owner == name && before.Owners[shard] != name {
@@ -240,7 +241,7 @@ func TestHandoverFromAKilledHolder(t *testing.T) {
 	var rebuilt int64
 	var got float64
 	for i := 1; i < 4; i++ {
-		name := fmt.Sprintf("node-%d", i)
+		name := shardmap.NodeID(fmt.Sprintf("node-%d", i))
 		for shard, owner := range after.Owners {
 			if owner == name && before.Owners[shard] == "node-0" {
 				rebuilt += stored.shardBytes(codec, shard)
@@ -380,7 +381,7 @@ func TestHandoverOfABlobTheHolderNeverHad(t *testing.T) {
 		}
 		var addr string
 		for i := range n.nodes {
-			if fmt.Sprintf("node-%d", i) == owner {
+			if fmt.Sprintf("node-%d", i) == string(owner) {
 				addr = n.addrs[i]
 			}
 		}

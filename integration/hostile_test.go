@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftstore/weft/api/control"
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
-	"github.com/weftstore/weft/committee"
 	"github.com/weftstore/weft/crypto"
 )
 
@@ -36,7 +36,7 @@ func TestPoisonRequestIDLeavesVotersUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := &weftv1.RegisterNodeRequest{PublicKey: sk.PublicKey().Bytes(), ProofOfPossession: sk.ProvePossession().Bytes(), Address: "evil:1"}
-	if req.Auth, err = committee.SignRequest(sk, "squatter", 0, 1, "RegisterNode", committee.RegisterPayload(req)); err != nil {
+	if err = control.Sign(req, sk, "squatter", 0, 1); err != nil {
 		t.Fatal(err)
 	}
 	for _, addr := range r.Control {

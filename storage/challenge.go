@@ -13,10 +13,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftstore/weft/api/control"
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/challenge"
 	"github.com/weftstore/weft/coding"
-	"github.com/weftstore/weft/committee"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/shardmap"
 )
@@ -164,9 +164,8 @@ func (c *challenges) run(ctx context.Context) {
 // refresh reads the latest round (waiting for the voter to have applied
 // index, briefly) and applies it.
 func (c *challenges) refresh(ctx context.Context, index uint64) error {
-	control := weftv1.NewClientClient(c.n.cfg.Control)
 	for attempt := 0; ; attempt++ {
-		resp, err := control.GetChallenge(ctx, &weftv1.GetChallengeRequest{})
+		resp, err := c.n.cfg.Plane.Challenge(ctx, 0)
 		switch status.Code(err) {
 		case codes.OK:
 		case codes.NotFound, codes.Unimplemented:
@@ -320,7 +319,7 @@ func (c *challenges) roundFor(ctx context.Context, round uint64) (*chalRound, bo
 	r := c.rounds[round]
 	c.mu.Unlock()
 	if r == nil {
-		resp, err := weftv1.NewClientClient(c.n.cfg.Control).GetChallenge(ctx, &weftv1.GetChallengeRequest{Round: round})
+		resp, err := c.n.cfg.Plane.Challenge(ctx, round)
 		if status.Code(err) == codes.NotFound || (err == nil && resp.Round != round) {
 			return nil, false, status.Errorf(codes.FailedPrecondition, "no challenge round %d", round)
 		}
@@ -487,25 +486,14 @@ func (n *Node) forgedLine(ctx context.Context, p challenge.Position) (*coding.Ex
 // reported in batches, each node once.
 func (c *challenges) challenge(ctx context.Context, r *chalRound) {
 	n := c.n
-	var com *weftv1.GetCommitteeResponse
+	var com *control.Committee
 	if err := retry(ctx, n.log, "reading the committee of a challenge round", func() (err error) {
 		com, err = n.peers.committeeOf(ctx, r.epoch)
 		return err
 	}); err != nil {
 		return
 	}
-	keys := map[shardmap.NodeID]*crypto.PublicKey{}
-	member := false
-	for _, m := range com.Members {
-		id := shardmap.NodeID(m.Node)
-		if id == n.cfg.ID {
-			member = m.Weight > 0
-		}
-		if pk, err := crypto.PublicKeyFromBytes(m.PublicKey); err == nil {
-			keys[id] = pk
-		}
-	}
-	if !member {
+	if self, ok := com.Member(n.cfg.ID); !ok || self.Weight == 0 {
 		n.log.Debug("storage: not a challenger in this round (not in its committee)", "round", r.round, "epoch", r.epoch)
 		return
 	}
@@ -514,10 +502,11 @@ func (c *challenges) challenge(ctx context.Context, r *chalRound) {
 	results := make(chan *weftv1.ChallengeVerdict, len(r.order))
 	var wg sync.WaitGroup
 	for _, node := range r.order {
-		pk := keys[node]
-		if node == n.cfg.ID || pk == nil {
+		m, ok := com.Member(node)
+		if node == n.cfg.ID || !ok {
 			continue
 		}
+		pk := m.PublicKey
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -605,14 +594,9 @@ func (c *challenges) report(ctx context.Context, r *chalRound, results <-chan *w
 func (n *Node) reportVerdicts(ctx context.Context, r *chalRound, verdicts []*weftv1.ChallengeVerdict) error {
 	n.reportMu.Lock()
 	defer n.reportMu.Unlock()
-	req := &weftv1.ReportChallengeRequest{Round: r.round, Verdicts: verdicts}
-	var err error
-	if req.Auth, err = committee.SignRequest(n.cfg.Key, n.cfg.ID, r.epoch, uint64(time.Now().UnixNano()), "ReportChallenge", committee.ReportChallengePayload(req)); err != nil {
-		return err
-	}
 	cctx, cancel := context.WithTimeout(ctx, 2*n.cfg.PeerTimeout)
 	defer cancel()
-	_, err = weftv1.NewNodeClient(n.cfg.Control).ReportChallenge(cctx, req)
+	err := n.cfg.Plane.Report(cctx, r.epoch, &weftv1.ReportChallengeRequest{Round: r.round, Verdicts: verdicts})
 	if err == nil {
 		n.log.Info("storage: reported challenge verdicts", "round", r.round, "verdicts", len(verdicts))
 	}

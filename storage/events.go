@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/crypto"
 )
 
@@ -19,16 +19,13 @@ const eventPage = 256
 // registered again — each page in one transaction with its index, so a
 // restart resumes exactly.
 func (n *Node) followEvents(ctx context.Context) {
-	events := weftv1.NewWatchClient(n.cfg.Control)
 	for ctx.Err() == nil {
 		after, err := n.store.AppliedEvent()
 		if err != nil {
 			n.log.Error("storage: reading the applied event index", "err", err)
 			return
 		}
-		resp, err := events.Events(ctx, &weftv1.EventsRequest{
-			AfterIndex: after, Limit: eventPage, TimeoutMs: uint32(n.cfg.WatchTimeout.Milliseconds()),
-		})
+		events, err := n.cfg.Plane.Events(ctx, after, eventPage, n.cfg.WatchTimeout)
 		if err != nil {
 			if ctx.Err() == nil {
 				n.log.Warn("storage: following control-plane events", "err", err)
@@ -36,12 +33,12 @@ func (n *Node) followEvents(ctx context.Context) {
 			}
 			continue
 		}
-		if len(resp.Events) == 0 {
+		if len(events) == 0 {
 			continue
 		}
-		batch, challenged := eventBatch(resp.Events)
-		for _, e := range resp.Events {
-			if e.Kind == "challenge-failed" && e.Node == string(n.cfg.ID) {
+		batch, challenged := eventBatch(events)
+		for _, e := range events {
+			if e.Kind == control.EventChallengeFailed && e.Node == n.cfg.ID {
 				n.log.Error("storage: this node FAILED a storage challenge: its challengers found slivers missing or wrong (see weft admin node list)", "epoch", e.Epoch)
 			}
 		}
@@ -131,32 +128,33 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // eventBatch turns a page of events into what the store applies, and
 // returns the index of the page's last challenge-round event (0: none).
-func eventBatch(events []*weftv1.Event) (batch EventBatch, challenged uint64) {
+func eventBatch(events []control.Event) (batch EventBatch, challenged uint64) {
 	batch.Index = events[len(events)-1].Index
 	for _, e := range events {
 		switch e.Kind {
-		case "epoch-started", "blob-registered", "blob-certified", "blob-invalid", "blob-expired", "registration-lapsed":
-			// The epoch they happened in ("blob-extended" names the new
+		case control.EventEpochStarted, control.EventBlobRegistered, control.EventBlobCertified, control.EventBlobInvalid,
+			control.EventBlobExpired, control.EventRegistrationLapsed:
+			// The epoch they happened in (EventBlobExtended names the new
 			// end epoch instead): it ages the tombstones.
 			batch.Epoch = max(batch.Epoch, e.Epoch)
-		case "challenge-started", "challenge-closed":
+		case control.EventChallengeStarted, control.EventChallengeClosed:
 			challenged = e.Index
 		}
-		if len(e.BlobId) != crypto.DigestSize {
+		if e.BlobID == (crypto.BlobID{}) {
 			continue
 		}
-		id := crypto.BlobID(e.BlobId)
+		id := e.BlobID
 		switch e.Kind {
-		case "blob-certified":
+		case control.EventBlobCertified:
 			batch.Recover = append(batch.Recover, PendingBlob{ID: id, Epoch: e.Epoch})
-		case "blob-invalid":
+		case control.EventBlobInvalid:
 			batch.Invalid = append(batch.Invalid, id)
-		case "blob-expired", "registration-lapsed":
+		case control.EventBlobExpired, control.EventRegistrationLapsed:
 			batch.Ended = append(batch.Ended, id)
 			// Ended after a registration in the same page: it stays
 			// ended (a blob in both lists was registered after it ended).
 			batch.Registered = slices.DeleteFunc(batch.Registered, func(r crypto.BlobID) bool { return r == id })
-		case "blob-registered":
+		case control.EventBlobRegistered:
 			batch.Registered = append(batch.Registered, id)
 		}
 	}

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/crypto"
 )
 
@@ -14,24 +14,20 @@ import (
 // epoch; the last challenge-round event is reported.
 func TestEventBatch(t *testing.T) {
 	a, b, c, d := crypto.BlobID{1}, crypto.BlobID{2}, crypto.BlobID{3}, crypto.BlobID{4}
-	ev := func(index uint64, kind string, epoch uint64, id crypto.BlobID) *weftv1.Event {
-		e := &weftv1.Event{Index: index, Kind: kind, Epoch: epoch}
-		if id != (crypto.BlobID{}) {
-			e.BlobId = id[:]
-		}
-		return e
+	ev := func(index uint64, kind control.EventKind, epoch uint64, id crypto.BlobID) control.Event {
+		return control.Event{Index: index, Kind: kind, Epoch: epoch, BlobID: id}
 	}
-	batch, challenged := eventBatch([]*weftv1.Event{
-		ev(10, "blob-registered", 3, a), // then ended: ended
-		ev(11, "blob-expired", 4, b),    // then registered again: both
-		ev(12, "epoch-started", 4, crypto.BlobID{}),
-		ev(13, "blob-expired", 4, a),
-		ev(14, "registration-lapsed", 4, c),
-		ev(15, "blob-registered", 4, b),
-		ev(16, "challenge-started", 4, crypto.BlobID{}),
-		ev(17, "blob-certified", 4, d),
-		ev(18, "blob-extended", 40, d),
-		ev(19, "blob-invalid", 4, c),
+	batch, challenged := eventBatch([]control.Event{
+		ev(10, control.EventBlobRegistered, 3, a), // then ended: ended
+		ev(11, control.EventBlobExpired, 4, b),    // then registered again: both
+		ev(12, control.EventEpochStarted, 4, crypto.BlobID{}),
+		ev(13, control.EventBlobExpired, 4, a),
+		ev(14, control.EventRegistrationLapsed, 4, c),
+		ev(15, control.EventBlobRegistered, 4, b),
+		ev(16, control.EventChallengeStarted, 4, crypto.BlobID{}),
+		ev(17, control.EventBlobCertified, 4, d),
+		ev(18, control.EventBlobExtended, 40, d),
+		ev(19, control.EventBlobInvalid, 4, c),
 	})
 	if batch.Index != 19 || batch.Epoch != 4 || challenged != 16 {
 		t.Fatalf("index %d, epoch %d, challenge event %d; want 19, 4, 16", batch.Index, batch.Epoch, challenged)

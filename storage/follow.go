@@ -8,35 +8,18 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftstore/weft/api/control"
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
-	"github.com/weftstore/weft/committee"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/shardmap"
 )
 
 // Assignment is the control plane's epoch state as a storage node last
 // saw it: every shard's owner and holder.
-type Assignment struct {
-	Index   uint64 // the control plane's state index
-	Epoch   uint64
-	Owners  []shardmap.NodeID
-	Holders []shardmap.NodeID
-}
-
-// Owned lists the shards node owns, ascending.
-func (a Assignment) Owned(node shardmap.NodeID) []uint32 {
-	var out []uint32
-	for shard, o := range a.Owners {
-		if o == node {
-			out = append(out, uint32(shard))
-		}
-	}
-	return out
-}
+type Assignment = control.State
 
 // Follower registers a storage node with the control plane and follows the
 // epoch state with blocking watches (no busy polling): each watch returns
@@ -45,16 +28,16 @@ type Follower struct {
 	id      shardmap.NodeID
 	key     *crypto.SecretKey
 	address string
-	conn    *grpc.ClientConn
+	plane   control.Plane
 
 	mu      sync.RWMutex
 	current Assignment
 	changed chan struct{} // closed and replaced on every change
 }
 
-// NewFollower follows the control plane reached through conn.
-func NewFollower(conn *grpc.ClientConn, id shardmap.NodeID, key *crypto.SecretKey, address string) *Follower {
-	return &Follower{id: id, key: key, address: address, conn: conn, changed: make(chan struct{})}
+// NewFollower follows the control plane; plane signs as node id with key.
+func NewFollower(plane control.Plane, id shardmap.NodeID, key *crypto.SecretKey, address string) *Follower {
+	return &Follower{id: id, key: key, address: address, plane: plane, changed: make(chan struct{})}
 }
 
 // ErrKeyMismatch is wrapped by Register's error when the node's ID is
@@ -72,18 +55,11 @@ func (f *Follower) Register(ctx context.Context) error {
 	}
 	// A node request is signed for the current epoch (or the one before):
 	// learn it without waiting.
-	st, err := weftv1.NewWatchClient(f.conn).WatchState(ctx, &weftv1.WatchStateRequest{})
+	st, err := f.plane.Watch(ctx, 0, 0)
 	if err != nil {
 		return err
 	}
-	// Nonces must grow across restarts too: the clock does that without
-	// storing anything.
-	auth, err := committee.SignRequest(f.key, f.id, st.Epoch, uint64(time.Now().UnixNano()), "RegisterNode", committee.RegisterPayload(req))
-	if err != nil {
-		return err
-	}
-	req.Auth = auth
-	_, err = weftv1.NewNodeClient(f.conn).RegisterNode(ctx, req)
+	err = f.plane.Report(ctx, st.Epoch, req)
 	if status.Code(err) == codes.AlreadyExists {
 		// The message names both fingerprints (committee's registerNode).
 		return fmt.Errorf("%w: %s: start node %s with the key it registered with, or under another ID",
@@ -108,10 +84,9 @@ func (f *Follower) Changed() <-chan struct{} {
 
 // Run follows the control plane until ctx ends, retrying after errors.
 func (f *Follower) Run(ctx context.Context, wait time.Duration) error {
-	watch := weftv1.NewWatchClient(f.conn)
 	for ctx.Err() == nil {
 		after := f.Current().Index
-		resp, err := watch.WatchState(ctx, &weftv1.WatchStateRequest{AfterIndex: after, TimeoutMs: uint32(wait.Milliseconds())})
+		resp, err := f.plane.Watch(ctx, after, wait)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -133,12 +108,7 @@ func (f *Follower) Run(ctx context.Context, wait time.Duration) error {
 	return ctx.Err()
 }
 
-func (f *Follower) update(resp *weftv1.WatchStateResponse) {
-	a := Assignment{Index: resp.Index, Epoch: resp.Epoch}
-	for i := range resp.Owners {
-		a.Owners = append(a.Owners, shardmap.NodeID(resp.Owners[i]))
-		a.Holders = append(a.Holders, shardmap.NodeID(resp.Holders[i]))
-	}
+func (f *Follower) update(a Assignment) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.current = a

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/weftstore/weft/api/control"
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/committee"
 	"github.com/weftstore/weft/crypto"
@@ -78,7 +79,7 @@ func TestFollowerLearnsItsShards(t *testing.T) {
 	var followers []*Follower
 	for _, id := range []shardmap.NodeID{"alpha", "beta", "gamma"} {
 		sk, _ := crypto.GenerateKey(nil)
-		f := NewFollower(conn, id, sk, string(id)+":7100")
+		f := NewFollower(control.NewClient(conn, id, sk), id, sk, string(id)+":7100")
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			err := f.Register(ctx)
 			if err == nil {
@@ -137,7 +138,7 @@ func TestSquattedIDStopsTheNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	owner, _ := crypto.GenerateKey(nil)
-	first := NewFollower(conn, "node-x", owner, "x:7100")
+	first := NewFollower(control.NewClient(conn, "node-x", owner), "node-x", owner, "x:7100")
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		err := first.Register(ctx)
 		if err == nil {
@@ -147,7 +148,7 @@ func TestSquattedIDStopsTheNode(t *testing.T) {
 			t.Fatalf("register node-x: %v", err)
 		}
 	}
-	if err := NewFollower(conn, "node-x", owner, "x:7200").Register(ctx); err != nil {
+	if err := NewFollower(control.NewClient(conn, "node-x", owner), "node-x", owner, "x:7200").Register(ctx); err != nil {
 		t.Fatalf("node-x restarted with its key at a new address: %v", err)
 	}
 	other, _ := crypto.GenerateKey(nil)

@@ -14,7 +14,6 @@ import (
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/coding"
-	"github.com/weftstore/weft/committee"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/shardmap"
 )
@@ -88,10 +87,8 @@ func (n *Node) authorizeSync(ctx context.Context, req *weftv1.SyncShardRequest) 
 		return sr, status.Errorf(codes.Unavailable, "committee of epoch %d: %v", epoch, err)
 	}
 	var key *crypto.PublicKey
-	for _, m := range c.Members {
-		if m.Node == req.Node {
-			key, _ = crypto.PublicKeyFromBytes(m.PublicKey)
-		}
+	if m, ok := c.Member(shardmap.NodeID(req.Node)); ok {
+		key = m.PublicKey
 	}
 	sig, serr := crypto.SignatureFromBytes(req.Signature)
 	if key == nil || serr != nil || key.Verify(req.Message, sig) != nil {
@@ -274,22 +271,17 @@ func (n *Node) syncShard(ctx context.Context, a Assignment, shard uint32) error 
 	if err != nil {
 		return err
 	}
-	control := weftv1.NewClientClient(n.cfg.Control)
 	for {
-		page, err := control.ListCertified(ctx, &weftv1.ListCertifiedRequest{BeforeEpoch: a.Epoch, After: cursorBytes(cursor), Limit: syncPage})
+		todo, more, err := n.cfg.Plane.ListCertified(ctx, a.Epoch, cursor, syncPage)
 		if err != nil {
 			return fmt.Errorf("listing the certified blobs: %w", err)
-		}
-		var todo []crypto.BlobID
-		for _, b := range page.Blobs {
-			todo = append(todo, crypto.BlobID(b.BlobId))
 		}
 		if len(todo) > 0 {
 			if cursor, err = n.syncPage(ctx, a, shard, cursor, todo); err != nil {
 				return err
 			}
 		}
-		if !page.More {
+		if !more {
 			break
 		}
 	}
@@ -311,13 +303,6 @@ func (n *Node) syncShard(ctx context.Context, a Assignment, shard uint32) error 
 	n.metrics.handoverSeconds.Observe(time.Since(start).Seconds())
 	n.log.Info("storage: shard synced", "shard", shard, "epoch", a.Epoch, "took", time.Since(start))
 	return nil
-}
-
-func cursorBytes(c crypto.BlobID) []byte {
-	if c == (crypto.BlobID{}) {
-		return nil
-	}
-	return c[:]
 }
 
 // syncProgress is a page's progress. The shard's cursor moves past a
@@ -575,12 +560,7 @@ func (n *Node) rebuildForShard(ctx context.Context, a Assignment, shard uint32, 
 func (n *Node) reportSynced(ctx context.Context, epoch uint64, shard uint32) error {
 	n.reportMu.Lock()
 	defer n.reportMu.Unlock()
-	req := &weftv1.ShardSyncedRequest{Epoch: epoch, Shard: shard}
-	var err error
-	if req.Auth, err = committee.SignRequest(n.cfg.Key, n.cfg.ID, epoch, uint64(time.Now().UnixNano()), "ShardSynced", committee.ShardSyncedPayload(req)); err != nil {
-		return err
-	}
-	_, err = weftv1.NewNodeClient(n.cfg.Control).ShardSynced(ctx, req)
+	err := n.cfg.Plane.Report(ctx, epoch, &weftv1.ShardSyncedRequest{Epoch: epoch, Shard: shard})
 	if status.Code(err) == codes.AlreadyExists {
 		return nil
 	}

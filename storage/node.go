@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftstore/weft/api/control"
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/api/wire"
 	"github.com/weftstore/weft/coding"
@@ -31,6 +32,9 @@ type Config struct {
 	DataDir    string
 	PublicAddr string           // where other nodes and clients reach its gRPC service
 	Control    *grpc.ClientConn // the control plane (any voter)
+	// Plane, when set, is used instead of Control: whatever implements the
+	// control-plane contract (requests it reports are signed with Key).
+	Plane control.Plane
 
 	// RecoveryWorkers bounds the blobs recovered at once (default 2);
 	// RecoveryDelay is how long after certification a blob's missing
@@ -140,7 +144,10 @@ type Node struct {
 // Register.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.setDefaults()
-	if cfg.Key == nil || cfg.ID == "" || cfg.Control == nil {
+	if cfg.Plane == nil && cfg.Control != nil {
+		cfg.Plane = control.NewClient(cfg.Control, cfg.ID, cfg.Key)
+	}
+	if cfg.Key == nil || cfg.ID == "" || cfg.Plane == nil {
 		return nil, errors.New("storage: a node needs an ID, a key and a control-plane connection")
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -155,13 +162,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if n.registered, err = lru.New[crypto.BlobID, struct{}](registeredCacheSize); err != nil {
 		return nil, err
 	}
-	n.follower = NewFollower(cfg.Control, cfg.ID, cfg.Key, cfg.PublicAddr)
+	n.follower = NewFollower(cfg.Plane, cfg.ID, cfg.Key, cfg.PublicAddr)
 	if err := retry(ctx, n.log, "registering with the control plane", func() error { return n.follower.Register(ctx) }); err != nil {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	n.peers = newPeerSet(cfg.Control, cfg.DialCredentials, n.log)
+	n.peers = newPeerSet(cfg.Plane, cfg.DialCredentials, n.log)
 	n.metrics = newMetrics()
 	lim := cfg.Limits
 	n.writes = newPeerLedger("write", "--max-streams-per-peer", "--max-inflight-bytes-per-peer", lim.MaxStreams, lim.MaxInflightBytes, n.metrics)
@@ -348,25 +355,24 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func() error) e
 // peerSet keeps one connection per peer address and the committee's
 // addresses per epoch.
 type peerSet struct {
-	control *grpc.ClientConn
+	control control.Plane
 	creds   credentials.TransportCredentials // of connections to peers; nil: plaintext
 	log     *slog.Logger
 
 	mu        sync.Mutex
 	conns     map[string]*grpc.ClientConn
 	epoch     uint64
-	members   map[shardmap.NodeID]*weftv1.Member
-	committee *weftv1.GetCommitteeResponse
-	past      map[uint64]*weftv1.GetCommitteeResponse // earlier epochs, for holders that left
+	committee *control.Committee
+	past      map[uint64]*control.Committee // earlier epochs, for holders that left
 	pastAt    map[uint64]time.Time
 }
 
-func newPeerSet(control *grpc.ClientConn, creds credentials.TransportCredentials, log *slog.Logger) *peerSet {
+func newPeerSet(control control.Plane, creds credentials.TransportCredentials, log *slog.Logger) *peerSet {
 	return &peerSet{control: control, creds: creds, log: log, conns: map[string]*grpc.ClientConn{}}
 }
 
 // committeeOf returns the committee of an epoch (cached for the latest).
-func (p *peerSet) committeeOf(ctx context.Context, epoch uint64) (*weftv1.GetCommitteeResponse, error) {
+func (p *peerSet) committeeOf(ctx context.Context, epoch uint64) (*control.Committee, error) {
 	p.mu.Lock()
 	if p.committee != nil && p.epoch == epoch {
 		c := p.committee
@@ -380,26 +386,30 @@ func (p *peerSet) committeeOf(ctx context.Context, epoch uint64) (*weftv1.GetCom
 		return c, nil
 	}
 	p.mu.Unlock()
-	resp, err := weftv1.NewClientClient(p.control).GetCommittee(ctx, &weftv1.GetCommitteeRequest{Epoch: epoch})
+	resp, err := p.control.Committee(ctx, epoch)
 	if err != nil {
 		return nil, err
-	}
-	members := map[shardmap.NodeID]*weftv1.Member{}
-	for _, m := range resp.Members {
-		members[shardmap.NodeID(m.Node)] = m
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if epoch >= p.epoch {
-		p.epoch, p.members, p.committee = epoch, members, resp
+		p.epoch, p.committee = epoch, resp
 	}
 	if p.past == nil {
-		p.past = map[uint64]*weftv1.GetCommitteeResponse{}
+		p.past = map[uint64]*control.Committee{}
 	}
 	if p.pastAt == nil {
 		p.pastAt = map[uint64]time.Time{}
 	}
 	p.past[resp.Epoch], p.pastAt[resp.Epoch] = resp, time.Now()
+	// Only the lookback's epochs are ever searched: older ones go, so the
+	// cache does not grow with the years.
+	for e := range p.past {
+		if e+lookback <= p.epoch {
+			delete(p.past, e)
+			delete(p.pastAt, e)
+		}
+	}
 	return resp, nil
 }
 
@@ -436,10 +446,8 @@ func (p *peerSet) address(ctx context.Context, epoch uint64, node shardmap.NodeI
 		if err != nil {
 			return "", err
 		}
-		for _, m := range c.Members {
-			if shardmap.NodeID(m.Node) == node && m.Address != "" {
-				return m.Address, nil
-			}
+		if m, ok := c.Member(node); ok && m.Address != "" {
+			return m.Address, nil
 		}
 	}
 	return "", fmt.Errorf("storage: node %s is in none of the committees of epochs %d and the %d before", node, epoch, lookback)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftstore/weft/api/control"
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/client"
 	"github.com/weftstore/weft/coding"
@@ -141,14 +142,11 @@ func sendSliver(stream weftv1.Storage_StorePairsClient, id crypto.BlobID, sl cod
 // certify collects confirmations from the given nodes and certifies.
 func (w *writer) certify(id crypto.BlobID, nodes []int) (*crypto.Certificate, error) {
 	ctx := context.Background()
-	committee, err := weftv1.NewClientClient(w.conn).GetCommittee(ctx, &weftv1.GetCommitteeRequest{})
+	committee, err := control.NewClient(w.conn, "", nil).Committee(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
-	view, err := storage.CommitteeView(committee)
-	if err != nil {
-		return nil, err
-	}
+	view := committee.View()
 	var sigs []crypto.MemberSignature
 	for _, i := range nodes {
 		resp, err := weftv1.NewStorageClient(dial(w.t, w.net.NodeAddr(i))).GetConfirmation(ctx,

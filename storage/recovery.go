@@ -12,7 +12,6 @@ import (
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/coding"
-	"github.com/weftstore/weft/committee"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/shardmap"
 )
@@ -297,10 +296,10 @@ func (n *Node) metadataFor(ctx context.Context, id crypto.BlobID, a Assignment) 
 	}
 	var errs []error
 	for _, m := range c.Members {
-		if shardmap.NodeID(m.Node) == n.cfg.ID {
+		if m.Node == n.cfg.ID {
 			continue
 		}
-		meta, err := n.peerMetadata(ctx, a.Epoch, shardmap.NodeID(m.Node), id)
+		meta, err := n.peerMetadata(ctx, a.Epoch, m.Node, id)
 		if err == nil {
 			return meta, nil
 		}
@@ -448,10 +447,6 @@ func (n *Node) reportInvalid(ctx context.Context, proof *coding.InconsistencyPro
 	if err != nil {
 		return err
 	}
-	view, err := CommitteeView(c)
-	if err != nil {
-		return err
-	}
 	body := crypto.BlobInvalid{BlobID: proof.BlobID}
 	msg, err := crypto.EncodeMessage(a.Epoch, body)
 	if err != nil {
@@ -471,8 +466,8 @@ func (n *Node) reportInvalid(ctx context.Context, proof *coding.InconsistencyPro
 				n.log.Debug("storage: no invalid-blob signature", "peer", m.Node, "err", err)
 				return
 			}
-			pk, err := crypto.PublicKeyFromBytes(m.PublicKey)
-			if err != nil || pk.Verify(msg, sig) != nil {
+			pk := m.PublicKey
+			if pk.Verify(msg, sig) != nil {
 				n.log.Warn("storage: bad invalid-blob signature", "peer", m.Node)
 				return
 			}
@@ -482,7 +477,7 @@ func (n *Node) reportInvalid(ctx context.Context, proof *coding.InconsistencyPro
 		}()
 	}
 	wg.Wait()
-	cert, err := crypto.BuildCertificate(view, body, sigs)
+	cert, err := crypto.BuildCertificate(c.View(), body, sigs)
 	if err != nil {
 		return fmt.Errorf("invalid-blob certificate for %s: %w", proof.BlobID, err)
 	}
@@ -490,11 +485,7 @@ func (n *Node) reportInvalid(ctx context.Context, proof *coding.InconsistencyPro
 	if err != nil {
 		return err
 	}
-	req := &weftv1.MarkBlobInvalidRequest{BlobId: proof.BlobID[:], Certificate: certRaw}
-	if req.Auth, err = committee.SignRequest(n.cfg.Key, n.cfg.ID, a.Epoch, uint64(time.Now().UnixNano()), "MarkBlobInvalid", committee.MarkBlobInvalidPayload(req)); err != nil {
-		return err
-	}
-	_, err = weftv1.NewNodeClient(n.cfg.Control).MarkBlobInvalid(ctx, req)
+	err = n.cfg.Plane.Report(ctx, a.Epoch, &weftv1.MarkBlobInvalidRequest{BlobId: proof.BlobID[:], Certificate: certRaw})
 	if code := status.Code(err); code == codes.AlreadyExists {
 		err = nil
 	}
@@ -522,19 +513,4 @@ func (n *Node) invalidSignature(ctx context.Context, epoch uint64, node shardmap
 		return nil, fmt.Errorf("signed for epoch %d, not %d", resp.Epoch, epoch)
 	}
 	return crypto.SignatureFromBytes(resp.Signature)
-}
-
-// CommitteeView builds the certificate view of a committee as the control
-// plane returns it.
-func CommitteeView(c *weftv1.GetCommitteeResponse) (*crypto.CommitteeView, error) {
-	keys := make([]*crypto.PublicKey, len(c.Members))
-	weights := make([]uint32, len(c.Members))
-	for i, m := range c.Members {
-		pk, err := crypto.PublicKeyFromBytes(m.PublicKey)
-		if err != nil {
-			return nil, fmt.Errorf("committee member %s: %w", m.Node, err)
-		}
-		keys[i], weights[i] = pk, m.Weight
-	}
-	return crypto.NewCommitteeView(c.Epoch, keys, weights)
 }

@@ -81,7 +81,7 @@ func (n *Node) checkWritable(ctx context.Context, id crypto.BlobID) error {
 	if n.registered.Contains(id) {
 		return nil
 	}
-	st, err := weftv1.NewClientClient(n.cfg.Control).BlobStatus(ctx, &weftv1.BlobStatusRequest{BlobId: id[:]})
+	st, err := n.cfg.Plane.BlobStatus(ctx, id)
 	if status.Code(err) == codes.NotFound {
 		return status.Errorf(codes.NotFound, "blob %s is not registered at the control plane", id)
 	}

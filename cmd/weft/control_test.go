@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/api/wire"
-	"github.com/weftstore/weft/committee"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/devnet"
 	"github.com/weftstore/weft/shardmap"
@@ -118,7 +118,7 @@ func TestControlAndAdminCLI(t *testing.T) {
 		id := shardmap.NodeID(fmt.Sprintf("storage-%d", i))
 		sk, _ := crypto.GenerateKey(nil)
 		req := &weftv1.RegisterNodeRequest{PublicKey: sk.PublicKey().Bytes(), ProofOfPossession: sk.ProvePossession().Bytes(), Address: "s:1"}
-		req.Auth, _ = committee.SignRequest(sk, id, 0, 1, "RegisterNode", committee.RegisterPayload(req))
+		_ = control.Sign(req, sk, id, 0, 1)
 		if _, err := weftv1.NewNodeClient(conn).RegisterNode(context.Background(), req); err != nil {
 			t.Fatal(err)
 		}
@@ -218,7 +218,7 @@ func TestEpochTimer(t *testing.T) {
 	defer conn.Close()
 	sk, _ := crypto.GenerateKey(nil)
 	req := &weftv1.RegisterNodeRequest{PublicKey: sk.PublicKey().Bytes(), ProofOfPossession: sk.ProvePossession().Bytes(), Address: "s:1"}
-	req.Auth, _ = committee.SignRequest(sk, "storage", 0, 1, "RegisterNode", committee.RegisterPayload(req))
+	_ = control.Sign(req, sk, "storage", 0, 1)
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if _, err := weftv1.NewNodeClient(conn).RegisterNode(context.Background(), req); err == nil {
 			break
@@ -322,7 +322,7 @@ func soloWithNode(t *testing.T, o controlOptions) func(args ...string) (string, 
 	t.Cleanup(func() { conn.Close() })
 	sk, _ := crypto.GenerateKey(nil)
 	req := &weftv1.RegisterNodeRequest{PublicKey: sk.PublicKey().Bytes(), ProofOfPossession: sk.ProvePossession().Bytes(), Address: "s:1"}
-	req.Auth, _ = committee.SignRequest(sk, "storage", 0, 1, "RegisterNode", committee.RegisterPayload(req))
+	_ = control.Sign(req, sk, "storage", 0, 1)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if _, err := weftv1.NewNodeClient(conn).RegisterNode(context.Background(), req); err == nil {
 			break

@@ -1,12 +1,15 @@
-package client
+package control
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/shardmap"
 )
 
 // fuzzCommitteeFile builds a real committee (keys from a fixed seed) and
@@ -15,19 +18,19 @@ func fuzzCommitteeFile(tb testing.TB, seed uint64, epoch uint64, withOwners bool
 	tb.Helper()
 	r := rand.NewChaCha8([32]byte{byte(seed)})
 	var members []Member
-	var owners []string
+	var owners []shardmap.NodeID
 	for i, w := range weights {
 		sk, err := crypto.GenerateKey(r)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		node := fmt.Sprintf("n%d", i)
+		node := shardmap.NodeID(fmt.Sprintf("n%d", i))
 		members = append(members, Member{Node: node, Address: fmt.Sprintf("10.0.0.%d:9000", i+1), PublicKey: sk.PublicKey(), Weight: w})
 		for j := uint32(0); withOwners && j < w; j++ {
 			owners = append(owners, node)
 		}
 	}
-	com, err := newCommittee(epoch, members, owners)
+	com, err := NewCommittee(epoch, members, owners)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -140,4 +143,55 @@ func sameCommittee(a, b *Committee) bool {
 		}
 	}
 	return true
+}
+
+// committeeOfWeights makes a committee of real BLS keys: member i owns
+// weights[i] shards, laid out in order.
+func committeeOfWeights(t *testing.T, epoch uint64, weights ...uint32) *Committee {
+	t.Helper()
+	com, err := ParseCommittee(fuzzCommitteeFile(t, 7, epoch, true, weights...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return com
+}
+
+// A committee survives its file format, and malformed files are refused
+
+// A committee survives its file format, and malformed files are refused
+// with a reason.
+func TestCommitteeFile(t *testing.T) {
+	com := committeeOfWeights(t, 4, 1, 2, 1)
+	data, err := json.Marshal(com)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseCommittee(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Epoch != 4 || len(back.Members) != 3 || !back.Members[1].PublicKey.Equal(com.Members[1].PublicKey) ||
+		back.Members[1].Weight != 2 || !slices.Equal(back.Owners, []shardmap.NodeID{"n0", "n1", "n1", "n2"}) || back.View().Shards() != 4 {
+		t.Fatalf("parsed %+v", back)
+	}
+	for name, mutate := range map[string]func(*committeeJSON){
+		"bad key":          func(c *committeeJSON) { c.Members[0].PublicKey = "00" },
+		"duplicate member": func(c *committeeJSON) { c.Members[2] = c.Members[0] },
+		"zero weight":      func(c *committeeJSON) { c.Members[0].Weight = 0; c.Owners = nil },
+		"owners disagree":  func(c *committeeJSON) { c.Owners[0] = "n1" },
+		"owner not member": func(c *committeeJSON) { c.Owners[0] = "x" },
+		"no members":       func(c *committeeJSON) { c.Members = nil },
+	} {
+		var in committeeJSON
+		if err := json.Unmarshal(data, &in); err != nil {
+			t.Fatal(err)
+		}
+		mutate(&in)
+		bad, _ := json.Marshal(in)
+		if _, err := ParseCommittee(bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
 }

@@ -1,0 +1,167 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/shardmap"
+)
+
+// State is the control plane's epoch state as a storage node follows it:
+// an owner and a holder per shard (they differ during a handover).
+type State struct {
+	Index   uint64 // the control plane's state index
+	Epoch   uint64
+	Owners  []shardmap.NodeID
+	Holders []shardmap.NodeID
+}
+
+// Owned lists the shards node owns, ascending.
+func (s State) Owned(node shardmap.NodeID) []uint32 { return OwnedBy(s.Owners, node) }
+
+// Plane is what a storage node asks of the control plane. Errors are the
+// control plane's, with their gRPC codes.
+type Plane interface {
+	// Watch returns the state once its index passes after, or the
+	// current state at the timeout (0: at once).
+	Watch(ctx context.Context, after uint64, timeout time.Duration) (State, error)
+	// Events returns up to limit events after an index, waiting up to
+	// the timeout for the first.
+	Events(ctx context.Context, after uint64, limit int, timeout time.Duration) ([]Event, error)
+	// Committee returns an epoch's committee (0: the current one, with
+	// its owners), checked.
+	Committee(ctx context.Context, epoch uint64) (*Committee, error)
+	BlobStatus(ctx context.Context, id crypto.BlobID) (*weftv1.BlobStatusResponse, error)
+	// ListCertified pages through the blobs certified before an epoch,
+	// in blob ID order after the given one (zero: from the start).
+	ListCertified(ctx context.Context, beforeEpoch uint64, after crypto.BlobID, limit int) (ids []crypto.BlobID, more bool, err error)
+	// Challenge returns a challenge round (0: the latest).
+	Challenge(ctx context.Context, round uint64) (*weftv1.GetChallengeResponse, error)
+	// Report signs a node request for epoch and sends it.
+	Report(ctx context.Context, epoch uint64, req NodeRequest) error
+}
+
+// Client is Plane over gRPC, signing as one storage node.
+type Client struct {
+	conn *grpc.ClientConn
+	node shardmap.NodeID
+	key  *crypto.SecretKey
+}
+
+var _ Plane = (*Client)(nil)
+
+// NewClient talks to the control plane through conn; node requests are
+// signed by key as node (both may be zero for a caller that reports
+// nothing).
+func NewClient(conn *grpc.ClientConn, node shardmap.NodeID, key *crypto.SecretKey) *Client {
+	return &Client{conn: conn, node: node, key: key}
+}
+
+// Watch implements Plane.
+func (c *Client) Watch(ctx context.Context, after uint64, timeout time.Duration) (State, error) {
+	resp, err := weftv1.NewWatchClient(c.conn).WatchState(ctx, &weftv1.WatchStateRequest{AfterIndex: after, TimeoutMs: uint32(timeout.Milliseconds())})
+	if err != nil {
+		return State{}, err
+	}
+	return StateFromProto(resp)
+}
+
+// StateFromProto reads the epoch state as WatchState sends it.
+func StateFromProto(resp *weftv1.WatchStateResponse) (State, error) {
+	if len(resp.Holders) != len(resp.Owners) {
+		return State{}, fmt.Errorf("control: state %d names %d owners and %d holders", resp.Index, len(resp.Owners), len(resp.Holders))
+	}
+	s := State{Index: resp.Index, Epoch: resp.Epoch}
+	if len(resp.Owners) > 0 {
+		s.Owners, s.Holders = NodeIDs(resp.Owners), NodeIDs(resp.Holders)
+	}
+	return s, nil
+}
+
+// Events implements Plane.
+func (c *Client) Events(ctx context.Context, after uint64, limit int, timeout time.Duration) ([]Event, error) {
+	resp, err := weftv1.NewWatchClient(c.conn).Events(ctx, &weftv1.EventsRequest{
+		AfterIndex: after, Limit: uint32(limit), TimeoutMs: uint32(timeout.Milliseconds()),
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Event, len(resp.Events))
+	for i, pe := range resp.Events {
+		out[i] = EventFromProto(pe)
+	}
+	return out, nil
+}
+
+// Committee implements Plane.
+func (c *Client) Committee(ctx context.Context, epoch uint64) (*Committee, error) {
+	resp, err := weftv1.NewClientClient(c.conn).GetCommittee(ctx, &weftv1.GetCommitteeRequest{Epoch: epoch})
+	if err != nil {
+		return nil, err
+	}
+	if epoch != 0 && resp.Epoch != epoch {
+		return nil, fmt.Errorf("control: asked for the committee of epoch %d, got epoch %d", epoch, resp.Epoch)
+	}
+	return CommitteeFromProto(resp)
+}
+
+// BlobStatus implements Plane.
+func (c *Client) BlobStatus(ctx context.Context, id crypto.BlobID) (*weftv1.BlobStatusResponse, error) {
+	return weftv1.NewClientClient(c.conn).BlobStatus(ctx, &weftv1.BlobStatusRequest{BlobId: id[:]})
+}
+
+// ListCertified implements Plane.
+func (c *Client) ListCertified(ctx context.Context, beforeEpoch uint64, after crypto.BlobID, limit int) ([]crypto.BlobID, bool, error) {
+	req := &weftv1.ListCertifiedRequest{BeforeEpoch: beforeEpoch, Limit: uint32(limit)}
+	if after != (crypto.BlobID{}) {
+		req.After = after[:]
+	}
+	page, err := weftv1.NewClientClient(c.conn).ListCertified(ctx, req)
+	if err != nil {
+		return nil, false, err
+	}
+	ids := make([]crypto.BlobID, 0, len(page.Blobs))
+	for _, b := range page.Blobs {
+		if len(b.BlobId) != crypto.DigestSize {
+			return nil, false, fmt.Errorf("control: ListCertified sent a %d-byte blob ID", len(b.BlobId))
+		}
+		ids = append(ids, crypto.BlobID(b.BlobId))
+	}
+	return ids, page.More, nil
+}
+
+// Challenge implements Plane.
+func (c *Client) Challenge(ctx context.Context, round uint64) (*weftv1.GetChallengeResponse, error) {
+	return weftv1.NewClientClient(c.conn).GetChallenge(ctx, &weftv1.GetChallengeRequest{Round: round})
+}
+
+// Report implements Plane. The nonce is the clock's: it grows across
+// restarts without anything stored.
+func (c *Client) Report(ctx context.Context, epoch uint64, req NodeRequest) error {
+	if c.key == nil {
+		return fmt.Errorf("control: no key to sign a node request with")
+	}
+	if err := Sign(req, c.key, c.node, epoch, uint64(time.Now().UnixNano())); err != nil {
+		return err
+	}
+	node := weftv1.NewNodeClient(c.conn)
+	var err error
+	switch r := req.(type) {
+	case *weftv1.RegisterNodeRequest:
+		_, err = node.RegisterNode(ctx, r)
+	case *weftv1.ShardSyncedRequest:
+		_, err = node.ShardSynced(ctx, r)
+	case *weftv1.UpdateAddressRequest:
+		_, err = node.UpdateAddress(ctx, r)
+	case *weftv1.MarkBlobInvalidRequest:
+		_, err = node.MarkBlobInvalid(ctx, r)
+	case *weftv1.ReportChallengeRequest:
+		_, err = node.ReportChallenge(ctx, r)
+	}
+	return err
+}
