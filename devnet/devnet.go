@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/weftstore/weft/api/control"
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/committee"
 	"github.com/weftstore/weft/crypto"
@@ -372,13 +373,7 @@ func (d *Network) Owned(i int) []uint32 {
 	if err != nil {
 		return nil
 	}
-	var out []uint32
-	for shard, o := range st.Owners {
-		if o == string(d.nodes[i].id) {
-			out = append(out, uint32(shard))
-		}
-	}
-	return out
+	return shardmap.OwnedBy(control.NodeIDs(st.Owners), d.nodes[i].id)
 }
 
 // StopNode stops node i: its server closes its connections and its store

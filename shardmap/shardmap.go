@@ -165,12 +165,13 @@ func (m *Map) Owner(shard int) NodeID { return m.owners[shard] }
 // Owners returns a copy of the owner list, indexed by shard.
 func (m *Map) Owners() []NodeID { return slices.Clone(m.owners) }
 
-// ShardsOf lists the shards a node owns, ascending.
-func (m *Map) ShardsOf(node NodeID) []int {
-	var out []int
-	for shard, o := range m.owners {
+// OwnedBy lists the shards of an owner list (an owner per shard) that
+// node owns, ascending.
+func OwnedBy(owners []NodeID, node NodeID) []uint32 {
+	var out []uint32
+	for shard, o := range owners {
 		if o == node {
-			out = append(out, shard)
+			out = append(out, uint32(shard))
 		}
 	}
 	return out

@@ -164,8 +164,8 @@ func TestTransitionProperties(t *testing.T) {
 				t.Fatalf("trial %d step %d: %v", trial, step, err)
 			}
 			for node, c := range counts {
-				if len(next.ShardsOf(node)) != c {
-					t.Fatalf("trial %d step %d: %s owns %d, count %d", trial, step, node, len(next.ShardsOf(node)), c)
+				if len(OwnedBy(next.Owners(), node)) != c {
+					t.Fatalf("trial %d step %d: %s owns %d, count %d", trial, step, node, len(OwnedBy(next.Owners(), node)), c)
 				}
 			}
 			if prev == nil {

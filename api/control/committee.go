@@ -57,19 +57,7 @@ func (c *Committee) Index(node shardmap.NodeID) (int, bool) {
 }
 
 // OwnedBy lists the shards a node owns, ascending.
-func (c *Committee) OwnedBy(node shardmap.NodeID) []uint32 { return OwnedBy(c.Owners, node) }
-
-// OwnedBy lists the shards of a shard map (an owner per shard) that node
-// owns, ascending.
-func OwnedBy(owners []shardmap.NodeID, node shardmap.NodeID) []uint32 {
-	var out []uint32
-	for shard, o := range owners {
-		if o == node {
-			out = append(out, uint32(shard))
-		}
-	}
-	return out
-}
+func (c *Committee) OwnedBy(node shardmap.NodeID) []uint32 { return shardmap.OwnedBy(c.Owners, node) }
 
 // NewCommittee checks a committee's shape and builds its view: keys
 // are valid, every member has weight, and when the shard map is given its

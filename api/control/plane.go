@@ -22,7 +22,7 @@ type State struct {
 }
 
 // Owned lists the shards node owns, ascending.
-func (s State) Owned(node shardmap.NodeID) []uint32 { return OwnedBy(s.Owners, node) }
+func (s State) Owned(node shardmap.NodeID) []uint32 { return shardmap.OwnedBy(s.Owners, node) }
 
 // Plane is what a storage node asks of the control plane. Errors are the
 // control plane's, with their gRPC codes.
