@@ -344,142 +344,129 @@ func (f *FSM) apply(tx *bolt.Tx, index uint64, cmd Command, res *Result) ([]Even
 			return nil, cerr
 		}
 	}
-	decode := func(v any) *CommandError {
-		dec := json.NewDecoder(bytes.NewReader(cmd.Body))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(v); err != nil {
-			return reject(CodeInvalidArgument, "%s body: %v", cmd.Kind, err)
-		}
-		return nil
+	h, ok := commandHandlers[cmd.Kind]
+	if !ok {
+		return nil, reject(CodeInvalidArgument, "unknown command kind %q", cmd.Kind)
 	}
-	switch cmd.Kind {
-	case KindRegisterNode:
-		var c RegisterNode
-		if err := decode(&c); err != nil {
-			return nil, err
+	return h(f, applied{tx: tx, index: index, cmd: cmd, res: res})
+}
+
+// applied is one command being applied: its transaction, log index and
+// result; a handler decodes the command's body into its own type.
+type applied struct {
+	tx    *bolt.Tx
+	index uint64
+	cmd   Command
+	res   *Result
+}
+
+type commandHandler func(f *FSM, a applied) ([]Event, *CommandError)
+
+// handle makes a handler of a function of the command's typed body: the
+// body is decoded strictly (unknown fields refused) before it runs.
+func handle[C any](run func(f *FSM, a applied, c C) ([]Event, *CommandError)) commandHandler {
+	return func(f *FSM, a applied) ([]Event, *CommandError) {
+		var c C
+		dec := json.NewDecoder(bytes.NewReader(a.cmd.Body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return nil, reject(CodeInvalidArgument, "%s body: %v", a.cmd.Kind, err)
 		}
-		return f.registerNode(tx, index, cmd, c)
-	case KindUpdateAddress:
-		var c UpdateAddress
-		if err := decode(&c); err != nil {
-			return nil, err
+		return run(f, a, c)
+	}
+}
+
+// commandHandlers maps every command kind to its handler.
+var commandHandlers = map[Kind]commandHandler{
+	KindRegisterNode: handle(func(f *FSM, a applied, c RegisterNode) ([]Event, *CommandError) {
+		return f.registerNode(a.tx, a.index, a.cmd, c)
+	}),
+	KindUpdateAddress: handle(func(f *FSM, a applied, c UpdateAddress) ([]Event, *CommandError) {
+		return f.updateAddress(a.tx, a.index, c)
+	}),
+	KindSetStake: handle(func(f *FSM, a applied, c SetStake) ([]Event, *CommandError) {
+		return f.setStake(a.tx, a.index, c)
+	}),
+	KindRemoveNode: handle(func(f *FSM, a applied, c RemoveNode) ([]Event, *CommandError) {
+		return f.removeNode(a.tx, a.index, c)
+	}),
+	KindAdvanceEpoch: handle(func(f *FSM, a applied, c AdvanceEpoch) ([]Event, *CommandError) {
+		return f.advanceEpoch(a.tx, a.index, c, a.res)
+	}),
+	KindShardSynced: handle(func(f *FSM, a applied, c ShardSynced) ([]Event, *CommandError) {
+		if a.cmd.Node != "" && a.cmd.Node != c.Node {
+			return nil, reject(CodePermissionDenied, "node %s cannot report shard %d for node %s", a.cmd.Node, c.Shard, c.Node)
 		}
-		return f.updateNode(tx, index, c.Node, control.EventAddressUpdated, func(n *NodeRecord) *CommandError {
-			if c.Address == "" {
-				return reject(CodeInvalidArgument, "empty address")
-			}
-			n.Address = c.Address
-			return nil
-		})
-	case KindSetStake:
-		var c SetStake
-		if err := decode(&c); err != nil {
-			return nil, err
-		}
-		return f.updateNode(tx, index, c.Node, control.EventStakeSet, func(n *NodeRecord) *CommandError {
-			// Re-checked here: the key may change between the leader's
-			// check and this entry (the node removed and its ID taken).
-			if fp := crypto.KeyFingerprint(n.PublicKey); c.KeyFingerprint != "" && fp != c.KeyFingerprint {
-				return reject(CodeFailedPrecondition, "node %s is registered to key fingerprint %s, the stake was pinned to %s", c.Node, fp, c.KeyFingerprint)
-			}
-			n.Stake = c.Stake
-			return nil
-		})
-	case KindRemoveNode:
-		var c RemoveNode
-		if err := decode(&c); err != nil {
-			return nil, err
-		}
-		return f.removeNode(tx, index, c)
-	case KindAdvanceEpoch:
-		var c AdvanceEpoch
-		if err := decode(&c); err != nil {
-			return nil, err
-		}
-		return f.advanceEpoch(tx, index, c, res)
-	case KindShardSynced:
-		var c ShardSynced
-		if err := decode(&c); err != nil {
-			return nil, err
-		}
-		if cmd.Node != "" && cmd.Node != c.Node {
-			return nil, reject(CodePermissionDenied, "node %s cannot report shard %d for node %s", cmd.Node, c.Shard, c.Node)
-		}
-		return f.shardSynced(tx, index, c)
-	case KindRegisterBlob:
-		var c RegisterBlob
-		if err := decode(&c); err != nil {
-			return nil, err
-		}
-		return f.registerBlob(tx, index, c, res)
-	case KindCertifyBlob:
-		var c CertifyBlob
-		if err := decode(&c); err != nil {
-			return nil, err
-		}
-		return f.certifyBlob(tx, index, c, res)
-	case KindMarkInvalid:
-		var c MarkBlobInvalid
-		if err := decode(&c); err != nil {
-			return nil, err
-		}
-		return f.markInvalid(tx, index, c, res)
-	case KindExtendBlob:
-		var c ExtendBlob
-		if err := decode(&c); err != nil {
-			return nil, err
-		}
-		return f.extendBlob(tx, index, c, res)
-	case KindAddClient:
-		var c AddClient
-		if err := decode(&c); err != nil {
-			return nil, err
-		}
-		return f.addClient(tx, index, c)
-	case KindSetQuota:
-		var c SetQuota
-		if err := decode(&c); err != nil {
-			return nil, err
-		}
-		return f.setQuota(tx, index, c)
-	case KindStartChallenge:
-		var c StartChallenge
-		if err := decode(&c); err != nil {
-			return nil, err
-		}
-		return f.startChallenge(tx, index, c, res)
-	case KindCloseChallenge:
-		var c CloseChallenge
-		if err := decode(&c); err != nil {
-			return nil, err
-		}
+		return f.shardSynced(a.tx, a.index, c)
+	}),
+	KindRegisterBlob: handle(func(f *FSM, a applied, c RegisterBlob) ([]Event, *CommandError) {
+		return f.registerBlob(a.tx, a.index, c, a.res)
+	}),
+	KindCertifyBlob: handle(func(f *FSM, a applied, c CertifyBlob) ([]Event, *CommandError) {
+		return f.certifyBlob(a.tx, a.index, c, a.res)
+	}),
+	KindMarkInvalid: handle(func(f *FSM, a applied, c MarkBlobInvalid) ([]Event, *CommandError) {
+		return f.markInvalid(a.tx, a.index, c, a.res)
+	}),
+	KindExtendBlob: handle(func(f *FSM, a applied, c ExtendBlob) ([]Event, *CommandError) {
+		return f.extendBlob(a.tx, a.index, c, a.res)
+	}),
+	KindAddClient: handle(func(f *FSM, a applied, c AddClient) ([]Event, *CommandError) {
+		return f.addClient(a.tx, a.index, c)
+	}),
+	KindSetQuota: handle(func(f *FSM, a applied, c SetQuota) ([]Event, *CommandError) {
+		return f.setQuota(a.tx, a.index, c)
+	}),
+	KindStartChallenge: handle(func(f *FSM, a applied, c StartChallenge) ([]Event, *CommandError) {
+		return f.startChallenge(a.tx, a.index, c, a.res)
+	}),
+	KindCloseChallenge: handle(func(f *FSM, a applied, c CloseChallenge) ([]Event, *CommandError) {
 		if c.Round == 0 {
-			return f.closeOpenRound(tx, index)
+			return f.closeOpenRound(a.tx, a.index)
 		}
-		return f.closeRound(tx, index, c.Round)
-	case KindReportChallenge:
-		var c ReportChallenge
-		if err := decode(&c); err != nil {
-			return nil, err
-		}
-		if cmd.Node == "" || cmd.Node != c.Reporter {
+		return f.closeRound(a.tx, a.index, c.Round)
+	}),
+	KindReportChallenge: handle(func(f *FSM, a applied, c ReportChallenge) ([]Event, *CommandError) {
+		if a.cmd.Node == "" || a.cmd.Node != c.Reporter {
 			return nil, reject(CodePermissionDenied, "challenge verdicts must be signed by their reporter %s", c.Reporter)
 		}
-		return f.reportChallenge(tx, index, c)
-	case KindSetPeer:
-		var c SetPeer
-		if err := decode(&c); err != nil {
-			return nil, err
+		return f.reportChallenge(a.tx, a.index, c)
+	}),
+	KindSetPeer: handle(func(f *FSM, a applied, c SetPeer) ([]Event, *CommandError) {
+		return f.setPeer(a.tx, c)
+	}),
+}
+
+func (f *FSM) updateAddress(tx *bolt.Tx, index uint64, c UpdateAddress) ([]Event, *CommandError) {
+	return f.updateNode(tx, index, c.Node, control.EventAddressUpdated, func(n *NodeRecord) *CommandError {
+		if c.Address == "" {
+			return reject(CodeInvalidArgument, "empty address")
 		}
-		if c.ID == "" || c.Address == "" {
-			return nil, reject(CodeInvalidArgument, "peer needs an ID and an address")
+		n.Address = c.Address
+		return nil
+	})
+}
+
+func (f *FSM) setStake(tx *bolt.Tx, index uint64, c SetStake) ([]Event, *CommandError) {
+	return f.updateNode(tx, index, c.Node, control.EventStakeSet, func(n *NodeRecord) *CommandError {
+		// Re-checked here: the key may change between the leader's
+		// check and this entry (the node removed and its ID taken).
+		if fp := crypto.KeyFingerprint(n.PublicKey); c.KeyFingerprint != "" && fp != c.KeyFingerprint {
+			return reject(CodeFailedPrecondition, "node %s is registered to key fingerprint %s, the stake was pinned to %s", c.Node, fp, c.KeyFingerprint)
 		}
-		if err := tx.Bucket(bucketPeers).Put([]byte(c.ID), []byte(c.Address)); err != nil {
-			return nil, reject(CodeFailedPrecondition, "%v", err)
-		}
-		return nil, nil
+		n.Stake = c.Stake
+		return nil
+	})
+}
+
+func (f *FSM) setPeer(tx *bolt.Tx, c SetPeer) ([]Event, *CommandError) {
+	if c.ID == "" || c.Address == "" {
+		return nil, reject(CodeInvalidArgument, "peer needs an ID and an address")
 	}
-	return nil, reject(CodeInvalidArgument, "unknown command kind %q", cmd.Kind)
+	if err := tx.Bucket(bucketPeers).Put([]byte(c.ID), []byte(c.Address)); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	return nil, nil
 }
 
 const maxNodeIDLength = 64
