@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/api/wire"
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/shardmap"
@@ -603,3 +604,7 @@ func (w *write) sendPairs(ctx context.Context, sc weftv1.StorageClient, shards [
 	}
 	return nil
 }
+
+// sendCodec sends a store's chunks without copying their data: slivers
+// are never modified once encoded.
+var sendCodec = wire.NewChunkCodec(wire.WithZeroCopySend(64 << 10))

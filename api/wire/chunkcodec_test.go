@@ -1,7 +1,8 @@
-package storage
+package wire
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"testing"
 
 	"google.golang.org/grpc/mem"
@@ -59,7 +60,7 @@ func FuzzDecodeChunk(f *testing.F) {
 		werr := proto.Unmarshal(raw, &want)
 		var got weftv1.SliverChunk
 		r := split(raw, int(step)+1).Reader()
-		gerr := decodeChunk(r, &got)
+		gerr := decodeChunk(r, &got, func(n int) []byte { return make([]byte, n) })
 		r.Close()
 		switch {
 		case gerr == nil && werr != nil:
@@ -77,7 +78,7 @@ func FuzzDecodeChunk(f *testing.F) {
 
 // The codec leaves every other message to protobuf.
 func TestChunkCodecOtherMessages(t *testing.T) {
-	c := newChunkCodec()
+	c := NewChunkCodec()
 	req := &weftv1.GetSliverRequest{BlobId: []byte{1, 2, 3}, Axis: 1, Index: 5}
 	out, err := c.Marshal(req)
 	if err != nil {
@@ -92,5 +93,50 @@ func TestChunkCodecOtherMessages(t *testing.T) {
 	var got weftv1.SliverChunk
 	if err := c.Unmarshal(split(raw, 16<<10), &got); err != nil || !proto.Equal(chunk, &got) {
 		t.Fatalf("chunk: %v", err)
+	}
+}
+
+// The zero-copy marshalling writes exactly proto.Marshal's bytes, for
+// chunks with and without each field, below and above the threshold.
+func TestChunkCodecMatchesProto(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	pick := func(v uint64) uint64 {
+		if r.IntN(3) == 0 {
+			return 0
+		}
+		return v
+	}
+	const zeroCopyFrom = 64 << 10
+	sendCodec := NewChunkCodec(WithZeroCopySend(zeroCopyFrom))
+	for i := range 300 {
+		size := r.IntN(3 * zeroCopyFrom)
+		if i%10 == 0 {
+			size = zeroCopyFrom
+		}
+		data := make([]byte, size)
+		for j := range data {
+			data[j] = byte(r.Uint32())
+		}
+		ch := &weftv1.SliverChunk{
+			Axis: uint32(pick(1)), Index: uint32(pick(r.Uint64N(1000))), SymbolSize: uint32(pick(r.Uint64N(1 << 20))),
+			Offset: pick(r.Uint64()), Data: data,
+		}
+		if r.IntN(2) == 0 {
+			ch.BlobId = bytes.Repeat([]byte{byte(i)}, 32)
+		}
+		want, err := proto.MarshalOptions{Deterministic: true}.Marshal(ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := sendCodec.Marshal(ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := out.Materialize(); !bytes.Equal(got, want) {
+			t.Fatalf("chunk %d (%d bytes of data): marshalled %d bytes, protobuf %d", i, size, len(got), len(want))
+		}
+		if size >= zeroCopyFrom && &out[len(out)-1].ReadOnlyData()[0] != &data[0] {
+			t.Fatalf("chunk %d: the data was copied", i)
+		}
 	}
 }
