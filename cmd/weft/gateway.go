@@ -551,7 +551,7 @@ func (g *gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead || etagMatches(r.Header.Get("If-None-Match"), id) {
 		st, err := g.cl.Status(r.Context(), id)
 		if err == nil {
-			err = readableErr(st)
+			err = st.Err()
 		}
 		if err == nil && st.Length > uint64(g.cfg.MaxBlobSize) {
 			err = fmt.Errorf("%w: blob %s has %d bytes, this gateway serves at most %d", client.ErrBlobTooLarge, id, st.Length, g.cfg.MaxBlobSize)
@@ -579,7 +579,7 @@ func (g *gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 		// served is the registry's to say.
 		var st *client.BlobStatus
 		if st, err = g.cl.Status(r.Context(), id); err == nil {
-			err = readableErr(st)
+			err = st.Err()
 		}
 	}
 	if g.metrics != nil {
@@ -719,22 +719,6 @@ func callerRefused(err error) int {
 		return http.StatusInsufficientStorage
 	}
 	return 0
-}
-
-// readableErr is the SDK's verdict on a registry entry for a read, which
-// it keeps unexported: the same typed errors Read would return.
-func readableErr(st *client.BlobStatus) error {
-	switch st.Status {
-	case client.StatusCertified:
-		return nil
-	case client.StatusInvalid:
-		return fmt.Errorf("%w: %s", client.ErrInvalidBlob, st.ID)
-	case client.StatusExpired:
-		return fmt.Errorf("%w: %s (end epoch %d)", client.ErrExpired, st.ID, st.EndEpoch)
-	case client.StatusRegistered:
-		return fmt.Errorf("%w: %s (registered in epoch %d)", client.ErrNotCertified, st.ID, st.RegisteredEpoch)
-	}
-	return fmt.Errorf("blob %s has unknown status %q", st.ID, st.Status)
 }
 
 // writeReadError answers a failed read or status lookup.
