@@ -56,7 +56,7 @@ func (c *Client) Extend(ctx context.Context, id crypto.BlobID, opts ExtendOption
 		return nil, err
 	}
 	if st.Status == StatusInvalid || st.Status == StatusExpired {
-		return nil, st.readable()
+		return nil, st.Err()
 	}
 	end := opts.EndEpoch
 	if opts.Epochs != 0 {
@@ -73,7 +73,7 @@ func (c *Client) Extend(ctx context.Context, id crypto.BlobID, opts ExtendOption
 		if status.Code(err) == codes.FailedPrecondition {
 			// Expired or found invalid since the status above: say which.
 			if now, serr := c.Status(ctx, id); serr == nil && (now.Status == StatusInvalid || now.Status == StatusExpired) {
-				return nil, now.readable()
+				return nil, now.Err()
 			}
 		}
 		return nil, err

@@ -116,7 +116,7 @@ func (c *Client) readOnce(ctx context.Context, id crypto.BlobID, opts ReadOption
 	if err != nil {
 		return nil, err
 	}
-	if err := st.readable(); err != nil {
+	if err := st.Err(); err != nil {
 		return nil, err
 	}
 	lay, err := c.layout(ctx, st)

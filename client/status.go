@@ -79,9 +79,12 @@ func (c *Client) Status(ctx context.Context, id crypto.BlobID) (*BlobStatus, err
 	return st, nil
 }
 
-// readable maps a registry entry to the typed error a read returns, or nil
-// when the blob is certified.
-func (st *BlobStatus) readable() error {
+// Err maps a registry entry to the typed error a read of the blob returns
+// (ErrInvalidBlob, ErrExpired, ErrNotCertified), or nil when the blob is
+// certified. Callers that ask Status before a read of their own (the HTTP
+// gateway's HEAD, or a GET served from its cache) answer with it as Read
+// would.
+func (st *BlobStatus) Err() error {
 	switch st.Status {
 	case StatusCertified:
 		return nil

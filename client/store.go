@@ -226,7 +226,7 @@ func (c *Client) register(ctx context.Context, enc *coding.Encoded, endEpoch uin
 	case StatusRegistered:
 		return nil, nil
 	default:
-		return nil, st.readable()
+		return nil, st.Err()
 	}
 	if st.Certificate == nil {
 		return nil, fmt.Errorf("client: blob %s is certified but the registry holds no certificate", enc.ID)

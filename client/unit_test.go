@@ -170,3 +170,31 @@ func TestNewConfig(t *testing.T) {
 		t.Fatalf("conn after close: %v", err)
 	}
 }
+
+// BlobStatus.Err is the verdict Read gives on a registry entry: nil when
+// certified, else the typed error (the same text as a read's).
+func TestBlobStatusErr(t *testing.T) {
+	id := crypto.BlobID{9}
+	for _, c := range []struct {
+		st   BlobStatus
+		want error
+		text string
+	}{
+		{BlobStatus{ID: id, Status: StatusCertified}, nil, ""},
+		{BlobStatus{ID: id, Status: StatusInvalid}, ErrInvalidBlob, fmt.Sprintf("%s: %s", ErrInvalidBlob, id)},
+		{BlobStatus{ID: id, Status: StatusExpired, EndEpoch: 7}, ErrExpired, fmt.Sprintf("%s: %s (end epoch 7)", ErrExpired, id)},
+		{BlobStatus{ID: id, Status: StatusRegistered, RegisteredEpoch: 3}, ErrNotCertified, fmt.Sprintf("%s: %s (registered in epoch 3)", ErrNotCertified, id)},
+		{BlobStatus{ID: id, Status: "odd"}, nil, fmt.Sprintf("client: blob %s has unknown status %q", id, "odd")},
+	} {
+		err := c.st.Err()
+		if c.text == "" {
+			if err != nil {
+				t.Errorf("%s: %v, want nil", c.st.Status, err)
+			}
+			continue
+		}
+		if err == nil || err.Error() != c.text || (c.want != nil && !errors.Is(err, c.want)) {
+			t.Errorf("%s: %v, want %q (%v)", c.st.Status, err, c.text, c.want)
+		}
+	}
+}

@@ -1,0 +1,192 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/weftstore/weft/crypto"
+)
+
+// recordingWriter remembers what was answered, for the request log.
+type recordingWriter struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+	written     int64
+	err         error // the error behind an error answer
+	bodyRead    int64 // request body bytes the handler consumed (PUT)
+}
+
+func (w *recordingWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.status, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recordingWriter) Write(b []byte) (int, error) {
+	w.wroteHeader = true
+	n, err := w.ResponseWriter.Write(b)
+	w.written += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *recordingWriter) bodyIn(r *http.Request) int64 {
+	if r.Method == http.MethodPut {
+		return w.bodyRead
+	}
+	return 0
+}
+
+// baseWriter is the server's own ResponseWriter under our wrapper.
+// MaxBytesReader tells it, through an unexported method it finds with a
+// type assertion (no Unwrap), to close the connection after a body that
+// ran over the limit instead of draining the rest of it.
+func baseWriter(w http.ResponseWriter) http.ResponseWriter {
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return w
+		}
+		w = u.Unwrap()
+	}
+}
+
+// recorderOf finds the recordingWriter under w (nil if there is none, as
+// when a handler is called directly).
+func recorderOf(w http.ResponseWriter) *recordingWriter {
+	rec, _ := w.(*recordingWriter)
+	return rec
+}
+
+// storeResponse is the answer to a PUT.
+type storeResponse struct {
+	BlobID      string `json:"blob_id"`
+	Certificate string `json:"certificate"` // standard base64 of Certificate.MarshalBinary
+	Epoch       uint64 `json:"epoch"`       // the epoch the certificate is for
+	Size        uint64 `json:"size"`        // blob bytes
+}
+
+// statusResponse is the answer to GET …/status.
+type statusResponse struct {
+	BlobID          string `json:"blob_id"`
+	Status          string `json:"status"` // registered, certified, invalid or expired
+	Length          uint64 `json:"length"`
+	Shards          uint32 `json:"shards"`
+	Encoding        uint8  `json:"encoding"`
+	RegisteredEpoch uint64 `json:"registered_epoch"`
+	CertifiedEpoch  uint64 `json:"certified_epoch"` // 0 until certified
+	EndEpoch        uint64 `json:"end_epoch"`       // the blob lives through end_epoch−1
+	Certificate     string `json:"certificate,omitempty"`
+}
+
+// errorResponse is every error's body.
+type errorResponse struct {
+	Error string `json:"error"`
+	// BlobID is set when a failed PUT got far enough to know the blob's
+	// ID: its status says whether it was registered, and the same PUT
+	// again resumes it without paying twice.
+	BlobID string `json:"blob_id,omitempty"`
+}
+
+// countingReader counts the body bytes read and keeps the first read
+// error, so that a failed store can be blamed on the request body (413,
+// 408, 400) without depending on how the SDK wraps it. atEOF, if set, is
+// called once the whole body is in.
+type countingReader struct {
+	r     io.Reader
+	n     int64
+	err   error
+	atEOF func()
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err == io.EOF && c.atEOF != nil {
+		c.atEOF()
+		c.atEOF = nil
+	}
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// blobIDParam parses the {id} path segment, answering 400 when it is not
+// a blob ID.
+func blobIDParam(w http.ResponseWriter, r *http.Request) (crypto.BlobID, bool) {
+	raw := r.PathValue("id")
+	id, err := crypto.ParseBlobID(raw)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, fmt.Errorf("malformed blob ID %q: %w", raw, err))
+		return crypto.BlobID{}, false
+	}
+	return id, true
+}
+
+func etag(id crypto.BlobID) string { return `"` + id.String() + `"` }
+
+// etagMatches reports whether an If-None-Match header names the blob
+// (weak comparison, as RFC 9110 asks for If-None-Match).
+func etagMatches(header string, id crypto.BlobID) bool {
+	if header == "" {
+		return false
+	}
+	want := etag(id)
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == want || t == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, r, http.StatusMethodNotAllowed, fmt.Errorf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
+	}
+}
+
+func writeError(w http.ResponseWriter, r *http.Request, code int, err error) {
+	writeErrorID(w, r, code, err, crypto.BlobID{})
+}
+
+func writeErrorID(w http.ResponseWriter, r *http.Request, code int, err error, id crypto.BlobID) {
+	if rec := recorderOf(w); rec != nil {
+		rec.err = err
+	}
+	// 499 too is written: a caller that only half-closed its connection
+	// still reads it, and would otherwise get an empty 200.
+	resp := errorResponse{Error: err.Error()}
+	if id != (crypto.BlobID{}) {
+		resp.BlobID = id.String()
+	}
+	// Headers meant for a blob must not describe the error.
+	for _, h := range []string{"ETag", "Content-Length", "Accept-Ranges", "Location"} {
+		w.Header().Del(h)
+	}
+	writeJSON(w, code, resp)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only plain structs of strings and numbers come here.
+		panic(err)
+	}
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}
