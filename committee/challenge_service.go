@@ -22,6 +22,12 @@ func (s *Service) StartChallenge(ctx context.Context, req *weftv1.StartChallenge
 	}); done {
 		return resp, err
 	}
+	return s.startChallenge(ctx)
+}
+
+// startChallenge opens a round on this voter, which must lead (the
+// challenge timer calls it directly; no forwarding).
+func (s *Service) startChallenge(ctx context.Context) (*weftv1.StartChallengeResponse, error) {
 	c := StartChallenge{At: time.Now().UnixNano()}
 	if _, err := rand.Read(c.Fresh[:]); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
@@ -41,7 +47,12 @@ func (s *Service) CloseChallenge(ctx context.Context, req *weftv1.CloseChallenge
 	}); done {
 		return resp, err
 	}
-	res, err := s.propose(ctx, KindCloseChallenge, CloseChallenge{Round: req.Round}, "", 0)
+	return s.closeChallenge(ctx, req.Round)
+}
+
+// closeChallenge closes a round on this voter, which must lead.
+func (s *Service) closeChallenge(ctx context.Context, round uint64) (*weftv1.CloseChallengeResponse, error) {
+	res, err := s.propose(ctx, KindCloseChallenge, CloseChallenge{Round: round}, "", 0)
 	if err != nil {
 		return nil, err
 	}

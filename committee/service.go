@@ -401,7 +401,13 @@ func (s *Service) AdvanceEpoch(ctx context.Context, req *weftv1.AdvanceEpochRequ
 	}); done {
 		return resp, err
 	}
-	plan, err := s.node.FSM().PlanEpoch(req.Force, s.cfg.AutoEvict)
+	return s.advanceEpoch(ctx, req.Force)
+}
+
+// advanceEpoch plans and proposes the next epoch on this voter, which must
+// lead (the epoch timer calls it directly; no forwarding).
+func (s *Service) advanceEpoch(ctx context.Context, force bool) (*weftv1.AdvanceEpochResponse, error) {
+	plan, err := s.node.FSM().PlanEpoch(force, s.cfg.AutoEvict)
 	if err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}

@@ -4,18 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
-	"github.com/weftstore/weft/committee"
-	"github.com/weftstore/weft/epoch"
 )
 
 // adminChallenge is `weft admin challenge start|close|status`.
@@ -118,50 +113,4 @@ func evictCommand(a *adminClient) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "advance even though a handover is in progress")
 	return cmd
-}
-
-// challengeTimer runs one challenge round per epoch while this voter leads:
-// it opens a round once the epoch is Stable and has none, and closes a round
-// that has been open for window (nodes that never answered missed it).
-func challengeTimer(ctx context.Context, node *committee.Node, svc *committee.Service, token string, window time.Duration, log *slog.Logger) {
-	tick := time.NewTicker(min(window/4, time.Second))
-	defer tick.Stop()
-	actx := metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer "+token))
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if !node.IsLeader() {
-			continue
-		}
-		st, err := node.FSM().EpochState()
-		if err != nil || st.Epoch() == 0 {
-			continue
-		}
-		latest, found, _, err := node.FSM().Challenge(0)
-		if err != nil {
-			continue
-		}
-		switch {
-		case found && latest.Open:
-			// The window runs from the opening leader's clock, recorded in
-			// the round: a change of leader does not start it again.
-			if time.Since(time.Unix(0, latest.OpenedAt)) >= window {
-				if _, err := svc.CloseChallenge(actx, &weftv1.CloseChallengeRequest{Round: latest.Round}); err != nil {
-					log.Warn("challenge timer: close refused", "round", latest.Round, "err", err)
-				} else {
-					log.Info("challenge timer: round closed", "round", latest.Round)
-				}
-			}
-		case (!found || latest.Epoch < st.Epoch()) && st.Phase() == epoch.Stable:
-			resp, err := svc.StartChallenge(actx, &weftv1.StartChallengeRequest{})
-			if err != nil {
-				log.Warn("challenge timer: start refused", "err", err)
-				continue
-			}
-			log.Info("challenge timer: round started", "round", resp.Round, "epoch", st.Epoch())
-		}
-	}
 }

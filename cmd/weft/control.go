@@ -17,12 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 
-	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/api/wire"
 	"github.com/weftstore/weft/committee"
-	"github.com/weftstore/weft/epoch"
 )
 
 // tokenFlags is the operator credential, from a flag, a file (--token-file
@@ -174,12 +171,10 @@ func runControl(ctx context.Context, o controlOptions) error {
 	case !node.HasState():
 		log.Warn("no Raft state, no --bootstrap-expect and no --join: waiting to be added by an operator")
 	}
-	if o.epochDuration > 0 {
-		go epochTimer(ctx, node, svc, token, o.epochDuration, log)
-	}
-	if o.challengeWindow > 0 {
-		go challengeTimer(ctx, node, svc, token, o.challengeWindow, log)
-	}
+	sched := committee.StartScheduler(svc, committee.SchedulerConfig{
+		EpochDuration: o.epochDuration, ChallengeWindow: o.challengeWindow, Logger: log,
+	})
+	defer sched.Stop()
 	<-ctx.Done()
 	log.Info("control-plane voter stopping")
 	return nil
@@ -241,31 +236,4 @@ func onLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return host == "localhost" || ip != nil && ip.IsLoopback()
-}
-
-// epochTimer advances the epoch every period while this voter leads and the
-// current epoch is Stable (a handover in progress is never cut short).
-func epochTimer(ctx context.Context, node *committee.Node, svc *committee.Service, token string, period time.Duration, log *slog.Logger) {
-	tick := time.NewTicker(period)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if !node.IsLeader() {
-			continue
-		}
-		if st, err := node.FSM().EpochState(); err != nil || st.Phase() != epoch.Stable {
-			continue
-		}
-		actx := metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer "+token))
-		resp, err := svc.AdvanceEpoch(actx, &weftv1.AdvanceEpochRequest{})
-		if err != nil {
-			log.Warn("epoch timer: advance refused", "err", err)
-			continue
-		}
-		log.Info("epoch timer: advanced", "epoch", resp.Epoch)
-	}
 }

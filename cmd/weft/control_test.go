@@ -199,51 +199,6 @@ func TestControlAndAdminCLI(t *testing.T) {
 	}
 }
 
-// --epoch-duration advances the epoch on its own while Stable.
-func TestEpochTimer(t *testing.T) {
-	const token = "timer-token"
-	grpcAddr := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan error, 1)
-	o := controlOptions{
-		id: "solo", dataDir: t.TempDir(), raftAddr: freePort(t), grpcAddr: grpcAddr,
-		bootstrapExpect: 1, shards: 10, epochDuration: 200 * time.Millisecond, tokens: tokenFlags{token: token},
-	}
-	go func() { stopped <- runControl(ctx, o) }()
-	t.Cleanup(func() { cancel(); <-stopped })
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	sk, _ := crypto.GenerateKey(nil)
-	req := &weftv1.RegisterNodeRequest{PublicKey: sk.PublicKey().Bytes(), ProofOfPossession: sk.ProvePossession().Bytes(), Address: "s:1"}
-	_ = control.Sign(req, sk, "storage", 0, 1)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if _, err := weftv1.NewNodeClient(conn).RegisterNode(context.Background(), req); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if out, err := runWeft(t, "admin", "node", "stake", "storage", "5", "--control", grpcAddr, "--token", token); err != nil {
-		t.Fatal(err, out)
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		out, _ := runWeft(t, "admin", "status", "-o", "json", "--control", grpcAddr, "--token", token)
-		var st struct{ Epoch string } // protojson writes uint64 as a string
-		json.Unmarshal([]byte(out), &st)
-		if e, _ := strconv.Atoi(st.Epoch); e >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("epoch never advanced on its own: %s", out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // Disaster recovery: a backup of one cluster restored into a new, empty
 // one. The new cluster's log is far behind the backup's index, and the
 // restored state must still take writes at once — its indices continue
@@ -370,40 +325,34 @@ func TestChallengeCLI(t *testing.T) {
 	}
 }
 
-// --challenge-window: the leader opens a round once the epoch is Stable and
-// closes it when the window (from the round's recorded start) is over.
-func TestChallengeTimer(t *testing.T) {
-	admin := soloWithNode(t, controlOptions{challengeWindow: time.Second})
-	for _, args := range [][]string{{"node", "stake", "storage", "5"}, {"epoch", "advance"}} {
-		if out, err := admin(args...); err != nil {
-			t.Fatal(err, out)
-		}
+// --epoch-duration and --challenge-window reach the leader's timers
+// (committee.Scheduler, whose tests cover what the timers do): the epoch
+// advances on its own while Stable, and a challenge round opens.
+func TestControlTimers(t *testing.T) {
+	admin := soloWithNode(t, controlOptions{epochDuration: 300 * time.Millisecond, challengeWindow: time.Second})
+	if out, err := admin("node", "stake", "storage", "5"); err != nil {
+		t.Fatal(err, out)
 	}
-	var st struct {
-		Round string
-		Open  bool
-	}
-	sawOpen := false
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		out, err := admin("challenge", "status", "-o", "json")
-		if err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Round == "1" {
-			sawOpen = sawOpen || st.Open
-			if !st.Open {
-				break
-			}
+		out, _ := admin("status", "-o", "json")
+		var st struct{ Epoch string } // protojson writes uint64 as a string
+		json.Unmarshal([]byte(out), &st)
+		if e, _ := strconv.Atoi(st.Epoch); e >= 2 {
+			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no round opened and closed on its own: %v %s", err, out)
+			t.Fatalf("epoch never advanced on its own: %s", out)
 		}
 	}
-	if !sawOpen {
-		t.Log("the round opened and closed between two looks")
-	}
-	// One round per epoch: none follows in the same epoch.
-	time.Sleep(2500 * time.Millisecond)
-	out, _ := admin("challenge", "status", "-o", "json")
-	if json.Unmarshal([]byte(out), &st) != nil || st.Round != "1" {
-		t.Fatalf("a second round in the same epoch: %s", out)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, err := admin("challenge", "status", "-o", "json")
+		var st struct{ Round string }
+		if err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Round != "" && st.Round != "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no challenge round opened on its own: %v %s", err, out)
+		}
 	}
 }
 
