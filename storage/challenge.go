@@ -634,12 +634,12 @@ func (c *challenges) judgeOnce(ctx context.Context, r *chalRound, node shardmap.
 		return nil, false, ctx.Err()
 	}
 	defer func() { <-sem }()
-	conn, err := n.peers.conn(ctx, r.epoch, node)
+	peer, err := n.peers.peer(ctx, r.epoch, node)
 	if err != nil {
 		return nil, false, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, proveTimeoutFactor*n.cfg.PeerTimeout)
-	resp, err := weftv1.NewStorageClient(conn).ProveChallenge(cctx, &weftv1.ProveChallengeRequest{Round: r.round})
+	resp, err := peer.ProveChallenge(cctx, &weftv1.ProveChallengeRequest{Round: r.round})
 	cancel()
 	if err != nil {
 		if status.Code(err) == codes.FailedPrecondition {

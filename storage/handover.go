@@ -406,7 +406,7 @@ const rebuildParallel = 8
 // has nothing more.
 func (n *Node) copyFromHolder(ctx context.Context, a Assignment, shard uint32, holder shardmap.NodeID, prog *syncProgress) error {
 	last := prog.todo[len(prog.todo)-1]
-	conn, err := n.peers.conn(ctx, a.Epoch, holder)
+	peer, err := n.peers.peer(ctx, a.Epoch, holder)
 	if err != nil {
 		return err
 	}
@@ -417,7 +417,7 @@ func (n *Node) copyFromHolder(ctx context.Context, a Assignment, shard uint32, h
 			return err
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*n.cfg.PeerTimeout)
-		stream, err := weftv1.NewStorageClient(conn).SyncShard(cctx, req)
+		stream, err := peer.SyncShard(cctx, req)
 		if err != nil {
 			cancel()
 			return err

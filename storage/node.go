@@ -413,9 +413,18 @@ func (p *peerSet) committeeOf(ctx context.Context, epoch uint64) (*control.Commi
 	return resp, nil
 }
 
-// conn returns a connection to a node that is a member of the epoch's
-// committee or, failing that, of an earlier one: a shard's holder may have
-// left the committee and still serve its handover.
+// peer returns the storage service of a node that is a member of the
+// epoch's committee or, failing that, of an earlier one: a shard's holder
+// may have left the committee and still serve its handover. Connections
+// are kept, one per address.
+func (p *peerSet) peer(ctx context.Context, epoch uint64, node shardmap.NodeID) (weftv1.StorageClient, error) {
+	cc, err := p.conn(ctx, epoch, node)
+	if err != nil {
+		return nil, err
+	}
+	return weftv1.NewStorageClient(cc), nil
+}
+
 func (p *peerSet) conn(ctx context.Context, epoch uint64, node shardmap.NodeID) (*grpc.ClientConn, error) {
 	addr, err := p.address(ctx, epoch, node)
 	if err != nil {

@@ -309,13 +309,13 @@ func (n *Node) metadataFor(ctx context.Context, id crypto.BlobID, a Assignment) 
 }
 
 func (n *Node) peerMetadata(ctx context.Context, epoch uint64, node shardmap.NodeID, id crypto.BlobID) (*crypto.Metadata, error) {
-	conn, err := n.peers.conn(ctx, epoch, node)
+	peer, err := n.peers.peer(ctx, epoch, node)
 	if err != nil {
 		return nil, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, n.cfg.PeerTimeout)
 	defer cancel()
-	resp, err := weftv1.NewStorageClient(conn).GetMetadata(cctx, &weftv1.GetMetadataRequest{BlobId: id[:]})
+	resp, err := peer.GetMetadata(cctx, &weftv1.GetMetadataRequest{BlobId: id[:]})
 	if err != nil {
 		return nil, err
 	}
@@ -395,7 +395,7 @@ func (f *peerFetcher) fetchFrom(ctx context.Context, node shardmap.NodeID, reqs 
 	if node == f.n.cfg.ID {
 		return f.n.localSymbols(f.id, reqs, withProofs)
 	}
-	conn, err := f.n.peers.conn(ctx, f.a.Epoch, node)
+	peer, err := f.n.peers.peer(ctx, f.a.Epoch, node)
 	if err != nil {
 		return nil, err
 	}
@@ -407,7 +407,7 @@ func (f *peerFetcher) fetchFrom(ctx context.Context, node shardmap.NodeID, reqs 
 	}
 	cctx, cancel := context.WithTimeout(ctx, f.n.cfg.PeerTimeout)
 	defer cancel()
-	resp, err := weftv1.NewStorageClient(conn).GetRecoverySymbols(cctx, req)
+	resp, err := peer.GetRecoverySymbols(cctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -499,13 +499,13 @@ func (n *Node) invalidSignature(ctx context.Context, epoch uint64, node shardmap
 	if node == n.cfg.ID {
 		return n.cfg.Key.Sign(msg), nil
 	}
-	conn, err := n.peers.conn(ctx, epoch, node)
+	peer, err := n.peers.peer(ctx, epoch, node)
 	if err != nil {
 		return nil, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, n.cfg.PeerTimeout)
 	defer cancel()
-	resp, err := weftv1.NewStorageClient(conn).SignInvalid(cctx, &weftv1.SignInvalidRequest{Proof: proof})
+	resp, err := peer.SignInvalid(cctx, &weftv1.SignInvalidRequest{Proof: proof})
 	if err != nil {
 		return nil, err
 	}
