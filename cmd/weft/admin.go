@@ -19,6 +19,7 @@ import (
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/internal/atomicfile"
 )
 
 // adminClient is what every `weft admin` command needs.
@@ -321,12 +322,11 @@ func adminSnapshot(a *adminClient) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tmp := args[0] + ".partial"
-			f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+			f, err := atomicfile.Create(args[0], 0o600)
 			if err != nil {
 				return err
 			}
-			defer os.Remove(tmp)
+			defer f.Cleanup()
 			var index uint64
 			for {
 				chunk, err := stream.Recv()
@@ -334,23 +334,14 @@ func adminSnapshot(a *adminClient) *cobra.Command {
 					break
 				}
 				if err != nil {
-					f.Close()
 					return err
 				}
 				if _, err := f.Write(chunk.Data); err != nil {
-					f.Close()
 					return err
 				}
 				index = max(index, chunk.Index)
 			}
-			if err := f.Sync(); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Close(); err != nil {
-				return err
-			}
-			if err := os.Rename(tmp, args[0]); err != nil {
+			if err := f.Replace(); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "snapshot of state index %d saved to %s\n", index, args[0])
