@@ -622,6 +622,14 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 
 // progressBar draws one self-overwriting line on a terminal; on anything
 // else (a file, a pipe, a test's buffer) it draws nothing.
+//
+// It is hand-written because the client's total moves: it grows when a
+// node needs a resend or a sliver is fetched again, and shrinks when a
+// fetch gives up, often after done has reached the old total.
+// github.com/schollz/progressbar/v3 (v3.19.1) treats reaching its max as
+// the end: the bar is marked finished for good, draws nothing more after a
+// ChangeMax64, stops counting past the max, and returns "current number
+// exceeds max" when the max shrinks below what is done.
 type progressBar struct {
 	w     io.Writer
 	label string
