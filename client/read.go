@@ -385,122 +385,173 @@ func (r *read) shardOf(index uint32) int { return r.params.ShardForPair(int(inde
 // fails, it verifies them, drops the bad ones, and from then on verifies
 // each new sliver as it arrives.
 func (r *read) run(ctx context.Context) ([]byte, error) {
-	n, need := r.params.Shards, r.params.NP
-	queue := make([]task, 0, n)
-	capacity := 0
-	for i := range n {
-		queue = append(queue, task{index: uint32(i)})
-		capacity += len(r.lay.sources[r.shardOf(uint32(i))])
-	}
-	sliverBytes := int64(r.params.SliverSymbols(crypto.Primary) * r.symbolSize)
-	r.prog.grow(int64(need) * sliverBytes)
-
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Fetches still in flight must not report after Read returns.
 	defer r.prog.stop()
-	results := make(chan fetched, capacity) // every task can finish without a reader
-	failures := make(map[uint32]*SliverError)
-	var good []coding.Sliver
-	inflight := 0
-	verifyMode := false
-	fetchStart := time.Now()
-	var busy time.Duration // decode and verify time inside the loop
+	l := r.newFetchLoop(fctx)
+	defer l.timer.Stop()
+	for {
+		l.launch()
+		if len(l.good) >= r.params.NP {
+			if blob, done, err := l.decode(); done {
+				return blob, err
+			}
+			continue
+		}
+		if l.inflight == 0 {
+			r.stats.Fetch = time.Since(l.fetchStart) - l.busy
+			return nil, r.notEnough(l.good, l.failures, l.verifyMode)
+		}
+		select {
+		case f := <-l.results:
+			l.take(f)
+		case <-l.timer.C:
+			l.stalled()
+		}
+	}
+}
+
+// fetchLoop is run's state. Only run's goroutine touches it: the fetches
+// it starts hand their results back on results and change none of it.
+type fetchLoop struct {
+	*read
+	ctx         context.Context // ends the fetches in flight when run returns
+	sliverBytes int64
+	queue       []task
+	results     chan fetched
+	failures    map[uint32]*SliverError // per sliver index, the latest failure
+	good        []coding.Sliver         // in hand; verified only in verifyMode
+	inflight    int
+	// verifyMode is set once a decode failed on a sliver mismatch: some
+	// node lied, so every sliver from then on is verified as it arrives.
+	verifyMode bool
+	fetchStart time.Time
+	busy       time.Duration // decode and verify time inside the loop
 
 	// A node that accepts a call and then stalls would hold its sliver
 	// for the whole NodeTimeout. When nothing arrives for a while, other
 	// slivers are fetched alongside, up to f extra: any nP will do.
-	hedge := 0
-	var slowest time.Duration
-	hedgeDelay := func() time.Duration { return max(time.Second, 4*slowest) }
-	timer := time.NewTimer(hedgeDelay())
-	defer timer.Stop()
+	hedge   int
+	slowest time.Duration
+	timer   *time.Timer
+}
 
-	// next queues what comes after a sliver failed: its other source.
-	next := func(t task) {
-		if t.src+1 < len(r.lay.sources[r.shardOf(t.index)]) {
-			queue = append([]task{{index: t.index, src: t.src + 1}}, queue...)
-		}
+// newFetchLoop queues every primary sliver in index order, systematic
+// ones first, and puts the nP the read needs into the progress total.
+func (r *read) newFetchLoop(ctx context.Context) *fetchLoop {
+	n := r.params.Shards
+	l := &fetchLoop{
+		read: r, ctx: ctx, queue: make([]task, 0, n), failures: make(map[uint32]*SliverError),
+		sliverBytes: int64(r.params.SliverSymbols(crypto.Primary) * r.symbolSize),
 	}
-	for {
-		for inflight < r.c.cfg.MaxParallel && len(good)+inflight < need+hedge && len(queue) > 0 {
-			t := queue[0]
-			queue = queue[1:]
-			if len(r.lay.sources[r.shardOf(t.index)]) == 0 {
-				failures[t.index] = &SliverError{Index: t.index, Shard: uint32(r.shardOf(t.index)), Node: "-", Err: errors.New("no owner or holder with an address")}
-				continue
-			}
-			inflight++
-			if r.launched++; r.launched > need {
-				r.prog.grow(sliverBytes)
-			}
-			go func(verify bool) { results <- r.fetch(fctx, t, verify) }(verifyMode)
-		}
-		if len(good) >= need {
-			r.stats.Fetch = time.Since(fetchStart) - busy
-			t := time.Now()
-			blob, err := r.codec.Decode(r.meta, good)
-			r.stats.Decode += time.Since(t)
-			r.stats.Decodes++
-			busy += time.Since(t)
-			if err == nil {
-				return blob, nil
-			}
-			if !errors.Is(err, crypto.ErrSliverMismatch) {
-				// Either the blob is inconsistent (the same error for every
-				// reader, whichever slivers it used), or something else
-				// that no other sliver would fix.
-				return nil, err
-			}
-			// A node lied. Check every sliver in hand, drop the bad ones,
-			// and verify everything fetched from here on.
-			verifyMode = true
-			t = time.Now()
-			kept, bad := r.verifyAll(good)
-			r.stats.Verify += time.Since(t)
-			busy += time.Since(t)
-			good = kept
-			for _, f := range bad {
-				r.stats.BadSlivers++
-				failures[f.index] = r.sliverError(f.task, f.err)
-				next(f.task)
-			}
-			continue
-		}
-		if inflight == 0 {
-			r.stats.Fetch = time.Since(fetchStart) - busy
-			return nil, r.notEnough(good, failures, verifyMode)
-		}
-		var f fetched
-		select {
-		case f = <-results:
-		case <-timer.C:
-			// Nothing arrived for the whole delay: every fetch in flight
-			// is stalled, so each gets a stand-in.
-			if hedge < r.params.F {
-				hedge = min(r.params.F, hedge+inflight)
-				r.c.log.Debug("slivers slow to arrive; fetching others alongside", "blob", r.id, "extra", hedge)
-			}
-			timer.Reset(hedgeDelay())
-			continue
-		}
-		inflight--
-		r.stats.Slivers++
-		r.stats.Verify += f.verify
-		if f.err != nil {
-			if f.bad {
-				r.stats.BadSlivers++
-			}
-			r.c.log.Debug("primary sliver not usable", "blob", r.id, "sliver", f.index, "err", f.err)
-			failures[f.index] = r.sliverError(f.task, f.err)
-			next(f.task)
-			continue
-		}
-		slowest = max(slowest, f.took)
-		timer.Reset(hedgeDelay())
-		delete(failures, f.index)
-		good = append(good, f.sliver)
+	capacity := 0
+	for i := range n {
+		l.queue = append(l.queue, task{index: uint32(i)})
+		capacity += len(r.lay.sources[r.shardOf(uint32(i))])
 	}
+	r.prog.grow(int64(r.params.NP) * l.sliverBytes)
+	l.results = make(chan fetched, capacity) // every task can finish without a reader
+	l.fetchStart = time.Now()
+	l.timer = time.NewTimer(l.hedgeDelay())
+	return l
+}
+
+func (l *fetchLoop) hedgeDelay() time.Duration { return max(time.Second, 4*l.slowest) }
+
+// next queues what comes after a sliver failed: its other source.
+func (l *fetchLoop) next(t task) {
+	if t.src+1 < len(l.lay.sources[l.shardOf(t.index)]) {
+		l.queue = append([]task{{index: t.index, src: t.src + 1}}, l.queue...)
+	}
+}
+
+// launch starts fetches from the front of the queue until nP slivers (and
+// the hedge) are in hand or in flight, at most MaxParallel at once. A
+// replacement beyond the first nP adds its sliver to the progress total.
+func (l *fetchLoop) launch() {
+	need := l.params.NP
+	for l.inflight < l.c.cfg.MaxParallel && len(l.good)+l.inflight < need+l.hedge && len(l.queue) > 0 {
+		t := l.queue[0]
+		l.queue = l.queue[1:]
+		if len(l.lay.sources[l.shardOf(t.index)]) == 0 {
+			l.failures[t.index] = &SliverError{Index: t.index, Shard: uint32(l.shardOf(t.index)), Node: "-", Err: errors.New("no owner or holder with an address")}
+			continue
+		}
+		l.inflight++
+		if l.launched++; l.launched > need {
+			l.prog.grow(l.sliverBytes)
+		}
+		r, ctx, results := l.read, l.ctx, l.results
+		go func(verify bool) { results <- r.fetch(ctx, t, verify) }(l.verifyMode)
+	}
+}
+
+// decode decodes the nP slivers in hand. done is false only when a node
+// lied (the consistent-read check failed on a sliver mismatch): the bad
+// slivers are dropped, their fallbacks queued, and the read goes on in
+// verifyMode.
+func (l *fetchLoop) decode() (blob []byte, done bool, err error) {
+	l.stats.Fetch = time.Since(l.fetchStart) - l.busy
+	t := time.Now()
+	blob, err = l.codec.Decode(l.meta, l.good)
+	l.stats.Decode += time.Since(t)
+	l.stats.Decodes++
+	l.busy += time.Since(t)
+	if err == nil {
+		return blob, true, nil
+	}
+	if !errors.Is(err, crypto.ErrSliverMismatch) {
+		// Either the blob is inconsistent (the same error for every
+		// reader, whichever slivers it used), or something else
+		// that no other sliver would fix.
+		return nil, true, err
+	}
+	// A node lied. Check every sliver in hand, drop the bad ones,
+	// and verify everything fetched from here on.
+	l.verifyMode = true
+	t = time.Now()
+	kept, bad := l.verifyAll(l.good)
+	l.stats.Verify += time.Since(t)
+	l.busy += time.Since(t)
+	l.good = kept
+	for _, f := range bad {
+		l.stats.BadSlivers++
+		l.failures[f.index] = l.sliverError(f.task, f.err)
+		l.next(f.task)
+	}
+	return nil, false, nil
+}
+
+// take counts a finished fetch: a good sliver joins those in hand (and
+// resets the stall timer), a failed one queues its shard's next source.
+func (l *fetchLoop) take(f fetched) {
+	l.inflight--
+	l.stats.Slivers++
+	l.stats.Verify += f.verify
+	if f.err != nil {
+		if f.bad {
+			l.stats.BadSlivers++
+		}
+		l.c.log.Debug("primary sliver not usable", "blob", l.id, "sliver", f.index, "err", f.err)
+		l.failures[f.index] = l.sliverError(f.task, f.err)
+		l.next(f.task)
+		return
+	}
+	l.slowest = max(l.slowest, f.took)
+	l.timer.Reset(l.hedgeDelay())
+	delete(l.failures, f.index)
+	l.good = append(l.good, f.sliver)
+}
+
+// stalled runs when nothing arrived for the whole hedge delay: every
+// fetch in flight is stalled, so each gets a stand-in.
+func (l *fetchLoop) stalled() {
+	if l.hedge < l.params.F {
+		l.hedge = min(l.params.F, l.hedge+l.inflight)
+		l.c.log.Debug("slivers slow to arrive; fetching others alongside", "blob", l.id, "extra", l.hedge)
+	}
+	l.timer.Reset(l.hedgeDelay())
 }
 
 func (r *read) sliverError(t task, err error) *SliverError {

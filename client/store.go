@@ -67,28 +67,13 @@ func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (cry
 	if err := c.requireToken(ctx, "store"); err != nil {
 		return crypto.BlobID{}, nil, err
 	}
-
-	com, err := c.currentCommittee(ctx, false)
-	if err != nil {
-		return crypto.BlobID{}, nil, err
-	}
-	codec, err := c.codec(len(com.Owners), 0)
-	if err != nil {
-		return crypto.BlobID{}, nil, err
-	}
-	blob, err := readBlob(r, codec.Params().MaxBlobLength)
-	if err != nil {
-		return crypto.BlobID{}, nil, err
-	}
-	t := time.Now()
-	enc, err := codec.Encode(blob)
-	stats.Encode, stats.Length = time.Since(t), uint64(len(blob))
+	com, codec, enc, err := c.encodeForCurrent(ctx, r, &stats)
 	if err != nil {
 		return crypto.BlobID{}, nil, err
 	}
 	id := enc.ID
 
-	t = time.Now()
+	t := time.Now()
 	existing, err := c.register(ctx, enc, com.Epoch+epochs)
 	stats.Register = time.Since(t)
 	if err != nil {
@@ -110,23 +95,57 @@ func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (cry
 		stored: make(map[shardmap.NodeID]map[uint32]bool),
 	}
 	defer w.prog.stop()
+	cert, err := w.rounds(ctx, com, epochs)
+	return id, cert, err
+}
+
+// encodeForCurrent reads the blob and encodes it for the current
+// committee, whose shard count the encoding depends on; the committee is
+// returned too, as the first round's.
+func (c *Client) encodeForCurrent(ctx context.Context, r io.Reader, stats *StoreStats) (*Committee, *coding.Codec, *coding.Encoded, error) {
+	com, err := c.currentCommittee(ctx, false)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	codec, err := c.codec(len(com.Owners), 0)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	blob, err := readBlob(r, codec.Params().MaxBlobLength)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	t := time.Now()
+	enc, err := codec.Encode(blob)
+	stats.Encode, stats.Length = time.Since(t), uint64(len(blob))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return com, codec, enc, nil
+}
+
+// rounds collects confirmations from com and certifies them. When that
+// fails because the epoch moved under the write, it goes again with the
+// new committee (up to maxRounds); any other failure ends the store.
+func (w *write) rounds(ctx context.Context, com *Committee, epochs uint64) (*crypto.Certificate, error) {
+	c, id, stats := w.c, w.enc.ID, w.stats
 	for round := 1; ; round++ {
 		stats.Rounds = round
 		cert, err := w.collect(ctx, com)
 		if err == nil {
-			t = time.Now()
+			t := time.Now()
 			err = c.certify(ctx, cert)
 			stats.Certify += time.Since(t)
 			if err == nil {
 				stats.SentBytes, stats.Epoch = w.prog.bytes(), cert.Epoch
 				stats.Signers = len(cert.SignerIndices())
 				stats.Confirmed = SignedWeight(cert, com.View())
-				return id, cert, nil
+				return cert, nil
 			}
 		}
 		stats.SentBytes = w.prog.bytes()
 		if round == maxRounds || ctx.Err() != nil {
-			return id, nil, err
+			return nil, err
 		}
 		// Nodes refusing for the epoch, or the control plane refusing the
 		// certificate's epoch, both show as failures here; whether the
@@ -136,26 +155,37 @@ func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (cry
 		// answer would end the store instead of collecting again.
 		next, nerr := c.currentCommittee(ctx, true)
 		if nerr != nil || next.Epoch == com.Epoch {
-			return id, nil, err
+			return nil, err
 		}
 		c.log.Info("epoch changed during the write; collecting again from the new committee",
 			"blob", id, "from", com.Epoch, "to", next.Epoch, "cause", err)
 		com = next
-		// A write that outlived its registration (uncertified registrations
-		// lapse after a few epochs) registers again before going on.
-		if st, serr := c.Status(ctx, id); serr == nil && st.Status == StatusExpired {
-			c.log.Info("the registration lapsed during the write; registering again", "blob", id)
-			existing, rerr := c.register(ctx, enc, com.Epoch+epochs)
-			if rerr != nil {
-				return id, nil, rerr
-			}
-			if existing != nil {
-				return id, existing.Certificate, nil
-			}
-			// The nodes dropped the lapsed blob's data: send everything again.
-			w.stored = make(map[shardmap.NodeID]map[uint32]bool)
+		if cert, done, err := w.registerAgainIfLapsed(ctx, com.Epoch+epochs); done {
+			return cert, err
 		}
 	}
+}
+
+// registerAgainIfLapsed registers the blob again if its registration
+// lapsed during the write (uncertified registrations lapse after a few
+// epochs). done means the store ends here: registering failed, or the
+// same content was certified meanwhile (cert is then its certificate).
+func (w *write) registerAgainIfLapsed(ctx context.Context, endEpoch uint64) (cert *crypto.Certificate, done bool, err error) {
+	c, id := w.c, w.enc.ID
+	if st, serr := c.Status(ctx, id); serr != nil || st.Status != StatusExpired {
+		return nil, false, nil
+	}
+	c.log.Info("the registration lapsed during the write; registering again", "blob", id)
+	existing, err := c.register(ctx, w.enc, endEpoch)
+	if err != nil {
+		return nil, true, err
+	}
+	if existing != nil {
+		return existing.Certificate, true, nil
+	}
+	// The nodes dropped the lapsed blob's data: send everything again.
+	w.stored = make(map[shardmap.NodeID]map[uint32]bool)
+	return nil, false, nil
 }
 
 // readBlob reads the whole blob, refusing one over max bytes without
@@ -290,24 +320,58 @@ type nodeOutcome struct {
 // confirmations until owners of a write quorum of shards have signed (and
 // a grace period more, for the rest), and aggregates them.
 func (w *write) collect(ctx context.Context, com *Committee) (*crypto.Certificate, error) {
-	c := w.c
 	start := time.Now()
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make(chan nodeOutcome, len(com.Members))
-	sem := make(chan struct{}, c.cfg.MaxParallel)
-	type job struct {
-		m            Member
-		shards, send []uint32
+	jobs := w.jobs(com)
+	w.start(cctx, com.Epoch, jobs, results)
+	got := w.gather(com, start, results, len(jobs), cancel)
+	if !got.lastPairs.IsZero() {
+		w.stats.Transfer += got.lastPairs.Sub(start)
 	}
-	var jobs []job
+	defer func() {
+		elapsed := time.Since(start)
+		if !got.lastPairs.IsZero() {
+			elapsed -= got.lastPairs.Sub(start)
+		}
+		w.stats.Confirm += elapsed
+	}()
+
+	if got.weight < com.View().WriteQuorum() {
+		return nil, w.quorumError(com, got.weight, got.failures)
+	}
+	cert, dropped, err := w.aggregate(com, got.signed)
+	got.failures = append(got.failures, dropped...)
+	if err != nil {
+		var te *crypto.ThresholdError
+		if errors.As(err, &te) {
+			return nil, w.quorumError(com, te.Weight, got.failures)
+		}
+		return nil, fmt.Errorf("client: aggregating confirmations for %s: %w", w.enc.ID, err)
+	}
+	return cert, nil
+}
+
+// storeJob is one owner's part of a round: every shard it owns, to sign
+// for, and those whose pairs it is sent (it acknowledged the others in an
+// earlier round).
+type storeJob struct {
+	m            Member
+	shards, send []uint32
+}
+
+// jobs lists the owners of com's shards and what each is sent. The bytes
+// to send join the progress total before any goes out.
+func (w *write) jobs(com *Committee) []storeJob {
+	var jobs []storeJob
 	var bytes int64
 	for _, m := range com.Members {
 		shards := com.OwnedBy(m.Node)
 		if len(shards) == 0 {
 			continue
 		}
-		j := job{m: m, shards: shards}
+		j := storeJob{m: m, shards: shards}
 		for _, s := range shards {
 			if !w.stored[m.Node][s] {
 				j.send = append(j.send, s)
@@ -317,50 +381,63 @@ func (w *write) collect(ctx context.Context, com *Committee) (*crypto.Certificat
 		jobs = append(jobs, j)
 	}
 	w.prog.grow(bytes)
+	return jobs
+}
+
+// start runs each job in its own goroutine, at most MaxParallel at once.
+// Every job sends exactly one outcome, even one cancelled while it waits
+// for a slot, so that gather can count them all in.
+func (w *write) start(ctx context.Context, epoch uint64, jobs []storeJob, results chan<- nodeOutcome) {
+	sem := make(chan struct{}, w.c.cfg.MaxParallel)
 	for _, j := range jobs {
 		go func() {
 			select {
 			case sem <- struct{}{}:
-			case <-cctx.Done():
-				results <- nodeOutcome{member: j.m, err: &NodeError{Node: string(j.m.Node), Address: j.m.Address, Shards: j.shards, Op: "waiting for a slot", Err: cctx.Err()}}
+			case <-ctx.Done():
+				results <- nodeOutcome{member: j.m, err: &NodeError{Node: string(j.m.Node), Address: j.m.Address, Shards: j.shards, Op: "waiting for a slot", Err: ctx.Err()}}
 				return
 			}
 			defer func() { <-sem }()
-			results <- w.storeOn(cctx, com.Epoch, j.m, j.shards, j.send)
+			results <- w.storeOn(ctx, epoch, j.m, j.shards, j.send)
 		}()
 	}
-	launched := len(jobs)
+}
 
+// confirmations is what one round gathered from the owners.
+type confirmations struct {
+	signed    []nodeOutcome
+	weight    uint64 // shards the signers own
+	failures  []*NodeError
+	lastPairs time.Time // when the last pairs were acknowledged
+}
+
+// gather takes in all launched outcomes. Once owners of a write quorum of
+// shards have signed, the others get a grace period, then cancel cuts them
+// off; what fails after the cut-off is not reported as a failure.
+func (w *write) gather(com *Committee, start time.Time, results <-chan nodeOutcome, launched int, cancel context.CancelFunc) confirmations {
+	c := w.c
 	quorum := com.View().WriteQuorum()
-	var weight uint64
-	var signed []nodeOutcome
-	var failures []*NodeError
-	var lastPairs time.Time
+	var got confirmations
 	var grace <-chan time.Time
 	cutOff := false
 	for received := 0; received < launched; {
 		select {
 		case o := <-results:
 			received++
-			for _, s := range o.stored {
-				if w.stored[o.member.Node] == nil {
-					w.stored[o.member.Node] = make(map[uint32]bool)
-				}
-				w.stored[o.member.Node][s] = true
-			}
+			w.noteStored(o)
 			if o.err != nil {
 				if !cutOff {
-					failures = append(failures, o.err)
+					got.failures = append(got.failures, o.err)
 					c.log.Warn("storage node did not confirm", "blob", w.enc.ID, "epoch", com.Epoch, "node", o.member.Node, "op", o.err.Op, "err", o.err.Err)
 				}
 				continue
 			}
-			if o.pairsAt.After(lastPairs) {
-				lastPairs = o.pairsAt
+			if o.pairsAt.After(got.lastPairs) {
+				got.lastPairs = o.pairsAt
 			}
-			signed = append(signed, o)
-			weight += o.weight
-			if weight >= quorum && grace == nil && !cutOff && received < launched {
+			got.signed = append(got.signed, o)
+			got.weight += o.weight
+			if got.weight >= quorum && grace == nil && !cutOff && received < launched {
 				if c.cfg.StragglerWait < 0 {
 					cutOff = true
 					cancel()
@@ -378,30 +455,18 @@ func (w *write) collect(ctx context.Context, com *Committee) (*crypto.Certificat
 			grace = nil
 		}
 	}
-	if !lastPairs.IsZero() {
-		w.stats.Transfer += lastPairs.Sub(start)
-	}
-	defer func() {
-		elapsed := time.Since(start)
-		if !lastPairs.IsZero() {
-			elapsed -= lastPairs.Sub(start)
-		}
-		w.stats.Confirm += elapsed
-	}()
+	return got
+}
 
-	if weight < quorum {
-		return nil, w.quorumError(com, weight, failures)
-	}
-	cert, dropped, err := w.aggregate(com, signed)
-	failures = append(failures, dropped...)
-	if err != nil {
-		var te *crypto.ThresholdError
-		if errors.As(err, &te) {
-			return nil, w.quorumError(com, te.Weight, failures)
+// noteStored records the shards a node acknowledged, whether or not it
+// went on to sign: a later round does not send them again.
+func (w *write) noteStored(o nodeOutcome) {
+	for _, s := range o.stored {
+		if w.stored[o.member.Node] == nil {
+			w.stored[o.member.Node] = make(map[uint32]bool)
 		}
-		return nil, fmt.Errorf("client: aggregating confirmations for %s: %w", w.enc.ID, err)
+		w.stored[o.member.Node][s] = true
 	}
-	return cert, nil
 }
 
 func (w *write) quorumError(com *Committee, weight uint64, failures []*NodeError) error {

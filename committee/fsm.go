@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -24,6 +22,7 @@ import (
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/epoch"
+	"github.com/weftstore/weft/internal/atomicfile"
 	"github.com/weftstore/weft/shardmap"
 )
 
@@ -721,19 +720,15 @@ func (s *fsmSnapshot) Release() { _ = s.tx.Rollback() }
 // the state file (written beside it, synced, renamed over it).
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(f.path), ".restore-*")
+	tmp, err := atomicfile.Create(f.path, 0o600)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer tmp.Cleanup()
 	if _, err := io.Copy(tmp, rc); err != nil {
-		tmp.Close()
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
+	// Synced and closed before the lock: Apply waits on it meanwhile.
 	if err := tmp.Close(); err != nil {
 		return err
 	}
@@ -742,12 +737,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := f.db.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), f.path); err != nil {
+	if err := tmp.Replace(); err != nil {
 		return err
-	}
-	if dir, err := os.Open(filepath.Dir(f.path)); err == nil {
-		_ = dir.Sync()
-		dir.Close()
 	}
 	return f.open()
 }

@@ -445,15 +445,9 @@ func (n *Node) receiveSync(stream weftv1.Storage_SyncShardClient, epoch uint64, 
 	var (
 		count   int
 		lastID  crypto.BlobID
-		asm     *pairAssembler
+		asm     *pairAssembler // nil while the current blob's chunks are skipped
 		current crypto.BlobID
 	)
-	onlyShard := func(s uint32) error {
-		if s != shard {
-			return fmt.Errorf("a pair of shard %d in the sync of shard %d", s, shard)
-		}
-		return nil
-	}
 	for {
 		item, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -462,27 +456,13 @@ func (n *Node) receiveSync(stream weftv1.Storage_SyncShardClient, epoch uint64, 
 		if err != nil {
 			return count, lastID, err
 		}
+		// An item with a blob ID starts the next blob; the chunks of its
+		// pair follow it.
 		if len(item.BlobId) == crypto.DigestSize {
 			count++
 			current, lastID, asm = crypto.BlobID(item.BlobId), crypto.BlobID(item.BlobId), nil
-			if !want[current] || prog.done[current] {
-				continue
-			}
-			meta := new(crypto.Metadata)
-			err := meta.UnmarshalBinary(item.Metadata)
-			if err == nil {
-				err = n.store.PutMetadataShards([]uint32{shard}, current, meta)
-			}
-			if errors.Is(err, ErrEnded) {
-				prog.mark(current) // it ended since the list was made: nothing to hold
-				continue
-			}
-			if err != nil {
-				n.metrics.rejected.WithLabelValues("sync-metadata").Inc()
-				continue
-			}
-			if asm, err = newPairAssembler(n.codec.Params(), current, meta.Length, onlyShard); err != nil {
-				asm = nil
+			if want[current] && !prog.done[current] {
+				asm = n.syncAssembler(shard, current, item.Metadata, prog)
 			}
 			continue
 		}
@@ -499,25 +479,69 @@ func (n *Node) receiveSync(stream weftv1.Storage_SyncShardClient, epoch uint64, 
 			continue
 		}
 		asm = nil
-		v, err := n.store.VerifyPair(done.shard, current, done.pair)
-		if err != nil {
-			recycle(done.pair)
-			n.metrics.rejected.WithLabelValues("sync-pair").Inc()
-			n.log.Warn("storage: the holder sent a pair that fails verification; it will be rebuilt", "blob", current, "shard", shard, "err", err)
-			continue
-		}
-		err = n.store.WriteSynced(epoch, shard, prog.cursorWith(current), v)
-		recycle(done.pair)
-		if errors.Is(err, ErrEnded) {
-			prog.mark(current) // it ended since the list was made: nothing to hold
-			continue
-		}
-		if err != nil {
+		if err := n.keepSyncedPair(epoch, shard, current, done, prog); err != nil {
 			return count, lastID, err
 		}
-		prog.mark(current)
-		n.metrics.handoverCopied.Add(float64(v.Size()))
 	}
+}
+
+// syncAssembler starts on a blob the holder sent that is still to be
+// copied: its metadata is stored for the shard, and an assembler for its
+// pair returned. It returns nil to have the blob's chunks skipped: when
+// the blob ended since the to-do list was made (marked done: nothing to
+// hold), or when the holder's metadata is unusable (the blob stays to do,
+// for the rebuild).
+func (n *Node) syncAssembler(shard uint32, id crypto.BlobID, rawMeta []byte, prog *syncProgress) *pairAssembler {
+	meta := new(crypto.Metadata)
+	err := meta.UnmarshalBinary(rawMeta)
+	if err == nil {
+		err = n.store.PutMetadataShards([]uint32{shard}, id, meta)
+	}
+	if errors.Is(err, ErrEnded) {
+		prog.mark(id) // it ended since the list was made: nothing to hold
+		return nil
+	}
+	if err != nil {
+		n.metrics.rejected.WithLabelValues("sync-metadata").Inc()
+		return nil
+	}
+	onlyShard := func(s uint32) error {
+		if s != shard {
+			return fmt.Errorf("a pair of shard %d in the sync of shard %d", s, shard)
+		}
+		return nil
+	}
+	asm, err := newPairAssembler(n.codec.Params(), id, meta.Length, onlyShard)
+	if err != nil {
+		return nil
+	}
+	return asm
+}
+
+// keepSyncedPair verifies a whole pair the holder sent and writes it with
+// the cursor moved past its blob. A pair that fails verification is
+// dropped, not an error: the blob stays to do, for the rebuild. Only a
+// failed write ends the sync.
+func (n *Node) keepSyncedPair(epoch uint64, shard uint32, id crypto.BlobID, done *assembledPair, prog *syncProgress) error {
+	v, err := n.store.VerifyPair(done.shard, id, done.pair)
+	if err != nil {
+		recycle(done.pair)
+		n.metrics.rejected.WithLabelValues("sync-pair").Inc()
+		n.log.Warn("storage: the holder sent a pair that fails verification; it will be rebuilt", "blob", id, "shard", shard, "err", err)
+		return nil
+	}
+	err = n.store.WriteSynced(epoch, shard, prog.cursorWith(id), v)
+	recycle(done.pair)
+	if errors.Is(err, ErrEnded) {
+		prog.mark(id) // it ended since the list was made: nothing to hold
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	prog.mark(id)
+	n.metrics.handoverCopied.Add(float64(v.Size()))
+	return nil
 }
 
 func (n *Node) signSync(epoch uint64, shard uint32, after crypto.BlobID, limit uint32) (*weftv1.SyncShardRequest, error) {

@@ -19,6 +19,7 @@ import (
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/internal/atomicfile"
 )
 
 // adminClient is what every `weft admin` command needs.
@@ -317,40 +318,8 @@ func adminSnapshot(a *adminClient) *cobra.Command {
 				return err
 			}
 			defer done()
-			stream, err := weftv1.NewAdminClient(conn).SaveSnapshot(ctx, &weftv1.SaveSnapshotRequest{})
+			index, err := saveSnapshot(ctx, weftv1.NewAdminClient(conn), args[0])
 			if err != nil {
-				return err
-			}
-			tmp := args[0] + ".partial"
-			f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-			if err != nil {
-				return err
-			}
-			defer os.Remove(tmp)
-			var index uint64
-			for {
-				chunk, err := stream.Recv()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					f.Close()
-					return err
-				}
-				if _, err := f.Write(chunk.Data); err != nil {
-					f.Close()
-					return err
-				}
-				index = max(index, chunk.Index)
-			}
-			if err := f.Sync(); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Close(); err != nil {
-				return err
-			}
-			if err := os.Rename(tmp, args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "snapshot of state index %d saved to %s\n", index, args[0])
@@ -369,27 +338,71 @@ func adminSnapshot(a *adminClient) *cobra.Command {
 				return err
 			}
 			defer done()
-			stream, err := weftv1.NewAdminClient(conn).RestoreSnapshot(ctx)
+			index, err := restoreSnapshot(ctx, weftv1.NewAdminClient(conn), data)
 			if err != nil {
 				return err
 			}
-			for off := 0; off < len(data); off += 1 << 20 {
-				if err := stream.Send(&weftv1.SnapshotChunk{Data: data[off:min(off+1<<20, len(data))]}); err == io.EOF {
-					break // the server ended the call: CloseAndRecv has its answer
-				} else if err != nil {
-					return err
-				}
-			}
-			resp, err := stream.CloseAndRecv()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "state restored from %s at Raft index %d\n", args[0], resp.Index)
+			fmt.Fprintf(cmd.OutOrStdout(), "state restored from %s at Raft index %d\n", args[0], index)
 			return nil
 		},
 	}
 	cmd.AddCommand(save, restore)
 	return cmd
+}
+
+// saveSnapshot streams the control plane's state into path and returns the
+// state index it is as of. The file appears only once the whole stream is
+// on disk: a call cut short leaves no truncated snapshot that a later
+// restore would take for a whole one.
+func saveSnapshot(ctx context.Context, c weftv1.AdminClient, path string) (uint64, error) {
+	stream, err := c.SaveSnapshot(ctx, &weftv1.SaveSnapshotRequest{})
+	if err != nil {
+		return 0, err
+	}
+	f, err := atomicfile.Create(path, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Cleanup()
+	var index uint64
+	for {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+		if _, err := f.Write(chunk.Data); err != nil {
+			return 0, err
+		}
+		index = max(index, chunk.Index)
+	}
+	if err := f.Replace(); err != nil {
+		return 0, err
+	}
+	return index, nil
+}
+
+// restoreSnapshot sends a saved state in 1 MiB chunks (under gRPC's
+// default message limit) and returns the Raft index it was applied at.
+func restoreSnapshot(ctx context.Context, c weftv1.AdminClient, data []byte) (uint64, error) {
+	stream, err := c.RestoreSnapshot(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for off := 0; off < len(data); off += 1 << 20 {
+		if err := stream.Send(&weftv1.SnapshotChunk{Data: data[off:min(off+1<<20, len(data))]}); err == io.EOF {
+			break // the server ended the call: CloseAndRecv has its answer
+		} else if err != nil {
+			return 0, err
+		}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return 0, err
+	}
+	return resp.Index, nil
 }
 
 func adminBlob(a *adminClient) *cobra.Command {

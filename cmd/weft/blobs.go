@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/weftstore/weft/client"
 	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/internal/atomicfile"
 )
 
 // The client commands: weft store | read | extend | verify | status | committee | quota.
@@ -617,31 +617,19 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		}
 		return f.Close()
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.WriteFile(path, data, mode)
 }
 
 // progressBar draws one self-overwriting line on a terminal; on anything
 // else (a file, a pipe, a test's buffer) it draws nothing.
+//
+// It is hand-written because the client's total moves: it grows when a
+// node needs a resend or a sliver is fetched again, and shrinks when a
+// fetch gives up, often after done has reached the old total.
+// github.com/schollz/progressbar/v3 (v3.19.1) treats reaching its max as
+// the end: the bar is marked finished for good, draws nothing more after a
+// ChangeMax64, stops counting past the max, and returns "current number
+// exceeds max" when the max shrinks below what is done.
 type progressBar struct {
 	w     io.Writer
 	label string

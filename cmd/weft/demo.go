@@ -74,58 +74,101 @@ func (d *demo) weft(args ...string) (string, error) {
 
 func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }
 
+// run tells the story in acts, each a method below; a failed command ends
+// it, and the devnet it started is stopped whatever happens.
 func (d *demo) run(ctx context.Context) error {
-	d.say("starting a devnet: 3 control-plane voters, 7 storage nodes (n = 21 shards), a gateway")
 	readyFile := filepath.Join(d.dir, "ready.json")
+	stop, err := d.startDevnet(ctx, readyFile)
+	if stop != nil {
+		defer stop()
+	}
+	if err != nil {
+		return err
+	}
+	id, blob, err := d.storeAndCheck()
+	if err != nil {
+		return err
+	}
+	if err := d.readWithNodesDown(id, blob, readyFile); err != nil {
+		return err
+	}
+	leaving, report, err := d.handOver()
+	if err != nil {
+		return err
+	}
+	if err := d.readAfterLeaversGone(id, blob, readyFile, leaving); err != nil {
+		return err
+	}
+	d.summary(id, report)
+	return nil
+}
+
+// startDevnet starts `weft devnet` as a child and waits for its ready file,
+// which the later acts need (addresses, tokens, PIDs). stop ends the
+// devnet; it is nil only when the devnet did not start at all.
+func (d *demo) startDevnet(ctx context.Context, readyFile string) (stop func(), err error) {
+	d.say("starting a devnet: 3 control-plane voters, 7 storage nodes (n = 21 shards), a gateway")
 	net := exec.Command(d.exe, "devnet", "--nodes", "7", "--shards", "21", "--data-dir", filepath.Join(d.dir, "net"), "--ready-file", readyFile)
 	net.Stdout, net.Stderr = io.Discard, io.Discard
 	net.SysProcAttr = diesWithParent()
 	if err := net.Start(); err != nil {
-		return err
+		return nil, err
 	}
-	defer func() { _ = net.Process.Signal(syscall.SIGTERM); _ = net.Wait() }()
+	stop = func() { _ = net.Process.Signal(syscall.SIGTERM); _ = net.Wait() }
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if r, err := readReady(readyFile); err == nil {
 			d.ready = r
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return errors.New("demo: the devnet did not become ready")
+			return stop, errors.New("demo: the devnet did not become ready")
 		}
 	}
 	d.env = []string{"WEFT_CONTROL=" + strings.Join(d.ready.Control, ","), "WEFT_TOKEN=" + d.ready.ClientToken}
 	fmt.Fprintf(d.out, "  ready in %v; WEFT_CONTROL=%s\n", time.Since(d.start).Round(time.Millisecond), strings.Join(d.ready.Control, ","))
+	return stop, nil
+}
 
+// storeAndCheck is the happy path a client sees: store a random 5 MiB
+// file, read it back, verify its certificate, extend its life. It returns
+// the blob's ID and bytes, which every later read is checked against.
+func (d *demo) storeAndCheck() (id string, blob []byte, err error) {
 	file := filepath.Join(d.dir, "photo.bin")
-	blob := make([]byte, 5<<20)
+	blob = make([]byte, 5<<20)
 	_, _ = rand.Read(blob)
 	if err := os.WriteFile(file, blob, 0o600); err != nil {
-		return err
+		return "", nil, err
 	}
 	cert := file + ".cert"
 	d.say("store a 5 MiB file: encode, send each node its slivers, collect signatures, certify")
 	t := time.Now()
 	out, err := d.weft("store", file, "--cert-out", cert)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
-	id := strings.TrimSpace(out)
+	id = strings.TrimSpace(out)
 	d.steps = append(d.steps, fmt.Sprintf("store 5 MiB: %v", time.Since(t).Round(time.Millisecond)))
 	if err := d.readBack(id, blob, "read it back (bytes only after they re-encode to the blob ID)"); err != nil {
-		return err
+		return "", nil, err
 	}
 	d.say("verify the availability certificate against the committee")
 	if _, err := d.weft("verify", cert, "--blob", id); err != nil {
-		return err
+		return "", nil, err
 	}
 	d.say("keep it 10 epochs longer, without sending it again (charged to the client's quota)")
 	if _, err := d.weft("extend", "--epochs", "10", "--", id); err != nil {
-		return err
+		return "", nil, err
 	}
 	if _, err := d.weft("quota"); err != nil {
-		return err
+		return "", nil, err
 	}
+	return id, blob, nil
+}
 
+// readWithNodesDown shows that f shards' worth of crashed nodes cost a
+// reader nothing. The killed nodes are restarted after, so the handover
+// act starts from a whole network again.
+func (d *demo) readWithNodesDown(id string, blob []byte, readyFile string) error {
 	d.say("kill f = 6 shards' worth of storage nodes (2 of 7) with SIGKILL, and read again")
 	killed := d.nodes()[:2]
 	for _, p := range killed {
@@ -140,35 +183,49 @@ func (d *demo) run(ctx context.Context) error {
 			return err
 		}
 	}
+	return nil
+}
 
+// handOver takes the last two nodes' stake away and advances the epoch,
+// then waits for the handover to finish. It returns the nodes that left
+// (still running until readAfterLeaversGone kills them) and the epoch's
+// report, whose byte counts the summary prints.
+func (d *demo) handOver() ([]devnetProcess, epochReport, error) {
 	d.say("two nodes leave the committee: their shards move to the others (handover)")
 	op := []string{"--token", d.ready.OperatorToken}
 	leaving := d.nodes()[5:]
 	for _, p := range leaving {
 		if _, err := d.weft(append([]string{"admin", "node", "stake", p.ID, "0"}, op...)...); err != nil {
-			return err
+			return nil, epochReport{}, err
 		}
 	}
-	t = time.Now()
-	out, err = d.weft(append([]string{"admin", "epoch", "advance", "-o", "json"}, op...)...)
+	t := time.Now()
+	out, err := d.weft(append([]string{"admin", "epoch", "advance", "-o", "json"}, op...)...)
 	if err != nil {
-		return err
+		return nil, epochReport{}, err
 	}
 	var advanced struct {
 		Epoch json.Number `json:"epoch"`
 	}
 	if err := json.Unmarshal([]byte(out), &advanced); err != nil {
-		return fmt.Errorf("demo: epoch advance said %q: %w", out, err)
+		return nil, epochReport{}, fmt.Errorf("demo: epoch advance said %q: %w", out, err)
 	}
 	epoch, _ := advanced.Epoch.Int64()
 	report, err := d.awaitStable(op, uint64(epoch))
 	if err != nil {
-		return err
+		return nil, epochReport{}, err
 	}
 	d.steps = append(d.steps, fmt.Sprintf("handover of the leaving nodes' shards: %v", time.Since(t).Round(time.Millisecond)))
 	if _, err := d.weft(append([]string{"admin", "epoch", "status"}, op...)...); err != nil {
-		return err
+		return nil, epochReport{}, err
 	}
+	return leaving, report, nil
+}
+
+// readAfterLeaversGone kills the nodes that left, so the read that follows
+// can only succeed from the shards' new owners. Their PIDs come from the
+// ready file as it is now: `devnet restart` rewrites it.
+func (d *demo) readAfterLeaversGone(id string, blob []byte, readyFile string, leaving []devnetProcess) error {
 	d.say("the nodes that left are gone for good (SIGKILL); read once more")
 	if r, err := readReady(readyFile); err == nil {
 		d.ready = r
@@ -181,10 +238,10 @@ func (d *demo) run(ctx context.Context) error {
 			}
 		}
 	}
-	if err := d.readBack(id, blob, "read after the original holders of the moved shards left"); err != nil {
-		return err
-	}
+	return d.readBack(id, blob, "read after the original holders of the moved shards left")
+}
 
+func (d *demo) summary(id string, report epochReport) {
 	var copied, rebuilt uint64
 	for _, n := range report.Nodes {
 		copied, rebuilt = copied+n.Copied, rebuilt+n.Rebuilt
@@ -196,7 +253,6 @@ func (d *demo) run(ctx context.Context) error {
 		fmt.Fprintln(d.out, "  "+s)
 	}
 	fmt.Fprintf(d.out, "  total %v\n", time.Since(d.start).Round(time.Millisecond))
-	return nil
 }
 
 func (d *demo) nodes() []devnetProcess {

@@ -25,6 +25,7 @@ import (
 	"github.com/weftstore/weft/api/wire"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/devnet"
+	"github.com/weftstore/weft/internal/atomicfile"
 )
 
 // devnetProcess is one child of `weft devnet`, as the ready file lists it.
@@ -449,11 +450,7 @@ func writeReady(path string, r devnetReady) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, b, 0o600)
 }
 
 func readReady(path string) (devnetReady, error) {

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"github.com/weftstore/weft/internal/atomicfile"
 )
 
 // adminToken is `weft admin token init`: the operator token of a network
@@ -46,27 +47,23 @@ func initTokenFile(w io.Writer, path, given string) error {
 	if token == "" {
 		token = randomToken()
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".token-*")
+	tmp, err := atomicfile.Create(path, 0o600)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.WriteString(token + "\n")
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	defer tmp.Cleanup()
+	if _, err := tmp.WriteString(token + "\n"); err != nil {
 		return err
 	}
 	if given != "" {
-		if err := os.Rename(tmp.Name(), path); err != nil {
+		if err := tmp.Replace(); err != nil {
 			return err
 		}
 		fmt.Fprintf(w, "wrote the given operator token to %s\n", path)
 		return nil
 	}
 	// Link, unlike rename, fails when path exists: the first token stays.
-	if err := os.Link(tmp.Name(), path); errors.Is(err, os.ErrExist) {
+	if err := tmp.Link(); errors.Is(err, os.ErrExist) {
 		fmt.Fprintf(w, "%s already holds the operator token: kept (it was printed when it was made)\n", path)
 		return nil
 	} else if err != nil {
