@@ -1,10 +1,8 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -29,6 +27,7 @@ import (
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/devnet"
+	"github.com/weftstore/weft/gateway/gatewaytest"
 )
 
 const (
@@ -36,75 +35,6 @@ const (
 	gwMaxBlob = 64 << 10
 	gwEpochs  = 3
 )
-
-// gwDo sends one request and returns the response with its body read.
-func gwDo(t *testing.T, method, url string, body io.Reader, header ...string) (*http.Response, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: reading the body: %v", method, url, err)
-	}
-	return resp, b
-}
-
-// gwWant checks an answer's status and, for errors, that the body is the
-// JSON error object.
-func gwWant(t *testing.T, resp *http.Response, body []byte, code int) {
-	t.Helper()
-	if resp.StatusCode != code {
-		t.Fatalf("%s %s: status %d, want %d; body %s", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode, code, body)
-	}
-	if code >= 400 {
-		t.Logf("%s %s → %d %s", resp.Request.Method, resp.Request.URL.Path, code, bytes.TrimSpace(body))
-	}
-	if code >= 400 && resp.Request.Method != http.MethodHead {
-		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-			t.Fatalf("error with Content-Type %q, want application/json", ct)
-		}
-		var e errorResponse
-		if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
-			t.Fatalf("error body %q is not {\"error\": ...} (%v)", body, err)
-		}
-	}
-	if code == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("503 without Retry-After")
-	}
-}
-
-// bearer is the header pair that sends a client token.
-func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
-
-// gwPut stores blob through the gateway, charged to token.
-func gwPut(t *testing.T, base, token string, blob []byte, wantCode int) storeResponse {
-	t.Helper()
-	resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(blob), bearer(token)...)
-	gwWant(t, resp, body, wantCode)
-	var sr storeResponse
-	if err := json.Unmarshal(body, &sr); err != nil {
-		t.Fatalf("store answer %q: %v", body, err)
-	}
-	return sr
-}
-
-func randomBlob(t *testing.T, n int) []byte {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // localID is the blob ID the network would give blob, computed here
 // without it, to check that a refused PUT registered nothing.
@@ -137,18 +67,6 @@ func wantUnregistered(t *testing.T, cl *client.Client, id crypto.BlobID) {
 	}
 }
 
-// gwNetwork starts the in-process network the gateway tests stand in
-// front of: a Raft control plane and 4 storage nodes, n = gwShards.
-func gwNetwork(t *testing.T, ctx context.Context) *devnet.Network {
-	t.Helper()
-	nw, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), Nodes: 4, Shards: gwShards})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nw.Close() })
-	return nw
-}
-
 // gwClient is an SDK client of nw with test-sized timeouts and retries.
 func gwClient(t *testing.T, nw *devnet.Network, token string) *client.Client {
 	t.Helper()
@@ -170,7 +88,7 @@ func gwClient(t *testing.T, nw *devnet.Network, token string) *client.Client {
 func TestGateway(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw := gwNetwork(t, ctx)
+	nw := gatewaytest.Network(t, ctx, gwShards)
 	newClient := func(token string) *client.Client { return gwClient(t, nw, token) }
 	cl := newClient(nw.ClientToken)
 	reg := prometheus.NewRegistry()
@@ -185,8 +103,8 @@ func TestGateway(t *testing.T) {
 	stored := map[string][]byte{} // blob ID → bytes, for later subtests
 	t.Run("round trip", func(t *testing.T) {
 		for _, size := range []int{0, 1, 10_000, gwMaxBlob} {
-			blob := randomBlob(t, size)
-			sr := gwPut(t, base, nw.ClientToken, blob, http.StatusCreated)
+			blob := gatewaytest.RandomBlob(t, size)
+			sr := gatewaytest.Put[storeResponse](t, base, nw.ClientToken, blob, http.StatusCreated)
 			id, err := crypto.ParseBlobID(sr.BlobID)
 			if err != nil {
 				t.Fatalf("blob_id %q: %v", sr.BlobID, err)
@@ -209,8 +127,8 @@ func TestGateway(t *testing.T) {
 				t.Fatalf("the certificate does not verify: %v", err)
 			}
 
-			resp, body := gwDo(t, http.MethodGet, base+"/v1/blobs/"+sr.BlobID, nil)
-			gwWant(t, resp, body, http.StatusOK)
+			resp, body := gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+sr.BlobID, nil)
+			gatewaytest.Want(t, resp, body, http.StatusOK)
 			if !bytes.Equal(body, blob) {
 				t.Fatalf("read %d bytes back, not the %d stored", len(body), size)
 			}
@@ -223,7 +141,7 @@ func TestGateway(t *testing.T) {
 			stored[sr.BlobID] = blob
 
 			// The same bytes again: nothing new, the same certificate.
-			again := gwPut(t, base, nw.ClientToken, blob, http.StatusOK)
+			again := gatewaytest.Put[storeResponse](t, base, nw.ClientToken, blob, http.StatusOK)
 			if again.BlobID != sr.BlobID || again.Certificate != sr.Certificate {
 				t.Fatalf("second store of the same bytes answered %+v, first %+v", again, sr)
 			}
@@ -237,14 +155,14 @@ func TestGateway(t *testing.T) {
 		}
 	})
 
-	blob := randomBlob(t, 5000)
-	sr := gwPut(t, base, nw.ClientToken, blob, http.StatusCreated)
+	blob := gatewaytest.RandomBlob(t, 5000)
+	sr := gatewaytest.Put[storeResponse](t, base, nw.ClientToken, blob, http.StatusCreated)
 	blobURL := base + "/v1/blobs/" + sr.BlobID
 	unknown := crypto.BlobID{1, 2, 3}.String()
 
 	t.Run("status", func(t *testing.T) {
-		resp, body := gwDo(t, http.MethodGet, blobURL+"/status", nil)
-		gwWant(t, resp, body, http.StatusOK)
+		resp, body := gatewaytest.Do(t, http.MethodGet, blobURL+"/status", nil)
+		gatewaytest.Want(t, resp, body, http.StatusOK)
 		var st statusResponse
 		if err := json.Unmarshal(body, &st); err != nil {
 			t.Fatal(err)
@@ -253,51 +171,51 @@ func TestGateway(t *testing.T) {
 			st.CertifiedEpoch != sr.Epoch || st.EndEpoch != st.RegisteredEpoch+gwEpochs || st.Certificate != sr.Certificate {
 			t.Fatalf("status %+v after storing %+v", st, sr)
 		}
-		resp, body = gwDo(t, http.MethodGet, base+"/v1/blobs/"+unknown+"/status", nil)
-		gwWant(t, resp, body, http.StatusNotFound)
+		resp, body = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+unknown+"/status", nil)
+		gatewaytest.Want(t, resp, body, http.StatusNotFound)
 	})
 
 	t.Run("HEAD, conditional and range", func(t *testing.T) {
-		resp, body := gwDo(t, http.MethodHead, blobURL, nil)
-		gwWant(t, resp, body, http.StatusOK)
+		resp, body := gatewaytest.Do(t, http.MethodHead, blobURL, nil)
+		gatewaytest.Want(t, resp, body, http.StatusOK)
 		if resp.ContentLength != 5000 || len(body) != 0 || resp.Header.Get("ETag") != `"`+sr.BlobID+`"` {
 			t.Fatalf("HEAD: length %d, %d body bytes, headers %v", resp.ContentLength, len(body), resp.Header)
 		}
-		resp, body = gwDo(t, http.MethodGet, blobURL, nil, "If-None-Match", `"`+sr.BlobID+`"`)
-		gwWant(t, resp, body, http.StatusNotModified)
-		resp, body = gwDo(t, http.MethodGet, blobURL, nil, "If-None-Match", `"something-else"`)
-		gwWant(t, resp, body, http.StatusOK)
-		resp, body = gwDo(t, http.MethodGet, blobURL, nil, "Range", "bytes=100-199")
-		gwWant(t, resp, body, http.StatusPartialContent)
+		resp, body = gatewaytest.Do(t, http.MethodGet, blobURL, nil, "If-None-Match", `"`+sr.BlobID+`"`)
+		gatewaytest.Want(t, resp, body, http.StatusNotModified)
+		resp, body = gatewaytest.Do(t, http.MethodGet, blobURL, nil, "If-None-Match", `"something-else"`)
+		gatewaytest.Want(t, resp, body, http.StatusOK)
+		resp, body = gatewaytest.Do(t, http.MethodGet, blobURL, nil, "Range", "bytes=100-199")
+		gatewaytest.Want(t, resp, body, http.StatusPartialContent)
 		if !bytes.Equal(body, blob[100:200]) {
 			t.Fatalf("range: got %d bytes, not bytes 100–199", len(body))
 		}
-		resp, body = gwDo(t, http.MethodHead, base+"/v1/blobs/"+unknown, nil)
-		gwWant(t, resp, body, http.StatusNotFound)
+		resp, body = gatewaytest.Do(t, http.MethodHead, base+"/v1/blobs/"+unknown, nil)
+		gatewaytest.Want(t, resp, body, http.StatusNotFound)
 	})
 
 	t.Run("bad requests", func(t *testing.T) {
 		for _, bad := range []string{"abc", strings.Repeat("A", 44), sr.BlobID + "A", "%20"} {
 			for _, suffix := range []string{"", "/status"} {
-				resp, body := gwDo(t, http.MethodGet, base+"/v1/blobs/"+bad+suffix, nil)
-				gwWant(t, resp, body, http.StatusBadRequest)
+				resp, body := gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+bad+suffix, nil)
+				gatewaytest.Want(t, resp, body, http.StatusBadRequest)
 			}
-			resp, body := gwDo(t, http.MethodPost, base+"/v1/blobs/"+bad+"/extend?epochs=1", nil, bearer(nw.ClientToken)...)
-			gwWant(t, resp, body, http.StatusBadRequest)
+			resp, body := gatewaytest.Do(t, http.MethodPost, base+"/v1/blobs/"+bad+"/extend?epochs=1", nil, gatewaytest.Bearer(nw.ClientToken)...)
+			gatewaytest.Want(t, resp, body, http.StatusBadRequest)
 		}
 		// An extension needs exactly one of epochs and end_epoch, a
 		// positive integer; a refused one changes nothing.
 		for _, q := range []string{"", "?epochs=0", "?epochs=x", "?epochs=4294967297", "?end_epoch=-1", "?epochs=1&end_epoch=9"} {
-			resp, body := gwDo(t, http.MethodPost, blobURL+"/extend"+q, nil, bearer(nw.ClientToken)...)
-			gwWant(t, resp, body, http.StatusBadRequest)
+			resp, body := gatewaytest.Do(t, http.MethodPost, blobURL+"/extend"+q, nil, gatewaytest.Bearer(nw.ClientToken)...)
+			gatewaytest.Want(t, resp, body, http.StatusBadRequest)
 		}
 		if st, err := cl.Status(ctx, mustParseID(t, sr.BlobID)); err != nil || st.EndEpoch != st.RegisteredEpoch+gwEpochs {
 			t.Fatalf("status after refused extensions: %+v, %v", st, err)
 		}
-		resp, body := gwDo(t, http.MethodPost, base+"/v1/blobs/"+unknown+"/extend?epochs=1", nil, bearer(nw.ClientToken)...)
-		gwWant(t, resp, body, http.StatusNotFound)
-		resp, body = gwDo(t, http.MethodGet, base+"/v1/blobs/"+unknown, nil)
-		gwWant(t, resp, body, http.StatusNotFound)
+		resp, body := gatewaytest.Do(t, http.MethodPost, base+"/v1/blobs/"+unknown+"/extend?epochs=1", nil, gatewaytest.Bearer(nw.ClientToken)...)
+		gatewaytest.Want(t, resp, body, http.StatusNotFound)
+		resp, body = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+unknown, nil)
+		gatewaytest.Want(t, resp, body, http.StatusNotFound)
 		for _, c := range []struct{ method, path, allow string }{
 			{http.MethodDelete, "/v1/blobs/" + sr.BlobID, "GET, HEAD"},
 			{http.MethodPut, "/v1/blobs/" + sr.BlobID, "GET, HEAD"},
@@ -306,32 +224,32 @@ func TestGateway(t *testing.T) {
 			{http.MethodPost, "/v1/blobs/" + sr.BlobID + "/status", "GET, HEAD"},
 			{http.MethodGet, "/v1/blobs/" + sr.BlobID + "/extend", "POST"},
 		} {
-			resp, body := gwDo(t, c.method, base+c.path, strings.NewReader("x"))
-			gwWant(t, resp, body, http.StatusMethodNotAllowed)
+			resp, body := gatewaytest.Do(t, c.method, base+c.path, strings.NewReader("x"))
+			gatewaytest.Want(t, resp, body, http.StatusMethodNotAllowed)
 			if resp.Header.Get("Allow") != c.allow {
 				t.Fatalf("%s %s: Allow %q, want %q", c.method, c.path, resp.Header.Get("Allow"), c.allow)
 			}
 		}
-		resp, body = gwDo(t, http.MethodGet, base+"/v2/things", nil)
-		gwWant(t, resp, body, http.StatusNotFound)
+		resp, body = gatewaytest.Do(t, http.MethodGet, base+"/v2/things", nil)
+		gatewaytest.Want(t, resp, body, http.StatusNotFound)
 
 		// A bad lifetime is refused before anything is registered.
-		tiny := randomBlob(t, 100)
+		tiny := gatewaytest.RandomBlob(t, 100)
 		for _, q := range []string{"0", "-1", "x", "4294967297"} {
-			resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs?epochs="+q, bytes.NewReader(tiny), bearer(nw.ClientToken)...)
-			gwWant(t, resp, body, http.StatusBadRequest)
+			resp, body := gatewaytest.Do(t, http.MethodPut, base+"/v1/blobs?epochs="+q, bytes.NewReader(tiny), gatewaytest.Bearer(nw.ClientToken)...)
+			gatewaytest.Want(t, resp, body, http.StatusBadRequest)
 		}
 		wantUnregistered(t, cl, localID(t, tiny))
 	})
 
 	t.Run("oversize", func(t *testing.T) {
-		big := randomBlob(t, gwMaxBlob+1)
+		big := gatewaytest.RandomBlob(t, gwMaxBlob+1)
 		// With a Content-Length: refused before the body is read.
-		resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(big), bearer(nw.ClientToken)...)
-		gwWant(t, resp, body, http.StatusRequestEntityTooLarge)
+		resp, body := gatewaytest.Do(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(big), gatewaytest.Bearer(nw.ClientToken)...)
+		gatewaytest.Want(t, resp, body, http.StatusRequestEntityTooLarge)
 		// Chunked, so the length is known only once the limit is crossed.
-		resp, body = gwDo(t, http.MethodPut, base+"/v1/blobs", io.MultiReader(bytes.NewReader(big)), bearer(nw.ClientToken)...)
-		gwWant(t, resp, body, http.StatusRequestEntityTooLarge)
+		resp, body = gatewaytest.Do(t, http.MethodPut, base+"/v1/blobs", io.MultiReader(bytes.NewReader(big)), gatewaytest.Bearer(nw.ClientToken)...)
+		gatewaytest.Want(t, resp, body, http.StatusRequestEntityTooLarge)
 		if resp.Request.ContentLength > 0 { // 0 with a body: length unknown, sent chunked
 			t.Fatalf("the second PUT was not chunked")
 		}
@@ -351,17 +269,17 @@ func TestGateway(t *testing.T) {
 	})
 
 	t.Run("expired and extended", func(t *testing.T) {
-		short := randomBlob(t, 700)
-		resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs?epochs=1", bytes.NewReader(short), bearer(nw.ClientToken)...)
-		gwWant(t, resp, body, http.StatusCreated)
+		short := gatewaytest.RandomBlob(t, 700)
+		resp, body := gatewaytest.Do(t, http.MethodPut, base+"/v1/blobs?epochs=1", bytes.NewReader(short), gatewaytest.Bearer(nw.ClientToken)...)
+		gatewaytest.Want(t, resp, body, http.StatusCreated)
 		var s storeResponse
 		if err := json.Unmarshal(body, &s); err != nil {
 			t.Fatal(err)
 		}
 		// Stored for one epoch too, but extended: it outlives s.
-		kept := randomBlob(t, 800)
-		resp, body = gwDo(t, http.MethodPut, base+"/v1/blobs?epochs=1", bytes.NewReader(kept), bearer(nw.ClientToken)...)
-		gwWant(t, resp, body, http.StatusCreated)
+		kept := gatewaytest.RandomBlob(t, 800)
+		resp, body = gatewaytest.Do(t, http.MethodPut, base+"/v1/blobs?epochs=1", bytes.NewReader(kept), gatewaytest.Bearer(nw.ClientToken)...)
+		gatewaytest.Want(t, resp, body, http.StatusCreated)
 		var k storeResponse
 		if err := json.Unmarshal(body, &k); err != nil {
 			t.Fatal(err)
@@ -370,8 +288,8 @@ func TestGateway(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, body = gwDo(t, http.MethodPost, base+"/v1/blobs/"+k.BlobID+"/extend?epochs=2", nil, bearer(nw.ClientToken)...)
-		gwWant(t, resp, body, http.StatusOK)
+		resp, body = gatewaytest.Do(t, http.MethodPost, base+"/v1/blobs/"+k.BlobID+"/extend?epochs=2", nil, gatewaytest.Bearer(nw.ClientToken)...)
+		gatewaytest.Want(t, resp, body, http.StatusOK)
 		var ext extendResponse
 		if err := json.Unmarshal(body, &ext); err != nil {
 			t.Fatal(err)
@@ -387,8 +305,8 @@ func TestGateway(t *testing.T) {
 		if ext.BlobID != k.BlobID || ext.PreviousEndEpoch != st.EndEpoch || ext.EndEpoch != st.EndEpoch+2 || ext.Charged != 2*size {
 			t.Fatalf("extension %+v of a blob ending at epoch %d (encoded size %d)", ext, st.EndEpoch, size)
 		}
-		resp, body = gwDo(t, http.MethodPost, base+"/v1/blobs/"+k.BlobID+"/extend?end_epoch="+strconv.FormatUint(st.EndEpoch+1, 10), nil, bearer(nw.ClientToken)...)
-		gwWant(t, resp, body, http.StatusOK)
+		resp, body = gatewaytest.Do(t, http.MethodPost, base+"/v1/blobs/"+k.BlobID+"/extend?end_epoch="+strconv.FormatUint(st.EndEpoch+1, 10), nil, gatewaytest.Bearer(nw.ClientToken)...)
+		gatewaytest.Want(t, resp, body, http.StatusOK)
 		if err := json.Unmarshal(body, &ext); err != nil || ext.EndEpoch != st.EndEpoch+2 || ext.Charged != 0 {
 			t.Fatalf("extension to an end epoch already reached: %s", body)
 		}
@@ -396,25 +314,25 @@ func TestGateway(t *testing.T) {
 		if _, err := nw.AdvanceEpoch(ctx, false); err != nil {
 			t.Fatal(err)
 		}
-		resp, body = gwDo(t, http.MethodGet, base+"/v1/blobs/"+k.BlobID, nil)
-		gwWant(t, resp, body, http.StatusOK)
+		resp, body = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+k.BlobID, nil)
+		gatewaytest.Want(t, resp, body, http.StatusOK)
 		if !bytes.Equal(body, kept) {
 			t.Fatal("the extended blob read other bytes")
 		}
-		resp, body = gwDo(t, http.MethodPost, base+"/v1/blobs/"+s.BlobID+"/extend?epochs=1", nil, bearer(nw.ClientToken)...)
-		gwWant(t, resp, body, http.StatusGone)
-		resp, body = gwDo(t, http.MethodGet, base+"/v1/blobs/"+s.BlobID, nil)
-		gwWant(t, resp, body, http.StatusGone)
-		resp, body = gwDo(t, http.MethodHead, base+"/v1/blobs/"+s.BlobID, nil)
-		gwWant(t, resp, body, http.StatusGone)
-		resp, body = gwDo(t, http.MethodGet, base+"/v1/blobs/"+s.BlobID+"/status", nil)
-		gwWant(t, resp, body, http.StatusOK)
+		resp, body = gatewaytest.Do(t, http.MethodPost, base+"/v1/blobs/"+s.BlobID+"/extend?epochs=1", nil, gatewaytest.Bearer(nw.ClientToken)...)
+		gatewaytest.Want(t, resp, body, http.StatusGone)
+		resp, body = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+s.BlobID, nil)
+		gatewaytest.Want(t, resp, body, http.StatusGone)
+		resp, body = gatewaytest.Do(t, http.MethodHead, base+"/v1/blobs/"+s.BlobID, nil)
+		gatewaytest.Want(t, resp, body, http.StatusGone)
+		resp, body = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+s.BlobID+"/status", nil)
+		gatewaytest.Want(t, resp, body, http.StatusOK)
 		if !strings.Contains(string(body), `"status":"expired"`) {
 			t.Fatalf("status of an expired blob: %s", body)
 		}
 		// Blobs with a longer lifetime still read.
-		resp, body = gwDo(t, http.MethodGet, blobURL, nil)
-		gwWant(t, resp, body, http.StatusOK)
+		resp, body = gatewaytest.Do(t, http.MethodGet, blobURL, nil)
+		gatewaytest.Want(t, resp, body, http.StatusOK)
 	})
 
 	t.Run("nodes down", func(t *testing.T) {
@@ -425,9 +343,9 @@ func TestGateway(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		pending := randomBlob(t, 900)
-		resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(pending), bearer(nw.ClientToken)...)
-		gwWant(t, resp, body, http.StatusServiceUnavailable)
+		pending := gatewaytest.RandomBlob(t, 900)
+		resp, body := gatewaytest.Do(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(pending), gatewaytest.Bearer(nw.ClientToken)...)
+		gatewaytest.Want(t, resp, body, http.StatusServiceUnavailable)
 		var e errorResponse
 		if err := json.Unmarshal(body, &e); err != nil {
 			t.Fatal(err)
@@ -436,16 +354,16 @@ func TestGateway(t *testing.T) {
 			t.Fatalf("failed store names blob %q, want %q", e.BlobID, want)
 		}
 		// It was registered but never certified: nothing to read yet.
-		resp, body = gwDo(t, http.MethodGet, base+"/v1/blobs/"+e.BlobID, nil)
-		gwWant(t, resp, body, http.StatusConflict)
-		resp, body = gwDo(t, http.MethodGet, base+"/v1/blobs/"+e.BlobID+"/status", nil)
-		gwWant(t, resp, body, http.StatusOK)
+		resp, body = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+e.BlobID, nil)
+		gatewaytest.Want(t, resp, body, http.StatusConflict)
+		resp, body = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+e.BlobID+"/status", nil)
+		gatewaytest.Want(t, resp, body, http.StatusOK)
 		if !strings.Contains(string(body), `"status":"registered"`) {
 			t.Fatalf("status of an uncertified blob: %s", body)
 		}
 
-		resp, body = gwDo(t, http.MethodGet, blobURL, nil)
-		gwWant(t, resp, body, http.StatusOK)
+		resp, body = gatewaytest.Do(t, http.MethodGet, blobURL, nil)
+		gatewaytest.Want(t, resp, body, http.StatusOK)
 		if !bytes.Equal(body, blob) {
 			t.Fatal("read other bytes with two nodes down")
 		}
@@ -454,8 +372,8 @@ func TestGateway(t *testing.T) {
 		if err := nw.StopNode(2); err != nil {
 			t.Fatal(err)
 		}
-		resp, body = gwDo(t, http.MethodGet, blobURL, nil)
-		gwWant(t, resp, body, http.StatusServiceUnavailable)
+		resp, body = gatewaytest.Do(t, http.MethodGet, blobURL, nil)
+		gatewaytest.Want(t, resp, body, http.StatusServiceUnavailable)
 		if resp.Header.Get("ETag") != "" || resp.Header.Get("Content-Type") != "application/json" {
 			t.Fatalf("503 with blob headers: %v", resp.Header)
 		}
@@ -491,9 +409,9 @@ func testGatewayServe(t *testing.T, nw *devnet.Network, cl *client.Client) {
 	go func() { done <- g.Serve(ctx, lis) }()
 
 	addr := lis.Addr().String()
-	blob := randomBlob(t, 2048)
-	sr := gwPut(t, "http://"+addr, nw.ClientToken, blob, http.StatusCreated)
-	t.Run("trickled body", func(t *testing.T) { testGatewayTrickle(t, addr, nw.ClientToken) })
+	blob := gatewaytest.RandomBlob(t, 2048)
+	sr := gatewaytest.Put[storeResponse](t, "http://"+addr, nw.ClientToken, blob, http.StatusCreated)
+	t.Run("trickled body", func(t *testing.T) { gatewaytest.CheckTrickle(t, addr, nw.ClientToken, gwReadTimeout) })
 	t.Run("half-closed", func(t *testing.T) { testGatewayHalfClosed(t, nw, addr, sr.BlobID) })
 
 	cancel()
@@ -516,7 +434,7 @@ func testGatewayServe(t *testing.T, nw *devnet.Network, cl *client.Client) {
 func TestGatewayUnderChallenge(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw := gwNetwork(t, ctx)
+	nw := gatewaytest.Network(t, ctx, gwShards)
 	cl := gwClient(t, nw, nw.ClientToken)
 	g, err := New(Config{Client: cl, MaxBlobSize: gwMaxBlob, Epochs: gwEpochs, Metrics: prometheus.NewRegistry()})
 	if err != nil {
@@ -524,8 +442,8 @@ func TestGatewayUnderChallenge(t *testing.T) {
 	}
 	srv := httptest.NewServer(g)
 	t.Cleanup(srv.Close)
-	blob := randomBlob(t, 50_000)
-	stored := gwPut(t, srv.URL, nw.ClientToken, blob, http.StatusCreated)
+	blob := gatewaytest.RandomBlob(t, 50_000)
+	stored := gatewaytest.Put[storeResponse](t, srv.URL, nw.ClientToken, blob, http.StatusCreated)
 	if _, err := nw.AdvanceEpoch(ctx, false); err != nil { // rounds sample blobs of earlier epochs
 		t.Fatal(err)
 	}
@@ -549,7 +467,7 @@ func TestGatewayUnderChallenge(t *testing.T) {
 	var body []byte
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		t0 := time.Now()
-		resp, body = gwDo(t, http.MethodGet, srv.URL+"/v1/blobs/"+stored.BlobID, nil)
+		resp, body = gatewaytest.Do(t, http.MethodGet, srv.URL+"/v1/blobs/"+stored.BlobID, nil)
 		if resp.StatusCode == http.StatusServiceUnavailable {
 			if took := time.Since(t0); took > 10*time.Second {
 				t.Fatalf("the 503 took %v: the gateway waited for the round", took)
@@ -567,7 +485,7 @@ func TestGatewayUnderChallenge(t *testing.T) {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		resp, body = gwDo(t, http.MethodGet, srv.URL+"/v1/blobs/"+stored.BlobID, nil)
+		resp, body = gatewaytest.Do(t, http.MethodGet, srv.URL+"/v1/blobs/"+stored.BlobID, nil)
 		if resp.StatusCode == http.StatusOK {
 			break
 		}
@@ -586,7 +504,7 @@ func TestGatewayUnderChallenge(t *testing.T) {
 func TestGatewayCache(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw := gwNetwork(t, ctx)
+	nw := gatewaytest.Network(t, ctx, gwShards)
 	cl := gwClient(t, nw, nw.ClientToken)
 	reg := prometheus.NewRegistry()
 	g, err := New(Config{Client: cl, MaxBlobSize: gwMaxBlob, Epochs: gwEpochs, Metrics: reg, CacheSize: 4 * gwMaxBlob})
@@ -596,29 +514,29 @@ func TestGatewayCache(t *testing.T) {
 	srv := httptest.NewServer(g)
 	defer srv.Close()
 
-	blob := randomBlob(t, gwMaxBlob/2)
-	resp, body := gwDo(t, http.MethodPut, srv.URL+"/v1/blobs?epochs=1", bytes.NewReader(blob), bearer(nw.ClientToken)...)
-	gwWant(t, resp, body, http.StatusCreated)
+	blob := gatewaytest.RandomBlob(t, gwMaxBlob/2)
+	resp, body := gatewaytest.Do(t, http.MethodPut, srv.URL+"/v1/blobs?epochs=1", bytes.NewReader(blob), gatewaytest.Bearer(nw.ClientToken)...)
+	gatewaytest.Want(t, resp, body, http.StatusCreated)
 	var sr storeResponse
 	if err := json.Unmarshal(body, &sr); err != nil {
 		t.Fatal(err)
 	}
 	url := srv.URL + "/v1/blobs/" + sr.BlobID
-	resp, body = gwDo(t, http.MethodGet, url, nil)
-	gwWant(t, resp, body, http.StatusOK)
+	resp, body = gatewaytest.Do(t, http.MethodGet, url, nil)
+	gatewaytest.Want(t, resp, body, http.StatusOK)
 
 	for i := range nw.Nodes() {
 		if err := nw.StopNode(i); err != nil {
 			t.Fatal(err)
 		}
 	}
-	resp, body = gwDo(t, http.MethodGet, url, nil, "Range", "bytes=10-19")
-	gwWant(t, resp, body, http.StatusPartialContent)
+	resp, body = gatewaytest.Do(t, http.MethodGet, url, nil, "Range", "bytes=10-19")
+	gatewaytest.Want(t, resp, body, http.StatusPartialContent)
 	if !bytes.Equal(body, blob[10:20]) {
 		t.Fatal("the kept blob served other bytes")
 	}
-	resp, body = gwDo(t, http.MethodGet, url, nil)
-	gwWant(t, resp, body, http.StatusOK)
+	resp, body = gatewaytest.Do(t, http.MethodGet, url, nil)
+	gatewaytest.Want(t, resp, body, http.StatusOK)
 	if !bytes.Equal(body, blob) {
 		t.Fatal("the kept blob served other bytes")
 	}
@@ -635,8 +553,8 @@ func TestGatewayCache(t *testing.T) {
 	if _, err := nw.AdvanceEpoch(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	resp, body = gwDo(t, http.MethodGet, url, nil)
-	gwWant(t, resp, body, http.StatusGone)
+	resp, body = gatewaytest.Do(t, http.MethodGet, url, nil)
+	gatewaytest.Want(t, resp, body, http.StatusGone)
 }
 
 // gwAddClient registers a client with quota (bytes × epochs) at the
@@ -676,7 +594,7 @@ func testGatewayCallerToken(t *testing.T, ctx context.Context, nw *devnet.Networ
 	poor := gwAddClient(t, ctx, nw, "poor", 10)
 	gatewayUsed, aliceUsed := gwUsed(t, ctx, nw, nw.ClientToken), gwUsed(t, ctx, nw, alice)
 
-	fresh := randomBlob(t, 3000)
+	fresh := gatewaytest.RandomBlob(t, 3000)
 	for _, c := range []struct {
 		header []string
 		code   int
@@ -684,17 +602,17 @@ func testGatewayCallerToken(t *testing.T, ctx context.Context, nw *devnet.Networ
 		{nil, http.StatusUnauthorized},
 		{[]string{"Authorization", "Basic YWxpY2U6c2VjcmV0"}, http.StatusUnauthorized},
 		{[]string{"Authorization", "Bearer "}, http.StatusUnauthorized},
-		{bearer("not-a-token"), http.StatusForbidden},
-		{bearer(poor), http.StatusInsufficientStorage},
+		{gatewaytest.Bearer("not-a-token"), http.StatusForbidden},
+		{gatewaytest.Bearer(poor), http.StatusInsufficientStorage},
 	} {
-		resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(fresh), c.header...)
-		gwWant(t, resp, body, c.code)
+		resp, body := gatewaytest.Do(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(fresh), c.header...)
+		gatewaytest.Want(t, resp, body, c.code)
 		if c.code != http.StatusInsufficientStorage && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
 			t.Fatalf("%d without a Bearer challenge: WWW-Authenticate %q", c.code, resp.Header.Get("WWW-Authenticate"))
 		}
 		wantUnregistered(t, cl, localID(t, fresh))
-		resp, body = gwDo(t, http.MethodPost, base+"/v1/blobs/"+stored.BlobID+"/extend?epochs=1", nil, c.header...)
-		gwWant(t, resp, body, c.code)
+		resp, body = gatewaytest.Do(t, http.MethodPost, base+"/v1/blobs/"+stored.BlobID+"/extend?epochs=1", nil, c.header...)
+		gatewaytest.Want(t, resp, body, c.code)
 	}
 	before, err := cl.Status(ctx, mustParseID(t, stored.BlobID))
 	if err != nil {
@@ -704,13 +622,13 @@ func testGatewayCallerToken(t *testing.T, ctx context.Context, nw *devnet.Networ
 		t.Fatalf("a refused extension moved the end epoch: %+v", before)
 	}
 
-	sr := gwPut(t, base, alice, fresh, http.StatusCreated)
+	sr := gatewaytest.Put[storeResponse](t, base, alice, fresh, http.StatusCreated)
 	cost, ok, err := cl.StoreCost(ctx, uint64(len(fresh)), gwEpochs)
 	if err != nil || !ok {
 		t.Fatal(cost, ok, err)
 	}
-	resp, body := gwDo(t, http.MethodPost, base+"/v1/blobs/"+sr.BlobID+"/extend?epochs=2", nil, bearer(alice)...)
-	gwWant(t, resp, body, http.StatusOK)
+	resp, body := gatewaytest.Do(t, http.MethodPost, base+"/v1/blobs/"+sr.BlobID+"/extend?epochs=2", nil, gatewaytest.Bearer(alice)...)
+	gatewaytest.Want(t, resp, body, http.StatusOK)
 	var ext extendResponse
 	if err := json.Unmarshal(body, &ext); err != nil || ext.Charged == 0 {
 		t.Fatalf("extension answer %s: %v", body, err)
@@ -724,58 +642,6 @@ func testGatewayCallerToken(t *testing.T, ctx context.Context, nw *devnet.Networ
 	t.Logf("caller charged %d (store %d + extension %d), gateway's own token %d", cost+ext.Charged, cost, ext.Charged, 0)
 }
 
-// rawExchange sends head (request line and headers, without the blank
-// line) and body over a fresh connection to addr, half-closes it
-// (CloseWrite: the caller still reads) if halfClose, and reads the
-// answer. It returns the response, its body, and how long it took; a
-// connection closed without an answer is an error.
-func rawExchange(t *testing.T, addr, head string, body []byte, halfClose bool) (*http.Response, []byte, time.Duration, error) {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	start := time.Now()
-	if _, err := conn.Write(append([]byte(head+"\r\n\r\n"), body...)); err != nil {
-		t.Fatal(err)
-	}
-	if halfClose {
-		if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return nil, nil, time.Since(start), err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp, b, time.Since(start), err
-}
-
-func putHead(token string, header string) string {
-	return "PUT /v1/blobs HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer " + token + "\r\n" + header
-}
-
-// A PUT that sends its headers and a few bytes of the body, then nothing,
-// is cut off at ReadTimeout (408, connection closed) rather than hold
-// a connection, a MaxInflight slot and its bytes for good.
-func testGatewayTrickle(t *testing.T, addr, token string) {
-	resp, body, took, err := rawExchange(t, addr, putHead(token, "Content-Length: 1000"), []byte("0123456789"), false)
-	if err != nil {
-		t.Fatalf("the trickled PUT got no answer after %v: %v", took, err)
-	}
-	if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
-		t.Fatalf("the trickled PUT: %s (close %v) %s", resp.Status, resp.Close, body)
-	}
-	if took < gwReadTimeout-200*time.Millisecond || took > gwReadTimeout+5*time.Second {
-		t.Fatalf("the trickled PUT was cut off after %v, ReadTimeout is %v", took, gwReadTimeout)
-	}
-	t.Logf("trickled PUT: %s after %v (ReadTimeout %v): %s", resp.Status, took.Round(time.Millisecond), gwReadTimeout, bytes.TrimSpace(body))
-}
-
 // A caller that half-closes its connection after its request still gets
 // a real answer: a body cut short (fewer bytes than Content-Length) is a
 // 400 and stores nothing; a complete chunked body is stored and answered
@@ -783,9 +649,9 @@ func testGatewayTrickle(t *testing.T, addr, token string) {
 // for a handler that wrote no status.
 func testGatewayHalfClosed(t *testing.T, nw *devnet.Network, addr, storedID string) {
 	cl := gwClient(t, nw, "")
-	blob := randomBlob(t, 1500)
+	blob := gatewaytest.RandomBlob(t, 1500)
 
-	resp, body, _, err := rawExchange(t, addr, putHead(nw.ClientToken, "Content-Length: 1500"), blob[:700], true)
+	resp, body, _, err := gatewaytest.RawExchange(t, addr, gatewaytest.PutHead(nw.ClientToken, "Content-Length: 1500"), blob[:700], true)
 	if err != nil {
 		t.Fatalf("the cut-short PUT got no answer: %v", err)
 	}
@@ -797,7 +663,7 @@ func testGatewayHalfClosed(t *testing.T, nw *devnet.Network, addr, storedID stri
 	wantUnregistered(t, cl, localID(t, blob))
 
 	chunked := fmt.Appendf(nil, "%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n", 1000, blob[:1000], 500, blob[1000:])
-	resp, body, _, err = rawExchange(t, addr, putHead(nw.ClientToken, "Transfer-Encoding: chunked"), chunked, true)
+	resp, body, _, err = gatewaytest.RawExchange(t, addr, gatewaytest.PutHead(nw.ClientToken, "Transfer-Encoding: chunked"), chunked, true)
 	if err != nil {
 		t.Fatalf("the complete chunked PUT got no answer: %v", err)
 	}
@@ -812,7 +678,7 @@ func testGatewayHalfClosed(t *testing.T, nw *devnet.Network, addr, storedID stri
 
 	// A GET whose caller half-closes is the whole blob or an explicit
 	// 499, never an empty 200.
-	resp, body, _, err = rawExchange(t, addr, "GET /v1/blobs/"+storedID+" HTTP/1.1\r\nHost: gateway", nil, true)
+	resp, body, _, err = gatewaytest.RawExchange(t, addr, "GET /v1/blobs/"+storedID+" HTTP/1.1\r\nHost: gateway", nil, true)
 	if err != nil {
 		t.Fatalf("the half-closed GET got no answer: %v", err)
 	}

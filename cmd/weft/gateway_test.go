@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +19,7 @@ import (
 	"time"
 
 	"github.com/weftstore/weft/devnet"
+	"github.com/weftstore/weft/gateway/gatewaytest"
 )
 
 // gwShards is the n of the networks these tests run `weft gateway` in
@@ -29,86 +27,9 @@ import (
 // answers is package gateway's tests'.
 const gwShards = 8
 
-// gwDo sends one request and returns the response with its body read.
-func gwDo(t *testing.T, method, url string, body io.Reader, header ...string) (*http.Response, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: reading the body: %v", method, url, err)
-	}
-	return resp, b
-}
-
-// gwWant checks an answer's status and, for errors, that the body is the
-// JSON error object.
-func gwWant(t *testing.T, resp *http.Response, body []byte, code int) {
-	t.Helper()
-	if resp.StatusCode != code {
-		t.Fatalf("%s %s: status %d, want %d; body %s", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode, code, body)
-	}
-	if code >= 400 {
-		t.Logf("%s %s → %d %s", resp.Request.Method, resp.Request.URL.Path, code, bytes.TrimSpace(body))
-	}
-	if code >= 400 && resp.Request.Method != http.MethodHead {
-		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-			t.Fatalf("error with Content-Type %q, want application/json", ct)
-		}
-		var e struct{ Error string }
-		if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
-			t.Fatalf("error body %q is not {\"error\": ...} (%v)", body, err)
-		}
-	}
-	if code == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("503 without Retry-After")
-	}
-}
-
-// bearer is the header pair that sends a client token.
-func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
-
-// gwPut stores blob through the gateway, charged to token.
-func gwPut(t *testing.T, base, token string, blob []byte, wantCode int) (sr struct {
+// storedBlob is what these tests read of a PUT's answer.
+type storedBlob struct {
 	BlobID string `json:"blob_id"`
-}) {
-	t.Helper()
-	resp, body := gwDo(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(blob), bearer(token)...)
-	gwWant(t, resp, body, wantCode)
-	if err := json.Unmarshal(body, &sr); err != nil {
-		t.Fatalf("store answer %q: %v", body, err)
-	}
-	return sr
-}
-
-func randomBlob(t *testing.T, n int) []byte {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// gwNetwork starts the in-process network the gateway tests stand in
-// front of: a Raft control plane and 4 storage nodes, n = gwShards.
-func gwNetwork(t *testing.T, ctx context.Context) *devnet.Network {
-	t.Helper()
-	nw, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), Nodes: 4, Shards: gwShards})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nw.Close() })
-	return nw
 }
 
 // gwCommandReadTimeout is the --read-timeout testGatewayCommand gives:
@@ -122,7 +43,7 @@ const gwCommandReadTimeout = 2 * time.Second
 func TestGatewayCommand(t *testing.T) {
 	nctx, ncancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer ncancel()
-	nw := gwNetwork(t, nctx)
+	nw := gatewaytest.Network(t, nctx, gwShards)
 	listen, metrics := freePort(t), freePort(t)
 	t.Setenv("WEFT_TOKEN", "")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -152,15 +73,15 @@ func TestGatewayCommand(t *testing.T) {
 		}
 	}
 
-	blob := randomBlob(t, 2048)
-	sr := gwPut(t, base, nw.ClientToken, blob, http.StatusCreated)
-	resp, body := gwDo(t, http.MethodGet, base+"/v1/blobs/"+sr.BlobID, nil)
-	gwWant(t, resp, body, http.StatusOK)
+	blob := gatewaytest.RandomBlob(t, 2048)
+	sr := gatewaytest.Put[storedBlob](t, base, nw.ClientToken, blob, http.StatusCreated)
+	resp, body := gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+sr.BlobID, nil)
+	gatewaytest.Want(t, resp, body, http.StatusOK)
 	if !bytes.Equal(body, blob) {
 		t.Fatal("read other bytes through the command")
 	}
-	resp, body = gwDo(t, http.MethodGet, base+"/v1/blobs/"+sr.BlobID+"/status", nil)
-	gwWant(t, resp, body, http.StatusOK)
+	resp, body = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+sr.BlobID+"/status", nil)
+	gatewaytest.Want(t, resp, body, http.StatusOK)
 	var st struct {
 		RegisteredEpoch uint64 `json:"registered_epoch"`
 		EndEpoch        uint64 `json:"end_epoch"`
@@ -171,11 +92,11 @@ func TestGatewayCommand(t *testing.T) {
 	if st.EndEpoch != st.RegisteredEpoch+2 {
 		t.Fatalf("--epochs 2 gave end epoch %d, registered in %d", st.EndEpoch, st.RegisteredEpoch)
 	}
-	resp, body = gwDo(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(randomBlob(t, 2049)), bearer(nw.ClientToken)...)
-	gwWant(t, resp, body, http.StatusRequestEntityTooLarge)
+	resp, body = gatewaytest.Do(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(gatewaytest.RandomBlob(t, 2049)), gatewaytest.Bearer(nw.ClientToken)...)
+	gatewaytest.Want(t, resp, body, http.StatusRequestEntityTooLarge)
 
-	resp, body = gwDo(t, http.MethodGet, "http://"+metrics+"/metrics", nil)
-	gwWant(t, resp, body, http.StatusOK)
+	resp, body = gatewaytest.Do(t, http.MethodGet, "http://"+metrics+"/metrics", nil)
+	gatewaytest.Want(t, resp, body, http.StatusOK)
 	for _, want := range []string{
 		`weft_gateway_requests_total{code="201",method="PUT",route="PUT /v1/blobs"} 1`,
 		`weft_gateway_requests_total{code="413",method="PUT",route="PUT /v1/blobs"} 1`,
@@ -187,7 +108,7 @@ func TestGatewayCommand(t *testing.T) {
 	}
 
 	// --read-timeout reaches the server.
-	t.Run("trickled body", func(t *testing.T) { testGatewayTrickle(t, listen, nw.ClientToken) })
+	t.Run("trickled body", func(t *testing.T) { gatewaytest.CheckTrickle(t, listen, nw.ClientToken, gwCommandReadTimeout) })
 
 	cancel()
 	select {
@@ -224,58 +145,6 @@ func TestGatewayCommandFlags(t *testing.T) {
 			t.Errorf("gateway %v: %v, want an error about %s", c.args, err, c.want)
 		}
 	}
-}
-
-// rawExchange sends head (request line and headers, without the blank
-// line) and body over a fresh connection to addr, half-closes it
-// (CloseWrite: the caller still reads) if halfClose, and reads the
-// answer. It returns the response, its body, and how long it took; a
-// connection closed without an answer is an error.
-func rawExchange(t *testing.T, addr, head string, body []byte, halfClose bool) (*http.Response, []byte, time.Duration, error) {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	start := time.Now()
-	if _, err := conn.Write(append([]byte(head+"\r\n\r\n"), body...)); err != nil {
-		t.Fatal(err)
-	}
-	if halfClose {
-		if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return nil, nil, time.Since(start), err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp, b, time.Since(start), err
-}
-
-func putHead(token string, header string) string {
-	return "PUT /v1/blobs HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer " + token + "\r\n" + header
-}
-
-// A PUT that sends its headers and a few bytes of the body, then nothing,
-// is cut off at --read-timeout (408, connection closed) rather than hold
-// a connection, a --max-inflight slot and its bytes for good.
-func testGatewayTrickle(t *testing.T, addr, token string) {
-	resp, body, took, err := rawExchange(t, addr, putHead(token, "Content-Length: 1000"), []byte("0123456789"), false)
-	if err != nil {
-		t.Fatalf("the trickled PUT got no answer after %v: %v", took, err)
-	}
-	if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
-		t.Fatalf("the trickled PUT: %s (close %v) %s", resp.Status, resp.Close, body)
-	}
-	if took < gwCommandReadTimeout-200*time.Millisecond || took > gwCommandReadTimeout+5*time.Second {
-		t.Fatalf("the trickled PUT was cut off after %v, --read-timeout is %v", took, gwCommandReadTimeout)
-	}
-	t.Logf("trickled PUT: %s after %v (--read-timeout %v): %s", resp.Status, took.Round(time.Millisecond), gwCommandReadTimeout, bytes.TrimSpace(body))
 }
 
 // TestMain lets a test run this test binary as the weft command itself
@@ -368,14 +237,14 @@ func TestGatewayMaxInflight(t *testing.T) {
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	nw := gwNetwork(t, ctx)
+	nw := gatewaytest.Network(t, ctx, gwShards)
 	base, pid := startGatewayProcess(t, nw, "--max-inflight", strconv.Itoa(inflight), "--cache-size", "0",
 		"--max-blob-size", strconv.Itoa(2*blobSize))
 	var blobs [][]byte
 	var ids []string
 	for range 4 {
-		b := randomBlob(t, blobSize)
-		blobs, ids = append(blobs, b), append(ids, gwPut(t, base, nw.ClientToken, b, http.StatusCreated).BlobID)
+		b := gatewaytest.RandomBlob(t, blobSize)
+		blobs, ids = append(blobs, b), append(ids, gatewaytest.Put[storedBlob](t, base, nw.ClientToken, b, http.StatusCreated).BlobID)
 	}
 	t.Logf("gateway peak RSS after storing 4 × %d MiB: %d MiB", blobSize>>20, peakRSS(t, pid)>>20)
 
