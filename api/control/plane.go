@@ -146,22 +146,12 @@ func (c *Client) Report(ctx context.Context, epoch uint64, req NodeRequest) erro
 	if c.key == nil {
 		return fmt.Errorf("control: no key to sign a node request with")
 	}
-	if err := Sign(req, c.key, c.node, epoch, uint64(time.Now().UnixNano())); err != nil {
+	m, err := methodOf(req)
+	if err != nil {
 		return err
 	}
-	node := weftv1.NewNodeClient(c.conn)
-	var err error
-	switch r := req.(type) {
-	case *weftv1.RegisterNodeRequest:
-		_, err = node.RegisterNode(ctx, r)
-	case *weftv1.ShardSyncedRequest:
-		_, err = node.ShardSynced(ctx, r)
-	case *weftv1.UpdateAddressRequest:
-		_, err = node.UpdateAddress(ctx, r)
-	case *weftv1.MarkBlobInvalidRequest:
-		_, err = node.MarkBlobInvalid(ctx, r)
-	case *weftv1.ReportChallengeRequest:
-		_, err = node.ReportChallenge(ctx, r)
+	if err := m.sign(c.key, c.node, epoch, uint64(time.Now().UnixNano())); err != nil {
+		return err
 	}
-	return err
+	return m.send(ctx, weftv1.NewNodeClient(c.conn))
 }

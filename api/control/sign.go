@@ -7,6 +7,7 @@
 package control
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -29,22 +30,42 @@ type NodeRequest interface {
 // signature covers: per method, the request's fields in a fixed order
 // (the payload digest of crypto.NodeRequest).
 func Describe(req NodeRequest) (method string, payload []byte, err error) {
+	m, err := methodOf(req)
+	return m.name, m.payload, err
+}
+
+// nodeMethod is what the contract knows of one node request: its method
+// name, the bytes its signature covers, where its signature goes and how
+// it is sent. methodOf is the one place that lists the request types.
+type nodeMethod struct {
+	name    string
+	payload []byte
+	setAuth func(*weftv1.SignedRequest)
+	send    func(context.Context, weftv1.NodeClient) error
+}
+
+func methodOf(req NodeRequest) (nodeMethod, error) {
 	switch r := req.(type) {
 	case *weftv1.RegisterNodeRequest:
 		b := append([]byte(nil), r.PublicKey...)
 		b = append(b, r.ProofOfPossession...)
-		return "RegisterNode", append(b, r.Address...), nil
+		return nodeMethod{"RegisterNode", append(b, r.Address...), func(a *weftv1.SignedRequest) { r.Auth = a },
+			func(ctx context.Context, c weftv1.NodeClient) error { _, err := c.RegisterNode(ctx, r); return err }}, nil
 	case *weftv1.ShardSyncedRequest:
 		b := binary.BigEndian.AppendUint64(nil, r.Epoch)
-		return "ShardSynced", binary.BigEndian.AppendUint32(b, r.Shard), nil
+		return nodeMethod{"ShardSynced", binary.BigEndian.AppendUint32(b, r.Shard), func(a *weftv1.SignedRequest) { r.Auth = a },
+			func(ctx context.Context, c weftv1.NodeClient) error { _, err := c.ShardSynced(ctx, r); return err }}, nil
 	case *weftv1.UpdateAddressRequest:
-		return "UpdateAddress", []byte(r.Address), nil
+		return nodeMethod{"UpdateAddress", []byte(r.Address), func(a *weftv1.SignedRequest) { r.Auth = a },
+			func(ctx context.Context, c weftv1.NodeClient) error { _, err := c.UpdateAddress(ctx, r); return err }}, nil
 	case *weftv1.MarkBlobInvalidRequest:
-		return "MarkBlobInvalid", append(append([]byte(nil), r.BlobId...), r.Certificate...), nil
+		return nodeMethod{"MarkBlobInvalid", append(append([]byte(nil), r.BlobId...), r.Certificate...), func(a *weftv1.SignedRequest) { r.Auth = a },
+			func(ctx context.Context, c weftv1.NodeClient) error { _, err := c.MarkBlobInvalid(ctx, r); return err }}, nil
 	case *weftv1.ReportChallengeRequest:
-		return "ReportChallenge", reportChallengePayload(r), nil
+		return nodeMethod{"ReportChallenge", reportChallengePayload(r), func(a *weftv1.SignedRequest) { r.Auth = a },
+			func(ctx context.Context, c weftv1.NodeClient) error { _, err := c.ReportChallenge(ctx, r); return err }}, nil
 	}
-	return "", nil, fmt.Errorf("control: %T is not a node request", req)
+	return nodeMethod{}, fmt.Errorf("control: %T is not a node request", req)
 }
 
 func reportChallengePayload(req *weftv1.ReportChallengeRequest) []byte {
@@ -68,27 +89,19 @@ func reportChallengePayload(req *weftv1.ReportChallengeRequest) []byte {
 // payload, for epoch — the control plane's current epoch or the one before
 // it — with a nonce above every earlier one of this node.
 func Sign(req NodeRequest, sk *crypto.SecretKey, node shardmap.NodeID, epoch, nonce uint64) error {
-	method, payload, err := Describe(req)
+	m, err := methodOf(req)
 	if err != nil {
 		return err
 	}
-	msg, err := crypto.EncodeMessage(epoch, crypto.NodeRequest{Nonce: nonce, Method: method, Node: string(node), Payload: sha256.Sum256(payload)})
+	return m.sign(sk, node, epoch, nonce)
+}
+
+func (m nodeMethod) sign(sk *crypto.SecretKey, node shardmap.NodeID, epoch, nonce uint64) error {
+	msg, err := crypto.EncodeMessage(epoch, crypto.NodeRequest{Nonce: nonce, Method: m.name, Node: string(node), Payload: sha256.Sum256(m.payload)})
 	if err != nil {
 		return err
 	}
-	auth := &weftv1.SignedRequest{Node: string(node), Message: msg, Signature: sk.Sign(msg).Bytes()}
-	switch r := req.(type) {
-	case *weftv1.RegisterNodeRequest:
-		r.Auth = auth
-	case *weftv1.ShardSyncedRequest:
-		r.Auth = auth
-	case *weftv1.UpdateAddressRequest:
-		r.Auth = auth
-	case *weftv1.MarkBlobInvalidRequest:
-		r.Auth = auth
-	case *weftv1.ReportChallengeRequest:
-		r.Auth = auth
-	}
+	m.setAuth(&weftv1.SignedRequest{Node: string(node), Message: msg, Signature: sk.Sign(msg).Bytes()})
 	return nil
 }
 
