@@ -8,7 +8,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/weftstore/weft/internal/atomicfile"
 )
 
 // A storage node's key file: JSON holding the BLS secret key and, as a
@@ -45,38 +46,20 @@ func WriteKeyFile(path string, sk *SecretKey) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".weft-key-*")
+	f, err := atomicfile.Create(path, 0o600)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	// CreateTemp makes the file 0600 already; be explicit, it matters.
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
+	defer f.Cleanup()
+	if _, err := f.Write(data); err != nil {
 		return err
 	}
 	// Link, unlike rename, fails if path exists.
-	if err := os.Link(tmp.Name(), path); err != nil {
+	if err := f.Link(); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("crypto: key file %s already exists; refusing to replace a node's key", path)
 		}
 		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }
