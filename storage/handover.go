@@ -251,7 +251,9 @@ func (n *Node) deleteRetired() {
 		if !gone() {
 			continue
 		}
-		if has, _ := n.store.Blobs(shard, crypto.BlobID{}, 1); len(has) == 0 {
+		// Deleted already. A shard with no pair left may still reference
+		// metadata, which goes with it.
+		if keeps, _ := n.store.KeepsShard(shard); !keeps {
 			continue
 		}
 		if err := n.store.DeleteShard(shard, gone); err == nil {

@@ -31,12 +31,11 @@ const (
 )
 
 var (
-	bucketShards = []byte("shards") // u32 shard → {metadata, primary, secondary} by blob ID
+	bucketShards = []byte("shards") // u32 shard → {metadata-ref, primary, secondary} by blob ID
 	bucketStates = []byte("states") // u32 shard → ShardState
 	bucketNode   = []byte("node")   // node-wide values
 	keyEvent     = []byte("applied-event")
 
-	subMetadata  = []byte("metadata")
 	subPrimary   = []byte("primary")
 	subSecondary = []byte("secondary")
 )
@@ -95,12 +94,13 @@ func openWith(path string, codec *coding.Codec, inlineMax int, segmentSize int64
 		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketShards, bucketStates, bucketNode, bucketPending, bucketInvalid, bucketEnded, bucketEndedBy} {
+		for _, b := range [][]byte{bucketShards, bucketStates, bucketNode, bucketPending, bucketInvalid, bucketEnded, bucketEndedBy,
+			bucketMetadata, bucketMetaRefs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		return migrateMetadata(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -141,18 +141,18 @@ func shardBucket(tx *bolt.Tx, shard uint32, name []byte, create bool) (*bolt.Buc
 }
 
 // PutMetadata stores a blob's metadata for a shard after checking it
-// against the blob ID and the codec.
+// against the blob ID and the codec (PutMetadataShards for one shard).
 func (s *Store) PutMetadata(shard uint32, id crypto.BlobID, meta *crypto.Metadata) error {
 	return s.PutMetadataShards([]uint32{shard}, id, meta)
 }
 
-// Metadata returns a blob's metadata stored for a shard.
+// Metadata returns a blob's metadata if the shard references it: the
+// shard holds the blob's pair or was given its metadata for one.
 func (s *Store) Metadata(shard uint32, id crypto.BlobID) (*crypto.Metadata, error) {
 	var raw []byte
 	err := s.db.View(func(tx *bolt.Tx) error {
-		b, _ := shardBucket(tx, shard, subMetadata, false)
-		if b != nil {
-			raw = bytes.Clone(b.Get(id[:]))
+		if listsMetadata(tx, shard, id) {
+			raw = bytes.Clone(metadataRaw(tx, id))
 		}
 		return nil
 	})
@@ -324,6 +324,12 @@ func (s *Store) CommitStaged(also func(tx *bolt.Tx) error, staged ...*StagedPair
 		for _, st := range staged {
 			for _, sv := range st.values {
 				if err := checkLive(tx, sv.id); err != nil {
+					return err
+				}
+				// A pair keeps its metadata: verified against it, it
+				// is stored only while the node keeps it, and
+				// references it on its shard.
+				if err := refMetadata(tx, sv.shard, sv.id); err != nil {
 					return err
 				}
 				b, err := shardBucket(tx, sv.shard, sv.name, true)
@@ -607,6 +613,17 @@ func (s *Store) ShardStates() (map[uint32]ShardState, error) {
 	return out, err
 }
 
+// KeepsShard reports whether the store keeps anything of a shard: a
+// sliver, or a reference to a blob's metadata.
+func (s *Store) KeepsShard(shard uint32) (bool, error) {
+	keeps := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		keeps = tx.Bucket(bucketShards).Bucket(shardKey(shard)) != nil
+		return nil
+	})
+	return keeps, err
+}
+
 // DeleteShard removes everything of a shard. allowed is asked inside the
 // deleting transaction — with the committed state as it is then — so a
 // shard that moved back to this node in the meantime is never deleted
@@ -621,6 +638,9 @@ func (s *Store) DeleteShard(shard uint32, allowed func() bool) error {
 			if err := s.dropSliverBuckets(tx, sb, freed); err != nil {
 				return err
 			}
+			if err := releaseShardMetadata(tx, sb); err != nil {
+				return err
+			}
 			if err := shards.DeleteBucket(shardKey(shard)); err != nil {
 				return err
 			}
@@ -629,23 +649,35 @@ func (s *Store) DeleteShard(shard uint32, allowed func() bool) error {
 	})
 }
 
-// DeleteBlob removes a blob's metadata and slivers from a shard, if allowed
-// (asked inside the transaction, as for DeleteShard).
+// DeleteBlob removes a blob's slivers and its reference to the metadata
+// from a shard, if allowed (asked inside the transaction, as for
+// DeleteShard); the metadata goes with the last shard's reference.
 func (s *Store) DeleteBlob(shard uint32, id crypto.BlobID, allowed func() bool) error {
 	return s.update(func(tx *bolt.Tx, freed *bool) error {
 		if !allowed() {
 			return fmt.Errorf("%w: %s on shard %d", ErrDeleteRefused, id, shard)
 		}
-		for _, name := range [][]byte{subMetadata, subPrimary, subSecondary} {
-			b, _ := shardBucket(tx, shard, name, false)
-			if b != nil {
-				if err := s.dropValue(tx, b, id[:], freed); err != nil {
-					return err
-				}
+		sb := tx.Bucket(bucketShards).Bucket(shardKey(shard))
+		if sb == nil {
+			return nil
+		}
+		if err := s.dropSlivers(tx, sb, id, freed); err != nil {
+			return err
+		}
+		return unrefMetadata(tx, sb, id)
+	})
+}
+
+// dropSlivers deletes a blob's two slivers from a shard's bucket.
+func (s *Store) dropSlivers(tx *bolt.Tx, sb *bolt.Bucket, id crypto.BlobID, freed *bool) error {
+	for _, name := range [][]byte{subPrimary, subSecondary} {
+		if b := sb.Bucket(name); b != nil {
+			if err := s.dropValue(tx, b, id[:], freed); err != nil {
+				return err
 			}
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // AppliedEvent is the index of the last control-plane event the node
@@ -740,7 +772,9 @@ func pruneTombstones(tx *bolt.Tx, upTo uint64) error {
 }
 
 // PutMetadataShards stores a blob's metadata for several shards in one
-// durable transaction, after the checks of PutMetadata.
+// durable transaction, after checking it against the blob ID and the
+// codec: the node keeps one copy, which each shard references until it
+// drops the blob (DeleteBlob, DeleteShard, the blob's end).
 func (s *Store) PutMetadataShards(shards []uint32, id crypto.BlobID, meta *crypto.Metadata) error {
 	if err := meta.CheckBlobID(id); err != nil {
 		return err
@@ -760,15 +794,13 @@ func (s *Store) PutMetadataShards(shards []uint32, id crypto.BlobID, meta *crypt
 		if err := checkLive(tx, id); err != nil {
 			return err
 		}
-		for _, shard := range shards {
-			b, err := shardBucket(tx, shard, subMetadata, true)
-			if err != nil {
+		if metadataRaw(tx, id) == nil {
+			if err := tx.Bucket(bucketMetadata).Put(id[:], raw); err != nil {
 				return err
 			}
-			if b.Get(id[:]) != nil {
-				continue
-			}
-			if err := b.Put(id[:], raw); err != nil {
+		}
+		for _, shard := range shards {
+			if err := refMetadata(tx, shard, id); err != nil {
 				return err
 			}
 		}
@@ -776,19 +808,13 @@ func (s *Store) PutMetadataShards(shards []uint32, id crypto.BlobID, meta *crypt
 	})
 }
 
-// AnyMetadata returns a blob's metadata from whichever shard stores it.
+// AnyMetadata returns a blob's metadata if any shard of the node
+// references it.
 func (s *Store) AnyMetadata(id crypto.BlobID) (*crypto.Metadata, error) {
 	var raw []byte
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketShards).ForEachBucket(func(k []byte) error {
-			if raw != nil {
-				return nil
-			}
-			if b := tx.Bucket(bucketShards).Bucket(k).Bucket(subMetadata); b != nil {
-				raw = bytes.Clone(b.Get(id[:]))
-			}
-			return nil
-		})
+		raw = bytes.Clone(metadataRaw(tx, id))
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -854,22 +880,25 @@ func (s *Store) ApplyEvents(b EventBatch) error {
 	})
 }
 
-// deleteBlobEverywhere removes a blob from every shard. Its callers delete
-// only what a committed event (expiry, invalidity) ended for good, in the
-// transaction that records the event as applied.
+// deleteBlobEverywhere removes a blob from every shard, and its metadata.
+// Its callers delete only what a committed event (expiry, invalidity)
+// ended for good, in the transaction that records the event as applied.
 func (s *Store) deleteBlobEverywhere(tx *bolt.Tx, id crypto.BlobID, freed *bool) error {
 	shards := tx.Bucket(bucketShards)
-	return shards.ForEachBucket(func(k []byte) error {
+	err := shards.ForEachBucket(func(k []byte) error {
 		sb := shards.Bucket(k)
-		for _, name := range [][]byte{subMetadata, subPrimary, subSecondary} {
-			if b := sb.Bucket(name); b != nil {
-				if err := s.dropValue(tx, b, id[:], freed); err != nil {
-					return err
-				}
-			}
+		if err := s.dropSlivers(tx, sb, id, freed); err != nil {
+			return err
+		}
+		if b := sb.Bucket(subMetaRefs); b != nil {
+			return b.Delete(id[:])
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return forgetMetadata(tx, id)
 }
 
 // PendingBlob is a certified blob on the recovery list, with the epoch it
