@@ -112,9 +112,15 @@ func TestHandoverMovesOnlyChangedShards(t *testing.T) {
 			}
 			store := w.net.Node(i).Store()
 			eventually(t, 10*time.Second, "the previous owner deleting its copy", func() bool {
-				ids, _ := store.Blobs(uint32(s), [32]byte{}, 1)
-				return len(ids) == 0
+				keeps, _ := store.KeepsShard(uint32(s))
+				return !keeps
 			})
+			// Its other shards still hold the blobs: their metadata stays.
+			for _, enc := range blobs {
+				if _, err := store.AnyMetadata(enc.ID); err != nil {
+					t.Fatalf("node %d dropped the metadata of %s with shard %d, keeping others: %v", i, enc.ID, s, err)
+				}
+			}
 		}
 	}
 }
@@ -173,6 +179,18 @@ func testHandoverFromLeavingNode(t *testing.T, dead bool) {
 		if copied != rebuilt || fetched != 0 {
 			t.Fatalf("copied %d of %d bytes from the leaving node, fetched %d for rebuilding", copied, rebuilt, fetched)
 		}
+		// Having handed every shard over, the node keeps nothing of them,
+		// metadata included.
+		gone := w.net.Node(0).Store()
+		eventually(t, 10*time.Second, "the node that left deleting its shards and their metadata", func() bool {
+			for _, enc := range blobs {
+				if _, err := gone.AnyMetadata(enc.ID); !errors.Is(err, storage.ErrNotFound) {
+					return false
+				}
+			}
+			shards, err := gone.Shards()
+			return err == nil && len(shards) == 0
+		})
 		return
 	}
 	ratio := float64(fetched) / float64(rebuilt)
