@@ -55,7 +55,7 @@ const (
 type chalRound struct {
 	round, epoch uint64
 	seed         challenge.Seed
-	challengers  int // draws per node; 0: every member judges every node
+	challengers  int  // draws per node; 0: every member judges every node
 	open         bool // as read
 	blobs        []crypto.BlobID
 	sampled      map[crypto.BlobID]bool
