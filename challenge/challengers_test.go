@@ -201,3 +201,37 @@ func TestSampledChallengersCatchFivePercentWithinTwoRounds(t *testing.T) {
 		t.Fatalf("an honest node was failed in %.4f of its rounds, want < 0.005", falseRate)
 	}
 }
+
+// Any committee, target and draw count give a sample that excludes the
+// target and members without weight, casts k votes (or every peer's
+// shards), and is the same whatever the member order.
+func FuzzChallengers(f *testing.F) {
+	f.Add([]byte{5, 5, 3, 7, 0}, uint8(1), uint16(2), uint64(1))
+	f.Add([]byte{1}, uint8(0), uint16(0), uint64(2))
+	f.Fuzz(func(t *testing.T, weights []byte, target uint8, k uint16, seedNo uint64) {
+		if len(weights) > 200 || int(k) > MaxChallengers {
+			return
+		}
+		var members []Member
+		for i, w := range weights {
+			members = append(members, Member{Node: fmt.Sprintf("n%d", i), Weight: uint64(w)})
+		}
+		name := fmt.Sprintf("n%d", target)
+		s := Challengers(seedFor(seedNo), name, members, int(k))
+		reversed := slices.Clone(members)
+		slices.Reverse(reversed)
+		if again := Challengers(seedFor(seedNo), name, reversed, int(k)); !slices.Equal(s.Challengers, again.Challengers) || s.Need != again.Need {
+			t.Fatal("member order changed the sample")
+		}
+		var votes uint64
+		for _, c := range s.Challengers {
+			if c.Node == name || c.Votes == 0 {
+				t.Fatalf("challenger %+v of %s", c, name)
+			}
+			votes += c.Votes
+		}
+		if !s.Everyone && votes != uint64(k) {
+			t.Fatalf("%d votes from %d draws", votes, k)
+		}
+	})
+}
