@@ -17,10 +17,13 @@ import (
 // Storage challenges (issue 8, DESIGN.md "Challenges"): the control plane
 // commits a round — a seed nobody could know before, the blobs it samples
 // and every committee member's held shards — collects the challengers'
-// verdicts, and decides each node's outcome at weight f+1: failed when
-// challengers owning f+1 shards saw a bad proof (at least one of them is
-// honest), passed when f+1 saw a good one, missed when the round closed
-// with neither. No clock decides an outcome.
+// verdicts, and decides each node's outcome. Each node is judged only by
+// its sample of challengers (challenge.Challengers: k stake-weighted draws
+// from the seed, recomputed here, never stored): failed when a majority of
+// the draws saw a bad proof, passed when a majority saw a good one, missed
+// when the round closed with neither. A node with at most k peers is
+// judged by all of them at f+1 shards, as before sampling. No clock
+// decides an outcome.
 
 // Challenge outcomes.
 const (
@@ -43,6 +46,10 @@ type StartChallenge struct {
 	// At is the leader's clock when it proposed the round (Unix ns): the
 	// challenge window runs from here, whichever voter leads later.
 	At int64 `json:"at,omitempty"`
+	// Challengers is the draws per challenged node (challenge.Challengers);
+	// 0 — as in commands logged before sampling — has every member judge
+	// every node, so that replaying an old log rebuilds the same rounds.
+	Challengers int `json:"challengers,omitempty"`
 }
 
 // CloseChallenge closes a round (if it is still open); round 0 is the latest.
@@ -72,6 +79,7 @@ type ChallengeRound struct {
 	OpenedIndex uint64           `json:"opened_index"`
 	OpenedAt    int64            `json:"opened_at,omitempty"` // the proposing leader's clock, Unix ns
 	Open        bool             `json:"open"`
+	Challengers int              `json:"challengers,omitempty"` // draws per node; 0: everyone (rounds before sampling)
 	Blobs       []crypto.BlobID  `json:"blobs"`
 	Nodes       []ChallengedNode `json:"nodes"` // by node ID
 }
@@ -81,10 +89,26 @@ type ChallengedNode struct {
 	Node      shardmap.NodeID   `json:"node"`
 	Shards    []uint32          `json:"shards"` // held: what it must prove
 	Outcome   string            `json:"outcome"`
-	Passed    uint64            `json:"passed_weight"`
+	Passed    uint64            `json:"passed_weight"` // votes: shards, or draws when sampled
 	Failed    uint64            `json:"failed_weight"`
-	Reporters []shardmap.NodeID `json:"reporters,omitempty"`
-	Reasons   []string          `json:"reasons,omitempty"`
+	Reporters []shardmap.NodeID `json:"reporters,omitempty"` // rounds recorded before sampling only
+	// Reported is a bitmap over the node's sample (challenge.Sample order):
+	// which challengers have reported, at most k bits, not one ID each.
+	Reported []byte   `json:"reported,omitempty"`
+	Reasons  []string `json:"reasons,omitempty"`
+}
+
+// reported tells whether a challenger (at position i of the node's sample)
+// has reported on it already; rounds recorded before sampling list names.
+func (n *ChallengedNode) reported(i int, reporter shardmap.NodeID) bool {
+	return (i/8 < len(n.Reported) && n.Reported[i/8]&(1<<(i%8)) != 0) || slices.Contains(n.Reporters, reporter)
+}
+
+func (n *ChallengedNode) markReported(i, sampleSize int) {
+	if len(n.Reported) < (sampleSize+7)/8 {
+		n.Reported = append(n.Reported, make([]byte, (sampleSize+7)/8-len(n.Reported))...)
+	}
+	n.Reported[i/8] |= 1 << (i % 8)
 }
 
 func (r *ChallengeRound) node(id shardmap.NodeID) *ChallengedNode {
@@ -153,6 +177,9 @@ func (f *FSM) startChallenge(tx *bolt.Tx, index uint64, c StartChallenge, res *R
 	if state.Epoch() == 0 {
 		return nil, reject(CodeFailedPrecondition, "no committee yet: advance to epoch 1 first")
 	}
+	if c.Challengers < 0 || c.Challengers > challenge.MaxChallengers {
+		return nil, reject(CodeInvalidArgument, "%d challengers per node: want 0 to %d", c.Challengers, challenge.MaxChallengers)
+	}
 	events, cerr := f.closeOpenRound(tx, index)
 	if cerr != nil {
 		return nil, cerr
@@ -160,7 +187,7 @@ func (f *FSM) startChallenge(tx *bolt.Tx, index uint64, c StartChallenge, res *R
 	meta := tx.Bucket(bucketMeta)
 	round := readU64(meta, keyRound) + 1
 	r := ChallengeRound{Round: round, Epoch: state.Epoch(), OpenedIndex: index, OpenedAt: c.At, Open: true,
-		Seed: challenge.DeriveSeed(state.Epoch(), round, index, c.Fresh)}
+		Challengers: c.Challengers, Seed: challenge.DeriveSeed(state.Epoch(), round, index, c.Fresh)}
 	r.Blobs = challenge.SampleBlobs(r.Seed, challenge.DefaultSamples, readU64(meta, keyEpochCertSeq), certifiedLookup(tx), certifiedNext(tx))
 	held := map[shardmap.NodeID][]uint32{}
 	for shard, holder := range state.Holders() {
@@ -256,49 +283,17 @@ func (f *FSM) reportChallenge(tx *bolt.Tx, index uint64, c ReportChallenge) ([]E
 	if err != nil || !found {
 		return nil, reject(CodeFailedPrecondition, "no committee for epoch %d", r.Epoch)
 	}
-	var weight uint64
-	for _, m := range committee.Members {
-		if m.Node == c.Reporter {
-			weight = uint64(m.Weight)
-		}
-	}
-	if weight == 0 {
+	if !slices.ContainsFunc(committee.Members, func(m Member) bool { return m.Node == c.Reporter && m.Weight > 0 }) {
 		return nil, reject(CodePermissionDenied, "%s is not a member of epoch %d's committee", c.Reporter, r.Epoch)
 	}
-	threshold := uint64((f.cfg.Shards-1)/3 + 1)
+	counted, cerr := sampledVerdicts(&r, committee, c)
+	if cerr != nil {
+		return nil, cerr // the whole report is refused: nothing is counted
+	}
 	var events []Event
-	for _, v := range c.Verdicts {
-		n := r.node(v.Node)
-		if n == nil {
-			return nil, reject(CodeInvalidArgument, "node %s is not challenged in round %d", v.Node, c.Round)
-		}
-		if v.Node == c.Reporter {
-			return nil, reject(CodeInvalidArgument, "%s cannot judge itself", c.Reporter)
-		}
-		if slices.Contains(n.Reporters, c.Reporter) {
-			continue // one verdict per challenger and node
-		}
-		n.Reporters = append(n.Reporters, c.Reporter)
-		if v.Passed {
-			n.Passed += weight
-		} else {
-			n.Failed += weight
-			if len(n.Reasons) < maxReasons {
-				reason := string(c.Reporter) + ": " + v.Reason
-				n.Reasons = append(n.Reasons, reason[:min(len(reason), maxReasonLength)])
-			}
-		}
-		outcome := n.Outcome
-		switch {
-		case n.Failed >= threshold:
-			outcome = OutcomeFailed
-		case n.Passed >= threshold && n.Outcome == OutcomeOpen:
-			outcome = OutcomePassed
-		}
-		if outcome != n.Outcome {
-			n.Outcome = outcome
-			f.metrics.challengeOutcomes.WithLabelValues(outcome).Inc()
-			events = append(events, Event{Index: index, Kind: control.ChallengeOutcome(outcome), Epoch: r.Epoch, Node: n.Node})
+	for _, v := range counted {
+		if ev, changed := f.countVerdict(&r, v, c.Reporter); changed {
+			events = append(events, Event{Index: index, Kind: control.ChallengeOutcome(ev), Epoch: r.Epoch, Node: v.Node})
 		}
 	}
 	decided := !slices.ContainsFunc(r.Nodes, func(n ChallengedNode) bool { return n.Outcome == OutcomeOpen })
@@ -310,6 +305,84 @@ func (f *FSM) reportChallenge(tx *bolt.Tx, index uint64, c ReportChallenge) ([]E
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	return events, nil
+}
+
+// sampledVerdict is a verdict that counts: its node, the reporter's place
+// in the node's sample, and the votes and threshold that sample gives.
+type sampledVerdict struct {
+	Verdict
+	position, size int
+	votes, need    uint64
+}
+
+// sampledVerdicts checks every verdict of a report before any counts: each
+// names a node of the round other than the reporter, and the reporter must
+// be among that node's sampled challengers. A repeated verdict (same node
+// in one report, or reported before) is dropped: one per challenger.
+func sampledVerdicts(r *ChallengeRound, committee CommitteeRecord, c ReportChallenge) ([]sampledVerdict, *CommandError) {
+	members := make([]challenge.Member, len(committee.Members))
+	for i, m := range committee.Members {
+		members[i] = challenge.Member{Node: string(m.Node), Weight: uint64(m.Weight)}
+	}
+	sampler := challenge.NewSampler(r.Seed, members, r.Challengers)
+	seen := map[shardmap.NodeID]bool{}
+	var out []sampledVerdict
+	for _, v := range c.Verdicts {
+		n := r.node(v.Node)
+		if n == nil {
+			return nil, reject(CodeInvalidArgument, "node %s is not challenged in round %d", v.Node, c.Round)
+		}
+		if v.Node == c.Reporter {
+			return nil, reject(CodeInvalidArgument, "%s cannot judge itself", c.Reporter)
+		}
+		if seen[v.Node] {
+			continue
+		}
+		seen[v.Node] = true
+		sample := sampler.Of(string(v.Node))
+		i := sample.Index(string(c.Reporter))
+		if i < 0 {
+			return nil, reject(CodePermissionDenied, "%s is not among the %d sampled challengers of %s in round %d",
+				c.Reporter, len(sample.Challengers), v.Node, c.Round)
+		}
+		if n.reported(i, c.Reporter) {
+			continue
+		}
+		out = append(out, sampledVerdict{Verdict: v, position: i, size: len(sample.Challengers),
+			votes: sample.Challengers[i].Votes, need: sample.Need})
+	}
+	return out, nil
+}
+
+// countVerdict adds one challenger's votes to a node and returns its new
+// outcome if that changed: failed at the sample's threshold (over passed:
+// when everyone judges at f+1, both can be reached), passed at it if the
+// node was still open.
+func (f *FSM) countVerdict(r *ChallengeRound, v sampledVerdict, reporter shardmap.NodeID) (string, bool) {
+	n := r.node(v.Node)
+	n.markReported(v.position, v.size)
+	if v.Passed {
+		n.Passed += v.votes
+	} else {
+		n.Failed += v.votes
+		if len(n.Reasons) < maxReasons {
+			reason := string(reporter) + ": " + v.Reason
+			n.Reasons = append(n.Reasons, reason[:min(len(reason), maxReasonLength)])
+		}
+	}
+	outcome := n.Outcome
+	switch {
+	case n.Failed >= v.need:
+		outcome = OutcomeFailed
+	case n.Passed >= v.need && n.Outcome == OutcomeOpen:
+		outcome = OutcomePassed
+	}
+	if outcome == n.Outcome {
+		return "", false
+	}
+	n.Outcome = outcome
+	f.metrics.challengeOutcomes.WithLabelValues(outcome).Inc()
+	return outcome, true
 }
 
 func readCommittee(tx *bolt.Tx, epoch uint64) (CommitteeRecord, bool, error) {

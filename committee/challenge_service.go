@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/challenge"
 	"github.com/weftstore/weft/shardmap"
 )
 
@@ -17,18 +18,25 @@ import (
 // round's fresh value here, so it exists nowhere before the command is
 // proposed, and is known to storage nodes only once it is committed.
 func (s *Service) StartChallenge(ctx context.Context, req *weftv1.StartChallengeRequest) (*weftv1.StartChallengeResponse, error) {
+	if req.Challengers > challenge.MaxChallengers {
+		return nil, status.Errorf(codes.InvalidArgument, "%d challengers per node: want at most %d", req.Challengers, challenge.MaxChallengers)
+	}
 	if resp, done, err := forward(ctx, s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.StartChallengeResponse, error) {
 		return weftv1.NewAdminClient(conn).StartChallenge(fctx, req)
 	}); done {
 		return resp, err
 	}
-	return s.startChallenge(ctx)
+	return s.startChallenge(ctx, int(req.Challengers))
 }
 
 // startChallenge opens a round on this voter, which must lead (the
-// challenge timer calls it directly; no forwarding).
-func (s *Service) startChallenge(ctx context.Context) (*weftv1.StartChallengeResponse, error) {
-	c := StartChallenge{At: time.Now().UnixNano()}
+// challenge timer calls it directly; no forwarding). challengers is the
+// draws per node (0: challenge.DefaultChallengers).
+func (s *Service) startChallenge(ctx context.Context, challengers int) (*weftv1.StartChallengeResponse, error) {
+	if challengers == 0 {
+		challengers = challenge.DefaultChallengers
+	}
+	c := StartChallenge{At: time.Now().UnixNano(), Challengers: challengers}
 	if _, err := rand.Read(c.Fresh[:]); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
@@ -105,7 +113,8 @@ func (c *clientService) GetChallenge(ctx context.Context, req *weftv1.GetChallen
 }
 
 func challengeProto(r ChallengeRound, index uint64) *weftv1.GetChallengeResponse {
-	out := &weftv1.GetChallengeResponse{Round: r.Round, Epoch: r.Epoch, Seed: r.Seed[:], OpenedIndex: r.OpenedIndex, Open: r.Open, Index: index}
+	out := &weftv1.GetChallengeResponse{Round: r.Round, Epoch: r.Epoch, Seed: r.Seed[:], OpenedIndex: r.OpenedIndex, Open: r.Open, Index: index,
+		Challengers: uint32(r.Challengers)}
 	for _, id := range r.Blobs {
 		out.Blobs = append(out.Blobs, id[:])
 	}

@@ -182,7 +182,7 @@ func (s *Scheduler) challengeStep(ctx context.Context) {
 			s.log.Info("challenge timer: round closed", "round", latest.Round)
 		}
 	case (!found || latest.Epoch < st.Epoch()) && st.Phase() == epoch.Stable:
-		resp, err := s.svc.startChallenge(ctx)
+		resp, err := s.svc.startChallenge(ctx, 0)
 		if err != nil {
 			s.log.Warn("challenge timer: start refused", "err", err)
 			return

@@ -27,10 +27,12 @@ import (
 //   - proves: on ProveChallenge it computes its positions, reads the symbols
 //     from its own slivers, signs the response once per round and serves
 //     the same bytes to every challenger;
-//   - challenges: it asks every other challenged node for its proof,
-//     verifies it against the blobs' metadata and reports "passed" or
-//     "failed" (with the evidence) to the control plane — retrying an
-//     unanswering node until the round closes, since no timing may decide;
+//   - challenges: it asks each challenged node whose sample of challengers
+//     it was drawn into (challenge.Challengers, from the round's seed and
+//     committee: about k nodes, not every member) for its proof, verifies
+//     it against the blobs' metadata and reports "passed" or "failed" (with
+//     the evidence) to the control plane — retrying an unanswering node
+//     until the round closes, since no timing may decide;
 //   - embargoes: while the round is open it serves no sliver and no
 //     recovery symbol of a sampled blob, to anyone, so a node that deleted
 //     its slivers cannot rebuild the challenged ones on demand.
@@ -53,6 +55,7 @@ const (
 type chalRound struct {
 	round, epoch uint64
 	seed         challenge.Seed
+	challengers  int  // draws per node; 0: every member judges every node
 	open         bool // as read
 	blobs        []crypto.BlobID
 	sampled      map[crypto.BlobID]bool
@@ -65,7 +68,10 @@ func roundFrom(resp *weftv1.GetChallengeResponse) (*chalRound, error) {
 	if len(resp.Seed) != len(challenge.Seed{}) {
 		return nil, fmt.Errorf("challenge round %d: seed of %d bytes", resp.Round, len(resp.Seed))
 	}
-	r := &chalRound{round: resp.Round, epoch: resp.Epoch, seed: challenge.Seed(resp.Seed), open: resp.Open,
+	if resp.Challengers > challenge.MaxChallengers {
+		return nil, fmt.Errorf("challenge round %d: %d challengers per node, above %d", resp.Round, resp.Challengers, challenge.MaxChallengers)
+	}
+	r := &chalRound{round: resp.Round, epoch: resp.Epoch, seed: challenge.Seed(resp.Seed), open: resp.Open, challengers: int(resp.Challengers),
 		sampled: map[crypto.BlobID]bool{}, nodes: map[shardmap.NodeID][]uint32{}, index: resp.Index}
 	for _, b := range resp.Blobs {
 		if len(b) != crypto.DigestSize {
@@ -481,9 +487,9 @@ func (n *Node) forgedLine(ctx context.Context, p challenge.Position) (*coding.Ex
 }
 
 // challenge runs the node's challenger for an open round until it closes
-// (ctx): every other challenged node is asked for its proof — retried
-// with backoff while it does not answer — and judged; verdicts are
-// reported in batches, each node once.
+// (ctx): every challenged node this node was drawn to judge is asked for
+// its proof — retried with backoff while it does not answer — and judged;
+// verdicts are reported in batches, each node once.
 func (c *challenges) challenge(ctx context.Context, r *chalRound) {
 	n := c.n
 	var com *control.Committee
@@ -497,15 +503,14 @@ func (c *challenges) challenge(ctx context.Context, r *chalRound) {
 		n.log.Debug("storage: not a challenger in this round (not in its committee)", "round", r.round, "epoch", r.epoch)
 		return
 	}
+	targets := c.targets(r, com)
+	n.log.Info("storage: challenging the nodes this node was drawn for", "round", r.round, "targets", len(targets), "challenged", len(r.order))
 	metas := &metaCache{n: n, epoch: r.epoch, m: map[crypto.BlobID]*crypto.Metadata{}}
 	sem := make(chan struct{}, challengeParallel)
-	results := make(chan *weftv1.ChallengeVerdict, len(r.order))
+	results := make(chan *weftv1.ChallengeVerdict, len(targets))
 	var wg sync.WaitGroup
-	for _, node := range r.order {
-		m, ok := com.Member(node)
-		if node == n.cfg.ID || !ok {
-			continue
-		}
+	for _, node := range targets {
+		m, _ := com.Member(node)
 		pk := m.PublicKey
 		wg.Add(1)
 		go func() {
@@ -518,6 +523,26 @@ func (c *challenges) challenge(ctx context.Context, r *chalRound) {
 	go func() { wg.Wait(); close(results) }()
 	c.report(ctx, r, results)
 	wg.Wait()
+}
+
+// targets lists the challenged nodes whose sample this node is in, the
+// only ones whose verdicts the control plane takes from it.
+func (c *challenges) targets(r *chalRound, com *control.Committee) []shardmap.NodeID {
+	members := make([]challenge.Member, len(com.Members))
+	for i, m := range com.Members {
+		members[i] = challenge.Member{Node: string(m.Node), Weight: uint64(m.Weight)}
+	}
+	sampler := challenge.NewSampler(r.seed, members, r.challengers)
+	var out []shardmap.NodeID
+	for _, node := range r.order {
+		if _, ok := com.Member(node); !ok || node == c.n.cfg.ID {
+			continue
+		}
+		if sampler.Of(string(node)).Index(string(c.n.cfg.ID)) >= 0 {
+			out = append(out, node)
+		}
+	}
+	return out
 }
 
 // report sends verdicts as they come, batching those that arrive while a

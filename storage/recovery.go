@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftstore/weft/api/control"
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
@@ -431,9 +433,9 @@ func (f *peerFetcher) fetchFrom(ctx context.Context, node shardmap.NodeID, reqs 
 }
 
 // reportInvalid turns an inconsistency proof into an invalid-blob
-// certificate: the node checks the proof itself, signs, asks the committee
-// to check and sign, and submits the certificate once the signers own
-// f+1 shards.
+// certificate: the node checks the proof itself, signs, asks committee
+// members (in random order, a few at a time) to check and sign until the
+// signers own f+1 shards, and submits the certificate.
 func (n *Node) reportInvalid(ctx context.Context, proof *coding.InconsistencyProof) error {
 	if err := n.codec.VerifyInconsistencyProof(proof); err != nil {
 		return fmt.Errorf("own inconsistency proof does not verify: %w", err)
@@ -452,34 +454,10 @@ func (n *Node) reportInvalid(ctx context.Context, proof *coding.InconsistencyPro
 	if err != nil {
 		return err
 	}
-	var (
-		mu   sync.Mutex
-		sigs []crypto.MemberSignature
-		wg   sync.WaitGroup
-	)
-	for _, m := range c.Members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sig, err := n.invalidSignature(ctx, a.Epoch, shardmap.NodeID(m.Node), raw, msg)
-			if err != nil {
-				n.log.Debug("storage: no invalid-blob signature", "peer", m.Node, "err", err)
-				return
-			}
-			pk := m.PublicKey
-			if pk.Verify(msg, sig) != nil {
-				n.log.Warn("storage: bad invalid-blob signature", "peer", m.Node)
-				return
-			}
-			mu.Lock()
-			sigs = append(sigs, crypto.MemberSignature{Key: pk, Signature: sig})
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
+	sigs, asked := n.invalidSignatures(ctx, a.Epoch, c, raw, msg)
 	cert, err := crypto.BuildCertificate(c.View(), body, sigs)
 	if err != nil {
-		return fmt.Errorf("invalid-blob certificate for %s: %w", proof.BlobID, err)
+		return fmt.Errorf("invalid-blob certificate for %s (%d signers of %d asked): %w", proof.BlobID, len(sigs), asked, err)
 	}
 	certRaw, err := cert.MarshalBinary()
 	if err != nil {
@@ -490,9 +468,93 @@ func (n *Node) reportInvalid(ctx context.Context, proof *coding.InconsistencyPro
 		err = nil
 	}
 	if err == nil {
-		n.log.Warn("storage: blob marked invalid at the control plane", "blob", proof.BlobID, "signers", len(sigs))
+		n.log.Warn("storage: blob marked invalid at the control plane", "blob", proof.BlobID, "signers", len(sigs), "asked", asked)
 	}
 	return err
+}
+
+const (
+	// invalidParallel bounds the signature requests of one invalid-blob
+	// report in flight at once.
+	invalidParallel = 8
+	// invalidHedgeFactor: when no answer came for PeerTimeout / factor,
+	// one more member is asked besides the slow ones.
+	invalidHedgeFactor = 2
+)
+
+// invalidSignatures collects signatures of "blob invalid" — the node's own
+// first — until their signers own the f+1 shards the certificate needs.
+// It asks only as many members as could reach that weight if all answer
+// (more when some refuse, time out, or are slow past the hedge delay), at
+// most invalidParallel at once, in random order so that no fixed member
+// is asked by every reporter. It returns the signatures and how many
+// peers it asked; stragglers still pending are cancelled.
+func (n *Node) invalidSignatures(ctx context.Context, epoch uint64, c *control.Committee, proof, msg []byte) ([]crypto.MemberSignature, int) {
+	need := c.View().ValidityThreshold()
+	var sigs []crypto.MemberSignature
+	var weight uint64
+	var peers []control.Member
+	for _, m := range c.Members {
+		switch {
+		case m.Node == n.cfg.ID && m.Weight > 0:
+			sigs = append(sigs, crypto.MemberSignature{Key: m.PublicKey, Signature: n.cfg.Key.Sign(msg)})
+			weight += uint64(m.Weight)
+		case m.Node != n.cfg.ID && m.Weight > 0:
+			peers = append(peers, m)
+		}
+	}
+	mrand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stragglers: their answers are no longer needed
+	type answer struct {
+		m   control.Member
+		sig *crypto.Signature
+	}
+	answers := make(chan answer, len(peers)) // never blocks a straggler
+	ask := func(m control.Member) {
+		go func() {
+			sig, err := n.invalidSignature(ctx, epoch, m.Node, proof, msg)
+			if err == nil && m.PublicKey.Verify(msg, sig) != nil {
+				err = errors.New("signature does not verify")
+				n.log.Warn("storage: bad invalid-blob signature", "peer", m.Node)
+			}
+			if err != nil {
+				n.log.Debug("storage: no invalid-blob signature", "peer", m.Node, "err", err)
+				sig = nil
+			}
+			answers <- answer{m, sig}
+		}()
+	}
+	var pending uint64 // weight of the members asked and not yet answered
+	asked, running := 0, 0
+	for weight < need {
+		for asked < len(peers) && running < invalidParallel && weight+pending < need {
+			ask(peers[asked])
+			pending += uint64(peers[asked].Weight)
+			asked, running = asked+1, running+1
+		}
+		if running == 0 {
+			break // every member answered and the weight falls short
+		}
+		select {
+		case ans := <-answers:
+			running--
+			pending -= uint64(ans.m.Weight)
+			if ans.sig != nil {
+				sigs = append(sigs, crypto.MemberSignature{Key: ans.m.PublicKey, Signature: ans.sig})
+				weight += uint64(ans.m.Weight)
+			}
+		case <-time.After(n.cfg.PeerTimeout / invalidHedgeFactor):
+			if asked < len(peers) && running < invalidParallel {
+				ask(peers[asked])
+				pending += uint64(peers[asked].Weight)
+				asked, running = asked+1, running+1
+			}
+		case <-ctx.Done():
+			return sigs, asked
+		}
+	}
+	return sigs, asked
 }
 
 func (n *Node) invalidSignature(ctx context.Context, epoch uint64, node shardmap.NodeID, proof, msg []byte) (*crypto.Signature, error) {

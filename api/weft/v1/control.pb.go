@@ -3463,7 +3463,10 @@ func (x *ListCertifiedResponse) GetMore() bool {
 }
 
 type StartChallengeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Draws of challengers per challenged node (0: the default, 81; at most
+	// 1024). A node with at most this many peers is judged by all of them.
+	Challengers   uint32 `protobuf:"varint,1,opt,name=challengers,proto3" json:"challengers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3496,6 +3499,13 @@ func (x *StartChallengeRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use StartChallengeRequest.ProtoReflect.Descriptor instead.
 func (*StartChallengeRequest) Descriptor() ([]byte, []int) {
 	return file_weft_v1_control_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *StartChallengeRequest) GetChallengers() uint32 {
+	if x != nil {
+		return x.Challengers
+	}
+	return 0
 }
 
 type StartChallengeResponse struct {
@@ -3931,15 +3941,18 @@ func (x *ChallengedNode) GetReasons() []string {
 }
 
 type GetChallengeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Seed          []byte                 `protobuf:"bytes,3,opt,name=seed,proto3" json:"seed,omitempty"`
-	OpenedIndex   uint64                 `protobuf:"varint,4,opt,name=opened_index,json=openedIndex,proto3" json:"opened_index,omitempty"`
-	Open          bool                   `protobuf:"varint,5,opt,name=open,proto3" json:"open,omitempty"`
-	Blobs         [][]byte               `protobuf:"bytes,6,rep,name=blobs,proto3" json:"blobs,omitempty"`
-	Nodes         []*ChallengedNode      `protobuf:"bytes,7,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	Index         uint64                 `protobuf:"varint,8,opt,name=index,proto3" json:"index,omitempty"` // the state index read at
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Round       uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	Epoch       uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Seed        []byte                 `protobuf:"bytes,3,opt,name=seed,proto3" json:"seed,omitempty"`
+	OpenedIndex uint64                 `protobuf:"varint,4,opt,name=opened_index,json=openedIndex,proto3" json:"opened_index,omitempty"`
+	Open        bool                   `protobuf:"varint,5,opt,name=open,proto3" json:"open,omitempty"`
+	Blobs       [][]byte               `protobuf:"bytes,6,rep,name=blobs,proto3" json:"blobs,omitempty"`
+	Nodes       []*ChallengedNode      `protobuf:"bytes,7,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Index       uint64                 `protobuf:"varint,8,opt,name=index,proto3" json:"index,omitempty"` // the state index read at
+	// Draws of challengers per challenged node (challenge.Challengers);
+	// 0: every other member judges every node (rounds before sampling).
+	Challengers   uint32 `protobuf:"varint,9,opt,name=challengers,proto3" json:"challengers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4026,6 +4039,13 @@ func (x *GetChallengeResponse) GetNodes() []*ChallengedNode {
 func (x *GetChallengeResponse) GetIndex() uint64 {
 	if x != nil {
 		return x.Index
+	}
+	return 0
+}
+
+func (x *GetChallengeResponse) GetChallengers() uint32 {
+	if x != nil {
+		return x.Challengers
 	}
 	return 0
 }
@@ -4249,8 +4269,9 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\"^\n" +
 	"\x15ListCertifiedResponse\x121\n" +
 	"\x05blobs\x18\x01 \x03(\v2\x1b.weft.v1.BlobStatusResponseR\x05blobs\x12\x12\n" +
-	"\x04more\x18\x02 \x01(\bR\x04more\"\x17\n" +
-	"\x15StartChallengeRequest\"D\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"9\n" +
+	"\x15StartChallengeRequest\x12 \n" +
+	"\vchallengers\x18\x01 \x01(\rR\vchallengers\"D\n" +
 	"\x16StartChallengeResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x04R\x05round\"-\n" +
@@ -4276,7 +4297,7 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\aoutcome\x18\x03 \x01(\tR\aoutcome\x12#\n" +
 	"\rpassed_weight\x18\x04 \x01(\x04R\fpassedWeight\x12#\n" +
 	"\rfailed_weight\x18\x05 \x01(\x04R\ffailedWeight\x12\x18\n" +
-	"\areasons\x18\x06 \x03(\tR\areasons\"\xe8\x01\n" +
+	"\areasons\x18\x06 \x03(\tR\areasons\"\x8a\x02\n" +
 	"\x14GetChallengeResponse\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x12\n" +
@@ -4285,7 +4306,8 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\x04open\x18\x05 \x01(\bR\x04open\x12\x14\n" +
 	"\x05blobs\x18\x06 \x03(\fR\x05blobs\x12-\n" +
 	"\x05nodes\x18\a \x03(\v2\x17.weft.v1.ChallengedNodeR\x05nodes\x12\x14\n" +
-	"\x05index\x18\b \x01(\x04R\x05index2\x9d\n" +
+	"\x05index\x18\b \x01(\x04R\x05index\x12 \n" +
+	"\vchallengers\x18\t \x01(\rR\vchallengers2\x9d\n" +
 	"\n" +
 	"\x05Admin\x129\n" +
 	"\x06Status\x12\x16.weft.v1.StatusRequest\x1a\x17.weft.v1.StatusResponse\x12B\n" +
