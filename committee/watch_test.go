@@ -1,12 +1,15 @@
 package committee
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/weftstore/weft/api/control"
@@ -305,4 +308,158 @@ func TestWatchDeltaBytesFollowTheMoves(t *testing.T) {
 	if !sameState(have, fullState(t, tf.fsm)) {
 		t.Fatal("the deltas of the handover do not add up to the full state")
 	}
+}
+
+// watchBytes reads weft_control_watch_bytes_total by kind.
+func watchBytes(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "weft_control_watch_bytes_total" {
+			continue
+		}
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "kind" {
+					out[l.GetValue()] = m.Counter.GetValue()
+				}
+			}
+		}
+	}
+	return out
+}
+
+// The SDK's watcher (control.Client.Watch) on a follower of a real
+// 3-voter cluster over gRPC: after the first full state it gets deltas,
+// and each state it returns is the voter's full state — across an epoch
+// change with moves, every shard synced, the leader stopped, a forced
+// advance. A watcher switching voters with its index gets a correct
+// state; a restarted voter, which cannot know what changed before it
+// opened its state file, sends it whole.
+func TestWatchDeltasOverRaft(t *testing.T) {
+	c := newCluster(t, "w1", "w2", "w3")
+	addrs := map[string]string{}
+	for id, n := range c.nodes {
+		addr, stop := serveGRPC(t, n)
+		addrs[id] = addr
+		t.Cleanup(stop)
+	}
+	leader := c.leader()
+	var watched, other string // two followers
+	for _, id := range []string{"w1", "w2", "w3"} {
+		switch {
+		case c.nodes[id] == leader:
+		case watched == "":
+			watched = id
+		default:
+			other = id
+		}
+	}
+	reg := prometheus.NewRegistry()
+	if err := c.nodes[watched].RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	plane := control.NewClient(dial(t, addrs[watched]), "", nil)
+	ctx := context.Background()
+	var have control.State
+	// follow watches until the voter has applied the last command, then
+	// holds the watcher's state to the voter's.
+	follow := func(what string) {
+		t.Helper()
+		c.converge()
+		for {
+			st, err := plane.Watch(ctx, have.Index, 5*time.Second)
+			if err != nil {
+				t.Fatalf("%s: watch: %v", what, err)
+			}
+			have = st
+			if st.Index >= c.last {
+				break
+			}
+		}
+		if want := fullState(t, c.nodes[watched].FSM()); !sameState(have, want) {
+			t.Fatalf("%s: the watcher holds %+v, the voter %+v", what, have, want)
+		}
+	}
+	advance := func(force bool) {
+		t.Helper()
+		plan, err := c.leader().FSM().PlanEpoch(force, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.propose(KindAdvanceEpoch, plan)
+	}
+	syncAll := func(what string) {
+		t.Helper()
+		st, _ := c.leader().FSM().EpochState()
+		for _, shard := range st.Pending() {
+			c.propose(KindShardSynced, ShardSynced{Epoch: st.Epoch(), Shard: shard, Node: st.Owner(shard)})
+			follow(fmt.Sprintf("%s: shard %d synced", what, shard))
+		}
+	}
+
+	for i := range 5 {
+		c.registerNode(fmt.Sprintf("storage-%d", i), 10)
+	}
+	advance(false)
+	follow("first committee")
+	first := have
+	if got := watchBytes(t, reg); got["full"] == 0 {
+		t.Fatalf("the first state was not sent whole: %v", got)
+	}
+	c.registerNode("storage-5", 10)
+	advance(false)
+	follow("a join")
+	syncAll("the join")
+	if got := watchBytes(t, reg); got["delta"] == 0 || got["delta"] >= got["full"] {
+		t.Fatalf("watch bytes after a handover of deltas: %v", got)
+	}
+
+	// The leader stops; a node leaves and the change is forced through.
+	stopped := ""
+	for id, n := range c.nodes {
+		if n == c.leader() {
+			stopped = id
+		}
+	}
+	c.stop(stopped)
+	c.propose(KindSetStake, SetStake{Node: "storage-0", Stake: 0})
+	advance(false)
+	follow("a leave under a new leader")
+	st, _ := c.leader().FSM().EpochState()
+	c.propose(KindShardSynced, ShardSynced{Epoch: st.Epoch(), Shard: st.Pending()[0], Node: st.Owner(st.Pending()[0])})
+	c.registerNode("storage-6", 10)
+	advance(true)
+	follow("a forced advance")
+
+	// The watcher moves to the other voter with the index it holds.
+	moved := have
+	c.propose(KindShardSynced, func() ShardSynced {
+		st, _ := c.leader().FSM().EpochState()
+		return ShardSynced{Epoch: st.Epoch(), Shard: st.Pending()[0], Node: st.Owner(st.Pending()[0])}
+	}())
+	c.converge()
+	resp, err := weftv1.NewWatchClient(dial(t, addrs[other])).WatchState(ctx, &weftv1.WatchStateRequest{AfterIndex: moved.Index, Delta: true, TimeoutMs: 5000})
+	if err != nil || !resp.Delta {
+		t.Fatalf("another voter with the watcher's index: delta %v, %v", resp.GetDelta(), err)
+	}
+	if got, err := control.ApplyDelta(moved, resp); err != nil || !sameState(got, fullState(t, c.nodes[other].FSM())) {
+		t.Fatalf("the other voter's delta: %+v, %v", got, err)
+	}
+
+	// The stopped voter comes back: an index from before it stopped is
+	// older than what it can vouch for.
+	c.start(stopped, true)
+	c.converge()
+	restarted, stop := serveGRPC(t, c.nodes[stopped])
+	t.Cleanup(stop)
+	resp, err = weftv1.NewWatchClient(dial(t, restarted)).WatchState(ctx, &weftv1.WatchStateRequest{AfterIndex: first.Index, Delta: true})
+	if err != nil || resp.Delta {
+		t.Fatalf("a restarted voter asked for changes since index %d: delta %v, %v", first.Index, resp.GetDelta(), err)
+	}
+	syncAll("after the forced advance")
 }
