@@ -50,6 +50,11 @@ type FSM struct {
 	// generation counts the state files opened: a restore opens another,
 	// and caches outside the FSM keyed by epoch must be dropped.
 	generation atomic.Uint64
+
+	// tracker serves watchers the epoch state and which shards changed
+	// when (watch.go); staged holds the batch's changes until it commits.
+	tracker *stateTracker
+	staged  stagedChanges
 }
 
 // Generation changes whenever a restore replaced the state file.
@@ -68,12 +73,21 @@ func (f *FSM) currentEpoch(tx *bolt.Tx) (epoch.State, error) {
 	return s, nil
 }
 
-// storeEpoch writes the epoch state in tx and the cache.
-func (f *FSM) storeEpoch(tx *bolt.Tx, s epoch.State) error {
+// storeEpoch writes the epoch state in tx and the cache, and stages for
+// watchers the shards the command at index changed.
+func (f *FSM) storeEpoch(tx *bolt.Tx, index uint64, s epoch.State) error {
+	before, err := f.currentEpoch(tx)
+	if err != nil {
+		return err
+	}
 	if err := writeEpoch(tx, s); err != nil {
 		return err
 	}
 	f.epoch = &s
+	for _, shard := range changedShards(before, s) {
+		f.staged.marks = append(f.staged.marks, shardMark{shard: shard, index: index})
+	}
+	f.staged.state = &s
 	return nil
 }
 
@@ -83,7 +97,7 @@ func OpenFSM(path string, cfg Config) (*FSM, error) {
 	if cfg.Shards < coding.MinShards {
 		return nil, fmt.Errorf("committee: %d shards", cfg.Shards)
 	}
-	f := &FSM{path: path, cfg: cfg.withDefaults(), metrics: newFSMMetrics()}
+	f := &FSM{path: path, cfg: cfg.withDefaults(), metrics: newFSMMetrics(), tracker: newStateTracker(cfg.Shards)}
 	if err := f.open(); err != nil {
 		return nil, err
 	}
@@ -123,10 +137,16 @@ func (f *FSM) open() error {
 	f.epoch, f.clients = nil, map[string]ClientRecord{} // a restored file brings its own
 	f.generation.Add(1)
 	var index uint64
-	_ = db.View(func(tx *bolt.Tx) error {
+	var state epoch.State
+	if err := db.View(func(tx *bolt.Tx) (err error) {
 		index = readApplied(tx)
-		return nil
-	})
+		state, err = readEpoch(tx)
+		return err
+	}); err != nil {
+		db.Close()
+		return fmt.Errorf("committee: reading the epoch state of %s: %w", f.path, err)
+	}
+	f.tracker.reset(index, state)
 	if f.applied == nil {
 		f.applied = newIndexNotifier(index)
 	} else {
@@ -183,6 +203,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	start := time.Now()
 	failed := map[uint64]error{}
 	for {
+		f.staged = stagedChanges{}
 		out, last, poison, err := f.applyBatch(logs, failed)
 		if poison != nil {
 			failed[poison.index] = poison.err
@@ -195,8 +216,12 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			panic(fmt.Sprintf("committee: applying indices %d–%d: %v", logs[0].Index, logs[len(logs)-1].Index, err))
 		}
 		if last > 0 {
+			// The tracker first: a watcher the notifier wakes finds it
+			// at the new index.
+			f.tracker.publish(last, f.staged)
 			f.applied.set(last)
 		}
+		f.staged = stagedChanges{}
 		f.metrics.observe(start, len(logs))
 		return out
 	}
@@ -602,7 +627,7 @@ func (f *FSM) advanceEpoch(tx *bolt.Tx, index uint64, c AdvanceEpoch, res *Resul
 		}
 		return nil, reject(code, "%v", err)
 	}
-	if err := f.storeEpoch(tx, after); err != nil {
+	if err := f.storeEpoch(tx, index, after); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	rec := CommitteeRecord{Epoch: after.Epoch(), Members: members}
@@ -660,7 +685,7 @@ func (f *FSM) shardSynced(tx *bolt.Tx, index uint64, c ShardSynced) ([]Event, *C
 	case err != nil:
 		return nil, reject(CodeInvalidArgument, "%v", err)
 	}
-	if err := f.storeEpoch(tx, after); err != nil {
+	if err := f.storeEpoch(tx, index, after); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	return epochEvents(index, events), nil

@@ -18,6 +18,8 @@ type fsmMetrics struct {
 	// Storage challenges: rounds started, node outcomes decided.
 	challenges        prometheus.Counter
 	challengeOutcomes *prometheus.CounterVec
+	// Bytes of the WatchState responses this voter built, by kind.
+	watchBytes *prometheus.CounterVec
 }
 
 func newFSMMetrics() *fsmMetrics {
@@ -44,7 +46,19 @@ func newFSMMetrics() *fsmMetrics {
 			Namespace: "weft", Subsystem: "control", Name: "challenge_outcomes_total",
 			Help: "Challenged nodes' outcomes as decided: passed, failed, missed.",
 		}, []string{"outcome"}),
+		watchBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "weft", Subsystem: "control", Name: "watch_bytes_total",
+			Help: "Bytes of WatchState responses this voter built (not those it forwarded), by kind: full or delta.",
+		}, []string{"kind"}),
 	}
+}
+
+// watchSent counts a WatchState response built here.
+func (m *fsmMetrics) watchSent(kind string, bytes int) {
+	if m == nil {
+		return
+	}
+	m.watchBytes.WithLabelValues(kind).Add(float64(bytes))
 }
 
 func (m *fsmMetrics) observe(start time.Time, entries int) {
@@ -108,7 +122,7 @@ func (n *Node) RegisterMetrics(reg prometheus.Registerer) error {
 		gauge("epoch_handover", "1 while the epoch is in Handover, 0 when Stable.", epochState(func(s epoch.State) float64 { return float64(s.Phase()) })),
 		gauge("pending_shards", "Shards whose handover is not complete.", epochState(func(s epoch.State) float64 { return float64(len(s.Pending())) })),
 		n.fsm.metrics.applyLatency, n.fsm.metrics.batchSize, n.fsm.metrics.commands,
-		n.fsm.metrics.challenges, n.fsm.metrics.challengeOutcomes,
+		n.fsm.metrics.challenges, n.fsm.metrics.challengeOutcomes, n.fsm.metrics.watchBytes,
 	}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/weftstore/weft/api/control"
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
@@ -573,12 +574,56 @@ func (s *Service) WatchState(ctx context.Context, req *weftv1.WatchStateRequest)
 			return nil, status.Error(codes.Unavailable, err.Error())
 		}
 	}
-	index := s.node.FSM().WaitApplied(ctx, req.AfterIndex, s.wait(ctx, req.TimeoutMs))
-	st, err := s.node.FSM().EpochState()
-	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
+	fsm := s.node.FSM()
+	fsm.WaitApplied(ctx, req.AfterIndex, s.wait(ctx, req.TimeoutMs))
+	resp := watchResponse(fsm, req)
+	kind := "full"
+	if resp.Delta {
+		kind = "delta"
 	}
-	return stateResponse(index, st), nil
+	fsm.metrics.watchSent(kind, proto.Size(resp))
+	return resp, nil
+}
+
+// watchResponse answers a watcher with what changed since its index when
+// it asks for that and this voter knows it, else with the full state.
+func watchResponse(fsm *FSM, req *weftv1.WatchStateRequest) *weftv1.WatchStateResponse {
+	if !req.Delta || req.AfterIndex == 0 {
+		return stateResponse(fsm.WatchSnapshot())
+	}
+	index, st, shards, ok := fsm.ChangesSince(req.AfterIndex)
+	if !ok {
+		return stateResponse(index, st)
+	}
+	return smallerResponse(index, st, shards)
+}
+
+// smallerResponse is the delta of shards, or the full state if that is
+// smaller. A delta spends a few bytes more per shard than the full
+// state (the shard number, a message header), so up to half the shards
+// it is the smaller for sure; beyond, both are measured.
+func smallerResponse(index uint64, st epoch.State, shards []int) *weftv1.WatchStateResponse {
+	delta := deltaResponse(index, st, shards)
+	if 2*len(shards) <= st.Shards() {
+		return delta
+	}
+	full := stateResponse(index, st)
+	if proto.Size(full) <= proto.Size(delta) {
+		return full
+	}
+	return delta
+}
+
+// deltaResponse lists the current owner and holder of shards.
+func deltaResponse(index uint64, st epoch.State, shards []int) *weftv1.WatchStateResponse {
+	resp := &weftv1.WatchStateResponse{Index: index, Epoch: st.Epoch(), Phase: st.Phase().String(), Delta: true}
+	resp.Changes = make([]*weftv1.ShardChange, 0, len(shards))
+	for _, shard := range shards {
+		resp.Changes = append(resp.Changes, &weftv1.ShardChange{
+			Shard: uint32(shard), Owner: string(st.Owner(shard)), Holder: string(st.Holder(shard)),
+		})
+	}
+	return resp
 }
 
 func stateResponse(index uint64, st epoch.State) *weftv1.WatchStateResponse {

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -51,6 +52,11 @@ type Client struct {
 	conn *grpc.ClientConn
 	node shardmap.NodeID
 	key  *crypto.SecretKey
+
+	// last is the state Watch last returned: the base of the next delta
+	// (watch.go).
+	mu   sync.Mutex
+	last *State
 }
 
 var _ Plane = (*Client)(nil)
@@ -60,15 +66,6 @@ var _ Plane = (*Client)(nil)
 // nothing).
 func NewClient(conn *grpc.ClientConn, node shardmap.NodeID, key *crypto.SecretKey) *Client {
 	return &Client{conn: conn, node: node, key: key}
-}
-
-// Watch implements Plane.
-func (c *Client) Watch(ctx context.Context, after uint64, timeout time.Duration) (State, error) {
-	resp, err := weftv1.NewWatchClient(c.conn).WatchState(ctx, &weftv1.WatchStateRequest{AfterIndex: after, TimeoutMs: uint32(timeout.Milliseconds())})
-	if err != nil {
-		return State{}, err
-	}
-	return StateFromProto(resp)
 }
 
 // StateFromProto reads the epoch state as WatchState sends it.

@@ -1105,10 +1105,13 @@ func (x *ShardSyncedResponse) GetIndex() uint64 {
 }
 
 type WatchStateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AfterIndex    uint64                 `protobuf:"varint,1,opt,name=after_index,json=afterIndex,proto3" json:"after_index,omitempty"` // return once the state index is above this
-	TimeoutMs     uint32                 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`    // or after this long (capped by the server)
-	Linearizable  bool                   `protobuf:"varint,3,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AfterIndex   uint64                 `protobuf:"varint,1,opt,name=after_index,json=afterIndex,proto3" json:"after_index,omitempty"` // return once the state index is above this
+	TimeoutMs    uint32                 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`    // or after this long (capped by the server)
+	Linearizable bool                   `protobuf:"varint,3,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
+	// The caller holds the state at after_index: send only the shards
+	// that changed since, if the server can (the response says).
+	Delta         bool `protobuf:"varint,4,opt,name=delta,proto3" json:"delta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1164,13 +1167,25 @@ func (x *WatchStateRequest) GetLinearizable() bool {
 	return false
 }
 
+func (x *WatchStateRequest) GetDelta() bool {
+	if x != nil {
+		return x.Delta
+	}
+	return false
+}
+
 type WatchStateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Phase         string                 `protobuf:"bytes,3,opt,name=phase,proto3" json:"phase,omitempty"`
-	Owners        []string               `protobuf:"bytes,4,rep,name=owners,proto3" json:"owners,omitempty"`   // per shard
-	Holders       []string               `protobuf:"bytes,5,rep,name=holders,proto3" json:"holders,omitempty"` // per shard
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Index   uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Epoch   uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Phase   string                 `protobuf:"bytes,3,opt,name=phase,proto3" json:"phase,omitempty"`
+	Owners  []string               `protobuf:"bytes,4,rep,name=owners,proto3" json:"owners,omitempty"`   // per shard; empty in a delta
+	Holders []string               `protobuf:"bytes,5,rep,name=holders,proto3" json:"holders,omitempty"` // per shard; empty in a delta
+	// True: owners and holders are left out, and changes lists every
+	// shard whose owner or holder may differ from the state at the
+	// request's after_index. False: a full state.
+	Delta         bool           `protobuf:"varint,6,opt,name=delta,proto3" json:"delta,omitempty"`
+	Changes       []*ShardChange `protobuf:"bytes,7,rep,name=changes,proto3" json:"changes,omitempty"` // ascending shards, each once
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1240,6 +1255,81 @@ func (x *WatchStateResponse) GetHolders() []string {
 	return nil
 }
 
+func (x *WatchStateResponse) GetDelta() bool {
+	if x != nil {
+		return x.Delta
+	}
+	return false
+}
+
+func (x *WatchStateResponse) GetChanges() []*ShardChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+// A shard's owner and holder as they are now.
+type ShardChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	Owner         string                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	Holder        string                 `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShardChange) Reset() {
+	*x = ShardChange{}
+	mi := &file_weft_v1_control_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardChange) ProtoMessage() {}
+
+func (x *ShardChange) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardChange.ProtoReflect.Descriptor instead.
+func (*ShardChange) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ShardChange) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *ShardChange) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *ShardChange) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
 type Move struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
@@ -1251,7 +1341,7 @@ type Move struct {
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_weft_v1_control_proto_msgTypes[22]
+	mi := &file_weft_v1_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +1353,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[22]
+	mi := &file_weft_v1_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1366,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{22}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Move) GetShard() uint32 {
@@ -1315,7 +1405,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_weft_v1_control_proto_msgTypes[23]
+	mi := &file_weft_v1_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1417,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[23]
+	mi := &file_weft_v1_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1430,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{23}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Event) GetIndex() uint64 {
@@ -1403,7 +1493,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[24]
+	mi := &file_weft_v1_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1505,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[24]
+	mi := &file_weft_v1_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1518,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{24}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EventsRequest) GetAfterIndex() uint64 {
@@ -1461,7 +1551,7 @@ type EventsResponse struct {
 
 func (x *EventsResponse) Reset() {
 	*x = EventsResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[25]
+	mi := &file_weft_v1_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1563,7 @@ func (x *EventsResponse) String() string {
 func (*EventsResponse) ProtoMessage() {}
 
 func (x *EventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[25]
+	mi := &file_weft_v1_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1576,7 @@ func (x *EventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsResponse.ProtoReflect.Descriptor instead.
 func (*EventsResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{25}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EventsResponse) GetEvents() []*Event {
@@ -1509,7 +1599,7 @@ type RegisterBlobRequest struct {
 
 func (x *RegisterBlobRequest) Reset() {
 	*x = RegisterBlobRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[26]
+	mi := &file_weft_v1_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1611,7 @@ func (x *RegisterBlobRequest) String() string {
 func (*RegisterBlobRequest) ProtoMessage() {}
 
 func (x *RegisterBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[26]
+	mi := &file_weft_v1_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1624,7 @@ func (x *RegisterBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterBlobRequest.ProtoReflect.Descriptor instead.
 func (*RegisterBlobRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{26}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RegisterBlobRequest) GetEncoding() uint32 {
@@ -1582,7 +1672,7 @@ type RegisterBlobResponse struct {
 
 func (x *RegisterBlobResponse) Reset() {
 	*x = RegisterBlobResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[27]
+	mi := &file_weft_v1_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1684,7 @@ func (x *RegisterBlobResponse) String() string {
 func (*RegisterBlobResponse) ProtoMessage() {}
 
 func (x *RegisterBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[27]
+	mi := &file_weft_v1_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1697,7 @@ func (x *RegisterBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterBlobResponse.ProtoReflect.Descriptor instead.
 func (*RegisterBlobResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{27}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RegisterBlobResponse) GetIndex() uint64 {
@@ -1634,7 +1724,7 @@ type CertifyBlobRequest struct {
 
 func (x *CertifyBlobRequest) Reset() {
 	*x = CertifyBlobRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[28]
+	mi := &file_weft_v1_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1646,7 +1736,7 @@ func (x *CertifyBlobRequest) String() string {
 func (*CertifyBlobRequest) ProtoMessage() {}
 
 func (x *CertifyBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[28]
+	mi := &file_weft_v1_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1659,7 +1749,7 @@ func (x *CertifyBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyBlobRequest.ProtoReflect.Descriptor instead.
 func (*CertifyBlobRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{28}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CertifyBlobRequest) GetBlobId() []byte {
@@ -1686,7 +1776,7 @@ type CertifyBlobResponse struct {
 
 func (x *CertifyBlobResponse) Reset() {
 	*x = CertifyBlobResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[29]
+	mi := &file_weft_v1_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1788,7 @@ func (x *CertifyBlobResponse) String() string {
 func (*CertifyBlobResponse) ProtoMessage() {}
 
 func (x *CertifyBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[29]
+	mi := &file_weft_v1_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1801,7 @@ func (x *CertifyBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyBlobResponse.ProtoReflect.Descriptor instead.
 func (*CertifyBlobResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{29}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CertifyBlobResponse) GetIndex() uint64 {
@@ -1738,7 +1828,7 @@ type ExtendBlobRequest struct {
 
 func (x *ExtendBlobRequest) Reset() {
 	*x = ExtendBlobRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[30]
+	mi := &file_weft_v1_control_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +1840,7 @@ func (x *ExtendBlobRequest) String() string {
 func (*ExtendBlobRequest) ProtoMessage() {}
 
 func (x *ExtendBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[30]
+	mi := &file_weft_v1_control_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +1853,7 @@ func (x *ExtendBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendBlobRequest.ProtoReflect.Descriptor instead.
 func (*ExtendBlobRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{30}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ExtendBlobRequest) GetBlobId() []byte {
@@ -1789,7 +1879,7 @@ type ExtendBlobResponse struct {
 
 func (x *ExtendBlobResponse) Reset() {
 	*x = ExtendBlobResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[31]
+	mi := &file_weft_v1_control_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1801,7 +1891,7 @@ func (x *ExtendBlobResponse) String() string {
 func (*ExtendBlobResponse) ProtoMessage() {}
 
 func (x *ExtendBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[31]
+	mi := &file_weft_v1_control_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1814,7 +1904,7 @@ func (x *ExtendBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendBlobResponse.ProtoReflect.Descriptor instead.
 func (*ExtendBlobResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{31}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ExtendBlobResponse) GetIndex() uint64 {
@@ -1833,7 +1923,7 @@ type BlobStatusRequest struct {
 
 func (x *BlobStatusRequest) Reset() {
 	*x = BlobStatusRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[32]
+	mi := &file_weft_v1_control_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1845,7 +1935,7 @@ func (x *BlobStatusRequest) String() string {
 func (*BlobStatusRequest) ProtoMessage() {}
 
 func (x *BlobStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[32]
+	mi := &file_weft_v1_control_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,7 +1948,7 @@ func (x *BlobStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobStatusRequest.ProtoReflect.Descriptor instead.
 func (*BlobStatusRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{32}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *BlobStatusRequest) GetBlobId() []byte {
@@ -1890,7 +1980,7 @@ type BlobStatusResponse struct {
 
 func (x *BlobStatusResponse) Reset() {
 	*x = BlobStatusResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[33]
+	mi := &file_weft_v1_control_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1902,7 +1992,7 @@ func (x *BlobStatusResponse) String() string {
 func (*BlobStatusResponse) ProtoMessage() {}
 
 func (x *BlobStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[33]
+	mi := &file_weft_v1_control_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1915,7 +2005,7 @@ func (x *BlobStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobStatusResponse.ProtoReflect.Descriptor instead.
 func (*BlobStatusResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{33}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *BlobStatusResponse) GetBlobId() []byte {
@@ -2000,7 +2090,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_weft_v1_control_proto_msgTypes[34]
+	mi := &file_weft_v1_control_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2102,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[34]
+	mi := &file_weft_v1_control_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2115,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{34}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Member) GetNode() string {
@@ -2065,7 +2155,7 @@ type GetCommitteeRequest struct {
 
 func (x *GetCommitteeRequest) Reset() {
 	*x = GetCommitteeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[35]
+	mi := &file_weft_v1_control_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2077,7 +2167,7 @@ func (x *GetCommitteeRequest) String() string {
 func (*GetCommitteeRequest) ProtoMessage() {}
 
 func (x *GetCommitteeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[35]
+	mi := &file_weft_v1_control_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2090,7 +2180,7 @@ func (x *GetCommitteeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommitteeRequest.ProtoReflect.Descriptor instead.
 func (*GetCommitteeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{35}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetCommitteeRequest) GetEpoch() uint64 {
@@ -2111,7 +2201,7 @@ type GetCommitteeResponse struct {
 
 func (x *GetCommitteeResponse) Reset() {
 	*x = GetCommitteeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[36]
+	mi := &file_weft_v1_control_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2123,7 +2213,7 @@ func (x *GetCommitteeResponse) String() string {
 func (*GetCommitteeResponse) ProtoMessage() {}
 
 func (x *GetCommitteeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[36]
+	mi := &file_weft_v1_control_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2136,7 +2226,7 @@ func (x *GetCommitteeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommitteeResponse.ProtoReflect.Descriptor instead.
 func (*GetCommitteeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{36}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetCommitteeResponse) GetEpoch() uint64 {
@@ -2171,7 +2261,7 @@ type ClientInfo struct {
 
 func (x *ClientInfo) Reset() {
 	*x = ClientInfo{}
-	mi := &file_weft_v1_control_proto_msgTypes[37]
+	mi := &file_weft_v1_control_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2183,7 +2273,7 @@ func (x *ClientInfo) String() string {
 func (*ClientInfo) ProtoMessage() {}
 
 func (x *ClientInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[37]
+	mi := &file_weft_v1_control_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2196,7 +2286,7 @@ func (x *ClientInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientInfo.ProtoReflect.Descriptor instead.
 func (*ClientInfo) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{37}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ClientInfo) GetClient() string {
@@ -2228,7 +2318,7 @@ type GetClientRequest struct {
 
 func (x *GetClientRequest) Reset() {
 	*x = GetClientRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[38]
+	mi := &file_weft_v1_control_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2240,7 +2330,7 @@ func (x *GetClientRequest) String() string {
 func (*GetClientRequest) ProtoMessage() {}
 
 func (x *GetClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[38]
+	mi := &file_weft_v1_control_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2253,7 +2343,7 @@ func (x *GetClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClientRequest.ProtoReflect.Descriptor instead.
 func (*GetClientRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{38}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{39}
 }
 
 type GetClientResponse struct {
@@ -2265,7 +2355,7 @@ type GetClientResponse struct {
 
 func (x *GetClientResponse) Reset() {
 	*x = GetClientResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[39]
+	mi := &file_weft_v1_control_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2277,7 +2367,7 @@ func (x *GetClientResponse) String() string {
 func (*GetClientResponse) ProtoMessage() {}
 
 func (x *GetClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[39]
+	mi := &file_weft_v1_control_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2290,7 +2380,7 @@ func (x *GetClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClientResponse.ProtoReflect.Descriptor instead.
 func (*GetClientResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{39}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetClientResponse) GetClient() *ClientInfo {
@@ -2308,7 +2398,7 @@ type ListClientsRequest struct {
 
 func (x *ListClientsRequest) Reset() {
 	*x = ListClientsRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[40]
+	mi := &file_weft_v1_control_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2320,7 +2410,7 @@ func (x *ListClientsRequest) String() string {
 func (*ListClientsRequest) ProtoMessage() {}
 
 func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[40]
+	mi := &file_weft_v1_control_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2333,7 +2423,7 @@ func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientsRequest.ProtoReflect.Descriptor instead.
 func (*ListClientsRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{40}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{41}
 }
 
 type ListClientsResponse struct {
@@ -2345,7 +2435,7 @@ type ListClientsResponse struct {
 
 func (x *ListClientsResponse) Reset() {
 	*x = ListClientsResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[41]
+	mi := &file_weft_v1_control_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2447,7 @@ func (x *ListClientsResponse) String() string {
 func (*ListClientsResponse) ProtoMessage() {}
 
 func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[41]
+	mi := &file_weft_v1_control_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2460,7 @@ func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientsResponse.ProtoReflect.Descriptor instead.
 func (*ListClientsResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{41}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListClientsResponse) GetClients() []*ClientInfo {
@@ -2388,7 +2478,7 @@ type PeerInfoRequest struct {
 
 func (x *PeerInfoRequest) Reset() {
 	*x = PeerInfoRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[42]
+	mi := &file_weft_v1_control_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2490,7 @@ func (x *PeerInfoRequest) String() string {
 func (*PeerInfoRequest) ProtoMessage() {}
 
 func (x *PeerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[42]
+	mi := &file_weft_v1_control_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2503,7 @@ func (x *PeerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerInfoRequest.ProtoReflect.Descriptor instead.
 func (*PeerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{42}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{43}
 }
 
 type PeerInfoResponse struct {
@@ -2429,7 +2519,7 @@ type PeerInfoResponse struct {
 
 func (x *PeerInfoResponse) Reset() {
 	*x = PeerInfoResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[43]
+	mi := &file_weft_v1_control_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2441,7 +2531,7 @@ func (x *PeerInfoResponse) String() string {
 func (*PeerInfoResponse) ProtoMessage() {}
 
 func (x *PeerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[43]
+	mi := &file_weft_v1_control_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2454,7 +2544,7 @@ func (x *PeerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerInfoResponse.ProtoReflect.Descriptor instead.
 func (*PeerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{43}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *PeerInfoResponse) GetId() string {
@@ -2508,7 +2598,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_weft_v1_control_proto_msgTypes[44]
+	mi := &file_weft_v1_control_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2520,7 +2610,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[44]
+	mi := &file_weft_v1_control_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2533,7 +2623,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{44}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Peer) GetId() string {
@@ -2600,7 +2690,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[45]
+	mi := &file_weft_v1_control_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2612,7 +2702,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[45]
+	mi := &file_weft_v1_control_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2625,7 +2715,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{45}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{46}
 }
 
 type ListPeersResponse struct {
@@ -2637,7 +2727,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[46]
+	mi := &file_weft_v1_control_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2649,7 +2739,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[46]
+	mi := &file_weft_v1_control_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2662,7 +2752,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{46}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListPeersResponse) GetPeers() []*Peer {
@@ -2682,7 +2772,7 @@ type AddPeerRequest struct {
 
 func (x *AddPeerRequest) Reset() {
 	*x = AddPeerRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[47]
+	mi := &file_weft_v1_control_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2694,7 +2784,7 @@ func (x *AddPeerRequest) String() string {
 func (*AddPeerRequest) ProtoMessage() {}
 
 func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[47]
+	mi := &file_weft_v1_control_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2707,7 +2797,7 @@ func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPeerRequest.ProtoReflect.Descriptor instead.
 func (*AddPeerRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{47}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *AddPeerRequest) GetId() string {
@@ -2732,7 +2822,7 @@ type AddPeerResponse struct {
 
 func (x *AddPeerResponse) Reset() {
 	*x = AddPeerResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[48]
+	mi := &file_weft_v1_control_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2744,7 +2834,7 @@ func (x *AddPeerResponse) String() string {
 func (*AddPeerResponse) ProtoMessage() {}
 
 func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[48]
+	mi := &file_weft_v1_control_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2757,7 +2847,7 @@ func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPeerResponse.ProtoReflect.Descriptor instead.
 func (*AddPeerResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{48}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{49}
 }
 
 type RemovePeerRequest struct {
@@ -2769,7 +2859,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[49]
+	mi := &file_weft_v1_control_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2781,7 +2871,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[49]
+	mi := &file_weft_v1_control_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2794,7 +2884,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{49}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -2812,7 +2902,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[50]
+	mi := &file_weft_v1_control_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2824,7 +2914,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[50]
+	mi := &file_weft_v1_control_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2837,7 +2927,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{50}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{51}
 }
 
 type TransferLeadershipRequest struct {
@@ -2849,7 +2939,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[51]
+	mi := &file_weft_v1_control_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2861,7 +2951,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[51]
+	mi := &file_weft_v1_control_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2874,7 +2964,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{51}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *TransferLeadershipRequest) GetToId() string {
@@ -2893,7 +2983,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[52]
+	mi := &file_weft_v1_control_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2905,7 +2995,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[52]
+	mi := &file_weft_v1_control_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2918,7 +3008,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{52}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TransferLeadershipResponse) GetLeaderId() string {
@@ -2936,7 +3026,7 @@ type SaveSnapshotRequest struct {
 
 func (x *SaveSnapshotRequest) Reset() {
 	*x = SaveSnapshotRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[53]
+	mi := &file_weft_v1_control_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2948,7 +3038,7 @@ func (x *SaveSnapshotRequest) String() string {
 func (*SaveSnapshotRequest) ProtoMessage() {}
 
 func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[53]
+	mi := &file_weft_v1_control_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2961,7 +3051,7 @@ func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{53}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{54}
 }
 
 type SnapshotChunk struct {
@@ -2974,7 +3064,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_weft_v1_control_proto_msgTypes[54]
+	mi := &file_weft_v1_control_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2986,7 +3076,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[54]
+	mi := &file_weft_v1_control_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2999,7 +3089,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{54}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -3028,7 +3118,7 @@ type AnnouncePeerRequest struct {
 
 func (x *AnnouncePeerRequest) Reset() {
 	*x = AnnouncePeerRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[55]
+	mi := &file_weft_v1_control_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3040,7 +3130,7 @@ func (x *AnnouncePeerRequest) String() string {
 func (*AnnouncePeerRequest) ProtoMessage() {}
 
 func (x *AnnouncePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[55]
+	mi := &file_weft_v1_control_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3053,7 +3143,7 @@ func (x *AnnouncePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnouncePeerRequest.ProtoReflect.Descriptor instead.
 func (*AnnouncePeerRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{55}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *AnnouncePeerRequest) GetId() string {
@@ -3078,7 +3168,7 @@ type AnnouncePeerResponse struct {
 
 func (x *AnnouncePeerResponse) Reset() {
 	*x = AnnouncePeerResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[56]
+	mi := &file_weft_v1_control_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3090,7 +3180,7 @@ func (x *AnnouncePeerResponse) String() string {
 func (*AnnouncePeerResponse) ProtoMessage() {}
 
 func (x *AnnouncePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[56]
+	mi := &file_weft_v1_control_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3103,7 +3193,7 @@ func (x *AnnouncePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnouncePeerResponse.ProtoReflect.Descriptor instead.
 func (*AnnouncePeerResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{56}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{57}
 }
 
 type RestoreSnapshotResponse struct {
@@ -3115,7 +3205,7 @@ type RestoreSnapshotResponse struct {
 
 func (x *RestoreSnapshotResponse) Reset() {
 	*x = RestoreSnapshotResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[57]
+	mi := &file_weft_v1_control_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3127,7 +3217,7 @@ func (x *RestoreSnapshotResponse) String() string {
 func (*RestoreSnapshotResponse) ProtoMessage() {}
 
 func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[57]
+	mi := &file_weft_v1_control_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3140,7 +3230,7 @@ func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{57}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RestoreSnapshotResponse) GetIndex() uint64 {
@@ -3160,7 +3250,7 @@ type UpdateAddressRequest struct {
 
 func (x *UpdateAddressRequest) Reset() {
 	*x = UpdateAddressRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[58]
+	mi := &file_weft_v1_control_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3172,7 +3262,7 @@ func (x *UpdateAddressRequest) String() string {
 func (*UpdateAddressRequest) ProtoMessage() {}
 
 func (x *UpdateAddressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[58]
+	mi := &file_weft_v1_control_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3185,7 +3275,7 @@ func (x *UpdateAddressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAddressRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAddressRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{58}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *UpdateAddressRequest) GetAuth() *SignedRequest {
@@ -3211,7 +3301,7 @@ type UpdateAddressResponse struct {
 
 func (x *UpdateAddressResponse) Reset() {
 	*x = UpdateAddressResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[59]
+	mi := &file_weft_v1_control_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3223,7 +3313,7 @@ func (x *UpdateAddressResponse) String() string {
 func (*UpdateAddressResponse) ProtoMessage() {}
 
 func (x *UpdateAddressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[59]
+	mi := &file_weft_v1_control_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3236,7 +3326,7 @@ func (x *UpdateAddressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAddressResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAddressResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{59}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *UpdateAddressResponse) GetIndex() uint64 {
@@ -3257,7 +3347,7 @@ type MarkBlobInvalidRequest struct {
 
 func (x *MarkBlobInvalidRequest) Reset() {
 	*x = MarkBlobInvalidRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[60]
+	mi := &file_weft_v1_control_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3269,7 +3359,7 @@ func (x *MarkBlobInvalidRequest) String() string {
 func (*MarkBlobInvalidRequest) ProtoMessage() {}
 
 func (x *MarkBlobInvalidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[60]
+	mi := &file_weft_v1_control_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3282,7 +3372,7 @@ func (x *MarkBlobInvalidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkBlobInvalidRequest.ProtoReflect.Descriptor instead.
 func (*MarkBlobInvalidRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{60}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *MarkBlobInvalidRequest) GetAuth() *SignedRequest {
@@ -3315,7 +3405,7 @@ type MarkBlobInvalidResponse struct {
 
 func (x *MarkBlobInvalidResponse) Reset() {
 	*x = MarkBlobInvalidResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[61]
+	mi := &file_weft_v1_control_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3327,7 +3417,7 @@ func (x *MarkBlobInvalidResponse) String() string {
 func (*MarkBlobInvalidResponse) ProtoMessage() {}
 
 func (x *MarkBlobInvalidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[61]
+	mi := &file_weft_v1_control_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3340,7 +3430,7 @@ func (x *MarkBlobInvalidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkBlobInvalidResponse.ProtoReflect.Descriptor instead.
 func (*MarkBlobInvalidResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{61}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *MarkBlobInvalidResponse) GetIndex() uint64 {
@@ -3361,7 +3451,7 @@ type ListCertifiedRequest struct {
 
 func (x *ListCertifiedRequest) Reset() {
 	*x = ListCertifiedRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[62]
+	mi := &file_weft_v1_control_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3373,7 +3463,7 @@ func (x *ListCertifiedRequest) String() string {
 func (*ListCertifiedRequest) ProtoMessage() {}
 
 func (x *ListCertifiedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[62]
+	mi := &file_weft_v1_control_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3386,7 +3476,7 @@ func (x *ListCertifiedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertifiedRequest.ProtoReflect.Descriptor instead.
 func (*ListCertifiedRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{62}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListCertifiedRequest) GetBeforeEpoch() uint64 {
@@ -3420,7 +3510,7 @@ type ListCertifiedResponse struct {
 
 func (x *ListCertifiedResponse) Reset() {
 	*x = ListCertifiedResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[63]
+	mi := &file_weft_v1_control_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3432,7 +3522,7 @@ func (x *ListCertifiedResponse) String() string {
 func (*ListCertifiedResponse) ProtoMessage() {}
 
 func (x *ListCertifiedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[63]
+	mi := &file_weft_v1_control_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3445,7 +3535,7 @@ func (x *ListCertifiedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertifiedResponse.ProtoReflect.Descriptor instead.
 func (*ListCertifiedResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{63}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListCertifiedResponse) GetBlobs() []*BlobStatusResponse {
@@ -3473,7 +3563,7 @@ type StartChallengeRequest struct {
 
 func (x *StartChallengeRequest) Reset() {
 	*x = StartChallengeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[64]
+	mi := &file_weft_v1_control_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3485,7 +3575,7 @@ func (x *StartChallengeRequest) String() string {
 func (*StartChallengeRequest) ProtoMessage() {}
 
 func (x *StartChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[64]
+	mi := &file_weft_v1_control_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3498,7 +3588,7 @@ func (x *StartChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartChallengeRequest.ProtoReflect.Descriptor instead.
 func (*StartChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{64}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *StartChallengeRequest) GetChallengers() uint32 {
@@ -3518,7 +3608,7 @@ type StartChallengeResponse struct {
 
 func (x *StartChallengeResponse) Reset() {
 	*x = StartChallengeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[65]
+	mi := &file_weft_v1_control_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3530,7 +3620,7 @@ func (x *StartChallengeResponse) String() string {
 func (*StartChallengeResponse) ProtoMessage() {}
 
 func (x *StartChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[65]
+	mi := &file_weft_v1_control_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3543,7 +3633,7 @@ func (x *StartChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartChallengeResponse.ProtoReflect.Descriptor instead.
 func (*StartChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{65}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *StartChallengeResponse) GetIndex() uint64 {
@@ -3569,7 +3659,7 @@ type CloseChallengeRequest struct {
 
 func (x *CloseChallengeRequest) Reset() {
 	*x = CloseChallengeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[66]
+	mi := &file_weft_v1_control_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3581,7 +3671,7 @@ func (x *CloseChallengeRequest) String() string {
 func (*CloseChallengeRequest) ProtoMessage() {}
 
 func (x *CloseChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[66]
+	mi := &file_weft_v1_control_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3594,7 +3684,7 @@ func (x *CloseChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseChallengeRequest.ProtoReflect.Descriptor instead.
 func (*CloseChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{66}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CloseChallengeRequest) GetRound() uint64 {
@@ -3613,7 +3703,7 @@ type CloseChallengeResponse struct {
 
 func (x *CloseChallengeResponse) Reset() {
 	*x = CloseChallengeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[67]
+	mi := &file_weft_v1_control_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3625,7 +3715,7 @@ func (x *CloseChallengeResponse) String() string {
 func (*CloseChallengeResponse) ProtoMessage() {}
 
 func (x *CloseChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[67]
+	mi := &file_weft_v1_control_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3638,7 +3728,7 @@ func (x *CloseChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseChallengeResponse.ProtoReflect.Descriptor instead.
 func (*CloseChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{67}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CloseChallengeResponse) GetIndex() uint64 {
@@ -3659,7 +3749,7 @@ type ChallengeVerdict struct {
 
 func (x *ChallengeVerdict) Reset() {
 	*x = ChallengeVerdict{}
-	mi := &file_weft_v1_control_proto_msgTypes[68]
+	mi := &file_weft_v1_control_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3671,7 +3761,7 @@ func (x *ChallengeVerdict) String() string {
 func (*ChallengeVerdict) ProtoMessage() {}
 
 func (x *ChallengeVerdict) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[68]
+	mi := &file_weft_v1_control_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3684,7 +3774,7 @@ func (x *ChallengeVerdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeVerdict.ProtoReflect.Descriptor instead.
 func (*ChallengeVerdict) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{68}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ChallengeVerdict) GetNode() string {
@@ -3719,7 +3809,7 @@ type ReportChallengeRequest struct {
 
 func (x *ReportChallengeRequest) Reset() {
 	*x = ReportChallengeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[69]
+	mi := &file_weft_v1_control_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3731,7 +3821,7 @@ func (x *ReportChallengeRequest) String() string {
 func (*ReportChallengeRequest) ProtoMessage() {}
 
 func (x *ReportChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[69]
+	mi := &file_weft_v1_control_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3744,7 +3834,7 @@ func (x *ReportChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportChallengeRequest.ProtoReflect.Descriptor instead.
 func (*ReportChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{69}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ReportChallengeRequest) GetAuth() *SignedRequest {
@@ -3777,7 +3867,7 @@ type ReportChallengeResponse struct {
 
 func (x *ReportChallengeResponse) Reset() {
 	*x = ReportChallengeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[70]
+	mi := &file_weft_v1_control_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3789,7 +3879,7 @@ func (x *ReportChallengeResponse) String() string {
 func (*ReportChallengeResponse) ProtoMessage() {}
 
 func (x *ReportChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[70]
+	mi := &file_weft_v1_control_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3802,7 +3892,7 @@ func (x *ReportChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportChallengeResponse.ProtoReflect.Descriptor instead.
 func (*ReportChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{70}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ReportChallengeResponse) GetIndex() uint64 {
@@ -3821,7 +3911,7 @@ type GetChallengeRequest struct {
 
 func (x *GetChallengeRequest) Reset() {
 	*x = GetChallengeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[71]
+	mi := &file_weft_v1_control_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3833,7 +3923,7 @@ func (x *GetChallengeRequest) String() string {
 func (*GetChallengeRequest) ProtoMessage() {}
 
 func (x *GetChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[71]
+	mi := &file_weft_v1_control_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3846,7 +3936,7 @@ func (x *GetChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeRequest.ProtoReflect.Descriptor instead.
 func (*GetChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{71}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *GetChallengeRequest) GetRound() uint64 {
@@ -3870,7 +3960,7 @@ type ChallengedNode struct {
 
 func (x *ChallengedNode) Reset() {
 	*x = ChallengedNode{}
-	mi := &file_weft_v1_control_proto_msgTypes[72]
+	mi := &file_weft_v1_control_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3882,7 +3972,7 @@ func (x *ChallengedNode) String() string {
 func (*ChallengedNode) ProtoMessage() {}
 
 func (x *ChallengedNode) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[72]
+	mi := &file_weft_v1_control_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3895,7 +3985,7 @@ func (x *ChallengedNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengedNode.ProtoReflect.Descriptor instead.
 func (*ChallengedNode) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{72}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ChallengedNode) GetNode() string {
@@ -3959,7 +4049,7 @@ type GetChallengeResponse struct {
 
 func (x *GetChallengeResponse) Reset() {
 	*x = GetChallengeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[73]
+	mi := &file_weft_v1_control_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3971,7 +4061,7 @@ func (x *GetChallengeResponse) String() string {
 func (*GetChallengeResponse) ProtoMessage() {}
 
 func (x *GetChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[73]
+	mi := &file_weft_v1_control_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3984,7 +4074,7 @@ func (x *GetChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeResponse.ProtoReflect.Descriptor instead.
 func (*GetChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{73}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *GetChallengeResponse) GetRound() uint64 {
@@ -4121,19 +4211,26 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x14\n" +
 	"\x05shard\x18\x03 \x01(\rR\x05shard\"+\n" +
 	"\x13ShardSyncedResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"w\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x8d\x01\n" +
 	"\x11WatchStateRequest\x12\x1f\n" +
 	"\vafter_index\x18\x01 \x01(\x04R\n" +
 	"afterIndex\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x02 \x01(\rR\ttimeoutMs\x12\"\n" +
-	"\flinearizable\x18\x03 \x01(\bR\flinearizable\"\x88\x01\n" +
+	"\flinearizable\x18\x03 \x01(\bR\flinearizable\x12\x14\n" +
+	"\x05delta\x18\x04 \x01(\bR\x05delta\"\xce\x01\n" +
 	"\x12WatchStateResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x14\n" +
 	"\x05phase\x18\x03 \x01(\tR\x05phase\x12\x16\n" +
 	"\x06owners\x18\x04 \x03(\tR\x06owners\x12\x18\n" +
-	"\aholders\x18\x05 \x03(\tR\aholders\"@\n" +
+	"\aholders\x18\x05 \x03(\tR\aholders\x12\x14\n" +
+	"\x05delta\x18\x06 \x01(\bR\x05delta\x12.\n" +
+	"\achanges\x18\a \x03(\v2\x14.weft.v1.ShardChangeR\achanges\"Q\n" +
+	"\vShardChange\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x16\n" +
+	"\x06holder\x18\x03 \x01(\tR\x06holder\"@\n" +
 	"\x04Move\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
@@ -4364,7 +4461,7 @@ func file_weft_v1_control_proto_rawDescGZIP() []byte {
 	return file_weft_v1_control_proto_rawDescData
 }
 
-var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
+var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_weft_v1_control_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: weft.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: weft.v1.StatusResponse
@@ -4388,146 +4485,148 @@ var file_weft_v1_control_proto_goTypes = []any{
 	(*ShardSyncedResponse)(nil),        // 19: weft.v1.ShardSyncedResponse
 	(*WatchStateRequest)(nil),          // 20: weft.v1.WatchStateRequest
 	(*WatchStateResponse)(nil),         // 21: weft.v1.WatchStateResponse
-	(*Move)(nil),                       // 22: weft.v1.Move
-	(*Event)(nil),                      // 23: weft.v1.Event
-	(*EventsRequest)(nil),              // 24: weft.v1.EventsRequest
-	(*EventsResponse)(nil),             // 25: weft.v1.EventsResponse
-	(*RegisterBlobRequest)(nil),        // 26: weft.v1.RegisterBlobRequest
-	(*RegisterBlobResponse)(nil),       // 27: weft.v1.RegisterBlobResponse
-	(*CertifyBlobRequest)(nil),         // 28: weft.v1.CertifyBlobRequest
-	(*CertifyBlobResponse)(nil),        // 29: weft.v1.CertifyBlobResponse
-	(*ExtendBlobRequest)(nil),          // 30: weft.v1.ExtendBlobRequest
-	(*ExtendBlobResponse)(nil),         // 31: weft.v1.ExtendBlobResponse
-	(*BlobStatusRequest)(nil),          // 32: weft.v1.BlobStatusRequest
-	(*BlobStatusResponse)(nil),         // 33: weft.v1.BlobStatusResponse
-	(*Member)(nil),                     // 34: weft.v1.Member
-	(*GetCommitteeRequest)(nil),        // 35: weft.v1.GetCommitteeRequest
-	(*GetCommitteeResponse)(nil),       // 36: weft.v1.GetCommitteeResponse
-	(*ClientInfo)(nil),                 // 37: weft.v1.ClientInfo
-	(*GetClientRequest)(nil),           // 38: weft.v1.GetClientRequest
-	(*GetClientResponse)(nil),          // 39: weft.v1.GetClientResponse
-	(*ListClientsRequest)(nil),         // 40: weft.v1.ListClientsRequest
-	(*ListClientsResponse)(nil),        // 41: weft.v1.ListClientsResponse
-	(*PeerInfoRequest)(nil),            // 42: weft.v1.PeerInfoRequest
-	(*PeerInfoResponse)(nil),           // 43: weft.v1.PeerInfoResponse
-	(*Peer)(nil),                       // 44: weft.v1.Peer
-	(*ListPeersRequest)(nil),           // 45: weft.v1.ListPeersRequest
-	(*ListPeersResponse)(nil),          // 46: weft.v1.ListPeersResponse
-	(*AddPeerRequest)(nil),             // 47: weft.v1.AddPeerRequest
-	(*AddPeerResponse)(nil),            // 48: weft.v1.AddPeerResponse
-	(*RemovePeerRequest)(nil),          // 49: weft.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),         // 50: weft.v1.RemovePeerResponse
-	(*TransferLeadershipRequest)(nil),  // 51: weft.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 52: weft.v1.TransferLeadershipResponse
-	(*SaveSnapshotRequest)(nil),        // 53: weft.v1.SaveSnapshotRequest
-	(*SnapshotChunk)(nil),              // 54: weft.v1.SnapshotChunk
-	(*AnnouncePeerRequest)(nil),        // 55: weft.v1.AnnouncePeerRequest
-	(*AnnouncePeerResponse)(nil),       // 56: weft.v1.AnnouncePeerResponse
-	(*RestoreSnapshotResponse)(nil),    // 57: weft.v1.RestoreSnapshotResponse
-	(*UpdateAddressRequest)(nil),       // 58: weft.v1.UpdateAddressRequest
-	(*UpdateAddressResponse)(nil),      // 59: weft.v1.UpdateAddressResponse
-	(*MarkBlobInvalidRequest)(nil),     // 60: weft.v1.MarkBlobInvalidRequest
-	(*MarkBlobInvalidResponse)(nil),    // 61: weft.v1.MarkBlobInvalidResponse
-	(*ListCertifiedRequest)(nil),       // 62: weft.v1.ListCertifiedRequest
-	(*ListCertifiedResponse)(nil),      // 63: weft.v1.ListCertifiedResponse
-	(*StartChallengeRequest)(nil),      // 64: weft.v1.StartChallengeRequest
-	(*StartChallengeResponse)(nil),     // 65: weft.v1.StartChallengeResponse
-	(*CloseChallengeRequest)(nil),      // 66: weft.v1.CloseChallengeRequest
-	(*CloseChallengeResponse)(nil),     // 67: weft.v1.CloseChallengeResponse
-	(*ChallengeVerdict)(nil),           // 68: weft.v1.ChallengeVerdict
-	(*ReportChallengeRequest)(nil),     // 69: weft.v1.ReportChallengeRequest
-	(*ReportChallengeResponse)(nil),    // 70: weft.v1.ReportChallengeResponse
-	(*GetChallengeRequest)(nil),        // 71: weft.v1.GetChallengeRequest
-	(*ChallengedNode)(nil),             // 72: weft.v1.ChallengedNode
-	(*GetChallengeResponse)(nil),       // 73: weft.v1.GetChallengeResponse
+	(*ShardChange)(nil),                // 22: weft.v1.ShardChange
+	(*Move)(nil),                       // 23: weft.v1.Move
+	(*Event)(nil),                      // 24: weft.v1.Event
+	(*EventsRequest)(nil),              // 25: weft.v1.EventsRequest
+	(*EventsResponse)(nil),             // 26: weft.v1.EventsResponse
+	(*RegisterBlobRequest)(nil),        // 27: weft.v1.RegisterBlobRequest
+	(*RegisterBlobResponse)(nil),       // 28: weft.v1.RegisterBlobResponse
+	(*CertifyBlobRequest)(nil),         // 29: weft.v1.CertifyBlobRequest
+	(*CertifyBlobResponse)(nil),        // 30: weft.v1.CertifyBlobResponse
+	(*ExtendBlobRequest)(nil),          // 31: weft.v1.ExtendBlobRequest
+	(*ExtendBlobResponse)(nil),         // 32: weft.v1.ExtendBlobResponse
+	(*BlobStatusRequest)(nil),          // 33: weft.v1.BlobStatusRequest
+	(*BlobStatusResponse)(nil),         // 34: weft.v1.BlobStatusResponse
+	(*Member)(nil),                     // 35: weft.v1.Member
+	(*GetCommitteeRequest)(nil),        // 36: weft.v1.GetCommitteeRequest
+	(*GetCommitteeResponse)(nil),       // 37: weft.v1.GetCommitteeResponse
+	(*ClientInfo)(nil),                 // 38: weft.v1.ClientInfo
+	(*GetClientRequest)(nil),           // 39: weft.v1.GetClientRequest
+	(*GetClientResponse)(nil),          // 40: weft.v1.GetClientResponse
+	(*ListClientsRequest)(nil),         // 41: weft.v1.ListClientsRequest
+	(*ListClientsResponse)(nil),        // 42: weft.v1.ListClientsResponse
+	(*PeerInfoRequest)(nil),            // 43: weft.v1.PeerInfoRequest
+	(*PeerInfoResponse)(nil),           // 44: weft.v1.PeerInfoResponse
+	(*Peer)(nil),                       // 45: weft.v1.Peer
+	(*ListPeersRequest)(nil),           // 46: weft.v1.ListPeersRequest
+	(*ListPeersResponse)(nil),          // 47: weft.v1.ListPeersResponse
+	(*AddPeerRequest)(nil),             // 48: weft.v1.AddPeerRequest
+	(*AddPeerResponse)(nil),            // 49: weft.v1.AddPeerResponse
+	(*RemovePeerRequest)(nil),          // 50: weft.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),         // 51: weft.v1.RemovePeerResponse
+	(*TransferLeadershipRequest)(nil),  // 52: weft.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 53: weft.v1.TransferLeadershipResponse
+	(*SaveSnapshotRequest)(nil),        // 54: weft.v1.SaveSnapshotRequest
+	(*SnapshotChunk)(nil),              // 55: weft.v1.SnapshotChunk
+	(*AnnouncePeerRequest)(nil),        // 56: weft.v1.AnnouncePeerRequest
+	(*AnnouncePeerResponse)(nil),       // 57: weft.v1.AnnouncePeerResponse
+	(*RestoreSnapshotResponse)(nil),    // 58: weft.v1.RestoreSnapshotResponse
+	(*UpdateAddressRequest)(nil),       // 59: weft.v1.UpdateAddressRequest
+	(*UpdateAddressResponse)(nil),      // 60: weft.v1.UpdateAddressResponse
+	(*MarkBlobInvalidRequest)(nil),     // 61: weft.v1.MarkBlobInvalidRequest
+	(*MarkBlobInvalidResponse)(nil),    // 62: weft.v1.MarkBlobInvalidResponse
+	(*ListCertifiedRequest)(nil),       // 63: weft.v1.ListCertifiedRequest
+	(*ListCertifiedResponse)(nil),      // 64: weft.v1.ListCertifiedResponse
+	(*StartChallengeRequest)(nil),      // 65: weft.v1.StartChallengeRequest
+	(*StartChallengeResponse)(nil),     // 66: weft.v1.StartChallengeResponse
+	(*CloseChallengeRequest)(nil),      // 67: weft.v1.CloseChallengeRequest
+	(*CloseChallengeResponse)(nil),     // 68: weft.v1.CloseChallengeResponse
+	(*ChallengeVerdict)(nil),           // 69: weft.v1.ChallengeVerdict
+	(*ReportChallengeRequest)(nil),     // 70: weft.v1.ReportChallengeRequest
+	(*ReportChallengeResponse)(nil),    // 71: weft.v1.ReportChallengeResponse
+	(*GetChallengeRequest)(nil),        // 72: weft.v1.GetChallengeRequest
+	(*ChallengedNode)(nil),             // 73: weft.v1.ChallengedNode
+	(*GetChallengeResponse)(nil),       // 74: weft.v1.GetChallengeResponse
 }
 var file_weft_v1_control_proto_depIdxs = []int32{
 	2,  // 0: weft.v1.ListNodesResponse.nodes:type_name -> weft.v1.NodeInfo
 	15, // 1: weft.v1.RegisterNodeRequest.auth:type_name -> weft.v1.SignedRequest
 	15, // 2: weft.v1.ShardSyncedRequest.auth:type_name -> weft.v1.SignedRequest
-	22, // 3: weft.v1.Event.moves:type_name -> weft.v1.Move
-	23, // 4: weft.v1.EventsResponse.events:type_name -> weft.v1.Event
-	34, // 5: weft.v1.GetCommitteeResponse.members:type_name -> weft.v1.Member
-	37, // 6: weft.v1.GetClientResponse.client:type_name -> weft.v1.ClientInfo
-	37, // 7: weft.v1.ListClientsResponse.clients:type_name -> weft.v1.ClientInfo
-	44, // 8: weft.v1.ListPeersResponse.peers:type_name -> weft.v1.Peer
-	15, // 9: weft.v1.UpdateAddressRequest.auth:type_name -> weft.v1.SignedRequest
-	15, // 10: weft.v1.MarkBlobInvalidRequest.auth:type_name -> weft.v1.SignedRequest
-	33, // 11: weft.v1.ListCertifiedResponse.blobs:type_name -> weft.v1.BlobStatusResponse
-	15, // 12: weft.v1.ReportChallengeRequest.auth:type_name -> weft.v1.SignedRequest
-	68, // 13: weft.v1.ReportChallengeRequest.verdicts:type_name -> weft.v1.ChallengeVerdict
-	72, // 14: weft.v1.GetChallengeResponse.nodes:type_name -> weft.v1.ChallengedNode
-	0,  // 15: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
-	3,  // 16: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
-	5,  // 17: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
-	7,  // 18: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
-	9,  // 19: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
-	11, // 20: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
-	13, // 21: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
-	40, // 22: weft.v1.Admin.ListClients:input_type -> weft.v1.ListClientsRequest
-	42, // 23: weft.v1.Admin.PeerInfo:input_type -> weft.v1.PeerInfoRequest
-	45, // 24: weft.v1.Admin.ListPeers:input_type -> weft.v1.ListPeersRequest
-	47, // 25: weft.v1.Admin.AddPeer:input_type -> weft.v1.AddPeerRequest
-	49, // 26: weft.v1.Admin.RemovePeer:input_type -> weft.v1.RemovePeerRequest
-	51, // 27: weft.v1.Admin.TransferLeadership:input_type -> weft.v1.TransferLeadershipRequest
-	55, // 28: weft.v1.Admin.AnnouncePeer:input_type -> weft.v1.AnnouncePeerRequest
-	53, // 29: weft.v1.Admin.SaveSnapshot:input_type -> weft.v1.SaveSnapshotRequest
-	54, // 30: weft.v1.Admin.RestoreSnapshot:input_type -> weft.v1.SnapshotChunk
-	64, // 31: weft.v1.Admin.StartChallenge:input_type -> weft.v1.StartChallengeRequest
-	66, // 32: weft.v1.Admin.CloseChallenge:input_type -> weft.v1.CloseChallengeRequest
-	16, // 33: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
-	58, // 34: weft.v1.Node.UpdateAddress:input_type -> weft.v1.UpdateAddressRequest
-	18, // 35: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
-	60, // 36: weft.v1.Node.MarkBlobInvalid:input_type -> weft.v1.MarkBlobInvalidRequest
-	69, // 37: weft.v1.Node.ReportChallenge:input_type -> weft.v1.ReportChallengeRequest
-	26, // 38: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
-	28, // 39: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
-	30, // 40: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
-	38, // 41: weft.v1.Client.GetClient:input_type -> weft.v1.GetClientRequest
-	32, // 42: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
-	35, // 43: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
-	62, // 44: weft.v1.Client.ListCertified:input_type -> weft.v1.ListCertifiedRequest
-	71, // 45: weft.v1.Client.GetChallenge:input_type -> weft.v1.GetChallengeRequest
-	20, // 46: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
-	24, // 47: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
-	1,  // 48: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
-	4,  // 49: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
-	6,  // 50: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
-	8,  // 51: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
-	10, // 52: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
-	12, // 53: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
-	14, // 54: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
-	41, // 55: weft.v1.Admin.ListClients:output_type -> weft.v1.ListClientsResponse
-	43, // 56: weft.v1.Admin.PeerInfo:output_type -> weft.v1.PeerInfoResponse
-	46, // 57: weft.v1.Admin.ListPeers:output_type -> weft.v1.ListPeersResponse
-	48, // 58: weft.v1.Admin.AddPeer:output_type -> weft.v1.AddPeerResponse
-	50, // 59: weft.v1.Admin.RemovePeer:output_type -> weft.v1.RemovePeerResponse
-	52, // 60: weft.v1.Admin.TransferLeadership:output_type -> weft.v1.TransferLeadershipResponse
-	56, // 61: weft.v1.Admin.AnnouncePeer:output_type -> weft.v1.AnnouncePeerResponse
-	54, // 62: weft.v1.Admin.SaveSnapshot:output_type -> weft.v1.SnapshotChunk
-	57, // 63: weft.v1.Admin.RestoreSnapshot:output_type -> weft.v1.RestoreSnapshotResponse
-	65, // 64: weft.v1.Admin.StartChallenge:output_type -> weft.v1.StartChallengeResponse
-	67, // 65: weft.v1.Admin.CloseChallenge:output_type -> weft.v1.CloseChallengeResponse
-	17, // 66: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
-	59, // 67: weft.v1.Node.UpdateAddress:output_type -> weft.v1.UpdateAddressResponse
-	19, // 68: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
-	61, // 69: weft.v1.Node.MarkBlobInvalid:output_type -> weft.v1.MarkBlobInvalidResponse
-	70, // 70: weft.v1.Node.ReportChallenge:output_type -> weft.v1.ReportChallengeResponse
-	27, // 71: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
-	29, // 72: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
-	31, // 73: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
-	39, // 74: weft.v1.Client.GetClient:output_type -> weft.v1.GetClientResponse
-	33, // 75: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
-	36, // 76: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
-	63, // 77: weft.v1.Client.ListCertified:output_type -> weft.v1.ListCertifiedResponse
-	73, // 78: weft.v1.Client.GetChallenge:output_type -> weft.v1.GetChallengeResponse
-	21, // 79: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
-	25, // 80: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
-	48, // [48:81] is the sub-list for method output_type
-	15, // [15:48] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	22, // 3: weft.v1.WatchStateResponse.changes:type_name -> weft.v1.ShardChange
+	23, // 4: weft.v1.Event.moves:type_name -> weft.v1.Move
+	24, // 5: weft.v1.EventsResponse.events:type_name -> weft.v1.Event
+	35, // 6: weft.v1.GetCommitteeResponse.members:type_name -> weft.v1.Member
+	38, // 7: weft.v1.GetClientResponse.client:type_name -> weft.v1.ClientInfo
+	38, // 8: weft.v1.ListClientsResponse.clients:type_name -> weft.v1.ClientInfo
+	45, // 9: weft.v1.ListPeersResponse.peers:type_name -> weft.v1.Peer
+	15, // 10: weft.v1.UpdateAddressRequest.auth:type_name -> weft.v1.SignedRequest
+	15, // 11: weft.v1.MarkBlobInvalidRequest.auth:type_name -> weft.v1.SignedRequest
+	34, // 12: weft.v1.ListCertifiedResponse.blobs:type_name -> weft.v1.BlobStatusResponse
+	15, // 13: weft.v1.ReportChallengeRequest.auth:type_name -> weft.v1.SignedRequest
+	69, // 14: weft.v1.ReportChallengeRequest.verdicts:type_name -> weft.v1.ChallengeVerdict
+	73, // 15: weft.v1.GetChallengeResponse.nodes:type_name -> weft.v1.ChallengedNode
+	0,  // 16: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
+	3,  // 17: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
+	5,  // 18: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
+	7,  // 19: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
+	9,  // 20: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
+	11, // 21: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
+	13, // 22: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
+	41, // 23: weft.v1.Admin.ListClients:input_type -> weft.v1.ListClientsRequest
+	43, // 24: weft.v1.Admin.PeerInfo:input_type -> weft.v1.PeerInfoRequest
+	46, // 25: weft.v1.Admin.ListPeers:input_type -> weft.v1.ListPeersRequest
+	48, // 26: weft.v1.Admin.AddPeer:input_type -> weft.v1.AddPeerRequest
+	50, // 27: weft.v1.Admin.RemovePeer:input_type -> weft.v1.RemovePeerRequest
+	52, // 28: weft.v1.Admin.TransferLeadership:input_type -> weft.v1.TransferLeadershipRequest
+	56, // 29: weft.v1.Admin.AnnouncePeer:input_type -> weft.v1.AnnouncePeerRequest
+	54, // 30: weft.v1.Admin.SaveSnapshot:input_type -> weft.v1.SaveSnapshotRequest
+	55, // 31: weft.v1.Admin.RestoreSnapshot:input_type -> weft.v1.SnapshotChunk
+	65, // 32: weft.v1.Admin.StartChallenge:input_type -> weft.v1.StartChallengeRequest
+	67, // 33: weft.v1.Admin.CloseChallenge:input_type -> weft.v1.CloseChallengeRequest
+	16, // 34: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
+	59, // 35: weft.v1.Node.UpdateAddress:input_type -> weft.v1.UpdateAddressRequest
+	18, // 36: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
+	61, // 37: weft.v1.Node.MarkBlobInvalid:input_type -> weft.v1.MarkBlobInvalidRequest
+	70, // 38: weft.v1.Node.ReportChallenge:input_type -> weft.v1.ReportChallengeRequest
+	27, // 39: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
+	29, // 40: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
+	31, // 41: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
+	39, // 42: weft.v1.Client.GetClient:input_type -> weft.v1.GetClientRequest
+	33, // 43: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
+	36, // 44: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
+	63, // 45: weft.v1.Client.ListCertified:input_type -> weft.v1.ListCertifiedRequest
+	72, // 46: weft.v1.Client.GetChallenge:input_type -> weft.v1.GetChallengeRequest
+	20, // 47: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
+	25, // 48: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
+	1,  // 49: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
+	4,  // 50: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
+	6,  // 51: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
+	8,  // 52: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
+	10, // 53: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
+	12, // 54: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
+	14, // 55: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
+	42, // 56: weft.v1.Admin.ListClients:output_type -> weft.v1.ListClientsResponse
+	44, // 57: weft.v1.Admin.PeerInfo:output_type -> weft.v1.PeerInfoResponse
+	47, // 58: weft.v1.Admin.ListPeers:output_type -> weft.v1.ListPeersResponse
+	49, // 59: weft.v1.Admin.AddPeer:output_type -> weft.v1.AddPeerResponse
+	51, // 60: weft.v1.Admin.RemovePeer:output_type -> weft.v1.RemovePeerResponse
+	53, // 61: weft.v1.Admin.TransferLeadership:output_type -> weft.v1.TransferLeadershipResponse
+	57, // 62: weft.v1.Admin.AnnouncePeer:output_type -> weft.v1.AnnouncePeerResponse
+	55, // 63: weft.v1.Admin.SaveSnapshot:output_type -> weft.v1.SnapshotChunk
+	58, // 64: weft.v1.Admin.RestoreSnapshot:output_type -> weft.v1.RestoreSnapshotResponse
+	66, // 65: weft.v1.Admin.StartChallenge:output_type -> weft.v1.StartChallengeResponse
+	68, // 66: weft.v1.Admin.CloseChallenge:output_type -> weft.v1.CloseChallengeResponse
+	17, // 67: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
+	60, // 68: weft.v1.Node.UpdateAddress:output_type -> weft.v1.UpdateAddressResponse
+	19, // 69: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
+	62, // 70: weft.v1.Node.MarkBlobInvalid:output_type -> weft.v1.MarkBlobInvalidResponse
+	71, // 71: weft.v1.Node.ReportChallenge:output_type -> weft.v1.ReportChallengeResponse
+	28, // 72: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
+	30, // 73: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
+	32, // 74: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
+	40, // 75: weft.v1.Client.GetClient:output_type -> weft.v1.GetClientResponse
+	34, // 76: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
+	37, // 77: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
+	64, // 78: weft.v1.Client.ListCertified:output_type -> weft.v1.ListCertifiedResponse
+	74, // 79: weft.v1.Client.GetChallenge:output_type -> weft.v1.GetChallengeResponse
+	21, // 80: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
+	26, // 81: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
+	49, // [49:82] is the sub-list for method output_type
+	16, // [16:49] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_weft_v1_control_proto_init() }
@@ -4541,7 +4640,7 @@ func file_weft_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_v1_control_proto_rawDesc), len(file_weft_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   74,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
