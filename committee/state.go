@@ -132,10 +132,10 @@ type BlobRecord struct {
 	Client          string        `json:"client"`
 	Invalid         bool          `json:"invalid,omitempty"`
 	InvalidProof    []byte        `json:"invalid_certificate,omitempty"`
-	Expired         bool          `json:"expired,omitempty"`  // past its end epoch, or lapsed uncertified
-	RegisteredIndex uint64        `json:"registered_index"`   // keys the pending index
-	ExpiryIndex     uint64        `json:"expiry_index"`       // keys the expiry index
-	CertSeq         uint64        `json:"cert_seq,omitempty"` // 1 + its place in the challenge sampling sequence; 0 before certification
+	Expired         bool          `json:"expired,omitempty"`     // past its end epoch, or lapsed uncertified
+	RegisteredIndex uint64        `json:"registered_index"`      // keys the pending index
+	ExpiryIndex     uint64        `json:"expiry_index"`          // keys the expiry index
+	CertSeq         uint64        `json:"cert_seq,omitempty"`    // 1 + its place in the challenge sampling sequence; 0 before certification
 	EndedIndex      uint64        `json:"ended_index,omitempty"` // the index that expired it: keys the ended-blobs index
 }
 
