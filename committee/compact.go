@@ -59,6 +59,8 @@ const (
 	// a node's last K closed rounds (--auto-evict K ≤ retainRounds) and
 	// node listings the last historyRounds.
 	retainRounds = 64
+	// MaxEvictAfter is the largest --auto-evict K eviction can honour.
+	MaxEvictAfter = retainRounds
 	// compactBudget bounds the deletions of one command's compaction step.
 	compactBudget = 64
 )
