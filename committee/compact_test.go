@@ -1,10 +1,15 @@
 package committee
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"testing"
 
+	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/weftstore/weft/crypto"
@@ -302,5 +307,93 @@ func TestCertifiedBeforePagesInEpochOrder(t *testing.T) {
 	}
 	if _, _, err := tf.fsm.CertifiedBefore(100, crypto.BlobID{7}, 10); !errors.Is(err, errCursorGone) {
 		t.Fatalf("an unknown cursor: %v", err)
+	}
+}
+
+// applyBatch applies commands as one Raft batch (one transaction).
+func (tf *testFSM) applyBatch(kind Kind, bodies []any) {
+	tf.t.Helper()
+	var logs []*raft.Log
+	for _, body := range bodies {
+		tf.index++
+		cmd, err := NewCommand(fmt.Sprintf("cmd-%d", tf.index), kind, body)
+		if err != nil {
+			tf.t.Fatal(err)
+		}
+		data, _ := json.Marshal(cmd)
+		logs = append(logs, &raft.Log{Index: tf.index, Type: raft.LogCommand, Data: data})
+	}
+	for i, out := range tf.fsm.ApplyBatch(logs) {
+		if res, _ := out.(*Result); res == nil || res.Err() != nil {
+			tf.t.Fatalf("%s at index %d: %+v", kind, logs[i].Index, res)
+		}
+	}
+}
+
+func (tf *testFSM) snapshotSize() int {
+	tf.t.Helper()
+	var buf bytes.Buffer
+	if _, err := tf.fsm.WriteSnapshot(&buf); err != nil {
+		tf.t.Fatal(err)
+	}
+	return buf.Len()
+}
+
+// After 5,000 blobs registered and expired or lapsed across epochs, and
+// their history compacted, a snapshot is about the size of one of a state
+// that never had them (the file keeps its high-water mark; the snapshot
+// is written compacted), and it restores.
+func TestSnapshotSizeBoundedByLiveState(t *testing.T) {
+	const blobs = 5000
+	run := func(withBlobs bool) (*testFSM, int, int64) {
+		tf := compactionFSM(t)
+		tf.fsm.commandRetention = 1000
+		for e := range uint64(5) {
+			var bodies []any
+			for i := range blobs / 5 {
+				var root crypto.Digest
+				copy(root[:], fmt.Sprint(e, "-", i))
+				bodies = append(bodies, RegisterBlob{Client: "app", Encoding: 1, Shards: 10, Length: 5000, Root: root, EndEpoch: tf.state().Epoch() + 1 + uint64(i%3)})
+			}
+			if withBlobs {
+				tf.applyBatch(KindRegisterBlob, bodies)
+			}
+			tf.advance(false)
+		}
+		for range 2 * MinRetainEpochs {
+			tf.advance(false)
+		}
+		// Enough commands for the compaction steps to catch up, alike in both runs.
+		quota := make([]any, 600)
+		for i := range quota {
+			quota[i] = SetQuota{Client: "app", Quota: 1 << 50}
+		}
+		tf.applyBatch(KindSetQuota, quota)
+		info, err := os.Stat(tf.fsm.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tf, tf.snapshotSize(), info.Size()
+	}
+	_, empty, _ := run(false)
+	tf, full, file := run(true)
+	if n := tf.count(bucketBlobs); n != 0 {
+		t.Fatalf("%d blob records left after every blob ended %d epochs ago", n, 2*MinRetainEpochs)
+	}
+	t.Logf("snapshot: %d bytes with no blobs, %d after %d registered and ended (state file %d bytes)", empty, full, blobs, file)
+	if full > 2*empty {
+		t.Fatalf("snapshot of %d bytes after %d ended blobs, %d without: not bounded by live state", full, blobs, empty)
+	}
+	// The compacted snapshot is a state file that restores.
+	var buf bytes.Buffer
+	if _, err := tf.fsm.WriteSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	other := newTestFSM(t, Config{Shards: 10, RetainEpochs: MinRetainEpochs})
+	if err := other.fsm.Restore(io.NopCloser(&buf)); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := fingerprint(t, other.fsm), fingerprint(t, tf.fsm); a != b {
+		t.Fatalf("restored %s, want %s", a, b)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -694,13 +695,17 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fsmSnapshot{tx: tx}, nil
+	return &fsmSnapshot{db: f.db, tx: tx, dir: filepath.Dir(f.path)}, nil
 }
 
-type fsmSnapshot struct{ tx *bolt.Tx }
+type fsmSnapshot struct {
+	db  *bolt.DB
+	tx  *bolt.Tx
+	dir string // where a compacted copy is written (snapcompact.go)
+}
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := s.tx.WriteTo(sink); err != nil {
+	if err := writeSnapshot(s.db, s.tx, s.dir, sink); err != nil {
 		sink.Cancel()
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -211,8 +212,7 @@ func (f *FSM) Clients() (out []ClientRecord, err error) {
 func (f *FSM) WriteSnapshot(w io.Writer) (index uint64, err error) {
 	err = f.view(func(tx *bolt.Tx) error {
 		index = readApplied(tx)
-		_, err := tx.WriteTo(w)
-		return err
+		return writeSnapshot(f.db, tx, filepath.Dir(f.path), w)
 	})
 	return index, err
 }
