@@ -245,9 +245,14 @@ func (f *FSM) expireAt(tx *bolt.Tx, index, e uint64) ([]Event, error) {
 			if _, err := getJSON(tx.Bucket(bucketBlobs), id[:], &rec); err != nil {
 				return err
 			}
-			rec.Expired = true
+			rec.Expired, rec.EndedIndex = true, index
 			if cerr := f.retire(tx, rec); cerr != nil {
 				return cerr
+			}
+			// Kept RetainEpochs epochs (its status answers "expired"),
+			// then compacted.
+			if err := tx.Bucket(bucketEnded).Put(endedKey(e, index, id), nil); err != nil {
+				return err
 			}
 			events = append(events, Event{Index: index, Kind: kind, Epoch: e, BlobID: id})
 		}

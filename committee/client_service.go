@@ -228,6 +228,9 @@ func (c *clientService) ListCertified(ctx context.Context, req *weftv1.ListCerti
 	}
 	limit := int(min(max(req.Limit, 1), 1000))
 	recs, more, err := c.s.node.FSM().CertifiedBefore(req.BeforeEpoch, after, limit)
+	if errors.Is(err, errCursorGone) {
+		return nil, status.Errorf(codes.FailedPrecondition, "%v: list again from the start", err)
+	}
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -55,6 +56,9 @@ type FSM struct {
 	// when (watch.go); staged holds the batch's changes until it commits.
 	tracker *stateTracker
 	staged  stagedChanges
+	// commandRetention is how many indices a command record outlives its
+	// command (the constant; tests shorten it).
+	commandRetention uint64
 }
 
 // Generation changes whenever a restore replaced the state file.
@@ -97,7 +101,10 @@ func OpenFSM(path string, cfg Config) (*FSM, error) {
 	if cfg.Shards < coding.MinShards {
 		return nil, fmt.Errorf("committee: %d shards", cfg.Shards)
 	}
-	f := &FSM{path: path, cfg: cfg.withDefaults(), metrics: newFSMMetrics(), tracker: newStateTracker(cfg.Shards)}
+	if cfg.RetainEpochs != 0 && cfg.RetainEpochs < MinRetainEpochs {
+		return nil, fmt.Errorf("committee: retaining %d epochs of history, at least %d are needed", cfg.RetainEpochs, MinRetainEpochs)
+	}
+	f := &FSM{path: path, cfg: cfg.withDefaults(), metrics: newFSMMetrics(), tracker: newStateTracker(cfg.Shards), commandRetention: commandRetention}
 	if err := f.open(); err != nil {
 		return nil, err
 	}
@@ -110,7 +117,7 @@ func (f *FSM) open() error {
 		return err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
+		for _, name := range append(allBuckets, laterBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -124,7 +131,7 @@ func (f *FSM) open() error {
 		if !found {
 			return putJSON(meta, keyConfig, f.cfg)
 		}
-		if stored != f.cfg {
+		if stored.withDefaults() != f.cfg {
 			return fmt.Errorf("committee: state file %s was created for %+v, not %+v", f.path, stored, f.cfg)
 		}
 		return nil
@@ -257,9 +264,6 @@ func (f *FSM) applyBatch(logs []*raft.Log, failed map[uint64]error) (out []any, 
 			out[i], last = res, l.Index
 		}
 		if last > readApplied(tx) {
-			if err := pruneCommands(tx, last); err != nil {
-				return err
-			}
 			return tx.Bucket(bucketMeta).Put(keyApplied, u64Key(last))
 		}
 		return nil
@@ -303,8 +307,12 @@ func (f *FSM) applyLog(tx *bolt.Tx, l *raft.Log) (*Result, error) {
 	}
 	commands := tx.Bucket(bucketCommands)
 	if prev := commands.Get([]byte(cmd.ID)); prev != nil {
-		// Proposed again, or replayed after a restart: the first outcome stands.
-		return decodeResult(prev)
+		// Proposed again, or replayed after a restart: the first outcome
+		// stands, while its record is kept.
+		res, err := decodeResult(prev)
+		if err != nil || !f.commandExpired(res, l.Index) {
+			return res, err
+		}
 	}
 	if l.Index <= readApplied(tx) {
 		// Every applied command is recorded under its ID (for
@@ -320,7 +328,10 @@ func (f *FSM) applyLog(tx *bolt.Tx, l *raft.Log) (*Result, error) {
 	if err := appendEvents(tx, l.Index, events); err != nil {
 		return nil, err
 	}
-	return res, recordCommand(tx, l.Index, cmd.ID, res)
+	if err := recordCommand(tx, l.Index, cmd.ID, res); err != nil {
+		return nil, err
+	}
+	return res, f.compactStep(tx, l.Index)
 }
 
 // commandRetention is how many Raft indices a command's record outlives
@@ -331,32 +342,12 @@ func (f *FSM) applyLog(tx *bolt.Tx, l *raft.Log) (*Result, error) {
 const commandRetention = 1 << 20
 
 // recordCommand keeps a command's result under its ID, and the ID under
-// its index for pruneCommands.
+// its index for pruneCommands (compact.go).
 func recordCommand(tx *bolt.Tx, index uint64, id string, res *Result) error {
 	if err := tx.Bucket(bucketCommands).Put([]byte(id), encodeResult(res)); err != nil {
 		return err
 	}
 	return tx.Bucket(bucketCommandIndex).Put(append(u64Key(index), id...), nil)
-}
-
-// pruneCommands deletes the records of commands more than
-// commandRetention indices before last: the cost is what expires.
-func pruneCommands(tx *bolt.Tx, last uint64) error {
-	if last <= commandRetention {
-		return nil
-	}
-	limit := last - commandRetention
-	byIndex, commands := tx.Bucket(bucketCommandIndex), tx.Bucket(bucketCommands)
-	c := byIndex.Cursor()
-	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k[:8]) < limit; k, _ = c.First() {
-		if err := commands.Delete(k[8:]); err != nil {
-			return err
-		}
-		if err := c.Delete(); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // apply runs one command. Handlers validate everything before writing, so a
@@ -647,6 +638,9 @@ func (f *FSM) advanceEpoch(tx *bolt.Tx, index uint64, c AdvanceEpoch, res *Resul
 	if err := markEpochStart(tx); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
+	if err := f.noteEpochStart(tx, index, after.Epoch()); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
 	out := append(evicted, epochEvents(index, events)...)
 	return append(append(out, expired...), closed...), nil
 }
@@ -726,13 +720,17 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fsmSnapshot{tx: tx}, nil
+	return &fsmSnapshot{db: f.db, tx: tx, dir: filepath.Dir(f.path)}, nil
 }
 
-type fsmSnapshot struct{ tx *bolt.Tx }
+type fsmSnapshot struct {
+	db  *bolt.DB
+	tx  *bolt.Tx
+	dir string // where a compacted copy is written (snapcompact.go)
+}
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := s.tx.WriteTo(sink); err != nil {
+	if err := writeSnapshot(s.db, s.tx, s.dir, sink); err != nil {
 		sink.Cancel()
 		return err
 	}

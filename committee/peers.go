@@ -386,7 +386,8 @@ func checkSchema(tx *bolt.Tx, cfg Config) error {
 	if err != nil || !found {
 		return fmt.Errorf("no readable configuration (%v)", err)
 	}
-	if stored != cfg {
+	if stored.withDefaults() != cfg.withDefaults() { // older files lack later fields
+
 		return fmt.Errorf("created for %+v, not this network's %+v", stored, cfg)
 	}
 	if _, err := readEpoch(tx); err != nil {

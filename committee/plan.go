@@ -14,6 +14,11 @@ import (
 // that failed or missed their last evictAfter challenge rounds are planned
 // with no stake, and the command evicts them.
 func (f *FSM) PlanEpoch(force bool, evictAfter int) (AdvanceEpoch, error) {
+	if evictAfter > MaxEvictAfter {
+		// Only the last retainRounds rounds are kept: a longer streak
+		// could never be seen, and nobody would ever be evicted.
+		return AdvanceEpoch{}, fmt.Errorf("committee: --auto-evict %d: at most %d challenge rounds are kept", evictAfter, MaxEvictAfter)
+	}
 	nodes, err := f.Nodes()
 	if err != nil {
 		return AdvanceEpoch{}, err

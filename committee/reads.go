@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
+	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -79,24 +81,39 @@ func (f *FSM) Blob(id crypto.BlobID) (rec BlobRecord, found bool, err error) {
 	return rec, found, err
 }
 
-// CertifiedBefore pages, in blob ID order after the given one, the live
-// blobs certified in an epoch before the given one: every shard holds a
-// pair of each, so this is any incoming owner's to-do list. It walks the
-// registry in ID order (cost: the blobs it skips, not the whole registry
-// per page); more reports whether it stopped at the limit.
+// CertifiedBefore pages the live blobs certified in an epoch before the
+// given one, in certification order (so, by epoch), after the given blob
+// (zero: from the first): every shard holds a pair of each, so this is any
+// incoming owner's to-do list. It walks the `certified` sequence from the
+// cursor blob's place and stops at the first blob certified in the given
+// epoch or later — certification order is epoch order — so a page costs
+// the page, not the registry. A cursor blob that ended since keeps its
+// place; one whose record was compacted away is errCursorGone.
 func (f *FSM) CertifiedBefore(epoch uint64, after crypto.BlobID, limit int) (out []BlobRecord, more bool, err error) {
 	err = f.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketBlobs).Cursor()
-		k, v := c.Seek(after[:])
-		if k != nil && bytes.Equal(k, after[:]) {
-			k, v = c.Next()
-		}
-		for ; k != nil; k, v = c.Next() {
-			var rec BlobRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
+		blobs := tx.Bucket(bucketBlobs)
+		var start uint64
+		if after != (crypto.BlobID{}) {
+			var cursor BlobRecord
+			found, err := getJSON(blobs, after[:], &cursor)
+			if err != nil {
 				return err
 			}
-			if !rec.Live() || rec.CertifiedEpoch == 0 || rec.CertifiedEpoch >= epoch {
+			if !found || cursor.CertSeq == 0 {
+				return fmt.Errorf("%w: %s", errCursorGone, after)
+			}
+			start = cursor.CertSeq // the sequence number after the cursor's
+		}
+		c := tx.Bucket(bucketCertified).Cursor()
+		for k, v := c.Seek(u64Key(start)); k != nil; k, v = c.Next() {
+			var rec BlobRecord
+			if found, err := getJSON(blobs, v, &rec); err != nil || !found {
+				return fmt.Errorf("committee: certified sequence %x names blob %x without a record (%v)", k, v, err)
+			}
+			if rec.CertifiedEpoch >= epoch {
+				return nil
+			}
+			if !rec.Live() {
 				continue
 			}
 			if len(out) == limit {
@@ -110,9 +127,13 @@ func (f *FSM) CertifiedBefore(epoch uint64, after crypto.BlobID, limit int) (out
 	return out, more, err
 }
 
-// Events returns up to limit events made by indices after the given one.
+// Events returns up to limit events made by indices after the given one;
+// below the horizon (compacted) it is *ErrCompacted.
 func (f *FSM) Events(after uint64, limit int) (out []Event, err error) {
 	err = f.view(func(tx *bolt.Tx) error {
+		if h := eventHorizon(tx); after+1 < h {
+			return &ErrCompacted{Horizon: h}
+		}
 		c := tx.Bucket(bucketEvents).Cursor()
 		start := binary.BigEndian.AppendUint64(nil, after+1)
 		for k, v := c.Seek(start); k != nil && len(out) < limit; k, v = c.Next() {
@@ -128,6 +149,15 @@ func (f *FSM) Events(after uint64, limit int) (out []Event, err error) {
 		return nil
 	})
 	return out, err
+}
+
+// EventHorizon is the first retained event index (0: nothing compacted).
+func (f *FSM) EventHorizon() (h uint64, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		h = eventHorizon(tx)
+		return nil
+	})
+	return h, err
 }
 
 // Client returns a client credential's record.
@@ -182,8 +212,7 @@ func (f *FSM) Clients() (out []ClientRecord, err error) {
 func (f *FSM) WriteSnapshot(w io.Writer) (index uint64, err error) {
 	err = f.view(func(tx *bolt.Tx) error {
 		index = readApplied(tx)
-		_, err := tx.WriteTo(w)
-		return err
+		return writeSnapshot(f.db, tx, filepath.Dir(f.path), w)
 	})
 	return index, err
 }

@@ -644,6 +644,9 @@ func (s *Service) Events(ctx context.Context, req *weftv1.EventsRequest) (*weftv
 		s.node.FSM().WaitApplied(ctx, req.AfterIndex, s.wait(ctx, req.TimeoutMs))
 		events, err = s.node.FSM().Events(req.AfterIndex, limit)
 	}
+	if compacted := (*ErrCompacted)(nil); errors.As(err, &compacted) {
+		return nil, status.Error(codes.OutOfRange, compacted.Error())
+	}
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}

@@ -472,3 +472,36 @@ func TestClientServiceOverGRPC(t *testing.T) {
 		t.Fatalf("status after invalidation: %v %v", st, err)
 	}
 }
+
+// Events below the horizon are refused over gRPC with OutOfRange and a
+// message that says what to do; from the horizon on they are served.
+func TestCompactedEventsAreOutOfRange(t *testing.T) {
+	c := newCluster(t, "v1")
+	addr, stop := serveGRPC(t, c.leader())
+	t.Cleanup(stop)
+	for _, id := range []string{"a", "b", "c", "d"} {
+		c.registerNode(id, 10)
+	}
+	for range DefaultRetainEpochs + 2 {
+		plan, err := c.leader().FSM().PlanEpoch(false, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.propose(KindAdvanceEpoch, plan)
+	}
+	c.propose(KindSetPeer, SetPeer{ID: "v9", Address: "127.0.0.1:1"}) // its step compacts
+	h, _ := c.leader().FSM().EventHorizon()
+	if h == 0 {
+		t.Fatal("no horizon")
+	}
+	watch := weftv1.NewWatchClient(dial(t, addr))
+	_, err := watch.Events(context.Background(), &weftv1.EventsRequest{AfterIndex: 0, Limit: 10})
+	wantStatus(t, "events below the horizon", err, codes.OutOfRange)
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, fmt.Sprintf("compacted below index %d: bootstrap from state", h)) {
+		t.Fatalf("message %q", msg)
+	}
+	resp, err := watch.Events(context.Background(), &weftv1.EventsRequest{AfterIndex: h - 1, Limit: 10})
+	if err != nil || len(resp.Events) == 0 || resp.Events[0].Index != h {
+		t.Fatalf("events from the horizon %d: %v, %v", h, resp, err)
+	}
+}

@@ -46,6 +46,11 @@ type Config struct {
 	// LapseEpochs: a registration not certified within this many epochs
 	// lapses (0 means DefaultLapseEpochs).
 	LapseEpochs uint64 `json:"lapse_epochs"`
+	// RetainEpochs: events and the records of ended blobs are kept this
+	// many epochs (0 means DefaultRetainEpochs; at least MinRetainEpochs).
+	// Absent from state files written before compaction: they take the
+	// default.
+	RetainEpochs uint64 `json:"retain_epochs,omitempty"`
 }
 
 // DefaultLapseEpochs is how long an uncertified registration lives.
@@ -54,6 +59,9 @@ const DefaultLapseEpochs = 2
 func (c Config) withDefaults() Config {
 	if c.LapseEpochs == 0 {
 		c.LapseEpochs = DefaultLapseEpochs
+	}
+	if c.RetainEpochs == 0 {
+		c.RetainEpochs = DefaultRetainEpochs
 	}
 	return c
 }
@@ -124,10 +132,11 @@ type BlobRecord struct {
 	Client          string        `json:"client"`
 	Invalid         bool          `json:"invalid,omitempty"`
 	InvalidProof    []byte        `json:"invalid_certificate,omitempty"`
-	Expired         bool          `json:"expired,omitempty"`  // past its end epoch, or lapsed uncertified
-	RegisteredIndex uint64        `json:"registered_index"`   // keys the pending index
-	ExpiryIndex     uint64        `json:"expiry_index"`       // keys the expiry index
-	CertSeq         uint64        `json:"cert_seq,omitempty"` // 1 + its place in the challenge sampling sequence; 0 before certification
+	Expired         bool          `json:"expired,omitempty"`     // past its end epoch, or lapsed uncertified
+	RegisteredIndex uint64        `json:"registered_index"`      // keys the pending index
+	ExpiryIndex     uint64        `json:"expiry_index"`          // keys the expiry index
+	CertSeq         uint64        `json:"cert_seq,omitempty"`    // 1 + its place in the challenge sampling sequence; 0 before certification
+	EndedIndex      uint64        `json:"ended_index,omitempty"` // the index that expired it: keys the ended-blobs index
 }
 
 // Live reports whether the blob's data must be kept: registered or

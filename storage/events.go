@@ -2,8 +2,12 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/crypto"
@@ -17,50 +21,79 @@ const eventPage = 256
 // checks it holds their slivers), invalid blobs are dropped and refused
 // from then on, expired and lapsed blobs are dropped and refused until
 // registered again — each page in one transaction with its index, so a
-// restart resumes exactly.
+// restart resumes exactly. A node that has applied nothing yet, or fell
+// behind the event horizon, bootstraps from state instead (bootstrap.go);
+// its pages are interleaved with the events it follows meanwhile.
 func (n *Node) followEvents(ctx context.Context) {
 	for ctx.Err() == nil {
-		after, err := n.store.AppliedEvent()
-		if err != nil {
-			n.log.Error("storage: reading the applied event index", "err", err)
-			return
-		}
-		events, err := n.cfg.Plane.Events(ctx, after, eventPage, n.cfg.WatchTimeout)
-		if err != nil {
-			if ctx.Err() == nil {
-				n.log.Warn("storage: following control-plane events", "err", err)
-				sleep(ctx, time.Second)
-			}
-			continue
-		}
-		if len(events) == 0 {
-			continue
-		}
-		batch, challenged := eventBatch(events)
-		for _, e := range events {
-			if e.Kind == control.EventChallengeFailed && e.Node == n.cfg.ID {
-				n.log.Error("storage: this node FAILED a storage challenge: its challengers found slivers missing or wrong (see weft admin node list)", "epoch", e.Epoch)
-			}
-		}
-		if err := n.store.ApplyEvents(batch); err != nil {
-			n.log.Error("storage: applying control-plane events", "err", err)
+		if err := n.followStep(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("storage: following control-plane events", "err", err)
 			sleep(ctx, time.Second)
-			continue
-		}
-		for _, id := range batch.Invalid {
-			n.log.Info("storage: blob marked invalid; its data is dropped", "blob", id)
-		}
-		for _, id := range slices.Concat(batch.Invalid, batch.Ended) {
-			n.registered.Remove(id)
-		}
-		n.appliedEvents()
-		if len(batch.Recover) > 0 {
-			n.recovery.wake()
-		}
-		if challenged > 0 {
-			n.chal.notify(challenged)
 		}
 	}
+}
+
+// followStep applies one page of events, and a page of the bootstrap
+// under way (starting one when needed).
+func (n *Node) followStep(ctx context.Context) error {
+	after, err := n.store.AppliedEvent()
+	if err != nil {
+		return fmt.Errorf("reading the applied event index: %w", err)
+	}
+	boot, booting, err := n.store.Bootstrap()
+	if err != nil {
+		return err
+	}
+	if after == 0 && !booting {
+		return n.beginBootstrap(ctx, "a new node")
+	}
+	wait := n.cfg.WatchTimeout
+	if booting {
+		wait = 0 // the bootstrap's pages go on meanwhile
+	}
+	events, err := n.cfg.Plane.Events(ctx, after, eventPage, wait)
+	if status.Code(err) == codes.OutOfRange {
+		return n.beginBootstrap(ctx, status.Convert(err).Message())
+	}
+	if err != nil {
+		return err
+	}
+	if len(events) > 0 {
+		if err := n.applyEventPage(events); err != nil {
+			return fmt.Errorf("applying control-plane events: %w", err)
+		}
+	}
+	if booting {
+		return n.bootstrapStep(ctx, boot)
+	}
+	return nil
+}
+
+// applyEventPage applies a page of events and wakes who waits on them.
+func (n *Node) applyEventPage(events []control.Event) error {
+	batch, challenged := eventBatch(events)
+	for _, e := range events {
+		if e.Kind == control.EventChallengeFailed && e.Node == n.cfg.ID {
+			n.log.Error("storage: this node FAILED a storage challenge: its challengers found slivers missing or wrong (see weft admin node list)", "epoch", e.Epoch)
+		}
+	}
+	if err := n.store.ApplyEvents(batch); err != nil {
+		return err
+	}
+	for _, id := range batch.Invalid {
+		n.log.Info("storage: blob marked invalid; its data is dropped", "blob", id)
+	}
+	for _, id := range slices.Concat(batch.Invalid, batch.Ended) {
+		n.registered.Remove(id)
+	}
+	n.appliedEvents()
+	if len(batch.Recover) > 0 {
+		n.recovery.wake()
+	}
+	if challenged > 0 {
+		n.chal.notify(challenged)
+	}
+	return nil
 }
 
 // trackShardStates records, on every epoch change, what the node does

@@ -2,12 +2,18 @@ package storage
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
+	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/shardmap"
 )
 
 // ValueLocation says where a stored sliver's bytes sit in the value log:
@@ -147,4 +153,18 @@ func (s *Store) RewriteAsLegacyLayout() error {
 		}
 		return nil
 	})
+}
+
+// FollowEvents runs a node's event follower alone over a store — what a
+// node derives from the control plane's events (replayed or bootstrapped
+// from state), without the rest of the node — until the returned stop.
+func FollowEvents(st *Store, plane control.Plane, id shardmap.NodeID) (stop func()) {
+	n := &Node{cfg: Config{ID: id, Plane: plane, WatchTimeout: 200 * time.Millisecond}, store: st,
+		log: slog.Default().With("node", id), applied: make(chan struct{})}
+	n.registered, _ = lru.New[crypto.BlobID, struct{}](registeredCacheSize)
+	n.recovery, n.chal = newRecoverer(n), newChallenges(n)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); n.followEvents(ctx) }()
+	return func() { cancel(); <-done }
 }

@@ -843,41 +843,49 @@ type EventBatch struct {
 // ApplyEvents applies a page of events.
 func (s *Store) ApplyEvents(b EventBatch) error {
 	return s.update(func(tx *bolt.Tx, freed *bool) error {
-		for _, p := range b.Recover {
-			if err := tx.Bucket(bucketPending).Put(p.ID[:], binary.BigEndian.AppendUint64(nil, p.Epoch)); err != nil {
-				return err
-			}
-		}
-		for _, id := range b.Invalid {
-			if err := tx.Bucket(bucketInvalid).Put(id[:], present); err != nil {
-				return err
-			}
-		}
-		for _, id := range append(append([]crypto.BlobID(nil), b.Invalid...), b.Ended...) {
-			if err := tx.Bucket(bucketPending).Delete(id[:]); err != nil {
-				return err
-			}
-			if err := s.deleteBlobEverywhere(tx, id, freed); err != nil {
-				return err
-			}
-		}
-		for _, id := range b.Ended {
-			if err := bury(tx, id, b.Epoch); err != nil {
-				return err
-			}
-		}
-		for _, id := range b.Registered {
-			if err := revive(tx, id); err != nil {
-				return err
-			}
-		}
-		if b.Epoch >= tombstoneEpochs {
-			if err := pruneTombstones(tx, b.Epoch-tombstoneEpochs+1); err != nil {
-				return err
-			}
+		if err := s.applyBatch(tx, b, freed); err != nil {
+			return err
 		}
 		return tx.Bucket(bucketNode).Put(keyEvent, binary.BigEndian.AppendUint64(nil, b.Index))
 	})
+}
+
+// applyBatch writes what a batch changes, but its index.
+func (s *Store) applyBatch(tx *bolt.Tx, b EventBatch, freed *bool) error {
+	for _, p := range b.Recover {
+		if err := tx.Bucket(bucketPending).Put(p.ID[:], binary.BigEndian.AppendUint64(nil, p.Epoch)); err != nil {
+			return err
+		}
+	}
+	for _, id := range b.Invalid {
+		if err := tx.Bucket(bucketInvalid).Put(id[:], present); err != nil {
+			return err
+		}
+	}
+	for _, id := range append(append([]crypto.BlobID(nil), b.Invalid...), b.Ended...) {
+		if err := tx.Bucket(bucketPending).Delete(id[:]); err != nil {
+			return err
+		}
+		if err := s.deleteBlobEverywhere(tx, id, freed); err != nil {
+			return err
+		}
+	}
+	for _, id := range b.Ended {
+		if err := bury(tx, id, b.Epoch); err != nil {
+			return err
+		}
+	}
+	for _, id := range b.Registered {
+		if err := revive(tx, id); err != nil {
+			return err
+		}
+	}
+	if b.Epoch >= tombstoneEpochs {
+		if err := pruneTombstones(tx, b.Epoch-tombstoneEpochs+1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // deleteBlobEverywhere removes a blob from every shard, and its metadata.

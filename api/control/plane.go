@@ -41,6 +41,10 @@ type Plane interface {
 	// ListCertified pages through the blobs certified before an epoch,
 	// in blob ID order after the given one (zero: from the start).
 	ListCertified(ctx context.Context, beforeEpoch uint64, after crypto.BlobID, limit int) (ids []crypto.BlobID, more bool, err error)
+	// ListCertifiedBlobs is ListCertified with each blob's certification
+	// epoch (a storage node bootstrapping from state puts them on its
+	// recovery list with it).
+	ListCertifiedBlobs(ctx context.Context, beforeEpoch uint64, after crypto.BlobID, limit int) (blobs []CertifiedBlob, more bool, err error)
 	// Challenge returns a challenge round (0: the latest).
 	Challenge(ctx context.Context, round uint64) (*weftv1.GetChallengeResponse, error)
 	// Report signs a node request for epoch and sends it.
@@ -114,22 +118,15 @@ func (c *Client) BlobStatus(ctx context.Context, id crypto.BlobID) (*weftv1.Blob
 
 // ListCertified implements Plane.
 func (c *Client) ListCertified(ctx context.Context, beforeEpoch uint64, after crypto.BlobID, limit int) ([]crypto.BlobID, bool, error) {
-	req := &weftv1.ListCertifiedRequest{BeforeEpoch: beforeEpoch, Limit: uint32(limit)}
-	if after != (crypto.BlobID{}) {
-		req.After = after[:]
-	}
-	page, err := weftv1.NewClientClient(c.conn).ListCertified(ctx, req)
+	blobs, more, err := c.ListCertifiedBlobs(ctx, beforeEpoch, after, limit)
 	if err != nil {
 		return nil, false, err
 	}
-	ids := make([]crypto.BlobID, 0, len(page.Blobs))
-	for _, b := range page.Blobs {
-		if len(b.BlobId) != crypto.DigestSize {
-			return nil, false, fmt.Errorf("control: ListCertified sent a %d-byte blob ID", len(b.BlobId))
-		}
-		ids = append(ids, crypto.BlobID(b.BlobId))
+	ids := make([]crypto.BlobID, len(blobs))
+	for i, b := range blobs {
+		ids[i] = b.ID
 	}
-	return ids, page.More, nil
+	return ids, more, nil
 }
 
 // Challenge implements Plane.
@@ -151,4 +148,31 @@ func (c *Client) Report(ctx context.Context, epoch uint64, req NodeRequest) erro
 		return err
 	}
 	return m.send(ctx, weftv1.NewNodeClient(c.conn))
+}
+
+// CertifiedBlob is a live certified blob as ListCertified pages it.
+type CertifiedBlob struct {
+	ID    crypto.BlobID
+	Epoch uint64 // the epoch it was certified in
+}
+
+// ListCertifiedBlobs implements Plane. The pages come in certification
+// order (by epoch); `after` is the last blob of the previous page.
+func (c *Client) ListCertifiedBlobs(ctx context.Context, beforeEpoch uint64, after crypto.BlobID, limit int) ([]CertifiedBlob, bool, error) {
+	req := &weftv1.ListCertifiedRequest{BeforeEpoch: beforeEpoch, Limit: uint32(limit)}
+	if after != (crypto.BlobID{}) {
+		req.After = after[:]
+	}
+	page, err := weftv1.NewClientClient(c.conn).ListCertified(ctx, req)
+	if err != nil {
+		return nil, false, err
+	}
+	blobs := make([]CertifiedBlob, 0, len(page.Blobs))
+	for _, b := range page.Blobs {
+		if len(b.BlobId) != crypto.DigestSize {
+			return nil, false, fmt.Errorf("control: ListCertified sent a %d-byte blob ID", len(b.BlobId))
+		}
+		blobs = append(blobs, CertifiedBlob{ID: crypto.BlobID(b.BlobId), Epoch: b.CertifiedEpoch})
+	}
+	return blobs, page.More, nil
 }
