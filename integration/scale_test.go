@@ -565,6 +565,11 @@ func scaleChallenge(t *testing.T, net *scaleNet, rep *scaleReport) {
 		"≤ 0.01", judge((after-before)/stored <= 0.01))
 	sec.add("honest nodes that passed", fmt.Sprintf("%d of %d challenged", len(r.Nodes)-len(notPassed), len(r.Nodes)),
 		"every one", judge(len(notPassed) == 0 && len(r.Nodes) > 0))
+	if (after-before)/stored > 0.01 {
+		rep.note("challenge round %d: a round's bytes are proofs for the sampled blobs (%d here), whatever their size; with only %s stored, "+
+			"that fixed cost is a large fraction — the ≤ 1%% target is set for a network holding far more (challenge/bench_test.go: 1,000 blobs of 1 MiB at n = 100)",
+			round, len(r.Blobs), mib(stored))
+	}
 	for _, np := range notPassed {
 		rep.note("challenge round %d: %s", round, np)
 	}
