@@ -8,7 +8,7 @@ BENCHMD   ?= BENCHMARKS.md
 # Packages with fuzz targets (every decoder of outside bytes).
 FUZZ_PKGS := ./crypto ./coding ./committee ./storage ./challenge ./api/control ./api/wire
 
-.PHONY: all build test bench fuzz-smoke lint proto proto-tools clean demo
+.PHONY: all build test bench fuzz-smoke lint proto proto-tools clean demo scale
 
 # Code generators, pinned: `make proto` reproduces api/ byte for byte.
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
@@ -40,6 +40,20 @@ bench:
 	  $(GO) test -run '^$$' -bench Handover -benchtime 1x ./storage; \
 	  $(GO) test -run '^$$' -bench RoundBytes -benchtime 1x ./challenge; } 2>&1 | tee $(BENCHOUT)
 	$(GO) run ./.ci/benchreport -in $(BENCHOUT) -out $(BENCHMD)
+
+# Issue #18's scenario on real processes (integration/scale_test.go, build
+# tag scale, so never part of `make test`): `weft devnet` with 3 voters and
+# SCALE_NODES nodes at SCALE_SHARDS shards; blobs stored and read, an epoch
+# change under load, a challenge round, nodes joining after
+# SCALE_REGISTRATIONS registrations, the state after they expire. Writes
+# SCALE.md. Defaults are the issue's full scenario (100 nodes, n = 1000, 200
+# blobs up to 256 MiB and one of 1 GiB, 100,000 registrations); a small
+# run: make scale SCALE_NODES=10 SCALE_SHARDS=100 SCALE_BLOBS=12 \
+#   SCALE_MAX_BLOB=1048576 SCALE_BIG_BLOB=0 SCALE_REGISTRATIONS=2000
+SCALE_VARS := SCALE_NODES SCALE_SHARDS SCALE_BLOBS SCALE_MAX_BLOB SCALE_BIG_BLOB SCALE_REGISTRATIONS SCALE_START_TIMEOUT_S SCALE_OUT
+scale:
+	$(foreach v,$(SCALE_VARS),$(if $($(v)),$(v)=$($(v)))) \
+	  $(GO) test -tags scale -run '^TestScale$$' -count=1 -v -timeout 4h ./integration
 
 # The whole story on a devnet of processes, through the public CLI: store,
 # read, lose nodes, change the epoch, read again, verify.

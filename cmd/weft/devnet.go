@@ -36,6 +36,9 @@ type devnetProcess struct {
 	PID     int      `json:"pid"`
 	Args    []string `json:"args"` // the weft command line, to restart it
 	Log     string   `json:"log"`
+	// Metrics is its Prometheus endpoint (with --metrics; voters and
+	// nodes only).
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // devnetReady is the ready file: everything a test or a newcomer needs to
@@ -70,6 +73,12 @@ type devnetOptions struct {
 	dataDir       string
 	readyFile     string
 	tls           bool
+	// For measuring (`make scale`): a metrics endpoint per voter and node,
+	// unequal stakes as a real network has, and a start-up bound that a
+	// hundred nodes on a small machine need.
+	metrics       bool
+	unequalStakes bool
+	startTimeout  time.Duration
 }
 
 func newDevnetCommand() *cobra.Command {
@@ -95,6 +104,9 @@ func newDevnetCommand() *cobra.Command {
 	f.StringVar(&o.dataDir, "data-dir", "", "data directory (default: temporary, removed on exit)")
 	f.StringVar(&o.readyFile, "ready-file", "", "write the network's description here (JSON) once it is Stable")
 	f.BoolVar(&o.tls, "tls", false, "every connection over TLS: makes a throwaway CA and certificate in the data directory")
+	f.BoolVar(&o.metrics, "metrics", false, "give every voter and node a Prometheus endpoint (listed in --ready-file as \"metrics\")")
+	f.BoolVar(&o.unequalStakes, "unequal-stakes", false, "stake node-i with 100 + 10·(i mod 10) instead of 100 each")
+	f.DurationVar(&o.startTimeout, "start-timeout", 2*time.Minute, "how long the network may take to become Stable")
 	cmd.AddCommand(newDevnetRestartCommand(), newDevnetDemoCommand())
 	return cmd
 }
@@ -111,6 +123,30 @@ type devnetRun struct {
 	ready    devnetReady
 	cmds     map[string]*exec.Cmd
 	ca       *wire.DevCA // with --tls: issues the voters' certificates
+	// --metrics and --unequal-stakes.
+	metrics, unequalStakes bool
+}
+
+// metricsFlags gives a child a metrics endpoint with --metrics: the flags
+// for its command line and the address for the ready file.
+func (d *devnetRun) metricsFlags() ([]string, string, error) {
+	if !d.metrics {
+		return nil, "", nil
+	}
+	addr, err := devnet.FreeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	return []string{"--metrics-addr", addr}, addr, nil
+}
+
+// stakeOf is node i's stake: equal by default; with --unequal-stakes ten
+// levels from 100 to 190, so stake moves are not all multiples of a node.
+func (d *devnetRun) stakeOf(i int) uint64 {
+	if d.unequalStakes {
+		return 100 + 10*uint64(i%10)
+	}
+	return 100
 }
 
 // start runs one child, its output in a log file beside its data.
@@ -140,7 +176,7 @@ func runDevnet(ctx context.Context, cmd *cobra.Command, o devnetOptions) error {
 	if err != nil {
 		return err
 	}
-	d := &devnetRun{exe: exe, dir: o.dataDir, cmds: map[string]*exec.Cmd{}}
+	d := &devnetRun{exe: exe, dir: o.dataDir, cmds: map[string]*exec.Cmd{}, metrics: o.metrics, unequalStakes: o.unequalStakes}
 	if d.dir == "" {
 		if d.dir, err = os.MkdirTemp("", "weft-devnet-"); err != nil {
 			return err
@@ -156,7 +192,7 @@ func runDevnet(ctx context.Context, cmd *cobra.Command, o devnetOptions) error {
 		}
 	}
 	defer d.stopAll(o.readyFile)
-	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	startCtx, cancel := context.WithTimeout(ctx, o.startTimeout)
 	defer cancel()
 	if err := d.startControl(startCtx, o.shards); err != nil {
 		return err
@@ -223,7 +259,12 @@ func (d *devnetRun) startControl(ctx context.Context, shards int) error {
 		if err != nil {
 			return err
 		}
-		_, err = d.start(devnetProcess{Role: "control", ID: id, Address: grpcs[i], Log: filepath.Join(d.dir, id+".log"),
+		metricsFlags, metricsAddr, err := d.metricsFlags()
+		if err != nil {
+			return err
+		}
+		certFlags = append(certFlags, metricsFlags...)
+		_, err = d.start(devnetProcess{Role: "control", ID: id, Address: grpcs[i], Log: filepath.Join(d.dir, id+".log"), Metrics: metricsAddr,
 			Args: append([]string{"control", "--id", id, "--data-dir", filepath.Join(d.dir, id), "--raft-addr", rafts[i],
 				"--grpc-addr", grpcs[i], "--bootstrap-expect", "3", "--join", strings.Join(grpcs, ","), "--shards", fmt.Sprint(shards),
 				// A storage-challenge round per epoch, as in production, but
@@ -300,16 +341,20 @@ func (d *devnetRun) startNodes(ctx context.Context, count int) error {
 		if err != nil {
 			return err
 		}
-		if _, err := d.start(devnetProcess{Role: "node", ID: id, Address: addr, Log: filepath.Join(d.dir, id+".log"),
-			Args: []string{"node", "--id", id, "--data-dir", filepath.Join(d.dir, id), "--key-file", key,
-				"--control", strings.Join(d.ready.Control, ","), "--listen", addr, "--recovery-delay", "1s"}}); err != nil {
+		metricsFlags, metricsAddr, err := d.metricsFlags()
+		if err != nil {
+			return err
+		}
+		if _, err := d.start(devnetProcess{Role: "node", ID: id, Address: addr, Log: filepath.Join(d.dir, id+".log"), Metrics: metricsAddr,
+			Args: append([]string{"node", "--id", id, "--data-dir", filepath.Join(d.dir, id), "--key-file", key,
+				"--control", strings.Join(d.ready.Control, ","), "--listen", addr, "--recovery-delay", "1s"}, metricsFlags...)}); err != nil {
 			return err
 		}
 		ids = append(ids, id)
 	}
-	for _, id := range ids {
+	for i, id := range ids {
 		err := d.retry(ctx, "staking "+id, func(ctx context.Context, conn *grpc.ClientConn) error {
-			_, err := weftv1.NewAdminClient(conn).SetStake(ctx, &weftv1.SetStakeRequest{Node: id, Stake: 100})
+			_, err := weftv1.NewAdminClient(conn).SetStake(ctx, &weftv1.SetStakeRequest{Node: id, Stake: d.stakeOf(i)})
 			return err
 		})
 		if err != nil {
