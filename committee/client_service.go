@@ -217,7 +217,8 @@ func blobStatus(rec BlobRecord) *weftv1.BlobStatusResponse {
 }
 
 // ListCertified pages the live blobs certified before an epoch (local
-// read): an incoming shard owner's to-do list.
+// read): an incoming shard owner's to-do list in blob ID order, or a
+// bootstrapping node's listing in certification order.
 func (c *clientService) ListCertified(ctx context.Context, req *weftv1.ListCertifiedRequest) (*weftv1.ListCertifiedResponse, error) {
 	var after crypto.BlobID
 	if len(req.After) != 0 {
@@ -227,7 +228,11 @@ func (c *clientService) ListCertified(ctx context.Context, req *weftv1.ListCerti
 		}
 	}
 	limit := int(min(max(req.Limit, 1), 1000))
-	recs, more, err := c.s.node.FSM().CertifiedBefore(req.BeforeEpoch, after, limit)
+	list := c.s.node.FSM().CertifiedBefore
+	if req.InCertificationOrder {
+		list = c.s.node.FSM().CertifiedInOrder
+	}
+	recs, more, err := list(req.BeforeEpoch, after, limit)
 	if errors.Is(err, errCursorGone) {
 		return nil, status.Errorf(codes.FailedPrecondition, "%v: list again from the start", err)
 	}

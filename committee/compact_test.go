@@ -287,7 +287,7 @@ func TestCertifiedBeforePagesInEpochOrder(t *testing.T) {
 	var got []crypto.BlobID
 	var cursor crypto.BlobID
 	for {
-		page, more, err := tf.fsm.CertifiedBefore(3, cursor, 4)
+		page, more, err := tf.fsm.CertifiedInOrder(3, cursor, 4)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -302,10 +302,10 @@ func TestCertifiedBeforePagesInEpochOrder(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want[:10]) {
 		t.Fatalf("certified before epoch 3:\n%v\nwant (epochs 1 and 2, in certification order)\n%v", got, want[:10])
 	}
-	if page, _, err := tf.fsm.CertifiedBefore(100, first, 1000); err != nil || len(page) != 14 {
+	if page, _, err := tf.fsm.CertifiedInOrder(100, first, 1000); err != nil || len(page) != 14 {
 		t.Fatalf("after the first blob, before epoch 100: %d blobs (%v), want the 14 other live ones", len(page), err)
 	}
-	if _, _, err := tf.fsm.CertifiedBefore(100, crypto.BlobID{7}, 10); !errors.Is(err, errCursorGone) {
+	if _, _, err := tf.fsm.CertifiedInOrder(100, crypto.BlobID{7}, 10); !errors.Is(err, errCursorGone) {
 		t.Fatalf("an unknown cursor: %v", err)
 	}
 }

@@ -81,15 +81,48 @@ func (f *FSM) Blob(id crypto.BlobID) (rec BlobRecord, found bool, err error) {
 	return rec, found, err
 }
 
-// CertifiedBefore pages the live blobs certified in an epoch before the
-// given one, in certification order (so, by epoch), after the given blob
-// (zero: from the first): every shard holds a pair of each, so this is any
-// incoming owner's to-do list. It walks the `certified` sequence from the
+// CertifiedBefore pages, in blob ID order after the given one, the live
+// blobs certified in an epoch before the given one: every shard holds a
+// pair of each, so this is any incoming owner's to-do list, and ID order is
+// the order of the holder's SyncShard stream it is merged with (a cursor
+// that ended since still seeks). It walks the registry in ID order (cost:
+// the blobs it skips — uncertified ones and ended ones not compacted yet —,
+// not the whole registry per page); more reports whether it stopped at the
+// limit.
+func (f *FSM) CertifiedBefore(epoch uint64, after crypto.BlobID, limit int) (out []BlobRecord, more bool, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketBlobs).Cursor()
+		k, v := c.Seek(after[:])
+		if k != nil && bytes.Equal(k, after[:]) {
+			k, v = c.Next()
+		}
+		for ; k != nil; k, v = c.Next() {
+			var rec BlobRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return err
+			}
+			if !rec.Live() || rec.CertifiedEpoch == 0 || rec.CertifiedEpoch >= epoch {
+				continue
+			}
+			if len(out) == limit {
+				more = true
+				return nil
+			}
+			out = append(out, rec)
+		}
+		return nil
+	})
+	return out, more, err
+}
+
+// CertifiedInOrder pages the same blobs as CertifiedBefore in
+// certification order (so, by epoch), after the given blob (zero: from the
+// first): a bootstrapping node's listing. It walks the `certified` sequence from the
 // cursor blob's place and stops at the first blob certified in the given
 // epoch or later — certification order is epoch order — so a page costs
 // the page, not the registry. A cursor blob that ended since keeps its
 // place; one whose record was compacted away is errCursorGone.
-func (f *FSM) CertifiedBefore(epoch uint64, after crypto.BlobID, limit int) (out []BlobRecord, more bool, err error) {
+func (f *FSM) CertifiedInOrder(epoch uint64, after crypto.BlobID, limit int) (out []BlobRecord, more bool, err error) {
 	err = f.view(func(tx *bolt.Tx) error {
 		blobs := tx.Bucket(bucketBlobs)
 		var start uint64

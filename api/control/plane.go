@@ -41,9 +41,11 @@ type Plane interface {
 	// ListCertified pages through the blobs certified before an epoch,
 	// in blob ID order after the given one (zero: from the start).
 	ListCertified(ctx context.Context, beforeEpoch uint64, after crypto.BlobID, limit int) (ids []crypto.BlobID, more bool, err error)
-	// ListCertifiedBlobs is ListCertified with each blob's certification
-	// epoch (a storage node bootstrapping from state puts them on its
-	// recovery list with it).
+	// ListCertifiedBlobs pages the same blobs in certification order
+	// (after: the last blob of the previous page), with each blob's
+	// certification epoch: a storage node bootstrapping from state puts
+	// them on its recovery list with it, and a page costs the control
+	// plane the page, not the registry.
 	ListCertifiedBlobs(ctx context.Context, beforeEpoch uint64, after crypto.BlobID, limit int) (blobs []CertifiedBlob, more bool, err error)
 	// Challenge returns a challenge round (0: the latest).
 	Challenge(ctx context.Context, round uint64) (*weftv1.GetChallengeResponse, error)
@@ -116,9 +118,9 @@ func (c *Client) BlobStatus(ctx context.Context, id crypto.BlobID) (*weftv1.Blob
 	return weftv1.NewClientClient(c.conn).BlobStatus(ctx, &weftv1.BlobStatusRequest{BlobId: id[:]})
 }
 
-// ListCertified implements Plane.
+// ListCertified implements Plane: in blob ID order.
 func (c *Client) ListCertified(ctx context.Context, beforeEpoch uint64, after crypto.BlobID, limit int) ([]crypto.BlobID, bool, error) {
-	blobs, more, err := c.ListCertifiedBlobs(ctx, beforeEpoch, after, limit)
+	blobs, more, err := c.listCertified(ctx, beforeEpoch, after, limit, false)
 	if err != nil {
 		return nil, false, err
 	}
@@ -159,7 +161,11 @@ type CertifiedBlob struct {
 // ListCertifiedBlobs implements Plane. The pages come in certification
 // order (by epoch); `after` is the last blob of the previous page.
 func (c *Client) ListCertifiedBlobs(ctx context.Context, beforeEpoch uint64, after crypto.BlobID, limit int) ([]CertifiedBlob, bool, error) {
-	req := &weftv1.ListCertifiedRequest{BeforeEpoch: beforeEpoch, Limit: uint32(limit)}
+	return c.listCertified(ctx, beforeEpoch, after, limit, true)
+}
+
+func (c *Client) listCertified(ctx context.Context, beforeEpoch uint64, after crypto.BlobID, limit int, inCertOrder bool) ([]CertifiedBlob, bool, error) {
+	req := &weftv1.ListCertifiedRequest{BeforeEpoch: beforeEpoch, Limit: uint32(limit), InCertificationOrder: inCertOrder}
 	if after != (crypto.BlobID{}) {
 		req.After = after[:]
 	}

@@ -3441,12 +3441,18 @@ func (x *MarkBlobInvalidResponse) GetIndex() uint64 {
 }
 
 type ListCertifiedRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	BeforeEpoch   uint64                 `protobuf:"varint,1,opt,name=before_epoch,json=beforeEpoch,proto3" json:"before_epoch,omitempty"` // certified in an epoch before this one
-	After         []byte                 `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`                                 // blob ID to start after (empty: the first)
-	Limit         uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`                                // at most this many (capped by the server)
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	BeforeEpoch uint64                 `protobuf:"varint,1,opt,name=before_epoch,json=beforeEpoch,proto3" json:"before_epoch,omitempty"` // certified in an epoch before this one
+	After       []byte                 `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`                                 // blob ID to start after (empty: the first)
+	Limit       uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`                                // at most this many (capped by the server)
+	// false: in blob ID order, `after` a blob ID to seek past (a handover's
+	// to-do list, merged with the holder's ID-ordered stream); true: in
+	// certification order (by epoch), `after` the last blob of the previous
+	// page, which must still have a record (a bootstrap's listing: costs
+	// the page, not the registry).
+	InCertificationOrder bool `protobuf:"varint,4,opt,name=in_certification_order,json=inCertificationOrder,proto3" json:"in_certification_order,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *ListCertifiedRequest) Reset() {
@@ -3498,6 +3504,13 @@ func (x *ListCertifiedRequest) GetLimit() uint32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *ListCertifiedRequest) GetInCertificationOrder() bool {
+	if x != nil {
+		return x.InCertificationOrder
+	}
+	return false
 }
 
 type ListCertifiedResponse struct {
@@ -4359,11 +4372,12 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\ablob_id\x18\x02 \x01(\fR\x06blobId\x12 \n" +
 	"\vcertificate\x18\x03 \x01(\fR\vcertificate\"/\n" +
 	"\x17MarkBlobInvalidResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"e\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x9b\x01\n" +
 	"\x14ListCertifiedRequest\x12!\n" +
 	"\fbefore_epoch\x18\x01 \x01(\x04R\vbeforeEpoch\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\fR\x05after\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\rR\x05limit\"^\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x124\n" +
+	"\x16in_certification_order\x18\x04 \x01(\bR\x14inCertificationOrder\"^\n" +
 	"\x15ListCertifiedResponse\x121\n" +
 	"\x05blobs\x18\x01 \x03(\v2\x1b.weft.v1.BlobStatusResponseR\x05blobs\x12\x12\n" +
 	"\x04more\x18\x02 \x01(\bR\x04more\"9\n" +
