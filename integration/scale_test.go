@@ -23,6 +23,7 @@ import (
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/client"
+	"github.com/weftstore/weft/committee"
 	"github.com/weftstore/weft/crypto"
 )
 
@@ -667,8 +668,9 @@ func timeToCatchUp(t *testing.T, net *scaleNet, id string, index uint64) time.Du
 	}
 }
 
-// scaleExpiry lets the registrations expire (two epoch changes), then
-// measures the control plane's snapshot and memory, and the nodes' idle
+// scaleExpiry lets the registrations expire and their records pass the
+// control plane's retention (DefaultRetainEpochs + 2 epoch changes: the
+// first ends them, the rest age them past the horizon), then measures the control plane's snapshot and memory, and the nodes' idle
 // memory.
 func scaleExpiry(t *testing.T, net *scaleNet, rep *scaleReport, baseline float64, loadRSS map[int]float64) {
 	sec := rep.section("Control-plane state and memory",
@@ -676,7 +678,7 @@ func scaleExpiry(t *testing.T, net *scaleNet, rep *scaleReport, baseline float64
 		"snapshot holds). RSS = VmRSS from /proc/PID/status. \"Bounded by live state\" is judged as: after the",
 		"registrations expired, the snapshot is no more than 10% above its size before them.")
 	peak := net.snapshotBytes()
-	for range 2 {
+	for range committee.DefaultRetainEpochs + 2 {
 		net.advanceToStable(10 * time.Minute)
 	}
 	expired := net.snapshotBytes()
