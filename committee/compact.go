@@ -63,7 +63,30 @@ const (
 	MaxEvictAfter = retainRounds
 	// compactBudget bounds the deletions of one command's compaction step.
 	compactBudget = 64
+	// catchUpBudget bounds the deletions of a compact command's step: it
+	// is proposed only to catch up, and 1,024 bbolt deletions still keep
+	// its apply to milliseconds.
+	catchUpBudget = 1024
 )
+
+// KindCompact is a command that only does a step of compaction, with
+// catchUpBudget: the leader proposes it while compaction is behind
+// (Scheduler), so that a quiet network — no commands of its own to carry
+// the steps — still bounds its state after an epoch change or a burst of
+// expiries.
+const KindCompact Kind = "compact"
+
+// Compact is KindCompact's body (nothing: the index is what it needs).
+type Compact struct{}
+
+// CompactionPending reports whether compaction is behind its targets.
+func (f *FSM) CompactionPending() (pending bool, err error) {
+	err = f.view(func(tx *bolt.Tx) error {
+		pending = tx.Bucket(bucketMeta).Get(keyCompacting) != nil
+		return nil
+	})
+	return pending, err
+}
 
 // ErrCompacted is returned for a read of events the horizon has passed.
 type ErrCompacted struct{ Horizon uint64 }
@@ -104,9 +127,10 @@ func (f *FSM) noteEpochStart(tx *bolt.Tx, index, e uint64) error {
 
 var present = []byte{1}
 
-// compactStep is one command's share of compaction, at index.
-func (f *FSM) compactStep(tx *bolt.Tx, index uint64) error {
-	budget, err := f.pruneCommands(tx, index, compactBudget)
+// compactStep is one command's share of compaction, at index: at most
+// budget deletions.
+func (f *FSM) compactStep(tx *bolt.Tx, index uint64, budget int) error {
+	budget, err := f.pruneCommands(tx, index, budget)
 	if err != nil {
 		return err
 	}

@@ -397,3 +397,33 @@ func TestSnapshotSizeBoundedByLiveState(t *testing.T) {
 		t.Fatalf("restored %s, want %s", a, b)
 	}
 }
+
+// A compact command catches up with catchUpBudget deletions, where any
+// other command carries compactBudget: a quiet network still compacts.
+func TestCompactCommandCatchesUp(t *testing.T) {
+	tf := compactionFSM(t)
+	for range MinRetainEpochs + 1 {
+		tf.churn(200)
+	}
+	// The horizon moved at the last advance; its own step took only
+	// compactBudget of the backlog.
+	pending, err := tf.fsm.CompactionPending()
+	if err != nil || !pending {
+		t.Fatalf("compaction pending %v (%v) after the horizon moved over %d blobs", pending, err, 200)
+	}
+	before := tf.count(bucketEvents) + tf.count(bucketBlobs)
+	tf.mustApply(KindCompact, Compact{})
+	deleted := before - (tf.count(bucketEvents) + tf.count(bucketBlobs))
+	if deleted <= compactBudget {
+		t.Fatalf("a compact command deleted %d events and blob records, no more than another command's %d", deleted, compactBudget)
+	}
+	for i := 0; ; i++ {
+		if pending, _ := tf.fsm.CompactionPending(); !pending {
+			break
+		}
+		if i == 10 {
+			t.Fatal("10 compact commands did not catch up")
+		}
+		tf.mustApply(KindCompact, Compact{})
+	}
+}

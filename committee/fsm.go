@@ -331,7 +331,11 @@ func (f *FSM) applyLog(tx *bolt.Tx, l *raft.Log) (*Result, error) {
 	if err := recordCommand(tx, l.Index, cmd.ID, res); err != nil {
 		return nil, err
 	}
-	return res, f.compactStep(tx, l.Index)
+	budget := compactBudget
+	if cmd.Kind == KindCompact {
+		budget = catchUpBudget
+	}
+	return res, f.compactStep(tx, l.Index, budget)
 }
 
 // commandRetention is how many Raft indices a command's record outlives
@@ -450,6 +454,9 @@ var commandHandlers = map[Kind]commandHandler{
 	KindSetPeer: handle(func(f *FSM, a applied, c SetPeer) ([]Event, *CommandError) {
 		return f.setPeer(a.tx, c)
 	}),
+	// The step itself runs after every command (Apply), with a larger
+	// budget for this one.
+	KindCompact: handle(func(*FSM, applied, Compact) ([]Event, *CommandError) { return nil, nil }),
 }
 
 func (f *FSM) updateAddress(tx *bolt.Tx, index uint64, c UpdateAddress) ([]Event, *CommandError) {

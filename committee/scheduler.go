@@ -13,7 +13,7 @@ import (
 )
 
 // SchedulerConfig configures the leader's timers; a zero duration leaves
-// that step to the operator.
+// that step to the operator. The compaction timer always runs.
 type SchedulerConfig struct {
 	// EpochDuration: advance the epoch this often while it is Stable (a
 	// handover in progress is never cut short).
@@ -25,7 +25,7 @@ type SchedulerConfig struct {
 }
 
 // Scheduler runs the leader-only timers of a voter beside its Service:
-// the epoch timer and the challenge timer. They run while this voter leads
+// the epoch timer, the challenge timer and the compaction timer. They run while this voter leads
 // and stop when it loses leadership (or on Stop), and they call the
 // service's leader-side steps as Go calls: no gRPC, no credentials, no
 // forwarding (a voter that no longer leads is refused by Raft, and the new
@@ -40,20 +40,23 @@ type Scheduler struct {
 	running  atomic.Bool // the timers run (this voter leads)
 }
 
-// StartScheduler starts the timers cfg asks for beside svc; with neither,
-// it does nothing. Stop it before closing the service and the node.
+// StartScheduler starts the timers cfg asks for, and the compaction
+// timer, beside svc. Stop it before closing the service and the node.
 func StartScheduler(svc *Service, cfg SchedulerConfig) *Scheduler {
 	s := &Scheduler{svc: svc, cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), done: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	if cfg.EpochDuration <= 0 && cfg.ChallengeWindow <= 0 {
-		close(s.done)
-		return s
-	}
 	go s.run()
 	return s
 }
+
+// compactionPeriod is how often the leader checks whether compaction is
+// behind; compactionBurst bounds the compact commands of one check.
+const (
+	compactionPeriod = time.Second
+	compactionBurst  = 16
+)
 
 // Stop stops the timers and returns once they have (a step under way
 // finishes first). It may be called more than once.
@@ -116,6 +119,7 @@ func (s *Scheduler) lead() (stop func()) {
 	if s.cfg.ChallengeWindow > 0 {
 		start(min(s.cfg.ChallengeWindow/4, time.Second), s.challengeStep)
 	}
+	start(compactionPeriod, s.compactionStep)
 	s.running.Store(true)
 	s.log.Debug("leader timers started")
 	return func() {
@@ -154,6 +158,23 @@ func (s *Scheduler) epochStep(ctx context.Context) {
 		return
 	}
 	s.log.Info("epoch timer: advanced", "epoch", resp.Epoch)
+}
+
+// compactionStep proposes compact commands while compaction is behind —
+// the steps other commands carry are enough on a busy network, not on a
+// quiet one — at most compactionBurst per period, so catching up never
+// floods the log.
+func (s *Scheduler) compactionStep(ctx context.Context) {
+	for range compactionBurst {
+		pending, err := s.svc.node.FSM().CompactionPending()
+		if err != nil || !pending || ctx.Err() != nil {
+			return
+		}
+		if _, err := s.svc.propose(ctx, KindCompact, Compact{}, "", 0); err != nil {
+			s.log.Warn("compaction timer: compact refused", "err", err)
+			return
+		}
+	}
 }
 
 // challengeStep opens a round once the epoch is Stable and has none, and

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/weftstore/weft/epoch"
 )
 
@@ -239,5 +241,44 @@ func TestSchedulerFollowsLeadership(t *testing.T) {
 	}
 	if on := running(); len(on) > 0 {
 		t.Fatalf("timers still running after Stop: %v", on)
+	}
+}
+
+// With no timers configured and no traffic, the leader still proposes
+// compact commands while compaction is behind: nothing else would carry
+// its steps. (A backlog is a flag in the state; it is set here directly,
+// as a burst of expiries would leave it, on the one voter.)
+func TestSchedulerCompactsAQuietNetwork(t *testing.T) {
+	c := newCluster(t, "solo")
+	c.registerNode("storage", 5)
+	c.propose(KindAdvanceEpoch, plannedEpoch(t, c))
+	n := c.leader()
+	svc, err := NewService(n, ServiceConfig{OperatorToken: testToken, GRPCAddr: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	// The service proposes its own address as a new leader: let it, so
+	// that no command but the scheduler's comes after the flag.
+	waitUntil(t, 10*time.Second, "the voter's address recorded", func() bool {
+		_, found, err := n.FSM().PeerAddress("solo")
+		return err == nil && found
+	})
+	if err := n.FSM().db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyCompacting, present) }); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := n.FSM().AppliedIndex()
+	time.Sleep(1500 * time.Millisecond)
+	if pending, _ := n.FSM().CompactionPending(); !pending {
+		t.Fatal("compaction caught up with no scheduler: the test sets no backlog")
+	}
+	s := StartScheduler(svc, SchedulerConfig{Logger: slog.New(&logRecorder{})})
+	defer s.Stop()
+	waitUntil(t, 10*time.Second, "compaction caught up", func() bool {
+		pending, err := n.FSM().CompactionPending()
+		return err == nil && !pending
+	})
+	if after, _ := n.FSM().AppliedIndex(); after <= before {
+		t.Fatalf("applied index %d → %d: no compact command went through the log", before, after)
 	}
 }
