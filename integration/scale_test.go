@@ -436,9 +436,17 @@ func watchRows(sec *reportSection, before, after map[string]float64, watchers in
 		sec.add(figure, "not exported: the voters have no `weft_control_watch_bytes_total` counter in this build", target, "not measurable")
 		return
 	}
-	for _, kind := range []string{"full", "delta"} {
+	// Storage nodes follow with deltas (api/control.Client.Watch); full
+	// states go to a node's first watch (the joiners) and to the SDK,
+	// which reads the owners with a plain WatchState per read or store
+	// under the load — so only the delta row is per node watcher.
+	labels := map[string]string{
+		"delta": fmt.Sprintf("%s (kind=delta: what the %d storage nodes' followers received, per node)", figure, watchers),
+		"full":  fmt.Sprintf("control-plane full states sent during the change (kind=full: joiners' first watch and the SDK's owner reads under load, ÷ %d nodes for scale)", watchers),
+	}
+	for _, kind := range []string{"delta", "full"} {
 		d := after[kind] - before[kind]
-		sec.add(fmt.Sprintf("%s (kind=%s, ÷ %d storage nodes)", figure, kind, watchers), fmt.Sprintf("%.0f B", d/float64(watchers)), target, "—")
+		sec.add(labels[kind], fmt.Sprintf("%.0f B", d/float64(watchers)), target, "—")
 	}
 }
 
