@@ -94,9 +94,19 @@ func selfIO() (rchar, wchar float64, err error) {
 }
 
 // scrape reads every sample of a Prometheus text endpoint, keyed by the
-// series as written (name{labels}).
-func scrape(addr string) (map[string]float64, error) {
-	hc := http.Client{Timeout: 10 * time.Second}
+// series as written (name{labels}). With a hundred processes on a few
+// cores, one may answer late: it is asked up to three times, 30 s each.
+func scrape(addr string) (out map[string]float64, err error) {
+	for range 3 {
+		if out, err = scrapeOnce(addr); err == nil {
+			return out, nil
+		}
+	}
+	return nil, err
+}
+
+func scrapeOnce(addr string) (map[string]float64, error) {
+	hc := http.Client{Timeout: 30 * time.Second}
 	resp, err := hc.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return nil, err
