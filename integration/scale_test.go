@@ -23,6 +23,7 @@ import (
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/client"
+	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/committee"
 	"github.com/weftstore/weft/crypto"
 )
@@ -632,7 +633,7 @@ func registerBlobs(t *testing.T, net *scaleNet, cfg scaleConfig, count int) (flo
 				}
 				binary.BigEndian.PutUint64(root, uint64(time.Now().UnixNano())^uint64(i)<<20)
 				binary.BigEndian.PutUint64(root[8:], uint64(i))
-				resp, err := cc.RegisterBlob(ctx, &weftv1.RegisterBlobRequest{Encoding: 1, Shards: uint32(cfg.shards), Length: 1000, Root: root, EndEpoch: end})
+				resp, err := cc.RegisterBlob(ctx, &weftv1.RegisterBlobRequest{Encoding: uint32(coding.DefaultEncoding(cfg.shards)), Shards: uint32(cfg.shards), Length: 1000, Root: root, EndEpoch: end})
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
