@@ -66,7 +66,10 @@ func launchScaleDevnet(t *testing.T, bin string, nodes, shards int, timeout time
 	ready := filepath.Join(dir, "ready.json")
 	dn := exec.Command(bin, "devnet", "--data-dir", filepath.Join(dir, "data"), "--ready-file", ready,
 		"--nodes", fmt.Sprint(nodes), "--shards", fmt.Sprint(shards), "--metrics", "--unequal-stakes",
-		"--start-timeout", timeout.String())
+		// A round closes early once every node is decided; the window
+		// only bounds one that cannot finish (a hundred nodes on two
+		// cores judge for minutes, and 10 s left most undecided).
+		"--start-timeout", timeout.String(), "--challenge-window", "10m")
 	log, err := os.Create(filepath.Join(dir, "devnet.log"))
 	if err != nil {
 		t.Fatal(err)

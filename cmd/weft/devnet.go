@@ -76,9 +76,10 @@ type devnetOptions struct {
 	// For measuring (`make scale`): a metrics endpoint per voter and node,
 	// unequal stakes as a real network has, and a start-up bound that a
 	// hundred nodes on a small machine need.
-	metrics       bool
-	unequalStakes bool
-	startTimeout  time.Duration
+	metrics         bool
+	unequalStakes   bool
+	startTimeout    time.Duration
+	challengeWindow time.Duration
 }
 
 func newDevnetCommand() *cobra.Command {
@@ -107,6 +108,7 @@ func newDevnetCommand() *cobra.Command {
 	f.BoolVar(&o.metrics, "metrics", false, "give every voter and node a Prometheus endpoint (listed in --ready-file as \"metrics\")")
 	f.BoolVar(&o.unequalStakes, "unequal-stakes", false, "stake node-i with 100 + 10·(i mod 10) instead of 100 each")
 	f.DurationVar(&o.startTimeout, "start-timeout", 2*time.Minute, "how long the network may take to become Stable")
+	f.DurationVar(&o.challengeWindow, "challenge-window", 10*time.Second, "how long a storage-challenge round stays open (a hundred nodes on a few cores need minutes)")
 	cmd.AddCommand(newDevnetRestartCommand(), newDevnetDemoCommand())
 	return cmd
 }
@@ -125,6 +127,7 @@ type devnetRun struct {
 	ca       *wire.DevCA // with --tls: issues the voters' certificates
 	// --metrics and --unequal-stakes.
 	metrics, unequalStakes bool
+	challengeWindow        time.Duration
 }
 
 // metricsFlags gives a child a metrics endpoint with --metrics: the flags
@@ -176,7 +179,7 @@ func runDevnet(ctx context.Context, cmd *cobra.Command, o devnetOptions) error {
 	if err != nil {
 		return err
 	}
-	d := &devnetRun{exe: exe, dir: o.dataDir, cmds: map[string]*exec.Cmd{}, metrics: o.metrics, unequalStakes: o.unequalStakes}
+	d := &devnetRun{exe: exe, dir: o.dataDir, cmds: map[string]*exec.Cmd{}, metrics: o.metrics, unequalStakes: o.unequalStakes, challengeWindow: o.challengeWindow}
 	if d.dir == "" {
 		if d.dir, err = os.MkdirTemp("", "weft-devnet-"); err != nil {
 			return err
@@ -269,8 +272,8 @@ func (d *devnetRun) startControl(ctx context.Context, shards int) error {
 				"--grpc-addr", grpcs[i], "--bootstrap-expect", "3", "--join", strings.Join(grpcs, ","), "--shards", fmt.Sprint(shards),
 				// A storage-challenge round per epoch, as in production, but
 				// one a killed node keeps open (its sampled blobs unreadable)
-				// for seconds, not minutes.
-				"--challenge-window", "10s"}, certFlags...)},
+				// for seconds, not minutes (by default).
+				"--challenge-window", d.challengeWindow.String()}, certFlags...)},
 			"WEFT_TOKEN="+d.ready.OperatorToken)
 		if err != nil {
 			return err
