@@ -191,8 +191,14 @@ func (f *FSM) commandExpired(res *Result, index uint64) bool {
 // compactEvents deletes events below the horizon.
 func (f *FSM) compactEvents(tx *bolt.Tx, _ uint64, budget int) (int, bool, error) {
 	horizon := u64Key(readU64(tx.Bucket(bucketMeta), keyHorizon))
-	c := tx.Bucket(bucketEvents).Cursor()
-	for k, _ := c.First(); k != nil && bytes.Compare(k, horizon) < 0; k, _ = c.First() {
+	return deleteBelow(tx.Bucket(bucketEvents), horizon, budget)
+}
+
+// deleteBelow deletes b's keys below bound, from the first, up to budget
+// of them; done reports that none is left below it.
+func deleteBelow(b *bolt.Bucket, bound []byte, budget int) (left int, done bool, err error) {
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && bytes.Compare(k, bound) < 0; k, _ = c.First() {
 		if budget == 0 {
 			return 0, false, nil
 		}
@@ -247,18 +253,7 @@ func (f *FSM) compactRounds(tx *bolt.Tx, _ uint64, budget int) (int, bool, error
 	if latest <= retainRounds {
 		return budget, true, nil
 	}
-	oldest := u64Key(latest - retainRounds + 1)
-	c := tx.Bucket(bucketChallenges).Cursor()
-	for k, _ := c.First(); k != nil && bytes.Compare(k, oldest) < 0; k, _ = c.First() {
-		if budget == 0 {
-			return 0, false, nil
-		}
-		if err := c.Delete(); err != nil {
-			return budget, false, err
-		}
-		budget--
-	}
-	return budget, true, nil
+	return deleteBelow(tx.Bucket(bucketChallenges), u64Key(latest-retainRounds+1), budget)
 }
 
 // sweepLegacyBlobs indexes, once and in budget-sized steps, the ended
