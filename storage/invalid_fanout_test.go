@@ -40,19 +40,7 @@ func signInvalidCalls(t *testing.T, w *writer, i int) uint64 {
 // certificate is accepted.
 func TestInvalidBlobSignaturesStopAtThreshold(t *testing.T) {
 	w := startNet(t, devnet.Config{Nodes: 7, Shards: 21})
-	if err := w.net.StopNode(6); err != nil {
-		t.Fatal(err)
-	}
-	enc := mixedEncoding(t, w.codec, 50_000)
-	w.registerEncoded(enc)
-	for i := range 6 {
-		if err := w.storeOn(i, enc); err != nil {
-			t.Fatalf("node %d: %v", i, err)
-		}
-	}
-	if _, err := w.certify(enc.ID, allNodes(6)); err != nil {
-		t.Fatal(err)
-	}
+	enc := w.certifyInconsistentWithoutNode6(t, 50_000)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := w.net.StartNode(ctx, 6); err != nil { // it recovers, and finds the blob inconsistent

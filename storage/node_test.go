@@ -432,15 +432,16 @@ func mixedEncoding(t *testing.T, codec *coding.Codec, length int) *coding.Encode
 	return mixed
 }
 
-// A node that recovers a sliver of an inconsistently encoded blob proves
-// it, the committee checks the proof and signs, the control plane marks
-// the blob invalid, and every node drops its data.
-func TestInconsistentBlobEndsInvalid(t *testing.T) {
-	w := startNet(t, devnet.Config{Nodes: 7, Shards: 21})
+// certifyInconsistentWithoutNode6 stops node 6 of a 7-node network and
+// stores and certifies on the other six an inconsistently encoded blob of
+// length bytes: node 6, started again, recovers its slivers and finds the
+// inconsistency.
+func (w *writer) certifyInconsistentWithoutNode6(t *testing.T, length int) *coding.Encoded {
+	t.Helper()
 	if err := w.net.StopNode(6); err != nil {
 		t.Fatal(err)
 	}
-	enc := mixedEncoding(t, w.codec, 100_000)
+	enc := mixedEncoding(t, w.codec, length)
 	w.registerEncoded(enc)
 	for i := range 6 {
 		if err := w.storeOn(i, enc); err != nil {
@@ -450,6 +451,15 @@ func TestInconsistentBlobEndsInvalid(t *testing.T) {
 	if _, err := w.certify(enc.ID, allNodes(6)); err != nil {
 		t.Fatal(err)
 	}
+	return enc
+}
+
+// A node that recovers a sliver of an inconsistently encoded blob proves
+// it, the committee checks the proof and signs, the control plane marks
+// the blob invalid, and every node drops its data.
+func TestInconsistentBlobEndsInvalid(t *testing.T) {
+	w := startNet(t, devnet.Config{Nodes: 7, Shards: 21})
+	enc := w.certifyInconsistentWithoutNode6(t, 100_000)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// Before anyone proves it, two readers decoding from disjoint sets of
