@@ -12,34 +12,51 @@ import (
 	"github.com/weftstore/weft/shardmap"
 )
 
+// fourNodeCommittee is a one-voter control plane served over gRPC with
+// four registered storage nodes staked and a committee at epoch 1.
+type fourNodeCommittee struct {
+	c      *cluster
+	admin  weftv1.AdminClient
+	nodes  weftv1.NodeClient
+	client weftv1.ClientClient
+	bg, op context.Context
+	sns    map[string]*storageNode
+}
+
+func startFourNodeCommittee(t *testing.T, stake func(i int) uint64) fourNodeCommittee {
+	t.Helper()
+	c := newCluster(t, "v1")
+	addr, stop := serveGRPCWith(t, c.leader(), ServiceConfig{})
+	t.Cleanup(stop)
+	conn := dial(t, addr)
+	bg := context.Background()
+	f := fourNodeCommittee{c: c, admin: weftv1.NewAdminClient(conn), nodes: weftv1.NewNodeClient(conn), client: weftv1.NewClientClient(conn),
+		bg: bg, op: operator(bg, testToken), sns: map[string]*storageNode{}}
+	for i := range 4 {
+		sn := newStorageNode(t, fmt.Sprintf("node-%d", i))
+		f.sns[string(sn.id)] = sn
+		if _, err := retry(t, func() (*weftv1.RegisterNodeResponse, error) { return f.nodes.RegisterNode(bg, sn.registration(t)) }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.admin.SetStake(f.op, &weftv1.SetStakeRequest{Node: string(sn.id), Stake: stake(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.admin.AdvanceEpoch(f.op, &weftv1.AdvanceEpochRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	atEpoch(f.sns, 1)
+	return f
+}
+
 // A sampled round (one draw per node among 4 members, so each node has
 // exactly one challenger) takes verdicts only from each node's sampled
 // challenger: a report naming a node the reporter was not drawn for is
 // refused whole and changes nothing; the drawn challenger's one vote
 // decides. A round asking for more draws than the API allows is refused.
 func TestChallengeReportsOnlyFromSampledChallengers(t *testing.T) {
-	c := newCluster(t, "v1")
-	addr, stop := serveGRPCWith(t, c.leader(), ServiceConfig{})
-	t.Cleanup(stop)
-	conn := dial(t, addr)
-	admin, nodes, client := weftv1.NewAdminClient(conn), weftv1.NewNodeClient(conn), weftv1.NewClientClient(conn)
-	bg := context.Background()
-	op := operator(bg, testToken)
-	sns := map[string]*storageNode{}
-	for i := range 4 {
-		sn := newStorageNode(t, fmt.Sprintf("node-%d", i))
-		sns[string(sn.id)] = sn
-		if _, err := retry(t, func() (*weftv1.RegisterNodeResponse, error) { return nodes.RegisterNode(bg, sn.registration(t)) }); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := admin.SetStake(op, &weftv1.SetStakeRequest{Node: string(sn.id), Stake: uint64(3 + i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := admin.AdvanceEpoch(op, &weftv1.AdvanceEpochRequest{}); err != nil {
-		t.Fatal(err)
-	}
-	atEpoch(sns, 1)
+	net := startFourNodeCommittee(t, func(i int) uint64 { return uint64(3 + i) })
+	admin, nodes, client, bg, op, sns := net.admin, net.nodes, net.client, net.bg, net.op, net.sns
 	_, err := admin.StartChallenge(op, &weftv1.StartChallengeRequest{Challengers: challenge.MaxChallengers + 1})
 	wantStatus(t, "a round of too many draws", err, codes.InvalidArgument)
 
@@ -133,28 +150,8 @@ func TestChallengeRoundsBeforeSamplingKeepTheOldRule(t *testing.T) {
 		t.Fatalf("bitmap %08b", n.Reported)
 	}
 
-	c := newCluster(t, "v1")
-	addr, stop := serveGRPCWith(t, c.leader(), ServiceConfig{})
-	t.Cleanup(stop)
-	conn := dial(t, addr)
-	admin, nodes, client := weftv1.NewAdminClient(conn), weftv1.NewNodeClient(conn), weftv1.NewClientClient(conn)
-	bg := context.Background()
-	op := operator(bg, testToken)
-	sns := map[string]*storageNode{}
-	for i := range 4 {
-		sn := newStorageNode(t, fmt.Sprintf("node-%d", i))
-		sns[string(sn.id)] = sn
-		if _, err := retry(t, func() (*weftv1.RegisterNodeResponse, error) { return nodes.RegisterNode(bg, sn.registration(t)) }); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := admin.SetStake(op, &weftv1.SetStakeRequest{Node: string(sn.id), Stake: 5}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := admin.AdvanceEpoch(op, &weftv1.AdvanceEpochRequest{}); err != nil {
-		t.Fatal(err)
-	}
-	atEpoch(sns, 1)
+	net := startFourNodeCommittee(t, func(int) uint64 { return 5 })
+	c, nodes, client, bg, sns := net.c, net.nodes, net.client, net.bg, net.sns
 	cmd, err := NewCommand("old-start", KindStartChallenge, StartChallenge{Fresh: [32]byte{1}})
 	if err != nil {
 		t.Fatal(err)

@@ -118,16 +118,24 @@ func (sn *storageNode) synced(t testing.TB, epoch uint64, shard int) *weftv1.Sha
 	return req
 }
 
-// The API over real gRPC on loopback against a 3-voter cluster, always
-// talking to a follower so that every write is forwarded.
-func TestServiceOverGRPC(t *testing.T) {
-	c := newCluster(t, "v1", "v2", "v3")
+// serveAll serves every voter of c over gRPC on loopback (stopped at the
+// test's end) and returns their addresses by voter ID.
+func serveAll(t *testing.T, c *cluster) map[string]string {
+	t.Helper()
 	addrs := map[string]string{}
 	for id, n := range c.nodes {
 		addr, stop := serveGRPC(t, n)
 		addrs[id] = addr
 		t.Cleanup(stop)
 	}
+	return addrs
+}
+
+// The API over real gRPC on loopback against a 3-voter cluster, always
+// talking to a follower so that every write is forwarded.
+func TestServiceOverGRPC(t *testing.T) {
+	c := newCluster(t, "v1", "v2", "v3")
+	addrs := serveAll(t, c)
 	leader := c.leader()
 	var followerAddr, leaderAddr string
 	for id, n := range c.nodes {

@@ -342,12 +342,7 @@ func watchBytes(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 // opened its state file, sends it whole.
 func TestWatchDeltasOverRaft(t *testing.T) {
 	c := newCluster(t, "w1", "w2", "w3")
-	addrs := map[string]string{}
-	for id, n := range c.nodes {
-		addr, stop := serveGRPC(t, n)
-		addrs[id] = addr
-		t.Cleanup(stop)
-	}
+	addrs := serveAll(t, c)
 	leader := c.leader()
 	var watched, other string // two followers
 	for _, id := range []string{"w1", "w2", "w3"} {
