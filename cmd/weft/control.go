@@ -58,7 +58,7 @@ type controlOptions struct {
 	epochDuration                   time.Duration
 	challengeWindow                 time.Duration
 	autoEvict                       int
-	metricsAddr                     string
+	metrics                         metricsConfig
 	tokens                          tokenFlags
 	insecureRaft                    bool
 	maxSnapshotSize                 int64
@@ -94,7 +94,7 @@ func newControlCommand() *cobra.Command {
 	f.IntVar(&o.shards, "shards", 100, "number of shards n (fixed at genesis)")
 	f.IntVar(&o.perNodeCap, "per-node-cap", 0, "most shards one storage node may own (0: no cap)")
 	f.DurationVar(&o.epochDuration, "epoch-duration", 0, "advance the epoch this often when Stable (0: only by operator)")
-	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, https:// when the voter serves TLS (empty: off)")
+	o.metrics.addFlags(f, "voter")
 	f.DurationVar(&o.challengeWindow, "challenge-window", 2*time.Minute, "run a storage-challenge round once per epoch, open at most this long (0: only by operator)")
 	f.Int64Var(&o.maxSnapshotSize, "max-snapshot-size", committee.DefaultMaxSnapshotBytes, "largest snapshot upload (weft admin snapshot restore) taken, in bytes (spooled to the data directory and checked before install)")
 	f.Float64Var(&o.registrationRate, "registration-rate", 2, "storage-node registration attempts taken per second from one address (bursts of 50)")
@@ -146,13 +146,13 @@ func runControl(ctx context.Context, o controlOptions) error {
 	go server.Serve(lis)
 	defer server.GracefulStop()
 	log.Info("control-plane voter started", "raft", o.raftAddr, "grpc", o.grpcAddr, "existing_state", node.HasState())
-	if o.metricsAddr != "" {
+	if o.metrics.addr != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		if err := node.RegisterMetrics(reg); err != nil {
 			return err
 		}
-		metrics, err := startMetrics(ctx, o.metricsAddr, reg, log)
+		metrics, err := startMetrics(ctx, o.metrics, reg, log)
 		if err != nil {
 			return err
 		}

@@ -57,7 +57,7 @@ func TestControlAndAdminCLI(t *testing.T) {
 			tokens: tokenFlags{token: token},
 		}
 		if i == 0 {
-			o.metricsAddr = metricsAddr
+			o.metrics.addr = metricsAddr
 		}
 		started.Add(1)
 		go func() { stopped <- runControl(ctx, o) }()

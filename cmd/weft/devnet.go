@@ -77,6 +77,7 @@ type devnetOptions struct {
 	// unequal stakes as a real network has, and a start-up bound that a
 	// hundred nodes on a small machine need.
 	metrics         bool
+	pprof           bool
 	unequalStakes   bool
 	startTimeout    time.Duration
 	challengeWindow time.Duration
@@ -106,6 +107,7 @@ func newDevnetCommand() *cobra.Command {
 	f.StringVar(&o.readyFile, "ready-file", "", "write the network's description here (JSON) once it is Stable")
 	f.BoolVar(&o.tls, "tls", false, "every connection over TLS: makes a throwaway CA and certificate in the data directory")
 	f.BoolVar(&o.metrics, "metrics", false, "give every voter and node a Prometheus endpoint (listed in --ready-file as \"metrics\")")
+	f.BoolVar(&o.pprof, "pprof", false, "with --metrics, also serve each process's Go profiler at /debug/pprof/ on its metrics address")
 	f.BoolVar(&o.unequalStakes, "unequal-stakes", false, "stake node-i with 100 + 10·(i mod 10) instead of 100 each")
 	f.DurationVar(&o.startTimeout, "start-timeout", 2*time.Minute, "how long the network may take to become Stable")
 	f.DurationVar(&o.challengeWindow, "challenge-window", 10*time.Second, "how long a storage-challenge round stays open (a hundred nodes on a few cores need minutes)")
@@ -125,9 +127,9 @@ type devnetRun struct {
 	ready    devnetReady
 	cmds     map[string]*exec.Cmd
 	ca       *wire.DevCA // with --tls: issues the voters' certificates
-	// --metrics and --unequal-stakes.
-	metrics, unequalStakes bool
-	challengeWindow        time.Duration
+	// --metrics, --pprof and --unequal-stakes.
+	metrics, pprof, unequalStakes bool
+	challengeWindow               time.Duration
 }
 
 // metricsFlags gives a child a metrics endpoint with --metrics: the flags
@@ -139,6 +141,9 @@ func (d *devnetRun) metricsFlags() ([]string, string, error) {
 	addr, err := devnet.FreeAddr()
 	if err != nil {
 		return nil, "", err
+	}
+	if d.pprof {
+		return []string{"--metrics-addr", addr, "--pprof"}, addr, nil
 	}
 	return []string{"--metrics-addr", addr}, addr, nil
 }
@@ -179,7 +184,7 @@ func runDevnet(ctx context.Context, cmd *cobra.Command, o devnetOptions) error {
 	if err != nil {
 		return err
 	}
-	d := &devnetRun{exe: exe, dir: o.dataDir, cmds: map[string]*exec.Cmd{}, metrics: o.metrics, unequalStakes: o.unequalStakes, challengeWindow: o.challengeWindow}
+	d := &devnetRun{exe: exe, dir: o.dataDir, cmds: map[string]*exec.Cmd{}, metrics: o.metrics, pprof: o.pprof, unequalStakes: o.unequalStakes, challengeWindow: o.challengeWindow}
 	if d.dir == "" {
 		if d.dir, err = os.MkdirTemp("", "weft-devnet-"); err != nil {
 			return err

@@ -31,7 +31,7 @@ type gatewayOptions struct {
 	maxBlobSize     int64
 	cacheSize       int64
 	epochs          uint64
-	metricsAddr     string
+	metrics         metricsConfig
 	shutdownTimeout time.Duration
 	maxInflight     int
 	readTimeout     time.Duration
@@ -100,7 +100,7 @@ func newGatewayCommand() *cobra.Command {
 	f.Int64Var(&o.maxBlobSize, "max-blob-size", gateway.DefaultMaxBlobSize, "largest blob stored or served, in bytes (each is held in memory whole)")
 	f.Uint64Var(&o.epochs, "epochs", client.DefaultEpochs, "lifetime in epochs of a stored blob (a PUT may ask for another with ?epochs=N)")
 	f.Int64Var(&o.cacheSize, "cache-size", gateway.DefaultCacheSize, "bytes of recently read blobs kept in memory for later GETs (0: none; a blob over a quarter of it is not kept)")
-	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, https:// when the gateway serves HTTPS (empty: off)")
+	o.metrics.addFlags(f, "gateway")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", gateway.DefaultShutdownTimeout, "on SIGINT/SIGTERM, how long requests in flight may take to finish")
 	f.IntVar(&o.maxInflight, "max-inflight", gateway.DefaultMaxInflight, "requests served at once; more get 429 with Retry-After (memory: about this × 5 × --max-blob-size, plus the cache)")
 	f.DurationVar(&o.readTimeout, "read-timeout", gateway.DefaultReadTimeout, "time a request, a PUT's whole body included, may take to arrive (size it for the largest blob at the slowest caller's rate)")
@@ -139,7 +139,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		Logger: log,
 	}
 	var reg *prometheus.Registry
-	if o.metricsAddr != "" {
+	if o.metrics.addr != "" {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		// Only a non-nil registry: a nil *Registry in the interface
@@ -162,7 +162,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		return err
 	}
 	if reg != nil {
-		metrics, err := startMetrics(ctx, o.metricsAddr, reg, log)
+		metrics, err := startMetrics(ctx, o.metrics, reg, log)
 		if err != nil {
 			lis.Close()
 			return err

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
 )
 
 // metricsServer serves a registry at /metrics on --metrics-addr. A process
@@ -23,10 +25,28 @@ type metricsServer struct {
 	lis net.Listener
 }
 
-// startMetrics binds addr before it returns (a taken port fails the
+// metricsConfig is what --metrics-addr and --pprof ask for.
+type metricsConfig struct {
+	addr string
+	// pprof also serves Go's profiler at /debug/pprof/ (heap, CPU,
+	// goroutines): what an operator needs to say where a node's memory
+	// goes. Off by default — a CPU profile costs the process while it runs —
+	// and behind the same TLS and client-certificate rules as /metrics.
+	pprof bool
+}
+
+// addFlags registers --metrics-addr and --pprof; role names the process in
+// the help text.
+func (c *metricsConfig) addFlags(f *pflag.FlagSet, role string) {
+	f.StringVar(&c.addr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, https:// when the "+role+" serves TLS (empty: off)")
+	f.BoolVar(&c.pprof, "pprof", false, "also serve Go's profiler at /debug/pprof/ on --metrics-addr (heap, CPU, goroutines)")
+}
+
+// startMetrics binds the address before it returns (a taken port fails the
 // command at start, not in a log line later) and serves in the background;
 // Close stops it.
-func startMetrics(ctx context.Context, addr string, g prometheus.Gatherer, log *slog.Logger) (*metricsServer, error) {
+func startMetrics(ctx context.Context, c metricsConfig, g prometheus.Gatherer, log *slog.Logger) (*metricsServer, error) {
+	addr := c.addr
 	cfg, err := tlsOf(ctx).ServerConfig()
 	if err != nil {
 		return nil, err
@@ -41,6 +61,13 @@ func startMetrics(ctx context.Context, addr string, g prometheus.Gatherer, log *
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	if c.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	m := &metricsServer{lis: lis, srv: &http.Server{
 		Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn), // refused handshakes

@@ -32,7 +32,7 @@ func TestMetricsServer(t *testing.T) {
 		return string(b), err
 	}
 
-	plain, err := startMetrics(context.Background(), "127.0.0.1:0", reg, log)
+	plain, err := startMetrics(context.Background(), metricsConfig{addr: "127.0.0.1:0"}, reg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestMetricsServer(t *testing.T) {
 	if body, err := scrape(http.DefaultClient, "http://"+plain.Addr().String()+"/metrics"); err != nil || !strings.Contains(body, "weft_test_total 7") {
 		t.Fatalf("plain scrape: %v\n%s", err, body)
 	}
-	if _, err := startMetrics(context.Background(), plain.Addr().String(), reg, log); err == nil {
+	if _, err := startMetrics(context.Background(), metricsConfig{addr: plain.Addr().String()}, reg, log); err == nil {
 		t.Fatal("metrics started on a port already taken")
 	}
 
@@ -54,7 +54,7 @@ func TestMetricsServer(t *testing.T) {
 	}
 	files.ClientCA = files.CA
 	ctx := context.WithValue(context.Background(), tlsKey{}, &files)
-	secure, err := startMetrics(ctx, "127.0.0.1:0", reg, log)
+	secure, err := startMetrics(ctx, metricsConfig{addr: "127.0.0.1:0"}, reg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,12 +78,39 @@ func TestMetricsServer(t *testing.T) {
 	}
 	// Without a client CA, any client that trusts the server's CA scrapes.
 	files.ClientCA = ""
-	open, err := startMetrics(ctx, "127.0.0.1:0", reg, log)
+	open, err := startMetrics(ctx, metricsConfig{addr: "127.0.0.1:0"}, reg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer open.Close()
 	if _, err := scrape(&http.Client{Transport: &http.Transport{TLSClientConfig: noCert}}, "https://"+open.Addr().String()+"/metrics"); err != nil {
 		t.Fatalf("scrape over TLS without a client CA: %v", err)
+	}
+}
+
+// TestPprofOnlyWhenAsked: the profiler is served beside /metrics with
+// --pprof and is absent (404) without it.
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, on := range []bool{false, true} {
+		m, err := startMetrics(context.Background(), metricsConfig{addr: "127.0.0.1:0", pprof: on}, reg, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Get("http://" + m.Addr().String() + "/debug/pprof/heap?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m.Close()
+		want := http.StatusNotFound
+		if on {
+			want = http.StatusOK
+		}
+		if resp.StatusCode != want || on && !strings.Contains(string(body), "heap profile") {
+			t.Fatalf("pprof=%v: status %d, want %d\n%.200s", on, resp.StatusCode, want, body)
+		}
 	}
 }

@@ -26,13 +26,14 @@ import (
 )
 
 type nodeOptions struct {
-	id, dataDir, keyFile, listen, publicAddr, metricsAddr, faults string
-	control                                                       []string
-	recoveryWorkers                                               int
-	recoveryDelay                                                 time.Duration
-	scrubInterval                                                 time.Duration
-	scrubRate                                                     int64
-	limits                                                        storage.PeerLimits
+	id, dataDir, keyFile, listen, publicAddr, faults string
+	metrics                                          metricsConfig
+	control                                          []string
+	recoveryWorkers                                  int
+	recoveryDelay                                    time.Duration
+	scrubInterval                                    time.Duration
+	scrubRate                                        int64
+	limits                                           storage.PeerLimits
 }
 
 func newNodeCommand() *cobra.Command {
@@ -57,7 +58,7 @@ func newNodeCommand() *cobra.Command {
 	f.StringSliceVar(&o.control, "control", envList("WEFT_CONTROL", "127.0.0.1:7001"), "control-plane gRPC addresses (or $WEFT_CONTROL)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:7101", "address to serve the storage API on")
 	f.StringVar(&o.publicAddr, "public-addr", "", "address clients and peers reach the node at (default: --listen)")
-	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, https:// when the node serves TLS (empty: off)")
+	o.metrics.addFlags(f, "node")
 	f.IntVar(&o.recoveryWorkers, "recovery-workers", 2, "blobs recovered at once")
 	f.DurationVar(&o.recoveryDelay, "recovery-delay", 5*time.Second, "wait after certification before recovering missing slivers")
 	f.DurationVar(&o.scrubInterval, "scrub-interval", storage.DefaultScrubInterval, "time between scrub passes, which read back and check every stored sliver and rebuild corrupt ones (0: no scrub)")
@@ -180,8 +181,8 @@ func runNode(ctx context.Context, o nodeOptions) error {
 	node.Register(server)
 	go server.Serve(lis)
 	defer server.Stop()
-	if o.metricsAddr != "" {
-		metrics, err := startMetrics(ctx, o.metricsAddr, node.Metrics(), log)
+	if o.metrics.addr != "" {
+		metrics, err := startMetrics(ctx, o.metrics, node.Metrics(), log)
 		if err != nil {
 			return err
 		}
