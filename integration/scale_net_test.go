@@ -243,7 +243,8 @@ func (n *scaleNet) startNode(id string) scaleProc {
 	addr, metrics := freeAddr(n.t), freeAddr(n.t)
 	p := &process{name: id, log: filepath.Join(n.dir, id+".log"), args: []string{"node", "--id", id,
 		"--data-dir", filepath.Join(n.dir, id), "--key-file", key, "--control", strings.Join(n.ready.Control, ","),
-		"--listen", addr, "--metrics-addr", metrics, "--recovery-delay", "1s"}}
+		"--listen", addr, "--metrics-addr", metrics, "--recovery-delay", "1s"},
+		attr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}} // like the devnet's: gone with the harness
 	p.start(n.t, n.bin)
 	n.extra = append(n.extra, p)
 	sp := scaleProc{Role: "node", ID: id, Address: addr, PID: p.cmd.Process.Pid, Metrics: metrics, dataDir: filepath.Join(n.dir, id)}
