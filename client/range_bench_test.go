@@ -14,10 +14,10 @@ import (
 
 // rangeBenchSize is the blob BenchmarkReadRange reads ranges of:
 // $WEFT_RANGE_BENCH_SIZE bytes (issue #19 asks for 1 GiB: 1073741824),
-// 64 MiB by default. Storing 1 GiB at n = 100 holds about 6 GiB in this
-// one process (the client's encode and ten nodes' buffers) and takes
-// minutes on two cores, too much for a default run beside other work; a
-// range read's cost does not depend on the blob's size beyond the size of
+// 64 MiB by default. Storing 1 GiB at n = 100 peaks at about 10 GB of RSS
+// in this one process (the client's encode and ten nodes' buffers) and
+// takes ≈ 30 s on two cores, too much for every run on a shared machine;
+// a range read's cost depends on the blob's size only through the size of
 // one sliver (1/nP of the blob), which the ratios below divide out.
 func rangeBenchSize(b *testing.B) int {
 	v := os.Getenv("WEFT_RANGE_BENCH_SIZE")
