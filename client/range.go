@@ -2,8 +2,12 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/weftstore/weft/coding"
@@ -148,8 +152,27 @@ func (l *fetchLoop) widen(cause error) {
 func (l *fetchLoop) rangeStalled() {
 	got := l.prog.bytes()
 	if got == l.arrived && l.verifying.Load() == 0 {
-		l.widen(fmt.Errorf("no byte of the covering slivers arrived for %v", l.hedgeDelay()))
+		l.widen(l.stalledError())
 	}
 	l.arrived = got
 	l.timer.Reset(l.hedgeDelay())
+}
+
+// stalledError names the fetches in flight when nothing arrived for the
+// stall delay: each sliver, shard and node (a *SliverError; joined if
+// there are several).
+func (l *fetchLoop) stalledError() error {
+	cause := fmt.Errorf("no byte of the covering slivers arrived for %v", l.hedgeDelay())
+	running := slices.SortedFunc(maps.Keys(l.running), func(a, b task) int { return cmp.Compare(a.index, b.index) })
+	var errs []error
+	for _, t := range running {
+		errs = append(errs, l.sliverError(t, cause))
+	}
+	switch len(errs) {
+	case 0:
+		return cause
+	case 1:
+		return errs[0]
+	}
+	return errors.Join(errs...)
 }

@@ -474,6 +474,7 @@ type fetchLoop struct {
 	failures    map[uint32]*SliverError // per sliver index, the latest failure
 	good        []coding.Sliver         // in hand; verified only in verifyMode
 	inflight    int
+	running     map[task]bool // the fetches in flight, to name stalled ones
 	// need is how many slivers the read waits for: nP, or a range read's
 	// covering slivers (range.go).
 	need int
@@ -504,7 +505,7 @@ type fetchLoop struct {
 func (r *read) newFetchLoop(ctx context.Context, covering []uint32) *fetchLoop {
 	n := r.params.Shards
 	l := &fetchLoop{
-		read: r, ctx: ctx, queue: make([]task, 0, n), failures: make(map[uint32]*SliverError),
+		read: r, ctx: ctx, queue: make([]task, 0, n), failures: make(map[uint32]*SliverError), running: make(map[task]bool),
 		sliverBytes: int64(r.params.SliverSymbols(crypto.Primary) * r.symbolSize), need: r.params.NP,
 	}
 	capacity := 0
@@ -558,6 +559,7 @@ func (l *fetchLoop) launch() {
 			continue
 		}
 		l.inflight++
+		l.running[t] = true
 		if l.launched++; l.launched > l.need {
 			l.prog.grow(l.sliverBytes)
 		}
@@ -608,6 +610,7 @@ func (l *fetchLoop) decode() (blob []byte, done bool, err error) {
 // resets the stall timer), a failed one queues its shard's next source.
 func (l *fetchLoop) take(f fetched) {
 	l.inflight--
+	delete(l.running, f.task)
 	l.stats.Slivers++
 	l.stats.Verify += f.verify
 	if f.err != nil {
