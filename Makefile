@@ -6,7 +6,7 @@ BENCHTIME ?= 15x
 BENCHOUT  ?= bench.txt
 BENCHMD   ?= BENCHMARKS.md
 # Packages with fuzz targets (every decoder of outside bytes).
-FUZZ_PKGS := ./crypto ./coding ./committee ./storage ./challenge ./api/control ./api/wire
+FUZZ_PKGS := ./crypto ./coding ./committee ./storage ./challenge ./api/control ./api/wire ./client ./gateway
 
 .PHONY: all build test bench fuzz-smoke lint proto proto-tools clean demo scale
 
@@ -37,6 +37,7 @@ bench:
 	  $(GO) test -run '^$$' -bench Registrations -benchtime 20000x ./committee; \
 	  $(GO) test -run '^$$' -bench IdleWatchers -benchtime 1x ./committee; \
 	  $(GO) test -run '^$$' -bench StoreRead -benchtime 5x ./client; \
+	  $(GO) test -run '^$$' -bench ReadRange -benchtime 5x ./client; \
 	  $(GO) test -run '^$$' -bench Handover -benchtime 1x ./storage; \
 	  $(GO) test -run '^$$' -bench RoundBytes -benchtime 1x ./challenge; } 2>&1 | tee $(BENCHOUT)
 	$(GO) run ./.ci/benchreport -in $(BENCHOUT) -out $(BENCHMD)

@@ -190,7 +190,8 @@ func refuseBody(w http.ResponseWriter, r *http.Request) {
 // (DESIGN §3: they re-encode to the blob ID), so the blob is spooled in
 // memory whole and sent afterwards; streaming while decoding could hand
 // out bytes of an inconsistently encoded blob before the check fails.
-// Spooling also lets http.ServeContent answer Range requests.
+// Spooling also lets http.ServeContent answer requests for several
+// ranges; one range is read on its own (getRange).
 func (g *Gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 	id, ok := blobIDParam(w, r)
 	if !ok {
@@ -219,6 +220,14 @@ func (g *Gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.FormatUint(st.Length, 10))
 		w.WriteHeader(http.StatusOK)
 		return
+	}
+	// One byte range is read from the slivers that hold it; several are
+	// cut from the whole blob below by http.ServeContent.
+	if r.Method == http.MethodGet {
+		if kind, rng, err := rangeOf(r, id); kind == rangeSingle || kind == rangeMalformed {
+			g.getRange(w, r, id, rng, err)
+			return
+		}
 	}
 	// A blob under a storage challenge is a 503 with Retry-After, not a
 	// request held open until the round closes.

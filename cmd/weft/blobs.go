@@ -218,22 +218,41 @@ The blob ID goes to stdout; --cert-out saves the certificate for 'weft verify'.`
 }
 
 type readReport struct {
-	BlobID string     `json:"blob_id"`
-	Length uint64     `json:"length"`
-	Out    string     `json:"out"`
-	Stages stageTimes `json:"stages_ms"`
-	Bad    int        `json:"bad_slivers"`
+	BlobID string       `json:"blob_id"`
+	Length uint64       `json:"length"`
+	Range  *rangeReport `json:"range,omitempty"`
+	Out    string       `json:"out"`
+	Stages stageTimes   `json:"stages_ms"`
+	Bad    int          `json:"bad_slivers"`
+}
+
+// rangeReport is what a read --range read: Length bytes at Offset of a
+// blob of Size bytes, and why it read the whole blob, if it did.
+type rangeReport struct {
+	Offset   int64  `json:"offset"`
+	Length   int64  `json:"length"`
+	Size     uint64 `json:"blob_size"`
+	Fallback string `json:"fallback,omitempty"`
 }
 
 func newReadCommand() *cobra.Command {
 	var f clientFlags
-	var out string
+	var out, rangeSpec string
 	cmd := &cobra.Command{
 		Use:   "read BLOB_ID",
-		Short: "Read a blob: to stdout, or to --out FILE",
+		Short: "Read a blob, or a byte range of it (--range): to stdout, or to --out FILE",
 		Long: `Read fetches primary slivers from the shards' owners (or holders during a
 handover), decodes them, and writes the bytes only after they re-encode to the blob
-ID: no byte of a blob that fails the check is ever written.`,
+ID: no byte of a blob that fails the check is ever written.
+
+--range reads bytes of the blob as HTTP's Range header names them, both ends
+inclusive: A-B (bytes A to B), A- (from A to the end) or -N (the last N bytes; write
+it --range=-N). A last byte past the end is cut to it; a range that starts at or past
+the end is an error that gives the blob's size. Only the slivers that hold the range
+are fetched, each checked against its hash in the blob's metadata; if one cannot be
+had the whole blob is read and checked instead. A range read does not re-encode the
+whole blob, so it cannot tell that the writer encoded it inconsistently (see
+client/DESIGN.md): a whole read can.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := crypto.ParseBlobID(args[0])
@@ -243,6 +262,14 @@ ID: no byte of a blob that fails the check is ever written.`,
 			if f.format == "json" && (out == "" || out == "-") {
 				return errors.New("-o json prints a report on stdout: give the blob a file with --out FILE")
 			}
+			var rng *client.ByteRange
+			if cmd.Flags().Changed("range") {
+				r, err := client.ParseByteRange(rangeSpec)
+				if err != nil {
+					return fmt.Errorf("--range: %w", err)
+				}
+				rng = &r
+			}
 			c, ctx, done, err := f.client(cmd, false)
 			if err != nil {
 				return err
@@ -250,7 +277,14 @@ ID: no byte of a blob that fails the check is ever written.`,
 			defer done()
 			bar := newProgressBar(cmd.ErrOrStderr(), "reading")
 			var stats client.ReadStats
-			blob, err := c.Read(ctx, id, client.ReadOptions{Progress: bar.update, Stats: &stats})
+			opts := client.ReadOptions{Progress: bar.update, Stats: &stats}
+			var blob []byte
+			var part *rangeReport
+			if rng == nil {
+				blob, err = c.Read(ctx, id, opts)
+			} else {
+				blob, part, err = readByteRange(ctx, c, id, *rng, opts)
+			}
 			bar.finish()
 			if err != nil {
 				return err
@@ -264,12 +298,17 @@ ID: no byte of a blob that fails the check is ever written.`,
 			}
 			if f.format == "json" {
 				return printJSON(cmd.OutOrStdout(), readReport{
-					BlobID: id.String(), Length: uint64(len(blob)), Out: out, Bad: stats.BadSlivers,
+					BlobID: id.String(), Length: uint64(len(blob)), Range: part, Out: out, Bad: stats.BadSlivers,
 					Stages: stageTimes{
 						"lookup": ms(stats.Lookup), "metadata": ms(stats.Metadata), "fetch": ms(stats.Fetch),
 						"verify": ms(stats.Verify), "decode_and_check": ms(stats.Decode), "total": ms(stats.Total),
 					},
 				})
+			}
+			if part != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "read bytes %d-%d (%d bytes) of %s (%d bytes) into %s\n",
+					part.Offset, part.Offset+part.Length-1, part.Length, id, part.Size, out)
+				return nil
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "read %d bytes of %s into %s\n", len(blob), id, out)
 			return nil
@@ -277,7 +316,34 @@ ID: no byte of a blob that fails the check is ever written.`,
 	}
 	f.add(cmd, false)
 	cmd.Flags().StringVar(&out, "out", "", "file to write the blob to (default: stdout)")
+	cmd.Flags().StringVar(&rangeSpec, "range", "", "read only these bytes: A-B (inclusive), A- (to the end) or -N (the last N; --range=-N)")
 	return cmd
+}
+
+// readByteRange reads a range of a blob: the registry says the blob's
+// size, against which the range is resolved (a suffix needs it, and a
+// range that starts past the end is refused before any node is asked).
+func readByteRange(ctx context.Context, c *client.Client, id crypto.BlobID, rng client.ByteRange, opts client.ReadOptions) ([]byte, *rangeReport, error) {
+	st, err := c.Status(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := st.Err(); err != nil {
+		return nil, nil, err
+	}
+	off, n, err := rng.Resolve(int64(st.Length))
+	if err != nil {
+		return nil, nil, fmt.Errorf("--range %s of blob %s: %w", rng, id, err)
+	}
+	b, err := c.ReadRange(ctx, id, off, n, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep := &rangeReport{Offset: off, Length: n, Size: st.Length}
+	if opts.Stats != nil && opts.Stats.RangeFallback != nil {
+		rep.Fallback = opts.Stats.RangeFallback.Error()
+	}
+	return b, rep, nil
 }
 
 type verifyReport struct {
