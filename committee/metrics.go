@@ -111,6 +111,12 @@ func (n *Node) RegisterMetrics(reg prometheus.Registerer) error {
 		}),
 		gauge("raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.", func() float64 { return float64(n.raft.State()) }),
 		gauge("raft_term", "Current Raft term.", stat("term")),
+		gauge("compaction_pending", "1 while compaction is behind its targets (history past the retention horizon not yet deleted: DESIGN.md, Retention).", func() float64 {
+			if pending, err := n.fsm.CompactionPending(); err == nil && pending {
+				return 1
+			}
+			return 0
+		}),
 		gauge("raft_commit_index", "Raft commit index.", stat("commit_index")),
 		gauge("raft_applied_index", "Raft applied index.", stat("applied_index")),
 		gauge("raft_last_log_index", "Last index in the Raft log.", stat("last_log_index")),

@@ -313,4 +313,7 @@ func TestNodeMetrics(t *testing.T) {
 		got["weft_control_apply_seconds"] == 0 || got["weft_control_raft_term"] < 1 || got["weft_control_state_index"] == 0 {
 		t.Fatalf("metrics: %v", got)
 	}
+	if v, ok := got["weft_control_compaction_pending"]; !ok || v != 0 {
+		t.Fatalf("weft_control_compaction_pending %v (exported: %v) on a new network with nothing to compact", v, ok)
+	}
 }
