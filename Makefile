@@ -6,7 +6,7 @@ BENCHTIME ?= 15x
 BENCHOUT  ?= bench.txt
 BENCHMD   ?= BENCHMARKS.md
 # Packages with fuzz targets (every decoder of outside bytes).
-FUZZ_PKGS := ./crypto ./coding ./committee ./storage ./challenge ./api/control ./api/wire
+FUZZ_PKGS := ./client ./crypto ./coding ./committee ./storage ./challenge ./api/control ./api/wire
 
 .PHONY: all build test bench fuzz-smoke lint proto proto-tools clean demo scale
 
