@@ -115,6 +115,7 @@ func (c *Client) streamChunks(ctx context.Context, info *FileInfo, w io.Writer, 
 		results[i] = make(chan chunkRead, 1) // a reader never waits for the writer
 	}
 	slots := make(chan struct{}, c.cfg.ReadAhead)
+	opts.decodeGate = make(chan struct{}, 1)
 	go func() {
 		for i, ch := range m.Chunks {
 			select {
@@ -177,7 +178,7 @@ func (c *Client) readChunk(ctx context.Context, ch Chunk, opts ReadOptions) chun
 		out.err = err
 		return out
 	}
-	out.data, out.err = c.Read(ctx, ch.ID, ReadOptions{Stats: &out.stats, NoChallengeWait: opts.NoChallengeWait})
+	out.data, out.err = c.Read(ctx, ch.ID, ReadOptions{Stats: &out.stats, NoChallengeWait: opts.NoChallengeWait, decodeGate: opts.decodeGate})
 	if out.err == nil && IsManifest(out.data) {
 		out.data, out.err = nil, ErrNestedManifest
 	}
