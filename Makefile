@@ -6,7 +6,7 @@ BENCHTIME ?= 15x
 BENCHOUT  ?= bench.txt
 BENCHMD   ?= BENCHMARKS.md
 # Packages with fuzz targets (every decoder of outside bytes).
-FUZZ_PKGS := ./client ./crypto ./coding ./committee ./storage ./challenge ./api/control ./api/wire
+FUZZ_PKGS := ./crypto ./coding ./committee ./storage ./challenge ./api/control ./api/wire ./client ./gateway
 
 .PHONY: all build test bench fuzz-smoke lint proto proto-tools clean demo scale
 
@@ -38,6 +38,7 @@ bench:
 	  $(GO) test -run '^$$' -bench IdleWatchers -benchtime 1x ./committee; \
 	  $(GO) test -run '^$$' -bench StoreRead -benchtime 5x ./client; \
 	  $(GO) test -run '^$$' -bench StoreFile -benchtime 2x ./client; \
+	  $(GO) test -run '^$$' -bench ReadRange -benchtime 5x ./client; \
 	  $(GO) test -run '^$$' -bench Handover -benchtime 1x ./storage; \
 	  $(GO) test -run '^$$' -bench RoundBytes -benchtime 1x ./challenge; } 2>&1 | tee $(BENCHOUT)
 	$(GO) run ./.ci/benchreport -in $(BENCHOUT) -out $(BENCHMD)
@@ -51,7 +52,7 @@ bench:
 # blobs up to 256 MiB and one of 1 GiB, 100,000 registrations); a small
 # run: make scale SCALE_NODES=10 SCALE_SHARDS=100 SCALE_BLOBS=12 \
 #   SCALE_MAX_BLOB=1048576 SCALE_BIG_BLOB=0 SCALE_REGISTRATIONS=2000
-SCALE_VARS := SCALE_NODES SCALE_SHARDS SCALE_BLOBS SCALE_MAX_BLOB SCALE_BIG_BLOB SCALE_REGISTRATIONS SCALE_START_TIMEOUT_S SCALE_OUT
+SCALE_VARS := SCALE_NODES SCALE_SHARDS SCALE_BLOBS SCALE_MAX_BLOB SCALE_BIG_BLOB SCALE_REGISTRATIONS SCALE_START_TIMEOUT_S SCALE_OUT SCALE_GOMEMLIMIT
 scale:
 	$(foreach v,$(SCALE_VARS),$(if $($(v)),$(v)=$($(v)))) \
 	  $(GO) test -tags scale -run '^TestScale$$' -count=1 -v -timeout 4h ./integration

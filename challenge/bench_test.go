@@ -71,7 +71,7 @@ func BenchmarkRoundBytes(b *testing.B) {
 			for s := node; s < n; s += nodes {
 				held = append(held, uint32(s))
 			}
-			items, err := Prove(Positions(seed, sampled, held, n), func(p Position) (*coding.ExtendedSliver, error) {
+			items, err := Prove(Positions(seed, sampled, held, n, DefaultShardsPerBlob), func(p Position) (*coding.ExtendedSliver, error) {
 				enc := encoded[p.Blob]
 				pair := enc.Pairs[crypto.PairIndex(p.Axis, p.Sliver, n)]
 				sl := pair.Primary

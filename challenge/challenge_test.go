@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/weftstore/weft/coding"
@@ -130,7 +131,7 @@ func TestHonestResponseVerifies(t *testing.T) {
 	if len(blobs) != 5 {
 		t.Fatalf("sampled %d blobs of 12, want 5", len(blobs))
 	}
-	want := Positions(seed, blobs, w.shards, testShards)
+	want := Positions(seed, blobs, w.shards, testShards, 0)
 	if len(want) != 5*len(w.shards) {
 		t.Fatalf("%d positions", len(want))
 	}
@@ -153,7 +154,7 @@ func TestBadResponsesFail(t *testing.T) {
 	w := newNetwork(t, 12)
 	seed := seedFor(2)
 	blobs := SampleBlobs(seed, 4, uint64(len(w.order)), w.lookup, w.next)
-	want := Positions(seed, blobs, w.shards, testShards)
+	want := Positions(seed, blobs, w.shards, testShards, 0)
 	pk := w.sk.PublicKey()
 	other := w.order[0]
 	for _, id := range w.order {
@@ -215,7 +216,7 @@ func TestBadResponsesFail(t *testing.T) {
 	}
 	// A response for one round is not an answer to the next, even if the
 	// node had it signed before: the positions differ.
-	next := Positions(seedFor(3), SampleBlobs(seedFor(3), 4, uint64(len(w.order)), w.lookup, w.next), w.shards, testShards)
+	next := Positions(seedFor(3), SampleBlobs(seedFor(3), 4, uint64(len(w.order)), w.lookup, w.next), w.shards, testShards, 0)
 	r := w.respond(t, 3, 1, want)
 	r.Round = 3
 	r.Sign(w.sk)
@@ -237,8 +238,8 @@ func TestSeedIsNotAFunctionOfPriorState(t *testing.T) {
 	if sa == sb {
 		t.Fatal("two fresh values gave one seed")
 	}
-	pa := Positions(sa, SampleBlobs(sa, 10, 40, w.lookup, w.next), w.shards, testShards)
-	pb := Positions(sb, SampleBlobs(sb, 10, 40, w.lookup, w.next), w.shards, testShards)
+	pa := Positions(sa, SampleBlobs(sa, 10, 40, w.lookup, w.next), w.shards, testShards, 0)
+	pb := Positions(sb, SampleBlobs(sb, 10, 40, w.lookup, w.next), w.shards, testShards, 0)
 	same := 0
 	for i := range pa {
 		if pa[i] == pb[i] {
@@ -338,7 +339,7 @@ func TestDeletingFivePercentIsCaughtWithinTwoRounds(t *testing.T) {
 		}
 		for round := range uint64(2) {
 			seed := seedFor(run*2 + round + 1000)
-			positions := Positions(seed, SampleBlobs(seed, DefaultSamples, blobs, lookup, next), held, 64)
+			positions := Positions(seed, SampleBlobs(seed, DefaultSamples, blobs, lookup, next), held, 64, DefaultShardsPerBlob)
 			found := false
 			for _, p := range positions {
 				found = found || deleted[sliver{p.Blob, p.Shard}]
@@ -359,8 +360,8 @@ func TestDeletingFivePercentIsCaughtWithinTwoRounds(t *testing.T) {
 func TestPositionsAreDeterministicAndInRange(t *testing.T) {
 	w := newNetwork(t, 6)
 	seed := seedFor(9)
-	a := Positions(seed, w.order, []uint32{4, 1}, testShards)
-	b := Positions(seed, w.order, []uint32{1, 4}, testShards)
+	a := Positions(seed, w.order, []uint32{4, 1}, testShards, 0)
+	b := Positions(seed, w.order, []uint32{1, 4}, testShards, 0)
 	if fmt.Sprint(a) != fmt.Sprint(b) {
 		t.Fatal("positions depend on the order shards are given in")
 	}
@@ -377,5 +378,46 @@ func TestPositionsAreDeterministicAndInRange(t *testing.T) {
 	}
 	if axes[crypto.Primary] == 0 || axes[crypto.Secondary] == 0 {
 		t.Fatalf("both axes should be challenged: %v", axes)
+	}
+}
+
+// With a bound on the shards per blob, each blob gets that many distinct
+// held shards, drawn from the seed: the same for every caller, spread over
+// all held shards across blobs, and different from seed to seed.
+func TestPositionsCheckABoundedDrawOfShardsPerBlob(t *testing.T) {
+	w := newNetwork(t, 40)
+	held := []uint32{2, 5, 7, 11, 13, 17, 19, 23}
+	seen := map[uint32]int{}
+	a := Positions(seedFor(4), w.order, held, testShards, 2)
+	if len(a) != 2*len(w.order) {
+		t.Fatalf("%d positions for %d blobs at 2 per blob", len(a), len(w.order))
+	}
+	for i := 0; i < len(a); i += 2 {
+		p, q := a[i], a[i+1]
+		if p.Blob != w.order[i/2] || q.Blob != p.Blob || p.Shard >= q.Shard {
+			t.Fatalf("blob %d: positions %+v, %+v: want two distinct shards in order", i/2, p, q)
+		}
+		for _, s := range []uint32{p.Shard, q.Shard} {
+			if !slices.Contains(held, s) {
+				t.Fatalf("shard %d is not held", s)
+			}
+			seen[s]++
+		}
+	}
+	if len(seen) != len(held) {
+		t.Fatalf("over %d blobs only shards %v were drawn", len(w.order), seen)
+	}
+	reversed := slices.Clone(held)
+	slices.Reverse(reversed)
+	if b := Positions(seedFor(4), w.order, reversed, testShards, 2); fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatal("the draw depends on the order shards are given in")
+	}
+	if c := Positions(seedFor(5), w.order, held, testShards, 2); fmt.Sprint(a) == fmt.Sprint(c) {
+		t.Fatal("two seeds drew the same shards")
+	}
+	// A bound at or above the shards held, or 0, checks every one.
+	all := Positions(seedFor(4), w.order, held, testShards, 0)
+	if len(all) != len(held)*len(w.order) || fmt.Sprint(all) != fmt.Sprint(Positions(seedFor(4), w.order, held, testShards, len(held))) {
+		t.Fatalf("%d positions with no bound, want every held shard of every blob", len(all))
 	}
 }

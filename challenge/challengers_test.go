@@ -166,7 +166,7 @@ func TestSampledChallengersCatchFivePercentWithinTwoRounds(t *testing.T) {
 		}
 		for round := range uint64(2) {
 			seed := seedFor(run*2 + round + 5000)
-			positions := Positions(seed, SampleBlobs(seed, DefaultSamples, blobs, lookup, next), held, n)
+			positions := Positions(seed, SampleBlobs(seed, DefaultSamples, blobs, lookup, next), held, n, DefaultShardsPerBlob)
 			exposed := slices.ContainsFunc(positions, func(p Position) bool { return deleted[sliver{p.Blob, p.Shard}] })
 			sampler := NewSampler(seed, members, DefaultChallengers)
 			sample := sampler.Of(cheater.Node)

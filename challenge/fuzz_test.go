@@ -10,7 +10,7 @@ import (
 func FuzzResponse(f *testing.F) {
 	w := newNetwork(f, 3)
 	seed := seedFor(1)
-	want := Positions(seed, w.order, w.shards, testShards)
+	want := Positions(seed, w.order, w.shards, testShards, 0)
 	raw, err := w.respond(f, 3, 1, want).MarshalBinary()
 	if err != nil {
 		f.Fatal(err)

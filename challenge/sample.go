@@ -64,6 +64,7 @@ const (
 	labelBlob   = 'b'
 	labelAxis   = 'a'
 	labelSymbol = 's'
+	labelShard  = 'h'
 )
 
 // Lookup returns the blob at a position of the eligible set (certified
@@ -123,17 +124,37 @@ type Position struct {
 	Symbol uint32
 }
 
+// DefaultShardsPerBlob is how many of a node's held shards a round checks
+// per sampled blob. A cheater's best case is deleting whole blobs, which
+// a single shard per blob already exposes with probability (1−x)^k; the
+// second keeps deletions scattered over pairs at (1−x)^(2k) — 0.95^180
+// over two rounds, not 0.95^90 at the edge of the 1% bound. Checking
+// every held shard instead would make a round's bytes grow with n (45 ×
+// n items fetched by every challenger: ≈ 1 GB at n = 1000) for no
+// better bound.
+const DefaultShardsPerBlob = 2
+
+// MaxShardsPerBlob bounds what a round may ask for (a node at n = 1000
+// holds at most 1000 shards; 0 asks for every held shard).
+const MaxShardsPerBlob = 1024
+
 // Positions lists what a node holding shards must prove for the round's
-// blobs: for every (blob, shard), one sliver of the pair the shard stores
-// (axis drawn from the seed) and one symbol of its extended line — n
-// positions, so a node cannot keep a few symbols and pass. Ordered by blob
-// (as given), then shard.
-func Positions(seed Seed, blobs []crypto.BlobID, shards []uint32, n uint32) []Position {
+// blobs: for every blob, perBlob of the held shards drawn from the seed
+// (every held shard when perBlob is 0 — rounds logged before the bound —
+// or at least their number), and for each, one sliver of the pair the
+// shard stores (axis drawn from the seed) and one symbol of its extended
+// line — n positions, so a node cannot keep a few symbols and pass.
+// Ordered by blob (as given), then shard.
+func Positions(seed Seed, blobs []crypto.BlobID, shards []uint32, n uint32, perBlob int) []Position {
 	held := slices.Clone(shards)
 	slices.Sort(held)
-	out := make([]Position, 0, len(blobs)*len(held))
+	per := len(held)
+	if perBlob > 0 && perBlob < per {
+		per = perBlob
+	}
+	out := make([]Position, 0, len(blobs)*per)
 	for _, id := range blobs {
-		for _, s := range held {
+		for _, s := range drawShards(seed, &id, held, per) {
 			pair := (s + n - id.Mod(n)) % n // coding.Params.PairForShard
 			axis := crypto.Primary
 			sliver := pair
@@ -145,4 +166,21 @@ func Positions(seed Seed, blobs []crypto.BlobID, shards []uint32, n uint32) []Po
 		}
 	}
 	return out
+}
+
+// drawShards returns count distinct shards of held (sorted) for blob, in
+// increasing order: all of them when count is their number, otherwise a
+// partial Fisher–Yates shuffle driven by the seed.
+func drawShards(seed Seed, blob *crypto.BlobID, held []uint32, count int) []uint32 {
+	if count >= len(held) {
+		return held
+	}
+	pool := slices.Clone(held)
+	for i := range count {
+		j := i + int(seed.draw(labelShard, uint64(len(pool)-i), blob, uint64(i)))
+		pool[i], pool[j] = pool[j], pool[i]
+	}
+	picked := pool[:count]
+	slices.Sort(picked)
+	return picked
 }

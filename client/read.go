@@ -60,8 +60,15 @@ var ErrUnderChallenge = errors.New("client: the blob is sampled by an open stora
 // until the round closes (no one may rebuild a challenged sliver on
 // demand): Read then waits for the round to close and reads again.
 func (c *Client) Read(ctx context.Context, id crypto.BlobID, opts ReadOptions) ([]byte, error) {
+	return c.waitOutChallenges(ctx, id, opts, func() ([]byte, error) { return c.readOnce(ctx, id, opts) })
+}
+
+// waitOutChallenges runs a read, and again each time it failed because an
+// open storage-challenge round samples the blob, once the round has closed
+// (or fails with ErrUnderChallenge at once, opts.NoChallengeWait).
+func (c *Client) waitOutChallenges(ctx context.Context, id crypto.BlobID, opts ReadOptions, read func() ([]byte, error)) ([]byte, error) {
 	for {
-		blob, err := c.readOnce(ctx, id, opts)
+		blob, err := read()
 		if err == nil || !underChallenge(err) {
 			return blob, err
 		}
@@ -113,12 +120,31 @@ func (c *Client) awaitChallengeClosed(ctx context.Context) error {
 func (c *Client) readOnce(ctx context.Context, id crypto.BlobID, opts ReadOptions) ([]byte, error) {
 	start := time.Now()
 	var stats ReadStats
-	defer func() {
-		stats.Total = time.Since(start)
-		if opts.Stats != nil {
-			*opts.Stats = stats
-		}
-	}()
+	defer reportStats(opts, &stats, start)
+	st, err := c.readableStatus(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.openRead(ctx, st, opts, &stats, start)
+	if err != nil {
+		return nil, err
+	}
+	blob, _, err := r.run(ctx, nil)
+	stats.ReceivedBytes = r.prog.bytes()
+	return blob, err
+}
+
+// reportStats hands a read's stats to the caller who asked for them.
+func reportStats(opts ReadOptions, stats *ReadStats, start time.Time) {
+	stats.Total = time.Since(start)
+	if opts.Stats != nil {
+		*opts.Stats = *stats
+	}
+}
+
+// readableStatus is the blob's registry entry if the blob may be read:
+// otherwise the typed error (not found, invalid, expired, not certified).
+func (c *Client) readableStatus(ctx context.Context, id crypto.BlobID) (*BlobStatus, error) {
 	st, err := c.Status(ctx, id)
 	if err != nil {
 		return nil, err
@@ -126,6 +152,13 @@ func (c *Client) readOnce(ctx context.Context, id crypto.BlobID, opts ReadOption
 	if err := st.Err(); err != nil {
 		return nil, err
 	}
+	return st, nil
+}
+
+// openRead prepares a read of a readable blob: where its shards are, its
+// codec, and metadata that hashes to its ID.
+func (c *Client) openRead(ctx context.Context, st *BlobStatus, opts ReadOptions, stats *ReadStats, start time.Time) (*read, error) {
+	id := st.ID
 	lay, err := c.layout(ctx, st)
 	if err != nil {
 		return nil, err
@@ -150,13 +183,10 @@ func (c *Client) readOnce(ctx context.Context, id crypto.BlobID, opts ReadOption
 	if err != nil {
 		return nil, err
 	}
-	r := &read{
+	return &read{
 		c: c, id: id, meta: meta, codec: codec, params: codec.Params(), symbolSize: symbolSize,
-		lay: lay, prog: newProgress(opts.Progress), stats: &stats, decodeGate: opts.decodeGate,
-	}
-	blob, err := r.run(ctx)
-	stats.ReceivedBytes = r.prog.bytes()
-	return blob, err
+		lay: lay, prog: newProgress(opts.Progress), stats: stats, decodeGate: opts.decodeGate,
+	}, nil
 }
 
 // source is a node to ask for a shard's data.
@@ -341,6 +371,13 @@ type read struct {
 	// launched counts sliver fetches started; the first nP are in the
 	// progress total from the start, later ones (replacements) add to it.
 	launched int
+	// verifying counts fetches checking a sliver that has arrived: busy
+	// here, not waiting on a node (a range read's stall watch).
+	verifying atomic.Int32
+	// ownBuffers: every sliver gets a buffer of its own. A range read
+	// sets it, as it never holds the blob whole (the back-to-back buffer
+	// below would be the size of the blob).
+	ownBuffers bool
 
 	// sys holds the systematic primaries back to back, so that Decode
 	// returns it as the blob instead of copying them into one (≈ 20 % of
@@ -356,7 +393,7 @@ type read struct {
 // sys if it is systematic and the place is free (slot), else a new buffer.
 func (r *read) sliverBuffer(index uint32) (buf []byte, slot bool) {
 	size, total := r.params.SystematicLayout(r.symbolSize)
-	if int(index) < r.params.NP {
+	if int(index) < r.params.NP && !r.ownBuffers {
 		r.sysOnce.Do(func() {
 			r.sys = make([]byte, total)
 			r.claimed = make([]atomic.Bool, r.params.NP)
@@ -392,24 +429,38 @@ func (r *read) shardOf(index uint32) int { return r.params.ShardForPair(int(inde
 // after it. With nP in hand it decodes; if the consistent-read check
 // fails, it verifies them, drops the bad ones, and from then on verifies
 // each new sliver as it arrives.
-func (r *read) run(ctx context.Context) ([]byte, error) {
+//
+// With covering set it is a range read (range.go): it fetches only those
+// systematic slivers, verifies each as it arrives, and returns them once
+// it has all of them (blob nil). If one cannot be had it reads the whole
+// blob as above instead, the covering slivers counting toward the nP,
+// and returns the blob.
+func (r *read) run(ctx context.Context, covering []uint32) (blob []byte, verified []coding.Sliver, err error) {
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Fetches still in flight must not report after Read returns.
 	defer r.prog.stop()
-	l := r.newFetchLoop(fctx)
+	l := r.newFetchLoop(fctx, covering)
 	defer l.timer.Stop()
 	for {
 		l.launch()
-		if len(l.good) >= r.params.NP {
+		if len(l.good) >= l.need {
+			if l.covering != nil {
+				r.stats.Fetch = time.Since(l.fetchStart)
+				return nil, l.good, nil
+			}
 			if blob, done, err := l.decode(); done {
-				return blob, err
+				return blob, nil, err
 			}
 			continue
 		}
 		if l.inflight == 0 {
+			if l.covering != nil { // (a lost covering sliver widens the read at once)
+				l.widen(errors.New("no covering sliver left to fetch"))
+				continue
+			}
 			r.stats.Fetch = time.Since(l.fetchStart) - l.busy
-			return nil, r.notEnough(l.good, l.failures, l.verifyMode)
+			return nil, nil, r.notEnough(l.good, l.failures, l.verifyMode)
 		}
 		select {
 		case f := <-l.results:
@@ -431,6 +482,17 @@ type fetchLoop struct {
 	failures    map[uint32]*SliverError // per sliver index, the latest failure
 	good        []coding.Sliver         // in hand; verified only in verifyMode
 	inflight    int
+	running     map[task]bool // the fetches in flight, to name stalled ones
+	// need is how many slivers the read waits for: nP, or a range read's
+	// covering slivers (range.go).
+	need int
+	// covering, during a range read, holds the systematic slivers that
+	// hold the range: only they are fetched, each verified as it arrives.
+	// nil for a whole read, and once a range read has widened to one.
+	covering map[uint32]bool
+	// arrived is the sliver bytes received when the stall timer last
+	// looked (a range read's stall watch).
+	arrived int64
 	// verifyMode is set once a decode failed on a sliver mismatch: some
 	// node lied, so every sliver from then on is verified as it arrives.
 	verifyMode bool
@@ -446,19 +508,30 @@ type fetchLoop struct {
 }
 
 // newFetchLoop queues every primary sliver in index order, systematic
-// ones first, and puts the nP the read needs into the progress total.
-func (r *read) newFetchLoop(ctx context.Context) *fetchLoop {
+// ones first, and puts the nP the read needs into the progress total; for
+// a range read only the covering slivers, all of which it needs.
+func (r *read) newFetchLoop(ctx context.Context, covering []uint32) *fetchLoop {
 	n := r.params.Shards
 	l := &fetchLoop{
-		read: r, ctx: ctx, queue: make([]task, 0, n), failures: make(map[uint32]*SliverError),
-		sliverBytes: int64(r.params.SliverSymbols(crypto.Primary) * r.symbolSize),
+		read: r, ctx: ctx, queue: make([]task, 0, n), failures: make(map[uint32]*SliverError), running: make(map[task]bool),
+		sliverBytes: int64(r.params.SliverSymbols(crypto.Primary) * r.symbolSize), need: r.params.NP,
 	}
 	capacity := 0
 	for i := range n {
-		l.queue = append(l.queue, task{index: uint32(i)})
 		capacity += len(r.lay.sources[r.shardOf(uint32(i))])
 	}
-	r.prog.grow(int64(r.params.NP) * l.sliverBytes)
+	if covering == nil {
+		for i := range n {
+			l.queue = append(l.queue, task{index: uint32(i)})
+		}
+	} else {
+		l.covering, l.need = make(map[uint32]bool, len(covering)), len(covering)
+		for _, i := range covering {
+			l.covering[i] = true
+			l.queue = append(l.queue, task{index: i})
+		}
+	}
+	r.prog.grow(int64(l.need) * l.sliverBytes)
 	l.results = make(chan fetched, capacity) // every task can finish without a reader
 	l.fetchStart = time.Now()
 	l.timer = time.NewTimer(l.hedgeDelay())
@@ -467,10 +540,15 @@ func (r *read) newFetchLoop(ctx context.Context) *fetchLoop {
 
 func (l *fetchLoop) hedgeDelay() time.Duration { return max(time.Second, 4*l.slowest) }
 
-// next queues what comes after a sliver failed: its other source.
+// next queues what comes after a sliver failed: its other source. If it
+// has none left, a range read that needed it reads the whole blob.
 func (l *fetchLoop) next(t task) {
 	if t.src+1 < len(l.lay.sources[l.shardOf(t.index)]) {
 		l.queue = append([]task{{index: t.index, src: t.src + 1}}, l.queue...)
+		return
+	}
+	if l.covering[t.index] {
+		l.widen(l.failures[t.index])
 	}
 }
 
@@ -478,20 +556,25 @@ func (l *fetchLoop) next(t task) {
 // the hedge) are in hand or in flight, at most MaxParallel at once. A
 // replacement beyond the first nP adds its sliver to the progress total.
 func (l *fetchLoop) launch() {
-	need := l.params.NP
-	for l.inflight < l.c.cfg.MaxParallel && len(l.good)+l.inflight < need+l.hedge && len(l.queue) > 0 {
+	for l.inflight < l.c.cfg.MaxParallel && len(l.good)+l.inflight < l.need+l.hedge && len(l.queue) > 0 {
 		t := l.queue[0]
 		l.queue = l.queue[1:]
 		if len(l.lay.sources[l.shardOf(t.index)]) == 0 {
 			l.failures[t.index] = &SliverError{Index: t.index, Shard: uint32(l.shardOf(t.index)), Node: "-", Err: errors.New("no owner or holder with an address")}
+			if l.covering[t.index] {
+				l.widen(l.failures[t.index])
+			}
 			continue
 		}
 		l.inflight++
-		if l.launched++; l.launched > need {
+		l.running[t] = true
+		if l.launched++; l.launched > l.need {
 			l.prog.grow(l.sliverBytes)
 		}
 		r, ctx, results := l.read, l.ctx, l.results
-		go func(verify bool) { results <- r.fetch(ctx, t, verify) }(l.verifyMode)
+		// A range read's slivers are checked one by one: no decode
+		// vouches for them.
+		go func(verify bool) { results <- r.fetch(ctx, t, verify) }(l.verifyMode || l.covering[t.index])
 	}
 }
 
@@ -543,6 +626,7 @@ func (l *fetchLoop) decode() (blob []byte, done bool, err error) {
 // resets the stall timer), a failed one queues its shard's next source.
 func (l *fetchLoop) take(f fetched) {
 	l.inflight--
+	delete(l.running, f.task)
 	l.stats.Slivers++
 	l.stats.Verify += f.verify
 	if f.err != nil {
@@ -563,6 +647,10 @@ func (l *fetchLoop) take(f fetched) {
 // stalled runs when nothing arrived for the whole hedge delay: every
 // fetch in flight is stalled, so each gets a stand-in.
 func (l *fetchLoop) stalled() {
+	if l.covering != nil {
+		l.rangeStalled()
+		return
+	}
 	if l.hedge < l.params.F {
 		l.hedge = min(l.params.F, l.hedge+l.inflight)
 		l.c.log.Debug("slivers slow to arrive; fetching others alongside", "blob", l.id, "extra", l.hedge)
@@ -669,7 +757,9 @@ func (r *read) fetch(ctx context.Context, t task, verify bool) fetched {
 	r.from.Store(t.index, t.src)
 	if verify {
 		start := time.Now()
+		r.verifying.Add(1)
 		err := r.codec.VerifySliver(r.meta, out.sliver)
+		r.verifying.Add(-1)
 		out.verify = time.Since(start)
 		if err != nil {
 			out.err, out.bad = err, true

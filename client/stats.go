@@ -52,6 +52,10 @@ type ReadStats struct {
 	Slivers       int   // primary slivers fetched (good or bad)
 	BadSlivers    int   // slivers that failed verification
 	Decodes       int   // decode attempts (1 when every node told the truth)
+	// RangeFallback is why a range read read the whole blob: a sliver
+	// that holds part of the range could not be had (nil: only those
+	// slivers were fetched).
+	RangeFallback error
 }
 
 // progress reports bytes done out of a total to a caller's callback; it

@@ -50,6 +50,10 @@ type StartChallenge struct {
 	// 0 — as in commands logged before sampling — has every member judge
 	// every node, so that replaying an old log rebuilds the same rounds.
 	Challengers int `json:"challengers,omitempty"`
+	// ShardsPerBlob is how many of a node's held shards are checked per
+	// sampled blob (challenge.Positions); 0 — as in commands logged before
+	// the bound — checks every held shard.
+	ShardsPerBlob int `json:"shards_per_blob,omitempty"`
 }
 
 // CloseChallenge closes a round (if it is still open); round 0 is the latest.
@@ -73,15 +77,16 @@ type Verdict struct {
 
 // ChallengeRound is a round as committed.
 type ChallengeRound struct {
-	Round       uint64           `json:"round"`
-	Epoch       uint64           `json:"epoch"`
-	Seed        challenge.Seed   `json:"seed"`
-	OpenedIndex uint64           `json:"opened_index"`
-	OpenedAt    int64            `json:"opened_at,omitempty"` // the proposing leader's clock, Unix ns
-	Open        bool             `json:"open"`
-	Challengers int              `json:"challengers,omitempty"` // draws per node; 0: everyone (rounds before sampling)
-	Blobs       []crypto.BlobID  `json:"blobs"`
-	Nodes       []ChallengedNode `json:"nodes"` // by node ID
+	Round         uint64           `json:"round"`
+	Epoch         uint64           `json:"epoch"`
+	Seed          challenge.Seed   `json:"seed"`
+	OpenedIndex   uint64           `json:"opened_index"`
+	OpenedAt      int64            `json:"opened_at,omitempty"` // the proposing leader's clock, Unix ns
+	Open          bool             `json:"open"`
+	Challengers   int              `json:"challengers,omitempty"`     // draws per node; 0: everyone (rounds before sampling)
+	ShardsPerBlob int              `json:"shards_per_blob,omitempty"` // held shards checked per blob; 0: all (rounds before the bound)
+	Blobs         []crypto.BlobID  `json:"blobs"`
+	Nodes         []ChallengedNode `json:"nodes"` // by node ID
 }
 
 // ChallengedNode is one committee member's part of a round.
@@ -180,6 +185,9 @@ func (f *FSM) startChallenge(tx *bolt.Tx, index uint64, c StartChallenge, res *R
 	if c.Challengers < 0 || c.Challengers > challenge.MaxChallengers {
 		return nil, reject(CodeInvalidArgument, "%d challengers per node: want 0 to %d", c.Challengers, challenge.MaxChallengers)
 	}
+	if c.ShardsPerBlob < 0 || c.ShardsPerBlob > challenge.MaxShardsPerBlob {
+		return nil, reject(CodeInvalidArgument, "%d shards per blob: want 0 to %d", c.ShardsPerBlob, challenge.MaxShardsPerBlob)
+	}
 	events, cerr := f.closeOpenRound(tx, index)
 	if cerr != nil {
 		return nil, cerr
@@ -187,7 +195,7 @@ func (f *FSM) startChallenge(tx *bolt.Tx, index uint64, c StartChallenge, res *R
 	meta := tx.Bucket(bucketMeta)
 	round := readU64(meta, keyRound) + 1
 	r := ChallengeRound{Round: round, Epoch: state.Epoch(), OpenedIndex: index, OpenedAt: c.At, Open: true,
-		Challengers: c.Challengers, Seed: challenge.DeriveSeed(state.Epoch(), round, index, c.Fresh)}
+		Challengers: c.Challengers, ShardsPerBlob: c.ShardsPerBlob, Seed: challenge.DeriveSeed(state.Epoch(), round, index, c.Fresh)}
 	r.Blobs = challenge.SampleBlobs(r.Seed, challenge.DefaultSamples, readU64(meta, keyEpochCertSeq), certifiedLookup(tx), certifiedNext(tx))
 	held := map[shardmap.NodeID][]uint32{}
 	for shard, holder := range state.Holders() {

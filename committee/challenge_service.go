@@ -36,7 +36,7 @@ func (s *Service) startChallenge(ctx context.Context, challengers int) (*weftv1.
 	if challengers == 0 {
 		challengers = challenge.DefaultChallengers
 	}
-	c := StartChallenge{At: time.Now().UnixNano(), Challengers: challengers}
+	c := StartChallenge{At: time.Now().UnixNano(), Challengers: challengers, ShardsPerBlob: challenge.DefaultShardsPerBlob}
 	if _, err := rand.Read(c.Fresh[:]); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
@@ -114,7 +114,7 @@ func (c *clientService) GetChallenge(ctx context.Context, req *weftv1.GetChallen
 
 func challengeProto(r ChallengeRound, index uint64) *weftv1.GetChallengeResponse {
 	out := &weftv1.GetChallengeResponse{Round: r.Round, Epoch: r.Epoch, Seed: r.Seed[:], OpenedIndex: r.OpenedIndex, Open: r.Open, Index: index,
-		Challengers: uint32(r.Challengers)}
+		Challengers: uint32(r.Challengers), ShardsPerBlob: uint32(r.ShardsPerBlob)}
 	for _, id := range r.Blobs {
 		out.Blobs = append(out.Blobs, id[:])
 	}

@@ -27,9 +27,10 @@ import (
 //     through `ended-blobs` (end epoch ‖ index ‖ blob ID); invalid records
 //     stay, since invalid is for good;
 //   - challenge rounds older than the last retainRounds;
-//   - command records older than commandRetention indices (an expired
-//     record is ignored even before its deletion, so the answer to a
-//     retried ID does not depend on how far deletion got).
+//   - command records older than commandRetention indices or below the
+//     event horizon, whichever is later (an expired record is ignored
+//     even before its deletion, so the answer to a retried ID does not
+//     depend on how far deletion got).
 var (
 	bucketEpochStarts = []byte("epoch-starts") // u64 epoch → u64 Raft index of the change that started it
 	bucketEnded       = []byte("ended-blobs")  // u64 end epoch ‖ u64 index ‖ blob ID → nothing: expired/lapsed records by age
@@ -155,13 +156,13 @@ func (f *FSM) compactStep(tx *bolt.Tx, index uint64, budget int) error {
 	return nil
 }
 
-// pruneCommands deletes up to budget command records more than
-// commandRetention indices before index, and returns the budget left.
+// pruneCommands deletes up to budget command records that expired at
+// index (commandExpiry), and returns the budget left.
 func (f *FSM) pruneCommands(tx *bolt.Tx, index uint64, budget int) (int, error) {
-	if index <= f.commandRetention {
+	limit := f.commandExpiry(tx, index)
+	if limit == 0 {
 		return budget, nil
 	}
-	limit := index - f.commandRetention
 	byIndex, commands := tx.Bucket(bucketCommandIndex), tx.Bucket(bucketCommands)
 	c := byIndex.Cursor()
 	for k, _ := c.First(); k != nil && budget > 0 && len(k) >= 8 && binary.BigEndian.Uint64(k[:8]) < limit; k, _ = c.First() {
@@ -182,10 +183,24 @@ func (f *FSM) pruneCommands(tx *bolt.Tx, index uint64, budget int) (int, error) 
 	return budget, nil
 }
 
+// commandExpiry is the first index whose command record is still kept at
+// index: commandRetention indices back, or the event horizon if that is
+// later. A record older than the retained history answers no retry —
+// without the horizon bound, a burst of commands (100,000 registrations)
+// would keep its records for 2^20 indices after the blobs and their
+// events are gone, and snapshots would not shrink back to the live state.
+func (f *FSM) commandExpiry(tx *bolt.Tx, index uint64) uint64 {
+	var limit uint64
+	if index > f.commandRetention {
+		limit = index - f.commandRetention
+	}
+	return max(limit, eventHorizon(tx))
+}
+
 // commandExpired reports whether a command record is past its retention
 // at index: it is then ignored, deleted or not yet.
-func (f *FSM) commandExpired(res *Result, index uint64) bool {
-	return index > f.commandRetention && res.Index < index-f.commandRetention
+func (f *FSM) commandExpired(tx *bolt.Tx, res *Result, index uint64) bool {
+	return res.Index < f.commandExpiry(tx, index)
 }
 
 // compactEvents deletes events below the horizon.

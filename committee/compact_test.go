@@ -346,8 +346,7 @@ func (tf *testFSM) snapshotSize() int {
 func TestSnapshotSizeBoundedByLiveState(t *testing.T) {
 	const blobs = 5000
 	run := func(withBlobs bool) (*testFSM, int, int64) {
-		tf := compactionFSM(t)
-		tf.fsm.commandRetention = 1000
+		tf := compactionFSM(t) // the default commandRetention: the horizon ends the records
 		for e := range uint64(5) {
 			var bodies []any
 			for i := range blobs / 5 {

@@ -87,6 +87,30 @@ func TestGatewayFiles(t *testing.T) {
 	if resp.StatusCode != http.StatusNotModified {
 		t.Fatalf("conditional GET of the file: %s", resp.Status)
 	}
+	// One byte range of a file: 206 from the chunks it touches (across
+	// a chunk boundary here, and a suffix); past the end or malformed: 416.
+	for _, rc := range []struct {
+		header      string
+		first, last int
+	}{
+		{"bytes=" + strconv.Itoa(fileChunk-10) + "-" + strconv.Itoa(fileChunk+9), fileChunk - 10, fileChunk + 9},
+		{"bytes=-5", len(content) - 5, len(content) - 1},
+		{"bytes=3-3", 3, 3},
+	} {
+		resp, body := gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+sr.BlobID, nil, "Range", rc.header)
+		gatewaytest.Want(t, resp, body, http.StatusPartialContent)
+		wantRange := "bytes " + strconv.Itoa(rc.first) + "-" + strconv.Itoa(rc.last) + "/" + strconv.Itoa(len(content))
+		if !bytes.Equal(body, content[rc.first:rc.last+1]) || resp.Header.Get("Content-Range") != wantRange || resp.Header.Get("Accept-Ranges") != "bytes" {
+			t.Fatalf("Range %s of the file: %d bytes, Content-Range %q", rc.header, len(body), resp.Header.Get("Content-Range"))
+		}
+	}
+	for _, bad := range []string{"bytes=" + strconv.Itoa(len(content)) + "-", "bytes=x-y"} {
+		resp, body := gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+sr.BlobID, nil, "Range", bad)
+		gatewaytest.Want(t, resp, body, http.StatusRequestedRangeNotSatisfiable)
+		if resp.Header.Get("Content-Range") != "bytes */"+strconv.Itoa(len(content)) {
+			t.Fatalf("Range %s of the file: Content-Range %q", bad, resp.Header.Get("Content-Range"))
+		}
+	}
 
 	again := put(bytes.NewReader(content), int64(len(content)), http.StatusOK)
 	if again.BlobID != sr.BlobID || again.Reused != 14 {

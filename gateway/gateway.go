@@ -1,7 +1,8 @@
 // Package gateway is weft's HTTP gateway: the Go SDK (package client)
 // behind an HTTP API, for users without it. PUT /v1/blobs stores a blob,
 // charged to the caller's own client token; GET /v1/blobs/{id} serves its
-// bytes once they have passed the consistent-read check; GET
+// bytes once they have passed the consistent-read check (a single Range:
+// the slivers that hold it, each checked against its hash); GET
 // /v1/blobs/{id}/status serves its registry entry; POST
 // /v1/blobs/{id}/extend extends its lifetime. `weft gateway` runs one;
 // DESIGN.md says how it works.

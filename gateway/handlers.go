@@ -231,7 +231,8 @@ func refuseBody(w http.ResponseWriter, r *http.Request) {
 // after the consistent-read check (DESIGN §3: they re-encode to the blob
 // ID), so streaming while decoding could hand out bytes of an
 // inconsistently encoded blob before the check fails; spooling also lets
-// http.ServeContent answer Range requests. A file is streamed chunk by
+// http.ServeContent answer requests for several ranges (one range is
+// read on its own: getRange). A file is streamed chunk by
 // chunk, each after its own check (getFile). Whether an ID names a file
 // takes its registry length and, if that is small enough for a manifest,
 // its bytes, which the cache keeps.
@@ -293,6 +294,15 @@ func (g *Gateway) serveBlob(w http.ResponseWriter, r *http.Request, id crypto.Bl
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	// One byte range is read from the slivers that hold it (or cut from
+	// the bytes in hand); several are cut from the whole blob below by
+	// http.ServeContent.
+	if r.Method == http.MethodGet {
+		if kind, rng, err := rangeOf(r, id); kind == rangeSingle || kind == rangeMalformed {
+			g.getRange(w, r, id, rng, err)
+			return
+		}
+	}
 	if blob == nil && loadErr == nil {
 		blob, loadErr = g.loadBlob(r.Context(), id)
 	}
@@ -334,9 +344,25 @@ func (g *Gateway) getFile(w http.ResponseWriter, r *http.Request, id crypto.Blob
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	info := &client.FileInfo{ID: id, Length: m.Length, ContentType: m.ContentType, Manifest: m}
-	out := &streamWriter{w: w, rc: http.NewResponseController(w), timeout: g.cfg.WriteTimeout}
-	err = g.cl.StreamTo(r.Context(), info, out, client.ReadOptions{NoChallengeWait: true})
+	out := &streamWriter{w: w, rc: http.NewResponseController(w), timeout: g.cfg.WriteTimeout, status: http.StatusOK}
+	if kind, rng, rerr := rangeOf(r, id); kind == rangeSingle || kind == rangeMalformed {
+		off, n, err := fileRange(id, m, rng, rerr)
+		if err != nil {
+			w.Header().Del("Content-Length")
+			writeUnsatisfiable(w, r, int64(m.Length), err)
+			return
+		}
+		// One byte range: 206, streamed from the chunks it touches, each
+		// part written after its own check.
+		h := w.Header()
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, m.Length))
+		h.Set("Content-Length", strconv.FormatInt(n, 10))
+		out.status = http.StatusPartialContent
+		_, err = g.cl.ReadFileRange(r.Context(), id, off, n, out, client.ReadOptions{NoChallengeWait: true})
+	} else {
+		info := &client.FileInfo{ID: id, Length: m.Length, ContentType: m.ContentType, Manifest: m}
+		err = g.cl.StreamTo(r.Context(), info, out, client.ReadOptions{NoChallengeWait: true})
+	}
 	switch {
 	case err == nil:
 	case out.started:
@@ -358,8 +384,20 @@ func setFileHeaders(w http.ResponseWriter, id crypto.BlobID, m *client.Manifest)
 	}
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("ETag", etag(id))
-	h.Set("Accept-Ranges", "none")
+	h.Set("Accept-Ranges", "bytes")
 	h.Set("Content-Length", strconv.FormatUint(m.Length, 10))
+}
+
+// fileRange resolves a GET's one byte range against a file's length; an
+// error (malformed, or no byte selected) is answered 416.
+func fileRange(id crypto.BlobID, m *client.Manifest, rng client.ByteRange, malformed error) (off, n int64, err error) {
+	if malformed != nil {
+		return 0, 0, malformed
+	}
+	if off, n, err = rng.Resolve(int64(m.Length)); err != nil {
+		return 0, 0, fmt.Errorf("file %s: %w", id, err)
+	}
+	return off, n, nil
 }
 
 // streamWriter writes a file's chunks to the answer: the status goes out
@@ -369,13 +407,14 @@ type streamWriter struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
+	status  int // sent with the first bytes: 200, or 206 for a range
 	started bool
 }
 
 func (s *streamWriter) Write(p []byte) (int, error) {
 	if !s.started {
 		s.started = true
-		s.w.WriteHeader(http.StatusOK)
+		s.w.WriteHeader(s.status)
 	}
 	if s.timeout > 0 {
 		_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))

@@ -86,6 +86,8 @@ func errorStatus(err error) int {
 		// is on its way to being marked invalid, and every reader gets
 		// the same error whichever slivers it fetched.
 		return http.StatusGone
+	case errors.Is(err, client.ErrRangeOutsideBlob):
+		return http.StatusRequestedRangeNotSatisfiable
 	case errors.Is(err, client.ErrNotCertified):
 		// Registered, but no availability certificate yet (a store in
 		// progress, or abandoned): there is nothing to read until there

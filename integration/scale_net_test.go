@@ -145,10 +145,17 @@ func (n *scaleNet) operator(ctx context.Context) context.Context {
 // a minute.
 func (n *scaleNet) control(what string, f func(ctx context.Context, conn *grpc.ClientConn) error) {
 	n.t.Helper()
-	deadline := time.Now().Add(time.Minute)
+	n.controlWithin(what, 30*time.Second, time.Minute, f)
+}
+
+// controlWithin is control with its own bounds: each attempt may take
+// perAttempt, all of them total.
+func (n *scaleNet) controlWithin(what string, perAttempt, total time.Duration, f func(ctx context.Context, conn *grpc.ClientConn) error) {
+	n.t.Helper()
+	deadline := time.Now().Add(total)
 	var last error
 	for attempt := 0; time.Now().Before(deadline); attempt++ {
-		ctx, cancel := context.WithTimeout(n.operator(context.Background()), 30*time.Second)
+		ctx, cancel := context.WithTimeout(n.operator(context.Background()), perAttempt)
 		last = f(ctx, n.conns[attempt%len(n.conns)])
 		cancel()
 		if last == nil {
@@ -214,7 +221,9 @@ func (n *scaleNet) advanceToStable(limit time.Duration) time.Duration {
 // (what `weft admin snapshot save` writes) and returns its size.
 func (n *scaleNet) snapshotBytes() float64 {
 	var total float64
-	n.control("saving a snapshot", func(ctx context.Context, c *grpc.ClientConn) error {
+	// With 100,000 registrations live, the voters are also serving their
+	// events to 110 followers on two cores: a snapshot took over 30 s.
+	n.controlWithin("saving a snapshot", 5*time.Minute, 10*time.Minute, func(ctx context.Context, c *grpc.ClientConn) error {
 		total = 0
 		stream, err := weftv1.NewAdminClient(c).SaveSnapshot(ctx, &weftv1.SaveSnapshotRequest{})
 		if err != nil {
@@ -243,7 +252,8 @@ func (n *scaleNet) startNode(id string) scaleProc {
 	addr, metrics := freeAddr(n.t), freeAddr(n.t)
 	p := &process{name: id, log: filepath.Join(n.dir, id+".log"), args: []string{"node", "--id", id,
 		"--data-dir", filepath.Join(n.dir, id), "--key-file", key, "--control", strings.Join(n.ready.Control, ","),
-		"--listen", addr, "--metrics-addr", metrics, "--recovery-delay", "1s"}}
+		"--listen", addr, "--metrics-addr", metrics, "--recovery-delay", "1s"},
+		attr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}} // like the devnet's: gone with the harness
 	p.start(n.t, n.bin)
 	n.extra = append(n.extra, p)
 	sp := scaleProc{Role: "node", ID: id, Address: addr, PID: p.cmd.Process.Pid, Metrics: metrics, dataDir: filepath.Join(n.dir, id)}

@@ -28,12 +28,14 @@ type process struct {
 	args []string
 	log  string
 	cmd  *exec.Cmd
+	attr *syscall.SysProcAttr // e.g. Pdeathsig on Linux (the scale harness)
 }
 
 func (p *process) start(t *testing.T, bin string) {
 	t.Helper()
 	p.cmd = exec.Command(bin, p.args...)
 	p.cmd.Env = append(os.Environ(), "WEFT_TOKEN="+token)
+	p.cmd.SysProcAttr = p.attr
 	log, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)

@@ -56,6 +56,7 @@ type chalRound struct {
 	round, epoch uint64
 	seed         challenge.Seed
 	challengers  int  // draws per node; 0: every member judges every node
+	perBlob      int  // held shards proven per blob; 0: every one
 	open         bool // as read
 	blobs        []crypto.BlobID
 	sampled      map[crypto.BlobID]bool
@@ -71,7 +72,11 @@ func roundFrom(resp *weftv1.GetChallengeResponse) (*chalRound, error) {
 	if resp.Challengers > challenge.MaxChallengers {
 		return nil, fmt.Errorf("challenge round %d: %d challengers per node, above %d", resp.Round, resp.Challengers, challenge.MaxChallengers)
 	}
+	if resp.ShardsPerBlob > challenge.MaxShardsPerBlob {
+		return nil, fmt.Errorf("challenge round %d: %d shards per blob, above %d", resp.Round, resp.ShardsPerBlob, challenge.MaxShardsPerBlob)
+	}
 	r := &chalRound{round: resp.Round, epoch: resp.Epoch, seed: challenge.Seed(resp.Seed), open: resp.Open, challengers: int(resp.Challengers),
+		perBlob: int(resp.ShardsPerBlob),
 		sampled: map[crypto.BlobID]bool{}, nodes: map[shardmap.NodeID][]uint32{}, index: resp.Index}
 	for _, b := range resp.Blobs {
 		if len(b) != crypto.DigestSize {
@@ -407,7 +412,7 @@ func (c *challenges) proof(ctx context.Context, r *chalRound, shards []uint32) (
 func (n *Node) prove(ctx context.Context, r *chalRound, shards []uint32) ([]byte, error) {
 	start := time.Now()
 	params := n.codec.Params()
-	positions := challenge.Positions(r.seed, r.blobs, shards, uint32(params.Shards))
+	positions := challenge.Positions(r.seed, r.blobs, shards, uint32(params.Shards), r.perBlob)
 	items, err := challenge.Prove(positions, func(p challenge.Position) (*coding.ExtendedSliver, error) {
 		ref := coding.SliverRef{Axis: p.Axis, Index: p.Sliver}
 		if shard, err := n.sliverShard(p.Blob, p.Axis, p.Sliver); err != nil || shard != p.Shard {
@@ -678,7 +683,7 @@ func (c *challenges) judgeOnce(ctx context.Context, r *chalRound, node shardmap.
 		n.metrics.rejected.WithLabelValues("challenge-response").Inc()
 		return nil, false, err
 	}
-	positions := challenge.Positions(r.seed, r.blobs, r.nodes[node], uint32(n.codec.Params().Shards))
+	positions := challenge.Positions(r.seed, r.blobs, r.nodes[node], uint32(n.codec.Params().Shards), r.perBlob)
 	err = challenge.Verify(&rsp, r.epoch, r.round, string(node), pk, positions, metas.lookup(ctx, node))
 	switch {
 	case err == nil:

@@ -244,7 +244,7 @@ func TestChallengeEmbargo(t *testing.T) {
 	for _, b := range blobs {
 		metas[b.ID] = b.Metadata
 	}
-	want := challenge.Positions(challenge.Seed(r.Seed), sampled, shards, uint32(w.codec.Params().Shards))
+	want := challenge.Positions(challenge.Seed(r.Seed), sampled, shards, uint32(w.codec.Params().Shards), int(r.ShardsPerBlob))
 	if err := challenge.Verify(&rsp, r.Epoch, round, string(w.net.NodeID(node)), w.net.Key(node).PublicKey(), want,
 		func(id crypto.BlobID) (*crypto.Metadata, error) { return metas[id], nil }); err != nil || len(want) == 0 {
 		t.Fatalf("%d positions: %v", len(want), err)

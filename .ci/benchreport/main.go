@@ -69,6 +69,10 @@ var goals = []goal{
 	{"challenge", "BenchmarkRoundBytes", "x-stored", "≤", 0.01, 8},
 	// #19 files of any size (client/DESIGN.md, Files of any size).
 	{"client", "BenchmarkStoreFile", "file-x-blob-throughput", "≥", 0.9, 19},
+	// #19 range reads (client/DESIGN.md): bytes received ÷ (covering
+	// slivers + metadata).
+	{"client", "BenchmarkReadRange/1B", "received-x-covering", "≤", 2, 19},
+	{"client", "BenchmarkReadRange/1MiB", "received-x-covering", "≤", 2, 19},
 }
 
 // benchID names one benchmark of one package.

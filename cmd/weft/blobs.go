@@ -263,27 +263,46 @@ func printStored(cmd *cobra.Command, c *client.Client, ctx context.Context, form
 }
 
 type readReport struct {
-	BlobID string     `json:"blob_id"`
-	Length uint64     `json:"length"`
-	Chunks int        `json:"chunks,omitempty"` // 0: a plain blob
-	Out    string     `json:"out"`
-	Stages stageTimes `json:"stages_ms"`
-	Bad    int        `json:"bad_slivers"`
+	BlobID string       `json:"blob_id"`
+	Length uint64       `json:"length"`
+	Chunks int          `json:"chunks,omitempty"` // 0: a plain blob
+	Range  *rangeReport `json:"range,omitempty"`
+	Out    string       `json:"out"`
+	Stages stageTimes   `json:"stages_ms"`
+	Bad    int          `json:"bad_slivers"`
+}
+
+// rangeReport is what a read --range read: Length bytes at Offset of a
+// file or blob of Size bytes, and why it read a whole blob, if it did.
+type rangeReport struct {
+	Offset   int64  `json:"offset"`
+	Length   int64  `json:"length"`
+	Size     uint64 `json:"blob_size"`
+	Fallback string `json:"fallback,omitempty"`
 }
 
 func newReadCommand() *cobra.Command {
 	var f clientFlags
-	var out string
+	var out, rangeSpec string
 	var raw bool
 	cmd := &cobra.Command{
 		Use:   "read ID",
-		Short: "Read a file or blob: to stdout, or to --out FILE",
+		Short: "Read a file or blob, or a byte range of it (--range): to stdout, or to --out FILE",
 		Long: `Read fetches primary slivers from the shards' owners (or holders during a
 handover), decodes them, and writes the bytes only after they re-encode to the blob
 ID: no byte of a blob that fails the check is ever written. A file stored as chunks is
 streamed chunk by chunk, each written after its own check, in memory bounded by the chunk
 size; if a chunk fails, the command fails naming it (--out FILE is then left untouched;
-stdout has had the chunks before it). --raw reads the blob as it is (a file's manifest).`,
+stdout has had the chunks before it). --raw reads the blob as it is (a file's manifest).
+
+--range reads bytes as HTTP's Range header names them, both ends inclusive: A-B (bytes
+A to B), A- (from A to the end) or -N (the last N bytes; write it --range=-N). A last
+byte past the end is cut to it; a range that starts at or past the end is an error that
+gives the size. Only the slivers that hold the range are fetched (of a file, only from
+the chunks it touches), each checked against its hash in the blob's metadata; if one
+cannot be had the whole blob (chunk) is read and checked instead. A range read does not
+re-encode the whole blob, so it cannot tell that the writer encoded it inconsistently
+(see client/DESIGN.md): a whole read can.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := crypto.ParseBlobID(args[0])
@@ -293,6 +312,17 @@ stdout has had the chunks before it). --raw reads the blob as it is (a file's ma
 			if f.format == "json" && (out == "" || out == "-") {
 				return errors.New("-o json prints a report on stdout: give the blob a file with --out FILE")
 			}
+			var rng *client.ByteRange
+			if cmd.Flags().Changed("range") {
+				if raw {
+					return errors.New("--range and --raw: a range of a manifest is not a thing to read; drop one")
+				}
+				r, err := client.ParseByteRange(rangeSpec)
+				if err != nil {
+					return fmt.Errorf("--range: %w", err)
+				}
+				rng = &r
+			}
 			c, ctx, done, err := f.client(cmd, false)
 			if err != nil {
 				return err
@@ -301,7 +331,14 @@ stdout has had the chunks before it). --raw reads the blob as it is (a file's ma
 			limitMemory(client.DefaultChunkSize, 7)
 			bar := newProgressBar(cmd.ErrOrStderr(), "reading")
 			var stats client.ReadStats
-			info, err := readInto(ctx, c, id, out, cmd.OutOrStdout(), raw, client.ReadOptions{Progress: bar.update, Stats: &stats})
+			opts := client.ReadOptions{Progress: bar.update, Stats: &stats}
+			var info *client.FileInfo
+			var part *rangeReport
+			if rng == nil {
+				info, err = readInto(ctx, c, id, out, cmd.OutOrStdout(), raw, opts)
+			} else {
+				info, part, err = readByteRange(ctx, c, id, *rng, out, cmd.OutOrStdout(), opts)
+			}
 			bar.finish()
 			if err != nil {
 				return err
@@ -310,7 +347,7 @@ stdout has had the chunks before it). --raw reads the blob as it is (a file's ma
 				return nil
 			}
 			rep := readReport{
-				BlobID: id.String(), Length: info.Length, Out: out, Bad: stats.BadSlivers,
+				BlobID: id.String(), Length: info.Length, Range: part, Out: out, Bad: stats.BadSlivers,
 				Stages: stageTimes{
 					"lookup": ms(stats.Lookup), "metadata": ms(stats.Metadata), "fetch": ms(stats.Fetch),
 					"verify": ms(stats.Verify), "decode_and_check": ms(stats.Decode), "total": ms(stats.Total),
@@ -322,6 +359,11 @@ stdout has had the chunks before it). --raw reads the blob as it is (a file's ma
 			if f.format == "json" {
 				return printJSON(cmd.OutOrStdout(), rep)
 			}
+			if part != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "read bytes %d-%d (%d bytes) of %s (%d bytes) into %s\n",
+					part.Offset, part.Offset+part.Length-1, part.Length, id, part.Size, out)
+				return nil
+			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "read %d bytes of %s into %s\n", rep.Length, id, out)
 			return nil
 		},
@@ -329,13 +371,14 @@ stdout has had the chunks before it). --raw reads the blob as it is (a file's ma
 	f.add(cmd, false)
 	cmd.Flags().StringVar(&out, "out", "", "file to write the blob to (default: stdout)")
 	cmd.Flags().BoolVar(&raw, "raw", false, "read the blob as it is: a file's manifest rather than the file")
+	cmd.Flags().StringVar(&rangeSpec, "range", "", "read only these bytes: A-B (inclusive), A- (to the end) or -N (the last N; --range=-N)")
 	return cmd
 }
 
 // readInto streams id to the file out (replaced only once the whole read
 // has succeeded) or, when out is "" or "-", to stdout.
 func readInto(ctx context.Context, c *client.Client, id crypto.BlobID, out string, stdout io.Writer, raw bool, opts client.ReadOptions) (*client.FileInfo, error) {
-	read := func(w io.Writer) (*client.FileInfo, error) {
+	return writeOut(out, stdout, func(w io.Writer) (*client.FileInfo, error) {
 		if !raw {
 			return c.ReadTo(ctx, id, w, opts)
 		}
@@ -345,7 +388,12 @@ func readInto(ctx context.Context, c *client.Client, id crypto.BlobID, out strin
 		}
 		_, err = w.Write(blob)
 		return &client.FileInfo{ID: id, Length: uint64(len(blob))}, err
-	}
+	})
+}
+
+// writeOut runs read against out: a regular file replaced only once read
+// succeeded, a device or pipe written as it is, or stdout for "" and "-".
+func writeOut(out string, stdout io.Writer, read func(io.Writer) (*client.FileInfo, error)) (*client.FileInfo, error) {
 	if out == "" || out == "-" {
 		return read(stdout)
 	}
@@ -371,6 +419,32 @@ func readInto(ctx context.Context, c *client.Client, id crypto.BlobID, out strin
 		return nil, err
 	}
 	return info, file.Replace()
+}
+
+// readByteRange reads a range of a file or blob into out: the registry
+// (and a file's manifest) says the size, against which the range is
+// resolved (a suffix needs it, and a range that starts past the end is
+// refused before any sliver is asked for).
+func readByteRange(ctx context.Context, c *client.Client, id crypto.BlobID, rng client.ByteRange, out string, stdout io.Writer, opts client.ReadOptions) (*client.FileInfo, *rangeReport, error) {
+	info, err := c.Stat(ctx, id, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	off, n, err := rng.Resolve(int64(info.Length))
+	if err != nil {
+		return nil, nil, fmt.Errorf("--range %s of %s: %w", rng, id, err)
+	}
+	info, err = writeOut(out, stdout, func(w io.Writer) (*client.FileInfo, error) {
+		return c.ReadFileRange(ctx, id, off, n, w, opts)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	rep := &rangeReport{Offset: off, Length: n, Size: info.Length}
+	if opts.Stats != nil && opts.Stats.RangeFallback != nil {
+		rep.Fallback = opts.Stats.RangeFallback.Error()
+	}
+	return info, rep, nil
 }
 
 type verifyReport struct {

@@ -96,6 +96,46 @@ func TestStoreStatusReadVerifyCLI(t *testing.T) {
 	if err != nil || stdout != string(blob) {
 		t.Fatalf("read to stdout: %d bytes, %v", len(stdout), err)
 	}
+	// read --range: inclusive A-B, open-ended A-, the last N bytes; to
+	// stdout, and to a file with a JSON report. A range that starts past
+	// the end, or is not a range, is an error that says why.
+	for spec, want := range map[string][]byte{
+		"100-199": blob[100:200], "123450-": blob[123450:], "--range=-7": blob[len(blob)-7:],
+		"0-0": blob[:1], "123000-999999": blob[123000:],
+	} {
+		args := []string{"read", idText, "--range", spec}
+		if strings.HasPrefix(spec, "--") {
+			args = []string{"read", idText, spec}
+		}
+		stdout, stderr, err := runWeftSplit(t, nil, args...)
+		if err != nil || stdout != string(want) {
+			t.Fatalf("read --range %s: %d bytes, %v\n%s", spec, len(stdout), err, stderr)
+		}
+	}
+	stdout, _, err = runWeftSplit(t, nil, "read", idText, "--range", "1000-1999", "--out", outFile, "-o", "json")
+	rr = readReport{}
+	if err != nil || json.Unmarshal([]byte(stdout), &rr) != nil || rr.Length != 1000 || rr.Range == nil ||
+		*rr.Range != (rangeReport{Offset: 1000, Length: 1000, Size: uint64(len(blob))}) {
+		t.Fatalf("read --range -o json: %v\n%s", err, stdout)
+	}
+	if got, err := os.ReadFile(outFile); err != nil || !bytes.Equal(got, blob[1000:2000]) {
+		t.Fatalf("read --range into a file: %d bytes, %v", len(got), err)
+	}
+	for spec, wantErr := range map[string]string{
+		"123457-":    "byte range outside the blob: bytes 123457- of a 123457-byte blob",
+		"200000-1":   "the last byte comes before the first",
+		"abc":        "want FIRST-LAST, FIRST- or -SUFFIX",
+		"--range=-0": "a suffix of 0 bytes selects nothing",
+	} {
+		args := []string{"read", idText, "--range", spec}
+		if strings.HasPrefix(spec, "--") {
+			args = []string{"read", idText, spec}
+		}
+		if _, _, err := runWeftSplit(t, nil, args...); err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("read --range %s: %v, want an error saying %q", spec, err, wantErr)
+		}
+	}
+
 	// A device is written to, never replaced by a renamed file.
 	if _, _, err := runWeftSplit(t, nil, "read", idText, "--out", os.DevNull); err != nil {
 		t.Fatal(err)

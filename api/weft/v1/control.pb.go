@@ -4055,7 +4055,10 @@ type GetChallengeResponse struct {
 	Index       uint64                 `protobuf:"varint,8,opt,name=index,proto3" json:"index,omitempty"` // the state index read at
 	// Draws of challengers per challenged node (challenge.Challengers);
 	// 0: every other member judges every node (rounds before sampling).
-	Challengers   uint32 `protobuf:"varint,9,opt,name=challengers,proto3" json:"challengers,omitempty"`
+	Challengers uint32 `protobuf:"varint,9,opt,name=challengers,proto3" json:"challengers,omitempty"`
+	// Held shards each node proves per sampled blob (challenge.Positions);
+	// 0: every held shard (rounds before the bound).
+	ShardsPerBlob uint32 `protobuf:"varint,10,opt,name=shards_per_blob,json=shardsPerBlob,proto3" json:"shards_per_blob,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4149,6 +4152,13 @@ func (x *GetChallengeResponse) GetIndex() uint64 {
 func (x *GetChallengeResponse) GetChallengers() uint32 {
 	if x != nil {
 		return x.Challengers
+	}
+	return 0
+}
+
+func (x *GetChallengeResponse) GetShardsPerBlob() uint32 {
+	if x != nil {
+		return x.ShardsPerBlob
 	}
 	return 0
 }
@@ -4408,7 +4418,7 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\aoutcome\x18\x03 \x01(\tR\aoutcome\x12#\n" +
 	"\rpassed_weight\x18\x04 \x01(\x04R\fpassedWeight\x12#\n" +
 	"\rfailed_weight\x18\x05 \x01(\x04R\ffailedWeight\x12\x18\n" +
-	"\areasons\x18\x06 \x03(\tR\areasons\"\x8a\x02\n" +
+	"\areasons\x18\x06 \x03(\tR\areasons\"\xb2\x02\n" +
 	"\x14GetChallengeResponse\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x12\n" +
@@ -4418,7 +4428,9 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\x05blobs\x18\x06 \x03(\fR\x05blobs\x12-\n" +
 	"\x05nodes\x18\a \x03(\v2\x17.weft.v1.ChallengedNodeR\x05nodes\x12\x14\n" +
 	"\x05index\x18\b \x01(\x04R\x05index\x12 \n" +
-	"\vchallengers\x18\t \x01(\rR\vchallengers2\x9d\n" +
+	"\vchallengers\x18\t \x01(\rR\vchallengers\x12&\n" +
+	"\x0fshards_per_blob\x18\n" +
+	" \x01(\rR\rshardsPerBlob2\x9d\n" +
 	"\n" +
 	"\x05Admin\x129\n" +
 	"\x06Status\x12\x16.weft.v1.StatusRequest\x1a\x17.weft.v1.StatusResponse\x12B\n" +
