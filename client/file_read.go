@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -34,8 +35,10 @@ type FileInfo struct {
 var ErrFileMismatch = errors.New("client: the file's chunks do not match its manifest's length or SHA-256")
 
 // Stat finds out what id names. A blob longer than any manifest is plain
-// (its length comes from the registry); a shorter one is read (it is
-// small) and is a file's manifest when it is framed as one (DESIGN.md).
+// (its length comes from the registry); a shorter one whose first bytes
+// (one sliver, MightBeManifest) are not the manifest magic is plain too;
+// the rest are read (they are small) and are a file's manifest when
+// framed as one (DESIGN.md).
 func (c *Client) Stat(ctx context.Context, id crypto.BlobID, opts ReadOptions) (*FileInfo, error) {
 	st, err := c.Status(ctx, id)
 	if err != nil {
@@ -45,8 +48,8 @@ func (c *Client) Stat(ctx context.Context, id crypto.BlobID, opts ReadOptions) (
 		return nil, err
 	}
 	info := &FileInfo{ID: id, Length: st.Length, Status: st}
-	if st.Length < uint64(minManifestLength) || st.Length > uint64(MaxManifestLength) {
-		return info, nil
+	if maybe, err := c.MightBeManifest(ctx, id, st.Length, opts); err != nil || !maybe {
+		return info, err
 	}
 	b, err := c.Read(ctx, id, ReadOptions{NoChallengeWait: opts.NoChallengeWait})
 	if err != nil {
@@ -62,6 +65,22 @@ func (c *Client) Stat(ctx context.Context, id crypto.BlobID, opts ReadOptions) (
 	}
 	info.Manifest, info.Length, info.ContentType = m, m.Length, m.ContentType
 	return info, nil
+}
+
+// MightBeManifest reports whether a blob of length bytes could be a
+// file's manifest: its length is one a manifest can have and its first
+// bytes — a range read, one sliver checked against its hash — are the
+// manifest magic. A false answer settles that the blob is plain without
+// reading it whole; a true one needs the whole blob (IsManifest) to say.
+func (c *Client) MightBeManifest(ctx context.Context, id crypto.BlobID, length uint64, opts ReadOptions) (bool, error) {
+	if length < uint64(minManifestLength) || length > uint64(MaxManifestLength) {
+		return false, nil
+	}
+	head, err := c.ReadRange(ctx, id, 0, int64(len(manifestMagic)), ReadOptions{NoChallengeWait: opts.NoChallengeWait})
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(head, manifestMagic[:]), nil
 }
 
 // ReadTo writes the file or plain blob id names to w (DESIGN.md, Files of

@@ -235,7 +235,8 @@ func refuseBody(w http.ResponseWriter, r *http.Request) {
 // read on its own: getRange). A file is streamed chunk by
 // chunk, each after its own check (getFile). Whether an ID names a file
 // takes its registry length and, if that is small enough for a manifest,
-// its bytes, which the cache keeps.
+// its first bytes (client.MightBeManifest: one sliver) and, only if they
+// are the manifest magic, its bytes, which the cache keeps.
 func (g *Gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 	id, ok := blobIDParam(w, r)
 	if !ok {
@@ -250,7 +251,7 @@ func (g *Gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if st.Length <= uint64(client.MaxManifestLength) {
-		blob, err := g.loadBlob(r.Context(), id)
+		blob, err := g.smallBlob(r.Context(), id, st)
 		if err == nil && client.IsManifest(blob) {
 			g.getFile(w, r, id, blob)
 			return
@@ -259,6 +260,25 @@ func (g *Gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.serveBlob(w, r, id, st, nil, nil)
+}
+
+// smallBlob returns the bytes of a blob short enough to be a manifest if
+// they are at hand or needed to tell: kept in the cache, or starting with
+// the manifest magic (then read whole through the cache). nil: a plain
+// blob that was not read (its bytes, or a range of them, are read as
+// any plain blob's).
+func (g *Gateway) smallBlob(ctx context.Context, id crypto.BlobID, st *client.BlobStatus) ([]byte, error) {
+	if blob, hit := g.cache.get(id); hit {
+		if g.metrics != nil {
+			g.metrics.cacheResult(true)
+		}
+		return blob, nil
+	}
+	maybe, err := g.cl.MightBeManifest(ctx, id, st.Length, client.ReadOptions{NoChallengeWait: true})
+	if err != nil || !maybe {
+		return nil, err
+	}
+	return g.loadBlob(ctx, id)
 }
 
 // loadBlob reads a plain blob through the cache. A blob under a storage
@@ -299,7 +319,7 @@ func (g *Gateway) serveBlob(w http.ResponseWriter, r *http.Request, id crypto.Bl
 	// http.ServeContent.
 	if r.Method == http.MethodGet {
 		if kind, rng, err := rangeOf(r, id); kind == rangeSingle || kind == rangeMalformed {
-			g.getRange(w, r, id, rng, err)
+			g.getRange(w, r, id, rng, err, blob)
 			return
 		}
 	}

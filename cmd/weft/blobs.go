@@ -356,6 +356,9 @@ re-encode the whole blob, so it cannot tell that the writer encoded it inconsist
 			if info.Manifest != nil {
 				rep.Chunks = len(info.Manifest.Chunks)
 			}
+			if part != nil {
+				rep.Length = uint64(part.Length) // what was written; the whole size is in range
+			}
 			if f.format == "json" {
 				return printJSON(cmd.OutOrStdout(), rep)
 			}

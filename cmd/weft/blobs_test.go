@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -381,6 +382,13 @@ func TestStoreReadChunkedFileCLI(t *testing.T) {
 	}
 	if stdout, _, err = runWeftSplit(t, nil, "read", sr.BlobID, "--raw"); err != nil || !client.IsManifest([]byte(stdout)) {
 		t.Fatalf("read --raw: %v, %d bytes that are not a manifest", err, len(stdout))
+	}
+	// A range of a file, across a chunk boundary, and one past its end.
+	if stdout, _, err = runWeftSplit(t, nil, "read", sr.BlobID, "--range", "65500-65599"); err != nil || stdout != string(content[65500:65600]) {
+		t.Fatalf("read --range of a file: %d bytes, %v", len(stdout), err)
+	}
+	if _, _, err := runWeftSplit(t, nil, "read", sr.BlobID, "--range", strconv.Itoa(len(content))+"-"); err == nil || !strings.Contains(err.Error(), "outside") {
+		t.Fatalf("read --range past a file's end: %v", err)
 	}
 	stdout, _, err = runWeftSplit(t, nil, "verify", sr.BlobID)
 	if err != nil || !strings.HasPrefix(stdout, "valid: file "+sr.BlobID) || !strings.Contains(stdout, "all 6 chunks") {
