@@ -57,8 +57,18 @@ type Config struct {
 	// at all). Nodes cut off then recover their slivers from their peers.
 	StragglerWait time.Duration
 	// MaxBlobLength is the largest blob stored or read (default
-	// coding.DefaultMaxBlobLength); a blob is held in memory whole.
+	// coding.DefaultMaxBlobLength); a blob is held in memory whole. A
+	// file (StoreFile, ReadTo, Open) is chunks of at most ChunkSize.
 	MaxBlobLength uint64
+	// ChunkSize is the chunk size of files StoreFile splits (default
+	// DefaultChunkSize, at most MaxBlobLength): content of at most one
+	// chunk is stored as a plain blob.
+	ChunkSize int
+	// StoreParallel bounds the chunks of a file stored at once (default
+	// 2), ReadAhead those read at once (default 2): with the chunk size
+	// they bound a file's memory (DESIGN.md, Files of any size).
+	StoreParallel int
+	ReadAhead     int
 
 	// DialOptions replace the default (plaintext) transport options.
 	DialOptions []grpc.DialOption
@@ -95,6 +105,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBlobLength == 0 {
 		c.MaxBlobLength = coding.DefaultMaxBlobLength
+	}
+	if c.ChunkSize <= 0 {
+		c.ChunkSize = int(min(DefaultChunkSize, c.MaxBlobLength))
+	}
+	if c.StoreParallel <= 0 {
+		c.StoreParallel = 2
+	}
+	if c.ReadAhead <= 0 {
+		c.ReadAhead = 2
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -137,6 +156,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	cfg.Control = append([]string(nil), cfg.Control...)
 	cfg.setDefaults()
+	if uint64(cfg.ChunkSize) > cfg.MaxBlobLength {
+		return nil, fmt.Errorf("client: chunk size %d is over the largest blob, %d", cfg.ChunkSize, cfg.MaxBlobLength)
+	}
 	return &Client{
 		cfg:    cfg,
 		log:    cfg.Logger,

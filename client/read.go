@@ -31,6 +31,13 @@ type ReadOptions struct {
 	// blob (no node serves it until the round closes), fail at once with
 	// ErrUnderChallenge instead of waiting for the round to close.
 	NoChallengeWait bool
+
+	// decodeGate, if set, is held while decoding: a file's chunks are
+	// fetched ReadAhead at once but decoded (and re-encoded for the
+	// consistent-read check, ≈ 3× the chunk in fresh memory) one at a
+	// time, which bounds a file read's memory at little cost in speed
+	// (the codec already uses every core).
+	decodeGate chan struct{}
 }
 
 // ErrUnderChallenge is wrapped by a read refused because an open
@@ -178,7 +185,7 @@ func (c *Client) openRead(ctx context.Context, st *BlobStatus, opts ReadOptions,
 	}
 	return &read{
 		c: c, id: id, meta: meta, codec: codec, params: codec.Params(), symbolSize: symbolSize,
-		lay: lay, prog: newProgress(opts.Progress), stats: stats,
+		lay: lay, prog: newProgress(opts.Progress), stats: stats, decodeGate: opts.decodeGate,
 	}, nil
 }
 
@@ -353,6 +360,7 @@ type read struct {
 	lay        *layout
 	prog       *progress
 	stats      *ReadStats
+	decodeGate chan struct{} // ReadOptions.decodeGate
 
 	// down holds nodes that failed transiently even after retries: the
 	// rest of this read does not wait on them again for other slivers.
@@ -576,6 +584,14 @@ func (l *fetchLoop) launch() {
 // verifyMode.
 func (l *fetchLoop) decode() (blob []byte, done bool, err error) {
 	l.stats.Fetch = time.Since(l.fetchStart) - l.busy
+	if l.decodeGate != nil {
+		select {
+		case l.decodeGate <- struct{}{}:
+			defer func() { <-l.decodeGate }()
+		case <-l.ctx.Done():
+			return nil, true, l.ctx.Err()
+		}
+	}
 	t := time.Now()
 	blob, err = l.codec.Decode(l.meta, l.good)
 	l.stats.Decode += time.Since(t)

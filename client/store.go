@@ -52,6 +52,21 @@ type StoreOptions struct {
 // committee. Storing content that is already certified returns the
 // existing certificate (extending its lifetime if needed).
 func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (crypto.BlobID, *crypto.Certificate, error) {
+	if err := c.requireToken(ctx, "store"); err != nil {
+		return crypto.BlobID{}, nil, err
+	}
+	blob, err := readBlob(r, c.cfg.MaxBlobLength)
+	if err != nil {
+		return crypto.BlobID{}, nil, err
+	}
+	return c.storeBlob(ctx, blob, opts, 0)
+}
+
+// storeBlob stores blob, which it must not modify (the encoding shares
+// its memory). endEpoch, if not 0, is the registration's end epoch, fixed
+// by the caller (a file's parts all end together); else it is the current
+// epoch + opts.Epochs.
+func (c *Client) storeBlob(ctx context.Context, blob []byte, opts StoreOptions, endEpoch uint64) (crypto.BlobID, *crypto.Certificate, error) {
 	start := time.Now()
 	var stats StoreStats
 	defer func() {
@@ -64,17 +79,20 @@ func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (cry
 	if epochs == 0 {
 		epochs = DefaultEpochs
 	}
-	if err := c.requireToken(ctx, "store"); err != nil {
-		return crypto.BlobID{}, nil, err
-	}
-	com, codec, enc, err := c.encodeForCurrent(ctx, r, &stats)
+	com, codec, enc, err := c.encodeForCurrent(ctx, blob, &stats)
 	if err != nil {
 		return crypto.BlobID{}, nil, err
 	}
 	id := enc.ID
+	end := func(com *Committee) uint64 {
+		if endEpoch != 0 {
+			return endEpoch
+		}
+		return com.Epoch + epochs
+	}
 
 	t := time.Now()
-	existing, err := c.register(ctx, enc, com.Epoch+epochs)
+	existing, err := c.register(ctx, enc, end(com))
 	stats.Register = time.Since(t)
 	if err != nil {
 		return id, nil, err
@@ -91,27 +109,23 @@ func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (cry
 	}
 	w := &write{
 		c: c, enc: enc, params: codec.Params(), meta: metaBytes,
-		prog: newProgress(opts.Progress), stats: &stats,
+		prog: newProgress(opts.Progress), stats: &stats, endEpoch: end,
 		stored: make(map[shardmap.NodeID]map[uint32]bool),
 	}
 	defer w.prog.stop()
-	cert, err := w.rounds(ctx, com, epochs)
+	cert, err := w.rounds(ctx, com)
 	return id, cert, err
 }
 
-// encodeForCurrent reads the blob and encodes it for the current
-// committee, whose shard count the encoding depends on; the committee is
-// returned too, as the first round's.
-func (c *Client) encodeForCurrent(ctx context.Context, r io.Reader, stats *StoreStats) (*Committee, *coding.Codec, *coding.Encoded, error) {
+// encodeForCurrent encodes the blob for the current committee, whose
+// shard count the encoding depends on; the committee is returned too, as
+// the first round's.
+func (c *Client) encodeForCurrent(ctx context.Context, blob []byte, stats *StoreStats) (*Committee, *coding.Codec, *coding.Encoded, error) {
 	com, err := c.currentCommittee(ctx, false)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	codec, err := c.codec(len(com.Owners), 0)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	blob, err := readBlob(r, codec.Params().MaxBlobLength)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -127,7 +141,7 @@ func (c *Client) encodeForCurrent(ctx context.Context, r io.Reader, stats *Store
 // rounds collects confirmations from com and certifies them. When that
 // fails because the epoch moved under the write, it goes again with the
 // new committee (up to maxRounds); any other failure ends the store.
-func (w *write) rounds(ctx context.Context, com *Committee, epochs uint64) (*crypto.Certificate, error) {
+func (w *write) rounds(ctx context.Context, com *Committee) (*crypto.Certificate, error) {
 	c, id, stats := w.c, w.enc.ID, w.stats
 	for round := 1; ; round++ {
 		stats.Rounds = round
@@ -160,7 +174,7 @@ func (w *write) rounds(ctx context.Context, com *Committee, epochs uint64) (*cry
 		c.log.Info("epoch changed during the write; collecting again from the new committee",
 			"blob", id, "from", com.Epoch, "to", next.Epoch, "cause", err)
 		com = next
-		if cert, done, err := w.registerAgainIfLapsed(ctx, com.Epoch+epochs); done {
+		if cert, done, err := w.registerAgainIfLapsed(ctx, w.endEpoch(com)); done {
 			return cert, err
 		}
 	}
@@ -300,6 +314,8 @@ type write struct {
 	meta   []byte
 	prog   *progress
 	stats  *StoreStats
+	// endEpoch is the registration's end epoch when writing to com.
+	endEpoch func(com *Committee) uint64
 	// stored records, per node, the shards whose pairs it acknowledged in
 	// any round: after an epoch change a node that kept its shards only
 	// needs to confirm again.

@@ -32,18 +32,22 @@ import (
 	"github.com/weftstore/weft/client"
 )
 
-// The gateway's defaults (`weft gateway`'s flags). A blob is held in
-// memory whole, both to encode it on a store and to check it on a read,
-// so the size limit is also the gateway's memory per request.
+// The gateway's defaults (`weft gateway`'s flags). A file is streamed in
+// chunks, so its size is not the gateway's memory per request: that is
+// about 2 × 4.5 × the chunk size (client.DefaultChunkSize); a plain blob,
+// at most MaxWholeBlob, is held whole while it is checked.
 const (
-	DefaultMaxBlobSize int64 = 1 << 30
+	DefaultMaxBlobSize int64 = 64 << 30
+	// MaxWholeBlob bounds the plain blobs (not files) this gateway's own
+	// SDK client reads, each held whole while it is checked: a file's
+	// chunks are read one by one, but a plain blob is one unit.
+	MaxWholeBlob int64 = 1 << 30
 	// DefaultCacheSize keeps a few hundred MB of popular blobs: each GET
 	// of one that is not kept costs a fetch, a decode and a re-encode.
 	DefaultCacheSize int64 = 256 << 20
 	// DefaultMaxInflight bounds the requests served at once. Each PUT or
-	// GET of a blob not cached holds it whole, and ~5× that while coding
-	// it, so memory is bounded by about this × 5 × MaxBlobSize (plus the
-	// cache): lower it for large blobs on a small machine.
+	// GET of a file holds about 2 × 4.5 chunks, a GET of a plain blob not
+	// cached about 5× the blob: lower it on a small machine.
 	DefaultMaxInflight = 64
 	// The default timeouts. A PUT's body may take ReadTimeout: 10 minutes
 	// uploads a 1 GiB blob at 2 MB/s. An answer may take WriteTimeout
@@ -88,14 +92,21 @@ type Config struct {
 	// Client, if set, is the SDK client the gateway uses instead of one
 	// of its own; the caller closes it. It should have no token of its
 	// own (every write is charged to its caller's, client.WithToken) and
-	// read no more than MaxBlobSize (client.Config.MaxBlobLength), as a
-	// GET spools the blob.
+	// read plain blobs of no more than min(MaxBlobSize, MaxWholeBlob)
+	// (client.Config.MaxBlobLength), as a GET spools a plain blob.
 	Client *client.Client
 
-	// MaxBlobSize is the largest blob stored or served (413 beyond it on
-	// a PUT, before the body is read when Content-Length says so).
+	// MaxBlobSize is the largest file or blob stored or served (413
+	// beyond it on a PUT, before the body is read when Content-Length
+	// says so). A file is streamed, so memory does not grow with it; a
+	// plain blob is held whole, and one over MaxWholeBlob is not served.
 	// Required.
 	MaxBlobSize int64
+	// ChunkSize is the chunk size of the files PUTs store (0: the SDK
+	// client's, client.DefaultChunkSize unless MaxBlobSize is smaller).
+	// With the SDK's StoreParallel and ReadAhead (2 each) it bounds a
+	// request's memory: about 2 × 4.5 × ChunkSize.
+	ChunkSize int64
 	// Epochs is a stored blob's lifetime unless the PUT says ?epochs=N.
 	// Required.
 	Epochs uint64
@@ -168,8 +179,8 @@ func New(cfg Config) (*Gateway, error) {
 		// and one that did not would be refused rather than charged to
 		// anyone.
 		cl, err := client.New(client.Config{
-			Control: cfg.Control, MaxBlobLength: uint64(cfg.MaxBlobSize), Logger: cfg.Logger,
-			DialOptions: cfg.DialOptions,
+			Control: cfg.Control, MaxBlobLength: uint64(min(cfg.MaxBlobSize, MaxWholeBlob)), Logger: cfg.Logger,
+			DialOptions: cfg.DialOptions, ChunkSize: int(cfg.ChunkSize),
 		})
 		if err != nil {
 			return nil, err
@@ -269,6 +280,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(rec, r, http.StatusInternalServerError, errors.New("the gateway wrote no answer (a bug)"))
 	}
 	g.log(rec, r, time.Since(start))
+	if rec.abort {
+		// net/http closes the connection without finishing the body.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // serve answers one request if a slot is free, and 429 if none is.

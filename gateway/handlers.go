@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -32,38 +33,52 @@ func (g *Gateway) putBlob(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	contentType, ok := putContentType(w, r)
+	if !ok {
+		return
+	}
 	ctx, cancel := g.writeContext(r, token, g.putTimeout())
 	defer cancel()
 	if !g.authorize(ctx, w, r) {
 		return
 	}
 	body := g.putBody(w, r)
-	var stats client.StoreStats
-	id, cert, err := g.cl.Store(ctx, body, client.StoreOptions{Epochs: epochs, Stats: &stats})
+	opts := client.FileOptions{Epochs: epochs, ContentType: contentType, ChunkSize: g.cfg.ChunkSize}
+	if r.ContentLength > 0 {
+		opts.Size = r.ContentLength
+	}
+	sf, err := g.cl.StoreFile(ctx, body, opts)
 	if rec := recorderOf(w); rec != nil {
 		rec.bodyRead = body.n
 	}
 	if err != nil {
-		g.storeFailed(w, r, body, id, err)
+		g.storeFailed(w, r, body, failedBlobID(err), err)
 		return
 	}
+	id, cert := sf.ID, sf.Certificate
 	raw, err := cert.MarshalBinary()
 	if err != nil {
 		writeErrorID(w, r, http.StatusInternalServerError, fmt.Errorf("encoding the certificate: %w", err), id)
 		return
 	}
+	resp := storeResponse{
+		BlobID: id.String(), Certificate: base64.StdEncoding.EncodeToString(raw),
+		Epoch: cert.Epoch, Size: sf.Length, Reused: sf.Reused,
+	}
+	parts := 1
+	if sf.Manifest != nil {
+		resp.Chunks = len(sf.Manifest.Chunks)
+		parts += resp.Chunks
+	}
 	code := http.StatusCreated
-	if stats.AlreadyCertified {
+	if sf.Reused == parts {
 		// The same bytes were stored before: nothing new was created,
 		// the existing certificate is returned (its lifetime extended
 		// to cover this request's epochs).
 		code = http.StatusOK
 	}
 	w.Header().Set("Location", "/v1/blobs/"+id.String())
-	writeJSON(w, code, storeResponse{
-		BlobID: id.String(), Certificate: base64.StdEncoding.EncodeToString(raw),
-		Epoch: cert.Epoch, Size: stats.Length,
-	})
+	writeJSON(w, code, resp)
 }
 
 // putParams reads ?epochs= and refuses a declared length over the limit,
@@ -85,6 +100,32 @@ func (g *Gateway) putParams(w http.ResponseWriter, r *http.Request) (epochs uint
 		return 0, false
 	}
 	return epochs, true
+}
+
+// failedBlobID is the ID a failed plain store got far enough to know (a
+// retry of the same PUT resumes it); zero for a file, whose ID comes last
+// (a retry resumes it too: its certified chunks are not sent again).
+func failedBlobID(err error) crypto.BlobID {
+	var qe *client.QuorumError
+	var ce *client.ChunkError
+	if errors.As(err, &qe) && !errors.As(err, &ce) {
+		return qe.BlobID
+	}
+	return crypto.BlobID{}
+}
+
+// putContentType is the Content-Type to record in a file's manifest: the
+// request's, if it is printable ASCII of at most client.MaxContentType
+// bytes (400 otherwise). A PUT of one chunk or less is a plain blob,
+// which records none.
+func putContentType(w http.ResponseWriter, r *http.Request) (string, bool) {
+	ct := r.Header.Get("Content-Type")
+	if len(ct) > client.MaxContentType || strings.IndexFunc(ct, func(c rune) bool { return c < 0x20 || c > 0x7e }) >= 0 {
+		refuseBody(w, r)
+		writeError(w, r, http.StatusBadRequest, fmt.Errorf("Content-Type must be printable ASCII of at most %d bytes", client.MaxContentType))
+		return "", false
+	}
+	return ct, true
 }
 
 // putTimeout bounds a whole PUT: its body, then the store (0: none).
@@ -184,34 +225,86 @@ func refuseBody(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// getBlob serves a blob's bytes, or (HEAD) only its headers.
+// getBlob serves a file's or a blob's bytes, or (HEAD) only its headers.
 //
-// The SDK's Read returns the bytes only after the consistent-read check
-// (DESIGN §3: they re-encode to the blob ID), so the blob is spooled in
-// memory whole and sent afterwards; streaming while decoding could hand
-// out bytes of an inconsistently encoded blob before the check fails.
-// Spooling also lets http.ServeContent answer requests for several
-// ranges; one range is read on its own (getRange).
+// A plain blob is spooled whole: the SDK's Read returns the bytes only
+// after the consistent-read check (DESIGN §3: they re-encode to the blob
+// ID), so streaming while decoding could hand out bytes of an
+// inconsistently encoded blob before the check fails; spooling also lets
+// http.ServeContent answer requests for several ranges (one range is
+// read on its own: getRange). A file is streamed chunk by
+// chunk, each after its own check (getFile). Whether an ID names a file
+// takes its registry length and, if that is small enough for a manifest,
+// its first bytes (client.MightBeManifest: one sliver) and, only if they
+// are the manifest magic, its bytes, which the cache keeps.
 func (g *Gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 	id, ok := blobIDParam(w, r)
 	if !ok {
+		return
+	}
+	st, err := g.cl.Status(r.Context(), id)
+	if err == nil {
+		err = st.Err()
+	}
+	if err != nil {
+		writeReadError(w, r, err)
+		return
+	}
+	if st.Length <= uint64(client.MaxManifestLength) {
+		blob, err := g.smallBlob(r.Context(), id, st)
+		if err == nil && client.IsManifest(blob) {
+			g.getFile(w, r, id, blob)
+			return
+		}
+		g.serveBlob(w, r, id, st, blob, err)
+		return
+	}
+	g.serveBlob(w, r, id, st, nil, nil)
+}
+
+// smallBlob returns the bytes of a blob short enough to be a manifest if
+// they are at hand or needed to tell: kept in the cache, or starting with
+// the manifest magic (then read whole through the cache). nil: a plain
+// blob that was not read (its bytes, or a range of them, are read as
+// any plain blob's).
+func (g *Gateway) smallBlob(ctx context.Context, id crypto.BlobID, st *client.BlobStatus) ([]byte, error) {
+	if blob, hit := g.cache.get(id); hit {
+		if g.metrics != nil {
+			g.metrics.cacheResult(true)
+		}
+		return blob, nil
+	}
+	maybe, err := g.cl.MightBeManifest(ctx, id, st.Length, client.ReadOptions{NoChallengeWait: true})
+	if err != nil || !maybe {
+		return nil, err
+	}
+	return g.loadBlob(ctx, id)
+}
+
+// loadBlob reads a plain blob through the cache. A blob under a storage
+// challenge is a 503 with Retry-After, not a request held open until the
+// round closes.
+func (g *Gateway) loadBlob(ctx context.Context, id crypto.BlobID) ([]byte, error) {
+	blob, cached, err := g.cache.load(ctx, id, func(ctx context.Context) ([]byte, error) {
+		return g.cl.Read(ctx, id, client.ReadOptions{NoChallengeWait: true})
+	})
+	if g.metrics != nil {
+		g.metrics.cacheResult(cached)
+	}
+	return blob, err
+}
+
+// serveBlob answers for a plain blob whose registry entry st allows it to
+// be served. blob is its bytes if loaded already (with loadErr).
+func (g *Gateway) serveBlob(w http.ResponseWriter, r *http.Request, id crypto.BlobID, st *client.BlobStatus, blob []byte, loadErr error) {
+	if st.Length > uint64(g.cfg.MaxBlobSize) {
+		writeReadError(w, r, fmt.Errorf("%w: blob %s has %d bytes, this gateway serves at most %d", client.ErrBlobTooLarge, id, st.Length, g.cfg.MaxBlobSize))
 		return
 	}
 	// HEAD, and a conditional GET that the client's copy satisfies, need
 	// only the registry: a blob ID names its bytes forever, so the ETag
 	// cannot go stale while the blob is readable.
 	if r.Method == http.MethodHead || etagMatches(r.Header.Get("If-None-Match"), id) {
-		st, err := g.cl.Status(r.Context(), id)
-		if err == nil {
-			err = st.Err()
-		}
-		if err == nil && st.Length > uint64(g.cfg.MaxBlobSize) {
-			err = fmt.Errorf("%w: blob %s has %d bytes, this gateway serves at most %d", client.ErrBlobTooLarge, id, st.Length, g.cfg.MaxBlobSize)
-		}
-		if err != nil {
-			writeReadError(w, r, err)
-			return
-		}
 		setBlobHeaders(w, id)
 		if r.Method != http.MethodHead {
 			w.WriteHeader(http.StatusNotModified)
@@ -221,38 +314,132 @@ func (g *Gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	// One byte range is read from the slivers that hold it; several are
-	// cut from the whole blob below by http.ServeContent.
+	// One byte range is read from the slivers that hold it (or cut from
+	// the bytes in hand); several are cut from the whole blob below by
+	// http.ServeContent.
 	if r.Method == http.MethodGet {
 		if kind, rng, err := rangeOf(r, id); kind == rangeSingle || kind == rangeMalformed {
-			g.getRange(w, r, id, rng, err)
+			g.getRange(w, r, id, rng, err, blob)
 			return
 		}
 	}
-	// A blob under a storage challenge is a 503 with Retry-After, not a
-	// request held open until the round closes.
-	blob, cached, err := g.cache.load(r.Context(), id, func(ctx context.Context) ([]byte, error) {
-		return g.cl.Read(ctx, id, client.ReadOptions{NoChallengeWait: true})
-	})
-	if err == nil && cached {
-		// The bytes are the blob's for good; whether they may still be
-		// served is the registry's to say.
-		var st *client.BlobStatus
-		if st, err = g.cl.Status(r.Context(), id); err == nil {
-			err = st.Err()
-		}
+	if blob == nil && loadErr == nil {
+		blob, loadErr = g.loadBlob(r.Context(), id)
 	}
-	if g.metrics != nil {
-		g.metrics.cacheResult(cached)
-	}
-	if err != nil {
-		writeReadError(w, r, err)
+	// A kept blob's bytes are the blob's for good; whether they may still
+	// be served was the registry's to say, asked above.
+	if loadErr != nil {
+		writeReadError(w, r, loadErr)
 		return
 	}
 	setBlobHeaders(w, id)
 	// ServeContent sets Content-Length, answers Range and If-None-Match
 	// (against the ETag set above); a zero modtime sends no Last-Modified.
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
+}
+
+// getFile answers for a file whose manifest's bytes are raw. Its bytes go
+// out chunk by chunk, each after its own consistent-read check, up to the
+// SDK's ReadAhead chunks fetched at once. Headers wait for the first
+// chunk, so a file whose first chunk cannot be read gets an error status;
+// a later chunk that fails aborts the response (the connection is closed
+// short of Content-Length), so a caller never takes a partial file for a
+// whole one. Range is not served for files yet (200, whole).
+func (g *Gateway) getFile(w http.ResponseWriter, r *http.Request, id crypto.BlobID, raw []byte) {
+	m, err := client.ParseManifest(raw)
+	if err == nil && m.Length > uint64(g.cfg.MaxBlobSize) {
+		err = fmt.Errorf("%w: file %s has %d bytes, this gateway serves at most %d", client.ErrBlobTooLarge, id, m.Length, g.cfg.MaxBlobSize)
+	}
+	if err != nil {
+		writeReadError(w, r, err)
+		return
+	}
+	setFileHeaders(w, id, m)
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if etagMatches(r.Header.Get("If-None-Match"), id) {
+		w.Header().Del("Content-Length")
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	out := &streamWriter{w: w, rc: http.NewResponseController(w), timeout: g.cfg.WriteTimeout, status: http.StatusOK}
+	if kind, rng, rerr := rangeOf(r, id); kind == rangeSingle || kind == rangeMalformed {
+		off, n, err := fileRange(id, m, rng, rerr)
+		if err != nil {
+			w.Header().Del("Content-Length")
+			writeUnsatisfiable(w, r, int64(m.Length), err)
+			return
+		}
+		// One byte range: 206, streamed from the chunks it touches, each
+		// part written after its own check.
+		h := w.Header()
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, m.Length))
+		h.Set("Content-Length", strconv.FormatInt(n, 10))
+		out.status = http.StatusPartialContent
+		_, err = g.cl.ReadFileRange(r.Context(), id, off, n, out, client.ReadOptions{NoChallengeWait: true})
+	} else {
+		info := &client.FileInfo{ID: id, Length: m.Length, ContentType: m.ContentType, Manifest: m}
+		err = g.cl.StreamTo(r.Context(), info, out, client.ReadOptions{NoChallengeWait: true})
+	}
+	switch {
+	case err == nil:
+	case out.started:
+		if rec := recorderOf(w); rec != nil {
+			rec.err, rec.abort = err, true
+		}
+	default:
+		writeReadError(w, r, err)
+	}
+}
+
+// setFileHeaders describes a file's bytes: its length, and the content
+// type its manifest records if it is a media type (else octet-stream).
+func setFileHeaders(w http.ResponseWriter, id crypto.BlobID, m *client.Manifest) {
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	if _, _, err := mime.ParseMediaType(m.ContentType); err == nil {
+		h.Set("Content-Type", m.ContentType)
+	}
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("ETag", etag(id))
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Content-Length", strconv.FormatUint(m.Length, 10))
+}
+
+// fileRange resolves a GET's one byte range against a file's length; an
+// error (malformed, or no byte selected) is answered 416.
+func fileRange(id crypto.BlobID, m *client.Manifest, rng client.ByteRange, malformed error) (off, n int64, err error) {
+	if malformed != nil {
+		return 0, 0, malformed
+	}
+	if off, n, err = rng.Resolve(int64(m.Length)); err != nil {
+		return 0, 0, fmt.Errorf("file %s: %w", id, err)
+	}
+	return off, n, nil
+}
+
+// streamWriter writes a file's chunks to the answer: the status goes out
+// with the first chunk, and each chunk moves the write deadline on, so
+// WriteTimeout bounds a stall rather than a whole large file.
+type streamWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	status  int // sent with the first bytes: 200, or 206 for a range
+	started bool
+}
+
+func (s *streamWriter) Write(p []byte) (int, error) {
+	if !s.started {
+		s.started = true
+		s.w.WriteHeader(s.status)
+	}
+	if s.timeout > 0 {
+		_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	}
+	return s.w.Write(p)
 }
 
 func setBlobHeaders(w http.ResponseWriter, id crypto.BlobID) {

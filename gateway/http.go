@@ -19,6 +19,10 @@ type recordingWriter struct {
 	written     int64
 	err         error // the error behind an error answer
 	bodyRead    int64 // request body bytes the handler consumed (PUT)
+	// abort: the answer failed after its status and some of its body went
+	// out (a file's later chunk): the connection is to be cut short of
+	// Content-Length, never ended as if the body were whole.
+	abort bool
 }
 
 func (w *recordingWriter) WriteHeader(code int) {
@@ -71,7 +75,11 @@ type storeResponse struct {
 	BlobID      string `json:"blob_id"`
 	Certificate string `json:"certificate"` // standard base64 of Certificate.MarshalBinary
 	Epoch       uint64 `json:"epoch"`       // the epoch the certificate is for
-	Size        uint64 `json:"size"`        // blob bytes
+	Size        uint64 `json:"size"`        // blob (or file) bytes
+	// Chunks is a file's chunk count (absent: a plain blob); Reused the
+	// parts that were certified before this PUT (a retried upload's).
+	Chunks int `json:"chunks,omitempty"`
+	Reused int `json:"reused_parts,omitempty"`
 }
 
 // statusResponse is the answer to GET …/status.

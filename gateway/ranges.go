@@ -92,7 +92,8 @@ func rangeOf(r *http.Request, id crypto.BlobID) (rangeKind, client.ByteRange, er
 // answered as a whole GET would be (404, 410, …), not 416. The empty blob
 // is answered 200 to any well-formed range, as net/http answers an empty
 // file: clients that send Range with every GET get it, not an error.
-func (g *Gateway) getRange(w http.ResponseWriter, r *http.Request, id crypto.BlobID, rng client.ByteRange, malformed error) {
+// have is the blob's bytes if the caller holds them already.
+func (g *Gateway) getRange(w http.ResponseWriter, r *http.Request, id crypto.BlobID, rng client.ByteRange, malformed error, have []byte) {
 	st, err := g.cl.Status(r.Context(), id)
 	if err == nil {
 		err = st.Err()
@@ -120,7 +121,7 @@ func (g *Gateway) getRange(w http.ResponseWriter, r *http.Request, id crypto.Blo
 		writeUnsatisfiable(w, r, size, fmt.Errorf("blob %s: %w", id, err))
 		return
 	}
-	part, err := g.readRange(r, id, off, n)
+	part, err := g.readRange(r, id, off, n, have)
 	var re *client.RangeError
 	switch {
 	case errors.As(err, &re):
@@ -141,7 +142,10 @@ func (g *Gateway) getRange(w http.ResponseWriter, r *http.Request, id crypto.Blo
 // readRange returns n bytes at off: from the cache if the blob is kept,
 // else from the network. A blob under a storage challenge is a 503, as
 // for a whole GET.
-func (g *Gateway) readRange(r *http.Request, id crypto.BlobID, off, n int64) ([]byte, error) {
+func (g *Gateway) readRange(r *http.Request, id crypto.BlobID, off, n int64, have []byte) ([]byte, error) {
+	if have != nil {
+		return have[off : off+n], nil
+	}
 	blob, hit := g.cache.get(id)
 	if g.metrics != nil {
 		g.metrics.cacheResult(hit)

@@ -67,6 +67,8 @@ var goals = []goal{
 	{"storage", "BenchmarkHandover/outgoing-dead", "received-x-held", "≤", 1.2, 6},
 	// #8 storage challenges (challenge/DESIGN.md).
 	{"challenge", "BenchmarkRoundBytes", "x-stored", "≤", 0.01, 8},
+	// #19 files of any size (client/DESIGN.md, Files of any size).
+	{"client", "BenchmarkStoreFile", "file-x-blob-throughput", "≥", 0.9, 19},
 	// #19 range reads (client/DESIGN.md): bytes received ÷ (covering
 	// slivers + metadata).
 	{"client", "BenchmarkReadRange/1B", "received-x-covering", "≤", 2, 19},

@@ -7,10 +7,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/weftstore/weft/client"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/devnet"
 )
@@ -330,5 +332,70 @@ func TestBlobIDStartingWithADash(t *testing.T) {
 	}
 	if hint := argsHint(args, err); !strings.Contains(hint, "--epochs too: give the flags before '--' (weft extend [flags] -- BLOB_ID)") {
 		t.Fatalf("error %q, hint %q", err, hint)
+	}
+}
+
+// A file larger than --chunk-size goes through the CLI as chunks plus a
+// manifest: stored from a file and from stdin (the same ID), read back to
+// a file and to stdout, its manifest with --raw, and every certificate
+// checked by `weft verify ID`.
+func TestStoreReadChunkedFileCLI(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), Nodes: 4, Shards: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	t.Setenv("WEFT_CONTROL", net.ControlAddr)
+	t.Setenv("WEFT_TOKEN", net.ClientToken)
+
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.bin")
+	content := make([]byte, 5*65536+123)
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range content {
+		content[i] = byte(r.Uint32())
+	}
+	if err := os.WriteFile(in, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := runWeftSplit(t, nil, "store", in, "--chunk-size", "65536", "--content-type", "video/mp4", "-o", "json")
+	var sr storeReport
+	if err != nil || json.Unmarshal([]byte(stdout), &sr) != nil || sr.Chunks != 6 || sr.Length != uint64(len(content)) {
+		t.Fatalf("store: %v\n%s\n%s", err, stdout, stderr)
+	}
+	stdout, stderr, err = runWeftSplit(t, content, "store", "-", "--chunk-size", "65536", "--content-type", "video/mp4")
+	if err != nil || strings.TrimSpace(stdout) != sr.BlobID || !strings.Contains(stderr, "6 chunks + a manifest (7 parts were certified already)") {
+		t.Fatalf("store from stdin: %v\n%s\n%s", err, stdout, stderr)
+	}
+
+	out := filepath.Join(dir, "out.bin")
+	if _, _, err := runWeftSplit(t, nil, "read", sr.BlobID, "--out", out); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("read into a file: %d bytes, %v", len(got), err)
+	}
+	if stdout, _, err = runWeftSplit(t, nil, "read", sr.BlobID); err != nil || stdout != string(content) {
+		t.Fatalf("read to stdout: %d bytes, %v", len(stdout), err)
+	}
+	if stdout, _, err = runWeftSplit(t, nil, "read", sr.BlobID, "--raw"); err != nil || !client.IsManifest([]byte(stdout)) {
+		t.Fatalf("read --raw: %v, %d bytes that are not a manifest", err, len(stdout))
+	}
+	// A range of a file, across a chunk boundary, and one past its end.
+	if stdout, _, err = runWeftSplit(t, nil, "read", sr.BlobID, "--range", "65500-65599"); err != nil || stdout != string(content[65500:65600]) {
+		t.Fatalf("read --range of a file: %d bytes, %v", len(stdout), err)
+	}
+	if _, _, err := runWeftSplit(t, nil, "read", sr.BlobID, "--range", strconv.Itoa(len(content))+"-"); err == nil || !strings.Contains(err.Error(), "outside") {
+		t.Fatalf("read --range past a file's end: %v", err)
+	}
+	stdout, _, err = runWeftSplit(t, nil, "verify", sr.BlobID)
+	if err != nil || !strings.HasPrefix(stdout, "valid: file "+sr.BlobID) || !strings.Contains(stdout, "all 6 chunks") {
+		t.Fatalf("verify: %v\n%s", err, stdout)
+	}
+	// An ID that names nothing: a clear error, not a missing file.
+	if _, _, err := runWeftSplit(t, nil, "verify", crypto.BlobID{7}.String()); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("verify of an unknown ID: %v", err)
 	}
 }

@@ -29,6 +29,7 @@ type gatewayOptions struct {
 	control         []string
 	token, file     string // deprecated, unused: callers send their own
 	maxBlobSize     int64
+	chunkSize       int64
 	cacheSize       int64
 	epochs          uint64
 	metrics         metricsConfig
@@ -45,6 +46,8 @@ func (o *gatewayOptions) check() error {
 	switch {
 	case o.maxBlobSize <= 0:
 		return fmt.Errorf("--max-blob-size must be positive, got %d", o.maxBlobSize)
+	case o.chunkSize <= 0 || o.chunkSize > gateway.MaxWholeBlob:
+		return fmt.Errorf("--chunk-size must be from 1 to %d, got %d", gateway.MaxWholeBlob, o.chunkSize)
 	case o.epochs == 0:
 		return errors.New("--epochs must be at least 1")
 	case o.cacheSize < 0:
@@ -97,12 +100,13 @@ func newGatewayCommand() *cobra.Command {
 	f.StringVar(&o.file, "token-file", "", "unused, as --token")
 	_ = f.MarkDeprecated("token", "the gateway no longer stores with a token of its own: callers send theirs (Authorization: Bearer <token>)")
 	_ = f.MarkDeprecated("token-file", "the gateway no longer stores with a token of its own: callers send theirs (Authorization: Bearer <token>)")
-	f.Int64Var(&o.maxBlobSize, "max-blob-size", gateway.DefaultMaxBlobSize, "largest blob stored or served, in bytes (each is held in memory whole)")
+	f.Int64Var(&o.maxBlobSize, "max-blob-size", gateway.DefaultMaxBlobSize, "largest file or blob stored or served, in bytes (a file is streamed; a plain blob, at most 1 GiB, is held whole)")
+	f.Int64Var(&o.chunkSize, "chunk-size", client.DefaultChunkSize, "a PUT larger than this is stored as chunks of this size plus a manifest; a request holds about 2 × 4.5 × this")
 	f.Uint64Var(&o.epochs, "epochs", client.DefaultEpochs, "lifetime in epochs of a stored blob (a PUT may ask for another with ?epochs=N)")
 	f.Int64Var(&o.cacheSize, "cache-size", gateway.DefaultCacheSize, "bytes of recently read blobs kept in memory for later GETs (0: none; a blob over a quarter of it is not kept)")
 	o.metrics.addFlags(f, "gateway")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", gateway.DefaultShutdownTimeout, "on SIGINT/SIGTERM, how long requests in flight may take to finish")
-	f.IntVar(&o.maxInflight, "max-inflight", gateway.DefaultMaxInflight, "requests served at once; more get 429 with Retry-After (memory: about this × 5 × --max-blob-size, plus the cache)")
+	f.IntVar(&o.maxInflight, "max-inflight", gateway.DefaultMaxInflight, "requests served at once; more get 429 with Retry-After (memory: about this × 9 × --chunk-size, plus the cache; a plain blob over the chunk size held whole)")
 	f.DurationVar(&o.readTimeout, "read-timeout", gateway.DefaultReadTimeout, "time a request, a PUT's whole body included, may take to arrive (size it for the largest blob at the slowest caller's rate)")
 	f.DurationVar(&o.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "time an answer may take from when the gateway starts on it: the read or store and the sending (a PUT gets --read-timeout + this in all)")
 	f.DurationVar(&o.headerTimeout, "read-header-timeout", gateway.DefaultReadHeaderTimeout, "time a request's headers may take to arrive")
@@ -133,7 +137,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 	}
 	cfg := gateway.Config{
 		Control: control, DialOptions: []grpc.DialOption{creds},
-		MaxBlobSize: o.maxBlobSize, Epochs: o.epochs, CacheSize: o.cacheSize, MaxInflight: o.maxInflight,
+		MaxBlobSize: o.maxBlobSize, ChunkSize: min(o.chunkSize, o.maxBlobSize), Epochs: o.epochs, CacheSize: o.cacheSize, MaxInflight: o.maxInflight,
 		ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout,
 		ReadHeaderTimeout: o.headerTimeout, IdleTimeout: o.idleTimeout, ShutdownTimeout: o.shutdownTimeout,
 		Logger: log,
