@@ -63,3 +63,50 @@ func TestReadFileRange(t *testing.T) {
 		t.Fatalf("a plain blob's range: %v", err)
 	}
 }
+
+// ExtendFile moves a file's every chunk and its manifest to the same end
+// epoch, charging each part once: the quota used grows by exactly the
+// charge it reports, and running it again to the same end charges nothing.
+func TestExtendFileExtendsEveryPart(t *testing.T) {
+	net := startNet(t, 4, 8, nil)
+	c := fileClient(t, net)
+	ctx := testContext(t, 3*time.Minute)
+	content := randomBlob(78, 3*testChunk+99)
+	sf, err := c.StoreFile(ctx, bytes.NewReader(content), FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Stat(ctx, sf.ID, ReadOptions{})
+	if err != nil || info.Manifest == nil {
+		t.Fatalf("stat: %v", err)
+	}
+	before, err := c.Quota(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := c.ExtendFile(ctx, sf.ID, ExtendOptions{Epochs: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := info.Status.EndEpoch + 3
+	if ext.Status.EndEpoch != want || ext.PreviousEndEpoch != info.Status.EndEpoch {
+		t.Fatalf("manifest: end %d (was %d), want %d", ext.Status.EndEpoch, ext.PreviousEndEpoch, want)
+	}
+	for i, ch := range info.Manifest.Chunks {
+		st, err := c.Status(ctx, ch.ID)
+		if err != nil || st.EndEpoch != want {
+			t.Fatalf("chunk %d: end %v, %v; want %d", i, st, err, want)
+		}
+	}
+	after, err := c.Quota(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Used-before.Used != ext.Charged || ext.Charged == 0 {
+		t.Fatalf("charged %d, the quota used grew by %d", ext.Charged, after.Used-before.Used)
+	}
+	again, err := c.ExtendFile(ctx, sf.ID, ExtendOptions{EndEpoch: want})
+	if err != nil || again.Charged != 0 {
+		t.Fatalf("extending to the same end again: charged %v, %v", again, err)
+	}
+}

@@ -508,7 +508,7 @@ func (g *Gateway) extendBlob(w http.ResponseWriter, r *http.Request) {
 	if !g.authorize(ctx, w, r) {
 		return
 	}
-	ext, err := g.cl.Extend(ctx, id, opts)
+	ext, err := g.cl.ExtendFile(ctx, id, opts)
 	if err != nil {
 		code := errorStatus(err)
 		switch {

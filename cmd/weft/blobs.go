@@ -671,12 +671,14 @@ func newExtendCommand() *cobra.Command {
 	var f clientFlags
 	var epochs, endEpoch uint64
 	cmd := &cobra.Command{
-		Use:   "extend BLOB_ID (--epochs N | --end-epoch E)",
-		Short: "Extend a blob's lifetime without storing it again (charged to the client token's quota)",
+		Use:   "extend ID (--epochs N | --end-epoch E)",
+		Short: "Extend a file's or blob's lifetime without storing it again (charged to the client token's quota)",
 		Long: `Extend moves a blob's end epoch later: --epochs N adds N epochs to its current end,
 --end-epoch E makes it live at least until E (a blob that already does is left as it
 is). The client token's quota is charged the blob's encoded size × the epochs added.
-An expired or invalid blob cannot be extended.`,
+An expired or invalid blob cannot be extended. A file's chunks are extended first, then
+its manifest, all to the same end epoch (charged for every part); an interrupted run
+can be run again and charges nothing twice.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := crypto.ParseBlobID(args[0])
@@ -691,7 +693,7 @@ An expired or invalid blob cannot be extended.`,
 				return err
 			}
 			defer done()
-			ext, err := c.Extend(ctx, id, client.ExtendOptions{Epochs: epochs, EndEpoch: endEpoch})
+			ext, err := c.ExtendFile(ctx, id, client.ExtendOptions{Epochs: epochs, EndEpoch: endEpoch})
 			if err != nil {
 				return err
 			}
