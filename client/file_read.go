@@ -40,6 +40,14 @@ var ErrFileMismatch = errors.New("client: the file's chunks do not match its man
 // the rest are read (they are small) and are a file's manifest when
 // framed as one (DESIGN.md).
 func (c *Client) Stat(ctx context.Context, id crypto.BlobID, opts ReadOptions) (*FileInfo, error) {
+	return c.stat(ctx, id, opts, true)
+}
+
+// stat is Stat; probe false reads a blob short enough to be a manifest
+// whole rather than its first bytes — what a caller that wants the whole
+// content does (ReadTo, Open): the bytes are kept in the FileInfo, read
+// once.
+func (c *Client) stat(ctx context.Context, id crypto.BlobID, opts ReadOptions, probe bool) (*FileInfo, error) {
 	st, err := c.Status(ctx, id)
 	if err != nil {
 		return nil, err
@@ -48,8 +56,12 @@ func (c *Client) Stat(ctx context.Context, id crypto.BlobID, opts ReadOptions) (
 		return nil, err
 	}
 	info := &FileInfo{ID: id, Length: st.Length, Status: st}
-	if maybe, err := c.MightBeManifest(ctx, id, st.Length, opts); err != nil || !maybe {
-		return info, err
+	if probe {
+		if maybe, err := c.MightBeManifest(ctx, id, st.Length, opts); err != nil || !maybe {
+			return info, err
+		}
+	} else if !manifestLength(st.Length) {
+		return info, nil
 	}
 	b, err := c.Read(ctx, id, ReadOptions{NoChallengeWait: opts.NoChallengeWait})
 	if err != nil {
@@ -67,13 +79,19 @@ func (c *Client) Stat(ctx context.Context, id crypto.BlobID, opts ReadOptions) (
 	return info, nil
 }
 
+// manifestLength reports whether a blob of length bytes could be a
+// manifest.
+func manifestLength(length uint64) bool {
+	return length >= uint64(minManifestLength) && length <= uint64(MaxManifestLength)
+}
+
 // MightBeManifest reports whether a blob of length bytes could be a
 // file's manifest: its length is one a manifest can have and its first
 // bytes — a range read, one sliver checked against its hash — are the
 // manifest magic. A false answer settles that the blob is plain without
 // reading it whole; a true one needs the whole blob (IsManifest) to say.
 func (c *Client) MightBeManifest(ctx context.Context, id crypto.BlobID, length uint64, opts ReadOptions) (bool, error) {
-	if length < uint64(minManifestLength) || length > uint64(MaxManifestLength) {
+	if !manifestLength(length) {
 		return false, nil
 	}
 	head, err := c.ReadRange(ctx, id, 0, int64(len(manifestMagic)), ReadOptions{NoChallengeWait: opts.NoChallengeWait})
@@ -90,7 +108,7 @@ func (c *Client) MightBeManifest(ctx context.Context, id crypto.BlobID, length u
 // configuration, not by the file. If a chunk fails, w has the chunks
 // before it (all checked) and the error is a *ChunkError naming it.
 func (c *Client) ReadTo(ctx context.Context, id crypto.BlobID, w io.Writer, opts ReadOptions) (*FileInfo, error) {
-	info, err := c.Stat(ctx, id, opts)
+	info, err := c.stat(ctx, id, opts, false)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +246,7 @@ type FileReader struct {
 // Open finds out what id names (Stat) and returns a reader of its bytes,
 // fetched as ReadTo fetches them while the caller reads. Close it.
 func (c *Client) Open(ctx context.Context, id crypto.BlobID, opts ReadOptions) (*FileReader, error) {
-	info, err := c.Stat(ctx, id, opts)
+	info, err := c.stat(ctx, id, opts, false)
 	if err != nil {
 		return nil, err
 	}

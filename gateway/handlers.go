@@ -251,7 +251,10 @@ func (g *Gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if st.Length <= uint64(client.MaxManifestLength) {
-		blob, err := g.smallBlob(r.Context(), id, st)
+		// A GET of the whole content reads it whole anyway; a range,
+		// HEAD or conditional GET need only know whether it is a file.
+		whole := r.Method == http.MethodGet && r.Header.Get("Range") == "" && r.Header.Get("If-None-Match") == ""
+		blob, err := g.smallBlob(r.Context(), id, st, whole)
 		if err == nil && client.IsManifest(blob) {
 			g.getFile(w, r, id, blob)
 			return
@@ -263,16 +266,19 @@ func (g *Gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 }
 
 // smallBlob returns the bytes of a blob short enough to be a manifest if
-// they are at hand or needed to tell: kept in the cache, or starting with
-// the manifest magic (then read whole through the cache). nil: a plain
-// blob that was not read (its bytes, or a range of them, are read as
-// any plain blob's).
-func (g *Gateway) smallBlob(ctx context.Context, id crypto.BlobID, st *client.BlobStatus) ([]byte, error) {
+// they are at hand or needed: kept in the cache, wanted whole by the
+// request, or starting with the manifest magic (then read whole through
+// the cache). nil: a plain blob that was not read (its bytes, or a range
+// of them, are read as any plain blob's).
+func (g *Gateway) smallBlob(ctx context.Context, id crypto.BlobID, st *client.BlobStatus, whole bool) ([]byte, error) {
 	if blob, hit := g.cache.get(id); hit {
 		if g.metrics != nil {
 			g.metrics.cacheResult(true)
 		}
 		return blob, nil
+	}
+	if whole {
+		return g.loadBlob(ctx, id)
 	}
 	maybe, err := g.cl.MightBeManifest(ctx, id, st.Length, client.ReadOptions{NoChallengeWait: true})
 	if err != nil || !maybe {
@@ -364,6 +370,7 @@ func (g *Gateway) getFile(w http.ResponseWriter, r *http.Request, id crypto.Blob
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
+	info := &client.FileInfo{ID: id, Length: m.Length, ContentType: m.ContentType, Manifest: m}
 	out := &streamWriter{w: w, rc: http.NewResponseController(w), timeout: g.cfg.WriteTimeout, status: http.StatusOK}
 	if kind, rng, rerr := rangeOf(r, id); kind == rangeSingle || kind == rangeMalformed {
 		off, n, err := fileRange(id, m, rng, rerr)
@@ -378,9 +385,8 @@ func (g *Gateway) getFile(w http.ResponseWriter, r *http.Request, id crypto.Blob
 		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, m.Length))
 		h.Set("Content-Length", strconv.FormatInt(n, 10))
 		out.status = http.StatusPartialContent
-		_, err = g.cl.ReadFileRange(r.Context(), id, off, n, out, client.ReadOptions{NoChallengeWait: true})
+		err = g.cl.StreamRangeTo(r.Context(), info, off, n, out, client.ReadOptions{NoChallengeWait: true})
 	} else {
-		info := &client.FileInfo{ID: id, Length: m.Length, ContentType: m.ContentType, Manifest: m}
 		err = g.cl.StreamTo(r.Context(), info, out, client.ReadOptions{NoChallengeWait: true})
 	}
 	switch {

@@ -437,8 +437,8 @@ func readByteRange(ctx context.Context, c *client.Client, id crypto.BlobID, rng 
 	if err != nil {
 		return nil, nil, fmt.Errorf("--range %s of %s: %w", rng, id, err)
 	}
-	info, err = writeOut(out, stdout, func(w io.Writer) (*client.FileInfo, error) {
-		return c.ReadFileRange(ctx, id, off, n, w, opts)
+	_, err = writeOut(out, stdout, func(w io.Writer) (*client.FileInfo, error) {
+		return info, c.StreamRangeTo(ctx, info, off, n, w, opts)
 	})
 	if err != nil {
 		return nil, nil, err
