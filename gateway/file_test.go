@@ -33,15 +33,7 @@ func TestGatewayFiles(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	nw := gatewaytest.Network(t, ctx, gwShards)
-	cl, err := client.New(client.Config{
-		Control: []string{nw.ControlAddr}, MaxBlobLength: gwMaxBlob, ChunkSize: fileChunk,
-		Retries: 1, Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		NodeTimeout: 5 * time.Second, ControlTimeout: 5 * time.Second, StragglerWait: 200 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
+	cl := gwClient(t, nw, "", func(cfg *client.Config) { cfg.ChunkSize = fileChunk })
 	g, err := New(Config{Client: cl, MaxBlobSize: 1 << 20, Epochs: gwEpochs, WriteTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)

@@ -67,14 +67,19 @@ func wantUnregistered(t *testing.T, cl *client.Client, id crypto.BlobID) {
 	}
 }
 
-// gwClient is an SDK client of nw with test-sized timeouts and retries.
-func gwClient(t *testing.T, nw *devnet.Network, token string) *client.Client {
+// gwClient is an SDK client of nw with test-sized timeouts and retries;
+// tweaks change its configuration further.
+func gwClient(t *testing.T, nw *devnet.Network, token string, tweaks ...func(*client.Config)) *client.Client {
 	t.Helper()
-	cl, err := client.New(client.Config{
+	cfg := client.Config{
 		Control: []string{nw.ControlAddr}, Token: token, MaxBlobLength: gwMaxBlob,
 		Retries: 1, Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 		NodeTimeout: 5 * time.Second, ControlTimeout: 5 * time.Second, StragglerWait: 200 * time.Millisecond,
-	})
+	}
+	for _, tweak := range tweaks {
+		tweak(&cfg)
+	}
+	cl, err := client.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
