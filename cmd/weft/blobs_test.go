@@ -31,6 +31,35 @@ func runWeftSplit(t *testing.T, stdin []byte, args ...string) (stdout, stderr st
 	return out.String(), errOut.String(), err
 }
 
+// cliDevnet starts an in-process devnet for the test and points the weft
+// commands it runs there ($WEFT_CONTROL, $WEFT_TOKEN).
+func cliDevnet(t *testing.T, ctx context.Context, nodes, shards int) *devnet.Network {
+	t.Helper()
+	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), Nodes: nodes, Shards: shards})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { net.Close() })
+	t.Setenv("WEFT_CONTROL", net.ControlAddr)
+	t.Setenv("WEFT_TOKEN", net.ClientToken)
+	return net
+}
+
+// writeRandomFile writes size bytes drawn from PCG(seed, seed+1) to path
+// and returns them.
+func writeRandomFile(t *testing.T, path string, size int, seed uint64) []byte {
+	t.Helper()
+	b := make([]byte, size)
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // The client commands against a real in-process network: store a file,
 // check its status, read it back (to a file and to stdout), verify its
 // certificate against the control plane and against a committee file, and
@@ -38,24 +67,11 @@ func runWeftSplit(t *testing.T, stdin []byte, args ...string) (stdout, stderr st
 func TestStoreStatusReadVerifyCLI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), Nodes: 4, Shards: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
-	t.Setenv("WEFT_CONTROL", net.ControlAddr)
-	t.Setenv("WEFT_TOKEN", net.ClientToken)
+	cliDevnet(t, ctx, 4, 8)
 
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.bin")
-	blob := make([]byte, 123_457)
-	r := rand.New(rand.NewPCG(3, 4))
-	for i := range blob {
-		blob[i] = byte(r.Uint32())
-	}
-	if err := os.WriteFile(in, blob, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	blob := writeRandomFile(t, in, 123_457, 3)
 	certFile := filepath.Join(dir, "cert.bin")
 
 	// store: the blob ID alone on stdout, a summary on stderr.
@@ -259,13 +275,7 @@ func TestStoreStatusReadVerifyCLI(t *testing.T) {
 func TestCLIStoreReadVerifySizes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), Nodes: 7, Shards: 21})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
-	t.Setenv("WEFT_CONTROL", net.ControlAddr)
-	t.Setenv("WEFT_TOKEN", net.ClientToken)
+	cliDevnet(t, ctx, 7, 21)
 	sizes := []int{0, 1, 1 << 20}
 	if !testing.Short() {
 		sizes = append(sizes, 64<<20)
@@ -342,24 +352,11 @@ func TestBlobIDStartingWithADash(t *testing.T) {
 func TestStoreReadChunkedFileCLI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), Nodes: 4, Shards: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
-	t.Setenv("WEFT_CONTROL", net.ControlAddr)
-	t.Setenv("WEFT_TOKEN", net.ClientToken)
+	cliDevnet(t, ctx, 4, 8)
 
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.bin")
-	content := make([]byte, 5*65536+123)
-	r := rand.New(rand.NewPCG(5, 6))
-	for i := range content {
-		content[i] = byte(r.Uint32())
-	}
-	if err := os.WriteFile(in, content, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	content := writeRandomFile(t, in, 5*65536+123, 5)
 	stdout, stderr, err := runWeftSplit(t, nil, "store", in, "--chunk-size", "65536", "--content-type", "video/mp4", "-o", "json")
 	var sr storeReport
 	if err != nil || json.Unmarshal([]byte(stdout), &sr) != nil || sr.Chunks != 6 || sr.Length != uint64(len(content)) {
