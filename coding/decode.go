@@ -182,12 +182,12 @@ func (c *Codec) CheckConsistent(meta *crypto.Metadata, blob []byte) error {
 	if uint64(len(blob)) != meta.Length {
 		return fmt.Errorf("coding: %d bytes checked against metadata for %d", len(blob), meta.Length)
 	}
-	enc, err := c.Encode(blob)
+	got, err := c.Metadata(blob)
 	if err != nil {
 		return err
 	}
 	var mismatched []int
-	for p, h := range enc.Metadata.Pairs {
+	for p, h := range got.Pairs {
 		if h != meta.Pairs[p] {
 			mismatched = append(mismatched, p)
 		}

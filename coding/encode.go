@@ -18,6 +18,10 @@ type layout struct {
 	// row roots read it back in blocks of rows (see rowRoots).
 	columnLeaves []crypto.Digest
 	roots        []crypto.Digest // row roots, then column roots
+	// hashOnly (Metadata): only the source rows and the secondaries ≥ nS
+	// are held; the parity primaries and the secondaries < nS are hashed
+	// in scratch and dropped.
+	hashOnly bool
 }
 
 // sym returns M[i][j] for an entry stored in a sliver: from the primary
@@ -72,15 +76,7 @@ func (c *Codec) Encode(blob []byte) (*Encoded, error) {
 		return nil, err
 	}
 	n := lay.n
-	meta := &crypto.Metadata{
-		Encoding: uint8(c.params.Encoding),
-		Shards:   uint32(n),
-		Length:   uint64(len(blob)),
-		Pairs:    make([]crypto.PairHashes, n),
-	}
-	for p := range meta.Pairs {
-		meta.Pairs[p] = crypto.PairHashes{Primary: lay.roots[p], Secondary: lay.roots[n+n-1-p]}
-	}
+	meta := lay.metadata(c.params.Encoding, uint64(len(blob)))
 	enc := &Encoded{ID: meta.BlobID(), Metadata: meta, SymbolSize: s, Pairs: make([]SliverPair, n)}
 	for p := range enc.Pairs {
 		j := n - 1 - p
@@ -115,6 +111,13 @@ func (c *Codec) encodeSlivers(blob []byte, s int) (*layout, error) {
 		columnLeaves: make([]crypto.Digest, n*n),
 		roots:        make([]crypto.Digest, 2*n),
 	}
+	c.allocateSlivers(lay, blob)
+	return lay, c.hashPhases(lay)
+}
+
+// allocateSlivers is encodeSlivers' phase 1.
+func (c *Codec) allocateSlivers(lay *layout, blob []byte) {
+	n, np, ns, s := lay.n, lay.np, lay.ns, lay.s
 	none := func() struct{} { return struct{}{} }
 	// Secondary slivers j < nS are allocated by the task that fills them,
 	// so that their zeroing is still in cache when the data overwrites it.
@@ -135,28 +138,34 @@ func (c *Codec) encodeSlivers(blob []byte, s int) (*layout, error) {
 		}
 		return nil
 	})
-	block := c.columnBlock(s)
+}
+
+// hashPhases runs encodeSlivers' phases 2 to 5 on a layout whose source
+// rows (and, unless hashOnly, every sliver) are allocated.
+func (c *Codec) hashPhases(lay *layout) error {
+	n, np, ns := lay.n, lay.np, lay.ns
+	block := c.columnBlock(lay.s)
 	err := forEach(c.workers, (ns+block-1)/block, c.newEncodeWorker, func(w *encodeWorker, task int) error {
 		return c.encodeSourceColumns(lay, w, task*block, min((task+1)*block, ns))
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	err = forEach(c.workers, np, c.newEncodeWorker, func(w *encodeWorker, i int) error {
 		return c.encodeSourceRow(lay, w, i)
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	quadTasks := (n - ns + block - 1) / block
 	err = forEach(c.workers, quadTasks, c.newEncodeWorker, func(w *encodeWorker, task int) error {
 		return c.encodeQuadrantColumns(lay, w, ns+task*block, min(ns+(task+1)*block, n))
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	c.rowRoots(lay)
-	return lay, nil
+	return nil
 }
 
 // rowBlock is how many rows' leaves rowRoots gathers at once: one
@@ -197,14 +206,16 @@ func (c *Codec) rowRoots(lay *layout) {
 func (c *Codec) encodeSourceColumns(lay *layout, w *encodeWorker, j0, j1 int) error {
 	s := lay.s
 	start, end := j0*s, j1*s
-	for j := j0; j < j1; j++ {
+	for j := j0; j < j1 && !lay.hashOnly; j++ {
 		lay.sec[j] = make([]byte, lay.np*s)
 	}
 	for i := range lay.np {
 		for j := j0; j < j1; j++ {
 			sym := lay.sym(i, j)
 			w.block[j-j0][i] = w.leaf.Sum(sym)
-			copy(lay.sec[j][i*s:], sym)
+			if !lay.hashOnly {
+				copy(lay.sec[j][i*s:], sym)
+			}
 		}
 	}
 	// The codec writes the parity into scratch, hot in cache, from where it
@@ -235,7 +246,9 @@ func (c *Codec) encodeSourceColumns(lay *layout, w *encodeWorker, j0, j1 int) er
 		for j := j0; j < j1; j++ {
 			w.block[j-j0][i] = w.leaf.Sum(row[(j-j0)*s : (j-j0+1)*s])
 		}
-		copy(lay.pri[i][start:end], row)
+		if !lay.hashOnly {
+			copy(lay.pri[i][start:end], row)
+		}
 	}
 	for j := j0; j < j1; j++ {
 		c.finishColumn(lay, w, j, w.block[j-j0])
