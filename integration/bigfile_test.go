@@ -100,9 +100,45 @@ func fileSHA(t *testing.T, path string) [32]byte {
 	return [32]byte(h.Sum(nil))
 }
 
-// peakRSS is a finished child's peak resident set, in bytes.
-func peakRSS(ps *os.ProcessState) int64 {
-	return ps.SysUsage().(*syscall.Rusage).Maxrss << 10
+// vmHWM is a live process's peak resident set so far (VmHWM in
+// /proc/PID/status), in bytes; 0 once it has exited. Not rusage's
+// ru_maxrss: Go starts a child sharing this process's memory until it
+// execs (CLONE_VM), and Linux records that memory's peak — this test's,
+// with its in-process nodes — as the child's own at exec.
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// watchPeak samples pid's VmHWM every 10 ms until stop is closed and
+// returns the largest (the peak is monotonic, so only growth in a
+// child's last 10 ms can be missed).
+func watchPeak(pid int, stop <-chan struct{}) <-chan int64 {
+	out := make(chan int64, 1)
+	go func() {
+		var peak int64
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			peak = max(peak, vmHWM(pid))
+			select {
+			case <-stop:
+				out <- peak
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return out
 }
 
 // runMeasured runs the weft binary to completion and returns its stdout
@@ -114,10 +150,17 @@ func runMeasured(t *testing.T, bin string, env []string, args ...string) (string
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	start := time.Now()
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	peak := watchPeak(cmd.Process.Pid, stop)
+	err := cmd.Wait()
+	close(stop)
+	if err != nil {
 		t.Fatalf("weft %v: %v\n%s", args, err, errOut.String())
 	}
-	return out.String(), peakRSS(cmd.ProcessState), time.Since(start)
+	return out.String(), <-peak, time.Since(start)
 }
 
 func nodesReceived(net *devnet.Network) int64 {
@@ -194,6 +237,8 @@ func TestBigFiles(t *testing.T) {
 		if err := gw.Start(); err != nil {
 			t.Fatal(err)
 		}
+		gwStop := make(chan struct{})
+		gwPeak := watchPeak(gw.Process.Pid, gwStop)
 		waitHTTP(t, "http://"+gwAddr+"/v1/blobs/x")
 		gin := filepath.Join(dir, fmt.Sprintf("gin-%d", i))
 		gwant := writeRandomFile(t, gin, size, uint64(100+i))
@@ -203,11 +248,12 @@ func TestBigFiles(t *testing.T) {
 		}
 		os.Remove(gin)
 		os.Remove(in)
+		close(gwStop)
 		if err := gw.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
 		_ = gw.Wait()
-		t.Logf("BIGFILE gateway size=%.0fMiB peak-rss=%.0fMiB (one PUT, then one GET; GOMEMLIMIT=%s)", float64(size)/mib, float64(peakRSS(gw.ProcessState))/mib, gwLimit)
+		t.Logf("BIGFILE gateway size=%.0fMiB peak-rss=%.0fMiB (one PUT, then one GET; GOMEMLIMIT=%s)", float64(size)/mib, float64(<-gwPeak)/mib, gwLimit)
 	}
 
 	resumeAfterKill(t, bin, env, net, dir, sizes[len(sizes)-1], chunk, chunkFlag)
