@@ -40,7 +40,8 @@ bench:
 	  $(GO) test -run '^$$' -bench StoreFile -benchtime 2x ./client; \
 	  $(GO) test -run '^$$' -bench ReadRange -benchtime 5x ./client; \
 	  $(GO) test -run '^$$' -bench Handover -benchtime 1x ./storage; \
-	  $(GO) test -run '^$$' -bench RoundBytes -benchtime 1x ./challenge; } 2>&1 | tee $(BENCHOUT)
+	  $(GO) test -run '^$$' -bench RoundBytes -benchtime 1x ./challenge; \
+	  $(BIGFILE_RUN); } 2>&1 | tee $(BENCHOUT)
 	$(GO) run ./.ci/benchreport -in $(BENCHOUT) -out $(BENCHMD)
 
 # Issue #18's scenario on real processes (integration/scale_test.go, build
@@ -102,7 +103,7 @@ lint:
 	GOOS=darwin $(GO) build ./... && GOOS=windows $(GO) build ./...
 
 clean:
-	rm -rf bin $(BENCHOUT)
+	rm -rf bin $(BENCHOUT) $(BIGFILEOUT)
 
 # The network of docker-compose.yml in containers (3 voters, 7 storage nodes,
 # the gateway), partitioned for real with `docker network disconnect`: the
@@ -124,13 +125,20 @@ cluster-test:
 	    $(GO) test -tags cluster -run '^TestCluster$$' -count=1 -v -timeout 20m ./integration
 
 # Issue #19's big-file runs (integration/bigfile_test.go, build tag
-# bigfile, never part of `make test`): files of BIGFILE_SIZES stored and
-# read through `weft store|read` and `weft gateway`, each process's peak
-# RSS from its rusage; then a store SIGKILLed half way and run again,
-# counting the bytes the nodes receive the second time. The issue's
-# acceptance run is BIGFILE_SIZES=64MiB,6GiB (needs ~40 GiB of disk and a
-# few GiB of memory for the in-process nodes).
-BIGFILE_SIZES ?= 64MiB,1GiB
+# bigfile, never part of `make test`; .ci/run runs them): a file of each of
+# BIGFILE_SIZES stored and read through `weft store|read` and through
+# `weft gateway`, each on a fresh in-process devnet (4 nodes, n = 10), each
+# process's peak RSS per request from /proc; then a store of the largest
+# size SIGKILLed half way and run again, counting the bytes the nodes
+# receive the second time. Fails if a copy differs, a peak RSS bound of
+# the issue is missed or the resumed store sends more than it must. The
+# default is the issue's acceptance run: 6 GiB needs ≈ 40 GiB of free
+# disk (the devnet's copy is removed after each size) and ≈ 8 minutes
+# here. Raw output in $(BIGFILEOUT); `make bench` runs it too.
+BIGFILE_SIZES ?= 64MiB,6GiB
+BIGFILEOUT    ?= bigfile.txt
+BIGFILE_RUN    = BIGFILE_SIZES=$(BIGFILE_SIZES) $(GO) test -tags bigfile -run '^$$' -bench '^BenchmarkBigFile$$' -benchtime 1x -timeout 3h ./integration
 .PHONY: bigfile
 bigfile:
-	BIGFILE_SIZES=$(BIGFILE_SIZES) $(GO) test -tags bigfile -run '^TestBigFiles$$' -count=1 -v -timeout 3h ./integration
+	$(BIGFILE_RUN) 2>&1 | tee $(BIGFILEOUT)
+	@! grep -qE '^(--- FAIL|FAIL|panic:)' $(BIGFILEOUT) || { echo "bigfile: FAILED (see $(BIGFILEOUT))" >&2; exit 1; }

@@ -2,12 +2,13 @@
 
 package integration
 
-// Issue #19's big-file runs (`make bigfile`, never part of `make test`):
-// files of BIGFILE_SIZES stored and read back through `weft store|read`
-// and through `weft gateway`, each a child process whose peak RSS is its
-// rusage's ru_maxrss; and a store SIGKILLed half way, then run again,
-// counting the bytes the nodes received the second time. The network is
-// an in-process devnet (its memory is not the children's).
+// Issue #19's big-file runs (`make bigfile`, build tag bigfile, never
+// part of `make test`): BenchmarkBigFile stores and reads files of
+// BIGFILE_SIZES through `weft store|read` and through `weft gateway`,
+// each a child process whose peak RSS is sampled from /proc; then a store
+// SIGKILLed half way is run again, counting the bytes the nodes receive
+// the second time. The network is an in-process devnet (its memory is not
+// the children's), a fresh one per size.
 
 import (
 	"bufio"
@@ -32,33 +33,33 @@ import (
 	"github.com/weftstore/weft/devnet"
 )
 
-// bigfileSizes reads BIGFILE_SIZES ("64MiB,1GiB"; units KiB, MiB, GiB).
-func bigfileSizes(t *testing.T) []int64 {
+// bigfileSizes reads BIGFILE_SIZES ("64MiB,1GiB"; units KiB, MiB, GiB),
+// as given (the sub-benchmarks' names) and in bytes.
+func bigfileSizes(t testing.TB) (names []string, sizes []int64) {
 	spec := os.Getenv("BIGFILE_SIZES")
 	if spec == "" {
 		spec = "64MiB,1GiB"
 	}
-	var out []int64
-	for _, s := range strings.Split(spec, ",") {
-		s = strings.TrimSpace(s)
-		mult := int64(1)
+	for _, name := range strings.Split(spec, ",") {
+		name = strings.TrimSpace(name)
+		s, mult := name, int64(1)
 		for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
 			if strings.HasSuffix(s, suffix) {
 				s, mult = strings.TrimSuffix(s, suffix), m
 			}
 		}
 		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatalf("BIGFILE_SIZES %q: %v", spec, err)
+		if err != nil || n <= 0 {
+			t.Fatalf("BIGFILE_SIZES %q: %q is not a size", spec, name)
 		}
-		out = append(out, n*mult)
+		names, sizes = append(names, name), append(sizes, n*mult)
 	}
-	return out
+	return names, sizes
 }
 
 // writeRandomFile writes size pseudo-random bytes (seeded) to path and
 // returns their SHA-256, in bounded memory.
-func writeRandomFile(t *testing.T, path string, size int64, seed uint64) [32]byte {
+func writeRandomFile(t testing.TB, path string, size int64, seed uint64) [32]byte {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
@@ -86,7 +87,7 @@ func writeRandomFile(t *testing.T, path string, size int64, seed uint64) [32]byt
 	return [32]byte(h.Sum(nil))
 }
 
-func fileSHA(t *testing.T, path string) [32]byte {
+func fileSHA(t testing.TB, path string) [32]byte {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -143,7 +144,7 @@ func watchPeak(pid int, stop <-chan struct{}) <-chan int64 {
 
 // runMeasured runs the weft binary to completion and returns its stdout
 // and peak RSS.
-func runMeasured(t *testing.T, bin string, env []string, args ...string) (string, int64, time.Duration) {
+func runMeasured(t testing.TB, bin string, env []string, args ...string) (string, int64, time.Duration) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -173,105 +174,184 @@ func nodesReceived(net *devnet.Network) int64 {
 
 const mib = float64(1 << 20)
 
-// TestBigFiles: for each size, store and read through the CLI and the
-// gateway, peak RSS of each process; then the SIGKILL resume run at the
-// largest size.
-func TestBigFiles(t *testing.T) {
-	sizes := bigfileSizes(t)
-	chunk := int64(client.DefaultChunkSize)
-	if s := os.Getenv("BIGFILE_CHUNK"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		chunk = n
+// bigfileNet starts a devnet of its own for one sub-benchmark (4 nodes,
+// n = 10, in this process, data under a directory removed when it ends:
+// a 6 GiB file is 24 GiB on the nodes' disks) and the environment that
+// points `weft` at it.
+func bigfileNet(b *testing.B, ctx context.Context) (*devnet.Network, []string) {
+	net, err := devnet.Start(ctx, devnet.Config{Dir: b.TempDir(), Nodes: 4, Shards: 10})
+	if err != nil {
+		b.Fatal(err)
 	}
-	bin := buildWeft(t)
+	b.Cleanup(func() { _ = net.Close() })
+	return net, []string{"WEFT_CONTROL=" + net.ControlAddr, "WEFT_TOKEN=" + net.ClientToken}
+}
+
+// bigfileChunk is BIGFILE_CHUNK (bytes), else the SDK's default.
+func bigfileChunk(b *testing.B) int64 {
+	s := os.Getenv("BIGFILE_CHUNK")
+	if s == "" {
+		return client.DefaultChunkSize
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+// The issue's bounds on peak RSS (issue #19), checked here and named in
+// BENCHMARKS.md (.ci/benchreport's goals).
+const (
+	storeRSSBound   = 1536 << 20
+	readRSSBound    = 1024 << 20
+	gatewayRSSBound = 1536 << 20
+)
+
+// BenchmarkBigFile stores and reads one file per BIGFILE_SIZES entry
+// through `weft store|read` and through `weft gateway` (one PUT, one
+// GET), each size on a devnet of its own, and reports each process's peak
+// RSS per request (VmHWM) and its throughput; then, at the largest size,
+// a store SIGKILLed half way and run again (resume-x-bound: what the nodes
+// received the second time ÷ the chunks left plus one chunk, ≤ 1). It
+// fails if a copy differs or a bound of the issue is missed. Run with
+// -benchtime 1x (each iteration stores the whole file again, fresh).
+func BenchmarkBigFile(b *testing.B) {
+	bin := buildWeft(b)
+	chunk := bigfileChunk(b)
+	names, sizes := bigfileSizes(b)
+	for k, size := range sizes {
+		b.Run("size="+names[k], func(b *testing.B) { bigfileRoundTrips(b, bin, size, chunk) })
+	}
+	b.Run("resume/size="+names[len(names)-1], func(b *testing.B) {
+		for range b.N {
+			resumeAfterKill(b, bin, sizes[len(sizes)-1], chunk)
+		}
+	})
+}
+
+// bigfileRoundTrips is one size's CLI and gateway round trips.
+func bigfileRoundTrips(b *testing.B, bin string, size, chunk int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour)
 	defer cancel()
-	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), Nodes: 4, Shards: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
-	env := []string{"WEFT_CONTROL=" + net.ControlAddr, "WEFT_TOKEN=" + net.ClientToken}
-	dir := t.TempDir()
+	net, env := bigfileNet(b, ctx)
+	dir := b.TempDir()
 	chunkFlag := "--chunk-size=" + strconv.FormatInt(chunk, 10)
-
-	for i, size := range sizes {
-		in := filepath.Join(dir, fmt.Sprintf("in-%d", i))
-		want := writeRandomFile(t, in, size, uint64(i))
-		out, storeRSS, storeTook := runMeasured(t, bin, env, "store", in, chunkFlag, "-o", "json")
+	var storeRSS, readRSS, putRSS, getRSS int64
+	var storeTook, readTook, putTook, getTook time.Duration
+	for i := range b.N {
+		in := filepath.Join(dir, "in")
+		want := writeRandomFile(b, in, size, uint64(i))
+		out, rss, took := runMeasured(b, bin, env, "store", in, chunkFlag, "-o", "json")
+		storeRSS, storeTook = max(storeRSS, rss), storeTook+took
 		var rep struct {
 			BlobID string `json:"blob_id"`
-			Chunks int    `json:"chunks"`
 		}
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
-			t.Fatalf("store report %q: %v", out, err)
+			b.Fatalf("store report %q: %v", out, err)
 		}
-		copyPath := filepath.Join(dir, fmt.Sprintf("out-%d", i))
-		_, readRSS, readTook := runMeasured(t, bin, env, "read", rep.BlobID, "--out", copyPath)
-		if fileSHA(t, copyPath) != want {
-			t.Fatalf("%d bytes: the copy read back differs", size)
+		copyPath := filepath.Join(dir, "out")
+		_, rss, took = runMeasured(b, bin, env, "read", rep.BlobID, "--out", copyPath)
+		readRSS, readTook = max(readRSS, rss), readTook+took
+		if fileSHA(b, copyPath) != want {
+			b.Fatalf("%d bytes: the copy read back differs", size)
 		}
 		os.Remove(copyPath)
-		t.Logf("BIGFILE cli size=%.0fMiB chunks=%d chunk=%.0fMiB store-peak-rss=%.0fMiB (%.1f MB/s) read-peak-rss=%.0fMiB (%.1f MB/s)",
-			float64(size)/mib, rep.Chunks, float64(chunk)/mib, float64(storeRSS)/mib, float64(size)/1e6/storeTook.Seconds(),
-			float64(readRSS)/mib, float64(size)/1e6/readTook.Seconds())
 
-		// Through a gateway of its own (its peak RSS is this size's):
-		// fresh content, so that the PUT stores rather than finds every
-		// chunk certified.
-		gwAddr := freeAddr(t)
-		gw := exec.Command(bin, "gateway", "--listen", gwAddr, "--control", net.ControlAddr, chunkFlag, "--cache-size", "0",
-			"--read-timeout", "1h", "--write-timeout", "1h")
-		gw.Stderr = io.Discard
-		// As an operator would: the collector's soft limit at what the
-		// gateway is given (without one, Go lets the heap reach twice
-		// what is live before collecting).
-		gwLimit := os.Getenv("BIGFILE_GATEWAY_GOMEMLIMIT")
-		if gwLimit == "" {
-			gwLimit = "1GiB"
-		}
-		gw.Env = append(os.Environ(), "GOMEMLIMIT="+gwLimit)
-		if err := gw.Start(); err != nil {
-			t.Fatal(err)
-		}
-		gwStop := make(chan struct{})
-		gwPeak := watchPeak(gw.Process.Pid, gwStop)
-		waitHTTP(t, "http://"+gwAddr+"/v1/blobs/x")
-		gin := filepath.Join(dir, fmt.Sprintf("gin-%d", i))
-		gwant := writeRandomFile(t, gin, size, uint64(100+i))
-		id := gatewayPutFile(t, "http://"+gwAddr, net.ClientToken, gin, size)
-		if got := gatewayGetSHA(t, "http://"+gwAddr, id); got != gwant {
-			t.Fatalf("%d bytes through the gateway: the copy differs", size)
-		}
-		os.Remove(gin)
+		// Through a gateway of its own, fresh content (so that the PUT
+		// stores rather than finds every chunk certified).
+		gwant := writeRandomFile(b, in, size, uint64(1000+i))
+		put, get, pt, gt := gatewayRoundTrip(b, bin, net, chunkFlag, in, size, gwant)
+		putRSS, getRSS, putTook, getTook = max(putRSS, put), max(getRSS, get), putTook+pt, getTook+gt
 		os.Remove(in)
-		close(gwStop)
-		if err := gw.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		_ = gw.Wait()
-		t.Logf("BIGFILE gateway size=%.0fMiB peak-rss=%.0fMiB (one PUT, then one GET; GOMEMLIMIT=%s)", float64(size)/mib, float64(<-gwPeak)/mib, gwLimit)
 	}
+	mbps := func(d time.Duration) float64 { return float64(size) * float64(b.N) / 1e6 / d.Seconds() }
+	b.ReportMetric(float64(storeRSS)/mib, "store-peak-rss-MiB")
+	b.ReportMetric(float64(readRSS)/mib, "read-peak-rss-MiB")
+	b.ReportMetric(float64(putRSS)/mib, "gw-put-peak-rss-MiB")
+	b.ReportMetric(float64(getRSS)/mib, "gw-get-peak-rss-MiB")
+	b.ReportMetric(mbps(storeTook), "store-MB/s")
+	b.ReportMetric(mbps(readTook), "read-MB/s")
+	b.ReportMetric(mbps(putTook), "gw-put-MB/s")
+	b.ReportMetric(mbps(getTook), "gw-get-MB/s")
+	for _, c := range []struct {
+		what       string
+		got, bound int64
+	}{{"weft store", storeRSS, storeRSSBound}, {"weft read", readRSS, readRSSBound}, {"the gateway's PUT", putRSS, gatewayRSSBound}, {"the gateway's GET", getRSS, gatewayRSSBound}} {
+		if c.got > c.bound {
+			b.Errorf("%s of %d bytes peaked at %.0f MiB RSS, over the bound of %.0f MiB", c.what, size, float64(c.got)/mib, float64(c.bound)/mib)
+		}
+	}
+}
 
-	resumeAfterKill(t, bin, env, net, dir, sizes[len(sizes)-1], chunk, chunkFlag)
+// gatewayRoundTrip starts `weft gateway` (GOMEMLIMIT from
+// BIGFILE_GATEWAY_GOMEMLIMIT, default 1GiB, as an operator sets it to what
+// the gateway is given), PUTs the file at in and GETs it back, and returns
+// the gateway's peak RSS during each request (its VmHWM reset between
+// them through /proc/PID/clear_refs) and each request's time.
+func gatewayRoundTrip(b *testing.B, bin string, net *devnet.Network, chunkFlag, in string, size int64, want [32]byte) (putRSS, getRSS int64, putTook, getTook time.Duration) {
+	gwAddr := freeAddr(b)
+	gw := exec.Command(bin, "gateway", "--listen", gwAddr, "--control", net.ControlAddr, chunkFlag, "--cache-size", "0",
+		"--read-timeout", "1h", "--write-timeout", "1h")
+	gw.Stderr = io.Discard
+	limit := os.Getenv("BIGFILE_GATEWAY_GOMEMLIMIT")
+	if limit == "" {
+		limit = "1GiB"
+	}
+	gw.Env = append(os.Environ(), "GOMEMLIMIT="+limit)
+	if err := gw.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = gw.Process.Signal(syscall.SIGTERM)
+		_ = gw.Wait()
+	}()
+	base := "http://" + gwAddr
+	waitHTTP(b, base+"/v1/blobs/x")
+	request := func(do func()) (int64, time.Duration) {
+		resetPeak(b, gw.Process.Pid)
+		stop := make(chan struct{})
+		peak := watchPeak(gw.Process.Pid, stop)
+		start := time.Now()
+		do()
+		took := time.Since(start)
+		close(stop)
+		return <-peak, took
+	}
+	var id string
+	putRSS, putTook = request(func() { id = gatewayPutFile(b, base, net.ClientToken, in, size) })
+	getRSS, getTook = request(func() {
+		if got := gatewayGetSHA(b, base, id); got != want {
+			b.Fatalf("%d bytes through the gateway: the copy differs", size)
+		}
+	})
+	return putRSS, getRSS, putTook, getTook
+}
+
+// resetPeak sets a process's VmHWM back to its current RSS (Linux's
+// clear_refs, value 5), so that the next peak is one request's.
+func resetPeak(b *testing.B, pid int) {
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+		b.Fatalf("resetting the gateway's peak RSS: %v", err)
+	}
 }
 
 // resumeAfterKill SIGKILLs a store once the nodes have received half the
 // file's encoded bytes, runs it again, and compares what the nodes
 // received the second time with the share of the chunks left.
-func resumeAfterKill(t *testing.T, bin string, env []string, net *devnet.Network, dir string, size, chunk int64, chunkFlag string) {
+func resumeAfterKill(b *testing.B, bin string, size, chunk int64) {
 	if size < 4*chunk {
-		t.Logf("BIGFILE resume skipped: %d bytes are fewer than 4 chunks of %d", size, chunk)
-		return
+		b.Skipf("%d bytes are fewer than 4 chunks of %d", size, chunk)
 	}
-	in := filepath.Join(dir, "killed")
-	writeRandomFile(t, in, size, 999)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour)
+	defer cancel()
+	net, env := bigfileNet(b, ctx)
+	chunkFlag := "--chunk-size=" + strconv.FormatInt(chunk, 10)
+	in := filepath.Join(b.TempDir(), "killed")
+	writeRandomFile(b, in, size, 999)
 	params, err := coding.NewParams(10)
 	if err != nil {
-		t.Fatal(err)
+		b.Fatal(err)
 	}
 	perChunk, _ := params.EncodedSize(uint64(chunk))
 	chunks := (size + chunk - 1) / chunk
@@ -281,41 +361,43 @@ func resumeAfterKill(t *testing.T, bin string, env []string, net *devnet.Network
 	cmd := exec.Command(bin, "store", in, chunkFlag, "-o", "json")
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		b.Fatal(err)
 	}
 	for nodesReceived(net)-start < total/2 {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
+		b.Fatal(err)
 	}
 	_ = cmd.Wait()
 	killedAt := nodesReceived(net) - start
 	time.Sleep(time.Second) // let the nodes finish what was in flight
 
 	before := nodesReceived(net)
-	out, _, _ := runMeasured(t, bin, env, "store", in, chunkFlag, "-o", "json")
+	out, _, _ := runMeasured(b, bin, env, "store", in, chunkFlag, "-o", "json")
 	received := nodesReceived(net) - before
 	var rep struct {
 		Chunks int `json:"chunks"`
 		Reused int `json:"reused_parts"`
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("store report %q: %v", out, err)
+		b.Fatalf("store report %q: %v", out, err)
 	}
 	remaining := int64(rep.Chunks-rep.Reused) * int64(perChunk)
-	t.Logf("BIGFILE resume size=%.0fMiB killed-after=%.0fMiB-of-%.0fMiB reused=%d/%d second-run-received=%.0fMiB remaining-share=%.0fMiB one-chunk=%.0fMiB ratio=%.3f",
-		float64(size)/mib, float64(killedAt)/mib, float64(total)/mib, rep.Reused, rep.Chunks, float64(received)/mib, float64(remaining)/mib,
-		float64(perChunk)/mib, float64(received)/float64(remaining+int64(perChunk)))
+	ratio := float64(received) / float64(remaining+int64(perChunk))
+	b.Logf("killed after %.0f of %.0f MiB sent; the second run reused %d of %d chunks and the nodes received %.0f MiB (the chunks left: %.0f MiB, one chunk %.0f MiB)",
+		float64(killedAt)/mib, float64(total)/mib, rep.Reused, rep.Chunks, float64(received)/mib, float64(remaining)/mib, float64(perChunk)/mib)
+	b.ReportMetric(ratio, "resume-x-bound")
+	b.ReportMetric(float64(rep.Reused)/float64(rep.Chunks), "reused-x-chunks")
 	if received > remaining+int64(perChunk) {
-		t.Fatalf("the second run made the nodes receive %d bytes, more than the remaining chunks' %d + one chunk %d", received, remaining, perChunk)
+		b.Fatalf("the second run made the nodes receive %d bytes, more than the remaining chunks' %d + one chunk %d", received, remaining, perChunk)
 	}
 	if rep.Reused == 0 {
-		t.Fatal("the killed store left no chunk certified")
+		b.Fatal("the killed store left no chunk certified")
 	}
 }
 
-func waitHTTP(t *testing.T, url string) {
+func waitHTTP(t testing.TB, url string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -328,7 +410,7 @@ func waitHTTP(t *testing.T, url string) {
 	t.Fatalf("%s never answered", url)
 }
 
-func gatewayPutFile(t *testing.T, base, token, path string, size int64) string {
+func gatewayPutFile(t testing.TB, base, token, path string, size int64) string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -359,7 +441,7 @@ func gatewayPutFile(t *testing.T, base, token, path string, size int64) string {
 	return sr.BlobID
 }
 
-func gatewayGetSHA(t *testing.T, base, id string) [32]byte {
+func gatewayGetSHA(t testing.TB, base, id string) [32]byte {
 	t.Helper()
 	resp, err := http.Get(base + "/v1/blobs/" + id)
 	if err != nil {

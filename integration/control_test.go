@@ -16,7 +16,7 @@ import (
 )
 
 // buildWeft compiles the binary once per test run.
-func buildWeft(t *testing.T) string {
+func buildWeft(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "weft")
 	cmd := exec.Command("go", "build", "-o", bin, "../cmd/weft")
@@ -28,7 +28,7 @@ func buildWeft(t *testing.T) string {
 
 // freeAddr returns a loopback address for a process to listen on later
 // (devnet.FreeAddr says why it is safe to).
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	addr, err := devnet.FreeAddr()
 	if err != nil {

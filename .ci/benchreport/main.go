@@ -73,6 +73,18 @@ var goals = []goal{
 	// slivers + metadata).
 	{"client", "BenchmarkReadRange/1B", "received-x-covering", "≤", 2, 19},
 	{"client", "BenchmarkReadRange/1MiB", "received-x-covering", "≤", 2, 19},
+	// #19 big files (make bigfile: integration/bigfile_test.go): peak RSS
+	// of each process per request at 6 GiB, the same at 64 MiB to show the
+	// bound does not grow with the size, and a resumed store's bytes.
+	{"integration", "BenchmarkBigFile/size=6GiB", "store-peak-rss-MiB", "≤", 1536, 19},
+	{"integration", "BenchmarkBigFile/size=6GiB", "read-peak-rss-MiB", "≤", 1024, 19},
+	{"integration", "BenchmarkBigFile/size=6GiB", "gw-put-peak-rss-MiB", "≤", 1536, 19},
+	{"integration", "BenchmarkBigFile/size=6GiB", "gw-get-peak-rss-MiB", "≤", 1536, 19},
+	{"integration", "BenchmarkBigFile/size=64MiB", "store-peak-rss-MiB", "", 0, 19},
+	{"integration", "BenchmarkBigFile/size=64MiB", "read-peak-rss-MiB", "", 0, 19},
+	{"integration", "BenchmarkBigFile/size=64MiB", "gw-put-peak-rss-MiB", "", 0, 19},
+	{"integration", "BenchmarkBigFile/size=64MiB", "gw-get-peak-rss-MiB", "", 0, 19},
+	{"integration", "BenchmarkBigFile/resume/size=6GiB", "resume-x-bound", "≤", 1, 19},
 }
 
 // benchID names one benchmark of one package.
