@@ -5,6 +5,9 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 15x
 BENCHOUT  ?= bench.txt
 BENCHMD   ?= BENCHMARKS.md
+# BenchmarkStoreFile's size (issue #19's target is at 1 GiB; the whole-blob
+# store it compares with holds ≈ 20 GiB at its peak, nodes included).
+BENCH_FILE_MB ?= 1024
 # Packages with fuzz targets (every decoder of outside bytes).
 FUZZ_PKGS := ./crypto ./coding ./committee ./storage ./challenge ./api/control ./api/wire ./client ./gateway
 
@@ -37,7 +40,7 @@ bench:
 	  $(GO) test -run '^$$' -bench Registrations -benchtime 20000x ./committee; \
 	  $(GO) test -run '^$$' -bench IdleWatchers -benchtime 1x ./committee; \
 	  $(GO) test -run '^$$' -bench StoreRead -benchtime 5x ./client; \
-	  $(GO) test -run '^$$' -bench StoreFile -benchtime 2x ./client; \
+	  WEFT_BENCH_FILE_MB=$(BENCH_FILE_MB) $(GO) test -run '^$$' -bench StoreFile -benchtime 2x ./client; \
 	  $(GO) test -run '^$$' -bench ReadRange -benchtime 5x ./client; \
 	  $(GO) test -run '^$$' -bench Handover -benchtime 1x ./storage; \
 	  $(GO) test -run '^$$' -bench RoundBytes -benchtime 1x ./challenge; \

@@ -17,8 +17,8 @@ import (
 // file-x-blob-throughput: the streaming store's MB/s over the whole-blob
 // store's (issue #19's target: ≥ 0.9 at 1 GiB). Each iteration stores
 // fresh content both ways, the whole blob first. The size is
-// $WEFT_BENCH_FILE_MB (default 256: a whole-blob store of 1 GiB holds
-// ≈ 5 GiB here).
+// $WEFT_BENCH_FILE_MB (default 256; make bench runs 1024, where the
+// whole-blob store and its in-process nodes peak near 20 GiB).
 //
 //	WEFT_BENCH_FILE_MB=1024 go test -run '^$' -bench StoreFile -benchtime 2x ./client
 func BenchmarkStoreFile(b *testing.B) {
