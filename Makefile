@@ -132,14 +132,14 @@ cluster-test:
 # Issue #19's big-file runs (integration/bigfile_test.go, build tag
 # bigfile, never part of `make test`; .ci/run runs them): a file of each of
 # BIGFILE_SIZES stored and read through `weft store|read` and through
-# `weft gateway`, each on a fresh in-process devnet (4 nodes, n = 10), each
-# process's peak RSS per request from /proc; then a store of the largest
+# `weft gateway`, each round on a fresh in-process devnet (4 nodes,
+# n = 10), each process's peak RSS per request from /proc; then a store of the largest
 # size SIGKILLed half way and run again, counting the bytes the nodes
 # receive the second time. Fails if a copy differs, a peak RSS bound of
 # the issue is missed or the resumed store sends more than it must. The
-# default is the issue's acceptance run: 6 GiB needs ≈ 40 GiB of free
-# disk (the devnet's copy is removed after each size) and ≈ 8 minutes
-# here. Raw output in $(BIGFILEOUT); `make bench` runs it too.
+# default is the issue's acceptance run: 6 GiB needs ≈ 36 GiB of free
+# disk (24 GiB on the nodes, removed after each round, the input and the
+# copy read back). Raw output in $(BIGFILEOUT); `make bench` runs it too.
 BIGFILE_SIZES ?= 64MiB,6GiB
 BIGFILEOUT    ?= bigfile.txt
 BIGFILE_RUN    = BIGFILE_SIZES=$(BIGFILE_SIZES) $(GO) test -tags bigfile -run '^$$' -bench '^BenchmarkBigFile$$' -benchtime 1x -timeout 3h ./integration

@@ -8,7 +8,7 @@ package integration
 // each a child process whose peak RSS is sampled from /proc; then a store
 // SIGKILLed half way is run again, counting the bytes the nodes receive
 // the second time. The network is an in-process devnet (its memory is not
-// the children's), a fresh one per size.
+// the children's), a fresh one for each round (CLI, gateway, resume).
 
 import (
 	"bufio"
@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -174,17 +175,31 @@ func nodesReceived(net *devnet.Network) int64 {
 
 const mib = float64(1 << 20)
 
-// bigfileNet starts a devnet of its own for one sub-benchmark (4 nodes,
-// n = 10, in this process, data under a directory removed when it ends:
-// a 6 GiB file is 24 GiB on the nodes' disks) and the environment that
-// points `weft` at it.
-func bigfileNet(b *testing.B, ctx context.Context) (*devnet.Network, []string) {
-	net, err := devnet.Start(ctx, devnet.Config{Dir: b.TempDir(), Nodes: 4, Shards: 10})
+// bigfileNet starts a devnet for one round (4 nodes, n = 10, in this
+// process) and the environment that points `weft` at it. stop closes it
+// and removes its data (a 6 GiB file is 24 GiB on the nodes' disks, so
+// each round frees its own before the next); it runs at the end of the
+// benchmark anyway.
+func bigfileNet(b *testing.B, ctx context.Context) (net *devnet.Network, env []string, stop func()) {
+	dir, err := os.MkdirTemp("", "weft-bigfile-")
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = net.Close() })
-	return net, []string{"WEFT_CONTROL=" + net.ControlAddr, "WEFT_TOKEN=" + net.ClientToken}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			if net != nil {
+				_ = net.Close()
+			}
+			_ = os.RemoveAll(dir)
+		})
+	}
+	b.Cleanup(stop)
+	net, err = devnet.Start(ctx, devnet.Config{Dir: dir, Nodes: 4, Shards: 10})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return net, []string{"WEFT_CONTROL=" + net.ControlAddr, "WEFT_TOKEN=" + net.ClientToken}, stop
 }
 
 // bigfileChunk is BIGFILE_CHUNK (bytes), else the SDK's default.
@@ -234,12 +249,12 @@ func BenchmarkBigFile(b *testing.B) {
 func bigfileRoundTrips(b *testing.B, bin string, size, chunk int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour)
 	defer cancel()
-	net, env := bigfileNet(b, ctx)
 	dir := b.TempDir()
 	chunkFlag := "--chunk-size=" + strconv.FormatInt(chunk, 10)
 	var storeRSS, readRSS, putRSS, getRSS int64
 	var storeTook, readTook, putTook, getTook time.Duration
 	for i := range b.N {
+		_, env, stop := bigfileNet(b, ctx)
 		in := filepath.Join(dir, "in")
 		want := writeRandomFile(b, in, size, uint64(i))
 		out, rss, took := runMeasured(b, bin, env, "store", in, chunkFlag, "-o", "json")
@@ -257,11 +272,15 @@ func bigfileRoundTrips(b *testing.B, bin string, size, chunk int64) {
 			b.Fatalf("%d bytes: the copy read back differs", size)
 		}
 		os.Remove(copyPath)
+		stop()
 
-		// Through a gateway of its own, fresh content (so that the PUT
-		// stores rather than finds every chunk certified).
+		// Through a gateway of its own, on a devnet of its own, fresh
+		// content (so that the PUT stores rather than finds every chunk
+		// certified).
+		net, _, stop := bigfileNet(b, ctx)
 		gwant := writeRandomFile(b, in, size, uint64(1000+i))
 		put, get, pt, gt := gatewayRoundTrip(b, bin, net, chunkFlag, in, size, gwant)
+		stop()
 		putRSS, getRSS, putTook, getTook = max(putRSS, put), max(getRSS, get), putTook+pt, getTook+gt
 		os.Remove(in)
 	}
@@ -345,7 +364,7 @@ func resumeAfterKill(b *testing.B, bin string, size, chunk int64) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour)
 	defer cancel()
-	net, env := bigfileNet(b, ctx)
+	net, env, _ := bigfileNet(b, ctx)
 	chunkFlag := "--chunk-size=" + strconv.FormatInt(chunk, 10)
 	in := filepath.Join(b.TempDir(), "killed")
 	writeRandomFile(b, in, size, 999)
@@ -363,7 +382,10 @@ func resumeAfterKill(b *testing.B, bin string, size, chunk int64) {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	for nodesReceived(net)-start < total/2 {
+	// Half way, and past three chunks' share: with two chunks stored at
+	// once, a kill any earlier may find none certified yet.
+	killAt := max(total/2, 3*int64(perChunk))
+	for nodesReceived(net)-start < killAt {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
