@@ -1,12 +1,15 @@
 package storage_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -508,6 +511,194 @@ func TestInconsistentBlobEndsInvalid(t *testing.T) {
 	_, err = weftv1.NewStorageClient(dial(t, w.net.NodeAddr(0))).StoreMetadata(ctx, &weftv1.StoreMetadataRequest{BlobId: enc.ID[:], Metadata: raw})
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("metadata of an invalid blob: %v", err)
+	}
+}
+
+// A range read of an inconsistently encoded blob keeps the promise of
+// client/DESIGN.md ("What a range read promises, and what it does not").
+// Before anyone proves the blob inconsistent, Read fails with
+// ErrInconsistentBlob, while a range read whose covering slivers' owners
+// answer returns the bytes the writer committed to there: the mixed
+// encoding's systematic primaries cut by SystematicSpans, not anything a
+// decode makes of the blob. With any of those owners down it falls back
+// to a whole read and fails as Read does: success with those bytes, or
+// that error, are the only answers. Once the blob is marked invalid,
+// ranges fail with ErrInvalidBlob.
+func TestReadRangeOfInconsistentBlob(t *testing.T) {
+	w := startNet(t, devnet.Config{Nodes: 7, Shards: 21})
+	const size = 100_000
+	enc := w.certifyInconsistentWithoutNode6(t, size) // node 6 stays down until the blob is proved
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	p := w.codec.Params()
+	row, _ := p.SystematicLayout(enc.SymbolSize)
+
+	// committed is what the writer committed to at [off, off+n): primary
+	// sliver i < nP is row i of the blob, and its hash is in the metadata.
+	committed := func(off, n int) []byte {
+		spans, err := p.SystematicSpans(size, uint64(off), uint64(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []byte
+		for _, sp := range spans {
+			sl := enc.Pairs[sp.Sliver].Primary
+			if sl.Axis != crypto.Primary || sl.Index != sp.Sliver {
+				t.Fatalf("pair %d holds %s, not primary sliver %d", sp.Sliver, sl.SliverRef, sp.Sliver)
+			}
+			out = append(out, sl.Data[sp.Start:sp.End]...)
+		}
+		return out
+	}
+	// ownerOf[i] is the node that owns the shard of row i's pair.
+	shardOwner := make(map[uint32]int)
+	for i := range 7 {
+		for _, shard := range w.net.Owned(i) {
+			shardOwner[shard] = i
+		}
+	}
+	ownerOf := make([]int, p.NP)
+	for i := range p.NP {
+		node, ok := shardOwner[uint32(p.ShardForPair(i, enc.ID))]
+		if !ok {
+			t.Fatalf("no node owns the shard of pair %d", i)
+		}
+		ownerOf[i] = node
+	}
+	// mixedEncoding took the odd pairs from a second blob: rows 1, 3, 5, 7
+	// are its rows, the others the first blob's. The ranges avoid rows on
+	// node 6 (it holds 3 of the 21 shards, so such rows exist), which the
+	// six others serve without a fallback: one byte of the first blob's,
+	// a range across a boundary (a row of each blob; if there is one,
+	// rows on two nodes, so that each can be down alone), and half of a
+	// row the mix replaced.
+	up := func(i int) bool { return ownerOf[i] != 6 }
+	var used []int // rows the ranges picked so far, to spread them
+	pick := func(conds ...func(i int) bool) int {
+		for _, fresh := range []bool{true, false} {
+			for _, ok := range conds {
+				for i := range p.NP {
+					if ok(i) && !(fresh && slices.Contains(used, i)) {
+						used = append(used, i)
+						return i
+					}
+				}
+			}
+		}
+		t.Fatalf("no row fits (owners %v)", ownerOf)
+		return -1
+	}
+	boundary := pick( // the row after the boundary
+		func(i int) bool { return i > 0 && up(i-1) && up(i) && ownerOf[i-1] != ownerOf[i] },
+		func(i int) bool { return i > 0 && up(i-1) && up(i) })
+	used = append(used, boundary-1)
+	one := pick(func(i int) bool { return i%2 == 0 && up(i) })
+	changed := pick(func(i int) bool { return i%2 == 1 && up(i) })
+	ranges := []struct {
+		name   string
+		off, n int
+	}{
+		{"one byte", one*row + row/3, 1},
+		{"across a sliver boundary", boundary*row - 10, 20},
+		{"in a row the mix replaced", changed*row + row/4, row / 2},
+	}
+
+	// (Short backoffs: a read gives up on a stopped node sooner.)
+	reader, err := client.New(client.Config{Control: []string{w.net.ControlAddr}, NodeTimeout: 5 * time.Second,
+		Backoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	setDown := func(nodes []int, down bool) {
+		for _, i := range nodes {
+			var err error
+			if down {
+				err = w.net.StopNode(i)
+			} else {
+				err = w.net.StartNode(ctx, i)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	for _, r := range ranges {
+		want := committed(r.off, r.n)
+		spans, _ := p.SystematicSpans(size, uint64(r.off), uint64(r.n))
+		var rows, owners []int
+		for _, sp := range spans {
+			rows = append(rows, int(sp.Sliver))
+			if !slices.Contains(owners, ownerOf[sp.Sliver]) {
+				owners = append(owners, ownerOf[sp.Sliver])
+			}
+		}
+		// Read it with no covering owner down (and with two other nodes
+		// down too), then with each covering owner down, then with all
+		// of them (at most 2 nodes: with node 6, 9 of the 21 shards down,
+		// so a whole read still finds its 9 primaries).
+		var others []int
+		for i := range 6 {
+			if !slices.Contains(owners, i) {
+				others = append(others, i)
+			}
+		}
+		downSets := [][]int{nil, others[:2]}
+		for _, o := range owners {
+			downSets = append(downSets, []int{o})
+		}
+		if len(owners) > 1 {
+			downSets = append(downSets, owners)
+		}
+		for _, down := range downSets {
+			setDown(down, true)
+			var st client.ReadStats
+			b, err := reader.ReadRange(ctx, enc.ID, int64(r.off), int64(r.n), client.ReadOptions{Stats: &st})
+			setDown(down, false)
+			what := fmt.Sprintf("%s (%d bytes at %d, rows %v on nodes %v), nodes %v and 6 down", r.name, r.n, r.off, rows, owners, down)
+			t.Logf("%s: %v; stats %+v", what, err, st)
+			if !slices.ContainsFunc(down, func(i int) bool { return slices.Contains(owners, i) }) {
+				// Every covering sliver's owner answers: no fallback,
+				// and the bytes committed there, whoever else is down.
+				if err != nil || st.RangeFallback != nil || !bytes.Equal(b, want) {
+					t.Fatalf("%s: %d bytes (the committed ones: %t), err %v, fallback %v", what, len(b), bytes.Equal(b, want), err, st.RangeFallback)
+				}
+				continue
+			}
+			// A covering sliver cannot be had: the read falls back to a
+			// whole read, whose decode fails the consistent-read check.
+			var se *client.SliverError
+			if !errors.As(st.RangeFallback, &se) || !slices.Contains(rows, int(se.Index)) {
+				t.Fatalf("%s: fallback %v, want a covering sliver's failure", what, st.RangeFallback)
+			}
+			if !errors.Is(err, client.ErrInconsistentBlob) || b != nil || st.Decodes == 0 {
+				t.Fatalf("%s: fell back (%v), then %d bytes (the committed ones: %t), err %v, %d decodes; want ErrInconsistentBlob after a decode",
+					what, st.RangeFallback, len(b), b != nil && bytes.Equal(b, want), err, st.Decodes)
+			}
+		}
+	}
+
+	// Read, which checks consistency, refuses the blob.
+	if got, err := reader.Read(ctx, enc.ID, client.ReadOptions{}); !errors.Is(err, client.ErrInconsistentBlob) {
+		t.Fatalf("whole read: %d bytes, err %v; want ErrInconsistentBlob", len(got), err)
+	}
+
+	// Node 6 recovers its slivers, proves the blob inconsistent, and the
+	// committee has it marked invalid: the status is checked first.
+	setDown([]int{6}, false)
+	control := weftv1.NewClientClient(w.conn)
+	eventually(t, 30*time.Second, "the blob marked invalid", func() bool {
+		st, err := control.BlobStatus(ctx, &weftv1.BlobStatusRequest{BlobId: enc.ID[:]})
+		return err == nil && st.Status == "invalid"
+	})
+	for _, r := range ranges {
+		if b, err := reader.ReadRange(ctx, enc.ID, int64(r.off), int64(r.n), client.ReadOptions{}); !errors.Is(err, client.ErrInvalidBlob) || b != nil {
+			t.Fatalf("%s of the invalid blob: %d bytes, err %v; want ErrInvalidBlob", r.name, len(b), err)
+		}
+	}
+	if _, err := reader.Read(ctx, enc.ID, client.ReadOptions{}); !errors.Is(err, client.ErrInvalidBlob) {
+		t.Fatalf("reading the invalid blob: %v", err)
 	}
 }
 
