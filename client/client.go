@@ -192,7 +192,7 @@ func (c *Client) Close() error {
 // conn returns the cached connection to addr, creating it on first use.
 // grpc.NewClient connects lazily, so a node that is down costs nothing
 // until it is called.
-func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
+func (c *Client) conn(ctx context.Context, addr string) (*grpc.ClientConn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -201,7 +201,7 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := c.conns[addr]; ok {
 		if cc.GetState() == connectivity.TransientFailure {
 			c.mu.Unlock()
-			redial(cc)
+			redial(ctx, cc)
 			c.mu.Lock()
 		}
 		return cc, nil
@@ -225,10 +225,12 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 // redial makes a failed connection try its address again now and waits
 // (briefly) for the outcome. A connection that failed waits out its
 // reconnect backoff and fails every call meanwhile, so without this a node
-// that came back would look down to a caller that just asked.
-func redial(cc *grpc.ClientConn) {
+// that came back would look down to a caller that just asked. The wait
+// ends with ctx too: a caller that no longer needs the node (a metadata
+// fetch another node answered) does not wait it out.
+func redial(ctx context.Context, cc *grpc.ClientConn) {
 	cc.ResetConnectBackoff()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	tried := false
 	for s := cc.GetState(); s != connectivity.Ready && !(tried && s == connectivity.TransientFailure); s = cc.GetState() {

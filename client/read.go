@@ -301,22 +301,16 @@ func (c *Client) fetchMetadata(ctx context.Context, id crypto.BlobID, lay *layou
 				answers <- answer{meta, err, s}
 			}()
 		}
-		var found *crypto.Metadata
 		for range group {
 			a := <-answers
-			switch {
-			case a.err == nil && found == nil:
-				found = a.meta
-				cancel() // the others need not finish
-			case a.err != nil && found == nil:
-				c.log.Debug("metadata not usable", "blob", id, "node", a.from.node, "err", a.err)
-				errs = append(errs, fmt.Errorf("%s (%s): %w", a.from.node, a.from.addr, a.err))
+			if a.err == nil {
+				cancel() // the others need not finish, nor be waited for
+				return a.meta, nil
 			}
+			c.log.Debug("metadata not usable", "blob", id, "node", a.from.node, "err", a.err)
+			errs = append(errs, fmt.Errorf("%s (%s): %w", a.from.node, a.from.addr, a.err))
 		}
 		cancel()
-		if found != nil {
-			return found, nil
-		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -325,7 +319,7 @@ func (c *Client) fetchMetadata(ctx context.Context, id crypto.BlobID, lay *layou
 }
 
 func (c *Client) metadataFrom(ctx context.Context, id crypto.BlobID, s source) (*crypto.Metadata, error) {
-	conn, err := c.conn(s.addr)
+	conn, err := c.conn(ctx, s.addr)
 	if err != nil {
 		return nil, err
 	}
@@ -731,7 +725,7 @@ func (r *read) fetch(ctx context.Context, t task, verify bool) fetched {
 	if err, ok := r.down.Load(s.node); ok {
 		return unfetched(fmt.Errorf("skipped: the node failed earlier in this read: %w", err.(error)))
 	}
-	conn, err := r.c.conn(s.addr)
+	conn, err := r.c.conn(ctx, s.addr)
 	if err != nil {
 		return unfetched(err)
 	}

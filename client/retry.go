@@ -127,7 +127,7 @@ func (c *Client) controlCall(ctx context.Context, what string, f func(ctx contex
 		start := int(c.preferred.Load())
 		for k := range addrs {
 			i := (start + k) % len(addrs)
-			conn, err := c.conn(addrs[i])
+			conn, err := c.conn(ctx, addrs[i])
 			if err != nil {
 				return err
 			}

@@ -560,7 +560,7 @@ func (w *write) storeOn(ctx context.Context, epoch uint64, m Member, shards, sen
 	if m.Address == "" {
 		return fail("dial", errors.New("the node registered no address"))
 	}
-	conn, err := c.conn(m.Address)
+	conn, err := c.conn(ctx, m.Address)
 	if err != nil {
 		return fail("dial", err)
 	}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -166,7 +167,7 @@ func TestNewConfig(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.conn("127.0.0.1:1"); !errors.Is(err, ErrClosed) {
+	if _, err := c.conn(context.Background(), "127.0.0.1:1"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("conn after close: %v", err)
 	}
 }
