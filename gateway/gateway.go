@@ -130,6 +130,16 @@ type Config struct {
 	// TLSConfig, if set, makes Serve serve HTTPS with it.
 	TLSConfig *tls.Config
 
+	// SetMemoryLimit, if set, is given the Go soft memory limit the
+	// gateway's requests in flight call for, each time it changes:
+	// memoryBase (128 MiB) + CacheSize + each request's share (a PUT
+	// about 10 × ChunkSize, a GET about 7 × its file's chunk or its plain
+	// blob's length; memory.go says why). `weft gateway` passes
+	// runtime/debug.SetMemoryLimit unless $GOMEMLIMIT is set: without a
+	// limit Go lets the heap reach twice what is live. The limit is the
+	// process's, so at most one Gateway of a process should set it.
+	SetMemoryLimit func(bytes int64)
+
 	// Logger receives a line for every request (nil: none).
 	Logger *slog.Logger
 	// Metrics, if set, receives the gateway's Prometheus metrics.
@@ -144,6 +154,7 @@ type Gateway struct {
 	cfg     Config
 	mux     *http.ServeMux
 	cache   *blobCache
+	mem     *memoryLimit
 	metrics *gatewayMetrics // nil when not configured
 	slots   chan struct{}   // one per request in flight
 }
@@ -187,6 +198,7 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		g.cl, g.ownCl = cl, true
 	}
+	g.mem = newMemoryLimit(cfg.SetMemoryLimit, cfg.CacheSize)
 	g.routes()
 	return g, nil
 }

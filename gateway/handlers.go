@@ -42,6 +42,7 @@ func (g *Gateway) putBlob(w http.ResponseWriter, r *http.Request) {
 	if !g.authorize(ctx, w, r) {
 		return
 	}
+	defer g.holdPut(r.ContentLength)()
 	body := g.putBody(w, r)
 	opts := client.FileOptions{Epochs: epochs, ContentType: contentType, ChunkSize: g.cfg.ChunkSize}
 	if r.ContentLength > 0 {
@@ -250,6 +251,7 @@ func (g *Gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 		writeReadError(w, r, err)
 		return
 	}
+	defer g.holdRead(st.Length)() // a plain blob is held whole
 	if st.Length <= uint64(client.MaxManifestLength) {
 		// A GET of the whole content reads it whole anyway; a range,
 		// HEAD or conditional GET need only know whether it is a file.
@@ -370,6 +372,11 @@ func (g *Gateway) getFile(w http.ResponseWriter, r *http.Request, id crypto.Blob
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
+	var largest uint64
+	for _, ch := range m.Chunks {
+		largest = max(largest, ch.Length)
+	}
+	defer g.holdRead(largest)()
 	info := &client.FileInfo{ID: id, Length: m.Length, ContentType: m.ContentType, Manifest: m}
 	out := &streamWriter{w: w, rc: http.NewResponseController(w), timeout: g.cfg.WriteTimeout, status: http.StatusOK}
 	if kind, rng, rerr := rangeOf(r, id); kind == rangeSingle || kind == rangeMalformed {

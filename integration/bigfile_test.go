@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -303,9 +304,10 @@ func bigfileRoundTrips(b *testing.B, bin string, size, chunk int64) {
 	}
 }
 
-// gatewayRoundTrip starts `weft gateway` (GOMEMLIMIT from
-// BIGFILE_GATEWAY_GOMEMLIMIT, default 1GiB, as an operator sets it to what
-// the gateway is given), PUTs the file at in and GETs it back, and returns
+// gatewayRoundTrip starts `weft gateway` as shipped (without GOMEMLIMIT it
+// keeps its soft memory limit at what its requests in flight hold;
+// BIGFILE_GATEWAY_GOMEMLIMIT sets an operator's instead, "off" none), PUTs
+// the file at in and GETs it back, and returns
 // the gateway's peak RSS during each request (its VmHWM reset between
 // them through /proc/PID/clear_refs) and each request's time.
 func gatewayRoundTrip(b *testing.B, bin string, net *devnet.Network, chunkFlag, in string, size int64, want [32]byte) (putRSS, getRSS int64, putTook, getTook time.Duration) {
@@ -313,11 +315,10 @@ func gatewayRoundTrip(b *testing.B, bin string, net *devnet.Network, chunkFlag, 
 	gw := exec.Command(bin, "gateway", "--listen", gwAddr, "--control", net.ControlAddr, chunkFlag, "--cache-size", "0",
 		"--read-timeout", "1h", "--write-timeout", "1h")
 	gw.Stderr = io.Discard
-	limit := os.Getenv("BIGFILE_GATEWAY_GOMEMLIMIT")
-	if limit == "" {
-		limit = "1GiB"
+	gw.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GOMEMLIMIT=") })
+	if limit := os.Getenv("BIGFILE_GATEWAY_GOMEMLIMIT"); limit != "" {
+		gw.Env = append(gw.Env, "GOMEMLIMIT="+limit)
 	}
-	gw.Env = append(os.Environ(), "GOMEMLIMIT="+limit)
 	if err := gw.Start(); err != nil {
 		b.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,9 +49,11 @@ func TestGatewayCommand(t *testing.T) {
 	t.Setenv("WEFT_TOKEN", "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	t.Setenv("GOMEMLIMIT", "") // the gateway sets the soft memory limit itself
+	limitBefore := debug.SetMemoryLimit(-1)
 	root := newRootCommand()
 	root.SetArgs([]string{"gateway", "--listen", listen, "--control", nw.ControlAddr,
-		"--max-blob-size", "2048", "--epochs", "2", "--metrics-addr", metrics,
+		"--max-blob-size", "2048", "--epochs", "2", "--metrics-addr", metrics, "--cache-size", "1000000",
 		"--read-timeout", gwCommandReadTimeout.String(), "--write-timeout", "30s"})
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
@@ -73,6 +76,10 @@ func TestGatewayCommand(t *testing.T) {
 		}
 	}
 
+	// Idle, the limit is the gateway's base and its cache (gateway memory.go).
+	if got, want := debug.SetMemoryLimit(-1), int64(128<<20+1000000); got != want {
+		t.Errorf("soft memory limit of the idle gateway: %d, want %d", got, want)
+	}
 	blob := gatewaytest.RandomBlob(t, 2048)
 	sr := gatewaytest.Put[storedBlob](t, base, nw.ClientToken, blob, http.StatusCreated)
 	resp, body := gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+sr.BlobID, nil)
@@ -121,6 +128,9 @@ func TestGatewayCommand(t *testing.T) {
 	}
 	if _, err := http.Get(base + "/v1/blobs/x"); err == nil {
 		t.Fatal("the gateway still answers after stopping")
+	}
+	if got := debug.SetMemoryLimit(-1); got != limitBefore {
+		t.Errorf("soft memory limit after the gateway stopped: %d, want the one before, %d", got, limitBefore)
 	}
 }
 
