@@ -111,7 +111,10 @@ func TestInconsistentEncodingDetected(t *testing.T) {
 	for _, tc := range []struct {
 		n   int
 		enc Encoding
-	}{{7, RS8}, {10, RS8}, {31, RS8}, {13, Leopard16}} {
+	}{{7, RS8}, {10, RS8}, {31, RS8}, {13, Leopard16}, {4, Lanes16}, {7, Lanes16}, {10, Lanes16}, {100, Lanes16}, {1000, Lanes16}} {
+		if testing.Short() && tc.n >= 1000 {
+			continue
+		}
 		c := mustCodec(t, tc.n, WithEncoding(tc.enc))
 		p := c.Params()
 		blob := randomBlob(int64(tc.n), 5000)

@@ -18,10 +18,10 @@ type Codec struct {
 	workers int
 	// col is the primary code: nP source symbols of a column → n. It
 	// extends secondary slivers and decodes from primary slivers.
-	col reedsolomon.Encoder
+	col lineCoder
 	// row is the secondary code: nS source symbols of a row → n. It extends
 	// primary slivers and decodes from secondary slivers.
-	row reedsolomon.Encoder
+	row lineCoder
 }
 
 // New returns a codec for n shards.
@@ -53,7 +53,7 @@ func (c *Codec) Params() Params { return c.params }
 
 // lineCode returns the code whose codewords are the extended lines of the
 // axis's slivers: rows (primary) use the row code, columns the column code.
-func (c *Codec) lineCode(axis crypto.Axis) reedsolomon.Encoder {
+func (c *Codec) lineCode(axis crypto.Axis) lineCoder {
 	if axis == crypto.Primary {
 		return c.row
 	}
@@ -68,12 +68,12 @@ type encoderKey struct {
 // encoders caches one klauspost encoder per (encoding, k, n): building one
 // computes tables (and for RS8 a matrix), and every blob of a network uses
 // the same two.
-var encoders sync.Map // encoderKey → reedsolomon.Encoder
+var encoders sync.Map // encoderKey → lineCoder
 
-func cachedEncoder(enc Encoding, k, n int) (reedsolomon.Encoder, error) {
+func cachedEncoder(enc Encoding, k, n int) (lineCoder, error) {
 	key := encoderKey{enc, k, n}
 	if e, ok := encoders.Load(key); ok {
-		return e.(reedsolomon.Encoder), nil
+		return e.(lineCoder), nil
 	}
 	// We split work over goroutines ourselves (Leopard encodes on one).
 	// Still the library gets two: with one, v1.14.2 takes its AVX2 path
@@ -83,15 +83,19 @@ func cachedEncoder(enc Encoding, k, n int) (reedsolomon.Encoder, error) {
 	// is off because it grows with every distinct erasure pattern a
 	// long-lived node sees.
 	opts := []reedsolomon.Option{reedsolomon.WithMaxGoroutines(2), reedsolomon.WithInversionCache(false)}
-	if enc == Leopard16 { // no GFNI path there: the goroutines only cost
+	if enc == Leopard16 || enc == Lanes16 { // no GFNI path there: the goroutines only cost
 		opts = append(opts, reedsolomon.WithLeopardGF16(true), reedsolomon.WithMaxGoroutines(1))
 	}
-	e, err := reedsolomon.New(k, n-k, opts...)
+	rs, err := reedsolomon.New(k, n-k, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s code %d→%d: %v", ErrInvalidParams, enc, k, n, err)
 	}
+	var e lineCoder = rs
+	if enc == Lanes16 {
+		e = laneCode{inner: rs, k: k}
+	}
 	actual, _ := encoders.LoadOrStore(key, e)
-	return actual.(reedsolomon.Encoder), nil
+	return actual.(lineCoder), nil
 }
 
 // forEach runs do(state, task) for every task in [0, tasks) on up to

@@ -15,7 +15,7 @@ func overheadTable(t *testing.T) string {
 		n   int
 		enc Encoding
 	}
-	cols := []column{{10, RS8}, {100, RS8}, {100, Leopard16}, {1000, Leopard16}}
+	cols := []column{{10, RS8}, {100, RS8}, {100, Leopard16}, {100, Lanes16}, {1000, Leopard16}, {1000, Lanes16}}
 	sizes := []struct {
 		name  string
 		bytes uint64

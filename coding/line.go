@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/klauspost/reedsolomon"
-
 	"github.com/weftstore/weft/crypto"
 )
 
@@ -102,7 +100,7 @@ func (c *Codec) parityLen(axis crypto.Axis, s int) int {
 }
 
 // reconstructLine fills the missing symbols of a line in place.
-func (c *Codec) reconstructLine(code reedsolomon.Encoder, shards [][]byte, s int) error {
+func (c *Codec) reconstructLine(code lineCoder, shards [][]byte, s int) error {
 	return c.codeLine(shards, s, func(sub [][]byte) error { return code.Reconstruct(sub) })
 }
 

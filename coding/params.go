@@ -28,6 +28,13 @@ const (
 	// works on 64-byte blocks; aligning symbols to them keeps every symbol
 	// a whole number of codewords).
 	Leopard16 Encoding = 2
+	// Lanes16 is Leopard's GF(2^16) code with 2-byte symbols, up to
+	// MaxShards shards: symbols of any even size, element t of a symbol
+	// being its bytes 2t (low) and 2t+1 (high), each element position
+	// coded on its own. The codec still works on 64-byte blocks, of 32
+	// elements packed from wherever they come (laneCode): small blobs are
+	// not padded to 64-byte symbols at large n (coding/DESIGN.md).
+	Lanes16 Encoding = 3
 )
 
 func (e Encoding) String() string {
@@ -36,6 +43,8 @@ func (e Encoding) String() string {
 		return "rs8"
 	case Leopard16:
 		return "leopard16"
+	case Lanes16:
+		return "lanes16"
 	}
 	return fmt.Sprintf("encoding(%d)", uint8(e))
 }
@@ -43,8 +52,11 @@ func (e Encoding) String() string {
 // symbolAlignment is the multiple every symbol size of the encoding is
 // rounded up to.
 func (e Encoding) symbolAlignment() int {
-	if e == Leopard16 {
+	switch e {
+	case Leopard16:
 		return 64
+	case Lanes16:
+		return 2
 	}
 	return 1
 }
@@ -127,7 +139,7 @@ func newParams(n int, enc Encoding, maxBlob uint64) (Params, error) {
 	switch {
 	case n < MinShards:
 		return Params{}, fmt.Errorf("%w: %d shards, Red Stuff needs at least %d (f ≥ 1)", ErrInvalidParams, n, MinShards)
-	case enc != RS8 && enc != Leopard16:
+	case enc != RS8 && enc != Leopard16 && enc != Lanes16:
 		return Params{}, fmt.Errorf("%w: unknown encoding %d", ErrInvalidParams, uint8(enc))
 	case enc == RS8 && n > MaxShardsRS8:
 		return Params{}, fmt.Errorf("%w: %d shards, the %s codec supports at most %d", ErrInvalidParams, n, enc, MaxShardsRS8)

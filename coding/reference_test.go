@@ -3,6 +3,8 @@ package coding
 import (
 	"testing"
 
+	"github.com/klauspost/reedsolomon"
+
 	"github.com/weftstore/weft/crypto"
 )
 
@@ -37,22 +39,69 @@ func referenceMatrix(t testing.TB, c *Codec, blob []byte) *refMatrix {
 			copy(r.m[i*n+j], padded[(i*p.NS+j)*s:])
 		}
 	}
+	colCode, rowCode := c.col, c.row
+	if p.Encoding == Lanes16 { // not the lane layout under test
+		colCode, rowCode = newElementwise(t, p.NP, n), newElementwise(t, p.NS, n)
+	}
 	for j := range p.NS { // columns: nP → n with the column code
 		col := make([][]byte, n)
 		for i := range n {
 			col[i] = r.m[i*n+j]
 		}
-		if err := c.col.Encode(col); err != nil {
+		if err := colCode.Encode(col); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range n { // rows: nS → n with the row code
-		if err := c.row.Encode(r.m[i*n : (i+1)*n]); err != nil {
+		if err := rowCode.Encode(r.m[i*n : (i+1)*n]); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return r
 }
+
+// elementwise is Lanes16's line code the slow and obvious way: each
+// 2-byte element position of the shards on its own, as the only element
+// (lane 0: low byte 0, high byte 32) of a 64-byte Leopard block. Only its
+// Encode is used.
+type elementwise struct {
+	rs   reedsolomon.Encoder
+	k, n int
+}
+
+func newElementwise(t testing.TB, k, n int) elementwise {
+	rs, err := reedsolomon.New(k, n-k, reedsolomon.WithLeopardGF16(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return elementwise{rs, k, n}
+}
+
+func (e elementwise) Encode(shards [][]byte) error {
+	rs := e.rs
+	block := make([][]byte, e.n)
+	for x := range block {
+		block[x] = make([]byte, laneBlock)
+	}
+	for el := 0; el < len(shards[0])/2; el++ {
+		for x := range e.n {
+			clear(block[x])
+			if x < e.k {
+				block[x][0], block[x][32] = shards[x][2*el], shards[x][2*el+1]
+			}
+		}
+		if err := rs.Encode(block); err != nil {
+			return err
+		}
+		for x := e.k; x < e.n; x++ {
+			shards[x][2*el], shards[x][2*el+1] = block[x][0], block[x][32]
+		}
+	}
+	return nil
+}
+
+func (e elementwise) Reconstruct([][]byte) error     { panic("elementwise: only Encode") }
+func (e elementwise) ReconstructData([][]byte) error { panic("elementwise: only Encode") }
 
 func (r *refMatrix) at(i, j int) []byte { return r.m[i*r.n+j] }
 
@@ -102,12 +151,13 @@ func TestEncodeMatchesReference(t *testing.T) {
 	cases := []struct {
 		n   int
 		enc Encoding
-	}{{4, RS8}, {5, RS8}, {7, RS8}, {10, RS8}, {31, RS8}, {4, Leopard16}, {7, Leopard16}, {13, Leopard16}, {300, Leopard16}}
+	}{{4, RS8}, {5, RS8}, {7, RS8}, {10, RS8}, {31, RS8}, {4, Leopard16}, {7, Leopard16}, {13, Leopard16}, {300, Leopard16},
+		{4, Lanes16}, {7, Lanes16}, {10, Lanes16}, {100, Lanes16}}
 	for _, tc := range cases {
 		c := mustCodec(t, tc.n, WithEncoding(tc.enc))
 		p := c.Params()
-		for _, size := range []int{0, 1, p.NS*7 + 3, p.NP*p.NS*64 + 1, 200_000} {
-			if tc.n == 300 && size == 200_000 {
+		for _, size := range []int{0, 1, 2, 63, 64, 65, p.NS*7 + 3, p.NP*p.NS*2 + 1, p.NP*p.NS*64 + 1, 200_000} {
+			if (tc.n == 300 || tc.n == 100) && size == 200_000 {
 				continue // n² symbols of 64 B already make this case slow enough
 			}
 			blob := randomBlob(int64(size), size)

@@ -83,7 +83,7 @@ func newBlobEncodeCommand() *cobra.Command {
 	}
 	cmd.Flags().IntVar(&shards, "shards", 100, "number of shards n (≥ 4)")
 	cmd.Flags().StringVar(&out, "out", "", "directory to write metadata and shard files to (default FILE.weft)")
-	cmd.Flags().StringVar(&encoding, "encoding", "", "codec: rs8 (n ≤ 256) or leopard16 (default: rs8 up to 256 shards)")
+	cmd.Flags().StringVar(&encoding, "encoding", "", "codec: rs8 (n ≤ 256), leopard16 or lanes16 (2-byte symbols) (default: rs8 up to 256 shards, leopard16 above)")
 	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text or json")
 	return cmd
 }
@@ -96,8 +96,10 @@ func codecFromFlags(shards int, encoding string) (*coding.Codec, error) {
 		opts = append(opts, coding.WithEncoding(coding.RS8))
 	case "leopard16":
 		opts = append(opts, coding.WithEncoding(coding.Leopard16))
+	case "lanes16":
+		opts = append(opts, coding.WithEncoding(coding.Lanes16))
 	default:
-		return nil, fmt.Errorf("unknown encoding %q (want rs8 or leopard16)", encoding)
+		return nil, fmt.Errorf("unknown encoding %q (want rs8, leopard16 or lanes16)", encoding)
 	}
 	return coding.New(shards, opts...)
 }
