@@ -15,13 +15,34 @@ type layout struct {
 	sec          [][]byte // secondary sliver j: M[0..nP)[j]
 	// columnLeaves holds the leaf hash of M[i][j] at j·n + i: each column
 	// task hashes a whole column and stores it in one contiguous run; the
-	// row roots read it back in blocks of rows (see rowRoots).
+	// row roots read it back in blocks of rows (see rowRoots). nil when
+	// the row roots come from extending the primaries again instead
+	// (keepLeafTable).
 	columnLeaves []crypto.Digest
 	roots        []crypto.Digest // row roots, then column roots
-	// hashOnly (Metadata): only the source rows and the secondaries ≥ nS
-	// are held; the parity primaries and the secondaries < nS are hashed
-	// in scratch and dropped.
+	// hashOnly (Metadata): the secondaries < nS are hashed in scratch and
+	// dropped, and so are the parity primaries unless the row roots need
+	// them (columnLeaves nil).
 	hashOnly bool
+}
+
+// keepsParity reports whether the parity primaries are written out.
+func (l *layout) keepsParity() bool { return !l.hashOnly || l.columnLeaves == nil }
+
+// keepLeafTable says whether an encode keeps the n² leaf hashes to compute
+// the row roots from (one hash per symbol), or extends each primary sliver
+// again and hashes its row (every symbol hashed twice, plus n row
+// encodes). The table is 32·n² bytes — 32 MB at n = 1000, whatever the
+// blob — so it is kept only while it is at most twice the blob: for a
+// 1 MiB blob at n = 1000 it would be 30× the blob (issue #20).
+func keepLeafTable(n, length int) bool { return n*n*crypto.DigestSize <= 2*length }
+
+func newLayout(n, np, ns, s, length int) *layout {
+	lay := &layout{n: n, np: np, ns: ns, s: s, pri: make([][]byte, n), sec: make([][]byte, n), roots: make([]crypto.Digest, 2*n)}
+	if keepLeafTable(n, length) {
+		lay.columnLeaves = make([]crypto.Digest, n*n)
+	}
+	return lay
 }
 
 // sym returns M[i][j] for an entry stored in a sliver: from the primary
@@ -104,13 +125,7 @@ func (c *Codec) Encode(blob []byte) (*Encoded, error) {
 func (c *Codec) encodeSlivers(blob []byte, s int) (*layout, error) {
 	p := c.params
 	n, np, ns := p.Shards, p.NP, p.NS
-	lay := &layout{
-		n: n, np: np, ns: ns, s: s,
-		pri:          make([][]byte, n),
-		sec:          make([][]byte, n),
-		columnLeaves: make([]crypto.Digest, n*n),
-		roots:        make([]crypto.Digest, 2*n),
-	}
+	lay := newLayout(n, np, ns, s, len(blob))
 	c.allocateSlivers(lay, blob)
 	return lay, c.hashPhases(lay)
 }
@@ -164,8 +179,55 @@ func (c *Codec) hashPhases(lay *layout) error {
 	if err != nil {
 		return err
 	}
+	if lay.columnLeaves == nil {
+		return c.extendedRowRoots(lay)
+	}
 	c.rowRoots(lay)
 	return nil
+}
+
+// extendedRowRoots computes the row roots without the leaf table: each
+// primary sliver is extended across again, as a node verifying it does,
+// and its n symbols hashed. Rows go through the codec a group at a time,
+// their symbols side by side in each shard, so that small symbols still
+// make codec calls of a useful size (lanes16 would pad a lone 2-byte
+// symbol to a 64-byte block).
+func (c *Codec) extendedRowRoots(lay *layout) error {
+	n, ns, s := lay.n, lay.ns, lay.s
+	group := max(1, min(32, 256/s))
+	type worker struct {
+		buf             []byte // n shards of group·s bytes
+		shards          [][]byte
+		leaves, scratch []crypto.Digest
+		leaf            crypto.LeafHasher
+	}
+	newWorker := func() *worker {
+		return &worker{buf: make([]byte, n*group*s), shards: make([][]byte, n),
+			leaves: make([]crypto.Digest, n), scratch: make([]crypto.Digest, (n+1)/2)}
+	}
+	return forEach(c.workers, (n+group-1)/group, newWorker, func(w *worker, task int) error {
+		first, rows := task*group, min(group, n-task*group)
+		width := rows * s
+		for x := range n {
+			w.shards[x] = w.buf[x*width : (x+1)*width : (x+1)*width]
+		}
+		for g := range rows {
+			row := lay.pri[first+g]
+			for x := range ns {
+				copy(w.shards[x][g*s:], row[x*s:(x+1)*s])
+			}
+		}
+		if err := c.row.Encode(w.shards); err != nil {
+			return err
+		}
+		for g := range rows {
+			for x, sh := range w.shards {
+				w.leaves[x] = w.leaf.Sum(sh[g*s : (g+1)*s])
+			}
+			lay.roots[first+g] = crypto.MerkleRoot(w.leaves, w.scratch)
+		}
+		return nil
+	})
 }
 
 // rowBlock is how many rows' leaves rowRoots gathers at once: one
@@ -246,7 +308,7 @@ func (c *Codec) encodeSourceColumns(lay *layout, w *encodeWorker, j0, j1 int) er
 		for j := j0; j < j1; j++ {
 			w.block[j-j0][i] = w.leaf.Sum(row[(j-j0)*s : (j-j0+1)*s])
 		}
-		if !lay.hashOnly {
+		if lay.keepsParity() {
 			copy(lay.pri[i][start:end], row)
 		}
 	}
@@ -325,7 +387,9 @@ func (c *Codec) encodeQuadrantColumns(lay *layout, w *encodeWorker, j0, j1 int) 
 // finishColumn takes column j's leaf hashes: their Merkle root is secondary
 // sliver j's hash, and the leaves are kept for the row roots.
 func (c *Codec) finishColumn(lay *layout, w *encodeWorker, j int, column []crypto.Digest) {
-	copy(lay.columnLeaves[j*lay.n:(j+1)*lay.n], column)
+	if lay.columnLeaves != nil {
+		copy(lay.columnLeaves[j*lay.n:(j+1)*lay.n], column)
+	}
 	lay.roots[lay.n+j] = crypto.MerkleRoot(column, w.scratch)
 }
 

@@ -1,6 +1,8 @@
 package coding
 
 import (
+	"sync"
+
 	"github.com/klauspost/reedsolomon"
 )
 
@@ -117,14 +119,11 @@ func (l laneCode) code(shards [][]byte, given, want func(x int) bool, sized bool
 		return nil
 	}
 	wide := laneSize(size)
-	lanes := make([][]byte, len(shards))
-	defer func() {
-		for _, b := range lanes {
-			putScratch(b[:cap(b)])
-		}
-	}()
+	work := getLaneWork(len(shards), wide)
+	defer laneWorks.Put(work)
+	lanes := work.lanes
 	for x, sh := range shards {
-		buf := scratch(wide)
+		buf := work.buf[x*wide : (x+1)*wide : (x+1)*wide]
 		switch {
 		case given(x):
 			if len(sh) != size {
@@ -152,4 +151,29 @@ func (l laneCode) code(shards [][]byte, given, want func(x int) bool, sized bool
 		fromLanes(shards[x], lanes[x])
 	}
 	return nil
+}
+
+// laneWork is one laneCode call's workspace: the shards in block layout,
+// back to back. Pooled, so that a codec call makes no garbage (an encode
+// at n = 1000 makes thousands of calls).
+type laneWork struct {
+	lanes [][]byte
+	buf   []byte
+}
+
+var laneWorks sync.Pool // *laneWork
+
+func getLaneWork(shards, wide int) *laneWork {
+	w, _ := laneWorks.Get().(*laneWork)
+	if w == nil {
+		w = new(laneWork)
+	}
+	if cap(w.lanes) < shards {
+		w.lanes = make([][]byte, shards)
+	}
+	w.lanes = w.lanes[:shards]
+	if cap(w.buf) < shards*wide {
+		w.buf = make([]byte, shards*wide)
+	}
+	return w
 }

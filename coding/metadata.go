@@ -9,7 +9,9 @@ import (
 // made in a worker's scratch, hashed and dropped. What it holds beyond the
 // blob is the source rows' extensions across (the secondaries ≥ nS, which
 // the quadrant's columns are extended from: (n−nS)/nS of the blob, about
-// half), the n² leaf hashes, and a partial last row padded to length.
+// half), the n² leaf hashes, and a partial last row padded to length —
+// or, for a blob small against n (keepLeafTable), the parity primaries
+// instead of the leaf hashes.
 // Encode holds every sliver (≈ 4× the blob), so a reader checking a blob
 // it decoded (CheckConsistent) needs a fraction of the memory, and does
 // not write slivers it would drop.
@@ -19,13 +21,13 @@ func (c *Codec) Metadata(blob []byte) (*crypto.Metadata, error) {
 		return nil, err
 	}
 	n, np, ns := c.params.Shards, c.params.NP, c.params.NS
-	lay := &layout{
-		n: n, np: np, ns: ns, s: s,
-		pri:          sourceRows(blob, n, np, ns*s),
-		sec:          make([][]byte, n),
-		columnLeaves: make([]crypto.Digest, n*n),
-		roots:        make([]crypto.Digest, 2*n),
-		hashOnly:     true,
+	lay := newLayout(n, np, ns, s, len(blob))
+	lay.hashOnly = true
+	lay.pri = sourceRows(blob, n, np, ns*s)
+	if lay.keepsParity() { // the row roots extend every primary again
+		for i := np; i < n; i++ {
+			lay.pri[i] = make([]byte, ns*s)
+		}
 	}
 	ext := make([]byte, (n-ns)*np*s)
 	for j := ns; j < n; j++ {
