@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,12 @@ type Config struct {
 	// coding.DefaultMaxBlobLength); a blob is held in memory whole. A
 	// file (StoreFile, ReadTo, Open) is chunks of at most ChunkSize.
 	MaxBlobLength uint64
+	// Encoding is the encoding new blobs are stored in: 0 for the
+	// network's default (coding.DefaultEncoding), or one of
+	// coding.Encodings(n) — above 256 shards coding.Lanes16, whose 2-byte
+	// symbols store a small blob in far less (coding/DESIGN.md). Blobs
+	// are read in whatever encoding they were stored in.
+	Encoding coding.Encoding
 	// ChunkSize is the chunk size of files StoreFile splits (default
 	// DefaultChunkSize, at most MaxBlobLength): content of at most one
 	// chunk is stored as a plain blob.
@@ -239,6 +246,15 @@ func redial(ctx context.Context, cc *grpc.ClientConn) {
 			return
 		}
 	}
+}
+
+// storeCodec is the codec new blobs are encoded with on a network of n
+// shards (Config.Encoding).
+func (c *Client) storeCodec(n int) (*coding.Codec, error) {
+	if enc := c.cfg.Encoding; enc != 0 && !slices.Contains(coding.Encodings(n), enc) {
+		return nil, fmt.Errorf("client: encoding %s: a network of %d shards stores blobs in %v", enc, n, coding.Encodings(n))
+	}
+	return c.codec(n, c.cfg.Encoding)
 }
 
 // codec returns the cached codec for n shards and an encoding (0: the

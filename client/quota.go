@@ -55,7 +55,7 @@ func (c *Client) StoreCost(ctx context.Context, length, epochs uint64) (cost uin
 	if err != nil {
 		return 0, false, err
 	}
-	codec, err := c.codec(len(com.Owners), 0)
+	codec, err := c.storeCodec(len(com.Owners))
 	if err != nil {
 		return 0, false, err
 	}

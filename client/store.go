@@ -125,7 +125,7 @@ func (c *Client) encodeForCurrent(ctx context.Context, blob []byte, stats *Store
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	codec, err := c.codec(len(com.Owners), 0)
+	codec, err := c.storeCodec(len(com.Owners))
 	if err != nil {
 		return nil, nil, nil, err
 	}

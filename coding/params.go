@@ -126,6 +126,18 @@ func DefaultEncoding(n int) Encoding {
 	return Leopard16
 }
 
+// Encodings are the encodings a network of n shards stores blobs in: the
+// default, and above MaxShardsRS8 also lanes16 (2-byte symbols, issue
+// #20), which a client may choose per blob. The control plane registers
+// blobs only in these, and storage nodes code each blob in the encoding
+// its metadata names.
+func Encodings(n int) []Encoding {
+	if n > MaxShardsRS8 {
+		return []Encoding{Leopard16, Lanes16}
+	}
+	return []Encoding{DefaultEncoding(n)}
+}
+
 // NewParams computes the parameters for n shards.
 func NewParams(n int, opts ...Option) (Params, error) {
 	o := options{encoding: DefaultEncoding(n), maxBlobLength: DefaultMaxBlobLength}

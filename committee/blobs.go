@@ -3,6 +3,7 @@ package committee
 import (
 	"encoding/binary"
 	"math/bits"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -34,10 +35,10 @@ func (f *FSM) registerBlob(tx *bolt.Tx, index uint64, c RegisterBlob, res *Resul
 	if int(c.Shards) != f.cfg.Shards {
 		return nil, reject(CodeInvalidArgument, "blob encoded for %d shards, the network has %d", c.Shards, f.cfg.Shards)
 	}
-	if want := coding.DefaultEncoding(f.cfg.Shards); coding.Encoding(c.Encoding) != want {
-		// Storage nodes run one codec per network: a blob in another
-		// could be paid for but never stored.
-		return nil, reject(CodeInvalidArgument, "encoding %d: a network of %d shards stores %s (%d) blobs", c.Encoding, f.cfg.Shards, want, uint8(want))
+	if accepted := coding.Encodings(f.cfg.Shards); !slices.Contains(accepted, coding.Encoding(c.Encoding)) {
+		// Storage nodes code the encodings of their network's size only:
+		// a blob in another could be paid for but never stored.
+		return nil, reject(CodeInvalidArgument, "encoding %d: a network of %d shards stores blobs in %v", c.Encoding, f.cfg.Shards, accepted)
 	}
 	params, err := coding.NewParams(f.cfg.Shards, coding.WithEncoding(coding.Encoding(c.Encoding)))
 	if err != nil {

@@ -274,8 +274,12 @@ func TestFSMBlobs(t *testing.T) {
 	for what, bad := range map[string]RegisterBlob{
 		"wrong shard count": {Client: "app", Encoding: 1, Shards: 11, Length: 1, EndEpoch: 3},
 		"unknown encoding":  {Client: "app", Encoding: 9, Shards: 10, Length: 1, EndEpoch: 3},
-		"too large":         {Client: "app", Encoding: 1, Shards: 10, Length: coding.DefaultMaxBlobLength + 1, EndEpoch: 3},
-		"end epoch passed":  {Client: "app", Encoding: 1, Shards: 10, Length: 1, EndEpoch: 1},
+		// lanes16 is stored above 256 shards only; leopard16 is not this
+		// network's (rs8 covers any symbol size up to 256 shards).
+		"lanes16 at 10 shards":   {Client: "app", Encoding: uint8(coding.Lanes16), Shards: 10, Length: 1, EndEpoch: 3},
+		"leopard16 at 10 shards": {Client: "app", Encoding: uint8(coding.Leopard16), Shards: 10, Length: 1, EndEpoch: 3},
+		"too large":              {Client: "app", Encoding: 1, Shards: 10, Length: coding.DefaultMaxBlobLength + 1, EndEpoch: 3},
+		"end epoch passed":       {Client: "app", Encoding: 1, Shards: 10, Length: 1, EndEpoch: 1},
 	} {
 		wantCode(t, what, tf.apply(KindRegisterBlob, bad), CodeInvalidArgument)
 	}

@@ -58,7 +58,11 @@ func (w *writer) markInvalid(id crypto.BlobID) {
 
 func openStore(t *testing.T, w *writer, name string) *storage.Store {
 	t.Helper()
-	st, err := storage.Open(filepath.Join(t.TempDir(), name+".db"), w.codec)
+	codecs, err := coding.NewCodecs(w.codec.Params().Shards)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := storage.Open(filepath.Join(t.TempDir(), name+".db"), codecs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -411,7 +411,7 @@ func (c *challenges) proof(ctx context.Context, r *chalRound, shards []uint32) (
 // (who would refuse: the embargo).
 func (n *Node) prove(ctx context.Context, r *chalRound, shards []uint32) ([]byte, error) {
 	start := time.Now()
-	params := n.codec.Params()
+	params := n.codecs.Params()
 	positions := challenge.Positions(r.seed, r.blobs, shards, uint32(params.Shards), r.perBlob)
 	items, err := challenge.Prove(positions, func(p challenge.Position) (*coding.ExtendedSliver, error) {
 		ref := coding.SliverRef{Axis: p.Axis, Index: p.Sliver}
@@ -462,8 +462,12 @@ func (n *Node) lazyRebuild(ctx context.Context, p challenge.Position) (*coding.E
 	if err != nil {
 		return nil, err
 	}
+	codec, err := n.codecs.ForMetadata(meta)
+	if err != nil {
+		return nil, err
+	}
 	fetch := &peerFetcher{n: n, id: p.Blob, a: a, holders: true}
-	pair, stats, err := n.codec.RecoverPair(ctx, meta, n.codec.Params().PairForShard(int(p.Shard), p.Blob), fetch)
+	pair, stats, err := codec.RecoverPair(ctx, meta, codec.Params().PairForShard(int(p.Shard), p.Blob), fetch)
 	n.metrics.bytesRecovered.Add(float64(stats.BytesReceived))
 	if err != nil {
 		return nil, err
@@ -472,7 +476,7 @@ func (n *Node) lazyRebuild(ctx context.Context, p challenge.Position) (*coding.E
 	if p.Axis == crypto.Secondary {
 		sl = pair.Secondary
 	}
-	return n.codec.Extend(meta, sl)
+	return codec.Extend(meta, sl)
 }
 
 // forgedLine is a cheater's answer for a sliver it dropped: a made-up
@@ -482,12 +486,16 @@ func (n *Node) forgedLine(ctx context.Context, p challenge.Position) (*coding.Ex
 	if err != nil {
 		return nil, err
 	}
-	params := n.codec.Params()
+	codec, err := n.codecs.ForMetadata(meta)
+	if err != nil {
+		return nil, err
+	}
+	params := codec.Params()
 	size, err := params.SymbolSize(meta.Length)
 	if err != nil {
 		return nil, err
 	}
-	return n.codec.Extend(meta, coding.Sliver{SliverRef: coding.SliverRef{Axis: p.Axis, Index: p.Sliver},
+	return codec.Extend(meta, coding.Sliver{SliverRef: coding.SliverRef{Axis: p.Axis, Index: p.Sliver},
 		SymbolSize: size, Data: make([]byte, size*params.SliverSymbols(p.Axis))})
 }
 
@@ -683,7 +691,7 @@ func (c *challenges) judgeOnce(ctx context.Context, r *chalRound, node shardmap.
 		n.metrics.rejected.WithLabelValues("challenge-response").Inc()
 		return nil, false, err
 	}
-	positions := challenge.Positions(r.seed, r.blobs, r.nodes[node], uint32(n.codec.Params().Shards), r.perBlob)
+	positions := challenge.Positions(r.seed, r.blobs, r.nodes[node], uint32(n.codecs.Params().Shards), r.perBlob)
 	err = challenge.Verify(&rsp, r.epoch, r.round, string(node), pk, positions, metas.lookup(ctx, node))
 	switch {
 	case err == nil:

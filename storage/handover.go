@@ -513,7 +513,11 @@ func (n *Node) syncAssembler(shard uint32, id crypto.BlobID, rawMeta []byte, pro
 		}
 		return nil
 	}
-	asm, err := newPairAssembler(n.codec.Params(), id, meta.Length, onlyShard)
+	codec, err := n.codecs.ForMetadata(meta)
+	if err != nil {
+		return nil
+	}
+	asm, err := newPairAssembler(codec.Params(), id, meta.Length, onlyShard)
 	if err != nil {
 		return nil
 	}
@@ -569,8 +573,12 @@ func (n *Node) rebuildForShard(ctx context.Context, a Assignment, shard uint32, 
 	if err := n.store.PutMetadataShards([]uint32{shard}, id, meta); err != nil {
 		return VerifiedPair{}, err
 	}
+	codec, err := n.codecs.ForMetadata(meta)
+	if err != nil {
+		return VerifiedPair{}, err
+	}
 	fetch := &peerFetcher{n: n, id: id, a: a, holders: true}
-	pair, stats, err := n.codec.RecoverPair(ctx, meta, n.codec.Params().PairForShard(int(shard), id), fetch)
+	pair, stats, err := codec.RecoverPair(ctx, meta, codec.Params().PairForShard(int(shard), id), fetch)
 	n.metrics.handoverRebuilt.Add(float64(stats.BytesReceived))
 	n.log.Debug("storage: rebuilt a pair for a gained shard", "blob", id, "shard", shard, "requests", stats.Requests,
 		"symbols", stats.SymbolsReceived, "bytes", stats.BytesReceived, "proofs", stats.UsedProofs, "err", err)

@@ -18,7 +18,7 @@ func storeOnShards(t *testing.T, s *Store, enc *coding.Encoded, shards []uint32,
 		t.Fatal(err)
 	}
 	for _, shard := range pairs {
-		if err := s.PutPair(shard, enc.ID, enc.PairOnShard(s.codec.Params(), int(shard))); err != nil {
+		if err := s.PutPair(shard, enc.ID, enc.PairOnShard(s.codecs.Params(), int(shard))); err != nil {
 			t.Fatalf("pair of %s on shard %d: %v", enc.ID, shard, err)
 		}
 	}

@@ -109,7 +109,9 @@ type Node struct {
 	log      *slog.Logger
 	follower *Follower
 	store    *Store
-	codec    *coding.Codec
+	// codecs code each blob with the encoding its metadata names; their
+	// Params give the shard mapping (every encoding's).
+	codecs   *coding.Codecs
 	metrics  *Metrics
 
 	peers    *peerSet
@@ -203,10 +205,10 @@ func (n *Node) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if n.codec, err = coding.New(shards); err != nil {
+	if n.codecs, err = coding.NewCodecs(shards); err != nil {
 		return err
 	}
-	if n.store, err = Open(filepath.Join(n.cfg.DataDir, "storage.db"), n.codec); err != nil {
+	if n.store, err = Open(filepath.Join(n.cfg.DataDir, "storage.db"), n.codecs); err != nil {
 		return err
 	}
 	if drop := n.cfg.Faults.dropper(n.cfg.ID); drop != nil {

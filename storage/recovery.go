@@ -258,11 +258,15 @@ func (n *Node) recoverBlob(ctx context.Context, id crypto.BlobID, certified uint
 	if err := n.store.PutMetadataShards(owned, id, meta); err != nil {
 		return err
 	}
-	params := n.codec.Params()
+	codec, err := n.codecs.ForMetadata(meta)
+	if err != nil {
+		return err
+	}
+	params := codec.Params()
 	for _, shard := range missing {
 		pair := params.PairForShard(int(shard), id)
 		fetch := &peerFetcher{n: n, id: id, a: a}
-		sp, stats, err := n.codec.RecoverPair(ctx, meta, pair, fetch)
+		sp, stats, err := codec.RecoverPair(ctx, meta, pair, fetch)
 		n.metrics.bytesRecovered.Add(float64(stats.BytesReceived))
 		for _, bad := range stats.Faulty {
 			n.metrics.rejected.WithLabelValues("recovery-symbol").Inc()
@@ -437,7 +441,7 @@ func (f *peerFetcher) fetchFrom(ctx context.Context, node shardmap.NodeID, reqs 
 // members (in random order, a few at a time) to check and sign until the
 // signers own f+1 shards, and submits the certificate.
 func (n *Node) reportInvalid(ctx context.Context, proof *coding.InconsistencyProof) error {
-	if err := n.codec.VerifyInconsistencyProof(proof); err != nil {
+	if err := n.codecs.VerifyInconsistencyProof(proof); err != nil {
 		return fmt.Errorf("own inconsistency proof does not verify: %w", err)
 	}
 	raw, err := proof.MarshalBinary()

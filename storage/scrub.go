@@ -96,7 +96,11 @@ func (s *Store) CheckSliver(shard uint32, id crypto.BlobID, axis crypto.Axis) (i
 	if err != nil {
 		return len(sl.Data), err
 	}
-	if err := s.codec.VerifySliver(meta, sl); errors.Is(err, crypto.ErrSliverMismatch) {
+	codec, err := s.codecs.ForMetadata(meta)
+	if err != nil {
+		return len(sl.Data), err
+	}
+	if err := codec.VerifySliver(meta, sl); errors.Is(err, crypto.ErrSliverMismatch) {
 		return len(sl.Data), &CorruptError{Shard: shard, Blob: id, Axis: axis, Cause: err, value: raw}
 	} else if err != nil {
 		return len(sl.Data), err

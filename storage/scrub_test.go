@@ -17,7 +17,7 @@ import (
 // *CorruptError, the others pass.
 func TestCheckSliverInline(t *testing.T) {
 	c, _ := coding.New(10)
-	s, err := openWith(filepath.Join(t.TempDir(), "node.db"), c, 1<<20, 1<<20) // everything inline
+	s, err := openWith(filepath.Join(t.TempDir(), "node.db"), codecsFor(t, c), 1<<20, 1<<20) // everything inline
 	if err != nil {
 		t.Fatal(err)
 	}

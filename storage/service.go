@@ -400,7 +400,11 @@ func (n *Node) newAssembler(ctx context.Context, rawID []byte) (*pairAssembler, 
 		}
 		return nil
 	}
-	return newPairAssembler(n.codec.Params(), id, meta.Length, owns)
+	codec, err := n.codecs.ForMetadata(meta)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "metadata: %v", err)
+	}
+	return newPairAssembler(codec.Params(), id, meta.Length, owns)
 }
 func (s *service) GetMetadata(ctx context.Context, req *weftv1.GetMetadataRequest) (*weftv1.GetMetadataResponse, error) {
 	id, err := blobIDFrom(req.BlobId)
@@ -420,7 +424,7 @@ func (s *service) GetMetadata(ctx context.Context, req *weftv1.GetMetadataReques
 
 // sliverShard is the shard that holds a sliver of a blob.
 func (n *Node) sliverShard(id crypto.BlobID, axis crypto.Axis, index uint32) (uint32, error) {
-	p := n.codec.Params()
+	p := n.codecs.Params()
 	if int(index) >= p.Shards {
 		return 0, status.Errorf(codes.InvalidArgument, "sliver %d of %d", index, p.Shards)
 	}
@@ -487,9 +491,21 @@ func (n *Node) openRead(peer string, shard uint32, id crypto.BlobID, axes ...cry
 	return call, nil
 }
 
+// paramsFor are the parameters of the encoding a blob's metadata names.
+func (n *Node) paramsFor(meta *crypto.Metadata) (coding.Params, error) {
+	codec, err := n.codecs.ForMetadata(meta)
+	if err != nil {
+		return coding.Params{}, err
+	}
+	return codec.Params(), nil
+}
+
 // sliverBytes is the size of a blob's slivers on the given axes.
 func (n *Node) sliverBytes(meta *crypto.Metadata, axes ...crypto.Axis) (int64, error) {
-	p := n.codec.Params()
+	p, err := n.paramsFor(meta)
+	if err != nil {
+		return 0, storeError(err)
+	}
 	symbol, err := p.SymbolSize(meta.Length)
 	if err != nil {
 		return 0, storeError(err)
@@ -522,7 +538,7 @@ func (s *service) GetRecoverySymbols(ctx context.Context, req *weftv1.GetRecover
 	if err := s.n.embargoError(id); err != nil {
 		return nil, err
 	}
-	p := s.n.codec.Params()
+	p := s.n.codecs.Params()
 	if len(req.Symbols) > 2*p.Shards {
 		return nil, status.Errorf(codes.InvalidArgument, "%d symbols asked at once, at most %d", len(req.Symbols), 2*p.Shards)
 	}
@@ -575,7 +591,11 @@ func (n *Node) openSymbols(peer string, id crypto.BlobID, reqs []symbolRequest) 
 	if err != nil {
 		return call, nil // nothing held, nothing to extend: the answer is empty
 	}
-	p := n.codec.Params()
+	p, err := n.paramsFor(meta)
+	if err != nil {
+		call.close()
+		return nil, storeError(err)
+	}
 	symbol, err := p.SymbolSize(meta.Length)
 	if err != nil {
 		call.close()
@@ -649,11 +669,15 @@ func (n *Node) extended(id crypto.BlobID, src coding.SliverRef) (*coding.Extende
 	if err != nil {
 		return nil, err
 	}
-	ext, err := n.codec.Extend(meta, sl)
+	codec, err := n.codecs.ForMetadata(meta)
 	if err != nil {
 		return nil, err
 	}
-	shards := int64(n.codec.Params().Shards)
+	ext, err := codec.Extend(meta, sl)
+	if err != nil {
+		return nil, err
+	}
+	shards := int64(codec.Params().Shards)
 	n.lines.put(key, ext, shards*int64(sl.SymbolSize)+2*shards*crypto.DigestSize)
 	return ext, nil
 }
@@ -720,7 +744,7 @@ func (s *service) SignInvalid(ctx context.Context, req *weftv1.SignInvalidReques
 	if err := proof.UnmarshalBinary(req.Proof); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "inconsistency proof: %v", err)
 	}
-	if err := n.codec.VerifyInconsistencyProof(&proof); err != nil {
+	if err := n.codecs.VerifyInconsistencyProof(&proof); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "inconsistency proof rejected: %v", err)
 	}
 	a := n.follower.Current()

@@ -74,7 +74,7 @@ func (e *CorruptError) Unwrap() []error { return []error{ErrCorrupt, e.Cause} }
 // of large slivers in a value log next to it.
 type Store struct {
 	db        *bolt.DB
-	codec     *coding.Codec
+	codecs    *coding.Codecs // each blob's encoding, its metadata's
 	values    *valueLog
 	inlineMax int // encoded slivers longer than this go to the value log
 	// drop is the DropPairs fault (nil in production): pairs it names are
@@ -84,11 +84,11 @@ type Store struct {
 
 // Open opens (or creates) the store: the bbolt file at path and the value
 // log in the directory beside it (path without ".db", plus ".values").
-func Open(path string, codec *coding.Codec) (*Store, error) {
-	return openWith(path, codec, defaultInlineMax, defaultSegmentSize)
+func Open(path string, codecs *coding.Codecs) (*Store, error) {
+	return openWith(path, codecs, defaultInlineMax, defaultSegmentSize)
 }
 
-func openWith(path string, codec *coding.Codec, inlineMax int, segmentSize int64) (*Store, error) {
+func openWith(path string, codecs *coding.Codecs, inlineMax int, segmentSize int64) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, err
@@ -111,7 +111,7 @@ func openWith(path string, codec *coding.Codec, inlineMax int, segmentSize int64
 		db.Close()
 		return nil, err
 	}
-	return &Store{db: db, codec: codec, values: values, inlineMax: inlineMax}, nil
+	return &Store{db: db, codecs: codecs, values: values, inlineMax: inlineMax}, nil
 }
 
 // Close closes the files.
@@ -203,7 +203,11 @@ func (s *Store) VerifyPair(shard uint32, id crypto.BlobID, pair coding.SliverPai
 	if err != nil {
 		return VerifiedPair{}, err
 	}
-	p := s.codec.Params()
+	codec, err := s.codecs.ForMetadata(meta)
+	if err != nil {
+		return VerifiedPair{}, err
+	}
+	p := codec.Params()
 	if want := p.PairForShard(int(shard), id); int(pair.Index) != want ||
 		int(pair.Primary.Index) != p.PairSliver(want, crypto.Primary) ||
 		int(pair.Secondary.Index) != p.PairSliver(want, crypto.Secondary) ||
@@ -212,7 +216,7 @@ func (s *Store) VerifyPair(shard uint32, id crypto.BlobID, pair coding.SliverPai
 			ErrWrongShard, pair.Index, pair.Primary.SliverRef, pair.Secondary.SliverRef, shard, want)
 	}
 	for _, sl := range []coding.Sliver{pair.Primary, pair.Secondary} {
-		if err := s.codec.VerifySliver(meta, sl); err != nil {
+		if err := codec.VerifySliver(meta, sl); err != nil {
 			return VerifiedPair{}, err
 		}
 	}
@@ -779,12 +783,11 @@ func (s *Store) PutMetadataShards(shards []uint32, id crypto.BlobID, meta *crypt
 	if err := meta.CheckBlobID(id); err != nil {
 		return err
 	}
-	if _, err := coding.ParamsForMetadata(meta, s.codec.Params().MaxBlobLength); err != nil {
+	if _, err := coding.ParamsForMetadata(meta, s.codecs.Params().MaxBlobLength); err != nil {
 		return err
 	}
-	if int(meta.Shards) != s.codec.Params().Shards || coding.Encoding(meta.Encoding) != s.codec.Params().Encoding {
-		return fmt.Errorf("storage: metadata for %d shards/%s, this node's network has %d/%s",
-			meta.Shards, coding.Encoding(meta.Encoding), s.codec.Params().Shards, s.codec.Params().Encoding)
+	if _, err := s.codecs.ForMetadata(meta); err != nil {
+		return fmt.Errorf("storage: metadata for %d shards with %s: %w", meta.Shards, coding.Encoding(meta.Encoding), err)
 	}
 	raw, err := meta.MarshalBinary()
 	if err != nil {

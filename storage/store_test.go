@@ -27,7 +27,7 @@ func testBlob(t *testing.T, c *coding.Codec, seed uint64, size int) *coding.Enco
 
 func openStore(t *testing.T, path string, c *coding.Codec) *Store {
 	t.Helper()
-	s, err := Open(path, c)
+	s, err := Open(path, codecsFor(t, c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,4 +295,15 @@ func TestStoreRefusesWritesOfEndedBlobs(t *testing.T) {
 	if err := s.PutMetadata(shard, other.ID, other.Metadata); err != nil {
 		t.Fatalf("metadata two epochs after the end (tombstone pruned): %v", err)
 	}
+}
+
+// codecsFor are the codecs of c's network, with c's encoding the default.
+func codecsFor(t testing.TB, c *coding.Codec) *coding.Codecs {
+	t.Helper()
+	p := c.Params()
+	cs, err := coding.NewCodecs(p.Shards, coding.WithEncoding(p.Encoding), coding.WithMaxBlobLength(p.MaxBlobLength))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }

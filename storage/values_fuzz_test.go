@@ -59,7 +59,7 @@ func putSliverValue(tb testing.TB, s *Store, shard uint32, id crypto.BlobID, axi
 // allocation out of proportion to the input.
 func FuzzValueRecord(f *testing.F) {
 	c, _ := coding.New(10)
-	s, err := openWith(filepath.Join(f.TempDir(), "node.db"), c, 0, 1<<20)
+	s, err := openWith(filepath.Join(f.TempDir(), "node.db"), codecsFor(f, c), 0, 1<<20)
 	if err != nil {
 		f.Fatal(err)
 	}

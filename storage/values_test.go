@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 // segments of segSize bytes.
 func openLogged(t *testing.T, path string, c *coding.Codec, segSize int64) *Store {
 	t.Helper()
-	s, err := openWith(path, c, 0, segSize)
+	s, err := openWith(path, codecsFor(t, c), 0, segSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func openLogged(t *testing.T, path string, c *coding.Codec, segSize int64) *Stor
 // storeAll puts every shard's metadata and pair of enc.
 func storeAll(t *testing.T, s *Store, enc *coding.Encoded) {
 	t.Helper()
-	p := s.codec.Params()
+	p := s.codecs.Params()
 	for shard := range uint32(p.Shards) {
 		if err := s.PutMetadata(shard, enc.ID, enc.Metadata); err != nil {
 			t.Fatal(err)
@@ -57,7 +57,7 @@ func storeAll(t *testing.T, s *Store, enc *coding.Encoded) {
 // checkAll reads every sliver of enc back and compares it.
 func checkAll(t *testing.T, s *Store, enc *coding.Encoded) {
 	t.Helper()
-	p := s.codec.Params()
+	p := s.codecs.Params()
 	for shard := range uint32(p.Shards) {
 		pair := enc.PairOnShard(p, int(shard))
 		for _, want := range []coding.Sliver{pair.Primary, pair.Secondary} {
@@ -99,7 +99,7 @@ func TestValuesInlineAndLogged(t *testing.T) {
 	}{{"inline", 1 << 20, false}, {"logged", 0, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "node.db")
-			s, err := openWith(path, c, tc.inlineMax, 64<<10)
+			s, err := openWith(path, codecsFor(t, c), tc.inlineMax, 64<<10)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -114,7 +114,7 @@ func TestValuesInlineAndLogged(t *testing.T) {
 				t.Fatalf("%d segments of 64 KiB for ~60 KiB of slivers padded to 4 KiB: no roll", len(segments(t, s)))
 			}
 			s.Close()
-			if s, err = openWith(path, c, tc.inlineMax, 64<<10); err != nil {
+			if s, err = openWith(path, codecsFor(t, c), tc.inlineMax, 64<<10); err != nil {
 				t.Fatal(err)
 			}
 			defer s.Close()

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/weftstore/weft/client"
+	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/internal/atomicfile"
 )
@@ -35,6 +36,7 @@ type clientFlags struct {
 	timeout          time.Duration
 	token, tokenFile string
 	verbose          bool
+	encoding         coding.Encoding // new blobs' (weft store --encoding); 0: the network's default
 }
 
 func (f *clientFlags) add(cmd *cobra.Command, token bool) {
@@ -78,7 +80,7 @@ func (f *clientFlags) resolveToken() (string, error) {
 // writes. Per-node logs go to stderr with --verbose only: a failure's error
 // already names every node and what it answered.
 func (f *clientFlags) client(cmd *cobra.Command, withToken bool) (*client.Client, context.Context, func(), error) {
-	var cfg client.Config
+	cfg := client.Config{Encoding: f.encoding}
 	if f.verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -207,8 +209,31 @@ stopped and is run again sends only the chunks not yet certified. The ID goes to
 	cmd.Flags().StringVar(&certOut, "cert-out", "", "write the availability certificate (binary) to this file")
 	cmd.Flags().Int64Var(&chunkSize, "chunk-size", client.DefaultChunkSize, "a file larger than this is stored as chunks of this size plus a manifest; memory is about 2 × 4.5 × this")
 	cmd.Flags().StringVar(&contentType, "content-type", "", "content type recorded in a chunked file's manifest (the gateway serves it)")
+	cmd.Flags().Var(encodingFlag{&f.encoding}, "encoding", "encoding of the new blobs: the network's default, or lanes16 (2-byte symbols: small blobs cost far less above 256 shards)")
 	return cmd
 }
+
+// encodingFlag is a --encoding value: rs8, leopard16 or lanes16.
+type encodingFlag struct{ e *coding.Encoding }
+
+func (f encodingFlag) String() string {
+	if f.e == nil || *f.e == 0 {
+		return "default"
+	}
+	return f.e.String()
+}
+
+func (f encodingFlag) Set(s string) error {
+	for _, e := range []coding.Encoding{coding.RS8, coding.Leopard16, coding.Lanes16} {
+		if s == e.String() {
+			*f.e = e
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown encoding %q (want rs8, leopard16 or lanes16)", s)
+}
+
+func (f encodingFlag) Type() string { return "encoding" }
 
 // printStored reports a store: the ID on stdout (or the JSON report), a
 // summary on stderr.
