@@ -111,8 +111,8 @@ type Node struct {
 	store    *Store
 	// codecs code each blob with the encoding its metadata names; their
 	// Params give the shard mapping (every encoding's).
-	codecs   *coding.Codecs
-	metrics  *Metrics
+	codecs  *coding.Codecs
+	metrics *Metrics
 
 	peers    *peerSet
 	writes   *peerLedger // StorePairs streams and their buffered bytes, per peer
