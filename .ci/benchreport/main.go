@@ -85,6 +85,12 @@ var goals = []goal{
 	{"integration", "BenchmarkBigFile/size=64MiB", "gw-put-peak-rss-MiB", "", 0, 19},
 	{"integration", "BenchmarkBigFile/size=64MiB", "gw-get-peak-rss-MiB", "", 0, 19},
 	{"integration", "BenchmarkBigFile/resume/size=6GiB", "resume-x-bound", "≤", 1, 19},
+	// #20 small files: lanes16 (2-byte symbols) at n = 1000 (coding/DESIGN.md).
+	{"coding", "BenchmarkEncodeLanes16/n=1000/1KiB", "storage-x", "", 0, 20},
+	{"coding", "BenchmarkEncodeLanes16/n=1000/64KiB", "storage-x", "", 0, 20},
+	{"coding", "BenchmarkEncodeLanes16/n=1000/1MiB", "storage-x", "≤", 10, 20},
+	{"coding", "BenchmarkEncodeLanes16/n=1000/1MiB", "peak-heap-x", "≤", 8, 20},
+	{"coding", "BenchmarkEncodeLanes16/n=1000/64MiB", "x-leopard16", "≤", 1.1, 20},
 }
 
 // benchID names one benchmark of one package.
