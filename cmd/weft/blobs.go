@@ -165,8 +165,9 @@ func newStoreCommand() *cobra.Command {
 	var epochs uint64
 	var certOut, contentType string
 	var chunkSize int64
+	var quilt bool
 	cmd := &cobra.Command{
-		Use:   "store FILE",
+		Use:   "store FILE | --quilt FILE|DIR...",
 		Short: "Store a file of any size (- for stdin) on the network and print its ID",
 		Long: `Store encodes FILE, registers it with the control plane (charged to the client
 token's quota), sends every shard owner its sliver pairs, collects signed confirmations
@@ -174,14 +175,27 @@ from owners of a write quorum of shards, and certifies the aggregate certificate
 A file larger than --chunk-size is stored as chunk blobs plus a manifest blob, in memory
 bounded by the chunk size (not the file), and its ID is the manifest's; a store that was
 stopped and is run again sends only the chunks not yet certified. The ID goes to stdout;
---cert-out saves the (manifest's) certificate for 'weft verify'.`,
-		Args: cobra.ExactArgs(1),
+--cert-out saves the (manifest's) certificate for 'weft verify'.
+
+--quilt stores many small files (the FILEs, and every regular file under a DIR, named
+by its path below it) as one blob: an index, then the files back to back, so the
+per-blob costs are paid once. It prints one line per file, "FILE_ID NAME"; 'weft read
+FILE_ID' reads that file alone, fetching only the slivers that hold it.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if quilt {
+				return cobra.MinimumNArgs(1)(cmd, args)
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, ctx, done, err := f.client(cmd, true)
 			if err != nil {
 				return err
 			}
 			defer done()
+			if quilt {
+				return storeQuilt(cmd, c, ctx, f.format, epochs, contentType, args)
+			}
 			in := cmd.InOrStdin()
 			if args[0] != "-" {
 				file, err := os.Open(args[0])
@@ -209,6 +223,7 @@ stopped and is run again sends only the chunks not yet certified. The ID goes to
 	cmd.Flags().StringVar(&certOut, "cert-out", "", "write the availability certificate (binary) to this file")
 	cmd.Flags().Int64Var(&chunkSize, "chunk-size", client.DefaultChunkSize, "a file larger than this is stored as chunks of this size plus a manifest; memory is about 2 × 4.5 × this")
 	cmd.Flags().StringVar(&contentType, "content-type", "", "content type recorded in a chunked file's manifest (the gateway serves it)")
+	cmd.Flags().BoolVar(&quilt, "quilt", false, "store the FILEs (and the files under each DIR) together as one quilt blob")
 	cmd.Flags().Var(encodingFlag{&f.encoding}, "encoding", "encoding of the new blobs: the network's default, or lanes16 (2-byte symbols: small blobs cost far less above 256 shards)")
 	return cmd
 }
@@ -330,6 +345,12 @@ re-encode the whole blob, so it cannot tell that the writer encoded it inconsist
 (see client/DESIGN.md): a whole read can.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if fileID, err := client.ParseQuiltFileID(args[0]); err == nil {
+				if cmd.Flags().Changed("range") || raw {
+					return errors.New("--range and --raw read blobs: a quilt file is read whole")
+				}
+				return readQuiltFile(cmd, &f, fileID, out)
+			}
 			id, err := crypto.ParseBlobID(args[0])
 			if err != nil {
 				return err
