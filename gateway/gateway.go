@@ -206,6 +206,7 @@ func New(cfg Config) (*Gateway, error) {
 // routes sets up the API's endpoints.
 func (g *Gateway) routes() {
 	g.mux.HandleFunc("PUT /v1/blobs", g.putBlob)
+	g.mux.HandleFunc("PUT /v1/quilts", g.putQuilt)
 	// GET patterns also match HEAD.
 	g.mux.HandleFunc("GET /v1/blobs/{id}", g.getBlob)
 	g.mux.HandleFunc("GET /v1/blobs/{id}/status", g.getStatus)
@@ -214,6 +215,7 @@ func (g *Gateway) routes() {
 	// they only catch other methods: ServeMux's own 405 is plain text,
 	// and every error of this API is JSON.
 	g.mux.HandleFunc("/v1/blobs", methodNotAllowed("PUT"))
+	g.mux.HandleFunc("/v1/quilts", methodNotAllowed("PUT"))
 	g.mux.HandleFunc("/v1/blobs/{id}", methodNotAllowed("GET, HEAD"))
 	g.mux.HandleFunc("/v1/blobs/{id}/status", methodNotAllowed("GET, HEAD"))
 	g.mux.HandleFunc("/v1/blobs/{id}/extend", methodNotAllowed("POST"))

@@ -239,6 +239,10 @@ func refuseBody(w http.ResponseWriter, r *http.Request) {
 // its first bytes (client.MightBeManifest: one sliver) and, only if they
 // are the manifest magic, its bytes, which the cache keeps.
 func (g *Gateway) getBlob(w http.ResponseWriter, r *http.Request) {
+	if fileID, err := client.ParseQuiltFileID(r.PathValue("id")); err == nil {
+		g.getQuiltFile(w, r, fileID)
+		return
+	}
 	id, ok := blobIDParam(w, r)
 	if !ok {
 		return

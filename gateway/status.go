@@ -79,7 +79,7 @@ func readErrorStatus(r *http.Request, err error) int {
 // errorStatus maps the SDK's error to an HTTP status.
 func errorStatus(err error) int {
 	switch {
-	case errors.Is(err, client.ErrNotFound):
+	case errors.Is(err, client.ErrNotFound), errors.Is(err, client.ErrNoQuiltFile), errors.Is(err, client.ErrInvalidQuilt):
 		return http.StatusNotFound
 	case errors.Is(err, client.ErrInvalidBlob), errors.Is(err, client.ErrExpired), errors.Is(err, client.ErrInconsistentBlob):
 		// None of these will ever read: an inconsistently encoded blob
