@@ -16,7 +16,7 @@ import (
 
 // stopNodes stops the given devnet nodes and returns how many shards they
 // own.
-func stopNodes(t *testing.T, net *devnet.Network, nodes ...int) int {
+func stopNodes(t testing.TB, net *devnet.Network, nodes ...int) int {
 	t.Helper()
 	shards := 0
 	for _, i := range nodes {

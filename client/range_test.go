@@ -217,7 +217,7 @@ func storeWithSystematicOn(t *testing.T, ctx context.Context, c *Client, net *de
 }
 
 // ownerOf is the devnet node that owns the shard of a blob's pair.
-func ownerOf(t *testing.T, net *devnet.Network, p coding.Params, id crypto.BlobID, pair uint32) int {
+func ownerOf(t testing.TB, net *devnet.Network, p coding.Params, id crypto.BlobID, pair uint32) int {
 	t.Helper()
 	shard := uint32(p.ShardForPair(int(pair), id))
 	for i := range net.Nodes() {
