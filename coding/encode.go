@@ -1,6 +1,8 @@
 package coding
 
 import (
+	"sync"
+
 	"github.com/weftstore/weft/crypto"
 )
 
@@ -52,6 +54,36 @@ func (l *layout) sym(i, j int) []byte {
 		return l.pri[i][j*l.s : (j+1)*l.s : (j+1)*l.s]
 	}
 	return l.sec[j][i*l.s : (i+1)*l.s : (i+1)*l.s]
+}
+
+// encodeWorkers hands the same workers to every phase of one encode: a
+// worker's scratch (its leaf blocks and codec buffers) is sized by n, and
+// making it afresh for each phase cost more than a 1 MiB blob at n = 1000.
+type encodeWorkers struct {
+	c    *Codec
+	mu   sync.Mutex
+	free []*encodeWorker
+}
+
+// run is forEach over the codec's workers, with workers from the pool.
+func (p *encodeWorkers) run(tasks int, do func(w *encodeWorker, task int) error) error {
+	var used []*encodeWorker
+	err := forEach(p.c.workers, tasks, func() *encodeWorker {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		var w *encodeWorker
+		if n := len(p.free); n > 0 {
+			w, p.free = p.free[n-1], p.free[:n-1]
+		} else {
+			w = p.c.newEncodeWorker()
+		}
+		used = append(used, w)
+		return w
+	}, do)
+	p.mu.Lock()
+	p.free = append(p.free, used...)
+	p.mu.Unlock()
+	return err
 }
 
 // encodeWorker is one goroutine's reusable scratch.
@@ -160,20 +192,21 @@ func (c *Codec) allocateSlivers(lay *layout, blob []byte) {
 func (c *Codec) hashPhases(lay *layout) error {
 	n, np, ns := lay.n, lay.np, lay.ns
 	block := c.columnBlock(lay.s)
-	err := forEach(c.workers, (ns+block-1)/block, c.newEncodeWorker, func(w *encodeWorker, task int) error {
+	workers := &encodeWorkers{c: c}
+	err := workers.run((ns+block-1)/block, func(w *encodeWorker, task int) error {
 		return c.encodeSourceColumns(lay, w, task*block, min((task+1)*block, ns))
 	})
 	if err != nil {
 		return err
 	}
-	err = forEach(c.workers, np, c.newEncodeWorker, func(w *encodeWorker, i int) error {
+	err = workers.run(np, func(w *encodeWorker, i int) error {
 		return c.encodeSourceRow(lay, w, i)
 	})
 	if err != nil {
 		return err
 	}
 	quadTasks := (n - ns + block - 1) / block
-	err = forEach(c.workers, quadTasks, c.newEncodeWorker, func(w *encodeWorker, task int) error {
+	err = workers.run(quadTasks, func(w *encodeWorker, task int) error {
 		return c.encodeQuadrantColumns(lay, w, ns+task*block, min(ns+(task+1)*block, n))
 	})
 	if err != nil {
@@ -191,10 +224,11 @@ func (c *Codec) hashPhases(lay *layout) error {
 // and its n symbols hashed. Rows go through the codec a group at a time,
 // their symbols side by side in each shard, so that small symbols still
 // make codec calls of a useful size (lanes16 would pad a lone 2-byte
-// symbol to a 64-byte block).
+// symbol to a 64-byte block), and no larger: the group's buffer is n
+// shards wide.
 func (c *Codec) extendedRowRoots(lay *layout) error {
 	n, ns, s := lay.n, lay.ns, lay.s
-	group := max(1, min(32, 256/s))
+	group := max(1, min(32, laneBlock/s)) // one 64-byte block per shard: enough for lanes16, no more held
 	type worker struct {
 		buf             []byte // n shards of group·s bytes
 		shards          [][]byte

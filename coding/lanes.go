@@ -1,6 +1,7 @@
 package coding
 
 import (
+	"encoding/binary"
 	"sync"
 
 	"github.com/klauspost/reedsolomon"
@@ -36,12 +37,16 @@ type laneCode struct {
 func laneSize(size int) int { return (size + laneBlock - 1) / laneBlock * laneBlock }
 
 // toLanes writes src (an even number of bytes) into dst (laneSize(len(src))
-// bytes) in block layout.
+// bytes) in block layout. Whole blocks go eight bytes at a time: the even
+// bytes of two words make one word of lows, the odd bytes one of highs.
 func toLanes(dst, src []byte) {
 	for len(src) >= laneBlock {
-		lo, hi := dst[:32:32], dst[32:64:64]
-		for k := range 32 {
-			lo[k], hi[k] = src[2*k], src[2*k+1]
+		s, d := src[:laneBlock:laneBlock], dst[:laneBlock:laneBlock]
+		for w := 0; w < 4; w++ {
+			a := binary.LittleEndian.Uint64(s[16*w:])
+			b := binary.LittleEndian.Uint64(s[16*w+8:])
+			binary.LittleEndian.PutUint64(d[8*w:], evenBytes(a)|evenBytes(b)<<32)
+			binary.LittleEndian.PutUint64(d[32+8*w:], evenBytes(a>>8)|evenBytes(b>>8)<<32)
 		}
 		src, dst = src[laneBlock:], dst[laneBlock:]
 	}
@@ -57,15 +62,34 @@ func toLanes(dst, src []byte) {
 // into dst.
 func fromLanes(dst, src []byte) {
 	for len(dst) >= laneBlock {
-		lo, hi := src[:32:32], src[32:64:64]
-		for k := range 32 {
-			dst[2*k], dst[2*k+1] = lo[k], hi[k]
+		s, d := src[:laneBlock:laneBlock], dst[:laneBlock:laneBlock]
+		for w := 0; w < 4; w++ {
+			lo := binary.LittleEndian.Uint64(s[8*w:])
+			hi := binary.LittleEndian.Uint64(s[32+8*w:])
+			binary.LittleEndian.PutUint64(d[16*w:], spreadBytes(lo)|spreadBytes(hi)<<8)
+			binary.LittleEndian.PutUint64(d[16*w+8:], spreadBytes(lo>>32)|spreadBytes(hi>>32)<<8)
 		}
 		src, dst = src[laneBlock:], dst[laneBlock:]
 	}
 	for k := range len(dst) / 2 {
 		dst[2*k], dst[2*k+1] = src[k], src[32+k]
 	}
+}
+
+// evenBytes packs bytes 0, 2, 4 and 6 of w (little-endian) into the low
+// four bytes of the result.
+func evenBytes(w uint64) uint64 {
+	w &= 0x00ff00ff00ff00ff
+	w = (w | w>>8) & 0x0000ffff0000ffff
+	return (w | w>>16) & 0x00000000ffffffff
+}
+
+// spreadBytes is evenBytes' inverse: the low four bytes of w go to bytes
+// 0, 2, 4 and 6.
+func spreadBytes(w uint64) uint64 {
+	w &= 0x00000000ffffffff
+	w = (w | w<<16) & 0x0000ffff0000ffff
+	return (w | w<<8) & 0x00ff00ff00ff00ff
 }
 
 // Encode computes the parity shards k… from the data shards 0…k−1.
