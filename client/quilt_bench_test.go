@@ -36,8 +36,9 @@ func nodesStored(net *devnet.Network) int64 {
 }
 
 // BenchmarkQuiltStore stores 4 KiB files as quilts of 1,000 on a devnet
-// of ten nodes at n = 100 (real gRPC, Raft, bbolt) and reports (issue
-// #20):
+// of ten nodes at n = $WEFT_QUILT_SHARDS (default 100; above 256 the
+// quilts are stored in lanes16) — real gRPC, Raft, bbolt — and reports
+// (issue #20):
 //
 //	files/s             files stored per second, quilts one after another
 //	stored-x-user       sliver bytes the nodes stored ÷ the files' bytes
@@ -47,8 +48,21 @@ func nodesStored(net *devnet.Network) int64 {
 func BenchmarkQuiltStore(b *testing.B) {
 	const size, perQuilt = 4 << 10, 1000
 	count := quiltBenchFiles(b)
-	net := startNet(b, 10, 100, nil)
-	c := newClient(b, net, func(cfg *Config) { cfg.NodeTimeout = 5 * time.Minute })
+	shards := 100
+	if s := os.Getenv("WEFT_QUILT_SHARDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatalf("WEFT_QUILT_SHARDS=%q", s)
+		}
+		shards = n
+	}
+	net := startNet(b, 10, shards, nil)
+	c := newClient(b, net, func(cfg *Config) {
+		cfg.NodeTimeout = 5 * time.Minute
+		if shards > coding.MaxShardsRS8 {
+			cfg.Encoding = coding.Lanes16
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
 	p1000, err := coding.NewParams(1000, coding.WithEncoding(coding.Lanes16))
