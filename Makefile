@@ -44,6 +44,7 @@ bench:
 	  $(GO) test -run '^$$' -bench StoreRead -benchtime 5x ./client; \
 	  WEFT_BENCH_FILE_MB=$(BENCH_FILE_MB) $(GO) test -run '^$$' -bench StoreFile -benchtime 2x ./client; \
 	  WEFT_RANGE_BENCH_SIZE=$(BENCH_RANGE_BLOB) $(GO) test -run '^$$' -bench ReadRange -benchtime 3x -timeout 1h ./client; \
+	  $(GO) test -run '^$$' -bench 'Quilt(Store|Read)' -benchtime 1x -timeout 1h ./client; \
 	  $(GO) test -run '^$$' -bench Handover -benchtime 1x ./storage; \
 	  $(GO) test -run '^$$' -bench RoundBytes -benchtime 1x ./challenge; \
 	  $(BIGFILE_RUN); } 2>&1 | tee $(BENCHOUT)

@@ -91,6 +91,12 @@ var goals = []goal{
 	{"coding", "BenchmarkEncodeLanes16/n=1000/1MiB", "storage-x", "≤", 10, 20},
 	{"coding", "BenchmarkEncodeLanes16/n=1000/1MiB", "peak-heap-x", "≤", 8, 20},
 	{"coding", "BenchmarkEncodeLanes16/n=1000/64MiB", "x-leopard16", "≤", 1.1, 20},
+	// #20 quilts (client/DESIGN.md, Quilts): 10,000 files of 4 KiB.
+	{"client", "BenchmarkQuiltStore", "files/s", "≥", 1000, 20},
+	{"client", "BenchmarkQuiltStore", "n1000-stored-x-user", "≤", 6, 20},
+	{"client", "BenchmarkQuiltStore", "stored-x-user", "", 0, 20},
+	{"client", "BenchmarkQuiltRead", "slivers-received", "≤", 2, 20},
+	{"client", "BenchmarkQuiltRead", "fallback-x-quilt", "", 0, 20},
 }
 
 // benchID names one benchmark of one package.
