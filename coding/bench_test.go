@@ -101,7 +101,7 @@ func (r *rs1D) encode(blob []byte) [][]byte {
 	for i := range shards {
 		shards[i] = r.buf[i*r.size : (i+1)*r.size]
 	}
-	if err := r.codec.codeLine(shards, r.size, r.enc.Encode); err != nil {
+	if err := r.codec.codeLine(shards, r.size, r.size, plainCode{r.enc}.Encode); err != nil {
 		panic(err)
 	}
 	return shards
@@ -112,7 +112,7 @@ func (r *rs1D) encode(blob []byte) [][]byte {
 func (r *rs1D) decode(encoded [][]byte) {
 	shards := make([][]byte, r.n)
 	copy(shards[r.n-r.k:], encoded[r.n-r.k:])
-	if err := r.codec.codeLine(shards, r.size, r.enc.ReconstructData); err != nil {
+	if err := r.codec.codeLine(shards, r.size, r.size, plainCode{r.enc}.ReconstructData); err != nil {
 		panic(err)
 	}
 }
@@ -324,12 +324,12 @@ func BenchmarkLineCodePath(b *testing.B) {
 	b.SetBytes(int64(k * s))
 	for b.Loop() {
 		start := time.Now()
-		if err := c.codeLine(shards, s, cached.Encode); err != nil {
+		if err := c.codeLine(shards, s, s, cached.Encode); err != nil {
 			b.Fatal(err)
 		}
 		took := time.Since(start)
 		b.StopTimer()
-		toSingle = append(toSingle, ratio(took, meanTime(1, func() { _ = c.codeLine(shards, s, single.Encode) })))
+		toSingle = append(toSingle, ratio(took, meanTime(1, func() { _ = c.codeLine(shards, s, s, plainCode{single}.Encode) })))
 		b.StartTimer()
 	}
 	b.ReportMetric(median(toSingle), "x-one-goroutine-options")

@@ -90,7 +90,7 @@ func cachedEncoder(enc Encoding, k, n int) (lineCoder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s code %d→%d: %v", ErrInvalidParams, enc, k, n, err)
 	}
-	var e lineCoder = rs
+	var e lineCoder = plainCode{rs}
 	if enc == Lanes16 {
 		e = laneCode{inner: rs, k: k}
 	}
@@ -149,11 +149,18 @@ func forEach[S any](workers, tasks int, newState func() S, do func(state S, task
 // the machines measured) together with the codec's work buffers.
 const chunkTarget = 2 << 20
 
-// chunkSize returns how many bytes of each shard one codec call handles
-// when shards of size bytes are coded: all of them if n·size fits
-// chunkTarget, else an aligned part.
-func (c *Codec) chunkSize(size int) int {
-	align := c.params.Encoding.symbolAlignment()
-	chunk := max(chunkTarget/c.params.Shards/align*align, align)
-	return min(chunk, size)
+// chunkBytes is about how many bytes of each shard one codec call
+// handles: chunkTarget over the n shards of a codeword.
+func (c *Codec) chunkBytes() int { return max(chunkTarget/c.params.Shards, 1) }
+
+// nextCut returns the first position ≥ p at which the shards of a line of
+// back-to-back s-byte symbols may be cut between codec calls: a symbol's
+// start, or a multiple of the encoding's cut alignment into a symbol.
+func (c *Codec) nextCut(p, s int) int {
+	align := c.params.Encoding.cutAlignment()
+	q, o := p/s, p%s
+	if o = (o + align - 1) / align * align; o >= s {
+		return (q + 1) * s
+	}
+	return q*s + o
 }

@@ -100,7 +100,7 @@ func (c *Codec) decodePrimaries(slivers []Sliver, s int) ([]byte, error) {
 		}
 	}
 	if missingData {
-		if err := c.codeLine(shards, rowLen, func(sub [][]byte) error { return c.col.ReconstructData(sub) }); err != nil {
+		if err := c.codeLine(shards, rowLen, s, c.col.ReconstructData); err != nil {
 			return nil, fmt.Errorf("coding: decoding from primary slivers: %w", err)
 		}
 	}
@@ -153,7 +153,7 @@ func (c *Codec) decodeSecondaries(slivers []Sliver, s int) ([]byte, error) {
 				spare = spare[:len(spare)+colLen]
 			}
 		}
-		if err := c.codeLine(shards, colLen, func(sub [][]byte) error { return c.row.ReconstructData(sub) }); err != nil {
+		if err := c.codeLine(shards, colLen, s, c.row.ReconstructData); err != nil {
 			return nil, fmt.Errorf("coding: decoding from secondary slivers: %w", err)
 		}
 		for j := range ns {

@@ -251,7 +251,7 @@ func (c *Codec) extendedRowRoots(lay *layout) error {
 				copy(w.shards[x][g*s:], row[x*s:(x+1)*s])
 			}
 		}
-		if err := c.row.Encode(w.shards); err != nil {
+		if err := c.row.Encode(w.shards, symbolRun{size: s}); err != nil {
 			return err
 		}
 		for g := range rows {
@@ -323,9 +323,8 @@ func (c *Codec) encodeSourceColumns(lay *layout, w *encodeWorker, j0, j1 int) er
 		w.quad = make([]byte, parity*width)
 	}
 	scratch := w.quad[:parity*width]
-	chunk := c.chunkSize(width)
-	for a := 0; a < width; a += chunk {
-		b := min(a+chunk, width)
+	for a, b := 0, 0; a < width; a = b {
+		b = min(c.nextCut(a+c.chunkBytes(), s), width)
 		for i := range lay.np {
 			w.shards[i] = lay.pri[i][start+a : start+b]
 		}
@@ -333,7 +332,7 @@ func (c *Codec) encodeSourceColumns(lay *layout, w *encodeWorker, j0, j1 int) er
 			off := (i - lay.np) * width
 			w.shards[i] = scratch[off+a : off+b]
 		}
-		if err := c.col.Encode(w.shards); err != nil {
+		if err := c.col.Encode(w.shards, symbolRun{size: s, from: a}); err != nil {
 			return err
 		}
 	}
@@ -355,13 +354,13 @@ func (c *Codec) encodeSourceColumns(lay *layout, w *encodeWorker, j0, j1 int) er
 // encodeSourceRow extends row i < nP (a row of the blob) into symbol i of
 // the secondary slivers ≥ nS; encodeQuadrantColumn hashes them.
 func (c *Codec) encodeSourceRow(lay *layout, w *encodeWorker, i int) error {
-	s, chunk := lay.s, c.chunkSize(lay.s)
-	for a := 0; a < s; a += chunk {
-		b := min(a+chunk, s)
+	s := lay.s
+	for a, b := 0, 0; a < s; a = b {
+		b = min(c.nextCut(a+c.chunkBytes(), s), s)
 		for j := range lay.n {
 			w.shards[j] = lay.sym(i, j)[a:b]
 		}
-		if err := c.row.Encode(w.shards); err != nil {
+		if err := c.row.Encode(w.shards, symbolRun{size: s, from: a}); err != nil {
 			return err
 		}
 	}
@@ -392,9 +391,8 @@ func (c *Codec) encodeQuadrantColumns(lay *layout, w *encodeWorker, j0, j1 int) 
 			copy(gather[i*width+(j-j0)*s:], sym)
 		}
 	}
-	chunk := c.chunkSize(width)
-	for a := 0; a < width; a += chunk {
-		b := min(a+chunk, width)
+	for a, b := 0, 0; a < width; a = b {
+		b = min(c.nextCut(a+c.chunkBytes(), s), width)
 		for i := range lay.np {
 			w.shards[i] = gather[i*width+a : i*width+b]
 		}
@@ -402,7 +400,7 @@ func (c *Codec) encodeQuadrantColumns(lay *layout, w *encodeWorker, j0, j1 int) 
 			off := (i - lay.np) * width
 			w.shards[i] = quad[off+a : off+b]
 		}
-		if err := c.col.Encode(w.shards); err != nil {
+		if err := c.col.Encode(w.shards, symbolRun{size: s, from: a}); err != nil {
 			return err
 		}
 	}
@@ -437,5 +435,5 @@ const maxColumnBlock = 4
 // together: as many whole symbols as fit one codec chunk, at most
 // maxColumnBlock.
 func (c *Codec) columnBlock(s int) int {
-	return max(1, min(maxColumnBlock, c.chunkSize(maxColumnBlock*s)/s))
+	return max(1, min(maxColumnBlock, c.chunkBytes()/s))
 }

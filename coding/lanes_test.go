@@ -3,10 +3,14 @@ package coding
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/klauspost/reedsolomon"
 
 	"github.com/weftstore/weft/crypto"
 )
@@ -24,23 +28,118 @@ func lanesSizes(p Params) []int {
 
 var lanesShards = []int{4, 7, 10, 100, 1000}
 
-// toLanes and fromLanes are inverse on every even length, and put element
-// t of a shard (bytes 2t, 2t+1) at lane t mod 32 of block t div 32.
+// symbolSizesForLanes are symbol sizes around the 64-byte block: all tail,
+// whole blocks, whole blocks and a tail.
+var symbolSizesForLanes = []int{2, 4, 30, 62, 64, 66, 126, 128, 130, 302, 1000}
+
+// cutsOf returns the places a lanes16 codec call may cut shards of m
+// back-to-back s-byte symbols, ends included.
+func cutsOf(s, m int) []int {
+	cuts := []int{0}
+	for p := 1; p <= m*s; p++ {
+		if o := p % s; o == 0 || o%laneBlock == 0 {
+			cuts = append(cuts, p)
+		}
+	}
+	return cuts
+}
+
+// toLanes and fromLanes are inverse for every piece of a run of symbols
+// that starts and ends at allowed cuts.
 func TestLaneLayout(t *testing.T) {
-	for _, size := range []int{2, 30, 62, 64, 66, 126, 128, 130, 1000} {
-		src := randomBlob(int64(size), size)
-		wide := make([]byte, laneSize(size))
-		toLanes(wide, src)
-		for el := range size / 2 {
-			block, lane := el/32, el%32
-			if wide[block*64+lane] != src[2*el] || wide[block*64+32+lane] != src[2*el+1] {
-				t.Fatalf("%d bytes: element %d is not at lane %d of block %d", size, el, lane, block)
+	for _, s := range symbolSizesForLanes {
+		line := randomBlob(int64(s), 3*s)
+		cuts := cutsOf(s, 3)
+		for i, a := range cuts {
+			for _, b := range cuts[i+1:] {
+				lay, err := layoutOf(b-a, symbolRun{size: s, from: a})
+				if err != nil {
+					t.Fatalf("s=%d [%d,%d): %v", s, a, b, err)
+				}
+				if lay.wide()%laneBlock != 0 || lay.wide() < b-a {
+					t.Fatalf("s=%d [%d,%d): %d bytes in Leopard's layout", s, a, b, lay.wide())
+				}
+				wide := make([]byte, lay.wide())
+				toLanes(wide, line[a:b], lay)
+				back := make([]byte, b-a)
+				fromLanes(back, wide, lay)
+				if !bytes.Equal(back, line[a:b]) {
+					t.Fatalf("s=%d [%d,%d): fromLanes(toLanes(x)) ≠ x", s, a, b)
+				}
 			}
 		}
-		back := make([]byte, size)
-		fromLanes(back, wide)
-		if !bytes.Equal(back, src) {
-			t.Fatalf("%d bytes: fromLanes(toLanes(x)) ≠ x", size)
+	}
+}
+
+// Cutting a symbol elsewhere than a whole number of blocks into it is
+// refused, not coded wrong.
+func TestLaneCodeRefusesBadCuts(t *testing.T) {
+	code := mustCodec(t, 10, WithEncoding(Lanes16)).col
+	for _, tc := range []struct{ s, from, length int }{{130, 2, 128}, {130, 0, 66}, {130, 64, 2}, {66, 0, 65}, {3, 0, 3}} {
+		shards := make([][]byte, 10)
+		for x := range shards {
+			shards[x] = make([]byte, tc.length)
+		}
+		err := code.Encode(shards, symbolRun{size: tc.s, from: tc.from})
+		if !errors.Is(err, reedsolomon.ErrShardSize) {
+			t.Errorf("%d bytes from %d of %d-byte symbols: err %v, want ErrShardSize", tc.length, tc.from, tc.s, err)
+		}
+	}
+}
+
+// laneCode on any allowed piece of a run of symbols codes every element
+// as the definition does (elementwise, one symbol at a time): how tails
+// are packed together, and where calls cut, do not change the code.
+func TestLaneCodeMatchesElementwise(t *testing.T) {
+	const k, n, m = 4, 10, 3
+	c := mustCodec(t, n, WithEncoding(Lanes16))
+	code := c.col
+	if got := c.Params().NP; got != k {
+		t.Fatalf("nP = %d at n = %d, the test assumes %d", got, n, k)
+	}
+	ref := newElementwise(t, k, n)
+	for _, s := range symbolSizesForLanes {
+		// want[x] is shard x of m symbols, each coded by the definition.
+		want := make([][]byte, n)
+		for x := range want {
+			want[x] = make([]byte, m*s)
+		}
+		for x := range k {
+			copy(want[x], randomBlob(int64(s*10+x), m*s))
+		}
+		for sym := range m {
+			one := make([][]byte, n)
+			for x := range one {
+				one[x] = want[x][sym*s : (sym+1)*s]
+			}
+			if err := ref.Encode(one); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cuts := cutsOf(s, m)
+		for i, a := range cuts {
+			for _, b := range cuts[i+1:] {
+				got := make([][]byte, n)
+				for x := range got {
+					got[x] = make([]byte, b-a)
+					if x < k {
+						copy(got[x], want[x][a:b])
+					}
+				}
+				if err := code.Encode(got, symbolRun{size: s, from: a}); err != nil {
+					t.Fatalf("s=%d [%d,%d): %v", s, a, b, err)
+				}
+				for x := k; x < n; x++ {
+					if !bytes.Equal(got[x], want[x][a:b]) {
+						t.Fatalf("s=%d [%d,%d): parity shard %d differs from the elementwise code", s, a, b, x)
+					}
+				}
+				lost := slices.Clone(got)
+				lost[0], lost[n-1] = lost[0][:0], nil
+				if err := code.Reconstruct(lost, symbolRun{size: s, from: a}); err != nil || !bytes.Equal(lost[0], got[0]) || !bytes.Equal(lost[n-1], got[n-1]) {
+					t.Fatalf("s=%d [%d,%d): reconstruct: %v", s, a, b, err)
+				}
+			}
 		}
 	}
 }

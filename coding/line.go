@@ -23,26 +23,28 @@ func (c *Codec) checkMetadata(meta *crypto.Metadata) (int, error) {
 	return c.params.SymbolSize(meta.Length)
 }
 
-// pieces splits a shard range of size bytes into ranges of whole alignment
-// units for parallel codec calls: one range per chunk of work big enough to
-// be worth a goroutine.
-func (c *Codec) pieces(size int) [][2]int {
+// pieces splits shards of size bytes — back-to-back s-byte symbols — into
+// ranges for parallel codec calls: one range per chunk of work big enough
+// to be worth a goroutine, cut where the encoding allows (nextCut).
+func (c *Codec) pieces(size, s int) [][2]int {
 	const minPiece = 32 << 10
-	align := c.params.Encoding.symbolAlignment()
 	count := min(max(size/minPiece, 1), 4*c.workers)
-	step := (size/count + align - 1) / align * align
+	step := max(size/count, 1)
 	var out [][2]int
-	for a := 0; a < size; a += step {
-		out = append(out, [2]int{a, min(a+step, size)})
+	for a := 0; a < size; {
+		b := min(c.nextCut(a+step, s), size)
+		out = append(out, [2]int{a, b})
+		a = b
 	}
 	return out
 }
 
 // codeLine runs one codec operation over the shards of a line in parallel
-// pieces. shards[x] is the full shard x (nil or empty when missing, with
-// capacity for reconstruction); op gets the shards cut to one piece.
-func (c *Codec) codeLine(shards [][]byte, size int, op func(sub [][]byte) error) error {
-	ranges := c.pieces(size)
+// pieces. shards[x] is the full shard x of size bytes of s-byte symbols
+// (nil or empty when missing, with capacity for reconstruction); op gets
+// the shards cut to one piece, and where the piece lies in its symbols.
+func (c *Codec) codeLine(shards [][]byte, size, s int, op func(sub [][]byte, run symbolRun) error) error {
+	ranges := c.pieces(size, s)
 	return forEach(c.workers, len(ranges), func() [][]byte { return make([][]byte, len(shards)) },
 		func(sub [][]byte, task int) error {
 			a, b := ranges[task][0], ranges[task][1]
@@ -56,7 +58,7 @@ func (c *Codec) codeLine(shards [][]byte, size int, op func(sub [][]byte) error)
 					sub[x] = nil
 				}
 			}
-			return op(sub)
+			return op(sub, symbolRun{size: s, from: a})
 		})
 }
 
@@ -88,7 +90,7 @@ func (c *Codec) extendLine(axis crypto.Axis, data, parity []byte, s int) ([][]by
 		shards[x] = parity[(x-k)*s : (x-k+1)*s : (x-k+1)*s]
 	}
 	code := c.lineCode(axis)
-	if err := c.codeLine(shards, s, func(sub [][]byte) error { return code.Encode(sub) }); err != nil {
+	if err := c.codeLine(shards, s, s, code.Encode); err != nil {
 		return nil, err
 	}
 	return shards, nil
@@ -101,7 +103,7 @@ func (c *Codec) parityLen(axis crypto.Axis, s int) int {
 
 // reconstructLine fills the missing symbols of a line in place.
 func (c *Codec) reconstructLine(code lineCoder, shards [][]byte, s int) error {
-	return c.codeLine(shards, s, func(sub [][]byte) error { return code.Reconstruct(sub) })
+	return c.codeLine(shards, s, s, code.Reconstruct)
 }
 
 // lineLeaves hashes the n symbols of a line.

@@ -61,6 +61,16 @@ func (e Encoding) symbolAlignment() int {
 	return 1
 }
 
+// cutAlignment is the multiple of bytes into a symbol at which a codec
+// call may begin or end: lanes16 lays out each symbol's whole 64-byte
+// blocks apart from its tail (laneCode).
+func (e Encoding) cutAlignment() int {
+	if e == Lanes16 {
+		return laneBlock
+	}
+	return e.symbolAlignment()
+}
+
 const (
 	// MinShards is the smallest n with f ≥ 1.
 	MinShards = 4

@@ -39,31 +39,33 @@ func referenceMatrix(t testing.TB, c *Codec, blob []byte) *refMatrix {
 			copy(r.m[i*n+j], padded[(i*p.NS+j)*s:])
 		}
 	}
-	colCode, rowCode := c.col, c.row
+	run := symbolRun{size: s}
+	colCode := func(sh [][]byte) error { return c.col.Encode(sh, run) }
+	rowCode := func(sh [][]byte) error { return c.row.Encode(sh, run) }
 	if p.Encoding == Lanes16 { // not the lane layout under test
-		colCode, rowCode = newElementwise(t, p.NP, n), newElementwise(t, p.NS, n)
+		colCode, rowCode = newElementwise(t, p.NP, n).Encode, newElementwise(t, p.NS, n).Encode
 	}
 	for j := range p.NS { // columns: nP → n with the column code
 		col := make([][]byte, n)
 		for i := range n {
 			col[i] = r.m[i*n+j]
 		}
-		if err := colCode.Encode(col); err != nil {
+		if err := colCode(col); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range n { // rows: nS → n with the row code
-		if err := rowCode.Encode(r.m[i*n : (i+1)*n]); err != nil {
+		if err := rowCode(r.m[i*n : (i+1)*n]); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return r
 }
 
-// elementwise is Lanes16's line code the slow and obvious way: each
-// 2-byte element position of the shards on its own, as the only element
-// (lane 0: low byte 0, high byte 32) of a 64-byte Leopard block. Only its
-// Encode is used.
+// elementwise is Lanes16's line code the slow and obvious way, from its
+// definition: each 2-byte element position of the shards (one symbol
+// each; laneElement) on its own, as the only element (lane 0: low byte 0,
+// high byte 32) of a 64-byte Leopard block.
 type elementwise struct {
 	rs   reedsolomon.Encoder
 	k, n int
@@ -77,31 +79,43 @@ func newElementwise(t testing.TB, k, n int) elementwise {
 	return elementwise{rs, k, n}
 }
 
+// laneElement returns where element t of a Lanes16 symbol of s bytes
+// lies: in a whole 64-byte block, bytes k and k+32 of it; in the tail of
+// r = s mod 64 bytes, bytes k and r/2+k of the tail.
+func laneElement(s, t int) (lo, hi int) {
+	whole := s / 64 * 64
+	if 2*t < whole {
+		block, k := t/32, t%32
+		return 64*block + k, 64*block + k + 32
+	}
+	k, r := t-whole/2, s-whole
+	return whole + k, whole + r/2 + k
+}
+
 func (e elementwise) Encode(shards [][]byte) error {
 	rs := e.rs
 	block := make([][]byte, e.n)
 	for x := range block {
 		block[x] = make([]byte, laneBlock)
 	}
-	for el := 0; el < len(shards[0])/2; el++ {
+	s := len(shards[0])
+	for el := 0; el < s/2; el++ {
+		lo, hi := laneElement(s, el)
 		for x := range e.n {
 			clear(block[x])
 			if x < e.k {
-				block[x][0], block[x][32] = shards[x][2*el], shards[x][2*el+1]
+				block[x][0], block[x][32] = shards[x][lo], shards[x][hi]
 			}
 		}
 		if err := rs.Encode(block); err != nil {
 			return err
 		}
 		for x := e.k; x < e.n; x++ {
-			shards[x][2*el], shards[x][2*el+1] = block[x][0], block[x][32]
+			shards[x][lo], shards[x][hi] = block[x][0], block[x][32]
 		}
 	}
 	return nil
 }
-
-func (e elementwise) Reconstruct([][]byte) error     { panic("elementwise: only Encode") }
-func (e elementwise) ReconstructData([][]byte) error { panic("elementwise: only Encode") }
 
 func (r *refMatrix) at(i, j int) []byte { return r.m[i*r.n+j] }
 
