@@ -51,6 +51,9 @@ func (f *FSM) registerBlob(tx *bolt.Tx, index uint64, c RegisterBlob, res *Resul
 	if c.EndEpoch <= state.Epoch() {
 		return nil, reject(CodeInvalidArgument, "end epoch %d is not after the current epoch %d", c.EndEpoch, state.Epoch())
 	}
+	if err := control.ValidateAttributes(c.Attributes); err != nil {
+		return nil, reject(CodeInvalidArgument, "%v", err)
+	}
 	id := crypto.DeriveBlobID(c.Encoding, c.Shards, c.Length, c.Root)
 	res.BlobID = id
 	blobs := tx.Bucket(bucketBlobs)
@@ -61,28 +64,50 @@ func (f *FSM) registerBlob(tx *bolt.Tx, index uint64, c RegisterBlob, res *Resul
 		// and a new registration must not make it certifiable again.
 		return nil, reject(CodeFailedPrecondition, "blob %s was marked invalid", id)
 	}
-	if found && existing.Live() {
-		return nil, nil // the same content is registered already: nothing to pay for twice
-	}
+	// Every registration is an object of its own, charged to its client,
+	// even when the same content is registered already (issue #21).
 	client, cerr := f.charge(tx, c.Client, stored, c.EndEpoch-state.Epoch())
 	if cerr != nil {
 		return nil, cerr
 	}
-	rec := BlobRecord{
-		ID: id, Encoding: c.Encoding, Shards: c.Shards, Length: c.Length, Root: c.Root,
-		EndEpoch: c.EndEpoch, RegisteredEpoch: state.Epoch(), Client: client.ID,
-		RegisteredIndex: index, ExpiryIndex: index,
+	c.Client = client.ID
+	events := []Event{}
+	rec := existing
+	if !found || !existing.Live() {
+		rec = BlobRecord{
+			ID: id, Encoding: c.Encoding, Shards: c.Shards, Length: c.Length, Root: c.Root,
+			EndEpoch: c.EndEpoch, RegisteredEpoch: state.Epoch(), Client: client.ID,
+			RegisteredIndex: index, ExpiryIndex: index,
+		}
+		if err := tx.Bucket(bucketExpiry).Put(indexKey(rec.EndEpoch, rec.ExpiryIndex), id[:]); err != nil {
+			return nil, reject(CodeFailedPrecondition, "%v", err)
+		}
+		if err := tx.Bucket(bucketPending).Put(indexKey(rec.RegisteredEpoch, rec.RegisteredIndex), id[:]); err != nil {
+			return nil, reject(CodeFailedPrecondition, "%v", err)
+		}
+		events = append(events, Event{Index: index, Kind: control.EventBlobRegistered, Epoch: state.Epoch(), BlobID: id})
+	} else if rec.Objects == 0 && !rec.Deleted {
+		// Registered before blob objects existed: its end epoch was paid
+		// for without an object, and stays promised.
+		rec.PermanentEndEpoch = max(rec.PermanentEndEpoch, rec.EndEpoch)
+	}
+	obj, err := newObject(tx, index, state.Epoch(), c, &rec, stored)
+	if err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	// A blob whose last object was deleted this epoch ends at the next
+	// one's start: a new object keeps it, from then on to its own end.
+	if end := max(rec.EndEpoch, obj.EndEpoch); end != rec.EndEpoch {
+		if err := setBlobEnd(tx, &rec, index, end); err != nil {
+			return nil, reject(CodeFailedPrecondition, "%v", err)
+		}
+		events = append(events, Event{Index: index, Kind: control.EventBlobExtended, Epoch: rec.EndEpoch, BlobID: id})
 	}
 	if err := putJSON(blobs, id[:], rec); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
-	if err := tx.Bucket(bucketExpiry).Put(indexKey(rec.EndEpoch, rec.ExpiryIndex), id[:]); err != nil {
-		return nil, reject(CodeFailedPrecondition, "%v", err)
-	}
-	if err := tx.Bucket(bucketPending).Put(indexKey(rec.RegisteredEpoch, rec.RegisteredIndex), id[:]); err != nil {
-		return nil, reject(CodeFailedPrecondition, "%v", err)
-	}
-	return []Event{{Index: index, Kind: control.EventBlobRegistered, Epoch: state.Epoch(), BlobID: id}}, nil
+	res.Object = obj.ID
+	return append(events, Event{Index: index, Kind: control.EventObjectCreated, Epoch: state.Epoch(), BlobID: id, Object: obj.ID, Client: client.ID}), nil
 }
 
 // liveBlob loads a blob that exists and is neither invalid nor expired.
@@ -171,10 +196,14 @@ func (f *FSM) markInvalid(tx *bolt.Tx, index uint64, c MarkBlobInvalid, res *Res
 		return nil, reject(CodeFailedPrecondition, "invalid-blob certificate of epoch %d, the current epoch is %d", cert.Epoch, state.Epoch())
 	}
 	rec.Invalid, rec.InvalidProof = true, c.Certificate
+	ended, err := dropObjectsOf(tx, index, state.Epoch(), &rec)
+	if err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
 	if cerr := f.retire(tx, rec); cerr != nil {
 		return nil, cerr
 	}
-	return []Event{{Index: index, Kind: control.EventBlobInvalid, Epoch: state.Epoch(), BlobID: c.BlobID}}, nil
+	return append([]Event{{Index: index, Kind: control.EventBlobInvalid, Epoch: state.Epoch(), BlobID: c.BlobID}}, ended...), nil
 }
 
 func (f *FSM) extendBlob(tx *bolt.Tx, index uint64, c ExtendBlob, res *Result) ([]Event, *CommandError) {
@@ -183,33 +212,7 @@ func (f *FSM) extendBlob(tx *bolt.Tx, index uint64, c ExtendBlob, res *Result) (
 		return nil, cerr
 	}
 	res.BlobID = c.BlobID
-	if c.EndEpoch <= rec.EndEpoch {
-		return nil, reject(CodeInvalidArgument, "end epoch %d is not after the current end epoch %d", c.EndEpoch, rec.EndEpoch)
-	}
-	params, err := coding.NewParams(int(rec.Shards), coding.WithEncoding(coding.Encoding(rec.Encoding)))
-	if err != nil {
-		return nil, reject(CodeFailedPrecondition, "%v", err)
-	}
-	stored, err := params.EncodedSize(rec.Length)
-	if err != nil {
-		return nil, reject(CodeFailedPrecondition, "%v", err)
-	}
-	if _, cerr := f.charge(tx, c.Client, stored, c.EndEpoch-rec.EndEpoch); cerr != nil {
-		return nil, cerr
-	}
-	expiry := tx.Bucket(bucketExpiry)
-	if err := expiry.Delete(indexKey(rec.EndEpoch, rec.ExpiryIndex)); err != nil {
-		return nil, reject(CodeFailedPrecondition, "%v", err)
-	}
-	rec.EndEpoch, rec.ExpiryIndex = c.EndEpoch, index
-	if err := expiry.Put(indexKey(rec.EndEpoch, rec.ExpiryIndex), rec.ID[:]); err != nil {
-		return nil, reject(CodeFailedPrecondition, "%v", err)
-	}
-	if err := putJSON(tx.Bucket(bucketBlobs), rec.ID[:], rec); err != nil {
-		return nil, reject(CodeFailedPrecondition, "%v", err)
-	}
-	res.Epoch = rec.EndEpoch
-	return []Event{{Index: index, Kind: control.EventBlobExtended, Epoch: rec.EndEpoch, BlobID: rec.ID}}, nil
+	return f.extendObject(tx, index, c, rec, res)
 }
 
 // retire stores a blob that is no longer live and drops it from the expiry
@@ -234,7 +237,10 @@ func (f *FSM) retire(tx *bolt.Tx, rec BlobRecord) *CommandError {
 // earlier expire, registrations still uncertified after LapseEpochs lapse.
 // Both walk an index, so the cost is the number that end, not the registry.
 func (f *FSM) expireAt(tx *bolt.Tx, index, e uint64) ([]Event, error) {
-	var events []Event
+	events, err := f.expireObjects(tx, index, e)
+	if err != nil {
+		return nil, err
+	}
 	ended := func(bucket []byte, upTo uint64, kind control.EventKind) error {
 		var ids []crypto.BlobID
 		c := tx.Bucket(bucket).Cursor()
@@ -247,6 +253,12 @@ func (f *FSM) expireAt(tx *bolt.Tx, index, e uint64) ([]Event, error) {
 				return err
 			}
 			rec.Expired, rec.EndedIndex = true, index
+			// What ends with its end epoch has no objects left (theirs
+			// ended first); a registration that lapsed takes its own.
+			dropped, err := dropObjectsOf(tx, index, e, &rec)
+			if err != nil {
+				return err
+			}
 			if cerr := f.retire(tx, rec); cerr != nil {
 				return cerr
 			}
@@ -255,7 +267,12 @@ func (f *FSM) expireAt(tx *bolt.Tx, index, e uint64) ([]Event, error) {
 			if err := tx.Bucket(bucketEnded).Put(endedKey(e, index, id), nil); err != nil {
 				return err
 			}
-			events = append(events, Event{Index: index, Kind: kind, Epoch: e, BlobID: id})
+			why := kind
+			if kind == control.EventBlobExpired && rec.Deleted {
+				why = control.EventBlobDeleted
+			}
+			events = append(events, Event{Index: index, Kind: why, Epoch: e, BlobID: id})
+			events = append(events, dropped...)
 		}
 		return nil
 	}

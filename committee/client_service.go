@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftstore/weft/api/control"
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/crypto"
 )
@@ -70,6 +71,9 @@ func (c *clientService) RegisterBlob(ctx context.Context, req *weftv1.RegisterBl
 	if len(req.Root) != crypto.DigestSize || req.Encoding > math.MaxUint8 {
 		return nil, status.Error(codes.InvalidArgument, "a registration needs a 32-byte root and an encoding byte")
 	}
+	if err := control.ValidateAttributes(req.Attributes); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "registration: %v", err)
+	}
 	if resp, done, err := forward(ctx, c.s, func(conn *grpc.ClientConn, fctx context.Context) (*weftv1.RegisterBlobResponse, error) {
 		return weftv1.NewClientClient(conn).RegisterBlob(fctx, req)
 	}); done {
@@ -77,12 +81,12 @@ func (c *clientService) RegisterBlob(ctx context.Context, req *weftv1.RegisterBl
 	}
 	res, err := c.s.propose(ctx, KindRegisterBlob, RegisterBlob{
 		Client: clientOf(ctx), Encoding: uint8(req.Encoding), Shards: req.Shards, Length: req.Length,
-		Root: crypto.Digest(req.Root), EndEpoch: req.EndEpoch,
+		Root: crypto.Digest(req.Root), EndEpoch: req.EndEpoch, Deletable: req.Deletable, Attributes: req.Attributes,
 	}, "", 0)
 	if err != nil {
 		return nil, err
 	}
-	return &weftv1.RegisterBlobResponse{Index: res.Index, BlobId: res.BlobID[:]}, nil
+	return &weftv1.RegisterBlobResponse{Index: res.Index, BlobId: res.BlobID[:], ObjectId: res.Object}, nil
 }
 
 // CertifyBlob verifies an availability certificate against its epoch's
@@ -159,11 +163,11 @@ func (c *clientService) ExtendBlob(ctx context.Context, req *weftv1.ExtendBlobRe
 	}); done {
 		return resp, err
 	}
-	res, err := c.s.propose(ctx, KindExtendBlob, ExtendBlob{Client: clientOf(ctx), BlobID: id, EndEpoch: req.EndEpoch}, "", 0)
+	res, err := c.s.propose(ctx, KindExtendBlob, ExtendBlob{Client: clientOf(ctx), BlobID: id, EndEpoch: req.EndEpoch, Object: req.ObjectId}, "", 0)
 	if err != nil {
 		return nil, err
 	}
-	return &weftv1.ExtendBlobResponse{Index: res.Index}, nil
+	return &weftv1.ExtendBlobResponse{Index: res.Index, ObjectId: res.Object}, nil
 }
 
 // GetClient returns the calling client's record (local, possibly stale:
@@ -196,7 +200,37 @@ func (c *clientService) BlobStatus(ctx context.Context, req *weftv1.BlobStatusRe
 	if !found {
 		return nil, status.Errorf(codes.NotFound, "blob %s is not registered", id)
 	}
-	return blobStatus(rec), nil
+	st := blobStatus(rec)
+	if rec.Live() && rec.Objects > 0 {
+		if st.ContentType, err = c.contentType(id); err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+	}
+	return st, nil
+}
+
+// maxTypedObjects bounds the objects a status answer reads for the blob's
+// content type: past it, the type is not named.
+const maxTypedObjects = 16
+
+// contentType is the content type a blob's objects name, when all of them
+// that do agree.
+func (c *clientService) contentType(id crypto.BlobID) (string, error) {
+	objects, err := c.s.node.FSM().BlobObjects(id, maxTypedObjects+1)
+	if err != nil || len(objects) > maxTypedObjects {
+		return "", err
+	}
+	typ := ""
+	for _, o := range objects {
+		switch t := o.Attributes[control.ContentTypeAttribute]; {
+		case t == "" || t == typ:
+		case typ == "":
+			typ = t
+		default:
+			return "", nil // they disagree: name none
+		}
+	}
+	return typ, nil
 }
 
 func blobStatus(rec BlobRecord) *weftv1.BlobStatusResponse {
@@ -204,6 +238,8 @@ func blobStatus(rec BlobRecord) *weftv1.BlobStatusResponse {
 	switch {
 	case rec.Invalid:
 		st = "invalid"
+	case rec.Expired && rec.Deleted:
+		st = "deleted"
 	case rec.Expired:
 		st = "expired"
 	case rec.CertifiedEpoch != 0:
@@ -212,7 +248,8 @@ func blobStatus(rec BlobRecord) *weftv1.BlobStatusResponse {
 	return &weftv1.BlobStatusResponse{
 		BlobId: rec.ID[:], Status: st, Encoding: uint32(rec.Encoding), Shards: rec.Shards, Length: rec.Length,
 		EndEpoch: rec.EndEpoch, RegisteredEpoch: rec.RegisteredEpoch, CertifiedEpoch: rec.CertifiedEpoch, Certificate: rec.Certificate,
-		RegisteredIndex: rec.RegisteredIndex,
+		RegisteredIndex: rec.RegisteredIndex, Objects: uint32(rec.Objects), PermanentEndEpoch: rec.PermanentEndEpoch,
+		Deleting: rec.Deleted && rec.Live(),
 	}
 }
 

@@ -36,6 +36,10 @@ const (
 	KindAddClient     Kind = "add-client"
 	KindSetQuota      Kind = "set-quota"
 	KindSetPeer       Kind = "set-peer"
+
+	KindDeleteObject   Kind = "delete-object"
+	KindTransferObject Kind = "transfer-object"
+	KindSetAttributes  Kind = "set-attributes"
 )
 
 // Command is what goes through the Raft log.
@@ -121,6 +125,10 @@ type RegisterBlob struct {
 	Length   uint64        `json:"length"`
 	Root     crypto.Digest `json:"root"`
 	EndEpoch uint64        `json:"end_epoch"`
+	// The object the registration creates: deletable by its owner before
+	// its end epoch or not, and its attributes (control.ValidateAttributes).
+	Deletable  bool              `json:"deletable,omitempty"`
+	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
 // CertifyBlob records an availability certificate whose signatures were
@@ -137,11 +145,37 @@ type MarkBlobInvalid struct {
 	Certificate []byte        `json:"certificate"`
 }
 
-// ExtendBlob moves a blob's end epoch later, charged to the client.
+// ExtendBlob moves the end epoch of one of the client's objects of a blob
+// later, charged to the client: Object, or with none its object of the
+// blob that ends last.
 type ExtendBlob struct {
 	Client   string        `json:"client"`
 	BlobID   crypto.BlobID `json:"blob_id"`
 	EndEpoch uint64        `json:"end_epoch"`
+	Object   uint64        `json:"object,omitempty"`
+}
+
+// DeleteObject deletes one of the client's deletable objects; its unused
+// epochs go back to the client's quota.
+type DeleteObject struct {
+	Client string `json:"client"`
+	Object uint64 `json:"object"`
+}
+
+// TransferObject gives one of the client's objects to another client.
+type TransferObject struct {
+	Client string `json:"client"`
+	Object uint64 `json:"object"`
+	To     string `json:"to"`
+}
+
+// SetAttributes changes one of the client's objects' attributes: Set
+// adds or replaces, Remove deletes.
+type SetAttributes struct {
+	Client string            `json:"client"`
+	Object uint64            `json:"object"`
+	Set    map[string]string `json:"set,omitempty"`
+	Remove []string          `json:"remove,omitempty"`
 }
 
 // AddClient creates a client credential: the SHA-256 of its bearer token
@@ -172,6 +206,8 @@ type Result struct {
 	Error  *CommandError `json:"error,omitempty"`
 	BlobID crypto.BlobID `json:"blob_id,omitzero"`
 	Epoch  uint64        `json:"epoch,omitempty"`
+	Object uint64        `json:"object,omitempty"` // the blob object a registration created or a command acted on
+	Refund uint64        `json:"refund,omitempty"` // bytes × epochs a deletion gave back
 }
 
 // Err returns the command's error, if it was rejected.

@@ -44,7 +44,7 @@ var (
 	// laterBuckets are created at open when missing: a state file written
 	// before compaction existed has none of them and still opens (and an
 	// uploaded snapshot of that version is still taken).
-	laterBuckets = [][]byte{bucketEpochStarts, bucketEnded}
+	laterBuckets = [][]byte{bucketEpochStarts, bucketEnded, bucketObjects, bucketObjectExpiry, bucketBlobObjects, bucketOwnerObjects}
 )
 
 const (

@@ -431,6 +431,15 @@ var commandHandlers = map[Kind]commandHandler{
 	KindExtendBlob: handle(func(f *FSM, a applied, c ExtendBlob) ([]Event, *CommandError) {
 		return f.extendBlob(a.tx, a.index, c, a.res)
 	}),
+	KindDeleteObject: handle(func(f *FSM, a applied, c DeleteObject) ([]Event, *CommandError) {
+		return f.deleteObject(a.tx, a.index, c, a.res)
+	}),
+	KindTransferObject: handle(func(f *FSM, a applied, c TransferObject) ([]Event, *CommandError) {
+		return f.transferObject(a.tx, a.index, c, a.res)
+	}),
+	KindSetAttributes: handle(func(f *FSM, a applied, c SetAttributes) ([]Event, *CommandError) {
+		return f.setAttributes(a.tx, a.index, c, a.res)
+	}),
 	KindAddClient: handle(func(f *FSM, a applied, c AddClient) ([]Event, *CommandError) {
 		return f.addClient(a.tx, a.index, c)
 	}),

@@ -14,7 +14,12 @@ import (
 // compact binary form instead of JSON (measured: JSON for these two cost
 // about a sixth of the registration throughput). Both are versioned.
 
-const recordVersion = 1
+// recordVersion 2 added blob objects' fields (issue #21); records of
+// version 1 still decode, without them.
+const (
+	recordVersion              = 2
+	recordVersionBeforeObjects = 1
+)
 
 var errRecord = errors.New("committee: malformed stored record")
 
@@ -60,8 +65,9 @@ func (r *recordReader) done() error {
 	return r.err
 }
 
-// encodeResult: version ‖ index ‖ epoch ‖ blob ID ‖ code ‖ message
-// (an empty code means success).
+// encodeResult: version ‖ index ‖ epoch ‖ blob ID ‖ code ‖ message ‖
+// object ‖ refund (an empty code means success; the last two from
+// version 2 on).
 func encodeResult(res *Result) []byte {
 	w := recordWriter{b: make([]byte, 0, 64)}
 	w.u8(recordVersion)
@@ -75,23 +81,30 @@ func encodeResult(res *Result) []byte {
 		w.str("")
 		w.str("")
 	}
+	w.u64(res.Object)
+	w.u64(res.Refund)
 	return w.b
 }
 
 func decodeResult(b []byte) (*Result, error) {
 	r := recordReader{b: b}
-	if r.u8() != recordVersion {
+	version := r.u8()
+	if version != recordVersion && version != recordVersionBeforeObjects {
 		return nil, fmt.Errorf("%w: result version", errRecord)
 	}
 	res := &Result{Index: r.u64(), Epoch: r.u64(), BlobID: r.id()}
 	if code, msg := r.str(), r.str(); code != "" {
 		res.Error = &CommandError{Code: Code(code), Message: msg}
 	}
+	if version == recordVersion {
+		res.Object, res.Refund = r.u64(), r.u64()
+	}
 	return res, r.done()
 }
 
 // encodeEvent: version ‖ index ‖ kind ‖ epoch ‖ node ‖ shard ‖ blob ID ‖
-// move count ‖ moves (shard ‖ from ‖ to).
+// move count ‖ moves (shard ‖ from ‖ to) ‖ object ‖ client ‖ to (the last
+// three from version 2 on).
 func encodeEvent(e Event) []byte {
 	w := recordWriter{b: make([]byte, 0, 96)}
 	w.u8(recordVersion)
@@ -107,12 +120,16 @@ func encodeEvent(e Event) []byte {
 		w.str(string(m.From))
 		w.str(string(m.To))
 	}
+	w.u64(e.Object)
+	w.str(e.Client)
+	w.str(e.To)
 	return w.b
 }
 
 func decodeEvent(b []byte) (Event, error) {
 	r := recordReader{b: b}
-	if r.u8() != recordVersion {
+	version := r.u8()
+	if version != recordVersion && version != recordVersionBeforeObjects {
 		return Event{}, fmt.Errorf("%w: event version", errRecord)
 	}
 	e := Event{Index: r.u64(), Kind: control.EventKind(r.str()), Epoch: r.u64(), Node: shardmap.NodeID(r.str()), Shard: int(r.u32()), BlobID: r.id()}
@@ -122,6 +139,9 @@ func decodeEvent(b []byte) (Event, error) {
 	}
 	for range n {
 		e.Moves = append(e.Moves, shardmap.Move{Shard: int(r.u32()), From: shardmap.NodeID(r.str()), To: shardmap.NodeID(r.str())})
+	}
+	if version == recordVersion {
+		e.Object, e.Client, e.To = r.u64(), r.str(), r.str()
 	}
 	return e, r.done()
 }

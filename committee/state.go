@@ -137,6 +137,32 @@ type BlobRecord struct {
 	ExpiryIndex     uint64        `json:"expiry_index"`          // keys the expiry index
 	CertSeq         uint64        `json:"cert_seq,omitempty"`    // 1 + its place in the challenge sampling sequence; 0 before certification
 	EndedIndex      uint64        `json:"ended_index,omitempty"` // the index that expired it: keys the ended-blobs index
+	// Objects counts the live blob objects that reference the blob
+	// (objects.go); EndEpoch is the latest of their end epochs and
+	// PermanentEndEpoch. A blob registered before objects existed has
+	// none and ends at its EndEpoch.
+	Objects int `json:"objects,omitempty"`
+	// PermanentEndEpoch is the latest end epoch any permanent object of
+	// the blob has had: the certificate promises availability until then.
+	PermanentEndEpoch uint64 `json:"permanent_end_epoch,omitempty"`
+	// Deleted: no object references the blob any more (the last one was
+	// deleted); it ends at EndEpoch, the epoch after that deletion, with
+	// an EventBlobDeleted instead of EventBlobExpired.
+	Deleted bool `json:"deleted,omitempty"`
+}
+
+// ObjectRecord is a blob object (issue #21): one client's claim on a
+// blob's bytes, made by a registration. The blob's bytes are kept while
+// any live object references them.
+type ObjectRecord struct {
+	ID           uint64            `json:"id"` // the Raft index of the registration that created it
+	Owner        string            `json:"owner"`
+	BlobID       crypto.BlobID     `json:"blob_id"`
+	EndEpoch     uint64            `json:"end_epoch"`
+	Deletable    bool              `json:"deletable,omitempty"`
+	Attributes   map[string]string `json:"attributes,omitempty"`
+	CreatedEpoch uint64            `json:"created_epoch"`
+	Stored       uint64            `json:"stored"` // the blob's encoded bytes over all shards: one epoch of it costs this
 }
 
 // Live reports whether the blob's data must be kept: registered or

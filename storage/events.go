@@ -166,7 +166,7 @@ func eventBatch(events []control.Event) (batch EventBatch, challenged uint64) {
 	for _, e := range events {
 		switch e.Kind {
 		case control.EventEpochStarted, control.EventBlobRegistered, control.EventBlobCertified, control.EventBlobInvalid,
-			control.EventBlobExpired, control.EventRegistrationLapsed:
+			control.EventBlobExpired, control.EventBlobDeleted, control.EventRegistrationLapsed:
 			// The epoch they happened in (EventBlobExtended names the new
 			// end epoch instead): it ages the tombstones.
 			batch.Epoch = max(batch.Epoch, e.Epoch)
@@ -182,7 +182,8 @@ func eventBatch(events []control.Event) (batch EventBatch, challenged uint64) {
 			batch.Recover = append(batch.Recover, PendingBlob{ID: id, Epoch: e.Epoch})
 		case control.EventBlobInvalid:
 			batch.Invalid = append(batch.Invalid, id)
-		case control.EventBlobExpired, control.EventRegistrationLapsed:
+		case control.EventBlobExpired, control.EventBlobDeleted, control.EventRegistrationLapsed:
+			// A deleted blob leaves by the path an expired one does.
 			batch.Ended = append(batch.Ended, id)
 			// Ended after a registration in the same page: it stays
 			// ended (a blob in both lists was registered after it ended).

@@ -27,6 +27,13 @@ const (
 	EventBlobExtended       EventKind = "blob-extended" // Epoch is the new end epoch
 	EventBlobExpired        EventKind = "blob-expired"
 	EventRegistrationLapsed EventKind = "registration-lapsed" // registered, never certified in time
+	EventBlobDeleted        EventKind = "blob-deleted"        // its last object was deleted in the epoch before: nodes drop it
+	EventObjectCreated      EventKind = "object-created"      // Client registered Object of BlobID
+	EventObjectExtended     EventKind = "object-extended"     // Client moved Object's end epoch
+	EventObjectTransferred  EventKind = "object-transferred"  // Client gave Object to To
+	EventObjectDeleted      EventKind = "object-deleted"      // Client deleted Object
+	EventObjectExpired      EventKind = "object-expired"      // Object ended with its end epoch, or with its blob
+	EventAttributesSet      EventKind = "attributes-set"      // Client changed Object's attributes
 	EventClientAdded        EventKind = "client-added"
 	EventQuotaSet           EventKind = "quota-set"
 	EventChallengeStarted   EventKind = "challenge-started"
@@ -50,11 +57,18 @@ type Event struct {
 	Shard  int             `json:"shard,omitempty"`
 	BlobID crypto.BlobID   `json:"blob_id,omitzero"`
 	Moves  []shardmap.Move `json:"moves,omitempty"`
+	// Object, Client and To say who did what to which blob object (issue
+	// #21's audit trail): the object, the client that acted, and for a
+	// transfer the new owner.
+	Object uint64 `json:"object,omitempty"`
+	Client string `json:"client,omitempty"`
+	To     string `json:"to,omitempty"`
 }
 
 // Proto is the event as the Events call sends it.
 func (e Event) Proto() *weftv1.Event {
-	pe := &weftv1.Event{Index: e.Index, Kind: string(e.Kind), Epoch: e.Epoch, Node: string(e.Node), Shard: uint32(e.Shard)}
+	pe := &weftv1.Event{Index: e.Index, Kind: string(e.Kind), Epoch: e.Epoch, Node: string(e.Node), Shard: uint32(e.Shard),
+		Object: e.Object, Client: e.Client, To: e.To}
 	if e.BlobID != (crypto.BlobID{}) {
 		pe.BlobId = e.BlobID[:]
 	}
@@ -69,7 +83,8 @@ func (e Event) Proto() *weftv1.Event {
 // kind this build does not know is kept: a newer control plane may send
 // one, and callers ignore what they do not handle.
 func EventFromProto(pe *weftv1.Event) Event {
-	e := Event{Index: pe.Index, Kind: EventKind(pe.Kind), Epoch: pe.Epoch, Node: shardmap.NodeID(pe.Node), Shard: int(pe.Shard)}
+	e := Event{Index: pe.Index, Kind: EventKind(pe.Kind), Epoch: pe.Epoch, Node: shardmap.NodeID(pe.Node), Shard: int(pe.Shard),
+		Object: pe.Object, Client: pe.Client, To: pe.To}
 	if len(pe.BlobId) == crypto.DigestSize {
 		e.BlobID = crypto.BlobID(pe.BlobId)
 	}

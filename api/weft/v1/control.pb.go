@@ -1399,6 +1399,9 @@ type Event struct {
 	Shard         uint32                 `protobuf:"varint,5,opt,name=shard,proto3" json:"shard,omitempty"`
 	BlobId        []byte                 `protobuf:"bytes,6,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
 	Moves         []*Move                `protobuf:"bytes,7,rep,name=moves,proto3" json:"moves,omitempty"`
+	Object        uint64                 `protobuf:"varint,8,opt,name=object,proto3" json:"object,omitempty"` // the blob object acted on (object-* events)
+	Client        string                 `protobuf:"bytes,9,opt,name=client,proto3" json:"client,omitempty"`  // the client that acted
+	To            string                 `protobuf:"bytes,10,opt,name=to,proto3" json:"to,omitempty"`         // a transfer's new owner
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1480,6 +1483,27 @@ func (x *Event) GetMoves() []*Move {
 		return x.Moves
 	}
 	return nil
+}
+
+func (x *Event) GetObject() uint64 {
+	if x != nil {
+		return x.Object
+	}
+	return 0
+}
+
+func (x *Event) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+func (x *Event) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
 }
 
 type EventsRequest struct {
@@ -1587,12 +1611,16 @@ func (x *EventsResponse) GetEvents() []*Event {
 }
 
 type RegisterBlobRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Encoding      uint32                 `protobuf:"varint,1,opt,name=encoding,proto3" json:"encoding,omitempty"`
-	Shards        uint32                 `protobuf:"varint,2,opt,name=shards,proto3" json:"shards,omitempty"`
-	Length        uint64                 `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
-	Root          []byte                 `protobuf:"bytes,4,opt,name=root,proto3" json:"root,omitempty"` // Merkle root over the pair hashes
-	EndEpoch      uint64                 `protobuf:"varint,5,opt,name=end_epoch,json=endEpoch,proto3" json:"end_epoch,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Encoding uint32                 `protobuf:"varint,1,opt,name=encoding,proto3" json:"encoding,omitempty"`
+	Shards   uint32                 `protobuf:"varint,2,opt,name=shards,proto3" json:"shards,omitempty"`
+	Length   uint64                 `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	Root     []byte                 `protobuf:"bytes,4,opt,name=root,proto3" json:"root,omitempty"` // Merkle root over the pair hashes
+	EndEpoch uint64                 `protobuf:"varint,5,opt,name=end_epoch,json=endEpoch,proto3" json:"end_epoch,omitempty"`
+	// A deletable object may be deleted by its owner before its end epoch
+	// (the unused epochs refunded); a permanent one may not.
+	Deletable     bool              `protobuf:"varint,6,opt,name=deletable,proto3" json:"deletable,omitempty"`
+	Attributes    map[string]string `protobuf:"bytes,7,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // bounded: control.ValidateAttributes
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1662,10 +1690,25 @@ func (x *RegisterBlobRequest) GetEndEpoch() uint64 {
 	return 0
 }
 
+func (x *RegisterBlobRequest) GetDeletable() bool {
+	if x != nil {
+		return x.Deletable
+	}
+	return false
+}
+
+func (x *RegisterBlobRequest) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
 type RegisterBlobResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	BlobId        []byte                 `protobuf:"bytes,2,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"` // derived by the control plane from the fields above
+	BlobId        []byte                 `protobuf:"bytes,2,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`        // derived by the control plane from the fields above
+	ObjectId      uint64                 `protobuf:"varint,3,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"` // the blob object this registration created
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1712,6 +1755,13 @@ func (x *RegisterBlobResponse) GetBlobId() []byte {
 		return x.BlobId
 	}
 	return nil
+}
+
+func (x *RegisterBlobResponse) GetObjectId() uint64 {
+	if x != nil {
+		return x.ObjectId
+	}
+	return 0
 }
 
 type CertifyBlobRequest struct {
@@ -1819,9 +1869,12 @@ func (x *CertifyBlobResponse) GetCertifiedEpoch() uint64 {
 }
 
 type ExtendBlobRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	BlobId        []byte                 `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
-	EndEpoch      uint64                 `protobuf:"varint,2,opt,name=end_epoch,json=endEpoch,proto3" json:"end_epoch,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	BlobId   []byte                 `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
+	EndEpoch uint64                 `protobuf:"varint,2,opt,name=end_epoch,json=endEpoch,proto3" json:"end_epoch,omitempty"`
+	// The caller's object to extend; 0: its object of blob_id that ends
+	// last.
+	ObjectId      uint64 `protobuf:"varint,3,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1870,9 +1923,17 @@ func (x *ExtendBlobRequest) GetEndEpoch() uint64 {
 	return 0
 }
 
+func (x *ExtendBlobRequest) GetObjectId() uint64 {
+	if x != nil {
+		return x.ObjectId
+	}
+	return 0
+}
+
 type ExtendBlobResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	ObjectId      uint64                 `protobuf:"varint,2,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1914,6 +1975,620 @@ func (x *ExtendBlobResponse) GetIndex() uint64 {
 	return 0
 }
 
+func (x *ExtendBlobResponse) GetObjectId() uint64 {
+	if x != nil {
+		return x.ObjectId
+	}
+	return 0
+}
+
+// BlobObject is one client's claim on a blob's bytes.
+type BlobObject struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Owner         string                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	BlobId        []byte                 `protobuf:"bytes,3,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
+	EndEpoch      uint64                 `protobuf:"varint,4,opt,name=end_epoch,json=endEpoch,proto3" json:"end_epoch,omitempty"`
+	Deletable     bool                   `protobuf:"varint,5,opt,name=deletable,proto3" json:"deletable,omitempty"`
+	Attributes    map[string]string      `protobuf:"bytes,6,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CreatedEpoch  uint64                 `protobuf:"varint,7,opt,name=created_epoch,json=createdEpoch,proto3" json:"created_epoch,omitempty"`
+	StoredBytes   uint64                 `protobuf:"varint,8,opt,name=stored_bytes,json=storedBytes,proto3" json:"stored_bytes,omitempty"` // the blob's bytes over all shards: what one epoch of it costs
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobObject) Reset() {
+	*x = BlobObject{}
+	mi := &file_weft_v1_control_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobObject) ProtoMessage() {}
+
+func (x *BlobObject) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobObject.ProtoReflect.Descriptor instead.
+func (*BlobObject) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *BlobObject) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *BlobObject) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *BlobObject) GetBlobId() []byte {
+	if x != nil {
+		return x.BlobId
+	}
+	return nil
+}
+
+func (x *BlobObject) GetEndEpoch() uint64 {
+	if x != nil {
+		return x.EndEpoch
+	}
+	return 0
+}
+
+func (x *BlobObject) GetDeletable() bool {
+	if x != nil {
+		return x.Deletable
+	}
+	return false
+}
+
+func (x *BlobObject) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *BlobObject) GetCreatedEpoch() uint64 {
+	if x != nil {
+		return x.CreatedEpoch
+	}
+	return 0
+}
+
+func (x *BlobObject) GetStoredBytes() uint64 {
+	if x != nil {
+		return x.StoredBytes
+	}
+	return 0
+}
+
+type DeleteObjectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      uint64                 `protobuf:"varint,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteObjectRequest) Reset() {
+	*x = DeleteObjectRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteObjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteObjectRequest) ProtoMessage() {}
+
+func (x *DeleteObjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteObjectRequest.ProtoReflect.Descriptor instead.
+func (*DeleteObjectRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DeleteObjectRequest) GetObjectId() uint64 {
+	if x != nil {
+		return x.ObjectId
+	}
+	return 0
+}
+
+type DeleteObjectResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Index  uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Refund uint64                 `protobuf:"varint,2,opt,name=refund,proto3" json:"refund,omitempty"` // bytes × epochs given back to the quota
+	// The epoch at whose start the nodes drop the blob, when no object
+	// references it any more; 0 while others still do.
+	BlobEndsEpoch uint64 `protobuf:"varint,3,opt,name=blob_ends_epoch,json=blobEndsEpoch,proto3" json:"blob_ends_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteObjectResponse) Reset() {
+	*x = DeleteObjectResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteObjectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteObjectResponse) ProtoMessage() {}
+
+func (x *DeleteObjectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteObjectResponse.ProtoReflect.Descriptor instead.
+func (*DeleteObjectResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DeleteObjectResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *DeleteObjectResponse) GetRefund() uint64 {
+	if x != nil {
+		return x.Refund
+	}
+	return 0
+}
+
+func (x *DeleteObjectResponse) GetBlobEndsEpoch() uint64 {
+	if x != nil {
+		return x.BlobEndsEpoch
+	}
+	return 0
+}
+
+type TransferObjectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      uint64                 `protobuf:"varint,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	To            string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"` // the new owner's client ID
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferObjectRequest) Reset() {
+	*x = TransferObjectRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferObjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferObjectRequest) ProtoMessage() {}
+
+func (x *TransferObjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferObjectRequest.ProtoReflect.Descriptor instead.
+func (*TransferObjectRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *TransferObjectRequest) GetObjectId() uint64 {
+	if x != nil {
+		return x.ObjectId
+	}
+	return 0
+}
+
+func (x *TransferObjectRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+type TransferObjectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferObjectResponse) Reset() {
+	*x = TransferObjectResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferObjectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferObjectResponse) ProtoMessage() {}
+
+func (x *TransferObjectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferObjectResponse.ProtoReflect.Descriptor instead.
+func (*TransferObjectResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *TransferObjectResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type SetAttributesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      uint64                 `protobuf:"varint,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	Set           map[string]string      `protobuf:"bytes,2,rep,name=set,proto3" json:"set,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Remove        []string               `protobuf:"bytes,3,rep,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAttributesRequest) Reset() {
+	*x = SetAttributesRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAttributesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAttributesRequest) ProtoMessage() {}
+
+func (x *SetAttributesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAttributesRequest.ProtoReflect.Descriptor instead.
+func (*SetAttributesRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *SetAttributesRequest) GetObjectId() uint64 {
+	if x != nil {
+		return x.ObjectId
+	}
+	return 0
+}
+
+func (x *SetAttributesRequest) GetSet() map[string]string {
+	if x != nil {
+		return x.Set
+	}
+	return nil
+}
+
+func (x *SetAttributesRequest) GetRemove() []string {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
+type SetAttributesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAttributesResponse) Reset() {
+	*x = SetAttributesResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAttributesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAttributesResponse) ProtoMessage() {}
+
+func (x *SetAttributesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAttributesResponse.ProtoReflect.Descriptor instead.
+func (*SetAttributesResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *SetAttributesResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type GetObjectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      uint64                 `protobuf:"varint,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetObjectRequest) Reset() {
+	*x = GetObjectRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetObjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetObjectRequest) ProtoMessage() {}
+
+func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetObjectRequest.ProtoReflect.Descriptor instead.
+func (*GetObjectRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *GetObjectRequest) GetObjectId() uint64 {
+	if x != nil {
+		return x.ObjectId
+	}
+	return 0
+}
+
+type GetObjectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Object        *BlobObject            `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetObjectResponse) Reset() {
+	*x = GetObjectResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetObjectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetObjectResponse) ProtoMessage() {}
+
+func (x *GetObjectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetObjectResponse.ProtoReflect.Descriptor instead.
+func (*GetObjectResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetObjectResponse) GetObject() *BlobObject {
+	if x != nil {
+		return x.Object
+	}
+	return nil
+}
+
+type ListObjectsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BlobId        []byte                 `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"` // optional: only objects of this blob
+	After         uint64                 `protobuf:"varint,2,opt,name=after,proto3" json:"after,omitempty"`                // the last object ID of the previous page
+	Limit         uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListObjectsRequest) Reset() {
+	*x = ListObjectsRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListObjectsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListObjectsRequest) ProtoMessage() {}
+
+func (x *ListObjectsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListObjectsRequest.ProtoReflect.Descriptor instead.
+func (*ListObjectsRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ListObjectsRequest) GetBlobId() []byte {
+	if x != nil {
+		return x.BlobId
+	}
+	return nil
+}
+
+func (x *ListObjectsRequest) GetAfter() uint64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *ListObjectsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListObjectsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Objects       []*BlobObject          `protobuf:"bytes,1,rep,name=objects,proto3" json:"objects,omitempty"`
+	More          bool                   `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListObjectsResponse) Reset() {
+	*x = ListObjectsResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListObjectsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListObjectsResponse) ProtoMessage() {}
+
+func (x *ListObjectsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListObjectsResponse.ProtoReflect.Descriptor instead.
+func (*ListObjectsResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListObjectsResponse) GetObjects() []*BlobObject {
+	if x != nil {
+		return x.Objects
+	}
+	return nil
+}
+
+func (x *ListObjectsResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 type BlobStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	BlobId        []byte                 `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
@@ -1923,7 +2598,7 @@ type BlobStatusRequest struct {
 
 func (x *BlobStatusRequest) Reset() {
 	*x = BlobStatusRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[33]
+	mi := &file_weft_v1_control_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1935,7 +2610,7 @@ func (x *BlobStatusRequest) String() string {
 func (*BlobStatusRequest) ProtoMessage() {}
 
 func (x *BlobStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[33]
+	mi := &file_weft_v1_control_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1948,7 +2623,7 @@ func (x *BlobStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobStatusRequest.ProtoReflect.Descriptor instead.
 func (*BlobStatusRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{33}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *BlobStatusRequest) GetBlobId() []byte {
@@ -1961,7 +2636,7 @@ func (x *BlobStatusRequest) GetBlobId() []byte {
 type BlobStatusResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	BlobId          []byte                 `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
-	Status          string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"` // registered, certified, invalid, expired
+	Status          string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"` // registered, certified, invalid, expired, deleted
 	Encoding        uint32                 `protobuf:"varint,3,opt,name=encoding,proto3" json:"encoding,omitempty"`
 	Shards          uint32                 `protobuf:"varint,4,opt,name=shards,proto3" json:"shards,omitempty"`
 	Length          uint64                 `protobuf:"varint,5,opt,name=length,proto3" json:"length,omitempty"`
@@ -1974,13 +2649,22 @@ type BlobStatusResponse struct {
 	// an older event it has yet to apply (the end of an earlier
 	// registration of the same content) cannot delete what it then took.
 	RegisteredIndex uint64 `protobuf:"varint,10,opt,name=registered_index,json=registeredIndex,proto3" json:"registered_index,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	Objects         uint32 `protobuf:"varint,11,opt,name=objects,proto3" json:"objects,omitempty"` // live objects referencing the blob
+	// The latest end epoch of a permanent object: the certificate promises
+	// the blob's availability until then, whatever is deleted.
+	PermanentEndEpoch uint64 `protobuf:"varint,12,opt,name=permanent_end_epoch,json=permanentEndEpoch,proto3" json:"permanent_end_epoch,omitempty"`
+	// No object references the blob any more: it is dropped at end_epoch's
+	// start (status then "deleted").
+	Deleting bool `protobuf:"varint,13,opt,name=deleting,proto3" json:"deleting,omitempty"`
+	// The content type its objects' attributes name, when they agree.
+	ContentType   string `protobuf:"bytes,14,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BlobStatusResponse) Reset() {
 	*x = BlobStatusResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[34]
+	mi := &file_weft_v1_control_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1992,7 +2676,7 @@ func (x *BlobStatusResponse) String() string {
 func (*BlobStatusResponse) ProtoMessage() {}
 
 func (x *BlobStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[34]
+	mi := &file_weft_v1_control_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2005,7 +2689,7 @@ func (x *BlobStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobStatusResponse.ProtoReflect.Descriptor instead.
 func (*BlobStatusResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{34}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *BlobStatusResponse) GetBlobId() []byte {
@@ -2078,6 +2762,34 @@ func (x *BlobStatusResponse) GetRegisteredIndex() uint64 {
 	return 0
 }
 
+func (x *BlobStatusResponse) GetObjects() uint32 {
+	if x != nil {
+		return x.Objects
+	}
+	return 0
+}
+
+func (x *BlobStatusResponse) GetPermanentEndEpoch() uint64 {
+	if x != nil {
+		return x.PermanentEndEpoch
+	}
+	return 0
+}
+
+func (x *BlobStatusResponse) GetDeleting() bool {
+	if x != nil {
+		return x.Deleting
+	}
+	return false
+}
+
+func (x *BlobStatusResponse) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
 type Member struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -2090,7 +2802,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_weft_v1_control_proto_msgTypes[35]
+	mi := &file_weft_v1_control_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2814,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[35]
+	mi := &file_weft_v1_control_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2827,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{35}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Member) GetNode() string {
@@ -2155,7 +2867,7 @@ type GetCommitteeRequest struct {
 
 func (x *GetCommitteeRequest) Reset() {
 	*x = GetCommitteeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[36]
+	mi := &file_weft_v1_control_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +2879,7 @@ func (x *GetCommitteeRequest) String() string {
 func (*GetCommitteeRequest) ProtoMessage() {}
 
 func (x *GetCommitteeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[36]
+	mi := &file_weft_v1_control_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2892,7 @@ func (x *GetCommitteeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommitteeRequest.ProtoReflect.Descriptor instead.
 func (*GetCommitteeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{36}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetCommitteeRequest) GetEpoch() uint64 {
@@ -2201,7 +2913,7 @@ type GetCommitteeResponse struct {
 
 func (x *GetCommitteeResponse) Reset() {
 	*x = GetCommitteeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[37]
+	mi := &file_weft_v1_control_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2925,7 @@ func (x *GetCommitteeResponse) String() string {
 func (*GetCommitteeResponse) ProtoMessage() {}
 
 func (x *GetCommitteeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[37]
+	mi := &file_weft_v1_control_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2938,7 @@ func (x *GetCommitteeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommitteeResponse.ProtoReflect.Descriptor instead.
 func (*GetCommitteeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{37}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetCommitteeResponse) GetEpoch() uint64 {
@@ -2261,7 +2973,7 @@ type ClientInfo struct {
 
 func (x *ClientInfo) Reset() {
 	*x = ClientInfo{}
-	mi := &file_weft_v1_control_proto_msgTypes[38]
+	mi := &file_weft_v1_control_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2273,7 +2985,7 @@ func (x *ClientInfo) String() string {
 func (*ClientInfo) ProtoMessage() {}
 
 func (x *ClientInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[38]
+	mi := &file_weft_v1_control_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2286,7 +2998,7 @@ func (x *ClientInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientInfo.ProtoReflect.Descriptor instead.
 func (*ClientInfo) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{38}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ClientInfo) GetClient() string {
@@ -2318,7 +3030,7 @@ type GetClientRequest struct {
 
 func (x *GetClientRequest) Reset() {
 	*x = GetClientRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[39]
+	mi := &file_weft_v1_control_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2330,7 +3042,7 @@ func (x *GetClientRequest) String() string {
 func (*GetClientRequest) ProtoMessage() {}
 
 func (x *GetClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[39]
+	mi := &file_weft_v1_control_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2343,7 +3055,7 @@ func (x *GetClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClientRequest.ProtoReflect.Descriptor instead.
 func (*GetClientRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{39}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{50}
 }
 
 type GetClientResponse struct {
@@ -2355,7 +3067,7 @@ type GetClientResponse struct {
 
 func (x *GetClientResponse) Reset() {
 	*x = GetClientResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[40]
+	mi := &file_weft_v1_control_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2367,7 +3079,7 @@ func (x *GetClientResponse) String() string {
 func (*GetClientResponse) ProtoMessage() {}
 
 func (x *GetClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[40]
+	mi := &file_weft_v1_control_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2380,7 +3092,7 @@ func (x *GetClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClientResponse.ProtoReflect.Descriptor instead.
 func (*GetClientResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{40}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetClientResponse) GetClient() *ClientInfo {
@@ -2398,7 +3110,7 @@ type ListClientsRequest struct {
 
 func (x *ListClientsRequest) Reset() {
 	*x = ListClientsRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[41]
+	mi := &file_weft_v1_control_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2410,7 +3122,7 @@ func (x *ListClientsRequest) String() string {
 func (*ListClientsRequest) ProtoMessage() {}
 
 func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[41]
+	mi := &file_weft_v1_control_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2423,7 +3135,7 @@ func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientsRequest.ProtoReflect.Descriptor instead.
 func (*ListClientsRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{41}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{52}
 }
 
 type ListClientsResponse struct {
@@ -2435,7 +3147,7 @@ type ListClientsResponse struct {
 
 func (x *ListClientsResponse) Reset() {
 	*x = ListClientsResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[42]
+	mi := &file_weft_v1_control_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2447,7 +3159,7 @@ func (x *ListClientsResponse) String() string {
 func (*ListClientsResponse) ProtoMessage() {}
 
 func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[42]
+	mi := &file_weft_v1_control_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2460,7 +3172,7 @@ func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientsResponse.ProtoReflect.Descriptor instead.
 func (*ListClientsResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{42}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListClientsResponse) GetClients() []*ClientInfo {
@@ -2478,7 +3190,7 @@ type PeerInfoRequest struct {
 
 func (x *PeerInfoRequest) Reset() {
 	*x = PeerInfoRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[43]
+	mi := &file_weft_v1_control_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2490,7 +3202,7 @@ func (x *PeerInfoRequest) String() string {
 func (*PeerInfoRequest) ProtoMessage() {}
 
 func (x *PeerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[43]
+	mi := &file_weft_v1_control_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2503,7 +3215,7 @@ func (x *PeerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerInfoRequest.ProtoReflect.Descriptor instead.
 func (*PeerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{43}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{54}
 }
 
 type PeerInfoResponse struct {
@@ -2519,7 +3231,7 @@ type PeerInfoResponse struct {
 
 func (x *PeerInfoResponse) Reset() {
 	*x = PeerInfoResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[44]
+	mi := &file_weft_v1_control_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2531,7 +3243,7 @@ func (x *PeerInfoResponse) String() string {
 func (*PeerInfoResponse) ProtoMessage() {}
 
 func (x *PeerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[44]
+	mi := &file_weft_v1_control_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2544,7 +3256,7 @@ func (x *PeerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerInfoResponse.ProtoReflect.Descriptor instead.
 func (*PeerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{44}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *PeerInfoResponse) GetId() string {
@@ -2598,7 +3310,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_weft_v1_control_proto_msgTypes[45]
+	mi := &file_weft_v1_control_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +3322,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[45]
+	mi := &file_weft_v1_control_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +3335,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{45}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Peer) GetId() string {
@@ -2690,7 +3402,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[46]
+	mi := &file_weft_v1_control_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2702,7 +3414,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[46]
+	mi := &file_weft_v1_control_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2715,7 +3427,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{46}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{57}
 }
 
 type ListPeersResponse struct {
@@ -2727,7 +3439,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[47]
+	mi := &file_weft_v1_control_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2739,7 +3451,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[47]
+	mi := &file_weft_v1_control_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2752,7 +3464,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{47}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListPeersResponse) GetPeers() []*Peer {
@@ -2772,7 +3484,7 @@ type AddPeerRequest struct {
 
 func (x *AddPeerRequest) Reset() {
 	*x = AddPeerRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[48]
+	mi := &file_weft_v1_control_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2784,7 +3496,7 @@ func (x *AddPeerRequest) String() string {
 func (*AddPeerRequest) ProtoMessage() {}
 
 func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[48]
+	mi := &file_weft_v1_control_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2797,7 +3509,7 @@ func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPeerRequest.ProtoReflect.Descriptor instead.
 func (*AddPeerRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{48}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *AddPeerRequest) GetId() string {
@@ -2822,7 +3534,7 @@ type AddPeerResponse struct {
 
 func (x *AddPeerResponse) Reset() {
 	*x = AddPeerResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[49]
+	mi := &file_weft_v1_control_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2834,7 +3546,7 @@ func (x *AddPeerResponse) String() string {
 func (*AddPeerResponse) ProtoMessage() {}
 
 func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[49]
+	mi := &file_weft_v1_control_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2847,7 +3559,7 @@ func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPeerResponse.ProtoReflect.Descriptor instead.
 func (*AddPeerResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{49}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{60}
 }
 
 type RemovePeerRequest struct {
@@ -2859,7 +3571,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[50]
+	mi := &file_weft_v1_control_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2871,7 +3583,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[50]
+	mi := &file_weft_v1_control_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2884,7 +3596,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{50}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -2902,7 +3614,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[51]
+	mi := &file_weft_v1_control_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2914,7 +3626,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[51]
+	mi := &file_weft_v1_control_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2927,7 +3639,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{51}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{62}
 }
 
 type TransferLeadershipRequest struct {
@@ -2939,7 +3651,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[52]
+	mi := &file_weft_v1_control_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2951,7 +3663,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[52]
+	mi := &file_weft_v1_control_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2964,7 +3676,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{52}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *TransferLeadershipRequest) GetToId() string {
@@ -2983,7 +3695,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[53]
+	mi := &file_weft_v1_control_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2995,7 +3707,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[53]
+	mi := &file_weft_v1_control_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3008,7 +3720,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{53}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *TransferLeadershipResponse) GetLeaderId() string {
@@ -3026,7 +3738,7 @@ type SaveSnapshotRequest struct {
 
 func (x *SaveSnapshotRequest) Reset() {
 	*x = SaveSnapshotRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[54]
+	mi := &file_weft_v1_control_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3038,7 +3750,7 @@ func (x *SaveSnapshotRequest) String() string {
 func (*SaveSnapshotRequest) ProtoMessage() {}
 
 func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[54]
+	mi := &file_weft_v1_control_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3051,7 +3763,7 @@ func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{54}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{65}
 }
 
 type SnapshotChunk struct {
@@ -3064,7 +3776,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_weft_v1_control_proto_msgTypes[55]
+	mi := &file_weft_v1_control_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3788,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[55]
+	mi := &file_weft_v1_control_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3801,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{55}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -3118,7 +3830,7 @@ type AnnouncePeerRequest struct {
 
 func (x *AnnouncePeerRequest) Reset() {
 	*x = AnnouncePeerRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[56]
+	mi := &file_weft_v1_control_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3130,7 +3842,7 @@ func (x *AnnouncePeerRequest) String() string {
 func (*AnnouncePeerRequest) ProtoMessage() {}
 
 func (x *AnnouncePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[56]
+	mi := &file_weft_v1_control_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3143,7 +3855,7 @@ func (x *AnnouncePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnouncePeerRequest.ProtoReflect.Descriptor instead.
 func (*AnnouncePeerRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{56}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *AnnouncePeerRequest) GetId() string {
@@ -3168,7 +3880,7 @@ type AnnouncePeerResponse struct {
 
 func (x *AnnouncePeerResponse) Reset() {
 	*x = AnnouncePeerResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[57]
+	mi := &file_weft_v1_control_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3180,7 +3892,7 @@ func (x *AnnouncePeerResponse) String() string {
 func (*AnnouncePeerResponse) ProtoMessage() {}
 
 func (x *AnnouncePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[57]
+	mi := &file_weft_v1_control_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3193,7 +3905,7 @@ func (x *AnnouncePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnouncePeerResponse.ProtoReflect.Descriptor instead.
 func (*AnnouncePeerResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{57}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{68}
 }
 
 type RestoreSnapshotResponse struct {
@@ -3205,7 +3917,7 @@ type RestoreSnapshotResponse struct {
 
 func (x *RestoreSnapshotResponse) Reset() {
 	*x = RestoreSnapshotResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[58]
+	mi := &file_weft_v1_control_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3217,7 +3929,7 @@ func (x *RestoreSnapshotResponse) String() string {
 func (*RestoreSnapshotResponse) ProtoMessage() {}
 
 func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[58]
+	mi := &file_weft_v1_control_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3230,7 +3942,7 @@ func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{58}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *RestoreSnapshotResponse) GetIndex() uint64 {
@@ -3250,7 +3962,7 @@ type UpdateAddressRequest struct {
 
 func (x *UpdateAddressRequest) Reset() {
 	*x = UpdateAddressRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[59]
+	mi := &file_weft_v1_control_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3262,7 +3974,7 @@ func (x *UpdateAddressRequest) String() string {
 func (*UpdateAddressRequest) ProtoMessage() {}
 
 func (x *UpdateAddressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[59]
+	mi := &file_weft_v1_control_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3275,7 +3987,7 @@ func (x *UpdateAddressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAddressRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAddressRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{59}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *UpdateAddressRequest) GetAuth() *SignedRequest {
@@ -3301,7 +4013,7 @@ type UpdateAddressResponse struct {
 
 func (x *UpdateAddressResponse) Reset() {
 	*x = UpdateAddressResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[60]
+	mi := &file_weft_v1_control_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3313,7 +4025,7 @@ func (x *UpdateAddressResponse) String() string {
 func (*UpdateAddressResponse) ProtoMessage() {}
 
 func (x *UpdateAddressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[60]
+	mi := &file_weft_v1_control_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3326,7 +4038,7 @@ func (x *UpdateAddressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAddressResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAddressResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{60}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *UpdateAddressResponse) GetIndex() uint64 {
@@ -3347,7 +4059,7 @@ type MarkBlobInvalidRequest struct {
 
 func (x *MarkBlobInvalidRequest) Reset() {
 	*x = MarkBlobInvalidRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[61]
+	mi := &file_weft_v1_control_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3359,7 +4071,7 @@ func (x *MarkBlobInvalidRequest) String() string {
 func (*MarkBlobInvalidRequest) ProtoMessage() {}
 
 func (x *MarkBlobInvalidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[61]
+	mi := &file_weft_v1_control_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3372,7 +4084,7 @@ func (x *MarkBlobInvalidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkBlobInvalidRequest.ProtoReflect.Descriptor instead.
 func (*MarkBlobInvalidRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{61}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *MarkBlobInvalidRequest) GetAuth() *SignedRequest {
@@ -3405,7 +4117,7 @@ type MarkBlobInvalidResponse struct {
 
 func (x *MarkBlobInvalidResponse) Reset() {
 	*x = MarkBlobInvalidResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[62]
+	mi := &file_weft_v1_control_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3417,7 +4129,7 @@ func (x *MarkBlobInvalidResponse) String() string {
 func (*MarkBlobInvalidResponse) ProtoMessage() {}
 
 func (x *MarkBlobInvalidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[62]
+	mi := &file_weft_v1_control_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3430,7 +4142,7 @@ func (x *MarkBlobInvalidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkBlobInvalidResponse.ProtoReflect.Descriptor instead.
 func (*MarkBlobInvalidResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{62}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *MarkBlobInvalidResponse) GetIndex() uint64 {
@@ -3457,7 +4169,7 @@ type ListCertifiedRequest struct {
 
 func (x *ListCertifiedRequest) Reset() {
 	*x = ListCertifiedRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[63]
+	mi := &file_weft_v1_control_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3469,7 +4181,7 @@ func (x *ListCertifiedRequest) String() string {
 func (*ListCertifiedRequest) ProtoMessage() {}
 
 func (x *ListCertifiedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[63]
+	mi := &file_weft_v1_control_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3482,7 +4194,7 @@ func (x *ListCertifiedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertifiedRequest.ProtoReflect.Descriptor instead.
 func (*ListCertifiedRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{63}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ListCertifiedRequest) GetBeforeEpoch() uint64 {
@@ -3523,7 +4235,7 @@ type ListCertifiedResponse struct {
 
 func (x *ListCertifiedResponse) Reset() {
 	*x = ListCertifiedResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[64]
+	mi := &file_weft_v1_control_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3535,7 +4247,7 @@ func (x *ListCertifiedResponse) String() string {
 func (*ListCertifiedResponse) ProtoMessage() {}
 
 func (x *ListCertifiedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[64]
+	mi := &file_weft_v1_control_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3548,7 +4260,7 @@ func (x *ListCertifiedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertifiedResponse.ProtoReflect.Descriptor instead.
 func (*ListCertifiedResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{64}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ListCertifiedResponse) GetBlobs() []*BlobStatusResponse {
@@ -3576,7 +4288,7 @@ type StartChallengeRequest struct {
 
 func (x *StartChallengeRequest) Reset() {
 	*x = StartChallengeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[65]
+	mi := &file_weft_v1_control_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3588,7 +4300,7 @@ func (x *StartChallengeRequest) String() string {
 func (*StartChallengeRequest) ProtoMessage() {}
 
 func (x *StartChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[65]
+	mi := &file_weft_v1_control_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3601,7 +4313,7 @@ func (x *StartChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartChallengeRequest.ProtoReflect.Descriptor instead.
 func (*StartChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{65}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *StartChallengeRequest) GetChallengers() uint32 {
@@ -3621,7 +4333,7 @@ type StartChallengeResponse struct {
 
 func (x *StartChallengeResponse) Reset() {
 	*x = StartChallengeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[66]
+	mi := &file_weft_v1_control_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3633,7 +4345,7 @@ func (x *StartChallengeResponse) String() string {
 func (*StartChallengeResponse) ProtoMessage() {}
 
 func (x *StartChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[66]
+	mi := &file_weft_v1_control_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3646,7 +4358,7 @@ func (x *StartChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartChallengeResponse.ProtoReflect.Descriptor instead.
 func (*StartChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{66}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *StartChallengeResponse) GetIndex() uint64 {
@@ -3672,7 +4384,7 @@ type CloseChallengeRequest struct {
 
 func (x *CloseChallengeRequest) Reset() {
 	*x = CloseChallengeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[67]
+	mi := &file_weft_v1_control_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3684,7 +4396,7 @@ func (x *CloseChallengeRequest) String() string {
 func (*CloseChallengeRequest) ProtoMessage() {}
 
 func (x *CloseChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[67]
+	mi := &file_weft_v1_control_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3697,7 +4409,7 @@ func (x *CloseChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseChallengeRequest.ProtoReflect.Descriptor instead.
 func (*CloseChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{67}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *CloseChallengeRequest) GetRound() uint64 {
@@ -3716,7 +4428,7 @@ type CloseChallengeResponse struct {
 
 func (x *CloseChallengeResponse) Reset() {
 	*x = CloseChallengeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[68]
+	mi := &file_weft_v1_control_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3728,7 +4440,7 @@ func (x *CloseChallengeResponse) String() string {
 func (*CloseChallengeResponse) ProtoMessage() {}
 
 func (x *CloseChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[68]
+	mi := &file_weft_v1_control_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3741,7 +4453,7 @@ func (x *CloseChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseChallengeResponse.ProtoReflect.Descriptor instead.
 func (*CloseChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{68}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *CloseChallengeResponse) GetIndex() uint64 {
@@ -3762,7 +4474,7 @@ type ChallengeVerdict struct {
 
 func (x *ChallengeVerdict) Reset() {
 	*x = ChallengeVerdict{}
-	mi := &file_weft_v1_control_proto_msgTypes[69]
+	mi := &file_weft_v1_control_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3774,7 +4486,7 @@ func (x *ChallengeVerdict) String() string {
 func (*ChallengeVerdict) ProtoMessage() {}
 
 func (x *ChallengeVerdict) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[69]
+	mi := &file_weft_v1_control_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3787,7 +4499,7 @@ func (x *ChallengeVerdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeVerdict.ProtoReflect.Descriptor instead.
 func (*ChallengeVerdict) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{69}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ChallengeVerdict) GetNode() string {
@@ -3822,7 +4534,7 @@ type ReportChallengeRequest struct {
 
 func (x *ReportChallengeRequest) Reset() {
 	*x = ReportChallengeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[70]
+	mi := &file_weft_v1_control_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3834,7 +4546,7 @@ func (x *ReportChallengeRequest) String() string {
 func (*ReportChallengeRequest) ProtoMessage() {}
 
 func (x *ReportChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[70]
+	mi := &file_weft_v1_control_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3847,7 +4559,7 @@ func (x *ReportChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportChallengeRequest.ProtoReflect.Descriptor instead.
 func (*ReportChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{70}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ReportChallengeRequest) GetAuth() *SignedRequest {
@@ -3880,7 +4592,7 @@ type ReportChallengeResponse struct {
 
 func (x *ReportChallengeResponse) Reset() {
 	*x = ReportChallengeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[71]
+	mi := &file_weft_v1_control_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3892,7 +4604,7 @@ func (x *ReportChallengeResponse) String() string {
 func (*ReportChallengeResponse) ProtoMessage() {}
 
 func (x *ReportChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[71]
+	mi := &file_weft_v1_control_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3905,7 +4617,7 @@ func (x *ReportChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportChallengeResponse.ProtoReflect.Descriptor instead.
 func (*ReportChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{71}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ReportChallengeResponse) GetIndex() uint64 {
@@ -3924,7 +4636,7 @@ type GetChallengeRequest struct {
 
 func (x *GetChallengeRequest) Reset() {
 	*x = GetChallengeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[72]
+	mi := &file_weft_v1_control_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3936,7 +4648,7 @@ func (x *GetChallengeRequest) String() string {
 func (*GetChallengeRequest) ProtoMessage() {}
 
 func (x *GetChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[72]
+	mi := &file_weft_v1_control_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3949,7 +4661,7 @@ func (x *GetChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeRequest.ProtoReflect.Descriptor instead.
 func (*GetChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{72}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *GetChallengeRequest) GetRound() uint64 {
@@ -3973,7 +4685,7 @@ type ChallengedNode struct {
 
 func (x *ChallengedNode) Reset() {
 	*x = ChallengedNode{}
-	mi := &file_weft_v1_control_proto_msgTypes[73]
+	mi := &file_weft_v1_control_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3985,7 +4697,7 @@ func (x *ChallengedNode) String() string {
 func (*ChallengedNode) ProtoMessage() {}
 
 func (x *ChallengedNode) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[73]
+	mi := &file_weft_v1_control_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3998,7 +4710,7 @@ func (x *ChallengedNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengedNode.ProtoReflect.Descriptor instead.
 func (*ChallengedNode) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{73}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ChallengedNode) GetNode() string {
@@ -4065,7 +4777,7 @@ type GetChallengeResponse struct {
 
 func (x *GetChallengeResponse) Reset() {
 	*x = GetChallengeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[74]
+	mi := &file_weft_v1_control_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4077,7 +4789,7 @@ func (x *GetChallengeResponse) String() string {
 func (*GetChallengeResponse) ProtoMessage() {}
 
 func (x *GetChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[74]
+	mi := &file_weft_v1_control_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4090,7 +4802,7 @@ func (x *GetChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeResponse.ProtoReflect.Descriptor instead.
 func (*GetChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{74}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *GetChallengeResponse) GetRound() uint64 {
@@ -4257,7 +4969,7 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\x04Move\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
-	"\x02to\x18\x03 \x01(\tR\x02to\"\xaf\x01\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\"\xef\x01\n" +
 	"\x05Event\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
@@ -4265,7 +4977,11 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\x04node\x18\x04 \x01(\tR\x04node\x12\x14\n" +
 	"\x05shard\x18\x05 \x01(\rR\x05shard\x12\x17\n" +
 	"\ablob_id\x18\x06 \x01(\fR\x06blobId\x12#\n" +
-	"\x05moves\x18\a \x03(\v2\r.weft.v1.MoveR\x05moves\"e\n" +
+	"\x05moves\x18\a \x03(\v2\r.weft.v1.MoveR\x05moves\x12\x16\n" +
+	"\x06object\x18\b \x01(\x04R\x06object\x12\x16\n" +
+	"\x06client\x18\t \x01(\tR\x06client\x12\x0e\n" +
+	"\x02to\x18\n" +
+	" \x01(\tR\x02to\"e\n" +
 	"\rEventsRequest\x12\x1f\n" +
 	"\vafter_index\x18\x01 \x01(\x04R\n" +
 	"afterIndex\x12\x14\n" +
@@ -4273,29 +4989,85 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\n" +
 	"timeout_ms\x18\x03 \x01(\rR\ttimeoutMs\"8\n" +
 	"\x0eEventsResponse\x12&\n" +
-	"\x06events\x18\x01 \x03(\v2\x0e.weft.v1.EventR\x06events\"\x92\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x0e.weft.v1.EventR\x06events\"\xbd\x02\n" +
 	"\x13RegisterBlobRequest\x12\x1a\n" +
 	"\bencoding\x18\x01 \x01(\rR\bencoding\x12\x16\n" +
 	"\x06shards\x18\x02 \x01(\rR\x06shards\x12\x16\n" +
 	"\x06length\x18\x03 \x01(\x04R\x06length\x12\x12\n" +
 	"\x04root\x18\x04 \x01(\fR\x04root\x12\x1b\n" +
-	"\tend_epoch\x18\x05 \x01(\x04R\bendEpoch\"E\n" +
+	"\tend_epoch\x18\x05 \x01(\x04R\bendEpoch\x12\x1c\n" +
+	"\tdeletable\x18\x06 \x01(\bR\tdeletable\x12L\n" +
+	"\n" +
+	"attributes\x18\a \x03(\v2,.weft.v1.RegisterBlobRequest.AttributesEntryR\n" +
+	"attributes\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"b\n" +
 	"\x14RegisterBlobResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x17\n" +
-	"\ablob_id\x18\x02 \x01(\fR\x06blobId\"O\n" +
+	"\ablob_id\x18\x02 \x01(\fR\x06blobId\x12\x1b\n" +
+	"\tobject_id\x18\x03 \x01(\x04R\bobjectId\"O\n" +
 	"\x12CertifyBlobRequest\x12\x17\n" +
 	"\ablob_id\x18\x01 \x01(\fR\x06blobId\x12 \n" +
 	"\vcertificate\x18\x02 \x01(\fR\vcertificate\"T\n" +
 	"\x13CertifyBlobResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12'\n" +
-	"\x0fcertified_epoch\x18\x02 \x01(\x04R\x0ecertifiedEpoch\"I\n" +
+	"\x0fcertified_epoch\x18\x02 \x01(\x04R\x0ecertifiedEpoch\"f\n" +
 	"\x11ExtendBlobRequest\x12\x17\n" +
 	"\ablob_id\x18\x01 \x01(\fR\x06blobId\x12\x1b\n" +
-	"\tend_epoch\x18\x02 \x01(\x04R\bendEpoch\"*\n" +
+	"\tend_epoch\x18\x02 \x01(\x04R\bendEpoch\x12\x1b\n" +
+	"\tobject_id\x18\x03 \x01(\x04R\bobjectId\"G\n" +
 	"\x12ExtendBlobResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\",\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1b\n" +
+	"\tobject_id\x18\x02 \x01(\x04R\bobjectId\"\xd2\x02\n" +
+	"\n" +
+	"BlobObject\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x17\n" +
+	"\ablob_id\x18\x03 \x01(\fR\x06blobId\x12\x1b\n" +
+	"\tend_epoch\x18\x04 \x01(\x04R\bendEpoch\x12\x1c\n" +
+	"\tdeletable\x18\x05 \x01(\bR\tdeletable\x12C\n" +
+	"\n" +
+	"attributes\x18\x06 \x03(\v2#.weft.v1.BlobObject.AttributesEntryR\n" +
+	"attributes\x12#\n" +
+	"\rcreated_epoch\x18\a \x01(\x04R\fcreatedEpoch\x12!\n" +
+	"\fstored_bytes\x18\b \x01(\x04R\vstoredBytes\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"2\n" +
+	"\x13DeleteObjectRequest\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\x04R\bobjectId\"l\n" +
+	"\x14DeleteObjectResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x16\n" +
+	"\x06refund\x18\x02 \x01(\x04R\x06refund\x12&\n" +
+	"\x0fblob_ends_epoch\x18\x03 \x01(\x04R\rblobEndsEpoch\"D\n" +
+	"\x15TransferObjectRequest\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\x04R\bobjectId\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\".\n" +
+	"\x16TransferObjectResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\xbd\x01\n" +
+	"\x14SetAttributesRequest\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\x04R\bobjectId\x128\n" +
+	"\x03set\x18\x02 \x03(\v2&.weft.v1.SetAttributesRequest.SetEntryR\x03set\x12\x16\n" +
+	"\x06remove\x18\x03 \x03(\tR\x06remove\x1a6\n" +
+	"\bSetEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"-\n" +
+	"\x15SetAttributesResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"/\n" +
+	"\x10GetObjectRequest\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\x04R\bobjectId\"@\n" +
+	"\x11GetObjectResponse\x12+\n" +
+	"\x06object\x18\x01 \x01(\v2\x13.weft.v1.BlobObjectR\x06object\"Y\n" +
+	"\x12ListObjectsRequest\x12\x17\n" +
+	"\ablob_id\x18\x01 \x01(\fR\x06blobId\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\x04R\x05after\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"X\n" +
+	"\x13ListObjectsResponse\x12-\n" +
+	"\aobjects\x18\x01 \x03(\v2\x13.weft.v1.BlobObjectR\aobjects\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\",\n" +
 	"\x11BlobStatusRequest\x12\x17\n" +
-	"\ablob_id\x18\x01 \x01(\fR\x06blobId\"\xcf\x02\n" +
+	"\ablob_id\x18\x01 \x01(\fR\x06blobId\"\xd8\x03\n" +
 	"\x12BlobStatusResponse\x12\x17\n" +
 	"\ablob_id\x18\x01 \x01(\fR\x06blobId\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1a\n" +
@@ -4307,7 +5079,11 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\x0fcertified_epoch\x18\b \x01(\x04R\x0ecertifiedEpoch\x12 \n" +
 	"\vcertificate\x18\t \x01(\fR\vcertificate\x12)\n" +
 	"\x10registered_index\x18\n" +
-	" \x01(\x04R\x0fregisteredIndex\"m\n" +
+	" \x01(\x04R\x0fregisteredIndex\x12\x18\n" +
+	"\aobjects\x18\v \x01(\rR\aobjects\x12.\n" +
+	"\x13permanent_end_epoch\x18\f \x01(\x04R\x11permanentEndEpoch\x12\x1a\n" +
+	"\bdeleting\x18\r \x01(\bR\bdeleting\x12!\n" +
+	"\fcontent_type\x18\x0e \x01(\tR\vcontentType\"m\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1d\n" +
 	"\n" +
@@ -4458,12 +5234,17 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\rUpdateAddress\x12\x1d.weft.v1.UpdateAddressRequest\x1a\x1e.weft.v1.UpdateAddressResponse\x12H\n" +
 	"\vShardSynced\x12\x1b.weft.v1.ShardSyncedRequest\x1a\x1c.weft.v1.ShardSyncedResponse\x12T\n" +
 	"\x0fMarkBlobInvalid\x12\x1f.weft.v1.MarkBlobInvalidRequest\x1a .weft.v1.MarkBlobInvalidResponse\x12T\n" +
-	"\x0fReportChallenge\x12\x1f.weft.v1.ReportChallengeRequest\x1a .weft.v1.ReportChallengeResponse2\xdb\x04\n" +
+	"\x0fReportChallenge\x12\x1f.weft.v1.ReportChallengeRequest\x1a .weft.v1.ReportChallengeResponse2\xd9\a\n" +
 	"\x06Client\x12K\n" +
 	"\fRegisterBlob\x12\x1c.weft.v1.RegisterBlobRequest\x1a\x1d.weft.v1.RegisterBlobResponse\x12H\n" +
 	"\vCertifyBlob\x12\x1b.weft.v1.CertifyBlobRequest\x1a\x1c.weft.v1.CertifyBlobResponse\x12E\n" +
 	"\n" +
-	"ExtendBlob\x12\x1a.weft.v1.ExtendBlobRequest\x1a\x1b.weft.v1.ExtendBlobResponse\x12B\n" +
+	"ExtendBlob\x12\x1a.weft.v1.ExtendBlobRequest\x1a\x1b.weft.v1.ExtendBlobResponse\x12K\n" +
+	"\fDeleteObject\x12\x1c.weft.v1.DeleteObjectRequest\x1a\x1d.weft.v1.DeleteObjectResponse\x12Q\n" +
+	"\x0eTransferObject\x12\x1e.weft.v1.TransferObjectRequest\x1a\x1f.weft.v1.TransferObjectResponse\x12N\n" +
+	"\rSetAttributes\x12\x1d.weft.v1.SetAttributesRequest\x1a\x1e.weft.v1.SetAttributesResponse\x12B\n" +
+	"\tGetObject\x12\x19.weft.v1.GetObjectRequest\x1a\x1a.weft.v1.GetObjectResponse\x12H\n" +
+	"\vListObjects\x12\x1b.weft.v1.ListObjectsRequest\x1a\x1c.weft.v1.ListObjectsResponse\x12B\n" +
 	"\tGetClient\x12\x19.weft.v1.GetClientRequest\x1a\x1a.weft.v1.GetClientResponse\x12E\n" +
 	"\n" +
 	"BlobStatus\x12\x1a.weft.v1.BlobStatusRequest\x1a\x1b.weft.v1.BlobStatusResponse\x12K\n" +
@@ -4487,7 +5268,7 @@ func file_weft_v1_control_proto_rawDescGZIP() []byte {
 	return file_weft_v1_control_proto_rawDescData
 }
 
-var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
+var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 89)
 var file_weft_v1_control_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: weft.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: weft.v1.StatusResponse
@@ -4522,48 +5303,62 @@ var file_weft_v1_control_proto_goTypes = []any{
 	(*CertifyBlobResponse)(nil),        // 30: weft.v1.CertifyBlobResponse
 	(*ExtendBlobRequest)(nil),          // 31: weft.v1.ExtendBlobRequest
 	(*ExtendBlobResponse)(nil),         // 32: weft.v1.ExtendBlobResponse
-	(*BlobStatusRequest)(nil),          // 33: weft.v1.BlobStatusRequest
-	(*BlobStatusResponse)(nil),         // 34: weft.v1.BlobStatusResponse
-	(*Member)(nil),                     // 35: weft.v1.Member
-	(*GetCommitteeRequest)(nil),        // 36: weft.v1.GetCommitteeRequest
-	(*GetCommitteeResponse)(nil),       // 37: weft.v1.GetCommitteeResponse
-	(*ClientInfo)(nil),                 // 38: weft.v1.ClientInfo
-	(*GetClientRequest)(nil),           // 39: weft.v1.GetClientRequest
-	(*GetClientResponse)(nil),          // 40: weft.v1.GetClientResponse
-	(*ListClientsRequest)(nil),         // 41: weft.v1.ListClientsRequest
-	(*ListClientsResponse)(nil),        // 42: weft.v1.ListClientsResponse
-	(*PeerInfoRequest)(nil),            // 43: weft.v1.PeerInfoRequest
-	(*PeerInfoResponse)(nil),           // 44: weft.v1.PeerInfoResponse
-	(*Peer)(nil),                       // 45: weft.v1.Peer
-	(*ListPeersRequest)(nil),           // 46: weft.v1.ListPeersRequest
-	(*ListPeersResponse)(nil),          // 47: weft.v1.ListPeersResponse
-	(*AddPeerRequest)(nil),             // 48: weft.v1.AddPeerRequest
-	(*AddPeerResponse)(nil),            // 49: weft.v1.AddPeerResponse
-	(*RemovePeerRequest)(nil),          // 50: weft.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),         // 51: weft.v1.RemovePeerResponse
-	(*TransferLeadershipRequest)(nil),  // 52: weft.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 53: weft.v1.TransferLeadershipResponse
-	(*SaveSnapshotRequest)(nil),        // 54: weft.v1.SaveSnapshotRequest
-	(*SnapshotChunk)(nil),              // 55: weft.v1.SnapshotChunk
-	(*AnnouncePeerRequest)(nil),        // 56: weft.v1.AnnouncePeerRequest
-	(*AnnouncePeerResponse)(nil),       // 57: weft.v1.AnnouncePeerResponse
-	(*RestoreSnapshotResponse)(nil),    // 58: weft.v1.RestoreSnapshotResponse
-	(*UpdateAddressRequest)(nil),       // 59: weft.v1.UpdateAddressRequest
-	(*UpdateAddressResponse)(nil),      // 60: weft.v1.UpdateAddressResponse
-	(*MarkBlobInvalidRequest)(nil),     // 61: weft.v1.MarkBlobInvalidRequest
-	(*MarkBlobInvalidResponse)(nil),    // 62: weft.v1.MarkBlobInvalidResponse
-	(*ListCertifiedRequest)(nil),       // 63: weft.v1.ListCertifiedRequest
-	(*ListCertifiedResponse)(nil),      // 64: weft.v1.ListCertifiedResponse
-	(*StartChallengeRequest)(nil),      // 65: weft.v1.StartChallengeRequest
-	(*StartChallengeResponse)(nil),     // 66: weft.v1.StartChallengeResponse
-	(*CloseChallengeRequest)(nil),      // 67: weft.v1.CloseChallengeRequest
-	(*CloseChallengeResponse)(nil),     // 68: weft.v1.CloseChallengeResponse
-	(*ChallengeVerdict)(nil),           // 69: weft.v1.ChallengeVerdict
-	(*ReportChallengeRequest)(nil),     // 70: weft.v1.ReportChallengeRequest
-	(*ReportChallengeResponse)(nil),    // 71: weft.v1.ReportChallengeResponse
-	(*GetChallengeRequest)(nil),        // 72: weft.v1.GetChallengeRequest
-	(*ChallengedNode)(nil),             // 73: weft.v1.ChallengedNode
-	(*GetChallengeResponse)(nil),       // 74: weft.v1.GetChallengeResponse
+	(*BlobObject)(nil),                 // 33: weft.v1.BlobObject
+	(*DeleteObjectRequest)(nil),        // 34: weft.v1.DeleteObjectRequest
+	(*DeleteObjectResponse)(nil),       // 35: weft.v1.DeleteObjectResponse
+	(*TransferObjectRequest)(nil),      // 36: weft.v1.TransferObjectRequest
+	(*TransferObjectResponse)(nil),     // 37: weft.v1.TransferObjectResponse
+	(*SetAttributesRequest)(nil),       // 38: weft.v1.SetAttributesRequest
+	(*SetAttributesResponse)(nil),      // 39: weft.v1.SetAttributesResponse
+	(*GetObjectRequest)(nil),           // 40: weft.v1.GetObjectRequest
+	(*GetObjectResponse)(nil),          // 41: weft.v1.GetObjectResponse
+	(*ListObjectsRequest)(nil),         // 42: weft.v1.ListObjectsRequest
+	(*ListObjectsResponse)(nil),        // 43: weft.v1.ListObjectsResponse
+	(*BlobStatusRequest)(nil),          // 44: weft.v1.BlobStatusRequest
+	(*BlobStatusResponse)(nil),         // 45: weft.v1.BlobStatusResponse
+	(*Member)(nil),                     // 46: weft.v1.Member
+	(*GetCommitteeRequest)(nil),        // 47: weft.v1.GetCommitteeRequest
+	(*GetCommitteeResponse)(nil),       // 48: weft.v1.GetCommitteeResponse
+	(*ClientInfo)(nil),                 // 49: weft.v1.ClientInfo
+	(*GetClientRequest)(nil),           // 50: weft.v1.GetClientRequest
+	(*GetClientResponse)(nil),          // 51: weft.v1.GetClientResponse
+	(*ListClientsRequest)(nil),         // 52: weft.v1.ListClientsRequest
+	(*ListClientsResponse)(nil),        // 53: weft.v1.ListClientsResponse
+	(*PeerInfoRequest)(nil),            // 54: weft.v1.PeerInfoRequest
+	(*PeerInfoResponse)(nil),           // 55: weft.v1.PeerInfoResponse
+	(*Peer)(nil),                       // 56: weft.v1.Peer
+	(*ListPeersRequest)(nil),           // 57: weft.v1.ListPeersRequest
+	(*ListPeersResponse)(nil),          // 58: weft.v1.ListPeersResponse
+	(*AddPeerRequest)(nil),             // 59: weft.v1.AddPeerRequest
+	(*AddPeerResponse)(nil),            // 60: weft.v1.AddPeerResponse
+	(*RemovePeerRequest)(nil),          // 61: weft.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),         // 62: weft.v1.RemovePeerResponse
+	(*TransferLeadershipRequest)(nil),  // 63: weft.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 64: weft.v1.TransferLeadershipResponse
+	(*SaveSnapshotRequest)(nil),        // 65: weft.v1.SaveSnapshotRequest
+	(*SnapshotChunk)(nil),              // 66: weft.v1.SnapshotChunk
+	(*AnnouncePeerRequest)(nil),        // 67: weft.v1.AnnouncePeerRequest
+	(*AnnouncePeerResponse)(nil),       // 68: weft.v1.AnnouncePeerResponse
+	(*RestoreSnapshotResponse)(nil),    // 69: weft.v1.RestoreSnapshotResponse
+	(*UpdateAddressRequest)(nil),       // 70: weft.v1.UpdateAddressRequest
+	(*UpdateAddressResponse)(nil),      // 71: weft.v1.UpdateAddressResponse
+	(*MarkBlobInvalidRequest)(nil),     // 72: weft.v1.MarkBlobInvalidRequest
+	(*MarkBlobInvalidResponse)(nil),    // 73: weft.v1.MarkBlobInvalidResponse
+	(*ListCertifiedRequest)(nil),       // 74: weft.v1.ListCertifiedRequest
+	(*ListCertifiedResponse)(nil),      // 75: weft.v1.ListCertifiedResponse
+	(*StartChallengeRequest)(nil),      // 76: weft.v1.StartChallengeRequest
+	(*StartChallengeResponse)(nil),     // 77: weft.v1.StartChallengeResponse
+	(*CloseChallengeRequest)(nil),      // 78: weft.v1.CloseChallengeRequest
+	(*CloseChallengeResponse)(nil),     // 79: weft.v1.CloseChallengeResponse
+	(*ChallengeVerdict)(nil),           // 80: weft.v1.ChallengeVerdict
+	(*ReportChallengeRequest)(nil),     // 81: weft.v1.ReportChallengeRequest
+	(*ReportChallengeResponse)(nil),    // 82: weft.v1.ReportChallengeResponse
+	(*GetChallengeRequest)(nil),        // 83: weft.v1.GetChallengeRequest
+	(*ChallengedNode)(nil),             // 84: weft.v1.ChallengedNode
+	(*GetChallengeResponse)(nil),       // 85: weft.v1.GetChallengeResponse
+	nil,                                // 86: weft.v1.RegisterBlobRequest.AttributesEntry
+	nil,                                // 87: weft.v1.BlobObject.AttributesEntry
+	nil,                                // 88: weft.v1.SetAttributesRequest.SetEntry
 }
 var file_weft_v1_control_proto_depIdxs = []int32{
 	2,  // 0: weft.v1.ListNodesResponse.nodes:type_name -> weft.v1.NodeInfo
@@ -4572,87 +5367,102 @@ var file_weft_v1_control_proto_depIdxs = []int32{
 	22, // 3: weft.v1.WatchStateResponse.changes:type_name -> weft.v1.ShardChange
 	23, // 4: weft.v1.Event.moves:type_name -> weft.v1.Move
 	24, // 5: weft.v1.EventsResponse.events:type_name -> weft.v1.Event
-	35, // 6: weft.v1.GetCommitteeResponse.members:type_name -> weft.v1.Member
-	38, // 7: weft.v1.GetClientResponse.client:type_name -> weft.v1.ClientInfo
-	38, // 8: weft.v1.ListClientsResponse.clients:type_name -> weft.v1.ClientInfo
-	45, // 9: weft.v1.ListPeersResponse.peers:type_name -> weft.v1.Peer
-	15, // 10: weft.v1.UpdateAddressRequest.auth:type_name -> weft.v1.SignedRequest
-	15, // 11: weft.v1.MarkBlobInvalidRequest.auth:type_name -> weft.v1.SignedRequest
-	34, // 12: weft.v1.ListCertifiedResponse.blobs:type_name -> weft.v1.BlobStatusResponse
-	15, // 13: weft.v1.ReportChallengeRequest.auth:type_name -> weft.v1.SignedRequest
-	69, // 14: weft.v1.ReportChallengeRequest.verdicts:type_name -> weft.v1.ChallengeVerdict
-	73, // 15: weft.v1.GetChallengeResponse.nodes:type_name -> weft.v1.ChallengedNode
-	0,  // 16: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
-	3,  // 17: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
-	5,  // 18: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
-	7,  // 19: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
-	9,  // 20: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
-	11, // 21: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
-	13, // 22: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
-	41, // 23: weft.v1.Admin.ListClients:input_type -> weft.v1.ListClientsRequest
-	43, // 24: weft.v1.Admin.PeerInfo:input_type -> weft.v1.PeerInfoRequest
-	46, // 25: weft.v1.Admin.ListPeers:input_type -> weft.v1.ListPeersRequest
-	48, // 26: weft.v1.Admin.AddPeer:input_type -> weft.v1.AddPeerRequest
-	50, // 27: weft.v1.Admin.RemovePeer:input_type -> weft.v1.RemovePeerRequest
-	52, // 28: weft.v1.Admin.TransferLeadership:input_type -> weft.v1.TransferLeadershipRequest
-	56, // 29: weft.v1.Admin.AnnouncePeer:input_type -> weft.v1.AnnouncePeerRequest
-	54, // 30: weft.v1.Admin.SaveSnapshot:input_type -> weft.v1.SaveSnapshotRequest
-	55, // 31: weft.v1.Admin.RestoreSnapshot:input_type -> weft.v1.SnapshotChunk
-	65, // 32: weft.v1.Admin.StartChallenge:input_type -> weft.v1.StartChallengeRequest
-	67, // 33: weft.v1.Admin.CloseChallenge:input_type -> weft.v1.CloseChallengeRequest
-	16, // 34: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
-	59, // 35: weft.v1.Node.UpdateAddress:input_type -> weft.v1.UpdateAddressRequest
-	18, // 36: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
-	61, // 37: weft.v1.Node.MarkBlobInvalid:input_type -> weft.v1.MarkBlobInvalidRequest
-	70, // 38: weft.v1.Node.ReportChallenge:input_type -> weft.v1.ReportChallengeRequest
-	27, // 39: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
-	29, // 40: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
-	31, // 41: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
-	39, // 42: weft.v1.Client.GetClient:input_type -> weft.v1.GetClientRequest
-	33, // 43: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
-	36, // 44: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
-	63, // 45: weft.v1.Client.ListCertified:input_type -> weft.v1.ListCertifiedRequest
-	72, // 46: weft.v1.Client.GetChallenge:input_type -> weft.v1.GetChallengeRequest
-	20, // 47: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
-	25, // 48: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
-	1,  // 49: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
-	4,  // 50: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
-	6,  // 51: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
-	8,  // 52: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
-	10, // 53: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
-	12, // 54: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
-	14, // 55: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
-	42, // 56: weft.v1.Admin.ListClients:output_type -> weft.v1.ListClientsResponse
-	44, // 57: weft.v1.Admin.PeerInfo:output_type -> weft.v1.PeerInfoResponse
-	47, // 58: weft.v1.Admin.ListPeers:output_type -> weft.v1.ListPeersResponse
-	49, // 59: weft.v1.Admin.AddPeer:output_type -> weft.v1.AddPeerResponse
-	51, // 60: weft.v1.Admin.RemovePeer:output_type -> weft.v1.RemovePeerResponse
-	53, // 61: weft.v1.Admin.TransferLeadership:output_type -> weft.v1.TransferLeadershipResponse
-	57, // 62: weft.v1.Admin.AnnouncePeer:output_type -> weft.v1.AnnouncePeerResponse
-	55, // 63: weft.v1.Admin.SaveSnapshot:output_type -> weft.v1.SnapshotChunk
-	58, // 64: weft.v1.Admin.RestoreSnapshot:output_type -> weft.v1.RestoreSnapshotResponse
-	66, // 65: weft.v1.Admin.StartChallenge:output_type -> weft.v1.StartChallengeResponse
-	68, // 66: weft.v1.Admin.CloseChallenge:output_type -> weft.v1.CloseChallengeResponse
-	17, // 67: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
-	60, // 68: weft.v1.Node.UpdateAddress:output_type -> weft.v1.UpdateAddressResponse
-	19, // 69: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
-	62, // 70: weft.v1.Node.MarkBlobInvalid:output_type -> weft.v1.MarkBlobInvalidResponse
-	71, // 71: weft.v1.Node.ReportChallenge:output_type -> weft.v1.ReportChallengeResponse
-	28, // 72: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
-	30, // 73: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
-	32, // 74: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
-	40, // 75: weft.v1.Client.GetClient:output_type -> weft.v1.GetClientResponse
-	34, // 76: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
-	37, // 77: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
-	64, // 78: weft.v1.Client.ListCertified:output_type -> weft.v1.ListCertifiedResponse
-	74, // 79: weft.v1.Client.GetChallenge:output_type -> weft.v1.GetChallengeResponse
-	21, // 80: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
-	26, // 81: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
-	49, // [49:82] is the sub-list for method output_type
-	16, // [16:49] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	86, // 6: weft.v1.RegisterBlobRequest.attributes:type_name -> weft.v1.RegisterBlobRequest.AttributesEntry
+	87, // 7: weft.v1.BlobObject.attributes:type_name -> weft.v1.BlobObject.AttributesEntry
+	88, // 8: weft.v1.SetAttributesRequest.set:type_name -> weft.v1.SetAttributesRequest.SetEntry
+	33, // 9: weft.v1.GetObjectResponse.object:type_name -> weft.v1.BlobObject
+	33, // 10: weft.v1.ListObjectsResponse.objects:type_name -> weft.v1.BlobObject
+	46, // 11: weft.v1.GetCommitteeResponse.members:type_name -> weft.v1.Member
+	49, // 12: weft.v1.GetClientResponse.client:type_name -> weft.v1.ClientInfo
+	49, // 13: weft.v1.ListClientsResponse.clients:type_name -> weft.v1.ClientInfo
+	56, // 14: weft.v1.ListPeersResponse.peers:type_name -> weft.v1.Peer
+	15, // 15: weft.v1.UpdateAddressRequest.auth:type_name -> weft.v1.SignedRequest
+	15, // 16: weft.v1.MarkBlobInvalidRequest.auth:type_name -> weft.v1.SignedRequest
+	45, // 17: weft.v1.ListCertifiedResponse.blobs:type_name -> weft.v1.BlobStatusResponse
+	15, // 18: weft.v1.ReportChallengeRequest.auth:type_name -> weft.v1.SignedRequest
+	80, // 19: weft.v1.ReportChallengeRequest.verdicts:type_name -> weft.v1.ChallengeVerdict
+	84, // 20: weft.v1.GetChallengeResponse.nodes:type_name -> weft.v1.ChallengedNode
+	0,  // 21: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
+	3,  // 22: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
+	5,  // 23: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
+	7,  // 24: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
+	9,  // 25: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
+	11, // 26: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
+	13, // 27: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
+	52, // 28: weft.v1.Admin.ListClients:input_type -> weft.v1.ListClientsRequest
+	54, // 29: weft.v1.Admin.PeerInfo:input_type -> weft.v1.PeerInfoRequest
+	57, // 30: weft.v1.Admin.ListPeers:input_type -> weft.v1.ListPeersRequest
+	59, // 31: weft.v1.Admin.AddPeer:input_type -> weft.v1.AddPeerRequest
+	61, // 32: weft.v1.Admin.RemovePeer:input_type -> weft.v1.RemovePeerRequest
+	63, // 33: weft.v1.Admin.TransferLeadership:input_type -> weft.v1.TransferLeadershipRequest
+	67, // 34: weft.v1.Admin.AnnouncePeer:input_type -> weft.v1.AnnouncePeerRequest
+	65, // 35: weft.v1.Admin.SaveSnapshot:input_type -> weft.v1.SaveSnapshotRequest
+	66, // 36: weft.v1.Admin.RestoreSnapshot:input_type -> weft.v1.SnapshotChunk
+	76, // 37: weft.v1.Admin.StartChallenge:input_type -> weft.v1.StartChallengeRequest
+	78, // 38: weft.v1.Admin.CloseChallenge:input_type -> weft.v1.CloseChallengeRequest
+	16, // 39: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
+	70, // 40: weft.v1.Node.UpdateAddress:input_type -> weft.v1.UpdateAddressRequest
+	18, // 41: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
+	72, // 42: weft.v1.Node.MarkBlobInvalid:input_type -> weft.v1.MarkBlobInvalidRequest
+	81, // 43: weft.v1.Node.ReportChallenge:input_type -> weft.v1.ReportChallengeRequest
+	27, // 44: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
+	29, // 45: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
+	31, // 46: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
+	34, // 47: weft.v1.Client.DeleteObject:input_type -> weft.v1.DeleteObjectRequest
+	36, // 48: weft.v1.Client.TransferObject:input_type -> weft.v1.TransferObjectRequest
+	38, // 49: weft.v1.Client.SetAttributes:input_type -> weft.v1.SetAttributesRequest
+	40, // 50: weft.v1.Client.GetObject:input_type -> weft.v1.GetObjectRequest
+	42, // 51: weft.v1.Client.ListObjects:input_type -> weft.v1.ListObjectsRequest
+	50, // 52: weft.v1.Client.GetClient:input_type -> weft.v1.GetClientRequest
+	44, // 53: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
+	47, // 54: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
+	74, // 55: weft.v1.Client.ListCertified:input_type -> weft.v1.ListCertifiedRequest
+	83, // 56: weft.v1.Client.GetChallenge:input_type -> weft.v1.GetChallengeRequest
+	20, // 57: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
+	25, // 58: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
+	1,  // 59: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
+	4,  // 60: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
+	6,  // 61: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
+	8,  // 62: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
+	10, // 63: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
+	12, // 64: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
+	14, // 65: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
+	53, // 66: weft.v1.Admin.ListClients:output_type -> weft.v1.ListClientsResponse
+	55, // 67: weft.v1.Admin.PeerInfo:output_type -> weft.v1.PeerInfoResponse
+	58, // 68: weft.v1.Admin.ListPeers:output_type -> weft.v1.ListPeersResponse
+	60, // 69: weft.v1.Admin.AddPeer:output_type -> weft.v1.AddPeerResponse
+	62, // 70: weft.v1.Admin.RemovePeer:output_type -> weft.v1.RemovePeerResponse
+	64, // 71: weft.v1.Admin.TransferLeadership:output_type -> weft.v1.TransferLeadershipResponse
+	68, // 72: weft.v1.Admin.AnnouncePeer:output_type -> weft.v1.AnnouncePeerResponse
+	66, // 73: weft.v1.Admin.SaveSnapshot:output_type -> weft.v1.SnapshotChunk
+	69, // 74: weft.v1.Admin.RestoreSnapshot:output_type -> weft.v1.RestoreSnapshotResponse
+	77, // 75: weft.v1.Admin.StartChallenge:output_type -> weft.v1.StartChallengeResponse
+	79, // 76: weft.v1.Admin.CloseChallenge:output_type -> weft.v1.CloseChallengeResponse
+	17, // 77: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
+	71, // 78: weft.v1.Node.UpdateAddress:output_type -> weft.v1.UpdateAddressResponse
+	19, // 79: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
+	73, // 80: weft.v1.Node.MarkBlobInvalid:output_type -> weft.v1.MarkBlobInvalidResponse
+	82, // 81: weft.v1.Node.ReportChallenge:output_type -> weft.v1.ReportChallengeResponse
+	28, // 82: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
+	30, // 83: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
+	32, // 84: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
+	35, // 85: weft.v1.Client.DeleteObject:output_type -> weft.v1.DeleteObjectResponse
+	37, // 86: weft.v1.Client.TransferObject:output_type -> weft.v1.TransferObjectResponse
+	39, // 87: weft.v1.Client.SetAttributes:output_type -> weft.v1.SetAttributesResponse
+	41, // 88: weft.v1.Client.GetObject:output_type -> weft.v1.GetObjectResponse
+	43, // 89: weft.v1.Client.ListObjects:output_type -> weft.v1.ListObjectsResponse
+	51, // 90: weft.v1.Client.GetClient:output_type -> weft.v1.GetClientResponse
+	45, // 91: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
+	48, // 92: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
+	75, // 93: weft.v1.Client.ListCertified:output_type -> weft.v1.ListCertifiedResponse
+	85, // 94: weft.v1.Client.GetChallenge:output_type -> weft.v1.GetChallengeResponse
+	21, // 95: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
+	26, // 96: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
+	59, // [59:97] is the sub-list for method output_type
+	21, // [21:59] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_weft_v1_control_proto_init() }
@@ -4666,7 +5476,7 @@ func file_weft_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_v1_control_proto_rawDesc), len(file_weft_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   75,
+			NumMessages:   89,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -1045,14 +1045,19 @@ var Node_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Client_RegisterBlob_FullMethodName  = "/weft.v1.Client/RegisterBlob"
-	Client_CertifyBlob_FullMethodName   = "/weft.v1.Client/CertifyBlob"
-	Client_ExtendBlob_FullMethodName    = "/weft.v1.Client/ExtendBlob"
-	Client_GetClient_FullMethodName     = "/weft.v1.Client/GetClient"
-	Client_BlobStatus_FullMethodName    = "/weft.v1.Client/BlobStatus"
-	Client_GetCommittee_FullMethodName  = "/weft.v1.Client/GetCommittee"
-	Client_ListCertified_FullMethodName = "/weft.v1.Client/ListCertified"
-	Client_GetChallenge_FullMethodName  = "/weft.v1.Client/GetChallenge"
+	Client_RegisterBlob_FullMethodName   = "/weft.v1.Client/RegisterBlob"
+	Client_CertifyBlob_FullMethodName    = "/weft.v1.Client/CertifyBlob"
+	Client_ExtendBlob_FullMethodName     = "/weft.v1.Client/ExtendBlob"
+	Client_DeleteObject_FullMethodName   = "/weft.v1.Client/DeleteObject"
+	Client_TransferObject_FullMethodName = "/weft.v1.Client/TransferObject"
+	Client_SetAttributes_FullMethodName  = "/weft.v1.Client/SetAttributes"
+	Client_GetObject_FullMethodName      = "/weft.v1.Client/GetObject"
+	Client_ListObjects_FullMethodName    = "/weft.v1.Client/ListObjects"
+	Client_GetClient_FullMethodName      = "/weft.v1.Client/GetClient"
+	Client_BlobStatus_FullMethodName     = "/weft.v1.Client/BlobStatus"
+	Client_GetCommittee_FullMethodName   = "/weft.v1.Client/GetCommittee"
+	Client_ListCertified_FullMethodName  = "/weft.v1.Client/ListCertified"
+	Client_GetChallenge_FullMethodName   = "/weft.v1.Client/GetChallenge"
 )
 
 // ClientClient is the client API for Client service.
@@ -1067,6 +1072,14 @@ type ClientClient interface {
 	RegisterBlob(ctx context.Context, in *RegisterBlobRequest, opts ...grpc.CallOption) (*RegisterBlobResponse, error)
 	CertifyBlob(ctx context.Context, in *CertifyBlobRequest, opts ...grpc.CallOption) (*CertifyBlobResponse, error)
 	ExtendBlob(ctx context.Context, in *ExtendBlobRequest, opts ...grpc.CallOption) (*ExtendBlobResponse, error)
+	// Blob objects (issue #21): each registration creates one, owned by its
+	// client. Only the owner deletes, transfers or edits one.
+	DeleteObject(ctx context.Context, in *DeleteObjectRequest, opts ...grpc.CallOption) (*DeleteObjectResponse, error)
+	TransferObject(ctx context.Context, in *TransferObjectRequest, opts ...grpc.CallOption) (*TransferObjectResponse, error)
+	SetAttributes(ctx context.Context, in *SetAttributesRequest, opts ...grpc.CallOption) (*SetAttributesResponse, error)
+	GetObject(ctx context.Context, in *GetObjectRequest, opts ...grpc.CallOption) (*GetObjectResponse, error)
+	// ListObjects pages the calling client's own live objects.
+	ListObjects(ctx context.Context, in *ListObjectsRequest, opts ...grpc.CallOption) (*ListObjectsResponse, error)
 	// GetClient returns the calling client's own record: its quota and use.
 	GetClient(ctx context.Context, in *GetClientRequest, opts ...grpc.CallOption) (*GetClientResponse, error)
 	BlobStatus(ctx context.Context, in *BlobStatusRequest, opts ...grpc.CallOption) (*BlobStatusResponse, error)
@@ -1111,6 +1124,56 @@ func (c *clientClient) ExtendBlob(ctx context.Context, in *ExtendBlobRequest, op
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ExtendBlobResponse)
 	err := c.cc.Invoke(ctx, Client_ExtendBlob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientClient) DeleteObject(ctx context.Context, in *DeleteObjectRequest, opts ...grpc.CallOption) (*DeleteObjectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteObjectResponse)
+	err := c.cc.Invoke(ctx, Client_DeleteObject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientClient) TransferObject(ctx context.Context, in *TransferObjectRequest, opts ...grpc.CallOption) (*TransferObjectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferObjectResponse)
+	err := c.cc.Invoke(ctx, Client_TransferObject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientClient) SetAttributes(ctx context.Context, in *SetAttributesRequest, opts ...grpc.CallOption) (*SetAttributesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetAttributesResponse)
+	err := c.cc.Invoke(ctx, Client_SetAttributes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientClient) GetObject(ctx context.Context, in *GetObjectRequest, opts ...grpc.CallOption) (*GetObjectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetObjectResponse)
+	err := c.cc.Invoke(ctx, Client_GetObject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clientClient) ListObjects(ctx context.Context, in *ListObjectsRequest, opts ...grpc.CallOption) (*ListObjectsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListObjectsResponse)
+	err := c.cc.Invoke(ctx, Client_ListObjects_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -1179,6 +1242,14 @@ type ClientServer interface {
 	RegisterBlob(context.Context, *RegisterBlobRequest) (*RegisterBlobResponse, error)
 	CertifyBlob(context.Context, *CertifyBlobRequest) (*CertifyBlobResponse, error)
 	ExtendBlob(context.Context, *ExtendBlobRequest) (*ExtendBlobResponse, error)
+	// Blob objects (issue #21): each registration creates one, owned by its
+	// client. Only the owner deletes, transfers or edits one.
+	DeleteObject(context.Context, *DeleteObjectRequest) (*DeleteObjectResponse, error)
+	TransferObject(context.Context, *TransferObjectRequest) (*TransferObjectResponse, error)
+	SetAttributes(context.Context, *SetAttributesRequest) (*SetAttributesResponse, error)
+	GetObject(context.Context, *GetObjectRequest) (*GetObjectResponse, error)
+	// ListObjects pages the calling client's own live objects.
+	ListObjects(context.Context, *ListObjectsRequest) (*ListObjectsResponse, error)
 	// GetClient returns the calling client's own record: its quota and use.
 	GetClient(context.Context, *GetClientRequest) (*GetClientResponse, error)
 	BlobStatus(context.Context, *BlobStatusRequest) (*BlobStatusResponse, error)
@@ -1207,6 +1278,21 @@ func (UnimplementedClientServer) CertifyBlob(context.Context, *CertifyBlobReques
 }
 func (UnimplementedClientServer) ExtendBlob(context.Context, *ExtendBlobRequest) (*ExtendBlobResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExtendBlob not implemented")
+}
+func (UnimplementedClientServer) DeleteObject(context.Context, *DeleteObjectRequest) (*DeleteObjectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteObject not implemented")
+}
+func (UnimplementedClientServer) TransferObject(context.Context, *TransferObjectRequest) (*TransferObjectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferObject not implemented")
+}
+func (UnimplementedClientServer) SetAttributes(context.Context, *SetAttributesRequest) (*SetAttributesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetAttributes not implemented")
+}
+func (UnimplementedClientServer) GetObject(context.Context, *GetObjectRequest) (*GetObjectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetObject not implemented")
+}
+func (UnimplementedClientServer) ListObjects(context.Context, *ListObjectsRequest) (*ListObjectsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListObjects not implemented")
 }
 func (UnimplementedClientServer) GetClient(context.Context, *GetClientRequest) (*GetClientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetClient not implemented")
@@ -1294,6 +1380,96 @@ func _Client_ExtendBlob_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ClientServer).ExtendBlob(ctx, req.(*ExtendBlobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Client_DeleteObject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteObjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServer).DeleteObject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Client_DeleteObject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServer).DeleteObject(ctx, req.(*DeleteObjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Client_TransferObject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferObjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServer).TransferObject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Client_TransferObject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServer).TransferObject(ctx, req.(*TransferObjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Client_SetAttributes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetAttributesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServer).SetAttributes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Client_SetAttributes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServer).SetAttributes(ctx, req.(*SetAttributesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Client_GetObject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetObjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServer).GetObject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Client_GetObject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServer).GetObject(ctx, req.(*GetObjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Client_ListObjects_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListObjectsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServer).ListObjects(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Client_ListObjects_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServer).ListObjects(ctx, req.(*ListObjectsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1406,6 +1582,26 @@ var Client_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ExtendBlob",
 			Handler:    _Client_ExtendBlob_Handler,
+		},
+		{
+			MethodName: "DeleteObject",
+			Handler:    _Client_DeleteObject_Handler,
+		},
+		{
+			MethodName: "TransferObject",
+			Handler:    _Client_TransferObject_Handler,
+		},
+		{
+			MethodName: "SetAttributes",
+			Handler:    _Client_SetAttributes_Handler,
+		},
+		{
+			MethodName: "GetObject",
+			Handler:    _Client_GetObject_Handler,
+		},
+		{
+			MethodName: "ListObjects",
+			Handler:    _Client_ListObjects_Handler,
 		},
 		{
 			MethodName: "GetClient",
