@@ -15,6 +15,7 @@ var (
 	ErrNotFound     = errors.New("blob not found")
 	ErrInvalidBlob  = errors.New("invalid blob")
 	ErrExpired      = errors.New("blob expired")
+	ErrDeleted      = errors.New("blob deleted") // every object of it was deleted
 	ErrNotCertified = errors.New("blob not certified")
 )
 

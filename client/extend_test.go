@@ -62,6 +62,13 @@ func TestExtend(t *testing.T) {
 		t.Fatal(err)
 	}
 	pc := newClient(t, net, func(cfg *Config) { cfg.Token = poor.Token })
+	if _, err := pc.Extend(ctx, id, ExtendOptions{Epochs: 2}); !errors.Is(err, ErrObjectNotFound) {
+		t.Fatalf("extension by a client with no object of the blob: %v", err)
+	}
+	// Its own object of the same bytes, for one epoch, spends its quota.
+	if _, _, err := pc.Store(ctx, bytes.NewReader(blob), StoreOptions{Epochs: 1}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := pc.Extend(ctx, id, ExtendOptions{Epochs: 2}); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("extension over the quota: %v", err)
 	}

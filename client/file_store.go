@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/crypto"
 )
 
@@ -40,6 +41,12 @@ type FileOptions struct {
 	// (or found already certified) of the total (Size if given, else the
 	// bytes read so far).
 	Progress func(done, total int64)
+	// Permanent and Attributes are as in StoreOptions, for the client's
+	// objects of every part; the attributes (and ContentType, as
+	// "content-type") go on the file's object: the manifest's, or the
+	// plain blob's.
+	Permanent  bool
+	Attributes map[string]string
 }
 
 // StoredFile is what StoreFile stored.
@@ -51,11 +58,17 @@ type StoredFile struct {
 	Length      uint64
 	// Manifest is nil when the content was stored as one plain blob.
 	Manifest *Manifest
+	// Object is the client's blob object of the file (the manifest's or
+	// the plain blob's): Delete it to delete the file's entry, and its
+	// chunks' objects (ChunkObjects) to let their bytes go.
+	Object       uint64
+	ChunkObjects []uint64
 	// ChunkCertificates are the chunks' certificates, in manifest order.
 	ChunkCertificates []*crypto.Certificate
 	// Reused counts the parts (chunks, the manifest, or the plain blob)
 	// that were certified before this store began: nothing was sent for
-	// them and nothing charged.
+	// them, and nothing charged where the client owned an object of them
+	// already (a resumed store).
 	Reused int
 	// SentBytes is the sliver bytes this store sent to storage nodes.
 	SentBytes int64
@@ -209,12 +222,12 @@ func (fs *fileStore) storePlain(ctx context.Context, blob []byte) (*StoredFile, 
 		return nil, ErrManifestContent
 	}
 	var stats StoreStats
-	id, cert, err := fs.c.storeBlob(ctx, blob, StoreOptions{Stats: &stats}, fs.endEpoch)
+	id, cert, err := fs.c.storeBlob(ctx, blob, fs.fileObject(&stats), fs.endEpoch)
 	if err != nil {
 		return nil, err
 	}
 	fs.progress(int64(len(blob)))
-	out := &StoredFile{ID: id, Certificate: cert, Length: uint64(len(blob)), SentBytes: stats.SentBytes}
+	out := &StoredFile{ID: id, Certificate: cert, Length: uint64(len(blob)), SentBytes: stats.SentBytes, Object: stats.Object}
 	if stats.AlreadyCertified {
 		out.Reused = 1
 	}
@@ -234,6 +247,7 @@ func (fs *fileStore) storeChunked(ctx context.Context, first []byte) (*StoredFil
 		mu       sync.Mutex
 		chunks   []Chunk
 		certs    []*crypto.Certificate
+		objects  []uint64
 		inputErr error
 	)
 	slots := make(chan struct{}, fs.c.cfg.StoreParallel)
@@ -254,17 +268,17 @@ func (fs *fileStore) storeChunked(ctx context.Context, first []byte) (*StoredFil
 			continue // the loop ends
 		}
 		mu.Lock()
-		chunks, certs = append(chunks, Chunk{Length: uint64(len(chunk))}), append(certs, nil)
+		chunks, certs, objects = append(chunks, Chunk{Length: uint64(len(chunk))}), append(certs, nil), append(objects, 0)
 		mu.Unlock()
 		wg.Go(func() {
 			defer func() { <-slots }()
-			id, cert, err := fs.storeChunk(ctx, chunk)
+			id, cert, object, err := fs.storeChunk(ctx, chunk)
 			if err != nil {
 				cancel(&ChunkError{Index: index, Chunk: id, Offset: chunkOffset, Err: err})
 				return
 			}
 			mu.Lock()
-			chunks[index].ID, certs[index] = id, cert
+			chunks[index].ID, certs[index], objects[index] = id, cert, object
 			mu.Unlock()
 		})
 		if last {
@@ -282,23 +296,36 @@ func (fs *fileStore) storeChunked(ctx context.Context, first []byte) (*StoredFil
 	if inputErr != nil {
 		return nil, inputErr
 	}
-	return fs.storeManifest(ctx, chunks, certs)
+	return fs.storeManifest(ctx, chunks, certs, objects)
 }
 
 // storeChunk stores one chunk unless it is certified already: its ID is
 // computed by encoding it, then its status asked.
-func (fs *fileStore) storeChunk(ctx context.Context, chunk []byte) (crypto.BlobID, *crypto.Certificate, error) {
+func (fs *fileStore) storeChunk(ctx context.Context, chunk []byte) (crypto.BlobID, *crypto.Certificate, uint64, error) {
 	var stats StoreStats
-	id, cert, err := fs.c.storeBlob(ctx, chunk, StoreOptions{Stats: &stats}, fs.endEpoch)
+	id, cert, err := fs.c.storeBlob(ctx, chunk, StoreOptions{Stats: &stats, Permanent: fs.opts.Permanent}, fs.endEpoch)
 	if err != nil {
-		return id, nil, err
+		return id, nil, 0, err
 	}
 	fs.sent.Add(stats.SentBytes)
 	if stats.AlreadyCertified {
 		fs.reused.Add(1)
 	}
 	fs.progress(int64(len(chunk)))
-	return id, cert, nil
+	return id, cert, stats.Object, nil
+}
+
+// fileObject is the store options of the file's own object: the
+// manifest's, or the plain blob's.
+func (fs *fileStore) fileObject(stats *StoreStats) StoreOptions {
+	attrs := NormalizeAttributes(fs.opts.Attributes)
+	if fs.opts.ContentType != "" {
+		if attrs == nil {
+			attrs = map[string]string{}
+		}
+		attrs[control.ContentTypeAttribute] = fs.opts.ContentType
+	}
+	return StoreOptions{Stats: stats, Permanent: fs.opts.Permanent, Attributes: attrs}
 }
 
 func (fs *fileStore) progress(stored int64) {
@@ -316,7 +343,7 @@ func (fs *fileStore) progress(stored int64) {
 }
 
 // storeManifest stores the manifest of the chunks, all certified by now.
-func (fs *fileStore) storeManifest(ctx context.Context, chunks []Chunk, certs []*crypto.Certificate) (*StoredFile, error) {
+func (fs *fileStore) storeManifest(ctx context.Context, chunks []Chunk, certs []*crypto.Certificate, objects []uint64) (*StoredFile, error) {
 	m := &Manifest{Length: fs.read, ContentType: fs.opts.ContentType, Chunks: chunks}
 	copy(m.SHA256[:], fs.hash.Sum(nil))
 	raw, err := m.MarshalBinary()
@@ -324,7 +351,7 @@ func (fs *fileStore) storeManifest(ctx context.Context, chunks []Chunk, certs []
 		return nil, err
 	}
 	var stats StoreStats
-	id, cert, err := fs.c.storeBlob(ctx, raw, StoreOptions{Stats: &stats}, fs.endEpoch)
+	id, cert, err := fs.c.storeBlob(ctx, raw, fs.fileObject(&stats), fs.endEpoch)
 	if err != nil {
 		return nil, fmt.Errorf("client: storing the manifest of %d chunks: %w", len(chunks), err)
 	}
@@ -333,7 +360,7 @@ func (fs *fileStore) storeManifest(ctx context.Context, chunks []Chunk, certs []
 		reused++
 	}
 	return &StoredFile{
-		ID: id, Certificate: cert, Length: m.Length, Manifest: m, ChunkCertificates: certs,
+		ID: id, Certificate: cert, Length: m.Length, Manifest: m, ChunkCertificates: certs, Object: stats.Object, ChunkObjects: objects,
 		Reused: reused, SentBytes: fs.sent.Load() + stats.SentBytes,
 	}, nil
 }

@@ -87,7 +87,7 @@ func TestNotCertifiedAndStoredTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if existing, err := c.register(ctx, enc, 3); err != nil || existing != nil {
+	if existing, _, err := c.register(ctx, enc, 3, objectKind{deletable: true}); err != nil || existing != nil {
 		t.Fatalf("register: %v, %v", existing, err)
 	}
 	if _, err := c.Read(ctx, enc.ID, ReadOptions{}); !errors.Is(err, ErrNotCertified) {

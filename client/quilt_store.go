@@ -32,8 +32,12 @@ type StoredQuilt struct {
 	Files       []QuiltFileID
 	Length      uint64 // the quilt blob's
 	// AlreadyCertified: the same quilt (same files, same order) was
-	// certified before; nothing was sent or charged.
+	// certified before; nothing was sent, and only a new object of the
+	// client's charged.
 	AlreadyCertified bool
+	// Object is the client's blob object of the quilt: its files'
+	// lifetime and deletion are the quilt's.
+	Object uint64
 }
 
 // StoreQuilt stores many small files as one blob (DESIGN.md, Quilts): an
@@ -67,12 +71,16 @@ func (c *Client) StoreQuilt(ctx context.Context, files []QuiltInput, opts StoreO
 		blob = append(blob, f.Data...)
 	}
 	var stats StoreStats
+	caller := opts.Stats
 	opts.Stats = &stats
 	id, cert, err := c.storeBlob(ctx, blob, opts, 0)
+	if caller != nil {
+		*caller = stats
+	}
 	if err != nil {
 		return nil, err
 	}
-	out := &StoredQuilt{ID: id, Certificate: cert, Index: idx, Length: total, AlreadyCertified: stats.AlreadyCertified}
+	out := &StoredQuilt{ID: id, Certificate: cert, Index: idx, Length: total, AlreadyCertified: stats.AlreadyCertified, Object: stats.Object}
 	for i := range files {
 		out.Files = append(out.Files, QuiltFileID{Quilt: id, Index: uint16(i)})
 	}

@@ -29,6 +29,9 @@ type StoreStats struct {
 	// AlreadyCertified is set when the blob was certified before this
 	// store began: nothing was sent, the existing certificate returned.
 	AlreadyCertified bool
+	// Object is the client's blob object of the blob: the one this store
+	// created, or the one it owned already and reused.
+	Object uint64
 }
 
 // ReadStats breaks a read down by stage, as StoreStats does.

@@ -20,12 +20,13 @@ const (
 	StatusCertified  = "certified"
 	StatusInvalid    = "invalid"
 	StatusExpired    = "expired"
+	StatusDeleted    = "deleted" // its last object was deleted (issue #21)
 )
 
 // BlobStatus is a blob's registry entry at the control plane.
 type BlobStatus struct {
 	ID              crypto.BlobID
-	Status          string // registered, certified, invalid or expired
+	Status          string // registered, certified, invalid, expired or deleted
 	Encoding        coding.Encoding
 	Shards          uint32
 	Length          uint64
@@ -33,6 +34,16 @@ type BlobStatus struct {
 	RegisteredEpoch uint64
 	CertifiedEpoch  uint64              // 0 until certified
 	Certificate     *crypto.Certificate // nil until certified
+	// Objects counts the live blob objects that keep it. The certificate
+	// promises availability until PermanentEndEpoch (the latest end epoch
+	// of a permanent object); past that, only while some deletable object
+	// lives. Deleting: no object keeps it any more, and the nodes drop it
+	// at EndEpoch's start (Status then "deleted").
+	Objects           int
+	PermanentEndEpoch uint64
+	Deleting          bool
+	// ContentType is the content type its objects name, when they agree.
+	ContentType string
 }
 
 // Status returns a blob's registry entry; ErrNotFound when the control
@@ -68,6 +79,7 @@ func (c *Client) Status(ctx context.Context, id crypto.BlobID) (*BlobStatus, err
 	st := &BlobStatus{
 		ID: id, Status: resp.Status, Encoding: coding.Encoding(resp.Encoding), Shards: resp.Shards, Length: resp.Length,
 		EndEpoch: resp.EndEpoch, RegisteredEpoch: resp.RegisteredEpoch, CertifiedEpoch: resp.CertifiedEpoch,
+		Objects: int(resp.Objects), PermanentEndEpoch: resp.PermanentEndEpoch, Deleting: resp.Deleting, ContentType: resp.ContentType,
 	}
 	if len(resp.Certificate) > 0 {
 		var cert crypto.Certificate
@@ -80,7 +92,7 @@ func (c *Client) Status(ctx context.Context, id crypto.BlobID) (*BlobStatus, err
 }
 
 // Err maps a registry entry to the typed error a read of the blob returns
-// (ErrInvalidBlob, ErrExpired, ErrNotCertified), or nil when the blob is
+// (ErrInvalidBlob, ErrExpired, ErrDeleted, ErrNotCertified), or nil when the blob is
 // certified. Callers that ask Status before a read of their own (the HTTP
 // gateway's HEAD, or a GET served from its cache) answer with it as Read
 // would.
@@ -92,6 +104,8 @@ func (st *BlobStatus) Err() error {
 		return fmt.Errorf("%w: %s", ErrInvalidBlob, st.ID)
 	case StatusExpired:
 		return fmt.Errorf("%w: %s (end epoch %d)", ErrExpired, st.ID, st.EndEpoch)
+	case StatusDeleted:
+		return fmt.Errorf("%w: %s (its last object was deleted; dropped at epoch %d)", ErrDeleted, st.ID, st.EndEpoch)
 	case StatusRegistered:
 		return fmt.Errorf("%w: %s (registered in epoch %d)", ErrNotCertified, st.ID, st.RegisteredEpoch)
 	}

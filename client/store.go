@@ -38,8 +38,17 @@ type StoreOptions struct {
 	// Progress, if set, is called as sliver bytes go out to the nodes:
 	// done of total (the total grows if a node needs a resend).
 	Progress func(done, total int64)
-	// Stats, if set, receives the store's per-stage timings.
+	// Stats, if set, receives the store's per-stage timings and the
+	// object it made.
 	Stats *StoreStats
+	// Permanent makes the client's object of the blob permanent: it
+	// cannot be deleted before its end epoch. By default it is deletable
+	// (Delete; the unused epochs are refunded).
+	Permanent bool
+	// Attributes are the object's attributes (keys lower-cased; bounded
+	// by control.ValidateAttributes): "content-type" is what the gateway
+	// answers as the bytes' Content-Type.
+	Attributes map[string]string
 }
 
 // Store stores a blob (DESIGN §8): encode, register (the control plane
@@ -49,8 +58,12 @@ type StoreOptions struct {
 // shards, aggregate them into an availability certificate, and certify it
 // at the control plane. It succeeds with up to f shards' owners down or
 // lying. If the epoch changes mid-write, it collects again from the new
-// committee. Storing content that is already certified returns the
-// existing certificate (extending its lifetime if needed).
+// committee. The client gets a blob object of its own (deletable unless
+// opts.Permanent; StoreStats.Object), charged to its quota — unless it
+// owns one of the same kind lasting as long already, which is reused:
+// storing the same bytes again pays nothing twice. Storing content that is
+// already certified returns the existing certificate without sending
+// anything.
 func (c *Client) Store(ctx context.Context, r io.Reader, opts StoreOptions) (crypto.BlobID, *crypto.Certificate, error) {
 	if err := c.requireToken(ctx, "store"); err != nil {
 		return crypto.BlobID{}, nil, err
@@ -92,8 +105,9 @@ func (c *Client) storeBlob(ctx context.Context, blob []byte, opts StoreOptions, 
 	}
 
 	t := time.Now()
-	existing, err := c.register(ctx, enc, end(com))
-	stats.Register = time.Since(t)
+	kind := objectKind{deletable: !opts.Permanent, attrs: NormalizeAttributes(opts.Attributes)}
+	existing, object, err := c.register(ctx, enc, end(com), kind)
+	stats.Register, stats.Object = time.Since(t), object
 	if err != nil {
 		return id, nil, err
 	}
@@ -108,7 +122,7 @@ func (c *Client) storeBlob(ctx context.Context, blob []byte, opts StoreOptions, 
 		return id, nil, err
 	}
 	w := &write{
-		c: c, enc: enc, params: codec.Params(), meta: metaBytes,
+		c: c, enc: enc, params: codec.Params(), meta: metaBytes, kind: kind,
 		prog: newProgress(opts.Progress), stats: &stats, endEpoch: end,
 		stored: make(map[shardmap.NodeID]map[uint32]bool),
 	}
@@ -190,7 +204,8 @@ func (w *write) registerAgainIfLapsed(ctx context.Context, endEpoch uint64) (cer
 		return nil, false, nil
 	}
 	c.log.Info("the registration lapsed during the write; registering again", "blob", id)
-	existing, err := c.register(ctx, w.enc, endEpoch)
+	existing, object, err := c.register(ctx, w.enc, endEpoch, w.kind)
+	w.stats.Object = object
 	if err != nil {
 		return nil, true, err
 	}
@@ -234,15 +249,67 @@ func readBlob(r io.Reader, max uint64) ([]byte, error) {
 	return blob, nil
 }
 
-// register registers the blob and checks that the control plane derived
-// the same ID. It returns the registry entry when the blob is already
-// certified (the same content stored before), after extending its lifetime
-// to endEpoch if it was shorter.
-func (c *Client) register(ctx context.Context, enc *coding.Encoded, endEpoch uint64) (*BlobStatus, error) {
+// objectKind is what a store asks of the client's object of the blob.
+type objectKind struct {
+	deletable bool
+	attrs     map[string]string
+}
+
+// register makes sure the client owns an object of the blob lasting to
+// endEpoch — one it owns already (storing the same bytes again, or a
+// store resumed after a stop, pays nothing twice), else a new
+// registration's — and returns the object's ID, and the registry entry
+// when the blob is certified already (the same content stored before).
+func (c *Client) register(ctx context.Context, enc *coding.Encoded, endEpoch uint64, kind objectKind) (*BlobStatus, uint64, error) {
+	object, err := c.reusableObject(ctx, enc.ID, endEpoch, kind)
+	if err != nil {
+		return nil, 0, err
+	}
+	if object == 0 {
+		if object, err = c.registerObject(ctx, enc, endEpoch, kind); err != nil {
+			return nil, 0, err
+		}
+	}
+	st, err := c.Status(ctx, enc.ID)
+	if err != nil {
+		return nil, object, err
+	}
+	switch st.Status {
+	case StatusCertified:
+	case StatusRegistered:
+		return nil, object, nil
+	default:
+		return nil, object, st.Err()
+	}
+	if st.Certificate == nil {
+		return nil, object, fmt.Errorf("client: blob %s is certified but the registry holds no certificate", enc.ID)
+	}
+	return st, object, nil
+}
+
+// reusableObject returns the ID of a live object the client owns of the
+// blob that is what a store with kind would create and lasts to endEpoch
+// (0: none).
+func (c *Client) reusableObject(ctx context.Context, id crypto.BlobID, endEpoch uint64, kind objectKind) (uint64, error) {
+	mine, err := c.ObjectsOf(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	for _, o := range mine {
+		if sameObjectKind(o, kind.deletable, kind.attrs, endEpoch) {
+			return o.ID, nil
+		}
+	}
+	return 0, nil
+}
+
+// registerObject registers the blob, creating the client's object of it,
+// and checks that the control plane derived the same ID.
+func (c *Client) registerObject(ctx context.Context, enc *coding.Encoded, endEpoch uint64, kind objectKind) (uint64, error) {
 	root := enc.Metadata.PairsRoot()
 	req := &weftv1.RegisterBlobRequest{
 		Encoding: uint32(enc.Metadata.Encoding), Shards: enc.Metadata.Shards, Length: enc.Metadata.Length,
-		Root: root[:], EndEpoch: endEpoch,
+		Root: root[:], EndEpoch: endEpoch, Deletable: kind.deletable, Attributes: kind.attrs,
 	}
 	var resp *weftv1.RegisterBlobResponse
 	reqID := newRequestID()
@@ -255,33 +322,13 @@ func (c *Client) register(ctx context.Context, enc *coding.Encoded, endEpoch uin
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if crypto.BlobID(resp.BlobId) != enc.ID || len(resp.BlobId) != crypto.DigestSize {
-		return nil, fmt.Errorf("client: the control plane derived blob ID %x from our registration, we computed %s", resp.BlobId, enc.ID)
+		return 0, fmt.Errorf("client: the control plane derived blob ID %x from our registration, we computed %s", resp.BlobId, enc.ID)
 	}
 	c.wrote(resp.Index)
-	st, err := c.Status(ctx, enc.ID)
-	if err != nil {
-		return nil, err
-	}
-	switch st.Status {
-	case StatusCertified:
-	case StatusRegistered:
-		return nil, nil
-	default:
-		return nil, st.Err()
-	}
-	if st.Certificate == nil {
-		return nil, fmt.Errorf("client: blob %s is certified but the registry holds no certificate", enc.ID)
-	}
-	if st.EndEpoch < endEpoch {
-		if err := c.extendTo(ctx, enc.ID, endEpoch, reqID+"-extend"); err != nil {
-			return nil, err
-		}
-		st.EndEpoch = endEpoch
-	}
-	return st, nil
+	return resp.ObjectId, nil
 }
 
 // certify submits the certificate. The control plane verifies it and
@@ -316,6 +363,7 @@ type write struct {
 	stats  *StoreStats
 	// endEpoch is the registration's end epoch when writing to com.
 	endEpoch func(com *Committee) uint64
+	kind     objectKind // the client's object of the blob
 	// stored records, per node, the shards whose pairs it acknowledged in
 	// any round: after an epoch change a node that kept its shards only
 	// needs to confirm again.
