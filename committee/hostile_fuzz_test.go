@@ -69,6 +69,11 @@ func FuzzFSMApply(f *testing.F) {
 		{string(KindSetPeer), `{"id":"v1","address":"x:1"}`},
 		{string(KindAddClient), `{"client":"c","quota":100}`},
 		{string(KindCloseChallenge), `{"round":0}`},
+		{string(KindRegisterBlob), `{"client":"c","encoding":1,"shards":10,"length":9,"end_epoch":5,"deletable":true,"attributes":{"content-type":"a/b"}}`},
+		{string(KindDeleteObject), `{"client":"c","object":7}`},
+		{string(KindTransferObject), `{"client":"c","object":7,"to":"d"}`},
+		{string(KindSetAttributes), `{"client":"c","object":7,"set":{"k":"v"},"remove":["x"]}`},
+		{string(KindExtendBlob), `{"client":"c","blob_id":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","end_epoch":9,"object":7}`},
 		{"no-such-kind", `[]`},
 	} {
 		f.Add("cmd-1", seed.kind, []byte(seed.body), "", uint64(0))
