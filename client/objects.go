@@ -239,9 +239,9 @@ func (c *Client) objectWrite(ctx context.Context, what string, id uint64, call f
 	return objectError(id, err)
 }
 
-// sameObjectKind reports whether an object is what a store with these
-// options would create: then storing the same bytes again reuses it
+// sameObjectKind reports whether an object is of the kind a store with
+// these options would create: then storing the same bytes again reuses it
 // instead of paying for a second.
-func sameObjectKind(o *Object, deletable bool, attrs map[string]string, endEpoch uint64) bool {
-	return o.Deletable == deletable && o.EndEpoch >= endEpoch && maps.Equal(o.Attributes, attrs)
+func sameObjectKind(o *Object, deletable bool, attrs map[string]string) bool {
+	return o.Deletable == deletable && maps.Equal(o.Attributes, attrs)
 }

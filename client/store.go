@@ -288,19 +288,29 @@ func (c *Client) register(ctx context.Context, enc *coding.Encoded, endEpoch uin
 }
 
 // reusableObject returns the ID of a live object the client owns of the
-// blob that is what a store with kind would create and lasts to endEpoch
-// (0: none).
+// blob that is what a store with kind would create (0: none), moved to
+// endEpoch first if it ends sooner: a store resumed in a later epoch pays
+// for the epochs added, not for a second object.
 func (c *Client) reusableObject(ctx context.Context, id crypto.BlobID, endEpoch uint64, kind objectKind) (uint64, error) {
 	mine, err := c.ObjectsOf(ctx, id)
 	if err != nil {
 		return 0, err
 	}
+	var best *Object
 	for _, o := range mine {
-		if sameObjectKind(o, kind.deletable, kind.attrs, endEpoch) {
-			return o.ID, nil
+		if sameObjectKind(o, kind.deletable, kind.attrs) && (best == nil || o.EndEpoch > best.EndEpoch) {
+			best = o
 		}
 	}
-	return 0, nil
+	if best == nil {
+		return 0, nil
+	}
+	if best.EndEpoch < endEpoch {
+		if err := c.extendTo(ctx, id, best.ID, endEpoch, newRequestID()); err != nil {
+			return 0, objectError(best.ID, err)
+		}
+	}
+	return best.ID, nil
 }
 
 // registerObject registers the blob, creating the client's object of it,
