@@ -720,7 +720,10 @@ func epochEvents(index uint64, events []epoch.Event) []Event {
 func appendEvents(tx *bolt.Tx, index uint64, events []Event) error {
 	b := tx.Bucket(bucketEvents)
 	for seq, e := range events {
-		key := binary.BigEndian.AppendUint16(u64Key(index), uint16(seq))
+		// u32: an epoch change may end far more than 65,536 blobs and
+		// objects. Keys written before were u64 ‖ u16; every reader goes
+		// by the index prefix, so both kinds read in order.
+		key := binary.BigEndian.AppendUint32(u64Key(index), uint32(seq))
 		if err := b.Put(key, encodeEvent(e)); err != nil {
 			return err
 		}

@@ -1,8 +1,12 @@
 package committee
 
 import (
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/coding"
@@ -39,7 +43,7 @@ func (tf *testFSM) blob(id crypto.BlobID) BlobRecord {
 // eventsAt returns the events the command at index made.
 func (tf *testFSM) eventsAt(index uint64) []Event {
 	tf.t.Helper()
-	events, err := tf.fsm.Events(index-1, 10_000)
+	events, err := tf.fsm.Events(index-1, 1_000_000)
 	if err != nil {
 		tf.t.Fatal(err)
 	}
@@ -278,5 +282,49 @@ func TestFSMDeleteIsIdempotent(t *testing.T) {
 	again := tf.applyAt(tf.index, "client/alice/del-1", KindDeleteObject, DeleteObject{Client: "alice", Object: o.Object})
 	if first.Err() != nil || again.Err() != nil || again.Refund != first.Refund || again.Index != first.Index || tf.used("alice") != used {
 		t.Fatalf("first %+v, again %+v; quota %d → %d", first, again, used, tf.used("alice"))
+	}
+}
+
+// An epoch change that ends more blobs and objects than a u16 counts
+// records every event (object-expired and blob-expired: 2 per blob), in
+// order, each once.
+func TestFSMEpochChangeEndsManyObjects(t *testing.T) {
+	if testing.Short() {
+		t.Skip("33,000 registrations")
+	}
+	tf := objectsFSM(t)
+	const blobs = 33_000
+	var logs []*raft.Log
+	for i := range blobs {
+		tf.index++
+		r := registration("alice", true, 2)
+		r.Root = crypto.Digest{byte(i), byte(i >> 8), byte(i >> 16), 1}
+		cmd, err := NewCommand(fmt.Sprintf("reg-%d", i), KindRegisterBlob, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := json.Marshal(cmd)
+		logs = append(logs, &raft.Log{Index: tf.index, Type: raft.LogCommand, Data: data})
+		if len(logs) == 1000 || i == blobs-1 {
+			for _, res := range tf.fsm.ApplyBatch(logs) {
+				if err := res.(*Result).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			logs = logs[:0]
+		}
+	}
+	tf.advance(false) // epoch 2: every object ends, and its blob with it
+	events := tf.eventsAt(tf.index)
+	counts := map[control.EventKind]int{}
+	objects := map[uint64]bool{}
+	for _, e := range events {
+		counts[e.Kind]++
+		if e.Kind == control.EventObjectExpired {
+			objects[e.Object] = true
+		}
+	}
+	if counts[control.EventBlobExpired] != blobs || counts[control.EventObjectExpired] != blobs || len(objects) != blobs {
+		t.Fatalf("%d events at the change: %v, %d distinct objects; want %d of each", len(events), counts, len(objects), blobs)
 	}
 }

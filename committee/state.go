@@ -24,7 +24,7 @@ var (
 	bucketBlobs        = []byte("blobs")         // blob ID → BlobRecord
 	bucketCommands     = []byte("commands")      // command ID → Result (records.go)
 	bucketCommandIndex = []byte("command-index") // u64 index ‖ command ID → nothing: the records by age
-	bucketEvents       = []byte("events")        // u64 index ‖ u16 seq → Event (records.go)
+	bucketEvents       = []byte("events")        // u64 index ‖ u32 seq (u16 before blob objects) → Event (records.go)
 	bucketClients      = []byte("clients")       // client ID → ClientRecord
 	bucketTokens       = []byte("tokens")        // token hash → client ID
 	bucketExpiry       = []byte("expiry")        // u64 end epoch ‖ u64 index → blob ID, for live blobs
