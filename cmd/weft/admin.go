@@ -95,6 +95,7 @@ func newAdminCommand() *cobra.Command {
 		adminBlob(a),
 		adminChallenge(a),
 		adminToken(a),
+		adminEvents(a),
 	)
 	return cmd
 }
