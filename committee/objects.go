@@ -269,12 +269,12 @@ func (f *FSM) extendObject(tx *bolt.Tx, index uint64, c ExtendBlob, rec BlobReco
 	if c.EndEpoch <= obj.EndEpoch {
 		return nil, reject(CodeInvalidArgument, "end epoch %d is not after object %d's end epoch %d", c.EndEpoch, obj.ID, obj.EndEpoch)
 	}
-	if _, cerr := f.charge(tx, c.Client, obj.Stored, c.EndEpoch-obj.EndEpoch); cerr != nil {
-		return nil, cerr
-	}
 	state, err := f.currentEpoch(tx)
 	if err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	if _, cerr := f.charge(tx, c.Client, obj.Stored, c.EndEpoch-obj.EndEpoch); cerr != nil {
+		return nil, cerr
 	}
 	if err := tx.Bucket(bucketObjectExpiry).Delete(indexKey(obj.EndEpoch, obj.ID)); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
