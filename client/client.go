@@ -62,10 +62,12 @@ type Config struct {
 	// file (StoreFile, ReadTo, Open) is chunks of at most ChunkSize.
 	MaxBlobLength uint64
 	// Encoding is the encoding new blobs are stored in: 0 for the
-	// network's default (coding.DefaultEncoding), or one of
-	// coding.Encodings(n) — above 256 shards coding.Lanes16, whose 2-byte
-	// symbols store a small blob in far less (coding/DESIGN.md). Blobs
-	// are read in whatever encoding they were stored in.
+	// network's default (coding.DefaultEncoding: coding.RS8 up to 256
+	// shards, coding.Lanes16 above, whose 2-byte symbols store a small blob
+	// in far less; coding/DESIGN.md), or one of coding.Encodings(n) —
+	// above 256 shards also coding.Leopard16 (64-byte symbols, the default
+	// there before). Blobs are read in whatever encoding they were stored
+	// in.
 	Encoding coding.Encoding
 	// ChunkSize is the chunk size of files StoreFile splits (default
 	// DefaultChunkSize, at most MaxBlobLength): content of at most one

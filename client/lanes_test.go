@@ -11,18 +11,19 @@ import (
 	"github.com/weftstore/weft/crypto"
 )
 
-// A network of more than 256 shards stores a blob in lanes16 when the
-// client asks for it (Config.Encoding) and in its default, leopard16,
-// otherwise; any client reads both, since nodes code each blob in the
-// encoding its metadata names. A node that was down during the lanes16
-// stores rebuilds its pairs from its peers when it is back, and the blobs
-// still read with two of five nodes stopped.
+// A network of more than 256 shards stores a blob in lanes16 (its
+// default) and in leopard16 (the default before) when a client asks for it
+// (Config.Encoding); any client reads both, since nodes code each blob in
+// the encoding its metadata names. A node that was down during the stores
+// rebuilds its pairs from its peers when it is back, and the blobs still
+// read with two of five nodes stopped.
 func TestLanes16OnALargeNetwork(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a devnet of 300 shards")
 	}
 	net := startNet(t, 5, 300, nil)
 	lanes := newClient(t, net, func(c *Config) { c.Encoding = coding.Lanes16 })
+	leopard := newClient(t, net, func(c *Config) { c.Encoding = coding.Leopard16 })
 	plain := newClient(t, net)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -43,14 +44,23 @@ func TestLanes16OnALargeNetwork(t *testing.T) {
 		stored[id] = blob
 	}
 	old := randomBlob(3100, 1000)
-	oldID, _, err := plain.Store(ctx, bytes.NewReader(old), StoreOptions{})
+	oldID, _, err := leopard.Store(ctx, bytes.NewReader(old), StoreOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st, err := lanes.Status(ctx, oldID); err != nil || st.Encoding != coding.Leopard16 {
-		t.Fatalf("a default store: status %+v, %v; want leopard16", st, err)
+		t.Fatalf("a leopard16 store: status %+v, %v; want leopard16", st, err)
 	}
 	stored[oldID] = old
+	def := randomBlob(3200, 1000)
+	defID, _, err := plain.Store(ctx, bytes.NewReader(def), StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := leopard.Status(ctx, defID); err != nil || st.Encoding != coding.Lanes16 {
+		t.Fatalf("a default store: status %+v, %v; want lanes16", st, err)
+	}
+	stored[defID] = def
 	// A lanes16 blob costs what its 2-byte symbols take, far below
 	// leopard16's 64-byte minimum.
 	lp, _ := coding.NewParams(300, coding.WithEncoding(coding.Lanes16))

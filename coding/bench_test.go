@@ -1,6 +1,7 @@
 package coding
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"runtime"
@@ -83,14 +84,20 @@ type rs1D struct {
 	buf   []byte // reused: the baseline pays no allocation
 }
 
-func newRS1D(b *testing.B, c *Codec, blobLen int) *rs1D {
+func newRS1D(tb testing.TB, c *Codec, blobLen int) *rs1D {
 	p := c.Params()
 	align := p.Encoding.symbolAlignment()
+	if p.Shards > MaxShardsRS8 {
+		// klauspost's own code there is Leopard GF(2^16), whose shards are
+		// whole 64-byte blocks whatever the encoding's symbols (lanes16's
+		// are any even size).
+		align = Leopard16.symbolAlignment()
+	}
 	size := max((blobLen+p.NP-1)/p.NP, 1)
 	size = (size + align - 1) / align * align
 	enc, err := reedsolomon.New(p.NP, p.Shards-p.NP)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return &rs1D{codec: c, enc: enc, k: p.NP, n: p.Shards, size: size, buf: make([]byte, p.Shards*size)}
 }
@@ -114,6 +121,22 @@ func (r *rs1D) decode(encoded [][]byte) {
 	copy(shards[r.n-r.k:], encoded[r.n-r.k:])
 	if err := r.codec.codeLine(shards, r.size, r.size, plainCode{r.enc}.ReconstructData); err != nil {
 		panic(err)
+	}
+}
+
+// The benchmarks' 1-D baseline codes a blob at every n they run, in the
+// default encoding's codec (a test, so that a change of default that
+// breaks it fails here and not only in make bench).
+func TestRS1DBaseline(t *testing.T) {
+	for _, n := range benchShards {
+		c := mustCodec(t, n)
+		blob := randomBlob(int64(n), 1<<20+3)
+		base := newRS1D(t, c, len(blob))
+		encoded := base.encode(blob)
+		if got := slices.Concat(encoded[:base.k]...); !bytes.Equal(got[:len(blob)], blob) {
+			t.Fatalf("n=%d: the data shards do not hold the blob", n)
+		}
+		base.decode(encoded) // panics on a codec error
 	}
 }
 

@@ -6,7 +6,8 @@ import (
 )
 
 // A network's codecs code the encodings of its size and refuse others:
-// above 256 shards leopard16 and lanes16, at or below only rs8.
+// above 256 shards lanes16 (the default) and leopard16, at or below only
+// rs8.
 func TestCodecsForTheNetworksEncodings(t *testing.T) {
 	for _, tc := range []struct {
 		n          int
@@ -15,7 +16,7 @@ func TestCodecsForTheNetworksEncodings(t *testing.T) {
 		defaultEnc Encoding
 	}{
 		{10, RS8, true, RS8}, {10, Leopard16, false, RS8}, {10, Lanes16, false, RS8},
-		{300, Leopard16, true, Leopard16}, {300, Lanes16, true, Leopard16}, {300, RS8, false, Leopard16}, {300, 9, false, Leopard16},
+		{300, Lanes16, true, Lanes16}, {300, Leopard16, true, Lanes16}, {300, RS8, false, Lanes16}, {300, 9, false, Lanes16},
 	} {
 		cs, err := NewCodecs(tc.n)
 		if err != nil {

@@ -242,8 +242,8 @@ func TestRecoverPairLanes16(t *testing.T) {
 }
 
 // BenchmarkEncodeLanes16 encodes blobs at n = 1000 with Lanes16 and, in
-// the same run, with Leopard16 (today's encoding at n > 256), and reports
-// (issue #20):
+// the same run, with Leopard16 (the default at n > 256 before Lanes16),
+// and reports (issue #20):
 //
 //	storage-x     bytes stored over all shards ÷ the blob's size
 //	peak-heap-x   bytes one encode allocates ÷ the blob's size

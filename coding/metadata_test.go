@@ -8,16 +8,17 @@ import (
 	"time"
 )
 
-// Metadata must commit to exactly what Encode does, for every n, both
-// codecs and the sizes where rows and the symbol size step, and must not
-// write to the blob.
+// Metadata must commit to exactly what Encode does, for every n, the
+// default encoding and leopard16 (also above 256 shards, where it is no
+// longer the default), and the sizes where rows and the symbol size step,
+// and must not write to the blob.
 func TestMetadataMatchesEncode(t *testing.T) {
 	type codecCase struct {
 		n    int
 		opts []Option
 	}
 	cases := []codecCase{{4, nil}, {5, nil}, {7, nil}, {10, nil}, {31, nil}, {100, nil}, {301, nil}, {1000, nil},
-		{4, []Option{WithEncoding(Leopard16)}}, {10, []Option{WithEncoding(Leopard16)}}}
+		{4, []Option{WithEncoding(Leopard16)}}, {10, []Option{WithEncoding(Leopard16)}}, {301, []Option{WithEncoding(Leopard16)}}}
 	for _, cc := range cases {
 		c := mustCodec(t, cc.n, cc.opts...)
 		t.Run(fmt.Sprintf("n=%d/%s", cc.n, c.Params().Encoding), func(t *testing.T) {

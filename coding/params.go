@@ -118,7 +118,7 @@ type options struct {
 }
 
 // WithEncoding picks the codec instead of the default (RS8 up to 256
-// shards, Leopard16 above).
+// shards, Lanes16 above).
 func WithEncoding(e Encoding) Option { return func(o *options) { o.encoding = e } }
 
 // WithMaxBlobLength sets the largest blob accepted, a network parameter.
@@ -128,22 +128,23 @@ func WithMaxBlobLength(n uint64) Option { return func(o *options) { o.maxBlobLen
 func WithWorkers(n int) Option { return func(o *options) { o.workers = n } }
 
 // DefaultEncoding returns the codec used for n shards unless another is
-// requested.
+// requested: RS8 up to MaxShardsRS8, Lanes16 (2-byte symbols, issue #20)
+// above.
 func DefaultEncoding(n int) Encoding {
 	if n <= MaxShardsRS8 {
 		return RS8
 	}
-	return Leopard16
+	return Lanes16
 }
 
-// Encodings are the encodings a network of n shards stores blobs in: the
-// default, and above MaxShardsRS8 also lanes16 (2-byte symbols, issue
-// #20), which a client may choose per blob. The control plane registers
-// blobs only in these, and storage nodes code each blob in the encoding
-// its metadata names.
+// Encodings are the encodings a network of n shards stores blobs in, the
+// default first: above MaxShardsRS8 Lanes16, then Leopard16 (the default
+// there before lanes16), which still reads and which a client may still
+// choose per blob. The control plane registers blobs only in these, and
+// storage nodes code each blob in the encoding its metadata names.
 func Encodings(n int) []Encoding {
 	if n > MaxShardsRS8 {
-		return []Encoding{Leopard16, Lanes16}
+		return []Encoding{DefaultEncoding(n), Leopard16}
 	}
 	return []Encoding{DefaultEncoding(n)}
 }

@@ -2,6 +2,7 @@ package coding
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/klauspost/reedsolomon"
@@ -34,8 +35,13 @@ func TestParamsMatchDesignTable(t *testing.T) {
 		if p.NP != n-2*p.F || p.NS != n-p.F || p.F != (n-1)/3 {
 			t.Fatalf("n=%d: %+v", n, p)
 		}
-		if want := map[bool]Encoding{true: RS8, false: Leopard16}[n <= 256]; p.Encoding != want {
+		if want := map[bool]Encoding{true: RS8, false: Lanes16}[n <= 256]; p.Encoding != want {
 			t.Fatalf("n=%d: default encoding %s, want %s", n, p.Encoding, want)
+		}
+		// The default first; above 256 shards leopard16 too (the default
+		// there before lanes16: its blobs still read).
+		if want := map[bool][]Encoding{true: {RS8}, false: {Lanes16, Leopard16}}[n <= 256]; !slices.Equal(Encodings(n), want) {
+			t.Fatalf("n=%d: encodings %v, want %v", n, Encodings(n), want)
 		}
 	}
 }

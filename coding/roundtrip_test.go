@@ -26,14 +26,28 @@ func roundTripSizes(p Params) []int {
 	return []int{0, 1, row - 1, row, row + 1, matrix - 1, matrix, matrix + 1, several}
 }
 
+// The default encoding at each n, and leopard16 above 256 shards too (the
+// default there before lanes16: its blobs still read and may still be
+// stored).
 func TestRoundTrip(t *testing.T) {
+	type roundTripCase struct {
+		name string
+		n    int
+		opts []Option
+	}
+	var cases []roundTripCase
 	for _, n := range []int{4, 5, 6, 7, 10, 31, 100, 301, 1000} {
-		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+		cases = append(cases, roundTripCase{fmt.Sprintf("n=%d", n), n, nil})
+	}
+	cases = append(cases, roundTripCase{"n=301/leopard16", 301, []Option{WithEncoding(Leopard16)}})
+	for _, tc := range cases {
+		n := tc.n
+		t.Run(tc.name, func(t *testing.T) {
 			if testing.Short() && n >= 301 {
 				t.Skip("large n in -short mode")
 			}
 			t.Parallel()
-			c := mustCodec(t, n)
+			c := mustCodec(t, n, tc.opts...)
 			rng := testRand(t)
 			for _, size := range roundTripSizes(c.Params()) {
 				blob := randomBlob(int64(n*1000+size), size)

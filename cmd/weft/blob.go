@@ -83,7 +83,7 @@ func newBlobEncodeCommand() *cobra.Command {
 	}
 	cmd.Flags().IntVar(&shards, "shards", 100, "number of shards n (≥ 4)")
 	cmd.Flags().StringVar(&out, "out", "", "directory to write metadata and shard files to (default FILE.weft)")
-	cmd.Flags().StringVar(&encoding, "encoding", "", "codec: rs8 (n ≤ 256), leopard16 or lanes16 (2-byte symbols) (default: rs8 up to 256 shards, leopard16 above)")
+	cmd.Flags().StringVar(&encoding, "encoding", "", "codec: rs8 (n ≤ 256), lanes16 (2-byte symbols) or leopard16 (64-byte symbols) (default: rs8 up to 256 shards, lanes16 above)")
 	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text or json")
 	return cmd
 }

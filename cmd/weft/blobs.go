@@ -224,7 +224,7 @@ FILE_ID' reads that file alone, fetching only the slivers that hold it.`,
 	cmd.Flags().Int64Var(&chunkSize, "chunk-size", client.DefaultChunkSize, "a file larger than this is stored as chunks of this size plus a manifest; memory is about 2 × 4.5 × this")
 	cmd.Flags().StringVar(&contentType, "content-type", "", "content type recorded in a chunked file's manifest (the gateway serves it)")
 	cmd.Flags().BoolVar(&quilt, "quilt", false, "store the FILEs (and the files under each DIR) together as one quilt blob")
-	cmd.Flags().Var(encodingFlag{&f.encoding}, "encoding", "encoding of the new blobs: the network's default, or lanes16 (2-byte symbols: small blobs cost far less above 256 shards)")
+	cmd.Flags().Var(encodingFlag{&f.encoding}, "encoding", "encoding of the new blobs: the network's default (rs8 up to 256 shards, lanes16 above: 2-byte symbols), or leopard16 above 256 shards (64-byte symbols, the default there before: small blobs cost far more)")
 	return cmd
 }
 
