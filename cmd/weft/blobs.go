@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -19,13 +20,15 @@ import (
 	"golang.org/x/term"
 	"google.golang.org/grpc"
 
+	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/client"
 	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/internal/atomicfile"
 )
 
-// The client commands: weft store | read | extend | verify | status | committee | quota.
+// The client commands: weft store | read | extend | verify | status | committee | quota
+// (and, in objects.go, delete | objects | object | attr | transfer).
 // They talk to the control plane (--control, $WEFT_CONTROL) and to the
 // storage nodes it names, through package client.
 
@@ -73,7 +76,7 @@ func (f *clientFlags) resolveToken() (string, error) {
 	case os.Getenv("WEFT_TOKEN") != "":
 		return os.Getenv("WEFT_TOKEN"), nil
 	}
-	return "", errors.New("a client token is required to store, extend or see a quota: --token, --token-file or $WEFT_TOKEN (`weft admin client add NAME` issues one)")
+	return "", errors.New("a client token is required to store, extend, list, change or delete objects, or see a quota: --token, --token-file or $WEFT_TOKEN (`weft admin client add NAME` issues one)")
 }
 
 // client connects to the network; withToken says whether the command
@@ -116,7 +119,8 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func newClientCommands() []*cobra.Command {
-	return []*cobra.Command{newStoreCommand(), newReadCommand(), newExtendCommand(), newVerifyCommand(), newStatusCommand(), newCommitteeCommand(), newQuotaCommand()}
+	cmds := []*cobra.Command{newStoreCommand(), newReadCommand(), newExtendCommand(), newVerifyCommand(), newStatusCommand(), newCommitteeCommand(), newQuotaCommand()}
+	return append(cmds, newObjectCommands()...)
 }
 
 // stageTimes is a store's or read's per-stage breakdown in milliseconds.
@@ -125,7 +129,12 @@ type stageTimes map[string]float64
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 type storeReport struct {
-	BlobID       string     `json:"blob_id"`
+	BlobID string `json:"blob_id"`
+	// Object is the client's blob object of the file (the manifest's or
+	// the plain blob's); ChunkObjects its objects of the chunks.
+	Object       uint64     `json:"object"`
+	ChunkObjects []uint64   `json:"chunk_objects,omitempty"`
+	Deletable    bool       `json:"deletable"`
 	Length       uint64     `json:"length"`
 	Epoch        uint64     `json:"certified_epoch"`
 	EndEpoch     uint64     `json:"end_epoch"`
@@ -165,7 +174,8 @@ func newStoreCommand() *cobra.Command {
 	var epochs uint64
 	var certOut, contentType string
 	var chunkSize int64
-	var quilt bool
+	var quilt, permanent bool
+	var attrFlags []string
 	cmd := &cobra.Command{
 		Use:   "store FILE | --quilt FILE|DIR...",
 		Short: "Store a file of any size (- for stdin) on the network and print its ID",
@@ -180,7 +190,14 @@ stopped and is run again sends only the chunks not yet certified. The ID goes to
 --quilt stores many small files (the FILEs, and every regular file under a DIR, named
 by its path below it) as one blob: an index, then the files back to back, so the
 per-blob costs are paid once. It prints one line per file, "FILE_ID NAME"; 'weft read
-FILE_ID' reads that file alone, fetching only the slivers that hold it.`,
+FILE_ID' reads that file alone, fetching only the slivers that hold it.
+
+The store makes the client an object of the blob (of a file: of its manifest, and of
+each chunk; of a quilt: of the quilt), printed with the summary on stderr (-o json:
+"object"). It is deletable unless --permanent: 'weft delete OBJECT' refunds the epochs
+after the current one (of a file, its chunk objects too). --attr key=value labels it
+(keys lower-cased; 'weft attr' changes them later); --content-type sets its
+content-type attribute (and a chunked file's manifest's content type).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if quilt {
 				return cobra.MinimumNArgs(1)(cmd, args)
@@ -188,13 +205,32 @@ FILE_ID' reads that file alone, fetching only the slivers that hold it.`,
 			return cobra.ExactArgs(1)(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Attributes are checked before anything is sent.
+			attrs, err := parseAttributes(attrFlags)
+			if err != nil {
+				return fmt.Errorf("--attr: %w", err)
+			}
+			if ct, ok := attrs[control.ContentTypeAttribute]; ok && contentType != "" && ct != contentType && !quilt {
+				return fmt.Errorf("--content-type %q and --attr content-type=%q: give the content type once", contentType, ct)
+			}
+			if contentType != "" && !quilt {
+				// It becomes the object's content-type attribute.
+				withCT := maps.Clone(attrs)
+				if withCT == nil {
+					withCT = map[string]string{}
+				}
+				withCT[control.ContentTypeAttribute] = contentType
+				if err := control.ValidateAttributes(withCT); err != nil {
+					return fmt.Errorf("--content-type: %w", err)
+				}
+			}
 			c, ctx, done, err := f.client(cmd, true)
 			if err != nil {
 				return err
 			}
 			defer done()
 			if quilt {
-				return storeQuilt(cmd, c, ctx, f.format, epochs, contentType, args)
+				return storeQuilt(cmd, c, ctx, f.format, client.StoreOptions{Epochs: epochs, Permanent: permanent, Attributes: attrs}, contentType, args)
 			}
 			in := cmd.InOrStdin()
 			if args[0] != "-" {
@@ -210,20 +246,23 @@ FILE_ID' reads that file alone, fetching only the slivers that hold it.`,
 			start := time.Now()
 			sf, err := c.StoreFile(ctx, in, client.FileOptions{
 				Epochs: epochs, Size: inputSize(in), ContentType: contentType, ChunkSize: chunkSize, Progress: bar.update,
+				Permanent: permanent, Attributes: attrs,
 			})
 			bar.finish()
 			if err != nil {
 				return err
 			}
-			return printStored(cmd, c, ctx, f.format, certOut, sf, time.Since(start))
+			return printStored(cmd, c, ctx, f.format, certOut, sf, !permanent, time.Since(start))
 		},
 	}
 	f.add(cmd, true)
 	cmd.Flags().Uint64Var(&epochs, "epochs", client.DefaultEpochs, "how many epochs the blob lives (from the current one)")
 	cmd.Flags().StringVar(&certOut, "cert-out", "", "write the availability certificate (binary) to this file")
 	cmd.Flags().Int64Var(&chunkSize, "chunk-size", client.DefaultChunkSize, "a file larger than this is stored as chunks of this size plus a manifest; memory is about 2 × 4.5 × this")
-	cmd.Flags().StringVar(&contentType, "content-type", "", "content type recorded in a chunked file's manifest (the gateway serves it)")
+	cmd.Flags().StringVar(&contentType, "content-type", "", "content type: the object's content-type attribute, and a chunked file's manifest's (the gateway serves that); with --quilt, every file's in the index")
 	cmd.Flags().BoolVar(&quilt, "quilt", false, "store the FILEs (and the files under each DIR) together as one quilt blob")
+	cmd.Flags().BoolVar(&permanent, "permanent", false, "make the object permanent: it cannot be deleted before its end epoch (default: deletable)")
+	cmd.Flags().StringArrayVar(&attrFlags, "attr", nil, "attribute key=value of the object (repeatable; keys are lower-cased)")
 	cmd.Flags().Var(encodingFlag{&f.encoding}, "encoding", "encoding of the new blobs: the network's default (rs8 up to 256 shards, lanes16 above: 2-byte symbols), or leopard16 above 256 shards (64-byte symbols, the default there before: small blobs cost far more)")
 	return cmd
 }
@@ -252,7 +291,7 @@ func (f encodingFlag) Type() string { return "encoding" }
 
 // printStored reports a store: the ID on stdout (or the JSON report), a
 // summary on stderr.
-func printStored(cmd *cobra.Command, c *client.Client, ctx context.Context, format, certOut string, sf *client.StoredFile, took time.Duration) error {
+func printStored(cmd *cobra.Command, c *client.Client, ctx context.Context, format, certOut string, sf *client.StoredFile, deletable bool, took time.Duration) error {
 	cert := sf.Certificate
 	raw, err := cert.MarshalBinary()
 	if err != nil {
@@ -277,6 +316,7 @@ func printStored(cmd *cobra.Command, c *client.Client, ctx context.Context, form
 		Signers: len(cert.SignerIndices()), SignedShards: client.SignedWeight(cert, view), Shards: view.Shards(),
 		WriteQuorum: view.WriteQuorum(), Certificate: hex.EncodeToString(raw), CertFile: certOut,
 		Reused: sf.Reused, SentBytes: sf.SentBytes, Stages: stageTimes{"total": ms(took)},
+		Object: sf.Object, ChunkObjects: sf.ChunkObjects, Deletable: deletable,
 	}
 	if sf.Manifest != nil {
 		rep.Chunks = len(sf.Manifest.Chunks)
@@ -296,6 +336,11 @@ func printStored(cmd *cobra.Command, c *client.Client, ctx context.Context, form
 		what = fmt.Sprintf("%d bytes as %d chunks + a manifest (%d parts were certified already)", rep.Length, rep.Chunks, rep.Reused)
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "stored %s, certified in epoch %d by %s; lives until epoch %d\n", what, rep.Epoch, how, rep.EndEpoch)
+	of := "blob " + rep.BlobID
+	if rep.Chunks > 0 {
+		of = "file " + rep.BlobID
+	}
+	fmt.Fprintln(cmd.ErrOrStderr(), objectLine(rep.Object, of, len(rep.ChunkObjects), deletable))
 	if certOut != "" {
 		fmt.Fprintf(cmd.ErrOrStderr(), "certificate written to %s\n", certOut)
 	}
@@ -640,6 +685,14 @@ type statusReport struct {
 	CertValid       *bool  `json:"certificate_valid,omitempty"`
 	CertProblem     string `json:"certificate_problem,omitempty"`
 	Signers         int    `json:"signers,omitempty"`
+	// Objects counts the live blob objects that keep the blob;
+	// PermanentEndEpoch is the latest end epoch of a permanent one (0:
+	// none). Deleting: no object keeps it, and the nodes drop it at
+	// EndEpoch's start.
+	Objects           int    `json:"objects"`
+	PermanentEndEpoch uint64 `json:"permanent_end_epoch,omitempty"`
+	Deleting          bool   `json:"deleting,omitempty"`
+	ContentType       string `json:"content_type,omitempty"`
 }
 
 func newStatusCommand() *cobra.Command {
@@ -665,6 +718,7 @@ func newStatusCommand() *cobra.Command {
 			rep := statusReport{
 				BlobID: id.String(), Status: st.Status, Encoding: st.Encoding.String(), Shards: st.Shards, Length: st.Length,
 				RegisteredEpoch: st.RegisteredEpoch, CertifiedEpoch: st.CertifiedEpoch, EndEpoch: st.EndEpoch,
+				Objects: st.Objects, PermanentEndEpoch: st.PermanentEndEpoch, Deleting: st.Deleting, ContentType: st.ContentType,
 			}
 			if st.Certificate != nil {
 				raw, err := st.Certificate.MarshalBinary()
@@ -691,6 +745,16 @@ func newStatusCommand() *cobra.Command {
 				fmt.Fprintf(tw, "certified in epoch\t%d\n", rep.CertifiedEpoch)
 			}
 			fmt.Fprintf(tw, "end epoch\t%d\n", rep.EndEpoch)
+			fmt.Fprintf(tw, "objects\t%d\n", rep.Objects)
+			if rep.PermanentEndEpoch != 0 {
+				fmt.Fprintf(tw, "permanent until\tend epoch %d (a permanent object keeps it that long)\n", rep.PermanentEndEpoch)
+			}
+			if rep.Deleting {
+				fmt.Fprintf(tw, "deleting\tat epoch %d (its last object was deleted: the nodes drop it then)\n", rep.EndEpoch)
+			}
+			if rep.ContentType != "" {
+				fmt.Fprintf(tw, "content type\t%s\n", rep.ContentType)
+			}
 			switch {
 			case rep.CertValid == nil:
 				fmt.Fprintf(tw, "certificate\tnone\n")

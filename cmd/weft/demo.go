@@ -33,7 +33,7 @@ type demo struct {
 func newDevnetDemoCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "demo",
-		Short: "Show the whole story on a devnet: store, read, lose nodes, change epochs, read again, verify",
+		Short: "Show the whole story on a devnet: store, read, lose nodes, delete, change epochs, read again, verify",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -72,6 +72,24 @@ func (d *demo) weft(args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
+// weftRefused runs one CLI command that must fail saying want, printing
+// it and its error.
+func (d *demo) weftRefused(want string, args ...string) error {
+	fmt.Fprintf(d.out, "$ weft %s\n", strings.Join(args, " "))
+	cmd := exec.Command(d.exe, args...)
+	cmd.Env = append(os.Environ(), d.env...)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	err := cmd.Run()
+	if s := strings.TrimSpace(stderr.String()); s != "" {
+		fmt.Fprintln(d.out, indent(s))
+	}
+	if err == nil || !strings.Contains(stderr.String(), want) {
+		return fmt.Errorf("demo: weft %s: %v, want a refusal saying %q\n%s", strings.Join(args, " "), err, want, stderr.String())
+	}
+	return nil
+}
+
 func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }
 
 // run tells the story in acts, each a method below; a failed command ends
@@ -92,8 +110,15 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.readWithNodesDown(id, blob, readyFile); err != nil {
 		return err
 	}
+	note, err := d.storeAndDelete()
+	if err != nil {
+		return err
+	}
 	leaving, report, err := d.handOver()
 	if err != nil {
+		return err
+	}
+	if err := d.readDeleted(note); err != nil {
 		return err
 	}
 	if err := d.readAfterLeaversGone(id, blob, readyFile, leaving); err != nil {
@@ -186,6 +211,52 @@ func (d *demo) readWithNodesDown(id string, blob []byte, readyFile string) error
 	return nil
 }
 
+// storeAndDelete stores a small note (deletable, as every store is unless
+// --permanent), lists the client's objects, and deletes the note's: the
+// epochs after this one are refunded, and the nodes drop it when the
+// next epoch (the handover act's) starts. It returns the note's blob ID.
+func (d *demo) storeAndDelete() (string, error) {
+	file := filepath.Join(d.dir, "note.txt")
+	if err := os.WriteFile(file, []byte("a short-lived note: stored, then deleted\n"), 0o600); err != nil {
+		return "", err
+	}
+	d.say("store a small note (deletable by default), list the client's blob objects, delete the note's")
+	out, err := d.weft("store", file, "--attr", "purpose=demo")
+	if err != nil {
+		return "", err
+	}
+	note := strings.TrimSpace(out)
+	if out, err = d.weft("objects"); err != nil {
+		return "", err
+	}
+	object := ""
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[1] == note {
+			object = f[0]
+		}
+	}
+	if object == "" {
+		return "", fmt.Errorf("demo: weft objects does not list the note %s", note)
+	}
+	t := time.Now()
+	if _, err := d.weft("delete", object); err != nil {
+		return "", err
+	}
+	d.steps = append(d.steps, fmt.Sprintf("delete the note's object: %v", time.Since(t).Round(time.Millisecond)))
+	return note, nil
+}
+
+// readDeleted shows that once the epoch has moved on, the deleted note is
+// gone: a read answers that it was deleted, and its status says so.
+func (d *demo) readDeleted(note string) error {
+	d.say("the epoch moved on: the note's last object was deleted, so the nodes dropped it")
+	if err := d.weftRefused("blob deleted", "read", "--", note); err != nil {
+		return err
+	}
+	_, err := d.weft("status", "--", note)
+	return err
+}
+
 // handOver takes the last two nodes' stake away and advances the epoch,
 // then waits for the handover to finish. It returns the nodes that left
 // (still running until readAfterLeaversGone kills them) and the epoch's
@@ -247,7 +318,7 @@ func (d *demo) summary(id string, report epochReport) {
 		copied, rebuilt = copied+n.Copied, rebuilt+n.Rebuilt
 	}
 	d.say("summary")
-	fmt.Fprintf(d.out, "  blob %s (5 MiB) stored, read 3 times, certificate valid\n", id)
+	fmt.Fprintf(d.out, "  blob %s (5 MiB) stored, read 3 times, certificate valid; a note stored and deleted\n", id)
 	fmt.Fprintf(d.out, "  handover: %d bytes copied from the holders, %d bytes fetched to rebuild\n", copied, rebuilt)
 	for _, s := range d.steps {
 		fmt.Fprintln(d.out, "  "+s)

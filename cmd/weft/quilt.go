@@ -54,11 +54,14 @@ func quiltInputs(args []string, contentType string) ([]client.QuiltInput, error)
 }
 
 type quiltReport struct {
-	QuiltID  string            `json:"quilt_id"`
-	Length   uint64            `json:"length"`
-	EndEpoch uint64            `json:"end_epoch"`
-	Existing bool              `json:"already_certified"`
-	Files    []quiltFileReport `json:"files"`
+	QuiltID string `json:"quilt_id"`
+	// Object is the client's blob object of the quilt.
+	Object    uint64            `json:"object"`
+	Deletable bool              `json:"deletable"`
+	Length    uint64            `json:"length"`
+	EndEpoch  uint64            `json:"end_epoch"`
+	Existing  bool              `json:"already_certified"`
+	Files     []quiltFileReport `json:"files"`
 }
 
 type quiltFileReport struct {
@@ -67,12 +70,12 @@ type quiltFileReport struct {
 	Length uint64 `json:"length"`
 }
 
-func storeQuilt(cmd *cobra.Command, c *client.Client, ctx context.Context, format string, epochs uint64, contentType string, args []string) error {
+func storeQuilt(cmd *cobra.Command, c *client.Client, ctx context.Context, format string, opts client.StoreOptions, contentType string, args []string) error {
 	files, err := quiltInputs(args, contentType)
 	if err != nil {
 		return err
 	}
-	sq, err := c.StoreQuilt(ctx, files, client.StoreOptions{Epochs: epochs})
+	sq, err := c.StoreQuilt(ctx, files, opts)
 	if err != nil {
 		return err
 	}
@@ -80,7 +83,7 @@ func storeQuilt(cmd *cobra.Command, c *client.Client, ctx context.Context, forma
 	if err != nil {
 		return err
 	}
-	rep := quiltReport{QuiltID: sq.ID.String(), Length: sq.Length, EndEpoch: st.EndEpoch, Existing: sq.AlreadyCertified}
+	rep := quiltReport{QuiltID: sq.ID.String(), Object: sq.Object, Deletable: !opts.Permanent, Length: sq.Length, EndEpoch: st.EndEpoch, Existing: sq.AlreadyCertified}
 	for i, id := range sq.Files {
 		rep.Files = append(rep.Files, quiltFileReport{ID: id.String(), Name: sq.Index.Files[i].Name, Length: sq.Index.Files[i].Length})
 	}
@@ -91,6 +94,7 @@ func storeQuilt(cmd *cobra.Command, c *client.Client, ctx context.Context, forma
 		fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", f.ID, f.Name)
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "stored %d files (%d bytes) as quilt %s until epoch %d\n", len(files), sq.Length, sq.ID, st.EndEpoch)
+	fmt.Fprintln(cmd.ErrOrStderr(), objectLine(sq.Object, "quilt "+sq.ID.String(), 0, !opts.Permanent))
 	return nil
 }
 
