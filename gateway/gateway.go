@@ -4,7 +4,10 @@
 // bytes once they have passed the consistent-read check (a single Range:
 // the slivers that hold it, each checked against its hash); GET
 // /v1/blobs/{id}/status serves its registry entry; POST
-// /v1/blobs/{id}/extend extends its lifetime. `weft gateway` runs one;
+// /v1/blobs/{id}/extend extends its lifetime. Every store makes the
+// caller's blob object: GET /v1/objects/{object} serves its bytes with
+// its attributes as headers, …/info the object, DELETE (its owner's)
+// deletes it, PUT …/attributes edits them. `weft gateway` runs one;
 // DESIGN.md says how it works.
 //
 // A Gateway is an http.Handler; Serve runs it on a listener with the
@@ -211,6 +214,10 @@ func (g *Gateway) routes() {
 	g.mux.HandleFunc("GET /v1/blobs/{id}", g.getBlob)
 	g.mux.HandleFunc("GET /v1/blobs/{id}/status", g.getStatus)
 	g.mux.HandleFunc("POST /v1/blobs/{id}/extend", g.extendBlob)
+	g.mux.HandleFunc("GET /v1/objects/{object}", g.getObject)
+	g.mux.HandleFunc("GET /v1/objects/{object}/info", g.getObjectInfo)
+	g.mux.HandleFunc("DELETE /v1/objects/{object}", g.deleteObject)
+	g.mux.HandleFunc("PUT /v1/objects/{object}/attributes", g.putAttributes)
 	// The method-less patterns are less specific than the ones above, so
 	// they only catch other methods: ServeMux's own 405 is plain text,
 	// and every error of this API is JSON.
@@ -219,8 +226,13 @@ func (g *Gateway) routes() {
 	g.mux.HandleFunc("/v1/blobs/{id}", methodNotAllowed("GET, HEAD"))
 	g.mux.HandleFunc("/v1/blobs/{id}/status", methodNotAllowed("GET, HEAD"))
 	g.mux.HandleFunc("/v1/blobs/{id}/extend", methodNotAllowed("POST"))
+	g.mux.HandleFunc("/v1/objects/{object}", methodNotAllowed("GET, HEAD, DELETE"))
+	g.mux.HandleFunc("/v1/objects/{object}/info", methodNotAllowed("GET, HEAD"))
+	g.mux.HandleFunc("/v1/objects/{object}/attributes", methodNotAllowed("PUT"))
 	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (the API is PUT /v1/blobs, GET /v1/blobs/{id}, GET /v1/blobs/{id}/status, POST /v1/blobs/{id}/extend)", r.Method, r.URL.Path))
+		writeError(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (the API is PUT /v1/blobs, PUT /v1/quilts, GET /v1/blobs/{id}, "+
+			"GET /v1/blobs/{id}/status, POST /v1/blobs/{id}/extend, GET /v1/objects/{object}, GET /v1/objects/{object}/info, "+
+			"DELETE /v1/objects/{object}, PUT /v1/objects/{object}/attributes)", r.Method, r.URL.Path))
 	})
 }
 

@@ -592,7 +592,9 @@ func gwUsed(t *testing.T, ctx context.Context, nw *devnet.Network, token string)
 // A PUT or extend is charged to the caller's own client token, never to
 // the gateway's (base's gateway has one, nw.ClientToken): 401 without a
 // token, 403 with one the control plane refuses, 507 when the caller's
-// quota cannot pay; none of them registers or extends anything.
+// quota cannot pay; none of them registers or extends anything. An
+// extension moves the caller's own object: 404 from a client who owns
+// none of the blob.
 func testGatewayCallerToken(t *testing.T, ctx context.Context, nw *devnet.Network, base string, stored storeResponse) {
 	cl := gwClient(t, nw, "")
 	alice := gwAddClient(t, ctx, nw, "alice", 1<<40)
@@ -616,8 +618,14 @@ func testGatewayCallerToken(t *testing.T, ctx context.Context, nw *devnet.Networ
 			t.Fatalf("%d without a Bearer challenge: WWW-Authenticate %q", c.code, resp.Header.Get("WWW-Authenticate"))
 		}
 		wantUnregistered(t, cl, localID(t, fresh))
+		extendCode := c.code
+		if c.code == http.StatusInsufficientStorage {
+			// A client of the network, who never stored the blob: it
+			// owns no object of it to extend (the quota is not reached).
+			extendCode = http.StatusNotFound
+		}
 		resp, body = gatewaytest.Do(t, http.MethodPost, base+"/v1/blobs/"+stored.BlobID+"/extend?epochs=1", nil, c.header...)
-		gatewaytest.Want(t, resp, body, c.code)
+		gatewaytest.Want(t, resp, body, extendCode)
 	}
 	before, err := cl.Status(ctx, mustParseID(t, stored.BlobID))
 	if err != nil {
@@ -645,6 +653,31 @@ func testGatewayCallerToken(t *testing.T, ctx context.Context, nw *devnet.Networ
 		t.Fatalf("the gateway's own token was charged %d", got-gatewayUsed)
 	}
 	t.Logf("caller charged %d (store %d + extension %d), gateway's own token %d", cost+ext.Charged, cost, ext.Charged, 0)
+
+	// A client whose quota pays for one epoch of a blob stores it for
+	// one epoch, then owns an object of it that it cannot afford to
+	// extend: 507, and the end epoch stays.
+	small := gatewaytest.RandomBlob(t, 2000)
+	oneEpoch, ok, err := cl.StoreCost(ctx, uint64(len(small)), 1)
+	if err != nil || !ok {
+		t.Fatal(oneEpoch, ok, err)
+	}
+	frugal := gwAddClient(t, ctx, nw, "frugal", oneEpoch)
+	resp, body = gatewaytest.Do(t, http.MethodPut, base+"/v1/blobs?epochs=1", bytes.NewReader(small), gatewaytest.Bearer(frugal)...)
+	gatewaytest.Want(t, resp, body, http.StatusCreated)
+	fs := decodeJSON[storeResponse](t, body)
+	before, err = cl.Status(ctx, mustParseID(t, fs.BlobID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body = gatewaytest.Do(t, http.MethodPost, base+"/v1/blobs/"+fs.BlobID+"/extend?epochs=1", nil, gatewaytest.Bearer(frugal)...)
+	gatewaytest.Want(t, resp, body, http.StatusInsufficientStorage)
+	if after, err := cl.Status(ctx, mustParseID(t, fs.BlobID)); err != nil || after.EndEpoch != before.EndEpoch {
+		t.Fatalf("an extension over quota moved the end epoch from %d: %+v, %v", before.EndEpoch, after, err)
+	}
+	if got := gwUsed(t, ctx, nw, frugal); got != oneEpoch {
+		t.Fatalf("the client was charged %d, want %d (the store only)", got, oneEpoch)
+	}
 }
 
 // A caller that half-closes its connection after its request still gets

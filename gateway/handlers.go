@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -21,9 +20,11 @@ import (
 )
 
 // putBlob stores the request body, charged to the caller's own client
-// token. The token is checked with the control plane before any of the
-// body is read, and the SDK reads the whole body before it registers
-// anything, so a body that is too large or cut short changes nothing.
+// token, as the caller's blob object (deletable unless ?permanent=true;
+// attributes from X-Weft-Attr-<key> headers and the Content-Type). The
+// token is checked with the control plane before any of the body is read,
+// and the SDK reads the whole body before it registers anything, so a
+// body that is too large or cut short changes nothing.
 func (g *Gateway) putBlob(w http.ResponseWriter, r *http.Request) {
 	token, ok := bearerToken(w, r)
 	if !ok {
@@ -37,6 +38,10 @@ func (g *Gateway) putBlob(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	obj, ok := putObjectParams(w, r, contentType)
+	if !ok {
+		return
+	}
 	ctx, cancel := g.writeContext(r, token, g.putTimeout())
 	defer cancel()
 	if !g.authorize(ctx, w, r) {
@@ -44,7 +49,10 @@ func (g *Gateway) putBlob(w http.ResponseWriter, r *http.Request) {
 	}
 	defer g.holdPut(r.ContentLength)()
 	body := g.putBody(w, r)
-	opts := client.FileOptions{Epochs: epochs, ContentType: contentType, ChunkSize: g.cfg.ChunkSize}
+	opts := client.FileOptions{
+		Epochs: epochs, ContentType: obj.contentType, ChunkSize: g.cfg.ChunkSize,
+		Permanent: obj.permanent, Attributes: obj.attrs,
+	}
 	if r.ContentLength > 0 {
 		opts.Size = r.ContentLength
 	}
@@ -64,7 +72,7 @@ func (g *Gateway) putBlob(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := storeResponse{
 		BlobID: id.String(), Certificate: base64.StdEncoding.EncodeToString(raw),
-		Epoch: cert.Epoch, Size: sf.Length, Reused: sf.Reused,
+		Epoch: cert.Epoch, Size: sf.Length, Reused: sf.Reused, ObjectID: sf.Object,
 	}
 	parts := 1
 	if sf.Manifest != nil {
@@ -115,15 +123,16 @@ func failedBlobID(err error) crypto.BlobID {
 	return crypto.BlobID{}
 }
 
-// putContentType is the Content-Type to record in a file's manifest: the
-// request's, if it is printable ASCII of at most client.MaxContentType
-// bytes (400 otherwise). A PUT of one chunk or less is a plain blob,
-// which records none.
+// putContentType is the request's Content-Type, if it is printable ASCII
+// of at most client.MaxContentType bytes (400 otherwise). Unless it is
+// application/octet-stream, it becomes the object's "content-type"
+// attribute and is recorded in a file's manifest (a PUT of one chunk or
+// less is a plain blob, which has none).
 func putContentType(w http.ResponseWriter, r *http.Request) (string, bool) {
 	ct := r.Header.Get("Content-Type")
-	if len(ct) > client.MaxContentType || strings.IndexFunc(ct, func(c rune) bool { return c < 0x20 || c > 0x7e }) >= 0 {
+	if err := printableContentType(ct); err != nil {
 		refuseBody(w, r)
-		writeError(w, r, http.StatusBadRequest, fmt.Errorf("Content-Type must be printable ASCII of at most %d bytes", client.MaxContentType))
+		writeError(w, r, http.StatusBadRequest, fmt.Errorf("Content-Type: %w", err))
 		return "", false
 	}
 	return ct, true
@@ -247,6 +256,14 @@ func (g *Gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	g.serveContent(w, r, id, nil)
+}
+
+// serveContent serves blob id's bytes — a file's, if it is a manifest —
+// or (HEAD) only its headers: GET /v1/blobs/{id}, and GET
+// /v1/objects/{id} for the object's blob, whose served attributes come in
+// served (nil for a blob).
+func (g *Gateway) serveContent(w http.ResponseWriter, r *http.Request, id crypto.BlobID, served map[string]string) {
 	st, err := g.cl.Status(r.Context(), id)
 	if err == nil {
 		err = st.Err()
@@ -255,6 +272,7 @@ func (g *Gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 		writeReadError(w, r, err)
 		return
 	}
+	rep := newRepresentation(st.ContentType, served)
 	defer g.holdRead(st.Length)() // a plain blob is held whole
 	if st.Length <= uint64(client.MaxManifestLength) {
 		// A GET of the whole content reads it whole anyway; a range,
@@ -262,13 +280,13 @@ func (g *Gateway) getBlob(w http.ResponseWriter, r *http.Request) {
 		whole := r.Method == http.MethodGet && r.Header.Get("Range") == "" && r.Header.Get("If-None-Match") == ""
 		blob, err := g.smallBlob(r.Context(), id, st, whole)
 		if err == nil && client.IsManifest(blob) {
-			g.getFile(w, r, id, blob)
+			g.getFile(w, r, id, blob, rep)
 			return
 		}
-		g.serveBlob(w, r, id, st, blob, err)
+		g.serveBlob(w, r, id, st, rep, blob, err)
 		return
 	}
-	g.serveBlob(w, r, id, st, nil, nil)
+	g.serveBlob(w, r, id, st, rep, nil, nil)
 }
 
 // smallBlob returns the bytes of a blob short enough to be a manifest if
@@ -307,8 +325,9 @@ func (g *Gateway) loadBlob(ctx context.Context, id crypto.BlobID) ([]byte, error
 }
 
 // serveBlob answers for a plain blob whose registry entry st allows it to
-// be served. blob is its bytes if loaded already (with loadErr).
-func (g *Gateway) serveBlob(w http.ResponseWriter, r *http.Request, id crypto.BlobID, st *client.BlobStatus, blob []byte, loadErr error) {
+// be served, described by rep. blob is its bytes if loaded already (with
+// loadErr).
+func (g *Gateway) serveBlob(w http.ResponseWriter, r *http.Request, id crypto.BlobID, st *client.BlobStatus, rep representation, blob []byte, loadErr error) {
 	if st.Length > uint64(g.cfg.MaxBlobSize) {
 		writeReadError(w, r, fmt.Errorf("%w: blob %s has %d bytes, this gateway serves at most %d", client.ErrBlobTooLarge, id, st.Length, g.cfg.MaxBlobSize))
 		return
@@ -317,7 +336,7 @@ func (g *Gateway) serveBlob(w http.ResponseWriter, r *http.Request, id crypto.Bl
 	// only the registry: a blob ID names its bytes forever, so the ETag
 	// cannot go stale while the blob is readable.
 	if r.Method == http.MethodHead || etagMatches(r.Header.Get("If-None-Match"), id) {
-		setBlobHeaders(w, id)
+		setBlobHeaders(w, id, rep)
 		if r.Method != http.MethodHead {
 			w.WriteHeader(http.StatusNotModified)
 			return
@@ -331,7 +350,7 @@ func (g *Gateway) serveBlob(w http.ResponseWriter, r *http.Request, id crypto.Bl
 	// http.ServeContent.
 	if r.Method == http.MethodGet {
 		if kind, rng, err := rangeOf(r, id); kind == rangeSingle || kind == rangeMalformed {
-			g.getRange(w, r, id, rng, err, blob)
+			g.getRange(w, r, id, rep, rng, err, blob)
 			return
 		}
 	}
@@ -344,20 +363,21 @@ func (g *Gateway) serveBlob(w http.ResponseWriter, r *http.Request, id crypto.Bl
 		writeReadError(w, r, loadErr)
 		return
 	}
-	setBlobHeaders(w, id)
+	setBlobHeaders(w, id, rep)
 	// ServeContent sets Content-Length, answers Range and If-None-Match
 	// (against the ETag set above); a zero modtime sends no Last-Modified.
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
 }
 
-// getFile answers for a file whose manifest's bytes are raw. Its bytes go
+// getFile answers for a file whose manifest's bytes are raw, described by
+// rep (its Content-Type, if rep names none, the manifest's). Its bytes go
 // out chunk by chunk, each after its own consistent-read check, up to the
 // SDK's ReadAhead chunks fetched at once. Headers wait for the first
 // chunk, so a file whose first chunk cannot be read gets an error status;
 // a later chunk that fails aborts the response (the connection is closed
 // short of Content-Length), so a caller never takes a partial file for a
 // whole one. Range is not served for files yet (200, whole).
-func (g *Gateway) getFile(w http.ResponseWriter, r *http.Request, id crypto.BlobID, raw []byte) {
+func (g *Gateway) getFile(w http.ResponseWriter, r *http.Request, id crypto.BlobID, raw []byte, rep representation) {
 	m, err := client.ParseManifest(raw)
 	if err == nil && m.Length > uint64(g.cfg.MaxBlobSize) {
 		err = fmt.Errorf("%w: file %s has %d bytes, this gateway serves at most %d", client.ErrBlobTooLarge, id, m.Length, g.cfg.MaxBlobSize)
@@ -366,7 +386,7 @@ func (g *Gateway) getFile(w http.ResponseWriter, r *http.Request, id crypto.Blob
 		writeReadError(w, r, err)
 		return
 	}
-	setFileHeaders(w, id, m)
+	setFileHeaders(w, id, m, rep)
 	if r.Method == http.MethodHead {
 		w.WriteHeader(http.StatusOK)
 		return
@@ -411,14 +431,12 @@ func (g *Gateway) getFile(w http.ResponseWriter, r *http.Request, id crypto.Blob
 	}
 }
 
-// setFileHeaders describes a file's bytes: its length, and the content
-// type its manifest records if it is a media type (else octet-stream).
-func setFileHeaders(w http.ResponseWriter, id crypto.BlobID, m *client.Manifest) {
+// setFileHeaders describes a file's bytes: its length, and rep's content
+// type, else the one its manifest records if it is a media type (else
+// octet-stream).
+func setFileHeaders(w http.ResponseWriter, id crypto.BlobID, m *client.Manifest, rep representation) {
+	rep.set(w.Header(), mediaType(m.ContentType))
 	h := w.Header()
-	h.Set("Content-Type", "application/octet-stream")
-	if _, _, err := mime.ParseMediaType(m.ContentType); err == nil {
-		h.Set("Content-Type", m.ContentType)
-	}
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("ETag", etag(id))
 	h.Set("Accept-Ranges", "bytes")
@@ -459,9 +477,11 @@ func (s *streamWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
-func setBlobHeaders(w http.ResponseWriter, id crypto.BlobID) {
+// setBlobHeaders describes a plain blob's bytes: rep's content type (else
+// octet-stream) and served headers.
+func setBlobHeaders(w http.ResponseWriter, id crypto.BlobID, rep representation) {
+	rep.set(w.Header(), "")
 	h := w.Header()
-	h.Set("Content-Type", "application/octet-stream")
 	h.Set("X-Content-Type-Options", "nosniff") // arbitrary bytes must not be sniffed into HTML
 	h.Set("ETag", etag(id))
 	h.Set("Accept-Ranges", "bytes")
@@ -481,6 +501,7 @@ func (g *Gateway) getStatus(w http.ResponseWriter, r *http.Request) {
 	resp := statusResponse{
 		BlobID: id.String(), Status: st.Status, Length: st.Length, Shards: st.Shards, Encoding: uint8(st.Encoding),
 		RegisteredEpoch: st.RegisteredEpoch, CertifiedEpoch: st.CertifiedEpoch, EndEpoch: st.EndEpoch,
+		Objects: st.Objects, PermanentEndEpoch: st.PermanentEndEpoch, Deleting: st.Deleting, ContentType: st.ContentType,
 	}
 	if st.Certificate != nil {
 		raw, err := st.Certificate.MarshalBinary()

@@ -80,12 +80,16 @@ type storeResponse struct {
 	// parts that were certified before this PUT (a retried upload's).
 	Chunks int `json:"chunks,omitempty"`
 	Reused int `json:"reused_parts,omitempty"`
+	// ObjectID is the caller's blob object of it (GET, DELETE
+	// /v1/objects/{object_id}): made by this PUT, or one of the same kind
+	// and lifetime the caller owned already.
+	ObjectID uint64 `json:"object_id"`
 }
 
 // statusResponse is the answer to GET …/status.
 type statusResponse struct {
 	BlobID          string `json:"blob_id"`
-	Status          string `json:"status"` // registered, certified, invalid or expired
+	Status          string `json:"status"` // registered, certified, invalid, expired or deleted
 	Length          uint64 `json:"length"`
 	Shards          uint32 `json:"shards"`
 	Encoding        uint8  `json:"encoding"`
@@ -93,6 +97,14 @@ type statusResponse struct {
 	CertifiedEpoch  uint64 `json:"certified_epoch"` // 0 until certified
 	EndEpoch        uint64 `json:"end_epoch"`       // the blob lives through end_epoch−1
 	Certificate     string `json:"certificate,omitempty"`
+	// Objects counts the live blob objects that keep it; past
+	// permanent_end_epoch only deletable ones do. Deleting: none keeps it
+	// any more, and the nodes drop it at end_epoch. ContentType is the
+	// one its objects agree on (what GET /v1/blobs/{id} answers).
+	Objects           int    `json:"objects"`
+	PermanentEndEpoch uint64 `json:"permanent_end_epoch,omitempty"`
+	Deleting          bool   `json:"deleting,omitempty"`
+	ContentType       string `json:"content_type,omitempty"`
 }
 
 // errorResponse is every error's body.
@@ -181,6 +193,9 @@ func writeErrorID(w http.ResponseWriter, r *http.Request, code int, err error, i
 	}
 	// Headers meant for a blob must not describe the error.
 	for _, h := range []string{"ETag", "Content-Length", "Accept-Ranges", "Location"} {
+		w.Header().Del(h)
+	}
+	for _, h := range servedHeaders {
 		w.Header().Del(h)
 	}
 	writeJSON(w, code, resp)

@@ -18,6 +18,9 @@ type quiltResponse struct {
 	Size    uint64              `json:"size"`
 	Epoch   uint64              `json:"certified_epoch"`
 	Files   []quiltFileResponse `json:"files"`
+	// ObjectID is the caller's blob object of the quilt (its files'
+	// lifetime and deletion are the quilt's).
+	ObjectID uint64 `json:"object_id"`
 }
 
 type quiltFileResponse struct {
@@ -30,7 +33,8 @@ type quiltFileResponse struct {
 // (client.StoreQuilt): each part is a file, named by its filename (or its
 // form name), typed by its Content-Type. The quilt is held whole, so the
 // body is bounded by MaxBlobSize and MaxWholeBlob; a bad index (two parts
-// of one name) is 400 and stores nothing.
+// of one name) is 400 and stores nothing. The caller's object of the quilt
+// takes ?permanent= and X-Weft-Attr-<key> headers, as a PUT of a blob's.
 func (g *Gateway) putQuilt(w http.ResponseWriter, r *http.Request) {
 	token, ok := bearerToken(w, r)
 	if !ok {
@@ -42,6 +46,12 @@ func (g *Gateway) putQuilt(w http.ResponseWriter, r *http.Request) {
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "multipart/form-data" {
 		writeError(w, r, http.StatusUnsupportedMediaType, errors.New("a quilt is a multipart/form-data body: one part per file"))
+		return
+	}
+	// The request's Content-Type is the body's framing, not the quilt's:
+	// only X-Weft-Attr-Content-Type types the quilt's object.
+	obj, ok := putObjectParams(w, r, "")
+	if !ok {
 		return
 	}
 	ctx, cancel := g.writeContext(r, token, g.putTimeout())
@@ -78,7 +88,7 @@ func (g *Gateway) putQuilt(w http.ResponseWriter, r *http.Request) {
 		}
 		files = append(files, client.QuiltInput{Name: name, Data: data, ContentType: part.Header.Get("Content-Type")})
 	}
-	sq, err := g.cl.StoreQuilt(ctx, files, client.StoreOptions{Epochs: epochs})
+	sq, err := g.cl.StoreQuilt(ctx, files, client.StoreOptions{Epochs: epochs, Permanent: obj.permanent, Attributes: objectAttributes(obj)})
 	if err != nil {
 		code := errorStatus(err)
 		if errors.Is(err, client.ErrInvalidQuilt) {
@@ -87,7 +97,7 @@ func (g *Gateway) putQuilt(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, code, err)
 		return
 	}
-	resp := quiltResponse{QuiltID: sq.ID.String(), Size: sq.Length, Epoch: sq.Certificate.Epoch}
+	resp := quiltResponse{QuiltID: sq.ID.String(), Size: sq.Length, Epoch: sq.Certificate.Epoch, ObjectID: sq.Object}
 	for i, id := range sq.Files {
 		resp.Files = append(resp.Files, quiltFileResponse{ID: id.String(), Name: sq.Index.Files[i].Name, Length: sq.Index.Files[i].Length})
 	}

@@ -65,13 +65,18 @@ func TestGatewayQuilts(t *testing.T) {
 		{"data.bin", "", gatewaytest.RandomBlob(t, 20_000)},
 	}
 	body, ct := multipartBody(t, parts)
-	resp, raw := gatewaytest.Do(t, http.MethodPut, base+"/v1/quilts", body, append([]string{"Content-Type", ct}, auth...)...)
+	resp, raw := gatewaytest.Do(t, http.MethodPut, base+"/v1/quilts?permanent=true", body, append([]string{"Content-Type", ct, "X-Weft-Attr-Label", "site"}, auth...)...)
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("PUT quilt: %s %s", resp.Status, raw)
 	}
 	var qr quiltResponse
-	if err := json.Unmarshal(raw, &qr); err != nil || len(qr.Files) != len(parts) {
+	if err := json.Unmarshal(raw, &qr); err != nil || len(qr.Files) != len(parts) || qr.ObjectID == 0 {
 		t.Fatalf("PUT quilt answered %s (%v)", raw, err)
+	}
+	// The caller's object of the quilt: permanent, labelled, and not
+	// typed by the request's multipart Content-Type.
+	if info := objectInfo(t, base, qr.ObjectID); info.BlobID != qr.QuiltID || info.Deletable || len(info.Attributes) != 1 || info.Attributes["label"] != "site" {
+		t.Fatalf("the quilt's object: %+v", info)
 	}
 	for i, f := range qr.Files {
 		resp, got := gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+f.ID, nil)

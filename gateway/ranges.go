@@ -92,8 +92,9 @@ func rangeOf(r *http.Request, id crypto.BlobID) (rangeKind, client.ByteRange, er
 // answered as a whole GET would be (404, 410, …), not 416. The empty blob
 // is answered 200 to any well-formed range, as net/http answers an empty
 // file: clients that send Range with every GET get it, not an error.
-// have is the blob's bytes if the caller holds them already.
-func (g *Gateway) getRange(w http.ResponseWriter, r *http.Request, id crypto.BlobID, rng client.ByteRange, malformed error, have []byte) {
+// have is the blob's bytes if the caller holds them already; rep
+// describes them.
+func (g *Gateway) getRange(w http.ResponseWriter, r *http.Request, id crypto.BlobID, rep representation, rng client.ByteRange, malformed error, have []byte) {
 	st, err := g.cl.Status(r.Context(), id)
 	if err == nil {
 		err = st.Err()
@@ -111,7 +112,7 @@ func (g *Gateway) getRange(w http.ResponseWriter, r *http.Request, id crypto.Blo
 		return
 	}
 	if size == 0 {
-		setBlobHeaders(w, id)
+		setBlobHeaders(w, id, rep)
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusOK)
 		return
@@ -131,7 +132,7 @@ func (g *Gateway) getRange(w http.ResponseWriter, r *http.Request, id crypto.Blo
 		writeReadError(w, r, err)
 		return
 	}
-	setBlobHeaders(w, id)
+	setBlobHeaders(w, id, rep)
 	h := w.Header()
 	h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size))
 	h.Set("Content-Length", strconv.FormatInt(n, 10))

@@ -27,9 +27,9 @@ func storeErrorStatus(body *countingReader, err error) int {
 		// Cut short (fewer bytes than Content-Length, or no last chunk),
 		// or the connection broke: nothing was registered.
 		return http.StatusBadRequest
-	case errors.Is(err, client.ErrInvalidBlob), errors.Is(err, client.ErrExpired):
+	case errors.Is(err, client.ErrInvalidBlob), errors.Is(err, client.ErrExpired), errors.Is(err, client.ErrDeleted):
 		// The registry changed under the store (the content was found
-		// invalid, or expired, meanwhile).
+		// invalid, expired or was deleted meanwhile).
 		return http.StatusConflict
 	case errors.As(err, &quorum):
 		return http.StatusServiceUnavailable
@@ -79,11 +79,23 @@ func readErrorStatus(r *http.Request, err error) int {
 // errorStatus maps the SDK's error to an HTTP status.
 func errorStatus(err error) int {
 	switch {
-	case errors.Is(err, client.ErrNotFound), errors.Is(err, client.ErrNoQuiltFile), errors.Is(err, client.ErrInvalidQuilt):
+	case errors.Is(err, client.ErrNotFound), errors.Is(err, client.ErrNoQuiltFile), errors.Is(err, client.ErrInvalidQuilt),
+		errors.Is(err, client.ErrObjectNotFound):
+		// An object that was never made, was deleted or has ended; or
+		// (an extension) the caller owns none of the blob.
 		return http.StatusNotFound
-	case errors.Is(err, client.ErrInvalidBlob), errors.Is(err, client.ErrExpired), errors.Is(err, client.ErrInconsistentBlob):
+	case errors.Is(err, client.ErrNotOwner):
+		// Another client's object: only its owner deletes or edits it.
+		return http.StatusForbidden
+	case errors.Is(err, client.ErrPermanent):
+		// A permanent object lives to its end epoch: the object's state,
+		// not the request, is what conflicts.
+		return http.StatusConflict
+	case errors.Is(err, client.ErrInvalidBlob), errors.Is(err, client.ErrExpired), errors.Is(err, client.ErrDeleted),
+		errors.Is(err, client.ErrInconsistentBlob):
 		// None of these will ever read: an inconsistently encoded blob
-		// is on its way to being marked invalid, and every reader gets
+		// is on its way to being marked invalid, a deleted one (its last
+		// object deleted) was dropped by the nodes, and every reader gets
 		// the same error whichever slivers it fetched.
 		return http.StatusGone
 	case errors.Is(err, client.ErrRangeOutsideBlob):

@@ -75,12 +75,16 @@ func newGatewayCommand() *cobra.Command {
 	}
 	cmd := &cobra.Command{
 		Use:   "gateway",
-		Short: "Serve blobs over HTTP for non-Go users (PUT /v1/blobs, GET /v1/blobs/{id}, GET …/status, POST …/extend)",
+		Short: "Serve blobs over HTTP for non-Go users (PUT /v1/blobs, GET /v1/blobs/{id}, GET …/status, POST …/extend, /v1/objects/{object})",
 		Long: "Runs an HTTP gateway in front of a weft network. PUT /v1/blobs stores the request body\n" +
 			"and answers its blob ID and availability certificate; GET /v1/blobs/{id} answers the\n" +
 			"blob's bytes once they have passed the consistent-read check; GET /v1/blobs/{id}/status\n" +
 			"answers its registry entry; POST /v1/blobs/{id}/extend?epochs=N (or ?end_epoch=E)\n" +
-			"extends its lifetime. A PUT or extend must carry the caller's own client token\n" +
+			"extends the caller's object of it. Every PUT makes the caller's blob object\n" +
+			"(?permanent=true, X-Weft-Attr-<key> headers, its Content-Type as an attribute):\n" +
+			"GET /v1/objects/{object} answers its bytes with its attributes as headers, …/info\n" +
+			"the object, DELETE deletes it and PUT …/attributes edits it (owner only).\n" +
+			"A PUT, extend, DELETE or attributes PUT must carry the caller's own client token\n" +
 			"(Authorization: Bearer <token>, from `weft admin client add`) and is charged to it:\n" +
 			"401 without one, 403 if the control plane refuses it. Reads need no token.\n" +
 			"Past --max-inflight requests at once the gateway answers 429 with Retry-After;\n" +
