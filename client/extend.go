@@ -85,7 +85,7 @@ func (c *Client) Extend(ctx context.Context, id crypto.BlobID, opts ExtendOption
 				return nil, now.Err()
 			}
 		}
-		return nil, objectError(obj.ID, err)
+		return nil, objectError(err)
 	}
 	if ext.Status, err = c.Status(ctx, id); err != nil {
 		return nil, err

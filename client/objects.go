@@ -55,17 +55,18 @@ func objectFromProto(o *weftv1.BlobObject) (*Object, error) {
 }
 
 // objectError maps the control plane's refusals of an object call to the
-// SDK's errors, keeping its message.
-func objectError(id uint64, err error) error {
-	switch status.Code(err) {
-	case codes.NotFound:
-		return fmt.Errorf("%w: %d: %s", ErrObjectNotFound, id, status.Convert(err).Message())
-	case codes.PermissionDenied:
-		return fmt.Errorf("%w: %d: %s", ErrNotOwner, id, status.Convert(err).Message())
-	case codes.FailedPrecondition:
-		if msg := status.Convert(err).Message(); strings.Contains(msg, "permanent") {
-			return fmt.Errorf("%w: %s", ErrPermanent, msg)
-		}
+// SDK's errors, with the control plane's message alone (not the whole
+// gRPC chain). Refusals of another kind — a credential not accepted, a
+// transfer to a client that does not exist — keep their status.
+func objectError(err error) error {
+	msg := status.Convert(err).Message()
+	switch code := status.Code(err); {
+	case code == codes.NotFound && strings.Contains(msg, "does not exist"):
+		return fmt.Errorf("%w: %s", ErrObjectNotFound, msg)
+	case code == codes.PermissionDenied && strings.Contains(msg, "belongs to another client"):
+		return fmt.Errorf("%w: %s", ErrNotOwner, msg)
+	case code == codes.FailedPrecondition && strings.Contains(msg, "permanent"):
+		return fmt.Errorf("%w: %s", ErrPermanent, msg)
 	}
 	return err
 }
@@ -89,7 +90,7 @@ func (c *Client) Object(ctx context.Context, id uint64) (*Object, error) {
 		return err
 	})
 	if err != nil {
-		return nil, objectError(id, err)
+		return nil, objectError(err)
 	}
 	return objectFromProto(resp.GetObject())
 }
@@ -236,7 +237,7 @@ func (c *Client) objectWrite(ctx context.Context, what string, id uint64, call f
 		}
 		return err
 	})
-	return objectError(id, err)
+	return objectError(err)
 }
 
 // sameObjectKind reports whether an object is of the kind a store with

@@ -307,7 +307,7 @@ func (c *Client) reusableObject(ctx context.Context, id crypto.BlobID, endEpoch 
 	}
 	if best.EndEpoch < endEpoch {
 		if err := c.extendTo(ctx, id, best.ID, endEpoch, newRequestID()); err != nil {
-			return 0, objectError(best.ID, err)
+			return 0, objectError(err)
 		}
 	}
 	return best.ID, nil

@@ -14,6 +14,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/client"
@@ -770,13 +772,10 @@ extend it or change its attributes; the old owner no longer may.`,
 				return fmt.Errorf("object %d already belongs to client %s", obj.ID, me)
 			}
 			if err := c.Transfer(ctx, obj.ID, to); err != nil {
-				if errors.Is(err, client.ErrObjectNotFound) {
-					// Not found after it was found: the new owner is what
-					// the control plane does not know (unless the object
-					// ended in between).
-					if _, gerr := c.Object(ctx, obj.ID); gerr == nil {
-						return fmt.Errorf("no client %q to transfer object %d to ('weft admin client list' names the clients)", to, obj.ID)
-					}
+				if status.Code(err) == codes.NotFound && !errors.Is(err, client.ErrObjectNotFound) {
+					// The object is there: the new owner is what the
+					// control plane does not know.
+					return fmt.Errorf("no client %q to transfer object %d to ('weft admin client list' names the clients)", to, obj.ID)
 				}
 				return objectCallError(obj.ID, "transfer", 0, err)
 			}
