@@ -8,6 +8,7 @@ import (
 	"maps"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -724,6 +725,106 @@ func TestDeleteWhileNodeDown(t *testing.T) {
 	checkNode(2, replayed)
 	readsDeleted(t, ctx, first, booted)
 	readsBack(t, ctx, second, kept, keptBlob)
+}
+
+// Many blobs deleted in one epoch all end at the next one's start, in the
+// one command that changes the epoch: more events under one index than a
+// node asks for in one page (256). Every node drops every one of them —
+// here two stored blobs deleted after 300 registrations whose stores
+// never got further (their blob-deleted events come first) — and keeps
+// the blob still owned.
+func TestDeleteManyInOneEpoch(t *testing.T) {
+	const nodes, shards, count = 4, 8, 300
+	net := startNet(t, nodes, shards, nil)
+	ctx := testContext(t, 60*time.Second)
+	events := newEventLog(t, ctx, net)
+	c := newClient(t, net)
+	codec := testCodec(t, c, shards)
+
+	keptBlob := randomBlob(2500, 5000)
+	kept, _, _ := storeObject(t, ctx, c, keptBlob, StoreOptions{})
+	ids, objects := make([]crypto.BlobID, count), make([]uint64, count)
+	parallel(t, count, func(i int) error {
+		enc, err := codec.Encode(randomBlob(uint64(2501+i), 100))
+		if err != nil {
+			return err
+		}
+		ids[i] = enc.ID
+		_, objects[i], err = c.register(ctx, enc, 5, objectKind{deletable: true})
+		return err
+	})
+	var last []crypto.BlobID
+	var lastObjects []uint64
+	for i := range 2 {
+		id, _, obj := storeObject(t, ctx, c, randomBlob(uint64(2490+i), 50_000), StoreOptions{})
+		last, lastObjects = append(last, id), append(lastObjects, obj)
+	}
+	parallel(t, count, func(i int) error {
+		_, err := c.Delete(ctx, objects[i])
+		return err
+	})
+	// The stored blobs' deletions come last, and so do their ends.
+	for _, obj := range lastObjects {
+		if _, err := c.Delete(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids = append(ids, last...)
+	e := events.advance(false)
+	change := events.epochStart(e)
+	n := 0
+	events.find(func(ev *weftv1.Event) bool {
+		if ev.Index == change {
+			n++
+		}
+		return ev.Index > change
+	})
+	t.Logf("the change to epoch %d made %d events", e, n)
+	// Every node has applied the change (advance waited for it).
+	for i := range nodes {
+		on := blobsOn(t, net.Node(i), shards)
+		for _, id := range ids {
+			if h := held(t, net.Node(i), shards, id); h != (holding{}) || on[id] {
+				t.Fatalf("node %d still holds %+v of %s, deleted in epoch %d", i, h, id, e-1)
+			}
+		}
+		if !on[kept] || len(on) != 1 {
+			t.Fatalf("node %d lists %d blobs, want the kept one alone", i, len(on))
+		}
+	}
+	for _, id := range ids {
+		events.awaitEnded(control.EventBlobDeleted, id)
+	}
+	for _, id := range last {
+		readsDeleted(t, ctx, c, id)
+	}
+	readsBack(t, ctx, c, kept, keptBlob)
+}
+
+// parallel runs f(0), …, f(n−1) on 8 goroutines and fails the test with
+// the first error.
+func parallel(t *testing.T, n int, f func(i int) error) {
+	t.Helper()
+	work, errs := make(chan int), make(chan error, n)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := range work {
+				errs <- f(i)
+			}
+		})
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func mustMarshal(t *testing.T, cert *crypto.Certificate) []byte {
