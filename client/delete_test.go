@@ -384,19 +384,19 @@ func TestDeleteSharedBlob(t *testing.T) {
 	}
 	after := measure()
 	for i, u := range after {
-		if !u.diskKnown {
-			continue
+		if u.blob != (holding{}) || u.total != 0 || blobsOn(t, net.Node(i), shards)[id] {
+			t.Fatalf("node %d still holds the deleted blob after applying event %d: %+v, %d bytes in all", i, index, u.blob, u.total)
 		}
-		// Every record of the blob is a hole now: nothing else is stored.
-		after[i].disk = awaitDisk(ctx, net.NodeDir(i), 0)
+		if u.diskKnown {
+			// Every record of the blob is a hole now, and nothing else
+			// is stored.
+			after[i].disk = awaitDisk(ctx, net.NodeDir(i), 0)
+		}
 	}
 	for i, u := range after {
 		t.Logf("node %d: blob sliver bytes %d → %d (pairs %d → %d, metadata %v → %v), all sliver bytes %d → %d, value log on disk %d → %d bytes, Stats().BytesStored (received, a counter) %d → %d",
 			i, before[i].blob.SliverBytes, u.blob.SliverBytes, before[i].blob.Pairs, u.blob.Pairs, before[i].blob.Metadata, u.blob.Metadata,
 			before[i].total, u.total, before[i].disk, u.disk, before[i].statsBytes, u.statsBytes)
-		if u.blob != (holding{}) || u.total != 0 || blobsOn(t, net.Node(i), shards)[id] {
-			t.Fatalf("node %d still holds the deleted blob after applying event %d: %+v, %d bytes in all", i, index, u.blob, u.total)
-		}
 		if u.diskKnown && (before[i].disk < 250_000 || u.disk != 0) {
 			t.Fatalf("node %d: value log on %d bytes of disk before, %d after: want the blob's records, then none", i, before[i].disk, u.disk)
 		}
@@ -799,6 +799,421 @@ func TestDeleteManyInOneEpoch(t *testing.T) {
 		readsDeleted(t, ctx, c, id)
 	}
 	readsBack(t, ctx, c, kept, keptBlob)
+}
+
+// ownersHolding counts the shards whose current owner holds the blob's
+// pair for them (running nodes only).
+func ownersHolding(t *testing.T, net *devnet.Network, id crypto.BlobID) int {
+	t.Helper()
+	n := 0
+	for i := range net.Nodes() {
+		node := net.Node(i)
+		if node == nil {
+			continue
+		}
+		for _, shard := range net.Owned(i) {
+			if has, err := node.Store().HasPair(shard, id); err != nil {
+				t.Fatal(err)
+			} else if has {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// goneEverywhere checks that no running node keeps anything of a blob:
+// no sliver under any shard, no metadata, not in its blob list.
+func goneEverywhere(t *testing.T, net *devnet.Network, shards int, id crypto.BlobID) {
+	t.Helper()
+	for i := range net.Nodes() {
+		node := net.Node(i)
+		if node == nil {
+			continue
+		}
+		if h := held(t, node, shards, id); h != (holding{}) || blobsOn(t, node, shards)[id] {
+			t.Fatalf("node %d keeps %+v of ended blob %s", i, h, id)
+		}
+	}
+}
+
+// Deletion races a store of the same bytes by another client. Whatever
+// order the control plane applies them in — the delete first (the store's
+// registration calls the blob's end off, or comes after it and registers
+// the bytes anew), the store's registration first (the delete then leaves
+// the blob to its object), with or without an epoch change between them —
+// a store that returns a certificate leaves a blob that is certified,
+// readable and kept by the nodes after the next epoch change; a store
+// never ends certified while its bytes are dropped. Four orders are
+// forced (the store held at its upload through its Progress hook), then
+// deletes, stores and epoch changes are started together, many times.
+func TestDeleteRacesStore(t *testing.T) {
+	const nodes, shards = 4, 8
+	net := startNet(t, nodes, shards, nil)
+	ctx := testContext(t, 120*time.Second)
+	events := newEventLog(t, ctx, net)
+	a := addClient(t, ctx, net, "a", 1<<40)
+	b := addClient(t, ctx, net, "b", 1<<40)
+	codec := testCodec(t, a, shards)
+	quorum := codec.Params().WriteQuorum()
+	seed := uint64(2600)
+	next := func() []byte { seed++; return randomBlob(seed, 60_000) }
+
+	// survived checks, after the next epoch change, that b's store stands.
+	survived := func(what string, id crypto.BlobID, blob []byte, cert *crypto.Certificate) {
+		t.Helper()
+		events.advance(false)
+		if err := b.VerifyCertificate(ctx, cert); err != nil || cert.BlobID != id {
+			t.Fatalf("%s: the store's certificate: %v", what, err)
+		}
+		st, err := b.Status(ctx, id)
+		if err != nil || st.Status != StatusCertified || st.Deleting || st.Objects < 1 {
+			t.Fatalf("%s: status after the epoch change: %+v, %v", what, st, err)
+		}
+		if mine, err := b.ObjectsOf(ctx, id); err != nil || len(mine) != 1 {
+			t.Fatalf("%s: b's objects of the blob: %v, %v", what, mine, err)
+		}
+		readsBack(t, ctx, b, id, blob)
+		if n := ownersHolding(t, net, id); n < quorum {
+			t.Fatalf("%s: %d shards' owners hold the blob, a certificate needs %d", what, n, quorum)
+		}
+	}
+	heldAt := func(hook func()) StoreOptions {
+		var once sync.Once
+		return StoreOptions{Progress: func(done, _ int64) {
+			if done > 0 {
+				once.Do(hook) // Progress calls are serialized: the upload waits here
+			}
+		}}
+	}
+	store := func(blob []byte, opts StoreOptions) (crypto.BlobID, *crypto.Certificate, *StoreStats) {
+		t.Helper()
+		var st StoreStats
+		opts.Stats = &st
+		id, cert, err := b.Store(ctx, bytes.NewReader(blob), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id, cert, &st
+	}
+	del := func(obj uint64) {
+		if _, err := a.Delete(ctx, obj); err != nil {
+			t.Error(err) // may run in a Progress hook
+		}
+	}
+
+	// 1. The delete first, the store in the same epoch: its registration
+	// calls the blob's end off and it returns the certificate a stored.
+	blob := next()
+	id, _, obj := storeObject(t, ctx, a, blob, StoreOptions{})
+	if d, err := a.Delete(ctx, obj); err != nil || d.BlobEndsEpoch == 0 {
+		t.Fatalf("a's delete of the blob's only object: %+v, %v", d, err)
+	}
+	_, cert, st := store(blob, StoreOptions{})
+	if !st.AlreadyCertified {
+		t.Fatalf("store after the delete: %+v", st)
+	}
+	survived("delete, then store", id, blob, cert)
+
+	// 2. The store's registration first: a registered (its own store
+	// stopped before any upload), b registers and is held at its upload
+	// while a deletes.
+	blob = next()
+	enc, err := codec.Encode(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, obj, err = a.register(ctx, enc, 10, objectKind{deletable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cert, st = store(blob, heldAt(func() { del(obj) }))
+	if st.AlreadyCertified || st.SentBytes == 0 {
+		t.Fatalf("store of a registered blob: %+v", st)
+	}
+	survived("store registered, delete during its upload", enc.ID, blob, cert)
+
+	// 3. As 2, with the epoch changing during the upload too: the store
+	// collects again from the new committee.
+	blob = next()
+	if enc, err = codec.Encode(blob); err != nil {
+		t.Fatal(err)
+	}
+	if _, obj, err = a.register(ctx, enc, 10, objectKind{deletable: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, cert, st = store(blob, heldAt(func() {
+		del(obj)
+		if _, err := net.AdvanceEpoch(ctx, false); err != nil {
+			t.Error(err)
+		}
+	}))
+	if st.Rounds != 2 {
+		t.Fatalf("store across the delete and an epoch change: %d rounds", st.Rounds)
+	}
+	survived("delete and epoch change during the upload", enc.ID, blob, cert)
+
+	// 4. The delete and its epoch change first: the nodes drop the blob;
+	// the store then registers the bytes anew and uploads them again.
+	blob = next()
+	id, _, obj = storeObject(t, ctx, a, blob, StoreOptions{})
+	del(obj)
+	events.advance(false)
+	events.awaitEnded(control.EventBlobDeleted, id)
+	goneEverywhere(t, net, shards, id)
+	_, cert, st = store(blob, StoreOptions{})
+	if st.AlreadyCertified || st.SentBytes == 0 {
+		t.Fatalf("store of a deleted blob: %+v", st)
+	}
+	survived("delete, epoch change, then store", id, blob, cert)
+
+	// 5. All at once, many times: a's delete, b's store and (every other
+	// time) an epoch change, released together.
+	outcomes := map[string]int{}
+	for round := range 16 {
+		blob := next()
+		id, _, obj := storeObject(t, ctx, a, blob, StoreOptions{})
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var cert *crypto.Certificate
+		var storeErr, delErr, advErr error
+		var deletion *Deletion
+		wg.Go(func() {
+			<-start
+			deletion, delErr = a.Delete(ctx, obj)
+		})
+		wg.Go(func() {
+			<-start
+			_, cert, storeErr = b.Store(ctx, bytes.NewReader(blob), StoreOptions{})
+		})
+		if round%2 == 1 {
+			wg.Go(func() {
+				<-start
+				_, advErr = net.AdvanceEpoch(ctx, false)
+			})
+		}
+		close(start)
+		wg.Wait()
+		if delErr != nil || advErr != nil {
+			t.Fatalf("round %d: delete %v, epoch change %v", round, delErr, advErr)
+		}
+		what := fmt.Sprintf("round %d", round)
+		switch {
+		case storeErr != nil:
+			// Allowed, if clean: not certified by this store; whatever
+			// the blob is, the nodes agree with it.
+			outcomes["store failed"]++
+			t.Logf("%s: the store failed: %v", what, storeErr)
+			events.advance(false)
+			if st, err := b.Status(ctx, id); err == nil && st.Status == StatusDeleted {
+				goneEverywhere(t, net, shards, id)
+			} else if err == nil && st.Status == StatusCertified {
+				readsBack(t, ctx, b, id, blob)
+			}
+		default:
+			survived(what, id, blob, cert)
+			switch {
+			case deletion.BlobEndsEpoch == 0:
+				outcomes["store's registration first"]++
+			case events.index(control.EventBlobDeleted, id) == 0:
+				outcomes["delete first, the store's registration called the end off"]++
+			default:
+				outcomes["delete and epoch change first, the bytes registered and stored anew"]++
+			}
+		}
+	}
+	t.Logf("outcomes of the concurrent rounds: %v", outcomes)
+}
+
+// awaitStable waits until the epoch's handover is complete.
+func awaitStable(t *testing.T, ctx context.Context, net *devnet.Network) {
+	t.Helper()
+	for {
+		_, phase, err := net.Phase(ctx)
+		if err == nil && phase == "stable" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the handover did not finish: phase %q, %v", phase, err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// awaitAllOwners waits until every shard's owner holds the blob's pair (a
+// store returns once a quorum has it; the rest come with the stragglers
+// or recovery).
+func awaitAllOwners(t *testing.T, ctx context.Context, net *devnet.Network, shards int, id crypto.BlobID) {
+	t.Helper()
+	for ownersHolding(t, net, id) < shards {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("only %d shards' owners hold %s", ownersHolding(t, net, id), id)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// A blob is deleted while its shards are handed over to a joining node.
+// Deleted during the handover, it is still live in that epoch, and the
+// incoming node may copy it; at the next epoch it is gone from every node,
+// incoming and outgoing. Deleted during a handover the operator then
+// forces past (the incoming node down), it ends while the outgoing nodes
+// still hold the moved shards for it: they drop it there and keep the
+// live blobs, and the incoming node, back, syncs the live blobs and not
+// the ended one. Throughout, the blobs whose objects live read back and
+// every shard's owner holds them.
+func TestDeleteDuringHandover(t *testing.T) {
+	const shards = 8
+	net := startNet(t, 4, shards, nil)
+	ctx := testContext(t, 120*time.Second)
+	events := newEventLog(t, ctx, net)
+	a := addClient(t, ctx, net, "a", 1<<40)
+	b := addClient(t, ctx, net, "b", 1<<40)
+
+	// 150 kB: slivers of 37,500 and 25,000 bytes, the primary ones in the
+	// value log.
+	blobs := map[string][]byte{}
+	ids := map[string]crypto.BlobID{}
+	objs := map[string]uint64{}
+	for i, name := range []string{"x", "w", "shared", "kept"} {
+		blobs[name] = randomBlob(uint64(2700+i), 150_000)
+		owner := a
+		if name == "kept" {
+			owner = b
+		}
+		ids[name], _, objs[name] = storeObject(t, ctx, owner, blobs[name], StoreOptions{Epochs: 10})
+	}
+	storeObject(t, ctx, b, blobs["shared"], StoreOptions{Epochs: 10})
+	for _, id := range ids {
+		awaitAllOwners(t, ctx, net, shards, id)
+	}
+	live := func(what string) {
+		t.Helper()
+		for _, name := range []string{"shared", "kept"} {
+			readsBack(t, ctx, b, ids[name], blobs[name])
+			if n := ownersHolding(t, net, ids[name]); n != shards {
+				t.Fatalf("%s: %d of %d shards' owners hold the live blob %q", what, n, shards, name)
+			}
+		}
+	}
+	// join adds a node with stake, keeps it down across the epoch
+	// change (the handover stays open) and returns it with the moves.
+	join := func() (int, map[int]shardmapMove) {
+		t.Helper()
+		before := ownersNow(t, ctx, net)
+		joined, err := net.AddNode(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := net.SetStake(ctx, joined, 100); err != nil {
+			t.Fatal(err)
+		}
+		if err := net.StopNode(joined); err != nil {
+			t.Fatal(err)
+		}
+		events.advance(false)
+		if _, phase, err := net.Phase(ctx); err != nil || phase != "handover" {
+			t.Fatalf("phase %q, %v with the incoming node down", phase, err)
+		}
+		moves := map[int]shardmapMove{}
+		for shard, owner := range ownersNow(t, ctx, net) {
+			if owner != before[shard] {
+				if owner != string(net.NodeID(joined)) {
+					t.Fatalf("shard %d moved to %s, not to the joining node", shard, owner)
+				}
+				moves[shard] = shardmapMove{from: nodeIndex(t, net, before[shard]), to: joined}
+			}
+		}
+		if len(moves) == 0 {
+			t.Fatal("no shard moved to the joining node")
+		}
+		return joined, moves
+	}
+
+	// Handover 1: x (a's alone) and a's object of shared are deleted
+	// while the epoch is in handover; the incoming node then syncs.
+	joined, moves := join()
+	for _, name := range []string{"x", "shared"} {
+		if _, err := a.Delete(ctx, objs[name]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, err := a.Status(ctx, ids["x"]); err != nil || !st.Deleting {
+		t.Fatalf("x after its last object's deletion: %+v, %v", st, err)
+	}
+	if err := net.StartNode(ctx, joined); err != nil {
+		t.Fatal(err)
+	}
+	awaitStable(t, ctx, net)
+	// x is still live in this epoch: the incoming node copied it too.
+	for shard, m := range moves {
+		if has, err := net.Node(m.to).Store().HasPair(uint32(shard), ids["x"]); err != nil || !has {
+			t.Fatalf("node %d synced shard %d without x, live until the epoch ends: %v", m.to, shard, err)
+		}
+	}
+	readsBack(t, ctx, b, ids["x"], blobs["x"])
+	live("handover 1 done")
+	events.advance(false)
+	events.awaitEnded(control.EventBlobDeleted, ids["x"])
+	goneEverywhere(t, net, shards, ids["x"])
+	readsDeleted(t, ctx, a, ids["x"])
+	live("the epoch after handover 1")
+	t.Logf("handover 1 moved %v", moves)
+
+	// Handover 2: w is deleted during the handover, and the epoch is
+	// forced on before the incoming node is back: w ends while the
+	// outgoing nodes still hold the moved shards for it.
+	joined, moves = join()
+	if _, err := a.Delete(ctx, objs["w"]); err != nil {
+		t.Fatal(err)
+	}
+	events.advance(true)
+	events.awaitEnded(control.EventBlobDeleted, ids["w"])
+	if _, phase, _ := net.Phase(ctx); phase != "handover" {
+		t.Fatalf("phase %q after the forced change, the incoming node down", phase)
+	}
+	for shard, m := range moves {
+		holder := net.Node(m.from).Store()
+		for name, want := range map[string]bool{"w": false, "shared": true, "kept": true} {
+			if has, err := holder.HasPair(uint32(shard), ids[name]); err != nil || has != want {
+				t.Fatalf("node %d, holding moved shard %d for node %d: pair of %q %v (%v), want %v", m.from, shard, m.to, name, has, err, want)
+			}
+		}
+	}
+	goneEverywhere(t, net, shards, ids["w"])
+	if err := net.StartNode(ctx, joined); err != nil {
+		t.Fatal(err)
+	}
+	awaitStable(t, ctx, net)
+	goneEverywhere(t, net, shards, ids["w"])
+	readsDeleted(t, ctx, a, ids["w"])
+	live("handover 2 done")
+	t.Logf("handover 2 moved %v", moves)
+}
+
+type shardmapMove struct{ from, to int }
+
+// ownersNow is every shard's owner in the current epoch.
+func ownersNow(t *testing.T, ctx context.Context, net *devnet.Network) []string {
+	t.Helper()
+	st, err := weftv1.NewWatchClient(dialControl(t, net)).WatchState(ctx, &weftv1.WatchStateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Owners
+}
+
+func nodeIndex(t *testing.T, net *devnet.Network, id string) int {
+	t.Helper()
+	for i := range net.Nodes() {
+		if string(net.NodeID(i)) == id {
+			return i
+		}
+	}
+	t.Fatalf("no node %s", id)
+	return -1
 }
 
 // parallel runs f(0), …, f(n−1) on 8 goroutines and fails the test with
