@@ -18,6 +18,7 @@ import (
 
 	"github.com/weftstore/weft/api/control"
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/committee"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/devnet"
 	"github.com/weftstore/weft/storage"
@@ -668,31 +669,38 @@ func TestDeleteWhileNodeDown(t *testing.T) {
 	readsDeleted(t, ctx, first, replayed)
 	readsBack(t, ctx, second, kept, keptBlob)
 
-	// Node 2 goes down in epoch 2; the deletion is in epoch 4 and the
-	// node stays away until epoch 11, when the events up to epoch 4's
-	// start are compacted (8 epochs are kept) but the deleted blob's
-	// record is not yet (it is kept 8 epochs after its end, 5): back, the
-	// node cannot replay and bootstraps from state, and must learn there
-	// that the blob it holds was deleted.
+	// Node 2 goes down in epoch 2 and the deletion is in epoch 4. The
+	// node stays away until the events after its last are compacted —
+	// the control plane keeps R epochs of them: at epoch back = 2 + R + 1
+	// the first kept is epoch 4's start, and epoch 3's is gone — while
+	// the deleted blob's record is still kept (R epochs after its end, 5,
+	// so up to epoch 5 + R − 1). Back, the node cannot replay: it
+	// bootstraps from state, and must learn there that a blob it holds
+	// was deleted.
+	const down, deletedIn = 2, 4
+	back := uint64(down + committee.DefaultRetainEpochs + 1)
+	if back >= deletedIn+1+uint64(committee.DefaultRetainEpochs) {
+		t.Fatalf("no epoch both past the node's events and within the deleted blob's record (R = %d)", committee.DefaultRetainEpochs)
+	}
 	if err := net.StopNode(2); err != nil {
 		t.Fatal(err)
 	}
-	for events.advance(false) < 4 {
+	for events.advance(false) < deletedIn {
 	}
 	if _, err := first.Delete(ctx, bootObj); err != nil {
 		t.Fatal(err)
 	}
-	for events.advance(false) < 11 {
+	for events.advance(false) < back {
 	}
 	events.awaitEnded(control.EventBlobDeleted, booted)
 	// Node 2 never saw epoch 3 start: the events after the last one it
 	// may have applied are gone.
 	watch := weftv1.NewWatchClient(dialControl(t, net))
-	if _, err := watch.Events(ctx, &weftv1.EventsRequest{AfterIndex: events.epochStart(3) - 1, Limit: 1}); status.Code(err) != codes.OutOfRange {
-		t.Fatalf("events from epoch 3's start on, at epoch 11: %v; the test needs them compacted", err)
+	if _, err := watch.Events(ctx, &weftv1.EventsRequest{AfterIndex: events.epochStart(down+1) - 1, Limit: 1}); status.Code(err) != codes.OutOfRange {
+		t.Fatalf("events from epoch %d's start on, at epoch %d: %v; the test needs them compacted", down+1, back, err)
 	}
 	if st, err := first.Status(ctx, booted); err != nil || st.Status != StatusDeleted {
-		t.Fatalf("status of the deleted blob at epoch 11: %+v, %v; the test needs its record kept", st, err)
+		t.Fatalf("status of the deleted blob at epoch %d: %+v, %v; the test needs its record kept", back, st, err)
 	}
 	for _, i := range []int{0, 1, 3} {
 		checkNode(i, booted)
