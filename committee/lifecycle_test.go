@@ -130,3 +130,70 @@ func TestFSMNodeRequestReplay(t *testing.T) {
 		t.Fatalf("node a: %+v", rec)
 	}
 }
+
+// Readers page the event stream and resume after the last index they got,
+// so a page never holds part of an index's events: an epoch change that
+// ends 40 blobs makes 40 × 2 + 2 events under one index, and pages of 16
+// hold it whole or not at all. Reading page after page gives every event
+// once, in order.
+func TestFSMEventPagesKeepIndicesWhole(t *testing.T) {
+	tf := lifecycleFSM(t)
+	tf.mustApply(KindAddClient, AddClient{Client: "app", TokenHash: crypto.Digest{1}, Quota: 1 << 40})
+	for i := range 40 {
+		tf.mustApply(KindRegisterBlob, RegisterBlob{Client: "app", Encoding: 1, Shards: 10, Length: 500, Root: crypto.Digest{byte(i)}, EndEpoch: 2})
+	}
+	tf.advance(false) // epoch 2: the 40 objects and their blobs end
+	all, err := tf.fsm.Events(0, 100_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perIndex := map[uint64]int{}
+	for _, e := range all {
+		perIndex[e.Index]++
+	}
+	change := all[len(all)-1].Index
+	if perIndex[change] != 82 { // started, stable, and an object and a blob ending 40 times
+		t.Fatalf("the epoch change made %d events, want 82", perIndex[change])
+	}
+	for _, limit := range []int{1, 7, 16, 200} {
+		var got []Event
+		for after := uint64(0); ; {
+			page, err := tf.fsm.Events(after, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			first, last := page[0].Index, page[len(page)-1].Index
+			if len(page) > limit && first != last {
+				t.Fatalf("limit %d: a page of %d events over indices %d–%d", limit, len(page), first, last)
+			}
+			for _, e := range page {
+				if n := countIndex(page, e.Index); n != perIndex[e.Index] {
+					t.Fatalf("limit %d: a page holds %d of index %d's %d events", limit, n, e.Index, perIndex[e.Index])
+				}
+			}
+			got = append(got, page...)
+			after = last
+		}
+		if len(got) != len(all) {
+			t.Fatalf("limit %d: paged %d events, the stream has %d", limit, len(got), len(all))
+		}
+		for i := range all {
+			if got[i].Index != all[i].Index || got[i].Kind != all[i].Kind || got[i].BlobID != all[i].BlobID || got[i].Object != all[i].Object {
+				t.Fatalf("limit %d: event %d is %+v, want %+v", limit, i, got[i], all[i])
+			}
+		}
+	}
+}
+
+func countIndex(events []Event, index uint64) int {
+	n := 0
+	for _, e := range events {
+		if e.Index == index {
+			n++
+		}
+	}
+	return n
+}

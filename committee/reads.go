@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -160,18 +161,38 @@ func (f *FSM) CertifiedInOrder(epoch uint64, after crypto.BlobID, limit int) (ou
 	return out, more, err
 }
 
-// Events returns up to limit events made by indices after the given one;
-// below the horizon (compacted) it is *ErrCompacted.
+// Events returns the events made by indices after the given one, in
+// order, up to limit — but never part of one index's events: readers
+// resume after the last index they got, so a page cut inside an index
+// would lose the rest of it (an epoch change makes an event for every
+// blob and object it ends, easily more than a page). A page ends before
+// an index whose events do not all fit; an index whose events alone
+// exceed limit is returned whole. Below the horizon (compacted) it is
+// *ErrCompacted.
 func (f *FSM) Events(after uint64, limit int) (out []Event, err error) {
+	limit = max(limit, 1)
 	err = f.view(func(tx *bolt.Tx) error {
 		if h := eventHorizon(tx); after+1 < h {
 			return &ErrCompacted{Horizon: h}
 		}
 		c := tx.Bucket(bucketEvents).Cursor()
 		start := binary.BigEndian.AppendUint64(nil, after+1)
-		for k, v := c.Seek(start); k != nil && len(out) < limit; k, v = c.Next() {
+		for k, v := c.Seek(start); k != nil; k, v = c.Next() {
 			if bytes.Compare(k, start) < 0 {
 				continue
+			}
+			if len(out) >= limit {
+				index := binary.BigEndian.Uint64(k[:8])
+				if last := out[len(out)-1].Index; index != last {
+					break // the page ends with a whole index
+				}
+				if first := out[0].Index; first != index {
+					// limit falls inside the last index: leave all of
+					// it to the next page.
+					out = out[:slices.IndexFunc(out, func(e Event) bool { return e.Index == index })]
+					break
+				}
+				// One index fills the page: it goes whole.
 			}
 			e, err := decodeEvent(v)
 			if err != nil {

@@ -364,6 +364,14 @@ func (d *Network) Node(i int) *storage.Node {
 	return d.nodes[i].run
 }
 
+// NodeDir is node i's data directory: its store's bbolt file
+// (storage.db) and value log (storage.values/) are in it.
+func (d *Network) NodeDir(i int) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.nodes[i].dir
+}
+
 // Owned lists the shards node i owns in the current epoch.
 // (nil if the control plane does not answer within 10 s).
 func (d *Network) Owned(i int) []uint32 {

@@ -236,7 +236,10 @@ func (n *Node) bootstrapSweep(ctx context.Context, b BootstrapState) error {
 			return err
 		case st.Status == "invalid":
 			invalid = append(invalid, id)
-		case st.Status == "expired":
+		case st.Status == "expired" || st.Status == "deleted":
+			// Deleted: its last object was deleted and it ended as
+			// blob-deleted, which the events would have applied as an
+			// expiry.
 			ended = append(ended, id)
 		}
 	}
