@@ -53,6 +53,13 @@ type Plane interface {
 	Report(ctx context.Context, epoch uint64, req NodeRequest) error
 }
 
+// MaxEventsPage bounds an Events answer a node takes. A page keeps each
+// index's events whole (readers resume after an index), so one epoch
+// change that ends many blobs and objects is one page whatever the limit:
+// 64 MiB is about 600,000 events. Beyond it a node cannot follow until
+// pages can resume inside an index.
+const MaxEventsPage = 64 << 20
+
 // Client is Plane over gRPC, signing as one storage node.
 type Client struct {
 	conn *grpc.ClientConn
@@ -90,7 +97,7 @@ func StateFromProto(resp *weftv1.WatchStateResponse) (State, error) {
 func (c *Client) Events(ctx context.Context, after uint64, limit int, timeout time.Duration) ([]Event, error) {
 	resp, err := weftv1.NewWatchClient(c.conn).Events(ctx, &weftv1.EventsRequest{
 		AfterIndex: after, Limit: uint32(limit), TimeoutMs: uint32(timeout.Milliseconds()),
-	})
+	}, grpc.MaxCallRecvMsgSize(MaxEventsPage))
 	if err != nil {
 		return nil, err
 	}
