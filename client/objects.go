@@ -63,7 +63,7 @@ func objectError(err error) error {
 	switch code := status.Code(err); {
 	case code == codes.NotFound && strings.Contains(msg, "does not exist"):
 		return fmt.Errorf("%w: %s", ErrObjectNotFound, msg)
-	case code == codes.PermissionDenied && strings.Contains(msg, "belongs to another client"):
+	case code == codes.PermissionDenied && (strings.Contains(msg, "belongs to another client") || strings.Contains(msg, "owns none")):
 		return fmt.Errorf("%w: %s", ErrNotOwner, msg)
 	case code == codes.FailedPrecondition && strings.Contains(msg, "permanent"):
 		return fmt.Errorf("%w: %s", ErrPermanent, msg)
