@@ -983,10 +983,17 @@ func TestWritesWaitForTheRegistrationEvent(t *testing.T) {
 		applied, err := store.AppliedEvent()
 		return err == nil && applied >= resp.Index
 	})
-	time.Sleep(200 * time.Millisecond) // the follower waits in a fresh watch (5 s)
-	if err := store.SetAppliedEvent(resp.Index - 1); err != nil {
-		t.Fatal(err)
-	}
+	// Wind the node's record back once its follower is idle in a fresh
+	// watch (5 s): a follower still finishing the page would write its
+	// index over ours (seen on a loaded machine).
+	eventually(t, 10*time.Second, "the record wound back and kept", func() bool {
+		if err := store.SetAppliedEvent(resp.Index - 1); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		applied, err := store.AppliedEvent()
+		return err == nil && applied == resp.Index-1
+	})
 
 	done := make(chan error, 1)
 	go func() { done <- w.storeOn(0, enc) }()
