@@ -276,6 +276,10 @@ func ParseQuiltFileID(s string) (QuiltFileID, error) {
 		return QuiltFileID{}, fmt.Errorf("%w: a quilt file ID has %d characters, not %d", ErrInvalidQuilt, quiltFileIDLength, len(s))
 	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err == nil && len(raw) != crypto.DigestSize+2 {
+		// The decoder skips '\r' and '\n': 46 characters may hold less.
+		err = fmt.Errorf("%d bytes, not %d", len(raw), crypto.DigestSize+2)
+	}
 	if err != nil {
 		return QuiltFileID{}, fmt.Errorf("%w: quilt file ID %q: %v", ErrInvalidQuilt, s, err)
 	}
