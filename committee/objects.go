@@ -1,6 +1,7 @@
 package committee
 
 import (
+	"cmp"
 	"encoding/binary"
 	"maps"
 	"slices"
@@ -318,17 +319,7 @@ func (f *FSM) objectToExtend(tx *bolt.Tx, c ExtendBlob) (ObjectRecord, *CommandE
 	if len(mine) == 0 {
 		return ObjectRecord{}, reject(CodeNotFound, "client %s has no object of blob %s to extend (storing the blob creates one)", c.Client, c.BlobID)
 	}
-	return slices.MaxFunc(mine, func(a, b ObjectRecord) int { return compareU64(a.EndEpoch, b.EndEpoch) }), nil
-}
-
-func compareU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return slices.MaxFunc(mine, func(a, b ObjectRecord) int { return cmp.Compare(a.EndEpoch, b.EndEpoch) }), nil
 }
 
 // expireObjects runs at the change to epoch e, before the blobs expire:
