@@ -59,6 +59,7 @@ var Authorization = wire.Policy{
 	"/weft.v1.Client/GetCommittee":   wire.Anyone,
 	"/weft.v1.Client/ListCertified":  wire.Anyone,
 	"/weft.v1.Client/GetChallenge":   wire.Anyone,
+	"/weft.v1.Client/NetworkStatus":  wire.Anyone,
 
 	"/weft.v1.Watch/WatchState": wire.Anyone,
 	"/weft.v1.Watch/Events":     wire.Anyone,

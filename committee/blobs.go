@@ -103,7 +103,7 @@ func (f *FSM) registerBlob(tx *bolt.Tx, index uint64, c RegisterBlob, res *Resul
 		}
 		events = append(events, Event{Index: index, Kind: control.EventBlobExtended, Epoch: rec.EndEpoch, BlobID: id})
 	}
-	if err := putJSON(blobs, id[:], rec); err != nil {
+	if err := putBlob(tx, rec); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	res.Object = obj.ID
@@ -165,7 +165,7 @@ func (f *FSM) certifyBlob(tx *bolt.Tx, index uint64, c CertifyBlob, res *Result)
 	if err := noteCertified(tx, &rec); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
-	if err := putJSON(tx.Bucket(bucketBlobs), c.BlobID[:], rec); err != nil {
+	if err := putBlob(tx, rec); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	if err := tx.Bucket(bucketPending).Delete(indexKey(rec.RegisteredEpoch, rec.RegisteredIndex)); err != nil {
@@ -227,7 +227,7 @@ func (f *FSM) retire(tx *bolt.Tx, rec BlobRecord) *CommandError {
 	if err := tx.Bucket(bucketPending).Delete(indexKey(rec.RegisteredEpoch, rec.RegisteredIndex)); err != nil {
 		return reject(CodeFailedPrecondition, "%v", err)
 	}
-	if err := putJSON(tx.Bucket(bucketBlobs), rec.ID[:], rec); err != nil {
+	if err := putBlob(tx, rec); err != nil {
 		return reject(CodeFailedPrecondition, "%v", err)
 	}
 	return nil

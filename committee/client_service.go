@@ -15,6 +15,7 @@ import (
 	"github.com/weftstore/weft/api/control"
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/crypto"
+	"github.com/weftstore/weft/shardmap"
 )
 
 // clientService serves the Client API; it shares the voter's Service.
@@ -316,6 +317,53 @@ func (c *clientService) GetCommittee(ctx context.Context, req *weftv1.GetCommitt
 		for _, o := range st.Owners() {
 			resp.Owners = append(resp.Owners, string(o))
 		}
+	}
+	return resp, nil
+}
+
+// NetworkStatus serves what a status page shows of the control plane: the
+// nodes, the shard map, the current handover and the registry's counts,
+// read in one transaction (the challenge history in a second).
+func (c *clientService) NetworkStatus(ctx context.Context, _ *weftv1.NetworkStatusRequest) (*weftv1.NetworkStatusResponse, error) {
+	fsm := c.s.node.FSM()
+	o, err := fsm.Overview()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	history, err := fsm.ChallengeHistory(historyRounds)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	_, leader := c.s.node.raft.LeaderWithID()
+	resp := &weftv1.NetworkStatusResponse{
+		Index: o.Index, Epoch: o.State.Epoch(), Phase: o.State.Phase().String(), Shards: uint32(fsm.Config().Shards),
+		Voter: c.s.node.cfg.ID, Leader: string(leader),
+		Blobs: &weftv1.BlobCounts{
+			Registered: o.Counts.Registered, Certified: o.Counts.Certified, Invalid: o.Counts.Invalid, Ended: o.Counts.Ended,
+			RegisteredBytes: o.Counts.RegisteredBytes, CertifiedBytes: o.Counts.CertifiedBytes, Objects: o.Counts.Objects,
+		},
+		Handover: &weftv1.NetworkHandover{Epoch: o.Handover.Epoch, StartedIndex: o.Handover.Index, Forced: o.Handover.Forced},
+	}
+	counts := map[shardmap.NodeID]int{}
+	if m := o.State.Map(); m != nil {
+		counts = m.Counts()
+	}
+	for _, n := range o.Nodes {
+		resp.Nodes = append(resp.Nodes, &weftv1.NetworkNode{
+			Id: string(n.ID), Address: n.Address, Stake: n.Stake, Shards: uint32(counts[n.ID]),
+			ChallengeHistory: history[n.ID], Flagged: flagged(history[n.ID]),
+		})
+	}
+	for shard := range o.State.Shards() {
+		resp.Owners = append(resp.Owners, string(o.State.Owner(shard)))
+		resp.Holders = append(resp.Holders, string(o.State.Holder(shard)))
+	}
+	for _, m := range o.Handover.Moves {
+		resp.Handover.Shards = append(resp.Handover.Shards, uint32(m.Shard))
+		resp.Handover.From = append(resp.Handover.From, string(m.From))
+	}
+	for _, shard := range o.Handover.Carried {
+		resp.Handover.Carried = append(resp.Handover.Carried, uint32(shard))
 	}
 	return resp, nil
 }

@@ -249,7 +249,7 @@ func (f *FSM) compactBlobs(tx *bolt.Tx, _ uint64, budget int) (int, bool, error)
 			return budget, false, fmt.Errorf("blob %s: %w", id, err)
 		}
 		if found && rec.Expired && !rec.Invalid && rec.EndedIndex == binary.BigEndian.Uint64(k[8:16]) {
-			if err := blobs.Delete(id[:]); err != nil {
+			if err := deleteBlob(tx, rec); err != nil {
 				return budget, false, err
 			}
 		}
@@ -303,7 +303,7 @@ func (f *FSM) sweepLegacyBlobs(tx *bolt.Tx, index uint64, budget int) (int, bool
 	finished := k == nil
 	for _, rec := range stale {
 		rec.EndedIndex = index
-		if err := putJSON(tx.Bucket(bucketBlobs), rec.ID[:], rec); err != nil {
+		if err := putBlob(tx, rec); err != nil {
 			return budget, false, err
 		}
 		if err := tx.Bucket(bucketEnded).Put(endedKey(f.endEpoch(rec), index, rec.ID), nil); err != nil {

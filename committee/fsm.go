@@ -122,6 +122,9 @@ func (f *FSM) open() error {
 				return err
 			}
 		}
+		if err := countRegistry(tx); err != nil {
+			return err
+		}
 		meta := tx.Bucket(bucketMeta)
 		var stored Config
 		found, err := getJSON(meta, keyConfig, &stored)
@@ -636,6 +639,9 @@ func (f *FSM) advanceEpoch(tx *bolt.Tx, index uint64, c AdvanceEpoch, res *Resul
 		return nil, reject(code, "%v", err)
 	}
 	if err := f.storeEpoch(tx, index, after); err != nil {
+		return nil, reject(CodeFailedPrecondition, "%v", err)
+	}
+	if err := writeHandover(tx, index, events); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	rec := CommitteeRecord{Epoch: after.Epoch(), Members: members}

@@ -77,6 +77,9 @@ func dropObject(tx *bolt.Tx, obj ObjectRecord) error {
 	if err := tx.Bucket(bucketObjects).Delete(u64Key(obj.ID)); err != nil {
 		return err
 	}
+	if err := updateRegistryCounts(tx, func(c *RegistryCounts) { c.Objects -= min(c.Objects, 1) }); err != nil {
+		return err
+	}
 	if err := tx.Bucket(bucketObjectExpiry).Delete(indexKey(obj.EndEpoch, obj.ID)); err != nil {
 		return err
 	}
@@ -115,6 +118,9 @@ func newObject(tx *bolt.Tx, index, epoch uint64, c RegisterBlob, blob *BlobRecor
 		Attributes: c.Attributes, CreatedEpoch: epoch, Stored: stored,
 	}
 	if err := putObject(tx, obj); err != nil {
+		return obj, err
+	}
+	if err := updateRegistryCounts(tx, func(c *RegistryCounts) { c.Objects++ }); err != nil {
 		return obj, err
 	}
 	blob.Objects++
@@ -191,7 +197,7 @@ func (f *FSM) deleteObject(tx *bolt.Tx, index uint64, c DeleteObject, res *Resul
 	if err := setBlobEnd(tx, &rec, index, end); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
-	if err := putJSON(tx.Bucket(bucketBlobs), rec.ID[:], rec); err != nil {
+	if err := putBlob(tx, rec); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	res.BlobID, res.Object, res.Refund = rec.ID, obj.ID, refund
@@ -294,7 +300,7 @@ func (f *FSM) extendObject(tx *bolt.Tx, index uint64, c ExtendBlob, rec BlobReco
 		}
 		events = append(events, Event{Index: index, Kind: control.EventBlobExtended, Epoch: rec.EndEpoch, BlobID: rec.ID})
 	}
-	if err := putJSON(tx.Bucket(bucketBlobs), rec.ID[:], rec); err != nil {
+	if err := putBlob(tx, rec); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	res.BlobID, res.Object, res.Epoch = rec.ID, obj.ID, obj.EndEpoch
@@ -346,7 +352,7 @@ func (f *FSM) expireObjects(tx *bolt.Tx, index, e uint64) ([]Event, error) {
 			return nil, err
 		} else if found {
 			rec.Objects = max(rec.Objects-1, 0)
-			if err := putJSON(tx.Bucket(bucketBlobs), rec.ID[:], rec); err != nil {
+			if err := putBlob(tx, rec); err != nil {
 				return nil, err
 			}
 		}

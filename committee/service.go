@@ -318,19 +318,23 @@ func (s *Service) ListNodes(ctx context.Context, _ *weftv1.ListNodesRequest) (*w
 	}
 	resp := &weftv1.ListNodesResponse{}
 	for _, n := range nodes {
-		info := &weftv1.NodeInfo{
+		resp.Nodes = append(resp.Nodes, &weftv1.NodeInfo{
 			Id: string(n.ID), PublicKey: n.PublicKey, Address: n.Address, Stake: n.Stake, ShardsOwned: uint32(counts[n.ID]),
-			ChallengeHistory: history[n.ID],
-		}
-		for _, o := range history[n.ID] {
-			if o != OutcomeOpen {
-				info.Flagged = o != OutcomePassed // the latest closed round
-				break
-			}
-		}
-		resp.Nodes = append(resp.Nodes, info)
+			ChallengeHistory: history[n.ID], Flagged: flagged(history[n.ID]),
+		})
 	}
 	return resp, nil
+}
+
+// flagged: a node's latest closed challenge round (history newest first)
+// was not passed.
+func flagged(history []string) bool {
+	for _, o := range history {
+		if o != OutcomeOpen {
+			return o != OutcomePassed
+		}
+	}
+	return false
 }
 
 // SetStake sets a node's stake, effective at the next epoch change.

@@ -479,6 +479,21 @@ func TestClientServiceOverGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatalf("status after invalidation: %v %v", st, err)
 	}
+
+	// The status page's read: open to anyone, one consistent view.
+	ns, err := client.NetworkStatus(bg, &weftv1.NetworkStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns.Epoch != 3 || ns.Shards != 20 || len(ns.Owners) != 20 || len(ns.Holders) != 20 || len(ns.Nodes) != 4 || ns.Voter == "" ||
+		ns.Nodes[0].Address != "moved:7000" || ns.Nodes[0].Stake != 5 || ns.Nodes[0].Shards != 5 || ns.Handover.Epoch != 3 {
+		t.Fatalf("network status: %v", ns)
+	}
+	if b := ns.Blobs; b.Invalid != 1 || b.Ended != 1 || b.Certified != 0 || b.Objects != 0 {
+		t.Fatalf("network status counts %v: want the invalid blob and the lapsed one", b)
+	}
+	_, err = client.NetworkStatus(operator(bg, "forged"), &weftv1.NetworkStatusRequest{})
+	wantStatus(t, "network status with a bad credential", err, codes.PermissionDenied)
 }
 
 // Events below the horizon are refused over gRPC with OutOfRange and a

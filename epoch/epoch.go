@@ -154,11 +154,14 @@ func (ShardSynced) isCommand() {}
 type Event interface{ isEvent() }
 
 // EpochStarted: a new epoch began. Handover lists the shards whose owner
-// must sync them, each from its holder.
+// must sync them, each from its holder. Carried lists, after a forced
+// change, the shards whose handover the last epoch left unfinished (their
+// holder stays the node with their data), ascending.
 type EpochStarted struct {
 	Epoch    uint64
 	Forced   bool
 	Handover []shardmap.Move // From = holder (the source), To = owner
+	Carried  []int
 }
 
 // ShardHandedOver: a shard's owner became its holder.
@@ -224,8 +227,9 @@ func (s State) advance(cfg Config, c Advance) (State, []Event, error) {
 		next.holders = next.Owners()
 		return next, []Event{EpochStarted{Epoch: next.epoch}, EpochStable{Epoch: next.epoch}}, nil
 	}
-	if pending := len(s.Pending()); pending > 0 && !c.Force {
-		return s, nil, &NotStableError{Epoch: s.epoch, Pending: pending}
+	unfinished := s.Pending()
+	if len(unfinished) > 0 && !c.Force {
+		return s, nil, &NotStableError{Epoch: s.epoch, Pending: len(unfinished)}
 	}
 	if err := shardmap.ValidateTransition(s.Map(), c.Next, cfg.PerNodeCap); err != nil {
 		return s, nil, fmt.Errorf("%w: %v", ErrInvalidMap, err)
@@ -234,7 +238,7 @@ func (s State) advance(cfg Config, c Advance) (State, []Event, error) {
 	// forced change, an unfinished shard's source stays the node that has
 	// its data.
 	next.holders = slices.Clone(s.holders)
-	started := EpochStarted{Epoch: next.epoch, Forced: c.Force}
+	started := EpochStarted{Epoch: next.epoch, Forced: c.Force, Carried: unfinished}
 	for _, shard := range next.Pending() {
 		started.Handover = append(started.Handover, shardmap.Move{Shard: shard, From: next.holders[shard], To: next.owners[shard]})
 	}

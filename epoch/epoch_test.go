@@ -284,6 +284,10 @@ func TestJoinHandoverScenario(t *testing.T) {
 	if !slices.Equal(forced.Holders(), before) || len(forced.Pending()) != len(moves)-1 {
 		t.Fatalf("forced advance lost holders: %d pending", len(forced.Pending()))
 	}
+	// Carried names exactly the shards epoch 2 left unsynced.
+	if carried, want := events[0].(EpochStarted).Carried, s.Pending(); !slices.Equal(carried, want) || len(carried) != len(moves)-1 {
+		t.Fatalf("forced advance carried %v, want epoch 2's unsynced %v", carried, want)
+	}
 	// Report the rest in epoch 3: Stable.
 	for _, shard := range forced.Pending() {
 		forced, events, err = forced.Apply(cfg, ShardSynced{Epoch: 3, Shard: shard, Node: forced.Owner(shard)})

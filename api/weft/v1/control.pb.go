@@ -2633,6 +2633,435 @@ func (x *BlobStatusRequest) GetBlobId() []byte {
 	return nil
 }
 
+type NetworkStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkStatusRequest) Reset() {
+	*x = NetworkStatusRequest{}
+	mi := &file_weft_v1_control_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkStatusRequest) ProtoMessage() {}
+
+func (x *NetworkStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkStatusRequest.ProtoReflect.Descriptor instead.
+func (*NetworkStatusRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{45}
+}
+
+type NetworkStatusResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Index  uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"` // the state index read at
+	Epoch  uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Phase  string                 `protobuf:"bytes,3,opt,name=phase,proto3" json:"phase,omitempty"` // "stable" or "handover"
+	Shards uint32                 `protobuf:"varint,4,opt,name=shards,proto3" json:"shards,omitempty"`
+	// Every registered node (committee members and others), ID order.
+	Nodes []*NetworkNode `protobuf:"bytes,5,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// Per shard: the owner this epoch, and the holder (the owner once the
+	// shard is synced; the node it is copied from until then).
+	Owners        []string         `protobuf:"bytes,6,rep,name=owners,proto3" json:"owners,omitempty"`
+	Holders       []string         `protobuf:"bytes,7,rep,name=holders,proto3" json:"holders,omitempty"`
+	Handover      *NetworkHandover `protobuf:"bytes,8,opt,name=handover,proto3" json:"handover,omitempty"`
+	Blobs         *BlobCounts      `protobuf:"bytes,9,opt,name=blobs,proto3" json:"blobs,omitempty"`
+	Voter         string           `protobuf:"bytes,10,opt,name=voter,proto3" json:"voter,omitempty"`   // the voter that answered
+	Leader        string           `protobuf:"bytes,11,opt,name=leader,proto3" json:"leader,omitempty"` // the leader as that voter knows it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkStatusResponse) Reset() {
+	*x = NetworkStatusResponse{}
+	mi := &file_weft_v1_control_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkStatusResponse) ProtoMessage() {}
+
+func (x *NetworkStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkStatusResponse.ProtoReflect.Descriptor instead.
+func (*NetworkStatusResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *NetworkStatusResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *NetworkStatusResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *NetworkStatusResponse) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *NetworkStatusResponse) GetShards() uint32 {
+	if x != nil {
+		return x.Shards
+	}
+	return 0
+}
+
+func (x *NetworkStatusResponse) GetNodes() []*NetworkNode {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *NetworkStatusResponse) GetOwners() []string {
+	if x != nil {
+		return x.Owners
+	}
+	return nil
+}
+
+func (x *NetworkStatusResponse) GetHolders() []string {
+	if x != nil {
+		return x.Holders
+	}
+	return nil
+}
+
+func (x *NetworkStatusResponse) GetHandover() *NetworkHandover {
+	if x != nil {
+		return x.Handover
+	}
+	return nil
+}
+
+func (x *NetworkStatusResponse) GetBlobs() *BlobCounts {
+	if x != nil {
+		return x.Blobs
+	}
+	return nil
+}
+
+func (x *NetworkStatusResponse) GetVoter() string {
+	if x != nil {
+		return x.Voter
+	}
+	return ""
+}
+
+func (x *NetworkStatusResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+type NetworkNode struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Id               string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Address          string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Stake            uint64                 `protobuf:"varint,3,opt,name=stake,proto3" json:"stake,omitempty"`
+	Shards           uint32                 `protobuf:"varint,4,opt,name=shards,proto3" json:"shards,omitempty"`                                            // owned this epoch
+	ChallengeHistory []string               `protobuf:"bytes,5,rep,name=challenge_history,json=challengeHistory,proto3" json:"challenge_history,omitempty"` // newest first: passed, failed, missed, open
+	Flagged          bool                   `protobuf:"varint,6,opt,name=flagged,proto3" json:"flagged,omitempty"`                                          // the latest closed round was not passed
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *NetworkNode) Reset() {
+	*x = NetworkNode{}
+	mi := &file_weft_v1_control_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkNode) ProtoMessage() {}
+
+func (x *NetworkNode) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkNode.ProtoReflect.Descriptor instead.
+func (*NetworkNode) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *NetworkNode) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *NetworkNode) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *NetworkNode) GetStake() uint64 {
+	if x != nil {
+		return x.Stake
+	}
+	return 0
+}
+
+func (x *NetworkNode) GetShards() uint32 {
+	if x != nil {
+		return x.Shards
+	}
+	return 0
+}
+
+func (x *NetworkNode) GetChallengeHistory() []string {
+	if x != nil {
+		return x.ChallengeHistory
+	}
+	return nil
+}
+
+func (x *NetworkNode) GetFlagged() bool {
+	if x != nil {
+		return x.Flagged
+	}
+	return false
+}
+
+// The current epoch's handover as the epoch change started it: every
+// moved shard with the node it was to be copied from. Forced: the change
+// was forced before the last one's handover finished; carried lists the
+// shards that were still unsynced then (their source stayed the node
+// holding their data).
+type NetworkHandover struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	StartedIndex  uint64                 `protobuf:"varint,2,opt,name=started_index,json=startedIndex,proto3" json:"started_index,omitempty"`
+	Forced        bool                   `protobuf:"varint,3,opt,name=forced,proto3" json:"forced,omitempty"`
+	Shards        []uint32               `protobuf:"varint,4,rep,packed,name=shards,proto3" json:"shards,omitempty"`
+	From          []string               `protobuf:"bytes,5,rep,name=from,proto3" json:"from,omitempty"` // parallel to shards
+	Carried       []uint32               `protobuf:"varint,6,rep,packed,name=carried,proto3" json:"carried,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkHandover) Reset() {
+	*x = NetworkHandover{}
+	mi := &file_weft_v1_control_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkHandover) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkHandover) ProtoMessage() {}
+
+func (x *NetworkHandover) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkHandover.ProtoReflect.Descriptor instead.
+func (*NetworkHandover) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *NetworkHandover) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *NetworkHandover) GetStartedIndex() uint64 {
+	if x != nil {
+		return x.StartedIndex
+	}
+	return 0
+}
+
+func (x *NetworkHandover) GetForced() bool {
+	if x != nil {
+		return x.Forced
+	}
+	return false
+}
+
+func (x *NetworkHandover) GetShards() []uint32 {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+func (x *NetworkHandover) GetFrom() []string {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *NetworkHandover) GetCarried() []uint32 {
+	if x != nil {
+		return x.Carried
+	}
+	return nil
+}
+
+// The blob registry by state: how many blobs and their unencoded bytes.
+type BlobCounts struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Registered      uint64                 `protobuf:"varint,1,opt,name=registered,proto3" json:"registered,omitempty"` // registered, not (yet) certified
+	Certified       uint64                 `protobuf:"varint,2,opt,name=certified,proto3" json:"certified,omitempty"`   // certified and live
+	Invalid         uint64                 `protobuf:"varint,3,opt,name=invalid,proto3" json:"invalid,omitempty"`
+	Ended           uint64                 `protobuf:"varint,4,opt,name=ended,proto3" json:"ended,omitempty"` // expired, lapsed or deleted, not yet compacted away
+	RegisteredBytes uint64                 `protobuf:"varint,5,opt,name=registered_bytes,json=registeredBytes,proto3" json:"registered_bytes,omitempty"`
+	CertifiedBytes  uint64                 `protobuf:"varint,6,opt,name=certified_bytes,json=certifiedBytes,proto3" json:"certified_bytes,omitempty"`
+	Objects         uint64                 `protobuf:"varint,7,opt,name=objects,proto3" json:"objects,omitempty"` // live blob objects
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *BlobCounts) Reset() {
+	*x = BlobCounts{}
+	mi := &file_weft_v1_control_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobCounts) ProtoMessage() {}
+
+func (x *BlobCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_control_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobCounts.ProtoReflect.Descriptor instead.
+func (*BlobCounts) Descriptor() ([]byte, []int) {
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *BlobCounts) GetRegistered() uint64 {
+	if x != nil {
+		return x.Registered
+	}
+	return 0
+}
+
+func (x *BlobCounts) GetCertified() uint64 {
+	if x != nil {
+		return x.Certified
+	}
+	return 0
+}
+
+func (x *BlobCounts) GetInvalid() uint64 {
+	if x != nil {
+		return x.Invalid
+	}
+	return 0
+}
+
+func (x *BlobCounts) GetEnded() uint64 {
+	if x != nil {
+		return x.Ended
+	}
+	return 0
+}
+
+func (x *BlobCounts) GetRegisteredBytes() uint64 {
+	if x != nil {
+		return x.RegisteredBytes
+	}
+	return 0
+}
+
+func (x *BlobCounts) GetCertifiedBytes() uint64 {
+	if x != nil {
+		return x.CertifiedBytes
+	}
+	return 0
+}
+
+func (x *BlobCounts) GetObjects() uint64 {
+	if x != nil {
+		return x.Objects
+	}
+	return 0
+}
+
 type BlobStatusResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	BlobId          []byte                 `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
@@ -2664,7 +3093,7 @@ type BlobStatusResponse struct {
 
 func (x *BlobStatusResponse) Reset() {
 	*x = BlobStatusResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[45]
+	mi := &file_weft_v1_control_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2676,7 +3105,7 @@ func (x *BlobStatusResponse) String() string {
 func (*BlobStatusResponse) ProtoMessage() {}
 
 func (x *BlobStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[45]
+	mi := &file_weft_v1_control_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2689,7 +3118,7 @@ func (x *BlobStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobStatusResponse.ProtoReflect.Descriptor instead.
 func (*BlobStatusResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{45}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *BlobStatusResponse) GetBlobId() []byte {
@@ -2802,7 +3231,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_weft_v1_control_proto_msgTypes[46]
+	mi := &file_weft_v1_control_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +3243,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[46]
+	mi := &file_weft_v1_control_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2827,7 +3256,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{46}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Member) GetNode() string {
@@ -2867,7 +3296,7 @@ type GetCommitteeRequest struct {
 
 func (x *GetCommitteeRequest) Reset() {
 	*x = GetCommitteeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[47]
+	mi := &file_weft_v1_control_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2879,7 +3308,7 @@ func (x *GetCommitteeRequest) String() string {
 func (*GetCommitteeRequest) ProtoMessage() {}
 
 func (x *GetCommitteeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[47]
+	mi := &file_weft_v1_control_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2892,7 +3321,7 @@ func (x *GetCommitteeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommitteeRequest.ProtoReflect.Descriptor instead.
 func (*GetCommitteeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{47}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetCommitteeRequest) GetEpoch() uint64 {
@@ -2913,7 +3342,7 @@ type GetCommitteeResponse struct {
 
 func (x *GetCommitteeResponse) Reset() {
 	*x = GetCommitteeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[48]
+	mi := &file_weft_v1_control_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2925,7 +3354,7 @@ func (x *GetCommitteeResponse) String() string {
 func (*GetCommitteeResponse) ProtoMessage() {}
 
 func (x *GetCommitteeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[48]
+	mi := &file_weft_v1_control_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2938,7 +3367,7 @@ func (x *GetCommitteeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommitteeResponse.ProtoReflect.Descriptor instead.
 func (*GetCommitteeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{48}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetCommitteeResponse) GetEpoch() uint64 {
@@ -2973,7 +3402,7 @@ type ClientInfo struct {
 
 func (x *ClientInfo) Reset() {
 	*x = ClientInfo{}
-	mi := &file_weft_v1_control_proto_msgTypes[49]
+	mi := &file_weft_v1_control_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2985,7 +3414,7 @@ func (x *ClientInfo) String() string {
 func (*ClientInfo) ProtoMessage() {}
 
 func (x *ClientInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[49]
+	mi := &file_weft_v1_control_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2998,7 +3427,7 @@ func (x *ClientInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientInfo.ProtoReflect.Descriptor instead.
 func (*ClientInfo) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{49}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ClientInfo) GetClient() string {
@@ -3030,7 +3459,7 @@ type GetClientRequest struct {
 
 func (x *GetClientRequest) Reset() {
 	*x = GetClientRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[50]
+	mi := &file_weft_v1_control_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3042,7 +3471,7 @@ func (x *GetClientRequest) String() string {
 func (*GetClientRequest) ProtoMessage() {}
 
 func (x *GetClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[50]
+	mi := &file_weft_v1_control_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3055,7 +3484,7 @@ func (x *GetClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClientRequest.ProtoReflect.Descriptor instead.
 func (*GetClientRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{50}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{55}
 }
 
 type GetClientResponse struct {
@@ -3067,7 +3496,7 @@ type GetClientResponse struct {
 
 func (x *GetClientResponse) Reset() {
 	*x = GetClientResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[51]
+	mi := &file_weft_v1_control_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3079,7 +3508,7 @@ func (x *GetClientResponse) String() string {
 func (*GetClientResponse) ProtoMessage() {}
 
 func (x *GetClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[51]
+	mi := &file_weft_v1_control_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3092,7 +3521,7 @@ func (x *GetClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClientResponse.ProtoReflect.Descriptor instead.
 func (*GetClientResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{51}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetClientResponse) GetClient() *ClientInfo {
@@ -3110,7 +3539,7 @@ type ListClientsRequest struct {
 
 func (x *ListClientsRequest) Reset() {
 	*x = ListClientsRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[52]
+	mi := &file_weft_v1_control_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3122,7 +3551,7 @@ func (x *ListClientsRequest) String() string {
 func (*ListClientsRequest) ProtoMessage() {}
 
 func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[52]
+	mi := &file_weft_v1_control_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3135,7 +3564,7 @@ func (x *ListClientsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientsRequest.ProtoReflect.Descriptor instead.
 func (*ListClientsRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{52}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{57}
 }
 
 type ListClientsResponse struct {
@@ -3147,7 +3576,7 @@ type ListClientsResponse struct {
 
 func (x *ListClientsResponse) Reset() {
 	*x = ListClientsResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[53]
+	mi := &file_weft_v1_control_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3159,7 +3588,7 @@ func (x *ListClientsResponse) String() string {
 func (*ListClientsResponse) ProtoMessage() {}
 
 func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[53]
+	mi := &file_weft_v1_control_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3172,7 +3601,7 @@ func (x *ListClientsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClientsResponse.ProtoReflect.Descriptor instead.
 func (*ListClientsResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{53}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListClientsResponse) GetClients() []*ClientInfo {
@@ -3190,7 +3619,7 @@ type PeerInfoRequest struct {
 
 func (x *PeerInfoRequest) Reset() {
 	*x = PeerInfoRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[54]
+	mi := &file_weft_v1_control_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3202,7 +3631,7 @@ func (x *PeerInfoRequest) String() string {
 func (*PeerInfoRequest) ProtoMessage() {}
 
 func (x *PeerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[54]
+	mi := &file_weft_v1_control_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3215,7 +3644,7 @@ func (x *PeerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerInfoRequest.ProtoReflect.Descriptor instead.
 func (*PeerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{54}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{59}
 }
 
 type PeerInfoResponse struct {
@@ -3231,7 +3660,7 @@ type PeerInfoResponse struct {
 
 func (x *PeerInfoResponse) Reset() {
 	*x = PeerInfoResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[55]
+	mi := &file_weft_v1_control_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3243,7 +3672,7 @@ func (x *PeerInfoResponse) String() string {
 func (*PeerInfoResponse) ProtoMessage() {}
 
 func (x *PeerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[55]
+	mi := &file_weft_v1_control_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3256,7 +3685,7 @@ func (x *PeerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerInfoResponse.ProtoReflect.Descriptor instead.
 func (*PeerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{55}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *PeerInfoResponse) GetId() string {
@@ -3310,7 +3739,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_weft_v1_control_proto_msgTypes[56]
+	mi := &file_weft_v1_control_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3322,7 +3751,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[56]
+	mi := &file_weft_v1_control_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3335,7 +3764,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{56}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Peer) GetId() string {
@@ -3402,7 +3831,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[57]
+	mi := &file_weft_v1_control_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3414,7 +3843,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[57]
+	mi := &file_weft_v1_control_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3427,7 +3856,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{57}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{62}
 }
 
 type ListPeersResponse struct {
@@ -3439,7 +3868,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[58]
+	mi := &file_weft_v1_control_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3451,7 +3880,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[58]
+	mi := &file_weft_v1_control_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3464,7 +3893,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{58}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListPeersResponse) GetPeers() []*Peer {
@@ -3484,7 +3913,7 @@ type AddPeerRequest struct {
 
 func (x *AddPeerRequest) Reset() {
 	*x = AddPeerRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[59]
+	mi := &file_weft_v1_control_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3496,7 +3925,7 @@ func (x *AddPeerRequest) String() string {
 func (*AddPeerRequest) ProtoMessage() {}
 
 func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[59]
+	mi := &file_weft_v1_control_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3509,7 +3938,7 @@ func (x *AddPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPeerRequest.ProtoReflect.Descriptor instead.
 func (*AddPeerRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{59}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *AddPeerRequest) GetId() string {
@@ -3534,7 +3963,7 @@ type AddPeerResponse struct {
 
 func (x *AddPeerResponse) Reset() {
 	*x = AddPeerResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[60]
+	mi := &file_weft_v1_control_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3546,7 +3975,7 @@ func (x *AddPeerResponse) String() string {
 func (*AddPeerResponse) ProtoMessage() {}
 
 func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[60]
+	mi := &file_weft_v1_control_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3559,7 +3988,7 @@ func (x *AddPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPeerResponse.ProtoReflect.Descriptor instead.
 func (*AddPeerResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{60}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{65}
 }
 
 type RemovePeerRequest struct {
@@ -3571,7 +4000,7 @@ type RemovePeerRequest struct {
 
 func (x *RemovePeerRequest) Reset() {
 	*x = RemovePeerRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[61]
+	mi := &file_weft_v1_control_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3583,7 +4012,7 @@ func (x *RemovePeerRequest) String() string {
 func (*RemovePeerRequest) ProtoMessage() {}
 
 func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[61]
+	mi := &file_weft_v1_control_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3596,7 +4025,7 @@ func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
 func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{61}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RemovePeerRequest) GetId() string {
@@ -3614,7 +4043,7 @@ type RemovePeerResponse struct {
 
 func (x *RemovePeerResponse) Reset() {
 	*x = RemovePeerResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[62]
+	mi := &file_weft_v1_control_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3626,7 +4055,7 @@ func (x *RemovePeerResponse) String() string {
 func (*RemovePeerResponse) ProtoMessage() {}
 
 func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[62]
+	mi := &file_weft_v1_control_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3639,7 +4068,7 @@ func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
 func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{62}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{67}
 }
 
 type TransferLeadershipRequest struct {
@@ -3651,7 +4080,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[63]
+	mi := &file_weft_v1_control_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3663,7 +4092,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[63]
+	mi := &file_weft_v1_control_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3676,7 +4105,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{63}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *TransferLeadershipRequest) GetToId() string {
@@ -3695,7 +4124,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[64]
+	mi := &file_weft_v1_control_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3707,7 +4136,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[64]
+	mi := &file_weft_v1_control_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3720,7 +4149,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{64}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *TransferLeadershipResponse) GetLeaderId() string {
@@ -3738,7 +4167,7 @@ type SaveSnapshotRequest struct {
 
 func (x *SaveSnapshotRequest) Reset() {
 	*x = SaveSnapshotRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[65]
+	mi := &file_weft_v1_control_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3750,7 +4179,7 @@ func (x *SaveSnapshotRequest) String() string {
 func (*SaveSnapshotRequest) ProtoMessage() {}
 
 func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[65]
+	mi := &file_weft_v1_control_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3763,7 +4192,7 @@ func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{65}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{70}
 }
 
 type SnapshotChunk struct {
@@ -3776,7 +4205,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_weft_v1_control_proto_msgTypes[66]
+	mi := &file_weft_v1_control_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3788,7 +4217,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[66]
+	mi := &file_weft_v1_control_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3801,7 +4230,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{66}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -3830,7 +4259,7 @@ type AnnouncePeerRequest struct {
 
 func (x *AnnouncePeerRequest) Reset() {
 	*x = AnnouncePeerRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[67]
+	mi := &file_weft_v1_control_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3842,7 +4271,7 @@ func (x *AnnouncePeerRequest) String() string {
 func (*AnnouncePeerRequest) ProtoMessage() {}
 
 func (x *AnnouncePeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[67]
+	mi := &file_weft_v1_control_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3855,7 +4284,7 @@ func (x *AnnouncePeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnouncePeerRequest.ProtoReflect.Descriptor instead.
 func (*AnnouncePeerRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{67}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *AnnouncePeerRequest) GetId() string {
@@ -3880,7 +4309,7 @@ type AnnouncePeerResponse struct {
 
 func (x *AnnouncePeerResponse) Reset() {
 	*x = AnnouncePeerResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[68]
+	mi := &file_weft_v1_control_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3892,7 +4321,7 @@ func (x *AnnouncePeerResponse) String() string {
 func (*AnnouncePeerResponse) ProtoMessage() {}
 
 func (x *AnnouncePeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[68]
+	mi := &file_weft_v1_control_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3905,7 +4334,7 @@ func (x *AnnouncePeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnouncePeerResponse.ProtoReflect.Descriptor instead.
 func (*AnnouncePeerResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{68}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{73}
 }
 
 type RestoreSnapshotResponse struct {
@@ -3917,7 +4346,7 @@ type RestoreSnapshotResponse struct {
 
 func (x *RestoreSnapshotResponse) Reset() {
 	*x = RestoreSnapshotResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[69]
+	mi := &file_weft_v1_control_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3929,7 +4358,7 @@ func (x *RestoreSnapshotResponse) String() string {
 func (*RestoreSnapshotResponse) ProtoMessage() {}
 
 func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[69]
+	mi := &file_weft_v1_control_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3942,7 +4371,7 @@ func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{69}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RestoreSnapshotResponse) GetIndex() uint64 {
@@ -3962,7 +4391,7 @@ type UpdateAddressRequest struct {
 
 func (x *UpdateAddressRequest) Reset() {
 	*x = UpdateAddressRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[70]
+	mi := &file_weft_v1_control_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3974,7 +4403,7 @@ func (x *UpdateAddressRequest) String() string {
 func (*UpdateAddressRequest) ProtoMessage() {}
 
 func (x *UpdateAddressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[70]
+	mi := &file_weft_v1_control_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3987,7 +4416,7 @@ func (x *UpdateAddressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAddressRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAddressRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{70}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *UpdateAddressRequest) GetAuth() *SignedRequest {
@@ -4013,7 +4442,7 @@ type UpdateAddressResponse struct {
 
 func (x *UpdateAddressResponse) Reset() {
 	*x = UpdateAddressResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[71]
+	mi := &file_weft_v1_control_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4025,7 +4454,7 @@ func (x *UpdateAddressResponse) String() string {
 func (*UpdateAddressResponse) ProtoMessage() {}
 
 func (x *UpdateAddressResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[71]
+	mi := &file_weft_v1_control_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4038,7 +4467,7 @@ func (x *UpdateAddressResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAddressResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAddressResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{71}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *UpdateAddressResponse) GetIndex() uint64 {
@@ -4059,7 +4488,7 @@ type MarkBlobInvalidRequest struct {
 
 func (x *MarkBlobInvalidRequest) Reset() {
 	*x = MarkBlobInvalidRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[72]
+	mi := &file_weft_v1_control_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4071,7 +4500,7 @@ func (x *MarkBlobInvalidRequest) String() string {
 func (*MarkBlobInvalidRequest) ProtoMessage() {}
 
 func (x *MarkBlobInvalidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[72]
+	mi := &file_weft_v1_control_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4084,7 +4513,7 @@ func (x *MarkBlobInvalidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkBlobInvalidRequest.ProtoReflect.Descriptor instead.
 func (*MarkBlobInvalidRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{72}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *MarkBlobInvalidRequest) GetAuth() *SignedRequest {
@@ -4117,7 +4546,7 @@ type MarkBlobInvalidResponse struct {
 
 func (x *MarkBlobInvalidResponse) Reset() {
 	*x = MarkBlobInvalidResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[73]
+	mi := &file_weft_v1_control_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4129,7 +4558,7 @@ func (x *MarkBlobInvalidResponse) String() string {
 func (*MarkBlobInvalidResponse) ProtoMessage() {}
 
 func (x *MarkBlobInvalidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[73]
+	mi := &file_weft_v1_control_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4142,7 +4571,7 @@ func (x *MarkBlobInvalidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkBlobInvalidResponse.ProtoReflect.Descriptor instead.
 func (*MarkBlobInvalidResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{73}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *MarkBlobInvalidResponse) GetIndex() uint64 {
@@ -4169,7 +4598,7 @@ type ListCertifiedRequest struct {
 
 func (x *ListCertifiedRequest) Reset() {
 	*x = ListCertifiedRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[74]
+	mi := &file_weft_v1_control_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4181,7 +4610,7 @@ func (x *ListCertifiedRequest) String() string {
 func (*ListCertifiedRequest) ProtoMessage() {}
 
 func (x *ListCertifiedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[74]
+	mi := &file_weft_v1_control_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4194,7 +4623,7 @@ func (x *ListCertifiedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertifiedRequest.ProtoReflect.Descriptor instead.
 func (*ListCertifiedRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{74}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ListCertifiedRequest) GetBeforeEpoch() uint64 {
@@ -4235,7 +4664,7 @@ type ListCertifiedResponse struct {
 
 func (x *ListCertifiedResponse) Reset() {
 	*x = ListCertifiedResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[75]
+	mi := &file_weft_v1_control_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4247,7 +4676,7 @@ func (x *ListCertifiedResponse) String() string {
 func (*ListCertifiedResponse) ProtoMessage() {}
 
 func (x *ListCertifiedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[75]
+	mi := &file_weft_v1_control_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4260,7 +4689,7 @@ func (x *ListCertifiedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCertifiedResponse.ProtoReflect.Descriptor instead.
 func (*ListCertifiedResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{75}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ListCertifiedResponse) GetBlobs() []*BlobStatusResponse {
@@ -4288,7 +4717,7 @@ type StartChallengeRequest struct {
 
 func (x *StartChallengeRequest) Reset() {
 	*x = StartChallengeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[76]
+	mi := &file_weft_v1_control_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4300,7 +4729,7 @@ func (x *StartChallengeRequest) String() string {
 func (*StartChallengeRequest) ProtoMessage() {}
 
 func (x *StartChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[76]
+	mi := &file_weft_v1_control_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4313,7 +4742,7 @@ func (x *StartChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartChallengeRequest.ProtoReflect.Descriptor instead.
 func (*StartChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{76}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *StartChallengeRequest) GetChallengers() uint32 {
@@ -4333,7 +4762,7 @@ type StartChallengeResponse struct {
 
 func (x *StartChallengeResponse) Reset() {
 	*x = StartChallengeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[77]
+	mi := &file_weft_v1_control_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4345,7 +4774,7 @@ func (x *StartChallengeResponse) String() string {
 func (*StartChallengeResponse) ProtoMessage() {}
 
 func (x *StartChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[77]
+	mi := &file_weft_v1_control_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4358,7 +4787,7 @@ func (x *StartChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartChallengeResponse.ProtoReflect.Descriptor instead.
 func (*StartChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{77}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *StartChallengeResponse) GetIndex() uint64 {
@@ -4384,7 +4813,7 @@ type CloseChallengeRequest struct {
 
 func (x *CloseChallengeRequest) Reset() {
 	*x = CloseChallengeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[78]
+	mi := &file_weft_v1_control_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4396,7 +4825,7 @@ func (x *CloseChallengeRequest) String() string {
 func (*CloseChallengeRequest) ProtoMessage() {}
 
 func (x *CloseChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[78]
+	mi := &file_weft_v1_control_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4409,7 +4838,7 @@ func (x *CloseChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseChallengeRequest.ProtoReflect.Descriptor instead.
 func (*CloseChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{78}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *CloseChallengeRequest) GetRound() uint64 {
@@ -4428,7 +4857,7 @@ type CloseChallengeResponse struct {
 
 func (x *CloseChallengeResponse) Reset() {
 	*x = CloseChallengeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[79]
+	mi := &file_weft_v1_control_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4440,7 +4869,7 @@ func (x *CloseChallengeResponse) String() string {
 func (*CloseChallengeResponse) ProtoMessage() {}
 
 func (x *CloseChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[79]
+	mi := &file_weft_v1_control_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4453,7 +4882,7 @@ func (x *CloseChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseChallengeResponse.ProtoReflect.Descriptor instead.
 func (*CloseChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{79}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *CloseChallengeResponse) GetIndex() uint64 {
@@ -4474,7 +4903,7 @@ type ChallengeVerdict struct {
 
 func (x *ChallengeVerdict) Reset() {
 	*x = ChallengeVerdict{}
-	mi := &file_weft_v1_control_proto_msgTypes[80]
+	mi := &file_weft_v1_control_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4486,7 +4915,7 @@ func (x *ChallengeVerdict) String() string {
 func (*ChallengeVerdict) ProtoMessage() {}
 
 func (x *ChallengeVerdict) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[80]
+	mi := &file_weft_v1_control_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4499,7 +4928,7 @@ func (x *ChallengeVerdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengeVerdict.ProtoReflect.Descriptor instead.
 func (*ChallengeVerdict) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{80}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ChallengeVerdict) GetNode() string {
@@ -4534,7 +4963,7 @@ type ReportChallengeRequest struct {
 
 func (x *ReportChallengeRequest) Reset() {
 	*x = ReportChallengeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[81]
+	mi := &file_weft_v1_control_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4546,7 +4975,7 @@ func (x *ReportChallengeRequest) String() string {
 func (*ReportChallengeRequest) ProtoMessage() {}
 
 func (x *ReportChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[81]
+	mi := &file_weft_v1_control_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4559,7 +4988,7 @@ func (x *ReportChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportChallengeRequest.ProtoReflect.Descriptor instead.
 func (*ReportChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{81}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ReportChallengeRequest) GetAuth() *SignedRequest {
@@ -4592,7 +5021,7 @@ type ReportChallengeResponse struct {
 
 func (x *ReportChallengeResponse) Reset() {
 	*x = ReportChallengeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[82]
+	mi := &file_weft_v1_control_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4604,7 +5033,7 @@ func (x *ReportChallengeResponse) String() string {
 func (*ReportChallengeResponse) ProtoMessage() {}
 
 func (x *ReportChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[82]
+	mi := &file_weft_v1_control_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4617,7 +5046,7 @@ func (x *ReportChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportChallengeResponse.ProtoReflect.Descriptor instead.
 func (*ReportChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{82}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ReportChallengeResponse) GetIndex() uint64 {
@@ -4636,7 +5065,7 @@ type GetChallengeRequest struct {
 
 func (x *GetChallengeRequest) Reset() {
 	*x = GetChallengeRequest{}
-	mi := &file_weft_v1_control_proto_msgTypes[83]
+	mi := &file_weft_v1_control_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4648,7 +5077,7 @@ func (x *GetChallengeRequest) String() string {
 func (*GetChallengeRequest) ProtoMessage() {}
 
 func (x *GetChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[83]
+	mi := &file_weft_v1_control_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4661,7 +5090,7 @@ func (x *GetChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeRequest.ProtoReflect.Descriptor instead.
 func (*GetChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{83}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *GetChallengeRequest) GetRound() uint64 {
@@ -4685,7 +5114,7 @@ type ChallengedNode struct {
 
 func (x *ChallengedNode) Reset() {
 	*x = ChallengedNode{}
-	mi := &file_weft_v1_control_proto_msgTypes[84]
+	mi := &file_weft_v1_control_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4697,7 +5126,7 @@ func (x *ChallengedNode) String() string {
 func (*ChallengedNode) ProtoMessage() {}
 
 func (x *ChallengedNode) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[84]
+	mi := &file_weft_v1_control_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4710,7 +5139,7 @@ func (x *ChallengedNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChallengedNode.ProtoReflect.Descriptor instead.
 func (*ChallengedNode) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{84}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ChallengedNode) GetNode() string {
@@ -4777,7 +5206,7 @@ type GetChallengeResponse struct {
 
 func (x *GetChallengeResponse) Reset() {
 	*x = GetChallengeResponse{}
-	mi := &file_weft_v1_control_proto_msgTypes[85]
+	mi := &file_weft_v1_control_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4789,7 +5218,7 @@ func (x *GetChallengeResponse) String() string {
 func (*GetChallengeResponse) ProtoMessage() {}
 
 func (x *GetChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_control_proto_msgTypes[85]
+	mi := &file_weft_v1_control_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4802,7 +5231,7 @@ func (x *GetChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChallengeResponse.ProtoReflect.Descriptor instead.
 func (*GetChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_control_proto_rawDescGZIP(), []int{85}
+	return file_weft_v1_control_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *GetChallengeResponse) GetRound() uint64 {
@@ -5067,7 +5496,46 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\aobjects\x18\x01 \x03(\v2\x13.weft.v1.BlobObjectR\aobjects\x12\x12\n" +
 	"\x04more\x18\x02 \x01(\bR\x04more\",\n" +
 	"\x11BlobStatusRequest\x12\x17\n" +
-	"\ablob_id\x18\x01 \x01(\fR\x06blobId\"\xd8\x03\n" +
+	"\ablob_id\x18\x01 \x01(\fR\x06blobId\"\x16\n" +
+	"\x14NetworkStatusRequest\"\xde\x02\n" +
+	"\x15NetworkStatusResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x14\n" +
+	"\x05phase\x18\x03 \x01(\tR\x05phase\x12\x16\n" +
+	"\x06shards\x18\x04 \x01(\rR\x06shards\x12*\n" +
+	"\x05nodes\x18\x05 \x03(\v2\x14.weft.v1.NetworkNodeR\x05nodes\x12\x16\n" +
+	"\x06owners\x18\x06 \x03(\tR\x06owners\x12\x18\n" +
+	"\aholders\x18\a \x03(\tR\aholders\x124\n" +
+	"\bhandover\x18\b \x01(\v2\x18.weft.v1.NetworkHandoverR\bhandover\x12)\n" +
+	"\x05blobs\x18\t \x01(\v2\x13.weft.v1.BlobCountsR\x05blobs\x12\x14\n" +
+	"\x05voter\x18\n" +
+	" \x01(\tR\x05voter\x12\x16\n" +
+	"\x06leader\x18\v \x01(\tR\x06leader\"\xac\x01\n" +
+	"\vNetworkNode\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05stake\x18\x03 \x01(\x04R\x05stake\x12\x16\n" +
+	"\x06shards\x18\x04 \x01(\rR\x06shards\x12+\n" +
+	"\x11challenge_history\x18\x05 \x03(\tR\x10challengeHistory\x12\x18\n" +
+	"\aflagged\x18\x06 \x01(\bR\aflagged\"\xaa\x01\n" +
+	"\x0fNetworkHandover\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12#\n" +
+	"\rstarted_index\x18\x02 \x01(\x04R\fstartedIndex\x12\x16\n" +
+	"\x06forced\x18\x03 \x01(\bR\x06forced\x12\x16\n" +
+	"\x06shards\x18\x04 \x03(\rR\x06shards\x12\x12\n" +
+	"\x04from\x18\x05 \x03(\tR\x04from\x12\x18\n" +
+	"\acarried\x18\x06 \x03(\rR\acarried\"\xe8\x01\n" +
+	"\n" +
+	"BlobCounts\x12\x1e\n" +
+	"\n" +
+	"registered\x18\x01 \x01(\x04R\n" +
+	"registered\x12\x1c\n" +
+	"\tcertified\x18\x02 \x01(\x04R\tcertified\x12\x18\n" +
+	"\ainvalid\x18\x03 \x01(\x04R\ainvalid\x12\x14\n" +
+	"\x05ended\x18\x04 \x01(\x04R\x05ended\x12)\n" +
+	"\x10registered_bytes\x18\x05 \x01(\x04R\x0fregisteredBytes\x12'\n" +
+	"\x0fcertified_bytes\x18\x06 \x01(\x04R\x0ecertifiedBytes\x12\x18\n" +
+	"\aobjects\x18\a \x01(\x04R\aobjects\"\xd8\x03\n" +
 	"\x12BlobStatusResponse\x12\x17\n" +
 	"\ablob_id\x18\x01 \x01(\fR\x06blobId\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1a\n" +
@@ -5234,7 +5702,7 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"\rUpdateAddress\x12\x1d.weft.v1.UpdateAddressRequest\x1a\x1e.weft.v1.UpdateAddressResponse\x12H\n" +
 	"\vShardSynced\x12\x1b.weft.v1.ShardSyncedRequest\x1a\x1c.weft.v1.ShardSyncedResponse\x12T\n" +
 	"\x0fMarkBlobInvalid\x12\x1f.weft.v1.MarkBlobInvalidRequest\x1a .weft.v1.MarkBlobInvalidResponse\x12T\n" +
-	"\x0fReportChallenge\x12\x1f.weft.v1.ReportChallengeRequest\x1a .weft.v1.ReportChallengeResponse2\xd9\a\n" +
+	"\x0fReportChallenge\x12\x1f.weft.v1.ReportChallengeRequest\x1a .weft.v1.ReportChallengeResponse2\xa9\b\n" +
 	"\x06Client\x12K\n" +
 	"\fRegisterBlob\x12\x1c.weft.v1.RegisterBlobRequest\x1a\x1d.weft.v1.RegisterBlobResponse\x12H\n" +
 	"\vCertifyBlob\x12\x1b.weft.v1.CertifyBlobRequest\x1a\x1c.weft.v1.CertifyBlobResponse\x12E\n" +
@@ -5250,7 +5718,8 @@ const file_weft_v1_control_proto_rawDesc = "" +
 	"BlobStatus\x12\x1a.weft.v1.BlobStatusRequest\x1a\x1b.weft.v1.BlobStatusResponse\x12K\n" +
 	"\fGetCommittee\x12\x1c.weft.v1.GetCommitteeRequest\x1a\x1d.weft.v1.GetCommitteeResponse\x12N\n" +
 	"\rListCertified\x12\x1d.weft.v1.ListCertifiedRequest\x1a\x1e.weft.v1.ListCertifiedResponse\x12K\n" +
-	"\fGetChallenge\x12\x1c.weft.v1.GetChallengeRequest\x1a\x1d.weft.v1.GetChallengeResponse2\x89\x01\n" +
+	"\fGetChallenge\x12\x1c.weft.v1.GetChallengeRequest\x1a\x1d.weft.v1.GetChallengeResponse\x12N\n" +
+	"\rNetworkStatus\x12\x1d.weft.v1.NetworkStatusRequest\x1a\x1e.weft.v1.NetworkStatusResponse2\x89\x01\n" +
 	"\x05Watch\x12E\n" +
 	"\n" +
 	"WatchState\x12\x1a.weft.v1.WatchStateRequest\x1a\x1b.weft.v1.WatchStateResponse\x129\n" +
@@ -5268,7 +5737,7 @@ func file_weft_v1_control_proto_rawDescGZIP() []byte {
 	return file_weft_v1_control_proto_rawDescData
 }
 
-var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 89)
+var file_weft_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
 var file_weft_v1_control_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 0: weft.v1.StatusRequest
 	(*StatusResponse)(nil),             // 1: weft.v1.StatusResponse
@@ -5315,50 +5784,55 @@ var file_weft_v1_control_proto_goTypes = []any{
 	(*ListObjectsRequest)(nil),         // 42: weft.v1.ListObjectsRequest
 	(*ListObjectsResponse)(nil),        // 43: weft.v1.ListObjectsResponse
 	(*BlobStatusRequest)(nil),          // 44: weft.v1.BlobStatusRequest
-	(*BlobStatusResponse)(nil),         // 45: weft.v1.BlobStatusResponse
-	(*Member)(nil),                     // 46: weft.v1.Member
-	(*GetCommitteeRequest)(nil),        // 47: weft.v1.GetCommitteeRequest
-	(*GetCommitteeResponse)(nil),       // 48: weft.v1.GetCommitteeResponse
-	(*ClientInfo)(nil),                 // 49: weft.v1.ClientInfo
-	(*GetClientRequest)(nil),           // 50: weft.v1.GetClientRequest
-	(*GetClientResponse)(nil),          // 51: weft.v1.GetClientResponse
-	(*ListClientsRequest)(nil),         // 52: weft.v1.ListClientsRequest
-	(*ListClientsResponse)(nil),        // 53: weft.v1.ListClientsResponse
-	(*PeerInfoRequest)(nil),            // 54: weft.v1.PeerInfoRequest
-	(*PeerInfoResponse)(nil),           // 55: weft.v1.PeerInfoResponse
-	(*Peer)(nil),                       // 56: weft.v1.Peer
-	(*ListPeersRequest)(nil),           // 57: weft.v1.ListPeersRequest
-	(*ListPeersResponse)(nil),          // 58: weft.v1.ListPeersResponse
-	(*AddPeerRequest)(nil),             // 59: weft.v1.AddPeerRequest
-	(*AddPeerResponse)(nil),            // 60: weft.v1.AddPeerResponse
-	(*RemovePeerRequest)(nil),          // 61: weft.v1.RemovePeerRequest
-	(*RemovePeerResponse)(nil),         // 62: weft.v1.RemovePeerResponse
-	(*TransferLeadershipRequest)(nil),  // 63: weft.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 64: weft.v1.TransferLeadershipResponse
-	(*SaveSnapshotRequest)(nil),        // 65: weft.v1.SaveSnapshotRequest
-	(*SnapshotChunk)(nil),              // 66: weft.v1.SnapshotChunk
-	(*AnnouncePeerRequest)(nil),        // 67: weft.v1.AnnouncePeerRequest
-	(*AnnouncePeerResponse)(nil),       // 68: weft.v1.AnnouncePeerResponse
-	(*RestoreSnapshotResponse)(nil),    // 69: weft.v1.RestoreSnapshotResponse
-	(*UpdateAddressRequest)(nil),       // 70: weft.v1.UpdateAddressRequest
-	(*UpdateAddressResponse)(nil),      // 71: weft.v1.UpdateAddressResponse
-	(*MarkBlobInvalidRequest)(nil),     // 72: weft.v1.MarkBlobInvalidRequest
-	(*MarkBlobInvalidResponse)(nil),    // 73: weft.v1.MarkBlobInvalidResponse
-	(*ListCertifiedRequest)(nil),       // 74: weft.v1.ListCertifiedRequest
-	(*ListCertifiedResponse)(nil),      // 75: weft.v1.ListCertifiedResponse
-	(*StartChallengeRequest)(nil),      // 76: weft.v1.StartChallengeRequest
-	(*StartChallengeResponse)(nil),     // 77: weft.v1.StartChallengeResponse
-	(*CloseChallengeRequest)(nil),      // 78: weft.v1.CloseChallengeRequest
-	(*CloseChallengeResponse)(nil),     // 79: weft.v1.CloseChallengeResponse
-	(*ChallengeVerdict)(nil),           // 80: weft.v1.ChallengeVerdict
-	(*ReportChallengeRequest)(nil),     // 81: weft.v1.ReportChallengeRequest
-	(*ReportChallengeResponse)(nil),    // 82: weft.v1.ReportChallengeResponse
-	(*GetChallengeRequest)(nil),        // 83: weft.v1.GetChallengeRequest
-	(*ChallengedNode)(nil),             // 84: weft.v1.ChallengedNode
-	(*GetChallengeResponse)(nil),       // 85: weft.v1.GetChallengeResponse
-	nil,                                // 86: weft.v1.RegisterBlobRequest.AttributesEntry
-	nil,                                // 87: weft.v1.BlobObject.AttributesEntry
-	nil,                                // 88: weft.v1.SetAttributesRequest.SetEntry
+	(*NetworkStatusRequest)(nil),       // 45: weft.v1.NetworkStatusRequest
+	(*NetworkStatusResponse)(nil),      // 46: weft.v1.NetworkStatusResponse
+	(*NetworkNode)(nil),                // 47: weft.v1.NetworkNode
+	(*NetworkHandover)(nil),            // 48: weft.v1.NetworkHandover
+	(*BlobCounts)(nil),                 // 49: weft.v1.BlobCounts
+	(*BlobStatusResponse)(nil),         // 50: weft.v1.BlobStatusResponse
+	(*Member)(nil),                     // 51: weft.v1.Member
+	(*GetCommitteeRequest)(nil),        // 52: weft.v1.GetCommitteeRequest
+	(*GetCommitteeResponse)(nil),       // 53: weft.v1.GetCommitteeResponse
+	(*ClientInfo)(nil),                 // 54: weft.v1.ClientInfo
+	(*GetClientRequest)(nil),           // 55: weft.v1.GetClientRequest
+	(*GetClientResponse)(nil),          // 56: weft.v1.GetClientResponse
+	(*ListClientsRequest)(nil),         // 57: weft.v1.ListClientsRequest
+	(*ListClientsResponse)(nil),        // 58: weft.v1.ListClientsResponse
+	(*PeerInfoRequest)(nil),            // 59: weft.v1.PeerInfoRequest
+	(*PeerInfoResponse)(nil),           // 60: weft.v1.PeerInfoResponse
+	(*Peer)(nil),                       // 61: weft.v1.Peer
+	(*ListPeersRequest)(nil),           // 62: weft.v1.ListPeersRequest
+	(*ListPeersResponse)(nil),          // 63: weft.v1.ListPeersResponse
+	(*AddPeerRequest)(nil),             // 64: weft.v1.AddPeerRequest
+	(*AddPeerResponse)(nil),            // 65: weft.v1.AddPeerResponse
+	(*RemovePeerRequest)(nil),          // 66: weft.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil),         // 67: weft.v1.RemovePeerResponse
+	(*TransferLeadershipRequest)(nil),  // 68: weft.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 69: weft.v1.TransferLeadershipResponse
+	(*SaveSnapshotRequest)(nil),        // 70: weft.v1.SaveSnapshotRequest
+	(*SnapshotChunk)(nil),              // 71: weft.v1.SnapshotChunk
+	(*AnnouncePeerRequest)(nil),        // 72: weft.v1.AnnouncePeerRequest
+	(*AnnouncePeerResponse)(nil),       // 73: weft.v1.AnnouncePeerResponse
+	(*RestoreSnapshotResponse)(nil),    // 74: weft.v1.RestoreSnapshotResponse
+	(*UpdateAddressRequest)(nil),       // 75: weft.v1.UpdateAddressRequest
+	(*UpdateAddressResponse)(nil),      // 76: weft.v1.UpdateAddressResponse
+	(*MarkBlobInvalidRequest)(nil),     // 77: weft.v1.MarkBlobInvalidRequest
+	(*MarkBlobInvalidResponse)(nil),    // 78: weft.v1.MarkBlobInvalidResponse
+	(*ListCertifiedRequest)(nil),       // 79: weft.v1.ListCertifiedRequest
+	(*ListCertifiedResponse)(nil),      // 80: weft.v1.ListCertifiedResponse
+	(*StartChallengeRequest)(nil),      // 81: weft.v1.StartChallengeRequest
+	(*StartChallengeResponse)(nil),     // 82: weft.v1.StartChallengeResponse
+	(*CloseChallengeRequest)(nil),      // 83: weft.v1.CloseChallengeRequest
+	(*CloseChallengeResponse)(nil),     // 84: weft.v1.CloseChallengeResponse
+	(*ChallengeVerdict)(nil),           // 85: weft.v1.ChallengeVerdict
+	(*ReportChallengeRequest)(nil),     // 86: weft.v1.ReportChallengeRequest
+	(*ReportChallengeResponse)(nil),    // 87: weft.v1.ReportChallengeResponse
+	(*GetChallengeRequest)(nil),        // 88: weft.v1.GetChallengeRequest
+	(*ChallengedNode)(nil),             // 89: weft.v1.ChallengedNode
+	(*GetChallengeResponse)(nil),       // 90: weft.v1.GetChallengeResponse
+	nil,                                // 91: weft.v1.RegisterBlobRequest.AttributesEntry
+	nil,                                // 92: weft.v1.BlobObject.AttributesEntry
+	nil,                                // 93: weft.v1.SetAttributesRequest.SetEntry
 }
 var file_weft_v1_control_proto_depIdxs = []int32{
 	2,  // 0: weft.v1.ListNodesResponse.nodes:type_name -> weft.v1.NodeInfo
@@ -5367,102 +5841,107 @@ var file_weft_v1_control_proto_depIdxs = []int32{
 	22, // 3: weft.v1.WatchStateResponse.changes:type_name -> weft.v1.ShardChange
 	23, // 4: weft.v1.Event.moves:type_name -> weft.v1.Move
 	24, // 5: weft.v1.EventsResponse.events:type_name -> weft.v1.Event
-	86, // 6: weft.v1.RegisterBlobRequest.attributes:type_name -> weft.v1.RegisterBlobRequest.AttributesEntry
-	87, // 7: weft.v1.BlobObject.attributes:type_name -> weft.v1.BlobObject.AttributesEntry
-	88, // 8: weft.v1.SetAttributesRequest.set:type_name -> weft.v1.SetAttributesRequest.SetEntry
+	91, // 6: weft.v1.RegisterBlobRequest.attributes:type_name -> weft.v1.RegisterBlobRequest.AttributesEntry
+	92, // 7: weft.v1.BlobObject.attributes:type_name -> weft.v1.BlobObject.AttributesEntry
+	93, // 8: weft.v1.SetAttributesRequest.set:type_name -> weft.v1.SetAttributesRequest.SetEntry
 	33, // 9: weft.v1.GetObjectResponse.object:type_name -> weft.v1.BlobObject
 	33, // 10: weft.v1.ListObjectsResponse.objects:type_name -> weft.v1.BlobObject
-	46, // 11: weft.v1.GetCommitteeResponse.members:type_name -> weft.v1.Member
-	49, // 12: weft.v1.GetClientResponse.client:type_name -> weft.v1.ClientInfo
-	49, // 13: weft.v1.ListClientsResponse.clients:type_name -> weft.v1.ClientInfo
-	56, // 14: weft.v1.ListPeersResponse.peers:type_name -> weft.v1.Peer
-	15, // 15: weft.v1.UpdateAddressRequest.auth:type_name -> weft.v1.SignedRequest
-	15, // 16: weft.v1.MarkBlobInvalidRequest.auth:type_name -> weft.v1.SignedRequest
-	45, // 17: weft.v1.ListCertifiedResponse.blobs:type_name -> weft.v1.BlobStatusResponse
-	15, // 18: weft.v1.ReportChallengeRequest.auth:type_name -> weft.v1.SignedRequest
-	80, // 19: weft.v1.ReportChallengeRequest.verdicts:type_name -> weft.v1.ChallengeVerdict
-	84, // 20: weft.v1.GetChallengeResponse.nodes:type_name -> weft.v1.ChallengedNode
-	0,  // 21: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
-	3,  // 22: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
-	5,  // 23: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
-	7,  // 24: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
-	9,  // 25: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
-	11, // 26: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
-	13, // 27: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
-	52, // 28: weft.v1.Admin.ListClients:input_type -> weft.v1.ListClientsRequest
-	54, // 29: weft.v1.Admin.PeerInfo:input_type -> weft.v1.PeerInfoRequest
-	57, // 30: weft.v1.Admin.ListPeers:input_type -> weft.v1.ListPeersRequest
-	59, // 31: weft.v1.Admin.AddPeer:input_type -> weft.v1.AddPeerRequest
-	61, // 32: weft.v1.Admin.RemovePeer:input_type -> weft.v1.RemovePeerRequest
-	63, // 33: weft.v1.Admin.TransferLeadership:input_type -> weft.v1.TransferLeadershipRequest
-	67, // 34: weft.v1.Admin.AnnouncePeer:input_type -> weft.v1.AnnouncePeerRequest
-	65, // 35: weft.v1.Admin.SaveSnapshot:input_type -> weft.v1.SaveSnapshotRequest
-	66, // 36: weft.v1.Admin.RestoreSnapshot:input_type -> weft.v1.SnapshotChunk
-	76, // 37: weft.v1.Admin.StartChallenge:input_type -> weft.v1.StartChallengeRequest
-	78, // 38: weft.v1.Admin.CloseChallenge:input_type -> weft.v1.CloseChallengeRequest
-	16, // 39: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
-	70, // 40: weft.v1.Node.UpdateAddress:input_type -> weft.v1.UpdateAddressRequest
-	18, // 41: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
-	72, // 42: weft.v1.Node.MarkBlobInvalid:input_type -> weft.v1.MarkBlobInvalidRequest
-	81, // 43: weft.v1.Node.ReportChallenge:input_type -> weft.v1.ReportChallengeRequest
-	27, // 44: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
-	29, // 45: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
-	31, // 46: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
-	34, // 47: weft.v1.Client.DeleteObject:input_type -> weft.v1.DeleteObjectRequest
-	36, // 48: weft.v1.Client.TransferObject:input_type -> weft.v1.TransferObjectRequest
-	38, // 49: weft.v1.Client.SetAttributes:input_type -> weft.v1.SetAttributesRequest
-	40, // 50: weft.v1.Client.GetObject:input_type -> weft.v1.GetObjectRequest
-	42, // 51: weft.v1.Client.ListObjects:input_type -> weft.v1.ListObjectsRequest
-	50, // 52: weft.v1.Client.GetClient:input_type -> weft.v1.GetClientRequest
-	44, // 53: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
-	47, // 54: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
-	74, // 55: weft.v1.Client.ListCertified:input_type -> weft.v1.ListCertifiedRequest
-	83, // 56: weft.v1.Client.GetChallenge:input_type -> weft.v1.GetChallengeRequest
-	20, // 57: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
-	25, // 58: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
-	1,  // 59: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
-	4,  // 60: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
-	6,  // 61: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
-	8,  // 62: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
-	10, // 63: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
-	12, // 64: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
-	14, // 65: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
-	53, // 66: weft.v1.Admin.ListClients:output_type -> weft.v1.ListClientsResponse
-	55, // 67: weft.v1.Admin.PeerInfo:output_type -> weft.v1.PeerInfoResponse
-	58, // 68: weft.v1.Admin.ListPeers:output_type -> weft.v1.ListPeersResponse
-	60, // 69: weft.v1.Admin.AddPeer:output_type -> weft.v1.AddPeerResponse
-	62, // 70: weft.v1.Admin.RemovePeer:output_type -> weft.v1.RemovePeerResponse
-	64, // 71: weft.v1.Admin.TransferLeadership:output_type -> weft.v1.TransferLeadershipResponse
-	68, // 72: weft.v1.Admin.AnnouncePeer:output_type -> weft.v1.AnnouncePeerResponse
-	66, // 73: weft.v1.Admin.SaveSnapshot:output_type -> weft.v1.SnapshotChunk
-	69, // 74: weft.v1.Admin.RestoreSnapshot:output_type -> weft.v1.RestoreSnapshotResponse
-	77, // 75: weft.v1.Admin.StartChallenge:output_type -> weft.v1.StartChallengeResponse
-	79, // 76: weft.v1.Admin.CloseChallenge:output_type -> weft.v1.CloseChallengeResponse
-	17, // 77: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
-	71, // 78: weft.v1.Node.UpdateAddress:output_type -> weft.v1.UpdateAddressResponse
-	19, // 79: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
-	73, // 80: weft.v1.Node.MarkBlobInvalid:output_type -> weft.v1.MarkBlobInvalidResponse
-	82, // 81: weft.v1.Node.ReportChallenge:output_type -> weft.v1.ReportChallengeResponse
-	28, // 82: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
-	30, // 83: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
-	32, // 84: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
-	35, // 85: weft.v1.Client.DeleteObject:output_type -> weft.v1.DeleteObjectResponse
-	37, // 86: weft.v1.Client.TransferObject:output_type -> weft.v1.TransferObjectResponse
-	39, // 87: weft.v1.Client.SetAttributes:output_type -> weft.v1.SetAttributesResponse
-	41, // 88: weft.v1.Client.GetObject:output_type -> weft.v1.GetObjectResponse
-	43, // 89: weft.v1.Client.ListObjects:output_type -> weft.v1.ListObjectsResponse
-	51, // 90: weft.v1.Client.GetClient:output_type -> weft.v1.GetClientResponse
-	45, // 91: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
-	48, // 92: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
-	75, // 93: weft.v1.Client.ListCertified:output_type -> weft.v1.ListCertifiedResponse
-	85, // 94: weft.v1.Client.GetChallenge:output_type -> weft.v1.GetChallengeResponse
-	21, // 95: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
-	26, // 96: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
-	59, // [59:97] is the sub-list for method output_type
-	21, // [21:59] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	47, // 11: weft.v1.NetworkStatusResponse.nodes:type_name -> weft.v1.NetworkNode
+	48, // 12: weft.v1.NetworkStatusResponse.handover:type_name -> weft.v1.NetworkHandover
+	49, // 13: weft.v1.NetworkStatusResponse.blobs:type_name -> weft.v1.BlobCounts
+	51, // 14: weft.v1.GetCommitteeResponse.members:type_name -> weft.v1.Member
+	54, // 15: weft.v1.GetClientResponse.client:type_name -> weft.v1.ClientInfo
+	54, // 16: weft.v1.ListClientsResponse.clients:type_name -> weft.v1.ClientInfo
+	61, // 17: weft.v1.ListPeersResponse.peers:type_name -> weft.v1.Peer
+	15, // 18: weft.v1.UpdateAddressRequest.auth:type_name -> weft.v1.SignedRequest
+	15, // 19: weft.v1.MarkBlobInvalidRequest.auth:type_name -> weft.v1.SignedRequest
+	50, // 20: weft.v1.ListCertifiedResponse.blobs:type_name -> weft.v1.BlobStatusResponse
+	15, // 21: weft.v1.ReportChallengeRequest.auth:type_name -> weft.v1.SignedRequest
+	85, // 22: weft.v1.ReportChallengeRequest.verdicts:type_name -> weft.v1.ChallengeVerdict
+	89, // 23: weft.v1.GetChallengeResponse.nodes:type_name -> weft.v1.ChallengedNode
+	0,  // 24: weft.v1.Admin.Status:input_type -> weft.v1.StatusRequest
+	3,  // 25: weft.v1.Admin.ListNodes:input_type -> weft.v1.ListNodesRequest
+	5,  // 26: weft.v1.Admin.SetStake:input_type -> weft.v1.SetStakeRequest
+	7,  // 27: weft.v1.Admin.RemoveNode:input_type -> weft.v1.RemoveNodeRequest
+	9,  // 28: weft.v1.Admin.AdvanceEpoch:input_type -> weft.v1.AdvanceEpochRequest
+	11, // 29: weft.v1.Admin.AddClient:input_type -> weft.v1.AddClientRequest
+	13, // 30: weft.v1.Admin.SetQuota:input_type -> weft.v1.SetQuotaRequest
+	57, // 31: weft.v1.Admin.ListClients:input_type -> weft.v1.ListClientsRequest
+	59, // 32: weft.v1.Admin.PeerInfo:input_type -> weft.v1.PeerInfoRequest
+	62, // 33: weft.v1.Admin.ListPeers:input_type -> weft.v1.ListPeersRequest
+	64, // 34: weft.v1.Admin.AddPeer:input_type -> weft.v1.AddPeerRequest
+	66, // 35: weft.v1.Admin.RemovePeer:input_type -> weft.v1.RemovePeerRequest
+	68, // 36: weft.v1.Admin.TransferLeadership:input_type -> weft.v1.TransferLeadershipRequest
+	72, // 37: weft.v1.Admin.AnnouncePeer:input_type -> weft.v1.AnnouncePeerRequest
+	70, // 38: weft.v1.Admin.SaveSnapshot:input_type -> weft.v1.SaveSnapshotRequest
+	71, // 39: weft.v1.Admin.RestoreSnapshot:input_type -> weft.v1.SnapshotChunk
+	81, // 40: weft.v1.Admin.StartChallenge:input_type -> weft.v1.StartChallengeRequest
+	83, // 41: weft.v1.Admin.CloseChallenge:input_type -> weft.v1.CloseChallengeRequest
+	16, // 42: weft.v1.Node.RegisterNode:input_type -> weft.v1.RegisterNodeRequest
+	75, // 43: weft.v1.Node.UpdateAddress:input_type -> weft.v1.UpdateAddressRequest
+	18, // 44: weft.v1.Node.ShardSynced:input_type -> weft.v1.ShardSyncedRequest
+	77, // 45: weft.v1.Node.MarkBlobInvalid:input_type -> weft.v1.MarkBlobInvalidRequest
+	86, // 46: weft.v1.Node.ReportChallenge:input_type -> weft.v1.ReportChallengeRequest
+	27, // 47: weft.v1.Client.RegisterBlob:input_type -> weft.v1.RegisterBlobRequest
+	29, // 48: weft.v1.Client.CertifyBlob:input_type -> weft.v1.CertifyBlobRequest
+	31, // 49: weft.v1.Client.ExtendBlob:input_type -> weft.v1.ExtendBlobRequest
+	34, // 50: weft.v1.Client.DeleteObject:input_type -> weft.v1.DeleteObjectRequest
+	36, // 51: weft.v1.Client.TransferObject:input_type -> weft.v1.TransferObjectRequest
+	38, // 52: weft.v1.Client.SetAttributes:input_type -> weft.v1.SetAttributesRequest
+	40, // 53: weft.v1.Client.GetObject:input_type -> weft.v1.GetObjectRequest
+	42, // 54: weft.v1.Client.ListObjects:input_type -> weft.v1.ListObjectsRequest
+	55, // 55: weft.v1.Client.GetClient:input_type -> weft.v1.GetClientRequest
+	44, // 56: weft.v1.Client.BlobStatus:input_type -> weft.v1.BlobStatusRequest
+	52, // 57: weft.v1.Client.GetCommittee:input_type -> weft.v1.GetCommitteeRequest
+	79, // 58: weft.v1.Client.ListCertified:input_type -> weft.v1.ListCertifiedRequest
+	88, // 59: weft.v1.Client.GetChallenge:input_type -> weft.v1.GetChallengeRequest
+	45, // 60: weft.v1.Client.NetworkStatus:input_type -> weft.v1.NetworkStatusRequest
+	20, // 61: weft.v1.Watch.WatchState:input_type -> weft.v1.WatchStateRequest
+	25, // 62: weft.v1.Watch.Events:input_type -> weft.v1.EventsRequest
+	1,  // 63: weft.v1.Admin.Status:output_type -> weft.v1.StatusResponse
+	4,  // 64: weft.v1.Admin.ListNodes:output_type -> weft.v1.ListNodesResponse
+	6,  // 65: weft.v1.Admin.SetStake:output_type -> weft.v1.SetStakeResponse
+	8,  // 66: weft.v1.Admin.RemoveNode:output_type -> weft.v1.RemoveNodeResponse
+	10, // 67: weft.v1.Admin.AdvanceEpoch:output_type -> weft.v1.AdvanceEpochResponse
+	12, // 68: weft.v1.Admin.AddClient:output_type -> weft.v1.AddClientResponse
+	14, // 69: weft.v1.Admin.SetQuota:output_type -> weft.v1.SetQuotaResponse
+	58, // 70: weft.v1.Admin.ListClients:output_type -> weft.v1.ListClientsResponse
+	60, // 71: weft.v1.Admin.PeerInfo:output_type -> weft.v1.PeerInfoResponse
+	63, // 72: weft.v1.Admin.ListPeers:output_type -> weft.v1.ListPeersResponse
+	65, // 73: weft.v1.Admin.AddPeer:output_type -> weft.v1.AddPeerResponse
+	67, // 74: weft.v1.Admin.RemovePeer:output_type -> weft.v1.RemovePeerResponse
+	69, // 75: weft.v1.Admin.TransferLeadership:output_type -> weft.v1.TransferLeadershipResponse
+	73, // 76: weft.v1.Admin.AnnouncePeer:output_type -> weft.v1.AnnouncePeerResponse
+	71, // 77: weft.v1.Admin.SaveSnapshot:output_type -> weft.v1.SnapshotChunk
+	74, // 78: weft.v1.Admin.RestoreSnapshot:output_type -> weft.v1.RestoreSnapshotResponse
+	82, // 79: weft.v1.Admin.StartChallenge:output_type -> weft.v1.StartChallengeResponse
+	84, // 80: weft.v1.Admin.CloseChallenge:output_type -> weft.v1.CloseChallengeResponse
+	17, // 81: weft.v1.Node.RegisterNode:output_type -> weft.v1.RegisterNodeResponse
+	76, // 82: weft.v1.Node.UpdateAddress:output_type -> weft.v1.UpdateAddressResponse
+	19, // 83: weft.v1.Node.ShardSynced:output_type -> weft.v1.ShardSyncedResponse
+	78, // 84: weft.v1.Node.MarkBlobInvalid:output_type -> weft.v1.MarkBlobInvalidResponse
+	87, // 85: weft.v1.Node.ReportChallenge:output_type -> weft.v1.ReportChallengeResponse
+	28, // 86: weft.v1.Client.RegisterBlob:output_type -> weft.v1.RegisterBlobResponse
+	30, // 87: weft.v1.Client.CertifyBlob:output_type -> weft.v1.CertifyBlobResponse
+	32, // 88: weft.v1.Client.ExtendBlob:output_type -> weft.v1.ExtendBlobResponse
+	35, // 89: weft.v1.Client.DeleteObject:output_type -> weft.v1.DeleteObjectResponse
+	37, // 90: weft.v1.Client.TransferObject:output_type -> weft.v1.TransferObjectResponse
+	39, // 91: weft.v1.Client.SetAttributes:output_type -> weft.v1.SetAttributesResponse
+	41, // 92: weft.v1.Client.GetObject:output_type -> weft.v1.GetObjectResponse
+	43, // 93: weft.v1.Client.ListObjects:output_type -> weft.v1.ListObjectsResponse
+	56, // 94: weft.v1.Client.GetClient:output_type -> weft.v1.GetClientResponse
+	50, // 95: weft.v1.Client.BlobStatus:output_type -> weft.v1.BlobStatusResponse
+	53, // 96: weft.v1.Client.GetCommittee:output_type -> weft.v1.GetCommitteeResponse
+	80, // 97: weft.v1.Client.ListCertified:output_type -> weft.v1.ListCertifiedResponse
+	90, // 98: weft.v1.Client.GetChallenge:output_type -> weft.v1.GetChallengeResponse
+	46, // 99: weft.v1.Client.NetworkStatus:output_type -> weft.v1.NetworkStatusResponse
+	21, // 100: weft.v1.Watch.WatchState:output_type -> weft.v1.WatchStateResponse
+	26, // 101: weft.v1.Watch.Events:output_type -> weft.v1.EventsResponse
+	63, // [63:102] is the sub-list for method output_type
+	24, // [24:63] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_weft_v1_control_proto_init() }
@@ -5476,7 +5955,7 @@ func file_weft_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_v1_control_proto_rawDesc), len(file_weft_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   89,
+			NumMessages:   94,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

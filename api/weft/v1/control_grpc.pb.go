@@ -1058,6 +1058,7 @@ const (
 	Client_GetCommittee_FullMethodName   = "/weft.v1.Client/GetCommittee"
 	Client_ListCertified_FullMethodName  = "/weft.v1.Client/ListCertified"
 	Client_GetChallenge_FullMethodName   = "/weft.v1.Client/GetChallenge"
+	Client_NetworkStatus_FullMethodName  = "/weft.v1.Client/NetworkStatus"
 )
 
 // ClientClient is the client API for Client service.
@@ -1090,6 +1091,12 @@ type ClientClient interface {
 	// GetChallenge returns a challenge round (0: the latest): its seed, the
 	// sampled blobs, every challenged node's shards and results.
 	GetChallenge(ctx context.Context, in *GetChallengeRequest, opts ...grpc.CallOption) (*GetChallengeResponse, error)
+	// NetworkStatus is what a status page shows of the control plane, read
+	// in one transaction: every registered node with its stake and shards,
+	// the shard map (owners and holders), the current epoch's handover and
+	// the registry's counts. Everything in it is public (the committee,
+	// stakes and shard map are what readers verify against anyway).
+	NetworkStatus(ctx context.Context, in *NetworkStatusRequest, opts ...grpc.CallOption) (*NetworkStatusResponse, error)
 }
 
 type clientClient struct {
@@ -1230,6 +1237,16 @@ func (c *clientClient) GetChallenge(ctx context.Context, in *GetChallengeRequest
 	return out, nil
 }
 
+func (c *clientClient) NetworkStatus(ctx context.Context, in *NetworkStatusRequest, opts ...grpc.CallOption) (*NetworkStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NetworkStatusResponse)
+	err := c.cc.Invoke(ctx, Client_NetworkStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClientServer is the server API for Client service.
 // All implementations must embed UnimplementedClientServer
 // for forward compatibility.
@@ -1260,6 +1277,12 @@ type ClientServer interface {
 	// GetChallenge returns a challenge round (0: the latest): its seed, the
 	// sampled blobs, every challenged node's shards and results.
 	GetChallenge(context.Context, *GetChallengeRequest) (*GetChallengeResponse, error)
+	// NetworkStatus is what a status page shows of the control plane, read
+	// in one transaction: every registered node with its stake and shards,
+	// the shard map (owners and holders), the current epoch's handover and
+	// the registry's counts. Everything in it is public (the committee,
+	// stakes and shard map are what readers verify against anyway).
+	NetworkStatus(context.Context, *NetworkStatusRequest) (*NetworkStatusResponse, error)
 	mustEmbedUnimplementedClientServer()
 }
 
@@ -1308,6 +1331,9 @@ func (UnimplementedClientServer) ListCertified(context.Context, *ListCertifiedRe
 }
 func (UnimplementedClientServer) GetChallenge(context.Context, *GetChallengeRequest) (*GetChallengeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetChallenge not implemented")
+}
+func (UnimplementedClientServer) NetworkStatus(context.Context, *NetworkStatusRequest) (*NetworkStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NetworkStatus not implemented")
 }
 func (UnimplementedClientServer) mustEmbedUnimplementedClientServer() {}
 func (UnimplementedClientServer) testEmbeddedByValue()                {}
@@ -1564,6 +1590,24 @@ func _Client_GetChallenge_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Client_NetworkStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NetworkStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientServer).NetworkStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Client_NetworkStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientServer).NetworkStatus(ctx, req.(*NetworkStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Client_ServiceDesc is the grpc.ServiceDesc for Client service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1622,6 +1666,10 @@ var Client_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetChallenge",
 			Handler:    _Client_GetChallenge_Handler,
+		},
+		{
+			MethodName: "NetworkStatus",
+			Handler:    _Client_NetworkStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
