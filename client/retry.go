@@ -114,10 +114,15 @@ func (c *Client) retry(ctx context.Context, timeout time.Duration, p retryPolicy
 // transiently is retried after a backoff. A voter's answer, even an error,
 // ends the call: followers forward writes, so any voter speaks for the
 // cluster.
+//
+// The rounds are Config.Retries, or as many as the caller's deadline
+// leaves time for if it has one: a leader election, or voters restarting
+// one after another, outlasts a few backoffs, and a caller that gave a
+// store two minutes should not see it fail after five seconds.
 func (c *Client) controlCall(ctx context.Context, what string, f func(ctx context.Context, conn *grpc.ClientConn) error) error {
 	addrs := c.cfg.Control
 	var errs []error
-	for round := 0; round <= c.cfg.Retries; round++ {
+	for round := 0; c.anotherRound(ctx, round); round++ {
 		if round > 0 {
 			if err := sleep(ctx, c.delay(round)); err != nil {
 				return fmt.Errorf("%s: %w", what, errors.Join(append(errs, err)...))
@@ -145,6 +150,25 @@ func (c *Client) controlCall(ctx context.Context, what string, f func(ctx contex
 		}
 	}
 	return fmt.Errorf("%s: no control-plane voter answered: %w", what, errors.Join(errs...))
+}
+
+// anotherRound reports whether round number round (0: the first) of a
+// control-plane call is tried: within Config.Retries, or, when retries
+// are on and the context has a deadline, while the deadline leaves room
+// for the backoff before it and a call.
+func (c *Client) anotherRound(ctx context.Context, round int) bool {
+	if round <= c.cfg.Retries {
+		return true
+	}
+	deadline, ok := ctx.Deadline()
+	if c.cfg.Retries == 0 || !ok {
+		return false
+	}
+	backoff := c.cfg.Backoff << min(round-1, 20)
+	if backoff <= 0 || backoff > c.cfg.MaxBackoff {
+		backoff = c.cfg.MaxBackoff
+	}
+	return time.Until(deadline) > backoff
 }
 
 // writeContext adds the client credential and a command ID to a write.
