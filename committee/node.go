@@ -32,11 +32,15 @@ type NodeConfig struct {
 	Bootstrap []raft.Server
 	State     Config // the genesis configuration of the FSM
 	// Tuning; zero values take production defaults.
-	HeartbeatTimeout  time.Duration
-	ElectionTimeout   time.Duration
-	SnapshotThreshold uint64
-	TrailingLogs      uint64
-	LogOutput         io.Writer // Raft's own log (default: discarded)
+	HeartbeatTimeout time.Duration
+	ElectionTimeout  time.Duration
+	// LeaderLeaseTimeout: a leader without contact from a quorum this
+	// long steps down (0: half of HeartbeatTimeout when that is set, else
+	// Raft's default).
+	LeaderLeaseTimeout time.Duration
+	SnapshotThreshold  uint64
+	TrailingLogs       uint64
+	LogOutput          io.Writer // Raft's own log (default: discarded)
 	// DialCredentials secure the gRPC connections this voter makes to
 	// the others (joining, bootstrapping, forwarding writes to the
 	// leader); nil: plaintext.
@@ -94,6 +98,9 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	}
 	if cfg.ElectionTimeout > 0 {
 		rc.ElectionTimeout = cfg.ElectionTimeout
+	}
+	if cfg.LeaderLeaseTimeout > 0 {
+		rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
 	}
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +15,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -36,7 +40,7 @@ func (a *adminClient) dial(cmd *cobra.Command) (*grpc.ClientConn, context.Contex
 		return nil, nil, nil, err
 	}
 	// Any voter will do (followers forward writes): several may be listed.
-	conn, err := dialControl(cmd.Context(), strings.Split(a.control, ","))
+	conn, err := dialControl(cmd.Context(), strings.Split(a.control, ","), grpc.WithChainUnaryInterceptor(retryUnavailable))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -433,4 +437,50 @@ func adminBlob(a *adminClient) *cobra.Command {
 	cmd := &cobra.Command{Use: "blob", Short: "Blobs in the registry"}
 	cmd.AddCommand(status)
 	return cmd
+}
+
+// Admin calls that find no voter up, or no leader (an election), are
+// tried again with backoff until the command's --timeout: an operator
+// running `weft admin` just after a voter died should get an answer, not
+// Unavailable.
+const (
+	adminBackoff    = 100 * time.Millisecond
+	adminMaxBackoff = 2 * time.Second
+)
+
+// retryUnavailable retries a unary call that failed Unavailable while the
+// context's deadline leaves room. Every attempt carries one request ID, so
+// a write whose answer was lost is answered with its first outcome by the
+// control plane (committee.Service.propose) instead of being applied
+// twice.
+func retryUnavailable(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if md, _ := metadata.FromOutgoingContext(ctx); len(md.Get("weft-request-id")) == 0 {
+		ctx = metadata.AppendToOutgoingContext(ctx, "weft-request-id", newRequestID())
+	}
+	backoff := adminBackoff
+	for {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+			return err
+		}
+		deadline, ok := ctx.Deadline()
+		if !ok || time.Until(deadline) < backoff {
+			return err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		backoff = min(2*backoff, adminMaxBackoff)
+	}
+}
+
+// newRequestID is a random command ID for one admin call.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

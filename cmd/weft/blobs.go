@@ -205,6 +205,10 @@ content-type attribute (and a chunked file's manifest's content type).`,
 			return cobra.ExactArgs(1)(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if epochs == 0 {
+				// The SDK reads 0 as its default; said here, it is a mistake.
+				return errors.New("--epochs must be at least 1 (a blob lives from the current epoch for that many)")
+			}
 			// Attributes are checked before anything is sent.
 			attrs, err := parseAttributes(attrFlags)
 			if err != nil {

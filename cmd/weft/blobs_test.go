@@ -256,6 +256,10 @@ func TestStoreStatusReadVerifyCLI(t *testing.T) {
 	if _, _, err := runWeftSplit(t, nil, "read", crypto.BlobID{2}.String()); err == nil || !strings.Contains(err.Error(), "blob not found") {
 		t.Fatalf("read of an unknown blob: %v", err)
 	}
+	// --epochs 0 is refused, not read as the default (the gateway refuses ?epochs=0 too).
+	if _, _, err := runWeftSplit(t, nil, "store", in, "--epochs", "0"); err == nil || !strings.Contains(err.Error(), "--epochs must be at least 1") {
+		t.Fatalf("store --epochs 0: %v", err)
+	}
 	t.Setenv("WEFT_TOKEN", "")
 	if _, _, err := runWeftSplit(t, nil, "store", in); err == nil || !strings.Contains(err.Error(), "client token is required") {
 		t.Fatalf("store without a token: %v", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 
 	"github.com/weftstore/weft/api/wire"
@@ -63,6 +64,35 @@ type controlOptions struct {
 	insecureRaft                    bool
 	maxSnapshotSize                 int64
 	registrationRate                float64
+	raft                            raftTimeouts
+}
+
+// raftTimeouts are the voter's Raft timing (--raft-*): hashicorp/raft's
+// defaults are tuned for idle machines, and a leader whose quorum contact
+// is a few hundred milliseconds late under CPU load steps down with
+// nothing wrong (issue #23's soak: contact 575 ms old against the 500 ms
+// default lease). Longer timeouts make a dead leader's replacement slower
+// by as much.
+type raftTimeouts struct {
+	heartbeat, election, lease time.Duration
+}
+
+func (r *raftTimeouts) addFlags(f *pflag.FlagSet) {
+	f.DurationVar(&r.heartbeat, "raft-heartbeat-timeout", time.Second, "a follower without contact from the leader this long starts an election")
+	f.DurationVar(&r.election, "raft-election-timeout", time.Second, "a candidate without a result this long starts another election")
+	f.DurationVar(&r.lease, "raft-lease-timeout", time.Second, "a leader without contact from a quorum this long steps down (at most --raft-heartbeat-timeout)")
+}
+
+func (r raftTimeouts) check() error {
+	if r.lease > 0 && r.heartbeat > 0 && r.lease > r.heartbeat {
+		return fmt.Errorf("--raft-lease-timeout %v is longer than --raft-heartbeat-timeout %v", r.lease, r.heartbeat)
+	}
+	for _, d := range []time.Duration{r.heartbeat, r.election, r.lease} {
+		if d < 0 || (d > 0 && d < 5*time.Millisecond) {
+			return fmt.Errorf("raft timeout %v: use 0 (the default) or at least 5ms", d)
+		}
+	}
+	return nil
 }
 
 func newControlCommand() *cobra.Command {
@@ -99,6 +129,7 @@ func newControlCommand() *cobra.Command {
 	f.Int64Var(&o.maxSnapshotSize, "max-snapshot-size", committee.DefaultMaxSnapshotBytes, "largest snapshot upload (weft admin snapshot restore) taken, in bytes (spooled to the data directory and checked before install)")
 	f.Float64Var(&o.registrationRate, "registration-rate", 2, "storage-node registration attempts taken per second from one address (bursts of 50)")
 	f.IntVar(&o.autoEvict, "auto-evict", 0, "at an epoch change, set the stake of nodes that failed or missed their last K challenge rounds to 0 (0: never)")
+	o.raft.addFlags(f)
 	o.tokens.add(cmd)
 	return cmd
 }
@@ -106,6 +137,9 @@ func newControlCommand() *cobra.Command {
 func runControl(ctx context.Context, o controlOptions) error {
 	if o.dataDir == "" {
 		return errors.New("--data-dir is required")
+	}
+	if err := o.raft.check(); err != nil {
+		return err
 	}
 	token, err := o.tokens.resolve()
 	if err != nil {
@@ -124,6 +158,7 @@ func runControl(ctx context.Context, o controlOptions) error {
 		ID: o.id, DataDir: o.dataDir, RaftAddr: o.raftAddr,
 		State:     committee.Config{Shards: o.shards, PerNodeCap: o.perNodeCap},
 		LogOutput: os.Stderr, DialCredentials: dialCreds, RaftTLS: raftTLS,
+		HeartbeatTimeout: o.raft.heartbeat, ElectionTimeout: o.raft.election, LeaderLeaseTimeout: o.raft.lease,
 	})
 	if err != nil {
 		return err

@@ -426,3 +426,47 @@ func nonLoopbackIP(t *testing.T) string {
 	t.Skip("this machine has no address off loopback")
 	return ""
 }
+
+// `weft admin` waits out a control plane that is not up yet (or is
+// electing a leader) within --timeout instead of failing at once with
+// Unavailable (issue #23), and a write retried meanwhile applies once.
+func TestAdminRetriesUntilItsTimeout(t *testing.T) {
+	const token = "late-token"
+	grpcAddr := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	o := controlOptions{id: "late", dataDir: t.TempDir(), raftAddr: freePort(t), grpcAddr: grpcAddr,
+		bootstrapExpect: 1, shards: 10, tokens: tokenFlags{token: token}}
+	time.AfterFunc(2*time.Second, func() { go func() { stopped <- runControl(ctx, o) }() })
+	t.Cleanup(func() { cancel(); <-stopped })
+	admin := func(args ...string) (string, error) {
+		return runWeft(t, append(append([]string{"admin"}, args...), "--control", grpcAddr, "--token", token, "--timeout", "30s")...)
+	}
+	start := time.Now()
+	if out, err := admin("client", "add", "app", "--quota", "1000"); err != nil {
+		t.Fatalf("weft admin client add, started before the control plane: %v\n%s", err, out)
+	}
+	if waited := time.Since(start); waited < 2*time.Second {
+		t.Fatalf("the command returned after %v, before the control plane started", waited)
+	}
+	out, err := admin("client", "list", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out, `"client":"app"`) + strings.Count(out, `"client": "app"`); n != 1 {
+		t.Fatalf("client list after one retried add: %s", out)
+	}
+}
+
+// The Raft timeout flags are checked before anything starts.
+func TestControlRaftTimeoutFlags(t *testing.T) {
+	for _, r := range []raftTimeouts{{heartbeat: time.Second, lease: 2 * time.Second}, {election: time.Microsecond}, {heartbeat: -time.Second}} {
+		o := controlOptions{id: "v", dataDir: t.TempDir(), raft: r, tokens: tokenFlags{token: "t"}}
+		if err := runControl(context.Background(), o); err == nil || !strings.Contains(err.Error(), "raft") {
+			t.Fatalf("raft timeouts %+v: %v", r, err)
+		}
+	}
+	if out, err := runWeft(t, "control", "--help"); err != nil || !strings.Contains(out, "--raft-lease-timeout") {
+		t.Fatalf("control --help: %v\n%s", err, out)
+	}
+}

@@ -100,7 +100,7 @@ func nodeIDFromKey(pk *crypto.PublicKey) shardmap.NodeID {
 // stopped answering (cut off by the network: no reset ever comes, and a
 // long-poll would wait on it for as long as TCP does, many minutes): the
 // connection is closed and the next call goes to another voter.
-func dialControl(ctx context.Context, addrs []string) (*grpc.ClientConn, error) {
+func dialControl(ctx context.Context, addrs []string, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("--control is required")
 	}
@@ -126,6 +126,7 @@ func dialControl(ctx context.Context, addrs []string) (*grpc.ClientConn, error) 
 	}
 	opts := append(wire.DialOptions(), grpc.WithResolvers(r), creds,
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}))
+	opts = append(opts, extra...)
 	return grpc.NewClient(r.Scheme()+":///control", opts...)
 }
 
