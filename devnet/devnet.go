@@ -47,7 +47,11 @@ type Config struct {
 	ScrubInterval time.Duration
 	// Limits are the nodes' per-peer caps (zero: storage's defaults).
 	Limits storage.PeerLimits
-	Logger *slog.Logger // default: discard
+	// CopyRetryWindow is how long the nodes keep trying to copy a gained
+	// shard from a holder they cannot reach (zero: storage's default;
+	// negative: rebuild at once).
+	CopyRetryWindow time.Duration
+	Logger          *slog.Logger // default: discard
 	// ControlAddr and NodeAddrs fix the listening addresses (default: free
 	// loopback ports).
 	ControlAddr string
@@ -257,7 +261,7 @@ func (d *Network) startNode(ctx context.Context, n *node) error {
 	run, err := storage.Start(ctx, storage.Config{
 		ID: n.id, Key: n.key, DataDir: n.dir, PublicAddr: n.addr, Control: d.conn,
 		RecoveryDelay: d.cfg.RecoveryDelay, PeerTimeout: 5 * time.Second, WatchTimeout: 5 * time.Second,
-		ScrubInterval: d.cfg.ScrubInterval, Limits: d.cfg.Limits,
+		ScrubInterval: d.cfg.ScrubInterval, Limits: d.cfg.Limits, CopyRetryWindow: d.cfg.CopyRetryWindow,
 		Faults: n.faults, Logger: d.cfg.Logger,
 	})
 	if err != nil {

@@ -352,7 +352,7 @@ func (n *Node) syncPage(ctx context.Context, a Assignment, shard uint32, cursor 
 		}
 	}
 	if holder := a.Holders[shard]; holder != "" && holder != n.cfg.ID && prog.next < len(todo) {
-		err := n.copyFromHolder(ctx, a, shard, holder, prog)
+		err := n.copyRetrying(ctx, a, shard, holder, prog)
 		if err != nil && ctx.Err() == nil {
 			n.log.Warn("storage: copying from the shard's holder; rebuilding instead", "shard", shard, "holder", holder, "err", err)
 		}
@@ -397,6 +397,87 @@ func (n *Node) syncPage(ctx context.Context, a Assignment, shard uint32, cursor 
 		}
 	}
 	return prog.cursor, n.store.WriteSynced(a.Epoch, shard, prog.cursor)
+}
+
+// copyRetrying copies from the holder, trying again with backoff while it
+// cannot be reached, until it has been unreachable for
+// Config.CopyRetryWindow: each attempt goes on from what the last one
+// wrote. The window is the holder's, not each shard's — a holder that is
+// gone for good costs every shard it held one window in all, not one
+// each. A holder that answers with an error is not asked again: the rest
+// is rebuilt.
+func (n *Node) copyRetrying(ctx context.Context, a Assignment, shard uint32, holder shardmap.NodeID, prog *syncProgress) error {
+	backoff := copyBackoff
+	for attempt := 1; ; attempt++ {
+		err := n.copyFromHolder(ctx, a, shard, holder, prog)
+		if err == nil || !holderUnreachable(err) {
+			n.holderDown.answered(holder)
+			return err
+		}
+		since := n.holderDown.failed(holder, n.cfg.CopyRetryWindow)
+		if ctx.Err() != nil || time.Since(since)+backoff > n.cfg.CopyRetryWindow {
+			return err
+		}
+		n.log.Info("storage: shard holder unreachable; trying the copy again", "shard", shard, "holder", holder, "attempt", attempt, "in", backoff, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(2*backoff, copyMaxBackoff)
+	}
+}
+
+// holderOutages remembers since when each holder has not answered.
+type holderOutages struct {
+	mu     sync.Mutex
+	outage map[shardmap.NodeID]outage
+}
+
+type outage struct{ since, last time.Time }
+
+// failed records a failed attempt and returns when the outage began: a
+// failure more than window after the last one begins a new outage (the
+// holder answered others meanwhile, or nobody asked).
+func (h *holderOutages) failed(node shardmap.NodeID, window time.Duration) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.outage == nil {
+		h.outage = map[shardmap.NodeID]outage{}
+	}
+	now := time.Now()
+	o, ok := h.outage[node]
+	if !ok || now.Sub(o.last) > window {
+		o.since = now
+	}
+	o.last = now
+	h.outage[node] = o
+	return o.since
+}
+
+// answered ends the holder's outage.
+func (h *holderOutages) answered(node shardmap.NodeID) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.outage, node)
+}
+
+// The backoff between copy attempts from an unreachable holder.
+const (
+	copyBackoff    = 250 * time.Millisecond
+	copyMaxBackoff = 4 * time.Second
+)
+
+// holderUnreachable: the holder did not answer (down, restarting, cut
+// off), as opposed to answering with a refusal.
+func holderUnreachable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return false
 }
 
 // rebuildParallel bounds the pairs one shard's sync rebuilds at once.

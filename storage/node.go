@@ -44,6 +44,12 @@ type Config struct {
 	RecoveryDelay   time.Duration
 	// PeerTimeout bounds each call to another node (default 10 s).
 	PeerTimeout time.Duration
+	// CopyRetryWindow is how long a gained shard's sync keeps trying to
+	// copy from a holder it cannot reach before rebuilding the rest from
+	// symbols (default 30 s; negative: rebuild at the first failure). A
+	// holder restarting or cut off for a few seconds costs a wait; a
+	// rebuild costs a round of symbol requests to every peer per blob.
+	CopyRetryWindow time.Duration
 	// WatchTimeout is how long a blocking watch waits (default 30 s).
 	WatchTimeout time.Duration
 	// ScrubInterval is the time from the end of one scrub pass (reading
@@ -85,6 +91,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PeerTimeout <= 0 {
 		c.PeerTimeout = 10 * time.Second
+	}
+	if c.CopyRetryWindow == 0 {
+		c.CopyRetryWindow = 30 * time.Second
 	}
 	if c.WatchTimeout <= 0 {
 		c.WatchTimeout = 30 * time.Second
@@ -133,6 +142,9 @@ type Node struct {
 	reportMu   sync.Mutex              // one signed "shard synced" at a time, nonces in order
 	syncedMu   sync.Mutex
 	synced     map[uint64]map[uint32]bool // epoch → shards this node synced in it (a shard synced twice counts once)
+	// holderDown: since when each shard holder has failed to answer a
+	// copy (handover.go); its shards' syncs share the one retry window.
+	holderDown holderOutages
 
 	ready  chan struct{} // closed when store, codec and workers are up
 	cancel context.CancelFunc
