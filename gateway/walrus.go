@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -509,7 +510,9 @@ func (g *Gateway) walrusPutBlob(w http.ResponseWriter, r *http.Request, ww *walr
 		g.storeFailed(w, r, body, failedBlobID(err), err)
 		return
 	}
-	res, err := g.walrusStoreResult(r, sf, epochs)
+	// The write's context: a caller that half-closed its connection
+	// still waits for the answer.
+	res, err := g.walrusStoreResult(ctx, sf, epochs)
 	if err != nil {
 		code := errorStatus(err)
 		if code == http.StatusServiceUnavailable {
@@ -578,8 +581,7 @@ type walrusAlreadyCertified struct {
 // object as the blob object and the bytes stored over all shards (a file's
 // chunks included) as its encoded length. It asks the control plane for
 // the blob's entry and the object: Walrus's answer says more than weft's.
-func (g *Gateway) walrusStoreResult(r *http.Request, sf *client.StoredFile, epochs uint64) (*walrusStoreResultBody, error) {
-	ctx := r.Context()
+func (g *Gateway) walrusStoreResult(ctx context.Context, sf *client.StoredFile, epochs uint64) (*walrusStoreResultBody, error) {
 	st, err := g.cl.Status(ctx, sf.ID)
 	if err != nil {
 		return nil, err
