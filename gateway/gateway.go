@@ -234,6 +234,7 @@ func (g *Gateway) routes() {
 			"GET /v1/blobs/{id}/status, POST /v1/blobs/{id}/extend, GET /v1/objects/{object}, GET /v1/objects/{object}/info, "+
 			"DELETE /v1/objects/{object}, PUT /v1/objects/{object}/attributes)", r.Method, r.URL.Path))
 	})
+	g.walrusRoutes() // Walrus's HTTP dialect under /walrus (walrus.go)
 }
 
 // Close closes the SDK client New dialed (not one given in Config.Client).
