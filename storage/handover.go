@@ -628,6 +628,7 @@ func (n *Node) keepSyncedPair(epoch uint64, shard uint32, id crypto.BlobID, done
 	}
 	prog.mark(id)
 	n.metrics.handoverCopied.Add(float64(v.Size()))
+	n.countHandover(epoch, int64(v.Size()), 0)
 	return nil
 }
 
@@ -661,6 +662,7 @@ func (n *Node) rebuildForShard(ctx context.Context, a Assignment, shard uint32, 
 	fetch := &peerFetcher{n: n, id: id, a: a, holders: true}
 	pair, stats, err := codec.RecoverPair(ctx, meta, codec.Params().PairForShard(int(shard), id), fetch)
 	n.metrics.handoverRebuilt.Add(float64(stats.BytesReceived))
+	n.countHandover(a.Epoch, 0, int64(stats.BytesReceived))
 	n.log.Debug("storage: rebuilt a pair for a gained shard", "blob", id, "shard", shard, "requests", stats.Requests,
 		"symbols", stats.SymbolsReceived, "bytes", stats.BytesReceived, "proofs", stats.UsedProofs, "err", err)
 	n.metrics.bytesRecovered.Add(float64(stats.BytesReceived))

@@ -142,6 +142,7 @@ type Node struct {
 	reportMu   sync.Mutex              // one signed "shard synced" at a time, nonces in order
 	syncedMu   sync.Mutex
 	synced     map[uint64]map[uint32]bool // epoch → shards this node synced in it (a shard synced twice counts once)
+	moved      map[uint64]*handoverBytes  // epoch → bytes its handover copied and rebuilt (this epoch and the last)
 	// holderDown: since when each shard holder has failed to answer a
 	// copy (handover.go); its shards' syncs share the one retry window.
 	holderDown holderOutages
@@ -500,6 +501,41 @@ func (n *Node) markSynced(epoch uint64, shard uint32) {
 		n.synced[epoch] = map[uint32]bool{}
 	}
 	n.synced[epoch][shard] = true
+}
+
+// handoverBytes is what one epoch's handover brought in.
+type handoverBytes struct{ copied, rebuilt int64 }
+
+// countHandover adds to an epoch's handover bytes; epochs before the
+// previous one are forgotten.
+func (n *Node) countHandover(epoch uint64, copied, rebuilt int64) {
+	n.syncedMu.Lock()
+	defer n.syncedMu.Unlock()
+	if n.moved == nil {
+		n.moved = map[uint64]*handoverBytes{}
+	}
+	b := n.moved[epoch]
+	if b == nil {
+		b = &handoverBytes{}
+		n.moved[epoch] = b
+		for e := range n.moved {
+			if e+1 < epoch {
+				delete(n.moved, e)
+			}
+		}
+	}
+	b.copied += copied
+	b.rebuilt += rebuilt
+}
+
+// handoverIn returns an epoch's handover bytes.
+func (n *Node) handoverIn(epoch uint64) handoverBytes {
+	n.syncedMu.Lock()
+	defer n.syncedMu.Unlock()
+	if b := n.moved[epoch]; b != nil {
+		return *b
+	}
+	return handoverBytes{}
 }
 
 // isSynced: whether a gained shard's pairs are all on disk this epoch

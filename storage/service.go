@@ -784,6 +784,8 @@ func (s *service) NodeStatus(ctx context.Context, _ *weftv1.NodeStatusRequest) (
 	}
 	st := n.metrics.snapshot()
 	resp.HandoverBytesCopied, resp.HandoverBytesRebuilt = uint64(st.HandoverCopied), uint64(st.HandoverRebuilt)
+	moved := n.handoverIn(a.Epoch)
+	resp.EpochBytesCopied, resp.EpochBytesRebuilt = uint64(moved.copied), uint64(moved.rebuilt)
 	resp.ShardsSynced = n.syncedIn(a.Epoch)
 	return resp, nil
 }

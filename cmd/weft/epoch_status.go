@@ -86,7 +86,10 @@ func nodeHandovers(ctx context.Context, com *weftv1.GetCommitteeResponse, state 
 				return
 			}
 			out[i].Synced, out[i].Syncing = ns.ShardsSynced, ns.ShardsSyncing
-			out[i].Copied, out[i].Rebuilt = ns.HandoverBytesCopied, ns.HandoverBytesRebuilt
+			if ns.Epoch == state.Epoch {
+				// This epoch's handover, not the node's lifetime.
+				out[i].Copied, out[i].Rebuilt = ns.EpochBytesCopied, ns.EpochBytesRebuilt
+			}
 		})
 	}
 	wg.Wait()

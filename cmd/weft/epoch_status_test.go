@@ -87,6 +87,25 @@ func TestEpochStatusShowsHandover(t *testing.T) {
 	if len(r.Stuck) != 0 {
 		t.Fatalf("stuck after Stable: %v", r.Stuck)
 	}
+	// The byte counts are this epoch's: the next epoch, moving nothing,
+	// shows none (the node has not restarted, so its lifetime counters
+	// still hold the last handover's).
+	if _, err := net.AdvanceEpoch(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if r = status(); r.Phase == "stable" && r.Epoch == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no Stable epoch 3: %+v", r)
+		}
+	}
+	for _, n := range r.Nodes {
+		if n.Copied != 0 || n.Rebuilt != 0 {
+			t.Fatalf("an epoch that moved nothing reports %+v", n)
+		}
+	}
 	text, _, err := runWeftSplit(t, nil, "admin", "epoch", "status", "--control", net.ControlAddr, "--token", net.OperatorToken)
 	if err != nil || !strings.Contains(text, "phase") || !strings.Contains(text, "COPIED") {
 		t.Fatalf("text output: %v\n%s", err, text)

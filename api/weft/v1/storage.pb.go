@@ -1023,8 +1023,12 @@ type NodeStatusResponse struct {
 	ShardsSyncing        []uint32 `protobuf:"varint,9,rep,packed,name=shards_syncing,json=shardsSyncing,proto3" json:"shards_syncing,omitempty"`
 	HandoverBytesCopied  uint64   `protobuf:"varint,10,opt,name=handover_bytes_copied,json=handoverBytesCopied,proto3" json:"handover_bytes_copied,omitempty"`
 	HandoverBytesRebuilt uint64   `protobuf:"varint,11,opt,name=handover_bytes_rebuilt,json=handoverBytesRebuilt,proto3" json:"handover_bytes_rebuilt,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The same in the current epoch only (since the node last started: a
+	// restart mid-epoch counts from zero).
+	EpochBytesCopied  uint64 `protobuf:"varint,12,opt,name=epoch_bytes_copied,json=epochBytesCopied,proto3" json:"epoch_bytes_copied,omitempty"`
+	EpochBytesRebuilt uint64 `protobuf:"varint,13,opt,name=epoch_bytes_rebuilt,json=epochBytesRebuilt,proto3" json:"epoch_bytes_rebuilt,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *NodeStatusResponse) Reset() {
@@ -1130,6 +1134,20 @@ func (x *NodeStatusResponse) GetHandoverBytesCopied() uint64 {
 func (x *NodeStatusResponse) GetHandoverBytesRebuilt() uint64 {
 	if x != nil {
 		return x.HandoverBytesRebuilt
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetEpochBytesCopied() uint64 {
+	if x != nil {
+		return x.EpochBytesCopied
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetEpochBytesRebuilt() uint64 {
+	if x != nil {
+		return x.EpochBytesRebuilt
 	}
 	return 0
 }
@@ -1290,7 +1308,7 @@ const file_weft_v1_storage_proto_rawDesc = "" +
 	"\x11NodeStatusRequest\"9\n" +
 	"\vShardStatus\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x14\n" +
-	"\x05state\x18\x02 \x01(\tR\x05state\"\xb2\x03\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\"\x90\x04\n" +
 	"\x12NodeStatusResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1d\n" +
 	"\n" +
@@ -1305,7 +1323,9 @@ const file_weft_v1_storage_proto_rawDesc = "" +
 	"\x0eshards_syncing\x18\t \x03(\rR\rshardsSyncing\x122\n" +
 	"\x15handover_bytes_copied\x18\n" +
 	" \x01(\x04R\x13handoverBytesCopied\x124\n" +
-	"\x16handover_bytes_rebuilt\x18\v \x01(\x04R\x14handoverBytesRebuilt\"-\n" +
+	"\x16handover_bytes_rebuilt\x18\v \x01(\x04R\x14handoverBytesRebuilt\x12,\n" +
+	"\x12epoch_bytes_copied\x18\f \x01(\x04R\x10epochBytesCopied\x12.\n" +
+	"\x13epoch_bytes_rebuilt\x18\r \x01(\x04R\x11epochBytesRebuilt\"-\n" +
 	"\x15ProveChallengeRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\"4\n" +
 	"\x16ProveChallengeResponse\x12\x1a\n" +
