@@ -7,8 +7,11 @@
 // /v1/blobs/{id}/extend extends its lifetime. Every store makes the
 // caller's blob object: GET /v1/objects/{object} serves its bytes with
 // its attributes as headers, …/info the object, DELETE (its owner's)
-// deletes it, PUT …/attributes edits them. `weft gateway` runs one;
-// DESIGN.md says how it works.
+// deletes it, PUT …/attributes edits them. GET /v1/api serves the API's
+// OpenAPI description (openapi.json). Errors are JSON, {"error": {"code",
+// "status", "message", "details"}}; content-addressed bytes are cacheable
+// for good; Config.CORSOrigins lets web pages call the API. `weft
+// gateway` runs one; DESIGN.md says how it works.
 //
 // A Gateway is an http.Handler; Serve runs it on a listener with the
 // configured timeouts and shuts it down gracefully:
