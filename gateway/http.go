@@ -276,10 +276,14 @@ func writeErrorID(w http.ResponseWriter, r *http.Request, code int, err error, i
 	for _, k := range servedHeaders {
 		h.Del(k)
 	}
+	if code != http.StatusRequestedRangeNotSatisfiable {
+		h.Del("Content-Range") // a 416's says the size; any other's would describe a range not sent
+	}
 	// An error is never kept: the blob may be stored, certified or come
 	// back (503) a moment later, and a blob's year-long caching must not
 	// stick to it.
 	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	writeJSON(w, code, resp)
 }
 
