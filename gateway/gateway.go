@@ -7,8 +7,11 @@
 // /v1/blobs/{id}/extend extends its lifetime. Every store makes the
 // caller's blob object: GET /v1/objects/{object} serves its bytes with
 // its attributes as headers, …/info the object, DELETE (its owner's)
-// deletes it, PUT …/attributes edits them. `weft gateway` runs one;
-// DESIGN.md says how it works.
+// deletes it, PUT …/attributes edits them. GET /v1/api serves the API's
+// OpenAPI description (openapi.json). Errors are JSON, {"error": {"code",
+// "status", "message", "details"}}; content-addressed bytes are cacheable
+// for good; Config.CORSOrigins lets web pages call the API. `weft
+// gateway` runs one; DESIGN.md says how it works.
 //
 // A Gateway is an http.Handler; Serve runs it on a listener with the
 // configured timeouts and shuts it down gracefully:
@@ -133,6 +136,13 @@ type Config struct {
 	// TLSConfig, if set, makes Serve serve HTTPS with it.
 	TLSConfig *tls.Config
 
+	// CORSOrigins are the web origins ("https://app.example", scheme,
+	// host and port as a browser sends them in Origin) whose pages may
+	// call the API from a browser (--cors-origin); "*" allows any. None:
+	// no CORS headers at all, and a preflight is refused (403). cors.go
+	// says what is answered.
+	CORSOrigins []string
+
 	// SetMemoryLimit, if set, is given the Go soft memory limit the
 	// gateway's requests in flight call for, each time it changes:
 	// memoryBase (128 MiB) + CacheSize + each request's share (a PUT
@@ -160,6 +170,7 @@ type Gateway struct {
 	mem     *memoryLimit
 	metrics *gatewayMetrics // nil when not configured
 	slots   chan struct{}   // one per request in flight
+	cors    *corsPolicy     // nil: no cross-origin requests
 }
 
 // New makes a gateway of cfg, dialing an SDK client to cfg.Control unless
@@ -177,9 +188,13 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = DefaultMaxInflight
 	}
+	cors, err := newCORSPolicy(cfg.CORSOrigins)
+	if err != nil {
+		return nil, err
+	}
 	g := &Gateway{
 		cl: cfg.Client, cfg: cfg, mux: http.NewServeMux(), cache: newBlobCache(cfg.CacheSize),
-		slots: make(chan struct{}, cfg.MaxInflight),
+		slots: make(chan struct{}, cfg.MaxInflight), cors: cors,
 	}
 	if cfg.Metrics != nil {
 		m, err := newGatewayMetrics(cfg.Metrics, g.cache)
@@ -204,37 +219,6 @@ func New(cfg Config) (*Gateway, error) {
 	g.mem = newMemoryLimit(cfg.SetMemoryLimit, cfg.CacheSize)
 	g.routes()
 	return g, nil
-}
-
-// routes sets up the API's endpoints.
-func (g *Gateway) routes() {
-	g.mux.HandleFunc("PUT /v1/blobs", g.putBlob)
-	g.mux.HandleFunc("PUT /v1/quilts", g.putQuilt)
-	// GET patterns also match HEAD.
-	g.mux.HandleFunc("GET /v1/blobs/{id}", g.getBlob)
-	g.mux.HandleFunc("GET /v1/blobs/{id}/status", g.getStatus)
-	g.mux.HandleFunc("POST /v1/blobs/{id}/extend", g.extendBlob)
-	g.mux.HandleFunc("GET /v1/objects/{object}", g.getObject)
-	g.mux.HandleFunc("GET /v1/objects/{object}/info", g.getObjectInfo)
-	g.mux.HandleFunc("DELETE /v1/objects/{object}", g.deleteObject)
-	g.mux.HandleFunc("PUT /v1/objects/{object}/attributes", g.putAttributes)
-	// The method-less patterns are less specific than the ones above, so
-	// they only catch other methods: ServeMux's own 405 is plain text,
-	// and every error of this API is JSON.
-	g.mux.HandleFunc("/v1/blobs", methodNotAllowed("PUT"))
-	g.mux.HandleFunc("/v1/quilts", methodNotAllowed("PUT"))
-	g.mux.HandleFunc("/v1/blobs/{id}", methodNotAllowed("GET, HEAD"))
-	g.mux.HandleFunc("/v1/blobs/{id}/status", methodNotAllowed("GET, HEAD"))
-	g.mux.HandleFunc("/v1/blobs/{id}/extend", methodNotAllowed("POST"))
-	g.mux.HandleFunc("/v1/objects/{object}", methodNotAllowed("GET, HEAD, DELETE"))
-	g.mux.HandleFunc("/v1/objects/{object}/info", methodNotAllowed("GET, HEAD"))
-	g.mux.HandleFunc("/v1/objects/{object}/attributes", methodNotAllowed("PUT"))
-	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (the API is PUT /v1/blobs, PUT /v1/quilts, GET /v1/blobs/{id}, "+
-			"GET /v1/blobs/{id}/status, POST /v1/blobs/{id}/extend, GET /v1/objects/{object}, GET /v1/objects/{object}/info, "+
-			"DELETE /v1/objects/{object}, PUT /v1/objects/{object}/attributes)", r.Method, r.URL.Path))
-	})
-	g.walrusRoutes() // Walrus's HTTP dialect under /walrus (walrus.go)
 }
 
 // Close closes the SDK client New dialed (not one given in Config.Client).
@@ -300,7 +284,11 @@ func (g *Gateway) Serve(ctx context.Context, lis net.Listener) error {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &recordingWriter{ResponseWriter: w, status: http.StatusOK}
+	// Every answer, errors and 429s included, so that a page allowed to
+	// call the API can read why it failed.
+	g.cors.setHeaders(rec.Header(), r)
 	g.serve(rec, r)
+	rec.answerHeldError(r)
 	if !rec.wroteHeader {
 		// Every path answers explicitly; were one to forget, net/http
 		// would send an empty 200, which a PUT's caller takes for success.
@@ -314,7 +302,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serve answers one request if a slot is free, and 429 if none is.
+// OPTIONS takes no slot: it is answered from the route table alone, so a
+// busy gateway still answers a browser's preflight (and then the request
+// itself 429, which the page can read).
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodOptions {
+		g.setDeadlines(w, r)
+		g.mux.ServeHTTP(w, r)
+		return
+	}
 	select {
 	case g.slots <- struct{}{}:
 		defer func() { <-g.slots }()

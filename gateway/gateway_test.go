@@ -355,13 +355,13 @@ func TestGateway(t *testing.T) {
 		if err := json.Unmarshal(body, &e); err != nil {
 			t.Fatal(err)
 		}
-		if want := localID(t, pending).String(); e.BlobID != want {
-			t.Fatalf("failed store names blob %q, want %q", e.BlobID, want)
+		if want := localID(t, pending).String(); e.Error.BlobID != want {
+			t.Fatalf("failed store names blob %q, want %q", e.Error.BlobID, want)
 		}
 		// It was registered but never certified: nothing to read yet.
-		resp, body = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+e.BlobID, nil)
+		resp, body = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+e.Error.BlobID, nil)
 		gatewaytest.Want(t, resp, body, http.StatusConflict)
-		resp, body = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+e.BlobID+"/status", nil)
+		resp, body = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+e.Error.BlobID+"/status", nil)
 		gatewaytest.Want(t, resp, body, http.StatusOK)
 		if !strings.Contains(string(body), `"status":"registered"`) {
 			t.Fatalf("status of an uncertified blob: %s", body)

@@ -332,15 +332,14 @@ func (g *Gateway) serveBlob(w http.ResponseWriter, r *http.Request, id crypto.Bl
 		writeReadError(w, r, fmt.Errorf("%w: blob %s has %d bytes, this gateway serves at most %d", client.ErrBlobTooLarge, id, st.Length, g.cfg.MaxBlobSize))
 		return
 	}
-	// HEAD, and a conditional GET that the client's copy satisfies, need
-	// only the registry: a blob ID names its bytes forever, so the ETag
+	// HEAD, and a conditional GET (If-Match, If-None-Match), need only
+	// the registry: a blob ID names its bytes forever, so the ETag
 	// cannot go stale while the blob is readable.
-	if r.Method == http.MethodHead || etagMatches(r.Header.Get("If-None-Match"), id) {
-		setBlobHeaders(w, id, rep)
-		if r.Method != http.MethodHead {
-			w.WriteHeader(http.StatusNotModified)
-			return
-		}
+	setBlobHeaders(w, id, rep)
+	if !checkPreconditions(w, r, etag(id)) {
+		return
+	}
+	if r.Method == http.MethodHead {
 		w.Header().Set("Content-Length", strconv.FormatUint(st.Length, 10))
 		w.WriteHeader(http.StatusOK)
 		return
@@ -363,9 +362,11 @@ func (g *Gateway) serveBlob(w http.ResponseWriter, r *http.Request, id crypto.Bl
 		writeReadError(w, r, loadErr)
 		return
 	}
-	setBlobHeaders(w, id, rep)
-	// ServeContent sets Content-Length, answers Range and If-None-Match
-	// (against the ETag set above); a zero modtime sends no Last-Modified.
+	// ServeContent sets Content-Length and answers several ranges; the
+	// preconditions it checks again (against the ETag set above) were
+	// met. A zero modtime sends no Last-Modified. Its own errors (416
+	// when no range overlaps) are text, answered as JSON by
+	// recordingWriter.
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
 }
 
@@ -387,13 +388,11 @@ func (g *Gateway) getFile(w http.ResponseWriter, r *http.Request, id crypto.Blob
 		return
 	}
 	setFileHeaders(w, id, m, rep)
-	if r.Method == http.MethodHead {
-		w.WriteHeader(http.StatusOK)
+	if !checkPreconditions(w, r, etag(id)) {
 		return
 	}
-	if etagMatches(r.Header.Get("If-None-Match"), id) {
-		w.Header().Del("Content-Length")
-		w.WriteHeader(http.StatusNotModified)
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	var largest uint64
@@ -511,9 +510,8 @@ func (g *Gateway) getStatus(w http.ResponseWriter, r *http.Request) {
 		}
 		resp.Certificate = base64.StdEncoding.EncodeToString(raw)
 	}
-	// The entry changes (certification, expiry): never cached.
-	w.Header().Set("Cache-Control", "no-cache")
-	writeJSON(w, http.StatusOK, resp)
+	// The entry changes (certification, expiry, objects): revalidated.
+	writeJSONTagged(w, r, resp, cacheRevalidate)
 }
 
 // extendResponse is the answer to POST …/extend.

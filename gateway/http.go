@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,20 +24,59 @@ type recordingWriter struct {
 	// out (a file's later chunk): the connection is to be cut short of
 	// Content-Length, never ended as if the body were whole.
 	abort bool
+	// held: an error status written without a JSON body (net/http's
+	// http.Error, which http.ServeContent calls), kept from the caller
+	// with its text until the handler returns, then answered as every
+	// other error is (answerHeldError).
+	held     bool
+	heldText []byte
 }
 
+// maxHeldText bounds the text of a held error kept for its message.
+const maxHeldText = 1 << 10
+
 func (w *recordingWriter) WriteHeader(code int) {
+	if !w.wroteHeader && code >= 400 && !isJSON(w.Header().Get("Content-Type")) {
+		w.status, w.wroteHeader, w.held = code, true, true
+		return
+	}
 	if !w.wroteHeader {
 		w.status, w.wroteHeader = code, true
 	}
-	w.ResponseWriter.WriteHeader(code)
+	if !w.held {
+		w.ResponseWriter.WriteHeader(code)
+	}
 }
 
 func (w *recordingWriter) Write(b []byte) (int, error) {
+	if w.held {
+		w.heldText = append(w.heldText, b[:min(len(b), maxHeldText-len(w.heldText))]...)
+		return len(b), nil
+	}
 	w.wroteHeader = true
 	n, err := w.ResponseWriter.Write(b)
 	w.written += int64(n)
 	return n, err
+}
+
+// answerHeldError answers a held error (see held) as JSON, its text the
+// message. Nothing of it reached the connection.
+func (w *recordingWriter) answerHeldError(r *http.Request) {
+	if !w.held {
+		return
+	}
+	code, text := w.status, strings.TrimSpace(string(w.heldText))
+	w.held, w.heldText, w.wroteHeader = false, nil, false
+	if text == "" {
+		text = http.StatusText(code)
+	}
+	writeError(w, r, code, errors.New(text))
+}
+
+// isJSON reports whether a Content-Type is application/json.
+func isJSON(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
 }
 
 // Unwrap lets http.ResponseController reach the connection.
@@ -107,13 +147,68 @@ type statusResponse struct {
 	ContentType       string `json:"content_type,omitempty"`
 }
 
-// errorResponse is every error's body.
+// errorResponse is every error's body: {"error": {"code": 404, "status":
+// "NOT_FOUND", "message": "…"}}, the shape of Google's APIs (AIP-193) that
+// Walrus's aggregator and publisher answer too.
 type errorResponse struct {
-	Error string `json:"error"`
+	Error errorObject `json:"error"`
+}
+
+type errorObject struct {
+	// Code is the answer's HTTP status; Status its name (statusName).
+	Code    int    `json:"code"`
+	Status  string `json:"status"`
+	Message string `json:"message"`
+	// Details is always empty: AIP-193's list of machine-readable
+	// details, which Walrus's clients require to be present.
+	Details []struct{} `json:"details"`
 	// BlobID is set when a failed PUT got far enough to know the blob's
 	// ID: its status says whether it was registered, and the same PUT
 	// again resumes it without paying twice.
 	BlobID string `json:"blob_id,omitempty"`
+}
+
+// statusName names an HTTP error status as google.rpc.Code does (the
+// status of an error's JSON): the code whose HTTP mapping it is where
+// there is one (INVALID_ARGUMENT 400, NOT_FOUND 404, ABORTED 409,
+// RESOURCE_EXHAUSTED 429, CANCELLED 499, UNAVAILABLE 503, …), else the
+// code nearest in meaning (405 UNIMPLEMENTED, 410 NOT_FOUND, 412
+// FAILED_PRECONDITION, 413 RESOURCE_EXHAUSTED as gRPC's message-size
+// limit, 416 OUT_OF_RANGE, 502 UNKNOWN, 507 RESOURCE_EXHAUSTED: the
+// caller's quota). The code field keeps the exact HTTP status.
+func statusName(code int) string {
+	switch code {
+	case http.StatusBadRequest, http.StatusUnsupportedMediaType:
+		return "INVALID_ARGUMENT"
+	case http.StatusUnauthorized:
+		return "UNAUTHENTICATED"
+	case http.StatusForbidden:
+		return "PERMISSION_DENIED"
+	case http.StatusNotFound, http.StatusGone:
+		return "NOT_FOUND"
+	case http.StatusMethodNotAllowed, http.StatusNotImplemented:
+		return "UNIMPLEMENTED"
+	case http.StatusRequestTimeout, http.StatusGatewayTimeout:
+		return "DEADLINE_EXCEEDED"
+	case http.StatusConflict:
+		return "ABORTED"
+	case http.StatusPreconditionFailed:
+		return "FAILED_PRECONDITION"
+	case http.StatusRequestedRangeNotSatisfiable:
+		return "OUT_OF_RANGE"
+	case http.StatusRequestEntityTooLarge, http.StatusTooManyRequests, http.StatusInsufficientStorage:
+		return "RESOURCE_EXHAUSTED"
+	case statusClientClosed:
+		return "CANCELLED"
+	case http.StatusServiceUnavailable:
+		return "UNAVAILABLE"
+	case http.StatusInternalServerError:
+		return "INTERNAL"
+	}
+	if code >= 500 {
+		return "UNKNOWN" // 502: an answer of the network's the gateway did not expect
+	}
+	return "INVALID_ARGUMENT"
 }
 
 // countingReader counts the body bytes read and keeps the first read
@@ -152,24 +247,6 @@ func blobIDParam(w http.ResponseWriter, r *http.Request) (crypto.BlobID, bool) {
 	return id, true
 }
 
-func etag(id crypto.BlobID) string { return `"` + id.String() + `"` }
-
-// etagMatches reports whether an If-None-Match header names the blob
-// (weak comparison, as RFC 9110 asks for If-None-Match).
-func etagMatches(header string, id crypto.BlobID) bool {
-	if header == "" {
-		return false
-	}
-	want := etag(id)
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
-		if t == want || t == "*" {
-			return true
-		}
-	}
-	return false
-}
-
 func methodNotAllowed(allow string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
@@ -187,17 +264,26 @@ func writeErrorID(w http.ResponseWriter, r *http.Request, code int, err error, i
 	}
 	// 499 too is written: a caller that only half-closed its connection
 	// still reads it, and would otherwise get an empty 200.
-	resp := errorResponse{Error: err.Error()}
+	resp := errorResponse{Error: errorObject{Code: code, Status: statusName(code), Message: err.Error(), Details: []struct{}{}}}
 	if id != (crypto.BlobID{}) {
-		resp.BlobID = id.String()
+		resp.Error.BlobID = id.String()
 	}
 	// Headers meant for a blob must not describe the error.
-	for _, h := range []string{"ETag", "Content-Length", "Accept-Ranges", "Location"} {
-		w.Header().Del(h)
+	h := w.Header()
+	for _, k := range []string{"ETag", "Content-Length", "Accept-Ranges", "Location"} {
+		h.Del(k)
 	}
-	for _, h := range servedHeaders {
-		w.Header().Del(h)
+	for _, k := range servedHeaders {
+		h.Del(k)
 	}
+	if code != http.StatusRequestedRangeNotSatisfiable {
+		h.Del("Content-Range") // a 416's says the size; any other's would describe a range not sent
+	}
+	// An error is never kept: the blob may be stored, certified or come
+	// back (503) a moment later, and a blob's year-long caching must not
+	// stick to it.
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	writeJSON(w, code, resp)
 }
 

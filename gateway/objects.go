@@ -39,15 +39,25 @@ const maxAttributesBody = 64 << 10
 // objects agree on (client.BlobStatus.ContentType) — and, for GET
 // /v1/objects/{id}, the object's other served attributes.
 type representation struct {
-	contentType string            // a media type, or "" (a file's manifest's, else octet-stream)
-	headers     map[string]string // header name → value
+	contentType  string            // a media type, or "" (a file's manifest's, else octet-stream)
+	cacheControl string            // unless headers has one
+	headers      map[string]string // header name → value
 }
 
 // newRepresentation describes a blob's bytes from its registry's content
 // type and an object's served attributes (nil: none, a blob's GET). A
 // content type that is not a media type is not answered.
+//
+// A blob's bytes are cached for a year (cacheImmutable): its ID names
+// them. An object's are revalidated (cacheRevalidate: a 304 costs the
+// object's and the registry's lookups) unless its "cache-control"
+// attribute says otherwise, as its owner may edit its other served
+// attributes or delete it, and a cache must not keep serving either.
 func newRepresentation(blobContentType string, served map[string]string) representation {
-	rep := representation{contentType: mediaType(blobContentType)}
+	rep := representation{contentType: mediaType(blobContentType), cacheControl: cacheImmutable}
+	if served != nil {
+		rep.cacheControl = cacheRevalidate
+	}
 	if ct := mediaType(served[control.ContentTypeAttribute]); ct != "" {
 		rep.contentType = ct
 	}
@@ -73,6 +83,7 @@ func (rep representation) set(h http.Header, fallback string) {
 		ct = fallback
 	}
 	h.Set("Content-Type", ct)
+	h.Set("Cache-Control", rep.cacheControl)
 	for k, v := range rep.headers {
 		h.Set(k, v)
 	}
@@ -232,8 +243,8 @@ func objectIDParam(w http.ResponseWriter, r *http.Request) (uint64, bool) {
 }
 
 // getObject serves an object's blob's bytes, as GET /v1/blobs/{blob}
-// would (Range, HEAD, If-None-Match, files), with the object's served
-// attributes as headers.
+// would (Range, HEAD, If-None-Match, If-Match, files), with the object's
+// served attributes as headers.
 func (g *Gateway) getObject(w http.ResponseWriter, r *http.Request) {
 	oid, ok := objectIDParam(w, r)
 	if !ok {
@@ -271,11 +282,10 @@ func (g *Gateway) getObjectInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// An object changes (extension, attributes, owner, deletion).
-	w.Header().Set("Cache-Control", "no-cache")
-	writeJSON(w, http.StatusOK, objectResponse{
+	writeJSONTagged(w, r, objectResponse{
 		ObjectID: obj.ID, Owner: obj.Owner, BlobID: obj.BlobID.String(), EndEpoch: obj.EndEpoch, Deletable: obj.Deletable,
 		Attributes: obj.Attributes, CreatedEpoch: obj.CreatedEpoch, StoredBytes: obj.StoredBytes,
-	})
+	}, cacheRevalidate)
 }
 
 // deleteResponse answers DELETE /v1/objects/{id}.

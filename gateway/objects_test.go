@@ -116,7 +116,7 @@ func TestGatewayObjects(t *testing.T) {
 		// other attributes.
 		resp, body := gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+pngPut.BlobID, nil)
 		gatewaytest.Want(t, resp, body, http.StatusOK)
-		wantHeaders(t, "GET of the blob", resp, map[string]string{"Content-Type": "image/png", "Content-Disposition": "", "Cache-Control": "", "X-Content-Type-Options": "nosniff"})
+		wantHeaders(t, "GET of the blob", resp, map[string]string{"Content-Type": "image/png", "Content-Disposition": "", "Cache-Control": cacheImmutable, "X-Content-Type-Options": "nosniff"})
 		if !bytes.Equal(body, png) {
 			t.Fatal("GET of the blob: other bytes")
 		}
@@ -146,7 +146,7 @@ func TestGatewayObjects(t *testing.T) {
 		// headers (they describe bytes it does not have).
 		resp, body = gatewaytest.Do(t, http.MethodGet, objURL(pngObj), nil, "Range", "bytes=6000-")
 		gatewaytest.Want(t, resp, body, http.StatusRequestedRangeNotSatisfiable)
-		wantHeaders(t, "416 of the object", resp, map[string]string{"Content-Disposition": "", "Cache-Control": ""})
+		wantHeaders(t, "416 of the object", resp, map[string]string{"Content-Disposition": "", "Cache-Control": "no-store"})
 
 		// application/octet-stream says nothing: no attribute.
 		plain := gatewaytest.RandomBlob(t, 700)
@@ -157,7 +157,9 @@ func TestGatewayObjects(t *testing.T) {
 			t.Fatalf("octet-stream PUT made attributes %v", info.Attributes)
 		}
 		resp, _ = gatewaytest.Do(t, http.MethodGet, objURL(p.ObjectID), nil)
-		wantHeaders(t, "GET of an untyped object", resp, map[string]string{"Content-Type": "application/octet-stream"})
+		// Without a cache-control attribute an object's bytes are
+		// revalidated: its owner may edit or delete it.
+		wantHeaders(t, "GET of an untyped object", resp, map[string]string{"Content-Type": "application/octet-stream", "Cache-Control": cacheRevalidate})
 
 		// The content type as an attribute header alone types it too.
 		typed := gatewaytest.RandomBlob(t, 800)

@@ -91,10 +91,18 @@ func TestGatewayQuilts(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(parts[i].data)) {
 			t.Fatalf("HEAD %s: %s, length %d", f.ID, resp.Status, resp.ContentLength)
 		}
-		resp, _ = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+f.ID, nil, "If-None-Match", resp.Header.Get("ETag"))
-		if resp.StatusCode != http.StatusNotModified {
-			t.Fatalf("conditional GET %s: %s", f.ID, resp.Status)
+		tag := resp.Header.Get("ETag")
+		if resp.Header.Get("Cache-Control") != cacheImmutable || tag != `"`+f.ID+`"` {
+			t.Fatalf("HEAD %s: headers %v", f.ID, resp.Header)
 		}
+		resp, _ = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+f.ID, nil, "If-None-Match", tag)
+		if resp.StatusCode != http.StatusNotModified || resp.Header.Get("ETag") != tag || resp.Header.Get("Cache-Control") != cacheImmutable {
+			t.Fatalf("conditional GET %s: %s %v", f.ID, resp.Status, resp.Header)
+		}
+		resp, got = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+f.ID, nil, "If-Match", tag)
+		gatewaytest.Want(t, resp, got, http.StatusOK)
+		resp, got = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+f.ID, nil, "If-Match", `"`+qr.QuiltID+`"`)
+		gatewaytest.Want(t, resp, got, http.StatusPreconditionFailed)
 	}
 	quilt, err := crypto.ParseBlobID(qr.QuiltID)
 	if err != nil {

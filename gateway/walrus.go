@@ -101,6 +101,8 @@ func (g *Gateway) walrusRoutes() {
 	} {
 		notAllowed := methodNotAllowed(allow)
 		g.mux.HandleFunc(pattern, g.walrus(walrusRead, func(w http.ResponseWriter, r *http.Request, _ *walrusWriter) { notAllowed(w, r) }))
+		// CORS preflights, as on weft's own routes (cors.go).
+		g.mux.HandleFunc(http.MethodOptions+" "+pattern, g.options(allow))
 	}
 	g.mux.HandleFunc(p+"/", g.walrus(walrusRead, walrusNoSuchEndpoint))
 }

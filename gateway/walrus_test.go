@@ -33,13 +33,13 @@ import (
 
 const walrusTestdata = "testdata/walrus"
 
-// openAPI is one of Walrus's OpenAPI descriptions, parsed.
-type openAPI struct {
+// walrusSpec is one of Walrus's OpenAPI descriptions, parsed.
+type walrusSpec struct {
 	file string
 	doc  map[string]any
 }
 
-func loadOpenAPI(t *testing.T, file string) *openAPI {
+func loadWalrusSpec(t *testing.T, file string) *walrusSpec {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(walrusTestdata, file))
 	if err != nil {
@@ -49,7 +49,7 @@ func loadOpenAPI(t *testing.T, file string) *openAPI {
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
-	return &openAPI{file: file, doc: doc}
+	return &walrusSpec{file: file, doc: doc}
 }
 
 // fixEventID corrects the description's EventID (testdata/walrus/README.md):
@@ -58,7 +58,7 @@ func loadOpenAPI(t *testing.T, file string) *openAPI {
 // description's own example of EventID do. The gateway never answers an
 // event (weft has none: alreadyCertified names the object); only the
 // documentation's example of alreadyCertified has one.
-func (o *openAPI) fixEventID(t *testing.T) {
+func (o *walrusSpec) fixEventID(t *testing.T) {
 	t.Helper()
 	props, ok := dig(o.doc, "components", "schemas", "EventID", "properties").(map[string]any)
 	if !ok || dig(props, "txDigest", "type") != "array" {
@@ -94,7 +94,7 @@ func dig(v any, keys ...string) any {
 
 // operation is the description of method (lower case, as OpenAPI writes
 // it) on path: the route must be one the description has.
-func (o *openAPI) operation(t *testing.T, method, path string) map[string]any {
+func (o *walrusSpec) operation(t *testing.T, method, path string) map[string]any {
 	t.Helper()
 	op, ok := dig(o.doc, "paths", path, method).(map[string]any)
 	if !ok {
@@ -105,7 +105,7 @@ func (o *openAPI) operation(t *testing.T, method, path string) map[string]any {
 
 // response is the media type and schema an operation documents for an
 // answer of code (no schema: none documented, as for the publisher's 413).
-func (o *openAPI) response(t *testing.T, op map[string]any, code int) (mediaType string, schema any) {
+func (o *walrusSpec) response(t *testing.T, op map[string]any, code int) (mediaType string, schema any) {
 	t.Helper()
 	resp, ok := dig(op, "responses", strconv.Itoa(code)).(map[string]any)
 	if !ok {
@@ -119,7 +119,7 @@ func (o *openAPI) response(t *testing.T, op map[string]any, code int) (mediaType
 }
 
 // queryParam is an operation's query parameter called name.
-func (o *openAPI) queryParam(t *testing.T, op map[string]any, name string) map[string]any {
+func (o *walrusSpec) queryParam(t *testing.T, op map[string]any, name string) map[string]any {
 	t.Helper()
 	params, _ := op["parameters"].([]any)
 	for _, p := range params {
@@ -193,7 +193,7 @@ func sameShape(ex, s string) bool {
 // description: $ref, allOf, oneOf (at least one variant), type, required
 // and present properties (camelCase in walrusCamelSchemas' variants),
 // array items, minimum, and the shape of a string schema's example.
-func (o *openAPI) conform(schema, v any, at string, camel bool) error {
+func (o *walrusSpec) conform(schema, v any, at string, camel bool) error {
 	s, ok := schema.(map[string]any)
 	if !ok {
 		return nil // no schema, or `true`: anything
@@ -332,7 +332,7 @@ func likeExample(ex, got any, at string, alternatives map[string]string, opaque 
 // eventOrObject are the fields the description's EventOrObjectId allows
 // in each other's place (alreadyCertified names the certification event,
 // or the caller's object of the blob).
-func (o *openAPI) eventOrObject(t *testing.T) map[string]string {
+func (o *walrusSpec) eventOrObject(t *testing.T) map[string]string {
 	t.Helper()
 	variants, _ := dig(o.doc, "components", "schemas", "EventOrObjectId", "oneOf").([]any)
 	var names []string
@@ -352,8 +352,8 @@ func (o *openAPI) eventOrObject(t *testing.T) map[string]string {
 // fields are read in camelCase, and do not as the descriptions spell them:
 // the rule the gateway's answers are checked under is Walrus's own.
 func TestWalrusDescriptions(t *testing.T) {
-	pub := loadOpenAPI(t, "publisher_openapi.yaml")
-	agg := loadOpenAPI(t, "aggregator_openapi.yaml")
+	pub := loadWalrusSpec(t, "publisher_openapi.yaml")
+	agg := loadWalrusSpec(t, "aggregator_openapi.yaml")
 	_, store := pub.response(t, pub.operation(t, "put", "/v1/blobs"), 200)
 	cert := loadWalrusExample(t, "already-certified.json")
 	err := pub.conform(store, cert, "already-certified.json", false)
@@ -384,7 +384,7 @@ func TestWalrusDescriptions(t *testing.T) {
 // walrusClient replays requests against a gateway's Walrus dialect and
 // checks the answers against the descriptions and examples.
 type walrusClient struct {
-	pub, agg       *openAPI
+	pub, agg       *walrusSpec
 	base, token    string
 	newlyCreated   map[string]any
 	alreadyCert    map[string]any
@@ -427,7 +427,7 @@ func (c *walrusClient) store(t *testing.T, query string, body []byte, want strin
 // wantError checks a Walrus error answer: status code, the Status schema
 // (the operation's for that code where the description documents it), the
 // documentation's example of an error, and the reason.
-func (c *walrusClient) wantError(t *testing.T, spec *openAPI, op map[string]any, resp *http.Response, b []byte, code int, reason string) {
+func (c *walrusClient) wantError(t *testing.T, spec *walrusSpec, op map[string]any, resp *http.Response, b []byte, code int, reason string) {
 	t.Helper()
 	if resp.StatusCode != code {
 		t.Fatalf("%s %s: %s %s, want %d", resp.Request.Method, resp.Request.URL, resp.Status, b, code)
@@ -503,9 +503,9 @@ func encodedSize(t *testing.T, length uint64) uint64 {
 func TestWalrusDialect(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	pub := loadOpenAPI(t, "publisher_openapi.yaml")
+	pub := loadWalrusSpec(t, "publisher_openapi.yaml")
 	pub.fixEventID(t)
-	agg := loadOpenAPI(t, "aggregator_openapi.yaml")
+	agg := loadWalrusSpec(t, "aggregator_openapi.yaml")
 	nw := gatewaytest.Network(t, ctx, gwShards)
 	cl := gwClient(t, nw, "", func(cfg *client.Config) { cfg.ChunkSize = fileChunk })
 	g, err := New(Config{Client: cl, MaxBlobSize: 1 << 20, Epochs: gwEpochs, WriteTimeout: time.Minute})

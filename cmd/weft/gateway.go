@@ -40,6 +40,7 @@ type gatewayOptions struct {
 	writeTimeout    time.Duration
 	headerTimeout   time.Duration
 	idleTimeout     time.Duration
+	corsOrigins     []string
 }
 
 // check refuses flag values the gateway cannot run with.
@@ -75,7 +76,7 @@ func newGatewayCommand() *cobra.Command {
 	}
 	cmd := &cobra.Command{
 		Use:   "gateway",
-		Short: "Serve blobs over HTTP for non-Go users (PUT /v1/blobs, GET /v1/blobs/{id}, GET …/status, POST …/extend, /v1/objects/{object})",
+		Short: "Serve blobs over HTTP for non-Go users (PUT /v1/blobs, GET /v1/blobs/{id}, GET …/status, POST …/extend, /v1/objects/{object}; GET /v1/api describes it)",
 		Long: "Runs an HTTP gateway in front of a weft network. PUT /v1/blobs stores the request body\n" +
 			"and answers its blob ID and availability certificate; GET /v1/blobs/{id} answers the\n" +
 			"blob's bytes once they have passed the consistent-read check; GET /v1/blobs/{id}/status\n" +
@@ -91,6 +92,12 @@ func newGatewayCommand() *cobra.Command {
 			"a PUT's body must arrive within --read-timeout, and every answer within\n" +
 			"--write-timeout of the gateway starting on it (a PUT: --read-timeout + --write-timeout\n" +
 			"in all). A PUT or extend that arrived whole is carried out even if its caller hangs up.\n\n" +
+			"GET /v1/api answers the API's OpenAPI description. Errors are JSON:\n" +
+			"{\"error\": {\"code\": 404, \"status\": \"NOT_FOUND\", \"message\": \"…\", \"details\": []}}.\n" +
+			"A blob's bytes are cacheable for a year (their ID is their ETag); If-None-Match and\n" +
+			"If-Match work on every GET and HEAD. --cors-origin lets web pages of those origins\n" +
+			"(\"*\": any) call the API from a browser: preflights are answered and answers carry\n" +
+			"Access-Control-Allow-Origin; without it there are no CORS headers.\n\n" +
 			"Memory: unless $GOMEMLIMIT is set, the gateway keeps Go's soft memory limit at what\n" +
 			"its requests in flight hold: 128 MiB + --cache-size, plus about 10 × --chunk-size per\n" +
 			"PUT and 7 × the chunk (or the plain blob) per GET, so that a request's peak memory is\n" +
@@ -120,6 +127,7 @@ func newGatewayCommand() *cobra.Command {
 	f.DurationVar(&o.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "time an answer may take from when the gateway starts on it: the read or store and the sending (a PUT gets --read-timeout + this in all)")
 	f.DurationVar(&o.headerTimeout, "read-header-timeout", gateway.DefaultReadHeaderTimeout, "time a request's headers may take to arrive")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "time a keep-alive connection may wait for its next request")
+	f.StringSliceVar(&o.corsOrigins, "cors-origin", nil, "web origins (scheme://host[:port]) whose pages may call the API from a browser (CORS), repeatable or comma-separated; \"*\" allows any; none: no CORS headers")
 	return cmd
 }
 
@@ -149,7 +157,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		MaxBlobSize: o.maxBlobSize, ChunkSize: min(o.chunkSize, o.maxBlobSize), Epochs: o.epochs, CacheSize: o.cacheSize, MaxInflight: o.maxInflight,
 		ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout,
 		ReadHeaderTimeout: o.headerTimeout, IdleTimeout: o.idleTimeout, ShutdownTimeout: o.shutdownTimeout,
-		Logger: log,
+		CORSOrigins: o.corsOrigins, Logger: log,
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// Without a soft limit Go lets the heap reach twice what is

@@ -54,7 +54,8 @@ func TestGatewayCommand(t *testing.T) {
 	root := newRootCommand()
 	root.SetArgs([]string{"gateway", "--listen", listen, "--control", nw.ControlAddr,
 		"--max-blob-size", "2048", "--epochs", "2", "--metrics-addr", metrics, "--cache-size", "1000000",
-		"--read-timeout", gwCommandReadTimeout.String(), "--write-timeout", "30s"})
+		"--read-timeout", gwCommandReadTimeout.String(), "--write-timeout", "30s",
+		"--cors-origin", "https://a.example,https://b.example", "--cors-origin", "http://localhost:3000"})
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
 
@@ -102,6 +103,23 @@ func TestGatewayCommand(t *testing.T) {
 	resp, body = gatewaytest.Do(t, http.MethodPut, base+"/v1/blobs", bytes.NewReader(gatewaytest.RandomBlob(t, 2049)), gatewaytest.Bearer(nw.ClientToken)...)
 	gatewaytest.Want(t, resp, body, http.StatusRequestEntityTooLarge)
 
+	// --cors-origin, repeated and comma-separated: each origin's pages may
+	// call the API, no other's.
+	for _, origin := range []string{"https://a.example", "https://b.example", "http://localhost:3000"} {
+		resp, body = gatewaytest.Do(t, http.MethodOptions, base+"/v1/blobs", nil, "Origin", origin, "Access-Control-Request-Method", "PUT")
+		gatewaytest.Want(t, resp, body, http.StatusNoContent)
+		if resp.Header.Get("Access-Control-Allow-Origin") != origin || resp.Header.Get("Access-Control-Allow-Methods") != "PUT" {
+			t.Errorf("preflight from %s: %v", origin, resp.Header)
+		}
+	}
+	resp, body = gatewaytest.Do(t, http.MethodGet, base+"/v1/blobs/"+sr.BlobID, nil, "Origin", "https://b.example")
+	gatewaytest.Want(t, resp, body, http.StatusOK)
+	if resp.Header.Get("Access-Control-Allow-Origin") != "https://b.example" {
+		t.Errorf("GET from an allowed origin: %v", resp.Header)
+	}
+	resp, body = gatewaytest.Do(t, http.MethodOptions, base+"/v1/blobs", nil, "Origin", "https://c.example", "Access-Control-Request-Method", "PUT")
+	gatewaytest.Want(t, resp, body, http.StatusForbidden)
+
 	resp, body = gatewaytest.Do(t, http.MethodGet, "http://"+metrics+"/metrics", nil)
 	gatewaytest.Want(t, resp, body, http.StatusOK)
 	for _, want := range []string{
@@ -147,6 +165,7 @@ func TestGatewayCommandFlags(t *testing.T) {
 		{[]string{"--read-timeout", "0s"}, "--read-timeout"},
 		{[]string{"--write-timeout", "-1s"}, "--write-timeout"},
 		{[]string{"--listen", "127.0.0.1:99999"}, "99999"},
+		{[]string{"--cors-origin", "https://a.example,a.example"}, "CORS origin"},
 	} {
 		root := newRootCommand()
 		root.SetArgs(append([]string{"gateway"}, c.args...))

@@ -10,9 +10,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,7 +45,9 @@ func Do(t *testing.T, method, url string, body io.Reader, header ...string) (*ht
 }
 
 // Want checks an answer's status and, for errors, that the body is the
-// JSON error object (and a 503 says when to retry).
+// JSON error object — {"error": {"code": <the status>, "status":
+// "NOT_FOUND", "message": "…"}} — that no cache may keep (Cache-Control:
+// no-store), and that a 503 says when to retry.
 func Want(t *testing.T, resp *http.Response, body []byte, code int) {
 	t.Helper()
 	if resp.StatusCode != code {
@@ -51,21 +55,51 @@ func Want(t *testing.T, resp *http.Response, body []byte, code int) {
 	}
 	if code >= 400 {
 		t.Logf("%s %s → %d %s", resp.Request.Method, resp.Request.URL.Path, code, bytes.TrimSpace(body))
+		if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+			t.Fatalf("error %d with Cache-Control %q, want no-store", code, cc)
+		}
 	}
 	if code >= 400 && resp.Request.Method != http.MethodHead {
 		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 			t.Fatalf("error with Content-Type %q, want application/json", ct)
 		}
-		var e struct {
-			Error string `json:"error"`
+		e, err := DecodeError(body)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
-			t.Fatalf("error body %q is not {\"error\": ...} (%v)", body, err)
+		if e.Code != code {
+			t.Fatalf("error body %s: code %d, the answer's status is %d", body, e.Code, code)
 		}
 	}
 	if code == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("503 without Retry-After")
 	}
+}
+
+// Error is the error object of an error answer's body.
+type Error struct {
+	Code    int    `json:"code"`    // the HTTP status
+	Status  string `json:"status"`  // its name, as google.rpc.Code's: NOT_FOUND
+	Message string `json:"message"` // what went wrong
+	Details []any  `json:"details"` // always present, empty
+	BlobID  string `json:"blob_id"` // a failed PUT's blob, once known
+}
+
+// DecodeError decodes an error answer's body, {"error": {…}}, refusing
+// one without a code, an UPPER_SNAKE_CASE status, a message or details.
+func DecodeError(body []byte) (Error, error) {
+	var e struct {
+		Error *Error `json:"error"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || e.Error == nil {
+		return Error{}, fmt.Errorf("error body %q is not {\"error\": {…}} (%v)", body, err)
+	}
+	got := *e.Error
+	if got.Code < 400 || got.Code > 599 || got.Message == "" || got.Details == nil || got.Status == "" ||
+		strings.Trim(got.Status, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") != "" {
+		return Error{}, fmt.Errorf("error body %s: want a code, an UPPER_SNAKE_CASE status, a message and details", body)
+	}
+	return got, nil
 }
 
 // Bearer is the header pair that sends a client token.
