@@ -171,6 +171,10 @@ func (c *peerCall) close() {
 }
 
 func newPeerLedger(kind, callCap, bytesCap string, maxCalls int, maxBytes int64, m *Metrics) *peerLedger {
+	// On /metrics from the start, at zero (newMetrics says why).
+	m.buffered.WithLabelValues(kind)
+	m.peerRefused.WithLabelValues(callCap)
+	m.peerRefused.WithLabelValues(bytesCap)
 	return &peerLedger{kind: kind, callCap: callCap, bytesCap: bytesCap, maxCalls: maxCalls, maxBytes: maxBytes,
 		onBytes:   func(d int64) { m.buffered.WithLabelValues(kind).Add(float64(d)) },
 		onRefused: func(cap string) { m.peerRefused.WithLabelValues(cap).Inc() },

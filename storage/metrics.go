@@ -88,12 +88,23 @@ func newMetrics() *Metrics {
 		challengeEmbargoed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_storage_challenge_embargoed_requests_total", Help: "Sliver and recovery-symbol requests refused because the blob is under an open storage challenge."}),
 	}
+	// Counters of rare events start at zero for the label values known
+	// in advance, so that a dashboard's rate() of them reads 0, not "no
+	// data", until the first one (and the family is on /metrics at all).
+	for _, kind := range rejectedKinds {
+		m.rejected.WithLabelValues(kind)
+	}
+	m.slivers.WithLabelValues("recovered")
 	m.registry.MustRegister(m.bytesStored, m.bytesServed, m.bytesRecovered, m.slivers, m.rejected, m.corrupt, m.scrubbed, m.scrubPasses, m.rpcSeconds, m.shards, m.backlog,
 		m.verifySeconds, m.writeSeconds, m.handoverCopied, m.handoverRebuilt, m.handoverSeconds,
 		m.buffered, m.peerRefused, m.challengesProved, m.challengeVerdicts, m.challengeEmbargoed,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
+
+// rejectedKinds are the kinds weft_storage_rejected_total counts: what a
+// writer, a peer or a holder sent that failed verification.
+var rejectedKinds = []string{"store-pair", "metadata", "recovery-symbol", "sync-request", "sync-pair", "sync-metadata", "challenge-response"}
 
 func (m *Metrics) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()

@@ -36,8 +36,7 @@ type devnetProcess struct {
 	PID     int      `json:"pid"`
 	Args    []string `json:"args"` // the weft command line, to restart it
 	Log     string   `json:"log"`
-	// Metrics is its Prometheus endpoint (with --metrics; voters and
-	// nodes only).
+	// Metrics is its Prometheus endpoint (with --metrics).
 	Metrics string `json:"metrics,omitempty"`
 }
 
@@ -73,9 +72,9 @@ type devnetOptions struct {
 	dataDir       string
 	readyFile     string
 	tls           bool
-	// For measuring (`make scale`): a metrics endpoint per voter and node,
-	// unequal stakes as a real network has, and a start-up bound that a
-	// hundred nodes on a small machine need.
+	// For measuring (`make scale`) and watching: a metrics endpoint per
+	// voter, node and the gateway, unequal stakes as a real network has,
+	// and a start-up bound that a hundred nodes on a small machine need.
 	metrics         bool
 	pprof           bool
 	unequalStakes   bool
@@ -106,7 +105,7 @@ func newDevnetCommand() *cobra.Command {
 	f.StringVar(&o.dataDir, "data-dir", "", "data directory (default: temporary, removed on exit)")
 	f.StringVar(&o.readyFile, "ready-file", "", "write the network's description here (JSON) once it is Stable")
 	f.BoolVar(&o.tls, "tls", false, "every connection over TLS: makes a throwaway CA and certificate in the data directory")
-	f.BoolVar(&o.metrics, "metrics", false, "give every voter and node a Prometheus endpoint (listed in --ready-file as \"metrics\")")
+	f.BoolVar(&o.metrics, "metrics", false, "give every voter, node and the gateway a Prometheus endpoint (listed in --ready-file as \"metrics\")")
 	f.BoolVar(&o.pprof, "pprof", false, "with --metrics, also serve each process's Go profiler at /debug/pprof/ on its metrics address")
 	f.BoolVar(&o.unequalStakes, "unequal-stakes", false, "stake node-i with 100 + 10·(i mod 10) instead of 100 each")
 	f.DurationVar(&o.startTimeout, "start-timeout", 2*time.Minute, "how long the network may take to become Stable")
@@ -415,8 +414,12 @@ func (d *devnetRun) startGateway(ctx context.Context) error {
 		httpc = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
 		d.ready.Gateway = "https://" + addr
 	}
-	if _, err := d.start(devnetProcess{Role: "gateway", ID: "gateway", Address: addr, Log: filepath.Join(d.dir, "gateway.log"),
-		Args: []string{"gateway", "--listen", addr, "--control", strings.Join(d.ready.Control, ",")}}); err != nil {
+	metricsFlags, metricsAddr, err := d.metricsFlags()
+	if err != nil {
+		return err
+	}
+	if _, err := d.start(devnetProcess{Role: "gateway", ID: "gateway", Address: addr, Log: filepath.Join(d.dir, "gateway.log"), Metrics: metricsAddr,
+		Args: append([]string{"gateway", "--listen", addr, "--control", strings.Join(d.ready.Control, ",")}, metricsFlags...)}); err != nil {
 		return err
 	}
 	for {
