@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,9 +23,11 @@ import (
 )
 
 type readyFile struct {
-	Gateway     string `json:"gateway"`
-	ClientToken string `json:"client_token"`
-	Processes   []struct {
+	Gateway       string   `json:"gateway"`
+	ClientToken   string   `json:"client_token"`
+	Control       []string `json:"control"`
+	OperatorToken string   `json:"operator_token"`
+	Processes     []struct {
 		Role    string `json:"role"`
 		ID      string `json:"id"`
 		Address string `json:"address"`
@@ -96,6 +100,32 @@ func TestDevnetProcesses(t *testing.T) {
 		defer cancel()
 		_, err := weftv1.NewStorageClient(conn).NodeStatus(ctx, &weftv1.NodeStatusRequest{})
 		return err == nil
+	})
+
+	// A node added to the running devnet gets shards at the next epoch,
+	// and is stopped with the rest.
+	if out, err := exec.Command(bin, "devnet", "add-node", "--ready-file", ready, "--stake", "100").CombinedOutput(); err != nil {
+		t.Fatalf("add-node: %v\n%s", err, out)
+	}
+	b, _ = os.ReadFile(ready)
+	json.Unmarshal(b, &r)
+	added := r.Processes[len(r.Processes)-1]
+	if added.ID != "node-4" || added.Role != "node" {
+		t.Fatalf("added %+v", added)
+	}
+	if out, err := exec.Command(bin, "admin", "epoch", "advance", "--control", strings.Join(r.Control, ","), "--token", r.OperatorToken).CombinedOutput(); err != nil {
+		t.Fatalf("advance: %v\n%s", err, out)
+	}
+	control, err := grpc.NewClient(r.Control[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer control.Close()
+	waitFor(t, 60*time.Second, added.ID+" owning shards in a Stable epoch", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		st, err := weftv1.NewWatchClient(control).WatchState(ctx, &weftv1.WatchStateRequest{})
+		return err == nil && st.Phase == "stable" && slices.Contains(st.Owners, added.ID)
 	})
 
 	if err := dn.Process.Signal(syscall.SIGTERM); err != nil {

@@ -80,6 +80,7 @@ type devnetOptions struct {
 	unequalStakes   bool
 	startTimeout    time.Duration
 	challengeWindow time.Duration
+	epochDuration   time.Duration
 }
 
 func newDevnetCommand() *cobra.Command {
@@ -110,7 +111,8 @@ func newDevnetCommand() *cobra.Command {
 	f.BoolVar(&o.unequalStakes, "unequal-stakes", false, "stake node-i with 100 + 10·(i mod 10) instead of 100 each")
 	f.DurationVar(&o.startTimeout, "start-timeout", 2*time.Minute, "how long the network may take to become Stable")
 	f.DurationVar(&o.challengeWindow, "challenge-window", 10*time.Second, "how long a storage-challenge round stays open (a hundred nodes on a few cores need minutes)")
-	cmd.AddCommand(newDevnetRestartCommand(), newDevnetDemoCommand())
+	f.DurationVar(&o.epochDuration, "epoch-duration", 0, "the voters advance the epoch this often once it is Stable (0: only `weft admin epoch advance`)")
+	cmd.AddCommand(newDevnetRestartCommand(), newDevnetAddNodeCommand(), newDevnetDemoCommand())
 	return cmd
 }
 
@@ -127,8 +129,8 @@ type devnetRun struct {
 	cmds     map[string]*exec.Cmd
 	ca       *wire.DevCA // with --tls: issues the voters' certificates
 	// --metrics, --pprof and --unequal-stakes.
-	metrics, pprof, unequalStakes bool
-	challengeWindow               time.Duration
+	metrics, pprof, unequalStakes  bool
+	challengeWindow, epochDuration time.Duration
 }
 
 // metricsFlags gives a child a metrics endpoint with --metrics: the flags
@@ -183,7 +185,7 @@ func runDevnet(ctx context.Context, cmd *cobra.Command, o devnetOptions) error {
 	if err != nil {
 		return err
 	}
-	d := &devnetRun{exe: exe, dir: o.dataDir, cmds: map[string]*exec.Cmd{}, metrics: o.metrics, pprof: o.pprof, unequalStakes: o.unequalStakes, challengeWindow: o.challengeWindow}
+	d := &devnetRun{exe: exe, dir: o.dataDir, cmds: map[string]*exec.Cmd{}, metrics: o.metrics, pprof: o.pprof, unequalStakes: o.unequalStakes, challengeWindow: o.challengeWindow, epochDuration: o.epochDuration}
 	if d.dir == "" {
 		if d.dir, err = os.MkdirTemp("", "weft-devnet-"); err != nil {
 			return err
@@ -277,7 +279,7 @@ func (d *devnetRun) startControl(ctx context.Context, shards int) error {
 				// A storage-challenge round per epoch, as in production, but
 				// one a killed node keeps open (its sampled blobs unreadable)
 				// for seconds, not minutes (by default).
-				"--challenge-window", d.challengeWindow.String()}, certFlags...)},
+				"--challenge-window", d.challengeWindow.String(), "--epoch-duration", d.epochDuration.String()}, certFlags...)},
 			"WEFT_TOKEN="+d.ready.OperatorToken)
 		if err != nil {
 			return err
@@ -539,36 +541,153 @@ func newDevnetRestartCommand() *cobra.Command {
 				if running(p.PID) {
 					return fmt.Errorf("%s is running (pid %d)", p.ID, p.PID)
 				}
-				exe, err := os.Executable()
+				pid, err := startDetached(r, p)
 				if err != nil {
 					return err
 				}
-				log, err := os.OpenFile(p.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-				if err != nil {
-					return err
-				}
-				defer log.Close()
-				c := exec.Command(exe, p.Args...)
-				env := append(os.Environ(), r.tlsEnv()...)
-				switch p.Role {
-				case "control":
-					env = append(env, "WEFT_TOKEN="+r.OperatorToken)
-				}
-				c.Env, c.Stdout, c.Stderr = env, log, log
-				c.SysProcAttr = detached() // outlives this command; devnet stops it
-				if err := c.Start(); err != nil {
-					return err
-				}
-				r.Processes[i].PID = c.Process.Pid
+				r.Processes[i].PID = pid
 				if err := writeReady(readyFile, r); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s restarted (pid %d)\n", p.ID, c.Process.Pid)
-				return c.Process.Release()
+				fmt.Fprintf(cmd.OutOrStdout(), "%s restarted (pid %d)\n", p.ID, pid)
+				return nil
 			}
 			return fmt.Errorf("no process %q in %s", args[0], readyFile)
 		},
 	}
 	cmd.Flags().StringVar(&readyFile, "ready-file", "", "the ready file `weft devnet` wrote")
 	return cmd
+}
+
+// startDetached starts a devnet process of the ready file r with its
+// command line, logging to its log: it outlives the command that started
+// it, and `weft devnet` stops it with the rest (stopAll reads the ready
+// file).
+func startDetached(r devnetReady, p devnetProcess) (pid int, err error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	log, err := os.OpenFile(p.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	defer log.Close()
+	c := exec.Command(exe, p.Args...)
+	env := append(os.Environ(), r.tlsEnv()...)
+	if p.Role == "control" {
+		env = append(env, "WEFT_TOKEN="+r.OperatorToken)
+	}
+	c.Env, c.Stdout, c.Stderr = env, log, log
+	c.SysProcAttr = detached()
+	if err := c.Start(); err != nil {
+		return 0, err
+	}
+	pid = c.Process.Pid
+	return pid, c.Process.Release()
+}
+
+func newDevnetAddNodeCommand() *cobra.Command {
+	var readyFile string
+	var stake uint64
+	cmd := &cobra.Command{
+		Use:   "add-node",
+		Short: "Start one more storage node in a running devnet and stake it (it gets shards at the next epoch)",
+		Long: "Starts node-K (K: the next free number) like the devnet's own nodes, adds it to --ready-file\n" +
+			"(so `weft devnet restart` and the devnet's shutdown know it) and sets its stake. Its shards\n" +
+			"come with the next epoch: `weft admin epoch advance`, or the voters' --epoch-duration.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if readyFile == "" {
+				return errors.New("--ready-file is required")
+			}
+			r, err := readReady(readyFile)
+			if err != nil {
+				return err
+			}
+			p, err := newDevnetNode(r)
+			if err != nil {
+				return err
+			}
+			if p.PID, err = startDetached(r, p); err != nil {
+				return err
+			}
+			r.Processes = append(r.Processes, p)
+			if err := writeReady(readyFile, r); err != nil {
+				return err
+			}
+			if err := stakeDevnetNode(cmd.Context(), r, p.ID, stake); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s started (pid %d) at %s with stake %d\n", p.ID, p.PID, p.Address, stake)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&readyFile, "ready-file", "", "the ready file `weft devnet` wrote")
+	cmd.Flags().Uint64Var(&stake, "stake", 100, "the new node's stake")
+	return cmd
+}
+
+// newDevnetNode describes the next storage node of the devnet r: its key
+// (made now), data directory and addresses, with a metrics endpoint if
+// the devnet's nodes have them.
+func newDevnetNode(r devnetReady) (devnetProcess, error) {
+	next, metrics := 0, false
+	for _, p := range r.Processes {
+		var k int
+		if _, err := fmt.Sscanf(p.ID, "node-%d", &k); err == nil && p.Role == "node" {
+			next = max(next, k+1)
+			metrics = metrics || p.Metrics != ""
+		}
+	}
+	id := fmt.Sprintf("node-%d", next)
+	key := filepath.Join(r.DataDir, id+".key")
+	sk, err := crypto.GenerateKey(nil)
+	if err != nil {
+		return devnetProcess{}, err
+	}
+	if err := crypto.WriteKeyFile(key, sk); err != nil {
+		return devnetProcess{}, err
+	}
+	addr, err := devnet.FreeAddr()
+	if err != nil {
+		return devnetProcess{}, err
+	}
+	p := devnetProcess{Role: "node", ID: id, Address: addr, Log: filepath.Join(r.DataDir, id+".log"),
+		Args: []string{"node", "--id", id, "--data-dir", filepath.Join(r.DataDir, id), "--key-file", key,
+			"--control", strings.Join(r.Control, ","), "--listen", addr, "--recovery-delay", "1s"}}
+	if metrics {
+		if p.Metrics, err = devnet.FreeAddr(); err != nil {
+			return devnetProcess{}, err
+		}
+		p.Args = append(p.Args, "--metrics-addr", p.Metrics)
+	}
+	return p, nil
+}
+
+// stakeDevnetNode sets a node's stake once it has registered.
+func stakeDevnetNode(ctx context.Context, r devnetReady, id string, stake uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if r.TLSCA != "" {
+		// The devnet's own CA and certificate, as its processes use.
+		ctx = context.WithValue(ctx, tlsKey{}, &wire.TLSFiles{CA: r.TLSCA, Cert: r.TLSCert, Key: r.TLSKey})
+	}
+	conn, err := dialControl(ctx, r.Control, grpc.WithChainUnaryInterceptor(retryUnavailable))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+r.OperatorToken)
+	for {
+		_, err := weftv1.NewAdminClient(conn).SetStake(ctx, &weftv1.SetStakeRequest{Node: id, Stake: stake})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("staking %s: %w", id, err)
+		case <-time.After(200 * time.Millisecond): // not registered yet
+		}
+	}
 }
