@@ -715,5 +715,3 @@ func wantError(t *testing.T, resp *http.Response, body []byte, code int, status 
 		t.Fatalf("error body %s (%v), want code %d status %s", body, err, code, status)
 	}
 }
-
-
