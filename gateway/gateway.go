@@ -33,6 +33,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/weftstore/weft/client"
+	"github.com/weftstore/weft/netview"
 )
 
 // The gateway's defaults (`weft gateway`'s flags). A file is streamed in
@@ -147,6 +148,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics, if set, receives the gateway's Prometheus metrics.
 	Metrics prometheus.Registerer
+
+	// UI serves the live status page (package netview): GET /ui/ and GET
+	// /v1/network (gateway/ui.go). Its collector dials Control with
+	// DialOptions itself, so UI needs Control even when Client is set.
+	UI bool
 }
 
 // Gateway is the HTTP face of the Go SDK (DESIGN §8) for non-Go users. It
@@ -158,8 +164,9 @@ type Gateway struct {
 	mux     *http.ServeMux
 	cache   *blobCache
 	mem     *memoryLimit
-	metrics *gatewayMetrics // nil when not configured
-	slots   chan struct{}   // one per request in flight
+	metrics *gatewayMetrics    // nil when not configured
+	slots   chan struct{}      // one per request in flight
+	view    *netview.Collector // the status page's (nil without Config.UI)
 }
 
 // New makes a gateway of cfg, dialing an SDK client to cfg.Control unless
@@ -202,6 +209,11 @@ func New(cfg Config) (*Gateway, error) {
 		g.cl, g.ownCl = cl, true
 	}
 	g.mem = newMemoryLimit(cfg.SetMemoryLimit, cfg.CacheSize)
+	var err error
+	if g.view, err = newStatusPage(cfg); err != nil {
+		g.Close()
+		return nil, err
+	}
 	g.routes()
 	return g, nil
 }
@@ -218,6 +230,7 @@ func (g *Gateway) routes() {
 	g.mux.HandleFunc("GET /v1/objects/{object}/info", g.getObjectInfo)
 	g.mux.HandleFunc("DELETE /v1/objects/{object}", g.deleteObject)
 	g.mux.HandleFunc("PUT /v1/objects/{object}/attributes", g.putAttributes)
+	g.uiRoutes() // with Config.UI: GET /v1/network, /ui, /ui/{asset...} (ui.go)
 	// The method-less patterns are less specific than the ones above, so
 	// they only catch other methods: ServeMux's own 405 is plain text,
 	// and every error of this API is JSON.
@@ -236,12 +249,15 @@ func (g *Gateway) routes() {
 	})
 }
 
-// Close closes the SDK client New dialed (not one given in Config.Client).
+// Close closes the SDK client New dialed (not one given in Config.Client)
+// and the status page's connections.
 func (g *Gateway) Close() error {
+	var errs []error
 	if g.ownCl {
-		return g.cl.Close()
+		errs = append(errs, g.cl.Close())
 	}
-	return nil
+	errs = append(errs, g.closeStatusPage())
+	return errors.Join(errs...)
 }
 
 // Serve serves the gateway on lis (over TLS with Config.TLSConfig) until

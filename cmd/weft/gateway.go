@@ -40,6 +40,7 @@ type gatewayOptions struct {
 	writeTimeout    time.Duration
 	headerTimeout   time.Duration
 	idleTimeout     time.Duration
+	ui              bool
 }
 
 // check refuses flag values the gateway cannot run with.
@@ -91,6 +92,8 @@ func newGatewayCommand() *cobra.Command {
 			"a PUT's body must arrive within --read-timeout, and every answer within\n" +
 			"--write-timeout of the gateway starting on it (a PUT: --read-timeout + --write-timeout\n" +
 			"in all). A PUT or extend that arrived whole is carried out even if its caller hangs up.\n\n" +
+			"With --ui (the default) it also serves the live status page at /ui/ and the network's\n" +
+			"snapshot it polls at GET /v1/network (JSON; no token needed; --ui=false turns both off).\n\n" +
 			"Memory: unless $GOMEMLIMIT is set, the gateway keeps Go's soft memory limit at what\n" +
 			"its requests in flight hold: 128 MiB + --cache-size, plus about 10 × --chunk-size per\n" +
 			"PUT and 7 × the chunk (or the plain blob) per GET, so that a request's peak memory is\n" +
@@ -120,6 +123,7 @@ func newGatewayCommand() *cobra.Command {
 	f.DurationVar(&o.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "time an answer may take from when the gateway starts on it: the read or store and the sending (a PUT gets --read-timeout + this in all)")
 	f.DurationVar(&o.headerTimeout, "read-header-timeout", gateway.DefaultReadHeaderTimeout, "time a request's headers may take to arrive")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "time a keep-alive connection may wait for its next request")
+	f.BoolVar(&o.ui, "ui", true, "serve the live status page at /ui/ and its JSON at GET /v1/network (public, read-only: the committee, shard map, handover, challenges, blob counts)")
 	return cmd
 }
 
@@ -149,7 +153,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		MaxBlobSize: o.maxBlobSize, ChunkSize: min(o.chunkSize, o.maxBlobSize), Epochs: o.epochs, CacheSize: o.cacheSize, MaxInflight: o.maxInflight,
 		ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout,
 		ReadHeaderTimeout: o.headerTimeout, IdleTimeout: o.idleTimeout, ShutdownTimeout: o.shutdownTimeout,
-		Logger: log,
+		Logger: log, UI: o.ui,
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// Without a soft limit Go lets the heap reach twice what is
