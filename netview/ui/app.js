@@ -43,9 +43,11 @@
   }
 
   // Stable colours: derived from the node's ID alone, so a node keeps its
-  // colour across refreshes, registry changes and pages. IDs ending in a
-  // number (node-7) step round the colour wheel by the golden angle, so
-  // neighbours differ; others hash.
+  // colour across refreshes, registry changes and pages. An ID ending in a
+  // number k (node-7) takes palette colour k for the first ten (well
+  // apart, dark enough for white labels), then steps round the colour
+  // wheel by the golden angle; other IDs hash.
+  const PALETTE = ["#4e79a7", "#e8822a", "#59a14f", "#e15759", "#9b6bb0", "#3f9e98", "#9c755f", "#c9a227", "#d9607a", "#6b7b8c"];
   const colourCache = new Map();
   function colourOf(id) {
     if (id === undefined || id === null) return "#d1d5db";
@@ -55,23 +57,22 @@
     const m = /(\d+)$/.exec(id);
     if (m && m[1].length < 9) {
       k = parseInt(m[1], 10);
-      // A prefix other than the usual one shifts the wheel.
-      let h = 0;
-      const prefix = id.slice(0, id.length - m[1].length);
-      for (let i = 0; i < prefix.length; i++) h = (h * 31 + prefix.charCodeAt(i)) >>> 0;
-      k += (h % 7) * 0.31;
     } else {
       let h = 2166136261;
       for (let i = 0; i < id.length; i++) {
         h ^= id.charCodeAt(i);
         h = Math.imul(h, 16777619) >>> 0;
       }
-      k = h % 997;
+      k = 10 + (h % 997);
     }
-    const hue = (k * 137.508 + 210) % 360;
-    const light = [46, 38, 54][Math.floor(k) % 3];
-    const sat = [62, 70, 55][Math.floor(k / 3) % 3];
-    c = "hsl(" + hue.toFixed(1) + ", " + sat + "%, " + light + "%)";
+    if (k < PALETTE.length) {
+      c = PALETTE[k];
+    } else {
+      const hue = (k * 137.508 + 20) % 360;
+      const light = [44, 36, 52][k % 3];
+      const sat = [60, 68, 52][Math.floor(k / 3) % 3];
+      c = "hsl(" + hue.toFixed(1) + ", " + sat + "%, " + light + "%)";
+    }
     colourCache.set(id, c);
     return c;
   }
@@ -394,6 +395,7 @@
   let firstRender = true;
 
   function render(d) {
+    const t0 = performance.now();
     renderHeader(d);
     renderGrid(d);
     renderOwnerLegend(d);
@@ -401,6 +403,8 @@
     renderNodes(d);
     renderChallenge(d);
     renderBlobs(d);
+    // How long the render itself took (the scale measure reads it).
+    document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);
     document.body.dataset.rendered = d.epoch + ":" + d.index;
     if (firstRender) {
       firstRender = false;
