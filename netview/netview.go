@@ -97,7 +97,7 @@ type Collector struct {
 	nodes     map[string]*grpc.ClientConn // by address; closed when no node has it any more
 	preferred atomic.Int32                // the voter that answered last
 
-	refreshes atomic.Int64 // refreshes run (tests count them)
+	refreshes atomic.Int64 // refreshes started (tests count them)
 }
 
 // New makes a Collector of cfg. It dials nothing until the first
@@ -187,10 +187,16 @@ type view struct {
 	at   time.Time // when the refresh ended
 }
 
+// maxStale is how many intervals old a snapshot may still be served while
+// its successor is being made: a refresh waits out the node timeout for a
+// node that hangs, and a page should not wait with it.
+const maxStale = 3
+
 // Snapshot returns the network's snapshot: the cached one if it is younger
-// than Interval, else a new one (shared with every concurrent caller).
-// The error is the refresh's (wrapping ErrUnavailable when no voter
-// answered), or ctx's when it ends first.
+// than Interval; else a new one, shared with every concurrent caller — or,
+// while that one is being made, the cached one if it is younger than
+// maxStale intervals. The error is the refresh's (wrapping ErrUnavailable
+// when no voter answered), or ctx's when it ends first.
 func (c *Collector) Snapshot(ctx context.Context) (*Snapshot, error) {
 	v, err := c.current(ctx)
 	if err != nil {
@@ -199,19 +205,23 @@ func (c *Collector) Snapshot(ctx context.Context) (*Snapshot, error) {
 	return v.snap, v.err
 }
 
-// current returns a view no older than Interval, running a refresh or
-// waiting for the one in flight when the cached one is older.
+// current returns the cached view if it is younger than Interval. An
+// older one starts a refresh (unless one is running already); the caller
+// gets the cached view at once if it is a snapshot younger than maxStale
+// intervals, and otherwise waits for the refresh.
 func (c *Collector) current(ctx context.Context) (*view, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return nil, errors.New("netview: collector closed")
 	}
-	if v := c.last; v != nil && time.Since(v.at) < c.cfg.Interval {
+	v := c.last
+	if v != nil && time.Since(v.at) < c.cfg.Interval {
 		c.mu.Unlock()
 		return v, nil
 	}
 	if c.inflight == nil {
+		c.refreshes.Add(1)
 		done := make(chan struct{})
 		c.inflight = done
 		// The refresh runs under the collector's context, not the
@@ -226,6 +236,9 @@ func (c *Collector) current(ctx context.Context) (*view, error) {
 	}
 	done := c.inflight
 	c.mu.Unlock()
+	if v != nil && v.err == nil && time.Since(v.at) < maxStale*c.cfg.Interval {
+		return v, nil
+	}
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -239,7 +252,6 @@ func (c *Collector) current(ctx context.Context) (*view, error) {
 // refresh asks the control plane, then every registered node, and builds
 // the snapshot.
 func (c *Collector) refresh() *view {
-	c.refreshes.Add(1)
 	start := time.Now()
 	v := &view{}
 	ns, ch, chErr, err := c.askControl(c.ctx)

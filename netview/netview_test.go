@@ -421,15 +421,20 @@ func TestJSONEndpoint(t *testing.T) {
 		t.Fatalf("another ETag: %s", resp.Status)
 	}
 
-	// Something changes (a stake): a new ETag.
+	// Something changes (a stake): a new ETag, a poll or two later (a
+	// poll may get the last snapshot while the next is made).
 	admin := weftv1.NewAdminClient(mustDial(t, nw.ControlAddr))
 	if _, err := admin.SetStake(operator(context.Background(), nw), &weftv1.SetStakeRequest{Node: "node-0", Stake: 300}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(150 * time.Millisecond)
-	resp, _ = get(t, srv.URL+JSONPath, "If-None-Match", etag)
-	if resp.StatusCode != 200 || resp.Header.Get("ETag") == etag {
-		t.Fatalf("after a stake change: %s, ETag %s", resp.Status, resp.Header.Get("ETag"))
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, _ = get(t, srv.URL+JSONPath, "If-None-Match", etag)
+		if resp.StatusCode == 200 && resp.Header.Get("ETag") != etag {
+			break
+		}
+		if resp.StatusCode != http.StatusNotModified || time.Now().After(deadline) {
+			t.Fatalf("after a stake change: %s, ETag %s", resp.Status, resp.Header.Get("ETag"))
+		}
 	}
 
 	// gzip, when asked for.
@@ -476,7 +481,8 @@ func TestControlPlaneDown(t *testing.T) {
 		t.Fatalf("up: %d %s", rec.Code, rec.Body)
 	}
 	nw.Close()
-	time.Sleep(100 * time.Millisecond)
+	// Past the last snapshot's maxStale intervals: no stale answer.
+	time.Sleep(maxStale*50*time.Millisecond + 50*time.Millisecond)
 	start := time.Now()
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, JSONPath, nil))
@@ -544,9 +550,27 @@ func TestOneRefreshPerInterval(t *testing.T) {
 	if n := c.refreshes.Load(); n != 2 {
 		t.Fatalf("after the interval: %d refreshes, want 2", n)
 	}
+	awaitIdle(t, c)
 
-	// A caller that gives up does not cancel the refresh for the others.
+	// Older than the interval but younger than maxStale intervals: served
+	// at once, while the next refresh runs.
 	time.Sleep(600 * time.Millisecond)
+	c.mu.Lock()
+	before := c.last
+	c.mu.Unlock()
+	if s, err := c.Snapshot(context.Background()); err != nil || s != before.snap {
+		t.Fatalf("a stale caller: %v, or not the cached snapshot", err)
+	}
+	if n := c.refreshes.Load(); n != 3 {
+		t.Fatalf("the stale caller started %d refreshes in all, want 3", n)
+	}
+	awaitIdle(t, c)
+
+	// A caller that gives up does not cancel the refresh for the others
+	// (nothing cached: both wait).
+	c.mu.Lock()
+	c.last = nil
+	c.mu.Unlock()
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := c.Snapshot(gone); err == nil {
@@ -555,8 +579,24 @@ func TestOneRefreshPerInterval(t *testing.T) {
 	if _, err := c.Snapshot(context.Background()); err != nil {
 		t.Fatalf("the next caller: %v", err)
 	}
-	if n := c.refreshes.Load(); n != 3 {
-		t.Fatalf("%d refreshes, want 3", n)
+	if n := c.refreshes.Load(); n != 4 {
+		t.Fatalf("%d refreshes, want 4", n)
+	}
+}
+
+// awaitIdle waits until no refresh runs.
+func awaitIdle(t *testing.T, c *Collector) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		c.mu.Lock()
+		idle := c.inflight == nil
+		c.mu.Unlock()
+		if idle {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a refresh never ended")
+		}
 	}
 }
 
@@ -709,7 +749,7 @@ func wantError(t *testing.T, resp *http.Response, body []byte, code int, status 
 		} `json:"error"`
 	}
 	if resp.StatusCode != code || resp.Header.Get("Content-Type") != "application/json" {
-		t.Fatalf("%s: %s (%s), want %d", resp.Request.URL, resp.Status, resp.Header.Get("Content-Type"), code)
+		t.Fatalf("%s (%s), want %d: %s", resp.Status, resp.Header.Get("Content-Type"), code, body)
 	}
 	if err := json.Unmarshal(body, &e); err != nil || e.Error.Code != code || e.Error.Status != status || e.Error.Message == "" {
 		t.Fatalf("error body %s (%v), want code %d status %s", body, err, code, status)
