@@ -13,7 +13,7 @@ BENCH_RANGE_BLOB ?= 1073741824
 # Packages with fuzz targets (every decoder of outside bytes).
 FUZZ_PKGS := ./crypto ./coding ./committee ./storage ./challenge ./api/control ./api/wire ./client ./gateway
 
-.PHONY: all build test bench fuzz-smoke lint proto proto-tools clean demo scale
+.PHONY: all build test bench fuzz-smoke lint proto proto-tools clean demo scale ui-scale
 
 # Code generators, pinned: `make proto` reproduces api/ byte for byte.
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
@@ -63,6 +63,19 @@ SCALE_VARS := SCALE_NODES SCALE_SHARDS SCALE_BLOBS SCALE_MAX_BLOB SCALE_BIG_BLOB
 scale:
 	$(foreach v,$(SCALE_VARS),$(if $($(v)),$(v)=$($(v)))) \
 	  $(GO) test -tags scale -run '^TestScale$$' -count=1 -v -timeout 4h ./integration
+
+# Issue #22's status page at scale (integration/statuspage_scale_test.go,
+# never part of `make test`): `weft devnet` with UI_SCALE_NODES nodes (100)
+# at n = UI_SCALE_SHARDS (1000), the gateway's GET /v1/network measured
+# (bytes, plain and gzipped) and /ui rendered in headless Chromium
+# (navigation → first render), stable and with a handover held up by
+# UI_SCALE_STOPPED SIGSTOPped nodes. Targets: JSON ≤ 200 KB, first render
+# ≤ 1 s. UI_SCALE_OUT=FILE keeps the table; screenshots go to
+# test-artifacts/. Needs Chromium (WEFT_REQUIRE_BROWSER=1 is set: no skip).
+UI_SCALE_VARS := UI_SCALE_NODES UI_SCALE_SHARDS UI_SCALE_STOPPED UI_SCALE_RENDERS UI_SCALE_GOMEMLIMIT UI_SCALE_OUT
+ui-scale:
+	$(foreach v,$(UI_SCALE_VARS),$(if $($(v)),$(v)=$($(v)))) WEFT_UI_SCALE=1 WEFT_REQUIRE_BROWSER=1 \
+	  $(GO) test -run '^TestStatusPageScale$$' -count=1 -v -timeout 45m ./integration
 
 # The whole story on a devnet of processes, through the public CLI: store,
 # read, lose nodes, change the epoch, read again, verify.

@@ -36,6 +36,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/weftstore/weft/client"
+	"github.com/weftstore/weft/netview"
 )
 
 // The gateway's defaults (`weft gateway`'s flags). A file is streamed in
@@ -157,6 +158,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics, if set, receives the gateway's Prometheus metrics.
 	Metrics prometheus.Registerer
+
+	// UI serves the live status page (package netview): GET /ui/ and GET
+	// /v1/network (gateway/ui.go). Its collector dials Control with
+	// DialOptions itself, so UI needs Control even when Client is set.
+	UI bool
 }
 
 // Gateway is the HTTP face of the Go SDK (DESIGN §8) for non-Go users. It
@@ -168,9 +174,10 @@ type Gateway struct {
 	mux     *http.ServeMux
 	cache   *blobCache
 	mem     *memoryLimit
-	metrics *gatewayMetrics // nil when not configured
-	slots   chan struct{}   // one per request in flight
-	cors    *corsPolicy     // nil: no cross-origin requests
+	metrics *gatewayMetrics    // nil when not configured
+	slots   chan struct{}      // one per request in flight
+	cors    *corsPolicy        // nil: no cross-origin requests
+	view    *netview.Collector // the status page's (nil without Config.UI)
 }
 
 // New makes a gateway of cfg, dialing an SDK client to cfg.Control unless
@@ -217,16 +224,22 @@ func New(cfg Config) (*Gateway, error) {
 		g.cl, g.ownCl = cl, true
 	}
 	g.mem = newMemoryLimit(cfg.SetMemoryLimit, cfg.CacheSize)
+	if g.view, err = newStatusPage(cfg); err != nil {
+		g.Close()
+		return nil, err
+	}
 	g.routes()
 	return g, nil
 }
 
 // Close closes the SDK client New dialed (not one given in Config.Client).
 func (g *Gateway) Close() error {
+	var errs []error
 	if g.ownCl {
-		return g.cl.Close()
+		errs = append(errs, g.cl.Close())
 	}
-	return nil
+	errs = append(errs, g.closeStatusPage())
+	return errors.Join(errs...)
 }
 
 // Serve serves the gateway on lis (over TLS with Config.TLSConfig) until

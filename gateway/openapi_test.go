@@ -90,7 +90,7 @@ func documentedOperations(t *testing.T, doc openAPIDoc) map[string]json.RawMessa
 // operationId, responses, its path's parameters declared, every $ref
 // found); the error schema's statuses are those writeError answers.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
-	g, err := New(Config{Control: []string{"127.0.0.1:1"}, MaxBlobSize: 1, Epochs: 1})
+	g, err := New(Config{Control: []string{"127.0.0.1:1"}, MaxBlobSize: 1, Epochs: 1, UI: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,10 +214,11 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	nw := gatewaytest.Network(t, ctx, gwShards)
-	g, err := New(Config{Client: gwClient(t, nw, ""), MaxBlobSize: gwMaxBlob, Epochs: gwEpochs})
+	g, err := New(Config{Client: gwClient(t, nw, ""), Control: []string{nw.ControlAddr}, MaxBlobSize: gwMaxBlob, Epochs: gwEpochs, UI: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { g.Close() })
 	srv := httptest.NewServer(g)
 	t.Cleanup(srv.Close)
 

@@ -144,6 +144,13 @@ func TestDevnetProcesses(t *testing.T) {
 // its ready file is written.
 func launchDevnet(t *testing.T, bin, dir string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
+	return launchDevnetWithin(t, 60*time.Second, bin, dir, args...)
+}
+
+// launchDevnetWithin is launchDevnet waiting up to timeout for the ready
+// file.
+func launchDevnetWithin(t *testing.T, timeout time.Duration, bin, dir string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
 	ready := filepath.Join(dir, "ready.json")
 	dn := exec.Command(bin, append([]string{"devnet", "--data-dir", filepath.Join(dir, "data"), "--ready-file", ready}, args...)...)
 	log, _ := os.Create(filepath.Join(dir, "devnet.log"))
@@ -153,7 +160,7 @@ func launchDevnet(t *testing.T, bin, dir string, args ...string) (*exec.Cmd, str
 	}
 	t.Cleanup(func() { dn.Process.Signal(syscall.SIGTERM); dn.Wait() })
 	start := time.Now()
-	waitFor(t, 60*time.Second, "the ready file", func() bool { _, err := os.Stat(ready); return err == nil })
+	waitFor(t, timeout, "the ready file", func() bool { _, err := os.Stat(ready); return err == nil })
 	t.Logf("ready in %v", time.Since(start))
 	return dn, ready
 }

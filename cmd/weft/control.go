@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/weftstore/weft/api/wire"
 	"github.com/weftstore/weft/committee"
+	"github.com/weftstore/weft/netview"
 )
 
 // tokenFlags is the operator credential, from a flag, a file (--token-file
@@ -65,6 +67,7 @@ type controlOptions struct {
 	maxSnapshotSize                 int64
 	registrationRate                float64
 	raft                            raftTimeouts
+	ui                              bool
 }
 
 // raftTimeouts are the voter's Raft timing (--raft-*): hashicorp/raft's
@@ -130,8 +133,29 @@ func newControlCommand() *cobra.Command {
 	f.Float64Var(&o.registrationRate, "registration-rate", 2, "storage-node registration attempts taken per second from one address (bursts of 50)")
 	f.IntVar(&o.autoEvict, "auto-evict", 0, "at an epoch change, set the stake of nodes that failed or missed their last K challenge rounds to 0 (0: never)")
 	o.raft.addFlags(f)
+	f.BoolVar(&o.ui, "ui", false, "also serve the live status page at /ui/ and its JSON at GET /v1/network on --metrics-addr "+
+		"(public, read-only; it asks this voter, then the --join voters, and every storage node)")
 	o.tokens.add(cmd)
 	return cmd
+}
+
+// statusVoters are the voters the status page of `weft control --ui` asks:
+// this one first (on loopback when it listens on every interface), then
+// the others it was told of.
+func statusVoters(o controlOptions) []string {
+	own := o.grpcAddr
+	if host, port, err := net.SplitHostPort(own); err == nil {
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			own = net.JoinHostPort("127.0.0.1", port)
+		}
+	}
+	out := []string{own}
+	for _, a := range o.join {
+		if a = strings.TrimSpace(a); a != "" && a != own && a != o.grpcAddr && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func runControl(ctx context.Context, o controlOptions) error {
@@ -181,6 +205,17 @@ func runControl(ctx context.Context, o controlOptions) error {
 	go server.Serve(lis)
 	defer server.GracefulStop()
 	log.Info("control-plane voter started", "raft", o.raftAddr, "grpc", o.grpcAddr, "existing_state", node.HasState())
+	if o.ui {
+		if o.metrics.addr == "" {
+			return errors.New("--ui serves the status page on the metrics listener: give --metrics-addr too")
+		}
+		view, err := netview.New(netview.Config{Control: statusVoters(o), DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(dialCreds)}, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer view.Close()
+		o.metrics.mount = view.Register
+	}
 	if o.metrics.addr != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -192,6 +227,9 @@ func runControl(ctx context.Context, o controlOptions) error {
 			return err
 		}
 		defer metrics.Close()
+		if o.ui {
+			log.Info("serving the status page", "page", metrics.Addr().String()+netview.UIPrefix, "json", metrics.Addr().String()+netview.JSONPath)
+		}
 	}
 
 	switch {

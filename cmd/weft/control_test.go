@@ -57,7 +57,7 @@ func TestControlAndAdminCLI(t *testing.T) {
 			tokens: tokenFlags{token: token},
 		}
 		if i == 0 {
-			o.metrics.addr = metricsAddr
+			o.metrics.addr, o.ui = metricsAddr, true
 		}
 		started.Add(1)
 		go func() { stopped <- runControl(ctx, o) }()
@@ -157,6 +157,33 @@ func TestControlAndAdminCLI(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("/metrics lacks %q", want)
 		}
+	}
+	// --ui: the status page beside /metrics, asking this voter first. The
+	// registered nodes' address (s:1) answers nothing: down.
+	resp, err = http.Get("http://" + metricsAddr + "/v1/network")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var network struct {
+		Voter string `json:"voter"`
+		Epoch uint64 `json:"epoch"`
+		Nodes []struct {
+			ID, Health string
+		} `json:"nodes"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&network)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || network.Voter != "v1" || network.Epoch != 1 || len(network.Nodes) != 4 || network.Nodes[0].Health != "down" {
+		t.Fatalf("--ui: GET /v1/network: %s %v %+v", resp.Status, err, network)
+	}
+	resp, err = http.Get("http://" + metricsAddr + "/ui")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/ui/" || !strings.Contains(string(body), `id="shard-map"`) {
+		t.Fatalf("--ui: GET /ui: %s at %s", resp.Status, resp.Request.URL.Path)
 	}
 
 	// Restore: changes made after the snapshot are gone on every voter.

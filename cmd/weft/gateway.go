@@ -41,6 +41,7 @@ type gatewayOptions struct {
 	headerTimeout   time.Duration
 	idleTimeout     time.Duration
 	corsOrigins     []string
+	ui              bool
 }
 
 // check refuses flag values the gateway cannot run with.
@@ -98,6 +99,8 @@ func newGatewayCommand() *cobra.Command {
 			"If-Match work on every GET and HEAD. --cors-origin lets web pages of those origins\n" +
 			"(\"*\": any) call the API from a browser: preflights are answered and answers carry\n" +
 			"Access-Control-Allow-Origin; without it there are no CORS headers.\n\n" +
+			"With --ui (the default) it also serves the live status page at /ui/ and the network's\n" +
+			"snapshot it polls at GET /v1/network (JSON; no token needed; --ui=false turns both off).\n\n" +
 			"Memory: unless $GOMEMLIMIT is set, the gateway keeps Go's soft memory limit at what\n" +
 			"its requests in flight hold: 128 MiB + --cache-size, plus about 10 × --chunk-size per\n" +
 			"PUT and 7 × the chunk (or the plain blob) per GET, so that a request's peak memory is\n" +
@@ -128,6 +131,7 @@ func newGatewayCommand() *cobra.Command {
 	f.DurationVar(&o.headerTimeout, "read-header-timeout", gateway.DefaultReadHeaderTimeout, "time a request's headers may take to arrive")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "time a keep-alive connection may wait for its next request")
 	f.StringSliceVar(&o.corsOrigins, "cors-origin", nil, "web origins (scheme://host[:port]) whose pages may call the API from a browser (CORS), repeatable or comma-separated; \"*\" allows any; none: no CORS headers")
+	f.BoolVar(&o.ui, "ui", true, "serve the live status page at /ui/ and its JSON at GET /v1/network (public, read-only: the committee, shard map, handover, challenges, blob counts)")
 	return cmd
 }
 
@@ -157,7 +161,7 @@ func runGateway(ctx context.Context, o gatewayOptions) error {
 		MaxBlobSize: o.maxBlobSize, ChunkSize: min(o.chunkSize, o.maxBlobSize), Epochs: o.epochs, CacheSize: o.cacheSize, MaxInflight: o.maxInflight,
 		ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout,
 		ReadHeaderTimeout: o.headerTimeout, IdleTimeout: o.idleTimeout, ShutdownTimeout: o.shutdownTimeout,
-		CORSOrigins: o.corsOrigins, Logger: log,
+		CORSOrigins: o.corsOrigins, Logger: log, UI: o.ui,
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// Without a soft limit Go lets the heap reach twice what is

@@ -132,6 +132,18 @@ func TestGatewayCommand(t *testing.T) {
 		}
 	}
 
+	// The status page, on by default.
+	resp, body = gatewaytest.Do(t, http.MethodGet, base+"/v1/network", nil)
+	gatewaytest.Want(t, resp, body, http.StatusOK)
+	var network struct {
+		Nodes []json.RawMessage `json:"nodes"`
+	}
+	if err := json.Unmarshal(body, &network); err != nil || len(network.Nodes) != 4 {
+		t.Fatalf("GET /v1/network: %v %s", err, body)
+	}
+	resp, body = gatewaytest.Do(t, http.MethodGet, base+"/ui/", nil)
+	gatewaytest.Want(t, resp, body, http.StatusOK)
+
 	// --read-timeout reaches the server.
 	t.Run("trickled body", func(t *testing.T) { gatewaytest.CheckTrickle(t, listen, nw.ClientToken, gwCommandReadTimeout) })
 

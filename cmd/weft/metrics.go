@@ -33,6 +33,9 @@ type metricsConfig struct {
 	// goes. Off by default — a CPU profile costs the process while it runs —
 	// and behind the same TLS and client-certificate rules as /metrics.
 	pprof bool
+	// mount, if set, adds routes of the process's own to the listener
+	// (`weft control --ui`: the status page), behind the same rules.
+	mount func(*http.ServeMux)
 }
 
 // addFlags registers --metrics-addr and --pprof; role names the process in
@@ -67,6 +70,9 @@ func startMetrics(ctx context.Context, c metricsConfig, g prometheus.Gatherer, l
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	if c.mount != nil {
+		c.mount(mux)
 	}
 	m := &metricsServer{lis: lis, srv: &http.Server{
 		Handler: mux, ReadHeaderTimeout: 10 * time.Second,
