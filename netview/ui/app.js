@@ -408,7 +408,10 @@
     document.body.dataset.rendered = d.epoch + ":" + d.index;
     if (firstRender) {
       firstRender = false;
+      // The first snapshot is in the DOM; then, after the frame that
+      // shows it (style, layout, paint), what a user waits for.
       performance.mark("weft-first-render");
+      requestAnimationFrame(() => setTimeout(() => performance.mark("weft-first-paint"), 0));
     }
   }
 
