@@ -244,5 +244,3 @@ func TestStatusPageHandover(t *testing.T) {
 	}
 	t.Logf("%s in all", time.Since(start).Round(time.Second))
 }
-
-
