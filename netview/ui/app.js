@@ -408,7 +408,16 @@
     document.body.dataset.rendered = d.epoch + ":" + d.index;
     if (firstRender) {
       firstRender = false;
+      // The first snapshot is in the DOM; then, after the frame that
+      // shows it (style, layout, paint), what a user waits for.
       performance.mark("weft-first-render");
+      requestAnimationFrame(() => setTimeout(() => {
+        performance.mark("weft-first-paint");
+        // The panels below the fold skipped the first frame's layout
+        // (content-visibility); from now on they are laid out like the
+        // rest, so that printing and screenshots of the page show them.
+        for (const p of document.querySelectorAll(".panel.lazy")) p.classList.remove("lazy");
+      }, 0));
     }
   }
 
