@@ -61,6 +61,7 @@ type Service struct {
 	mu            sync.Mutex
 	conns         map[string]*grpc.ClientConn
 	stop          chan struct{}
+	closeOnce     sync.Once
 	done          chan struct{}
 }
 
@@ -121,7 +122,7 @@ func (s *Service) ServerOptions() []grpc.ServerOption {
 
 // Close stops the announcer and the forwarding connections.
 func (s *Service) Close() {
-	close(s.stop)
+	s.closeOnce.Do(func() { close(s.stop) }) // a second Close waits too, and does not panic
 	<-s.done
 	s.mu.Lock()
 	defer s.mu.Unlock()

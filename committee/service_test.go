@@ -528,3 +528,12 @@ func TestCompactedEventsAreOutOfRange(t *testing.T) {
 		t.Fatalf("events from the horizon %d: %v, %v", h, resp, err)
 	}
 }
+
+// Closing a service twice (a devnet closed twice) neither panics nor
+// returns before the first close finished.
+func TestServiceClosesTwice(t *testing.T) {
+	c := newCluster(t, "v1")
+	_, stop := serveGRPC(t, c.nodes["v1"])
+	stop()
+	stop()
+}

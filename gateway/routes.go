@@ -81,7 +81,8 @@ func (g *Gateway) routes() {
 // noSuchEndpoint answers a path no route has: 404.
 func noSuchEndpoint(w http.ResponseWriter, r *http.Request) {
 	writeError(w, r, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (GET /v1/api describes the API: PUT /v1/blobs, "+
-		"GET /v1/blobs/{id}, …/status, POST …/extend, PUT /v1/quilts, GET|DELETE /v1/objects/{object}, …/info, PUT …/attributes)", r.Method, r.URL.Path))
+		"GET /v1/blobs/{id}, …/status, POST …/extend, PUT /v1/quilts, GET|DELETE /v1/objects/{object}, …/info, PUT …/attributes; "+
+		"the status page: GET /ui and /v1/network; Walrus's dialect under /walrus)", r.Method, r.URL.Path))
 }
 
 // openAPI is the API's OpenAPI 3.0 description, served at GET /v1/api.
