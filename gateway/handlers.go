@@ -42,28 +42,11 @@ func (g *Gateway) putBlob(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ctx, cancel := g.writeContext(r, token, g.putTimeout())
-	defer cancel()
-	if !g.authorize(ctx, w, r) {
+	sf, _, done, ok := g.storeBody(w, r, token, epochs, obj)
+	if !ok {
 		return
 	}
-	defer g.holdPut(r.ContentLength)()
-	body := g.putBody(w, r)
-	opts := client.FileOptions{
-		Epochs: epochs, ContentType: obj.contentType, ChunkSize: g.cfg.ChunkSize,
-		Permanent: obj.permanent, Attributes: obj.attrs,
-	}
-	if r.ContentLength > 0 {
-		opts.Size = r.ContentLength
-	}
-	sf, err := g.cl.StoreFile(ctx, body, opts)
-	if rec := recorderOf(w); rec != nil {
-		rec.bodyRead = body.n
-	}
-	if err != nil {
-		g.storeFailed(w, r, body, failedBlobID(err), err)
-		return
-	}
+	defer done()
 	id, cert := sf.ID, sf.Certificate
 	raw, err := cert.MarshalBinary()
 	if err != nil {
@@ -88,6 +71,40 @@ func (g *Gateway) putBlob(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", "/v1/blobs/"+id.String())
 	writeJSON(w, code, resp)
+}
+
+// storeBody stores a PUT's body as a file of the caller's (putBlob and
+// Walrus's PUT): it checks the token with the control plane before reading
+// any of the body, holds the PUT's share of memory, and answers a failed
+// store itself (ok false). Otherwise it returns the stored file, the
+// write's context (a caller that half-closed its connection still waits
+// for the answer) and done, which the caller runs once it has answered.
+func (g *Gateway) storeBody(w http.ResponseWriter, r *http.Request, token string, epochs uint64, obj objectParams) (sf *client.StoredFile, ctx context.Context, done func(), ok bool) {
+	ctx, cancel := g.writeContext(r, token, g.putTimeout())
+	if !g.authorize(ctx, w, r) {
+		cancel()
+		return nil, nil, nil, false
+	}
+	release := g.holdPut(r.ContentLength)
+	done = func() { release(); cancel() }
+	body := g.putBody(w, r)
+	opts := client.FileOptions{
+		Epochs: epochs, ContentType: obj.contentType, ChunkSize: g.cfg.ChunkSize,
+		Permanent: obj.permanent, Attributes: obj.attrs,
+	}
+	if r.ContentLength > 0 {
+		opts.Size = r.ContentLength
+	}
+	sf, err := g.cl.StoreFile(ctx, body, opts)
+	if rec := recorderOf(w); rec != nil {
+		rec.bodyRead = body.n
+	}
+	if err != nil {
+		g.storeFailed(w, r, body, failedBlobID(err), err)
+		done()
+		return nil, nil, nil, false
+	}
+	return sf, ctx, done, true
 }
 
 // putParams reads ?epochs= and refuses a declared length over the limit,

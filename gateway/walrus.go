@@ -490,30 +490,11 @@ func (g *Gateway) walrusPutBlob(w http.ResponseWriter, r *http.Request, ww *walr
 	if !ok {
 		return
 	}
-	ctx, cancel := g.writeContext(r, token, g.putTimeout())
-	defer cancel()
-	if !g.authorize(ctx, w, r) {
+	sf, ctx, done, ok := g.storeBody(w, r, token, epochs, obj)
+	if !ok {
 		return
 	}
-	defer g.holdPut(r.ContentLength)()
-	body := g.putBody(w, r)
-	opts := client.FileOptions{
-		Epochs: epochs, ContentType: obj.contentType, ChunkSize: g.cfg.ChunkSize,
-		Permanent: obj.permanent, Attributes: obj.attrs,
-	}
-	if r.ContentLength > 0 {
-		opts.Size = r.ContentLength
-	}
-	sf, err := g.cl.StoreFile(ctx, body, opts)
-	if rec := recorderOf(w); rec != nil {
-		rec.bodyRead = body.n
-	}
-	if err != nil {
-		g.storeFailed(w, r, body, failedBlobID(err), err)
-		return
-	}
-	// The write's context: a caller that half-closed its connection
-	// still waits for the answer.
+	defer done()
 	res, err := g.walrusStoreResult(ctx, sf, epochs)
 	if err != nil {
 		code := errorStatus(err)
