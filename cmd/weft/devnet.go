@@ -354,9 +354,9 @@ func (d *devnetRun) startNodes(ctx context.Context, count int) error {
 		if err != nil {
 			return err
 		}
-		if _, err := d.start(devnetProcess{Role: "node", ID: id, Address: addr, Log: filepath.Join(d.dir, id+".log"), Metrics: metricsAddr,
-			Args: append([]string{"node", "--id", id, "--data-dir", filepath.Join(d.dir, id), "--key-file", key,
-				"--control", strings.Join(d.ready.Control, ","), "--listen", addr, "--recovery-delay", "1s"}, metricsFlags...)}); err != nil {
+		p := devnetNodeProcess(d.dir, id, key, addr, d.ready.Control)
+		p.Metrics, p.Args = metricsAddr, append(p.Args, metricsFlags...)
+		if _, err := d.start(p); err != nil {
 			return err
 		}
 		ids = append(ids, id)
@@ -653,9 +653,7 @@ func newDevnetNode(r devnetReady) (devnetProcess, error) {
 	if err != nil {
 		return devnetProcess{}, err
 	}
-	p := devnetProcess{Role: "node", ID: id, Address: addr, Log: filepath.Join(r.DataDir, id+".log"),
-		Args: []string{"node", "--id", id, "--data-dir", filepath.Join(r.DataDir, id), "--key-file", key,
-			"--control", strings.Join(r.Control, ","), "--listen", addr, "--recovery-delay", "1s"}}
+	p := devnetNodeProcess(r.DataDir, id, key, addr, r.Control)
 	if metrics {
 		if p.Metrics, err = devnet.FreeAddr(); err != nil {
 			return devnetProcess{}, err
@@ -663,6 +661,15 @@ func newDevnetNode(r devnetReady) (devnetProcess, error) {
 		p.Args = append(p.Args, "--metrics-addr", p.Metrics)
 	}
 	return p, nil
+}
+
+// devnetNodeProcess is storage node id of the devnet in dir: its command
+// line (data directory dir/id, the key file, the voters, the address) and
+// its log, as both the devnet's first nodes and add-node start them.
+func devnetNodeProcess(dir, id, key, addr string, control []string) devnetProcess {
+	return devnetProcess{Role: "node", ID: id, Address: addr, Log: filepath.Join(dir, id+".log"),
+		Args: []string{"node", "--id", id, "--data-dir", filepath.Join(dir, id), "--key-file", key,
+			"--control", strings.Join(control, ","), "--listen", addr, "--recovery-delay", "1s"}}
 }
 
 // stakeDevnetNode sets a node's stake once it has registered.
