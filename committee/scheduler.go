@@ -38,6 +38,13 @@ type Scheduler struct {
 	stopOnce sync.Once
 	done     chan struct{}
 	running  atomic.Bool // the timers run (this voter leads)
+
+	// seenOpen is the open challenge round this voter last saw and when
+	// (monotonic): the challenge window runs from it.
+	seenOpen struct {
+		round uint64
+		at    time.Time
+	}
 }
 
 // StartScheduler starts the timers cfg asks for, and the compaction
@@ -192,9 +199,13 @@ func (s *Scheduler) challengeStep(ctx context.Context) {
 	}
 	switch {
 	case found && latest.Open:
-		// The window runs from the opening leader's clock, recorded in
-		// the round: a change of leader does not start it again.
-		if time.Since(time.Unix(0, latest.OpenedAt)) < s.cfg.ChallengeWindow {
+		// The window runs on this voter's monotonic clock from when it
+		// first saw the round open, not from the opening leader's wall
+		// clock (OpenedAt): a clock stepped back, or one ahead of the old
+		// leader's, would hold the round — and reads of its sampled
+		// blobs — open for the step, or cut it short. A change of leader
+		// gives a round at most one window more.
+		if s.openSince(latest.Round) < s.cfg.ChallengeWindow {
 			return
 		}
 		if _, err := s.svc.closeChallenge(ctx, latest.Round); err != nil {
@@ -210,4 +221,13 @@ func (s *Scheduler) challengeStep(ctx context.Context) {
 		}
 		s.log.Info("challenge timer: round started", "round", resp.Round, "epoch", st.Epoch())
 	}
+}
+
+// openSince is how long this voter has seen round open (zero the first
+// time it looks). Only the timer loop calls it.
+func (s *Scheduler) openSince(round uint64) time.Duration {
+	if s.seenOpen.at.IsZero() || s.seenOpen.round != round {
+		s.seenOpen.round, s.seenOpen.at = round, time.Now()
+	}
+	return time.Since(s.seenOpen.at)
 }

@@ -633,7 +633,11 @@ func (n *Node) keepSyncedPair(epoch uint64, shard uint32, id crypto.BlobID, done
 }
 
 func (n *Node) signSync(epoch uint64, shard uint32, after crypto.BlobID, limit uint32) (*weftv1.SyncShardRequest, error) {
-	msg, err := crypto.EncodeMessage(epoch, crypto.ShardSyncRequest{Shard: shard, After: after, Limit: limit, Nonce: uint64(time.Now().UnixNano())})
+	nonce, err := n.nonces.Next()
+	if err != nil {
+		return nil, err
+	}
+	msg, err := crypto.EncodeMessage(epoch, crypto.ShardSyncRequest{Shard: shard, After: after, Limit: limit, Nonce: nonce})
 	if err != nil {
 		return nil, err
 	}

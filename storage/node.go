@@ -67,9 +67,18 @@ type Config struct {
 	// (the control plane's connection is the caller's); nil: plaintext.
 	DialCredentials credentials.TransportCredentials
 
+	// Clock is the node's wall clock (default time.Now): the nonces of its
+	// signed requests start from it. Tests shift it to play a clock
+	// stepped back.
+	Clock func() time.Time
+
 	Faults Faults // fault injection for tests of the other nodes; zero in production
 	Logger *slog.Logger
 }
+
+// nonceFile, in the data directory, holds the ceiling of the node's
+// signed requests' nonces (control.OpenNonces).
+const nonceFile = "nonce-ceiling"
 
 // Scrub defaults: a pass a week, at 32 MiB/s (a 4 TB node reads itself
 // back in about 36 hours).
@@ -83,6 +92,9 @@ const (
 const registeredCacheSize = 1 << 14
 
 func (c *Config) setDefaults() {
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
 	if c.RecoveryWorkers <= 0 {
 		c.RecoveryWorkers = 2
 	}
@@ -139,6 +151,7 @@ type Node struct {
 
 	syncMu     sync.Mutex
 	syncNonces map[syncNonceKey]uint64 // per requesting node and shard: the last sync nonce served
+	nonces     *control.Nonces         // this node's own signed requests' (durable: node data dir)
 	reportMu   sync.Mutex              // one signed "shard synced" at a time, nonces in order
 	syncedMu   sync.Mutex
 	synced     map[uint64]map[uint32]bool // epoch → shards this node synced in it (a shard synced twice counts once)
@@ -159,21 +172,27 @@ type Node struct {
 // Register.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.setDefaults()
-	if cfg.Plane == nil && cfg.Control != nil {
-		cfg.Plane = control.NewClient(cfg.Control, cfg.ID, cfg.Key)
-	}
-	if cfg.Key == nil || cfg.ID == "" || cfg.Plane == nil {
+	if cfg.Key == nil || cfg.ID == "" || (cfg.Plane == nil && cfg.Control == nil) {
 		return nil, errors.New("storage: a node needs an ID, a key and a control-plane connection")
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
+	// Signed requests' nonces grow across restarts even if the clock went
+	// back meanwhile: the control plane and the peers refuse a nonce below
+	// one they took.
+	nonces, err := control.OpenNonces(filepath.Join(cfg.DataDir, nonceFile), cfg.Clock)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Plane == nil {
+		cfg.Plane = control.NewClient(cfg.Control, cfg.ID, cfg.Key, control.WithNonces(nonces))
+	}
 	if cfg.Faults.Any() {
 		cfg.Logger.Warn("storage: FAULT INJECTION ENABLED — this node lies on purpose", "node", cfg.ID, "faults", cfg.Faults.String())
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), ready: make(chan struct{}), syncNonces: map[syncNonceKey]uint64{}, synced: map[uint64]map[uint32]bool{},
-		applied: make(chan struct{})}
-	var err error
+		applied: make(chan struct{}), nonces: nonces}
 	if n.registered, err = lru.New[crypto.BlobID, struct{}](registeredCacheSize); err != nil {
 		return nil, err
 	}

@@ -116,7 +116,7 @@ func (n *Node) scrub(ctx context.Context) {
 	for ctx.Err() == nil {
 		st, err := n.store.ScrubState()
 		if err == nil && !st.Active && st.LastDone.IsZero() {
-			st.LastDone = time.Now() // a new node: its first pass waits one interval
+			st.LastDone = n.cfg.Clock() // a new node: its first pass waits one interval
 			err = n.store.SetScrubState(st)
 		}
 		if err != nil {
@@ -125,7 +125,9 @@ func (n *Node) scrub(ctx context.Context) {
 			continue
 		}
 		if !st.Active {
-			if wait := time.Until(st.LastDone.Add(n.cfg.ScrubInterval)); wait > 0 {
+			// At most an interval: a clock stepped back since the last
+			// pass must not put the next one off by the step.
+			if wait := min(st.LastDone.Add(n.cfg.ScrubInterval).Sub(n.cfg.Clock()), n.cfg.ScrubInterval); wait > 0 {
 				sleep(ctx, wait)
 				continue
 			}
@@ -159,7 +161,7 @@ func (n *Node) scrubPass(ctx context.Context, st ScrubState) error {
 			return err
 		}
 	}
-	if err := n.store.SetScrubState(ScrubState{LastDone: time.Now()}); err != nil {
+	if err := n.store.SetScrubState(ScrubState{LastDone: n.cfg.Clock()}); err != nil {
 		return err
 	}
 	n.metrics.scrubPasses.Inc()

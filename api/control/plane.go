@@ -62,9 +62,10 @@ const MaxEventsPage = 64 << 20
 
 // Client is Plane over gRPC, signing as one storage node.
 type Client struct {
-	conn *grpc.ClientConn
-	node shardmap.NodeID
-	key  *crypto.SecretKey
+	conn   *grpc.ClientConn
+	node   shardmap.NodeID
+	key    *crypto.SecretKey
+	nonces *Nonces
 
 	// last is the state Watch last returned: the base of the next delta
 	// (watch.go).
@@ -76,10 +77,24 @@ var _ Plane = (*Client)(nil)
 
 // NewClient talks to the control plane through conn; node requests are
 // signed by key as node (both may be zero for a caller that reports
-// nothing).
-func NewClient(conn *grpc.ClientConn, node shardmap.NodeID, key *crypto.SecretKey) *Client {
-	return &Client{conn: conn, node: node, key: key}
+// nothing), with nonces from NewNonces(nil) unless an option says.
+func NewClient(conn *grpc.ClientConn, node shardmap.NodeID, key *crypto.SecretKey, opts ...ClientOption) *Client {
+	c := &Client{conn: conn, node: node, key: key}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.nonces == nil {
+		c.nonces = NewNonces(nil)
+	}
+	return c
 }
+
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// WithNonces signs node requests with nonces from n: a storage node passes
+// the durable nonces it also signs its shard-sync requests with.
+func WithNonces(n *Nonces) ClientOption { return func(c *Client) { c.nonces = n } }
 
 // StateFromProto reads the epoch state as WatchState sends it.
 func StateFromProto(resp *weftv1.WatchStateResponse) (State, error) {
@@ -143,8 +158,8 @@ func (c *Client) Challenge(ctx context.Context, round uint64) (*weftv1.GetChalle
 	return weftv1.NewClientClient(c.conn).GetChallenge(ctx, &weftv1.GetChallengeRequest{Round: round})
 }
 
-// Report implements Plane. The nonce is the clock's: it grows across
-// restarts without anything stored.
+// Report implements Plane, with the client's nonces (Nonces: they grow
+// whatever the clock does).
 func (c *Client) Report(ctx context.Context, epoch uint64, req NodeRequest) error {
 	if c.key == nil {
 		return fmt.Errorf("control: no key to sign a node request with")
@@ -153,7 +168,11 @@ func (c *Client) Report(ctx context.Context, epoch uint64, req NodeRequest) erro
 	if err != nil {
 		return err
 	}
-	if err := m.sign(c.key, c.node, epoch, uint64(time.Now().UnixNano())); err != nil {
+	nonce, err := c.nonces.Next()
+	if err != nil {
+		return err
+	}
+	if err := m.sign(c.key, c.node, epoch, nonce); err != nil {
 		return err
 	}
 	return m.send(ctx, weftv1.NewNodeClient(c.conn))

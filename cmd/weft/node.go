@@ -35,6 +35,7 @@ type nodeOptions struct {
 	scrubInterval                                    time.Duration
 	scrubRate                                        int64
 	limits                                           storage.PeerLimits
+	clockOffset                                      time.Duration
 }
 
 func newNodeCommand() *cobra.Command {
@@ -71,7 +72,18 @@ func newNodeCommand() *cobra.Command {
 	f.Int64Var(&o.limits.MaxReadBytes, "max-read-bytes-per-peer", storage.DefaultMaxReadBytesPerPeer, "bytes one caller's reads may hold on the node at once (its only read is never refused)")
 	f.StringVar(&o.faults, "inject-faults", "", "TESTING ONLY: make this node lie ("+storage.FaultNames+")")
 	_ = f.MarkHidden("inject-faults")
+	f.DurationVar(&o.clockOffset, "clock-offset", 0, "TESTING ONLY: shift the node's wall clock by this much (-1h: a clock stepped back an hour)")
+	_ = f.MarkHidden("clock-offset")
 	return cmd
+}
+
+// shiftedClock is the wall clock shifted by offset (nil: unshifted). The
+// shift keeps Go's monotonic reading, as a real step of the clock does.
+func shiftedClock(offset time.Duration) func() time.Time {
+	if offset == 0 {
+		return nil
+	}
+	return func() time.Time { return time.Now().Add(offset) }
 }
 
 // scrubInterval maps the flag to the config: 0 on the command line turns
@@ -169,7 +181,7 @@ func runNode(ctx context.Context, o nodeOptions) error {
 		ID: id, Key: key, DataDir: o.dataDir, PublicAddr: o.publicAddr, Control: conn,
 		RecoveryWorkers: o.recoveryWorkers, RecoveryDelay: o.recoveryDelay, CopyRetryWindow: o.copyRetryWindow, Faults: faults, Logger: slog.Default(),
 		ScrubInterval: scrubInterval(o.scrubInterval), ScrubRate: o.scrubRate, DialCredentials: dialCreds,
-		Limits: o.limits,
+		Limits: o.limits, Clock: shiftedClock(o.clockOffset),
 	})
 	if err != nil {
 		lis.Close()

@@ -123,3 +123,16 @@ func syncDir(dir string) {
 		d.Close()
 	}
 }
+
+// Write puts data in place as path, whole or not at all.
+func Write(path string, data []byte, perm os.FileMode) error {
+	f, err := Create(path, perm)
+	if err != nil {
+		return err
+	}
+	defer f.Cleanup()
+	if _, err := f.File.Write(data); err != nil {
+		return err
+	}
+	return f.Replace()
+}
