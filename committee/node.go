@@ -81,6 +81,23 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "raft", Output: out, Level: hclog.Warn})
 
+	rc := raftConfig(cfg, logger)
+
+	fsm, err := OpenFSM(filepath.Join(cfg.DataDir, "fsm.db"), cfg.State)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, fsm: fsm}
+	if err := n.open(rc, logger); err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	return n, nil
+}
+
+// raftConfig is a voter's Raft configuration (BenchmarkRegistrations's
+// raw-Raft baseline runs the same).
+func raftConfig(cfg NodeConfig, logger hclog.Logger) *raft.Config {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
 	rc.Logger = logger
@@ -108,28 +125,12 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
-
-	fsm, err := OpenFSM(filepath.Join(cfg.DataDir, "fsm.db"), cfg.State)
-	if err != nil {
-		return nil, err
-	}
-	n := &Node{cfg: cfg, fsm: fsm}
-	if err := n.open(rc, logger); err != nil {
-		n.closeStores()
-		return nil, err
-	}
-	return n, nil
+	return rc
 }
 
 func (n *Node) open(rc *raft.Config, logger hclog.Logger) error {
 	var err error
-	// The freelist is rebuilt on open instead of written with every commit:
-	// one page less per log append, the hot path of every write.
-	n.logs, err = raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(n.cfg.DataDir, "raft.db"),
-		BoltOptions: &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType},
-	})
-	if err != nil {
+	if n.logs, err = openLogStore(n.cfg.DataDir); err != nil {
 		return err
 	}
 	snapshots, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, logger)
@@ -174,6 +175,16 @@ func (n *Node) open(rc *raft.Config, logger hclog.Logger) error {
 		layer.serve(n.raft)
 	}
 	return nil
+}
+
+// openLogStore opens a voter's Raft log and stable store, raft.db in dir.
+// The freelist is rebuilt on open instead of written with every commit:
+// one page less per log append, the hot path of every write.
+func openLogStore(dir string) (*raftboltdb.BoltStore, error) {
+	return raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(dir, "raft.db"),
+		BoltOptions: &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType},
+	})
 }
 
 // logCacheEntries is how many recent log entries each voter keeps in

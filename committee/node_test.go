@@ -67,11 +67,7 @@ func (c *cluster) start(id string, bootstrap bool) {
 		c.dirs[id] = filepath.Join(c.t.TempDir(), id)
 		c.addrs[id] = freeAddr(c.t)
 	}
-	cfg := NodeConfig{
-		ID: id, DataDir: c.dirs[id], RaftAddr: c.addrs[id], State: c.state,
-		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
-		SnapshotThreshold: 16, TrailingLogs: 4,
-	}
+	cfg := c.nodeConfig(id)
 	if bootstrap {
 		cfg.Bootstrap = c.servers
 	}
@@ -83,6 +79,15 @@ func (c *cluster) start(id string, bootstrap bool) {
 		c.t.Fatalf("start %s: %v", id, err)
 	}
 	c.nodes[id] = n
+}
+
+// nodeConfig is the configuration the cluster's voter id runs with.
+func (c *cluster) nodeConfig(id string) NodeConfig {
+	return NodeConfig{
+		ID: id, DataDir: c.dirs[id], RaftAddr: c.addrs[id], State: c.state,
+		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
+		SnapshotThreshold: 16, TrailingLogs: 4,
+	}
 }
 
 func (c *cluster) stop(id string) {

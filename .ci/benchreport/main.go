@@ -58,6 +58,9 @@ var goals = []goal{
 	{"crypto", "BenchmarkCertificateVerify/shards=1000/nodes=100", "x-verify", "≤", 1.5, 3},
 	// #4 control plane (committee/DESIGN.md).
 	{"committee", "BenchmarkRegistrations", "registrations/s", "≥", 5000, 4},
+	// #24: registrations against raw hashicorp/raft in the same run.
+	{"committee", "BenchmarkRegistrations", "x-raw-raft", "≥", 0.8, 24},
+	{"committee", "BenchmarkRegistrations", "raw-raft-entries/s", "", 0, 24},
 	{"committee", "BenchmarkIdleWatchers", "cpu-ns/watcher/s", "", 0, 4},
 	// #5 storage nodes and client (client/DESIGN.md).
 	{"client", "BenchmarkStoreRead", "store-x-encode", "≤", 3, 5},

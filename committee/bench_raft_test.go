@@ -1,0 +1,147 @@
+package committee
+
+import (
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/weftstore/weft/crypto"
+)
+
+// nopFSM applies nothing: what Raft costs without weft's state machine.
+type nopFSM struct{ applied atomic.Uint64 }
+
+func (f *nopFSM) Apply(*raft.Log) any { f.applied.Add(1); return nil }
+
+func (f *nopFSM) ApplyBatch(logs []*raft.Log) []any {
+	f.applied.Add(uint64(len(logs)))
+	return make([]any, len(logs))
+}
+
+func (f *nopFSM) Snapshot() (raft.FSMSnapshot, error) { return nopSnapshot{}, nil }
+func (f *nopFSM) Restore(rc io.ReadCloser) error      { return rc.Close() }
+
+type nopSnapshot struct{}
+
+func (nopSnapshot) Persist(sink raft.SnapshotSink) error { return sink.Close() }
+func (nopSnapshot) Release()                             {}
+
+// rawRaftCluster runs hashicorp/raft as weft's voters do — the same Raft
+// configuration (raftConfig of the test cluster's NodeConfig), the same
+// raft-boltdb log store (openLogStore), log cache and TCP transport on
+// loopback — with nopFSM, and returns its leader and how to stop it.
+func rawRaftCluster(b *testing.B, ids ...string) (*raft.Raft, func()) {
+	b.Helper()
+	c := &cluster{t: b, dirs: map[string]string{}, addrs: map[string]string{}}
+	var servers []raft.Server
+	for _, id := range ids {
+		c.dirs[id], c.addrs[id] = filepath.Join(b.TempDir(), id), freeAddr(b)
+		if err := os.MkdirAll(c.dirs[id], 0o700); err != nil {
+			b.Fatal(err)
+		}
+		servers = append(servers, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(c.addrs[id])})
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "raft", Output: io.Discard, Level: hclog.Warn})
+	var rafts []*raft.Raft
+	var stops []func()
+	stop := func() {
+		for _, s := range stops {
+			s()
+		}
+		stops = nil
+	}
+	b.Cleanup(stop)
+	for _, id := range ids {
+		cfg := c.nodeConfig(id)
+		rc := raftConfig(cfg, logger)
+		logs, err := openLogStore(cfg.DataDir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, logger)
+		if err != nil {
+			b.Fatal(err)
+		}
+		trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, 3, 10*time.Second, logger)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := raft.BootstrapCluster(rc, logs, logs, snaps, trans, raft.Configuration{Servers: servers}); err != nil {
+			b.Fatal(err)
+		}
+		cache, err := raft.NewLogCache(logCacheEntries, logs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := raft.NewRaft(rc, &nopFSM{}, cache, logs, snaps, trans)
+		if err != nil {
+			b.Fatal(err)
+		}
+		stops = append(stops, func() {
+			r.Shutdown().Error()
+			trans.Close()
+			logs.Close()
+		})
+		rafts = append(rafts, r)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, r := range rafts {
+			if r.State() == raft.Leader {
+				return r, stop
+			}
+		}
+	}
+	b.Fatal("raw Raft: no leader within 10 s")
+	return nil, nil
+}
+
+// registrationEntry is the Raft log entry of one blob registration as the
+// benchmark's clients make them (the service's command, JSON-encoded as
+// Node.Propose does), for a raw-Raft baseline of the same entry size.
+func registrationEntry(b *testing.B) []byte {
+	cmd, err := NewCommand("client/bench/"+randomID(), KindRegisterBlob, RegisterBlob{
+		Client: "bench", Encoding: 1, Shards: 20, Length: 1000, Root: crypto.Digest{1}, EndEpoch: 10,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, err := json.Marshal(cmd)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+// rawRaftApplies is entries committed per second by the same number of
+// concurrent writers as BenchmarkRegistrations, each applying entries of a
+// registration's size on the leader directly: n entries in all.
+func rawRaftApplies(b *testing.B, n int) float64 {
+	leader, stop := rawRaftCluster(b, "r1", "r2", "r3")
+	defer stop()
+	entry := registrationEntry(b)
+	writers := benchParallelism * runtime.GOMAXPROCS(0)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range writers {
+		wg.Go(func() {
+			for next.Add(1) <= int64(n) {
+				if err := leader.Apply(entry, 10*time.Second).Error(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds()
+}
