@@ -26,6 +26,12 @@ type StoreStats struct {
 	Rounds    int    // committees written to (more than 1 after an epoch change)
 	Signers   int    // nodes in the certificate
 	Confirmed uint64 // shards in the certificate
+	// Grace is how long the store waited for the remaining nodes once a
+	// write quorum had signed (0: none remained, or StragglerWait < 0),
+	// and CutOff the nodes still working when it ended (they rebuild
+	// their pairs from their peers).
+	Grace  time.Duration
+	CutOff []string
 	// AlreadyCertified is set when the blob was certified before this
 	// store began: nothing was sent, the existing certificate returned.
 	AlreadyCertified bool
@@ -55,6 +61,12 @@ type ReadStats struct {
 	Slivers       int   // primary slivers fetched (good or bad)
 	BadSlivers    int   // slivers that failed verification
 	Decodes       int   // decode attempts (1 when every node told the truth)
+	// Hedged is how many slivers beyond nP the read allowed itself
+	// because fetches stalled (at most f; 0: none stalled), and
+	// StalledNodes the nodes whose fetches were in flight when they did,
+	// in the order first seen (DESIGN.md, Hedging and deadlines).
+	Hedged       int
+	StalledNodes []string
 	// RangeFallback is why a range read read the whole blob: a sliver
 	// that holds part of the range could not be had (nil: only those
 	// slivers were fetched).

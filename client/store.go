@@ -503,6 +503,8 @@ func (w *write) gather(com *Committee, start time.Time, results <-chan nodeOutco
 				if !cutOff {
 					got.failures = append(got.failures, o.err)
 					c.log.Warn("storage node did not confirm", "blob", w.enc.ID, "epoch", com.Epoch, "node", o.member.Node, "op", o.err.Op, "err", o.err.Err)
+				} else {
+					w.stats.CutOff = append(w.stats.CutOff, string(o.member.Node))
 				}
 				continue
 			}
@@ -518,7 +520,8 @@ func (w *write) gather(com *Committee, start time.Time, results <-chan nodeOutco
 				} else {
 					// Waiting a little costs less than what a node cut off
 					// must do later: rebuild its pairs from its peers.
-					grace = time.After(max(c.cfg.StragglerWait, time.Since(start)/2))
+					w.stats.Grace = stragglerGrace(c.cfg.StragglerWait, time.Since(start))
+					grace = time.After(w.stats.Grace)
 				}
 			}
 		case <-grace:
