@@ -26,10 +26,11 @@ type StoreStats struct {
 	Rounds    int    // committees written to (more than 1 after an epoch change)
 	Signers   int    // nodes in the certificate
 	Confirmed uint64 // shards in the certificate
-	// Grace is how long the store waited for the remaining nodes once a
-	// write quorum had signed (0: none remained, or StragglerWait < 0),
-	// and CutOff the nodes still working when it ended (they rebuild
-	// their pairs from their peers).
+	// Grace is how long the store would wait for the remaining nodes once
+	// a write quorum had signed (0: none remained, or StragglerWait < 0;
+	// the wait ends sooner when they all answer), and CutOff the nodes
+	// still working when it ran out (they rebuild their pairs from their
+	// peers).
 	Grace  time.Duration
 	CutOff []string
 	// AlreadyCertified is set when the blob was certified before this

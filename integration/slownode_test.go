@@ -32,10 +32,11 @@ import (
 // signature when it is slow or gone, having waited for it at most half
 // the time the quorum took (StoreStats.Grace); every read the stored
 // bytes, and a read that hedged names node-6 among the stalled. And per
-// size, the median faulted time is at most 2× the median unfaulted one
-// plus slowSlack: a store waits half its quorum time more at most, a
-// read the stall delay (the slowest fetch, ≥ 100 ms) and one more fetch.
-// Before hedge.go both waited a fixed second for node-6.
+// size, the median faulted time is at most 1.5× (a store: it waits half
+// its quorum time more at most) or 2× (a read: the stall delay, which is
+// the slowest fetch's time, then one more fetch) the median unfaulted
+// one, plus slowSlack. Before hedge.go both waited a fixed second for
+// node-6 (≈ 2–2.7× a store, 4–6.5× a read here).
 func TestSlowAndFlappingNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs a devnet of processes")
@@ -184,8 +185,8 @@ func (s *slowNet) scenario(ctx context.Context, name string, sizes []int, gone b
 		lines = append(lines, fmt.Sprintf("%8d B: store %v → %v (%.2f×), read %v → %v (%.2f×)", size,
 			bs.Round(time.Millisecond), fs.Round(time.Millisecond), float64(fs)/float64(bs),
 			br.Round(time.Millisecond), fr.Round(time.Millisecond), float64(fr)/float64(br)))
-		if fs > 2*bs+slowSlack {
-			t.Errorf("%s: %d-byte stores took %v (median), over 2× the unfaulted %v + %v", name, size, fs, bs, slowSlack)
+		if fs > 3*bs/2+slowSlack {
+			t.Errorf("%s: %d-byte stores took %v (median), over 1.5× the unfaulted %v + %v", name, size, fs, bs, slowSlack)
 		}
 		if fr > 2*br+slowSlack {
 			t.Errorf("%s: %d-byte reads took %v (median), over 2× the unfaulted %v + %v", name, size, fr, br, slowSlack)
