@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -193,6 +195,29 @@ func (s *slowNet) scenario(ctx context.Context, name string, sizes []int, gone b
 		}
 	}
 	t.Logf("%s against unfaulted operations in between (medians of %d):\n%s", name, reps, strings.Join(lines, "\n"))
+
+	// The gateway stores and reads through the SDK in its own process:
+	// one PUT and GET under the fault, unfaulted and faulted (times are
+	// logged, not bounded: the gateway also caches what it stored).
+	for _, faulty := range []bool{false, true} {
+		if faulty {
+			fault()
+		}
+		blob := make([]byte, 1<<20)
+		s.seed++
+		mrand.NewChaCha8([32]byte{byte(s.seed), byte(s.seed >> 8), 24}).Read(blob)
+		start := time.Now()
+		id := s.gatewayPut(name, blob)
+		put := time.Since(start)
+		start = time.Now()
+		if got := s.gatewayGet(name, id); !bytes.Equal(got, blob) {
+			t.Fatalf("%s: the gateway returned other bytes (%d of %d)", name, len(got), len(blob))
+		}
+		t.Logf("%s: gateway (faulted %v) PUT %v GET %v of 1 MiB", name, faulty, put.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		if faulty {
+			heal()
+		}
+	}
 }
 
 // op stores and reads one blob of size bytes, each with a fresh client,
@@ -254,4 +279,42 @@ func (s *slowNet) checkCert(ctx context.Context, c *client.Client, name string, 
 	if err := c.VerifyCertificate(ctx, cert); err != nil {
 		s.t.Fatalf("%s: certificate of %s: %v", name, id, err)
 	}
+}
+
+// gatewayPut stores blob through the devnet's gateway and returns its ID.
+func (s *slowNet) gatewayPut(name string, blob []byte) string {
+	t := s.t
+	req, err := http.NewRequest(http.MethodPut, s.ready.Gateway+"/v1/blobs", bytes.NewReader(blob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.ready.ClientToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s: gateway PUT: %v", name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var sr struct {
+		BlobID string `json:"blob_id"`
+	}
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &sr) != nil || sr.BlobID == "" {
+		t.Fatalf("%s: gateway PUT: %s %s", name, resp.Status, b)
+	}
+	return sr.BlobID
+}
+
+// gatewayGet reads a blob through the gateway.
+func (s *slowNet) gatewayGet(name, id string) []byte {
+	t := s.t
+	resp, err := http.Get(s.ready.Gateway + "/v1/blobs/" + id)
+	if err != nil {
+		t.Fatalf("%s: gateway GET: %v", name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || err != nil {
+		t.Fatalf("%s: gateway GET: %s %v", name, resp.Status, err)
+	}
+	return b
 }
