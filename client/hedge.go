@@ -3,6 +3,8 @@ package client
 import (
 	"slices"
 	"time"
+
+	"github.com/weftstore/weft/shardmap"
 )
 
 // Hedging a read (DESIGN.md, Hedging and deadlines). A node that answers
@@ -88,4 +90,19 @@ const DefaultStragglerWait = 100 * time.Millisecond
 // its pairs from its peers).
 func stragglerGrace(floor, quorumTook time.Duration) time.Duration {
 	return max(floor, quorumTook/2)
+}
+
+// farBehind says whether every node that has not answered yet is still
+// without the blob's metadata: when owners of a write quorum have stored
+// their pairs and signed while the rest have not even taken the metadata
+// (a call of a few hundred bytes), those are many times slower than the
+// others, or gone, and no grace would see them finish. The store cuts
+// them off at once rather than wait half its time again.
+func farBehind(jobs []storeJob, answered map[shardmap.NodeID]bool) bool {
+	for _, j := range jobs {
+		if !answered[j.m.Node] && j.accepted.Load() {
+			return false
+		}
+	}
+	return true
 }

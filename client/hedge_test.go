@@ -2,9 +2,11 @@ package client
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/shardmap"
 )
 
 // Once a node's fetches stalled, the stand-ins (and every sliver queued
@@ -53,5 +55,22 @@ func TestStandInsAvoidStalledNodes(t *testing.T) {
 		if (k < others) != (n != "node-0") {
 			t.Fatalf("stand-in %d of %d came from %s (%d from other nodes queued)", k, left, n, others)
 		}
+	}
+}
+
+// A store stops waiting for stragglers once every node that has not
+// answered is still without the metadata; one that took it is waited for.
+func TestFarBehind(t *testing.T) {
+	job := func(node string, accepted bool) storeJob {
+		j := storeJob{m: Member{Node: shardmap.NodeID(node)}, accepted: new(atomic.Bool)}
+		j.accepted.Store(accepted)
+		return j
+	}
+	jobs := []storeJob{job("a", true), job("b", true), job("slow", false)}
+	if farBehind(jobs, map[shardmap.NodeID]bool{"a": true}) {
+		t.Fatal("b took the metadata and has not answered: the store should wait for it")
+	}
+	if !farBehind(jobs, map[shardmap.NodeID]bool{"a": true, "b": true}) {
+		t.Fatal("only the node without the metadata is left: the store should cut it off")
 	}
 }

@@ -27,11 +27,13 @@ type StoreStats struct {
 	Signers   int    // nodes in the certificate
 	Confirmed uint64 // shards in the certificate
 	// Grace is how long the store would wait for the remaining nodes once
-	// a write quorum had signed (0: none remained, or StragglerWait < 0;
-	// the wait ends sooner when they all answer), and CutOff the nodes
-	// still working when it ran out (they rebuild their pairs from their
-	// peers).
+	// a write quorum had signed (0: none remained, or StragglerWait < 0),
+	// Waited how long it did: until they all answered, the grace ran out,
+	// or every node still working was far behind (it had not taken the
+	// metadata yet). CutOff are the nodes still working then (they
+	// rebuild their pairs from their peers).
 	Grace  time.Duration
+	Waited time.Duration
 	CutOff []string
 	// AlreadyCertified is set when the blob was certified before this
 	// store began: nothing was sent, the existing certificate returned.

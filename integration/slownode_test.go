@@ -31,8 +31,10 @@ import (
 // shared machine runs, so their ratio means something.
 //
 // Every store must return a certificate that verifies, without node-6's
-// signature when it is slow or gone, having waited for it at most half
-// the time the quorum took (StoreStats.Grace); every read the stored
+// signature when it is slow or gone, and without waiting for it at all
+// (it had not even taken the metadata when the quorum signed), and any
+// straggler grace at most half the time the quorum took
+// (StoreStats.Grace); every read the stored
 // bytes, and a read that hedged names node-6 among the stalled. And per
 // size, the median faulted time is at most 1.5× (a store: it waits half
 // its quorum time more at most) or 2× (a read: the stall delay, which is
@@ -178,6 +180,23 @@ func (s *slowNet) scenario(ctx context.Context, name string, sizes []int, gone b
 		slices.Sort(ds)
 		return ds[len(ds)/2]
 	}
+	if gone {
+		// node-6 never takes the metadata, so once the others have
+		// answered nothing is waited for: most stores end before the
+		// grace runs out (before farBehind, every one waited it whole).
+		early, all := 0, 0
+		for _, ops := range faulted {
+			for _, o := range ops {
+				all++
+				if o.sst.Waited < o.sst.Grace {
+					early++
+				}
+			}
+		}
+		if 2*early < all {
+			t.Errorf("%s: only %d of %d stores ended before their straggler grace ran out", name, early, all)
+		}
+	}
 	store := func(o slowOp) time.Duration { return o.store }
 	read := func(o slowOp) time.Duration { return o.read }
 	var lines []string
@@ -240,8 +259,16 @@ func (s *slowNet) op(ctx context.Context, name string, size int, gone *bool) slo
 	}
 	s.checkCert(ctx, c, name, id, cert)
 	c.Close()
-	if gone != nil && *gone && slices.Contains(cert.SignerIndices(), s.slowIndex) {
-		t.Errorf("%s: %s signed the certificate of %s", name, s.slow, id)
+	if gone != nil && *gone {
+		if slices.Contains(cert.SignerIndices(), s.slowIndex) {
+			t.Errorf("%s: %s signed the certificate of %s", name, s.slow, id)
+		}
+		// node-6 had not even taken the metadata when the quorum
+		// signed: the store cuts it off as soon as the other nodes have
+		// answered, without waiting out the grace for it.
+		if !slices.Equal(op.sst.CutOff, []string{string(s.slow)}) {
+			t.Errorf("%s: the store of %d bytes cut off %v, want %s", name, size, op.sst.CutOff, s.slow)
+		}
 	}
 	// The wait for stragglers is relative to what the quorum took
 	// (before: at least a second, whatever the blob).
@@ -263,9 +290,9 @@ func (s *slowNet) op(ctx context.Context, name string, size int, gone *bool) slo
 	if gone != nil && *gone && op.rst.Hedged > 0 && !slices.Contains(op.rst.StalledNodes, string(s.slow)) {
 		t.Errorf("%s: a read hedged for %v, not %s", name, op.rst.StalledNodes, s.slow)
 	}
-	t.Logf("%-10.10s %8d B: store %v (transfer %v confirm %v, %d signers, grace %v, cut off %v) read %v (metadata %v fetch %v, %d slivers, hedged %d, stalled %v)",
+	t.Logf("%-10.10s %8d B: store %v (transfer %v confirm %v, %d signers, grace %v waited %v, cut off %v) read %v (metadata %v fetch %v, %d slivers, hedged %d, stalled %v)",
 		name, size, op.store.Round(time.Millisecond), op.sst.Transfer.Round(time.Millisecond), op.sst.Confirm.Round(time.Millisecond),
-		op.sst.Signers, op.sst.Grace.Round(time.Millisecond), op.sst.CutOff, op.read.Round(time.Millisecond), op.rst.Metadata.Round(time.Millisecond),
+		op.sst.Signers, op.sst.Grace.Round(time.Millisecond), op.sst.Waited.Round(time.Millisecond), op.sst.CutOff, op.read.Round(time.Millisecond), op.rst.Metadata.Round(time.Millisecond),
 		op.rst.Fetch.Round(time.Millisecond), op.rst.Slivers, op.rst.Hedged, op.rst.StalledNodes)
 	return op
 }
