@@ -492,7 +492,8 @@ type confirmations struct {
 
 // gather takes in all launched outcomes. Once owners of a write quorum of
 // shards have signed, the others get a grace period, then cancel cuts them
-// off; what fails after the cut-off is not reported as a failure.
+// off — at once when every one of them is far behind (farBehind); what
+// fails after the cut-off is not reported as a failure.
 func (w *write) gather(com *Committee, start time.Time, results <-chan nodeOutcome, jobs []storeJob, cancel context.CancelFunc) confirmations {
 	c := w.c
 	quorum := com.View().WriteQuorum()
