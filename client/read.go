@@ -499,7 +499,7 @@ type fetchLoop struct {
 	hedge   int
 	slowest time.Duration
 	timer   *time.Timer
-	// stalled holds the nodes whose fetches were in flight when the
+	// stalledNodes holds the nodes whose fetches were in flight when the
 	// stall timer last fired: stand-ins come from other nodes first
 	// (hedge.go).
 	stalledNodes map[string]bool
