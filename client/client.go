@@ -52,10 +52,12 @@ type Config struct {
 	// StreamsPerNode is how many StorePairs streams a node gets at once
 	// (default 4): a node checks the pairs of one stream one by one.
 	StreamsPerNode int
-	// StragglerWait is how long a store keeps waiting for the remaining
-	// nodes once the write quorum has confirmed: this long, or half the
-	// time the quorum took if that is longer (default 1 s; negative: not
-	// at all). Nodes cut off then recover their slivers from their peers.
+	// StragglerWait is the least time a store keeps waiting for the
+	// remaining nodes once the write quorum has confirmed: it waits half
+	// the time the quorum took, or this long if that is longer (default
+	// 100 ms; negative: not at all), so a slow node delays a store by at
+	// most half of what the others needed. Nodes cut off then recover
+	// their slivers from their peers.
 	StragglerWait time.Duration
 	// MaxBlobLength is the largest blob stored or read (default
 	// coding.DefaultMaxBlobLength); a blob is held in memory whole. A
@@ -110,7 +112,7 @@ func (c *Config) setDefaults() {
 		c.StreamsPerNode = 4
 	}
 	if c.StragglerWait == 0 {
-		c.StragglerWait = time.Second
+		c.StragglerWait = DefaultStragglerWait
 	}
 	if c.MaxBlobLength == 0 {
 		c.MaxBlobLength = coding.DefaultMaxBlobLength

@@ -499,6 +499,10 @@ type fetchLoop struct {
 	hedge   int
 	slowest time.Duration
 	timer   *time.Timer
+	// stalledNodes holds the nodes whose fetches were in flight when the
+	// stall timer last fired: stand-ins come from other nodes first
+	// (hedge.go).
+	stalledNodes map[string]bool
 }
 
 // newFetchLoop queues every primary sliver in index order, systematic
@@ -532,8 +536,6 @@ func (r *read) newFetchLoop(ctx context.Context, covering []uint32) *fetchLoop {
 	return l
 }
 
-func (l *fetchLoop) hedgeDelay() time.Duration { return max(time.Second, 4*l.slowest) }
-
 // next queues what comes after a sliver failed: its other source. If it
 // has none left, a range read that needed it reads the whole blob.
 func (l *fetchLoop) next(t task) {
@@ -551,8 +553,7 @@ func (l *fetchLoop) next(t task) {
 // replacement beyond the first nP adds its sliver to the progress total.
 func (l *fetchLoop) launch() {
 	for l.inflight < l.c.cfg.MaxParallel && len(l.good)+l.inflight < l.need+l.hedge && len(l.queue) > 0 {
-		t := l.queue[0]
-		l.queue = l.queue[1:]
+		t := l.pop()
 		if len(l.lay.sources[l.shardOf(t.index)]) == 0 {
 			l.failures[t.index] = &SliverError{Index: t.index, Shard: uint32(l.shardOf(t.index)), Node: "-", Err: errors.New("no owner or holder with an address")}
 			if l.covering[t.index] {
@@ -633,6 +634,7 @@ func (l *fetchLoop) take(f fetched) {
 		return
 	}
 	l.slowest = max(l.slowest, f.took)
+	delete(l.stalledNodes, l.sourceNode(f.task))
 	l.timer.Reset(l.hedgeDelay())
 	delete(l.failures, f.index)
 	l.good = append(l.good, f.sliver)
@@ -645,9 +647,11 @@ func (l *fetchLoop) stalled() {
 		l.rangeStalled()
 		return
 	}
+	l.noteStalled()
 	if l.hedge < l.params.F {
 		l.hedge = min(l.params.F, l.hedge+l.inflight)
-		l.c.log.Debug("slivers slow to arrive; fetching others alongside", "blob", l.id, "extra", l.hedge)
+		l.stats.Hedged = l.hedge
+		l.c.log.Debug("slivers slow to arrive; fetching others alongside", "blob", l.id, "extra", l.hedge, "stalled", l.stats.StalledNodes)
 	}
 	l.timer.Reset(l.hedgeDelay())
 }

@@ -26,6 +26,15 @@ type StoreStats struct {
 	Rounds    int    // committees written to (more than 1 after an epoch change)
 	Signers   int    // nodes in the certificate
 	Confirmed uint64 // shards in the certificate
+	// Grace is how long the store would wait for the remaining nodes once
+	// a write quorum had signed (0: none remained, or StragglerWait < 0),
+	// Waited how long it did: until they all answered, the grace ran out,
+	// or every node still working was far behind (it had not taken the
+	// metadata yet). CutOff are the nodes still working then (they
+	// rebuild their pairs from their peers).
+	Grace  time.Duration
+	Waited time.Duration
+	CutOff []string
 	// AlreadyCertified is set when the blob was certified before this
 	// store began: nothing was sent, the existing certificate returned.
 	AlreadyCertified bool
@@ -55,6 +64,12 @@ type ReadStats struct {
 	Slivers       int   // primary slivers fetched (good or bad)
 	BadSlivers    int   // slivers that failed verification
 	Decodes       int   // decode attempts (1 when every node told the truth)
+	// Hedged is how many slivers beyond nP the read allowed itself
+	// because fetches stalled (at most f; 0: none stalled), and
+	// StalledNodes the nodes whose fetches were in flight when they did,
+	// in the order first seen (DESIGN.md, Hedging and deadlines).
+	Hedged       int
+	StalledNodes []string
 	// RangeFallback is why a range read read the whole blob: a sliver
 	// that holds part of the range could not be had (nil: only those
 	// slivers were fetched).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -400,7 +401,7 @@ func (w *write) collect(ctx context.Context, com *Committee) (*crypto.Certificat
 	results := make(chan nodeOutcome, len(com.Members))
 	jobs := w.jobs(com)
 	w.start(cctx, com.Epoch, jobs, results)
-	got := w.gather(com, start, results, len(jobs), cancel)
+	got := w.gather(com, start, results, jobs, cancel)
 	if !got.lastPairs.IsZero() {
 		w.stats.Transfer += got.lastPairs.Sub(start)
 	}
@@ -433,6 +434,10 @@ func (w *write) collect(ctx context.Context, com *Committee) (*crypto.Certificat
 type storeJob struct {
 	m            Member
 	shards, send []uint32
+	// accepted is set once the node took the blob's metadata (at once if
+	// it is sent no pairs): a node still without it when a quorum has
+	// signed is far behind the others (hedge.go).
+	accepted *atomic.Bool
 }
 
 // jobs lists the owners of com's shards and what each is sent. The bytes
@@ -445,7 +450,7 @@ func (w *write) jobs(com *Committee) []storeJob {
 		if len(shards) == 0 {
 			continue
 		}
-		j := storeJob{m: m, shards: shards}
+		j := storeJob{m: m, shards: shards, accepted: new(atomic.Bool)}
 		for _, s := range shards {
 			if !w.stored[m.Node][s] {
 				j.send = append(j.send, s)
@@ -472,7 +477,7 @@ func (w *write) start(ctx context.Context, epoch uint64, jobs []storeJob, result
 				return
 			}
 			defer func() { <-sem }()
-			results <- w.storeOn(ctx, epoch, j.m, j.shards, j.send)
+			results <- w.storeOn(ctx, epoch, j.m, j.shards, j.send, j.accepted)
 		}()
 	}
 }
@@ -487,47 +492,65 @@ type confirmations struct {
 
 // gather takes in all launched outcomes. Once owners of a write quorum of
 // shards have signed, the others get a grace period, then cancel cuts them
-// off; what fails after the cut-off is not reported as a failure.
-func (w *write) gather(com *Committee, start time.Time, results <-chan nodeOutcome, launched int, cancel context.CancelFunc) confirmations {
+// off — at once when every one of them is far behind (farBehind); what
+// fails after the cut-off is not reported as a failure.
+func (w *write) gather(com *Committee, start time.Time, results <-chan nodeOutcome, jobs []storeJob, cancel context.CancelFunc) confirmations {
 	c := w.c
 	quorum := com.View().WriteQuorum()
+	launched := len(jobs)
+	answered := make(map[shardmap.NodeID]bool, launched)
 	var got confirmations
 	var grace <-chan time.Time
+	var quorumAt time.Time
 	cutOff := false
+	cut := func() {
+		// The quorum is in; nodes still working will recover their
+		// slivers from their peers once the blob is certified.
+		cutOff, grace = true, nil
+		cancel()
+		w.stats.Waited = time.Since(quorumAt)
+	}
 	for received := 0; received < launched; {
 		select {
 		case o := <-results:
 			received++
+			answered[o.member.Node] = true
 			w.noteStored(o)
-			if o.err != nil {
-				if !cutOff {
-					got.failures = append(got.failures, o.err)
-					c.log.Warn("storage node did not confirm", "blob", w.enc.ID, "epoch", com.Epoch, "node", o.member.Node, "op", o.err.Op, "err", o.err.Err)
+			switch {
+			case o.err != nil && cutOff:
+				w.stats.CutOff = append(w.stats.CutOff, string(o.member.Node))
+				continue
+			case o.err != nil:
+				got.failures = append(got.failures, o.err)
+				c.log.Warn("storage node did not confirm", "blob", w.enc.ID, "epoch", com.Epoch, "node", o.member.Node, "op", o.err.Op, "err", o.err.Err)
+			default:
+				if o.pairsAt.After(got.lastPairs) {
+					got.lastPairs = o.pairsAt
 				}
+				got.signed = append(got.signed, o)
+				got.weight += o.weight
+			}
+			if got.weight < quorum || cutOff || received == launched {
 				continue
 			}
-			if o.pairsAt.After(got.lastPairs) {
-				got.lastPairs = o.pairsAt
-			}
-			got.signed = append(got.signed, o)
-			got.weight += o.weight
-			if got.weight >= quorum && grace == nil && !cutOff && received < launched {
-				if c.cfg.StragglerWait < 0 {
-					cutOff = true
-					cancel()
-				} else {
+			if quorumAt.IsZero() {
+				quorumAt = time.Now()
+				if c.cfg.StragglerWait >= 0 {
 					// Waiting a little costs less than what a node cut off
 					// must do later: rebuild its pairs from its peers.
-					grace = time.After(max(c.cfg.StragglerWait, time.Since(start)/2))
+					w.stats.Grace = stragglerGrace(c.cfg.StragglerWait, quorumAt.Sub(start))
+					grace = time.After(w.stats.Grace)
 				}
 			}
+			if c.cfg.StragglerWait < 0 || farBehind(jobs, answered) {
+				cut()
+			}
 		case <-grace:
-			// The quorum is in; nodes still working will recover their
-			// slivers from their peers once the blob is certified.
-			cutOff = true
-			cancel()
-			grace = nil
+			cut()
 		}
+	}
+	if !quorumAt.IsZero() && !cutOff {
+		w.stats.Waited = time.Since(quorumAt)
 	}
 	return got
 }
@@ -608,7 +631,7 @@ func nodeLagging(err error) bool {
 // storeOn writes to one node: metadata and the pairs it still lacks, then
 // asks for its signed confirmation and checks the signature against the
 // node's key in the committee.
-func (w *write) storeOn(ctx context.Context, epoch uint64, m Member, shards, send []uint32) nodeOutcome {
+func (w *write) storeOn(ctx context.Context, epoch uint64, m Member, shards, send []uint32, accepted *atomic.Bool) nodeOutcome {
 	c := w.c
 	out := nodeOutcome{member: m}
 	fail := func(op string, err error) nodeOutcome {
@@ -633,6 +656,7 @@ func (w *write) storeOn(ctx context.Context, epoch uint64, m Member, shards, sen
 		if err != nil {
 			return fail("StoreMetadata", err)
 		}
+		accepted.Store(true)
 		if err := w.sendAll(ctx, sc, send); err != nil {
 			return fail("StorePairs", err)
 		}
@@ -640,6 +664,7 @@ func (w *write) storeOn(ctx context.Context, epoch uint64, m Member, shards, sen
 		c.log.Debug("pairs stored", "blob", id, "node", m.Node, "pairs", len(send), "took", out.pairsAt.Sub(start))
 	}
 
+	accepted.Store(true)
 	var resp *weftv1.GetConfirmationResponse
 	err = c.retry(ctx, c.cfg.NodeTimeout, retryPolicy{attempts: max(confirmAttempts, 1+c.cfg.Retries), also: nodeLagging}, func(ctx context.Context) error {
 		var err error

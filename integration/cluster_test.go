@@ -219,9 +219,10 @@ func (c *cluster) leaderCutOff() {
 // The victims are frozen (docker pause) before the write starts and cut
 // off once the gateway has registered the blob, i.e. while it sends the
 // slivers, then thawed: however fast the write, they cannot have taken part
-// in it before the cut. The write waits at least a second for stragglers
-// once the quorum has confirmed, so the cut lands while it is in flight
-// (the log says so when a slow `docker network disconnect` missed it).
+// in it before the cut. The write waits half its quorum time (at least
+// 100 ms) for stragglers once the quorum has confirmed, so the cut
+// usually lands while it is in flight (the log says so when a slow
+// `docker network disconnect` missed it).
 func (c *cluster) minorityCutOffDuringWrite() {
 	t := c.t
 	voter := c.connectedVoter()

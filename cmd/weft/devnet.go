@@ -81,6 +81,10 @@ type devnetOptions struct {
 	startTimeout    time.Duration
 	challengeWindow time.Duration
 	epochDuration   time.Duration
+	// For slow- and flapping-node tests: node ID listens on nodeListen[ID]
+	// and registers nodePublic[ID] (a proxy to it) as the address clients
+	// and peers dial.
+	nodeListen, nodePublic map[string]string
 }
 
 func newDevnetCommand() *cobra.Command {
@@ -112,6 +116,8 @@ func newDevnetCommand() *cobra.Command {
 	f.DurationVar(&o.startTimeout, "start-timeout", 2*time.Minute, "how long the network may take to become Stable")
 	f.DurationVar(&o.challengeWindow, "challenge-window", 10*time.Second, "how long a storage-challenge round stays open (a hundred nodes on a few cores need minutes)")
 	f.DurationVar(&o.epochDuration, "epoch-duration", 0, "the voters advance the epoch this often once it is Stable (0: only `weft admin epoch advance`)")
+	f.StringToStringVar(&o.nodeListen, "node-listen", nil, "ID=ADDR: storage node ID listens on ADDR (default: a free loopback port)")
+	f.StringToStringVar(&o.nodePublic, "node-public-addr", nil, "ID=ADDR: storage node ID registers ADDR as the address clients and peers dial, e.g. a proxy to its --node-listen address (default: where it listens)")
 	cmd.AddCommand(newDevnetRestartCommand(), newDevnetAddNodeCommand(), newDevnetDemoCommand())
 	return cmd
 }
@@ -131,6 +137,7 @@ type devnetRun struct {
 	// --metrics, --pprof and --unequal-stakes.
 	metrics, pprof, unequalStakes  bool
 	challengeWindow, epochDuration time.Duration
+	nodeListen, nodePublic         map[string]string // --node-listen, --node-public-addr
 }
 
 // metricsFlags gives a child a metrics endpoint with --metrics: the flags
@@ -185,7 +192,8 @@ func runDevnet(ctx context.Context, cmd *cobra.Command, o devnetOptions) error {
 	if err != nil {
 		return err
 	}
-	d := &devnetRun{exe: exe, dir: o.dataDir, cmds: map[string]*exec.Cmd{}, metrics: o.metrics, pprof: o.pprof, unequalStakes: o.unequalStakes, challengeWindow: o.challengeWindow, epochDuration: o.epochDuration}
+	d := &devnetRun{exe: exe, dir: o.dataDir, cmds: map[string]*exec.Cmd{}, metrics: o.metrics, pprof: o.pprof, unequalStakes: o.unequalStakes, challengeWindow: o.challengeWindow, epochDuration: o.epochDuration,
+		nodeListen: o.nodeListen, nodePublic: o.nodePublic}
 	if d.dir == "" {
 		if d.dir, err = os.MkdirTemp("", "weft-devnet-"); err != nil {
 			return err
@@ -346,9 +354,12 @@ func (d *devnetRun) startNodes(ctx context.Context, count int) error {
 				return err
 			}
 		}
-		addr, err := devnet.FreeAddr()
-		if err != nil {
-			return err
+		addr := d.nodeListen[id]
+		if addr == "" {
+			var err error
+			if addr, err = devnet.FreeAddr(); err != nil {
+				return err
+			}
 		}
 		metricsFlags, metricsAddr, err := d.metricsFlags()
 		if err != nil {
@@ -356,6 +367,10 @@ func (d *devnetRun) startNodes(ctx context.Context, count int) error {
 		}
 		p := devnetNodeProcess(d.dir, id, key, addr, d.ready.Control)
 		p.Metrics, p.Args = metricsAddr, append(p.Args, metricsFlags...)
+		if public := d.nodePublic[id]; public != "" {
+			// Clients, peers and the ready file reach it there only.
+			p.Address, p.Args = public, append(p.Args, "--public-addr", public)
+		}
 		if _, err := d.start(p); err != nil {
 			return err
 		}
