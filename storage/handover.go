@@ -224,7 +224,7 @@ func (n *Node) syncUntilDone(ctx context.Context, sem chan struct{}, a Assignmen
 			return
 		}
 		n.log.Warn("storage: shard handover will be retried", "shard", shard, "epoch", a.Epoch, "err", err)
-		sleep(ctx, 2*time.Second)
+		sleep(ctx, retryWait(err, 2*time.Second))
 		if cur := n.follower.Current(); cur.Epoch != a.Epoch || cur.Owners[shard] != n.cfg.ID {
 			return
 		}
