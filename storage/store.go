@@ -79,7 +79,7 @@ type Store struct {
 	inlineMax int // encoded slivers longer than this go to the value log
 	// drop is the DropPairs fault (nil in production): pairs it names are
 	// not written, and HasPair claims them anyway.
-	drop func(shard uint32, id crypto.BlobID) bool
+	drop  func(shard uint32, id crypto.BlobID) bool
 	space space // capacity and refusals (capacity.go)
 }
 
