@@ -96,6 +96,7 @@ type space struct {
 	dbFree      atomic.Int64 // bbolt's free pages: reused before the file grows
 	refusals    atomic.Int64 // writes refused for space, since open
 	lastRefused atomic.Int64 // unix nanoseconds of the last refusal
+	lastAsked   atomic.Int64 // bytes the last refused write asked for
 }
 
 // SetCapacity declares the most the store keeps (0: no limit but the
@@ -179,6 +180,7 @@ func (s *Store) admit(size, reserved int64) error {
 func (s *Store) refuse(e *NoSpaceError) error {
 	e.Node = s.space.node
 	s.space.refusals.Add(1)
+	s.space.lastAsked.Store(e.Asked)
 	s.space.lastRefused.Store(time.Now().UnixNano())
 	return e
 }
@@ -314,7 +316,7 @@ func (n *Node) watchSpace(ctx context.Context) {
 			full = true
 			n.log.Warn("storage: OUT OF SPACE — refusing writes (clients store on the other nodes; recovery and handover wait); delete blobs, free the disk or restart with a larger --capacity",
 				"capacity", u.Capacity, "used", u.Used, "free", u.Free, "disk_free", u.DiskFree, "refused", refused-seen)
-		case refused == seen && full && u.Free > 0:
+		case refused == seen && full && u.Free >= n.store.space.lastAsked.Load():
 			full = false
 			n.log.Info("storage: space available again; taking writes", "capacity", u.Capacity, "used", u.Used, "free", u.Free)
 			n.recovery.wake()
