@@ -28,7 +28,8 @@ const (
 // peer was unreachable or did not answer in time. Everything else is an
 // answer, and asking again would get the same one — ResourceExhausted
 // included: the control plane says so of a spent quota, and a storage
-// node of a writer over its limits. A node refusing a blob because a
+// node of a writer over its limits or of a write it has no room for (a
+// full node: the store goes on with the other nodes). A node refusing a blob because a
 // challenge round samples it answers Unavailable too, but will answer the
 // same until the round closes: Read waits for that instead.
 func transient(err error) bool {

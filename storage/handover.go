@@ -224,7 +224,7 @@ func (n *Node) syncUntilDone(ctx context.Context, sem chan struct{}, a Assignmen
 			return
 		}
 		n.log.Warn("storage: shard handover will be retried", "shard", shard, "epoch", a.Epoch, "err", err)
-		sleep(ctx, 2*time.Second)
+		sleep(ctx, retryWait(err, 2*time.Second))
 		if cur := n.follower.Current(); cur.Epoch != a.Epoch || cur.Owners[shard] != n.cfg.ID {
 			return
 		}
@@ -353,6 +353,9 @@ func (n *Node) syncPage(ctx context.Context, a Assignment, shard uint32, cursor 
 	}
 	if holder := a.Holders[shard]; holder != "" && holder != n.cfg.ID && prog.next < len(todo) {
 		err := n.copyRetrying(ctx, a, shard, holder, prog)
+		if errors.Is(err, ErrNoSpace) {
+			return prog.cursor, err // rebuilding would fetch for nothing: retried later (retryWait)
+		}
 		if err != nil && ctx.Err() == nil {
 			n.log.Warn("storage: copying from the shard's holder; rebuilding instead", "shard", shard, "holder", holder, "err", err)
 		}

@@ -62,6 +62,10 @@ type Config struct {
 	// Limits bound what one peer can make the node hold (zero fields:
 	// the defaults).
 	Limits PeerLimits
+	// Capacity is the most the node's store keeps, in bytes (bbolt and
+	// the value log as the store counts them, capacity.go); 0: the disk's
+	// free space is the only limit. Writes past it are refused.
+	Capacity int64
 
 	// DialCredentials secure the connections the node makes to its peers
 	// (the control plane's connection is the caller's); nil: plaintext.
@@ -175,6 +179,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Key == nil || cfg.ID == "" || (cfg.Plane == nil && cfg.Control == nil) {
 		return nil, errors.New("storage: a node needs an ID, a key and a control-plane connection")
 	}
+	if cfg.Capacity < 0 {
+		return nil, fmt.Errorf("storage: capacity %d bytes: want 0 (the disk's free space) or more", cfg.Capacity)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -227,6 +234,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.goRun(func() { n.recovery.run(runCtx) })
 		n.goRun(func() { n.scrub(runCtx) })
 		n.goRun(func() { n.trackShardStates(runCtx) })
+		n.goRun(func() { n.watchSpace(runCtx) })
 	})
 	return n, nil
 }
@@ -243,6 +251,10 @@ func (n *Node) open(ctx context.Context) error {
 	if n.store, err = Open(filepath.Join(n.cfg.DataDir, "storage.db"), n.codecs); err != nil {
 		return err
 	}
+	if err := n.store.SetCapacity(string(n.cfg.ID), n.cfg.Capacity); err != nil {
+		return err
+	}
+	n.registerSpaceMetrics()
 	if drop := n.cfg.Faults.dropper(n.cfg.ID); drop != nil {
 		n.store.drop = drop
 		dropped, err := n.store.dropPairs()

@@ -184,9 +184,17 @@ func (r *recoverer) finish(id crypto.BlobID, err error) {
 		if r.n.cfg.RecoveryDelay < time.Second {
 			r.retryAt[id] = time.Now().Add(backoff / 4)
 		}
+		if errors.Is(err, ErrNoSpace) {
+			// Not the blob's fault: tried again once there may be room
+			// (watchSpace logs the node being full, once).
+			r.attempts[id]--
+			r.retryAt[id] = time.Now().Add(noSpaceRetry)
+		}
 	}
 	r.mu.Unlock()
-	if err != nil && !errors.Is(err, context.Canceled) {
+	if errors.Is(err, ErrNoSpace) {
+		r.n.log.Debug("storage: recovery waits for space", "blob", id, "err", err)
+	} else if err != nil && !errors.Is(err, context.Canceled) {
 		r.n.log.Warn("storage: recovery will be retried", "blob", id, "err", err)
 	}
 	r.wake()
@@ -263,6 +271,10 @@ func (n *Node) recoverBlob(ctx context.Context, id crypto.BlobID, certified uint
 		return err
 	}
 	params := codec.Params()
+	// No symbols fetched for pairs the node has no room for.
+	if err := n.store.CheckRoom(int64(len(missing)) * pairDiskBytes(params, meta.Length)); err != nil {
+		return err
+	}
 	for _, shard := range missing {
 		pair := params.PairForShard(int(shard), id)
 		fetch := &peerFetcher{n: n, id: id, a: a}

@@ -56,6 +56,8 @@ func storeError(err error) error {
 		return nil
 	case errors.Is(err, ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrNoSpace):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, ErrNoMetadata), errors.Is(err, ErrEnded):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrCorrupt):
@@ -161,6 +163,10 @@ func (s *service) StoreMetadata(ctx context.Context, req *weftv1.StoreMetadataRe
 	_, owned, err := s.n.ownedNow()
 	if err != nil {
 		return nil, err
+	}
+	// A full node says so before the writer sends it pairs.
+	if err := s.n.store.roomForBlob(meta, len(owned)); err != nil {
+		return nil, storeError(err)
 	}
 	if err := s.n.store.PutMetadataShards(owned, id, meta); err != nil {
 		return nil, storeError(err)
@@ -375,6 +381,9 @@ func (n *Node) newAssembler(ctx context.Context, rawID []byte) (*pairAssembler, 
 	a, owned, err := n.ownedNow()
 	if err != nil {
 		return nil, err
+	}
+	if err := n.store.roomForBlob(meta, 1); err != nil {
+		return nil, storeError(err)
 	}
 	// The metadata went to the shards owned when it arrived; if the epoch
 	// changed since, the shards gained need it too (it was checked against
@@ -787,6 +796,10 @@ func (s *service) NodeStatus(ctx context.Context, _ *weftv1.NodeStatusRequest) (
 	moved := n.handoverIn(a.Epoch)
 	resp.EpochBytesCopied, resp.EpochBytesRebuilt = uint64(moved.copied), uint64(moved.rebuilt)
 	resp.ShardsSynced = n.syncedIn(a.Epoch)
+	u := n.store.Usage()
+	refused, _ := n.store.SpaceRefusals()
+	resp.CapacityBytes, resp.UsedBytes, resp.FreeBytes = uint64(u.Capacity), uint64(u.Used), uint64(u.Free)
+	resp.WritesRefusedNoSpace = uint64(refused)
 	return resp, nil
 }
 

@@ -79,7 +79,8 @@ type Store struct {
 	inlineMax int // encoded slivers longer than this go to the value log
 	// drop is the DropPairs fault (nil in production): pairs it names are
 	// not written, and HasPair claims them anyway.
-	drop func(shard uint32, id crypto.BlobID) bool
+	drop  func(shard uint32, id crypto.BlobID) bool
+	space space // capacity and refusals (capacity.go)
 }
 
 // Open opens (or creates) the store: the bbolt file at path and the value
@@ -111,7 +112,9 @@ func openWith(path string, codecs *coding.Codecs, inlineMax int, segmentSize int
 		db.Close()
 		return nil, err
 	}
-	return &Store{db: db, codecs: codecs, values: values, inlineMax: inlineMax}, nil
+	s := &Store{db: db, codecs: codecs, values: values, inlineMax: inlineMax}
+	s.initSpace()
+	return s, nil
 }
 
 // Close closes the files.
@@ -267,6 +270,7 @@ func (s *Store) Stage(pairs ...VerifiedPair) (*StagedPairs, error) {
 	st := &StagedPairs{}
 	var records []valueRecord
 	var external []int // indices into values of the slivers in records
+	var inline int64   // bytes going to bbolt
 	for _, v := range pairs {
 		if s.drop != nil && s.drop(v.shard, v.id) {
 			continue // fault injection: a cheater that does not keep it
@@ -286,14 +290,23 @@ func (s *Store) Stage(pairs ...VerifiedPair) (*StagedPairs, error) {
 					return nil, err
 				}
 				sv.value = raw
+				inline += int64(len(raw)) + 2*crypto.DigestSize
 			}
 			st.values = append(st.values, sv)
 		}
 	}
+	// Room for it all, before a byte is written: the inline part here,
+	// the logged part (with the inline) under the value log's lock.
+	s.measureDB()
+	if len(records) == 0 && inline > 0 {
+		if err := s.CheckRoom(inline); err != nil {
+			return nil, err
+		}
+	}
 	if len(records) > 0 {
 		var err error
-		if st.exts, st.res, err = s.values.append(records); err != nil {
-			return nil, err
+		if st.exts, st.res, err = s.appendChecked(records, inline); err != nil {
+			return nil, s.noSpace(err, inline+recordBytes(records))
 		}
 		for i, e := range st.exts {
 			st.values[external[i]].value = e.marshal()
@@ -307,10 +320,17 @@ func (s *Store) Stage(pairs ...VerifiedPair) (*StagedPairs, error) {
 // nothing). On error none is committed and their space is given back.
 func (s *Store) CommitStaged(also func(tx *bolt.Tx) error, staged ...*StagedPairs) error {
 	var res []*reservation
+	var size int64 // for a refusal's message
 	empty := also == nil
 	for _, st := range staged {
 		res = append(res, st.res)
 		empty = empty && len(st.values) == 0
+		for _, sv := range st.values {
+			size += int64(len(sv.value))
+		}
+		if st.res != nil {
+			size += st.res.size
+		}
 	}
 	release := func(committed bool) {
 		for _, r := range res {
@@ -322,7 +342,7 @@ func (s *Store) CommitStaged(also func(tx *bolt.Tx) error, staged ...*StagedPair
 	}
 	if err := s.values.sync(res...); err != nil {
 		release(false)
-		return err
+		return s.noSpace(err, size)
 	}
 	err := s.update(func(tx *bolt.Tx, freed *bool) error {
 		for _, st := range staged {
@@ -357,7 +377,7 @@ func (s *Store) CommitStaged(also func(tx *bolt.Tx) error, staged ...*StagedPair
 		return nil
 	})
 	release(err == nil)
-	return err
+	return s.noSpace(err, size)
 }
 
 // update runs a write transaction that may drop sliver values (fn sets
@@ -793,7 +813,18 @@ func (s *Store) PutMetadataShards(shards []uint32, id crypto.BlobID, meta *crypt
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	// New metadata needs room (references are a few bytes each).
+	stored := false
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		stored = metadataRaw(tx, id) != nil
+		return nil
+	})
+	if !stored {
+		if err := s.CheckRoom(int64(len(raw))); err != nil {
+			return err
+		}
+	}
+	return s.noSpace(s.db.Update(func(tx *bolt.Tx) error {
 		if err := checkLive(tx, id); err != nil {
 			return err
 		}
@@ -808,7 +839,7 @@ func (s *Store) PutMetadataShards(shards []uint32, id crypto.BlobID, meta *crypt
 			}
 		}
 		return nil
-	})
+	}), int64(len(raw)))
 }
 
 // AnyMetadata returns a blob's metadata if any shard of the node

@@ -35,6 +35,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
@@ -138,6 +139,15 @@ type valueLog struct {
 	active   uint32 // the segment appends go to; 0: none yet
 	tail     int64  // the next free offset of the active segment
 	inflight map[uint32]int
+	reserved int64 // bytes of reservations not yet released
+
+	// live is the committed live bytes of every segment (the sum of
+	// subLive), kept up to date by the transactions that change them.
+	live atomic.Int64
+	// admit, when set, is asked under mu before an append of size bytes
+	// takes its place, with the bytes other appends have reserved: it
+	// refuses an append the node has no room for (capacity.go).
+	admit func(size, reserved int64) error
 }
 
 func openValueLog(dir string, db *bolt.DB, segSize int64) (*valueLog, error) {
@@ -168,6 +178,16 @@ func openValueLog(dir string, db *bolt.DB, segSize int64) (*valueLog, error) {
 		if err := b.Put(keyRunFrom, bytes.Clone(next)); err != nil {
 			return err
 		}
+		var live int64
+		if err := b.Bucket(subLive).ForEach(func(_, v []byte) error {
+			if len(v) == 8 {
+				live += int64(binary.BigEndian.Uint64(v))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		l.live.Store(live)
 		return b.Delete(keyClean) // until the next clean close
 	})
 	if err != nil {
@@ -426,6 +446,12 @@ func (l *valueLog) sync(reservations ...*reservation) error {
 func (l *valueLog) reserve(size int64) (*reservation, *os.File, error) {
 	for {
 		l.mu.Lock()
+		if l.admit != nil {
+			if err := l.admit(size, l.reserved); err != nil {
+				l.mu.Unlock()
+				return nil, nil, err
+			}
+		}
 		if l.roomFor(size) {
 			f, err := l.file(l.active, false)
 			if err != nil {
@@ -434,6 +460,7 @@ func (l *valueLog) reserve(size int64) (*reservation, *os.File, error) {
 			}
 			res := &reservation{log: l, seg: l.active, off: l.tail, size: size}
 			l.tail += size
+			l.reserved += size
 			l.inflight[res.seg]++
 			l.mu.Unlock()
 			return res, f, nil
@@ -505,6 +532,7 @@ func (r *reservation) release(committed bool) {
 	l := r.log
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.reserved -= r.size
 	if !committed {
 		if f := l.files[r.seg]; f != nil {
 			_ = punchHole(f, r.off, r.size)
@@ -521,11 +549,14 @@ func (r *reservation) release(committed bool) {
 // added counts new pointers' bytes as live, in the transaction that
 // commits the pointers.
 func (l *valueLog) added(tx *bolt.Tx, exts []extent) error {
+	var total int64
 	for _, e := range exts {
 		if err := addLive(tx, e.seg, e.padded()); err != nil {
 			return err
 		}
+		total += e.padded()
 	}
+	tx.OnCommit(func() { l.live.Add(total) })
 	return nil
 }
 
@@ -535,6 +566,7 @@ func (l *valueLog) dropped(tx *bolt.Tx, e extent) error {
 	if err := addLive(tx, e.seg, -e.padded()); err != nil {
 		return err
 	}
+	tx.OnCommit(func() { l.live.Add(-e.padded()) })
 	key := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(nil, e.seg), uint64(e.off))
 	return tx.Bucket(bucketValues).Bucket(subFreed).Put(key, binary.BigEndian.AppendUint64(nil, uint64(e.padded())))
 }

@@ -24,3 +24,18 @@ func punchHole(f *os.File, off, size int64) error {
 	}
 	return err
 }
+
+// isNoSpace reports a file system out of space or quota.
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// diskFree is the space the file system holding dir has free for an
+// unprivileged writer (what the node, not root, may still use).
+func diskFree(dir string) (int64, bool) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, false
+	}
+	return int64(st.Bavail) * int64(st.Bsize), true
+}

@@ -2,7 +2,11 @@
 
 package storage
 
-import "os"
+import (
+	"errors"
+	"os"
+	"syscall"
+)
 
 // directIO is Linux-only; elsewhere segments go through the page cache.
 const directIO = 0
@@ -12,3 +16,9 @@ func isInvalidFlag(error) bool { return false }
 // punchHole is a no-op where hole punching is not available: the space
 // comes back when the segment is removed.
 func punchHole(*os.File, int64, int64) error { return nil }
+
+// isNoSpace reports a file system out of space.
+func isNoSpace(err error) bool { return errors.Is(err, syscall.ENOSPC) }
+
+// diskFree is unknown here: only a declared capacity limits the store.
+func diskFree(string) (int64, bool) { return 0, false }

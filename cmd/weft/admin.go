@@ -185,26 +185,8 @@ func adminLeader(a *adminClient) *cobra.Command {
 func adminNodes(a *adminClient) *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "Storage nodes in the registry"}
 	list := &cobra.Command{
-		Use: "list", Short: "List registered storage nodes", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.call(cmd, func(ctx context.Context, c weftv1.AdminClient) (proto.Message, error) {
-				return c.ListNodes(ctx, &weftv1.ListNodesRequest{})
-			}, func(w io.Writer, m proto.Message) {
-				// The fingerprint is what an operator checks with the node's
-				// owner before staking it (node stake --key-fingerprint).
-				fmt.Fprintln(w, "ID\tADDRESS\tSTAKE\tSHARDS\tCHALLENGES (newest first)\tKEY FINGERPRINT")
-				for _, n := range m.(*weftv1.ListNodesResponse).Nodes {
-					history := strings.Join(n.ChallengeHistory, ",")
-					if n.Flagged {
-						history = "FLAGGED " + history
-					}
-					if history == "" {
-						history = "-"
-					}
-					fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%s\n", n.Id, n.Address, n.Stake, n.ShardsOwned, history, crypto.KeyFingerprint(n.PublicKey))
-				}
-			})
-		},
+		Use: "list", Short: "List registered storage nodes, with the space each reports (capacity, used, free)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.listNodes(cmd) },
 	}
 	cmd.AddCommand(list, stakeCommand(a), adminNodesRemove(a), evictCommand(a))
 	return cmd

@@ -36,6 +36,7 @@ type nodeOptions struct {
 	scrubRate                                        int64
 	limits                                           storage.PeerLimits
 	clockOffset                                      time.Duration
+	capacity                                         byteSize
 }
 
 func newNodeCommand() *cobra.Command {
@@ -70,6 +71,7 @@ func newNodeCommand() *cobra.Command {
 	f.Int64Var(&o.limits.MaxInflightBytes, "max-inflight-bytes-per-peer", storage.DefaultMaxInflightBytesPerPeer, "sliver bytes one caller's streams may have sent that are not yet stored (its only stream is never refused)")
 	f.IntVar(&o.limits.MaxReads, "max-reads-per-peer", storage.DefaultMaxReadsPerPeer, "concurrent sliver, recovery-symbol and shard-sync reads one caller (an IP address, or a node for shard sync) may have open")
 	f.Int64Var(&o.limits.MaxReadBytes, "max-read-bytes-per-peer", storage.DefaultMaxReadBytesPerPeer, "bytes one caller's reads may hold on the node at once (its only read is never refused)")
+	f.Var(&o.capacity, "capacity", "the most the node stores, its store as it counts it (bbolt and the value log), in bytes or with a unit (500GiB, 2TB); writes past it are refused with ResourceExhausted and clients store on the other nodes. 0: the disk's free space is the only limit")
 	f.StringVar(&o.faults, "inject-faults", "", "TESTING ONLY: make this node lie ("+storage.FaultNames+")")
 	_ = f.MarkHidden("inject-faults")
 	f.DurationVar(&o.clockOffset, "clock-offset", 0, "TESTING ONLY: shift the node's wall clock by this much (-1h: a clock stepped back an hour)")
@@ -181,7 +183,7 @@ func runNode(ctx context.Context, o nodeOptions) error {
 		ID: id, Key: key, DataDir: o.dataDir, PublicAddr: o.publicAddr, Control: conn,
 		RecoveryWorkers: o.recoveryWorkers, RecoveryDelay: o.recoveryDelay, CopyRetryWindow: o.copyRetryWindow, Faults: faults, Logger: slog.Default(),
 		ScrubInterval: scrubInterval(o.scrubInterval), ScrubRate: o.scrubRate, DialCredentials: dialCreds,
-		Limits: o.limits, Clock: shiftedClock(o.clockOffset),
+		Limits: o.limits, Clock: shiftedClock(o.clockOffset), Capacity: int64(o.capacity),
 	})
 	if err != nil {
 		lis.Close()

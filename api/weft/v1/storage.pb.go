@@ -1027,8 +1027,18 @@ type NodeStatusResponse struct {
 	// restart mid-epoch counts from zero).
 	EpochBytesCopied  uint64 `protobuf:"varint,12,opt,name=epoch_bytes_copied,json=epochBytesCopied,proto3" json:"epoch_bytes_copied,omitempty"`
 	EpochBytesRebuilt uint64 `protobuf:"varint,13,opt,name=epoch_bytes_rebuilt,json=epochBytesRebuilt,proto3" json:"epoch_bytes_rebuilt,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Space, as the node counts it (storage/capacity.go): the capacity it
+	// declares (--capacity; 0: none, the disk's free space is the limit),
+	// the bytes its store uses, and the bytes it can still take — at most
+	// the disk's free space less a headroom. Writes that do not fit are
+	// refused with ResourceExhausted. Self-reported, like everything here.
+	CapacityBytes uint64 `protobuf:"varint,14,opt,name=capacity_bytes,json=capacityBytes,proto3" json:"capacity_bytes,omitempty"`
+	UsedBytes     uint64 `protobuf:"varint,15,opt,name=used_bytes,json=usedBytes,proto3" json:"used_bytes,omitempty"`
+	FreeBytes     uint64 `protobuf:"varint,16,opt,name=free_bytes,json=freeBytes,proto3" json:"free_bytes,omitempty"`
+	// Writes refused for space since the node started.
+	WritesRefusedNoSpace uint64 `protobuf:"varint,17,opt,name=writes_refused_no_space,json=writesRefusedNoSpace,proto3" json:"writes_refused_no_space,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *NodeStatusResponse) Reset() {
@@ -1148,6 +1158,34 @@ func (x *NodeStatusResponse) GetEpochBytesCopied() uint64 {
 func (x *NodeStatusResponse) GetEpochBytesRebuilt() uint64 {
 	if x != nil {
 		return x.EpochBytesRebuilt
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetCapacityBytes() uint64 {
+	if x != nil {
+		return x.CapacityBytes
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetUsedBytes() uint64 {
+	if x != nil {
+		return x.UsedBytes
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetFreeBytes() uint64 {
+	if x != nil {
+		return x.FreeBytes
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetWritesRefusedNoSpace() uint64 {
+	if x != nil {
+		return x.WritesRefusedNoSpace
 	}
 	return 0
 }
@@ -1308,7 +1346,7 @@ const file_weft_v1_storage_proto_rawDesc = "" +
 	"\x11NodeStatusRequest\"9\n" +
 	"\vShardStatus\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x14\n" +
-	"\x05state\x18\x02 \x01(\tR\x05state\"\x90\x04\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\"\xac\x05\n" +
 	"\x12NodeStatusResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1d\n" +
 	"\n" +
@@ -1325,7 +1363,13 @@ const file_weft_v1_storage_proto_rawDesc = "" +
 	" \x01(\x04R\x13handoverBytesCopied\x124\n" +
 	"\x16handover_bytes_rebuilt\x18\v \x01(\x04R\x14handoverBytesRebuilt\x12,\n" +
 	"\x12epoch_bytes_copied\x18\f \x01(\x04R\x10epochBytesCopied\x12.\n" +
-	"\x13epoch_bytes_rebuilt\x18\r \x01(\x04R\x11epochBytesRebuilt\"-\n" +
+	"\x13epoch_bytes_rebuilt\x18\r \x01(\x04R\x11epochBytesRebuilt\x12%\n" +
+	"\x0ecapacity_bytes\x18\x0e \x01(\x04R\rcapacityBytes\x12\x1d\n" +
+	"\n" +
+	"used_bytes\x18\x0f \x01(\x04R\tusedBytes\x12\x1d\n" +
+	"\n" +
+	"free_bytes\x18\x10 \x01(\x04R\tfreeBytes\x125\n" +
+	"\x17writes_refused_no_space\x18\x11 \x01(\x04R\x14writesRefusedNoSpace\"-\n" +
 	"\x15ProveChallengeRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\"4\n" +
 	"\x16ProveChallengeResponse\x12\x1a\n" +
