@@ -48,6 +48,22 @@ type NodeConfig struct {
 	// RaftTLS carries Raft's traffic over mutual TLS between certificates
 	// that name voters of the configuration; nil: plaintext.
 	RaftTLS *RaftTLS
+	// PeerRaftAddrs, by voter ID, are addresses this voter dials for
+	// those voters' Raft instead of the address the configuration
+	// records (what each voter advertises): split-horizon networks,
+	// tunnels, a proxy per link. Others' view of the cluster is unchanged.
+	PeerRaftAddrs map[string]string
+}
+
+// peerAddrs is the ServerAddressProvider of PeerRaftAddrs: the override,
+// else the configuration's address (raft falls back on an error).
+type peerAddrs map[string]string
+
+func (p peerAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	if a, ok := p[string(id)]; ok {
+		return raft.ServerAddress(a), nil
+	}
+	return "", fmt.Errorf("no override for voter %s", id)
 }
 
 // dialOptions are the options of a connection to another voter.
@@ -71,6 +87,14 @@ type Node struct {
 func StartNode(cfg NodeConfig) (*Node, error) {
 	if cfg.ID == "" || cfg.DataDir == "" || cfg.RaftAddr == "" {
 		return nil, errors.New("committee: node needs an ID, a data directory and a Raft address")
+	}
+	for id, addr := range cfg.PeerRaftAddrs {
+		if id == "" || id == cfg.ID {
+			return nil, fmt.Errorf("committee: a peer Raft address for voter %q: name another voter", id)
+		}
+		if err := checkAddress("peer Raft", addr); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
@@ -121,6 +145,16 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	return n, nil
 }
 
+// transportConfig is Raft's transport: 3 pooled connections per peer,
+// 10 s I/O timeout, the peer address overrides.
+func (n *Node) transportConfig(stream raft.StreamLayer, logger hclog.Logger) *raft.NetworkTransportConfig {
+	cfg := &raft.NetworkTransportConfig{Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: logger}
+	if len(n.cfg.PeerRaftAddrs) > 0 {
+		cfg.ServerAddressProvider = peerAddrs(n.cfg.PeerRaftAddrs)
+	}
+	return cfg
+}
+
 func (n *Node) open(rc *raft.Config, logger hclog.Logger) error {
 	var err error
 	// The freelist is rebuilt on open instead of written with every commit:
@@ -142,11 +176,11 @@ func (n *Node) open(rc *raft.Config, logger hclog.Logger) error {
 	}
 	var layer *tlsStreamLayer
 	if n.cfg.RaftTLS != nil {
-		if layer, err = newTLSStreamLayer(n.cfg.RaftAddr, addr, n.cfg.RaftTLS); err != nil {
+		if layer, err = newTLSStreamLayer(n.cfg.RaftAddr, addr, n.cfg.RaftTLS, n.cfg.PeerRaftAddrs); err != nil {
 			return err
 		}
-		n.transport = raft.NewNetworkTransportWithLogger(layer, 3, 10*time.Second, logger)
-	} else if n.transport, err = raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, addr, 3, 10*time.Second, logger); err != nil {
+		n.transport = raft.NewNetworkTransportWithConfig(n.transportConfig(layer, logger))
+	} else if n.transport, err = raft.NewTCPTransportWithConfig(n.cfg.RaftAddr, addr, n.transportConfig(nil, logger)); err != nil {
 		return err
 	}
 	n.hadState, err = raft.HasExistingState(n.logs, n.logs, snapshots)
