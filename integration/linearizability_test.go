@@ -520,6 +520,15 @@ func (r *linzRun) pick(rng *rand.Rand) *linzClient {
 	return cl
 }
 
+func (r *linzRun) note(what string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tally == nil {
+		r.tally = map[string]int{}
+	}
+	r.tally[what]++
+}
+
 func (r *linzRun) record(op porcupine.Operation, outcome string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -623,12 +632,7 @@ func (r *linzRun) one(ctx context.Context, w, seq int, rng *rand.Rand) {
 		var ok bool
 		out, ok = r.read(ctx, rng, cl, in)
 		if !ok {
-			r.mu.Lock()
-			if r.tally == nil {
-				r.tally = map[string]int{}
-			}
-			r.tally["read without answer (dropped)"]++
-			r.mu.Unlock()
+			r.note("read without answer (dropped)")
 			return
 		}
 		outcome = in.Kind.String() + " read"
@@ -718,7 +722,13 @@ func (r *linzRun) write(ctx context.Context, rng *rand.Rand, cl *linzClient, in 
 			if err != nil {
 				out = linzOutput{Code: status.Code(err).String()}
 			}
+			if attempt > 0 {
+				r.note("writes answered on a retry")
+			}
 			return out
+		}
+		if attempt == 0 {
+			r.note("writes whose first attempt got " + status.Code(err).String())
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return linzOutput{Unknown: true}
