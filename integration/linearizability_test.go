@@ -144,6 +144,7 @@ type linzCluster struct {
 	bin     string
 	voters  []*linzVoter
 	proxies map[[2]int]*faultnet.Proxy // [from, to]: what voter from dials to reach voter to
+	clients []*faultnet.Proxy          // the test's clients reach voter i through clients[i]
 	conns   []*grpc.ClientConn
 }
 
@@ -175,7 +176,13 @@ func startLinzCluster(t *testing.T, bin, artifacts string) *linzCluster {
 	}
 	for _, v := range c.voters {
 		c.start(t, v)
-		conn, err := grpc.NewClient(v.grpc, wire.DialOptions(wire.WithCredentials(nil))...)
+		p, err := faultnet.Listen(v.grpc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		c.clients = append(c.clients, p)
+		conn, err := grpc.NewClient(p.Addr(), wire.DialOptions(wire.WithCredentials(nil))...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -252,6 +259,9 @@ func (c *linzCluster) isolate(i int) {
 
 func (c *linzCluster) healAll() {
 	for _, p := range c.proxies {
+		p.Heal()
+	}
+	for _, p := range c.clients {
 		p.Heal()
 	}
 }
@@ -679,7 +689,13 @@ func definite(err error) bool {
 // first outcome) until a definite answer or 15 s have passed.
 func (r *linzRun) write(ctx context.Context, rng *rand.Rand, cl *linzClient, in linzInput, requestID string) linzOutput {
 	b := cl.blobs[in.Slot]
+	// A quarter of the writes give up after their first attempt that
+	// goes unanswered, so that the history has writes whose outcome the
+	// checker must find out from later reads.
 	deadline := time.Now().Add(15 * time.Second)
+	if rng.Intn(4) == 0 {
+		deadline = time.Now()
+	}
 	for attempt := 0; ; attempt++ {
 		conn := r.c.conns[rng.Intn(len(r.c.conns))]
 		actx, cancel := context.WithTimeout(clientContext(ctx, cl, requestID), 3*time.Second)
@@ -856,10 +872,17 @@ func (f *linzFaults) run(ctx context.Context, t *testing.T, c *linzCluster, rng 
 			c.signal(v, syscall.SIGCONT)
 		case faultPartition:
 			c.isolate(victim)
+			if rng.Intn(2) == 0 {
+				// The clients lose it too: calls in flight through it
+				// (forwarded to the leader, perhaps applied) lose their
+				// answers and are retried elsewhere under their IDs.
+				c.clients[victim].SetMode(faultnet.Cut)
+				kind += " (clients cut too)"
+			}
 			pause(500, 3000)
 			c.healAll()
 		}
-		f.note(kind)
+		f.note(strings.TrimSuffix(kind, " (clients cut too)"))
 		role := "follower"
 		if victim == lead {
 			role = "leader"
