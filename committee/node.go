@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -81,6 +82,9 @@ type Node struct {
 	recent    raft.LogStore // logs behind its in-memory cache of recent entries
 	transport *raft.NetworkTransport
 	hadState  bool // Raft state existed on disk when the node started
+	// caughtUpTerm is the last term in which this node, leading, saw its
+	// FSM apply everything logged before it checked (LeaderCaughtUp).
+	caughtUpTerm atomic.Uint64
 }
 
 // StartNode opens the node's stores and joins (or bootstraps) the cluster.
@@ -302,6 +306,31 @@ func (n *Node) LinearizableRead(ctx context.Context, timeout time.Duration) erro
 		}
 		n.fsm.WaitApplied(ctx, applied, left)
 	}
+}
+
+// LeaderCaughtUp returns once this leader's FSM reflects every entry
+// committed before its term: checked once per term (a LinearizableRead),
+// then free. A voter elected a moment ago reports IsLeader at once, while
+// its FSM may still lack entries of the previous term that were committed
+// (and acknowledged) but that it has not learned are committed: until its
+// first entry of the term commits, its local state is behind. The service
+// checks some requests on the leader against that state before proposing
+// (a certificate's committee, a node request's epoch and signer): without
+// this, a leader elected after an acknowledged epoch change refused a
+// certificate of the new epoch, "no committee for epoch e" (reproduced by
+// integration's TestNewLeaderPreCheck).
+func (n *Node) LeaderCaughtUp(ctx context.Context, timeout time.Duration) error {
+	term := n.raft.CurrentTerm()
+	if n.caughtUpTerm.Load() == term {
+		return nil
+	}
+	if err := n.LinearizableRead(ctx, timeout); err != nil {
+		return err
+	}
+	// A later term (leadership lost and won again meanwhile) is checked
+	// again on its first call: term is the one read before the check.
+	n.caughtUpTerm.Store(term)
+	return nil
 }
 
 // commandsIn reports whether the log has a command entry in [from, to]

@@ -1,8 +1,11 @@
 package committee
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -26,5 +29,28 @@ func TestPeerRaftAddrs(t *testing.T) {
 	}
 	if _, err := p.ServerAddr(raft.ServerID("v3")); err == nil {
 		t.Error("v3 has no override: raft must fall back to the configuration's address")
+	}
+}
+
+// LeaderCaughtUp: a leader checks its state once per term (then the term
+// is cached); a follower is refused.
+func TestLeaderCaughtUp(t *testing.T) {
+	c := newCluster(t, "v1", "v2", "v3")
+	leader := c.leader()
+	if err := leader.LeaderCaughtUp(context.Background(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := leader.caughtUpTerm.Load(), leader.raft.CurrentTerm(); got != want {
+		t.Errorf("caught up in term %d, the term is %d", got, want)
+	}
+	if err := leader.LeaderCaughtUp(context.Background(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.nodes {
+		if n != leader {
+			if err := n.LeaderCaughtUp(context.Background(), time.Second); !errors.Is(err, ErrNotLeader) {
+				t.Errorf("a follower: %v, want ErrNotLeader", err)
+			}
+		}
 	}
 }
