@@ -57,14 +57,30 @@ type NodeConfig struct {
 }
 
 // peerAddrs is the ServerAddressProvider of PeerRaftAddrs: the override,
-// else the configuration's address (raft falls back on an error).
-type peerAddrs map[string]string
+// else the configuration's address (raft also asks for its own ID when it
+// names itself in a request).
+type peerAddrs struct {
+	overrides map[string]string
+	node      *Node
+}
 
 func (p peerAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
-	if a, ok := p[string(id)]; ok {
+	if a, ok := p.overrides[string(id)]; ok {
 		return raft.ServerAddress(a), nil
 	}
-	return "", fmt.Errorf("no override for voter %s", id)
+	if string(id) == p.node.cfg.ID {
+		return raft.ServerAddress(p.node.cfg.RaftAddr), nil
+	}
+	if r := p.node.raftRef.Load(); r != nil {
+		if f := r.GetConfiguration(); f.Error() == nil {
+			for _, s := range f.Configuration().Servers {
+				if s.ID == id {
+					return s.Address, nil
+				}
+			}
+		}
+	}
+	return "", fmt.Errorf("no address for voter %s", id)
 }
 
 // dialOptions are the options of a connection to another voter.
@@ -85,6 +101,9 @@ type Node struct {
 	// caughtUpTerm is the last term in which this node, leading, saw its
 	// FSM apply everything logged before it checked (LeaderCaughtUp).
 	caughtUpTerm atomic.Uint64
+	// raftRef is raft for its transport's address provider, which runs
+	// on Raft's goroutines (raft itself is set once NewRaft returns).
+	raftRef atomic.Pointer[raft.Raft]
 }
 
 // StartNode opens the node's stores and joins (or bootstraps) the cluster.
@@ -154,7 +173,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 func (n *Node) transportConfig(stream raft.StreamLayer, logger hclog.Logger) *raft.NetworkTransportConfig {
 	cfg := &raft.NetworkTransportConfig{Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: logger}
 	if len(n.cfg.PeerRaftAddrs) > 0 {
-		cfg.ServerAddressProvider = peerAddrs(n.cfg.PeerRaftAddrs)
+		cfg.ServerAddressProvider = peerAddrs{overrides: n.cfg.PeerRaftAddrs, node: n}
 	}
 	return cfg
 }
@@ -208,6 +227,7 @@ func (n *Node) open(rc *raft.Config, logger hclog.Logger) error {
 	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.logs, snapshots, n.transport); err != nil {
 		return err
 	}
+	n.raftRef.Store(n.raft)
 	if layer != nil {
 		layer.serve(n.raft)
 	}

@@ -23,12 +23,15 @@ func TestPeerRaftAddrs(t *testing.T) {
 			t.Errorf("overrides %v: got %v, want a refusal", bad, err)
 		}
 	}
-	p := peerAddrs{"v2": "127.0.0.1:9002"}
+	p := peerAddrs{overrides: map[string]string{"v2": "127.0.0.1:9002"}, node: &Node{cfg: NodeConfig{ID: "v1", RaftAddr: "127.0.0.1:9001"}}}
 	if a, err := p.ServerAddr("v2"); err != nil || a != "127.0.0.1:9002" {
 		t.Errorf("v2: %q %v", a, err)
 	}
+	if a, err := p.ServerAddr("v1"); err != nil || a != "127.0.0.1:9001" {
+		t.Errorf("itself: %q %v", a, err)
+	}
 	if _, err := p.ServerAddr(raft.ServerID("v3")); err == nil {
-		t.Error("v3 has no override: raft must fall back to the configuration's address")
+		t.Error("v3 has no override and no Raft runs: raft must fall back to the address it has")
 	}
 }
 

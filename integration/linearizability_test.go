@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,7 +157,7 @@ func startLinzCluster(t *testing.T, bin, artifacts string) *linzCluster {
 	for i := range 3 {
 		id := fmt.Sprintf("v%d", i+1)
 		c.voters = append(c.voters, &linzVoter{
-			id: id, dir: filepath.Join(artifacts, id), raft: freeAddr(t), grpc: freeAddr(t),
+			id: id, dir: filepath.Join(artifacts, id), raft: linzFreeAddr(t), grpc: linzFreeAddr(t),
 			log: filepath.Join(artifacts, id+".log"),
 		})
 	}
@@ -196,6 +197,37 @@ func startLinzCluster(t *testing.T, bin, artifacts string) *linzCluster {
 	})
 	return c
 }
+
+// linzFreeAddr is a loopback address above the ephemeral port range
+// (32768–60999 here), where neither outgoing connections nor other test
+// processes' freeAddr (20000–32000) take ports: a SIGKILLed voter's ports
+// are free while it is down, and one taken meanwhile would keep it from
+// coming back (seen once: "bind: address already in use" on a restart).
+func linzFreeAddr(t *testing.T) string {
+	t.Helper()
+	linzPortsMu.Lock()
+	defer linzPortsMu.Unlock()
+	for range 1000 {
+		port := 61000 + rand.Intn(4500)
+		if linzPorts[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		linzPorts[port] = true
+		return l.Addr().String()
+	}
+	t.Fatal("no free loopback port in 61000–65499")
+	return ""
+}
+
+var (
+	linzPortsMu sync.Mutex
+	linzPorts   = map[int]bool{}
+)
 
 func (c *linzCluster) start(t *testing.T, v *linzVoter) {
 	var join []string
