@@ -364,6 +364,7 @@ type linzClient struct {
 
 	mu      sync.Mutex
 	objects []linzKnownObject // objects its registrations were answered with
+	certs   [linzBlobs][]byte // availability certificates, made on first use
 }
 
 type linzKnownObject struct {
@@ -375,7 +376,6 @@ type linzBlobSpec struct {
 	length, stored uint64
 	root           crypto.Digest
 	id             crypto.BlobID
-	cert           []byte
 }
 
 type linzSetup struct {
@@ -495,8 +495,8 @@ func (s *linzSetup) certificate(cl *linzClient, slot int) ([]byte, error) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	b := &cl.blobs[slot]
-	if b.cert != nil {
-		return b.cert, nil
+	if cl.certs[slot] != nil {
+		return cl.certs[slot], nil
 	}
 	cert := &crypto.Certificate{Type: crypto.MsgBlobStored, Epoch: s.epoch, BlobID: b.id, Signers: make([]byte, (len(s.members)+7)/8)}
 	var parts []*crypto.Signature
@@ -513,10 +513,10 @@ func (s *linzSetup) certificate(cl *linzClient, slot int) ([]byte, error) {
 		return nil, err
 	}
 	cert.Signature = sig
-	if b.cert, err = cert.MarshalBinary(); err != nil {
+	if cl.certs[slot], err = cert.MarshalBinary(); err != nil {
 		return nil, err
 	}
-	return b.cert, nil
+	return cl.certs[slot], nil
 }
 
 // --- the clients ---
