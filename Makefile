@@ -13,7 +13,7 @@ BENCH_RANGE_BLOB ?= 1073741824
 # Packages with fuzz targets (every decoder of outside bytes).
 FUZZ_PKGS := ./crypto ./coding ./committee ./storage ./challenge ./api/control ./api/wire ./client ./gateway
 
-.PHONY: all build test bench fuzz-smoke lint proto proto-tools clean demo scale ui-scale
+.PHONY: all build test bench fuzz-smoke lint proto proto-tools clean demo scale ui-scale chaos
 
 # Code generators, pinned: `make proto` reproduces api/ byte for byte.
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
@@ -49,6 +49,17 @@ bench:
 	  $(GO) test -run '^$$' -bench RoundBytes -benchtime 1x ./challenge; \
 	  $(BIGFILE_RUN); } 2>&1 | tee $(BENCHOUT)
 	$(GO) run ./.ci/benchreport -in $(BENCHOUT) -out $(BENCHMD)
+
+# Issue #23's linearizability check, long (integration/linearizability_test.go,
+# integration/CHAOS.md): concurrent clients against 3 `weft control`
+# processes under leader SIGKILLs, SIGSTOPs and Raft partitions, the history
+# checked with porcupine. `make test` runs it short (300 operations, one
+# fault of each kind). CHAOS_SEED=N replays a schedule.
+CHAOS_OPS    ?= 10000
+CHAOS_FAULTS ?= 20
+chaos:
+	WEFT_CHAOS_OPS=$(CHAOS_OPS) WEFT_CHAOS_FAULTS=$(CHAOS_FAULTS) $(if $(CHAOS_SEED),WEFT_CHAOS_SEED=$(CHAOS_SEED)) \
+	  $(GO) test -run '^TestLinearizability$$' -count=1 -v -timeout 2h ./integration
 
 # Issue #18's scenario on real processes (integration/scale_test.go, build
 # tag scale, so never part of `make test`): `weft devnet` with 3 voters and

@@ -79,7 +79,7 @@ func (s *Service) ReportChallenge(ctx context.Context, req *weftv1.ReportChallen
 			return nil, status.Errorf(codes.InvalidArgument, "malformed verdict for %q", v.Node)
 		}
 	}
-	rec, nonce, err := s.registeredSigner(req)
+	rec, nonce, err := s.registeredSigner(ctx, req)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -48,6 +49,38 @@ type NodeConfig struct {
 	// RaftTLS carries Raft's traffic over mutual TLS between certificates
 	// that name voters of the configuration; nil: plaintext.
 	RaftTLS *RaftTLS
+	// PeerRaftAddrs, by voter ID, are addresses this voter dials for
+	// those voters' Raft instead of the address the configuration
+	// records (what each voter advertises): split-horizon networks,
+	// tunnels, a proxy per link. Others' view of the cluster is unchanged.
+	PeerRaftAddrs map[string]string
+}
+
+// peerAddrs is the ServerAddressProvider of PeerRaftAddrs: the override,
+// else the configuration's address (raft also asks for its own ID when it
+// names itself in a request).
+type peerAddrs struct {
+	overrides map[string]string
+	node      *Node
+}
+
+func (p peerAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	if a, ok := p.overrides[string(id)]; ok {
+		return raft.ServerAddress(a), nil
+	}
+	if string(id) == p.node.cfg.ID {
+		return raft.ServerAddress(p.node.cfg.RaftAddr), nil
+	}
+	if r := p.node.raftRef.Load(); r != nil {
+		if f := r.GetConfiguration(); f.Error() == nil {
+			for _, s := range f.Configuration().Servers {
+				if s.ID == id {
+					return s.Address, nil
+				}
+			}
+		}
+	}
+	return "", fmt.Errorf("no address for voter %s", id)
 }
 
 // dialOptions are the options of a connection to another voter.
@@ -65,12 +98,26 @@ type Node struct {
 	recent    raft.LogStore // logs behind its in-memory cache of recent entries
 	transport *raft.NetworkTransport
 	hadState  bool // Raft state existed on disk when the node started
+	// caughtUpTerm is the last term in which this node, leading, saw its
+	// FSM apply everything logged before it checked (LeaderCaughtUp).
+	caughtUpTerm atomic.Uint64
+	// raftRef is raft for its transport's address provider, which runs
+	// on Raft's goroutines (raft itself is set once NewRaft returns).
+	raftRef atomic.Pointer[raft.Raft]
 }
 
 // StartNode opens the node's stores and joins (or bootstraps) the cluster.
 func StartNode(cfg NodeConfig) (*Node, error) {
 	if cfg.ID == "" || cfg.DataDir == "" || cfg.RaftAddr == "" {
 		return nil, errors.New("committee: node needs an ID, a data directory and a Raft address")
+	}
+	for id, addr := range cfg.PeerRaftAddrs {
+		if id == "" || id == cfg.ID {
+			return nil, fmt.Errorf("committee: a peer Raft address for voter %q: name another voter", id)
+		}
+		if err := checkAddress("peer Raft", addr); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
@@ -128,6 +175,16 @@ func raftConfig(cfg NodeConfig, logger hclog.Logger) *raft.Config {
 	return rc
 }
 
+// transportConfig is Raft's transport: 3 pooled connections per peer,
+// 10 s I/O timeout, the peer address overrides.
+func (n *Node) transportConfig(stream raft.StreamLayer, logger hclog.Logger) *raft.NetworkTransportConfig {
+	cfg := &raft.NetworkTransportConfig{Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: logger}
+	if len(n.cfg.PeerRaftAddrs) > 0 {
+		cfg.ServerAddressProvider = peerAddrs{overrides: n.cfg.PeerRaftAddrs, node: n}
+	}
+	return cfg
+}
+
 func (n *Node) open(rc *raft.Config, logger hclog.Logger) error {
 	var err error
 	if n.logs, err = openLogStore(n.cfg.DataDir); err != nil {
@@ -143,11 +200,11 @@ func (n *Node) open(rc *raft.Config, logger hclog.Logger) error {
 	}
 	var layer *tlsStreamLayer
 	if n.cfg.RaftTLS != nil {
-		if layer, err = newTLSStreamLayer(n.cfg.RaftAddr, addr, n.cfg.RaftTLS); err != nil {
+		if layer, err = newTLSStreamLayer(n.cfg.RaftAddr, addr, n.cfg.RaftTLS, n.cfg.PeerRaftAddrs); err != nil {
 			return err
 		}
-		n.transport = raft.NewNetworkTransportWithLogger(layer, 3, 10*time.Second, logger)
-	} else if n.transport, err = raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, addr, 3, 10*time.Second, logger); err != nil {
+		n.transport = raft.NewNetworkTransportWithConfig(n.transportConfig(layer, logger))
+	} else if n.transport, err = raft.NewTCPTransportWithConfig(n.cfg.RaftAddr, addr, n.transportConfig(nil, logger)); err != nil {
 		return err
 	}
 	n.hadState, err = raft.HasExistingState(n.logs, n.logs, snapshots)
@@ -171,6 +228,7 @@ func (n *Node) open(rc *raft.Config, logger hclog.Logger) error {
 	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.logs, snapshots, n.transport); err != nil {
 		return err
 	}
+	n.raftRef.Store(n.raft)
 	if layer != nil {
 		layer.serve(n.raft)
 	}
@@ -279,6 +337,31 @@ func (n *Node) LinearizableRead(ctx context.Context, timeout time.Duration) erro
 		}
 		n.fsm.WaitApplied(ctx, applied, left)
 	}
+}
+
+// LeaderCaughtUp returns once this leader's FSM reflects every entry
+// committed before its term: checked once per term (a LinearizableRead),
+// then free. A voter elected a moment ago reports IsLeader at once, while
+// its FSM may still lack entries of the previous term that were committed
+// (and acknowledged) but that it has not learned are committed: until its
+// first entry of the term commits, its local state is behind. The service
+// checks some requests on the leader against that state before proposing
+// (a certificate's committee, a node request's epoch and signer): without
+// this, a leader elected after an acknowledged epoch change refused a
+// certificate of the new epoch, "no committee for epoch e" (reproduced by
+// integration's TestNewLeaderPreCheck).
+func (n *Node) LeaderCaughtUp(ctx context.Context, timeout time.Duration) error {
+	term := n.raft.CurrentTerm()
+	if n.caughtUpTerm.Load() == term {
+		return nil
+	}
+	if err := n.LinearizableRead(ctx, timeout); err != nil {
+		return err
+	}
+	// A later term (leadership lost and won again meanwhile) is checked
+	// again on its first call: term is the one read before the check.
+	n.caughtUpTerm.Store(term)
+	return nil
 }
 
 // commandsIn reports whether the log has a command entry in [from, to]

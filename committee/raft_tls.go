@@ -32,9 +32,10 @@ type tlsStreamLayer struct {
 	advertise    net.Addr
 	client       *tls.Config
 	raft         atomic.Pointer[raft.Raft] // nil until Raft runs
+	overrides    map[string]string         // dialed address → voter ID (NodeConfig.PeerRaftAddrs)
 }
 
-func newTLSStreamLayer(bind string, advertise net.Addr, cfg *RaftTLS) (*tlsStreamLayer, error) {
+func newTLSStreamLayer(bind string, advertise net.Addr, cfg *RaftTLS, peers map[string]string) (*tlsStreamLayer, error) {
 	if cfg.Server == nil || cfg.Client == nil || cfg.Server.ClientAuth != tls.RequireAndVerifyClientCert {
 		return nil, errors.New("committee: Raft over TLS needs a server configuration that requires and verifies client certificates, and a client one")
 	}
@@ -42,7 +43,10 @@ func newTLSStreamLayer(bind string, advertise net.Addr, cfg *RaftTLS) (*tlsStrea
 	if err != nil {
 		return nil, err
 	}
-	l := &tlsStreamLayer{advertise: advertise, client: cfg.Client}
+	l := &tlsStreamLayer{advertise: advertise, client: cfg.Client, overrides: map[string]string{}}
+	for id, addr := range peers {
+		l.overrides[addr] = id
+	}
 	server := cfg.Server.Clone()
 	// Runs inside the handshake, after the chain is verified: a refused
 	// peer's connection fails on Raft's first read, before any of its
@@ -104,6 +108,14 @@ func (l *tlsStreamLayer) verifyOutbound(address raft.ServerAddress, cs tls.Conne
 	id, err := peerVoter(cs)
 	if err != nil {
 		return err
+	}
+	if want, ok := l.overrides[string(address)]; ok && want != id {
+		return fmt.Errorf("committee: Raft peer at %s (the address given for voter %s) presented the certificate %q of voter %s",
+			address, want, cs.PeerCertificates[0].Subject, id)
+	}
+	if want, ok := l.overrides[string(address)]; ok && want != id {
+		return fmt.Errorf("committee: Raft peer at %s (the address given for voter %s) presented the certificate %q of voter %s",
+			address, want, cs.PeerCertificates[0].Subject, id)
 	}
 	r := l.raft.Load()
 	if r == nil {

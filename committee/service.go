@@ -179,6 +179,10 @@ func requestID(ctx context.Context) string {
 // carried over). A forwarded call is never forwarded again.
 func (s *Service) leader(ctx context.Context) (*grpc.ClientConn, context.Context, error) {
 	if s.node.IsLeader() {
+		// What the caller checks next, it checks against this state.
+		if err := s.leaderState(ctx); err != nil {
+			return nil, nil, err
+		}
 		return nil, nil, nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -204,6 +208,20 @@ func (s *Service) leader(ctx context.Context) (*grpc.ClientConn, context.Context
 	out.Set(mdForwarded, "1")
 	out.Set(mdRequestID, requestID(ctx))
 	return conn, metadata.NewOutgoingContext(ctx, out), nil
+}
+
+// leaderState waits, on a leader, until its state reflects every write
+// committed before its term (Node.LeaderCaughtUp): the checks a leader
+// makes before proposing must not answer from a state older than writes
+// already acknowledged. Unavailable when it cannot tell (leadership lost).
+func (s *Service) leaderState(ctx context.Context) error {
+	if !s.node.IsLeader() {
+		return nil
+	}
+	if err := s.node.LeaderCaughtUp(ctx, 5*time.Second); err != nil {
+		return status.Errorf(codes.Unavailable, "a new leader catching up: %v; retry", err)
+	}
+	return nil
 }
 
 // forward hands a write to the leader when this voter does not lead:
@@ -413,6 +431,9 @@ func (s *Service) AdvanceEpoch(ctx context.Context, req *weftv1.AdvanceEpochRequ
 // advanceEpoch plans and proposes the next epoch on this voter, which must
 // lead (the epoch timer calls it directly; no forwarding).
 func (s *Service) advanceEpoch(ctx context.Context, force bool) (*weftv1.AdvanceEpochResponse, error) {
+	if err := s.leaderState(ctx); err != nil {
+		return nil, err
+	}
 	plan, err := s.node.FSM().PlanEpoch(force, s.cfg.AutoEvict)
 	if err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
@@ -474,7 +495,10 @@ type epochWindow struct{ lo, hi uint64 }
 // just after). A follower also takes the next epoch, since it may not have
 // applied an epoch change the node already saw; it forwards the request
 // to the leader, which runs the same check with hi = its current epoch.
-func (s *Service) nodeEpochs() (epochWindow, error) {
+func (s *Service) nodeEpochs(ctx context.Context) (epochWindow, error) {
+	if err := s.leaderState(ctx); err != nil {
+		return epochWindow{}, err
+	}
 	st, err := s.node.FSM().EpochState()
 	if err != nil {
 		return epochWindow{}, status.Error(codes.Internal, err.Error())
@@ -520,7 +544,7 @@ func (s *Service) RegisterNode(ctx context.Context, req *weftv1.RegisterNodeRequ
 	if err := pk.VerifyPossession(pop); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "proof of possession: %v", err)
 	}
-	epochs, err := s.nodeEpochs()
+	epochs, err := s.nodeEpochs(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -543,7 +567,7 @@ func (s *Service) RegisterNode(ctx context.Context, req *weftv1.RegisterNodeRequ
 
 // ShardSynced records an owner's report that it holds a shard.
 func (s *Service) ShardSynced(ctx context.Context, req *weftv1.ShardSyncedRequest) (*weftv1.ShardSyncedResponse, error) {
-	rec, nonce, err := s.registeredSigner(req)
+	rec, nonce, err := s.registeredSigner(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -663,12 +687,15 @@ func (s *Service) Events(ctx context.Context, req *weftv1.EventsRequest) (*weftv
 }
 
 // registeredSigner verifies a signed request from a registered node.
-func (s *Service) registeredSigner(req control.NodeRequest) (NodeRecord, uint64, error) {
+func (s *Service) registeredSigner(ctx context.Context, req control.NodeRequest) (NodeRecord, uint64, error) {
 	auth := req.GetAuth()
 	if auth == nil {
 		return NodeRecord{}, 0, status.Error(codes.Unauthenticated, "signed node request required")
 	}
 	if err := checkID("node", auth.Node); err != nil {
+		return NodeRecord{}, 0, err
+	}
+	if err := s.leaderState(ctx); err != nil {
 		return NodeRecord{}, 0, err
 	}
 	rec, found, err := s.node.FSM().Node(shardmap.NodeID(auth.Node))
@@ -679,7 +706,7 @@ func (s *Service) registeredSigner(req control.NodeRequest) (NodeRecord, uint64,
 	if err != nil {
 		return NodeRecord{}, 0, status.Error(codes.Internal, err.Error())
 	}
-	epochs, err := s.nodeEpochs()
+	epochs, err := s.nodeEpochs(ctx)
 	if err != nil {
 		return NodeRecord{}, 0, err
 	}
@@ -692,7 +719,7 @@ func (s *Service) UpdateAddress(ctx context.Context, req *weftv1.UpdateAddressRe
 	if err := checkAddress("node", req.Address); err != nil {
 		return nil, err
 	}
-	rec, nonce, err := s.registeredSigner(req)
+	rec, nonce, err := s.registeredSigner(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -711,7 +738,7 @@ func (s *Service) UpdateAddress(ctx context.Context, req *weftv1.UpdateAddressRe
 // MarkBlobInvalid verifies an invalid-blob certificate against its epoch's
 // committee on the leader, then proposes it.
 func (s *Service) MarkBlobInvalid(ctx context.Context, req *weftv1.MarkBlobInvalidRequest) (*weftv1.MarkBlobInvalidResponse, error) {
-	rec, nonce, err := s.registeredSigner(req)
+	rec, nonce, err := s.registeredSigner(ctx, req)
 	if err != nil {
 		return nil, err
 	}

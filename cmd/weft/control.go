@@ -55,6 +55,7 @@ func (t *tokenFlags) resolve() (string, error) {
 
 type controlOptions struct {
 	id, dataDir, raftAddr, grpcAddr string
+	raftPeerAddrs                   map[string]string
 	bootstrapExpect                 int
 	join                            []string
 	shards, perNodeCap              int
@@ -121,6 +122,8 @@ func newControlCommand() *cobra.Command {
 		"address for Raft traffic; mutual TLS between voter certificates (weft://voter/ID) with --tls-ca, --tls-cert and --tls-key")
 	f.BoolVar(&o.insecureRaft, "insecure-raft", false,
 		"run Raft without TLS on a --raft-addr off loopback (anyone who reaches it can append to the log): only on a network no one else can reach")
+	f.StringToStringVar(&o.raftPeerAddrs, "raft-peer-addr", nil,
+		"ID=HOST:PORT: dial that voter's Raft here instead of the address it advertises (split-horizon networks, tunnels, a proxy per link); repeatable")
 	f.StringVar(&o.grpcAddr, "grpc-addr", "127.0.0.1:7001", "address for the gRPC API")
 	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many voters are known")
 	f.StringSliceVar(&o.join, "join", nil, "gRPC addresses of other voters")
@@ -183,6 +186,7 @@ func runControl(ctx context.Context, o controlOptions) error {
 		State:     committee.Config{Shards: o.shards, PerNodeCap: o.perNodeCap},
 		LogOutput: os.Stderr, DialCredentials: dialCreds, RaftTLS: raftTLS,
 		HeartbeatTimeout: o.raft.heartbeat, ElectionTimeout: o.raft.election, LeaderLeaseTimeout: o.raft.lease,
+		PeerRaftAddrs: o.raftPeerAddrs,
 	})
 	if err != nil {
 		return err
