@@ -188,3 +188,54 @@ func TestHandoverSlowShardsDoNotHoldUpTheOthers(t *testing.T) {
 		t.Fatalf("the copied shards were synced by %v, the first rebuilt one at %v (window %v): they waited behind the rebuilds", lastFast, firstSlow, window)
 	}
 }
+
+// An incoming node stopped while it rebuilds pairs — written as each is
+// rebuilt, out of blob order — resumes after a restart without skipping
+// one: the cursor never passed a blob not on disk, and the shard is
+// reported synced only once all of them are.
+func TestHandoverResumesARebuildAfterRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stores 40 blobs")
+	}
+	// Node 0 is down at the change and stays down: its shards are
+	// rebuilt at once.
+	w := startNet(t, devnet.Config{Nodes: 4, Shards: 12, CopyRetryWindow: -1})
+	blobs := w.storeCertified(t, 40, 20_000)
+	joined, gained := w.joinHeavy(t, 0)
+	var from0 []int
+	for s, owner := range gained {
+		if owner == string(w.net.NodeID(0)) {
+			from0 = append(from0, s)
+		}
+	}
+	if len(from0) == 0 {
+		t.Fatal("the joining node gained no shard of the dead node: nothing to rebuild")
+	}
+	node := w.net.Node(joined)
+	held := 0
+	eventually(t, 60*time.Second, "a first rebuilt pair on disk", func() bool {
+		held = 0
+		for _, s := range from0 {
+			for _, enc := range blobs {
+				if has, _ := node.Store().HasPair(uint32(s), enc.ID); has {
+					held++
+				}
+			}
+		}
+		return held > 0
+	})
+	if err := w.net.StopNode(joined); err != nil {
+		t.Fatal(err)
+	}
+	if held >= len(from0)*len(blobs) {
+		t.Skipf("the rebuild finished (%d pairs) before the stop; nothing to resume", held)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := w.net.StartNode(ctx, joined); err != nil {
+		t.Fatal(err)
+	}
+	w.awaitStable(t, 90*time.Second, "the handover to finish (Stable)")
+	t.Logf("%d of %d pairs to rebuild were on disk at the stop", held, len(from0)*len(blobs))
+	w.checkHandedOver(t, joined, gained, blobs)
+}
