@@ -51,7 +51,10 @@ type Config struct {
 	// shard from a holder they cannot reach (zero: storage's default;
 	// negative: rebuild at once).
 	CopyRetryWindow time.Duration
-	Logger          *slog.Logger // default: discard
+	// SyncMemory bounds the bytes each node's handover holds at once
+	// (zero: storage's default).
+	SyncMemory int64
+	Logger     *slog.Logger // default: discard
 	// ControlAddr and NodeAddrs fix the listening addresses (default: free
 	// loopback ports).
 	ControlAddr string
@@ -261,7 +264,7 @@ func (d *Network) startNode(ctx context.Context, n *node) error {
 	run, err := storage.Start(ctx, storage.Config{
 		ID: n.id, Key: n.key, DataDir: n.dir, PublicAddr: n.addr, Control: d.conn,
 		RecoveryDelay: d.cfg.RecoveryDelay, PeerTimeout: 5 * time.Second, WatchTimeout: 5 * time.Second,
-		ScrubInterval: d.cfg.ScrubInterval, Limits: d.cfg.Limits, CopyRetryWindow: d.cfg.CopyRetryWindow,
+		ScrubInterval: d.cfg.ScrubInterval, Limits: d.cfg.Limits, CopyRetryWindow: d.cfg.CopyRetryWindow, SyncMemory: d.cfg.SyncMemory,
 		Faults: n.faults, Logger: d.cfg.Logger,
 	})
 	if err != nil {

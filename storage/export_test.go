@@ -168,3 +168,10 @@ func FollowEvents(st *Store, plane control.Plane, id shardmap.NodeID) (stop func
 	go func() { defer close(done); n.followEvents(ctx) }()
 	return func() { cancel(); <-done }
 }
+
+// SyncPeaks are what a node's handover held at once (a rebuild's pair
+// counts twice: its symbols and the pair).
+type SyncPeaks = syncPeaks
+
+// SyncPeaks reads the node's handover peaks.
+func (n *Node) SyncPeaks() SyncPeaks { return n.syncLim.budget.peaks() }

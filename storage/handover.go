@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -171,17 +172,16 @@ func (n *Node) sendSynced(stream weftv1.Storage_SyncShardServer, shard uint32, i
 	return nil
 }
 
-// handover runs the syncs of gained shards, a few at a time, one per
-// shard.
+// handover runs the syncs of gained shards, one per shard; what they do
+// at once is bounded by the node's syncLimits (syncbudget.go).
 type handover struct {
 	n       *Node
-	sem     chan struct{}
 	mu      sync.Mutex
 	running map[uint32]bool
 }
 
 func newHandover(n *Node) *handover {
-	return &handover{n: n, sem: make(chan struct{}, 2), running: map[uint32]bool{}}
+	return &handover{n: n, running: map[uint32]bool{}}
 }
 
 // start launches the sync of every shard the node owns in a Syncing state.
@@ -200,7 +200,7 @@ func (h *handover) start(ctx context.Context, a Assignment) {
 		}
 		h.running[s] = true
 		n.goRun(func() {
-			n.syncUntilDone(ctx, h.sem, a, s)
+			n.syncUntilDone(ctx, a, s)
 			h.mu.Lock()
 			delete(h.running, s)
 			h.mu.Unlock()
@@ -215,11 +215,9 @@ func (h *handover) start(ctx context.Context, a Assignment) {
 
 // syncUntilDone syncs a gained shard, retrying after failures for as long
 // as the epoch and the shard's assignment stay as they were.
-func (n *Node) syncUntilDone(ctx context.Context, sem chan struct{}, a Assignment, shard uint32) {
+func (n *Node) syncUntilDone(ctx context.Context, a Assignment, shard uint32) {
 	for ctx.Err() == nil {
-		sem <- struct{}{}
 		err := n.syncShard(ctx, a, shard)
-		<-sem
 		if err == nil || ctx.Err() != nil {
 			return
 		}
@@ -274,16 +272,11 @@ func (n *Node) syncShard(ctx context.Context, a Assignment, shard uint32) error 
 		return err
 	}
 	for {
-		todo, more, err := n.cfg.Plane.ListCertified(ctx, a.Epoch, cursor, syncPage)
+		more, next, err := n.syncPage(ctx, a, shard, cursor)
 		if err != nil {
-			return fmt.Errorf("listing the certified blobs: %w", err)
+			return err
 		}
-		if len(todo) > 0 {
-			if cursor, err = n.syncPage(ctx, a, shard, cursor, todo); err != nil {
-				return err
-			}
-		}
-		if !more {
+		if cursor = next; !more {
 			break
 		}
 	}
@@ -309,8 +302,12 @@ func (n *Node) syncShard(ctx context.Context, a Assignment, shard uint32) error 
 
 // syncProgress is a page's progress. The shard's cursor moves past a
 // to-do blob only once every blob before it is on disk, so a restart
-// never skips a blob the holder lacked and that was not rebuilt yet.
+// never skips a blob the holder lacked and that was not rebuilt yet. Pairs
+// are written as they come (copied in the holder's order, rebuilt as each
+// is done), each with the cursor as far as it can move then; one page's
+// writes go one at a time, so the cursor on disk only moves forward.
 type syncProgress struct {
+	mu     sync.Mutex
 	todo   []crypto.BlobID
 	done   map[crypto.BlobID]bool
 	next   int // todo[:next] are done
@@ -321,9 +318,9 @@ func newSyncProgress(cursor crypto.BlobID, todo []crypto.BlobID) *syncProgress {
 	return &syncProgress{todo: todo, done: map[crypto.BlobID]bool{}, cursor: cursor}
 }
 
-// cursorWith is the cursor mark(id) would return, for writing it with
-// id's pair; mark only once that write succeeded.
-func (p *syncProgress) cursorWith(id crypto.BlobID) crypto.BlobID {
+// cursorWithLocked is the cursor markLocked(id) would return, for writing
+// it with id's pair; mark only once that write succeeded.
+func (p *syncProgress) cursorWithLocked(id crypto.BlobID) crypto.BlobID {
 	cursor := p.cursor
 	for i := p.next; i < len(p.todo) && (p.done[p.todo[i]] || p.todo[i] == id); i++ {
 		cursor = p.todo[i]
@@ -331,9 +328,9 @@ func (p *syncProgress) cursorWith(id crypto.BlobID) crypto.BlobID {
 	return cursor
 }
 
-// mark records a blob as on disk (or as no longer needed) and returns the
-// cursor.
-func (p *syncProgress) mark(id crypto.BlobID) crypto.BlobID {
+// markLocked records a blob as on disk (or as no longer needed) and
+// returns the cursor.
+func (p *syncProgress) markLocked(id crypto.BlobID) crypto.BlobID {
 	p.done[id] = true
 	for p.next < len(p.todo) && p.done[p.todo[p.next]] {
 		p.cursor = p.todo[p.next]
@@ -342,64 +339,162 @@ func (p *syncProgress) mark(id crypto.BlobID) crypto.BlobID {
 	return p.cursor
 }
 
-// syncPage brings one page of the to-do list in: copied from the holder
-// where it can, rebuilt otherwise; returns the new cursor.
-func (n *Node) syncPage(ctx context.Context, a Assignment, shard uint32, cursor crypto.BlobID, todo []crypto.BlobID) (crypto.BlobID, error) {
+// mark records a blob as on disk or as no longer needed and returns the
+// cursor.
+func (p *syncProgress) mark(id crypto.BlobID) crypto.BlobID {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.markLocked(id)
+}
+
+// commit has write store id's pair with the cursor as far as it moves
+// with it, and marks id done if it did.
+func (p *syncProgress) commit(id crypto.BlobID, write func(cursor crypto.BlobID) error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := write(p.cursorWithLocked(id)); err != nil {
+		return err
+	}
+	p.markLocked(id)
+	return nil
+}
+
+func (p *syncProgress) isDone(id crypto.BlobID) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.done[id]
+}
+
+// position is the cursor and whether every blob of the page is done.
+func (p *syncProgress) position() (crypto.BlobID, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cursor, p.next == len(p.todo)
+}
+
+// syncPage brings the next page of the to-do list in: copied from the
+// holder where it can, rebuilt otherwise. It returns whether more pages
+// follow and the new cursor. Listing and copying hold one of the node's
+// sync streams; the rebuild does not, so a shard rebuilding slowly does
+// not keep the others from copying.
+func (n *Node) syncPage(ctx context.Context, a Assignment, shard uint32, cursor crypto.BlobID) (bool, crypto.BlobID, error) {
+	lim := n.syncLim
+	stream := &slot{ch: lim.streams}
+	if err := stream.take(ctx); err != nil {
+		return false, cursor, err
+	}
+	lim.budget.shardStarted(shard)
+	defer lim.budget.shardStopped(shard)
+	prog, more, err := n.copyPage(ctx, a, shard, cursor, stream)
+	stream.give()
+	if err != nil || prog == nil {
+		return more, cursor, err
+	}
+	cursor, err = n.rebuildPage(ctx, a, shard, prog)
+	return more, cursor, err
+}
+
+// copyPage lists the next page of the to-do list and copies what it can
+// from the holder; nil when the list is done.
+func (n *Node) copyPage(ctx context.Context, a Assignment, shard uint32, cursor crypto.BlobID, stream *slot) (*syncProgress, bool, error) {
+	todo, more, err := n.cfg.Plane.ListCertified(ctx, a.Epoch, cursor, syncPage)
+	if err != nil {
+		return nil, false, fmt.Errorf("listing the certified blobs: %w", err)
+	}
+	if len(todo) == 0 {
+		return nil, more, nil
+	}
 	prog := newSyncProgress(cursor, todo)
 	for _, id := range todo {
 		if has, _ := n.store.HasPair(shard, id); has {
 			prog.mark(id) // stored before a restart, or sent by its writer
 		}
 	}
-	if holder := a.Holders[shard]; holder != "" && holder != n.cfg.ID && prog.next < len(todo) {
-		err := n.copyRetrying(ctx, a, shard, holder, prog)
+	if _, all := prog.position(); all {
+		return prog, more, nil
+	}
+	if holder := a.Holders[shard]; holder != "" && holder != n.cfg.ID {
+		err := n.copyRetrying(ctx, a, shard, holder, prog, stream)
 		if errors.Is(err, ErrNoSpace) {
-			return prog.cursor, err // rebuilding would fetch for nothing: retried later (retryWait)
+			return nil, more, err // rebuilding would fetch for nothing: retried later (retryWait)
 		}
 		if err != nil && ctx.Err() == nil {
 			n.log.Warn("storage: copying from the shard's holder; rebuilding instead", "shard", shard, "holder", holder, "err", err)
 		}
 	}
-	// Rebuild what the holder did not give, several at once (each is a
-	// round of small requests to many peers: latency, not bandwidth), then
-	// write in ID order with the cursor.
-	rebuilt := make([]VerifiedPair, len(todo))
-	errs := make([]error, len(todo))
-	var wg sync.WaitGroup
+	return prog, more, nil
+}
+
+// rebuildPage rebuilds what the holder did not give, several at once (each
+// is a round of small requests to many peers: latency, not bandwidth), and
+// writes each pair as soon as it is rebuilt; returns the new cursor.
+func (n *Node) rebuildPage(ctx context.Context, a Assignment, shard uint32, prog *syncProgress) (crypto.BlobID, error) {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
 	sem := make(chan struct{}, rebuildParallel)
-	for i, id := range todo {
-		if prog.done[id] {
+	for _, id := range prog.todo {
+		if prog.isDone(id) {
 			continue
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
+		if take(ctx, sem) != nil {
+			break
+		}
+		wg.Go(func() {
 			defer func() { <-sem }()
-			rebuilt[i], errs[i] = n.rebuildForShard(ctx, a, shard, id)
-		}()
+			if err := n.rebuildAndWrite(ctx, a, shard, id, prog); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
 	}
 	wg.Wait()
-	for i, id := range todo {
-		if prog.done[id] {
-			continue
-		}
-		if errors.Is(errs[i], ErrEnded) {
-			prog.mark(id) // it ended since the list was made: nothing to hold
-			continue
-		}
-		if errs[i] != nil {
-			// Keep what came before it.
-			if err := n.store.WriteSynced(a.Epoch, shard, prog.cursor); err != nil {
-				return prog.cursor, err
-			}
-			return prog.cursor, fmt.Errorf("rebuilding %s for shard %d: %w", id, shard, errs[i])
-		}
-		if err := n.store.WriteSynced(a.Epoch, shard, prog.mark(id), rebuilt[i]); err != nil {
-			return cursor, err
-		}
+	cursor, all := prog.position()
+	// Keep what came before the first blob not done (each write carried
+	// the cursor already; this one covers blobs that ended meanwhile).
+	if err := n.store.WriteSynced(a.Epoch, shard, cursor); err != nil {
+		return cursor, err
 	}
-	return prog.cursor, n.store.WriteSynced(a.Epoch, shard, prog.cursor)
+	switch {
+	case first != nil:
+		return cursor, first
+	case !all:
+		return cursor, cmp.Or(ctx.Err(), errors.New("blobs of the page left to do"))
+	}
+	return cursor, nil
+}
+
+// rebuildAndWrite rebuilds one pair for a gained shard and writes it, its
+// bytes held from the node's sync budget until written.
+func (n *Node) rebuildAndWrite(ctx context.Context, a Assignment, shard uint32, id crypto.BlobID, prog *syncProgress) error {
+	// Under an open challenge round nobody serves a sampled blob's symbols:
+	// wait for the round to close rather than fail (holding none of the
+	// node's rebuilds meanwhile).
+	if err := n.chal.waitLifted(ctx, id); err != nil {
+		return err
+	}
+	if err := take(ctx, n.syncLim.rebuilds); err != nil {
+		return err
+	}
+	defer func() { <-n.syncLim.rebuilds }()
+	v, release, err := n.rebuildForShard(ctx, a, shard, id)
+	if err == nil {
+		defer release()
+		err = prog.commit(id, func(cursor crypto.BlobID) error { return n.store.WriteSynced(a.Epoch, shard, cursor, v) })
+	}
+	if errors.Is(err, ErrEnded) {
+		prog.mark(id) // it ended since the list was made: nothing to hold
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("rebuilding %s for shard %d: %w", id, shard, err)
+	}
+	return nil
 }
 
 // copyRetrying copies from the holder, trying again with backoff while it
@@ -408,8 +503,8 @@ func (n *Node) syncPage(ctx context.Context, a Assignment, shard uint32, cursor 
 // wrote. The window is the holder's, not each shard's — a holder that is
 // gone for good costs every shard it held one window in all, not one
 // each. A holder that answers with an error is not asked again: the rest
-// is rebuilt.
-func (n *Node) copyRetrying(ctx context.Context, a Assignment, shard uint32, holder shardmap.NodeID, prog *syncProgress) error {
+// is rebuilt. The shard's sync stream is given back while it waits.
+func (n *Node) copyRetrying(ctx context.Context, a Assignment, shard uint32, holder shardmap.NodeID, prog *syncProgress, stream *slot) error {
 	backoff := copyBackoff
 	for attempt := 1; ; attempt++ {
 		err := n.copyFromHolder(ctx, a, shard, holder, prog)
@@ -422,12 +517,16 @@ func (n *Node) copyRetrying(ctx context.Context, a Assignment, shard uint32, hol
 			return err
 		}
 		n.log.Info("storage: shard holder unreachable; trying the copy again", "shard", shard, "holder", holder, "attempt", attempt, "in", backoff, "err", err)
+		stream.give()
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
 		case <-t.C:
+		}
+		if err := stream.take(ctx); err != nil {
+			return err
 		}
 		backoff = min(2*backoff, copyMaxBackoff)
 	}
@@ -483,7 +582,8 @@ func holderUnreachable(err error) bool {
 	return false
 }
 
-// rebuildParallel bounds the pairs one shard's sync rebuilds at once.
+// rebuildParallel bounds the pairs one shard's sync rebuilds at once
+// (rebuildsPerNode all shards together).
 const rebuildParallel = 8
 
 // copyFromHolder asks the holder for the shard's blobs after the cursor
@@ -496,20 +596,30 @@ func (n *Node) copyFromHolder(ctx context.Context, a Assignment, shard uint32, h
 	if err != nil {
 		return err
 	}
-	after := prog.cursor
+	after, _ := prog.position()
 	for {
 		req, err := n.signSync(a.Epoch, shard, after, 2*syncPage)
 		if err != nil {
 			return err
 		}
-		cctx, cancel := context.WithTimeout(ctx, 5*n.cfg.PeerTimeout)
+		// A holder that sends nothing for 5 × PeerTimeout counts as
+		// unreachable; the time the stream waits for the node's sync
+		// budget is not the holder's.
+		cctx, cancel := context.WithCancelCause(ctx)
+		idle := 5 * n.cfg.PeerTimeout
+		watch := &idleWatch{d: idle, t: time.AfterFunc(idle, func() {
+			cancel(status.Errorf(codes.DeadlineExceeded, "the holder sent nothing for %s", idle))
+		})}
+		got, lastSeen, err := 0, crypto.BlobID{}, error(nil)
 		stream, err := peer.SyncShard(cctx, req)
-		if err != nil {
-			cancel()
-			return err
+		if err == nil {
+			got, lastSeen, err = n.receiveSync(ctx, stream, watch, a.Epoch, shard, prog)
 		}
-		got, lastSeen, err := n.receiveSync(stream, a.Epoch, shard, prog)
-		cancel()
+		watch.t.Stop()
+		if cause := context.Cause(cctx); err != nil && cause != nil && ctx.Err() == nil {
+			err = cause // the watch fired
+		}
+		cancel(nil)
 		if err != nil {
 			return err
 		}
@@ -520,10 +630,22 @@ func (n *Node) copyFromHolder(ctx context.Context, a Assignment, shard uint32, h
 	}
 }
 
+// idleWatch cancels a copy stream whose holder sends nothing for d; it is
+// paused while the stream waits for the sync budget.
+type idleWatch struct {
+	d time.Duration
+	t *time.Timer
+}
+
+func (w *idleWatch) kick()  { w.t.Reset(w.d) }
+func (w *idleWatch) pause() { w.t.Stop() }
+
 // receiveSync reads one sync stream: blobs on the to-do list not on disk
 // yet are assembled, verified and written with the cursor; others are
-// skipped. It returns how many blobs the holder sent and the last one.
-func (n *Node) receiveSync(stream weftv1.Storage_SyncShardClient, epoch uint64, shard uint32, prog *syncProgress) (int, crypto.BlobID, error) {
+// skipped. Each pair assembled holds its bytes from the node's sync budget,
+// taken before its first chunk is read and given back once it is written
+// or dropped. It returns how many blobs the holder sent and the last one.
+func (n *Node) receiveSync(ctx context.Context, stream weftv1.Storage_SyncShardClient, watch *idleWatch, epoch uint64, shard uint32, prog *syncProgress) (int, crypto.BlobID, error) {
 	want := map[crypto.BlobID]bool{}
 	for _, id := range prog.todo {
 		want[id] = true
@@ -532,8 +654,15 @@ func (n *Node) receiveSync(stream weftv1.Storage_SyncShardClient, epoch uint64, 
 		count   int
 		lastID  crypto.BlobID
 		asm     *pairAssembler // nil while the current blob's chunks are skipped
+		release = func() {}    // gives back the bytes asm holds
 		current crypto.BlobID
 	)
+	drop := func() {
+		asm = nil
+		release()
+		release = func() {}
+	}
+	defer drop()
 	for {
 		item, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -542,13 +671,25 @@ func (n *Node) receiveSync(stream weftv1.Storage_SyncShardClient, epoch uint64, 
 		if err != nil {
 			return count, lastID, err
 		}
+		watch.kick()
 		// An item with a blob ID starts the next blob; the chunks of its
 		// pair follow it.
 		if len(item.BlobId) == crypto.DigestSize {
 			count++
-			current, lastID, asm = crypto.BlobID(item.BlobId), crypto.BlobID(item.BlobId), nil
-			if want[current] && !prog.done[current] {
-				asm = n.syncAssembler(shard, current, item.Metadata, prog)
+			drop() // a pair left incomplete: the holder skipped it
+			current, lastID = crypto.BlobID(item.BlobId), crypto.BlobID(item.BlobId)
+			if !want[current] || prog.isDone(current) {
+				continue
+			}
+			if asm = n.syncAssembler(shard, current, item.Metadata, prog); asm == nil {
+				continue
+			}
+			watch.pause()
+			release, err = n.syncLim.budget.acquire(ctx, int64(asm.size(crypto.Primary)+asm.size(crypto.Secondary)))
+			watch.kick()
+			if err != nil {
+				release = func() {}
+				return count, lastID, err
 			}
 			continue
 		}
@@ -558,14 +699,15 @@ func (n *Node) receiveSync(stream weftv1.Storage_SyncShardClient, epoch uint64, 
 		done, _, err := asm.add(item.Chunk)
 		if err != nil {
 			n.metrics.rejected.WithLabelValues("sync-pair").Inc()
-			asm = nil
+			drop()
 			continue
 		}
 		if done == nil {
 			continue
 		}
-		asm = nil
-		if err := n.keepSyncedPair(epoch, shard, current, done, prog); err != nil {
+		err = n.keepSyncedPair(epoch, shard, current, done, prog)
+		drop()
+		if err != nil {
 			return count, lastID, err
 		}
 	}
@@ -620,7 +762,7 @@ func (n *Node) keepSyncedPair(epoch uint64, shard uint32, id crypto.BlobID, done
 		n.log.Warn("storage: the holder sent a pair that fails verification; it will be rebuilt", "blob", id, "shard", shard, "err", err)
 		return nil
 	}
-	err = n.store.WriteSynced(epoch, shard, prog.cursorWith(id), v)
+	err = prog.commit(id, func(cursor crypto.BlobID) error { return n.store.WriteSynced(epoch, shard, cursor, v) })
 	recycle(done.pair)
 	if errors.Is(err, ErrEnded) {
 		prog.mark(id) // it ended since the list was made: nothing to hold
@@ -629,7 +771,6 @@ func (n *Node) keepSyncedPair(epoch uint64, shard uint32, id crypto.BlobID, done
 	if err != nil {
 		return err
 	}
-	prog.mark(id)
 	n.metrics.handoverCopied.Add(float64(v.Size()))
 	n.countHandover(epoch, int64(v.Size()), 0)
 	return nil
@@ -648,23 +789,36 @@ func (n *Node) signSync(epoch uint64, shard uint32, after crypto.BlobID, limit u
 }
 
 // rebuildForShard recovers a blob's pair for a gained shard from the
-// nodes that held the sources when the epoch began.
-func (n *Node) rebuildForShard(ctx context.Context, a Assignment, shard uint32, id crypto.BlobID) (VerifiedPair, error) {
-	// Under an open challenge round nobody serves a sampled blob's symbols:
-	// wait for the round to close rather than fail.
-	if err := n.chal.waitLifted(ctx, id); err != nil {
-		return VerifiedPair{}, err
-	}
+// nodes that held the sources when the epoch began (the blob under no
+// open challenge round). The pair holds its
+// bytes from the node's sync budget from before its first symbol is asked
+// until the returned release: twice the pair's size, for the symbols it
+// is rebuilt from and the pair.
+func (n *Node) rebuildForShard(ctx context.Context, a Assignment, shard uint32, id crypto.BlobID) (VerifiedPair, func(), error) {
 	meta, err := n.metadataFor(ctx, id, a)
 	if err != nil {
-		return VerifiedPair{}, err
+		return VerifiedPair{}, nil, err
 	}
 	if err := n.store.PutMetadataShards([]uint32{shard}, id, meta); err != nil {
-		return VerifiedPair{}, err
+		return VerifiedPair{}, nil, err
 	}
 	codec, err := n.codecs.ForMetadata(meta)
 	if err != nil {
-		return VerifiedPair{}, err
+		return VerifiedPair{}, nil, err
+	}
+	size, err := pairBytes(codec.Params(), meta.Length)
+	if err != nil {
+		return VerifiedPair{}, nil, err
+	}
+	release, err := n.syncLim.budget.acquire(ctx, 2*size)
+	if err != nil {
+		return VerifiedPair{}, nil, err
+	}
+	// The holders as they are now: a source shard synced since the epoch
+	// began is held by its new owner (possibly this node), and its
+	// previous holder deletes it.
+	if cur := n.follower.Current(); cur.Epoch == a.Epoch {
+		a = cur
 	}
 	fetch := &peerFetcher{n: n, id: id, a: a, holders: true}
 	pair, stats, err := codec.RecoverPair(ctx, meta, codec.Params().PairForShard(int(shard), id), fetch)
@@ -673,10 +827,23 @@ func (n *Node) rebuildForShard(ctx context.Context, a Assignment, shard uint32, 
 	n.log.Debug("storage: rebuilt a pair for a gained shard", "blob", id, "shard", shard, "requests", stats.Requests,
 		"symbols", stats.SymbolsReceived, "bytes", stats.BytesReceived, "proofs", stats.UsedProofs, "err", err)
 	n.metrics.bytesRecovered.Add(float64(stats.BytesReceived))
-	if err != nil {
-		return VerifiedPair{}, err
+	if err == nil {
+		var v VerifiedPair
+		if v, err = n.store.VerifyPair(shard, id, pair); err == nil {
+			return v, release, nil
+		}
 	}
-	return n.store.VerifyPair(shard, id, pair)
+	release()
+	return VerifiedPair{}, nil, err
+}
+
+// pairBytes is the size of a pair of a blob of the given length.
+func pairBytes(p coding.Params, length uint64) (int64, error) {
+	symbol, err := p.SymbolSize(length)
+	if err != nil {
+		return 0, err
+	}
+	return int64(symbol) * int64(p.SliverSymbols(crypto.Primary)+p.SliverSymbols(crypto.Secondary)), nil
 }
 
 // reportSynced tells the control plane the shard is synced (a signed node

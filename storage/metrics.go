@@ -31,6 +31,7 @@ type Metrics struct {
 	handoverCopied  prometheus.Counter
 	handoverRebuilt prometheus.Counter
 	handoverSeconds prometheus.Histogram
+	handoverHeld    prometheus.Gauge
 
 	buffered    *prometheus.GaugeVec
 	peerRefused *prometheus.CounterVec
@@ -77,6 +78,8 @@ func newMetrics() *Metrics {
 		handoverSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "weft_storage_handover_seconds", Help: "Time from the start of a gained shard's sync to its shard-synced report.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 4, 10)}),
+		handoverHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "weft_storage_handover_bytes_held", Help: "Sliver bytes the handover holds in memory now (pairs being copied or rebuilt), bounded by --sync-memory but for one larger pair alone."}),
 		buffered: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_storage_peer_bytes_in_flight", Help: "Bytes callers' calls hold on the node, summed over peers: write (received, not yet stored) and read (read or extended, not yet sent)."}, []string{"kind"}),
 		peerRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -96,7 +99,7 @@ func newMetrics() *Metrics {
 	}
 	m.slivers.WithLabelValues("recovered")
 	m.registry.MustRegister(m.bytesStored, m.bytesServed, m.bytesRecovered, m.slivers, m.rejected, m.corrupt, m.scrubbed, m.scrubPasses, m.rpcSeconds, m.shards, m.backlog,
-		m.verifySeconds, m.writeSeconds, m.handoverCopied, m.handoverRebuilt, m.handoverSeconds,
+		m.verifySeconds, m.writeSeconds, m.handoverCopied, m.handoverRebuilt, m.handoverSeconds, m.handoverHeld,
 		m.buffered, m.peerRefused, m.challengesProved, m.challengeVerdicts, m.challengeEmbargoed,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m

@@ -50,6 +50,11 @@ type Config struct {
 	// holder restarting or cut off for a few seconds costs a wait; a
 	// rebuild costs a round of symbol requests to every peer per blob.
 	CopyRetryWindow time.Duration
+	// SyncMemory bounds the sliver bytes the node's handover holds in
+	// memory at once, over every shard it syncs: pairs being copied and
+	// pairs being rebuilt (default DefaultSyncMemory, 256 MiB; a pair
+	// larger than this goes alone). See syncbudget.go.
+	SyncMemory int64
 	// WatchTimeout is how long a blocking watch waits (default 30 s).
 	WatchTimeout time.Duration
 	// ScrubInterval is the time from the end of one scrub pass (reading
@@ -111,6 +116,9 @@ func (c *Config) setDefaults() {
 	if c.CopyRetryWindow == 0 {
 		c.CopyRetryWindow = 30 * time.Second
 	}
+	if c.SyncMemory <= 0 {
+		c.SyncMemory = DefaultSyncMemory
+	}
 	if c.WatchTimeout <= 0 {
 		c.WatchTimeout = 30 * time.Second
 	}
@@ -163,6 +171,8 @@ type Node struct {
 	// holderDown: since when each shard holder has failed to answer a
 	// copy (handover.go); its shards' syncs share the one retry window.
 	holderDown holderOutages
+	// syncLim bounds what the handover does at once (syncbudget.go).
+	syncLim *syncLimits
 
 	ready  chan struct{} // closed when store, codec and workers are up
 	cancel context.CancelFunc
@@ -215,6 +225,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.writes = newPeerLedger("write", "--max-streams-per-peer", "--max-inflight-bytes-per-peer", lim.MaxStreams, lim.MaxInflightBytes, n.metrics)
 	n.reads = newPeerLedger("read", "--max-reads-per-peer", "--max-read-bytes-per-peer", lim.MaxReads, lim.MaxReadBytes, n.metrics)
 	n.chal = newChallenges(n)
+	n.syncLim = newSyncLimits(cfg.SyncMemory, n.cfg.Limits.MaxReads, n.metrics.handoverHeld)
 	n.goRun(func() { _ = n.follower.Run(runCtx, cfg.WatchTimeout) })
 	n.goRun(func() {
 		if err := n.open(runCtx); err != nil {

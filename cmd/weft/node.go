@@ -32,6 +32,7 @@ type nodeOptions struct {
 	recoveryWorkers                                  int
 	recoveryDelay                                    time.Duration
 	copyRetryWindow                                  time.Duration
+	syncMemory                                       int64
 	scrubInterval                                    time.Duration
 	scrubRate                                        int64
 	limits                                           storage.PeerLimits
@@ -65,6 +66,7 @@ func newNodeCommand() *cobra.Command {
 	f.IntVar(&o.recoveryWorkers, "recovery-workers", 2, "blobs recovered at once")
 	f.DurationVar(&o.recoveryDelay, "recovery-delay", 5*time.Second, "wait after certification before recovering missing slivers")
 	f.DurationVar(&o.copyRetryWindow, "copy-retry-window", 30*time.Second, "how long a gained shard's sync waits for a holder it cannot reach (restarting, cut off) before rebuilding from symbols instead of copying (negative: rebuild at once)")
+	f.Int64Var(&o.syncMemory, "sync-memory", storage.DefaultSyncMemory, "sliver bytes the handover of gained shards holds in memory at once, over all shards (pairs being copied or rebuilt); many shards sync at once while their pairs are small, a pair larger than this goes alone")
 	f.DurationVar(&o.scrubInterval, "scrub-interval", storage.DefaultScrubInterval, "time between scrub passes, which read back and check every stored sliver and rebuild corrupt ones (0: no scrub)")
 	f.Int64Var(&o.scrubRate, "scrub-rate", storage.DefaultScrubRate, "bytes a second a scrub pass reads")
 	f.IntVar(&o.limits.MaxStreams, "max-streams-per-peer", storage.DefaultMaxStreamsPerPeer, "concurrent StorePairs streams one caller (an IP address) may have open")
@@ -181,7 +183,7 @@ func runNode(ctx context.Context, o nodeOptions) error {
 	log := slog.Default().With("node", id)
 	node, err := storage.Start(ctx, storage.Config{
 		ID: id, Key: key, DataDir: o.dataDir, PublicAddr: o.publicAddr, Control: conn,
-		RecoveryWorkers: o.recoveryWorkers, RecoveryDelay: o.recoveryDelay, CopyRetryWindow: o.copyRetryWindow, Faults: faults, Logger: slog.Default(),
+		RecoveryWorkers: o.recoveryWorkers, RecoveryDelay: o.recoveryDelay, CopyRetryWindow: o.copyRetryWindow, SyncMemory: o.syncMemory, Faults: faults, Logger: slog.Default(),
 		ScrubInterval: scrubInterval(o.scrubInterval), ScrubRate: o.scrubRate, DialCredentials: dialCreds,
 		Limits: o.limits, Clock: shiftedClock(o.clockOffset), Capacity: int64(o.capacity),
 	})
