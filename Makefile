@@ -13,7 +13,7 @@ BENCH_RANGE_BLOB ?= 1073741824
 # Packages with fuzz targets (every decoder of outside bytes).
 FUZZ_PKGS := ./crypto ./coding ./committee ./storage ./challenge ./api/control ./api/wire ./client ./gateway
 
-.PHONY: all build test bench fuzz-smoke lint proto proto-tools clean demo scale ui-scale chaos
+.PHONY: all build test bench fuzz-smoke lint proto proto-tools clean demo scale ui-scale chaos soak
 
 # Code generators, pinned: `make proto` reproduces api/ byte for byte.
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
@@ -74,6 +74,16 @@ SCALE_VARS := SCALE_NODES SCALE_SHARDS SCALE_BLOBS SCALE_MAX_BLOB SCALE_BIG_BLOB
 scale:
 	$(foreach v,$(SCALE_VARS),$(if $($(v)),$(v)=$($(v)))) \
 	  $(GO) test -tags scale -run '^TestScale$$' -count=1 -v -timeout 4h ./integration
+
+# Issue #23's churn soak (integration/soak_test.go, build tag soak, never
+# part of `make test`): SOAK_EPOCHS epochs (30) of a devnet of processes in
+# which a storage node leaves and one joins every epoch, with SIGKILLs of
+# every role, stores of 0 B to SOAK_MAX_BLOB through the SDK and the gateway
+# and reads of every blob. Seeded (SOAK_SEED); writes SOAK.md (SOAK_OUT).
+SOAK_VARS := SOAK_SEED SOAK_EPOCHS SOAK_NODES SOAK_SHARDS SOAK_MAX_BLOB SOAK_KILLS SOAK_EPOCH_DURATION SOAK_OUT
+soak:
+	$(foreach v,$(SOAK_VARS),$(if $($(v)),$(v)=$($(v)))) \
+	  $(GO) test -tags soak -run '^TestSoak$$' -count=1 -v -timeout 3h ./integration
 
 # Issue #22's status page at scale (integration/statuspage_scale_test.go,
 # never part of `make test`): `weft devnet` with UI_SCALE_NODES nodes (100)
