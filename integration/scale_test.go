@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,18 +47,6 @@ type scaleConfig struct {
 	// a 24 GiB host into the OOM killer. The soft limit makes them collect
 	// sooner instead.
 	memLimit string
-}
-
-func envInt(t *testing.T, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	i, err := strconv.Atoi(v)
-	if err != nil {
-		t.Fatalf("%s=%q: %v", name, v, err)
-	}
-	return i
 }
 
 func scaleConfigFromEnv(t *testing.T) scaleConfig {
