@@ -123,12 +123,15 @@ func (s *Store) initSpace() {
 // pages, which it reuses before it grows — a deletion gives space back to
 // bbolt, not to the file system.
 func (s *Store) measureDB() {
-	var size int64
+	var size, pageSize int64
 	_ = s.db.View(func(tx *bolt.Tx) error {
 		size = tx.Size()
+		// Info reads the mmap's address: only under a transaction, which
+		// holds off a remap (DB.Info alone races with one).
+		pageSize = int64(tx.DB().Info().PageSize)
 		return nil
 	})
-	free := min(int64(s.db.Stats().FreePageN)*int64(s.db.Info().PageSize), size)
+	free := min(int64(s.db.Stats().FreePageN)*pageSize, size)
 	s.space.dbBytes.Store(size - free)
 	s.space.dbFree.Store(free)
 }
