@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +18,9 @@ import (
 // (issue #23): `weft store` of a chunked file — a registration and a
 // certification per chunk, so the control plane is needed throughout — is
 // started, the leader is SIGKILLed (and restarted), and as soon as the
-// voters have elected another, that one is SIGKILLed too while the store
-// is still running. The store succeeds within its timeout, and the file
+// voters have elected another — possibly the same voter, restarted: a
+// process elected since — that one is SIGKILLed too while the store is
+// still running. The store succeeds within its timeout, and the file
 // reads back byte for byte. Were the client to give up after a few
 // retries instead of spending its deadline, an election (a second or two
 // on a loaded machine) would fail it.
@@ -49,8 +51,8 @@ func TestStoreSurvivesTwoLeaderKills(t *testing.T) {
 		go func() { done <- store.Wait() }()
 		time.Sleep(300 * time.Millisecond) // the store under way
 
-		first := killLeader(t, bin, r, readyPath, "")
-		second := killLeader(t, bin, r, readyPath, first)
+		first, firstPID := killLeader(t, bin, readyPath, 0)
+		second, _ := killLeader(t, bin, readyPath, firstPID)
 		select {
 		case err := <-done:
 			// Finished before the second kill could land: not the test's
@@ -77,40 +79,52 @@ func TestStoreSurvivesTwoLeaderKills(t *testing.T) {
 	t.Fatal("no store lasted long enough to see two leader kills")
 }
 
-// killLeader waits for a leader other than not, SIGKILLs it and starts it
-// again (its data kept), and returns its ID.
-func killLeader(t *testing.T, bin string, r fullReady, readyPath, not string) string {
+// killLeader waits for a voter that says it leads and is not the process
+// notPID (a leader killed before: the one found must have been elected
+// since, though it may be the same voter restarted), SIGKILLs it, starts
+// it again (its data kept) and returns its ID and the PID killed.
+func killLeader(t *testing.T, bin, readyPath string, notPID int) (string, int) {
 	t.Helper()
-	var leader string
-	waitFor(t, 30*time.Second, "a leader", func() bool {
-		var st struct {
-			LeaderID string `json:"leaderId"`
+	var last string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var rr struct {
+			Control       []string `json:"control"`
+			OperatorToken string   `json:"operator_token"`
+			Processes     []struct {
+				Role, ID, Address string
+				PID               int
+			} `json:"processes"`
 		}
-		out, err := adminAt(t, bin, r, "status", "-o", "json")
-		if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.LeaderID == "" || st.LeaderID == not {
-			return false
+		b, _ := os.ReadFile(readyPath)
+		if err := json.Unmarshal(b, &rr); err != nil {
+			t.Fatal(err)
 		}
-		leader = st.LeaderID
-		return true
-	})
-	var rr fullReady
-	b, _ := os.ReadFile(readyPath)
-	if err := json.Unmarshal(b, &rr); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range rr.Processes {
-		if p.ID == leader {
+		for _, p := range rr.Processes {
+			if p.Role != "control" || p.PID == notPID {
+				continue
+			}
+			out, err := exec.Command(bin, "admin", "status", "-o", "json", "--timeout", "5s",
+				"--control", p.Address, "--token", rr.OperatorToken).CombinedOutput()
+			last = fmt.Sprintf("%s: %v: %s", p.ID, err, out)
+			var st struct {
+				RaftState string `json:"raftState"`
+			}
+			if err != nil || json.Unmarshal(out, &st) != nil || st.RaftState != "Leader" {
+				continue
+			}
 			if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
+			waitFor(t, 10*time.Second, p.ID+" restarted", func() bool {
+				out, err := exec.Command(bin, "devnet", "restart", p.ID, "--ready-file", readyPath).CombinedOutput()
+				if err != nil && !strings.Contains(string(out), "is running") {
+					t.Fatalf("restart %s: %v\n%s", p.ID, err, out)
+				}
+				return err == nil
+			})
+			return p.ID, p.PID
 		}
 	}
-	waitFor(t, 10*time.Second, leader+" restarted", func() bool {
-		out, err := exec.Command(bin, "devnet", "restart", leader, "--ready-file", readyPath).CombinedOutput()
-		if err != nil && !strings.Contains(string(out), "is running") {
-			t.Fatalf("restart %s: %v\n%s", leader, err, out)
-		}
-		return err == nil
-	})
-	return leader
+	t.Fatalf("no voter leads (other than pid %d) within 60 s; the last answer: %s", notPID, last)
+	return "", 0
 }
