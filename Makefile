@@ -36,7 +36,8 @@ test:
 # one before it fails; the raw output (stdout and stderr) goes to $(BENCHOUT),
 # and .ci/benchreport writes $(BENCHMD) from it — machine, date, each figure
 # against its issue's target, the raw output — and fails if a benchmark
-# failed or is missing.
+# failed or is missing, or a target is missed. On a noisy host,
+# `make bench REPORT_ONLY=1` reports missed targets without failing.
 bench:
 	{ $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./coding ./crypto; \
 	  $(GO) test -run '^$$' -bench Registrations -benchtime 20000x ./committee; \
@@ -48,7 +49,7 @@ bench:
 	  $(GO) test -run '^$$' -bench Handover -benchtime 1x ./storage; \
 	  $(GO) test -run '^$$' -bench RoundBytes -benchtime 1x ./challenge; \
 	  $(BIGFILE_RUN); } 2>&1 | tee $(BENCHOUT)
-	$(GO) run ./.ci/benchreport -in $(BENCHOUT) -out $(BENCHMD)
+	$(GO) run ./.ci/benchreport -in $(BENCHOUT) -out $(BENCHMD) $(if $(REPORT_ONLY),-report-only)
 
 # Issue #23's linearizability check, long (integration/linearizability_test.go,
 # integration/CHAOS.md): concurrent clients against 3 `weft control`

@@ -10,10 +10,11 @@
 // where the benchmarks ran (make bench does).
 //
 // It exits 1, after writing the report, when a benchmark failed (a
-// "--- FAIL" line, a FAIL package line, a panic) or when a benchmark the
-// issues ask for, or a metric a target needs, is missing from the output.
-// A target that is measured but not met is reported as not met; it does not
-// change the exit status.
+// "--- FAIL" line, a FAIL package line, a panic), when a benchmark the
+// issues ask for, or a metric a target needs, is missing from the output,
+// or when a target is measured and not met. With -report-only a missed
+// target is reported but does not fail the run (for a noisy host, where a
+// ratio can miss by noise alone); failures and missing figures still do.
 //
 // This is a tool of the repository's CI, not of the product: it lives in a
 // dot-directory, which `./...` skips, so `make test` and `go vet ./...`
@@ -50,8 +51,11 @@ type goal struct {
 // lists them. Change them here when an issue's target changes.
 var goals = []goal{
 	// #2 Red Stuff (coding/DESIGN.md).
-	{"coding", "BenchmarkEncode/n=1000/64MiB", "x-hashlimit", "≤", 1.5, 2},
+	// #24 tightened x-hashlimit from #2's 1.5 to 1.3 (a median of paired
+	// runs) and asked for repair-ratio ≤ 1.1 from 1 MiB up.
+	{"coding", "BenchmarkEncode/n=1000/64MiB", "x-hashlimit", "≤", 1.3, 24},
 	{"coding", "BenchmarkEncode/n=1000/64MiB", "peak-heap-x", "≤", 6, 2},
+	{"coding", "BenchmarkRecoverPair/n=1000/1MiB", "repair-ratio", "≤", 1.1, 24},
 	{"coding", "BenchmarkRecoverPair/n=1000/16MiB", "repair-ratio", "≤", 1.1, 2},
 	{"coding", "BenchmarkRecoverPair/n=1000/64MiB", "repair-ratio", "≤", 1.1, 2},
 	// #3 BLS (crypto/DESIGN.md).
@@ -63,8 +67,12 @@ var goals = []goal{
 	{"committee", "BenchmarkRegistrations", "raw-raft-entries/s", "", 0, 24},
 	{"committee", "BenchmarkIdleWatchers", "cpu-ns/watcher/s", "", 0, 4},
 	// #5 storage nodes and client (client/DESIGN.md).
-	{"client", "BenchmarkStoreRead", "store-x-encode", "≤", 3, 5},
-	{"client", "BenchmarkStoreRead", "read-x-encode", "≤", 2, 5},
+	// #24 replaced #5's store ≤ 3 × encode (wall time with ten nodes on
+	// the client's cores) with CPU seconds against the floor, and tightened
+	// the read from 2 to 1.5.
+	{"client", "BenchmarkStoreRead", "store-x-floor", "≤", 1.3, 24},
+	{"client", "BenchmarkStoreRead", "store-x-encode", "", 0, 5},
+	{"client", "BenchmarkStoreRead", "read-x-encode", "≤", 1.5, 24},
 	// #6 handover (storage/DESIGN.md).
 	{"storage", "BenchmarkHandover/outgoing-alive", "received-x-held", "≤", 1.05, 6},
 	{"storage", "BenchmarkHandover/outgoing-dead", "received-x-held", "≤", 1.2, 6},
@@ -243,6 +251,7 @@ type report struct {
 	Targets  []row // one per goal and per result that has it
 	All      []row // every metric reported, and every missing benchmark
 	Missing  []string
+	Missed   []string // targets measured and not met
 	Failures []string
 	Met, Of  int // targets met, of targets measured and missing
 	Procs    int
@@ -281,11 +290,14 @@ func build(p *parsed) *report {
 			for _, m := range r.Metrics {
 				if m.Unit == g.Metric {
 					found = true
-					rep.Targets = append(rep.Targets, judge(g, r, m))
+					row := judge(g, r, m)
+					rep.Targets = append(rep.Targets, row)
 					if g.Op != "" {
 						rep.Of++
-						if rep.Targets[len(rep.Targets)-1].Met == "yes" {
+						if row.Met == "yes" {
 							rep.Met++
+						} else {
+							rep.Missed = append(rep.Missed, fmt.Sprintf("%s %s: %s %s, target %s (#%d)", g.Pkg, g.Bench, g.Metric, m.Text, targetText(g), g.Issue))
 						}
 					}
 				}
@@ -328,6 +340,12 @@ func build(p *parsed) *report {
 		}
 	}
 	return rep
+}
+
+// fails tells whether the run fails: a benchmark failed or is missing, or
+// a target was missed and the run is not report-only.
+func (r *report) fails(reportOnly bool) bool {
+	return len(r.Missing) > 0 || len(r.Failures) > 0 || (len(r.Missed) > 0 && !reportOnly)
 }
 
 func judge(g goal, r result, m metric) row {
@@ -400,7 +418,7 @@ func firstField(file, key, sep string) string {
 	return ""
 }
 
-func write(w io.Writer, rep *report, mach [][2]string, date time.Time, raw string) {
+func write(w io.Writer, rep *report, mach [][2]string, date time.Time, raw string, reportOnly bool) {
 	fmt.Fprintln(w, "# Benchmarks")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Written by `make bench` (`go run ./.ci/benchreport`) from the raw `go test -bench` output at the end")
@@ -423,6 +441,18 @@ func write(w io.Writer, rep *report, mach [][2]string, date time.Time, raw strin
 	fmt.Fprintln(w)
 	if len(rep.Missing) == 0 && len(rep.Failures) == 0 {
 		fmt.Fprintf(w, "Every benchmark ran. Targets met: %d of %d.\n", rep.Met, rep.Of)
+		if len(rep.Missed) > 0 {
+			fmt.Fprintln(w)
+			if reportOnly {
+				fmt.Fprintln(w, "Run with `-report-only`: the targets missed below did not fail it.")
+			} else {
+				fmt.Fprintln(w, "**`make bench` failed: targets missed.**")
+			}
+			fmt.Fprintln(w)
+			for _, m := range rep.Missed {
+				fmt.Fprintf(w, "- missed: %s\n", m)
+			}
+		}
 	} else {
 		fmt.Fprintf(w, "**Incomplete run: `make bench` failed.** Targets met: %d of %d.\n", rep.Met, rep.Of)
 		fmt.Fprintln(w)
@@ -492,6 +522,7 @@ func longestRun(s string, c byte) int {
 func main() {
 	in := flag.String("in", "bench.txt", "raw go test -bench output")
 	out := flag.String("out", "BENCHMARKS.md", "report to write")
+	reportOnly := flag.Bool("report-only", false, "report missed targets without failing (for a noisy host)")
 	flag.Parse()
 
 	raw, err := os.ReadFile(*in)
@@ -511,7 +542,7 @@ func main() {
 		os.Exit(2)
 	}
 	bw := bufio.NewWriter(f)
-	write(bw, rep, machine(p.CPU), time.Now(), string(raw))
+	write(bw, rep, machine(p.CPU), time.Now(), string(raw), *reportOnly)
 	if err := bw.Flush(); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(2)
@@ -528,7 +559,10 @@ func main() {
 	for _, f := range rep.Failures {
 		fmt.Fprintln(os.Stderr, "benchreport: failed:", f)
 	}
-	if len(rep.Missing) > 0 || len(rep.Failures) > 0 {
+	for _, m := range rep.Missed {
+		fmt.Fprintln(os.Stderr, "benchreport: missed:", m)
+	}
+	if rep.fails(*reportOnly) {
 		os.Exit(1)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ func TestReport(t *testing.T) {
 		"BenchmarkCertificateVerify/shards=1000/nodes=100 x-verify": "yes",
 		"BenchmarkRegistrations registrations/s":                    "**no**",
 		"BenchmarkIdleWatchers cpu-ns/watcher/s":                    "— (missing)",
-		"BenchmarkStoreRead store-x-encode":                         "**no** (missing)",
+		"BenchmarkStoreRead store-x-floor":                          "**no** (missing)",
 		"BenchmarkHandover/outgoing-alive received-x-held":          "yes",
 		"BenchmarkHandover/outgoing-dead received-x-held":           "**no**",
 		"BenchmarkEncode/n=1000/64MiB x-hashlimit":                  "**no** (missing)",
@@ -82,7 +83,7 @@ func TestReport(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	write(&out, rep, machine(p.CPU), time.Unix(0, 0), sample)
+	write(&out, rep, machine(p.CPU), time.Unix(0, 0), sample, false)
 	for _, want := range []string{
 		"| committee BenchmarkRegistrations | registrations/s | 3646 | ≥ 5000 | **no** | #4 |",
 		"| crypto | BenchmarkSign | ns/op | 1010346 | report only | — |",
@@ -91,6 +92,64 @@ func TestReport(t *testing.T) {
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestMissedTargetFails: a complete run whose only fault is a missed target
+// fails, unless it is report-only; a run meeting every target passes.
+func TestMissedTargetFails(t *testing.T) {
+	complete := func(registrations string) string {
+		var b strings.Builder
+		pkg := ""
+		for _, id := range expected() {
+			if id.Pkg != pkg {
+				pkg = id.Pkg
+				b.WriteString("pkg: github.com/weftstore/weft/" + pkg + "\n")
+			}
+			b.WriteString(id.Name + "-2 \t 1\t 100 ns/op")
+			for _, g := range goals {
+				if g.Pkg != id.Pkg || g.Bench != id.Name {
+					continue
+				}
+				value := g.Limit // exactly at the limit: met
+				if g.Metric == "registrations/s" {
+					value, _ = strconv.ParseFloat(registrations, 64)
+				}
+				b.WriteString("\t" + strconv.FormatFloat(value, 'g', -1, 64) + " " + g.Metric)
+			}
+			b.WriteString("\n")
+		}
+		return b.String()
+	}
+	for _, tc := range []struct {
+		registrations string
+		reportOnly    bool
+		fails         bool
+		status        string
+	}{
+		{"9000", false, false, ""},
+		{"10", false, true, "**`make bench` failed: targets missed.**"},
+		{"10", true, false, "Run with `-report-only`"},
+	} {
+		p, err := parse(strings.NewReader(complete(tc.registrations)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := build(p)
+		if len(rep.Missing) > 0 || len(rep.Failures) > 0 {
+			t.Fatalf("complete run: missing %q, failures %q", rep.Missing, rep.Failures)
+		}
+		if got := rep.fails(tc.reportOnly); got != tc.fails {
+			t.Errorf("registrations %s, report-only %v: fails %v, want %v (missed %q)", tc.registrations, tc.reportOnly, got, tc.fails, rep.Missed)
+		}
+		var out bytes.Buffer
+		write(&out, rep, nil, time.Unix(0, 0), "", tc.reportOnly)
+		if tc.status != "" && !strings.Contains(out.String(), tc.status) {
+			t.Errorf("report lacks %q", tc.status)
+		}
+		if tc.fails && !strings.Contains(out.String(), "- missed: committee BenchmarkRegistrations: registrations/s 10") {
+			t.Errorf("report does not list the missed target:\n%s", out.String())
 		}
 	}
 }
