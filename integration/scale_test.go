@@ -325,7 +325,7 @@ func diskPerShare(t *testing.T, net *scaleNet, cfg scaleConfig, rep *scaleReport
 	sec.add("bytes on disk per node ÷ its share of the sliver bytes (min / median / max over nodes)",
 		fmt.Sprintf("%.2f / %.2f / %.2f", ratios[0], ratios[len(ratios)/2], ratios[len(ratios)-1]),
 		"report only (1 = slivers alone; the rest is metadata, indexes, the value log's allocation)", "—")
-	sec.add("sliver bytes stored, all nodes", mib(stored), "report only", "—")
+	sec.add("sliver bytes stored, all nodes", mibText(stored), "report only", "—")
 }
 
 // scaleEpochChange moves at least 10% of the stake (the last nodes
@@ -400,12 +400,12 @@ func scaleEpochChange(t *testing.T, net *scaleNet, c *client.Client, cfg scaleCo
 		"≥ 10%", judge(float64(moved) >= cfg.stakeMovedGoal*float64(total)))
 	sec.add("time to Stable", secs(toStable), "report only", "—")
 	if held > 0 {
-		sec.add("bytes received ÷ bytes held by the incoming nodes", fmt.Sprintf("%.3f (%s ÷ %s, %d shards)", received/held, mib(received), mib(held), gained),
+		sec.add("bytes received ÷ bytes held by the incoming nodes", fmt.Sprintf("%.3f (%s ÷ %s, %d shards)", received/held, mibText(received), mibText(held), gained),
 			"≤ 1.05 (holders alive)", judge(received/held <= 1.05))
 	} else {
 		sec.add("bytes received ÷ bytes held by the incoming nodes", "not produced: the joiners gained no shard", "≤ 1.05", "—")
 	}
-	sec.add("sliver bytes stored before → after the change (writes under load)", mib(storedBefore)+" → "+mib(stored), "report only", "—")
+	sec.add("sliver bytes stored before → after the change (writes under load)", mibText(storedBefore)+" → "+mibText(stored), "report only", "—")
 	watchRows(sec, watch0, watch1, len(net.nodes))
 	sec.add("operations under load (store + read)", fmt.Sprint(ops), "report only", "—")
 	sec.add("failed reads and writes", fmt.Sprint(failures), "0", judge(failures == 0))
@@ -574,7 +574,7 @@ func scaleChallenge(t *testing.T, net *scaleNet, rep *scaleReport) {
 	if closed > 0 {
 		sec.add("time to close", secs(closed), "report only", "—")
 	}
-	sec.add("bytes ÷ bytes stored", fmt.Sprintf("%.5f (%.0f B ÷ %s, %d blobs sampled)", (after-before)/stored, after-before, mib(stored), len(r.Blobs)),
+	sec.add("bytes ÷ bytes stored", fmt.Sprintf("%.5f (%.0f B ÷ %s, %d blobs sampled)", (after-before)/stored, after-before, mibText(stored), len(r.Blobs)),
 		"≤ 0.01", judge((after-before)/stored <= 0.01))
 	// A round's bytes depend on the sampled blobs, the shards and the
 	// challengers, not on what is stored: say from which stored volume
@@ -585,7 +585,7 @@ func scaleChallenge(t *testing.T, net *scaleNet, rep *scaleReport) {
 	if (after-before)/stored > 0.01 {
 		rep.note("challenge round %d: a round's bytes are proofs for the sampled blobs (%d here), whatever their size; with only %s stored, "+
 			"that fixed cost is a large fraction — the ≤ 1%% target is set for a network holding far more (challenge/bench_test.go: 1,000 blobs of 1 MiB at n = 100)",
-			round, len(r.Blobs), mib(stored))
+			round, len(r.Blobs), mibText(stored))
 	}
 	for _, np := range notPassed {
 		rep.note("challenge round %d: %s", round, np)
@@ -740,10 +740,10 @@ func scaleExpiry(t *testing.T, net *scaleNet, rep *scaleReport, baseline float64
 	}
 	settled := time.Since(settle)
 	expired := net.snapshotBytes()
-	sec.add("snapshot before the registrations", mib(baseline), "report only", "—")
-	sec.add("snapshot with the registrations live", mib(peak), "report only", "—")
+	sec.add("snapshot before the registrations", mibText(baseline), "report only", "—")
+	sec.add("snapshot with the registrations live", mibText(peak), "report only", "—")
 	sec.add("compaction caught up after the last epoch change in", secs(settled), "report only", "—")
-	sec.add("snapshot after they expired", fmt.Sprintf("%s (%.2f× before)", mib(expired), expired/baseline),
+	sec.add("snapshot after they expired", fmt.Sprintf("%s (%.2f× before)", mibText(expired), expired/baseline),
 		"≤ 1.1× before (bounded by live state)", judge(expired <= 1.1*baseline))
 	var voterRSS []float64
 	for _, v := range net.voters {
@@ -776,7 +776,7 @@ func scaleExpiry(t *testing.T, net *scaleNet, rep *scaleReport, baseline float64
 func joinMiB(v []float64) string {
 	var s []string
 	for _, x := range v {
-		s = append(s, mib(x))
+		s = append(s, mibText(x))
 	}
 	return strings.Join(s, ", ")
 }
@@ -787,5 +787,5 @@ func spread(v []float64) string {
 	}
 	s := slices.Clone(v)
 	slices.Sort(s)
-	return fmt.Sprintf("%s / %s / %s", mib(s[0]), mib(s[len(s)/2]), mib(s[len(s)-1]))
+	return fmt.Sprintf("%s / %s / %s", mibText(s[0]), mibText(s[len(s)/2]), mibText(s[len(s)-1]))
 }
