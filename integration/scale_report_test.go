@@ -158,7 +158,7 @@ func procMeminfo(field string) (float64, error) {
 // Formatting.
 
 func mibText(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
-func gib(b float64) string { return fmt.Sprintf("%.1f GiB", b/(1<<30)) }
+func gib(b float64) string     { return fmt.Sprintf("%.1f GiB", b/(1<<30)) }
 
 func size(b int) string {
 	switch {
