@@ -81,6 +81,12 @@ type Config struct {
 	StoreParallel int
 	ReadAhead     int
 
+	// IdleConnTimeout is how long a cached connection goes without a call
+	// before it is closed (default DefaultIdleConnTimeout): nodes come and
+	// go, and a client that runs for months would otherwise keep one to
+	// every node it ever met.
+	IdleConnTimeout time.Duration
+
 	// DialOptions replace the default (plaintext) transport options.
 	DialOptions []grpc.DialOption
 	Logger      *slog.Logger
@@ -126,13 +132,17 @@ func (c *Config) setDefaults() {
 	if c.ReadAhead <= 0 {
 		c.ReadAhead = 2
 	}
+	if c.IdleConnTimeout <= 0 {
+		c.IdleConnTimeout = DefaultIdleConnTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
 // Client talks to a weft network. It is safe for concurrent use; gRPC
-// connections are cached per address until Close.
+// connections are cached per address until Close, or until unused for
+// Config.IdleConnTimeout.
 type Client struct {
 	cfg Config
 	log *slog.Logger
@@ -145,7 +155,8 @@ type Client struct {
 
 	mu     sync.Mutex
 	closed bool
-	conns  map[string]*grpc.ClientConn
+	conns  map[string]*cachedConn
+	swept  time.Time // when idle connections were last closed
 	codecs map[codecKey]*coding.Codec
 	views  map[uint64]*crypto.CommitteeView // an epoch's committee never changes once made
 }
@@ -173,7 +184,7 @@ func New(cfg Config) (*Client, error) {
 	return &Client{
 		cfg:    cfg,
 		log:    cfg.Logger,
-		conns:  make(map[string]*grpc.ClientConn),
+		conns:  make(map[string]*cachedConn),
 		codecs: make(map[codecKey]*coding.Codec),
 		views:  make(map[uint64]*crypto.CommitteeView),
 	}, nil
@@ -191,8 +202,8 @@ func (c *Client) Close() error {
 	}
 	c.closed = true
 	var errs []error
-	for addr, conn := range c.conns {
-		if err := conn.Close(); err != nil {
+	for addr, e := range c.conns {
+		if err := e.cc.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("closing connection to %s: %w", addr, err))
 		}
 	}
@@ -209,7 +220,11 @@ func (c *Client) conn(ctx context.Context, addr string) (*grpc.ClientConn, error
 	if c.closed {
 		return nil, ErrClosed
 	}
-	if cc, ok := c.conns[addr]; ok {
+	now := time.Now()
+	c.sweepConnsLocked(now)
+	if e, ok := c.conns[addr]; ok {
+		e.used = now
+		cc := e.cc
 		if cc.GetState() == connectivity.TransientFailure {
 			c.mu.Unlock()
 			redial(ctx, cc)
@@ -225,11 +240,12 @@ func (c *Client) conn(ctx context.Context, addr string) (*grpc.ClientConn, error
 	// backoff capped near our own retry backoff, so that a node that
 	// restarts is reachable again through this cached connection (wire).
 	opts = append(append([]grpc.DialOption(nil), opts...), wire.DialOptions(wire.WithMaxBackoff(c.cfg.MaxBackoff))...)
+	opts = append(opts, c.idleDialOption())
 	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("client: connecting to %s: %w", addr, err)
 	}
-	c.conns[addr] = cc
+	c.conns[addr] = &cachedConn{cc: cc, used: now}
 	return cc, nil
 }
 

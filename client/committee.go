@@ -61,7 +61,7 @@ func (c *Client) committeeInfo(ctx context.Context, epoch uint64, fresh bool) (*
 		return nil, err
 	}
 	c.mu.Lock()
-	c.views[com.Epoch] = com.View()
+	c.cacheViewLocked(com.Epoch, com.View())
 	c.mu.Unlock()
 	return com, nil
 }
