@@ -6,8 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"os"
-	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -91,13 +89,7 @@ func TestNodeClockSteppedBack(t *testing.T) {
 	if err := os.WriteFile(readyPath, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "node-3 gone", func() bool {
-		out, err := exec.Command(bin, "devnet", "restart", "node-3", "--ready-file", readyPath).CombinedOutput()
-		if err != nil && !strings.Contains(string(out), "is running") {
-			t.Fatalf("restart node-3: %v\n%s", err, out)
-		}
-		return err == nil
-	})
+	devnetRestart(t, bin, readyPath, "node-3")
 
 	// node-3 gains node-1's shards in the next handover: the epoch turns
 	// Stable only once it has synced them and said so, signed.

@@ -85,9 +85,7 @@ func TestDevnetProcesses(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, blob) {
 		t.Fatalf("GET with %s killed: %s, %d bytes", node.ID, resp.Status, len(got))
 	}
-	if out, err := exec.Command(bin, "devnet", "restart", node.ID, "--ready-file", ready).CombinedOutput(); err != nil {
-		t.Fatalf("restart: %v\n%s", err, out)
-	}
+	devnetRestart(t, bin, ready, node.ID)
 	b, _ = os.ReadFile(ready)
 	json.Unmarshal(b, &r)
 	conn, err := grpc.NewClient(node.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))

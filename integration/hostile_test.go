@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"encoding/json"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,9 +64,7 @@ func TestPoisonRequestIDLeavesVotersUp(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(bin, "devnet", "restart", leader, "--ready-file", readyPath).CombinedOutput(); err != nil {
-		t.Fatalf("restart %s: %v\n%s", leader, err, out)
-	}
+	devnetRestart(t, bin, readyPath, leader)
 	votersAnswer(t, bin, r)
 	if out, err := adminRetry(t, bin, r, "client", "add", "after-restart", "--quota", "1"); err != nil {
 		t.Fatalf("a write after the restart: %v\n%s", err, out)

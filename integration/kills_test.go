@@ -11,7 +11,6 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -648,10 +647,7 @@ func TestRandomKillsOfEveryRole(t *testing.T) {
 		}
 		pause(500*time.Millisecond, 4*time.Second)
 		restarted := time.Now()
-		out, err := exec.Command(bin, "devnet", "restart", victim, "--ready-file", readyPath).CombinedOutput()
-		if err != nil {
-			t.Fatalf("round %d: restart %s: %v\n%s", round+1, victim, err, out)
-		}
+		devnetRestart(t, bin, readyPath, victim)
 		awaitBack(role, victim, restarted)
 		t.Logf("round %d: %s (%s) down %v, back after %v; %s; %d certified so far",
 			round+1, victim, role, restarted.Sub(down).Round(time.Millisecond), time.Since(restarted).Round(time.Millisecond),

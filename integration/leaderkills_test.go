@@ -115,13 +115,7 @@ func killLeader(t *testing.T, bin, readyPath string, notPID int) (string, int) {
 			if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, p.ID+" restarted", func() bool {
-				out, err := exec.Command(bin, "devnet", "restart", p.ID, "--ready-file", readyPath).CombinedOutput()
-				if err != nil && !strings.Contains(string(out), "is running") {
-					t.Fatalf("restart %s: %v\n%s", p.ID, err, out)
-				}
-				return err == nil
-			})
+			devnetRestart(t, bin, readyPath, p.ID)
 			return p.ID, p.PID
 		}
 	}

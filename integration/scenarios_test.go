@@ -129,9 +129,7 @@ func TestLeaderLostDuringEpochChange(t *testing.T) {
 		out, err := adminAt(t, bin, r, "epoch", "status", "-o", "json")
 		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Epoch == 2 && st.Phase == "stable"
 	})
-	if out, err := exec.Command(bin, "devnet", "restart", status.LeaderID, "--ready-file", readyPath).CombinedOutput(); err != nil {
-		t.Fatalf("restart %s: %v\n%s", status.LeaderID, err, out)
-	}
+	devnetRestart(t, bin, readyPath, status.LeaderID)
 	waitFor(t, 60*time.Second, status.LeaderID+" back and caught up", func() bool {
 		peers, _ := listPeers(t, bin, r)
 		for _, p := range peers {
@@ -226,9 +224,7 @@ func TestChurnOverFiveEpochsWithKills(t *testing.T) {
 			return err == nil
 		})
 		time.Sleep(500 * time.Millisecond)
-		if out, err := exec.Command(bin, "devnet", "restart", victims[e], "--ready-file", readyPath).CombinedOutput(); err != nil {
-			t.Fatalf("restart %s: %v\n%s", victims[e], err, out)
-		}
+		devnetRestart(t, bin, readyPath, victims[e])
 		var st struct {
 			Epoch uint64 `json:"epoch"`
 			Phase string `json:"phase"`
