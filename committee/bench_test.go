@@ -62,8 +62,13 @@ func benchCluster(b *testing.B) (leaderAddr, followerAddr, clientToken string) {
 // configuration and an FSM that does nothing (rawRaftApplies): the ratio
 // x-raw-raft = registrations/s ÷ raw-raft-entries/s is what weft's service
 // and state machine keep of what Raft alone can commit here (#24: ≥ 0.8).
+// A second baseline puts that raw Raft behind a minimal gRPC unary service
+// (rawRaftGRPCApplies): x-raw-raft-grpc = registrations/s ÷
+// raw-raft-grpc-entries/s is what weft keeps of what a gRPC call per
+// registration allows (committee/DESIGN.md, Write throughput).
 func BenchmarkRegistrations(b *testing.B) {
 	raw := rawRaftApplies(b, max(b.N, 2000))
+	rawGRPC := rawRaftGRPCApplies(b, max(b.N, 2000))
 	leader, _, token := benchCluster(b)
 	conn := dial(b, leader)
 	client := weftv1.NewClientClient(conn)
@@ -87,6 +92,8 @@ func BenchmarkRegistrations(b *testing.B) {
 	b.ReportMetric(regs, "registrations/s")
 	b.ReportMetric(raw, "raw-raft-entries/s")
 	b.ReportMetric(regs/raw, "x-raw-raft")
+	b.ReportMetric(rawGRPC, "raw-raft-grpc-entries/s")
+	b.ReportMetric(regs/rawGRPC, "x-raw-raft-grpc")
 }
 
 // BenchmarkIdleWatchers parks 1000 blocking watches on one follower and
