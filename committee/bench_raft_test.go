@@ -48,7 +48,7 @@ func (nopSnapshot) Release()                             {}
 // loopback — with nopFSM, and returns its leader and how to stop it.
 func rawRaftCluster(b *testing.B, ids ...string) (*raft.Raft, func()) {
 	b.Helper()
-	c := &cluster{t: b, dirs: map[string]string{}, addrs: map[string]string{}}
+	c := &cluster{t: b, dirs: map[string]string{}, addrs: map[string]string{}, timeout: benchRaftTimeout}
 	var servers []raft.Server
 	for _, id := range ids {
 		c.dirs[id], c.addrs[id] = filepath.Join(b.TempDir(), id), freeAddr(b)
