@@ -130,15 +130,16 @@ func registrationEntry(b *testing.B) []byte {
 
 // rawRaftApplies is entries committed per second by the same number of
 // concurrent writers as BenchmarkRegistrations, each applying entries of a
-// registration's size on the leader directly: n entries in all.
-func rawRaftApplies(b *testing.B, n int) float64 {
+// registration's size on the leader directly: n entries in all; and the
+// process's CPU time per entry.
+func rawRaftApplies(b *testing.B, n int) (perSecond float64, cpu time.Duration) {
 	leader, stop := rawRaftCluster(b, "r1", "r2", "r3")
 	defer stop()
 	entry := registrationEntry(b)
 	writers := benchParallelism * runtime.GOMAXPROCS(0)
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpuStart := time.Now(), cpuTime()
 	for range writers {
 		wg.Go(func() {
 			for next.Add(1) <= int64(n) {
@@ -150,7 +151,7 @@ func rawRaftApplies(b *testing.B, n int) float64 {
 		})
 	}
 	wg.Wait()
-	return float64(n) / time.Since(start).Seconds()
+	return float64(n) / time.Since(start).Seconds(), (cpuTime() - cpuStart) / time.Duration(n)
 }
 
 // rawRaftGRPCApplies is rawRaftApplies behind a minimal gRPC unary service
@@ -159,8 +160,9 @@ func rawRaftApplies(b *testing.B, n int) float64 {
 // a server with the voters' transport options, wire.ServerOptions), and
 // the handler applies an entry of a registration's size on the raw-Raft
 // leader and answers with its index. No weft logic runs: what gRPC adds
-// to Raft on this machine, the floor of a registration's cost.
-func rawRaftGRPCApplies(b *testing.B, n int) float64 {
+// to Raft on this machine, the floor of a registration's cost. Like
+// rawRaftApplies, it returns entries per second and CPU time per entry.
+func rawRaftGRPCApplies(b *testing.B, n int) (perSecond float64, cpu time.Duration) {
 	leader, stop := rawRaftCluster(b, "g1", "g2", "g3")
 	defer stop()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -177,7 +179,7 @@ func rawRaftGRPCApplies(b *testing.B, n int) float64 {
 	writers := benchParallelism * runtime.GOMAXPROCS(0)
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpuStart := time.Now(), cpuTime()
 	for range writers {
 		wg.Go(func() {
 			root := make([]byte, 32)
@@ -192,7 +194,7 @@ func rawRaftGRPCApplies(b *testing.B, n int) float64 {
 		})
 	}
 	wg.Wait()
-	return float64(n) / time.Since(start).Seconds()
+	return float64(n) / time.Since(start).Seconds(), (cpuTime() - cpuStart) / time.Duration(n)
 }
 
 // rawRaftApply is the one method of the raw-Raft gRPC service.

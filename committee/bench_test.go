@@ -66,10 +66,10 @@ func benchCluster(b *testing.B, timeout time.Duration) (leaderAddr, followerAddr
 // A second baseline puts that raw Raft behind a minimal gRPC unary service
 // (rawRaftGRPCApplies): x-raw-raft-grpc = registrations/s ÷
 // raw-raft-grpc-entries/s is what weft keeps of what a gRPC call per
-// registration allows (committee/DESIGN.md, Write throughput).
+// registration allows (committee/DESIGN.md, Against raw Raft).
 func BenchmarkRegistrations(b *testing.B) {
-	raw := rawRaftApplies(b, max(b.N, 2000))
-	rawGRPC := rawRaftGRPCApplies(b, max(b.N, 2000))
+	raw, rawCPU := rawRaftApplies(b, max(b.N, 2000))
+	rawGRPC, rawGRPCCPU := rawRaftGRPCApplies(b, max(b.N, 2000))
 	leader, _, token := benchCluster(b, benchRaftTimeout)
 	conn := dial(b, leader)
 	client := weftv1.NewClientClient(conn)
@@ -77,7 +77,7 @@ func BenchmarkRegistrations(b *testing.B) {
 	var seq atomic.Uint64
 	b.SetParallelism(benchParallelism)
 	b.ReportMetric(float64(benchParallelism*runtime.GOMAXPROCS(0)), "writers")
-	start := time.Now()
+	start, cpuStart := time.Now(), cpuTime()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		root := make([]byte, 32)
@@ -90,11 +90,18 @@ func BenchmarkRegistrations(b *testing.B) {
 		}
 	})
 	regs := float64(b.N) / time.Since(start).Seconds()
+	cpu := (cpuTime() - cpuStart) / time.Duration(b.N)
 	b.ReportMetric(regs, "registrations/s")
 	b.ReportMetric(raw, "raw-raft-entries/s")
 	b.ReportMetric(regs/raw, "x-raw-raft")
 	b.ReportMetric(rawGRPC, "raw-raft-grpc-entries/s")
 	b.ReportMetric(regs/rawGRPC, "x-raw-raft-grpc")
+	// CPU time per entry (the process's, all voters and clients in it):
+	// on two shared cores the rates above follow what each costs, and
+	// these hardly move with the load of other processes.
+	b.ReportMetric(float64(cpu)/1e3, "cpu-us/registration")
+	b.ReportMetric(float64(rawCPU)/1e3, "cpu-us/raw-raft-entry")
+	b.ReportMetric(float64(rawGRPCCPU)/1e3, "cpu-us/raw-raft-grpc-entry")
 }
 
 // BenchmarkIdleWatchers parks 1000 blocking watches on one follower and
