@@ -1,8 +1,12 @@
 package committee
 
 import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,7 +17,10 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
 
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/api/wire"
 	"github.com/weftstore/weft/crypto"
 )
 
@@ -41,7 +48,7 @@ func (nopSnapshot) Release()                             {}
 // loopback — with nopFSM, and returns its leader and how to stop it.
 func rawRaftCluster(b *testing.B, ids ...string) (*raft.Raft, func()) {
 	b.Helper()
-	c := &cluster{t: b, dirs: map[string]string{}, addrs: map[string]string{}}
+	c := &cluster{t: b, dirs: map[string]string{}, addrs: map[string]string{}, timeout: benchRaftTimeout}
 	var servers []raft.Server
 	for _, id := range ids {
 		c.dirs[id], c.addrs[id] = filepath.Join(b.TempDir(), id), freeAddr(b)
@@ -123,15 +130,16 @@ func registrationEntry(b *testing.B) []byte {
 
 // rawRaftApplies is entries committed per second by the same number of
 // concurrent writers as BenchmarkRegistrations, each applying entries of a
-// registration's size on the leader directly: n entries in all.
-func rawRaftApplies(b *testing.B, n int) float64 {
+// registration's size on the leader directly: n entries in all; and the
+// process's CPU time per entry.
+func rawRaftApplies(b *testing.B, n int) (perSecond float64, cpu time.Duration) {
 	leader, stop := rawRaftCluster(b, "r1", "r2", "r3")
 	defer stop()
 	entry := registrationEntry(b)
 	writers := benchParallelism * runtime.GOMAXPROCS(0)
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpuStart := time.Now(), cpuTime()
 	for range writers {
 		wg.Go(func() {
 			for next.Add(1) <= int64(n) {
@@ -143,5 +151,80 @@ func rawRaftApplies(b *testing.B, n int) float64 {
 		})
 	}
 	wg.Wait()
-	return float64(n) / time.Since(start).Seconds()
+	return float64(n) / time.Since(start).Seconds(), (cpuTime() - cpuStart) / time.Duration(n)
+}
+
+// rawRaftGRPCApplies is rawRaftApplies behind a minimal gRPC unary service
+// on loopback: the same writers each send what a registration sends (a
+// RegisterBlobRequest and a client's bearer token, over one connection to
+// a server with the voters' transport options, wire.ServerOptions), and
+// the handler applies an entry of a registration's size on the raw-Raft
+// leader and answers with its index. No weft logic runs: what gRPC adds
+// to Raft on this machine, the floor of a registration's cost. Like
+// rawRaftApplies, it returns entries per second and CPU time per entry.
+func rawRaftGRPCApplies(b *testing.B, n int) (perSecond float64, cpu time.Duration) {
+	leader, stop := rawRaftCluster(b, "g1", "g2", "g3")
+	defer stop()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := grpc.NewServer(wire.ServerOptions()...)
+	g.RegisterService(&rawRaftService, rawRaftHandler{leader: leader, entry: registrationEntry(b)})
+	go g.Serve(l)
+	defer g.Stop()
+	conn := dial(b, l.Addr().String())
+	var token [32]byte
+	ctx := operator(context.Background(), base64.RawURLEncoding.EncodeToString(token[:]))
+	writers := benchParallelism * runtime.GOMAXPROCS(0)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start, cpuStart := time.Now(), cpuTime()
+	for range writers {
+		wg.Go(func() {
+			root := make([]byte, 32)
+			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+				binary.BigEndian.PutUint64(root, uint64(i))
+				req := &weftv1.RegisterBlobRequest{Encoding: 1, Shards: 20, Length: 1000, Root: root, EndEpoch: 10}
+				if err := conn.Invoke(ctx, rawRaftApply, req, new(weftv1.RegisterBlobResponse)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds(), (cpuTime() - cpuStart) / time.Duration(n)
+}
+
+// rawRaftApply is the one method of the raw-Raft gRPC service.
+const rawRaftApply = "/weft.bench.RawRaft/Apply"
+
+// rawRaftHandler applies a fixed entry per call.
+type rawRaftHandler struct {
+	leader *raft.Raft
+	entry  []byte
+}
+
+// rawRaftService is the raw-Raft gRPC service, declared by hand: a unary
+// method taking a RegisterBlobRequest and answering a
+// RegisterBlobResponse, as RegisterBlob does.
+var rawRaftService = grpc.ServiceDesc{
+	ServiceName: "weft.bench.RawRaft",
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Apply",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var req weftv1.RegisterBlobRequest
+			if err := dec(&req); err != nil {
+				return nil, err
+			}
+			h := srv.(rawRaftHandler)
+			f := h.leader.Apply(h.entry, 10*time.Second)
+			if err := f.Error(); err != nil {
+				return nil, err
+			}
+			return &weftv1.RegisterBlobResponse{Index: f.Index()}, nil
+		},
+	}},
 }

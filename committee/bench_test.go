@@ -15,9 +15,10 @@ import (
 )
 
 // benchCluster is a 3-voter cluster on loopback with gRPC, one epoch
-// started and a client with an unlimited quota.
-func benchCluster(b *testing.B) (leaderAddr, followerAddr, clientToken string) {
-	c := newCluster(b, "v1", "v2", "v3")
+// started and a client with an unlimited quota; timeout, when set, is its
+// voters' heartbeat and election timeout (else the tests' 300 ms).
+func benchCluster(b *testing.B, timeout time.Duration) (leaderAddr, followerAddr, clientToken string) {
+	c := startCluster(&cluster{t: b, timeout: timeout}, "v1", "v2", "v3")
 	leader := c.leader()
 	for _, n := range c.nodes {
 		addr, stop := serveGRPC(b, n)
@@ -62,16 +63,20 @@ func benchCluster(b *testing.B) (leaderAddr, followerAddr, clientToken string) {
 // configuration and an FSM that does nothing (rawRaftApplies): the ratio
 // x-raw-raft = registrations/s ÷ raw-raft-entries/s is what weft's service
 // and state machine keep of what Raft alone can commit here (#24: ≥ 0.8).
+// A second baseline puts that raw Raft behind a minimal gRPC unary service
+// (rawRaftGRPCApplies): x-raw-raft-grpc = registrations/s ÷
+// raw-raft-grpc-entries/s is what weft keeps of what a gRPC call per
+// registration allows (committee/DESIGN.md, Against raw Raft).
 func BenchmarkRegistrations(b *testing.B) {
-	raw := rawRaftApplies(b, max(b.N, 2000))
-	leader, _, token := benchCluster(b)
+	raw, rawCPU := rawRaftApplies(b, max(b.N, 2000))
+	rawGRPC, rawGRPCCPU := rawRaftGRPCApplies(b, max(b.N, 2000))
+	leader, _, token := benchCluster(b, benchRaftTimeout)
 	conn := dial(b, leader)
 	client := weftv1.NewClientClient(conn)
 	ctx := operator(context.Background(), token)
 	var seq atomic.Uint64
 	b.SetParallelism(benchParallelism)
-	b.ReportMetric(float64(benchParallelism*runtime.GOMAXPROCS(0)), "writers")
-	start := time.Now()
+	start, cpuStart := time.Now(), cpuTime()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		root := make([]byte, 32)
@@ -83,10 +88,21 @@ func BenchmarkRegistrations(b *testing.B) {
 			}
 		}
 	})
+	// After the run: ResetTimer drops the metrics reported before it.
+	b.ReportMetric(float64(benchParallelism*runtime.GOMAXPROCS(0)), "writers")
 	regs := float64(b.N) / time.Since(start).Seconds()
+	cpu := (cpuTime() - cpuStart) / time.Duration(b.N)
 	b.ReportMetric(regs, "registrations/s")
 	b.ReportMetric(raw, "raw-raft-entries/s")
 	b.ReportMetric(regs/raw, "x-raw-raft")
+	b.ReportMetric(rawGRPC, "raw-raft-grpc-entries/s")
+	b.ReportMetric(regs/rawGRPC, "x-raw-raft-grpc")
+	// CPU time per entry (the process's, all voters and clients in it):
+	// on two shared cores the rates above follow what each costs, and
+	// these hardly move with the load of other processes.
+	b.ReportMetric(float64(cpu)/1e3, "cpu-us/registration")
+	b.ReportMetric(float64(rawCPU)/1e3, "cpu-us/raw-raft-entry")
+	b.ReportMetric(float64(rawGRPCCPU)/1e3, "cpu-us/raw-raft-grpc-entry")
 }
 
 // BenchmarkIdleWatchers parks 1000 blocking watches on one follower and
@@ -95,7 +111,7 @@ func BenchmarkRegistrations(b *testing.B) {
 // interval without them (Raft heartbeats of the three in-process voters);
 // then one change must wake them all.
 func BenchmarkIdleWatchers(b *testing.B) {
-	_, follower, _ := benchCluster(b)
+	_, follower, _ := benchCluster(b, 0)
 	conn := dial(b, follower)
 	watch := weftv1.NewWatchClient(conn)
 	bg := context.Background()
@@ -151,6 +167,15 @@ func cpuTime() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// benchRaftTimeout is the heartbeat and election timeout of
+// BenchmarkRegistrations' voters and of its raw-Raft baselines alike:
+// Raft's and weft control's default, 1 s (the leader lease half of it).
+// With the tests' 300 ms (a 150 ms lease), three voters, 1024 gRPC
+// goroutines and the writers on two cores shared with other processes
+// lost their leader in most runs at a load average of 10, and the run
+// failed with Unavailable instead of reporting a figure.
+const benchRaftTimeout = time.Second
 
 // benchParallelism × GOMAXPROCS writers: 512 on the 2-core development
 // machine, where the three voters, the gRPC stack and the writers all share

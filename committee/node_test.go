@@ -37,6 +37,9 @@ type cluster struct {
 	last    uint64 // index of the last acknowledged command
 	// raftTLS, when set, gives each voter its Raft TLS configuration.
 	raftTLS func(id string) *RaftTLS
+	// timeout, when set, is the voters' heartbeat and election timeout
+	// instead of the tests' 300 ms.
+	timeout time.Duration
 }
 
 func newCluster(t testing.TB, ids ...string) *cluster {
@@ -44,7 +47,14 @@ func newCluster(t testing.TB, ids ...string) *cluster {
 }
 
 func newClusterWith(t testing.TB, raftTLS func(id string) *RaftTLS, ids ...string) *cluster {
-	c := &cluster{t: t, dirs: map[string]string{}, addrs: map[string]string{}, nodes: map[string]*Node{}, state: Config{Shards: 20}, raftTLS: raftTLS}
+	return startCluster(&cluster{t: t, raftTLS: raftTLS}, ids...)
+}
+
+// startCluster bootstraps c (its test, Raft TLS and timeout set) with the
+// voters ids.
+func startCluster(c *cluster, ids ...string) *cluster {
+	t := c.t
+	c.dirs, c.addrs, c.nodes, c.state = map[string]string{}, map[string]string{}, map[string]*Node{}, Config{Shards: 20}
 	for _, id := range ids {
 		c.dirs[id] = filepath.Join(t.TempDir(), id)
 		c.addrs[id] = freeAddr(t)
@@ -83,9 +93,13 @@ func (c *cluster) start(id string, bootstrap bool) {
 
 // nodeConfig is the configuration the cluster's voter id runs with.
 func (c *cluster) nodeConfig(id string) NodeConfig {
+	timeout := 300 * time.Millisecond
+	if c.timeout > 0 {
+		timeout = c.timeout
+	}
 	return NodeConfig{
 		ID: id, DataDir: c.dirs[id], RaftAddr: c.addrs[id], State: c.state,
-		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
+		HeartbeatTimeout: timeout, ElectionTimeout: timeout,
 		SnapshotThreshold: 16, TrailingLogs: 4,
 	}
 }
