@@ -150,7 +150,8 @@ func (c *Codec) Encode(blob []byte) (*Encoded, error) {
 //     copy them into the secondary slivers, extend the block down into
 //     scratch, hash that and copy it into the parity primaries, and compute
 //     the columns' roots;
-//  3. extend the nP source rows across (the secondaries ≥ nS);
+//  3. extend the nP source rows across (the secondaries ≥ nS), a block of
+//     rows at a time, from the secondaries < nS that phase 2 wrote;
 //  4. extend the secondaries ≥ nS down their columns into scratch, hash
 //     those columns and compute their roots;
 //  5. compute the row roots from the column-major leaf hashes.
@@ -201,8 +202,8 @@ func (c *Codec) hashPhases(lay *layout) error {
 	if err != nil {
 		return err
 	}
-	err = workers.run(np, func(w *encodeWorker, i int) error {
-		return c.encodeSourceRow(lay, w, i)
+	err = workers.run((np+block-1)/block, func(w *encodeWorker, task int) error {
+		return c.encodeSourceRows(lay, w, task*block, min((task+1)*block, np))
 	})
 	if err != nil {
 		return err
@@ -353,20 +354,54 @@ func (c *Codec) encodeSourceColumns(lay *layout, w *encodeWorker, j0, j1 int) er
 	return nil
 }
 
-// encodeSourceRow extends row i < nP (a row of the blob) into symbol i of
-// the secondary slivers ≥ nS; encodeQuadrantColumn hashes them.
-func (c *Codec) encodeSourceRow(lay *layout, w *encodeWorker, i int) error {
-	s := lay.s
-	for a, b := 0, 0; a < s; a = b {
-		b = min(c.nextCut(a+c.chunkBytes(), s), s)
-		for j := range lay.n {
-			w.shards[j] = lay.sym(i, j)[a:b]
+// encodeSourceRows extends the source rows [i0, i1) across into symbols
+// i0…i1−1 of the secondary slivers ≥ nS, a block of rows per codec call:
+// longer shards make the codec cheaper per byte, as for columns. Symbols
+// i0…i1−1 of a secondary lie side by side, so each shard is a run of one
+// secondary: the secondaries < nS, written in phase 2, are the input as
+// they lie (gathered from the rows only when hashOnly dropped them), and
+// the output goes through hot scratch into the secondaries ≥ nS (the codec
+// writing cold slivers stalls, as for the source columns).
+func (c *Codec) encodeSourceRows(lay *layout, w *encodeWorker, i0, i1 int) error {
+	s, ns := lay.s, lay.ns
+	start, width := i0*s, (i1-i0)*s
+	source := func(j int) []byte { return lay.sec[j][start : start+width] }
+	if lay.hashOnly {
+		gather := grow(&w.gather, ns*width)
+		for i := i0; i < i1; i++ {
+			for j := range ns {
+				copy(gather[j*width+(i-i0)*s:], lay.sym(i, j))
+			}
+		}
+		source = func(j int) []byte { return gather[j*width : (j+1)*width] }
+	}
+	out := grow(&w.quad, (lay.n-ns)*width)
+	for a, b := 0, 0; a < width; a = b {
+		b = min(c.nextCut(a+c.chunkBytes(), s), width)
+		for j := range ns {
+			w.shards[j] = source(j)[a:b]
+		}
+		for j := ns; j < lay.n; j++ {
+			off := (j - ns) * width
+			w.shards[j] = out[off+a : off+b]
 		}
 		if err := c.row.Encode(w.shards, symbolRun{size: s, from: a}); err != nil {
 			return err
 		}
 	}
+	for j := ns; j < lay.n; j++ {
+		copy(lay.sec[j][start:start+width], out[(j-ns)*width:])
+	}
 	return nil
+}
+
+// grow returns (*buf)[:n], reallocating the worker's buffer when it is
+// too small.
+func grow(buf *[]byte, n int) []byte {
+	if cap(*buf) < n {
+		*buf = make([]byte, n)
+	}
+	return (*buf)[:n]
 }
 
 // encodeQuadrantColumns extends the secondary slivers [j0, j1) (all ≥ nS)
