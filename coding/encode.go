@@ -202,8 +202,12 @@ func (c *Codec) hashPhases(lay *layout) error {
 	if err != nil {
 		return err
 	}
-	err = workers.run((np+block-1)/block, func(w *encodeWorker, task int) error {
-		return c.encodeSourceRows(lay, w, task*block, min((task+1)*block, np))
+	rows := block
+	if lay.hashOnly {
+		rows = 1 // no secondaries < nS to read a block from (encodeSourceRows)
+	}
+	err = workers.run((np+rows-1)/rows, func(w *encodeWorker, task int) error {
+		return c.encodeSourceRows(lay, w, task*rows, min((task+1)*rows, np))
 	})
 	if err != nil {
 		return err
@@ -359,21 +363,17 @@ func (c *Codec) encodeSourceColumns(lay *layout, w *encodeWorker, j0, j1 int) er
 // longer shards make the codec cheaper per byte, as for columns. Symbols
 // i0…i1−1 of a secondary lie side by side, so each shard is a run of one
 // secondary: the secondaries < nS, written in phase 2, are the input as
-// they lie (gathered from the rows only when hashOnly dropped them), and
-// the output goes through hot scratch into the secondaries ≥ nS (the codec
-// writing cold slivers stalls, as for the source columns).
+// they lie, and the output goes through hot scratch into the secondaries
+// ≥ nS (the codec writing cold slivers stalls, as for the source columns).
+// hashOnly dropped the secondaries < nS: there a block is one row, whose
+// symbols are its primary sliver as it lies (a block would need them
+// gathered, a copy of the blob).
 func (c *Codec) encodeSourceRows(lay *layout, w *encodeWorker, i0, i1 int) error {
 	s, ns := lay.s, lay.ns
 	start, width := i0*s, (i1-i0)*s
 	source := func(j int) []byte { return lay.sec[j][start : start+width] }
 	if lay.hashOnly {
-		gather := grow(&w.gather, ns*width)
-		for i := i0; i < i1; i++ {
-			for j := range ns {
-				copy(gather[j*width+(i-i0)*s:], lay.sym(i, j))
-			}
-		}
-		source = func(j int) []byte { return gather[j*width : (j+1)*width] }
+		source = func(j int) []byte { return lay.sym(i0, j) }
 	}
 	out := grow(&w.quad, (lay.n-ns)*width)
 	for a, b := 0, 0; a < width; a = b {
