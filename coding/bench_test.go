@@ -19,7 +19,13 @@ import (
 //
 //	x-rs1d       encode time / a plain 1-D klauspost encode of the blob (k = nP, n shards)
 //	x-hashlimit  encode time / the commitment work alone: n² one-symbol leaf
-//	             hashes and 2n(n−1) inner hashes on all cores, reused buffers
+//	             hashes and 2n(n−1) inner hashes on all cores, reused buffers;
+//	             the median over ≥ minPairs (encode, baseline) pairs of the
+//	             ratio within each pair (x-rs1d likewise)
+//	x-hashlimit-cpu the same pairs' ratio of process CPU time (user and
+//	             system, all goroutines): the work an encode does over the
+//	             baseline's, which a neighbour competing for the cores
+//	             inflates far less than wall time
 //	peak-heap-x  bytes allocated by one encode / blob size: an upper bound on
 //	             the peak live heap beyond the input (every buffer of an
 //	             encode lives until it returns)
@@ -48,6 +54,10 @@ func meanTime(reps int, f func()) time.Duration {
 	}
 	return time.Since(start) / time.Duration(reps)
 }
+
+// minPairs is the fewest paired runs a ratio metric is the median of,
+// however few iterations -benchtime asks for.
+const minPairs = 10
 
 func perOp(b *testing.B) time.Duration { return b.Elapsed() / time.Duration(b.N) }
 
@@ -175,24 +185,36 @@ func BenchmarkEncode(b *testing.B) {
 		alloc := allocatedBy(func() { keep = mustEncode(b, c, blob) })
 		runtime.KeepAlive(keep)
 		keep = nil
-		// The baselines run between the timed encodes, with the timer
-		// stopped, so that each encode is compared with baselines run in
-		// the same state of the machine; the ratios are medians over those
-		// pairs, robust to a noisy neighbour slowing one run.
-		var toRS1D, toLimit []float64
+		// Each encode is paired with its baselines, run right after it with
+		// the timer stopped, so that both see the same state of the
+		// machine; a ratio is taken per pair and the median over at least
+		// minPairs pairs is reported, robust to a noisy neighbour slowing
+		// a few runs. Pairs beyond b.N are run untimed.
+		var toRS1D, toLimit, toLimitCPU []float64
+		pair := func(timed bool) {
+			start, cpu := time.Now(), cpuTime()
+			mustEncode(b, c, blob)
+			took, tookCPU := time.Since(start), cpuTime()-cpu
+			if timed {
+				b.StopTimer()
+				defer b.StartTimer()
+			}
+			toRS1D = append(toRS1D, ratio(took, meanTime(1, func() { base.encode(blob) })))
+			cpu = cpuTime()
+			toLimit = append(toLimit, ratio(took, meanTime(1, func() { hashLimit(n, s, c.workers) })))
+			toLimitCPU = append(toLimitCPU, ratio(tookCPU, cpuTime()-cpu))
+		}
 		b.SetBytes(int64(size))
 		b.ResetTimer()
 		for b.Loop() {
-			start := time.Now()
-			mustEncode(b, c, blob)
-			took := time.Since(start)
-			b.StopTimer()
-			toRS1D = append(toRS1D, ratio(took, meanTime(1, func() { base.encode(blob) })))
-			toLimit = append(toLimit, ratio(took, meanTime(1, func() { hashLimit(n, s, c.workers) })))
-			b.StartTimer()
+			pair(true)
+		}
+		for len(toLimit) < minPairs {
+			pair(false)
 		}
 		b.ReportMetric(median(toRS1D), "x-rs1d")
 		b.ReportMetric(median(toLimit), "x-hashlimit")
+		b.ReportMetric(median(toLimitCPU), "x-hashlimit-cpu")
 		b.ReportMetric(float64(alloc)/float64(size), "peak-heap-x")
 		b.ReportMetric(float64(s), "symbol-bytes")
 	})

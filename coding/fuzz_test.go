@@ -50,6 +50,10 @@ func FuzzRecoverySymbolUnmarshal(f *testing.F) {
 		b, _ := sym.MarshalBinary()
 		genuine[string(b)] = true
 		f.Add(b)
+		sym.v1 = true // the same symbol as version 1 encoded it
+		b, _ = sym.MarshalBinary()
+		genuine[string(b)] = true
+		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var sym RecoverySymbol

@@ -2,7 +2,9 @@ package coding
 
 import (
 	"math/bits"
+	"strings"
 	"sync"
+	"unsafe"
 )
 
 // Scratch buffers for work a call throws away when it returns (a verified
@@ -32,3 +34,31 @@ func putScratch(b []byte) {
 	b = b[:cap(b)]
 	scratchPools[c].Put(&b)
 }
+
+// uncleared returns a new buffer of n bytes whose contents are undefined,
+// for output the encoder then writes in full (parity primaries, secondary
+// slivers): make would clear it first, one more pass over a few hundred MB
+// of cold memory per large encode. strings.Builder.Grow is the one
+// standard library allocation that skips the clearing; the buffer is
+// taken from the builder, which is dropped, so no string sees its bytes
+// change.
+func uncleared(n int) []byte {
+	if n == 0 {
+		return []byte{}
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	sb.WriteByte(0)
+	b := unsafe.Slice(unsafe.StringData(sb.String()), n)
+	if poisonUncleared {
+		for i := range b {
+			b[i] = 0xa5
+		}
+	}
+	return b
+}
+
+// poisonUncleared makes uncleared fill its buffers with a pattern, so that
+// a test whose encoder left a byte unwritten fails against the reference
+// even where the allocator happened to return zeroed memory.
+var poisonUncleared = false

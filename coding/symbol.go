@@ -18,6 +18,11 @@ type RecoverySymbol struct {
 	Target     uint32
 	Data       []byte
 	Proof      *crypto.MerkleProof // nil when sent without a proof
+	// v1 marks a symbol decoded from the version 1 encoding, which
+	// MarshalBinary then reproduces byte for byte: signed challenge
+	// responses and inconsistency proofs made before version 2 carry
+	// such symbols, and re-encoding them must not change their bytes.
+	v1 bool
 }
 
 // SourceRef names the sliver the symbol was computed from.
@@ -35,11 +40,26 @@ func (r RecoverySymbol) Verify(meta *crypto.Metadata) error {
 	return meta.VerifySymbol(r.SourceAxis, r.Source, r.Target, r.Data, *r.Proof)
 }
 
+// Recovery symbol encodings, big-endian. A peer answers every lost symbol
+// with one, so its header is paid per symbol: at n = 1000 a 16 MiB blob's
+// symbols are 76 bytes.
+//
+//	version 1: u8 1 ‖ u8 flags ‖ u16 source ‖ u16 target ‖ u32 length ‖ data ‖ [proof]
+//	version 2: u8 2 ‖ u8 flags ‖ u16 source ‖ u16 target ‖ [proof] ‖ data
+//
+// Version 2, which MarshalBinary writes, drops the length: the proof
+// carries its own (its depth), so the data is whatever follows it, and
+// every container of symbols (inconsistency proofs, challenge responses,
+// the storage API's repeated bytes) already delimits each one. Six header
+// bytes instead of ten: repair-ratio 1.130 → 1.078 at n = 1000, 16 MiB.
+// Version 1 still decodes (and re-encodes as it was).
 const (
-	symbolVersion  = 1
-	symbolHeader   = 1 + 1 + 2 + 2 + 4
+	symbolVersion1 = 1
+	symbolVersion  = 2
+	symbolHeader   = 1 + 1 + 2 + 2
+	symbolHeaderV1 = symbolHeader + 4
 	flagSecondary  = 1 << 0 // source axis is secondary
-	flagProof      = 1 << 1 // a Merkle proof follows the data
+	flagProof      = 1 << 1 // a Merkle proof is present
 	knownFlagsMask = flagSecondary | flagProof
 )
 
@@ -47,82 +67,111 @@ const (
 // sends for this symbol, which recovery counts as traffic.
 func (r RecoverySymbol) EncodedLen() int {
 	n := symbolHeader + len(r.Data)
+	if r.v1 {
+		n = symbolHeaderV1 + len(r.Data)
+	}
 	if r.Proof != nil {
 		n += r.Proof.EncodedLen()
 	}
 	return n
 }
 
-// MarshalBinary returns the canonical encoding:
-// u8 version ‖ u8 flags ‖ u16 source ‖ u16 target ‖ u32 length ‖ data ‖ [proof],
-// big-endian; flags bit 0 = source axis is secondary, bit 1 = proof present.
-// The header is 10 bytes so that a symbol sent without proof costs little
-// more than its data (repair traffic ≈ the bytes rebuilt).
+// MarshalBinary returns the canonical encoding, version 2 (above) unless
+// the symbol was decoded from version 1; flags bit 0 = source axis is
+// secondary, bit 1 = proof present.
 func (r RecoverySymbol) MarshalBinary() ([]byte, error) {
 	if err := r.checkShape(); err != nil {
 		return nil, err
 	}
-	b := make([]byte, symbolHeader, r.EncodedLen())
-	b[0] = symbolVersion
+	b := make([]byte, 0, r.EncodedLen())
+	var flags byte
 	if r.SourceAxis == crypto.Secondary {
-		b[1] |= flagSecondary
+		flags |= flagSecondary
 	}
 	if r.Proof != nil {
-		b[1] |= flagProof
+		flags |= flagProof
 	}
-	binary.BigEndian.PutUint16(b[2:4], uint16(r.Source))
-	binary.BigEndian.PutUint16(b[4:6], uint16(r.Target))
-	binary.BigEndian.PutUint32(b[6:10], uint32(len(r.Data)))
-	b = append(b, r.Data...)
-	if r.Proof != nil {
-		var err error
-		if b, err = r.Proof.AppendBinary(b); err != nil {
-			return nil, err
-		}
+	version := byte(symbolVersion)
+	if r.v1 {
+		version = symbolVersion1
 	}
-	return b, nil
+	b = append(b, version, flags)
+	b = binary.BigEndian.AppendUint16(b, uint16(r.Source))
+	b = binary.BigEndian.AppendUint16(b, uint16(r.Target))
+	if r.v1 {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(r.Data)))
+		b = append(b, r.Data...)
+		return r.appendProof(b)
+	}
+	b, err := r.appendProof(b)
+	return append(b, r.Data...), err
 }
 
-// UnmarshalBinary decodes one symbol; Data aliases data.
+func (r RecoverySymbol) appendProof(b []byte) ([]byte, error) {
+	if r.Proof == nil {
+		return b, nil
+	}
+	return r.Proof.AppendBinary(b)
+}
+
+// UnmarshalBinary decodes one symbol of either version; Data aliases data.
 func (r *RecoverySymbol) UnmarshalBinary(data []byte) error {
 	if len(data) < symbolHeader {
 		return fmt.Errorf("coding: recovery symbol of %d bytes, header needs %d", len(data), symbolHeader)
 	}
-	if data[0] != symbolVersion {
-		return fmt.Errorf("coding: recovery symbol version %d, want %d", data[0], symbolVersion)
+	if data[0] != symbolVersion && data[0] != symbolVersion1 {
+		return fmt.Errorf("coding: recovery symbol version %d, want %d or %d", data[0], symbolVersion1, symbolVersion)
 	}
 	flags := data[1]
 	if flags&^knownFlagsMask != 0 {
 		return fmt.Errorf("coding: recovery symbol with unknown flags %#x", flags)
 	}
-	size := uint64(binary.BigEndian.Uint32(data[6:10]))
-	if uint64(len(data)-symbolHeader) < size {
-		return fmt.Errorf("coding: recovery symbol of %d bytes truncated at %d", size, len(data)-symbolHeader)
-	}
 	out := RecoverySymbol{
 		SourceAxis: crypto.Primary,
 		Source:     uint32(binary.BigEndian.Uint16(data[2:4])),
 		Target:     uint32(binary.BigEndian.Uint16(data[4:6])),
-		Data:       data[symbolHeader : symbolHeader+size : symbolHeader+size],
+		v1:         data[0] == symbolVersion1,
 	}
 	if flags&flagSecondary != 0 {
 		out.SourceAxis = crypto.Secondary
 	}
-	rest := data[symbolHeader+size:]
-	if flags&flagProof != 0 {
-		proof, tail, err := crypto.DecodeMerkleProof(rest)
-		if err != nil {
-			return fmt.Errorf("coding: recovery symbol proof: %w", err)
-		}
-		out.Proof, rest = &proof, tail
-	}
-	if len(rest) != 0 {
-		return fmt.Errorf("coding: %d trailing bytes after recovery symbol", len(rest))
+	if err := out.decodeBody(data[symbolHeader:], flags&flagProof != 0); err != nil {
+		return err
 	}
 	if err := out.checkShape(); err != nil {
 		return err
 	}
 	*r = out
+	return nil
+}
+
+// decodeBody decodes what follows the common header: data and proof in
+// the symbol's version's order.
+func (r *RecoverySymbol) decodeBody(rest []byte, hasProof bool) error {
+	if r.v1 {
+		if len(rest) < 4 {
+			return fmt.Errorf("coding: version 1 recovery symbol without its length")
+		}
+		size := uint64(binary.BigEndian.Uint32(rest))
+		if uint64(len(rest)-4) < size {
+			return fmt.Errorf("coding: recovery symbol of %d bytes truncated at %d", size, len(rest)-4)
+		}
+		r.Data, rest = rest[4:4+size:4+size], rest[4+size:]
+	}
+	if hasProof {
+		proof, tail, err := crypto.DecodeMerkleProof(rest)
+		if err != nil {
+			return fmt.Errorf("coding: recovery symbol proof: %w", err)
+		}
+		r.Proof, rest = &proof, tail
+	}
+	if r.v1 {
+		if len(rest) != 0 {
+			return fmt.Errorf("coding: %d trailing bytes after recovery symbol", len(rest))
+		}
+		return nil
+	}
+	r.Data = rest[:len(rest):len(rest)]
 	return nil
 }
 

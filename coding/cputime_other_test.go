@@ -1,0 +1,8 @@
+//go:build !unix
+
+package coding
+
+import "time"
+
+// cpuTime is not measured here; x-hashlimit-cpu reports NaN.
+func cpuTime() time.Duration { return 0 }
