@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/weftstore/weft/coding"
+	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/devnet"
 )
 
@@ -28,14 +30,20 @@ import (
 func BenchmarkStoreRead(b *testing.B) {
 	const size = 64 << 20
 	net := startNet(b, 10, 100, nil)
-	c := newClient(b, net, func(cfg *Config) {
-		cfg.NodeTimeout = 5 * time.Minute
-		if os.Getenv("WEFT_BENCH_DEBUG") != "" { // per-node timings on stderr
-			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		}
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
+	// The client's goroutines, its connections' included, are labelled
+	// role=client (the devnet labels the nodes and the voter), so the
+	// profile of the stores splits by role.
+	var c *Client
+	asRole(ctx, "client", func() {
+		c = newClient(b, net, func(cfg *Config) {
+			cfg.NodeTimeout = 5 * time.Minute
+			if os.Getenv("WEFT_BENCH_DEBUG") != "" { // per-node timings on stderr
+				cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			}
+		})
+	})
 	codec, err := c.codec(100, 0)
 	if err != nil {
 		b.Fatal(err)
@@ -55,7 +63,8 @@ func BenchmarkStoreRead(b *testing.B) {
 	coldEncode := time.Since(t0)
 	runtime.GC()
 	t0 = time.Now()
-	coldID, _, err := c.Store(ctx, bytes.NewReader(blob), StoreOptions{})
+	var coldID crypto.BlobID
+	asRole(ctx, "client", func() { coldID, _, err = c.Store(ctx, bytes.NewReader(blob), StoreOptions{}) })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -68,8 +77,12 @@ func BenchmarkStoreRead(b *testing.B) {
 	var ss StoreStats
 	var rs ReadStats
 	var check, upfront, nodeFloor time.Duration
-	var encodeCPU, storeCPU time.Duration   // CPU time of the whole process (client and nodes)
+	var encodeCPU, storeCPU time.Duration // CPU time of the whole process (client and nodes)
+	var floorCPU time.Duration            // the same, of verifyAll
+	var split cpuSplit                    // the stores' CPU profile, by role and stage
+	profiling := true
 	var nodeVerify, nodeWrite time.Duration // summed over the nodes (they overlap in time)
+	var nodeStored int64                    // sliver bytes the nodes stored
 	iter := uint64(0)
 	for b.Loop() {
 		// A fresh blob each time: content already certified is not stored
@@ -94,13 +107,28 @@ func BenchmarkStoreRead(b *testing.B) {
 		runtime.GC()
 		t = time.Now()
 		cpu0 = processCPU()
-		verify0, write0 := nodeTimes(net)
-		id, _, err := c.Store(ctx, bytes.NewReader(blob), StoreOptions{Stats: &st})
+		verify0, write0, stored0 := nodeTimes(net)
+		var prof bytes.Buffer
+		if profiling {
+			if err := pprof.StartCPUProfile(&prof); err != nil {
+				b.Logf("no CPU split of the stores: %v", err) // e.g. under -cpuprofile
+				profiling = false
+			}
+		}
+		var id crypto.BlobID
+		asRole(ctx, "client", func() { id, _, err = c.Store(ctx, bytes.NewReader(blob), StoreOptions{Stats: &st}) })
 		store += time.Since(t)
 		storeCPU += processCPU() - cpu0
-		verify1, write1 := nodeTimes(net)
+		if profiling {
+			pprof.StopCPUProfile()
+			if err := split.add(prof.Bytes()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		verify1, write1, stored1 := nodeTimes(net)
 		nodeVerify += verify1 - verify0
 		nodeWrite += write1 - write0
+		nodeStored += stored1 - stored0
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -156,7 +184,9 @@ func BenchmarkStoreRead(b *testing.B) {
 		// every sliver of every pair extended to its line and the line
 		// hashed (2n² leaf hashes against the encoder's n²) — on every
 		// core, with nothing sent, written or signed.
-		nodeFloor += verifyAll(b, codec, enc)
+		wall, cpu := verifyAll(b, codec, enc)
+		nodeFloor += wall
+		floorCPU += cpu
 	}
 	n := float64(iter)
 	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / n }
@@ -175,6 +205,29 @@ func BenchmarkStoreRead(b *testing.B) {
 	// nodes on these cores, no store can take less than the two, even
 	// if moving, writing and signing the slivers cost nothing.
 	b.ReportMetric(float64(encode+nodeFloor)/float64(encode), "store-floor-x-encode")
+	// The same in CPU: all the process did during the stores (client,
+	// nodes, voter, runtime) against an encode plus verifyAll, each
+	// measured as process CPU. 1 would be a store doing nothing but the
+	// work the protocol requires; the split says where the rest goes.
+	b.ReportMetric(float64(storeCPU)/float64(encodeCPU+floorCPU), "store-x-floor")
+	b.ReportMetric(float64(floorCPU)/float64(encodeCPU), "floor-verify-cpu-x-encode-cpu")
+	// What the nodes stored per blob byte: every sliver once is the
+	// encoding's expansion (4.5× at n = 100); more would be pairs sent,
+	// verified and written twice.
+	b.ReportMetric(float64(nodeStored)/float64(size)/n, "store-node-bytes-x-blob")
+	if path := os.Getenv("WEFT_BENCH_STORE_PROFILE"); path != "" && profiling {
+		if err := split.write(path); err != nil {
+			b.Error(err)
+		}
+	}
+	if profiling {
+		for _, r := range cpuRoles {
+			b.ReportMetric(split.percent(split.roles, r), "cpu-role-"+r+"-%")
+		}
+		for _, st := range cpuStages {
+			b.ReportMetric(split.percent(split.stages, st), "cpu-stage-"+st+"-%")
+		}
+	}
 	for name, d := range map[string]time.Duration{
 		"store-encode": ss.Encode, "store-register": ss.Register, "store-transfer": ss.Transfer,
 		"store-confirm": ss.Confirm, "store-certify": ss.Certify,
@@ -187,10 +240,12 @@ func BenchmarkStoreRead(b *testing.B) {
 }
 
 // verifyAll verifies every sliver of enc as the nodes would, GOMAXPROCS
-// slivers at a time, and returns how long that took.
-func verifyAll(b *testing.B, codec *coding.Codec, enc *coding.Encoded) time.Duration {
+// slivers at a time, and returns how long that took and the process CPU
+// it used.
+func verifyAll(b *testing.B, codec *coding.Codec, enc *coding.Encoded) (time.Duration, time.Duration) {
 	runtime.GC()
 	t := time.Now()
+	cpu0 := processCPU()
 	next := make(chan coding.Sliver)
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
@@ -208,7 +263,7 @@ func verifyAll(b *testing.B, codec *coding.Codec, enc *coding.Encoded) time.Dura
 	}
 	close(next)
 	wg.Wait()
-	return time.Since(t)
+	return time.Since(t), processCPU() - cpu0
 }
 
 // processCPU is the CPU time the process has used (user + system).
@@ -220,14 +275,16 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// nodeTimes sums the nodes' time spent verifying and writing pairs.
-func nodeTimes(net *devnet.Network) (verify, write time.Duration) {
+// nodeTimes sums the nodes' time spent verifying and writing pairs, and
+// the sliver bytes they stored.
+func nodeTimes(net *devnet.Network) (verify, write time.Duration, stored int64) {
 	for i := range net.Nodes() {
 		if n := net.Node(i); n != nil {
 			st := n.Stats()
 			verify += st.VerifyTime
 			write += st.WriteTime
+			stored += st.BytesStored
 		}
 	}
-	return verify, write
+	return verify, write, stored
 }

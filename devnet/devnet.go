@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -120,7 +121,7 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 			d.Close()
 		}
 	}()
-	if err := d.startControl(); err != nil {
+	if err := d.startControl(ctx); err != nil {
 		return nil, err
 	}
 	if err := d.createClient(ctx); err != nil {
@@ -160,7 +161,21 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 	return d, nil
 }
 
-func (d *Network) startControl() error {
+// asRole runs f with the pprof label role=role on this goroutine and on
+// every goroutine f starts — a voter's Raft and gRPC goroutines, a node's
+// server, handlers and background work inherit it — so a CPU profile of
+// the one process splits by role (the client's benchmarks label theirs
+// role=client).
+func asRole(ctx context.Context, role string, f func() error) (err error) {
+	pprof.Do(ctx, pprof.Labels("role", role), func(context.Context) { err = f() })
+	return err
+}
+
+func (d *Network) startControl(ctx context.Context) error {
+	return asRole(ctx, "voter", d.startVoter)
+}
+
+func (d *Network) startVoter() error {
 	addr := d.cfg.ControlAddr
 	var err error
 	if addr == "" {
@@ -192,8 +207,12 @@ func (d *Network) startControl() error {
 	d.server = grpc.NewServer(d.service.ServerOptions()...)
 	d.service.Register(d.server)
 	go d.server.Serve(l)
-	d.conn, err = grpc.NewClient(d.ControlAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	return err
+	// The nodes reach the control plane over this connection: its
+	// goroutines work for them.
+	return asRole(context.Background(), "node", func() (err error) {
+		d.conn, err = grpc.NewClient(d.ControlAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		return err
+	})
 }
 
 func (d *Network) operator(ctx context.Context) context.Context {
@@ -261,6 +280,10 @@ var (
 )
 
 func (d *Network) startNode(ctx context.Context, n *node) error {
+	return asRole(ctx, "node", func() error { return d.runNode(ctx, n) })
+}
+
+func (d *Network) runNode(ctx context.Context, n *node) error {
 	run, err := storage.Start(ctx, storage.Config{
 		ID: n.id, Key: n.key, DataDir: n.dir, PublicAddr: n.addr, Control: d.conn,
 		RecoveryDelay: d.cfg.RecoveryDelay, PeerTimeout: 5 * time.Second, WatchTimeout: 5 * time.Second,

@@ -114,7 +114,8 @@ func (a *pairAssembler) incomplete() []uint32 {
 }
 
 // grow appends data to buf, which holds the first bytes of a sliver of
-// want bytes. Buffers are pooled (the sink gives them back once the pair
+// want bytes. Buffers are record buffers (the value log writes a stored
+// sliver from its own buffer), pooled (the sink gives them back once the pair
 // is written) and at least double when they fill, up to want: a stream of
 // in-order chunks copies each byte about twice, not quadratically, and a
 // buffer is less than twice the bytes it holds when it grows (4 KiB at
@@ -124,7 +125,7 @@ func grow(buf, data []byte, want int) []byte {
 	if need <= cap(buf) {
 		return append(buf, data...)
 	}
-	next := alignedBuffer(min(want, max(need, 2*cap(buf))))[:0]
+	next := recordBuffer(min(want, max(need, 2*cap(buf))))[:0]
 	next = append(append(next, buf...), data...)
 	putAligned(buf)
 	return next

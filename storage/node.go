@@ -368,7 +368,7 @@ func (n *Node) ServerOptions() []grpc.ServerOption {
 		grpc.ChainStreamInterceptor(n.readyStream),
 		grpc.MaxRecvMsgSize(maxMessage),
 		grpc.MaxSendMsgSize(maxMessage),
-		grpc.ForceServerCodecV2(wire.NewChunkCodec(wire.WithChunkBuffers(alignedBuffer))),
+		grpc.ForceServerCodecV2(wire.NewChunkCodec(wire.WithChunkBuffers(recordBuffer))),
 	)
 	// Windows and buffers for megabyte slivers, keepalive (wire).
 	return append(opts, wire.ServerOptions()...)

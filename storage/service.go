@@ -297,6 +297,7 @@ func (s *pairSink) submit(p *assembledPair) error {
 			}
 			return
 		}
+		v.inPlace = true // the assembler's buffers: record buffers, the stream's own
 		s.ready = append(s.ready, v)
 		s.readyBytes += v.Size()
 	}()

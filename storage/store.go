@@ -188,6 +188,9 @@ type VerifiedPair struct {
 	shard uint32
 	id    crypto.BlobID
 	pair  coding.SliverPair
+	// inPlace: both slivers' Data are record buffers of the writer's
+	// (recordBuffer), which the value log may write the records from.
+	inPlace bool
 }
 
 // Size is the pair's sliver bytes.
@@ -282,7 +285,7 @@ func (s *Store) Stage(pairs ...VerifiedPair) (*StagedPairs, error) {
 				if err != nil {
 					return nil, err
 				}
-				records = append(records, valueRecord{head: head, body: sl.Data})
+				records = append(records, valueRecord{head: head, body: sl.Data, inPlace: v.inPlace})
 				external = append(external, len(st.values))
 			} else {
 				raw, err := sl.MarshalBinary()

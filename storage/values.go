@@ -381,8 +381,14 @@ type reservation struct {
 }
 
 // valueRecord is one record of the log: a header and a body, stored
-// together (so a sliver need not be copied into one buffer first).
-type valueRecord struct{ head, body []byte }
+// together (so a sliver need not be copied into one buffer first). When
+// inPlace, body is a record buffer (recordBuffer) the writer owns: the log
+// writes the header into its head room and the padding after the body,
+// and the disk reads the record from there — no copy.
+type valueRecord struct {
+	head, body []byte
+	inPlace    bool
+}
 
 func (r valueRecord) len() int { return len(r.head) + len(r.body) }
 
@@ -398,24 +404,64 @@ func (l *valueLog) append(records []valueRecord) ([]extent, *reservation, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	buf := alignedBuffer(int(total))
-	defer putAligned(buf)
+	bufs, spill := frameRecords(records)
+	defer putAligned(spill)
 	exts := make([]extent, len(records))
-	at := 0
-	for i, r := range records {
-		copy(buf[at:], r.head)
-		copy(buf[at+len(r.head):], r.body)
-		rec := buf[at : at+r.len()]
-		end := at + int(padded(int64(len(rec))))
-		clear(buf[at+len(rec) : end])
-		exts[i] = extent{seg: res.seg, off: res.off + int64(at), length: uint32(len(rec)), crc: crc32.Checksum(rec, castagnoli)}
-		at = end
+	at := res.off
+	for i, b := range bufs {
+		n := records[i].len()
+		exts[i] = extent{seg: res.seg, off: at, length: uint32(n), crc: crc32.Checksum(b[:n], castagnoli)}
+		at += int64(len(b))
 	}
-	if _, err := f.WriteAt(buf[:total], res.off); err != nil {
+	if err := writeVectors(f, bufs, res.off); err != nil {
 		res.release(false)
 		return nil, nil, fmt.Errorf("storage: writing %d bytes to value segment %d: %w", total, res.seg, err)
 	}
 	return exts, res, nil
+}
+
+// frameRecords lays each record out as it goes to disk — header, body,
+// zeros to the next valueAlign boundary — in the record's own buffer when
+// it is in place, else copied into spill (an aligned buffer the caller
+// gives back); one buffer per record, each aligned, in order.
+func frameRecords(records []valueRecord) (bufs [][]byte, spill []byte) {
+	var copied int64
+	for _, r := range records {
+		if recordFrame(r) == nil {
+			copied += padded(int64(r.len()))
+		}
+	}
+	if copied > 0 {
+		spill = alignedBuffer(int(copied))
+	}
+	bufs = make([][]byte, len(records))
+	at := 0
+	for i, r := range records {
+		if b := recordFrame(r); b != nil {
+			copy(b, r.head)
+			clear(b[r.len():])
+			bufs[i] = b
+			continue
+		}
+		b := spill[at : at+int(padded(int64(r.len())))]
+		copy(b, r.head)
+		copy(b[len(r.head):], r.body)
+		clear(b[r.len():])
+		bufs[i], at = b, at+len(b)
+	}
+	return bufs, spill
+}
+
+// recordFrame is the aligned memory an in-place record is written from:
+// its body's record buffer from the head room on, padded; nil when the
+// record is not in place or its buffer cannot hold it so.
+func recordFrame(r valueRecord) []byte {
+	base := unsafe.Pointer(unsafe.SliceData(r.body))
+	size := int(padded(int64(r.len())))
+	if !r.inPlace || len(r.head) != recordHead || uintptr(base)%valueAlign != recordHead || cap(r.body)+recordHead < size {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Add(base, -recordHead)), size)
 }
 
 // sync makes what the reservations' appends wrote durable: one fsync per
@@ -742,8 +788,26 @@ func alignedBuffer(n int) []byte {
 	return raw[skip : skip+n : skip+1<<c]
 }
 
-// putAligned gives a buffer from alignedBuffer back to its pool.
+// recordHead is the head room a record buffer keeps before its data: a
+// sliver's header (coding's encoding), which the value log writes there.
+const recordHead = 8
+
+// recordBuffer returns a buffer of n bytes for a sliver's data that the
+// value log can write in place (valueRecord.inPlace): it starts recordHead
+// bytes after a valueAlign boundary, and its capacity reaches the record's
+// padded end. Its contents are undefined; putAligned takes it back.
+func recordBuffer(n int) []byte {
+	b := alignedBuffer(int(padded(int64(recordHead + n))))
+	return b[recordHead : recordHead+n : cap(b)]
+}
+
+// putAligned gives a buffer from alignedBuffer or recordBuffer back to its
+// pool. Only those: a record buffer is recognised by its offset from the
+// alignment, and the head room before it is taken back with it.
 func putAligned(b []byte) {
+	if base := unsafe.Pointer(unsafe.SliceData(b)); uintptr(base)%valueAlign == recordHead {
+		b = unsafe.Slice((*byte)(unsafe.Add(base, -recordHead)), cap(b)+recordHead)
+	}
 	c := sizeClass(cap(b))
 	if 1<<c != cap(b) || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%valueAlign != 0 {
 		return // not one of ours
@@ -759,4 +823,17 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// skipWritten drops the first n bytes written from bufs (a short
+// vectored write).
+func skipWritten(bufs [][]byte, n int) [][]byte {
+	for len(bufs) > 0 && n >= len(bufs[0]) {
+		n -= len(bufs[0])
+		bufs = bufs[1:]
+	}
+	if len(bufs) > 0 && n > 0 {
+		bufs = append([][]byte{bufs[0][n:]}, bufs[1:]...)
+	}
+	return bufs
 }

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"errors"
+	"io"
 	"os"
 	"syscall"
 
@@ -39,3 +40,39 @@ func diskFree(dir string) (int64, bool) {
 	}
 	return int64(st.Bavail) * int64(st.Bsize), true
 }
+
+// writeVectors writes bufs back to back at off, as few system calls as
+// pwritev takes (each buffer aligned and a multiple of valueAlign long, as
+// O_DIRECT wants).
+func writeVectors(f *os.File, bufs [][]byte, off int64) error {
+	conn, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	for len(bufs) > 0 {
+		batch := bufs[:min(len(bufs), maxVectors)]
+		var n int
+		var werr error
+		if err := conn.Write(func(fd uintptr) bool {
+			n, werr = unix.Pwritev(int(fd), batch, off)
+			return !errors.Is(werr, syscall.EAGAIN)
+		}); err != nil {
+			return err
+		}
+		if errors.Is(werr, syscall.EINTR) {
+			continue
+		}
+		if werr != nil {
+			return &os.PathError{Op: "pwritev", Path: f.Name(), Err: werr}
+		}
+		if n == 0 {
+			return &os.PathError{Op: "pwritev", Path: f.Name(), Err: io.ErrShortWrite}
+		}
+		off += int64(n)
+		bufs = skipWritten(bufs, n)
+	}
+	return nil
+}
+
+// maxVectors is Linux's IOV_MAX: the most buffers one pwritev takes.
+const maxVectors = 1024

@@ -22,3 +22,14 @@ func isNoSpace(err error) bool { return errors.Is(err, syscall.ENOSPC) }
 
 // diskFree is unknown here: only a declared capacity limits the store.
 func diskFree(string) (int64, bool) { return 0, false }
+
+// writeVectors writes bufs back to back at off.
+func writeVectors(f *os.File, bufs [][]byte, off int64) error {
+	for _, b := range bufs {
+		if _, err := f.WriteAt(b, off); err != nil {
+			return err
+		}
+		off += int64(len(b))
+	}
+	return nil
+}
