@@ -303,7 +303,8 @@ func BenchmarkRecoverPair(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					table[proofs][tc.target][uint32(x)] = sym
+					// As peers send it to a node that asks for version 2.
+					table[proofs][tc.target][uint32(x)] = sym.Compact()
 				}
 			}
 		}

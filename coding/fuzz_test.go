@@ -50,7 +50,7 @@ func FuzzRecoverySymbolUnmarshal(f *testing.F) {
 		b, _ := sym.MarshalBinary()
 		genuine[string(b)] = true
 		f.Add(b)
-		sym.v1 = true // the same symbol as version 1 encoded it
+		sym.compact = true // the same symbol as version 2 encodes it
 		b, _ = sym.MarshalBinary()
 		genuine[string(b)] = true
 		f.Add(b)

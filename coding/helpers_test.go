@@ -110,6 +110,7 @@ func (pe *peers) FetchSymbols(_ context.Context, target SliverRef, sources []uin
 			pe.t.Fatalf("peer symbol: %v", err)
 		}
 		sym.Data = append([]byte(nil), sym.Data...)
+		sym = sym.Compact() // as a node's peers answer it (storage asks for version 2)
 		if pe.lie != nil {
 			pe.lie(&sym, withProofs)
 		}

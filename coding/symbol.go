@@ -18,11 +18,21 @@ type RecoverySymbol struct {
 	Target     uint32
 	Data       []byte
 	Proof      *crypto.MerkleProof // nil when sent without a proof
-	// v1 marks a symbol decoded from the version 1 encoding, which
-	// MarshalBinary then reproduces byte for byte: signed challenge
-	// responses and inconsistency proofs made before version 2 carry
-	// such symbols, and re-encoding them must not change their bytes.
-	v1 bool
+	// compact marks a symbol encoded in version 2 (Compact, or decoded
+	// from it); otherwise MarshalBinary writes version 1, which every
+	// release decodes. A decoded symbol re-encodes in its own version,
+	// byte for byte: signed challenge responses and inconsistency proofs
+	// carry symbols, and re-encoding them must not change their bytes.
+	compact bool
+}
+
+// Compact returns the symbol set to encode in version 2, six bytes of
+// header instead of ten: for a peer that asked for it (recovery traffic
+// between nodes that decode it), since a node of an earlier release
+// refuses version 2.
+func (r RecoverySymbol) Compact() RecoverySymbol {
+	r.compact = true
+	return r
 }
 
 // SourceRef names the sliver the symbol was computed from.
@@ -47,28 +57,35 @@ func (r RecoverySymbol) Verify(meta *crypto.Metadata) error {
 //	version 1: u8 1 ‖ u8 flags ‖ u16 source ‖ u16 target ‖ u32 length ‖ data ‖ [proof]
 //	version 2: u8 2 ‖ u8 flags ‖ u16 source ‖ u16 target ‖ [proof] ‖ data
 //
-// Version 2, which MarshalBinary writes, drops the length: the proof
+// Version 2 (Compact) drops the length: the proof
 // carries its own (its depth), so the data is whatever follows it, and
 // every container of symbols (inconsistency proofs, challenge responses,
 // the storage API's repeated bytes) already delimits each one. Six header
 // bytes instead of ten: repair-ratio 1.130 → 1.078 at n = 1000, 16 MiB.
-// Version 1 still decodes (and re-encodes as it was).
+// Version 1 stays the default encoding, so that nodes and control planes
+// of an earlier release — in a rolling upgrade — decode what this one
+// sends; a node asks its peers for version 2 for recovery
+// (SymbolVersionCompact in GetRecoverySymbols), where the header is paid
+// per symbol.
 const (
 	symbolVersion1 = 1
 	symbolVersion  = 2
-	symbolHeader   = 1 + 1 + 2 + 2
-	symbolHeaderV1 = symbolHeader + 4
-	flagSecondary  = 1 << 0 // source axis is secondary
-	flagProof      = 1 << 1 // a Merkle proof is present
-	knownFlagsMask = flagSecondary | flagProof
+	// SymbolVersionCompact is the highest recovery-symbol encoding this
+	// release decodes, which a node asking for symbols announces.
+	SymbolVersionCompact = symbolVersion
+	symbolHeader         = 1 + 1 + 2 + 2
+	symbolHeaderV1       = symbolHeader + 4
+	flagSecondary        = 1 << 0 // source axis is secondary
+	flagProof            = 1 << 1 // a Merkle proof is present
+	knownFlagsMask       = flagSecondary | flagProof
 )
 
 // EncodedLen is the length of MarshalBinary's output: the bytes a peer
 // sends for this symbol, which recovery counts as traffic.
 func (r RecoverySymbol) EncodedLen() int {
-	n := symbolHeader + len(r.Data)
-	if r.v1 {
-		n = symbolHeaderV1 + len(r.Data)
+	n := symbolHeaderV1 + len(r.Data)
+	if r.compact {
+		n = symbolHeader + len(r.Data)
 	}
 	if r.Proof != nil {
 		n += r.Proof.EncodedLen()
@@ -76,9 +93,9 @@ func (r RecoverySymbol) EncodedLen() int {
 	return n
 }
 
-// MarshalBinary returns the canonical encoding, version 2 (above) unless
-// the symbol was decoded from version 1; flags bit 0 = source axis is
-// secondary, bit 1 = proof present.
+// MarshalBinary returns the canonical encoding, version 1 (above) unless
+// the symbol is Compact or was decoded from version 2; flags bit 0 =
+// source axis is secondary, bit 1 = proof present.
 func (r RecoverySymbol) MarshalBinary() ([]byte, error) {
 	if err := r.checkShape(); err != nil {
 		return nil, err
@@ -91,14 +108,14 @@ func (r RecoverySymbol) MarshalBinary() ([]byte, error) {
 	if r.Proof != nil {
 		flags |= flagProof
 	}
-	version := byte(symbolVersion)
-	if r.v1 {
-		version = symbolVersion1
+	version := byte(symbolVersion1)
+	if r.compact {
+		version = symbolVersion
 	}
 	b = append(b, version, flags)
 	b = binary.BigEndian.AppendUint16(b, uint16(r.Source))
 	b = binary.BigEndian.AppendUint16(b, uint16(r.Target))
-	if r.v1 {
+	if !r.compact {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(r.Data)))
 		b = append(b, r.Data...)
 		return r.appendProof(b)
@@ -130,7 +147,7 @@ func (r *RecoverySymbol) UnmarshalBinary(data []byte) error {
 		SourceAxis: crypto.Primary,
 		Source:     uint32(binary.BigEndian.Uint16(data[2:4])),
 		Target:     uint32(binary.BigEndian.Uint16(data[4:6])),
-		v1:         data[0] == symbolVersion1,
+		compact:    data[0] == symbolVersion,
 	}
 	if flags&flagSecondary != 0 {
 		out.SourceAxis = crypto.Secondary
@@ -148,7 +165,7 @@ func (r *RecoverySymbol) UnmarshalBinary(data []byte) error {
 // decodeBody decodes what follows the common header: data and proof in
 // the symbol's version's order.
 func (r *RecoverySymbol) decodeBody(rest []byte, hasProof bool) error {
-	if r.v1 {
+	if !r.compact {
 		if len(rest) < 4 {
 			return fmt.Errorf("coding: version 1 recovery symbol without its length")
 		}
@@ -165,7 +182,7 @@ func (r *RecoverySymbol) decodeBody(rest []byte, hasProof bool) error {
 		}
 		r.Proof, rest = &proof, tail
 	}
-	if r.v1 {
+	if !r.compact {
 		if len(rest) != 0 {
 			return fmt.Errorf("coding: %d trailing bytes after recovery symbol", len(rest))
 		}

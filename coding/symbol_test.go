@@ -29,8 +29,11 @@ func TestRecoverySymbolVersions(t *testing.T) {
 		v1 = append(append(v1, sym.Data...), proof...)
 		head[0] = 2
 		v2 := append(append(bytes.Clone(head), proof...), sym.Data...)
-		if got, _ := sym.MarshalBinary(); !bytes.Equal(got, v2) {
-			t.Fatalf("proof %v: MarshalBinary = %x, want version 2 %x", withProof, got, v2)
+		if got, _ := sym.MarshalBinary(); !bytes.Equal(got, v1) {
+			t.Fatalf("proof %v: MarshalBinary = %x, want version 1 %x (what every release decodes)", withProof, got, v1)
+		}
+		if got, _ := sym.Compact().MarshalBinary(); !bytes.Equal(got, v2) || sym.Compact().EncodedLen() != len(v2) {
+			t.Fatalf("proof %v: Compact().MarshalBinary = %x, want version 2 %x", withProof, got, v2)
 		}
 		for _, wire := range [][]byte{v1, v2} {
 			var got RecoverySymbol

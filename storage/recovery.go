@@ -417,7 +417,7 @@ func (f *peerFetcher) fetchFrom(ctx context.Context, node shardmap.NodeID, reqs 
 	if err != nil {
 		return nil, err
 	}
-	req := &weftv1.GetRecoverySymbolsRequest{BlobId: f.id[:], WithProofs: withProofs}
+	req := &weftv1.GetRecoverySymbolsRequest{BlobId: f.id[:], WithProofs: withProofs, SymbolVersion: coding.SymbolVersionCompact}
 	asked := map[symbolRequest]bool{}
 	for _, r := range reqs {
 		asked[r] = true

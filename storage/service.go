@@ -579,6 +579,9 @@ func (s *service) GetRecoverySymbols(ctx context.Context, req *weftv1.GetRecover
 			sym.Data = append([]byte(nil), sym.Data...)
 			spoil(sym.Data)
 		}
+		if req.SymbolVersion >= coding.SymbolVersionCompact {
+			sym = sym.Compact()
+		}
 		raw, err := sym.MarshalBinary()
 		if err != nil {
 			return nil, status.Error(codes.Internal, err.Error())

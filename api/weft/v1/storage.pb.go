@@ -582,10 +582,14 @@ func (x *SymbolRequest) GetTarget() uint32 {
 }
 
 type GetRecoverySymbolsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	BlobId        []byte                 `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
-	Symbols       []*SymbolRequest       `protobuf:"bytes,2,rep,name=symbols,proto3" json:"symbols,omitempty"`
-	WithProofs    bool                   `protobuf:"varint,3,opt,name=with_proofs,json=withProofs,proto3" json:"with_proofs,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	BlobId     []byte                 `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
+	Symbols    []*SymbolRequest       `protobuf:"bytes,2,rep,name=symbols,proto3" json:"symbols,omitempty"`
+	WithProofs bool                   `protobuf:"varint,3,opt,name=with_proofs,json=withProofs,proto3" json:"with_proofs,omitempty"`
+	// The highest coding.RecoverySymbol encoding the caller decodes: 0 or 1
+	// for version 1 (what every release decodes), 2 for the compact
+	// version 2 (coding.SymbolVersionCompact).
+	SymbolVersion uint32 `protobuf:"varint,4,opt,name=symbol_version,json=symbolVersion,proto3" json:"symbol_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -639,6 +643,13 @@ func (x *GetRecoverySymbolsRequest) GetWithProofs() bool {
 		return x.WithProofs
 	}
 	return false
+}
+
+func (x *GetRecoverySymbolsRequest) GetSymbolVersion() uint32 {
+	if x != nil {
+		return x.SymbolVersion
+	}
+	return 0
 }
 
 type GetRecoverySymbolsResponse struct {
@@ -1318,12 +1329,13 @@ const file_weft_v1_storage_proto_rawDesc = "" +
 	"\vsource_axis\x18\x01 \x01(\rR\n" +
 	"sourceAxis\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\rR\x06source\x12\x16\n" +
-	"\x06target\x18\x03 \x01(\rR\x06target\"\x87\x01\n" +
+	"\x06target\x18\x03 \x01(\rR\x06target\"\xae\x01\n" +
 	"\x19GetRecoverySymbolsRequest\x12\x17\n" +
 	"\ablob_id\x18\x01 \x01(\fR\x06blobId\x120\n" +
 	"\asymbols\x18\x02 \x03(\v2\x16.weft.v1.SymbolRequestR\asymbols\x12\x1f\n" +
 	"\vwith_proofs\x18\x03 \x01(\bR\n" +
-	"withProofs\"6\n" +
+	"withProofs\x12%\n" +
+	"\x0esymbol_version\x18\x04 \x01(\rR\rsymbolVersion\"6\n" +
 	"\x1aGetRecoverySymbolsResponse\x12\x18\n" +
 	"\asymbols\x18\x01 \x03(\fR\asymbols\"G\n" +
 	"\x16GetConfirmationRequest\x12\x17\n" +
