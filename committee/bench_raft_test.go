@@ -136,14 +136,23 @@ func rawRaftApplies(b *testing.B, n int) (perSecond float64, cpu time.Duration) 
 	leader, stop := rawRaftCluster(b, "r1", "r2", "r3")
 	defer stop()
 	entry := registrationEntry(b)
+	return runWriters(b, n, func([]byte, int64) error { return leader.Apply(entry, 10*time.Second).Error() })
+}
+
+// runWriters runs BenchmarkRegistrations' number of concurrent writers,
+// each calling write (with its own 32-byte buffer and the entry's number)
+// until n entries are written, and returns entries per second and the
+// process's CPU time per entry.
+func runWriters(b *testing.B, n int, write func(buf []byte, i int64) error) (perSecond float64, cpu time.Duration) {
 	writers := benchParallelism * runtime.GOMAXPROCS(0)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start, cpuStart := time.Now(), cpuTime()
 	for range writers {
 		wg.Go(func() {
-			for next.Add(1) <= int64(n) {
-				if err := leader.Apply(entry, 10*time.Second).Error(); err != nil {
+			buf := make([]byte, 32)
+			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+				if err := write(buf, i); err != nil {
 					b.Error(err)
 					return
 				}
@@ -176,25 +185,11 @@ func rawRaftGRPCApplies(b *testing.B, n int) (perSecond float64, cpu time.Durati
 	conn := dial(b, l.Addr().String())
 	var token [32]byte
 	ctx := operator(context.Background(), base64.RawURLEncoding.EncodeToString(token[:]))
-	writers := benchParallelism * runtime.GOMAXPROCS(0)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	start, cpuStart := time.Now(), cpuTime()
-	for range writers {
-		wg.Go(func() {
-			root := make([]byte, 32)
-			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
-				binary.BigEndian.PutUint64(root, uint64(i))
-				req := &weftv1.RegisterBlobRequest{Encoding: 1, Shards: 20, Length: 1000, Root: root, EndEpoch: 10}
-				if err := conn.Invoke(ctx, rawRaftApply, req, new(weftv1.RegisterBlobResponse)); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return float64(n) / time.Since(start).Seconds(), (cpuTime() - cpuStart) / time.Duration(n)
+	return runWriters(b, n, func(root []byte, i int64) error {
+		binary.BigEndian.PutUint64(root, uint64(i))
+		req := &weftv1.RegisterBlobRequest{Encoding: 1, Shards: 20, Length: 1000, Root: root, EndEpoch: 10}
+		return conn.Invoke(ctx, rawRaftApply, req, new(weftv1.RegisterBlobResponse))
+	})
 }
 
 // rawRaftApply is the one method of the raw-Raft gRPC service.
