@@ -367,6 +367,14 @@ func TestGatewayWeb(t *testing.T) {
 		if _, err := conn.Write([]byte(gatewaytest.PutHead(token, "Content-Length: 1000") + "\r\n\r\n0123")); err != nil {
 			t.Fatal(err)
 		}
+		// The PUT must hold the slot before the first GET: on a loaded
+		// machine a GET served first took it, the PUT was answered 429,
+		// and every later GET found the slot free.
+		for deadline := time.Now().Add(20 * time.Second); len(g.slots) == 0; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the PUT never took the gateway's one slot")
+			}
+		}
 		var resp *http.Response
 		var body []byte
 		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
