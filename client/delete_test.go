@@ -624,12 +624,20 @@ func TestDeleteWhileNodeDown(t *testing.T) {
 	replayedBlob, bootBlob := randomBlob(2302, 120_000), randomBlob(2303, 120_000)
 	replayed, _, replayedObj := storeObject(t, ctx, first, replayedBlob, StoreOptions{Epochs: 20})
 	booted, _, bootObj := storeObject(t, ctx, first, bootBlob, StoreOptions{Epochs: 20})
+	// A store returns once a quorum confirmed and the stragglers had
+	// their wait; a node cut off then (a loaded machine) recovers its
+	// pairs from its peers afterwards.
 	before := map[crypto.BlobID][]holding{}
 	for _, id := range []crypto.BlobID{kept, replayed, booted} {
 		for i := range nodes {
-			h := held(t, net.Node(i), shards, id)
-			if h.Pairs != 2 || !h.Metadata {
-				t.Fatalf("node %d holds %+v of %s after the store", i, h, id)
+			var h holding
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				if h = held(t, net.Node(i), shards, id); h.Pairs == 2 && h.Metadata {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("node %d holds %+v of %s 30 s after the store", i, h, id)
+				}
 			}
 			before[id] = append(before[id], h)
 		}
