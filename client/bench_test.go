@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -21,7 +22,11 @@ import (
 // BenchmarkStoreRead stores and reads a 64 MiB blob at n = 100 over ten
 // storage nodes on loopback (a real devnet: Raft control plane, bbolt,
 // gRPC), and reports each against encoding alone, timed in the same run on
-// the same blob: store-x-encode (target ≤ 3) and read-x-encode (≤ 2).
+// the same blob: store-x-encode (#5's ≤ 3, now reported only) and
+// read-x-encode (#24: ≤ 1.5) — the median over at least minReadPairs
+// (encode, read) pairs of the ratio within each pair, so that a neighbour
+// slowing a few runs does not decide it; store-x-floor (#24: ≤ 1.3) is the
+// stores' CPU against the encode and verification they require.
 // Everything shares this machine's cores — the client, the ten nodes
 // verifying what they receive, and the control plane — so the ratios are
 // an upper bound on what separate machines would show.
@@ -74,6 +79,7 @@ func BenchmarkStoreRead(b *testing.B) {
 	}
 
 	var encode, store, read time.Duration
+	var readPairs []float64 // read ÷ encode of the same blob, per pair
 	var ss StoreStats
 	var rs ReadStats
 	var check, upfront, nodeFloor time.Duration
@@ -84,6 +90,7 @@ func BenchmarkStoreRead(b *testing.B) {
 	var nodeVerify, nodeWrite time.Duration // summed over the nodes (they overlap in time)
 	var nodeStored int64                    // sliver bytes the nodes stored
 	iter := uint64(0)
+	var lastID crypto.BlobID
 	for b.Loop() {
 		// A fresh blob each time: content already certified is not stored
 		// again.
@@ -100,7 +107,8 @@ func BenchmarkStoreRead(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		encode += time.Since(t)
+		encodeTook := time.Since(t)
+		encode += encodeTook
 		encodeCPU += processCPU() - cpu0
 
 		var st StoreStats
@@ -143,13 +151,16 @@ func BenchmarkStoreRead(b *testing.B) {
 		runtime.GC()
 		t = time.Now()
 		got, err := c.Read(ctx, id, ReadOptions{Stats: &rt})
-		read += time.Since(t)
+		readTook := time.Since(t)
+		read += readTook
+		readPairs = append(readPairs, float64(readTook)/float64(encodeTook))
 		if err != nil {
 			b.Fatal(err)
 		}
 		if !bytes.Equal(got, blob) {
 			b.Fatal("read other bytes")
 		}
+		lastID = id
 		rs.Lookup += rt.Lookup
 		rs.Metadata += rt.Metadata
 		rs.Fetch += rt.Fetch
@@ -188,6 +199,23 @@ func BenchmarkStoreRead(b *testing.B) {
 		nodeFloor += wall
 		floorCPU += cpu
 	}
+	// Pairs beyond b.N, untimed: encode the last blob stored and read it
+	// back, one right after the other.
+	for len(readPairs) < minReadPairs {
+		runtime.GC()
+		t := time.Now()
+		if _, err := codec.Encode(blob); err != nil {
+			b.Fatal(err)
+		}
+		encodeTook := time.Since(t)
+		runtime.GC()
+		t = time.Now()
+		got, err := c.Read(ctx, lastID, ReadOptions{})
+		if err != nil || !bytes.Equal(got, blob) {
+			b.Fatalf("read of %s: %v (or other bytes)", lastID, err)
+		}
+		readPairs = append(readPairs, float64(time.Since(t))/float64(encodeTook))
+	}
 	n := float64(iter)
 	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / n }
 	mbps := func(d time.Duration) float64 { return float64(size) * n / d.Seconds() / 1e6 }
@@ -196,7 +224,8 @@ func BenchmarkStoreRead(b *testing.B) {
 	b.ReportMetric(mbps(encode), "encode-MB/s")
 	b.ReportMetric(float64(store)/float64(encode), "store-x-encode")
 	b.ReportMetric(float64(coldStore)/float64(coldEncode), "store-cold-x-encode")
-	b.ReportMetric(float64(read)/float64(encode), "read-x-encode")
+	b.ReportMetric(medianOf(readPairs), "read-x-encode")
+	b.ReportMetric(float64(read)/float64(encode), "read-x-encode-sum")
 	// How busy the cores were: a store that uses every core is bound by the
 	// work the co-located nodes do, not by waiting.
 	b.ReportMetric(float64(storeCPU)/float64(store)/float64(runtime.GOMAXPROCS(0)), "store-core-use")
@@ -237,6 +266,19 @@ func BenchmarkStoreRead(b *testing.B) {
 	} {
 		b.ReportMetric(per(d), name+"-ns")
 	}
+}
+
+// minReadPairs is the fewest (encode, read) pairs read-x-encode is the
+// median of, however few iterations -benchtime asks for.
+const minReadPairs = 10
+
+// medianOf returns the median of xs (xs is reordered).
+func medianOf(xs []float64) float64 {
+	slices.Sort(xs)
+	if len(xs)%2 == 1 {
+		return xs[len(xs)/2]
+	}
+	return (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
 }
 
 // verifyAll verifies every sliver of enc as the nodes would, GOMAXPROCS
