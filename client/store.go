@@ -533,6 +533,9 @@ func (w *write) gather(com *Committee, start time.Time, results <-chan nodeOutco
 			if got.weight < quorum || cutOff || received == launched {
 				continue
 			}
+			if quorumAt.IsZero() && !w.checkSigned(com, &got) {
+				continue // a bad signature fell out: the quorum is not in yet
+			}
 			if quorumAt.IsZero() {
 				quorumAt = time.Now()
 				if c.cfg.StragglerWait >= 0 {
@@ -553,6 +556,31 @@ func (w *write) gather(com *Committee, start time.Time, results <-chan nodeOutco
 		w.stats.Waited = time.Since(quorumAt)
 	}
 	return got
+}
+
+// checkSigned verifies the confirmations gathered so far at once — one
+// aggregate check, two pairings, however many signed — and drops any bad
+// signer from got (as a failure). Confirmations are not checked one by one
+// as they arrive: with a hundred owners that would be a hundred pairing
+// checks per store, paid by every client for every blob. It reports
+// whether what is left still verifies and carries a write quorum.
+func (w *write) checkSigned(com *Committee, got *confirmations) bool {
+	_, dropped, err := w.aggregate(com, got.signed)
+	if len(dropped) > 0 {
+		bad := make(map[string]bool, len(dropped))
+		for _, d := range dropped {
+			bad[d.Node] = true
+		}
+		got.failures = append(got.failures, dropped...)
+		got.signed = slices.DeleteFunc(got.signed, func(o nodeOutcome) bool {
+			if bad[string(o.member.Node)] {
+				got.weight -= o.weight
+				return true
+			}
+			return false
+		})
+	}
+	return err == nil
 }
 
 // noteStored records the shards a node acknowledged, whether or not it
@@ -584,9 +612,10 @@ func (w *write) pairBytes() int64 {
 	return int64(w.params.NP+w.params.NS) * int64(w.enc.SymbolSize)
 }
 
-// aggregate builds the certificate. Every confirmation was checked as it
-// arrived; should BuildCertificate still name a bad signature, its signer
-// is dropped and logged rather than failing the write.
+// aggregate builds the certificate, verifying the signatures with one
+// aggregate check; should it fail, BuildCertificate checks them one by one
+// and names a bad one, whose signer is dropped and logged rather than
+// failing the write.
 func (w *write) aggregate(com *Committee, signed []nodeOutcome) (*crypto.Certificate, []*NodeError, error) {
 	sigs := make([]crypto.MemberSignature, len(signed))
 	for i, o := range signed {
@@ -629,8 +658,8 @@ func nodeLagging(err error) bool {
 }
 
 // storeOn writes to one node: metadata and the pairs it still lacks, then
-// asks for its signed confirmation and checks the signature against the
-// node's key in the committee.
+// asks for its signed confirmation (checked later, with the others: see
+// checkSigned).
 func (w *write) storeOn(ctx context.Context, epoch uint64, m Member, shards, send []uint32, accepted *atomic.Bool) nodeOutcome {
 	c := w.c
 	out := nodeOutcome{member: m}
@@ -681,11 +710,9 @@ func (w *write) storeOn(ctx context.Context, epoch uint64, m Member, shards, sen
 	if err != nil {
 		return fail("GetConfirmation", err)
 	}
-	// The committee's key for this member, not the key the node claims:
-	// only that one counts towards the certificate.
-	if err := m.PublicKey.VerifyMessage(epoch, crypto.BlobStored{BlobID: id}, sig); err != nil {
-		return fail("GetConfirmation", fmt.Errorf("signature (from %q) does not verify under the member's key: %w", resp.Node, err))
-	}
+	// Not verified here: gather checks the signatures together, under the
+	// committee's keys for the members (not the keys nodes claim), once
+	// owners of a quorum have answered (checkSigned).
 	out.sig, out.weight = sig, uint64(m.Weight)
 	c.log.Debug("confirmed", "blob", id, "node", m.Node, "took", time.Since(start))
 	return out

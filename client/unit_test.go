@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/weftstore/weft/api/control"
 	"github.com/weftstore/weft/coding"
@@ -49,9 +51,9 @@ func sign(t *testing.T, sk *crypto.SecretKey, epoch uint64, id crypto.BlobID) *c
 	return sig
 }
 
-// A signature that slipped past the per-node check (here: one over another
-// blob) is dropped at aggregation and named; the write goes on with the
-// rest when they still reach the quorum.
+// A bad signature (here: one over another blob) that arrived after the
+// quorum was checked is dropped at aggregation and named; the write goes
+// on with the rest when they still reach the quorum.
 func TestAggregateDropsBadSigner(t *testing.T) {
 	com, keys := testCommittee(t, 3, 1, 1, 1, 1, 1, 1, 1) // n = 7, quorum 5
 	id := crypto.BlobID{1, 2, 3}
@@ -197,5 +199,51 @@ func TestBlobStatusErr(t *testing.T) {
 		if err == nil || err.Error() != c.text || (c.want != nil && !errors.Is(err, c.want)) {
 			t.Errorf("%s: %v, want %q (%v)", c.st.Status, err, c.text, c.want)
 		}
+	}
+}
+
+// Confirmations are checked together once owners of a quorum have signed:
+// a bad one among them is dropped and named, and the write keeps gathering
+// until good signatures carry the quorum — it does not cut the others off
+// on the strength of a signature that does not verify.
+func TestGatherChecksQuorumTogether(t *testing.T) {
+	com, keys := testCommittee(t, 3, 1, 1, 1, 1, 1, 1, 1) // n = 7, quorum 5
+	id := crypto.BlobID{4, 5, 6}
+	c := &Client{log: slog.New(slog.DiscardHandler), cfg: Config{StragglerWait: -1}}
+	w := &write{c: c, enc: &coding.Encoded{ID: id}, stats: &StoreStats{}, stored: map[shardmap.NodeID]map[uint32]bool{}}
+	var jobs []storeJob
+	results := make(chan nodeOutcome, len(keys))
+	for i, sk := range keys {
+		jobs = append(jobs, storeJob{m: com.Members[i], shards: []uint32{uint32(i)}, accepted: new(atomic.Bool)})
+		o := nodeOutcome{member: com.Members[i], sig: sign(t, sk, 3, id), weight: 1}
+		switch i {
+		case 1: // signs another blob, and answers among the first five
+			o.sig = sign(t, sk, 3, crypto.BlobID{9})
+		case 6: // answers after the cut-off
+			o = nodeOutcome{member: com.Members[i], err: &NodeError{Node: string(com.Members[i].Node), Err: context.Canceled}}
+		}
+		results <- o
+	}
+	cancelled := false
+	got := w.gather(com, time.Now(), results, jobs, func() { cancelled = true })
+	var names []string
+	for _, o := range got.signed {
+		names = append(names, string(o.member.Node))
+	}
+	if fmt.Sprint(names) != "[n0 n2 n3 n4 n5]" || got.weight != 5 {
+		t.Fatalf("signed %v (weight %d), want n1 dropped and n5 taken in", names, got.weight)
+	}
+	if len(got.failures) != 1 || got.failures[0].Node != "n1" || !errors.Is(got.failures[0], crypto.ErrBadSignature) {
+		t.Fatalf("failures %v, want n1's bad signature", got.failures)
+	}
+	if !cancelled || fmt.Sprint(w.stats.CutOff) != "[n6]" {
+		t.Fatalf("cancelled %v, cut off %v: the quorum of good signatures should cut n6 off", cancelled, w.stats.CutOff)
+	}
+	cert, dropped, err := w.aggregate(com, got.signed)
+	if err != nil || len(dropped) != 0 {
+		t.Fatalf("aggregate: %v (dropped %v)", err, dropped)
+	}
+	if err := Verify(cert, com.View()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -146,6 +146,9 @@ type Node struct {
 	// Params give the shard mapping (every encoding's).
 	codecs  *coding.Codecs
 	metrics *Metrics
+	// publicKey is cfg.Key's public key, encoded once: deriving it is a
+	// scalar multiplication, which every confirmation would repeat.
+	publicKey []byte
 
 	peers    *peerSet
 	writes   *peerLedger // StorePairs streams and their buffered bytes, per peer
@@ -209,7 +212,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		cfg.Logger.Warn("storage: FAULT INJECTION ENABLED — this node lies on purpose", "node", cfg.ID, "faults", cfg.Faults.String())
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), ready: make(chan struct{}), syncNonces: map[syncNonceKey]uint64{}, synced: map[uint64]map[uint32]bool{},
-		applied: make(chan struct{}), nonces: nonces}
+		applied: make(chan struct{}), nonces: nonces, publicKey: cfg.Key.PublicKey().Bytes()}
 	if n.registered, err = lru.New[crypto.BlobID, struct{}](registeredCacheSize); err != nil {
 		return nil, err
 	}

@@ -738,7 +738,7 @@ func (s *service) GetConfirmation(ctx context.Context, req *weftv1.GetConfirmati
 	if err != nil {
 		return nil, err
 	}
-	return &weftv1.GetConfirmationResponse{Node: string(n.cfg.ID), PublicKey: n.cfg.Key.PublicKey().Bytes(), Epoch: a.Epoch, Signature: sig}, nil
+	return &weftv1.GetConfirmationResponse{Node: string(n.cfg.ID), PublicKey: n.publicKey, Epoch: a.Epoch, Signature: sig}, nil
 }
 
 func (n *Node) sign(epoch uint64, body crypto.MessageBody) ([]byte, error) {
@@ -766,7 +766,7 @@ func (s *service) SignInvalid(ctx context.Context, req *weftv1.SignInvalidReques
 		return nil, err
 	}
 	n.log.Info("storage: signed an inconsistency proof", "blob", proof.BlobID, "target", proof.Target)
-	return &weftv1.SignInvalidResponse{Node: string(n.cfg.ID), PublicKey: n.cfg.Key.PublicKey().Bytes(), Epoch: a.Epoch, Signature: sig}, nil
+	return &weftv1.SignInvalidResponse{Node: string(n.cfg.ID), PublicKey: n.publicKey, Epoch: a.Epoch, Signature: sig}, nil
 }
 
 func (s *service) NodeStatus(ctx context.Context, _ *weftv1.NodeStatusRequest) (*weftv1.NodeStatusResponse, error) {
@@ -781,7 +781,7 @@ func (s *service) NodeStatus(ctx context.Context, _ *weftv1.NodeStatusRequest) (
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	resp := &weftv1.NodeStatusResponse{
-		Node: string(n.cfg.ID), PublicKey: n.cfg.Key.PublicKey().Bytes(), Epoch: a.Epoch, StateIndex: a.Index,
+		Node: string(n.cfg.ID), PublicKey: n.publicKey, Epoch: a.Epoch, StateIndex: a.Index,
 		AppliedEvent: applied, RecoveryBacklog: uint64(n.recovery.backlog()),
 	}
 	shards := make([]uint32, 0, len(states))
