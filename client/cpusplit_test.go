@@ -3,9 +3,13 @@ package client
 import (
 	"bytes"
 	"context"
+	"debug/elf"
+	"debug/gosym"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strings"
+	"testing"
 
 	"github.com/google/pprof/profile"
 )
@@ -148,4 +152,47 @@ func sampleStage(role string, funcs []string) string {
 		}
 	}
 	return "other"
+}
+
+// The stage rules name functions of ours by their full names; one renamed
+// would silently move its CPU to "other". Every such name must still be a
+// function (or method set) in this test binary, which links the devnet's
+// nodes and voter.
+func TestStageRulesNameRealFunctions(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := elf.Open(exe)
+	if err != nil {
+		t.Skipf("not an ELF binary (%v): the rules are checked on Linux", err)
+	}
+	defer f.Close()
+	// The function table every Go binary keeps (go test strips the ELF
+	// symbols, not this).
+	pcln, text := f.Section(".gopclntab"), f.Section(".text")
+	if pcln == nil || text == nil {
+		t.Fatal("no .gopclntab or .text section")
+	}
+	data, err := pcln.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := gosym.NewTable(nil, gosym.NewLineTable(data, text.Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ours = "github.com/weftstore/weft/"
+	for _, r := range stageRules {
+		for _, p := range r.prefixes {
+			// A whole package ("…/coding.", "…/api/") is not a name that
+			// can go stale; a function or type in one is.
+			if !strings.HasPrefix(p, ours) || strings.HasSuffix(p, ".") || strings.HasSuffix(p, "/") {
+				continue
+			}
+			if !slices.ContainsFunc(table.Funcs, func(fn gosym.Func) bool { return strings.HasPrefix(fn.Name, p) }) {
+				t.Errorf("stage %q: no function named %s… in the binary (renamed?)", r.stage, p)
+			}
+		}
+	}
 }
