@@ -281,7 +281,9 @@ func benchNodes(n int) int { return min(n, 100) }
 // Bytes counted are the batches' encoded lengths; v2Bytes counts the same
 // symbols as the version 2 encoding would send them one by one (report
 // only). The recovering node's own other shards count as remote peers: a
-// node that missed a blob misses it on every shard it holds.
+// node that missed a blob misses it on every shard it holds. The timed
+// part includes the peers' encoding of their batches (copies of the
+// symbols), a few percent of the n = 1000 recoveries.
 type batchPeers struct {
 	p       Params
 	id      crypto.BlobID
