@@ -283,7 +283,8 @@ func benchNodes(n int) int { return min(n, 100) }
 // only). The recovering node's own other shards count as remote peers: a
 // node that missed a blob misses it on every shard it holds. The timed
 // part includes the peers' encoding of their batches (copies of the
-// symbols), a few percent of the n = 1000 recoveries.
+// symbols): in a CPU profile at n = 1000, 1 and 16 MiB, ≈ 6 % of
+// RecoverPair, and the whole fetcher (grouping, encoding, decoding) ≈ 16 %.
 type batchPeers struct {
 	p       Params
 	id      crypto.BlobID
