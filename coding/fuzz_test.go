@@ -98,3 +98,50 @@ func FuzzInconsistencyProofUnmarshal(f *testing.F) {
 		}
 	})
 }
+
+func FuzzSymbolBatchUnmarshal(f *testing.F) {
+	c, enc := fuzzBlob(f)
+	ext := extendAll(f, c, enc)
+	target := SliverRef{crypto.Primary, 3}
+	// The requests the batches answer: every secondary, one twice.
+	sources := []int{4, 0, 6, 2, 5, 1, 3, 4}
+	var asked []SymbolRequest
+	for _, src := range sources {
+		asked = append(asked, SymbolRequest{Source: SliverRef{crypto.Secondary, uint32(src)}, Target: target.Index})
+	}
+	genuine := map[string]bool{} // source index and data of every genuine symbol
+	for _, proofs := range []bool{false, true} {
+		syms := symbolsFor(f, ext, target, sources, proofs)
+		for _, served := range [][]int{{0, 1, 2, 3, 4, 5, 6, 7}, {1, 4, 7}, {0}, nil} {
+			b := SymbolBatch{Asked: asked, SymbolSize: enc.SymbolSize, Proofs: proofs}
+			for _, i := range served {
+				b.Symbols = append(b.Symbols, syms[i])
+				genuine[string(append([]byte{byte(syms[i].Source)}, syms[i].Data...))] = true
+			}
+			raw, err := b.MarshalBinary()
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(proofs, raw)
+		}
+	}
+	f.Fuzz(func(t *testing.T, proofs bool, data []byte) {
+		b := SymbolBatch{Asked: asked, SymbolSize: enc.SymbolSize, Proofs: proofs}
+		if b.UnmarshalBinary(data) != nil {
+			return
+		}
+		if len(b.Symbols) > len(asked) {
+			t.Fatalf("%d symbols decoded for %d requests", len(b.Symbols), len(asked))
+		}
+		again, err := b.MarshalBinary()
+		if err != nil || !bytes.Equal(again, data) || b.EncodedLen() != len(data) {
+			t.Fatalf("accepted batch does not re-encode to its input: %v", err)
+		}
+		for _, sym := range b.Symbols {
+			ok := c.Params().checkSymbol(sym, target, enc.SymbolSize) == nil && sym.Verify(enc.Metadata) == nil
+			if ok && !genuine[string(append([]byte{byte(sym.Source)}, sym.Data...))] {
+				t.Fatalf("forged symbol from %s verifies", sym.SourceRef())
+			}
+		}
+	})
+}

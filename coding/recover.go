@@ -149,6 +149,20 @@ type SymbolFetcher interface {
 	FetchSymbols(ctx context.Context, target SliverRef, sources []uint32, withProofs bool) ([]RecoverySymbol, error)
 }
 
+// CountingFetcher is a SymbolFetcher that also says how many bytes arrived
+// for what it returns. Recovery counts a plain fetcher's symbols at their
+// own encoded length, which is what travels when peers answer symbol by
+// symbol; when they answer in batches (SymbolBatch) the bytes on the wire
+// are the batches', shared by their symbols, and only the fetcher saw
+// them — and bytes of answers it had to drop, too.
+type CountingFetcher interface {
+	SymbolFetcher
+	// FetchSymbolsCounted is FetchSymbols that also returns the bytes
+	// received from peers for the call: the encoded length of every answer
+	// that arrived, whether or not its symbols were usable.
+	FetchSymbolsCounted(ctx context.Context, target SliverRef, sources []uint32, withProofs bool) (symbols []RecoverySymbol, received int64, err error)
+}
+
 // SymbolFetcherFunc adapts a function to SymbolFetcher.
 type SymbolFetcherFunc func(ctx context.Context, target SliverRef, sources []uint32, withProofs bool) ([]RecoverySymbol, error)
 
@@ -161,7 +175,7 @@ func (f SymbolFetcherFunc) FetchSymbols(ctx context.Context, target SliverRef, s
 type RecoveryStats struct {
 	Requests        int   // FetchSymbols calls
 	SymbolsReceived int   // symbols the fetcher returned, good or bad
-	BytesReceived   int64 // their encoded size: data, headers and proofs
+	BytesReceived   int64 // their encoded size: data, headers and proofs (a CountingFetcher's count)
 	ProofBytes      int64 // the part of BytesReceived that was proofs
 	UsedProofs      bool  // the optimistic attempt failed and proofs were fetched
 	// Faulty names sources whose symbol failed its proof or was malformed.
@@ -310,8 +324,9 @@ func (r *recovery) collect(ctx context.Context, set *symbolSet, withProofs bool)
 	for len(set.order) < k && len(r.candidates) > 0 {
 		ask := r.candidates[:min(k-len(set.order), len(r.candidates))]
 		r.candidates = r.candidates[len(ask):]
-		got, err := r.fetch.FetchSymbols(ctx, r.target, slices.Clone(ask), withProofs)
+		got, received, err := r.fetchSymbols(ctx, slices.Clone(ask), withProofs)
 		r.stats.Requests++
+		r.stats.BytesReceived += received
 		if err != nil {
 			return fmt.Errorf("coding: fetching symbols for %s: %w", r.target, err)
 		}
@@ -321,7 +336,6 @@ func (r *recovery) collect(ctx context.Context, set *symbolSet, withProofs bool)
 		}
 		for _, sym := range got {
 			r.stats.SymbolsReceived++
-			r.stats.BytesReceived += int64(sym.EncodedLen())
 			if sym.Proof != nil {
 				r.stats.ProofBytes += int64(sym.Proof.EncodedLen())
 			}
@@ -336,6 +350,20 @@ func (r *recovery) collect(ctx context.Context, set *symbolSet, withProofs bool)
 		}
 	}
 	return nil
+}
+
+// fetchSymbols asks the fetcher and returns the bytes received: a
+// CountingFetcher's count, or else the symbols' own encoded lengths.
+func (r *recovery) fetchSymbols(ctx context.Context, ask []uint32, withProofs bool) ([]RecoverySymbol, int64, error) {
+	if cf, ok := r.fetch.(CountingFetcher); ok {
+		return cf.FetchSymbolsCounted(ctx, r.target, ask, withProofs)
+	}
+	got, err := r.fetch.FetchSymbols(ctx, r.target, ask, withProofs)
+	var received int64
+	for _, sym := range got {
+		received += int64(sym.EncodedLen())
+	}
+	return got, received, err
 }
 
 // RecoverPair rebuilds both slivers of a pair a node lost. The secondary

@@ -70,8 +70,9 @@ func (r RecoverySymbol) Verify(meta *crypto.Metadata) error {
 const (
 	symbolVersion1 = 1
 	symbolVersion  = 2
-	// SymbolVersionCompact is the highest recovery-symbol encoding this
-	// release decodes, which a node asking for symbols announces.
+	// SymbolVersionCompact is the highest per-symbol recovery encoding
+	// this release decodes; a node asking for symbols announces it, or
+	// SymbolVersionBatch (batch.go) for one answer to all its requests.
 	SymbolVersionCompact = symbolVersion
 	symbolHeader         = 1 + 1 + 2 + 2
 	symbolHeaderV1       = symbolHeader + 4

@@ -466,7 +466,7 @@ func (n *Node) lazyRebuild(ctx context.Context, p challenge.Position) (*coding.E
 	if err != nil {
 		return nil, err
 	}
-	fetch := &peerFetcher{n: n, id: p.Blob, a: a, holders: true}
+	fetch := n.newPeerFetcher(p.Blob, a, codec, meta, true)
 	pair, stats, err := codec.RecoverPair(ctx, meta, codec.Params().PairForShard(int(p.Shard), p.Blob), fetch)
 	n.metrics.bytesRecovered.Add(float64(stats.BytesReceived))
 	if err != nil {

@@ -175,3 +175,9 @@ type SyncPeaks = syncPeaks
 
 // SyncPeaks reads the node's handover peaks.
 func (n *Node) SyncPeaks() SyncPeaks { return n.syncLim.budget.peaks() }
+
+// AnswerSymbolsUpTo makes the node answer GetRecoverySymbols in at most
+// the given recovery-symbol version, as a node of an earlier release does
+// (coding.SymbolVersionCompact: symbol by symbol, never a batch); 0 lifts
+// the cap.
+func (n *Node) AnswerSymbolsUpTo(version uint32) { n.symbolVersionCap.Store(version) }

@@ -820,7 +820,7 @@ func (n *Node) rebuildForShard(ctx context.Context, a Assignment, shard uint32, 
 	if cur := n.follower.Current(); cur.Epoch == a.Epoch {
 		a = cur
 	}
-	fetch := &peerFetcher{n: n, id: id, a: a, holders: true}
+	fetch := n.newPeerFetcher(id, a, codec, meta, true)
 	pair, stats, err := codec.RecoverPair(ctx, meta, codec.Params().PairForShard(int(shard), id), fetch)
 	n.metrics.handoverRebuilt.Add(float64(stats.BytesReceived))
 	n.countHandover(a.Epoch, 0, int64(stats.BytesReceived))

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -176,6 +177,11 @@ type Node struct {
 	holderDown holderOutages
 	// syncLim bounds what the handover does at once (syncbudget.go).
 	syncLim *syncLimits
+
+	// symbolVersionCap, when set, is the highest recovery-symbol version
+	// the node answers in, whatever is asked: tests make a node answer as
+	// one of an earlier release does (a rolling upgrade).
+	symbolVersionCap atomic.Uint32
 
 	ready  chan struct{} // closed when store, codec and workers are up
 	cancel context.CancelFunc

@@ -277,7 +277,7 @@ func (n *Node) recoverBlob(ctx context.Context, id crypto.BlobID, certified uint
 	}
 	for _, shard := range missing {
 		pair := params.PairForShard(int(shard), id)
-		fetch := &peerFetcher{n: n, id: id, a: a}
+		fetch := n.newPeerFetcher(id, a, codec, meta, false)
 		sp, stats, err := codec.RecoverPair(ctx, meta, pair, fetch)
 		n.metrics.bytesRecovered.Add(float64(stats.BytesReceived))
 		for _, bad := range stats.Faulty {
@@ -360,6 +360,19 @@ type peerFetcher struct {
 	// holders: ask each shard's holder rather than its owner — for blobs
 	// certified before the epoch, during a handover.
 	holders bool
+	// symbolSize is the blob's symbol size, which a batched answer
+	// (coding.SymbolBatch) does not carry: with it the fetcher asks for
+	// one; without it (0), symbol by symbol.
+	symbolSize int
+}
+
+// newPeerFetcher returns the fetcher of a blob's recovery symbols.
+func (n *Node) newPeerFetcher(id crypto.BlobID, a Assignment, codec *coding.Codec, meta *crypto.Metadata, holders bool) *peerFetcher {
+	s, err := codec.Params().SymbolSize(meta.Length)
+	if err != nil {
+		s = 0 // recovery refuses such metadata anyway
+	}
+	return &peerFetcher{n: n, id: id, a: a, holders: holders, symbolSize: s}
 }
 
 // holderOf names the node a source sliver was asked of (for logs).
@@ -375,6 +388,16 @@ func (f *peerFetcher) holderOf(src coding.SliverRef) shardmap.NodeID {
 }
 
 func (f *peerFetcher) FetchSymbols(ctx context.Context, target coding.SliverRef, sources []uint32, withProofs bool) ([]coding.RecoverySymbol, error) {
+	got, _, err := f.FetchSymbolsCounted(ctx, target, sources, withProofs)
+	return got, err
+}
+
+// FetchSymbolsCounted makes peerFetcher a coding.CountingFetcher: its
+// peers answer in batches, whose bytes no one symbol's encoding accounts
+// for. It counts the answers' payloads as they arrived (batch, or each
+// symbol's encoding), usable or not; symbols this node computes from its
+// own slivers cost nothing.
+func (f *peerFetcher) FetchSymbolsCounted(ctx context.Context, target coding.SliverRef, sources []uint32, withProofs bool) ([]coding.RecoverySymbol, int64, error) {
 	srcAxis := crypto.Primary
 	if target.Axis == crypto.Primary {
 		srcAxis = crypto.Secondary
@@ -387,37 +410,49 @@ func (f *peerFetcher) FetchSymbols(ctx context.Context, target coding.SliverRef,
 		}
 	}
 	var (
-		mu  sync.Mutex
-		out []coding.RecoverySymbol
-		wg  sync.WaitGroup
+		mu       sync.Mutex
+		out      []coding.RecoverySymbol
+		received int64
+		wg       sync.WaitGroup
 	)
 	for node, reqs := range byNode {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			syms, err := f.fetchFrom(ctx, node, reqs, withProofs)
+			syms, bytes, err := f.fetchFrom(ctx, node, reqs, withProofs)
+			mu.Lock()
+			defer mu.Unlock()
+			received += bytes
 			if err != nil {
 				f.n.log.Debug("storage: recovery symbols not served", "peer", node, "err", err)
 				return
 			}
-			mu.Lock()
 			out = append(out, syms...)
-			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	return out, ctx.Err()
+	return out, received, ctx.Err()
 }
 
-func (f *peerFetcher) fetchFrom(ctx context.Context, node shardmap.NodeID, reqs []symbolRequest, withProofs bool) ([]coding.RecoverySymbol, error) {
+// fetchFrom asks one node for its symbols and returns those that answer
+// what was asked, and the bytes its answer carried. It asks for a
+// coding.SymbolBatch when it knows the symbol size; a node of an earlier
+// release answers symbol by symbol (compact) whatever is asked, so either
+// form is accepted — but not both at once.
+func (f *peerFetcher) fetchFrom(ctx context.Context, node shardmap.NodeID, reqs []symbolRequest, withProofs bool) ([]coding.RecoverySymbol, int64, error) {
 	if node == f.n.cfg.ID {
-		return f.n.localSymbols(f.id, reqs, withProofs)
+		syms, err := f.n.localSymbols(f.id, reqs, withProofs)
+		return syms, 0, err
 	}
 	peer, err := f.n.peers.peer(ctx, f.a.Epoch, node)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	req := &weftv1.GetRecoverySymbolsRequest{BlobId: f.id[:], WithProofs: withProofs, SymbolVersion: coding.SymbolVersionCompact}
+	version := uint32(coding.SymbolVersionCompact)
+	if f.symbolSize > 0 {
+		version = coding.SymbolVersionBatch
+	}
+	req := &weftv1.GetRecoverySymbolsRequest{BlobId: f.id[:], WithProofs: withProofs, SymbolVersion: version}
 	asked := map[symbolRequest]bool{}
 	for _, r := range reqs {
 		asked[r] = true
@@ -427,7 +462,31 @@ func (f *peerFetcher) fetchFrom(ctx context.Context, node shardmap.NodeID, reqs 
 	defer cancel()
 	resp, err := peer.GetRecoverySymbols(cctx, req)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	received := int64(len(resp.Batch))
+	for _, raw := range resp.Symbols {
+		received += int64(len(raw))
+	}
+	reject := func(err error) ([]coding.RecoverySymbol, int64, error) {
+		f.n.metrics.rejected.WithLabelValues("recovery-symbol").Inc()
+		f.n.log.Warn("storage: malformed recovery symbols", "peer", node, "err", err)
+		return nil, received, err
+	}
+	if len(resp.Batch) > 0 {
+		if len(resp.Symbols) > 0 || version < coding.SymbolVersionBatch {
+			return reject(fmt.Errorf("a batch (asked for version %d) and %d symbols", version, len(resp.Symbols)))
+		}
+		// The batch names its symbols by position in the request list, so
+		// it answers only what was asked of this node.
+		batch := coding.SymbolBatch{SymbolSize: f.symbolSize, Proofs: withProofs}
+		for _, r := range reqs {
+			batch.Asked = append(batch.Asked, coding.SymbolRequest{Source: r.source, Target: r.target})
+		}
+		if err := batch.UnmarshalBinary(resp.Batch); err != nil {
+			return reject(err)
+		}
+		return batch.Symbols, received, nil
 	}
 	var out []coding.RecoverySymbol
 	for _, raw := range resp.Symbols {
@@ -445,7 +504,7 @@ func (f *peerFetcher) fetchFrom(ctx context.Context, node shardmap.NodeID, reqs 
 		}
 		out = append(out, sym)
 	}
-	return out, nil
+	return out, received, nil
 }
 
 // reportInvalid turns an inconsistency proof into an invalid-blob

@@ -572,14 +572,36 @@ func (s *service) GetRecoverySymbols(ctx context.Context, req *weftv1.GetRecover
 	if err != nil {
 		return nil, storeError(err)
 	}
-	resp := &weftv1.GetRecoverySymbolsResponse{}
-	for _, sym := range symbols {
-		if s.n.cfg.Faults.BadSymbols {
+	if s.n.cfg.Faults.BadSymbols {
+		for i := range symbols {
 			// A copy: the symbol's bytes belong to a cached line.
-			sym.Data = append([]byte(nil), sym.Data...)
-			spoil(sym.Data)
+			symbols[i].Data = append([]byte(nil), symbols[i].Data...)
+			spoil(symbols[i].Data)
 		}
-		if req.SymbolVersion >= coding.SymbolVersionCompact {
+	}
+	version := req.SymbolVersion
+	if limit := s.n.symbolVersionCap.Load(); limit != 0 {
+		version = min(version, limit)
+	}
+	resp := &weftv1.GetRecoverySymbolsResponse{}
+	if version >= coding.SymbolVersionBatch {
+		batch := coding.SymbolBatch{SymbolSize: 1, Proofs: req.WithProofs, Symbols: symbols} // size 1: none served, none encoded
+		if len(symbols) > 0 {
+			batch.SymbolSize = len(symbols[0].Data)
+		}
+		for _, r := range reqs {
+			batch.Asked = append(batch.Asked, coding.SymbolRequest{Source: r.source, Target: r.target})
+		}
+		raw, err := batch.MarshalBinary()
+		if err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		resp.Batch = raw
+		s.n.metrics.bytesServed.WithLabelValues("symbols").Add(float64(len(raw)))
+		return resp, nil
+	}
+	for _, sym := range symbols {
+		if version >= coding.SymbolVersionCompact {
 			sym = sym.Compact()
 		}
 		raw, err := sym.MarshalBinary()
@@ -632,33 +654,33 @@ type symbolRequest struct {
 }
 
 // localSymbols computes recovery symbols from the slivers this node holds,
-// extending each source sliver once; requests for slivers it does not hold
-// are left out.
+// extending each source sliver once, in request order (a SymbolBatch
+// answers in that order); requests for slivers it does not hold are left
+// out.
 func (n *Node) localSymbols(id crypto.BlobID, reqs []symbolRequest, withProofs bool) ([]coding.RecoverySymbol, error) {
-	bySource := map[coding.SliverRef][]uint32{}
-	var order []coding.SliverRef
-	for _, r := range reqs {
-		if _, seen := bySource[r.source]; !seen {
-			order = append(order, r.source)
-		}
-		bySource[r.source] = append(bySource[r.source], r.target)
-	}
+	lines := map[coding.SliverRef]*coding.ExtendedSliver{} // nil: not held
 	var out []coding.RecoverySymbol
-	for _, src := range order {
-		ext, err := n.extended(id, src)
-		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) {
-			continue // not held (a corrupt sliver is dropped and rebuilt)
-		}
-		if err != nil {
-			return nil, err
-		}
-		for _, target := range bySource[src] {
-			sym, err := ext.Symbol(int(target), withProofs)
+	for _, r := range reqs {
+		ext, seen := lines[r.source]
+		if !seen {
+			var err error
+			ext, err = n.extended(id, r.source)
+			if errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) {
+				ext, err = nil, nil // not held (a corrupt sliver is dropped and rebuilt)
+			}
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, sym)
+			lines[r.source] = ext
 		}
+		if ext == nil {
+			continue
+		}
+		sym, err := ext.Symbol(int(r.target), withProofs)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sym)
 	}
 	return out, nil
 }

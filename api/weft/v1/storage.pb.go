@@ -586,9 +586,12 @@ type GetRecoverySymbolsRequest struct {
 	BlobId     []byte                 `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
 	Symbols    []*SymbolRequest       `protobuf:"bytes,2,rep,name=symbols,proto3" json:"symbols,omitempty"`
 	WithProofs bool                   `protobuf:"varint,3,opt,name=with_proofs,json=withProofs,proto3" json:"with_proofs,omitempty"`
-	// The highest coding.RecoverySymbol encoding the caller decodes: 0 or 1
-	// for version 1 (what every release decodes), 2 for the compact
-	// version 2 (coding.SymbolVersionCompact).
+	// The highest recovery-symbol encoding the caller decodes: 0 or 1 for
+	// coding.RecoverySymbol version 1 (what every release decodes), 2 for
+	// the compact version 2 (coding.SymbolVersionCompact), 3 for one
+	// coding.SymbolBatch answering every request at once
+	// (coding.SymbolVersionBatch). A node of an earlier release answers
+	// symbol by symbol whatever is asked, so the caller accepts either form.
 	SymbolVersion uint32 `protobuf:"varint,4,opt,name=symbol_version,json=symbolVersion,proto3" json:"symbol_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -655,8 +658,15 @@ func (x *GetRecoverySymbolsRequest) GetSymbolVersion() uint32 {
 type GetRecoverySymbolsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// coding.RecoverySymbol encodings, for the requests it could serve (a
-	// sliver it does not hold is simply left out).
-	Symbols       [][]byte `protobuf:"bytes,1,rep,name=symbols,proto3" json:"symbols,omitempty"`
+	// sliver it does not hold is simply left out): the answer to a caller
+	// that asked symbol_version 2 or lower.
+	Symbols [][]byte `protobuf:"bytes,1,rep,name=symbols,proto3" json:"symbols,omitempty"`
+	// The answer to a caller that asked symbol_version 3 or higher: one
+	// coding.SymbolBatch for all the requests, symbols in request order
+	// (which it names by position in the request list, not by source and
+	// target), a bitmap of those served when some were not, and each
+	// symbol's proof when with_proofs. Never set together with symbols.
+	Batch         []byte `protobuf:"bytes,2,opt,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -694,6 +704,13 @@ func (*GetRecoverySymbolsResponse) Descriptor() ([]byte, []int) {
 func (x *GetRecoverySymbolsResponse) GetSymbols() [][]byte {
 	if x != nil {
 		return x.Symbols
+	}
+	return nil
+}
+
+func (x *GetRecoverySymbolsResponse) GetBatch() []byte {
+	if x != nil {
+		return x.Batch
 	}
 	return nil
 }
@@ -1335,9 +1352,10 @@ const file_weft_v1_storage_proto_rawDesc = "" +
 	"\asymbols\x18\x02 \x03(\v2\x16.weft.v1.SymbolRequestR\asymbols\x12\x1f\n" +
 	"\vwith_proofs\x18\x03 \x01(\bR\n" +
 	"withProofs\x12%\n" +
-	"\x0esymbol_version\x18\x04 \x01(\rR\rsymbolVersion\"6\n" +
+	"\x0esymbol_version\x18\x04 \x01(\rR\rsymbolVersion\"L\n" +
 	"\x1aGetRecoverySymbolsResponse\x12\x18\n" +
-	"\asymbols\x18\x01 \x03(\fR\asymbols\"G\n" +
+	"\asymbols\x18\x01 \x03(\fR\asymbols\x12\x14\n" +
+	"\x05batch\x18\x02 \x01(\fR\x05batch\"G\n" +
 	"\x16GetConfirmationRequest\x12\x17\n" +
 	"\ablob_id\x18\x01 \x01(\fR\x06blobId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\x80\x01\n" +
