@@ -117,3 +117,13 @@ type arena struct {
 	pool *arenaPool
 	buf  []byte
 }
+
+// PooledBytes is the memory of released encodes the codec holds for later
+// ones (WithBufferPool): at most the pool's bound, 0 without a pool.
+func (c *Codec) PooledBytes() int64 {
+	if c.pool == nil {
+		return 0
+	}
+	held, _, _ := c.pool.stats()
+	return held
+}
