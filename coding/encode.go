@@ -7,10 +7,10 @@ import (
 	"github.com/weftstore/weft/crypto"
 )
 
-// layout holds one blob's slivers while it is encoded. Every sliver is its
-// own allocation, made by the workers in parallel (zeroing hundreds of MiB
-// would otherwise run on one core), and the caller may keep or drop each on
-// its own. The rest of M, the quadrant of rows ≥ nP and columns ≥ nS, is
+// layout holds one blob's slivers while it is encoded. Without a buffer
+// pool every sliver is its own allocation, made by the workers in parallel,
+// and the caller may keep or drop each on its own; with one they are carved
+// from one arena (carveSlivers), which Release gives back whole. The rest of M, the quadrant of rows ≥ nP and columns ≥ nS, is
 // hashed and dropped.
 type layout struct {
 	n, np, ns, s int
