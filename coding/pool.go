@@ -16,7 +16,8 @@ import (
 // oldest ones, and one larger than maxBytes is left to the garbage
 // collector. Memory in use by live Encodeds is theirs, as without a pool.
 // 0 (the default) keeps no pool: Release then does nothing, and each
-// sliver is its own allocation.
+// sliver is its own allocation. The bound is per codec: Codecs made with
+// this option give each encoding's codec a pool of its own.
 func WithBufferPool(maxBytes int64) Option { return func(o *options) { o.bufferPool = maxBytes } }
 
 // arenaPool holds released arenas: each the one allocation an encode
