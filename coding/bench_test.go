@@ -22,7 +22,11 @@ import (
 //	x-hashlimit  encode time / the commitment work alone: n² one-symbol leaf
 //	             hashes and 2n(n−1) inner hashes on all cores, reused buffers;
 //	             the median over ≥ minPairs (encode, baseline) pairs of the
-//	             ratio within each pair (x-rs1d likewise)
+//	             ratio within each pair (x-rs1d likewise). Each encode's
+//	             output is released after it is timed ((*Encoded).Release,
+//	             WithBufferPool), as a client storing blob after blob does,
+//	             so the next encode writes that memory, not fresh pages
+//	             (-bench.nopool: fresh memory every time)
 //	x-hashlimit-cpu the same pairs' ratio of process CPU time (user and
 //	             system, all goroutines): the work an encode does over the
 //	             baseline's, which a neighbour competing for the cores
