@@ -80,6 +80,15 @@ type Config struct {
 	// they bound a file's memory (DESIGN.md, Files of any size).
 	StoreParallel int
 	ReadAhead     int
+	// EncodeBufferPool bounds the memory of finished stores' slivers the
+	// client keeps to encode later blobs into (coding.WithBufferPool):
+	// encoding into memory already in use spares the allocator and the
+	// kernel's first touch of fresh pages. A store gives its encode back
+	// once it is done with it and gRPC has let go of every sliver it sent.
+	// The pool holds at most this much while idle (default StoreParallel
+	// × 4 × ChunkSize, room for the slivers of the chunks one file store
+	// has in flight; negative: no pool).
+	EncodeBufferPool int64
 
 	// IdleConnTimeout is how long a cached connection goes without a call
 	// before it is closed (default DefaultIdleConnTimeout): nodes come and
@@ -131,6 +140,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReadAhead <= 0 {
 		c.ReadAhead = 2
+	}
+	if c.EncodeBufferPool == 0 {
+		c.EncodeBufferPool = int64(c.StoreParallel) * 4 * int64(c.ChunkSize)
 	}
 	if c.IdleConnTimeout <= 0 {
 		c.IdleConnTimeout = DefaultIdleConnTimeout
@@ -289,7 +301,8 @@ func (c *Client) codec(n int, enc coding.Encoding) (*coding.Codec, error) {
 	if cd, ok := c.codecs[key]; ok {
 		return cd, nil
 	}
-	cd, err := coding.New(n, coding.WithEncoding(enc), coding.WithMaxBlobLength(c.cfg.MaxBlobLength))
+	cd, err := coding.New(n, coding.WithEncoding(enc), coding.WithMaxBlobLength(c.cfg.MaxBlobLength),
+		coding.WithBufferPool(max(c.cfg.EncodeBufferPool, 0)))
 	if err != nil {
 		return nil, err
 	}

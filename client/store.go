@@ -97,6 +97,11 @@ func (c *Client) storeBlob(ctx context.Context, blob []byte, opts StoreOptions, 
 	if err != nil {
 		return crypto.BlobID{}, nil, err
 	}
+	// The slivers go back to the codec's pool once this store is done
+	// with them and gRPC has let go of every chunk it sent without
+	// copying (sliverRefs).
+	refs := newSliverRefs(enc)
+	defer refs.drop()
 	id := enc.ID
 	end := func(com *Committee) uint64 {
 		if endEpoch != 0 {
@@ -123,7 +128,7 @@ func (c *Client) storeBlob(ctx context.Context, blob []byte, opts StoreOptions, 
 		return id, nil, err
 	}
 	w := &write{
-		c: c, enc: enc, params: codec.Params(), meta: metaBytes, kind: kind,
+		c: c, enc: enc, refs: refs, params: codec.Params(), meta: metaBytes, kind: kind,
 		prog: newProgress(opts.Progress), stats: &stats, endEpoch: end,
 		stored: make(map[shardmap.NodeID]map[uint32]bool),
 	}
@@ -368,6 +373,7 @@ func (c *Client) certify(ctx context.Context, cert *crypto.Certificate) error {
 type write struct {
 	c      *Client
 	enc    *coding.Encoded
+	refs   *sliverRefs // the readers of enc's slivers
 	params coding.Params
 	meta   []byte
 	prog   *progress
@@ -760,10 +766,11 @@ func (w *write) sendPairs(ctx context.Context, sc weftv1.StorageClient, shards [
 		for _, sl := range []coding.Sliver{pair.Primary, pair.Secondary} {
 			for off := 0; off < len(sl.Data); off += maxChunk {
 				end := min(off+maxChunk, len(sl.Data))
-				err := stream.Send(&weftv1.SliverChunk{
+				w.refs.hold() // let go by the codec, once gRPC no longer reads the data
+				err := stream.SendMsg(&wire.TrackedChunk{SliverChunk: &weftv1.SliverChunk{
 					BlobId: id[:], Axis: uint32(sl.Axis), Index: sl.Index, SymbolSize: uint32(sl.SymbolSize),
 					Offset: uint64(off), Data: sl.Data[off:end],
-				})
+				}, Done: w.refs})
 				if err != nil {
 					// Send reports io.EOF when the server ended the
 					// stream; its reason comes with CloseAndRecv.
@@ -797,5 +804,37 @@ func (w *write) sendPairs(ctx context.Context, sc weftv1.StorageClient, shards [
 }
 
 // sendCodec sends a store's chunks without copying their data: slivers
-// are never modified once encoded.
+// are not modified while gRPC holds them (sliverRefs).
 var sendCodec = wire.NewChunkCodec(wire.WithZeroCopySend(64 << 10))
+
+// sliverRefs counts what may still read an encode's slivers: the store
+// itself, and every chunk sent (wire.TrackedChunk) until gRPC lets go of
+// it — written out, or dropped with a cancelled stream; a cut-off
+// straggler's stream may still be queued in the transport after its
+// goroutine returned. The last to let go releases the encode to its
+// codec's pool (coding.Encoded.Release). A chunk gRPC never marshalled
+// keeps its hold, and the encode is then left to the garbage collector.
+type sliverRefs struct {
+	n   atomic.Int64
+	enc *coding.Encoded
+}
+
+func newSliverRefs(enc *coding.Encoded) *sliverRefs {
+	r := &sliverRefs{enc: enc}
+	r.n.Store(1)
+	return r
+}
+
+func (r *sliverRefs) hold() { r.n.Add(1) }
+
+func (r *sliverRefs) drop() {
+	if r.n.Add(-1) == 0 {
+		r.enc.Release()
+	}
+}
+
+// Get is never called (wire.TrackedChunk).
+func (r *sliverRefs) Get(int) *[]byte { panic("client: sliverRefs lends no buffers") }
+
+// Put is gRPC letting go of a chunk's data.
+func (r *sliverRefs) Put(*[]byte) { r.drop() }

@@ -3,6 +3,7 @@ package coding
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -23,14 +24,25 @@ import (
 //	x-hashlimit  encode time / the commitment work alone: n² one-symbol leaf
 //	             hashes and 2n(n−1) inner hashes on all cores, reused buffers;
 //	             the median over ≥ minPairs (encode, baseline) pairs of the
-//	             ratio within each pair (x-rs1d likewise)
+//	             ratio within each pair (x-rs1d likewise). Each encode's
+//	             output is released after it is timed ((*Encoded).Release,
+//	             WithBufferPool), as a client storing blob after blob does,
+//	             so the next encode writes that memory, not fresh pages
+//	             (-bench.nopool: fresh memory every time)
 //	x-hashlimit-cpu the same pairs' ratio of process CPU time (user and
 //	             system, all goroutines): the work an encode does over the
 //	             baseline's, which a neighbour competing for the cores
 //	             inflates far less than wall time
 //	peak-heap-x  bytes allocated by one encode / blob size: an upper bound on
 //	             the peak live heap beyond the input (every buffer of an
-//	             encode lives until it returns)
+//	             encode lives until it returns); the first encode of a
+//	             codec, whose buffer pool is empty
+//	faults/encode the page faults the process took during an encode (the
+//	             median over the same pairs): first touches of fresh memory,
+//	             which the kernel must map in
+//	warm-heap-x  the same for an encode after one was released
+//	             ((*Encoded).Release), as a client storing blob after
+//	             blob encodes
 //	repair-ratio bytes a node receives to rebuild a lost pair / the pair's size,
 //	             its peers answering in batches (batchPeers: 100 nodes)
 //	repair-ratio-v2 the same with every symbol sent alone in version 2
@@ -38,6 +50,15 @@ import (
 //	repair-ratio-proofs the same symbols with their Merkle proofs, batched
 
 var benchShards = []int{10, 100, 1000}
+
+// benchBufferPool is BenchmarkEncode's codec's buffer pool: room for one
+// released encode of the largest blob benchmarked.
+const benchBufferPool = 1 << 30
+
+// -bench.nopool runs BenchmarkEncode with a codec without a buffer pool,
+// every encode into fresh memory as before Release existed: the A side of
+// an A/B of the pool in one binary.
+var benchNoPool = flag.Bool("bench.nopool", false, "BenchmarkEncode: no buffer pool (every encode writes fresh memory)")
 
 var benchSizes = []struct {
 	name  string
@@ -182,29 +203,41 @@ type hashLimitWorker struct {
 
 func BenchmarkEncode(b *testing.B) {
 	forEachBenchCase(b, func(b *testing.B, n, size int) {
-		c := mustCodec(b, n)
+		// Each encode's output is released once it is timed, as a client
+		// does once its slivers are sent (client.Store): a steady-state
+		// encode writes into the memory of the one before (WithBufferPool)
+		// instead of fresh pages the kernel must fault in.
+		pool := int64(benchBufferPool)
+		if *benchNoPool {
+			pool = 0
+		}
+		c := mustCodec(b, n, WithBufferPool(pool))
 		blob := randomBlob(int64(size), size)
 		s, _ := c.Params().SymbolSize(uint64(size))
 		base := newRS1D(b, c, size)
 		base.encode(blob) // warm up
 		var keep *Encoded
 		alloc := allocatedBy(func() { keep = mustEncode(b, c, blob) })
-		runtime.KeepAlive(keep)
+		keep.Release()
+		warm := allocatedBy(func() { keep = mustEncode(b, c, blob) })
+		keep.Release()
 		keep = nil
 		// Each encode is paired with its baselines, run right after it with
 		// the timer stopped, so that both see the same state of the
 		// machine; a ratio is taken per pair and the median over at least
 		// minPairs pairs is reported, robust to a noisy neighbour slowing
 		// a few runs. Pairs beyond b.N are run untimed.
-		var toRS1D, toLimit, toLimitCPU []float64
+		var toRS1D, toLimit, toLimitCPU, faults []float64
 		pair := func(timed bool) {
-			start, cpu := time.Now(), cpuTime()
-			mustEncode(b, c, blob)
+			start, cpu, faulted := time.Now(), cpuTime(), pageFaults()
+			enc := mustEncode(b, c, blob)
 			took, tookCPU := time.Since(start), cpuTime()-cpu
+			faults = append(faults, float64(pageFaults()-faulted))
 			if timed {
 				b.StopTimer()
 				defer b.StartTimer()
 			}
+			enc.Release()
 			toRS1D = append(toRS1D, ratio(took, meanTime(1, func() { base.encode(blob) })))
 			cpu = cpuTime()
 			toLimit = append(toLimit, ratio(took, meanTime(1, func() { hashLimit(n, s, c.workers) })))
@@ -222,6 +255,8 @@ func BenchmarkEncode(b *testing.B) {
 		b.ReportMetric(median(toLimit), "x-hashlimit")
 		b.ReportMetric(median(toLimitCPU), "x-hashlimit-cpu")
 		b.ReportMetric(float64(alloc)/float64(size), "peak-heap-x")
+		b.ReportMetric(float64(warm)/float64(size), "warm-heap-x")
+		b.ReportMetric(median(faults), "faults/encode")
 		b.ReportMetric(float64(s), "symbol-bytes")
 	})
 }
@@ -454,4 +489,59 @@ func BenchmarkLineCodePath(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(median(toSingle), "x-one-goroutine-options")
+}
+
+// BenchmarkEncodeReuse times encodes whose output is released and reused
+// (WithBufferPool) against encodes into fresh memory, alternating one of
+// each in the same process: x-fresh and x-fresh-cpu are the medians of the
+// pairs' ratios (reused ÷ fresh) in wall and process CPU time, and
+// faults/encode and fresh-faults/encode the page faults each took.
+func BenchmarkEncodeReuse(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("n=%d/64MiB", n), func(b *testing.B) {
+			size := 64 << 20
+			pooled := mustCodec(b, n, WithBufferPool(benchBufferPool))
+			fresh := mustCodec(b, n)
+			blob := randomBlob(int64(size), size)
+			mustEncode(b, pooled, blob).Release()
+			mustEncode(b, fresh, blob)
+			type took struct {
+				wall, cpu time.Duration
+				faults    int64
+			}
+			encode := func(c *Codec) took {
+				start, cpu, faulted := time.Now(), cpuTime(), pageFaults()
+				enc := mustEncode(b, c, blob)
+				t := took{time.Since(start), cpuTime() - cpu, pageFaults() - faulted}
+				enc.Release()
+				return t
+			}
+			var wall, cpu, faults, freshFaults []float64
+			pair := func(i int) {
+				var p, f took
+				if i%2 == 0 {
+					p, f = encode(pooled), encode(fresh)
+				} else {
+					f, p = encode(fresh), encode(pooled)
+				}
+				wall = append(wall, ratio(p.wall, f.wall))
+				cpu = append(cpu, ratio(p.cpu, f.cpu))
+				faults = append(faults, float64(p.faults))
+				freshFaults = append(freshFaults, float64(f.faults))
+			}
+			b.SetBytes(int64(2 * size))
+			i := 0
+			for b.Loop() {
+				pair(i)
+				i++
+			}
+			for ; i < minPairs; i++ {
+				pair(i)
+			}
+			b.ReportMetric(median(wall), "x-fresh")
+			b.ReportMetric(median(cpu), "x-fresh-cpu")
+			b.ReportMetric(median(faults), "faults/encode")
+			b.ReportMetric(median(freshFaults), "fresh-faults/encode")
+		})
+	}
 }

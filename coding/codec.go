@@ -22,6 +22,9 @@ type Codec struct {
 	// row is the secondary code: nS source symbols of a row → n. It extends
 	// primary slivers and decodes from secondary slivers.
 	row lineCoder
+	// pool holds released encodes' sliver memory (WithBufferPool); nil
+	// without one.
+	pool *arenaPool
 }
 
 // New returns a codec for n shards.
@@ -45,7 +48,7 @@ func New(n int, opts ...Option) (*Codec, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Codec{params: p, workers: o.workers, col: col, row: row}, nil
+	return &Codec{params: p, workers: o.workers, col: col, row: row, pool: newArenaPool(o.bufferPool)}, nil
 }
 
 // Params returns the codec's parameters.

@@ -2,14 +2,15 @@ package coding
 
 import (
 	"sync"
+	"unsafe"
 
 	"github.com/weftstore/weft/crypto"
 )
 
-// layout holds one blob's slivers while it is encoded. Every sliver is its
-// own allocation, made by the workers in parallel (zeroing hundreds of MiB
-// would otherwise run on one core), and the caller may keep or drop each on
-// its own. The rest of M, the quadrant of rows ≥ nP and columns ≥ nS, is
+// layout holds one blob's slivers while it is encoded. Without a buffer
+// pool every sliver is its own allocation, made by the workers in parallel,
+// and the caller may keep or drop each on its own; with one they are carved
+// from one arena (carveSlivers), which Release gives back whole. The rest of M, the quadrant of rows ≥ nP and columns ≥ nS, is
 // hashed and dropped.
 type layout struct {
 	n, np, ns, s int
@@ -21,11 +22,15 @@ type layout struct {
 	// the row roots come from extending the primaries again instead
 	// (keepLeafTable).
 	columnLeaves []crypto.Digest
+	leafTable    []byte          // columnLeaves' memory, from the scratch pool
 	roots        []crypto.Digest // row roots, then column roots
 	// hashOnly (Metadata): the secondaries < nS are hashed in scratch and
 	// dropped, and so are the parity primaries unless the row roots need
 	// them (columnLeaves nil).
 	hashOnly bool
+	// arena, if not nil, holds every sliver that is not the blob's own
+	// memory (carveSlivers).
+	arena []byte
 }
 
 // keepsParity reports whether the parity primaries are written out.
@@ -42,9 +47,21 @@ func keepLeafTable(n, length int) bool { return n*n*crypto.DigestSize <= 2*lengt
 func newLayout(n, np, ns, s, length int) *layout {
 	lay := &layout{n: n, np: np, ns: ns, s: s, pri: make([][]byte, n), sec: make([][]byte, n), roots: make([]crypto.Digest, 2*n)}
 	if keepLeafTable(n, length) {
-		lay.columnLeaves = make([]crypto.Digest, n*n)
+		// From the scratch pool: 32 MB at n = 1000, fresh pages for every
+		// encode otherwise (dropLeafTable gives it back).
+		lay.leafTable = scratch(n * n * crypto.DigestSize)
+		lay.columnLeaves = unsafe.Slice((*crypto.Digest)(unsafe.Pointer(unsafe.SliceData(lay.leafTable))), n*n)
 	}
 	return lay
+}
+
+// dropLeafTable gives the leaf table back to the scratch pool once the
+// roots are computed.
+func (l *layout) dropLeafTable() {
+	if l.leafTable != nil {
+		putScratch(l.leafTable)
+		l.leafTable, l.columnLeaves = nil, nil
+	}
 }
 
 // sym returns M[i][j] for an entry stored in a sliver: from the primary
@@ -131,6 +148,9 @@ func (c *Codec) Encode(blob []byte) (*Encoded, error) {
 	n := lay.n
 	meta := lay.metadata(c.params.Encoding, uint64(len(blob)))
 	enc := &Encoded{ID: meta.BlobID(), Metadata: meta, SymbolSize: s, Pairs: make([]SliverPair, n)}
+	if lay.arena != nil {
+		enc.arena = &arena{pool: c.pool, buf: lay.arena}
+	}
 	for p := range enc.Pairs {
 		j := n - 1 - p
 		enc.Pairs[p] = SliverPair{
@@ -159,8 +179,54 @@ func (c *Codec) encodeSlivers(blob []byte, s int) (*layout, error) {
 	p := c.params
 	n, np, ns := p.Shards, p.NP, p.NS
 	lay := newLayout(n, np, ns, s, len(blob))
-	c.allocateSlivers(lay, blob)
-	return lay, c.hashPhases(lay)
+	if c.pool != nil {
+		c.carveSlivers(lay, blob)
+	} else {
+		c.allocateSlivers(lay, blob)
+	}
+	err := c.hashPhases(lay)
+	lay.dropLeafTable()
+	if err != nil {
+		if lay.arena != nil {
+			c.pool.put(lay.arena)
+		}
+		return nil, err
+	}
+	return lay, nil
+}
+
+// carveSlivers is phase 1 for a codec with a buffer pool: every sliver
+// that is not the blob's own memory is carved from one arena, taken from
+// the pool, so that a released encode's memory — pages already faulted in
+// — is what the next one writes. The arena's contents are undefined: the
+// parity primaries and the secondaries are written in full by the
+// encode, and the source rows the blob does not fill whole are cleared
+// here.
+func (c *Codec) carveSlivers(lay *layout, blob []byte) {
+	n, np, ns, s := lay.n, lay.np, lay.ns, lay.s
+	row := ns * s
+	whole := min(len(blob)/row, np) // source rows that are the blob's memory
+	lay.arena = c.pool.get((n-whole)*row + n*np*s)
+	next := 0
+	carve := func(size int) []byte {
+		b := lay.arena[next : next+size : next+size]
+		next += size
+		return b
+	}
+	for i := range n {
+		switch {
+		case i < whole:
+			lay.pri[i] = blob[i*row : (i+1)*row : (i+1)*row]
+		case i < np:
+			lay.pri[i] = carve(row)
+			clear(lay.pri[i][copy(lay.pri[i], blob[min(i*row, len(blob)):]):])
+		default:
+			lay.pri[i] = carve(row)
+		}
+	}
+	for j := range n {
+		lay.sec[j] = carve(np * s)
+	}
 }
 
 // allocateSlivers is encodeSlivers' phase 1.
@@ -309,7 +375,7 @@ func (c *Codec) rowRoots(lay *layout) {
 func (c *Codec) encodeSourceColumns(lay *layout, w *encodeWorker, j0, j1 int) error {
 	s := lay.s
 	start, end := j0*s, j1*s
-	for j := j0; j < j1 && !lay.hashOnly; j++ {
+	for j := j0; j < j1 && !lay.hashOnly && lay.arena == nil; j++ {
 		lay.sec[j] = uncleared(lay.np * s) // every symbol copied in below
 	}
 	for i := range lay.np {

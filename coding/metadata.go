@@ -33,7 +33,9 @@ func (c *Codec) Metadata(blob []byte) (*crypto.Metadata, error) {
 	for j := ns; j < n; j++ {
 		lay.sec[j] = ext[(j-ns)*np*s : (j-ns+1)*np*s : (j-ns+1)*np*s]
 	}
-	if err := c.hashPhases(lay); err != nil {
+	err = c.hashPhases(lay)
+	lay.dropLeafTable()
+	if err != nil {
 		return nil, err
 	}
 	return lay.metadata(c.params.Encoding, uint64(len(blob))), nil

@@ -115,6 +115,7 @@ type options struct {
 	encoding      Encoding
 	maxBlobLength uint64
 	workers       int
+	bufferPool    int64
 }
 
 // WithEncoding picks the codec instead of the default (RS8 up to 256

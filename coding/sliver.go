@@ -48,6 +48,9 @@ type Encoded struct {
 	Metadata   *crypto.Metadata
 	SymbolSize int
 	Pairs      []SliverPair // indexed by pair
+	// arena is the slivers' memory when the codec has a buffer pool
+	// (Release).
+	arena *arena
 }
 
 // PairOnShard returns the pair the blob stores on shard x.

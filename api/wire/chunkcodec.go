@@ -57,12 +57,47 @@ func NewChunkCodec(opts ...ChunkOption) ChunkCodec {
 	return c
 }
 
+// TrackedChunk is a SliverChunk whose sender wants to know when gRPC is
+// done with its data, to reuse the memory (client: an encode's slivers,
+// coding.Encoded.Release). Send it with SendMsg through a ChunkCodec:
+// Marshal calls Done.Put exactly once, when nothing in gRPC reads Data any
+// more — at once if the chunk was marshalled by copying, else when gRPC
+// frees the last reference to the buffer sent without copying (written
+// out, or dropped with its stream). A chunk that never reaches Marshal
+// (SendMsg failing first) is never Put: the sender then never reuses its
+// memory, which is safe. Done.Get is never called.
+type TrackedChunk struct {
+	*weftv1.SliverChunk
+	Done mem.BufferPool
+}
+
 // Marshal implements encoding.CodecV2.
 func (c ChunkCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if tc, ok := v.(*TrackedChunk); ok {
+		ch := tc.SliverChunk
+		if !c.zeroCopy(ch) || mem.IsBelowBufferPoolingThreshold(cap(ch.Data)) {
+			defer tc.Done.Put(&ch.Data) // copied: gRPC holds no reference
+			return c.CodecV2.Marshal(ch)
+		}
+		out := c.marshalZeroCopy(ch)
+		out[1] = mem.NewBuffer(&ch.Data, tc.Done)
+		return out, nil
+	}
 	ch, ok := v.(*weftv1.SliverChunk)
-	if !ok || c.zeroCopyFrom == 0 || len(ch.Data) < c.zeroCopyFrom || len(ch.ProtoReflect().GetUnknown()) > 0 {
+	if !ok || !c.zeroCopy(ch) {
 		return c.CodecV2.Marshal(v)
 	}
+	return c.marshalZeroCopy(ch), nil
+}
+
+// zeroCopy says whether a chunk is marshalled without copying its data.
+func (c ChunkCodec) zeroCopy(ch *weftv1.SliverChunk) bool {
+	return c.zeroCopyFrom != 0 && len(ch.Data) >= c.zeroCopyFrom && len(ch.ProtoReflect().GetUnknown()) == 0
+}
+
+// marshalZeroCopy returns the chunk's header bytes and its data, as they
+// lie.
+func (c ChunkCodec) marshalZeroCopy(ch *weftv1.SliverChunk) mem.BufferSlice {
 	// Fields in number order, zero scalars left out: proto.Marshal's
 	// deterministic output for this message.
 	var h []byte
@@ -78,7 +113,7 @@ func (c ChunkCodec) Marshal(v any) (mem.BufferSlice, error) {
 		}
 	}
 	h = protowire.AppendVarint(protowire.AppendTag(h, 6, protowire.BytesType), uint64(len(ch.Data)))
-	return mem.BufferSlice{mem.SliceBuffer(h), mem.SliceBuffer(ch.Data)}, nil
+	return mem.BufferSlice{mem.SliceBuffer(h), mem.SliceBuffer(ch.Data)}
 }
 
 // Unmarshal implements encoding.CodecV2.

@@ -140,3 +140,49 @@ func TestChunkCodecMatchesProto(t *testing.T) {
 		}
 	}
 }
+
+// putCounter counts Puts: a TrackedChunk's Done.
+type putCounter struct{ puts int }
+
+func (p *putCounter) Get(int) *[]byte { panic("a TrackedChunk's Done is never asked for a buffer") }
+func (p *putCounter) Put(*[]byte)     { p.puts++ }
+
+// A TrackedChunk marshals as its chunk does, and its Done is told once
+// gRPC holds no reference to the data: at once when it was copied, when
+// the marshalled buffers are freed when it was not.
+func TestTrackedChunk(t *testing.T) {
+	const zeroCopyFrom = 64 << 10
+	sendCodec := NewChunkCodec(WithZeroCopySend(zeroCopyFrom))
+	for _, size := range []int{100, zeroCopyFrom - 1, zeroCopyFrom, 3 * zeroCopyFrom} {
+		data := bytes.Repeat([]byte{7}, size)
+		ch := &weftv1.SliverChunk{BlobId: bytes.Repeat([]byte{1}, 32), Axis: 1, Index: 3, SymbolSize: 64, Offset: 128, Data: data}
+		want, err := proto.MarshalOptions{Deterministic: true}.Marshal(ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := &putCounter{}
+		out, err := sendCodec.Marshal(&TrackedChunk{SliverChunk: ch, Done: done})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := out.Materialize(); !bytes.Equal(got, want) {
+			t.Fatalf("%d bytes of data: marshalled %d bytes, protobuf %d", size, len(got), len(want))
+		}
+		copied := size < zeroCopyFrom
+		if wantPuts := map[bool]int{true: 1, false: 0}[copied]; done.puts != wantPuts {
+			t.Fatalf("%d bytes of data: %d Puts before the buffers were freed, want %d", size, done.puts, wantPuts)
+		}
+		if !copied && &out[len(out)-1].ReadOnlyData()[0] != &data[0] {
+			t.Fatalf("%d bytes of data: copied", size)
+		}
+		out.Ref() // as gRPC's transport does, and frees it when written
+		out.Free()
+		if done.puts != map[bool]int{true: 1, false: 0}[copied] {
+			t.Fatalf("%d bytes of data: Put while a reference remained", size)
+		}
+		out.Free()
+		if done.puts != 1 {
+			t.Fatalf("%d bytes of data: %d Puts after the buffers were freed, want 1", size, done.puts)
+		}
+	}
+}

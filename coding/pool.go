@@ -1,0 +1,130 @@
+package coding
+
+import (
+	"sync"
+)
+
+// WithBufferPool makes the codec keep the sliver memory of encodes given
+// back with (*Encoded).Release, up to maxBytes of it, and take later
+// encodes' slivers from there. An encode writes its output slivers (≈ 3.5×
+// the blob at n = 1000) into fresh memory otherwise, and the kernel faults
+// every fresh page in on first touch: for a client encoding one large blob
+// after another that is a fifth of the encode's CPU time (DESIGN.md).
+//
+// maxBytes bounds the memory held while no encode uses it, whatever the
+// blobs' sizes: an arena that would take the pool over it evicts the
+// oldest ones, and one larger than maxBytes is left to the garbage
+// collector. Memory in use by live Encodeds is theirs, as without a pool.
+// 0 (the default) keeps no pool: Release then does nothing, and each
+// sliver is its own allocation. The bound is per codec: Codecs made with
+// this option give each encoding's codec a pool of its own.
+func WithBufferPool(maxBytes int64) Option { return func(o *options) { o.bufferPool = maxBytes } }
+
+// arenaPool holds released arenas: each the one allocation an encode
+// carved all its own slivers from.
+type arenaPool struct {
+	max int64
+
+	mu   sync.Mutex
+	held int64
+	free [][]byte // oldest first
+	// reused and made count the arenas get handed out from the pool and
+	// freshly allocated (tests).
+	reused, made int
+}
+
+func newArenaPool(max int64) *arenaPool {
+	if max <= 0 {
+		return nil
+	}
+	return &arenaPool{max: max}
+}
+
+// get returns n bytes with undefined contents: the smallest held arena
+// that fits and is at most twice n (a small blob does not take a large
+// blob's arena), else a new one.
+func (p *arenaPool) get(n int) []byte {
+	p.mu.Lock()
+	best := -1
+	for i, b := range p.free {
+		if cap(b) >= n && cap(b) <= 2*n && (best < 0 || cap(b) < cap(p.free[best])) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		b := p.free[best]
+		p.free = append(p.free[:best], p.free[best+1:]...)
+		p.held -= int64(cap(b))
+		p.reused++
+		p.mu.Unlock()
+		return b[:n]
+	}
+	p.made++
+	p.mu.Unlock()
+	return uncleared(n)
+}
+
+// put takes back an arena from get; nothing may use it any more.
+func (p *arenaPool) put(b []byte) {
+	size := int64(cap(b))
+	if size == 0 || size > p.max {
+		return
+	}
+	if poisonUncleared {
+		b = b[:cap(b)]
+		for i := range b {
+			b[i] = 0xa5
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.held+size > p.max {
+		p.held -= int64(cap(p.free[0]))
+		p.free[0] = nil
+		p.free = p.free[1:]
+	}
+	p.free = append(p.free, b[:cap(b)])
+	p.held += size
+}
+
+// stats returns the bytes held and how many arenas were reused and made.
+func (p *arenaPool) stats() (held int64, reused, made int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held, p.reused, p.made
+}
+
+// Release gives the encode's sliver memory back to its codec's buffer
+// pool (WithBufferPool), for a later Encode to write into. Call it once
+// nothing reads the slivers any more — no goroutine, no pending network
+// send: after Release the Encoded's Pairs are gone, and any Sliver or Data
+// slice taken from it before may be overwritten by another encode at any
+// time. The primary slivers that share the blob's memory stay the blob's
+// (Encode). Release does nothing for an encode of a codec without a pool,
+// or when called again; a caller that never calls it keeps every sliver
+// for as long as it likes, as before.
+func (e *Encoded) Release() {
+	a := e.arena
+	if a == nil {
+		return
+	}
+	e.arena = nil
+	e.Pairs = nil
+	a.pool.put(a.buf)
+}
+
+// arena is an encode's slivers' memory, from its codec's pool.
+type arena struct {
+	pool *arenaPool
+	buf  []byte
+}
+
+// PooledBytes is the memory of released encodes the codec holds for later
+// ones (WithBufferPool): at most the pool's bound, 0 without a pool.
+func (c *Codec) PooledBytes() int64 {
+	if c.pool == nil {
+		return 0
+	}
+	held, _, _ := c.pool.stats()
+	return held
+}
