@@ -85,9 +85,10 @@ type Config struct {
 	// encoding into memory already in use spares the allocator and the
 	// kernel's first touch of fresh pages. A store gives its encode back
 	// once it is done with it and gRPC has let go of every sliver it sent.
-	// The pool holds at most this much while idle (default StoreParallel
-	// × 4 × ChunkSize, room for the slivers of the chunks one file store
-	// has in flight; negative: no pool).
+	// The pool holds at most this much between stores (default
+	// StoreParallel × 4 × ChunkSize, room for the slivers of the chunks
+	// one file store has in flight; negative: no pool), and nothing once
+	// no store took from it for coding.PoolIdle.
 	EncodeBufferPool int64
 
 	// IdleConnTimeout is how long a cached connection goes without a call

@@ -2,6 +2,7 @@ package coding
 
 import (
 	"sync"
+	"time"
 )
 
 // WithBufferPool makes the codec keep the sliver memory of encodes given
@@ -14,20 +15,29 @@ import (
 // maxBytes bounds the memory held while no encode uses it, whatever the
 // blobs' sizes: an arena that would take the pool over it evicts the
 // oldest ones, and one larger than maxBytes is left to the garbage
-// collector. Memory in use by live Encodeds is theirs, as without a pool.
+// collector. A pool no encode took from for PoolIdle lets go of all it
+// holds: a process that stored a large blob once does not keep its
+// memory for good. Memory in use by live Encodeds is theirs, as without a pool.
 // 0 (the default) keeps no pool: Release then does nothing, and each
 // sliver is its own allocation. The bound is per codec: Codecs made with
 // this option give each encoding's codec a pool of its own.
 func WithBufferPool(maxBytes int64) Option { return func(o *options) { o.bufferPool = maxBytes } }
 
+// PoolIdle is how long a buffer pool keeps released memory that no encode
+// takes (WithBufferPool).
+const PoolIdle = 30 * time.Second
+
 // arenaPool holds released arenas: each the one allocation an encode
 // carved all its own slivers from.
 type arenaPool struct {
-	max int64
+	max  int64
+	idle time.Duration
 
-	mu   sync.Mutex
-	held int64
-	free [][]byte // oldest first
+	mu      sync.Mutex
+	held    int64
+	free    [][]byte    // oldest first
+	lastGet time.Time   // when an encode last took an arena
+	trim    *time.Timer // armed while arenas are held
 	// reused and made count the arenas get handed out from the pool and
 	// freshly allocated (tests).
 	reused, made int
@@ -37,7 +47,20 @@ func newArenaPool(max int64) *arenaPool {
 	if max <= 0 {
 		return nil
 	}
-	return &arenaPool{max: max}
+	return &arenaPool{max: max, idle: PoolIdle}
+}
+
+// trimIdle drops every held arena once none was taken for p.idle, or
+// checks again when that will be.
+func (p *arenaPool) trimIdle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if wait := p.idle - time.Since(p.lastGet); wait > 0 && len(p.free) > 0 {
+		p.trim.Reset(wait)
+		return
+	}
+	clear(p.free)
+	p.free, p.held, p.trim = nil, 0, nil
 }
 
 // get returns n bytes with undefined contents: the smallest held arena
@@ -45,6 +68,7 @@ func newArenaPool(max int64) *arenaPool {
 // blob's arena), else a new one.
 func (p *arenaPool) get(n int) []byte {
 	p.mu.Lock()
+	p.lastGet = time.Now()
 	best := -1
 	for i, b := range p.free {
 		if cap(b) >= n && cap(b) <= 2*n && (best < 0 || cap(b) < cap(p.free[best])) {
@@ -85,6 +109,9 @@ func (p *arenaPool) put(b []byte) {
 	}
 	p.free = append(p.free, b[:cap(b)])
 	p.held += size
+	if p.trim == nil {
+		p.trim = time.AfterFunc(p.idle, p.trimIdle)
+	}
 }
 
 // stats returns the bytes held and how many arenas were reused and made.

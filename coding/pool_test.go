@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+	"time"
 )
 
 // sameEncoding fails unless got and want are the same encoding, byte for
@@ -120,6 +121,35 @@ func TestBufferPoolBound(t *testing.T) {
 	mustEncode(t, c, randomBlob(2, 1<<10)).Release()
 	if _, reused, made := c.pool.stats(); reused != 0 || made != 2 {
 		t.Errorf("a 1 KiB blob reused a 4 MiB blob's arena (%d reused, %d made)", reused, made)
+	}
+}
+
+// A pool no encode takes from lets go of what it holds after its idle
+// time; one in use keeps it.
+func TestBufferPoolLetsGoWhenIdle(t *testing.T) {
+	c := mustCodec(t, 10, WithBufferPool(1<<30))
+	c.pool.idle = 200 * time.Millisecond
+	blob := randomBlob(1, 1<<20)
+	mustEncode(t, c, blob).Release()
+	// Busy: an encode every 50 ms, longer than the idle time in all.
+	for range 8 {
+		time.Sleep(50 * time.Millisecond)
+		mustEncode(t, c, blob).Release()
+	}
+	if c.PooledBytes() == 0 {
+		t.Fatal("a pool in use let go of its memory")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for c.PooledBytes() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("pool still holds %d bytes 5 s after the last encode (idle time 200 ms)", c.PooledBytes())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// And it pools again afterwards.
+	mustEncode(t, c, blob).Release()
+	if c.PooledBytes() == 0 {
+		t.Error("no memory pooled after the pool had let go")
 	}
 }
 
