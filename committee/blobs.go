@@ -346,6 +346,7 @@ func (f *FSM) addClient(tx *bolt.Tx, index uint64, c AddClient) ([]Event, *Comma
 	if err := tokens.Put(c.TokenHash[:], []byte(c.Client)); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
+	f.staged.tokens = append(f.staged.tokens, tokenChange{hash: c.TokenHash, client: c.Client})
 	return []Event{{Index: index, Kind: control.EventClientAdded}}, nil
 }
 

@@ -56,6 +56,9 @@ type FSM struct {
 	// when (watch.go); staged holds the batch's changes until it commits.
 	tracker *stateTracker
 	staged  stagedChanges
+	// tokens mirrors the tokens bucket for the authorization check
+	// (tokens.go).
+	tokens tokenTable
 	// commandRetention is how many indices a command record outlives its
 	// command (the constant; tests shorten it).
 	commandRetention uint64
@@ -150,8 +153,10 @@ func (f *FSM) open() error {
 	var state epoch.State
 	if err := db.View(func(tx *bolt.Tx) (err error) {
 		index = readApplied(tx)
-		state, err = readEpoch(tx)
-		return err
+		if state, err = readEpoch(tx); err != nil {
+			return err
+		}
+		return f.tokens.load(tx)
 	}); err != nil {
 		db.Close()
 		return fmt.Errorf("committee: reading the epoch state of %s: %w", f.path, err)
@@ -229,6 +234,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			// The tracker first: a watcher the notifier wakes finds it
 			// at the new index.
 			f.tracker.publish(last, f.staged)
+			f.tokens.publish(f.staged.tokens)
 			f.applied.set(last)
 		}
 		f.staged = stagedChanges{}

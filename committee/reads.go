@@ -223,15 +223,15 @@ func (f *FSM) Client(id string) (rec ClientRecord, found bool, err error) {
 	return rec, found, err
 }
 
-// ClientByToken finds the client a bearer token's hash was issued to.
+// ClientByToken finds the client a bearer token's hash was issued to,
+// in the FSM's in-memory table of the tokens bucket (tokens.go): no read
+// transaction. The read lock orders it with a restore swapping the file
+// and the table.
 func (f *FSM) ClientByToken(hash crypto.Digest) (id string, found bool, err error) {
-	err = f.view(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketTokens).Get(hash[:]); v != nil {
-			id, found = string(v), true
-		}
-		return nil
-	})
-	return id, found, err
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	id, found = f.tokens.lookup(hash)
+	return id, found, nil
 }
 
 // PeerAddress returns where a control-plane voter serves gRPC.
