@@ -48,6 +48,9 @@ type FSM struct {
 	// clients caches client records for the apply path likewise: every
 	// registration charges its client.
 	clients map[string]ClientRecord
+	// dirtyClients are the cached client records the batch changed, to
+	// be written when its commands are applied (flushClients).
+	dirtyClients map[string]struct{}
 	// generation counts the state files opened: a restore opens another,
 	// and caches outside the FSM keyed by epoch must be dropped.
 	generation atomic.Uint64
@@ -147,7 +150,7 @@ func (f *FSM) open() error {
 		return err
 	}
 	f.db = db
-	f.epoch, f.clients = nil, map[string]ClientRecord{} // a restored file brings its own
+	f.epoch, f.clients, f.dirtyClients = nil, map[string]ClientRecord{}, map[string]struct{}{} // a restored file brings its own
 	f.generation.Add(1)
 	var index uint64
 	var state epoch.State
@@ -222,7 +225,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		out, last, poison, err := f.applyBatch(logs, failed)
 		if poison != nil {
 			failed[poison.index] = poison.err
-			f.epoch, f.clients = nil, map[string]ClientRecord{} // they saw the rolled-back writes
+			f.epoch, f.clients, f.dirtyClients = nil, map[string]ClientRecord{}, map[string]struct{}{} // they saw the rolled-back writes
 			continue
 		}
 		if err != nil {
@@ -272,6 +275,9 @@ func (f *FSM) applyBatch(logs []*raft.Log, failed map[uint64]error) (out []any, 
 				return poison
 			}
 			out[i], last = res, l.Index
+		}
+		if err := f.flushClients(tx); err != nil {
+			return err
 		}
 		if last > readApplied(tx) {
 			return tx.Bucket(bucketMeta).Put(keyApplied, u64Key(last))

@@ -40,7 +40,7 @@ func ownerObjectKey(owner string, id uint64) []byte {
 // object loads a live object.
 func object(tx *bolt.Tx, id uint64) (ObjectRecord, *CommandError) {
 	var obj ObjectRecord
-	if found, err := getJSON(tx.Bucket(bucketObjects), u64Key(id), &obj); err != nil || !found {
+	if found, err := getObject(tx.Bucket(bucketObjects), u64Key(id), &obj); err != nil || !found {
 		return obj, reject(CodeNotFound, "object %d does not exist (never created, deleted or ended)", id)
 	}
 	return obj, nil
@@ -60,7 +60,7 @@ func ownedObject(tx *bolt.Tx, client string, id uint64) (ObjectRecord, *CommandE
 
 // putObject stores an object with its index entries.
 func putObject(tx *bolt.Tx, obj ObjectRecord) error {
-	if err := putJSON(tx.Bucket(bucketObjects), u64Key(obj.ID), obj); err != nil {
+	if err := storeObject(tx.Bucket(bucketObjects), obj); err != nil {
 		return err
 	}
 	if err := tx.Bucket(bucketObjectExpiry).Put(indexKey(obj.EndEpoch, obj.ID), nil); err != nil {
@@ -102,7 +102,7 @@ func objectsOfBlobAfter(tx *bolt.Tx, blob crypto.BlobID, after uint64, limit int
 	c := tx.Bucket(bucketBlobObjects).Cursor()
 	for k, _ := c.Seek(blobObjectKey(blob, after+1)); k != nil && len(out) != limit && len(k) == crypto.DigestSize+8 && crypto.BlobID(k[:crypto.DigestSize]) == blob; k, _ = c.Next() {
 		var obj ObjectRecord
-		if _, err := getJSON(tx.Bucket(bucketObjects), k[crypto.DigestSize:], &obj); err != nil {
+		if _, err := getObject(tx.Bucket(bucketObjects), k[crypto.DigestSize:], &obj); err != nil {
 			return nil, err
 		}
 		out = append(out, obj)
@@ -179,9 +179,7 @@ func (f *FSM) deleteObject(tx *bolt.Tx, index uint64, c DeleteObject, res *Resul
 		return nil, reject(CodePermissionDenied, "unknown client %q", c.Client)
 	}
 	client.Used -= min(client.Used, refund)
-	if err := f.putClient(tx, client); err != nil {
-		return nil, reject(CodeFailedPrecondition, "%v", err)
-	}
+	f.updateClient(client)
 	if err := dropObject(tx, obj); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
@@ -259,7 +257,7 @@ func (f *FSM) setAttributes(tx *bolt.Tx, index uint64, c SetAttributes, res *Res
 		attrs = nil
 	}
 	obj.Attributes = attrs
-	if err := putJSON(tx.Bucket(bucketObjects), u64Key(obj.ID), obj); err != nil {
+	if err := storeObject(tx.Bucket(bucketObjects), obj); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	res.BlobID, res.Object = obj.BlobID, obj.ID
@@ -348,7 +346,7 @@ func (f *FSM) expireObjects(tx *bolt.Tx, index, e uint64) ([]Event, error) {
 			return nil, err
 		}
 		var rec BlobRecord
-		if found, err := getJSON(tx.Bucket(bucketBlobs), obj.BlobID[:], &rec); err != nil {
+		if found, err := getBlob(tx.Bucket(bucketBlobs), obj.BlobID[:], &rec); err != nil {
 			return nil, err
 		} else if found {
 			rec.Objects = max(rec.Objects-1, 0)
@@ -385,7 +383,7 @@ func (f *FSM) ObjectByID(id uint64) (ObjectRecord, bool, error) {
 	var found bool
 	err := f.view(func(tx *bolt.Tx) error {
 		var err error
-		found, err = getJSON(tx.Bucket(bucketObjects), u64Key(id), &obj)
+		found, err = getObject(tx.Bucket(bucketObjects), u64Key(id), &obj)
 		return err
 	})
 	return obj, found, err
@@ -410,7 +408,7 @@ func (f *FSM) ObjectsOf(owner string, blob crypto.BlobID, after uint64, limit in
 				return nil
 			}
 			var obj ObjectRecord
-			if _, err := getJSON(tx.Bucket(bucketObjects), k[len(prefix):], &obj); err != nil {
+			if _, err := getObject(tx.Bucket(bucketObjects), k[len(prefix):], &obj); err != nil {
 				return err
 			}
 			objects = append(objects, obj)
