@@ -2,9 +2,11 @@ package committee
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -105,12 +107,34 @@ func FuzzDecodeBlobObjectRecords(f *testing.F) {
 	})
 }
 
-// rewriteAsJSON rewrites every blob and object record of f's state file
-// as the previous release wrote them (JSON), as a state file or snapshot
-// of that release holds them.
-func rewriteAsJSON(t *testing.T, f *FSM) {
+// rewriteAsPreviousRelease rewrites f's state file as the release before
+// #24 wrote it, as a state file or snapshot of that release holds it:
+// every blob and object record in JSON, and a blob-objects entry for every
+// blob's first object too.
+func rewriteAsPreviousRelease(t *testing.T, f *FSM) {
 	t.Helper()
 	err := f.db.Update(func(tx *bolt.Tx) error {
+		var firsts [][]byte
+		if err := tx.Bucket(bucketBlobs).ForEach(func(k, v []byte) error {
+			var rec BlobRecord
+			if err := decodeBlobRecord(v, &rec); err != nil {
+				return err
+			}
+			var obj ObjectRecord
+			if found, err := getObject(tx.Bucket(bucketObjects), u64Key(rec.RegisteredIndex), &obj); err != nil {
+				return err
+			} else if found && obj.BlobID == rec.ID {
+				firsts = append(firsts, blobObjectKey(rec.ID, obj.ID))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range firsts {
+			if err := tx.Bucket(bucketBlobObjects).Put(k, nil); err != nil {
+				return err
+			}
+		}
 		for _, name := range [][]byte{bucketBlobs, bucketObjects} {
 			b := tx.Bucket(name)
 			var keys, values [][]byte
@@ -150,7 +174,10 @@ func rewriteAsJSON(t *testing.T, f *FSM) {
 }
 
 // stateDump is every bucket of a state file, key by key, with blob and
-// object records decoded (so that both forms of a record compare equal).
+// object records decoded (so that both forms of a record compare equal)
+// and without the blob-objects entries of blobs' first objects (which the
+// release before #24 wrote); then every blob's objects as
+// objectsOfBlobAfter lists them.
 func stateDump(t *testing.T, f *FSM) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -159,6 +186,13 @@ func stateDump(t *testing.T, f *FSM) map[string]string {
 			return b.ForEach(func(k, v []byte) error {
 				val := fmt.Sprintf("%x", v)
 				switch string(name) {
+				case string(bucketBlobObjects):
+					var rec BlobRecord
+					if found, err := getBlob(tx.Bucket(bucketBlobs), k[:crypto.DigestSize], &rec); err != nil {
+						return err
+					} else if found && rec.RegisteredIndex == binary.BigEndian.Uint64(k[crypto.DigestSize:]) {
+						return nil
+					}
 				case string(bucketBlobs):
 					var rec BlobRecord
 					if err := decodeBlobRecord(v, &rec); err != nil {
@@ -173,6 +207,20 @@ func stateDump(t *testing.T, f *FSM) map[string]string {
 					val = fmt.Sprintf("%+v", obj)
 				}
 				out[fmt.Sprintf("%s/%x", name, k)] = val
+				if string(name) == string(bucketBlobs) {
+					objects, err := objectsOfBlob(tx, crypto.BlobID(k))
+					if err != nil {
+						return err
+					}
+					var ids []uint64
+					for _, o := range objects {
+						ids = append(ids, o.ID)
+					}
+					if !slices.IsSorted(ids) {
+						return fmt.Errorf("blob %x: objects %v out of order", k, ids)
+					}
+					out[fmt.Sprintf("objects of %x", k)] = fmt.Sprint(ids)
+				}
 				return nil
 			})
 		})
@@ -183,17 +231,18 @@ func stateDump(t *testing.T, f *FSM) map[string]string {
 	return out
 }
 
-// A state file whose blob and object records a previous release wrote in
-// JSON goes on from them: the same commands applied to it and to a file
+// A state file as the release before #24 wrote it — blob and object
+// records in JSON, blob-objects entries for first objects — goes on from
+// it: the same commands applied to it and to a file
 // written in the binary form all along leave the same state, record for
 // record (and the registry counts right), through registrations of the
 // same content, certification, extension, transfer, attributes, deletion,
 // invalidity, expiry and compaction.
 func TestFSMGoesOnFromJSONRecords(t *testing.T) {
-	binary, legacy := compactionFSM(t), compactionFSM(t)
+	current, legacy := compactionFSM(t), compactionFSM(t)
 	both := func(step func(tf *testFSM)) {
 		t.Helper()
-		step(binary)
+		step(current)
 		step(legacy)
 	}
 	var kept, shared, dropped, bad crypto.BlobID
@@ -208,8 +257,11 @@ func TestFSMGoesOnFromJSONRecords(t *testing.T) {
 		objects = append(objects[:0], res.Object)
 		tf.mustApply(KindAddClient, AddClient{Client: "other", TokenHash: crypto.Digest{2}, Quota: 1 << 50})
 	})
-	rewriteAsJSON(t, legacy.fsm)
-	if reflect.DeepEqual(stateDump(t, binary.fsm), stateDump(t, legacy.fsm)) == false {
+	rewriteAsPreviousRelease(t, legacy.fsm)
+	if n, m := current.count(bucketBlobObjects), legacy.count(bucketBlobObjects); n != 0 || m != 5 {
+		t.Fatalf("blob-objects entries: %d written, %d after the rewrite; want none for the 5 first objects, then 5", n, m)
+	}
+	if reflect.DeepEqual(stateDump(t, current.fsm), stateDump(t, legacy.fsm)) == false {
 		t.Fatal("the JSON rewrite changed a record's content")
 	}
 	both(func(tf *testFSM) {
@@ -226,7 +278,7 @@ func TestFSMGoesOnFromJSONRecords(t *testing.T) {
 		}
 		tf.checkCounts("after the epochs")
 	})
-	a, b := stateDump(t, binary.fsm), stateDump(t, legacy.fsm)
+	a, b := stateDump(t, current.fsm), stateDump(t, legacy.fsm)
 	if !reflect.DeepEqual(a, b) {
 		for k, v := range a {
 			if b[k] != v {
@@ -240,7 +292,7 @@ func TestFSMGoesOnFromJSONRecords(t *testing.T) {
 		}
 		t.Fatal("the two states differ")
 	}
-	if _, found, _ := binary.fsm.Blob(dropped); found {
+	if _, found, _ := current.fsm.Blob(dropped); found {
 		t.Fatal("the blob that lapsed was not compacted away")
 	}
 }
