@@ -334,7 +334,9 @@ func recordFailed(tx *bolt.Tx, l *raft.Log, cause error) *Result {
 // applyLog applies one command entry inside the batch's transaction.
 func (f *FSM) applyLog(tx *bolt.Tx, l *raft.Log) (*Result, error) {
 	var cmd Command
-	if err := json.Unmarshal(l.Data, &cmd); err != nil {
+	if fast, body, ok := decodeFastCommand(l.Data); ok {
+		cmd, cmd.decoded = fast, body
+	} else if err := json.Unmarshal(l.Data, &cmd); err != nil {
 		return &Result{Index: l.Index, Error: reject(CodeInvalidArgument, "undecodable command at index %d", l.Index)}, nil
 	}
 	if err := validCommandID(cmd.ID); err != nil {
@@ -422,6 +424,9 @@ type commandHandler func(f *FSM, a applied) ([]Event, *CommandError)
 // body is decoded strictly (unknown fields refused) before it runs.
 func handle[C any](run func(f *FSM, a applied, c C) ([]Event, *CommandError)) commandHandler {
 	return func(f *FSM, a applied) ([]Event, *CommandError) {
+		if c, ok := a.cmd.decoded.(C); ok { // decodeFastCommand read it
+			return run(f, a, c)
+		}
 		var c C
 		dec := json.NewDecoder(bytes.NewReader(a.cmd.Body))
 		dec.DisallowUnknownFields()
