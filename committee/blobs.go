@@ -367,7 +367,8 @@ func (f *FSM) addClient(tx *bolt.Tx, index uint64, c AddClient) ([]Event, *Comma
 		return nil, reject(CodeInvalidArgument, "client %s without a token hash", c.Client)
 	}
 	tokens := tx.Bucket(bucketTokens)
-	if _, found := f.client(tx, c.Client); found { // the cache first: it has this batch's clients
+	// The cache has this batch's changes; the bucket any record at all.
+	if _, found := f.client(tx, c.Client); found || tx.Bucket(bucketClients).Get([]byte(c.Client)) != nil {
 		return nil, reject(CodeAlreadyExists, "client %s exists", c.Client)
 	}
 	if tokens.Get(c.TokenHash[:]) != nil {
