@@ -2,6 +2,7 @@ package committee
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/bits"
 	"slices"
 
@@ -58,7 +59,10 @@ func (f *FSM) registerBlob(tx *bolt.Tx, index uint64, c RegisterBlob, res *Resul
 	res.BlobID = id
 	blobs := tx.Bucket(bucketBlobs)
 	var existing BlobRecord
-	found, _ := getJSON(blobs, id[:], &existing)
+	found, err := getBlob(blobs, id[:], &existing)
+	if err != nil {
+		return nil, reject(CodeFailedPrecondition, "blob %s: %v", id, err)
+	}
 	if found && existing.Invalid {
 		// Invalid is for good: the content is proven inconsistently encoded,
 		// and a new registration must not make it certifiable again.
@@ -103,7 +107,7 @@ func (f *FSM) registerBlob(tx *bolt.Tx, index uint64, c RegisterBlob, res *Resul
 		}
 		events = append(events, Event{Index: index, Kind: control.EventBlobExtended, Epoch: rec.EndEpoch, BlobID: id})
 	}
-	if err := putBlob(tx, rec); err != nil {
+	if err := putBlobOver(tx, existing, found, rec); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	res.Object = obj.ID
@@ -113,7 +117,7 @@ func (f *FSM) registerBlob(tx *bolt.Tx, index uint64, c RegisterBlob, res *Resul
 // liveBlob loads a blob that exists and is neither invalid nor expired.
 func liveBlob(tx *bolt.Tx, id crypto.BlobID) (BlobRecord, *CommandError) {
 	var rec BlobRecord
-	if found, err := getJSON(tx.Bucket(bucketBlobs), id[:], &rec); err != nil || !found {
+	if found, err := getBlob(tx.Bucket(bucketBlobs), id[:], &rec); err != nil || !found {
 		return rec, reject(CodeNotFound, "blob %s is not registered", id)
 	}
 	if rec.Invalid {
@@ -181,7 +185,7 @@ func (f *FSM) markInvalid(tx *bolt.Tx, index uint64, c MarkBlobInvalid, res *Res
 		return nil, cerr
 	}
 	var rec BlobRecord
-	if found, err := getJSON(tx.Bucket(bucketBlobs), c.BlobID[:], &rec); err != nil || !found {
+	if found, err := getBlob(tx.Bucket(bucketBlobs), c.BlobID[:], &rec); err != nil || !found {
 		return nil, reject(CodeNotFound, "blob %s is not registered", c.BlobID)
 	}
 	res.BlobID = c.BlobID
@@ -249,7 +253,7 @@ func (f *FSM) expireAt(tx *bolt.Tx, index, e uint64) ([]Event, error) {
 		}
 		for _, id := range ids {
 			var rec BlobRecord
-			if _, err := getJSON(tx.Bucket(bucketBlobs), id[:], &rec); err != nil {
+			if _, err := getBlob(tx.Bucket(bucketBlobs), id[:], &rec); err != nil {
 				return err
 			}
 			rec.Expired, rec.EndedIndex = true, index
@@ -300,12 +304,43 @@ func (f *FSM) client(tx *bolt.Tx, id string) (ClientRecord, bool) {
 	return rec, true
 }
 
-// putClient stores a client record and caches it.
+// putClient stores a new client record and caches it.
 func (f *FSM) putClient(tx *bolt.Tx, rec ClientRecord) error {
 	if err := putJSON(tx.Bucket(bucketClients), []byte(rec.ID), rec); err != nil {
 		return err
 	}
 	f.clients[rec.ID] = rec
+	return nil
+}
+
+// updateClient changes a stored client record in the cache and marks it
+// to be written once, when the batch's commands are applied
+// (flushClients): every registration charges its client, and a batch of a
+// hundred registrations by one client wrote its record a hundred times.
+// On the apply path the cache is the record (f.client reads it first);
+// readers outside see only committed transactions, which have it written.
+func (f *FSM) updateClient(rec ClientRecord) {
+	f.clients[rec.ID] = rec
+	f.dirtyClients[rec.ID] = struct{}{}
+}
+
+// flushClients writes the client records the batch changed, in ID order.
+func (f *FSM) flushClients(tx *bolt.Tx) error {
+	if len(f.dirtyClients) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(f.dirtyClients))
+	for id := range f.dirtyClients {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	clients := tx.Bucket(bucketClients)
+	for _, id := range ids {
+		if err := putJSON(clients, []byte(id), f.clients[id]); err != nil {
+			return fmt.Errorf("client %s: %w", id, err)
+		}
+	}
+	clear(f.dirtyClients)
 	return nil
 }
 
@@ -320,9 +355,7 @@ func (f *FSM) charge(tx *bolt.Tx, client string, bytes, epochs uint64) (ClientRe
 		return rec, reject(CodeResourceExhausted, "client %s: %d bytes × %d epochs exceed the %d left of its quota", client, bytes, epochs, rec.Quota-min(rec.Used, rec.Quota))
 	}
 	rec.Used += cost
-	if err := f.putClient(tx, rec); err != nil {
-		return rec, reject(CodeFailedPrecondition, "%v", err)
-	}
+	f.updateClient(rec)
 	return rec, nil
 }
 
@@ -333,8 +366,9 @@ func (f *FSM) addClient(tx *bolt.Tx, index uint64, c AddClient) ([]Event, *Comma
 	if c.TokenHash == (crypto.Digest{}) {
 		return nil, reject(CodeInvalidArgument, "client %s without a token hash", c.Client)
 	}
-	clients, tokens := tx.Bucket(bucketClients), tx.Bucket(bucketTokens)
-	if clients.Get([]byte(c.Client)) != nil {
+	tokens := tx.Bucket(bucketTokens)
+	// The cache has this batch's changes; the bucket any record at all.
+	if _, found := f.client(tx, c.Client); found || tx.Bucket(bucketClients).Get([]byte(c.Client)) != nil {
 		return nil, reject(CodeAlreadyExists, "client %s exists", c.Client)
 	}
 	if tokens.Get(c.TokenHash[:]) != nil {
@@ -346,6 +380,7 @@ func (f *FSM) addClient(tx *bolt.Tx, index uint64, c AddClient) ([]Event, *Comma
 	if err := tokens.Put(c.TokenHash[:], []byte(c.Client)); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
+	f.staged.tokens = append(f.staged.tokens, tokenChange{hash: c.TokenHash, client: c.Client})
 	return []Event{{Index: index, Kind: control.EventClientAdded}}, nil
 }
 
@@ -355,8 +390,6 @@ func (f *FSM) setQuota(tx *bolt.Tx, index uint64, c SetQuota) ([]Event, *Command
 		return nil, reject(CodeNotFound, "client %s does not exist", c.Client)
 	}
 	rec.Quota = c.Quota
-	if err := f.putClient(tx, rec); err != nil {
-		return nil, reject(CodeFailedPrecondition, "%v", err)
-	}
+	f.updateClient(rec)
 	return []Event{{Index: index, Kind: control.EventQuotaSet}}, nil
 }

@@ -53,6 +53,10 @@ type Command struct {
 	// on every replica alike.
 	Node  shardmap.NodeID `json:"node,omitempty"`
 	Nonce uint64          `json:"nonce,omitempty"`
+
+	// decoded is the body as the FSM's decodeFastCommand read it, if it
+	// did (never in the log).
+	decoded any
 }
 
 // NewCommand wraps a body.

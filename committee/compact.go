@@ -3,7 +3,6 @@ package committee
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -244,7 +243,7 @@ func (f *FSM) compactBlobs(tx *bolt.Tx, _ uint64, budget int) (int, bool, error)
 		}
 		id := crypto.BlobID(k[16:])
 		var rec BlobRecord
-		found, err := getJSON(blobs, id[:], &rec)
+		found, err := getBlob(blobs, id[:], &rec)
 		if err != nil {
 			return budget, false, fmt.Errorf("blob %s: %w", id, err)
 		}
@@ -291,7 +290,7 @@ func (f *FSM) sweepLegacyBlobs(tx *bolt.Tx, index uint64, budget int) (int, bool
 	}
 	for ; k != nil && budget > 0; k, v = c.Next() {
 		var rec BlobRecord
-		if err := json.Unmarshal(v, &rec); err != nil {
+		if err := decodeBlobRecord(v, &rec); err != nil {
 			return budget, false, fmt.Errorf("blob %x: %w", k, err)
 		}
 		if rec.Expired && !rec.Invalid && rec.EndedIndex == 0 {

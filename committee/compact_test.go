@@ -247,7 +247,7 @@ func downgrade(t *testing.T, f *FSM) {
 		c := blobs.Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			var rec BlobRecord
-			if _, err := getJSON(blobs, k, &rec); err != nil {
+			if _, err := getBlob(blobs, k, &rec); err != nil {
 				return err
 			}
 			rec.EndedIndex = 0

@@ -48,6 +48,9 @@ type FSM struct {
 	// clients caches client records for the apply path likewise: every
 	// registration charges its client.
 	clients map[string]ClientRecord
+	// dirtyClients are the cached client records the batch changed, to
+	// be written when its commands are applied (flushClients).
+	dirtyClients map[string]struct{}
 	// generation counts the state files opened: a restore opens another,
 	// and caches outside the FSM keyed by epoch must be dropped.
 	generation atomic.Uint64
@@ -56,6 +59,9 @@ type FSM struct {
 	// when (watch.go); staged holds the batch's changes until it commits.
 	tracker *stateTracker
 	staged  stagedChanges
+	// tokens mirrors the tokens bucket for the authorization check
+	// (tokens.go).
+	tokens tokenTable
 	// commandRetention is how many indices a command record outlives its
 	// command (the constant; tests shorten it).
 	commandRetention uint64
@@ -144,14 +150,16 @@ func (f *FSM) open() error {
 		return err
 	}
 	f.db = db
-	f.epoch, f.clients = nil, map[string]ClientRecord{} // a restored file brings its own
+	f.epoch, f.clients, f.dirtyClients = nil, map[string]ClientRecord{}, map[string]struct{}{} // a restored file brings its own
 	f.generation.Add(1)
 	var index uint64
 	var state epoch.State
 	if err := db.View(func(tx *bolt.Tx) (err error) {
 		index = readApplied(tx)
-		state, err = readEpoch(tx)
-		return err
+		if state, err = readEpoch(tx); err != nil {
+			return err
+		}
+		return f.tokens.load(tx)
 	}); err != nil {
 		db.Close()
 		return fmt.Errorf("committee: reading the epoch state of %s: %w", f.path, err)
@@ -217,7 +225,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		out, last, poison, err := f.applyBatch(logs, failed)
 		if poison != nil {
 			failed[poison.index] = poison.err
-			f.epoch, f.clients = nil, map[string]ClientRecord{} // they saw the rolled-back writes
+			f.epoch, f.clients, f.dirtyClients = nil, map[string]ClientRecord{}, map[string]struct{}{} // they saw the rolled-back writes
 			continue
 		}
 		if err != nil {
@@ -229,6 +237,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			// The tracker first: a watcher the notifier wakes finds it
 			// at the new index.
 			f.tracker.publish(last, f.staged)
+			f.tokens.publish(f.staged.tokens)
 			f.applied.set(last)
 		}
 		f.staged = stagedChanges{}
@@ -266,6 +275,9 @@ func (f *FSM) applyBatch(logs []*raft.Log, failed map[uint64]error) (out []any, 
 				return poison
 			}
 			out[i], last = res, l.Index
+		}
+		if err := f.flushClients(tx); err != nil {
+			return err
 		}
 		if last > readApplied(tx) {
 			return tx.Bucket(bucketMeta).Put(keyApplied, u64Key(last))
@@ -322,7 +334,9 @@ func recordFailed(tx *bolt.Tx, l *raft.Log, cause error) *Result {
 // applyLog applies one command entry inside the batch's transaction.
 func (f *FSM) applyLog(tx *bolt.Tx, l *raft.Log) (*Result, error) {
 	var cmd Command
-	if err := json.Unmarshal(l.Data, &cmd); err != nil {
+	if fast, body, ok := decodeFastCommand(l.Data); ok {
+		cmd, cmd.decoded = fast, body
+	} else if err := json.Unmarshal(l.Data, &cmd); err != nil {
 		return &Result{Index: l.Index, Error: reject(CodeInvalidArgument, "undecodable command at index %d", l.Index)}, nil
 	}
 	if err := validCommandID(cmd.ID); err != nil {
@@ -410,6 +424,9 @@ type commandHandler func(f *FSM, a applied) ([]Event, *CommandError)
 // body is decoded strictly (unknown fields refused) before it runs.
 func handle[C any](run func(f *FSM, a applied, c C) ([]Event, *CommandError)) commandHandler {
 	return func(f *FSM, a applied) ([]Event, *CommandError) {
+		if c, ok := a.cmd.decoded.(C); ok { // decodeFastCommand read it
+			return run(f, a, c)
+		}
 		var c C
 		dec := json.NewDecoder(bytes.NewReader(a.cmd.Body))
 		dec.DisallowUnknownFields()

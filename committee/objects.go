@@ -23,7 +23,7 @@ import (
 var (
 	bucketObjects      = []byte("objects")       // u64 object ID → ObjectRecord
 	bucketObjectExpiry = []byte("object-expiry") // u64 end epoch ‖ u64 object ID → nothing
-	bucketBlobObjects  = []byte("blob-objects")  // blob ID ‖ u64 object ID → nothing
+	bucketBlobObjects  = []byte("blob-objects")  // blob ID ‖ u64 object ID → nothing; not for a blob's first object (objectsOfBlobAfter)
 	bucketOwnerObjects = []byte("owner-objects") // u8 length ‖ owner ‖ u64 object ID → nothing
 )
 
@@ -40,7 +40,7 @@ func ownerObjectKey(owner string, id uint64) []byte {
 // object loads a live object.
 func object(tx *bolt.Tx, id uint64) (ObjectRecord, *CommandError) {
 	var obj ObjectRecord
-	if found, err := getJSON(tx.Bucket(bucketObjects), u64Key(id), &obj); err != nil || !found {
+	if found, err := getObject(tx.Bucket(bucketObjects), u64Key(id), &obj); err != nil || !found {
 		return obj, reject(CodeNotFound, "object %d does not exist (never created, deleted or ended)", id)
 	}
 	return obj, nil
@@ -58,16 +58,21 @@ func ownedObject(tx *bolt.Tx, client string, id uint64) (ObjectRecord, *CommandE
 	return obj, nil
 }
 
-// putObject stores an object with its index entries.
-func putObject(tx *bolt.Tx, obj ObjectRecord) error {
-	if err := putJSON(tx.Bucket(bucketObjects), u64Key(obj.ID), obj); err != nil {
+// putObject stores an object with its expiry and owner index entries, and
+// with byBlob its blob-objects entry: a new object that is not its blob's
+// first (objectsOfBlobAfter finds that one through the blob record). An
+// object changed in place keeps the entry it has (its blob never changes).
+func putObject(tx *bolt.Tx, obj ObjectRecord, byBlob bool) error {
+	if err := storeObject(tx.Bucket(bucketObjects), obj); err != nil {
 		return err
 	}
 	if err := tx.Bucket(bucketObjectExpiry).Put(indexKey(obj.EndEpoch, obj.ID), nil); err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketBlobObjects).Put(blobObjectKey(obj.BlobID, obj.ID), nil); err != nil {
-		return err
+	if byBlob {
+		if err := tx.Bucket(bucketBlobObjects).Put(blobObjectKey(obj.BlobID, obj.ID), nil); err != nil {
+			return err
+		}
 	}
 	return tx.Bucket(bucketOwnerObjects).Put(ownerObjectKey(obj.Owner, obj.ID), nil)
 }
@@ -97,12 +102,41 @@ func objectsOfBlob(tx *bolt.Tx, blob crypto.BlobID) ([]ObjectRecord, error) {
 
 // objectsOfBlobAfter loads up to limit (< 0: all) live objects of a blob
 // in ID order after an ID.
+//
+// A blob's first object — the one made by the registration that created
+// the blob record, so its ID is the record's RegisteredIndex — has no
+// blob-objects entry since #24 (a random-keyed insert per registration,
+// for the object nearly every blob has): it is found by that ID, and it
+// comes first, every other live object of the blob having been
+// registered after it (a blob that ended had all its objects dropped
+// before a registration could make it anew). A state file written before
+// has an entry for it too, skipped.
 func objectsOfBlobAfter(tx *bolt.Tx, blob crypto.BlobID, after uint64, limit int) ([]ObjectRecord, error) {
 	var out []ObjectRecord
+	var first uint64
+	var rec BlobRecord
+	if found, err := getBlob(tx.Bucket(bucketBlobs), blob[:], &rec); err != nil {
+		return nil, err
+	} else if found {
+		first = rec.RegisteredIndex
+	}
+	if first > after && limit != 0 {
+		var obj ObjectRecord
+		found, err := getObject(tx.Bucket(bucketObjects), u64Key(first), &obj)
+		if err != nil {
+			return nil, err
+		}
+		if found && obj.BlobID == blob {
+			out = append(out, obj)
+		}
+	}
 	c := tx.Bucket(bucketBlobObjects).Cursor()
 	for k, _ := c.Seek(blobObjectKey(blob, after+1)); k != nil && len(out) != limit && len(k) == crypto.DigestSize+8 && crypto.BlobID(k[:crypto.DigestSize]) == blob; k, _ = c.Next() {
+		if binary.BigEndian.Uint64(k[crypto.DigestSize:]) == first {
+			continue // found above
+		}
 		var obj ObjectRecord
-		if _, err := getJSON(tx.Bucket(bucketObjects), k[crypto.DigestSize:], &obj); err != nil {
+		if _, err := getObject(tx.Bucket(bucketObjects), k[crypto.DigestSize:], &obj); err != nil {
 			return nil, err
 		}
 		out = append(out, obj)
@@ -117,7 +151,9 @@ func newObject(tx *bolt.Tx, index, epoch uint64, c RegisterBlob, blob *BlobRecor
 		ID: index, Owner: c.Client, BlobID: blob.ID, EndEpoch: c.EndEpoch, Deletable: c.Deletable,
 		Attributes: c.Attributes, CreatedEpoch: epoch, Stored: stored,
 	}
-	if err := putObject(tx, obj); err != nil {
+	// The registration that creates the blob record creates its first
+	// object: no blob-objects entry for it (objectsOfBlobAfter).
+	if err := putObject(tx, obj, obj.ID != blob.RegisteredIndex); err != nil {
 		return obj, err
 	}
 	if err := updateRegistryCounts(tx, func(c *RegistryCounts) { c.Objects++ }); err != nil {
@@ -179,9 +215,7 @@ func (f *FSM) deleteObject(tx *bolt.Tx, index uint64, c DeleteObject, res *Resul
 		return nil, reject(CodePermissionDenied, "unknown client %q", c.Client)
 	}
 	client.Used -= min(client.Used, refund)
-	if err := f.putClient(tx, client); err != nil {
-		return nil, reject(CodeFailedPrecondition, "%v", err)
-	}
+	f.updateClient(client)
 	if err := dropObject(tx, obj); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
@@ -227,7 +261,7 @@ func (f *FSM) transferObject(tx *bolt.Tx, index uint64, c TransferObject, res *R
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	obj.Owner = c.To
-	if err := putObject(tx, obj); err != nil {
+	if err := putObject(tx, obj, false); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	return []Event{{Index: index, Kind: control.EventObjectTransferred, Epoch: state.Epoch(), BlobID: obj.BlobID, Object: obj.ID, Client: c.Client, To: c.To}}, nil
@@ -259,7 +293,7 @@ func (f *FSM) setAttributes(tx *bolt.Tx, index uint64, c SetAttributes, res *Res
 		attrs = nil
 	}
 	obj.Attributes = attrs
-	if err := putJSON(tx.Bucket(bucketObjects), u64Key(obj.ID), obj); err != nil {
+	if err := storeObject(tx.Bucket(bucketObjects), obj); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	res.BlobID, res.Object = obj.BlobID, obj.ID
@@ -287,7 +321,7 @@ func (f *FSM) extendObject(tx *bolt.Tx, index uint64, c ExtendBlob, rec BlobReco
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	obj.EndEpoch = c.EndEpoch
-	if err := putObject(tx, obj); err != nil {
+	if err := putObject(tx, obj, false); err != nil {
 		return nil, reject(CodeFailedPrecondition, "%v", err)
 	}
 	if !obj.Deletable {
@@ -348,7 +382,7 @@ func (f *FSM) expireObjects(tx *bolt.Tx, index, e uint64) ([]Event, error) {
 			return nil, err
 		}
 		var rec BlobRecord
-		if found, err := getJSON(tx.Bucket(bucketBlobs), obj.BlobID[:], &rec); err != nil {
+		if found, err := getBlob(tx.Bucket(bucketBlobs), obj.BlobID[:], &rec); err != nil {
 			return nil, err
 		} else if found {
 			rec.Objects = max(rec.Objects-1, 0)
@@ -385,7 +419,7 @@ func (f *FSM) ObjectByID(id uint64) (ObjectRecord, bool, error) {
 	var found bool
 	err := f.view(func(tx *bolt.Tx) error {
 		var err error
-		found, err = getJSON(tx.Bucket(bucketObjects), u64Key(id), &obj)
+		found, err = getObject(tx.Bucket(bucketObjects), u64Key(id), &obj)
 		return err
 	})
 	return obj, found, err
@@ -410,7 +444,7 @@ func (f *FSM) ObjectsOf(owner string, blob crypto.BlobID, after uint64, limit in
 				return nil
 			}
 			var obj ObjectRecord
-			if _, err := getJSON(tx.Bucket(bucketObjects), k[len(prefix):], &obj); err != nil {
+			if _, err := getObject(tx.Bucket(bucketObjects), k[len(prefix):], &obj); err != nil {
 				return err
 			}
 			objects = append(objects, obj)

@@ -112,13 +112,18 @@ func updateRegistryCounts(tx *bolt.Tx, change func(*RegistryCounts)) error {
 // putBlob stores a blob record, counting it under its new state instead
 // of its old one.
 func putBlob(tx *bolt.Tx, rec BlobRecord) error {
-	blobs := tx.Bucket(bucketBlobs)
 	var old BlobRecord
-	had, err := getJSON(blobs, rec.ID[:], &old)
+	had, err := getBlob(tx.Bucket(bucketBlobs), rec.ID[:], &old)
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", rec.ID, err)
 	}
-	if err := putJSON(blobs, rec.ID[:], rec); err != nil {
+	return putBlobOver(tx, old, had, rec)
+}
+
+// putBlobOver is putBlob for a caller that has the stored record (had:
+// there is one) already: the registration path, which read it to decide.
+func putBlobOver(tx *bolt.Tx, old BlobRecord, had bool, rec BlobRecord) error {
+	if err := tx.Bucket(bucketBlobs).Put(rec.ID[:], encodeBlobRecord(rec)); err != nil {
 		return err
 	}
 	if had && classOf(old) == classOf(rec) && old.Length == rec.Length {
@@ -158,7 +163,7 @@ func countRegistry(tx *bolt.Tx) error {
 func scanRegistry(tx *bolt.Tx) (c RegistryCounts, err error) {
 	err = tx.Bucket(bucketBlobs).ForEach(func(k, v []byte) error {
 		var rec BlobRecord
-		if err := json.Unmarshal(v, &rec); err != nil {
+		if err := decodeBlobRecord(v, &rec); err != nil {
 			return fmt.Errorf("blob %x: %w", k, err)
 		}
 		c.count(rec, +1)

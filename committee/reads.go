@@ -76,7 +76,7 @@ func (f *FSM) Committee(e uint64) (rec CommitteeRecord, found bool, err error) {
 // Blob returns a registered blob.
 func (f *FSM) Blob(id crypto.BlobID) (rec BlobRecord, found bool, err error) {
 	err = f.view(func(tx *bolt.Tx) error {
-		found, err = getJSON(tx.Bucket(bucketBlobs), id[:], &rec)
+		found, err = getBlob(tx.Bucket(bucketBlobs), id[:], &rec)
 		return err
 	})
 	return rec, found, err
@@ -99,7 +99,7 @@ func (f *FSM) CertifiedBefore(epoch uint64, after crypto.BlobID, limit int) (out
 		}
 		for ; k != nil; k, v = c.Next() {
 			var rec BlobRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
+			if err := decodeBlobRecord(v, &rec); err != nil {
 				return err
 			}
 			if !rec.Live() || rec.CertifiedEpoch == 0 || rec.CertifiedEpoch >= epoch {
@@ -129,7 +129,7 @@ func (f *FSM) CertifiedInOrder(epoch uint64, after crypto.BlobID, limit int) (ou
 		var start uint64
 		if after != (crypto.BlobID{}) {
 			var cursor BlobRecord
-			found, err := getJSON(blobs, after[:], &cursor)
+			found, err := getBlob(blobs, after[:], &cursor)
 			if err != nil {
 				return err
 			}
@@ -141,7 +141,7 @@ func (f *FSM) CertifiedInOrder(epoch uint64, after crypto.BlobID, limit int) (ou
 		c := tx.Bucket(bucketCertified).Cursor()
 		for k, v := c.Seek(u64Key(start)); k != nil; k, v = c.Next() {
 			var rec BlobRecord
-			if found, err := getJSON(blobs, v, &rec); err != nil || !found {
+			if found, err := getBlob(blobs, v, &rec); err != nil || !found {
 				return fmt.Errorf("committee: certified sequence %x names blob %x without a record (%v)", k, v, err)
 			}
 			if rec.CertifiedEpoch >= epoch {
@@ -223,15 +223,15 @@ func (f *FSM) Client(id string) (rec ClientRecord, found bool, err error) {
 	return rec, found, err
 }
 
-// ClientByToken finds the client a bearer token's hash was issued to.
+// ClientByToken finds the client a bearer token's hash was issued to,
+// in the FSM's in-memory table of the tokens bucket (tokens.go): no read
+// transaction. The read lock orders it with a restore swapping the file
+// and the table.
 func (f *FSM) ClientByToken(hash crypto.Digest) (id string, found bool, err error) {
-	err = f.view(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketTokens).Get(hash[:]); v != nil {
-			id, found = string(v), true
-		}
-		return nil
-	})
-	return id, found, err
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	id, found = f.tokens.lookup(hash)
+	return id, found, nil
 }
 
 // PeerAddress returns where a control-plane voter serves gRPC.

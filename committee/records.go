@@ -34,6 +34,12 @@ func (w *recordWriter) str(s string) {
 }
 func (w *recordWriter) id(v crypto.BlobID) { w.b = append(w.b, v[:]...) }
 
+// bytes writes a u32 length and the bytes.
+func (w *recordWriter) bytes(v []byte) {
+	w.b = binary.BigEndian.AppendUint32(w.b, uint32(len(v)))
+	w.b = append(w.b, v...)
+}
+
 type recordReader struct {
 	b   []byte
 	err error
@@ -57,6 +63,20 @@ func (r *recordReader) str() string {
 	return string(r.take(int(n)))
 }
 func (r *recordReader) id() crypto.BlobID { return crypto.BlobID(r.take(crypto.DigestSize)) }
+
+// bytes reads a u32 length and a copy of that many bytes (nil for none).
+// A length beyond the record is an error, not an allocation.
+func (r *recordReader) bytes() []byte {
+	n := r.u32()
+	if r.err != nil || uint64(n) > uint64(len(r.b)) {
+		r.err = errRecord
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	return append([]byte(nil), r.take(int(n))...)
+}
 
 func (r *recordReader) done() error {
 	if r.err == nil && len(r.b) != 0 {

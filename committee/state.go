@@ -14,8 +14,10 @@ import (
 )
 
 // The FSM's bbolt schema. Values are JSON — the records are small and the
-// file stays readable with standard tools — except the two written for
-// every command, results and events, which have a compact binary form.
+// file stays readable with standard tools — except those written for every
+// command or registration: results and events (records.go), and blob and
+// object records (recordcodec.go, since #24; JSON ones still read), which
+// have a compact binary form.
 var (
 	bucketMeta         = []byte("meta")          // config, epoch state, applied index
 	bucketNodes        = []byte("nodes")         // node ID → NodeRecord

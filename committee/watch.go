@@ -42,6 +42,9 @@ type shardMark struct {
 type stagedChanges struct {
 	marks []shardMark
 	state *epoch.State // nil: the batch left the epoch state alone
+	// tokens are the batch's changes of the tokens bucket, for the FSM's
+	// token table (tokens.go).
+	tokens []tokenChange
 }
 
 func newStateTracker(shards int) *stateTracker {

@@ -1,0 +1,183 @@
+package committee
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/grpc/codes"
+
+	weftv1 "github.com/weftstore/weft/api/weft/v1"
+	"github.com/weftstore/weft/crypto"
+)
+
+// wantTokenTable checks the FSM's in-memory token table against the
+// tokens bucket of its state file, entry for entry.
+func wantTokenTable(t *testing.T, f *FSM) {
+	t.Helper()
+	inFile := map[crypto.Digest]string{}
+	if err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
+			inFile[crypto.Digest(k)] = string(v)
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	table := *f.tokens.m.Load()
+	if len(table) != len(inFile) {
+		t.Fatalf("token table has %d entries, the tokens bucket %d", len(table), len(inFile))
+	}
+	for h, id := range inFile {
+		if got, ok, _ := f.ClientByToken(h); !ok || got != id {
+			t.Fatalf("token %x: table says %q (%v), the bucket %q", h[:4], got, ok, id)
+		}
+	}
+}
+
+// The token table follows the tokens bucket: loaded at open (a reopened
+// file), changed by committed AddClients only (a refused one leaves it),
+// replaced by a restore (a token the restored state lacks is refused at
+// once).
+func TestFSMTokenTable(t *testing.T) {
+	tf := newTestFSM(t, Config{Shards: 10})
+	hash := func(token string) crypto.Digest { return sha256.Sum256([]byte(token)) }
+	tf.mustApply(KindAddClient, AddClient{Client: "a", TokenHash: hash("ta"), Quota: 1})
+	wantTokenTable(t, tf.fsm)
+	snap, err := tf.fsm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memorySink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+
+	tf.mustApply(KindAddClient, AddClient{Client: "b", TokenHash: hash("tb"), Quota: 1})
+	wantCode(t, "a second client with b's token", tf.apply(KindAddClient, AddClient{Client: "c", TokenHash: hash("tb"), Quota: 1}), CodeAlreadyExists)
+	wantCode(t, "a client without a token hash", tf.apply(KindAddClient, AddClient{Client: "d", Quota: 1}), CodeInvalidArgument)
+	wantTokenTable(t, tf.fsm)
+	if id, ok, _ := tf.fsm.ClientByToken(hash("tb")); !ok || id != "b" {
+		t.Fatalf("b's token: %q, %v", id, ok)
+	}
+	if _, ok, _ := tf.fsm.ClientByToken(hash("guess")); ok {
+		t.Fatal("an unknown token was accepted")
+	}
+
+	// Two in one batch (one transaction): both published with it.
+	var logs []*raft.Log
+	for i, c := range []string{"e", "f"} {
+		tf.index++
+		cmd, err := NewCommand(fmt.Sprintf("batch-%d", i), KindAddClient, AddClient{Client: c, TokenHash: hash("t" + c), Quota: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := json.Marshal(cmd)
+		logs = append(logs, &raft.Log{Index: tf.index, Type: raft.LogCommand, Data: data})
+	}
+	for _, out := range tf.fsm.ApplyBatch(logs) {
+		if err := out.(*Result).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantTokenTable(t, tf.fsm)
+
+	// Reopened: the table is loaded from the file.
+	path := tf.fsm.path
+	if err := tf.fsm.Close(); err != nil {
+		t.Fatal(err)
+	}
+	reopened, err := OpenFSM(path, Config{Shards: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reopened.Close() })
+	wantTokenTable(t, reopened)
+	if id, ok, _ := reopened.ClientByToken(hash("tf")); !ok || id != "f" {
+		t.Fatalf("f's token after reopening: %q, %v", id, ok)
+	}
+
+	// Restored to the state before b: b's token is refused from the
+	// restore's return on.
+	if err := reopened.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	wantTokenTable(t, reopened)
+	if _, ok, _ := reopened.ClientByToken(hash("tb")); ok {
+		t.Fatal("b's token was accepted after a restore to a state without it")
+	}
+	if id, ok, _ := reopened.ClientByToken(hash("ta")); !ok || id != "a" {
+		t.Fatalf("a's token after the restore: %q, %v", id, ok)
+	}
+}
+
+// On a real cluster, through gRPC: a client's token is accepted once its
+// AddClient returns, and refused as soon as RestoreSnapshot returns with a
+// state that lacks it — the authorization check reads the FSM's token
+// table, which the restore replaced.
+func TestTokenRefusedRightAfterRestore(t *testing.T) {
+	c := newCluster(t, "v1")
+	leader := c.leader()
+	addr, stop := serveGRPC(t, leader)
+	defer stop()
+	awaitAnnounced(t, leader, addr)
+	conn := dial(t, addr)
+	admin, client := weftv1.NewAdminClient(conn), weftv1.NewClientClient(conn)
+	op := operator(context.Background(), testToken)
+	addClient := func(name string) string {
+		added, err := admin.AddClient(op, &weftv1.AddClientRequest{Client: name, Quota: 1 << 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return added.Token
+	}
+	before := addClient("before")
+
+	save, err := admin.SaveSnapshot(op, &weftv1.SaveSnapshotRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved [][]byte
+	for {
+		chunk, err := save.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved = append(saved, chunk.Data)
+	}
+
+	after := addClient("after")
+	for _, token := range []string{before, after} {
+		if _, err := client.GetClient(operator(context.Background(), token), &weftv1.GetClientRequest{}); err != nil {
+			t.Fatalf("a client's token before the restore: %v", err)
+		}
+	}
+	upload, err := admin.RestoreSnapshot(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range saved {
+		if err := upload.Send(&weftv1.SnapshotChunk{Data: b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := upload.CloseAndRecv(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.GetClient(operator(context.Background(), after), &weftv1.GetClientRequest{})
+	wantStatus(t, "the token of a client the restored state lacks", err, codes.PermissionDenied)
+	if _, err := client.GetClient(operator(context.Background(), before), &weftv1.GetClientRequest{}); err != nil {
+		t.Fatalf("a token the restored state holds: %v", err)
+	}
+	wantTokenTable(t, leader.FSM())
+}
