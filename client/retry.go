@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	crand "crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -219,8 +220,15 @@ func (c *Client) token(ctx context.Context) string {
 	return c.cfg.Token
 }
 
+// newRequestID is a write's command ID: the time, then 8 random bytes.
+// The control plane keeps each recent command's result keyed by its ID
+// (committee/DESIGN.md): IDs that grow with time land at the end of that
+// key range, where bbolt appends to the last page, instead of each on a
+// random page of its own — one page written per insert, for as many
+// registrations as the control plane applies.
 func newRequestID() string {
 	var b [16]byte
-	_, _ = crand.Read(b[:])
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixNano()))
+	_, _ = crand.Read(b[8:])
 	return "client-" + hex.EncodeToString(b[:])
 }

@@ -247,3 +247,24 @@ func TestGatherChecksQuorumTogether(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Request IDs grow with time (the control plane's command records then
+// append instead of landing on random pages) and stay unique.
+func TestRequestIDsGrowWithTime(t *testing.T) {
+	prev := newRequestID()
+	seen := map[string]bool{prev: true}
+	for i := range 2000 {
+		if i%20 == 0 {
+			time.Sleep(time.Microsecond)
+		}
+		id := newRequestID()
+		if seen[id] {
+			t.Fatalf("request ID %s made twice", id)
+		}
+		seen[id] = true
+		if i%20 == 0 && id <= prev {
+			t.Fatalf("request ID %s made after %s sorts before it", id, prev)
+		}
+		prev = id
+	}
+}
