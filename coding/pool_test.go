@@ -77,9 +77,17 @@ func TestReleasedArenaIsReused(t *testing.T) {
 	if held, reused, made := c.pool.stats(); held != 0 || reused != 1 || made != 1 {
 		t.Errorf("pool holds %d bytes after %d arenas reused and %d made, want 0, 1, 1", held, reused, made)
 	}
-	t.Logf("bytes allocated by an encode: %d cold, %d after a release", cold, warm)
-	if warm*5 > cold {
-		t.Errorf("an encode after a release allocated %d bytes, the first %d: want under a fifth", warm, cold)
+	// What a warm encode still allocates is scratch and bookkeeping, far
+	// less than the arena it did not allocate. (Not a fraction of the cold
+	// encode's bytes: under -race sync.Pool drops a share of Puts on
+	// purpose, so the scratch buffers come back fresh now and then.)
+	arenaBytes := uint64(len(enc.arena.buf))
+	t.Logf("bytes allocated by an encode: %d cold, %d after a release; the arena is %d", cold, warm, arenaBytes)
+	if warm*2 > arenaBytes {
+		t.Errorf("an encode after a release allocated %d bytes, the arena it reused is %d: want under half of it", warm, arenaBytes)
+	}
+	if cold < arenaBytes {
+		t.Errorf("the first encode allocated %d bytes, less than its %d-byte arena", cold, arenaBytes)
 	}
 	// Without a pool, Release does nothing and the slivers stay.
 	plain := mustCodec(t, 100)
