@@ -753,6 +753,11 @@ func (r *read) fetch(ctx context.Context, t task, verify bool) fetched {
 		return out
 	}
 	r.from.Store(t.index, t.src)
+	if !verify {
+		// Its share of the consistent-read check's hashing, done now while
+		// the other slivers are still on their way (coding.HashSource).
+		r.codec.HashSource(&out.sliver)
+	}
 	if verify {
 		start := time.Now()
 		r.verifying.Add(1)

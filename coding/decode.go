@@ -63,7 +63,7 @@ func (c *Codec) Decode(meta *crypto.Metadata, slivers []Sliver) ([]byte, error) 
 		return nil, err
 	}
 	blob = blob[:meta.Length]
-	if err := c.CheckConsistent(meta, blob); err != nil {
+	if err := c.checkConsistent(meta, blob, c.knownSourceLeaves(used, s, meta.Length)); err != nil {
 		if errors.Is(err, ErrInconsistentBlob) {
 			for _, sl := range used {
 				if verr := c.VerifySliver(meta, sl); verr != nil {
@@ -176,13 +176,19 @@ func (c *Codec) decodeSecondaries(slivers []Sliver, s int) ([]byte, error) {
 // blob and requires every pair hash of meta to match. A reader that skips it
 // could return bytes another reader of the same blob ID never sees.
 func (c *Codec) CheckConsistent(meta *crypto.Metadata, blob []byte) error {
+	return c.checkConsistent(meta, blob, nil)
+}
+
+// checkConsistent is CheckConsistent with the leaf hashes of some source
+// rows known already (knownSourceLeaves; nil: none).
+func (c *Codec) checkConsistent(meta *crypto.Metadata, blob []byte, known [][]crypto.Digest) error {
 	if _, err := c.checkMetadata(meta); err != nil {
 		return err
 	}
 	if uint64(len(blob)) != meta.Length {
 		return fmt.Errorf("coding: %d bytes checked against metadata for %d", len(blob), meta.Length)
 	}
-	got, err := c.Metadata(blob)
+	got, err := c.metadata(blob, known)
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,10 @@ type layout struct {
 	// arena, if not nil, holds every sliver that is not the blob's own
 	// memory (carveSlivers).
 	arena []byte
+	// knownRows (Metadata for a read's check), if not nil, holds for
+	// source row i its leaf hashes when the reader already has them
+	// (HashSource), else nil.
+	knownRows [][]crypto.Digest
 }
 
 // keepsParity reports whether the parity primaries are written out.
@@ -155,8 +159,8 @@ func (c *Codec) Encode(blob []byte) (*Encoded, error) {
 		j := n - 1 - p
 		enc.Pairs[p] = SliverPair{
 			Index:     uint32(p),
-			Primary:   Sliver{SliverRef{crypto.Primary, uint32(p)}, s, lay.pri[p]},
-			Secondary: Sliver{SliverRef{crypto.Secondary, uint32(j)}, s, lay.sec[j]},
+			Primary:   Sliver{SliverRef: SliverRef{crypto.Primary, uint32(p)}, SymbolSize: s, Data: lay.pri[p]},
+			Secondary: Sliver{SliverRef: SliverRef{crypto.Secondary, uint32(j)}, SymbolSize: s, Data: lay.sec[j]},
 		}
 	}
 	return enc, nil
@@ -379,9 +383,17 @@ func (c *Codec) encodeSourceColumns(lay *layout, w *encodeWorker, j0, j1 int) er
 		lay.sec[j] = uncleared(lay.np * s) // every symbol copied in below
 	}
 	for i := range lay.np {
+		var known []crypto.Digest
+		if lay.knownRows != nil {
+			known = lay.knownRows[i]
+		}
 		for j := j0; j < j1; j++ {
 			sym := lay.sym(i, j)
-			lay.columnLeaf(w, j, j0)[i] = w.leaf.Sum(sym)
+			if known != nil {
+				lay.columnLeaf(w, j, j0)[i] = known[j]
+			} else {
+				lay.columnLeaf(w, j, j0)[i] = w.leaf.Sum(sym)
+			}
 			if !lay.hashOnly {
 				copy(lay.sec[j][i*s:], sym)
 			}

@@ -16,6 +16,12 @@ import (
 // it decoded (CheckConsistent) needs a fraction of the memory, and does
 // not write slivers it would drop.
 func (c *Codec) Metadata(blob []byte) (*crypto.Metadata, error) {
+	return c.metadata(blob, nil)
+}
+
+// metadata is Metadata with the leaf hashes of the source rows known[i]
+// != nil taken as given (knownSourceLeaves) instead of hashed.
+func (c *Codec) metadata(blob []byte, known [][]crypto.Digest) (*crypto.Metadata, error) {
 	s, err := c.params.SymbolSize(uint64(len(blob)))
 	if err != nil {
 		return nil, err
@@ -23,6 +29,7 @@ func (c *Codec) Metadata(blob []byte) (*crypto.Metadata, error) {
 	n, np, ns := c.params.Shards, c.params.NP, c.params.NS
 	lay := newLayout(n, np, ns, s, len(blob))
 	lay.hashOnly = true
+	lay.knownRows = known
 	lay.pri = sourceRows(blob, n, np, ns*s)
 	if lay.keepsParity() { // the row roots extend every primary again
 		for i := np; i < n; i++ {

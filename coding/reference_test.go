@@ -150,7 +150,7 @@ func (r *refMatrix) primary(p Params, i int) Sliver {
 	for j := range p.NS {
 		data = append(data, r.at(i, j)...)
 	}
-	return Sliver{SliverRef{crypto.Primary, uint32(i)}, r.s, data}
+	return Sliver{SliverRef: SliverRef{crypto.Primary, uint32(i)}, SymbolSize: r.s, Data: data}
 }
 
 func (r *refMatrix) secondary(p Params, j int) Sliver {
@@ -158,7 +158,7 @@ func (r *refMatrix) secondary(p Params, j int) Sliver {
 	for i := range p.NP {
 		data = append(data, r.at(i, j)...)
 	}
-	return Sliver{SliverRef{crypto.Secondary, uint32(j)}, r.s, data}
+	return Sliver{SliverRef: SliverRef{crypto.Secondary, uint32(j)}, SymbolSize: r.s, Data: data}
 }
 
 func TestEncodeMatchesReference(t *testing.T) {

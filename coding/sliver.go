@@ -21,6 +21,9 @@ type Sliver struct {
 	SliverRef
 	SymbolSize int
 	Data       []byte // SliverSymbols(Axis) × SymbolSize bytes
+	// sourceLeaves, set by HashSource, are the leaf hashes of Data's
+	// symbols, for Decode's check; only this package sets them.
+	sourceLeaves []crypto.Digest
 }
 
 // Symbols returns the number of symbols the sliver holds.
