@@ -1,9 +1,9 @@
 package committee
 
 import (
-	"maps"
 	"sync/atomic"
 
+	iradix "github.com/hashicorp/go-immutable-radix/v2"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/weftstore/weft/crypto"
@@ -19,10 +19,12 @@ import (
 // published once its transaction commits — before the applied index
 // moves, so a caller that waited for a change's index sees the table with
 // it, and a token the state no longer holds (a restore to a state without
-// it) is refused from then on. The table is replaced, never changed in
-// place: readers take no lock.
+// it) is refused from then on. The table is an immutable radix tree,
+// replaced, never changed in place: readers take no lock, and a batch's
+// changes cost what they change (a copied path per token), not a copy of
+// every client's token — onboarding many clients one by one stays linear.
 type tokenTable struct {
-	m atomic.Pointer[map[crypto.Digest]string]
+	t atomic.Pointer[iradix.Tree[string]]
 }
 
 // tokenChange is one staged change of the tokens bucket: a hash issued
@@ -34,28 +36,27 @@ type tokenChange struct {
 
 // load replaces the table with the tokens bucket as of tx.
 func (t *tokenTable) load(tx *bolt.Tx) error {
-	m := map[crypto.Digest]string{}
+	txn := iradix.New[string]().Txn()
 	err := tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
 		if len(k) == crypto.DigestSize {
-			m[crypto.Digest(k)] = string(v)
+			txn.Insert(k, string(v))
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	t.m.Store(&m)
+	t.t.Store(txn.Commit())
 	return nil
 }
 
 // lookup returns the client a token hash was issued to.
 func (t *tokenTable) lookup(hash crypto.Digest) (string, bool) {
-	m := t.m.Load()
-	if m == nil {
+	tree := t.t.Load()
+	if tree == nil {
 		return "", false
 	}
-	id, ok := (*m)[hash]
-	return id, ok
+	return tree.Get(hash[:])
 }
 
 // publish applies a committed batch's token changes.
@@ -63,19 +64,17 @@ func (t *tokenTable) publish(changes []tokenChange) {
 	if len(changes) == 0 {
 		return
 	}
-	var m map[crypto.Digest]string
-	if old := t.m.Load(); old != nil {
-		m = maps.Clone(*old)
+	tree := t.t.Load()
+	if tree == nil {
+		tree = iradix.New[string]()
 	}
-	if m == nil {
-		m = map[crypto.Digest]string{}
-	}
+	txn := tree.Txn()
 	for _, c := range changes {
 		if c.client == "" {
-			delete(m, c.hash)
+			txn.Delete(c.hash[:])
 		} else {
-			m[c.hash] = c.client
+			txn.Insert(c.hash[:], c.client)
 		}
 	}
-	t.m.Store(&m)
+	t.t.Store(txn.Commit())
 }
