@@ -552,8 +552,18 @@ func (n *network) awaitStable(what string, d time.Duration) {
 // (stragglers a writer cut off catch up first).
 func (n *network) awaitRecoverySettled() {
 	n.t.Helper()
-	waitFor(n.t, 30*time.Second, "background recovery to settle", func() bool {
+	n.awaitRecoverySettledExcept(30*time.Second, nil)
+}
+
+// awaitRecoverySettledExcept waits up to d until no node but those in
+// skip has blobs left to recover.
+func (n *network) awaitRecoverySettledExcept(d time.Duration, skip map[int]bool) {
+	n.t.Helper()
+	waitFor(n.t, d, "background recovery to settle", func() bool {
 		for i := range n.nodes {
+			if skip[i] {
+				continue
+			}
 			if v, err := metric(n.metrics[i], "weft_storage_recovery_backlog"); err != nil || v != 0 {
 				return false
 			}
