@@ -1,6 +1,7 @@
 package committee
 
 import (
+	"bytes"
 	"sync/atomic"
 
 	iradix "github.com/hashicorp/go-immutable-radix/v2"
@@ -39,7 +40,9 @@ func (t *tokenTable) load(tx *bolt.Tx) error {
 	txn := iradix.New[string]().Txn()
 	err := tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
 		if len(k) == crypto.DigestSize {
-			txn.Insert(k, string(v))
+			// The tree keeps the key slice it is given: k is bbolt's
+			// memory, valid only until the transaction ends.
+			txn.Insert(bytes.Clone(k), string(v))
 		}
 		return nil
 	})
@@ -70,10 +73,11 @@ func (t *tokenTable) publish(changes []tokenChange) {
 	}
 	txn := tree.Txn()
 	for _, c := range changes {
+		key := bytes.Clone(c.hash[:]) // kept by the tree
 		if c.client == "" {
-			txn.Delete(c.hash[:])
+			txn.Delete(key)
 		} else {
-			txn.Insert(c.hash[:], c.client)
+			txn.Insert(key, c.client)
 		}
 	}
 	t.t.Store(txn.Commit())

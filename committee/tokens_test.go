@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"runtime"
 	"testing"
 
@@ -211,5 +212,60 @@ func TestTokenTablePublishCostsTheChange(t *testing.T) {
 	table.publish([]tokenChange{{hash: changes[7].hash}})
 	if _, ok := table.lookup(changes[7].hash); ok {
 		t.Error("a withdrawn token is still in the table")
+	}
+}
+
+// The table owns its keys: loaded from a read transaction whose keys point
+// into bbolt's memory map, it still answers after the file grew and bbolt
+// mapped it again (the old map unmapped) — a voter restarted with its
+// state, then taking writes (CI's kill test refused every client once).
+func TestTokenTableOutlivesItsTransaction(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "state.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	hashes := make([]crypto.Digest, 100)
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket(bucketTokens)
+		if err != nil {
+			return err
+		}
+		for i := range hashes {
+			hashes[i] = sha256.Sum256(fmt.Appendf(nil, "token-%d", i))
+			if err := b.Put(hashes[i][:], fmt.Appendf(nil, "client-%d", i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var table tokenTable
+	if err := db.View(table.load); err != nil {
+		t.Fatal(err)
+	}
+	// Grow the file well past its first mapping: bbolt maps it again.
+	filler := bytes.Repeat([]byte{0xee}, 64<<10)
+	for round := range 8 {
+		if err := db.Update(func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists([]byte("filler"))
+			if err != nil {
+				return err
+			}
+			for i := range 64 {
+				if err := b.Put(fmt.Appendf(nil, "%d-%d", round, i), filler); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, h := range hashes {
+		if id, ok := table.lookup(h); !ok || id != fmt.Sprintf("client-%d", i) {
+			t.Fatalf("token %d after the file grew: %q, %v", i, id, ok)
+		}
 	}
 }
