@@ -377,7 +377,10 @@ func (n *Node) ServerOptions() []grpc.ServerOption {
 		grpc.ChainStreamInterceptor(n.readyStream),
 		grpc.MaxRecvMsgSize(maxMessage),
 		grpc.MaxSendMsgSize(maxMessage),
-		grpc.ForceServerCodecV2(wire.NewChunkCodec(wire.WithChunkBuffers(recordBuffer))),
+		// Slivers are sent without copying them into gRPC's buffers
+		// (GetSliver): each is read from the value log into memory of its
+		// own, which nothing changes or reuses once it is sent.
+		grpc.ForceServerCodecV2(wire.NewChunkCodec(wire.WithChunkBuffers(recordBuffer), wire.WithZeroCopySend(64<<10))),
 	)
 	// Windows and buffers for megabyte slivers, keepalive (wire).
 	return append(opts, wire.ServerOptions()...)
