@@ -86,6 +86,8 @@ func BenchmarkStoreRead(b *testing.B) {
 	var encodeCPU, storeCPU time.Duration // CPU time of the whole process (client and nodes)
 	var floorCPU time.Duration            // the same, of verifyAll
 	var split cpuSplit                    // the stores' CPU profile, by role and stage
+	var readSplit cpuSplit                // the reads' (timed ones)
+	var readCPU time.Duration             // process CPU during the timed reads
 	profiling := true
 	var nodeVerify, nodeWrite time.Duration // summed over the nodes (they overlap in time)
 	var nodeStored int64                    // sliver bytes the nodes stored
@@ -149,9 +151,24 @@ func BenchmarkStoreRead(b *testing.B) {
 
 		var rt ReadStats
 		runtime.GC()
+		prof.Reset()
+		if profiling {
+			if err := pprof.StartCPUProfile(&prof); err != nil {
+				b.Fatal(err)
+			}
+		}
 		t = time.Now()
-		got, err := c.Read(ctx, id, ReadOptions{Stats: &rt})
+		cpu0 = processCPU()
+		var got []byte
+		asRole(ctx, "client", func() { got, err = c.Read(ctx, id, ReadOptions{Stats: &rt}) })
 		readTook := time.Since(t)
+		readCPU += processCPU() - cpu0
+		if profiling {
+			pprof.StopCPUProfile()
+			if err := readSplit.add(prof.Bytes()); err != nil {
+				b.Fatal(err)
+			}
+		}
 		read += readTook
 		readPairs = append(readPairs, float64(readTook)/float64(encodeTook))
 		if err != nil {
@@ -252,11 +269,17 @@ func BenchmarkStoreRead(b *testing.B) {
 	if profiling {
 		for _, r := range cpuRoles {
 			b.ReportMetric(split.percent(split.roles, r), "cpu-role-"+r+"-%")
+			b.ReportMetric(readSplit.percent(readSplit.roles, r), "read-cpu-role-"+r+"-%")
 		}
 		for _, st := range cpuStages {
 			b.ReportMetric(split.percent(split.stages, st), "cpu-stage-"+st+"-%")
+			b.ReportMetric(readSplit.percent(readSplit.stages, st), "read-cpu-stage-"+st+"-%")
 		}
 	}
+	// The reads' CPU (client and nodes) against an encode's, and how busy
+	// the cores were: a read with idle cores waits on the nodes' disks.
+	b.ReportMetric(float64(readCPU)/float64(encodeCPU), "read-cpu-x-encode-cpu")
+	b.ReportMetric(float64(readCPU)/float64(read)/float64(runtime.GOMAXPROCS(0)), "read-core-use")
 	for name, d := range map[string]time.Duration{
 		"store-encode": ss.Encode, "store-register": ss.Register, "store-transfer": ss.Transfer,
 		"store-confirm": ss.Confirm, "store-certify": ss.Certify,
