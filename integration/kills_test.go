@@ -21,7 +21,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	weftv1 "github.com/weftstore/weft/api/weft/v1"
 	"github.com/weftstore/weft/client"
@@ -192,6 +194,21 @@ func gatewayGet(ctx context.Context, hc *http.Client, gateway string, id crypto.
 // watchState is the control plane's state (owners and holders per shard),
 // linearizable.
 func watchState(ctx context.Context, control []string) (*weftv1.WatchStateResponse, error) {
+	// Right after a voter was killed every voter may answer Unavailable
+	// for a moment (no leader yet, or a forward to a leader just deposed):
+	// try them all again until a leader answers.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st, err := watchStateOnce(ctx, control)
+		if err == nil || status.Code(err) != codes.Unavailable || time.Now().After(deadline) || ctx.Err() != nil {
+			return st, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// watchStateOnce asks each voter in turn, once.
+func watchStateOnce(ctx context.Context, control []string) (*weftv1.WatchStateResponse, error) {
 	var last error
 	for _, addr := range control {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
