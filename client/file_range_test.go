@@ -41,7 +41,7 @@ func TestReadFileRange(t *testing.T) {
 			t.Fatalf("range %d+%d: %d bytes, or they differ (a file: %v)", r.off, r.n, len(got), info.Manifest != nil)
 		}
 	}
-	base := servedSliverBytes(net)
+	base := settledServed(net)
 	if _, err := c.ReadFileRange(ctx, sf.ID, 3*testChunk+5, 1, io.Discard, ReadOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -66,6 +66,23 @@ func servedSliverBytes(net *devnet.Network) int64 {
 // awaitServed waits until the nodes have counted want more sliver bytes
 // than base, and returns what they counted. A node counts a chunk after
 // its Send returns, which may be after the client has the chunk.
+// settledServed is servedSliverBytes once it stopped moving: what earlier
+// reads' sends (a hedged or abandoned fetch among them) still add is
+// counted before a test takes it as its base.
+func settledServed(net *devnet.Network) int64 {
+	deadline := time.Now().Add(5 * time.Second)
+	last := servedSliverBytes(net)
+	for time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		now := servedSliverBytes(net)
+		if now == last {
+			return now
+		}
+		last = now
+	}
+	return last
+}
+
 func awaitServed(net *devnet.Network, base, want int64) int64 {
 	deadline := time.Now().Add(5 * time.Second)
 	for {

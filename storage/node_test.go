@@ -840,9 +840,16 @@ func TestScrubRebuildsRotInColdData(t *testing.T) {
 		has, _ := node.Store().HasPair(shard, enc.ID)
 		return node.Stats().CorruptSlivers == 1 && has
 	})
-	got, err := node.Store().Sliver(shard, enc.ID, crypto.Secondary)
-	if err != nil || string(got.Data) != string(pair.Secondary.Data) {
-		t.Fatalf("the rebuilt sliver: %v", err)
+	// HasPair can see the pair before the rebuilt secondary is readable
+	// (CI saw "not found" once right after): wait for it, then compare.
+	var got coding.Sliver
+	var err error
+	eventually(t, 10*time.Second, "the rebuilt secondary sliver readable", func() bool {
+		got, err = node.Store().Sliver(shard, enc.ID, crypto.Secondary)
+		return err == nil
+	})
+	if string(got.Data) != string(pair.Secondary.Data) {
+		t.Fatal("the rebuilt sliver differs")
 	}
 	st := node.Stats()
 	if st.ScrubbedBytes == 0 {
