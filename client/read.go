@@ -757,8 +757,7 @@ func (r *read) fetch(ctx context.Context, t task, verify bool) fetched {
 		// Its share of the consistent-read check's hashing, done now while
 		// the other slivers are still on their way (coding.HashSource).
 		r.codec.HashSource(&out.sliver)
-	}
-	if verify {
+	} else {
 		start := time.Now()
 		r.verifying.Add(1)
 		err := r.codec.VerifySliver(r.meta, out.sliver)

@@ -73,11 +73,10 @@ func (t *tokenTable) publish(changes []tokenChange) {
 	}
 	txn := tree.Txn()
 	for _, c := range changes {
-		key := bytes.Clone(c.hash[:]) // kept by the tree
 		if c.client == "" {
-			txn.Delete(key)
+			txn.Delete(c.hash[:])
 		} else {
-			txn.Insert(key, c.client)
+			txn.Insert(bytes.Clone(c.hash[:]), c.client) // the tree keeps the key
 		}
 	}
 	t.t.Store(txn.Commit())
