@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/weftstore/weft/client"
+	"github.com/weftstore/weft/coding"
 	"github.com/weftstore/weft/crypto"
 	"github.com/weftstore/weft/devnet"
 )
@@ -26,7 +29,7 @@ func runWeftSplit(t *testing.T, stdin []byte, args ...string) (stdout, stderr st
 	cmd.SetOut(&out)
 	cmd.SetErr(&errOut)
 	cmd.SetIn(bytes.NewReader(stdin))
-	cmd.SetArgs(args)
+	cmd.SetArgs(dashIDArgs(cmd, args))
 	err = cmd.Execute()
 	return out.String(), errOut.String(), err
 }
@@ -316,27 +319,37 @@ func TestCLIStoreReadVerifySizes(t *testing.T) {
 	}
 }
 
-// One blob ID in 64 starts with '-', which the flag parser takes for
-// flags: the CLI says how to pass it, and after "--" it is an ID again.
+// One blob ID in 64 starts with '-', which the flag parser would take for
+// flags: the CLI takes it as the ID it is, wherever it stands, and a
+// blob with such an ID is stored, read and ranged like any other.
 func TestBlobIDStartingWithADash(t *testing.T) {
-	id := crypto.BlobID{0xF8, 1, 2, 3}.String()
-	if id[0] != '-' {
-		t.Fatalf("test ID %s does not start with '-'", id)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const shards = 8
+	cliDevnet(t, ctx, 4, shards)
+	content, id := contentWithDashID(t, shards)
+	in := filepath.Join(t.TempDir(), "in")
+	if err := os.WriteFile(in, content, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	_, _, err := runWeftSplit(t, nil, "status", id, "--control", "127.0.0.1:1", "--timeout", "1s")
-	if err == nil {
-		t.Fatal("no error")
+	stdout, _, err := runWeftSplit(t, nil, "store", in)
+	if err != nil || strings.TrimSpace(stdout) != id {
+		t.Fatalf("store: %q, %v; want %s", stdout, err, id)
 	}
-	hint := argsHint([]string{"status", id}, err)
-	if !strings.Contains(hint, "weft status [flags] -- "+id) {
-		t.Fatalf("error %q, hint %q", err, hint)
+	for _, args := range [][]string{
+		{"read", id},
+		{"read", id, "--timeout", "20s"},
+		{"read", "--timeout", "20s", id},
+		{"read", "--timeout", "20s", "--", id},
+		{"--timeout", "20s", "read", id, "-o", "text"},
+	} {
+		if stdout, _, err := runWeftSplit(t, nil, args...); err != nil || stdout != string(content) {
+			t.Fatalf("%q: %d bytes back, %v", args, len(stdout), err)
+		}
 	}
-	_, _, err = runWeftSplit(t, nil, "status", "--control", "127.0.0.1:1", "--timeout", "1s", "--", id)
-	if err == nil || strings.Contains(err.Error(), "flag") {
-		t.Fatalf("after --: %v, want the call to fail on the unreachable control plane, not on flags", err)
-	}
-	if argsHint([]string{"status", id}, err) != "" {
-		t.Fatal("a hint for an error that is not about flags")
+	// A flag's value that starts with '-' stays the flag's.
+	if stdout, _, err := runWeftSplit(t, nil, "read", id, "--range", "-3"); err != nil || stdout != string(content[len(content)-3:]) {
+		t.Fatalf("read ID --range -3: %q, %v", stdout, err)
 	}
 	// Flags after "--" are arguments: the hint says to move them.
 	args := []string{"extend", "--", id, "--epochs", "3"}
@@ -346,6 +359,52 @@ func TestBlobIDStartingWithADash(t *testing.T) {
 	}
 	if hint := argsHint(args, err); !strings.Contains(hint, "--epochs too: give the flags before '--' (weft extend [flags] -- BLOB_ID)") {
 		t.Fatalf("error %q, hint %q", err, hint)
+	}
+}
+
+// contentWithDashID finds a small content whose blob ID (for n shards)
+// starts with '-': about 64 tries.
+func contentWithDashID(t *testing.T, shards int) ([]byte, string) {
+	t.Helper()
+	codec, err := coding.New(shards)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10000 {
+		content := []byte(fmt.Sprintf("a blob whose ID starts with a dash, try %d", i))
+		enc, err := codec.Encode(content)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := enc.ID.String(); id[0] == '-' {
+			return content, id
+		}
+	}
+	t.Fatal("no content with an ID starting with '-' in 10,000 tries")
+	return nil, ""
+}
+
+func TestDashIDArgs(t *testing.T) {
+	id := crypto.BlobID{0xF8, 1, 2, 3}.String()
+	if id[0] != '-' {
+		t.Fatalf("test ID %s does not start with '-'", id)
+	}
+	plain := crypto.BlobID{1}.String()
+	for _, c := range []struct{ in, want []string }{
+		{[]string{"read", plain, "--out", "f"}, []string{"read", plain, "--out", "f"}},
+		{[]string{"read", id}, []string{"read", "--", id}},
+		{[]string{"read", id, "0-9", "--out", "-"}, []string{"read", "--out", "-", "--", id, "0-9"}},
+		{[]string{"read", "--out=f", id, "-o", "json"}, []string{"read", "--out=f", "-o", "json", "--", id}},
+		{[]string{"read", "-ojson", id, "--raw"}, []string{"read", "-ojson", "--raw", "--", id}},
+		{[]string{"--timeout", "5s", "read", id}, []string{"read", "--timeout", "5s", "--", id}},
+		{[]string{"verify", "cert", "--blob", id}, []string{"verify", "--blob", id, "--", "cert"}},
+		{[]string{"read", id, "--", "x"}, []string{"read", "--", id, "x"}},
+		{[]string{"read", "--", id}, []string{"read", "--", id}},
+		{[]string{"no-such-command", id}, []string{"no-such-command", id}},
+	} {
+		if got := dashIDArgs(newRootCommand(), c.in); !slices.Equal(got, c.want) {
+			t.Errorf("%q: %q, want %q", c.in, got, c.want)
+		}
 	}
 }
 

@@ -16,7 +16,9 @@ import (
 var version = "dev"
 
 func main() {
-	if err := newRootCommand().Execute(); err != nil {
+	root := newRootCommand()
+	root.SetArgs(dashIDArgs(root, os.Args[1:]))
+	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "weft:", err)
 		if hint := argsHint(os.Args[1:], err); hint != "" {
 			fmt.Fprintln(os.Stderr, hint)
