@@ -135,9 +135,16 @@ func TestLaneCodeMatchesElementwise(t *testing.T) {
 					}
 				}
 				lost := slices.Clone(got)
-				lost[0], lost[n-1] = lost[0][:0], nil
+				// One lost shard comes with poisoned capacity to fill in
+				// place, the other with none.
+				lost[0], lost[n-1] = bytes.Repeat([]byte{0xA5}, b-a)[:0], nil
 				if err := code.Reconstruct(lost, symbolRun{size: s, from: a}); err != nil || !bytes.Equal(lost[0], got[0]) || !bytes.Equal(lost[n-1], got[n-1]) {
 					t.Fatalf("s=%d [%d,%d): reconstruct: %v", s, a, b, err)
+				}
+				lost = slices.Clone(got)
+				lost[1], lost[n-1] = bytes.Repeat([]byte{0x5A}, b-a)[:0], nil
+				if err := code.ReconstructData(lost, symbolRun{size: s, from: a}); err != nil || !bytes.Equal(lost[1], got[1]) || len(lost[n-1]) != 0 {
+					t.Fatalf("s=%d [%d,%d): reconstruct data: %v (parity shard given back with %d bytes)", s, a, b, err, len(lost[n-1]))
 				}
 			}
 		}
