@@ -292,6 +292,30 @@ func (c *Client) storeCodec(n int) (*coding.Codec, error) {
 
 // codec returns the cached codec for n shards and an encoding (0: the
 // default one for n).
+// DrainEncodeBuffers lets go of the released sliver memory the client's
+// codecs keep for later stores (Config.EncodeBufferPool), at once instead
+// of after coding.PoolIdle: for a server whose uploads just ended.
+// Stores in flight keep theirs.
+func (c *Client) DrainEncodeBuffers() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cd := range c.codecs {
+		cd.DrainBufferPool()
+	}
+}
+
+// EncodeBuffersHeld is the released sliver memory the client's codecs
+// hold for later stores (at most Config.EncodeBufferPool per codec).
+func (c *Client) EncodeBuffersHeld() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var held int64
+	for _, cd := range c.codecs {
+		held += cd.PooledBytes()
+	}
+	return held
+}
+
 func (c *Client) codec(n int, enc coding.Encoding) (*coding.Codec, error) {
 	if enc == 0 {
 		enc = coding.DefaultEncoding(n)

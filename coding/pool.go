@@ -38,6 +38,7 @@ type arenaPool struct {
 	free    [][]byte    // oldest first
 	lastGet time.Time   // when an encode last took an arena
 	trim    *time.Timer // armed while arenas are held
+	drained bool        // DrainBufferPool since the last get: put keeps nothing
 	// reused and made count the arenas get handed out from the pool and
 	// freshly allocated (tests).
 	reused, made int
@@ -69,6 +70,7 @@ func (p *arenaPool) trimIdle() {
 func (p *arenaPool) get(n int) []byte {
 	p.mu.Lock()
 	p.lastGet = time.Now()
+	p.drained = false
 	best := -1
 	for i, b := range p.free {
 		if cap(b) >= n && cap(b) <= 2*n && (best < 0 || cap(b) < cap(p.free[best])) {
@@ -102,6 +104,9 @@ func (p *arenaPool) put(b []byte) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.drained {
+		return
+	}
 	for p.held+size > p.max {
 		p.held -= int64(cap(p.free[0]))
 		p.free[0] = nil
@@ -111,6 +116,32 @@ func (p *arenaPool) put(b []byte) {
 	p.held += size
 	if p.trim == nil {
 		p.trim = time.AfterFunc(p.idle, p.trimIdle)
+	}
+}
+
+// drain lets go of every held arena, and of those put back before the
+// next get (DrainBufferPool).
+func (p *arenaPool) drain() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.trim != nil {
+		p.trim.Stop()
+	}
+	clear(p.free)
+	p.free, p.held, p.trim = nil, 0, nil
+	p.drained = true
+}
+
+// DrainBufferPool lets go of all the released memory the codec's buffer
+// pool holds (WithBufferPool), as the pool itself does after PoolIdle,
+// and of encodes released after it until the next Encode: for a process
+// that knows no encode is coming soon — a server whose last upload just
+// ended, whose last slivers gRPC may still be sending — and would rather
+// its memory went back than waited out PoolIdle. The next Encode fills
+// the pool again. Safe to call at any time, with or without a pool.
+func (c *Codec) DrainBufferPool() {
+	if c.pool != nil {
+		c.pool.drain()
 	}
 }
 

@@ -161,6 +161,33 @@ func TestBufferPoolLetsGoWhenIdle(t *testing.T) {
 	}
 }
 
+// DrainBufferPool lets go of what the pool holds at once and of an encode
+// released after it (a store's last slivers may come back after the
+// upload ended); the next encode fills the pool again.
+func TestDrainBufferPool(t *testing.T) {
+	c := mustCodec(t, 10, WithBufferPool(1<<30))
+	blob := randomBlob(2, 1<<20)
+	mustEncode(t, c, blob).Release()
+	late := mustEncode(t, c, randomBlob(3, 1<<20))
+	mustEncode(t, c, blob).Release()
+	if c.PooledBytes() == 0 {
+		t.Fatal("nothing pooled before the drain")
+	}
+	c.DrainBufferPool()
+	if got := c.PooledBytes(); got != 0 {
+		t.Fatalf("%d bytes pooled after the drain", got)
+	}
+	late.Release()
+	if got := c.PooledBytes(); got != 0 {
+		t.Fatalf("an encode released after the drain was pooled (%d bytes)", got)
+	}
+	mustEncode(t, c, blob).Release()
+	if c.PooledBytes() == 0 {
+		t.Fatal("no memory pooled after an encode that followed the drain")
+	}
+	mustCodec(t, 10).DrainBufferPool() // no pool: nothing to do
+}
+
 // Encodes and releases on many goroutines at once share the pool safely
 // (run with -race) and each still encodes its own blob.
 func TestConcurrentEncodeRelease(t *testing.T) {

@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -174,6 +175,7 @@ type Gateway struct {
 	mux     *http.ServeMux
 	cache   *blobCache
 	mem     *memoryLimit
+	puts    atomic.Int64       // PUTs in flight (holdPut)
 	metrics *gatewayMetrics    // nil when not configured
 	slots   chan struct{}      // one per request in flight
 	cors    *corsPolicy        // nil: no cross-origin requests

@@ -82,13 +82,28 @@ func (g *Gateway) chunkSize() int64 {
 }
 
 // holdPut holds a PUT's share: storeChunks × its chunk size, or × its
-// body's length if that is declared and shorter (a plain blob).
+// body's length if that is declared and shorter (a plain blob). When the
+// last PUT in flight ends, the SDK client's encode buffers are drained
+// (client.DrainEncodeBuffers): the chunks of one file's PUT, and of PUTs
+// that overlap, still encode into each other's memory, but an idle
+// gateway does not keep up to StoreParallel × 4 chunks of slivers for
+// coding.PoolIdle — memory its GETs would otherwise sit on top of.
 func (g *Gateway) holdPut(contentLength int64) (release func()) {
 	unit := g.chunkSize()
 	if contentLength >= 0 {
 		unit = min(unit, contentLength)
 	}
-	return g.mem.hold(storeChunks * unit)
+	g.puts.Add(1)
+	releaseShare := g.mem.hold(storeChunks * unit)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			releaseShare()
+			if g.puts.Add(-1) == 0 {
+				g.cl.DrainEncodeBuffers()
+			}
+		})
+	}
 }
 
 // holdRead holds a GET's share of a blob of length bytes (a plain blob,

@@ -94,6 +94,13 @@ func TestGatewayMemoryLimit(t *testing.T) {
 	if want := []int64{idle + storeChunks*fileChunk, idle}; !slices.Equal(got, want) {
 		t.Fatalf("limits set by a PUT of a file: %v, want %v", got, want)
 	}
+	// The last PUT in flight ended: the SDK's encode buffers are let go,
+	// also those of slivers gRPC finished sending after it (the pool
+	// would keep them for coding.PoolIdle otherwise).
+	time.Sleep(300 * time.Millisecond)
+	if held := cl.EncodeBuffersHeld(); held != 0 {
+		t.Fatalf("an idle gateway's SDK client holds %d bytes of encode buffers", held)
+	}
 
 	resp, body := gatewaytest.Do(t, http.MethodGet, srv.URL+"/v1/blobs/"+sr.BlobID, nil)
 	gatewaytest.Want(t, resp, body, http.StatusOK)
