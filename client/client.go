@@ -80,15 +80,18 @@ type Config struct {
 	// they bound a file's memory (DESIGN.md, Files of any size).
 	StoreParallel int
 	ReadAhead     int
-	// EncodeBufferPool bounds the memory of finished stores' slivers the
-	// client keeps to encode later blobs into (coding.WithBufferPool):
-	// encoding into memory already in use spares the allocator and the
-	// kernel's first touch of fresh pages. A store gives its encode back
-	// once it is done with it and gRPC has let go of every sliver it sent.
-	// The pool holds at most this much between stores (default
-	// StoreParallel × 4 × ChunkSize, room for the slivers of the chunks
-	// one file store has in flight; negative: no pool), and nothing once
-	// no store took from it for coding.PoolIdle.
+	// EncodeBufferPool, if positive, bounds the memory of finished
+	// stores' slivers the client keeps to encode later blobs into
+	// (coding.WithBufferPool; StoreParallel × 4 × ChunkSize holds the
+	// slivers of the chunks one file store has in flight): encoding into
+	// memory already in use spares the allocator and the kernel's first
+	// touch of fresh pages. A store gives its encode back once it is done
+	// with it and gRPC has let go of every sliver it sent; the pool lets
+	// go of it all once no store took from it for coding.PoolIdle. Off by
+	// default (0 or negative): measured in a process that also reads, the
+	// memory the pool keeps is memory the reads and everything else then
+	// take fresh from the kernel, and stores and reads were both slower
+	// with it (DESIGN.md, Reusing an encode's memory).
 	EncodeBufferPool int64
 
 	// IdleConnTimeout is how long a cached connection goes without a call
@@ -141,9 +144,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReadAhead <= 0 {
 		c.ReadAhead = 2
-	}
-	if c.EncodeBufferPool == 0 {
-		c.EncodeBufferPool = int64(c.StoreParallel) * 4 * int64(c.ChunkSize)
 	}
 	if c.IdleConnTimeout <= 0 {
 		c.IdleConnTimeout = DefaultIdleConnTimeout

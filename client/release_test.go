@@ -15,7 +15,10 @@ import (
 // encode writes the memory.
 func TestStoreReleasesItsEncode(t *testing.T) {
 	net := startNet(t, 4, 12, nil)
-	c := newClient(t, net, func(cfg *Config) { cfg.StragglerWait = -1 }) // cut the last nodes off at once
+	c := newClient(t, net, func(cfg *Config) {
+		cfg.StragglerWait = -1 // cut the last nodes off at once
+		cfg.EncodeBufferPool = 64 << 20
+	})
 	ctx := testContext(t, 90*time.Second)
 	codec, err := c.storeCodec(12)
 	if err != nil {

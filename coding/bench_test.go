@@ -204,7 +204,8 @@ type hashLimitWorker struct {
 func BenchmarkEncode(b *testing.B) {
 	forEachBenchCase(b, func(b *testing.B, n, size int) {
 		// Each encode's output is released once it is timed, as a client
-		// does once its slivers are sent (client.Store): a steady-state
+		// with an encode buffer pool does once its slivers are sent
+		// (client.Config.EncodeBufferPool, off by default): a steady-state
 		// encode writes into the memory of the one before (WithBufferPool)
 		// instead of fresh pages the kernel must fault in.
 		pool := int64(benchBufferPool)

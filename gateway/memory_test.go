@@ -73,7 +73,10 @@ func TestGatewayMemoryLimit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	nw := gatewaytest.Network(t, ctx, gwShards)
-	cl := gwClient(t, nw, "", func(cfg *client.Config) { cfg.ChunkSize = fileChunk })
+	cl := gwClient(t, nw, "", func(cfg *client.Config) {
+		cfg.ChunkSize = fileChunk
+		cfg.EncodeBufferPool = 8 * fileChunk // an operator's opt-in: drained when PUTs end
+	})
 	var rec limitRecorder
 	const cache = 1 << 20
 	g, err := New(Config{Client: cl, MaxBlobSize: 1 << 20, ChunkSize: fileChunk, CacheSize: cache, Epochs: gwEpochs,
