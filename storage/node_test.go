@@ -837,11 +837,17 @@ func TestScrubRebuildsRotInColdData(t *testing.T) {
 	pair := enc.PairOnShard(w.codec.Params(), int(shard))
 	rot(t, node.Store(), shard, enc.ID, crypto.Secondary, 100)
 	eventually(t, 30*time.Second, "the scrub to find and rebuild the sliver", func() bool {
+		// The counter first: it rises after the drop, so a pair seen
+		// after it is the rebuilt one (read the other way round, HasPair
+		// could see the rotten pair just before the scrub dropped it).
+		if node.Stats().CorruptSlivers != 1 {
+			return false
+		}
 		has, _ := node.Store().HasPair(shard, enc.ID)
-		return node.Stats().CorruptSlivers == 1 && has
+		return has
 	})
-	// HasPair can see the pair before the rebuilt secondary is readable
-	// (CI saw "not found" once right after): wait for it, then compare.
+	// And its secondary reads back (a rebuild may land a pair's two
+	// slivers in turn): wait for it, then compare.
 	var got coding.Sliver
 	var err error
 	eventually(t, 10*time.Second, "the rebuilt secondary sliver readable", func() bool {
