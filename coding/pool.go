@@ -60,6 +60,12 @@ func (p *arenaPool) trimIdle() {
 		p.trim.Reset(wait)
 		return
 	}
+	p.dropAll()
+}
+
+// dropAll lets go of every held arena (p.mu held); the trim timer, if
+// armed, is the caller's to stop.
+func (p *arenaPool) dropAll() {
 	clear(p.free)
 	p.free, p.held, p.trim = nil, 0, nil
 }
@@ -127,8 +133,7 @@ func (p *arenaPool) drain() {
 	if p.trim != nil {
 		p.trim.Stop()
 	}
-	clear(p.free)
-	p.free, p.held, p.trim = nil, 0, nil
+	p.dropAll()
 	p.drained = true
 }
 
