@@ -397,6 +397,7 @@ func TestDashIDArgs(t *testing.T) {
 		{[]string{"read", "--out=f", id, "-o", "json"}, []string{"read", "--out=f", "-o", "json", "--", id}},
 		{[]string{"read", "-ojson", id, "--raw"}, []string{"read", "-ojson", "--raw", "--", id}},
 		{[]string{"--timeout", "5s", "read", id}, []string{"read", "--timeout", "5s", "--", id}},
+		{[]string{id, "read"}, []string{"read", "--", id}}, // never a command name
 		{[]string{"verify", "cert", "--blob", id}, []string{"verify", "--blob", id, "--", "cert"}},
 		{[]string{"read", id, "--", "x"}, []string{"read", "--", id, "x"}},
 		{[]string{"read", "--", id}, []string{"read", "--", id}},

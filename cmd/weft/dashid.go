@@ -16,7 +16,7 @@ import (
 // argument, the arguments are rewritten as command names, then every flag
 // with its value, then "--" and the arguments in their order; anything
 // else is returned unchanged, and so are arguments the rewrite cannot
-// place (an unknown command: cobra's own error and argsHint then apply).
+// place (an unknown command: cobra's own error then applies).
 func dashIDArgs(root *cobra.Command, args []string) []string {
 	if !hasDashID(args) {
 		return args
@@ -37,7 +37,9 @@ func dashIDArgs(root *cobra.Command, args []string) []string {
 		case a == "--":
 			positional = append(positional, args[i+1:]...)
 			i = len(args)
-		case isDashID(a) || !strings.HasPrefix(a, "-") || a == "-":
+		case isDashID(a):
+			positional = append(positional, a)
+		case !strings.HasPrefix(a, "-") || a == "-":
 			if len(head) < names {
 				head = append(head, a)
 			} else {

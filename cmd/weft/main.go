@@ -27,9 +27,9 @@ func main() {
 	}
 }
 
-// argsHint explains two argument errors a blob ID causes and how to pass
-// it: an ID starting with '-' (one in 64) taken for flags, and flags
-// written after "--", where everything is an argument.
+// argsHint explains an argument error around a blob ID: flags written
+// after "--", where everything is an argument. (An ID starting with '-'
+// is no error: dashIDArgs places it.)
 func argsHint(args []string, err error) string {
 	sub, dashes := "", -1
 	for i, a := range args {
@@ -41,18 +41,12 @@ func argsHint(args []string, err error) string {
 			sub = a
 		}
 	}
-	switch {
-	case strings.Contains(err.Error(), "unknown shorthand flag"):
-		for _, a := range args {
-			if _, perr := crypto.ParseBlobID(a); perr == nil && strings.HasPrefix(a, "-") {
-				return fmt.Sprintf("weft: %s is a blob ID that starts with '-': give the flags first and the ID last, after '--' (weft %s [flags] -- %s)", a, sub, a)
-			}
-		}
-	case strings.Contains(err.Error(), "arg(s), received") && dashes >= 0:
-		for _, a := range args[dashes+1:] {
-			if _, perr := crypto.ParseBlobID(a); perr != nil && strings.HasPrefix(a, "-") {
-				return fmt.Sprintf("weft: everything after '--' is an argument, %s too: give the flags before '--' (weft %s [flags] -- BLOB_ID)", a, sub)
-			}
+	if !strings.Contains(err.Error(), "arg(s), received") || dashes < 0 {
+		return ""
+	}
+	for _, a := range args[dashes+1:] {
+		if _, perr := crypto.ParseBlobID(a); perr != nil && strings.HasPrefix(a, "-") {
+			return fmt.Sprintf("weft: everything after '--' is an argument, %s too: give the flags before '--' (weft %s [flags] -- BLOB_ID)", a, sub)
 		}
 	}
 	return ""
