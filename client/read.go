@@ -754,9 +754,9 @@ func (r *read) fetch(ctx context.Context, t task, verify bool) fetched {
 	}
 	r.from.Store(t.index, t.src)
 	if !verify {
-		// Its share of the consistent-read check's hashing, done now while
-		// the other slivers are still on their way (coding.HashSource).
-		r.codec.HashSource(&out.sliver)
+		// Its share of the consistent-read check, done now while the
+		// other slivers are still on their way (coding.PrepareCheck).
+		r.codec.PrepareCheck(&out.sliver)
 	} else {
 		start := time.Now()
 		r.verifying.Add(1)

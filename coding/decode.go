@@ -63,7 +63,7 @@ func (c *Codec) Decode(meta *crypto.Metadata, slivers []Sliver) ([]byte, error) 
 		return nil, err
 	}
 	blob = blob[:meta.Length]
-	if err := c.checkConsistent(meta, blob, c.knownSourceLeaves(used, s, meta.Length)); err != nil {
+	if err := c.checkConsistent(meta, blob, c.knownSourceRows(used, s, meta.Length)); err != nil {
 		if errors.Is(err, ErrInconsistentBlob) {
 			for _, sl := range used {
 				if verr := c.VerifySliver(meta, sl); verr != nil {
@@ -180,8 +180,8 @@ func (c *Codec) CheckConsistent(meta *crypto.Metadata, blob []byte) error {
 }
 
 // checkConsistent is CheckConsistent with the leaf hashes of some source
-// rows known already (knownSourceLeaves; nil: none).
-func (c *Codec) checkConsistent(meta *crypto.Metadata, blob []byte, known [][]crypto.Digest) error {
+// rows known already (knownSourceRows; nil: none).
+func (c *Codec) checkConsistent(meta *crypto.Metadata, blob []byte, known []*sourceRow) error {
 	if _, err := c.checkMetadata(meta); err != nil {
 		return err
 	}

@@ -19,9 +19,10 @@ func (c *Codec) Metadata(blob []byte) (*crypto.Metadata, error) {
 	return c.metadata(blob, nil)
 }
 
-// metadata is Metadata with the leaf hashes of the source rows known[i]
-// != nil taken as given (knownSourceLeaves) instead of hashed.
-func (c *Codec) metadata(blob []byte, known [][]crypto.Digest) (*crypto.Metadata, error) {
+// metadata is Metadata with the source rows known[i] != nil taken as
+// worked out already (knownSourceRows): their parity and leaf hashes are
+// used instead of coded and hashed again.
+func (c *Codec) metadata(blob []byte, known []*sourceRow) (*crypto.Metadata, error) {
 	s, err := c.params.SymbolSize(uint64(len(blob)))
 	if err != nil {
 		return nil, err
@@ -36,9 +37,19 @@ func (c *Codec) metadata(blob []byte, known [][]crypto.Digest) (*crypto.Metadata
 			lay.pri[i] = make([]byte, ns*s)
 		}
 	}
-	ext := make([]byte, (n-ns)*np*s)
-	for j := ns; j < n; j++ {
-		lay.sec[j] = ext[(j-ns)*np*s : (j-ns+1)*np*s : (j-ns+1)*np*s]
+	lay.right = make([][]byte, np)
+	rowLen, unknown := (n-ns)*s, np
+	for i := range np {
+		if known := lay.knownRow(i); known != nil {
+			lay.right[i] = known.parity
+			unknown--
+		}
+	}
+	right := uncleared(unknown * rowLen) // every byte written by the row code
+	for i := range np {
+		if lay.right[i] == nil {
+			lay.right[i], right = right[:rowLen:rowLen], right[rowLen:]
+		}
 	}
 	err = c.hashPhases(lay)
 	lay.dropLeafTable()

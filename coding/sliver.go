@@ -21,9 +21,9 @@ type Sliver struct {
 	SliverRef
 	SymbolSize int
 	Data       []byte // SliverSymbols(Axis) × SymbolSize bytes
-	// sourceLeaves, set by HashSource, are the leaf hashes of Data's
-	// symbols, for Decode's check; only this package sets them.
-	sourceLeaves []crypto.Digest
+	// source, set by PrepareCheck, is this systematic primary's share of
+	// Decode's check; only this package sets it.
+	source *sourceRow
 }
 
 // Symbols returns the number of symbols the sliver holds.

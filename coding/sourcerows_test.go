@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
-
-	"github.com/weftstore/weft/crypto"
 )
 
 // systematicReceived lays the nP systematic primaries of enc back to back
-// in one buffer, as a reader receives them, each hashed (HashSource).
+// in one buffer, as a reader receives them, each prepared for the check (PrepareCheck).
 func systematicReceived(t *testing.T, c *Codec, enc *Encoded) []Sliver {
 	t.Helper()
 	p := c.Params()
@@ -21,17 +20,18 @@ func systematicReceived(t *testing.T, c *Codec, enc *Encoded) []Sliver {
 		if i := int(pair.Primary.Index); i < p.NP {
 			copy(buf[i*size:], pair.Primary.Data)
 			slivers[i] = Sliver{SliverRef: pair.Primary.SliverRef, SymbolSize: enc.SymbolSize, Data: buf[i*size : (i+1)*size]}
-			c.HashSource(&slivers[i])
+			c.PrepareCheck(&slivers[i])
 		}
 	}
 	return slivers
 }
 
-// A decode whose slivers carry their source leaf hashes returns the blob,
+// A decode whose slivers carry their share of the check returns the blob,
 // from the systematic slivers or with rows rebuilt, and its check uses
-// those hashes for exactly the rows the blob fills whole: a wrong hash
-// there fails the check, one on the partial last row changes nothing.
-func TestHashSourceDecode(t *testing.T) {
+// that work for exactly the rows the blob fills whole: a wrong source or
+// parity hash, or wrong parity bytes, there fail the check; on the
+// partial last row they change nothing.
+func TestPrepareCheckDecode(t *testing.T) {
 	for _, n := range []int{10, 100} {
 		c := mustCodec(t, n)
 		p := c.Params()
@@ -40,12 +40,12 @@ func TestHashSourceDecode(t *testing.T) {
 				blob := randomBlob(int64(n+size), size)
 				enc := mustEncode(t, c, blob)
 				if enc.SymbolSize < minHashedSymbol {
-					t.Fatalf("%d-byte symbols: below what HashSource keeps hashes for", enc.SymbolSize)
+					t.Fatalf("%d-byte symbols: below what PrepareCheck keeps hashes for", enc.SymbolSize)
 				}
 				rowLen := p.NS * enc.SymbolSize
 				whole := min(p.NP, size/rowLen)
 				slivers := systematicReceived(t, c, enc)
-				known := c.knownSourceLeaves(slivers, enc.SymbolSize, uint64(size))
+				known := c.knownSourceRows(slivers, enc.SymbolSize, uint64(size))
 				used := 0
 				for _, k := range known {
 					if k != nil {
@@ -62,27 +62,32 @@ func TestHashSourceDecode(t *testing.T) {
 
 				// Row 0 lost: a parity primary stands in and rows are rebuilt.
 				mixed := append([]Sliver{enc.Pairs[p.NP].Primary}, slivers[1:]...)
-				c.HashSource(&mixed[0]) // a parity primary: no hashes
-				if mixed[0].sourceLeaves != nil {
-					t.Fatal("HashSource hashed a parity primary")
+				c.PrepareCheck(&mixed[0]) // a parity primary: no hashes
+				if mixed[0].source != nil {
+					t.Fatal("PrepareCheck hashed a parity primary")
 				}
 				if got, err := c.Decode(enc.Metadata, mixed); err != nil || !bytes.Equal(got, blob) {
 					t.Fatalf("decode with a row rebuilt: %v", err)
 				}
 
-				// A wrong hash on a whole row is used, and fails the check.
-				bad := append([]Sliver(nil), slivers...)
-				bad[0].sourceLeaves = append([]crypto.Digest(nil), slivers[0].sourceLeaves...)
-				bad[0].sourceLeaves[3][0] ^= 1
-				if _, err := c.Decode(enc.Metadata, bad); err == nil {
-					t.Fatal("a wrong source hash on row 0 went unnoticed: the check did not use it")
-				}
-				if whole < p.NP { // on the partial last row it is not used
-					last := append([]Sliver(nil), slivers...)
-					last[whole].sourceLeaves = append([]crypto.Digest(nil), slivers[whole].sourceLeaves...)
-					last[whole].sourceLeaves[0][0] ^= 1
-					if got, err := c.Decode(enc.Metadata, last); err != nil || !bytes.Equal(got, blob) {
-						t.Fatalf("a hash on the partial last row was used: %v", err)
+				// Wrong work on a whole row is used, and fails the check.
+				s := enc.SymbolSize
+				for name, spoil := range map[string]func(*sourceRow){
+					"source hash": func(r *sourceRow) { r.leaves[3][0] ^= 1 },
+					"parity hash": func(r *sourceRow) { r.leaves[p.NS+1][0] ^= 1 },
+					"parity byte": func(r *sourceRow) { r.parity[s+7] ^= 1 },
+				} {
+					bad := append([]Sliver(nil), slivers...)
+					bad[0] = spoiled(slivers[0], spoil)
+					if _, err := c.Decode(enc.Metadata, bad); err == nil {
+						t.Fatalf("a wrong %s on row 0 went unnoticed: the check did not use it", name)
+					}
+					if whole < p.NP { // on the partial last row it is not used
+						last := append([]Sliver(nil), slivers...)
+						last[whole] = spoiled(slivers[whole], spoil)
+						if got, err := c.Decode(enc.Metadata, last); err != nil || !bytes.Equal(got, blob) {
+							t.Fatalf("a %s on the partial last row was used: %v", name, err)
+						}
 					}
 				}
 			})
@@ -94,7 +99,7 @@ func TestHashSourceDecode(t *testing.T) {
 // padding) published a blob no reader may return, hashed slivers or not:
 // the check codes the bytes it returns, zero-padded, whatever hashes it
 // was handed.
-func TestHashSourceNonZeroPaddingInconsistent(t *testing.T) {
+func TestPrepareCheckNonZeroPaddingInconsistent(t *testing.T) {
 	c := mustCodec(t, 10)
 	p := c.Params()
 	longer := randomBlob(7, p.NP*p.NS*40000) // every row whole, 40000-byte symbols
@@ -111,21 +116,29 @@ func TestHashSourceNonZeroPaddingInconsistent(t *testing.T) {
 	}
 }
 
-// HashSource leaves alone what the check would not use: secondaries,
+// PrepareCheck leaves alone what the check would not use: secondaries,
 // slivers of the wrong shape, symbols too small to be worth the memory.
-func TestHashSourceSkips(t *testing.T) {
+func TestPrepareCheckSkips(t *testing.T) {
 	c := mustCodec(t, 10)
 	enc := mustEncode(t, c, randomBlob(1, 1<<20))
 	sec := enc.Pairs[0].Secondary
-	c.HashSource(&sec)
+	c.PrepareCheck(&sec)
 	short := enc.Pairs[0].Primary
 	short.Data = short.Data[:len(short.Data)-1]
-	c.HashSource(&short)
+	c.PrepareCheck(&short)
 	small := mustEncode(t, c, randomBlob(2, 1000)).Pairs[0].Primary
-	c.HashSource(&small)
+	c.PrepareCheck(&small)
 	for name, sl := range map[string]Sliver{"secondary": sec, "short": short, "small symbols": small} {
-		if sl.sourceLeaves != nil {
+		if sl.source != nil {
 			t.Errorf("%s sliver hashed", name)
 		}
 	}
+}
+
+// spoiled returns sl with a copy of its PrepareCheck work changed by spoil.
+func spoiled(sl Sliver, spoil func(*sourceRow)) Sliver {
+	row := &sourceRow{leaves: slices.Clone(sl.source.leaves), parity: slices.Clone(sl.source.parity)}
+	spoil(row)
+	sl.source = row
+	return sl
 }
