@@ -31,12 +31,24 @@ func systematicReceived(t *testing.T, c *Codec, enc *Encoded) []Sliver {
 // that work for exactly the rows the blob fills whole: a wrong source or
 // parity hash, or wrong parity bytes, there fail the check; on the
 // partial last row they change nothing.
+//
+// Every encoding: RS8 at n = 10 and 100, and both of n > 256 at n = 300
+// (≈ 6 MB, the smallest blobs there with symbols PrepareCheck works for).
 func TestPrepareCheckDecode(t *testing.T) {
-	for _, n := range []int{10, 100} {
-		c := mustCodec(t, n)
+	cases := []struct {
+		n   int
+		enc Encoding
+	}{{10, RS8}, {100, RS8}, {300, Lanes16}, {300, Leopard16}}
+	for _, tc := range cases {
+		n := tc.n
+		c := mustCodec(t, n, WithEncoding(tc.enc))
 		p := c.Params()
-		for _, size := range []int{1 << 20, 1<<20 + 12345} {
-			t.Run(fmt.Sprintf("n=%d/%d", n, size), func(t *testing.T) {
+		sizes := []int{1 << 20, 1<<20 + 12345}
+		if n > MaxShardsRS8 {
+			sizes = []int{p.NP * p.NS * 300, p.NP*p.NS*300 - 12345}
+		}
+		for _, size := range sizes {
+			t.Run(fmt.Sprintf("n=%d/%s/%d", n, tc.enc, size), func(t *testing.T) {
 				blob := randomBlob(int64(n+size), size)
 				enc := mustEncode(t, c, blob)
 				if enc.SymbolSize < minHashedSymbol {
