@@ -179,8 +179,8 @@ func (c *Codec) CheckConsistent(meta *crypto.Metadata, blob []byte) error {
 	return c.checkConsistent(meta, blob, nil)
 }
 
-// checkConsistent is CheckConsistent with the leaf hashes of some source
-// rows known already (knownSourceRows; nil: none).
+// checkConsistent is CheckConsistent with some source rows' share of the
+// work done already (PrepareCheck, knownSourceRows; nil: none).
 func (c *Codec) checkConsistent(meta *crypto.Metadata, blob []byte, known []*sourceRow) error {
 	if _, err := c.checkMetadata(meta); err != nil {
 		return err
