@@ -290,8 +290,6 @@ func (c *Client) storeCodec(n int) (*coding.Codec, error) {
 	return c.codec(n, c.cfg.Encoding)
 }
 
-// codec returns the cached codec for n shards and an encoding (0: the
-// default one for n).
 // DrainEncodeBuffers lets go of the released sliver memory the client's
 // codecs keep for later stores (Config.EncodeBufferPool), at once instead
 // of after coding.PoolIdle: for a server whose uploads just ended.
@@ -316,6 +314,8 @@ func (c *Client) EncodeBuffersHeld() int64 {
 	return held
 }
 
+// codec returns the cached codec for n shards and an encoding (0: the
+// default one for n).
 func (c *Client) codec(n int, enc coding.Encoding) (*coding.Codec, error) {
 	if enc == 0 {
 		enc = coding.DefaultEncoding(n)
