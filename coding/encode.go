@@ -419,10 +419,7 @@ func (c *Codec) encodeSourceColumns(lay *layout, w *encodeWorker, j0, j1 int) er
 	// slivers stalls the codec's inner loop (measured: 2.7× slower).
 	width := end - start
 	parity := lay.n - lay.np
-	if cap(w.quad) < parity*width {
-		w.quad = make([]byte, parity*width)
-	}
-	scratch := w.quad[:parity*width]
+	scratch := grow(&w.quad, parity*width)
 	for a, b := 0, 0; a < width; a = b {
 		b = min(c.nextCut(a+c.chunkBytes(), s), width)
 		for i := range lay.np {
@@ -513,10 +510,7 @@ func (c *Codec) encodeQuadrantColumns(lay *layout, w *encodeWorker, j0, j1 int) 
 	s, ns := lay.s, lay.ns
 	width := (j1 - j0) * s
 	parity := lay.n - lay.np
-	if cap(w.quad) < parity*width {
-		w.quad = make([]byte, parity*width)
-	}
-	quad := w.quad[:parity*width]
+	quad := grow(&w.quad, parity*width)
 	blockOf := func(i int) []byte { return lay.right[i][(j0-ns)*s : (j1-ns)*s] }
 	if lay.right == nil {
 		gather := grow(&w.gather, lay.np*width)
